@@ -1,0 +1,87 @@
+//! The only unsafe code of skiff-kernel: the raw bpf(2) syscall and adopting the
+//! file descriptors it returns. Attributes are built as plain bytes (`Attr`) at the
+//! offsets of `union bpf_attr` (include/uapi/linux/bpf.h), so no struct layout is
+//! trusted to the compiler.
+#![allow(unsafe_code)]
+
+use std::os::fd::{FromRawFd, OwnedFd};
+
+pub const BPF_MAP_CREATE: u32 = 0;
+pub const BPF_MAP_LOOKUP_ELEM: u32 = 1;
+pub const BPF_MAP_UPDATE_ELEM: u32 = 2;
+pub const BPF_MAP_GET_NEXT_KEY: u32 = 4;
+pub const BPF_PROG_LOAD: u32 = 5;
+pub const BPF_PROG_TEST_RUN: u32 = 10;
+pub const BPF_MAP_FREEZE: u32 = 22;
+
+/// `union bpf_attr` as bytes; 8-byte aligned, larger than any command we use.
+#[repr(C, align(8))]
+pub struct Attr([u8; 160]);
+
+impl Attr {
+    pub fn new() -> Self {
+        Attr([0; 160])
+    }
+    pub fn put_u32(&mut self, off: usize, v: u32) {
+        if let Some(s) = self.0.get_mut(off..off + 4) {
+            s.copy_from_slice(&v.to_ne_bytes());
+        }
+    }
+    pub fn put_u64(&mut self, off: usize, v: u64) {
+        if let Some(s) = self.0.get_mut(off..off + 8) {
+            s.copy_from_slice(&v.to_ne_bytes());
+        }
+    }
+    pub fn put_bytes(&mut self, off: usize, b: &[u8]) {
+        if let Some(s) = self.0.get_mut(off..off + b.len()) {
+            s.copy_from_slice(b);
+        }
+    }
+    pub fn get_u32(&self, off: usize) -> u32 {
+        let mut b = [0u8; 4];
+        if let Some(s) = self.0.get(off..off + 4) {
+            b.copy_from_slice(s);
+        }
+        u32::from_ne_bytes(b)
+    }
+}
+
+/// Pointer as the kernel's `__aligned_u64` user pointer.
+pub fn ptr<T>(p: *const T) -> u64 {
+    p as usize as u64
+}
+
+/// bpf(cmd, attr, size). Returns the non-negative result or the errno.
+///
+/// The caller must have put in `attr` only pointers to live buffers of the sizes the
+/// command's attributes announce; this is what every caller in this crate does by
+/// taking the pointers from slices it holds across the call.
+pub fn bpf(cmd: u32, attr: &mut Attr) -> Result<i64, i32> {
+    // SAFETY: `attr` is a valid, writable 160-byte buffer for the duration of the call;
+    // the kernel reads/writes at most `size` bytes of it. Pointers inside it come from
+    // slices borrowed by the caller for the duration of this call (see doc comment).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            attr.0.as_mut_ptr(),
+            attr.0.len() as libc::c_long,
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
+    } else {
+        Ok(r as i64)
+    }
+}
+
+/// bpf() for a command that returns a new file descriptor.
+pub fn bpf_fd(cmd: u32, attr: &mut Attr) -> Result<OwnedFd, i32> {
+    let r = bpf(cmd, attr)?;
+    let fd = i32::try_from(r).map_err(|_| libc::EBADF)?;
+    // SAFETY: the kernel just returned `fd` as a new descriptor owned by nobody else;
+    // OwnedFd takes sole ownership and closes it on drop.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
