@@ -5,6 +5,14 @@
 
 use skiff_isa::Insn;
 
+mod btf;
+mod core;
+mod maps;
+mod parse;
+mod sections;
+
+pub use sections::classify_section;
+
 /// Kernel program types skiff knows (values of `enum bpf_prog_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProgType {
@@ -39,6 +47,10 @@ pub enum AttachType {
     NetkitPrimary,
     /// BPF_NETKIT_PEER (55)
     NetkitPeer,
+    /// BPF_XDP_DEVMAP (38): `xdp/devmap`, `xdp.frags/devmap`.
+    XdpDevmap,
+    /// BPF_XDP_CPUMAP (35): `xdp/cpumap`, `xdp.frags/cpumap`.
+    XdpCpumap,
 }
 
 impl AttachType {
@@ -49,6 +61,8 @@ impl AttachType {
             AttachType::TcxEgress => 47,
             AttachType::NetkitPrimary => 54,
             AttachType::NetkitPeer => 55,
+            AttachType::XdpDevmap => 38,
+            AttachType::XdpCpumap => 35,
         }
     }
 }
@@ -115,6 +129,10 @@ pub struct MapSpec {
     /// Initial slots (index, target), from BTF `.values`.
     pub slots: Vec<(u32, SlotInit)>,
     pub origin: MapOrigin,
+    /// BTF `map_extra` (bloom filter hashes, arena address); 0 otherwise.
+    pub map_extra: u64,
+    /// BTF `numa_node`; 0 otherwise (libbpf passes it only with BPF_F_NUMA_NODE).
+    pub numa_node: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -122,4 +140,70 @@ pub struct Object {
     pub license: String,
     pub programs: Vec<Program>,
     pub maps: Vec<MapSpec>,
+}
+
+/// Options for [`Object::parse_with`].
+#[derive(Clone, Debug, Default)]
+pub struct ParseOptions {
+    /// Program type for every program, whatever its section says (the CLI's
+    /// `--type xdp|tc`, as bpftool's `prog load ... type`). Also makes sections skiff
+    /// does not recognise loadable.
+    pub force_type: Option<ProgType>,
+}
+
+/// Why an object could not be parsed. Each message names the section, the
+/// instruction index or byte offset, and the symbol where there is one.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ObjectError {
+    /// Not an ELF file, or an ELF file skiff cannot load (class, byte order, machine).
+    #[error("not a loadable eBPF object: {0}")]
+    NotBpfElf(String),
+    /// Structurally broken ELF (truncated headers/sections, bad indices).
+    #[error("malformed ELF: {0}")]
+    Elf(String),
+    /// Broken `.BTF` / `.BTF.ext`.
+    #[error("malformed BTF: {0}")]
+    Btf(String),
+    /// A program section libbpf's naming does not give a type.
+    #[error("section '{section}': unknown program type (section name is not one of xdp, xdp.frags, xdp/..., tc, classifier, action, tc/ingress, tc/egress, tcx/ingress, tcx/egress, netkit/primary, netkit/peer); pass --type xdp|tc to load it anyway")]
+    UnknownSection { section: String },
+    /// A map definition that cannot be used.
+    #[error("map '{map}': {msg}")]
+    Map { map: String, msg: String },
+    /// A relocation that cannot be applied.
+    #[error("section '{section}' insn {insn}: {msg}")]
+    Reloc {
+        section: String,
+        insn: usize,
+        msg: String,
+    },
+    /// Anything else wrong in one section.
+    #[error("section '{section}': {msg}")]
+    Section { section: String, msg: String },
+    /// A feature skiff does not implement (kfuncs, ksyms, CO-RE against kernel types).
+    #[error("not supported: {0}")]
+    NotSupported(String),
+}
+
+impl Object {
+    /// Parses a clang-built eBPF ELF object with the section naming libbpf uses.
+    pub fn parse(bytes: &[u8]) -> Result<Object, ObjectError> {
+        parse::parse(bytes, &ParseOptions::default())
+    }
+
+    /// As [`Object::parse`], with options.
+    pub fn parse_with(bytes: &[u8], opts: &ParseOptions) -> Result<Object, ObjectError> {
+        parse::parse(bytes, opts)
+    }
+
+    /// The program whose function symbol is `name`.
+    pub fn program(&self, name: &str) -> Option<&Program> {
+        self.programs.iter().find(|p| p.name == name)
+    }
+
+    /// Index into [`Object::maps`] of the map called `name` (symbol name, or section
+    /// name for global data).
+    pub fn map_index(&self, name: &str) -> Option<usize> {
+        self.maps.iter().position(|m| m.name == name)
+    }
 }
