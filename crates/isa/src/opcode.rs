@@ -87,3 +87,37 @@ pub const EXIT: u8 = BPF_JMP | BPF_EXIT;
 pub const MAX_BPF_STACK: usize = 512;
 /// r0..r10; r10 is the read-only frame pointer.
 pub const MAX_BPF_REG: u8 = 11;
+
+/// `off` of `BPF_ALU64 | BPF_MOV | BPF_X` for the arena address-space cast (kernel
+/// extension beyond RFC 9669).
+pub const BPF_ADDR_SPACE_CAST: i16 = 1;
+/// Jump op of `may_goto` (`BPF_JMP | BPF_JCOND`, src_reg `BPF_MAY_GOTO`), a kernel extension.
+pub const BPF_JCOND: u8 = 0xe0;
+pub const BPF_MAY_GOTO: u8 = 0;
+/// Atomic load-acquire / store-release (imm of `BPF_STX | BPF_ATOMIC`), kernel extensions.
+pub const BPF_LOAD_ACQ: i32 = 0x100;
+pub const BPF_STORE_REL: i32 = 0x110;
+
+/// `callx`: indirect call through the register in dst_reg (LLVM's encoding; the kernel
+/// does not accept it).
+pub const CALLX: u8 = BPF_JMP | BPF_CALL | BPF_X;
+/// `gotol`: `BPF_JMP32 | BPF_JA`, an unconditional jump whose 32-bit offset is in imm.
+pub const JA32: u8 = BPF_JMP32 | BPF_JA;
+pub const JA: u8 = BPF_JMP | BPF_JA;
+
+/// The kernel's field macros (include/uapi/linux/bpf_common.h).
+pub const fn bpf_class(code: u8) -> u8 {
+    code & 0x07
+}
+pub const fn bpf_size(code: u8) -> u8 {
+    code & 0x18
+}
+pub const fn bpf_mode(code: u8) -> u8 {
+    code & 0xe0
+}
+pub const fn bpf_op(code: u8) -> u8 {
+    code & 0xf0
+}
+pub const fn bpf_src(code: u8) -> u8 {
+    code & 0x08
+}
