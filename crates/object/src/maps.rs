@@ -297,29 +297,45 @@ fn btf_maps(
                 ),
             ));
         }
-        if u64::from(def.size_or_type) > u64::from(vi.size) {
-            return Err(merr(
-                &name,
-                format!("invalid definition size {} > {}", def.size_or_type, vi.size),
-            ));
-        }
-        if u64::from(vi.offset) + u64::from(vi.size) > sec.size {
+        // clang leaves DATASEC var offsets 0; libbpf (btf_fixup_datasec) takes them from
+        // the ELF symbol of the same name.
+        let (voff, vsize) = match elf
+            .syms
+            .iter()
+            .find(|s| s.shndx == idx && s.name == name && s.typ != STT_SECTION)
+        {
+            Some(s) => (
+                s.value,
+                if s.size != 0 {
+                    s.size
+                } else {
+                    u64::from(vi.size)
+                },
+            ),
+            None => (u64::from(vi.offset), u64::from(vi.size)),
+        };
+        if voff.checked_add(vsize).is_none_or(|e| e > sec.size) {
             return Err(merr(
                 &name,
                 format!(
                     "definition at offset {:#x} size {:#x} exceeds section '.maps' ({:#x} bytes)",
-                    vi.offset, vi.size, sec.size
+                    voff, vsize, sec.size
                 ),
             ));
         }
         let (mut m, values_off) = parse_btf_map_def(btf, &name, def_id, false)?;
         m.origin = MapOrigin::Btf;
-        out.map_at
-            .insert((idx, u64::from(vi.offset)), out.maps.len());
+        if u64::from(def.size_or_type) > vsize {
+            return Err(merr(
+                &name,
+                format!("invalid definition size {} > {vsize}", def.size_or_type),
+            ));
+        }
+        out.map_at.insert((idx, voff), out.maps.len());
         pos.push(BtfMapPos {
             index: out.maps.len(),
-            offset: u64::from(vi.offset),
-            size: u64::from(vi.size),
+            offset: voff,
+            size: vsize,
             values_off,
         });
         out.maps.push(m);

@@ -758,17 +758,18 @@ fn reloc_insn(
             .saturating_add(i64::from(insn.imm));
         let t = usize::try_from(off / 8)
             .map_err(|_| reloc_err(&sec, si, where_("negative function address")))?;
-        let (linked, frame) =
-            match resolve_sub(ctx, out, placed, t) {
-                Some(r) => r?,
-                None => return Err(reloc_err(
+        let (linked, frame) = match resolve_sub(ctx, out, placed, t) {
+            Some(r) => r?,
+            None => {
+                return Err(reloc_err(
                     &sec,
                     si,
                     where_(&format!(
                         "function address '{sname}' (.text insn {t}) is not in any .text function"
                     )),
-                )),
-            };
+                ))
+            }
+        };
         set_imm(out, at, linked, &sec, si)?;
         if let Some(x) = out.get_mut(at) {
             x.src = BPF_PSEUDO_FUNC;
