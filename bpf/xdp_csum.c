@@ -1,7 +1,7 @@
 /* xdp_csum: bpf_csum_diff's return values. For IPv4 frames: [0] csum_diff(NULL, 0,
  * ip header, 20, 0) (the raw 32-bit sum of the header), [1] folded into a checksum
  * (0 for a correct header), [2] the diff of replacing daddr with 10.0.0.1 seeded with
- * ~check, [3] csum_diff with a size not a multiple of 4 (-EINVAL), [4] the check
+ * ~check, [3] csum_diff over 6 bytes (6.18 accepts sizes not a multiple of 4), [4] the check
  * field recomputed from [2]. Results in ARRAY `sums`. XDP_PASS. */
 #include "common.h"
 

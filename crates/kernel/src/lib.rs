@@ -277,6 +277,19 @@ impl KernelObject {
                 errno: libc::E2BIG,
                 log: String::new(),
             })?;
+            // Callbacks (bpf_loop etc.) need BTF func_info; the object carries none, so
+            // a minimal one is synthesised with every subprogram static.
+            let func_btf = if needs_func_info(&p.insns) {
+                Some(
+                    FuncBtf::load(&p.insns).map_err(|errno| KernelError::ProgLoad {
+                        prog: p.name.clone(),
+                        errno,
+                        log: "loading the synthesised func_info BTF failed".into(),
+                    })?,
+                )
+            } else {
+                None
+            };
             let load = |log: Option<&mut Vec<u8>>| {
                 let mut a = Attr::new();
                 a.put_u32(0, p.prog_type.kernel_id());
@@ -296,6 +309,12 @@ impl KernelObject {
                 }
                 if !fd_array.is_empty() {
                     a.put_u64(120, sys::ptr(fd_array.as_ptr()));
+                }
+                if let Some(fb) = &func_btf {
+                    a.put_u32(72, fb.fd.as_raw_fd() as u32);
+                    a.put_u32(76, 8);
+                    a.put_u64(80, sys::ptr(fb.func_info.as_ptr()));
+                    a.put_u32(88, (fb.func_info.len() / 2) as u32);
                 }
                 sys::bpf_fd(sys::BPF_PROG_LOAD, &mut a)
             };
@@ -545,6 +564,72 @@ impl KernelObject {
             }
         }
         Ok(out)
+    }
+}
+
+/// True when the program takes a function's address (`ld_imm64` src BPF_PSEUDO_FUNC),
+/// which the verifier accepts only with BTF func_info.
+fn needs_func_info(insns: &[skiff_isa::Insn]) -> bool {
+    insns.iter().any(|i| i.code == 0x18 && i.src == 4)
+}
+
+/// A minimal BTF (int, one `int (void)` prototype, one FUNC per subprogram) and the
+/// func_info records (insn_off, type_id) pointing at it.
+struct FuncBtf {
+    fd: OwnedFd,
+    func_info: Vec<u32>,
+}
+
+impl FuncBtf {
+    fn load(insns: &[skiff_isa::Insn]) -> Result<FuncBtf, i32> {
+        // Subprogram starts: 0, targets of bpf-to-bpf calls and of BPF_PSEUDO_FUNC.
+        let mut starts = vec![0i64];
+        for (i, insn) in insns.iter().enumerate() {
+            let call = insn.code == 0x85 && insn.src == 1;
+            let func = insn.code == 0x18 && insn.src == 4;
+            if call || func {
+                starts.push(i as i64 + i64::from(insn.imm) + 1);
+            }
+        }
+        starts.sort();
+        starts.dedup();
+        if starts.iter().any(|&s| s < 0 || s as usize >= insns.len()) {
+            return Err(libc::EINVAL);
+        }
+        let mut strings = b"\0int\0".to_vec();
+        let mut types: Vec<u32> = vec![
+            1,
+            1 << 24,
+            4,
+            (1 << 24) | 32, // [1] INT "int", signed, 32 bits
+            0,
+            13 << 24,
+            1, // [2] FUNC_PROTO int (void)
+        ];
+        let mut func_info = Vec::new();
+        for (n, s) in starts.iter().enumerate() {
+            let name_off = strings.len() as u32;
+            strings.extend_from_slice(format!("f{n}\0").as_bytes());
+            let linkage = if n == 0 { 1 } else { 0 }; // main global, subprograms static
+            types.extend_from_slice(&[name_off, (12 << 24) | linkage, 2]);
+            func_info.extend_from_slice(&[*s as u32, 3 + n as u32]);
+        }
+        let type_len = (types.len() * 4) as u32;
+        let mut blob = Vec::new();
+        blob.extend_from_slice(&0xeb9fu16.to_ne_bytes());
+        blob.extend_from_slice(&[1, 0]);
+        for v in [24u32, 0, type_len, type_len, strings.len() as u32] {
+            blob.extend_from_slice(&v.to_ne_bytes());
+        }
+        for t in &types {
+            blob.extend_from_slice(&t.to_ne_bytes());
+        }
+        blob.extend_from_slice(&strings);
+        let mut a = Attr::new();
+        a.put_u64(0, sys::ptr(blob.as_ptr()));
+        a.put_u32(16, blob.len() as u32);
+        let fd = sys::bpf_fd(sys::BPF_BTF_LOAD, &mut a)?;
+        Ok(FuncBtf { fd, func_info })
     }
 }
 
