@@ -15,6 +15,7 @@ pub const BPF_MAP_TYPE_HASH_OF_MAPS: u32 = 13;
 /// Highest `enum bpf_map_type` value in Linux 6.18 (BPF_MAP_TYPE_ARENA).
 pub const MAX_MAP_TYPE: u32 = 33;
 pub const BPF_F_RDONLY_PROG: u32 = 0x80;
+const KMALLOC_MAX_SIZE: u32 = 4 << 20;
 
 pub struct MapsOut {
     pub maps: Vec<MapSpec>,
@@ -104,6 +105,14 @@ pub fn collect(
             section: n.to_string(),
             msg: format!("size {:#x} too large for an array map value", s.size),
         })?;
+        // kernel/bpf/arraymap.c: array_map_alloc_check refuses value_size >
+        // KMALLOC_MAX_SIZE (4 MiB with 4 KiB pages) with E2BIG.
+        if size > KMALLOC_MAX_SIZE {
+            return Err(ObjectError::Section {
+                section: n.to_string(),
+                msg: format!("global data of {size} bytes exceeds the kernel's array value limit of {KMALLOC_MAX_SIZE} bytes (E2BIG)"),
+            });
+        }
         let mut m = blank(
             n,
             MapOrigin::GlobalData {
@@ -361,7 +370,10 @@ fn btf_maps(
         }
         let p = pos
             .iter()
-            .find(|p| p.offset <= r.offset && r.offset + 8 <= p.offset + p.size)
+            .find(|p| {
+                p.offset <= r.offset
+                    && r.offset.saturating_add(8) <= p.offset.saturating_add(p.size)
+            })
             .ok_or_else(|| ObjectError::Section {
                 section: ".maps".into(),
                 msg: format!("{}: not inside any map definition", ctx()),
