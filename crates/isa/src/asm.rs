@@ -217,13 +217,14 @@ fn encode_line(m: &str, ops: &[&str]) -> Result<Encoded, String> {
         ("be", BPF_ALU | BPF_END | BPF_TO_BE),
         ("le", BPF_ALU | BPF_END | BPF_TO_LE),
     ] {
-        if let Some(width) = m.strip_prefix(prefix) {
-            if let w @ ("16" | "32" | "64") = width {
-                count(m, ops, 1)?;
-                let imm: i32 = w.parse().map_err(|_| format!("bad width in `{m}`"))?;
-                return Ok(one(Insn::new(code, reg(ops[0])?, 0, 0, imm)));
-            }
-        }
+        let imm = match m.strip_prefix(prefix) {
+            Some("16") => 16,
+            Some("32") => 32,
+            Some("64") => 64,
+            _ => continue,
+        };
+        count(m, ops, 1)?;
+        return Ok(one(Insn::new(code, reg(ops[0])?, 0, 0, imm)));
     }
 
     // Sign-extending moves: movsx832, movsx1632, movsx864, movsx1664, movsx3264.

@@ -123,7 +123,7 @@ pub fn validate(insns: &[Insn]) -> Result<(), ValidateError> {
                 return Err(err(
                     from,
                     format!(
-                        "jump to instruction {to} leaves its subprogram (instructions {start}..{last})"
+                        "jump to instruction {to} leaves its subprogram (instructions {start} to {last})"
                     ),
                 ));
             }
