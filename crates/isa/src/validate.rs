@@ -284,8 +284,12 @@ fn check_alu(insn: &Insn) -> Result<(), String> {
                 (_, 0) | (_, 8) | (_, 16) | (true, 32) => {}
                 (_, off) => {
                     return Err(format!(
-                        "movsx width (off) must be 0, 8, 16{}, is {off} (opcode 0x{code:02x})",
-                        if alu64 { " or 32" } else { "" }
+                        "movsx width (off) must be {}, is {off} (opcode 0x{code:02x})",
+                        if alu64 {
+                            "0, 8, 16 or 32"
+                        } else {
+                            "0, 8 or 16"
+                        }
                     ))
                 }
             }

@@ -169,7 +169,7 @@ fn rejections_say_where_and_why() {
         (
             prog(&[i(0xbc, 0, 1, 32, 0)]),
             0,
-            "movsx width (off) must be 0, 8, 16, is 32",
+            "movsx width (off) must be 0, 8 or 16, is 32",
         ),
         (
             prog(&[i(0xbf, 0, 1, 4, 0)]),
