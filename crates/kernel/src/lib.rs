@@ -380,6 +380,22 @@ impl KernelObject {
         self.maps.iter().map(|m| m.spec.name.clone()).collect()
     }
 
+    /// The kernel's id of a program (what a PROG_ARRAY dump returns), from
+    /// BPF_OBJ_GET_INFO_BY_FD.
+    pub fn prog_id(&self, prog: &str) -> Result<u32, KernelError> {
+        let fd = self.prog_fd(prog)?;
+        let mut info = [0u8; 256]; // struct bpf_prog_info prefix: type u32, id u32, ...
+        let mut a = Attr::new();
+        a.put_u32(0, fd as u32);
+        a.put_u32(4, info.len() as u32);
+        a.put_u64(8, sys::ptr(info.as_mut_ptr()));
+        sys::bpf(sys::BPF_OBJ_GET_INFO_BY_FD, &mut a).map_err(|errno| KernelError::TestRun {
+            prog: prog.to_string(),
+            errno,
+        })?;
+        Ok(u32::from_ne_bytes([info[4], info[5], info[6], info[7]]))
+    }
+
     /// Names of the programs, in object order.
     pub fn prog_names(&self) -> Vec<String> {
         self.progs.iter().map(|p| p.name.clone()).collect()

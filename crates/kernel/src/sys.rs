@@ -14,6 +14,7 @@ pub const BPF_PROG_LOAD: u32 = 5;
 pub const BPF_PROG_TEST_RUN: u32 = 10;
 pub const BPF_MAP_FREEZE: u32 = 22;
 pub const BPF_BTF_LOAD: u32 = 18;
+pub const BPF_OBJ_GET_INFO_BY_FD: u32 = 15;
 
 /// `union bpf_attr` as bytes; 8-byte aligned, larger than any command we use.
 #[repr(C, align(8))]

@@ -1,0 +1,403 @@
+//! Shared by the differential tests (`mod common;`): the named packet set, the cases
+//! (corpus object, program, map contents, repeat, ctx) and the kernel's result for a
+//! case and packet, normalised so skiff's result can be compared field by field.
+//! Needs dev-dependencies `skiff-kernel` (feature `testpkt`) and `skiff-object`.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use skiff_kernel::testpkt;
+use skiff_kernel::{KernelObject, TestRun};
+
+pub use skiff_kernel::testpkt::packets;
+
+/// A map update a case makes before running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapVal {
+    /// The value bytes as BPF_MAP_UPDATE_ELEM takes them.
+    Bytes(Vec<u8>),
+    /// A PROG_ARRAY slot: this program of the same object.
+    Prog(&'static str),
+}
+
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// bpf/ file stem.
+    pub object: &'static str,
+    pub prog: &'static str,
+    /// (map, key, value), applied in order with flags BPF_ANY.
+    pub map_updates: Vec<(&'static str, Vec<u8>, MapVal)>,
+    pub repeat: u32,
+    /// `struct xdp_md` (24 bytes) or `struct __sk_buff` (192 bytes); when given, the
+    /// same size is asked back as ctx_out.
+    pub ctx_in: Option<Vec<u8>>,
+}
+
+impl Case {
+    /// A readable name: `object/prog[+n updates][xrepeat]`.
+    pub fn name(&self) -> String {
+        let mut n = format!("{}/{}", self.object, self.prog);
+        if !self.map_updates.is_empty() {
+            n.push_str(&format!("+{}upd", self.map_updates.len()));
+        }
+        if self.repeat > 1 {
+            n.push_str(&format!("x{}", self.repeat));
+        }
+        if self.ctx_in.is_some() {
+            n.push_str("+ctx");
+        }
+        n
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaseResult {
+    /// The program's return value, or the errno of a run the kernel refused.
+    pub retval: Result<u32, i32>,
+    /// Empty when the run was refused.
+    pub data_out: Vec<u8>,
+    pub ctx_out: Option<Vec<u8>>,
+    /// Every dumpable map (RINGBUF is not), normalised by [`normalise_maps`].
+    pub maps: BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>,
+}
+
+fn u32k(i: u32) -> Vec<u8> {
+    i.to_ne_bytes().to_vec()
+}
+
+fn u64v(v: u64) -> Vec<u8> {
+    v.to_ne_bytes().to_vec()
+}
+
+fn b(v: Vec<u8>) -> MapVal {
+    MapVal::Bytes(v)
+}
+
+fn case(object: &'static str, prog: &'static str) -> Case {
+    Case {
+        object,
+        prog,
+        map_updates: Vec::new(),
+        repeat: 1,
+        ctx_in: None,
+    }
+}
+
+fn with(mut c: Case, map: &'static str, key: Vec<u8>, val: MapVal) -> Case {
+    c.map_updates.push((map, key, val));
+    c
+}
+
+fn repeat(mut c: Case, n: u32) -> Case {
+    c.repeat = n;
+    c
+}
+
+fn ctx(mut c: Case, ctx: Vec<u8>) -> Case {
+    c.ctx_in = Some(ctx);
+    c
+}
+
+/// `struct __sk_buff` (192 bytes) with mark, priority and cb[0..5] set.
+pub fn skb_ctx(mark: u32, priority: u32, cb: [u32; 5]) -> Vec<u8> {
+    let mut c = vec![0u8; 192];
+    c[8..12].copy_from_slice(&mark.to_ne_bytes());
+    c[32..36].copy_from_slice(&priority.to_ne_bytes());
+    for (i, v) in cb.iter().enumerate() {
+        c[48 + 4 * i..52 + 4 * i].copy_from_slice(&v.to_ne_bytes());
+    }
+    c
+}
+
+/// `struct xdp_md` (24 bytes) with ingress_ifindex and rx_queue_index.
+pub fn xdp_ctx(ingress_ifindex: u32, rx_queue_index: u32) -> Vec<u8> {
+    let mut c = vec![0u8; 24];
+    c[12..16].copy_from_slice(&ingress_ifindex.to_ne_bytes());
+    c[16..20].copy_from_slice(&rx_queue_index.to_ne_bytes());
+    c
+}
+
+fn svc_key(vip: [u8; 4], port: u16, proto: u8) -> Vec<u8> {
+    let mut k = vip.to_vec();
+    k.extend_from_slice(&port.to_be_bytes());
+    k.extend_from_slice(&[proto, 0]);
+    k
+}
+
+fn addr_port(ip: [u8; 4], port: u16) -> Vec<u8> {
+    let mut v = ip.to_vec();
+    v.extend_from_slice(&port.to_be_bytes());
+    v.extend_from_slice(&[0, 0]);
+    v
+}
+
+/// Every corpus program, with map contents that exercise its paths. Each case is
+/// meant to be run on every packet of [`packets`] with a fresh load of the object.
+pub fn cases() -> Vec<Case> {
+    let blocked_24 = vec![0x18, 0, 0, 0, 192, 168, 1, 0];
+    let backend0 = vec![10, 0, 1, 1, 0x02, 0, 0, 0, 1, 1, 0, 0];
+    let police = |rate: u64, burst: u64| {
+        let mut v = u64v(rate);
+        v.extend_from_slice(&u64v(burst));
+        v
+    };
+    let mut v = vec![
+        case("xdp_count", "xdp_count"),
+        repeat(case("xdp_count", "xdp_count"), 3),
+        case("xdp_fw", "xdp_fw"),
+        with(
+            case("xdp_fw", "xdp_fw"),
+            "blocked",
+            blocked_24.clone(),
+            b(vec![1]),
+        ),
+        with(
+            with(case("xdp_fw", "xdp_fw"), "blocked", blocked_24, b(vec![1])),
+            "blocked",
+            vec![0x08, 0, 0, 0, 10, 0, 0, 0],
+            b(vec![2]),
+        ),
+        case("xdp_lb", "xdp_lb"),
+        with(
+            with(
+                case("xdp_lb", "xdp_lb"),
+                "services",
+                svc_key(testpkt::LB_VIP, testpkt::LB_PORT, 6),
+                b(u32k(0)),
+            ),
+            "backends",
+            u32k(0),
+            b(backend0.clone()),
+        ),
+        // a UDP service (checksum fix-up over UDP) and a service whose backend is unset
+        with(
+            with(
+                with(
+                    case("xdp_lb", "xdp_lb"),
+                    "services",
+                    svc_key(testpkt::IP_DST, 53, 17),
+                    b(u32k(1)),
+                ),
+                "services",
+                svc_key(testpkt::IP_DST, 443, 6),
+                b(u32k(2)),
+            ),
+            "backends",
+            u32k(1),
+            b(backend0),
+        ),
+        case("xdp_redirect", "xdp_redirect_devmap"),
+        with(
+            case("xdp_redirect", "xdp_redirect_devmap"),
+            "tx_port",
+            u32k(0),
+            b(u32k(1)),
+        ),
+        case("xdp_redirect", "xdp_redirect_devhash"),
+        with(
+            case("xdp_redirect", "xdp_redirect_devhash"),
+            "tx_hash",
+            u32k(1),
+            b(u32k(1)),
+        ),
+        case("xdp_redirect", "xdp_redirect_ifindex"),
+        with(
+            case("xdp_redirect", "xdp_redirect_ifindex"),
+            "redirect_cfg",
+            u32k(0),
+            b(u32k(1)),
+        ),
+        case("xdp_encap", "xdp_ipip_encap"),
+        case("xdp_encap", "xdp_ipip_decap"),
+        case("xdp_encap", "xdp_meta"),
+        // metadata grows by 4 each run, limit 32: the 9th run aborts (KERNEL-NOTES 2)
+        repeat(case("xdp_encap", "xdp_meta"), 9),
+        case("xdp_encap", "xdp_trim"),
+        case("tc_classify", "cls_main"),
+        ctx(case("tc_classify", "cls_main"), skb_ctx(300, 5, [0; 5])),
+        ctx(
+            case("tc_classify", "cls_fields"),
+            skb_ctx(7, 3, [41, 1, 2, 3, 4]),
+        ),
+        case("tc_classify", "cls_fields"),
+        case("tc_police", "tc_police"),
+        // rate 0, burst 100: the first packet of a flow passes, the second is shot
+        // unless it fits the remaining tokens; independent of time.
+        with(
+            repeat(case("tc_police", "tc_police"), 2),
+            "police_cfg",
+            u32k(0),
+            b(police(0, 100)),
+        ),
+        with(
+            repeat(case("tc_police", "tc_police"), 3),
+            "police_cfg",
+            u32k(0),
+            b(police(0, 200)),
+        ),
+        case("tc_nat", "tc_nat"),
+        with(
+            with(
+                case("tc_nat", "tc_nat"),
+                "nat_rules",
+                svc_key(testpkt::IP_DST, 443, 6),
+                b(addr_port([10, 0, 0, 3], 8443)),
+            ),
+            "nat_rules",
+            svc_key(testpkt::IP_DST, 53, 17),
+            b(addr_port([10, 0, 0, 4], 5353)),
+        ),
+        case("tail_call", "xdp_dispatch"),
+        with(
+            case("tail_call", "xdp_dispatch"),
+            "jmp_table",
+            u32k(1),
+            MapVal::Prog("handle_icmp"),
+        ),
+        case("tail_call", "handle_udp"),
+        case("calls_loops", "xdp_calls_loops"),
+        case("global_data", "xdp_global"),
+        repeat(case("global_data", "xdp_global"), 3),
+        case("xdp_maps", "xdp_maps"),
+        repeat(case("xdp_maps", "xdp_maps"), 2),
+        case("xdp_queue", "xdp_queue"),
+        repeat(case("xdp_queue", "xdp_queue"), 4),
+        case("xdp_csum", "xdp_csum"),
+        case("xdp_ringbuf", "xdp_ringbuf"),
+        case("tc_vlan", "tc_vlan_push"),
+        case("tc_vlan", "tc_vlan_pop"),
+        case("tc_vlan", "tc_adjust_room"),
+        case("tc_helpers", "tc_helpers"),
+    ];
+    for (kind, ifindex) in [(0u32, 1u32), (1, 1), (2, 1), (3, 0x7fff), (4, 1)] {
+        v.push(with(
+            with(
+                case("tc_helpers", "tc_redirects"),
+                "redir_cfg",
+                u32k(0),
+                b(u32k(kind)),
+            ),
+            "redir_cfg",
+            u32k(1),
+            b(u32k(ifindex)),
+        ));
+    }
+    v.push(with(
+        ctx(case("xdp_redirect", "xdp_redirect_devhash"), xdp_ctx(1, 0)),
+        "tx_hash",
+        u32k(1),
+        b(u32k(1)),
+    ));
+    v
+}
+
+/// The corpus sources: `$SKIFF_BPF_DIR`, else the workspace's `bpf/`.
+fn bpf_dir() -> PathBuf {
+    match std::env::var_os("SKIFF_BPF_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bpf"),
+    }
+}
+
+fn out_dir() -> PathBuf {
+    match option_env!("CARGO_TARGET_TMPDIR") {
+        Some(d) => PathBuf::from(d).join("bpf"),
+        None => std::env::temp_dir().join("skiff-bpf"),
+    }
+}
+
+/// bpf/<stem>.c compiled (cached by mtime), or None when clang-19 is missing or the
+/// compilation fails (the reason is printed).
+pub fn bpf_object(stem: &str) -> Option<PathBuf> {
+    match skiff_kernel::clang::compile(&bpf_dir().join(format!("{stem}.c")), &out_dir()) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("cannot compile bpf/{stem}.c: {e}");
+            None
+        }
+    }
+}
+
+/// Why the differential tests cannot run here (not root, no bpf(), no clang-19).
+pub fn skip_reason() -> Option<String> {
+    if let Err(e) = skiff_kernel::available() {
+        return Some(e);
+    }
+    skiff_kernel::clang::available().err()
+}
+
+/// Time-dependent bytes zeroed so kernel and skiff results compare: tc_police's
+/// `buckets` values hold `last_ns` (bpf_ktime_get_ns) at bytes 24..32.
+pub fn mask_time(object: &str, maps: &mut BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>) {
+    if object == "tc_police" {
+        if let Some(entries) = maps.get_mut("buckets") {
+            for (_, v) in entries.iter_mut() {
+                if let Some(ts) = v.get_mut(24..32) {
+                    ts.fill(0);
+                }
+            }
+        }
+    }
+}
+
+/// The kernel's result for `case` on `pkt`: a fresh load of the object, the case's map
+/// updates, one BPF_PROG_TEST_RUN, every map dumped. Normalised: entries sorted by
+/// key, per-CPU values as the syscall gives them (possible_cpus slots of
+/// round_up(value_size, 8)), PROG_ARRAY values replaced by the program's name (UTF-8
+/// bytes) instead of the kernel's program id, time-dependent fields masked
+/// ([`mask_time`]). Err is a setup failure (compile, parse, load, map update), not a
+/// refused run (that is `retval: Err(errno)`).
+pub fn kernel_result(case: &Case, pkt: &[u8]) -> Result<CaseResult, String> {
+    let path =
+        bpf_object(case.object).ok_or_else(|| format!("bpf/{}.c does not compile", case.object))?;
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let obj =
+        skiff_object::Object::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let k = KernelObject::load(&obj).map_err(|e| format!("{}: {e}", case.object))?;
+    for (map, key, val) in &case.map_updates {
+        let r = match val {
+            MapVal::Bytes(v) => k.map_update(map, key, v, 0),
+            MapVal::Prog(p) => k.map_update_prog(map, key, p),
+        };
+        r.map_err(|e| format!("{}: {e}", case.name()))?;
+    }
+    let ctx_len = case.ctx_in.as_ref().map_or(0, |c| c.len());
+    let opts = TestRun {
+        data_in: pkt,
+        ctx_in: case.ctx_in.as_deref(),
+        repeat: case.repeat,
+        data_size_out: u32::try_from(pkt.len() + 512).map_err(|e| e.to_string())?,
+        ctx_size_out: u32::try_from(ctx_len).map_err(|e| e.to_string())?,
+    };
+    let (retval, data_out, ctx_out) = match k.test_run(case.prog, &opts) {
+        Ok(r) => (Ok(r.retval), r.data_out, r.ctx_out),
+        Err(e) => match e.errno() {
+            Some(errno) => (Err(errno), Vec::new(), None),
+            None => return Err(format!("{}: {e}", case.name())),
+        },
+    };
+    let mut maps = k.dump_all().map_err(|e| format!("{}: {e}", case.name()))?;
+    // PROG_ARRAY: kernel ids -> program names
+    let ids: Vec<(Vec<u8>, String)> = k
+        .prog_names()
+        .into_iter()
+        .filter_map(|n| Some((k.prog_id(&n).ok()?.to_ne_bytes().to_vec(), n)))
+        .collect();
+    for (name, entries) in maps.iter_mut() {
+        if k.map_type(name).ok() == Some(skiff_kernel::map_type::PROG_ARRAY) {
+            for (_, v) in entries.iter_mut() {
+                if let Some((_, n)) = ids.iter().find(|(id, _)| id == v) {
+                    *v = n.as_bytes().to_vec();
+                }
+            }
+        }
+    }
+    mask_time(case.object, &mut maps);
+    Ok(CaseResult {
+        retval,
+        data_out,
+        ctx_out,
+        maps,
+    })
+}
