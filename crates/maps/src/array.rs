@@ -139,6 +139,21 @@ impl ArrayMap {
         self.values(index).ok_or(ENOENT)
     }
 
+    /// The syscall buffer of a per-CPU value (bpf_percpu_array_copy: padding included).
+    pub(crate) fn sys_lookup_padded(&self, key: &[u8]) -> Result<Vec<u8>, Errno> {
+        let index = key_u32(key).ok_or(EINVAL)?;
+        if index >= self.max {
+            return Err(ENOENT);
+        }
+        let mut out = vec![0u8; self.elem * self.ncpu];
+        let off = self.offset(index, 0).ok_or(ENOENT)?;
+        if self.block.read(off, &mut out) {
+            Ok(out)
+        } else {
+            Err(ENOENT)
+        }
+    }
+
     pub(crate) fn dump(&self) -> Vec<(Vec<u8>, MapValue)> {
         (0..self.max)
             .filter_map(|i| self.values(i).map(|v| (i.to_ne_bytes().to_vec(), v)))

@@ -423,6 +423,14 @@ impl HashTable {
         self.read_values(slot)
     }
 
+    /// The syscall buffer of a per-CPU value: each CPU's copy with its padding to 8
+    /// bytes, as bpf_percpu_hash_copy copies it.
+    pub(crate) fn sys_lookup_padded(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let slot = self.state.lock().entries.get(key)?.slot;
+        let mut out = vec![0u8; self.elem.checked_mul(self.ncpu)?];
+        self.block.read(self.off(slot, 0)?, &mut out).then_some(out)
+    }
+
     fn ordered_keys(&self, numeric: bool) -> Vec<(Vec<u8>, usize)> {
         let st = self.state.lock();
         let mut keys: Vec<(Vec<u8>, usize)> = st

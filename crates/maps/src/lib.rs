@@ -4,7 +4,7 @@
 //!
 //! Program-side calls (`lookup`, `update`, `delete`, `push`/`pop`/`peek`, `ringbuf_*`)
 //! mirror the BPF helpers; `sys_*` calls mirror the bpf(2) syscall as bpftool and libbpf
-//! see it. Differences from the kernel are listed in `DIFFERENCES` below and in the
+//! see it. Differences from the kernel are listed below and in the
 //! documentation of each function.
 //!
 //! # Differences from the kernel (documented, deliberate)
@@ -912,19 +912,21 @@ impl Map {
     /// possible_cpus values each padded to 8 bytes; others the value_size bytes
     /// (PROG_ARRAY / map-in-map: the u32 id).
     pub fn sys_lookup_raw(&self, key: &[u8]) -> Result<Vec<u8>, Errno> {
-        let v = self.sys_lookup(key)?;
-        Ok(match v {
+        if self.attr.map_type.is_percpu() {
+            self.sys_may_read()?;
+            if key.len() != self.attr.key_size as usize {
+                return Err(EINVAL);
+            }
+            return match &self.kind {
+                Kind::Array(a) => a.sys_lookup_padded(key),
+                Kind::Hash(h) => h.sys_lookup_padded(key).ok_or(ENOENT),
+                _ => Err(EINVAL),
+            };
+        }
+        Ok(match self.sys_lookup(key)? {
             MapValue::Single(b) => b,
             MapValue::Map(id) | MapValue::Prog(id) => id.to_ne_bytes().to_vec(),
-            MapValue::PerCpu(vals) => {
-                let r = round_up8(self.attr.value_size as usize).unwrap_or(0);
-                let mut out = Vec::with_capacity(r * vals.len());
-                for mut v in vals {
-                    v.resize(r, 0);
-                    out.extend_from_slice(&v);
-                }
-                out
-            }
+            MapValue::PerCpu(vals) => vals.concat(),
         })
     }
 
