@@ -1,1 +1,43 @@
-fn main() {}
+//! The `skiff` command: inspect, disassemble and run eBPF objects.
+
+mod conformance;
+mod maps;
+mod prog;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "skiff",
+    version,
+    about = "The Linux eBPF packet datapath, in userspace"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect, disassemble and test-run programs of an eBPF object.
+    #[command(subcommand)]
+    Prog(prog::ProgCmd),
+    /// The bpf_conformance runner's plugin protocol: program bytes as hex on
+    /// stdin, input memory as hex in the first argument, r0 in hex on stdout.
+    ConformancePlugin {
+        /// Input memory, hex bytes (spaces allowed).
+        memory: Option<String>,
+        /// Accepted for compatibility with the runner; ignored.
+        #[arg(long, hide = true)]
+        elf: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.cmd {
+        Command::Prog(cmd) => prog::main(cmd),
+        Command::ConformancePlugin { memory, .. } => conformance::main(memory.as_deref()),
+    };
+    std::process::exit(code);
+}

@@ -124,6 +124,13 @@ fn errstr(errno: i32) -> String {
     )
 }
 
+/// Pin the calling thread to `cpu`, so BPF_PROG_TEST_RUN runs there and per-CPU
+/// map values land in that CPU's slot (skiff's single-run commands are CPU 0).
+pub fn pin_current_thread(cpu: usize) -> Result<(), KernelError> {
+    sys::pin_current_thread(cpu)
+        .map_err(|e| KernelError::Io(format!("sched_setaffinity(cpu {cpu}): errno {e}")))
+}
+
 /// Number of possible CPUs (`/sys/devices/system/cpu/possible`, e.g. "0-1" or "0,2-3"):
 /// the number of slots in a per-CPU map value as the syscall returns it.
 pub fn possible_cpus() -> Result<usize, KernelError> {

@@ -1,1 +1,20 @@
+//! skiff-net: the datapath. For now: packet buffers (`XdpBuff`, `SkBuff`), the
+//! program contexts over them (`struct xdp_md`, `struct __sk_buff` with the
+//! kernel's ctx rewriting rules), the networking helpers, and `test_run`
+//! (BPF_PROG_TEST_RUN semantics for XDP and TC programs).
 
+pub mod buff;
+pub mod ctx;
+pub mod helpers;
+pub mod test_run;
+
+pub use buff::{Redirect, SkBuff, XdpBuff};
+
+use std::sync::Arc;
+
+/// The helper table for XDP and TC programs: generic helpers plus networking ones.
+pub fn helper_table() -> Arc<skiff_vm::HelperTable> {
+    let mut t = skiff_vm::HelperTable::generic();
+    helpers::register(&mut t);
+    Arc::new(t)
+}

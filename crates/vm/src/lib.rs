@@ -1,1 +1,110 @@
+//! skiff-vm: runs linked eBPF programs. It owns the program as loaded (ld_imm64
+//! resolved to real addresses), the run's memory regions, the interpreter, the one
+//! helper table both engines call, generic helpers (maps, time, tail calls, ringbuf,
+//! trace_printk) and the object-level loader (`Collection`). It knows nothing of
+//! packets: program contexts (xdp_md, __sk_buff) implement [`Context`] in skiff-net.
 
+pub mod collection;
+pub mod conformance;
+pub mod helpers;
+pub mod interp;
+pub mod mem;
+pub mod program;
+pub mod state;
+
+pub use collection::{Collection, LoadError, LoadOptions};
+pub use helpers::{HelperDef, HelperFn, HelperTable};
+pub use mem::{Region, RegionKind, Regions};
+pub use program::Program;
+pub use skiff_object::ProgType;
+pub use state::{Clock, Env, RunState, Vm};
+
+use std::any::Any;
+
+/// Why a run ended abnormally. The kernel's verifier would have refused such a
+/// program; skiff ends the run instead (XDP_ABORTED / TC_ACT_SHOT for the packet).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VmError {
+    #[error("out-of-bounds {} of {len} bytes at {addr:#x}", if *write { "write" } else { "read" })]
+    OutOfBounds { addr: u64, len: u64, write: bool },
+    #[error("write of {len} bytes to read-only memory at {addr:#x}")]
+    ReadOnly { addr: u64, len: u64 },
+    #[error("misaligned atomic access of {len} bytes at {addr:#x}")]
+    Misaligned { addr: u64, len: u64 },
+    #[error("invalid context access: {0}")]
+    Ctx(String),
+    #[error("instruction budget of {0} exhausted (runaway loop?)")]
+    Budget(u64),
+    #[error("unknown helper #{0}")]
+    UnknownHelper(u32),
+    #[error("helper {name}#{id} is not available to {prog_type:?} programs")]
+    HelperNotAllowed {
+        id: u32,
+        name: &'static str,
+        prog_type: ProgType,
+    },
+    #[error("call stack too deep (max {0} frames)")]
+    CallDepth(usize),
+    #[error("invalid map pointer {0:#x} passed to helper")]
+    BadMap(u64),
+    #[error("invalid callback pointer {0:#x}")]
+    BadCallback(u64),
+    #[error("invalid instruction {0:#04x}")]
+    BadInsn(u8),
+    #[error("jump out of the program")]
+    BadJump,
+    #[error("not supported: {0}")]
+    NotSupported(String),
+    #[error("helper failed: {0}")]
+    Helper(String),
+}
+
+/// An abnormal end of a run, with where it happened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{prog} insn {pc}: {error}")]
+pub struct Exception {
+    pub prog: String,
+    pub pc: usize,
+    pub error: VmError,
+}
+
+/// A program context as the program sees it through r1: the kernel rewrites loads
+/// and stores of `struct xdp_md` / `struct __sk_buff` fields into accesses of the
+/// real kernel structures (`convert_ctx_access`); skiff routes every access that
+/// lands in the ctx region here.
+pub trait Context: Any {
+    /// Size of the UAPI struct (24 for xdp_md, 192 for __sk_buff).
+    fn ctx_size(&self) -> usize;
+    fn load(&mut self, off: u32, size: u32) -> Result<u64, VmError>;
+    fn store(&mut self, off: u32, size: u32, value: u64) -> Result<(), VmError>;
+    /// The bytes the program may access directly: `[start, end)` host addresses
+    /// (data_meta or data .. data_end). Asked again after every helper call, since
+    /// helpers move the packet.
+    fn packet(&self) -> Option<(usize, usize)>;
+    /// Start of packet data (skb->data), for legacy BPF_LD_ABS/IND.
+    fn data(&self) -> Option<(usize, usize)> {
+        self.packet()
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+/// A context with no fields: r1 points at plain memory (the conformance suite).
+pub struct NoContext;
+
+impl Context for NoContext {
+    fn ctx_size(&self) -> usize {
+        0
+    }
+    fn load(&mut self, off: u32, _size: u32) -> Result<u64, VmError> {
+        Err(VmError::Ctx(format!("no context (offset {off})")))
+    }
+    fn store(&mut self, off: u32, _size: u32, _value: u64) -> Result<(), VmError> {
+        Err(VmError::Ctx(format!("no context (offset {off})")))
+    }
+    fn packet(&self) -> Option<(usize, usize)> {
+        None
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}

@@ -370,6 +370,8 @@ pub fn kernel_result(case: &Case, pkt: &[u8]) -> Result<CaseResult, String> {
         data_size_out: u32::try_from(pkt.len() + 512).map_err(|e| e.to_string())?,
         ctx_size_out: u32::try_from(ctx_len).map_err(|e| e.to_string())?,
     };
+    // skiff's test runs are CPU 0: run the kernel's there too.
+    skiff_kernel::pin_current_thread(0).map_err(|e| e.to_string())?;
     let (retval, data_out, ctx_out) = match k.test_run(case.prog, &opts) {
         Ok(r) => (Ok(r.retval), r.data_out, r.ctx_out),
         Err(e) => match e.errno() {

@@ -1,0 +1,284 @@
+//! The program contexts: `struct xdp_md` over an `XdpBuff` and `struct __sk_buff`
+//! over an `SkBuff`, with the kernel's access rules (net/core/filter.c:
+//! xdp_is_valid_access / xdp_convert_ctx_access, tc_cls_act_is_valid_access /
+//! bpf_skb_is_valid_access / bpf_convert_ctx_access).
+
+use std::any::Any;
+
+use skiff_vm::{Context, VmError};
+
+use crate::buff::{SkBuff, XdpBuff};
+
+fn bad(what: &str, off: u32, size: u32) -> VmError {
+    VmError::Ctx(format!("invalid {what} access at offset {off} size {size}"))
+}
+
+/// struct xdp_md field offsets.
+pub mod xdp_md {
+    pub const DATA: u32 = 0;
+    pub const DATA_END: u32 = 4;
+    pub const DATA_META: u32 = 8;
+    pub const INGRESS_IFINDEX: u32 = 12;
+    pub const RX_QUEUE_INDEX: u32 = 16;
+    pub const EGRESS_IFINDEX: u32 = 20;
+    pub const SIZE: usize = 24;
+}
+
+impl Context for XdpBuff {
+    fn ctx_size(&self) -> usize {
+        xdp_md::SIZE
+    }
+
+    // __is_valid_xdp_access: aligned u32 loads only; no writes.
+    fn load(&mut self, off: u32, size: u32) -> Result<u64, VmError> {
+        if size != 4 || off % 4 != 0 {
+            return Err(bad("xdp_md", off, size));
+        }
+        Ok(match off {
+            xdp_md::DATA => self.addr(self.data),
+            xdp_md::DATA_END => self.addr(self.data_end),
+            xdp_md::DATA_META => self.addr(if self.meta_valid {
+                self.data_meta
+            } else {
+                self.data
+            }),
+            xdp_md::INGRESS_IFINDEX => self.ingress_ifindex as u64,
+            xdp_md::RX_QUEUE_INDEX => self.rx_queue_index as u64,
+            // Only programs attached to a DEVMAP entry may read egress_ifindex.
+            xdp_md::EGRESS_IFINDEX => match self.egress_ifindex {
+                Some(i) => i as u64,
+                None => {
+                    return Err(bad(
+                        "xdp_md egress_ifindex (not a devmap program)",
+                        off,
+                        size,
+                    ))
+                }
+            },
+            _ => return Err(bad("xdp_md", off, size)),
+        })
+    }
+
+    fn store(&mut self, off: u32, size: u32, _value: u64) -> Result<(), VmError> {
+        Err(bad("xdp_md write", off, size))
+    }
+
+    fn packet(&self) -> Option<(usize, usize)> {
+        let base = self.buf.as_ptr() as usize;
+        let start = if self.meta_valid {
+            self.data_meta
+        } else {
+            self.data
+        };
+        Some((base + start, base + self.data_end))
+    }
+
+    fn data(&self) -> Option<(usize, usize)> {
+        let base = self.buf.as_ptr() as usize;
+        Some((base + self.data, base + self.data_end))
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// struct __sk_buff field offsets (include/uapi/linux/bpf.h).
+pub mod sk_buff {
+    pub const LEN: u32 = 0;
+    pub const PKT_TYPE: u32 = 4;
+    pub const MARK: u32 = 8;
+    pub const QUEUE_MAPPING: u32 = 12;
+    pub const PROTOCOL: u32 = 16;
+    pub const VLAN_PRESENT: u32 = 20;
+    pub const VLAN_TCI: u32 = 24;
+    pub const VLAN_PROTO: u32 = 28;
+    pub const PRIORITY: u32 = 32;
+    pub const INGRESS_IFINDEX: u32 = 36;
+    pub const IFINDEX: u32 = 40;
+    pub const TC_INDEX: u32 = 44;
+    pub const CB: u32 = 48;
+    pub const CB_END: u32 = 68;
+    pub const HASH: u32 = 68;
+    pub const TC_CLASSID: u32 = 72;
+    pub const DATA: u32 = 76;
+    pub const DATA_END: u32 = 80;
+    pub const NAPI_ID: u32 = 84;
+    pub const FAMILY: u32 = 88;
+    pub const LOCAL_PORT_END: u32 = 140;
+    pub const DATA_META: u32 = 140;
+    pub const FLOW_KEYS: u32 = 144;
+    pub const TSTAMP: u32 = 152;
+    pub const WIRE_LEN: u32 = 160;
+    pub const GSO_SEGS: u32 = 164;
+    pub const SK: u32 = 168;
+    pub const GSO_SIZE: u32 = 176;
+    pub const TSTAMP_TYPE: u32 = 180;
+    pub const HWTSTAMP: u32 = 184;
+    pub const SIZE: usize = 192;
+}
+
+impl SkBuff {
+    /// The u32 (or u64) field value at a field's start offset.
+    fn field(&self, off: u32) -> Option<u64> {
+        use sk_buff::*;
+        Some(match off {
+            LEN => self.len() as u64,
+            PKT_TYPE => self.pkt_type as u64,
+            MARK => self.mark as u64,
+            QUEUE_MAPPING => self.queue_mapping as u64,
+            // __be16 fields are handed over as stored: network byte order.
+            PROTOCOL => self.protocol.to_be() as u64,
+            VLAN_PRESENT => self.vlan_present as u64,
+            VLAN_TCI => self.vlan_tci as u64,
+            VLAN_PROTO => self.vlan_proto.to_be() as u64,
+            PRIORITY => self.priority as u64,
+            INGRESS_IFINDEX => self.ingress_ifindex as u64,
+            IFINDEX => self.ifindex as u64,
+            TC_INDEX => self.tc_index as u64,
+            HASH => self.hash as u64,
+            TC_CLASSID => self.tc_classid as u64,
+            DATA => self.addr(self.data),
+            DATA_END => self.addr(self.tail),
+            DATA_META => self.addr(self.data - self.meta_len),
+            // NAPI ids below MIN_NAPI_ID are not reported.
+            NAPI_ID => self.napi_id as u64,
+            TSTAMP => self.tstamp,
+            WIRE_LEN => self.wire_len as u64,
+            GSO_SEGS => self.gso_segs as u64,
+            GSO_SIZE => self.gso_size as u64,
+            HWTSTAMP => self.hwtstamp,
+            // skiff models no sockets: skb->sk reads as NULL.
+            SK => 0,
+            _ => return None,
+        })
+    }
+}
+
+impl Context for SkBuff {
+    fn ctx_size(&self) -> usize {
+        sk_buff::SIZE
+    }
+
+    fn load(&mut self, off: u32, size: u32) -> Result<u64, VmError> {
+        use sk_buff::*;
+        if off % size != 0 {
+            return Err(bad("__sk_buff misaligned", off, size));
+        }
+        if (CB..CB_END).contains(&off) {
+            let o = (off - CB) as usize;
+            let bytes = self
+                .cb
+                .get(o..o + size as usize)
+                .ok_or_else(|| bad("__sk_buff cb", off, size))?;
+            let mut v = [0u8; 8];
+            v[..bytes.len()].copy_from_slice(bytes);
+            return Ok(u64::from_le_bytes(v));
+        }
+        if off == TSTAMP_TYPE {
+            return if size == 1 {
+                Ok(self.tstamp_type as u64)
+            } else {
+                Err(bad("__sk_buff tstamp_type", off, size))
+            };
+        }
+        // Pointer-sized and 64-bit fields: full-size loads only.
+        match off {
+            DATA | DATA_END | DATA_META => {
+                return if size == 4 {
+                    Ok(self.field(off).unwrap_or(0))
+                } else {
+                    Err(bad("__sk_buff packet pointer", off, size))
+                };
+            }
+            TSTAMP | HWTSTAMP | SK => {
+                return if size == 8 {
+                    Ok(self.field(off).unwrap_or(0))
+                } else {
+                    Err(bad("__sk_buff 64-bit field", off, size))
+                };
+            }
+            _ => {}
+        }
+        if (FAMILY..LOCAL_PORT_END).contains(&off) || (FLOW_KEYS..TSTAMP).contains(&off) {
+            return Err(bad(
+                "__sk_buff (field not available to tc programs)",
+                off,
+                size,
+            ));
+        }
+        // u32 fields: narrow loads read part of the field (bpf_ctx_narrow_access_ok).
+        if size > 4 {
+            return Err(bad("__sk_buff", off, size));
+        }
+        let start = off & !3;
+        let v = self
+            .field(start)
+            .ok_or_else(|| bad("__sk_buff", off, size))?;
+        let shift = (off - start) * 8;
+        let mask = if size == 4 {
+            0xffff_ffff
+        } else {
+            (1u64 << (size * 8)) - 1
+        };
+        Ok((v >> shift) & mask)
+    }
+
+    // tc_cls_act_is_valid_access: writable are mark, tc_index, priority, cb[],
+    // tc_classid, tstamp, queue_mapping.
+    fn store(&mut self, off: u32, size: u32, value: u64) -> Result<(), VmError> {
+        use sk_buff::*;
+        if off % size != 0 {
+            return Err(bad("__sk_buff misaligned write", off, size));
+        }
+        if (CB..CB_END).contains(&off) {
+            let o = (off - CB) as usize;
+            let dst = self
+                .cb
+                .get_mut(o..o + size as usize)
+                .ok_or_else(|| bad("__sk_buff cb write", off, size))?;
+            dst.copy_from_slice(&value.to_le_bytes()[..size as usize]);
+            return Ok(());
+        }
+        if off == TSTAMP {
+            if size != 8 {
+                return Err(bad("__sk_buff tstamp write", off, size));
+            }
+            self.tstamp = value;
+            return Ok(());
+        }
+        if size != 4 {
+            return Err(bad("__sk_buff write", off, size));
+        }
+        let v = value as u32;
+        match off {
+            MARK => self.mark = v,
+            PRIORITY => self.priority = v,
+            // Stored in 16 bits (skb->tc_index, qdisc_skb_cb->tc_classid).
+            TC_INDEX => self.tc_index = v as u16,
+            TC_CLASSID => self.tc_classid = v as u16,
+            // bpf_convert_ctx_access: values >= NO_QUEUE_MAPPING (0xffff) are ignored.
+            QUEUE_MAPPING => {
+                if v < 0xffff {
+                    self.queue_mapping = v as u16
+                }
+            }
+            _ => return Err(bad("__sk_buff write (read-only field)", off, size)),
+        }
+        Ok(())
+    }
+
+    fn packet(&self) -> Option<(usize, usize)> {
+        let base = self.buf.as_ptr() as usize;
+        Some((base + self.data - self.meta_len, base + self.tail))
+    }
+
+    fn data(&self) -> Option<(usize, usize)> {
+        let base = self.buf.as_ptr() as usize;
+        Some((base + self.data, base + self.tail))
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}

@@ -1,0 +1,559 @@
+//! The one helper table both engines call (by kernel helper id), and the generic
+//! helpers: maps, time, random, tail calls, ring buffer, loops, trace_printk.
+//! Networking helpers are registered into the same table by skiff-net.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use skiff_maps::{Map, MapType};
+
+use crate::mem::{Region, RegionKind};
+use crate::state::{RunState, MAX_TAIL_CALL_CNT};
+use crate::{ProgType, VmError};
+
+pub type HelperFn = fn(&mut RunState, [u64; 5]) -> Result<u64, VmError>;
+
+#[derive(Clone, Copy)]
+pub struct HelperDef {
+    /// Kernel helper id (`enum bpf_func_id`).
+    pub id: u32,
+    pub name: &'static str,
+    pub func: HelperFn,
+    /// Program types that may call it (the kernel's `*_func_proto` tables); empty: all.
+    pub prog_types: &'static [ProgType],
+}
+
+#[derive(Clone, Default)]
+pub struct HelperTable {
+    slots: Vec<Option<HelperDef>>,
+}
+
+// errno values as helpers return them (negated).
+pub const ENOENT: i64 = 2;
+pub const E2BIG: i64 = 7;
+pub const EBUSY: i64 = 16;
+pub const EINVAL: i64 = 22;
+pub const ENOSPC: i64 = 28;
+pub const EOPNOTSUPP: i64 = 95;
+
+pub fn neg(errno: i64) -> u64 {
+    (-errno) as u64
+}
+
+pub const XDP_TC: &[ProgType] = &[ProgType::Xdp, ProgType::SchedCls, ProgType::SchedAct];
+
+impl HelperTable {
+    pub fn empty() -> Self {
+        HelperTable { slots: Vec::new() }
+    }
+
+    /// The generic helpers every program type has.
+    pub fn generic() -> Self {
+        let mut t = HelperTable::empty();
+        t.register_all(GENERIC);
+        t
+    }
+
+    pub fn register(&mut self, def: HelperDef) {
+        let i = def.id as usize;
+        if self.slots.len() <= i {
+            self.slots.resize(i + 1, None);
+        }
+        self.slots[i] = Some(def);
+    }
+
+    pub fn register_all(&mut self, defs: &[HelperDef]) {
+        for d in defs {
+            self.register(*d);
+        }
+    }
+
+    pub fn get(&self, id: u32) -> Option<&HelperDef> {
+        self.slots.get(id as usize).and_then(|s| s.as_ref())
+    }
+
+    #[inline]
+    pub fn call(&self, st: &mut RunState, id: u32, args: [u64; 5]) -> Result<u64, VmError> {
+        let def = self.get(id).ok_or(VmError::UnknownHelper(id))?;
+        if !def.prog_types.is_empty() && !def.prog_types.contains(&st.current.prog_type) {
+            return Err(VmError::HelperNotAllowed {
+                id,
+                name: def.name,
+                prog_type: st.current.prog_type,
+            });
+        }
+        (def.func)(st, args)
+    }
+}
+
+macro_rules! helper {
+    ($id:expr, $name:expr, $f:expr) => {
+        HelperDef {
+            id: $id,
+            name: $name,
+            func: $f,
+            prog_types: &[],
+        }
+    };
+}
+
+const GENERIC: &[HelperDef] = &[
+    helper!(1, "bpf_map_lookup_elem", map_lookup_elem),
+    helper!(2, "bpf_map_update_elem", map_update_elem),
+    helper!(3, "bpf_map_delete_elem", map_delete_elem),
+    helper!(5, "bpf_ktime_get_ns", ktime_get_ns),
+    helper!(6, "bpf_trace_printk", trace_printk),
+    helper!(7, "bpf_get_prandom_u32", get_prandom_u32),
+    helper!(8, "bpf_get_smp_processor_id", get_smp_processor_id),
+    helper!(12, "bpf_tail_call", tail_call),
+    helper!(42, "bpf_get_numa_node_id", |_, _| Ok(0)),
+    helper!(87, "bpf_map_push_elem", map_push_elem),
+    helper!(88, "bpf_map_pop_elem", map_pop_elem),
+    helper!(89, "bpf_map_peek_elem", map_peek_elem),
+    helper!(93, "bpf_spin_lock", spin_lock),
+    helper!(94, "bpf_spin_unlock", spin_unlock),
+    helper!(118, "bpf_jiffies64", jiffies64),
+    helper!(125, "bpf_ktime_get_boot_ns", ktime_get_ns),
+    helper!(130, "bpf_ringbuf_output", ringbuf_output),
+    helper!(131, "bpf_ringbuf_reserve", ringbuf_reserve),
+    helper!(132, "bpf_ringbuf_submit", ringbuf_submit),
+    helper!(133, "bpf_ringbuf_discard", ringbuf_discard),
+    helper!(134, "bpf_ringbuf_query", ringbuf_query),
+    helper!(160, "bpf_ktime_get_coarse_ns", ktime_get_ns),
+    helper!(164, "bpf_for_each_map_elem", for_each_map_elem),
+    helper!(181, "bpf_loop", bpf_loop),
+    helper!(208, "bpf_ktime_get_tai_ns", ktime_get_ns),
+];
+
+fn key_of(st: &RunState, map: &Map, addr: u64) -> Result<Vec<u8>, VmError> {
+    st.read(addr, map.attr().key_size as usize)
+}
+
+fn errno_ret(r: Result<(), i32>) -> u64 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => neg(e as i64),
+    }
+}
+
+// kernel/bpf/helpers.c: bpf_map_lookup_elem
+fn map_lookup_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    let map = st.map(a[0])?;
+    let key = key_of(st, &map, a[1])?;
+    match map.attr().map_type {
+        MapType::ArrayOfMaps | MapType::HashOfMaps => Ok(match map.lookup_map(&key) {
+            Some(inner) => st.adopt_map(&inner),
+            None => 0,
+        }),
+        MapType::ProgArray
+        | MapType::PerfEventArray
+        | MapType::Ringbuf
+        | MapType::Queue
+        | MapType::Stack => Err(VmError::Helper(format!(
+            "bpf_map_lookup_elem on {} map {}",
+            map.attr().map_type.name(),
+            map.attr().name
+        ))),
+        _ => Ok(map
+            .lookup(&key, st.cpu())
+            .map(|p| p as usize as u64)
+            .unwrap_or(0)),
+    }
+}
+
+// kernel/bpf/helpers.c: bpf_map_update_elem
+fn map_update_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    let map = st.map(a[0])?;
+    let key = key_of(st, &map, a[1])?;
+    let value = st.read(a[2], map.attr().value_size as usize)?;
+    Ok(errno_ret(map.update(&key, &value, a[3], st.cpu())))
+}
+
+fn map_delete_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    let map = st.map(a[0])?;
+    let key = key_of(st, &map, a[1])?;
+    Ok(errno_ret(map.delete(&key)))
+}
+
+// kernel/bpf/helpers.c: bpf_map_push_elem / pop / peek
+fn map_push_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    let map = st.map(a[0])?;
+    let value = st.read(a[1], map.attr().value_size as usize)?;
+    Ok(errno_ret(map.push(&value, a[2])))
+}
+
+fn map_pop_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    pop_or_peek(st, a, false)
+}
+
+fn map_peek_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    pop_or_peek(st, a, true)
+}
+
+fn pop_or_peek(st: &mut RunState, a: [u64; 5], peek: bool) -> Result<u64, VmError> {
+    let map = st.map(a[0])?;
+    let mut out = vec![0u8; map.attr().value_size as usize];
+    let r = if peek {
+        map.peek(&mut out)
+    } else {
+        map.pop(&mut out)
+    };
+    if r.is_ok() {
+        st.write(a[1], &out)?;
+    }
+    Ok(errno_ret(r))
+}
+
+fn ktime_get_ns(st: &mut RunState, _: [u64; 5]) -> Result<u64, VmError> {
+    Ok(st.env.clock.now_ns())
+}
+
+/// HZ of the modelled kernel (CONFIG_HZ=1000); jiffies start at 0 with the clock.
+pub const HZ: u64 = 1000;
+
+fn jiffies64(st: &mut RunState, _: [u64; 5]) -> Result<u64, VmError> {
+    Ok(st.env.clock.now_ns() / (1_000_000_000 / HZ))
+}
+
+// The kernel's is a per-CPU prandom state; skiff's is a xorshift64* stream, seeded
+// per worker (documented in docs/differences.md: values differ, distribution same).
+fn get_prandom_u32(st: &mut RunState, _: [u64; 5]) -> Result<u64, VmError> {
+    let mut x = st.env.prandom;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    st.env.prandom = x;
+    Ok((x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32 as u64)
+}
+
+fn get_smp_processor_id(st: &mut RunState, _: [u64; 5]) -> Result<u64, VmError> {
+    Ok(st.env.cpu as u64)
+}
+
+// kernel/bpf/core.c: ___bpf_prog_run JMP_TAIL_CALL. A failed tail call returns to
+// the program, which goes on with the next instruction.
+fn tail_call(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    let map = st.map(a[1])?;
+    if map.attr().map_type != MapType::ProgArray {
+        return Err(VmError::Helper(format!(
+            "bpf_tail_call on {} map",
+            map.attr().map_type.name()
+        )));
+    }
+    let index = a[2] as u32;
+    if index >= map.attr().max_entries {
+        return Ok(neg(E2BIG));
+    }
+    if st.tail_call_cnt >= MAX_TAIL_CALL_CNT {
+        return Ok(neg(E2BIG));
+    }
+    let Some(id) = map.lookup_prog(index) else {
+        return Ok(neg(ENOENT));
+    };
+    let Some(prog) = st.env.program(id).cloned() else {
+        return Ok(neg(ENOENT));
+    };
+    st.tail_call_cnt += 1;
+    for m in &prog.maps {
+        st.adopt_map(m);
+    }
+    st.tail_call(prog);
+    Ok(0)
+}
+
+const BPF_MAX_LOOPS: u64 = 8 * 1024 * 1024;
+
+// kernel/bpf/bpf_iter.c: bpf_loop
+fn bpf_loop(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    let (nr, func, ctx, flags) = (a[0] as u32 as u64, a[1], a[2], a[3]);
+    if flags != 0 {
+        return Ok(neg(EINVAL));
+    }
+    if nr > BPF_MAX_LOOPS {
+        return Ok(neg(E2BIG));
+    }
+    for i in 0..nr {
+        let ret = st.call_callback(func, [i, ctx, 0, 0, 0])?;
+        if ret != 0 {
+            return Ok(i + 1);
+        }
+    }
+    Ok(nr)
+}
+
+// kernel/bpf/bpf_iter.c: bpf_for_each_map_elem (array and hash maps)
+fn for_each_map_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    let map = st.map(a[0])?;
+    let (func, ctx, flags) = (a[1], a[2], a[3]);
+    if flags != 0 {
+        return Ok(neg(EINVAL));
+    }
+    match map.attr().map_type {
+        MapType::Array
+        | MapType::PercpuArray
+        | MapType::Hash
+        | MapType::PercpuHash
+        | MapType::LruHash
+        | MapType::LruPercpuHash => {}
+        t => {
+            return Err(VmError::NotSupported(format!(
+                "bpf_for_each_map_elem on {} map",
+                t.name()
+            )))
+        }
+    }
+    // The callback gets a pointer to a copy of the key (read-only), as the kernel's
+    // key lives in the map element.
+    let mut count = 0u64;
+    for (key, _) in map.dump() {
+        let Some(value) = map.lookup(&key, st.cpu()) else {
+            continue;
+        };
+        let key_addr = st.scratch_key(&key)?;
+        count += 1;
+        let ret = st.call_callback(func, [a[0], key_addr, value as usize as u64, ctx, 0])?;
+        if ret != 0 {
+            break;
+        }
+    }
+    Ok(count)
+}
+
+// kernel/bpf/helpers.c: bpf_spin_lock. The lock word is a u32 in a map value.
+fn spin_lock(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    let p = lock_word(st, a[0])?;
+    for _ in 0..10_000_000u32 {
+        if p.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Ok(0);
+        }
+        std::hint::spin_loop();
+    }
+    Err(VmError::Helper(
+        "bpf_spin_lock: lock held too long (deadlock?)".into(),
+    ))
+}
+
+fn spin_unlock(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    lock_word(st, a[0])?.store(0, Ordering::Release);
+    Ok(0)
+}
+
+fn lock_word<'a>(st: &RunState, addr: u64) -> Result<&'a AtomicU32, VmError> {
+    if addr % 4 != 0 {
+        return Err(VmError::Misaligned { addr, len: 4 });
+    }
+    let p = st.raw(addr, 4, true)?;
+    // SAFETY: 4 aligned writable bytes inside map storage, which outlives the run.
+    Ok(unsafe { AtomicU32::from_ptr(p as *mut u32) })
+}
+
+fn ringbuf_of(st: &RunState, handle: u64) -> Result<std::sync::Arc<Map>, VmError> {
+    let map = st.map(handle)?;
+    if map.attr().map_type != MapType::Ringbuf {
+        return Err(VmError::Helper(format!(
+            "{} is not a ringbuf map",
+            map.attr().name
+        )));
+    }
+    Ok(map)
+}
+
+// kernel/bpf/ringbuf.c: bpf_ringbuf_output
+fn ringbuf_output(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    let map = ringbuf_of(st, a[0])?;
+    let data = st.read(a[1], a[2] as usize)?;
+    Ok(errno_ret(map.ringbuf_output(&data, a[3])))
+}
+
+fn ringbuf_reserve(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    let map = ringbuf_of(st, a[0])?;
+    Ok(match map.ringbuf_reserve(a[1], a[2]) {
+        Some(p) => {
+            st.add_region(Region::new(
+                p as usize,
+                a[1] as usize,
+                RegionKind::ReadWrite,
+            ));
+            p as usize as u64
+        }
+        None => 0,
+    })
+}
+
+fn ringbuf_commit(st: &mut RunState, a: [u64; 5], discard: bool) -> Result<u64, VmError> {
+    let rings: Vec<_> = st
+        .maps
+        .iter()
+        .filter(|m| m.attr().map_type == MapType::Ringbuf)
+        .cloned()
+        .collect();
+    for m in rings {
+        if m.regions()
+            .iter()
+            .any(|r| (a[0] as usize) >= r.start && (a[0] as usize) < r.start + r.len)
+        {
+            m.ringbuf_submit(a[0] as usize as *mut u8, discard, a[1])
+                .map_err(|e| VmError::Helper(format!("ringbuf submit: errno {e}")))?;
+            return Ok(0);
+        }
+    }
+    Err(VmError::Helper(format!(
+        "{:#x} is not a reserved ringbuf record",
+        a[0]
+    )))
+}
+
+fn ringbuf_submit(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    ringbuf_commit(st, a, false)
+}
+
+fn ringbuf_discard(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    ringbuf_commit(st, a, true)
+}
+
+fn ringbuf_query(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    Ok(ringbuf_of(st, a[0])?.ringbuf_query(a[1]))
+}
+
+// kernel/trace/bpf_trace.c: bpf_trace_printk (format checks of bpf_bprintf_prepare)
+fn trace_printk(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    let fmt = st.read(a[0], a[1] as usize)?;
+    match format_printk(st, &fmt, &a[2..5]) {
+        Ok(s) => {
+            let n = s.len() as u64;
+            st.env.trace.push(s);
+            Ok(n)
+        }
+        Err(()) => Ok(neg(EINVAL)),
+    }
+}
+
+/// Formats like the kernel's bstr_printf after bpf_bprintf_prepare's checks; Err
+/// where the kernel refuses the format (-EINVAL).
+pub fn format_printk(st: &RunState, fmt: &[u8], args: &[u64]) -> Result<String, ()> {
+    let end = fmt.iter().position(|&b| b == 0).ok_or(())?;
+    let fmt = &fmt[..end];
+    let mut out = String::new();
+    let mut ai = 0usize;
+    let mut i = 0usize;
+    while i < fmt.len() {
+        let c = fmt[i];
+        if c != b'%' {
+            if !(c.is_ascii_graphic() || c.is_ascii_whitespace()) {
+                return Err(());
+            }
+            out.push(c as char);
+            i += 1;
+            continue;
+        }
+        i += 1;
+        if fmt.get(i) == Some(&b'%') {
+            out.push('%');
+            i += 1;
+            continue;
+        }
+        // flags and width as the kernel accepts them
+        let mut spec = String::from("%");
+        while let Some(&f) = fmt.get(i) {
+            if b"-+ #0".contains(&f) || f.is_ascii_digit() {
+                spec.push(f as char);
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        let mut longs = 0;
+        while fmt.get(i) == Some(&b'l') {
+            longs += 1;
+            i += 1;
+        }
+        if fmt.get(i) == Some(&b'h') {
+            return Err(());
+        }
+        let conv = *fmt.get(i).ok_or(())?;
+        i += 1;
+        let arg = *args.get(ai).ok_or(())?;
+        ai += 1;
+        let width: usize = spec
+            .trim_start_matches(['%', '-', '+', ' ', '#', '0'])
+            .parse()
+            .unwrap_or(0);
+        let left = spec.contains('-');
+        let zero = spec.contains('0') && !left;
+        let text = match conv {
+            b'd' | b'i' => {
+                if longs == 0 {
+                    (arg as i32).to_string()
+                } else {
+                    (arg as i64).to_string()
+                }
+            }
+            b'u' => {
+                if longs == 0 {
+                    (arg as u32).to_string()
+                } else {
+                    arg.to_string()
+                }
+            }
+            b'x' | b'X' => {
+                let v = if longs == 0 { arg as u32 as u64 } else { arg };
+                let s = if conv == b'x' {
+                    format!("{v:x}")
+                } else {
+                    format!("{v:X}")
+                };
+                if spec.contains('#') && v != 0 {
+                    format!("0x{s}")
+                } else {
+                    s
+                }
+            }
+            b'c' if longs == 0 => ((arg as u8) as char).to_string(),
+            b'p' => {
+                // %pK/%px/%pks/%pus take an extra letter or two
+                while let Some(&f) = fmt.get(i) {
+                    if f.is_ascii_alphabetic() {
+                        i += 1
+                    } else {
+                        break;
+                    }
+                }
+                format!("{arg:016x}")
+            }
+            b's' if longs == 0 => {
+                let mut s = String::new();
+                let mut addr = arg;
+                for _ in 0..1024 {
+                    match st.read(addr, 1) {
+                        Ok(b) if b[0] != 0 => s.push(b[0] as char),
+                        Ok(_) => break,
+                        Err(_) => {
+                            s = "(efault)".into();
+                            break;
+                        }
+                    }
+                    addr += 1;
+                }
+                s
+            }
+            _ => return Err(()),
+        };
+        if text.len() < width {
+            let pad = width - text.len();
+            if left {
+                out.push_str(&text);
+                out.extend(std::iter::repeat_n(' ', pad));
+            } else if zero {
+                out.extend(std::iter::repeat_n('0', pad));
+                out.push_str(&text);
+            } else {
+                out.extend(std::iter::repeat_n(' ', pad));
+                out.push_str(&text);
+            }
+        } else {
+            out.push_str(&text);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,137 @@
+//! A program as loaded: validated instructions with every ld_imm64 resolved to the
+//! value the kernel would put there (map pointer, map value address, callback).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use skiff_isa::{Insn, BPF_PSEUDO_FUNC, BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE, LD_IMM64};
+use skiff_maps::Map;
+use skiff_object::ProgType;
+
+use crate::collection::LoadError;
+
+/// Callback pointers (ld_imm64 with BPF_PSEUDO_FUNC) are this tag plus the target
+/// instruction index: they are only ever handed back to helpers, never dereferenced.
+pub const FUNC_TAG: u64 = 0xffff_c0de_0000_0000;
+
+static NEXT_PROG_ID: AtomicU32 = AtomicU32::new(1);
+
+pub struct Program {
+    /// Unique per process from 1, like kernel prog ids (PROG_ARRAY values).
+    pub id: u32,
+    pub name: String,
+    pub prog_type: ProgType,
+    /// As loaded (map references in fd_array form), for dumping.
+    pub insns: Vec<Insn>,
+    /// What the engines execute: ld_imm64 slots hold their final 64-bit value (low
+    /// half in the first slot's imm, high half in the second's) with src 0.
+    pub code: Vec<Insn>,
+    /// Maps this program references, by object map index.
+    pub maps: Vec<Arc<Map>>,
+}
+
+/// The value a map reference has in a register: the map's address, as the kernel
+/// gives `struct bpf_map *`. Helpers turn it back into the map (`RunState::map`).
+pub fn map_handle(map: &Arc<Map>) -> u64 {
+    Arc::as_ptr(map) as usize as u64
+}
+
+impl Program {
+    /// `maps` are the object's maps by index (`Object::maps` order).
+    pub fn load(
+        name: &str,
+        prog_type: ProgType,
+        insns: Vec<Insn>,
+        maps: &[Arc<Map>],
+    ) -> Result<Program, LoadError> {
+        skiff_isa::validate(&insns).map_err(|e| LoadError::Invalid {
+            prog: name.to_string(),
+            msg: e.to_string(),
+        })?;
+        let mut code = insns.clone();
+        let mut used = Vec::new();
+        let mut pc = 0;
+        while pc < code.len() {
+            let insn = code[pc];
+            if insn.code == LD_IMM64 {
+                let next_imm = code.get(pc + 1).map(|i| i.imm).unwrap_or(0);
+                let value = match insn.src {
+                    0 => (insn.imm as u32 as u64) | ((next_imm as u32 as u64) << 32),
+                    BPF_PSEUDO_MAP_IDX | BPF_PSEUDO_MAP_IDX_VALUE => {
+                        let map = usize::try_from(insn.imm)
+                            .ok()
+                            .and_then(|i| maps.get(i))
+                            .ok_or_else(|| LoadError::Invalid {
+                                prog: name.to_string(),
+                                msg: format!("insn {pc}: map index {} out of range", insn.imm),
+                            })?;
+                        if !used.iter().any(|m: &Arc<Map>| Arc::ptr_eq(m, map)) {
+                            used.push(map.clone());
+                        }
+                        if insn.src == BPF_PSEUDO_MAP_IDX {
+                            map_handle(map)
+                        } else {
+                            map_value_addr(map, next_imm as u32).ok_or_else(|| {
+                                LoadError::Invalid {
+                                    prog: name.to_string(),
+                                    msg: format!(
+                                        "insn {pc}: offset {} outside the value of map {}",
+                                        next_imm as u32,
+                                        map.attr().name
+                                    ),
+                                }
+                            })?
+                        }
+                    }
+                    BPF_PSEUDO_FUNC => {
+                        let target = pc as i64 + 1 + insn.imm as i64;
+                        if target < 0 || target as usize >= code.len() {
+                            return Err(LoadError::Invalid {
+                                prog: name.to_string(),
+                                msg: format!("insn {pc}: callback target {target} out of range"),
+                            });
+                        }
+                        FUNC_TAG | target as u64
+                    }
+                    other => {
+                        return Err(LoadError::NotSupported {
+                            prog: name.to_string(),
+                            msg: format!("insn {pc}: ld_imm64 pseudo source {other}"),
+                        })
+                    }
+                };
+                code[pc] = Insn::new(LD_IMM64, insn.dst, 0, 0, value as u32 as i32);
+                if let Some(n) = code.get_mut(pc + 1) {
+                    *n = Insn::new(0, 0, 0, 0, (value >> 32) as u32 as i32);
+                }
+                pc += 2;
+                continue;
+            }
+            if insn.code == skiff_isa::CALL && insn.src == skiff_isa::BPF_PSEUDO_KFUNC_CALL {
+                return Err(LoadError::NotSupported {
+                    prog: name.to_string(),
+                    msg: format!("insn {pc}: kfunc call (btf id {})", insn.imm),
+                });
+            }
+            pc += 1;
+        }
+        Ok(Program {
+            id: NEXT_PROG_ID.fetch_add(1, Ordering::Relaxed),
+            name: name.to_string(),
+            prog_type,
+            insns,
+            code,
+            maps: used,
+        })
+    }
+}
+
+/// Address of byte `off` of a single-value map (global data): element 0.
+fn map_value_addr(map: &Arc<Map>, off: u32) -> Option<u64> {
+    if off >= map.attr().value_size {
+        return None;
+    }
+    let key = 0u32.to_le_bytes();
+    let p = map.lookup(&key, 0)?;
+    Some(p as usize as u64 + off as u64)
+}

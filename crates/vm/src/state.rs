@@ -1,0 +1,312 @@
+//! The state of one run (registers live in the interpreter), and the per-worker
+//! environment that outlives runs: CPU number, clock, random state, trace buffer,
+//! the programs a tail call can reach.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use skiff_maps::Map;
+
+use crate::mem::{Region, RegionKind, Regions};
+use crate::program::{map_handle, Program};
+use crate::{Context, HelperTable, VmError};
+
+/// Kernel MAX_CALL_FRAMES: the main program and seven levels of bpf-to-bpf calls.
+pub const MAX_CALL_FRAMES: usize = 8;
+/// Each frame gets MAX_BPF_STACK bytes.
+pub const STACK_SIZE: usize = skiff_isa::MAX_BPF_STACK * MAX_CALL_FRAMES;
+/// Kernel MAX_TAIL_CALL_CNT.
+pub const MAX_TAIL_CALL_CNT: u32 = 33;
+/// Bound on executed instructions per run: the kernel proves termination with its
+/// verifier; skiff stops a run that goes past this instead.
+pub const DEFAULT_BUDGET: u64 = 1 << 26;
+const SCRATCH_SIZE: usize = 512;
+
+/// Where `bpf_ktime_get_ns` and friends read time from.
+#[derive(Clone, Debug)]
+pub enum Clock {
+    /// CLOCK_MONOTONIC-like, from process start.
+    Monotonic(Instant),
+    /// A virtual clock (deterministic mode): nanoseconds, set by the engine.
+    Virtual(u64),
+}
+
+impl Clock {
+    pub fn now_ns(&self) -> u64 {
+        match self {
+            Clock::Monotonic(start) => start.elapsed().as_nanos() as u64,
+            Clock::Virtual(ns) => *ns,
+        }
+    }
+}
+
+/// Per-worker environment.
+pub struct Env {
+    /// `bpf_get_smp_processor_id`; the index of per-CPU map values.
+    pub cpu: u32,
+    pub clock: Clock,
+    /// xorshift state for `bpf_get_prandom_u32`.
+    pub prandom: u64,
+    /// `bpf_trace_printk` output lines (the kernel's trace_pipe).
+    pub trace: Vec<String>,
+    /// Programs a PROG_ARRAY may name (by `Program::id`).
+    pub programs: Vec<Arc<Program>>,
+    pub budget: u64,
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Env {
+            cpu: 0,
+            clock: Clock::Monotonic(Instant::now()),
+            prandom: 0x2545_f491_4f6c_dd1d,
+            trace: Vec::new(),
+            programs: Vec::new(),
+            budget: DEFAULT_BUDGET,
+        }
+    }
+}
+
+impl Env {
+    pub fn program(&self, id: u32) -> Option<&Arc<Program>> {
+        self.programs.iter().find(|p| p.id == id)
+    }
+}
+
+/// Memory a worker reuses run after run: the stack and the ctx placeholder whose
+/// address r1 carries.
+pub struct Vm {
+    stack: Box<[u8]>,
+    ctx_block: Box<[u8]>,
+    scratch: Box<[u8]>,
+    pub env: Env,
+    pub helpers: Arc<HelperTable>,
+}
+
+impl Vm {
+    pub fn new(helpers: Arc<HelperTable>) -> Vm {
+        Vm {
+            stack: vec![0u8; STACK_SIZE].into_boxed_slice(),
+            ctx_block: vec![0u8; 256].into_boxed_slice(),
+            scratch: vec![0u8; SCRATCH_SIZE].into_boxed_slice(),
+            env: Env::default(),
+            helpers,
+        }
+    }
+
+    /// Run `prog` with r1 pointing at `ctx`.
+    pub fn run(
+        &mut self,
+        prog: &Arc<Program>,
+        ctx: &mut dyn Context,
+    ) -> Result<u64, crate::Exception> {
+        self.run_inner(prog, ctx, None, &[])
+    }
+
+    /// Run `prog` with explicit r1-r5; `extra` are plain memory regions the
+    /// arguments point into (the conformance suite's input buffer).
+    pub fn run_with_args(
+        &mut self,
+        prog: &Arc<Program>,
+        ctx: &mut dyn Context,
+        args: [u64; 5],
+        extra: &[Region],
+    ) -> Result<u64, crate::Exception> {
+        self.run_inner(prog, ctx, Some(args), extra)
+    }
+
+    fn run_inner(
+        &mut self,
+        prog: &Arc<Program>,
+        ctx: &mut dyn Context,
+        args: Option<[u64; 5]>,
+        extra: &[Region],
+    ) -> Result<u64, crate::Exception> {
+        let mut regions = Regions::default();
+        let stack_start = self.stack.as_mut_ptr() as usize;
+        regions.stack = Some(Region::new(stack_start, STACK_SIZE, RegionKind::ReadWrite));
+        let ctx_addr = self.ctx_block.as_ptr() as usize;
+        if ctx.ctx_size() > 0 {
+            regions.ctx = Some(Region::new(ctx_addr, ctx.ctx_size(), RegionKind::Ctx));
+        }
+        regions.others.extend_from_slice(extra);
+        let mut maps: Vec<Arc<Map>> = Vec::new();
+        add_program_maps(&mut maps, &mut regions, prog);
+        regions.static_len = regions.others.len();
+        if let Some((s, e)) = ctx.packet() {
+            regions.packet = Some(Region::new(s, e - s, RegionKind::ReadWrite));
+        }
+        let mut st = RunState {
+            regions,
+            ctx,
+            env: &mut self.env,
+            helpers: &self.helpers,
+            maps,
+            stack_top: stack_start + STACK_SIZE,
+            depth: 0,
+            tail_call_cnt: 0,
+            pending_tail_call: None,
+            current: prog.clone(),
+            budget: 0,
+            exit_now: None,
+            scratch: self.scratch.as_mut_ptr() as usize,
+            scratch_mapped: false,
+        };
+        st.budget = st.env.budget;
+        let args = args.unwrap_or([ctx_addr as u64, 0, 0, 0, 0]);
+        let res = crate::interp::execute(&mut st, None, 0, args);
+        res.map_err(|(pc, error)| crate::Exception {
+            prog: st.current.name.clone(),
+            pc,
+            error,
+        })
+    }
+}
+
+fn add_program_maps(maps: &mut Vec<Arc<Map>>, regions: &mut Regions, prog: &Program) {
+    for m in &prog.maps {
+        add_map(maps, regions, m);
+    }
+}
+
+fn add_map(maps: &mut Vec<Arc<Map>>, regions: &mut Regions, m: &Arc<Map>) {
+    if maps.iter().any(|x| Arc::ptr_eq(x, m)) {
+        return;
+    }
+    maps.push(m.clone());
+    for r in m.regions() {
+        let kind = if r.writable {
+            RegionKind::ReadWrite
+        } else {
+            RegionKind::ReadOnly
+        };
+        regions.others.push(Region::new(r.start, r.len, kind));
+    }
+}
+
+/// Everything a helper may look at or change during a run.
+pub struct RunState<'a> {
+    pub regions: Regions,
+    pub ctx: &'a mut dyn Context,
+    pub env: &'a mut Env,
+    pub helpers: &'a HelperTable,
+    /// Maps whose handles are valid in this run: the program's, the inner maps
+    /// it looked up, the maps of programs it tail-called.
+    pub maps: Vec<Arc<Map>>,
+    pub(crate) stack_top: usize,
+    pub(crate) depth: usize,
+    pub(crate) tail_call_cnt: u32,
+    pub(crate) pending_tail_call: Option<Arc<Program>>,
+    pub current: Arc<Program>,
+    pub(crate) budget: u64,
+    /// Set by a helper that ends the program (the conformance suite's `unwind`).
+    pub exit_now: Option<u64>,
+    scratch: usize,
+    scratch_mapped: bool,
+}
+
+impl RunState<'_> {
+    /// The map a register value (from ld_imm64 or an inner-map lookup) refers to.
+    pub fn map(&self, handle: u64) -> Result<Arc<Map>, VmError> {
+        self.maps
+            .iter()
+            .find(|m| map_handle(m) == handle)
+            .cloned()
+            .ok_or(VmError::BadMap(handle))
+    }
+
+    /// Make an inner map (from an *_OF_MAPS lookup) usable and return its handle.
+    pub fn adopt_map(&mut self, m: &Arc<Map>) -> u64 {
+        add_map(&mut self.maps, &mut self.regions, m);
+        self.regions.static_len = self.regions.others.len();
+        map_handle(m)
+    }
+
+    pub fn cpu(&self) -> usize {
+        self.env.cpu as usize
+    }
+
+    /// Bytes of program memory for a helper argument (ARG_PTR_TO_MEM).
+    pub fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, VmError> {
+        let p = self.regions.raw(addr, len as u64, false)?;
+        // SAFETY: `raw` checked that [addr, addr+len) lies inside one live region.
+        Ok(unsafe { std::slice::from_raw_parts(p, len) }.to_vec())
+    }
+
+    pub fn read_into(&self, addr: u64, out: &mut [u8]) -> Result<(), VmError> {
+        let p = self.regions.raw(addr, out.len() as u64, false)?;
+        // SAFETY: as in `read`; `out` is a distinct Rust buffer.
+        unsafe { std::ptr::copy(p, out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
+
+    pub fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), VmError> {
+        let p = self.regions.raw(addr, data.len() as u64, true)?;
+        // SAFETY: `raw` checked that the range lies in one writable region.
+        unsafe { std::ptr::copy(data.as_ptr(), p, data.len()) };
+        Ok(())
+    }
+
+    /// Checked raw pointer to `len` bytes at `addr` (for helpers that hand the
+    /// address to a map, e.g. ringbuf submit).
+    pub fn raw(&self, addr: u64, len: usize, write: bool) -> Result<*mut u8, VmError> {
+        self.regions.raw(addr, len as u64, write)
+    }
+
+    /// Copy `key` into the run's read-only scratch block and return its address
+    /// (keys handed to bpf_for_each_map_elem callbacks).
+    pub fn scratch_key(&mut self, key: &[u8]) -> Result<u64, VmError> {
+        if key.len() > SCRATCH_SIZE {
+            return Err(VmError::NotSupported(format!("key of {} bytes", key.len())));
+        }
+        if !self.scratch_mapped {
+            self.regions.others.push(Region::new(
+                self.scratch,
+                SCRATCH_SIZE,
+                RegionKind::ReadOnly,
+            ));
+            self.scratch_mapped = true;
+        }
+        // SAFETY: scratch is the Vm's own SCRATCH_SIZE-byte block, alive for the run.
+        unsafe { std::ptr::copy_nonoverlapping(key.as_ptr(), self.scratch as *mut u8, key.len()) };
+        Ok(self.scratch as u64)
+    }
+
+    /// Add a region for the rest of the run (e.g. a reserved ringbuf record).
+    pub fn add_region(&mut self, r: Region) {
+        self.regions.others.push(r);
+    }
+
+    /// Re-read the packet bounds after a helper moved or resized the packet.
+    pub fn refresh_packet(&mut self) {
+        self.regions.packet = self
+            .ctx
+            .packet()
+            .map(|(s, e)| Region::new(s, e - s, RegionKind::ReadWrite));
+    }
+
+    /// Request a tail call; the interpreter performs it when the helper returns.
+    pub fn tail_call(&mut self, prog: Arc<Program>) {
+        self.pending_tail_call = Some(prog);
+    }
+
+    /// Call a subprogram of the current program (a callback of bpf_loop or
+    /// bpf_for_each_map_elem) and return its r0.
+    pub fn call_callback(&mut self, func: u64, args: [u64; 5]) -> Result<u64, VmError> {
+        if func & !0xffff_ffff != crate::program::FUNC_TAG {
+            return Err(VmError::BadCallback(func));
+        }
+        let pc = (func & 0xffff_ffff) as usize;
+        if pc >= self.current.code.len() {
+            return Err(VmError::BadCallback(func));
+        }
+        if self.depth + 1 >= MAX_CALL_FRAMES {
+            return Err(VmError::CallDepth(MAX_CALL_FRAMES));
+        }
+        let prog = self.current.clone();
+        self.depth += 1;
+        let r = crate::interp::execute(self, Some(prog), pc, args);
+        self.depth -= 1;
+        r.map_err(|(_, e)| e)
+    }
+}

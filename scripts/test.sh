@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the tests need (clang-19, llvm-19, bpftool, libbpf-dev,
+# gcc-multilib) when missing, then runs the whole test suite.
+# Kernel differential tests need root and the bpf() syscall; without them they
+# skip with a printed reason.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v clang-19 >/dev/null 2>&1 || need+=(clang-19)
+command -v llvm-objdump-19 >/dev/null 2>&1 || need+=(llvm-19)
+command -v bpftool >/dev/null 2>&1 || need+=(bpftool)
+[ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+[ -e /usr/include/x86_64-linux-gnu/asm/types.h ] || [ "$(uname -m)" != x86_64 ] || need+=(gcc-multilib)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing: ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "missing ${need[*]} and not root: tests that need them will skip"
+  fi
+fi
+
+export SKIFF_CONFORMANCE_DIR="${SKIFF_CONFORMANCE_DIR:-$(pwd)/../shared/conformance}"
+cargo test --workspace --release "$@"
