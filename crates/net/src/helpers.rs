@@ -1,0 +1,286 @@
+//! The networking helpers of XDP and TC programs (net/core/filter.c), registered
+//! into the VM's one helper table by kernel helper id. Helpers whose id the
+//! kernel maps to different functions for XDP and TC (bpf_redirect,
+//! perf_event_output, fib_lookup, check_mtu) dispatch on the program type.
+
+pub mod csum;
+pub mod fib;
+mod skb;
+mod xdp;
+
+use skiff_vm::{HelperDef, HelperTable, ProgType, RunState, VmError};
+
+use crate::buff::{SkBuff, XdpBuff};
+
+pub use fib::{EmptyFib, Fib, FIB_LOOKUP_SIZE};
+
+const XDP: &[ProgType] = &[ProgType::Xdp];
+const TC: &[ProgType] = &[ProgType::SchedCls, ProgType::SchedAct];
+const XDP_TC: &[ProgType] = &[ProgType::Xdp, ProgType::SchedCls, ProgType::SchedAct];
+
+// errno values (include/uapi/asm-generic/errno*.h, include/linux/errno.h).
+pub const EFAULT: i64 = 14;
+pub const EACCES: i64 = 13;
+pub const ENOMEM: i64 = 12;
+pub const ENODEV: i64 = 19;
+pub const EINVAL: i64 = 22;
+pub const E2BIG: i64 = 7;
+pub const ENOENT: i64 = 2;
+pub const ERANGE: i64 = 34;
+pub const EAFNOSUPPORT: i64 = 97;
+pub const EALREADY: i64 = 114;
+/// Kernel-internal ENOTSUPP (include/linux/errno.h), which helpers do return.
+pub const ENOTSUPP: i64 = 524;
+
+/// Device model of a test run (and the default until devices are wired in):
+/// `lo`, ifindex 1, MTU 65536, hard_header_len 14.
+pub const LO_IFINDEX: u32 = 1;
+pub const LO_MTU: u32 = 65536;
+pub const HARD_HEADER_LEN: u32 = 14;
+
+fn neg(e: i64) -> u64 {
+    skiff_vm::helpers::neg(e)
+}
+
+macro_rules! def {
+    ($id:expr, $name:expr, $f:expr, $types:expr) => {
+        HelperDef {
+            id: $id,
+            name: $name,
+            func: $f,
+            prog_types: $types,
+        }
+    };
+}
+
+const DEFS: &[HelperDef] = &[
+    // XDP
+    def!(44, "bpf_xdp_adjust_head", xdp::adjust_head, XDP),
+    def!(54, "bpf_xdp_adjust_meta", xdp::adjust_meta, XDP),
+    def!(65, "bpf_xdp_adjust_tail", xdp::adjust_tail, XDP),
+    def!(188, "bpf_xdp_get_buff_len", xdp::get_buff_len, XDP),
+    def!(189, "bpf_xdp_load_bytes", xdp::load_bytes, XDP),
+    def!(190, "bpf_xdp_store_bytes", xdp::store_bytes, XDP),
+    def!(51, "bpf_redirect_map", xdp::redirect_map, XDP),
+    // TC
+    def!(9, "bpf_skb_store_bytes", skb::store_bytes, TC),
+    def!(26, "bpf_skb_load_bytes", skb::load_bytes, TC),
+    def!(
+        68,
+        "bpf_skb_load_bytes_relative",
+        skb::load_bytes_relative,
+        TC
+    ),
+    def!(10, "bpf_l3_csum_replace", skb::l3_csum_replace, TC),
+    def!(11, "bpf_l4_csum_replace", skb::l4_csum_replace, TC),
+    def!(40, "bpf_csum_update", skb::csum_update, TC),
+    def!(135, "bpf_csum_level", skb::csum_level, TC),
+    def!(39, "bpf_skb_pull_data", skb::pull_data, TC),
+    def!(38, "bpf_skb_change_tail", skb::change_tail, TC),
+    def!(43, "bpf_skb_change_head", skb::change_head, TC),
+    def!(50, "bpf_skb_adjust_room", skb::adjust_room, TC),
+    def!(31, "bpf_skb_change_proto", skb::change_proto, TC),
+    def!(32, "bpf_skb_change_type", skb::change_type, TC),
+    def!(18, "bpf_skb_vlan_push", skb::vlan_push, TC),
+    def!(19, "bpf_skb_vlan_pop", skb::vlan_pop, TC),
+    def!(34, "bpf_get_hash_recalc", skb::get_hash_recalc, TC),
+    def!(48, "bpf_set_hash_invalid", skb::set_hash_invalid, TC),
+    def!(139, "bpf_set_hash", skb::set_hash, TC),
+    def!(155, "bpf_redirect_peer", skb::redirect_peer, TC),
+    def!(152, "bpf_redirect_neigh", skb::redirect_neigh, TC),
+    def!(13, "bpf_clone_redirect", skb::clone_redirect, TC),
+    // Both (one id, two kernel functions: dispatch on the program type).
+    def!(28, "bpf_csum_diff", csum_diff, XDP_TC),
+    def!(23, "bpf_redirect", redirect, XDP_TC),
+    def!(25, "bpf_perf_event_output", perf_event_output, XDP_TC),
+    def!(69, "bpf_fib_lookup", fib_lookup, XDP_TC),
+    def!(163, "bpf_check_mtu", check_mtu, XDP_TC),
+];
+
+/// Register every networking helper (XDP and TC) into `t`.
+pub fn register(t: &mut HelperTable) {
+    t.register_all(DEFS);
+}
+
+fn is_xdp(st: &RunState) -> bool {
+    st.current.prog_type == ProgType::Xdp
+}
+
+/// The program's `struct xdp_md` context (the verifier guarantees ARG_PTR_TO_CTX).
+pub(crate) fn xdp_ctx<'a>(st: &'a mut RunState) -> Result<&'a mut XdpBuff, VmError> {
+    st.ctx
+        .as_any_mut()
+        .downcast_mut::<XdpBuff>()
+        .ok_or_else(|| VmError::Ctx("helper needs an xdp_md context".into()))
+}
+
+/// The program's `struct __sk_buff` context.
+pub(crate) fn skb_ctx<'a>(st: &'a mut RunState) -> Result<&'a mut SkBuff, VmError> {
+    st.ctx
+        .as_any_mut()
+        .downcast_mut::<SkBuff>()
+        .ok_or_else(|| VmError::Ctx("helper needs a __sk_buff context".into()))
+}
+
+/// Whether `ifindex` names a device in the program's namespace. Until the
+/// datapath hands helpers its device list, the test-run model applies: only `lo`
+/// (ifindex 1) and the packet's own device exist.
+pub(crate) fn device_exists(ifindex: u32, own: u32) -> bool {
+    ifindex == LO_IFINDEX || (ifindex != 0 && ifindex == own)
+}
+
+// net/core/filter.c: bpf_csum_diff
+fn csum_diff(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    let from = st.read(a[0], a[1] as u32 as usize)?;
+    let to = st.read(a[2], a[3] as u32 as usize)?;
+    Ok(csum::csum_diff(&from, &to, a[4] as u32) as u64)
+}
+
+// net/core/filter.c: bpf_xdp_redirect / bpf_redirect
+fn redirect(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    if is_xdp(st) {
+        xdp::redirect(st, a)
+    } else {
+        skb::redirect(st, a)
+    }
+}
+
+// net/core/filter.c: bpf_xdp_event_output / bpf_skb_event_output
+fn perf_event_output(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    let pkt_len = if is_xdp(st) {
+        let x = xdp_ctx(st)?;
+        x.data_end - x.data
+    } else {
+        skb_ctx(st)?.len()
+    };
+    event_output(st, a, pkt_len)
+}
+
+pub const BPF_F_INDEX_MASK: u64 = 0xffff_ffff;
+pub const BPF_F_CURRENT_CPU: u64 = BPF_F_INDEX_MASK;
+pub const BPF_F_CTXLEN_MASK: u64 = 0xf_ffff << 32;
+
+fn event_output(st: &mut RunState, a: [u64; 5], pkt_len: usize) -> Result<u64, VmError> {
+    let map = st.map(a[1])?;
+    if map.attr().map_type != skiff_maps::MapType::PerfEventArray {
+        return Err(VmError::Helper(format!(
+            "bpf_perf_event_output on {} map {}",
+            map.attr().map_type.name(),
+            map.attr().name
+        )));
+    }
+    let flags = a[2];
+    // The sample bytes are read as the kernel's verifier would check them.
+    st.read(a[3], a[4] as usize)?;
+    let ctx_size = (flags & BPF_F_CTXLEN_MASK) >> 32;
+    if flags & !(BPF_F_CTXLEN_MASK | BPF_F_INDEX_MASK) != 0 {
+        return Ok(neg(EINVAL));
+    }
+    if ctx_size > pkt_len as u64 {
+        return Ok(neg(EFAULT));
+    }
+    // kernel/trace/bpf_trace.c: __bpf_perf_event_output
+    let mut index = flags & BPF_F_INDEX_MASK;
+    if index == BPF_F_CURRENT_CPU {
+        index = st.cpu() as u64;
+    }
+    if index >= map.attr().max_entries as u64 {
+        return Ok(neg(E2BIG));
+    }
+    // skiff has no perf events: every slot is empty (as in a test run, where no
+    // perf event fd was stored).
+    Ok(neg(ENOENT))
+}
+
+// net/core/filter.c: bpf_xdp_fib_lookup / bpf_skb_fib_lookup
+fn fib_lookup(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    let plen = a[2] as u32 as i32;
+    let flags = a[3] as u32;
+    let len = (plen.max(0) as usize).min(FIB_LOOKUP_SIZE);
+    let mut params = [0u8; FIB_LOOKUP_SIZE];
+    if let Some(p) = params.get_mut(..len) {
+        st.read_into(a[1], p)?;
+    }
+    if (plen as i64) < FIB_LOOKUP_SIZE as i64 {
+        return Ok(neg(EINVAL));
+    }
+    if flags & !fib::BPF_FIB_LOOKUP_MASK != 0 {
+        return Ok(neg(EINVAL));
+    }
+    let xdp = is_xdp(st);
+    let (own, skb_len, tot_len) = if xdp {
+        (xdp_ctx(st)?.ingress_ifindex, 0, 0)
+    } else {
+        let s = skb_ctx(st)?;
+        (
+            s.ifindex,
+            s.len(),
+            u16::from_le_bytes([params[6], params[7]]),
+        )
+    };
+    // XDP always checks the MTU; TC only when tot_len is given.
+    let check_mtu = xdp || tot_len != 0;
+    let fib = EmptyFib::default();
+    let rc = fib::lookup(&fib, &mut params, flags, check_mtu, own, skb_len);
+    st.write(a[1], &params)?;
+    Ok(rc as u64)
+}
+
+pub const BPF_MTU_CHK_SEGS: u64 = 1;
+pub const BPF_MTU_CHK_RET_SUCCESS: u64 = 0;
+pub const BPF_MTU_CHK_RET_FRAG_NEEDED: u64 = 1;
+
+// net/core/filter.c: bpf_xdp_check_mtu / bpf_skb_check_mtu
+fn check_mtu(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    let ifindex = a[1] as u32;
+    let mut m = [0u8; 4];
+    st.read_into(a[2], &mut m)?;
+    let mtu_len = u32::from_le_bytes(m);
+    let len_diff = a[3] as u32 as i32;
+    let flags = a[4];
+    let xdp = is_xdp(st);
+    let (own, pkt_len, mtu) = if xdp {
+        let x = xdp_ctx(st)?;
+        // TODO(lead): XdpBuff has no device MTU; the test-run device is lo.
+        (x.ingress_ifindex, (x.data_end - x.data) as i64, LO_MTU)
+    } else {
+        let s = skb_ctx(st)?;
+        (s.ifindex, s.len() as i64, s.mtu)
+    };
+    if xdp {
+        if flags != 0 {
+            return Ok(neg(EINVAL));
+        }
+    } else {
+        if flags & !BPF_MTU_CHK_SEGS != 0 {
+            return Ok(neg(EINVAL));
+        }
+        if flags & BPF_MTU_CHK_SEGS != 0 && (len_diff != 0 || mtu_len != 0) {
+            return Ok(neg(EINVAL));
+        }
+    }
+    // __dev_via_ifindex: 0 is the current device.
+    let mtu = if ifindex == 0 || ifindex == own {
+        mtu
+    } else if device_exists(ifindex, own) {
+        LO_MTU
+    } else {
+        return Ok(neg(ENODEV));
+    };
+    let dev_len = mtu as i64 + HARD_HEADER_LEN as i64;
+    let mut len = if mtu_len != 0 {
+        mtu_len as i64 + HARD_HEADER_LEN as i64
+    } else {
+        pkt_len
+    };
+    // The kernel computes in int: wrap like it.
+    len = (len as i32).wrapping_add(len_diff) as i64;
+    // skiff skbs are never GSO, so the SEGS branch never applies.
+    let ret = if len > dev_len {
+        BPF_MTU_CHK_RET_FRAG_NEEDED
+    } else {
+        BPF_MTU_CHK_RET_SUCCESS
+    };
+    st.write(a[2], &mtu.to_le_bytes())?;
+    Ok(ret)
+}
