@@ -1131,14 +1131,15 @@ impl Map {
             .collect()
     }
 
-    /// BPF_MAP_FREEZE: later syscall-side writes give EPERM; a second freeze gives EBUSY;
-    /// a map created BPF_F_RDONLY gives EPERM (kernel/bpf/syscall.c: map_freeze).
+    /// BPF_MAP_FREEZE: later syscall-side writes give EPERM. A frozen map or one created
+    /// BPF_F_RDONLY has no write permission left, so freezing it again gives EPERM
+    /// (kernel/bpf/syscall.c: map_freeze checks map_get_sys_perms before `frozen`).
     pub fn freeze(&self) -> Result<(), Errno> {
         if self.attr.map_flags & BPF_F_RDONLY != 0 {
             return Err(EPERM);
         }
         if self.frozen.swap(true, Ordering::AcqRel) {
-            return Err(EBUSY);
+            return Err(EPERM);
         }
         Ok(())
     }

@@ -764,7 +764,7 @@ fn freeze_and_access_flags() {
     let a = mk(MapType::Array, 4, 4, 2, 0);
     a.sys_update(&k4(0), &[1; 4], BPF_ANY).unwrap();
     a.freeze().unwrap();
-    assert_eq!(a.freeze(), Err(EBUSY));
+    assert_eq!(a.freeze(), Err(EPERM));
     assert_eq!(a.sys_update(&k4(0), &[2; 4], BPF_ANY), Err(EPERM));
     assert_eq!(a.sys_lookup(&k4(0)), Ok(MapValue::Single(vec![1; 4])));
     // programs may still write a frozen map (unless it is BPF_F_RDONLY_PROG)
