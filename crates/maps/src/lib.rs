@@ -25,6 +25,17 @@
 //!   The kernel's LRU (common or per-CPU lists, BPF_F_NO_COMMON_LRU) refills per-CPU free
 //!   lists in batches (LOCAL_FREE_TARGET = 128), so it may evict several elements at once,
 //!   before the map is full, and it approximates recency with reference bits.
+//! - As in the kernel, an LRU update takes a free node (evicting if the map is full)
+//!   before it checks the flags or looks for the key: in a full LRU map, replacing an
+//!   existing key or a failed BPF_EXIST/BPF_NOEXIST update can evict another element.
+//! - Hash maps and LPM tries are always preallocated (BPF_F_NO_PREALLOC is accepted where
+//!   the kernel accepts it, and ignored). Replacing a HASH or LPM
+//!   value installs a new slot and frees the old one (a program holding the old pointer
+//!   keeps reading the old value until the slot is reused); per-CPU and DEVMAP values are
+//!   updated in place.
+//! - The key index of hash maps, LPM tries and the slot tables are guarded by a
+//!   parking_lot mutex (program-side lookups take it); values are read and written
+//!   without locks through the stable pointers.
 //! - Map names longer than 15 bytes are truncated as libbpf does before bpf(2).
 //! - A single map may not allocate more than 1 GiB (ENOMEM, as a failed allocation).
 
@@ -629,7 +640,9 @@ impl Map {
             }
             MapType::HashOfMaps => Kind::HashOfMaps(hash::MapHash::new(&attr)),
             MapType::LpmTrie => Kind::Lpm(lpm::LpmTrie::new(&attr).ok_or_else(|| nomem(&attr))?),
-            MapType::Queue | MapType::Stack => Kind::Queue(queue::QueueStack::new(&attr)),
+            MapType::Queue | MapType::Stack => {
+                Kind::Queue(queue::QueueStack::new(&attr).ok_or_else(|| nomem(&attr))?)
+            }
             MapType::Ringbuf => {
                 Kind::Ringbuf(ringbuf::RingBuf::new(&attr).ok_or_else(|| nomem(&attr))?)
             }

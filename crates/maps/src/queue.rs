@@ -16,13 +16,20 @@ pub(crate) struct QueueStack {
 }
 
 impl QueueStack {
-    pub(crate) fn new(attr: &MapAttr) -> QueueStack {
-        QueueStack {
+    /// None when the kernel could not allocate the ring either (skiff's 1 GiB limit).
+    pub(crate) fn new(attr: &MapAttr) -> Option<QueueStack> {
+        let bytes = (attr.max_entries as usize)
+            .checked_add(1)?
+            .checked_mul(attr.value_size as usize)?;
+        if bytes > crate::storage::MAX_BLOCK_BYTES {
+            return None;
+        }
+        Some(QueueStack {
             stack: attr.map_type == MapType::Stack,
             max: attr.max_entries as usize,
             value_size: attr.value_size as usize,
             items: Mutex::new(VecDeque::new()),
-        }
+        })
     }
 
     /// kernel/bpf/queue_stack_maps.c: queue_stack_map_push_elem — BPF_EXIST makes room on
