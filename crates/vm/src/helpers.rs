@@ -124,8 +124,37 @@ const GENERIC: &[HelperDef] = &[
     helper!(208, "bpf_ktime_get_tai_ns", ktime_get_ns),
 ];
 
-fn key_of(st: &RunState, map: &Map, addr: u64) -> Result<Vec<u8>, VmError> {
-    st.read(addr, map.attr().key_size as usize)
+/// A key copied out of program memory; on the stack for the usual sizes.
+pub struct KeyBuf {
+    small: [u8; 64],
+    large: Vec<u8>,
+    len: usize,
+}
+
+impl std::ops::Deref for KeyBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        if self.len <= self.small.len() {
+            &self.small[..self.len]
+        } else {
+            &self.large
+        }
+    }
+}
+
+pub fn key_of(st: &RunState, map: &Map, addr: u64) -> Result<KeyBuf, VmError> {
+    let len = map.attr().key_size as usize;
+    let mut k = KeyBuf {
+        small: [0; 64],
+        large: Vec::new(),
+        len,
+    };
+    if len <= k.small.len() {
+        st.read_into(addr, &mut k.small[..len])?;
+    } else {
+        k.large = st.read(addr, len)?;
+    }
+    Ok(k)
 }
 
 fn errno_ret(r: Result<(), i32>) -> u64 {
@@ -138,7 +167,7 @@ fn errno_ret(r: Result<(), i32>) -> u64 {
 // kernel/bpf/helpers.c: bpf_map_lookup_elem
 fn map_lookup_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     let map = st.map(a[0])?;
-    let key = key_of(st, &map, a[1])?;
+    let key = key_of(st, map, a[1])?;
     match map.attr().map_type {
         MapType::ArrayOfMaps | MapType::HashOfMaps => Ok(match map.lookup_map(&key) {
             Some(inner) => st.adopt_map(&inner),
@@ -163,14 +192,14 @@ fn map_lookup_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 // kernel/bpf/helpers.c: bpf_map_update_elem
 fn map_update_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     let map = st.map(a[0])?;
-    let key = key_of(st, &map, a[1])?;
+    let key = key_of(st, map, a[1])?;
     let value = st.read(a[2], map.attr().value_size as usize)?;
     Ok(errno_ret(map.update(&key, &value, a[3], st.cpu())))
 }
 
 fn map_delete_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     let map = st.map(a[0])?;
-    let key = key_of(st, &map, a[1])?;
+    let key = key_of(st, map, a[1])?;
     Ok(errno_ret(map.delete(&key)))
 }
 
@@ -256,7 +285,7 @@ fn tail_call(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     for m in &prog.maps {
         st.adopt_map(m);
     }
-    st.tail_call(prog);
+    st.tail_call(&prog);
     Ok(0)
 }
 
@@ -348,7 +377,7 @@ fn lock_word<'a>(st: &RunState, addr: u64) -> Result<&'a AtomicU32, VmError> {
     Ok(unsafe { AtomicU32::from_ptr(p as *mut u32) })
 }
 
-fn ringbuf_of(st: &RunState, handle: u64) -> Result<std::sync::Arc<Map>, VmError> {
+fn ringbuf_of<'r>(st: &RunState, handle: u64) -> Result<&'r Map, VmError> {
     let map = st.map(handle)?;
     if map.attr().map_type != MapType::Ringbuf {
         return Err(VmError::Helper(format!(
@@ -382,11 +411,9 @@ fn ringbuf_reserve(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 }
 
 fn ringbuf_commit(st: &mut RunState, a: [u64; 5], discard: bool) -> Result<u64, VmError> {
-    let rings: Vec<_> = st
-        .maps
-        .iter()
+    let rings: Vec<&Map> = st
+        .maps()
         .filter(|m| m.attr().map_type == MapType::Ringbuf)
-        .cloned()
         .collect();
     for m in rings {
         if m.regions()

@@ -3,13 +3,11 @@
 //! through the run's region table.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
 
 use skiff_isa::*;
 
 use crate::mem::Target;
-use crate::program::Program;
-use crate::state::{RunState, MAX_CALL_FRAMES};
+use crate::state::{ProgRef, RunState, MAX_CALL_FRAMES};
 use crate::VmError;
 
 #[derive(Clone, Copy, Default)]
@@ -274,12 +272,14 @@ fn byteswap(v: u64, bits: i32, to_be: bool) -> u64 {
 /// starts in exits. Errors carry the failing instruction index.
 pub(crate) fn execute(
     st: &mut RunState,
-    prog: Option<Arc<Program>>,
+    prog: Option<ProgRef>,
     entry: usize,
     args: [u64; 5],
 ) -> Result<u64, (usize, VmError)> {
-    let mut cur = prog.unwrap_or_else(|| st.current.clone());
-    let mut reg = [0u64; 11];
+    let mut cur = prog.unwrap_or(st.current);
+    // 16 slots so a 4-bit register field indexes without a bounds check; the
+    // validator already refused registers above r10.
+    let mut reg = [0u64; 16];
     reg[1..6].copy_from_slice(&args);
     let base_depth = st.depth;
     reg[10] = (st.stack_top - base_depth * skiff_isa::MAX_BPF_STACK) as u64;
@@ -287,7 +287,7 @@ pub(crate) fn execute(
     let mut nframes = 0usize;
     let mut pc = entry;
     'program: loop {
-        let prog = cur.clone();
+        let prog = cur;
         let code: &[Insn] = &prog.code;
         loop {
             let Some(&insn) = code.get(pc) else {
@@ -299,9 +299,6 @@ pub(crate) fn execute(
             st.budget -= 1;
             let dst = insn.dst as usize & 0xf;
             let srcr = insn.src as usize & 0xf;
-            if dst > 10 || srcr > 10 {
-                return Err((pc, VmError::BadInsn(insn.code)));
-            }
             let class = insn.code & 0x07;
             match class {
                 BPF_ALU | BPF_ALU64 => {
@@ -381,7 +378,7 @@ pub(crate) fn execute(
                                 return Ok(v);
                             }
                             if let Some(next) = st.pending_tail_call.take() {
-                                st.current = next.clone();
+                                st.current = next;
                                 cur = next;
                                 pc = 0;
                                 continue 'program;

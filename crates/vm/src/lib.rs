@@ -17,7 +17,7 @@ pub use helpers::{HelperDef, HelperFn, HelperTable};
 pub use mem::{Region, RegionKind, Regions};
 pub use program::Program;
 pub use skiff_object::ProgType;
-pub use state::{Clock, Env, RunState, Vm};
+pub use state::{Clock, Env, ProgRef, RunState, Vm};
 
 use std::any::Any;
 

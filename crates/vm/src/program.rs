@@ -9,6 +9,7 @@ use skiff_maps::Map;
 use skiff_object::ProgType;
 
 use crate::collection::LoadError;
+use crate::mem::{Region, RegionKind};
 
 /// Callback pointers (ld_imm64 with BPF_PSEUDO_FUNC) are this tag plus the target
 /// instruction index: they are only ever handed back to helpers, never dereferenced.
@@ -26,8 +27,10 @@ pub struct Program {
     /// What the engines execute: ld_imm64 slots hold their final 64-bit value (low
     /// half in the first slot's imm, high half in the second's) with src 0.
     pub code: Vec<Insn>,
-    /// Maps this program references, by object map index.
+    /// Maps this program references.
     pub maps: Vec<Arc<Map>>,
+    /// Their storage, as regions of every run (computed once here, not per run).
+    pub map_regions: Vec<Region>,
 }
 
 /// The value a map reference has in a register: the map's address, as the kernel
@@ -115,7 +118,9 @@ impl Program {
             }
             pc += 1;
         }
+        let map_regions = used.iter().flat_map(|m| map_regions(m)).collect();
         Ok(Program {
+            map_regions,
             id: NEXT_PROG_ID.fetch_add(1, Ordering::Relaxed),
             name: name.to_string(),
             prog_type,
@@ -124,6 +129,24 @@ impl Program {
             maps: used,
         })
     }
+}
+
+/// A map's storage blocks as run regions.
+pub fn map_regions(m: &Map) -> Vec<Region> {
+    m.regions()
+        .into_iter()
+        .map(|r| {
+            Region::new(
+                r.start,
+                r.len,
+                if r.writable {
+                    RegionKind::ReadWrite
+                } else {
+                    RegionKind::ReadOnly
+                },
+            )
+        })
+        .collect()
 }
 
 /// Address of byte `off` of a single-value map (global data): element 0.

@@ -79,6 +79,9 @@ pub struct Vm {
     stack: Box<[u8]>,
     ctx_block: Box<[u8]>,
     scratch: Box<[u8]>,
+    /// Reused run to run so a run allocates nothing.
+    regions: Regions,
+    maps: Vec<*const Map>,
     pub env: Env,
     pub helpers: Arc<HelperTable>,
 }
@@ -89,6 +92,8 @@ impl Vm {
             stack: vec![0u8; STACK_SIZE].into_boxed_slice(),
             ctx_block: vec![0u8; 256].into_boxed_slice(),
             scratch: vec![0u8; SCRATCH_SIZE].into_boxed_slice(),
+            regions: Regions::default(),
+            maps: Vec::new(),
             env: Env::default(),
             helpers,
         }
@@ -122,20 +127,25 @@ impl Vm {
         args: Option<[u64; 5]>,
         extra: &[Region],
     ) -> Result<u64, crate::Exception> {
-        let mut regions = Regions::default();
+        let mut regions = std::mem::take(&mut self.regions);
         let stack_start = self.stack.as_mut_ptr() as usize;
         regions.stack = Some(Region::new(stack_start, STACK_SIZE, RegionKind::ReadWrite));
         let ctx_addr = self.ctx_block.as_ptr() as usize;
-        if ctx.ctx_size() > 0 {
-            regions.ctx = Some(Region::new(ctx_addr, ctx.ctx_size(), RegionKind::Ctx));
-        }
+        regions.ctx = if ctx.ctx_size() > 0 {
+            Some(Region::new(ctx_addr, ctx.ctx_size(), RegionKind::Ctx))
+        } else {
+            None
+        };
+        regions.others.clear();
         regions.others.extend_from_slice(extra);
-        let mut maps: Vec<Arc<Map>> = Vec::new();
-        add_program_maps(&mut maps, &mut regions, prog);
+        regions.others.extend_from_slice(&prog.map_regions);
         regions.static_len = regions.others.len();
-        if let Some((s, e)) = ctx.packet() {
-            regions.packet = Some(Region::new(s, e - s, RegionKind::ReadWrite));
-        }
+        regions.packet = ctx
+            .packet()
+            .map(|(s, e)| Region::new(s, e - s, RegionKind::ReadWrite));
+        let mut maps = std::mem::take(&mut self.maps);
+        maps.clear();
+        maps.extend(prog.maps.iter().map(Arc::as_ptr));
         let mut st = RunState {
             regions,
             ctx,
@@ -146,7 +156,8 @@ impl Vm {
             depth: 0,
             tail_call_cnt: 0,
             pending_tail_call: None,
-            current: prog.clone(),
+            current: ProgRef(Arc::as_ptr(prog)),
+            keepalive: Vec::new(),
             budget: 0,
             exit_now: None,
             scratch: self.scratch.as_mut_ptr() as usize,
@@ -155,32 +166,38 @@ impl Vm {
         st.budget = st.env.budget;
         let args = args.unwrap_or([ctx_addr as u64, 0, 0, 0, 0]);
         let res = crate::interp::execute(&mut st, None, 0, args);
-        res.map_err(|(pc, error)| crate::Exception {
+        let res = res.map_err(|(pc, error)| crate::Exception {
             prog: st.current.name.clone(),
             pc,
             error,
-        })
+        });
+        let RunState {
+            regions, mut maps, ..
+        } = st;
+        maps.clear();
+        self.regions = regions;
+        self.maps = maps;
+        res
     }
 }
 
-fn add_program_maps(maps: &mut Vec<Arc<Map>>, regions: &mut Regions, prog: &Program) {
-    for m in &prog.maps {
-        add_map(maps, regions, m);
+/// A program the run is executing. Runs hold the owning `Arc`s (the caller's
+/// program, `Env::programs` for tail calls), so the pointer stays valid for the run
+/// without an atomic reference count per run.
+#[derive(Clone, Copy)]
+pub struct ProgRef(*const Program);
+
+impl std::ops::Deref for ProgRef {
+    type Target = Program;
+    fn deref(&self) -> &Program {
+        // SAFETY: see the type's comment: the Arc owning the program outlives the run.
+        unsafe { &*self.0 }
     }
 }
 
-fn add_map(maps: &mut Vec<Arc<Map>>, regions: &mut Regions, m: &Arc<Map>) {
-    if maps.iter().any(|x| Arc::ptr_eq(x, m)) {
-        return;
-    }
-    maps.push(m.clone());
-    for r in m.regions() {
-        let kind = if r.writable {
-            RegionKind::ReadWrite
-        } else {
-            RegionKind::ReadOnly
-        };
-        regions.others.push(Region::new(r.start, r.len, kind));
+impl ProgRef {
+    pub fn new(p: &Arc<Program>) -> ProgRef {
+        ProgRef(Arc::as_ptr(p))
     }
 }
 
@@ -191,13 +208,15 @@ pub struct RunState<'a> {
     pub env: &'a mut Env,
     pub helpers: &'a HelperTable,
     /// Maps whose handles are valid in this run: the program's, the inner maps
-    /// it looked up, the maps of programs it tail-called.
-    pub maps: Vec<Arc<Map>>,
+    /// it looked up, the maps of programs it tail-called. Kept alive by the
+    /// programs' `Arc`s and by `keepalive`.
+    maps: Vec<*const Map>,
+    keepalive: Vec<Arc<Map>>,
     pub(crate) stack_top: usize,
     pub(crate) depth: usize,
     pub(crate) tail_call_cnt: u32,
-    pub(crate) pending_tail_call: Option<Arc<Program>>,
-    pub current: Arc<Program>,
+    pub(crate) pending_tail_call: Option<ProgRef>,
+    pub current: ProgRef,
     pub(crate) budget: u64,
     /// Set by a helper that ends the program (the conformance suite's `unwind`).
     pub exit_now: Option<u64>,
@@ -207,18 +226,33 @@ pub struct RunState<'a> {
 
 impl RunState<'_> {
     /// The map a register value (from ld_imm64 or an inner-map lookup) refers to.
-    pub fn map(&self, handle: u64) -> Result<Arc<Map>, VmError> {
-        self.maps
-            .iter()
-            .find(|m| map_handle(m) == handle)
-            .cloned()
-            .ok_or(VmError::BadMap(handle))
+    /// The map a register value (a map handle) refers to. The reference is valid
+    /// for the whole run (see `maps`), whatever else the helper does with `self`.
+    pub fn map<'r>(&self, handle: u64) -> Result<&'r Map, VmError> {
+        match self.maps.iter().find(|&&m| m as usize as u64 == handle) {
+            // SAFETY: every pointer in `maps` is kept alive for the run by the
+            // programs' Arcs or by `keepalive`.
+            Some(&m) => Ok(unsafe { &*m }),
+            None => Err(VmError::BadMap(handle)),
+        }
     }
 
-    /// Make an inner map (from an *_OF_MAPS lookup) usable and return its handle.
+    /// All maps valid in this run.
+    pub fn maps<'r>(&self) -> impl Iterator<Item = &'r Map> + '_ {
+        // SAFETY: as in `map`.
+        self.maps.iter().map(|&m| unsafe { &*m })
+    }
+
+    /// Make a map usable by handle for the rest of the run (an inner map from an
+    /// *_OF_MAPS lookup, the maps of a tail-called program) and return its handle.
     pub fn adopt_map(&mut self, m: &Arc<Map>) -> u64 {
-        add_map(&mut self.maps, &mut self.regions, m);
-        self.regions.static_len = self.regions.others.len();
+        let p = Arc::as_ptr(m);
+        if !self.maps.contains(&p) {
+            self.maps.push(p);
+            self.keepalive.push(m.clone());
+            self.regions.others.extend(crate::program::map_regions(m));
+            self.regions.static_len = self.regions.others.len();
+        }
         map_handle(m)
     }
 
@@ -286,8 +320,9 @@ impl RunState<'_> {
     }
 
     /// Request a tail call; the interpreter performs it when the helper returns.
-    pub fn tail_call(&mut self, prog: Arc<Program>) {
-        self.pending_tail_call = Some(prog);
+    /// `prog` must be one of `Env::programs` (which keep it alive).
+    pub fn tail_call(&mut self, prog: &Arc<Program>) {
+        self.pending_tail_call = Some(ProgRef::new(prog));
     }
 
     /// Call a subprogram of the current program (a callback of bpf_loop or
@@ -303,7 +338,7 @@ impl RunState<'_> {
         if self.depth + 1 >= MAX_CALL_FRAMES {
             return Err(VmError::CallDepth(MAX_CALL_FRAMES));
         }
-        let prog = self.current.clone();
+        let prog = self.current;
         self.depth += 1;
         let r = crate::interp::execute(self, Some(prog), pc, args);
         self.depth -= 1;
