@@ -11,9 +11,8 @@
 //! - Keys and values are byte slices: a slice whose length is not the map's key or value
 //!   size gives EINVAL (the kernel copies exactly key_size/value_size bytes, so it cannot
 //!   see a wrong length).
-//! - BPF_F_LOCK is accepted on (non-per-CPU) ARRAY and HASH updates and performs a plain
-//!   copy: skiff has no BTF here, so it cannot know whether the value holds a
-//!   `bpf_spin_lock` (the kernel gives EINVAL when it does not).
+//! - BPF_F_LOCK is refused (EINVAL) on every update: skiff does not yet track whether
+//!   a value holds a `bpf_spin_lock`, and the kernel gives EINVAL when it does not.
 //! - PROG_ARRAY, ARRAY_OF_MAPS/HASH_OF_MAPS, PERF_EVENT_ARRAY, XSKMAP and the program
 //!   fields of DEVMAP/CPUMAP values take ids (prog id, map id, socket id) where the
 //!   kernel's syscall takes file descriptors; DEVMAP ifindexes and program ids are not

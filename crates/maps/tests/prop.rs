@@ -39,7 +39,7 @@ proptest! {
             match o {
                 Op::Update(k, v, flags) => {
                     let exists = model.contains_key(&k);
-                    let expect = if (flags & !BPF_F_LOCK) > BPF_EXIST {
+                    let expect = if (flags & !BPF_F_LOCK) > BPF_EXIST || flags & BPF_F_LOCK != 0 {
                         Err(EINVAL)
                     } else if exists && flags & !BPF_F_LOCK == BPF_NOEXIST {
                         Err(EEXIST)

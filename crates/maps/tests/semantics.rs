@@ -153,7 +153,7 @@ fn array_flags_and_errno() {
     assert_eq!(a.sys_update(&k4(1), &[1; 4], 3), Err(EINVAL));
     assert_eq!(a.sys_update(&k4(1), &[1; 4], 8), Err(EINVAL));
     assert_eq!(a.sys_update(&k4(1), &[7; 4], BPF_EXIST), Ok(()));
-    assert_eq!(a.sys_update(&k4(0), &[5; 4], BPF_F_LOCK), Ok(()));
+    assert_eq!(a.sys_update(&k4(0), &[5; 4], BPF_F_LOCK), Err(EINVAL)); // no bpf_spin_lock in the value
     assert_eq!(a.sys_delete(&k4(1)), Err(EINVAL));
     assert_eq!(a.delete(&k4(1)), Err(EINVAL));
     assert_eq!(a.sys_lookup(&k4(1)), Ok(MapValue::Single(vec![7; 4])));
@@ -175,7 +175,7 @@ fn array_flags_and_errno() {
     assert_eq!(
         a.dump(),
         vec![
-            (k4(0).to_vec(), MapValue::Single(vec![5; 4])),
+            (k4(0).to_vec(), MapValue::Single(vec![0; 4])),
             (k4(1).to_vec(), MapValue::Single(vec![9; 4]))
         ]
     );
@@ -222,11 +222,9 @@ fn hash_flags_and_errno() {
     assert_eq!(h.sys_update(&k4(2), &[9; 4], BPF_ANY), Ok(()));
     assert_eq!(h.sys_update(&k4(2), &[8; 4], BPF_EXIST), Ok(()));
     assert_eq!(h.sys_update(&k4(2), &[8; 4], 3), Err(EINVAL));
-    assert_eq!(
-        h.sys_update(&k4(2), &[7; 4], BPF_F_LOCK | BPF_EXIST),
-        Ok(())
-    );
-    assert_eq!(h.sys_lookup(&k4(2)), Ok(MapValue::Single(vec![7; 4])));
+    // no bpf_spin_lock in the value: BPF_F_LOCK is EINVAL
+    assert_eq!(h.sys_update(&k4(2), &[7; 4], BPF_F_LOCK | BPF_EXIST), Err(EINVAL));
+    assert_eq!(h.sys_lookup(&k4(2)), Ok(MapValue::Single(vec![8; 4])));
     assert_eq!(h.sys_delete(&k4(5)), Err(ENOENT));
     assert_eq!(h.delete(&k4(5)), Err(ENOENT));
     assert_eq!(h.sys_lookup(&k4(5)), Err(ENOENT));
