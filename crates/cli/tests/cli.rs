@@ -10,7 +10,11 @@ fn root() -> PathBuf {
 }
 
 fn skiff(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_skiff")).current_dir(root()).args(args).output().expect("run skiff");
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .current_dir(root())
+        .args(args)
+        .output()
+        .expect("run skiff");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -22,18 +26,47 @@ const OBJ: &str = "examples/xdp_fw/xdp_fw.o";
 
 fn json(args: &[&str]) -> (i32, serde_json::Value) {
     let (code, out, err) = skiff(args);
-    let v = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out} {err}"));
+    let v =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out} {err}"));
     (code, v)
 }
 
 #[test]
 fn run_drops_blocked_prefix_and_reports_maps() {
-    let (code, out, _) = skiff(&["prog", "run", OBJ, "--prog", "xdp_fw", "--data-in", "examples/xdp_fw/blocked.bin", "--map-update", "blocked", "18000000c0a80100", "01"]);
+    let (code, out, _) = skiff(&[
+        "prog",
+        "run",
+        OBJ,
+        "--prog",
+        "xdp_fw",
+        "--data-in",
+        "examples/xdp_fw/blocked.bin",
+        "--map-update",
+        "blocked",
+        "18000000c0a80100",
+        "01",
+    ]);
     assert_eq!(code, 0);
-    assert!(out.starts_with("retval: XDP_DROP (1)   duration: "), "{out}");
+    assert!(
+        out.starts_with("retval: XDP_DROP (1)   duration: "),
+        "{out}"
+    );
     assert!(out.trim_end().ends_with("data_out: 75 bytes"), "{out}");
 
-    let (code, v) = json(&["prog", "run", OBJ, "--data-in", "examples/xdp_fw/blocked.bin", "--map-update", "blocked", "18000000c0a80100", "01", "--repeat", "3", "--json"]);
+    let (code, v) = json(&[
+        "prog",
+        "run",
+        OBJ,
+        "--data-in",
+        "examples/xdp_fw/blocked.bin",
+        "--map-update",
+        "blocked",
+        "18000000c0a80100",
+        "01",
+        "--repeat",
+        "3",
+        "--json",
+    ]);
     assert_eq!(code, 0);
     assert_eq!(v["retval"], 1);
     assert_eq!(v["error"], serde_json::Value::Null);
@@ -47,15 +80,32 @@ fn run_drops_blocked_prefix_and_reports_maps() {
     assert_eq!(blocked["entries"][0]["key"], "18000000c0a80100");
     assert_eq!(blocked["entries"][0]["value"], "01");
     // three runs, three drops counted
-    assert_eq!(v["maps"]["drop_count"]["entries"][0]["value"], "0300000000000000");
+    assert_eq!(
+        v["maps"]["drop_count"]["entries"][0]["value"],
+        "0300000000000000"
+    );
 }
 
 #[test]
 fn run_passes_other_traffic() {
-    let (code, v) = json(&["prog", "run", OBJ, "--data-in", "examples/xdp_fw/allowed.bin", "--map-update", "blocked", "18000000c0a80100", "01", "--json"]);
+    let (code, v) = json(&[
+        "prog",
+        "run",
+        OBJ,
+        "--data-in",
+        "examples/xdp_fw/allowed.bin",
+        "--map-update",
+        "blocked",
+        "18000000c0a80100",
+        "01",
+        "--json",
+    ]);
     assert_eq!(code, 0);
     assert_eq!(v["retval"], 2);
-    assert_eq!(v["maps"]["drop_count"]["entries"][0]["value"], "0000000000000000");
+    assert_eq!(
+        v["maps"]["drop_count"]["entries"][0]["value"],
+        "0000000000000000"
+    );
 }
 
 #[test]
@@ -64,10 +114,20 @@ fn runt_frame_is_refused_like_the_kernel() {
     std::fs::create_dir_all(&dir).unwrap();
     let runt = dir.join("runt.bin");
     std::fs::write(&runt, [0u8; 10]).unwrap();
-    let (code, v) = json(&["prog", "run", OBJ, "--data-in", runt.to_str().unwrap(), "--json"]);
+    let (code, v) = json(&[
+        "prog",
+        "run",
+        OBJ,
+        "--data-in",
+        runt.to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(code, 1);
     let err = v["error"].as_str().unwrap();
-    assert!(err.contains("10 bytes") && err.contains("errno 22"), "{err}");
+    assert!(
+        err.contains("10 bytes") && err.contains("errno 22"),
+        "{err}"
+    );
     let (code, _, err) = skiff(&["prog", "run", OBJ, "--data-in", runt.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(err.starts_with("skiff: the test run was refused"), "{err}");
@@ -78,13 +138,26 @@ fn runt_frame_is_refused_like_the_kernel() {
 fn bad_map_updates_name_what_is_wrong() {
     let cases: &[(&[&str], &str)] = &[
         (&["nosuch", "00", "00"], "no map named \"nosuch\""),
-        (&["blocked", "1800", "01"], "key has 2 bytes, the map's key_size is 8"),
-        (&["blocked", "18000000c0a80100", "0102"], "value has 2 bytes, the map's value_size is 1"),
+        (
+            &["blocked", "1800", "01"],
+            "key has 2 bytes, the map's key_size is 8",
+        ),
+        (
+            &["blocked", "18000000c0a80100", "0102"],
+            "value has 2 bytes, the map's value_size is 1",
+        ),
         (&["blocked", "zz", "01"], "is not hex bytes"),
         (&["blocked", "21000000c0a80100", "01"], "EINVAL (22)"),
     ];
     for (upd, want) in cases {
-        let mut args = vec!["prog", "run", OBJ, "--data-in", "examples/xdp_fw/allowed.bin", "--map-update"];
+        let mut args = vec![
+            "prog",
+            "run",
+            OBJ,
+            "--data-in",
+            "examples/xdp_fw/allowed.bin",
+            "--map-update",
+        ];
         args.extend_from_slice(upd);
         let (code, _, err) = skiff(&args);
         assert_eq!(code, 1, "{upd:?}");
@@ -96,11 +169,33 @@ fn bad_map_updates_name_what_is_wrong() {
 fn bad_object_is_an_error_not_a_panic() {
     let (code, _, err) = skiff(&["prog", "show", "examples/xdp_fw/blocked.bin"]);
     assert_eq!(code, 1);
-    assert!(err.contains("examples/xdp_fw/blocked.bin") && err.contains("not a loadable eBPF object"), "{err}");
-    let (code, _, err) = skiff(&["prog", "run", OBJ, "--prog", "nope", "--data-in", "examples/xdp_fw/allowed.bin"]);
+    assert!(
+        err.contains("examples/xdp_fw/blocked.bin") && err.contains("not a loadable eBPF object"),
+        "{err}"
+    );
+    let (code, _, err) = skiff(&[
+        "prog",
+        "run",
+        OBJ,
+        "--prog",
+        "nope",
+        "--data-in",
+        "examples/xdp_fw/allowed.bin",
+    ]);
     assert_eq!(code, 1);
-    assert!(err.contains("no program named \"nope\"") && err.contains("xdp_fw"), "{err}");
-    let (code, _, err) = skiff(&["prog", "run", OBJ, "--data-in", "examples/xdp_fw/allowed.bin", "--engine", "jit"]);
+    assert!(
+        err.contains("no program named \"nope\"") && err.contains("xdp_fw"),
+        "{err}"
+    );
+    let (code, _, err) = skiff(&[
+        "prog",
+        "run",
+        OBJ,
+        "--data-in",
+        "examples/xdp_fw/allowed.bin",
+        "--engine",
+        "jit",
+    ]);
     assert_eq!(code, 1);
     assert!(err.contains("not supported: --engine jit"), "{err}");
 }
@@ -118,7 +213,10 @@ fn show_and_dump() {
     assert_eq!(code, 0);
     assert!(out.contains("(18) r1 = map[blocked]"), "{out}");
     assert!(out.contains("(85) call bpf_map_lookup_elem#1"), "{out}");
-    assert!(out.starts_with("   0: (61) r2 = *(u32 *)(r1 +4)\n"), "{out}");
+    assert!(
+        out.starts_with("   0: (61) r2 = *(u32 *)(r1 +4)\n"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -131,7 +229,12 @@ fn conformance_plugin_protocol() {
         .spawn()
         .unwrap();
     // ldxh r0, [r1+2]; exit
-    child.stdin.take().unwrap().write_all(b"6910020000000000 9500000000000000").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"6910020000000000 9500000000000000")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2211");

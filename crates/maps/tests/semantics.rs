@@ -223,7 +223,10 @@ fn hash_flags_and_errno() {
     assert_eq!(h.sys_update(&k4(2), &[8; 4], BPF_EXIST), Ok(()));
     assert_eq!(h.sys_update(&k4(2), &[8; 4], 3), Err(EINVAL));
     // no bpf_spin_lock in the value: BPF_F_LOCK is EINVAL
-    assert_eq!(h.sys_update(&k4(2), &[7; 4], BPF_F_LOCK | BPF_EXIST), Err(EINVAL));
+    assert_eq!(
+        h.sys_update(&k4(2), &[7; 4], BPF_F_LOCK | BPF_EXIST),
+        Err(EINVAL)
+    );
     assert_eq!(h.sys_lookup(&k4(2)), Ok(MapValue::Single(vec![8; 4])));
     assert_eq!(h.sys_delete(&k4(5)), Err(ENOENT));
     assert_eq!(h.delete(&k4(5)), Err(ENOENT));

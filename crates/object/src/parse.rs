@@ -22,17 +22,13 @@ pub const R_BPF_64_32: u32 = 10;
 pub const STT_FUNC: u8 = 2;
 pub const STT_SECTION: u8 = 3;
 
-pub const BPF_PSEUDO_MAP_FD: u8 = 1;
-pub const BPF_PSEUDO_MAP_VALUE: u8 = 2;
-pub const BPF_PSEUDO_BTF_ID: u8 = 3;
-pub const BPF_PSEUDO_FUNC: u8 = 4;
-pub const BPF_PSEUDO_MAP_IDX: u8 = 5;
-pub const BPF_PSEUDO_MAP_IDX_VALUE: u8 = 6;
-pub const BPF_PSEUDO_CALL: u8 = 1;
-pub const BPF_PSEUDO_KFUNC_CALL: u8 = 2;
+pub use skiff_isa::{
+    BPF_PSEUDO_BTF_ID, BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC, BPF_PSEUDO_KFUNC_CALL, BPF_PSEUDO_MAP_FD,
+    BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE, BPF_PSEUDO_MAP_VALUE,
+};
 
-const CODE_CALL: u8 = 0x85; // BPF_JMP | BPF_CALL
-const CODE_LD_IMM64: u8 = 0x18; // BPF_LD | BPF_IMM | BPF_DW
+const CODE_CALL: u8 = skiff_isa::CALL;
+const CODE_LD_IMM64: u8 = skiff_isa::LD_IMM64;
 
 #[derive(Clone, Debug)]
 pub struct Sec<'a> {

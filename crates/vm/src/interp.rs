@@ -69,61 +69,35 @@ fn atomic(
         Target::Ctx(_) => return Err(VmError::Ctx("atomic operation on the context".into())),
     };
     let fetch = op & BPF_FETCH != 0;
-    // Returns (value for src register if fetch, value for r0 if cmpxchg).
+    // One body for both widths; `$t` is the atomic type, `$v` the integer type.
+    macro_rules! rmw {
+        ($t:ty, $v:ty) => {{
+            // SAFETY: p is aligned to the access size (checked above) and inside a
+            // live writable region.
+            let a = unsafe { <$t>::from_ptr(p as *mut $v) };
+            let s = src as $v;
+            let old = match op {
+                x if x & !BPF_FETCH == BPF_ADD as i32 => a.fetch_add(s, Ordering::SeqCst),
+                x if x & !BPF_FETCH == BPF_OR as i32 => a.fetch_or(s, Ordering::SeqCst),
+                x if x & !BPF_FETCH == BPF_AND as i32 => a.fetch_and(s, Ordering::SeqCst),
+                x if x & !BPF_FETCH == BPF_XOR as i32 => a.fetch_xor(s, Ordering::SeqCst),
+                BPF_XCHG => a.swap(s, Ordering::SeqCst),
+                BPF_CMPXCHG => {
+                    let old =
+                        match a.compare_exchange(r0 as $v, s, Ordering::SeqCst, Ordering::SeqCst) {
+                            Ok(v) | Err(v) => v,
+                        };
+                    return Ok((None, Some(old as u64)));
+                }
+                _ => return Err(VmError::NotSupported(format!("atomic op {op:#x}"))),
+            };
+            Ok((if fetch { Some(old as u64) } else { None }, None))
+        }};
+    }
     if size == 8 {
-        // SAFETY: p is 8-byte aligned (checked above) and inside a live writable region.
-        let a = unsafe { AtomicU64::from_ptr(p as *mut u64) };
-        let old = match op {
-            x if x == BPF_ADD as i32 || x == (BPF_ADD as i32 | BPF_FETCH) => {
-                a.fetch_add(src, Ordering::SeqCst)
-            }
-            x if x == BPF_OR as i32 || x == (BPF_OR as i32 | BPF_FETCH) => {
-                a.fetch_or(src, Ordering::SeqCst)
-            }
-            x if x == BPF_AND as i32 || x == (BPF_AND as i32 | BPF_FETCH) => {
-                a.fetch_and(src, Ordering::SeqCst)
-            }
-            x if x == BPF_XOR as i32 || x == (BPF_XOR as i32 | BPF_FETCH) => {
-                a.fetch_xor(src, Ordering::SeqCst)
-            }
-            BPF_XCHG => a.swap(src, Ordering::SeqCst),
-            BPF_CMPXCHG => {
-                let old = match a.compare_exchange(r0, src, Ordering::SeqCst, Ordering::SeqCst) {
-                    Ok(v) | Err(v) => v,
-                };
-                return Ok((None, Some(old)));
-            }
-            _ => return Err(VmError::NotSupported(format!("atomic op {op:#x}"))),
-        };
-        Ok((if fetch { Some(old) } else { None }, None))
+        rmw!(AtomicU64, u64)
     } else {
-        // SAFETY: p is 4-byte aligned (checked above) and inside a live writable region.
-        let a = unsafe { AtomicU32::from_ptr(p as *mut u32) };
-        let s = src as u32;
-        let old = match op {
-            x if x == BPF_ADD as i32 || x == (BPF_ADD as i32 | BPF_FETCH) => {
-                a.fetch_add(s, Ordering::SeqCst)
-            }
-            x if x == BPF_OR as i32 || x == (BPF_OR as i32 | BPF_FETCH) => {
-                a.fetch_or(s, Ordering::SeqCst)
-            }
-            x if x == BPF_AND as i32 || x == (BPF_AND as i32 | BPF_FETCH) => {
-                a.fetch_and(s, Ordering::SeqCst)
-            }
-            x if x == BPF_XOR as i32 || x == (BPF_XOR as i32 | BPF_FETCH) => {
-                a.fetch_xor(s, Ordering::SeqCst)
-            }
-            BPF_XCHG => a.swap(s, Ordering::SeqCst),
-            BPF_CMPXCHG => {
-                let old = match a.compare_exchange(r0 as u32, s, Ordering::SeqCst, Ordering::SeqCst)
-                {
-                    Ok(v) | Err(v) => v,
-                };
-                return Ok((None, Some(old as u64)));
-            }
-            _ => return Err(VmError::NotSupported(format!("atomic op {op:#x}"))),
-        };
-        Ok((if fetch { Some(old as u64) } else { None }, None))
+        rmw!(AtomicU32, u32)
     }
 }
 
