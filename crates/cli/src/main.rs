@@ -1,5 +1,6 @@
 //! The `skiff` command: inspect, disassemble and run eBPF objects.
 
+mod bench;
 mod conformance;
 mod maps;
 mod prog;
@@ -31,6 +32,8 @@ enum Command {
         #[arg(long, hide = true)]
         elf: bool,
     },
+    /// Time each corpus program in skiff's interpreter and in the kernel (BPF_PROG_TEST_RUN repeat).
+    Bench(bench::BenchArgs),
 }
 
 fn main() {
@@ -38,6 +41,7 @@ fn main() {
     let code = match cli.cmd {
         Command::Prog(cmd) => prog::main(cmd),
         Command::ConformancePlugin { memory, .. } => conformance::main(memory.as_deref()),
+        Command::Bench(a) => bench::main(a),
     };
     std::process::exit(code);
 }
