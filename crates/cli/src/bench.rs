@@ -287,6 +287,8 @@ struct Row {
     packet: &'static str,
     batch: u32,
     insns: Option<usize>,
+    /// BPF instructions a run executes (measured in skiff).
+    executed: Option<u64>,
     skiff: Side,
     kernel: Side,
 }
@@ -379,6 +381,50 @@ fn skiff_measure(
     Ok((total / runs, retval))
 }
 
+/// BPF instructions one run executes in skiff (bpf_loop callbacks and tail calls
+/// included): the smallest instruction budget the run completes within, by
+/// bisection over single runs. None when even a large budget does not suffice or the
+/// run fails otherwise.
+fn executed_insns(s: &mut SkiffSide, pkt: &[u8], ctx: Option<&[u8]>) -> Option<u64> {
+    let saved = s.vm.env.budget;
+    let completes = |budget: u64, s: &mut SkiffSide| -> Option<bool> {
+        s.vm.env.budget = budget;
+        let out = skiff_net::test_run::test_run(
+            &mut s.vm,
+            &s.prog,
+            &skiff_net::test_run::TestRun {
+                data_in: pkt,
+                ctx_in: ctx,
+                repeat: 1,
+            },
+        )
+        .ok()?;
+        s.vm.env.trace.clear();
+        match &out.exception {
+            None => Some(true),
+            Some(e) if matches!(e.error, skiff_vm::VmError::Budget(_)) => Some(false),
+            Some(_) => None,
+        }
+    };
+    let (mut lo, mut hi) = (0u64, 1u64 << 20);
+    let found = if completes(hi, s) == Some(true) {
+        // invariant: lo does not complete, hi does
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            match completes(mid, s) {
+                Some(true) => hi = mid,
+                Some(false) => lo = mid,
+                None => break,
+            }
+        }
+        (hi - lo == 1).then_some(hi)
+    } else {
+        None
+    };
+    s.vm.env.budget = saved;
+    found
+}
+
 fn kernel_load(obj: &Object, en: &Entry) -> Result<KernelObject, String> {
     let k = KernelObject::load(obj).map_err(|e| format!("load: {e}"))?;
     for (map, key, val) in &en.updates {
@@ -440,6 +486,7 @@ fn bench_entry(
         packet: en.packet,
         batch: en.batch,
         insns: None,
+        executed: None,
         skiff: Side::default(),
         kernel: Side::default(),
     };
@@ -499,6 +546,9 @@ fn bench_entry(
             }
         }
     }
+    if let Some(s) = sk.as_mut().filter(|_| row.skiff.error.is_none()) {
+        row.executed = executed_insns(s, &pkt, ctx);
+    }
     row
 }
 
@@ -520,6 +570,7 @@ fn row_json(r: &Row) -> Value {
         "packet": r.packet,
         "batch": r.batch,
         "insns": r.insns,
+        "executed_insns": r.executed,
         "skiff_ns": r.skiff.median(),
         "kernel_ns": r.kernel.median(),
         "ratio": r.ratio(),
@@ -591,8 +642,16 @@ pub fn main(a: BenchArgs) -> i32 {
 fn print_row(r: &Row, header: bool) {
     if header {
         println!(
-            "{:<34} {:<18} {:>11} {:>11} {:>7} {:>6} {:>9}",
-            "program", "packet", "skiff ns", "kernel ns", "ratio", "insns", "retval"
+            "{:<34} {:<18} {:>10} {:>10} {:>6} {:>6} {:>5} {:>7} {:>7}",
+            "program",
+            "packet",
+            "skiff ns",
+            "kernel ns",
+            "ratio",
+            "insns",
+            "exec",
+            "skiff/i",
+            "retval"
         );
     }
     let packet = if r.batch > 0 {
@@ -602,14 +661,20 @@ fn print_row(r: &Row, header: bool) {
     };
     let ratio = r.ratio().map_or("-".into(), |x| format!("{x:.1}x"));
     let retval = format!("{}/{}", fmt_ret(r.skiff.retval), fmt_ret(r.kernel.retval));
+    let per_insn = match (r.skiff.median(), r.executed) {
+        (Some(ns), Some(n)) if n > 0 => format!("{:.2}", ns / n as f64),
+        _ => "-".into(),
+    };
     println!(
-        "{:<34} {:<18} {:>11} {:>11} {:>7} {:>6} {:>9}",
+        "{:<34} {:<18} {:>10} {:>10} {:>6} {:>6} {:>5} {:>7} {:>7}",
         r.label,
         packet,
         fmt_ns(&r.skiff),
         fmt_ns(&r.kernel),
         ratio,
         r.insns.map_or("-".into(), |n| n.to_string()),
+        r.executed.map_or("-".into(), |n| n.to_string()),
+        per_insn,
         retval
     );
 }
