@@ -624,7 +624,19 @@ pub fn main(a: BenchArgs) -> i32 {
             "median ratio skiff/kernel over {} rows: {m:.2}x",
             ratios.len()
         ),
-        None => println!("no row has both measurements"),
+        None if kernel_ok.is_ok() => println!("no row has both measurements"),
+        None => {}
+    }
+    let steady: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.batch == 0)
+        .filter_map(Row::ratio)
+        .collect();
+    if let Some(m) = median(&steady).filter(|_| steady.len() < ratios.len()) {
+        println!(
+            "median ratio over the {} rows without a batch (b): {m:.2}x",
+            steady.len()
+        );
     }
     for r in &rows {
         if let Some(e) = &r.skiff.error {
