@@ -250,6 +250,21 @@ pub(crate) fn execute(
     entry: usize,
     args: [u64; 5],
 ) -> Result<u64, (usize, VmError)> {
+    // The budget lives in a local while the loop runs (a register, not a store per
+    // instruction) and goes back to the run state around helper calls and at the end.
+    let mut budget = st.budget;
+    let r = run_loop(st, prog, entry, args, &mut budget);
+    st.budget = budget;
+    r
+}
+
+fn run_loop(
+    st: &mut RunState,
+    prog: Option<ProgRef>,
+    entry: usize,
+    args: [u64; 5],
+    budget: &mut u64,
+) -> Result<u64, (usize, VmError)> {
     let mut cur = prog.unwrap_or(st.current);
     // 16 slots so a 4-bit register field indexes without a bounds check; the
     // validator already refused registers above r10.
@@ -267,10 +282,10 @@ pub(crate) fn execute(
             let Some(&insn) = code.get(pc) else {
                 return Err((pc, VmError::BadJump));
             };
-            if st.budget == 0 {
+            if *budget == 0 {
                 return Err((pc, VmError::Budget(st.env.budget)));
             }
-            st.budget -= 1;
+            *budget -= 1;
             let dst = insn.dst as usize & 0xf;
             let srcr = insn.src as usize & 0xf;
             let class = insn.code & 0x07;
@@ -341,9 +356,10 @@ pub(crate) fn execute(
                                 insn.imm as u32
                             };
                             let helpers = st.helpers;
-                            let r = helpers
-                                .call(st, id, [reg[1], reg[2], reg[3], reg[4], reg[5]])
-                                .map_err(|e| (pc, e))?;
+                            st.budget = *budget;
+                            let r = helpers.call(st, id, [reg[1], reg[2], reg[3], reg[4], reg[5]]);
+                            *budget = st.budget;
+                            let r = r.map_err(|e| (pc, e))?;
                             reg[0] = r;
                             // r1-r5 are scratch after a call; the kernel leaves them
                             // undefined, skiff leaves them as they were.
