@@ -313,6 +313,16 @@ pub fn packets() -> Vec<(&'static str, Vec<u8>)> {
         let full = ipv4_udp(IP_SRC, IP_DST, 1, 2, b"x");
         v.push(("ipv4_truncated", full.get(..24).unwrap_or(&full).to_vec()));
     }
+    {
+        // Ethernet + 39 bytes of an IPv6 header: TC test runs refuse it, XDP runs it.
+        let full = eth(
+            MAC_DST,
+            MAC_SRC,
+            ETH_P_IPV6,
+            &ipv6(IP6_SRC, IP6_DST, 17, &udp(&IP6_SRC, &IP6_DST, 1, 2, b"x")),
+        );
+        v.push(("ipv6_truncated", full.get(..53).unwrap_or(&full).to_vec()));
+    }
     v.push(("runt", vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0]));
     {
         let mut arp = vec![0, 1, 0x08, 0, 6, 4, 0, 1];
