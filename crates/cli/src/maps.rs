@@ -122,6 +122,18 @@ pub fn value_json(v: &MapValue) -> (&'static str, Value) {
 
 pub fn map_json(map: &Map) -> Value {
     let a = map.attr();
+    if a.map_type == skiff_maps::MapType::Ringbuf {
+        // A ring buffer has no keys: its committed records, in order (consumed).
+        let records: Vec<String> = map.ringbuf_consume().iter().map(hex::encode).collect();
+        return json!({
+            "type": a.map_type.name(),
+            "key_size": a.key_size,
+            "value_size": a.value_size,
+            "max_entries": a.max_entries,
+            "entries": [],
+            "records": records,
+        });
+    }
     let entries: Vec<Value> = map
         .dump()
         .iter()

@@ -239,3 +239,37 @@ fn conformance_plugin_protocol() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2211");
 }
+
+/// Ring buffer records reach `--json` in order (needs clang-19 for the corpus).
+#[test]
+fn ringbuf_records_are_reported() {
+    if let Err(why) = skiff_kernel::clang::available() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let out_dir = std::env::temp_dir().join(format!("skiff-cli-rb-{}", std::process::id()));
+    let obj =
+        skiff_kernel::clang::compile(&root().join("bpf/xdp_ringbuf.c"), &out_dir).expect("compile");
+    let (code, v) = json(&[
+        "prog",
+        "run",
+        obj.to_str().unwrap(),
+        "--data-in",
+        "examples/xdp_fw/allowed.bin",
+        "--repeat",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let rb = &v["maps"]["events"];
+    assert_eq!(rb["type"], "ringbuf");
+    let records = rb["records"].as_array().expect("records");
+    assert_eq!(records.len(), 2, "{rb}");
+    // the summary starts with the frame length (75) and holds the IPv4 addresses
+    let r = records[0].as_str().unwrap();
+    assert!(
+        r.starts_with("4b000000") && r.ends_with("0a0000010a000002"),
+        "{r}"
+    );
+    std::fs::remove_dir_all(&out_dir).ok();
+}
