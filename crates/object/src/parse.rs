@@ -537,6 +537,33 @@ fn rel_imm(target: usize, at: usize) -> Option<i32> {
     i32::try_from(t - a - 1).ok()
 }
 
+/// Link the .text function holding instruction `t` into the program and point
+/// the call at `at` to it; `what` names the target for the error.
+#[allow(clippy::too_many_arguments)]
+fn link_text_call(
+    ctx: &Ctx<'_, '_>,
+    out: &mut Vec<Insn>,
+    placed: &mut HashMap<usize, usize>,
+    t: usize,
+    at: usize,
+    sec: &str,
+    si: usize,
+    what: &str,
+) -> Result<Option<(Func, usize, usize)>, ObjectError> {
+    let (linked, frame) = match resolve_sub(ctx, out, placed, t) {
+        Some(r) => r?,
+        None => {
+            return Err(reloc_err(
+                sec,
+                si,
+                format!("{what} is not in any .text function"),
+            ))
+        }
+    };
+    set_imm(out, at, linked, sec, si)?;
+    Ok(frame)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn reloc_insn(
     ctx: &Ctx<'_, '_>,
@@ -579,20 +606,8 @@ fn reloc_insn(
                         where_(&format!("call target {t} before the section start")),
                     )
                 })?;
-                let (linked, frame) = match resolve_sub(ctx, out, placed, t) {
-                    Some(r) => r?,
-                    None => {
-                        return Err(reloc_err(
-                            &sec,
-                            si,
-                            where_(&format!(
-                                "call target insn {t} is not in any .text function"
-                            )),
-                        ))
-                    }
-                };
-                set_imm(out, at, linked, &sec, si)?;
-                return Ok(frame);
+                let what = format!("call target insn {t}");
+                return link_text_call(ctx, out, placed, t, at, &sec, si, &where_(&what));
             }
             if inside_self {
                 return Ok(None);
@@ -706,20 +721,8 @@ fn reloc_insn(
                 where_(&format!("call target {t} before the start of .text")),
             )
         })?;
-        let (linked, frame) = match resolve_sub(ctx, out, placed, t) {
-            Some(r) => r?,
-            None => {
-                return Err(reloc_err(
-                    &sec,
-                    si,
-                    where_(&format!(
-                        "call target '{sname}' (.text insn {t}) is not in any .text function"
-                    )),
-                ))
-            }
-        };
-        set_imm(out, at, linked, &sec, si)?;
-        return Ok(frame);
+        let what = format!("call target '{sname}' (.text insn {t})");
+        return link_text_call(ctx, out, placed, t, at, &sec, si, &where_(&what));
     }
     if !is_ld64 {
         return Err(reloc_err(&sec, si, where_(&format!(
