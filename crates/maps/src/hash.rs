@@ -230,6 +230,21 @@ impl HashTable {
         self.block.ptr(self.off(slot, cpu)?, self.elem)
     }
 
+    /// A key not in the map yet: take a free element (E2BIG when full, as
+    /// alloc_htab_elem) and fill it.
+    fn insert_new(&self, st: &mut State, key: &[u8], src: &Src<'_>) -> Result<(), Errno> {
+        if st.entries.len() >= self.max {
+            return Err(E2BIG);
+        }
+        let new = st.alloc(self.capacity).ok_or(E2BIG)?;
+        if let Err(e) = self.write(new, src, true) {
+            st.free.push(new);
+            return Err(e);
+        }
+        st.insert(key, new, false);
+        Ok(())
+    }
+
     pub(crate) fn update(&self, key: &[u8], src: Src<'_>, flags: u64) -> Result<(), Errno> {
         let mut st = self.state.lock();
         match self.flavor {
@@ -261,18 +276,7 @@ impl HashTable {
                         st.free.push(old_slot);
                         Ok(())
                     }
-                    None => {
-                        if st.entries.len() >= self.max {
-                            return Err(E2BIG);
-                        }
-                        let new = st.alloc(self.capacity).ok_or(E2BIG)?;
-                        if let Err(e) = self.write(new, &src, true) {
-                            st.free.push(new);
-                            return Err(e);
-                        }
-                        st.insert(key, new, false);
-                        Ok(())
-                    }
+                    None => self.insert_new(&mut st, key, &src),
                 }
             }
             Flavor::Percpu => {
@@ -285,16 +289,7 @@ impl HashTable {
                 if let Some(slot) = old {
                     return self.write(slot, &src, false);
                 }
-                if st.entries.len() >= self.max {
-                    return Err(E2BIG);
-                }
-                let new = st.alloc(self.capacity).ok_or(E2BIG)?;
-                if let Err(e) = self.write(new, &src, true) {
-                    st.free.push(new);
-                    return Err(e);
-                }
-                st.insert(key, new, false);
-                Ok(())
+                self.insert_new(&mut st, key, &src)
             }
             Flavor::Lru => {
                 // kernel/bpf/hashtab.c: htab_lru_map_update_elem — the new node is taken
