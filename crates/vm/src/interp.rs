@@ -110,7 +110,7 @@ fn size_of(code: u8) -> u32 {
     }
 }
 
-/// 64-bit ALU operation (also used for the 32-bit forms on truncated operands).
+/// 64-bit ALU operation (RFC 9669 semantics, incl. division by zero and sdiv/smod/movsx).
 #[inline(always)]
 fn alu64(op: u8, off: i16, dst: u64, src: u64) -> u64 {
     match op {
