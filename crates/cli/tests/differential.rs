@@ -126,6 +126,78 @@ fn describe(r: &CaseResult) -> String {
     format!("retval {:?}, data_out {} bytes", r.retval, r.data_out.len())
 }
 
+/// Runs `case` on every packet in skiff and in the kernel; the differences found.
+fn compare(case: &common::Case, packets: &[(&str, Vec<u8>)]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (pname, pkt) in packets {
+        let case = &with_data_end(case, pkt);
+        let kernel = match common::kernel_result(case, pkt) {
+            Ok(k) => k,
+            Err(e) => {
+                failures.push(format!(
+                    "{} on {pname}: kernel side failed: {e}",
+                    case.name()
+                ));
+                continue;
+            }
+        };
+        match skiff_result(case, pkt) {
+            Ok(s) if s == kernel => {}
+            Ok(s) => {
+                let mut diff = Vec::new();
+                if s.retval != kernel.retval {
+                    diff.push(format!(
+                        "retval skiff {:?} kernel {:?}",
+                        s.retval, kernel.retval
+                    ));
+                }
+                if s.data_out != kernel.data_out {
+                    diff.push(format!(
+                        "data_out skiff {} kernel {}",
+                        hex::encode(&s.data_out),
+                        hex::encode(&kernel.data_out)
+                    ));
+                }
+                if s.ctx_out != kernel.ctx_out {
+                    diff.push(format!(
+                        "ctx_out skiff {:?} kernel {:?}",
+                        s.ctx_out.as_ref().map(hex::encode),
+                        kernel.ctx_out.as_ref().map(hex::encode)
+                    ));
+                }
+                for (name, kv) in &kernel.maps {
+                    let sv = s.maps.get(name);
+                    if sv != Some(kv) {
+                        let show = |e: &Vec<(Vec<u8>, Vec<u8>)>| {
+                            e.iter()
+                                .map(|(k, v)| format!("{}={}", hex::encode(k), hex::encode(v)))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        };
+                        diff.push(format!(
+                            "map {name}: skiff [{}] kernel [{}]",
+                            sv.map(show).unwrap_or_default(),
+                            show(kv)
+                        ));
+                    }
+                }
+                failures.push(format!(
+                    "{} on {pname} ({}): {}",
+                    case.name(),
+                    describe(&kernel),
+                    diff.join("; ")
+                ));
+            }
+            Err(e) => failures.push(format!(
+                "{} on {pname}: skiff failed: {e} (kernel: {})",
+                case.name(),
+                describe(&kernel)
+            )),
+        }
+    }
+    failures
+}
+
 #[test]
 fn corpus_matches_kernel() {
     if let Some(why) = common::skip_reason() {
@@ -133,89 +205,38 @@ fn corpus_matches_kernel() {
         return;
     }
     let packets = common::packets();
-    let mut total = 0;
-    let mut failures = Vec::new();
-    for case in common::cases() {
-        for (pname, pkt) in &packets {
-            total += 1;
-            let case = &with_data_end(&case, pkt);
-            let kernel = match common::kernel_result(case, pkt) {
-                Ok(k) => k,
-                Err(e) => {
-                    failures.push(format!(
-                        "{} on {pname}: kernel side failed: {e}",
-                        case.name()
-                    ));
-                    continue;
-                }
-            };
-            match skiff_result(case, pkt) {
-                Ok(s) if s == kernel => {}
-                Ok(s) => {
-                    let mut diff = Vec::new();
-                    if s.retval != kernel.retval {
-                        diff.push(format!(
-                            "retval skiff {:?} kernel {:?}",
-                            s.retval, kernel.retval
-                        ));
-                    }
-                    if s.data_out != kernel.data_out {
-                        diff.push(format!(
-                            "data_out skiff {} kernel {}",
-                            hex::encode(&s.data_out),
-                            hex::encode(&kernel.data_out)
-                        ));
-                    }
-                    if s.ctx_out != kernel.ctx_out {
-                        diff.push(format!(
-                            "ctx_out skiff {:?} kernel {:?}",
-                            s.ctx_out.as_ref().map(hex::encode),
-                            kernel.ctx_out.as_ref().map(hex::encode)
-                        ));
-                    }
-                    for (name, kv) in &kernel.maps {
-                        let sv = s.maps.get(name);
-                        if sv != Some(kv) {
-                            let show = |e: &Vec<(Vec<u8>, Vec<u8>)>| {
-                                e.iter()
-                                    .map(|(k, v)| format!("{}={}", hex::encode(k), hex::encode(v)))
-                                    .collect::<Vec<_>>()
-                                    .join(" ")
-                            };
-                            diff.push(format!(
-                                "map {name}: skiff [{}] kernel [{}]",
-                                sv.map(show).unwrap_or_default(),
-                                show(kv)
-                            ));
-                        }
-                    }
-                    failures.push(format!(
-                        "{} on {pname} ({}): {}",
-                        case.name(),
-                        describe(&kernel),
-                        diff.join("; ")
-                    ));
-                }
-                Err(e) => failures.push(format!(
-                    "{} on {pname}: skiff failed: {e} (kernel: {})",
-                    case.name(),
-                    describe(&kernel)
-                )),
-            }
-        }
-    }
+    let cases = common::cases();
+    let total = cases.len() * packets.len();
+    let failures: Vec<String> = cases.iter().flat_map(|c| compare(c, &packets)).collect();
     println!(
-        "differential: {} cases, {} identical, {} different",
-        total,
+        "differential: {total} runs, {} identical, {} different",
         total - failures.len(),
         failures.len()
     );
     assert!(
         failures.is_empty(),
-        "{} of {total} cases differ from the kernel:\n{}",
+        "{} of {total} runs differ from the kernel:\n{}",
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// Legacy BPF_LD_ABS/IND loads in a TC program, including loads past the end.
+#[test]
+fn legacy_packet_loads_match_kernel() {
+    if let Some(why) = common::skip_reason() {
+        eprintln!("SKIPPED differential tests: {why}");
+        return;
+    }
+    let case = common::Case {
+        object: "tc_ldabs",
+        prog: "tc_ldabs",
+        map_updates: Vec::new(),
+        repeat: 1,
+        ctx_in: None,
+    };
+    let failures = compare(&case, &common::packets());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// The helper table is shared by every run: loading it must not depend on state.

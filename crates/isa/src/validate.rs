@@ -229,10 +229,15 @@ pub(crate) fn check_insn(insn: &Insn, next: Option<&Insn>) -> Result<(), String>
             if code == LD_IMM64 {
                 return check_ld_imm64(insn, next);
             }
+            // kernel/bpf/verifier.c: check_ld_abs. Legacy packet loads (skb programs
+            // only; the VM refuses them elsewhere): r0 is the implicit destination.
             match insn.mode() {
-                BPF_ABS | BPF_IND if insn.size() != BPF_DW => Err(format!(
-                    "not supported: legacy packet access BPF_ABS/BPF_IND (opcode 0x{code:02x})"
-                )),
+                BPF_ABS | BPF_IND if insn.size() != BPF_DW => {
+                    if insn.dst != 0 || insn.off != 0 || (insn.mode() == BPF_ABS && insn.src != 0) {
+                        return Err("BPF_LD_[ABS|IND] uses reserved fields".into());
+                    }
+                    reg(insn.src, "src_reg")
+                }
                 _ => Err(unknown(code)),
             }
         }

@@ -150,11 +150,11 @@ fn rejections_say_where_and_why() {
         (prog(&[i(0x99, 0, 1, 0, 0)]), 0, "unknown opcode 0x99"), // ldsx dw
         (prog(&[i(0x92, 1, 0, 0, 0)]), 0, "unknown opcode 0x92"), // st memsx
         (prog(&[i(0x00, 0, 0, 0, 0)]), 0, "unknown opcode 0x00"), // lone second slot
-        (
-            prog(&[i(0x30, 0, 0, 0, 1)]),
-            0,
-            "not supported: legacy packet access BPF_ABS/BPF_IND",
-        ),
+        // ld_abs: r0 implicit, no src for ABS, no offset (check_ld_abs)
+        (prog(&[i(0x30, 1, 0, 0, 1)]), 0, "BPF_LD_[ABS|IND] uses reserved fields"),
+        (prog(&[i(0x30, 0, 2, 0, 1)]), 0, "BPF_LD_[ABS|IND] uses reserved fields"),
+        (prog(&[i(0x50, 0, 2, 1, 1)]), 0, "BPF_LD_[ABS|IND] uses reserved fields"),
+        (prog(&[i(0x38, 0, 0, 0, 1)]), 0, "unknown opcode 0x38"),
         (prog(&[i(0xe5, 0, 0, 0, 0)]), 0, "not supported: may_goto"),
         (
             prog(&[i(0xbf, 0, 1, 1, 1)]),
@@ -333,5 +333,16 @@ fn decode_and_encode() {
     assert_eq!(
         decode(&bytes[..13]).unwrap_err().to_string(),
         "bytecode length 13 is not a multiple of 8: 5 trailing byte(s) at byte offset 8"
+    );
+}
+
+#[test]
+fn legacy_packet_loads_validate_and_print_as_bpftool() {
+    let p = vec![i(0x30, 0, 0, 0, 23), i(0x48, 0, 3, 0, 2), i(0x95, 0, 0, 0, 0)];
+    assert_eq!(skiff_isa::validate(&p), Ok(()));
+    let text = skiff_isa::disassemble(&p, &skiff_isa::RawSymbolizer);
+    assert_eq!(
+        text,
+        "   0: (30) r0 = *(u8 *)skb[23]\n   1: (48) r0 = *(u16 *)skb[r3 + 2]\n   2: (95) exit\n"
     );
 }

@@ -437,6 +437,9 @@ fn run_loop(
                     } else if insn.code & 0xe0 == BPF_ABS || insn.code & 0xe0 == BPF_IND {
                         // Legacy packet loads (skb only): network byte order; out of
                         // bounds ends the program with r0 = 0 (bpf_skb_load_helper).
+                        if st.current.prog_type == crate::ProgType::Xdp {
+                            return Err((pc, VmError::NotSupported("BPF_LD_ABS/IND outside an skb program (the kernel's verifier refuses it)".into())));
+                        }
                         let size = size_of(insn.code);
                         let mut off = insn.imm as i64;
                         if insn.code & 0xe0 == BPF_IND {
