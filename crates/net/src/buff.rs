@@ -158,6 +158,8 @@ pub struct SkBuff {
     pub gso_size: u32,
     /// skb_metadata_len(): bytes of XDP metadata right before data.
     pub meta_len: usize,
+    /// skb->encapsulation: set by bpf_skb_adjust_room's encap flags.
+    pub encapsulation: bool,
     /// The device's MTU and whether the skb is at tc ingress (tc_at_ingress).
     pub mtu: u32,
     pub tc_at_ingress: bool,
@@ -208,6 +210,7 @@ impl SkBuff {
             gso_segs: 0,
             gso_size: 0,
             meta_len: 0,
+            encapsulation: false,
             mtu,
             tc_at_ingress: true,
             redirect: None,

@@ -211,9 +211,8 @@ fn tc_adjust_room_matches_kernel() {
         return;
     };
     let (_, _out, r) = run(&obj, "room_tc");
-    // Not matched yet: 8 (second encap: kernel -EALREADY) and 9/10 (change_tail
-    // on an encapsulated skb: kernel -ENOTSUPP), as SkBuff has no
-    // `encapsulation` flag yet.
+    // 8: a second encap is -EALREADY; 9/10: change_tail on an encapsulated skb is
+    // -ENOTSUPP and leaves the length.
     check(
         &r,
         &[
@@ -225,6 +224,9 @@ fn tc_adjust_room_matches_kernel() {
             (5, -22),
             (6, -22),
             (7, 0),
+            (8, -114),
+            (9, -524),
+            (10, 74),
         ],
     );
 }

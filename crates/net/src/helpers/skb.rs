@@ -53,15 +53,14 @@ const ADJ_ROOM_MASK: u64 = BPF_F_ADJ_ROOM_FIXED_GSO
     | (0xff << BPF_ADJ_ROOM_ENCAP_L2_SHIFT)
     | DECAP_L3_MASK;
 
-/// skb->ip_summed / csum / csum_level / encapsulation. `SkBuff` does not model
-/// these yet: an skb is CHECKSUM_NONE and not encapsulated, as test_run builds it.
-/// TODO(lead): add `ip_summed`, `csum`, `csum_level`, `encapsulation` to SkBuff.
+/// skb->ip_summed / csum / csum_level. `SkBuff` does not model these yet: an skb
+/// is CHECKSUM_NONE, as test_run builds it (docs/differences.md).
 fn ip_summed(_skb: &SkBuff) -> IpSummed {
     IpSummed::None
 }
 
-fn encapsulation(_skb: &SkBuff) -> bool {
-    false
+fn encapsulation(skb: &SkBuff) -> bool {
+    skb.encapsulation
 }
 
 /// skb_ensure_writable / pskb_may_pull on a linear skb.
@@ -510,8 +509,9 @@ fn net_grow(skb: &mut SkBuff, off: usize, len_diff: usize, flags: u64) -> Result
     }
     net_hdr_push(skb, off, len_diff);
     if encap {
-        // TODO(lead): inner headers, inner protocol and skb->encapsulation are not
-        // modelled in SkBuff; a second encap therefore is not refused (-EALREADY).
+        // bpf_skb_net_grow: the skb is now encapsulated (inner headers and inner
+        // protocol are not modelled: nothing reads them yet).
+        skb.encapsulation = true;
         skb.network_header = skb.data + mac_len;
         if flags & (BPF_F_ADJ_ROOM_ENCAP_L4_GRE | BPF_F_ADJ_ROOM_ENCAP_L4_UDP) != 0 {
             let nh_len = if flags & BPF_F_ADJ_ROOM_ENCAP_L3_IPV6 != 0 {
