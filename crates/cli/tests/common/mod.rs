@@ -289,7 +289,189 @@ pub fn cases() -> Vec<Case> {
         u32k(1),
         b(u32k(1)),
     ));
+    v.extend(more_cases());
     v
+}
+
+/// A per-CPU u64 value as the syscall takes it: `v` on every possible CPU.
+fn percpu_u64(v: u64) -> Vec<u8> {
+    let n = skiff_kernel::possible_cpus().unwrap_or(1);
+    (0..n).flat_map(|_| v.to_ne_bytes()).collect()
+}
+
+/// `struct __sk_buff` with `tstamp` (offset 152) set.
+fn skb_ctx_tstamp(tstamp: u64) -> Vec<u8> {
+    let mut c = skb_ctx(0, 0, [0; 5]);
+    c[152..160].copy_from_slice(&tstamp.to_ne_bytes());
+    c
+}
+
+/// Cases of the map-in-map, CPUMAP/XSKMAP/broadcast, iterator, spin lock, tail-call
+/// limit, LRU/per-CPU hash and miscellaneous TC corpus programs.
+fn more_cases() -> Vec<Case> {
+    let cfg2 = |c: Case, a: u32, bb: u32| {
+        with(
+            with(c, "cfg", u32k(0), b(u32k(a))),
+            "cfg",
+            u32k(1),
+            b(u32k(bb)),
+        )
+    };
+    vec![
+        // map-in-map: inner maps filled through the `.values` of the outer maps
+        case("xdp_mapinmap", "xdp_mapinmap"),
+        repeat(case("xdp_mapinmap", "xdp_mapinmap"), 2),
+        with(
+            with(
+                case("xdp_mapinmap", "xdp_mapinmap"),
+                "inner_h1",
+                u32k(7),
+                b(u64v(5)),
+            ),
+            "inner_a",
+            u32k(0),
+            b(u64v(10)),
+        ),
+        // CPUMAP: empty, CPU 0 with a queue, CPU 1 chosen (queue) by cfg
+        case("xdp_cpumap", "xdp_cpumap"),
+        with(
+            case("xdp_cpumap", "xdp_cpumap"),
+            "cpu_map",
+            u32k(0),
+            b(u32k(64)),
+        ),
+        with(
+            with(
+                case("xdp_cpumap", "xdp_cpumap"),
+                "cpu_map",
+                u32k(1),
+                b(u32k(32)),
+            ),
+            "cfg",
+            u32k(0),
+            b(u32k(1)),
+        ),
+        // DEVMAP broadcast: empty map, then slots 0 and 5 holding lo
+        case("xdp_cpumap", "xdp_bcast"),
+        with(
+            with(
+                case("xdp_cpumap", "xdp_bcast"),
+                "tx_devs",
+                u32k(0),
+                b(u32k(1)),
+            ),
+            "tx_devs",
+            u32k(5),
+            b(u32k(1)),
+        ),
+        ctx(
+            with(
+                case("xdp_cpumap", "xdp_bcast"),
+                "tx_devs",
+                u32k(5),
+                b(u32k(1)),
+            ),
+            xdp_ctx(1, 0),
+        ),
+        // XSKMAP: always empty (inserting needs an AF_XDP socket)
+        case("xdp_xsk", "xdp_xsk"),
+        // iterators, bpf_loop, call chain
+        case("xdp_iter", "xdp_iter"),
+        repeat(case("xdp_iter", "xdp_iter"), 3),
+        with(
+            with(
+                with(
+                    with(
+                        with(
+                            with(case("xdp_iter", "xdp_iter"), "arr", u32k(0), b(u64v(5))),
+                            "arr",
+                            u32k(1),
+                            b(u64v(20)),
+                        ),
+                        "arr",
+                        u32k(2),
+                        b(u64v(150)),
+                    ),
+                    "arr",
+                    u32k(3),
+                    b(u64v(7)),
+                ),
+                "hsh",
+                u32k(100),
+                b(u64v(1)),
+            ),
+            "hsh",
+            u32k(200),
+            b(u64v(2)),
+        ),
+        with(case("xdp_iter", "xdp_iter"), "arr", u32k(7), b(u64v(99))),
+        // spin locks (array and hash values with a struct bpf_spin_lock)
+        case("xdp_spinlock", "xdp_spinlock"),
+        repeat(case("xdp_spinlock", "xdp_spinlock"), 2),
+        // tail-call limit
+        case("xdp_tailchain", "tail_self"),
+        repeat(case("xdp_tailchain", "tail_self"), 2),
+        case("xdp_tailchain", "tail_mixed"),
+        with(
+            case("xdp_tailchain", "tail_mixed"),
+            "chain",
+            u32k(1),
+            MapVal::Prog("tail_leaf"),
+        ),
+        // LRU / per-CPU hashes, never full
+        case("xdp_lru", "xdp_lru"),
+        repeat(case("xdp_lru", "xdp_lru"), 2),
+        with(
+            with(
+                with(
+                    with(
+                        with(
+                            with(case("xdp_lru", "xdp_lru"), "lru", u32k(50), b(u64v(500))),
+                            "lru",
+                            u32k(51),
+                            b(u64v(510)),
+                        ),
+                        "lrupc",
+                        u32k(50),
+                        b(percpu_u64(501)),
+                    ),
+                    "lrupc",
+                    u32k(51),
+                    b(percpu_u64(511)),
+                ),
+                "pch",
+                u32k(50),
+                b(percpu_u64(502)),
+            ),
+            "pch",
+            u32k(51),
+            b(percpu_u64(512)),
+        ),
+        case("xdp_lru", "xdp_percpu_elem"),
+        with(
+            with(
+                case("xdp_lru", "xdp_percpu_elem"),
+                "lrupc",
+                u32k(51),
+                b(percpu_u64(511)),
+            ),
+            "pch",
+            u32k(51),
+            b(percpu_u64(512)),
+        ),
+        // TC: assorted helpers and writable fields
+        case("tc_misc", "tc_misc"),
+        ctx(
+            cfg2(case("tc_misc", "tc_misc"), 3, 0x77),
+            skb_ctx_tstamp(1_000_000),
+        ),
+        cfg2(case("tc_misc", "tc_misc"), 0xffff, 0),
+        ctx(
+            cfg2(case("tc_misc", "tc_misc"), 0x10000, 0xffff),
+            skb_ctx(9, 4, [1, 2, 3, 4, 5]),
+        ),
+        case("tc_perf", "tc_perf"),
+    ]
 }
 
 /// The corpus sources: `$SKIFF_BPF_DIR`, else the workspace's `bpf/`.
