@@ -273,3 +273,35 @@ fn ringbuf_records_are_reported() {
     );
     std::fs::remove_dir_all(&out_dir).ok();
 }
+
+/// bpf_spin_lock/unlock around a read-modify-write of map values (not compared
+/// with the kernel: skiff-kernel creates maps without the BTF the verifier needs).
+#[test]
+fn spin_lock_protected_counters() {
+    if let Err(why) = skiff_kernel::clang::available() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let out_dir = std::env::temp_dir().join(format!("skiff-cli-lk-{}", std::process::id()));
+    let obj = skiff_kernel::clang::compile(&root().join("bpf/xdp_spinlock.c"), &out_dir)
+        .expect("compile");
+    let (code, v) = json(&[
+        "prog",
+        "run",
+        obj.to_str().unwrap(),
+        "--data-in",
+        "examples/xdp_fw/allowed.bin",
+        "--repeat",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["retval"], 2);
+    // struct locked { lock (0 after unlock), last = 75, packets = 3, bytes = 225 }
+    let want = "000000004b0000000300000000000000e100000000000000";
+    assert_eq!(v["maps"]["lk_arr"]["entries"][0]["value"], want, "{v}");
+    // the UDP packet's protocol (17) keys the hash entry
+    assert_eq!(v["maps"]["lk_hash"]["entries"][0]["key"], "11000000");
+    assert_eq!(v["maps"]["lk_hash"]["entries"][0]["value"], want);
+    std::fs::remove_dir_all(&out_dir).ok();
+}

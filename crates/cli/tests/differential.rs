@@ -64,7 +64,11 @@ fn skiff_result(case: &common::Case, pkt: &[u8]) -> Result<CaseResult, String> {
     let mut maps = BTreeMap::new();
     for (name, m) in &coll.maps {
         let t = m.attr().map_type;
-        if t == MapType::Ringbuf {
+        // The kernel has no syscall lookup for these (see skiff_kernel::map_dump).
+        if matches!(
+            t,
+            MapType::Ringbuf | MapType::Xskmap | MapType::PerfEventArray
+        ) {
             continue;
         }
         let vs = m.attr().value_size as usize;
@@ -92,7 +96,12 @@ fn skiff_result(case: &common::Case, pkt: &[u8]) -> Result<CaseResult, String> {
                         .find(|p| p.id == id)
                         .map(|p| p.name.as_bytes().to_vec())
                         .unwrap_or_default(),
-                    MapValue::Map(id) => id.to_ne_bytes().to_vec(),
+                    MapValue::Map(id) => coll
+                        .maps
+                        .iter()
+                        .find(|(_, m)| m.id() == id)
+                        .map(|(n, _)| n.as_bytes().to_vec())
+                        .unwrap_or_default(),
                 };
                 entries.push((k, v));
             }

@@ -19,6 +19,7 @@ pub mod map_type {
     pub const HASH: u32 = 1;
     pub const ARRAY: u32 = 2;
     pub const PROG_ARRAY: u32 = 3;
+    pub const PERF_EVENT_ARRAY: u32 = 4;
     pub const PERCPU_HASH: u32 = 5;
     pub const PERCPU_ARRAY: u32 = 6;
     pub const LRU_HASH: u32 = 9;
@@ -27,6 +28,8 @@ pub mod map_type {
     pub const ARRAY_OF_MAPS: u32 = 12;
     pub const HASH_OF_MAPS: u32 = 13;
     pub const DEVMAP: u32 = 14;
+    pub const CPUMAP: u32 = 16;
+    pub const XSKMAP: u32 = 17;
     pub const PERCPU_CGROUP_STORAGE: u32 = 21;
     pub const QUEUE: u32 = 22;
     pub const STACK: u32 = 23;
@@ -403,6 +406,22 @@ impl KernelObject {
         Ok(u32::from_ne_bytes([info[4], info[5], info[6], info[7]]))
     }
 
+    /// The kernel's id of a map (BPF_OBJ_GET_INFO_BY_FD: struct bpf_map_info.id).
+    pub fn map_id(&self, map: &str) -> Result<u32, KernelError> {
+        let m = self.map(map)?;
+        let mut info = [0u8; 128]; // struct bpf_map_info prefix: type u32, id u32, ...
+        let mut a = Attr::new();
+        a.put_u32(0, m.fd.as_raw_fd() as u32);
+        a.put_u32(4, info.len() as u32);
+        a.put_u64(8, sys::ptr(info.as_mut_ptr()));
+        sys::bpf(sys::BPF_OBJ_GET_INFO_BY_FD, &mut a).map_err(|errno| KernelError::MapOp {
+            op: "get_info",
+            map: map.to_string(),
+            errno,
+        })?;
+        Ok(u32::from_ne_bytes([info[4], info[5], info[6], info[7]]))
+    }
+
     /// Names of the programs, in object order.
     pub fn prog_names(&self) -> Vec<String> {
         self.progs.iter().map(|p| p.name.clone()).collect()
@@ -481,9 +500,12 @@ impl KernelObject {
             }
         };
         match m.spec.map_type {
-            map_type::RINGBUF => {
+            // The kernel has no syscall lookup for these: RINGBUF is read by mmap,
+            // XSKMAP gives EOPNOTSUPP, PERF_EVENT_ARRAY ENOTSUPP.
+            map_type::RINGBUF | map_type::XSKMAP | map_type::PERF_EVENT_ARRAY => {
                 return Err(KernelError::NotSupported(format!(
-                    "dumping RINGBUF map `{map}`"
+                    "dumping map `{map}` (type {})",
+                    m.spec.map_type
                 )))
             }
             map_type::QUEUE | map_type::STACK => {

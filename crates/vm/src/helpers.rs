@@ -121,6 +121,7 @@ const GENERIC: &[HelperDef] = &[
     helper!(160, "bpf_ktime_get_coarse_ns", ktime_get_ns),
     helper!(164, "bpf_for_each_map_elem", for_each_map_elem),
     helper!(181, "bpf_loop", bpf_loop),
+    helper!(195, "bpf_map_lookup_percpu_elem", map_lookup_percpu_elem),
     helper!(208, "bpf_ktime_get_tai_ns", ktime_get_ns),
 ];
 
@@ -189,6 +190,27 @@ fn map_lookup_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     }
 }
 
+// kernel/bpf/helpers.c: bpf_map_lookup_percpu_elem (per-CPU array and hash maps;
+// NULL for a CPU that does not exist)
+fn map_lookup_percpu_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+    let map = st.map(a[0])?;
+    if !map.attr().map_type.is_percpu() {
+        return Err(VmError::Helper(format!(
+            "bpf_map_lookup_percpu_elem on {} map",
+            map.attr().map_type.name()
+        )));
+    }
+    let key = key_of(st, map, a[1])?;
+    let cpu = a[2] as u32 as usize;
+    if cpu >= map.possible_cpus() {
+        return Ok(0);
+    }
+    Ok(map
+        .lookup(&key, cpu)
+        .map(|p| p as usize as u64)
+        .unwrap_or(0))
+}
+
 // kernel/bpf/helpers.c: bpf_map_update_elem
 fn map_update_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     let map = st.map(a[0])?;
@@ -236,11 +258,15 @@ fn ktime_get_ns(st: &mut RunState, _: [u64; 5]) -> Result<u64, VmError> {
     Ok(st.env.clock.now_ns())
 }
 
-/// HZ of the modelled kernel (CONFIG_HZ=1000); jiffies start at 0 with the clock.
+/// HZ of the modelled kernel (CONFIG_HZ=1000).
 pub const HZ: u64 = 1000;
+/// include/linux/jiffies.h: INITIAL_JIFFIES, (unsigned int)(-300 * HZ) on 64-bit.
+pub const INITIAL_JIFFIES: u64 = (-300i64 * HZ as i64) as u32 as u64;
 
+// kernel/bpf/helpers.c: bpf_jiffies64 (jiffies start at INITIAL_JIFFIES with the
+// engine clock, so they are never 0, as on a running kernel).
 fn jiffies64(st: &mut RunState, _: [u64; 5]) -> Result<u64, VmError> {
-    Ok(st.env.clock.now_ns() / (1_000_000_000 / HZ))
+    Ok(INITIAL_JIFFIES + st.env.clock.now_ns() / (1_000_000_000 / HZ))
 }
 
 // The kernel's is a per-CPU prandom state; skiff's is a xorshift64* stream, seeded
@@ -298,7 +324,9 @@ fn bpf_loop(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
         return Ok(neg(EINVAL));
     }
     if nr > BPF_MAX_LOOPS {
-        return Ok(neg(E2BIG));
+        // With flags 0 the verifier inlines the loop (inline_bpf_loop), whose
+        // error path is a 32-bit move: -E2BIG zero-extended.
+        return Ok(neg(E2BIG) as u32 as u64);
     }
     for i in 0..nr {
         let ret = st.call_callback(func, [i, ctx, 0, 0, 0])?;
@@ -555,8 +583,9 @@ pub fn format_printk(st: &RunState, fmt: &[u8], args: &[u64]) -> Result<String, 
                     match st.read(addr, 1) {
                         Ok(b) if b[0] != 0 => s.push(b[0] as char),
                         Ok(_) => break,
+                        // bpf_bprintf_prepare: an unreadable string prints as ""
                         Err(_) => {
-                            s = "(efault)".into();
+                            s.clear();
                             break;
                         }
                     }

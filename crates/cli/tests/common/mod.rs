@@ -406,8 +406,9 @@ fn more_cases() -> Vec<Case> {
         ),
         with(case("xdp_iter", "xdp_iter"), "arr", u32k(7), b(u64v(99))),
         // spin locks (array and hash values with a struct bpf_spin_lock)
-        case("xdp_spinlock", "xdp_spinlock"),
-        repeat(case("xdp_spinlock", "xdp_spinlock"), 2),
+        // xdp_spinlock is not compared: skiff-kernel creates maps without BTF, and
+        // the verifier allows bpf_spin_lock only in maps with BTF (see the closing
+        // note of issue 2); cli's tests check skiff's side alone.
         // tail-call limit
         case("xdp_tailchain", "tail_self"),
         repeat(case("xdp_tailchain", "tail_self"), 2),
@@ -568,8 +569,24 @@ pub fn kernel_result(case: &Case, pkt: &[u8]) -> Result<CaseResult, String> {
         .into_iter()
         .filter_map(|n| Some((k.prog_id(&n).ok()?.to_ne_bytes().to_vec(), n)))
         .collect();
+    // map-in-map: kernel map ids -> map names
+    let map_ids: Vec<(Vec<u8>, String)> = k
+        .map_names()
+        .into_iter()
+        .filter_map(|n| Some((k.map_id(&n).ok()?.to_ne_bytes().to_vec(), n)))
+        .collect();
     for (name, entries) in maps.iter_mut() {
-        if k.map_type(name).ok() == Some(skiff_kernel::map_type::PROG_ARRAY) {
+        let t = k.map_type(name).ok();
+        if t == Some(skiff_kernel::map_type::ARRAY_OF_MAPS)
+            || t == Some(skiff_kernel::map_type::HASH_OF_MAPS)
+        {
+            for (_, v) in entries.iter_mut() {
+                if let Some((_, n)) = map_ids.iter().find(|(id, _)| id == v) {
+                    *v = n.as_bytes().to_vec();
+                }
+            }
+        }
+        if t == Some(skiff_kernel::map_type::PROG_ARRAY) {
             for (_, v) in entries.iter_mut() {
                 if let Some((_, n)) = ids.iter().find(|(id, _)| id == v) {
                     *v = n.as_bytes().to_vec();

@@ -173,7 +173,14 @@ pub fn redirect_map(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
         return Ok(XDP_ABORTED);
     }
     let key = a[1] as u32;
-    let found = map.lookup(&key.to_le_bytes(), st.cpu()).is_some();
+    // The map's own redirect lookup (__dev_map_lookup_elem, __cpu_map_lookup_elem,
+    // __xsk_map_lookup_elem): programs may not look up a CPUMAP directly, so its
+    // slot is seen through the control-plane view.
+    let k = key.to_le_bytes();
+    let found = match ty {
+        MapType::Cpumap => map.sys_lookup(&k).is_ok(),
+        _ => map.lookup(&k, st.cpu()).is_some(),
+    };
     let x = xdp_ctx(st)?;
     if !found && flags & BPF_F_BROADCAST == 0 {
         x.redirect = None;
