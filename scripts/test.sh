@@ -22,5 +22,10 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# bpffs for the tests that pin objects through bpftool (libbpf cross-checks)
+if [ "$(id -u)" = 0 ] && ! grep -q ' /sys/fs/bpf bpf ' /proc/mounts; then
+  mount -t bpf bpf /sys/fs/bpf 2>/dev/null || echo "could not mount bpffs: bpftool cross-checks will skip"
+fi
+
 export SKIFF_CONFORMANCE_DIR="${SKIFF_CONFORMANCE_DIR:-$(pwd)/../shared/conformance}"
 cargo test --workspace --release "$@"
