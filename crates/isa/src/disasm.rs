@@ -219,7 +219,9 @@ pub fn format_insn(insns: &[Insn], index: usize, sym: &dyn Symbolizer) -> String
         }
         // kernel/bpf/disasm.c: legacy packet loads
         BPF_LD if insn.mode() == BPF_ABS => format!("r0 = *({} *)skb[{imm}]", ldst(insn.size())),
-        BPF_LD if insn.mode() == BPF_IND => format!("r0 = *({} *)skb[r{s} + {imm}]", ldst(insn.size())),
+        BPF_LD if insn.mode() == BPF_IND => {
+            format!("r0 = *({} *)skb[r{s} + {imm}]", ldst(insn.size()))
+        }
         BPF_LD => {
             // check_insn accepted it, so it is an ld_imm64 with its second slot.
             let next_imm = next.map(|n| n.imm).unwrap_or(0);

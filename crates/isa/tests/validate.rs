@@ -151,9 +151,21 @@ fn rejections_say_where_and_why() {
         (prog(&[i(0x92, 1, 0, 0, 0)]), 0, "unknown opcode 0x92"), // st memsx
         (prog(&[i(0x00, 0, 0, 0, 0)]), 0, "unknown opcode 0x00"), // lone second slot
         // ld_abs: r0 implicit, no src for ABS, no offset (check_ld_abs)
-        (prog(&[i(0x30, 1, 0, 0, 1)]), 0, "BPF_LD_[ABS|IND] uses reserved fields"),
-        (prog(&[i(0x30, 0, 2, 0, 1)]), 0, "BPF_LD_[ABS|IND] uses reserved fields"),
-        (prog(&[i(0x50, 0, 2, 1, 1)]), 0, "BPF_LD_[ABS|IND] uses reserved fields"),
+        (
+            prog(&[i(0x30, 1, 0, 0, 1)]),
+            0,
+            "BPF_LD_[ABS|IND] uses reserved fields",
+        ),
+        (
+            prog(&[i(0x30, 0, 2, 0, 1)]),
+            0,
+            "BPF_LD_[ABS|IND] uses reserved fields",
+        ),
+        (
+            prog(&[i(0x50, 0, 2, 1, 1)]),
+            0,
+            "BPF_LD_[ABS|IND] uses reserved fields",
+        ),
         (prog(&[i(0x38, 0, 0, 0, 1)]), 0, "unknown opcode 0x38"),
         (prog(&[i(0xe5, 0, 0, 0, 0)]), 0, "not supported: may_goto"),
         (
@@ -338,7 +350,11 @@ fn decode_and_encode() {
 
 #[test]
 fn legacy_packet_loads_validate_and_print_as_bpftool() {
-    let p = vec![i(0x30, 0, 0, 0, 23), i(0x48, 0, 3, 0, 2), i(0x95, 0, 0, 0, 0)];
+    let p = vec![
+        i(0x30, 0, 0, 0, 23),
+        i(0x48, 0, 3, 0, 2),
+        i(0x95, 0, 0, 0, 0),
+    ];
     assert_eq!(skiff_isa::validate(&p), Ok(()));
     let text = skiff_isa::disassemble(&p, &skiff_isa::RawSymbolizer);
     assert_eq!(
