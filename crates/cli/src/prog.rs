@@ -284,13 +284,12 @@ fn redirect_json(r: &skiff_net::Redirect) -> Value {
         }
         Map {
             map_id,
-            map_name,
             map_type,
             key,
             broadcast,
             exclude_ingress,
         } => json!({
-            "kind": "map", "map": map_name, "map_id": map_id, "map_type": map_type, "key": key,
+            "kind": "map", "map": skiff_maps::Map::by_id(*map_id).map(|m| m.attr().name.clone()), "map_id": map_id, "map_type": map_type, "key": key,
             "broadcast": broadcast, "exclude_ingress": exclude_ingress
         }),
         Peer { ifindex } => json!({"kind": "peer", "ifindex": ifindex}),

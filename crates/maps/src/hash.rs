@@ -1,10 +1,13 @@
 //! Hash maps: HASH, PERCPU_HASH, LRU_HASH, LRU_PERCPU_HASH, DEVMAP_HASH (values in a
 //! slab of preallocated slots, as the kernel's preallocated htab) and HASH_OF_MAPS.
-//! The key index is a BTreeMap (key-byte order for iteration) behind a mutex.
+//! The key index is an FxHashMap behind a mutex; iteration sorts keys by their bytes
+//! (the kernel's order follows its jhash buckets, see the crate docs).
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use parking_lot::Mutex;
 
@@ -37,12 +40,12 @@ struct Entry {
 }
 
 struct State {
-    entries: BTreeMap<Vec<u8>, Entry>,
+    entries: FxHashMap<Box<[u8]>, Entry>,
     free: Vec<usize>,
     /// Slots never used yet start here (the free list grows lazily).
     fresh: usize,
-    /// LRU: stamp -> key, oldest first.
-    lru: BTreeMap<u64, Vec<u8>>,
+    /// LRU: stamp -> key, oldest first (keys move between stamps, never copied).
+    lru: BTreeMap<u64, Box<[u8]>>,
     clock: u64,
 }
 
@@ -85,9 +88,9 @@ impl State {
         self.clock += 1;
         let now = self.clock;
         if let Some(e) = self.entries.get_mut(key) {
-            self.lru.remove(&e.stamp);
+            let k = self.lru.remove(&e.stamp).unwrap_or_else(|| key.into());
             e.stamp = now;
-            self.lru.insert(now, key.to_vec());
+            self.lru.insert(now, k);
         }
     }
 
@@ -104,13 +107,13 @@ impl State {
         if let Some(s) = self.alloc(capacity) {
             return Some(s);
         }
-        let victim = self.lru.first_key_value().map(|(_, k)| k.clone())?;
+        let (_, victim) = self.lru.pop_first()?;
         self.remove(&victim)?;
         self.free.pop()
     }
 
     fn insert(&mut self, key: &[u8], slot: usize, lru: bool) {
-        self.entries.insert(key.to_vec(), Entry { slot, stamp: 0 });
+        self.entries.insert(key.into(), Entry { slot, stamp: 0 });
         if lru {
             self.touch(key);
         }
@@ -155,7 +158,7 @@ impl HashTable {
             capacity,
             block: Block::new(total)?,
             state: Mutex::new(State {
-                entries: BTreeMap::new(),
+                entries: FxHashMap::default(),
                 free: Vec::new(),
                 fresh: 0,
                 lru: BTreeMap::new(),
@@ -433,10 +436,12 @@ impl HashTable {
         let mut keys: Vec<(Vec<u8>, usize)> = st
             .entries
             .iter()
-            .map(|(k, e)| (k.clone(), e.slot))
+            .map(|(k, e)| (k.to_vec(), e.slot))
             .collect();
         if numeric {
             keys.sort_by_key(|(k, _)| key_u32(k).unwrap_or(0));
+        } else {
+            keys.sort();
         }
         keys
     }
@@ -452,14 +457,11 @@ impl HashTable {
             };
             return next.map(|(k, _)| k.clone()).ok_or(ENOENT);
         }
-        let st = self.state.lock();
-        let present = key.filter(|k| st.entries.contains_key(*k));
-        let next = match present {
-            Some(k) => st
-                .entries
-                .range::<[u8], _>((Bound::Excluded(k), Bound::Unbounded))
-                .next(),
-            None => st.entries.iter().next(),
+        let keys = self.ordered_keys(false);
+        let pos = key.and_then(|k| keys.iter().position(|(x, _)| x.as_slice() == k));
+        let next = match pos {
+            Some(p) => keys.get(p + 1),
+            None => keys.first(),
         };
         next.map(|(k, _)| k.clone()).ok_or(ENOENT)
     }

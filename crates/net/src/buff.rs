@@ -25,11 +25,11 @@ pub fn xdp_metalen_invalid(metalen: usize) -> bool {
 pub enum Redirect {
     /// bpf_redirect(ifindex, flags); `ingress` is BPF_F_INGRESS (TC only).
     Ifindex { ifindex: u32, ingress: bool },
-    /// bpf_redirect_map: the map (id, type name) and the key; `broadcast`/
+    /// bpf_redirect_map: the map (id, type name; `skiff_maps::Map::by_id` names it)
+    /// and the key; `broadcast`/
     /// `exclude_ingress` are BPF_F_BROADCAST / BPF_F_EXCLUDE_INGRESS.
     Map {
         map_id: u32,
-        map_name: String,
         map_type: &'static str,
         key: u32,
         broadcast: bool,

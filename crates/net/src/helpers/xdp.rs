@@ -189,7 +189,6 @@ pub fn redirect_map(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     let broadcast = flags & BPF_F_BROADCAST != 0;
     x.redirect = Some(Redirect::Map {
         map_id: map.id(),
-        map_name: map.attr().name.clone(),
         map_type: ty.name(),
         key,
         broadcast,
