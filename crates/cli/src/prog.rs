@@ -352,10 +352,14 @@ fn run(a: &RunArgs) -> Result<i32> {
             "redirect": out.redirect.as_ref().map(redirect_json),
             "exception": exception,
             "trace": vm.env.trace,
+            "trace_dropped": vm.env.trace_dropped,
             "error": null,
         });
         println!("{v}");
     } else {
+        if vm.env.trace_dropped > 0 {
+            println!("trace: ({} older lines dropped)", vm.env.trace_dropped);
+        }
         for line in &vm.env.trace {
             println!("trace: {line}");
         }

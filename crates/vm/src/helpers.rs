@@ -477,7 +477,11 @@ fn trace_printk(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     match format_printk(st, &fmt, &a[2..5]) {
         Ok(s) => {
             let n = s.len() as u64;
-            st.env.trace.push(s);
+            if st.env.trace.len() >= crate::state::TRACE_LINES {
+                st.env.trace.pop_front();
+                st.env.trace_dropped += 1;
+            }
+            st.env.trace.push_back(s);
             Ok(n)
         }
         Err(()) => Ok(neg(EINVAL)),

@@ -21,6 +21,8 @@ pub const MAX_TAIL_CALL_CNT: u32 = 33;
 /// verifier; skiff stops a run that goes past this instead.
 pub const DEFAULT_BUDGET: u64 = 1 << 26;
 const SCRATCH_SIZE: usize = 512;
+/// Lines of `bpf_trace_printk` output an `Env` keeps.
+pub const TRACE_LINES: usize = 4096;
 
 /// Where `bpf_ktime_get_ns` and friends read time from.
 #[derive(Clone, Debug)]
@@ -47,8 +49,10 @@ pub struct Env {
     pub clock: Clock,
     /// xorshift state for `bpf_get_prandom_u32`.
     pub prandom: u64,
-    /// `bpf_trace_printk` output lines (the kernel's trace_pipe).
-    pub trace: Vec<String>,
+    /// `bpf_trace_printk` output lines (the kernel's trace buffer): the newest
+    /// TRACE_LINES, older ones dropped and counted, as a ring buffer does.
+    pub trace: std::collections::VecDeque<String>,
+    pub trace_dropped: u64,
     /// Programs a PROG_ARRAY may name (by `Program::id`).
     pub programs: Vec<Arc<Program>>,
     pub budget: u64,
@@ -60,7 +64,8 @@ impl Default for Env {
             cpu: 0,
             clock: Clock::Monotonic(Instant::now()),
             prandom: 0x2545_f491_4f6c_dd1d,
-            trace: Vec::new(),
+            trace: Default::default(),
+            trace_dropped: 0,
             programs: Vec::new(),
             budget: DEFAULT_BUDGET,
         }
