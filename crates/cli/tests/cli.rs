@@ -305,3 +305,62 @@ fn spin_lock_protected_counters() {
     assert_eq!(v["maps"]["lk_hash"]["entries"][0]["value"], want);
     std::fs::remove_dir_all(&out_dir).ok();
 }
+
+/// A buggy program never crashes skiff: the run ends with XDP_ABORTED / TC_ACT_SHOT
+/// and `exception` names the program, instruction and address.
+#[test]
+fn faulty_programs_end_the_run_not_the_process() {
+    if let Err(why) = skiff_kernel::clang::available() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let out_dir = std::env::temp_dir().join(format!("skiff-cli-faulty-{}", std::process::id()));
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bpf/faulty.c");
+    let obj = skiff_kernel::clang::compile(&src, &out_dir).expect("compile");
+    let obj = obj.to_str().unwrap();
+    let (code, v) = json(&[
+        "prog",
+        "run",
+        obj,
+        "--prog",
+        "oob_read",
+        "--data-in",
+        "examples/xdp_fw/allowed.bin",
+        "--repeat",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["retval"], 0, "XDP_ABORTED");
+    let e = &v["exception"];
+    assert_eq!(e["prog"], "oob_read");
+    assert_eq!(e["count"], 3);
+    let msg = e["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("out-of-bounds read of 4 bytes at 0x"),
+        "{msg}"
+    );
+    // the faulting load is the program's third instruction (data, then data+100000)
+    assert!(e["insn"].as_u64().unwrap() <= 3, "{e}");
+
+    let (code, v) = json(&[
+        "prog",
+        "run",
+        obj,
+        "--prog",
+        "spin_forever",
+        "--data-in",
+        "examples/xdp_fw/allowed.bin",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["retval"], 2, "TC_ACT_SHOT");
+    assert!(
+        v["exception"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("instruction budget of 67108864 exhausted"),
+        "{v}"
+    );
+    std::fs::remove_dir_all(&out_dir).ok();
+}
