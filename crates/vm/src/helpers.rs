@@ -67,6 +67,11 @@ impl HelperTable {
         }
     }
 
+    /// Every registered helper, by id.
+    pub fn iter(&self) -> impl Iterator<Item = &HelperDef> {
+        self.slots.iter().flatten()
+    }
+
     pub fn get(&self, id: u32) -> Option<&HelperDef> {
         self.slots.get(id as usize).and_then(|s| s.as_ref())
     }
