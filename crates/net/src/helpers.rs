@@ -131,9 +131,9 @@ pub(crate) fn device_exists(ifindex: u32, own: u32) -> bool {
 
 // net/core/filter.c: bpf_csum_diff
 fn csum_diff(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
-    let from = st.read(a[0], a[1] as u32 as usize)?;
-    let to = st.read(a[2], a[3] as u32 as usize)?;
-    Ok(csum::csum_diff(&from, &to, a[4] as u32) as u64)
+    let from = st.bytes(a[0], a[1] as u32 as usize)?;
+    let to = st.bytes(a[2], a[3] as u32 as usize)?;
+    Ok(csum::csum_diff(from, to, a[4] as u32) as u64)
 }
 
 // net/core/filter.c: bpf_xdp_redirect / bpf_redirect

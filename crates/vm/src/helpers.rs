@@ -220,8 +220,8 @@ fn map_lookup_percpu_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError
 fn map_update_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     let map = st.map(a[0])?;
     let key = key_of(st, map, a[1])?;
-    let value = st.read(a[2], map.attr().value_size as usize)?;
-    Ok(errno_ret(map.update(&key, &value, a[3], st.cpu())))
+    let value = st.bytes(a[2], map.attr().value_size as usize)?;
+    Ok(errno_ret(map.update(&key, value, a[3], st.cpu())))
 }
 
 fn map_delete_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
@@ -233,8 +233,8 @@ fn map_delete_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 // kernel/bpf/helpers.c: bpf_map_push_elem / pop / peek
 fn map_push_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     let map = st.map(a[0])?;
-    let value = st.read(a[1], map.attr().value_size as usize)?;
-    Ok(errno_ret(map.push(&value, a[2])))
+    let value = st.bytes(a[1], map.attr().value_size as usize)?;
+    Ok(errno_ret(map.push(value, a[2])))
 }
 
 fn map_pop_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
@@ -424,8 +424,8 @@ fn ringbuf_of<'r>(st: &RunState, handle: u64) -> Result<&'r Map, VmError> {
 // kernel/bpf/ringbuf.c: bpf_ringbuf_output
 fn ringbuf_output(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     let map = ringbuf_of(st, a[0])?;
-    let data = st.read(a[1], a[2] as usize)?;
-    Ok(errno_ret(map.ringbuf_output(&data, a[3])))
+    let data = st.bytes(a[1], a[2] as usize)?;
+    Ok(errno_ret(map.ringbuf_output(data, a[3])))
 }
 
 fn ringbuf_reserve(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {

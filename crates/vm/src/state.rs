@@ -272,6 +272,14 @@ impl RunState<'_> {
         Ok(unsafe { std::slice::from_raw_parts(p, len) }.to_vec())
     }
 
+    /// Program memory for a read-only helper argument, without copying it.
+    pub fn bytes(&self, addr: u64, len: usize) -> Result<&[u8], VmError> {
+        let p = self.regions.raw(addr, len as u64, false)?;
+        // SAFETY: `raw` checked that [addr, addr+len) lies inside one live region;
+        // the borrow of `self` keeps helpers from changing memory meanwhile.
+        Ok(unsafe { std::slice::from_raw_parts(p, len) })
+    }
+
     pub fn read_into(&self, addr: u64, out: &mut [u8]) -> Result<(), VmError> {
         let p = self.regions.raw(addr, out.len() as u64, false)?;
         // SAFETY: as in `read`; `out` is a distinct Rust buffer.
