@@ -352,6 +352,26 @@ fn skiff_load(obj: &Object, en: &Entry) -> Result<SkiffSide, String> {
 }
 
 /// One measurement in skiff: ns per run, last retval.
+/// One skiff test run of `repeat` runs (trace output is not kept: bench prints none).
+fn test_run(
+    s: &mut SkiffSide,
+    pkt: &[u8],
+    ctx: Option<&[u8]>,
+    repeat: u32,
+) -> Result<skiff_net::test_run::TestRunOutput, skiff_net::test_run::Refused> {
+    let out = skiff_net::test_run::test_run(
+        &mut s.vm,
+        &s.prog,
+        &skiff_net::test_run::TestRun {
+            data_in: pkt,
+            ctx_in: ctx,
+            repeat,
+        },
+    );
+    s.vm.env.trace.clear();
+    out
+}
+
 fn skiff_measure(
     s: &mut SkiffSide,
     pkt: &[u8],
@@ -360,17 +380,7 @@ fn skiff_measure(
 ) -> Result<(f64, u32), String> {
     let (mut total, mut runs, mut retval) = (0f64, 0f64, 0);
     for &n in calls {
-        let out = skiff_net::test_run::test_run(
-            &mut s.vm,
-            &s.prog,
-            &skiff_net::test_run::TestRun {
-                data_in: pkt,
-                ctx_in: ctx,
-                repeat: n,
-            },
-        )
-        .map_err(|e| format!("test run refused: {e}"))?;
-        s.vm.env.trace.clear();
+        let out = test_run(s, pkt, ctx, n).map_err(|e| format!("test run refused: {e}"))?;
         if let Some(ex) = &out.exception {
             return Err(format!("{} of {n} runs aborted: {ex}", out.exceptions));
         }
@@ -389,17 +399,7 @@ fn executed_insns(s: &mut SkiffSide, pkt: &[u8], ctx: Option<&[u8]>) -> Option<u
     let saved = s.vm.env.budget;
     let completes = |budget: u64, s: &mut SkiffSide| -> Option<bool> {
         s.vm.env.budget = budget;
-        let out = skiff_net::test_run::test_run(
-            &mut s.vm,
-            &s.prog,
-            &skiff_net::test_run::TestRun {
-                data_in: pkt,
-                ctx_in: ctx,
-                repeat: 1,
-            },
-        )
-        .ok()?;
-        s.vm.env.trace.clear();
+        let out = test_run(s, pkt, ctx, 1).ok()?;
         match &out.exception {
             None => Some(true),
             Some(e) if matches!(e.error, skiff_vm::VmError::Budget(_)) => Some(false),
