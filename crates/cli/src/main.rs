@@ -1,4 +1,5 @@
 //! The `skiff` command: inspect, disassemble and run eBPF objects.
+#![forbid(unsafe_code)]
 
 mod bench;
 mod conformance;

@@ -38,6 +38,9 @@
 //! - Map names longer than 15 bytes are truncated as libbpf does before bpf(2).
 //! - A single map may not allocate more than 1 GiB (ENOMEM, as a failed allocation).
 
+// Only the storage block (raw, stable value memory) uses unsafe code.
+#![deny(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
@@ -47,6 +50,7 @@ mod hash;
 mod lpm;
 mod queue;
 mod ringbuf;
+#[allow(unsafe_code)]
 mod storage;
 
 /// Positive errno value (libc numbering).

@@ -3,6 +3,8 @@
 //! kernel's ctx rewriting rules), the networking helpers, and `test_run`
 //! (BPF_PROG_TEST_RUN semantics for XDP and TC programs).
 
+#![forbid(unsafe_code)]
+
 pub mod buff;
 pub mod ctx;
 pub mod helpers;

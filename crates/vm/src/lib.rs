@@ -4,12 +4,18 @@
 //! trace_printk) and the object-level loader (`Collection`). It knows nothing of
 //! packets: program contexts (xdp_md, __sk_buff) implement [`Context`] in skiff-net.
 
+// Raw program memory is touched in three places only, each block with a SAFETY line.
+#![deny(unsafe_code)]
+
 pub mod collection;
 pub mod conformance;
+#[allow(unsafe_code)]
 pub mod helpers;
+#[allow(unsafe_code)]
 pub mod interp;
 pub mod mem;
 pub mod program;
+#[allow(unsafe_code)]
 pub mod state;
 
 pub use collection::{Collection, LoadError, LoadOptions};
