@@ -17,7 +17,7 @@ pub const NET_SKB_PAD: usize = 64;
 /// include/net/xdp.h: xdp_metalen_invalid (6.18): metadata is 4-byte aligned and
 /// fits skb_shared_info's u8 meta_len.
 pub fn xdp_metalen_invalid(metalen: usize) -> bool {
-    metalen % 4 != 0 || metalen > 255
+    !metalen.is_multiple_of(4) || metalen > 255
 }
 
 /// Where a redirect helper asked the packet to go (struct bpf_redirect_info).

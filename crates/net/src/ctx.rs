@@ -31,7 +31,7 @@ impl Context for XdpBuff {
 
     // __is_valid_xdp_access: aligned u32 loads only; no writes.
     fn load(&mut self, off: u32, size: u32) -> Result<u64, VmError> {
-        if size != 4 || off % 4 != 0 {
+        if size != 4 || !off.is_multiple_of(4) {
             return Err(bad("xdp_md", off, size));
         }
         Ok(match off {
@@ -162,7 +162,7 @@ impl Context for SkBuff {
 
     fn load(&mut self, off: u32, size: u32) -> Result<u64, VmError> {
         use sk_buff::*;
-        if off % size != 0 {
+        if !off.is_multiple_of(size) {
             return Err(bad("__sk_buff misaligned", off, size));
         }
         if (CB..CB_END).contains(&off) {
@@ -228,7 +228,7 @@ impl Context for SkBuff {
     // tc_classid, tstamp, queue_mapping.
     fn store(&mut self, off: u32, size: u32, value: u64) -> Result<(), VmError> {
         use sk_buff::*;
-        if off % size != 0 {
+        if !off.is_multiple_of(size) {
             return Err(bad("__sk_buff misaligned write", off, size));
         }
         if (CB..CB_END).contains(&off) {

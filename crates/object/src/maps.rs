@@ -395,7 +395,7 @@ fn btf_maps(
         let slot = u32::try_from((rel_off - values_off) / 8).unwrap_or(u32::MAX);
         let m = &out.maps[p.index];
         let init = if m.map_type == BPF_MAP_TYPE_PROG_ARRAY {
-            if sym.typ != STT_FUNC || !prog_names.iter().any(|n| *n == sym.name) {
+            if sym.typ != STT_FUNC || !prog_names.contains(&sym.name) {
                 return Err(merr(
                     &map_name,
                     format!("{}: '{sname}' is not a program of this object", ctx()),

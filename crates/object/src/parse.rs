@@ -242,7 +242,7 @@ fn read_elf(data: &[u8]) -> Result<Elf<'_>, ObjectError> {
 }
 
 fn decode(sec: &Sec<'_>) -> Result<Vec<Insn>, ObjectError> {
-    if sec.data.len() % Insn::SIZE != 0 {
+    if !sec.data.len().is_multiple_of(Insn::SIZE) {
         return Err(ObjectError::Section {
             section: sec.name.clone(),
             msg: format!(

@@ -402,7 +402,7 @@ fn spin_unlock(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 }
 
 fn lock_word<'a>(st: &RunState, addr: u64) -> Result<&'a AtomicU32, VmError> {
-    if addr % 4 != 0 {
+    if !addr.is_multiple_of(4) {
         return Err(VmError::Misaligned { addr, len: 4 });
     }
     let p = st.raw(addr, 4, true)?;

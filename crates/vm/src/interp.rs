@@ -58,7 +58,7 @@ fn atomic(
     src: u64,
     r0: u64,
 ) -> Result<(Option<u64>, Option<u64>), VmError> {
-    if addr % size as u64 != 0 {
+    if !addr.is_multiple_of(size as u64) {
         return Err(VmError::Misaligned {
             addr,
             len: size as u64,
