@@ -57,6 +57,8 @@ pub struct XdpBuff {
     pub rx_queue_index: u32,
     /// Set for programs run from a DEVMAP entry (xdp_txq_info).
     pub egress_ifindex: Option<u32>,
+    /// MTU of the receiving device (xdp->rxq->dev->mtu); `lo`'s 65536 by default.
+    pub mtu: u32,
     pub redirect: Option<Redirect>,
 }
 
@@ -79,6 +81,7 @@ impl XdpBuff {
             ingress_ifindex,
             rx_queue_index: 0,
             egress_ifindex: None,
+            mtu: 65536,
             redirect: None,
         })
     }

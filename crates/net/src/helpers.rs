@@ -241,8 +241,7 @@ fn check_mtu(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     let xdp = is_xdp(st);
     let (own, pkt_len, mtu) = if xdp {
         let x = xdp_ctx(st)?;
-        // TODO(lead): XdpBuff has no device MTU; the test-run device is lo.
-        (x.ingress_ifindex, (x.data_end - x.data) as i64, LO_MTU)
+        (x.ingress_ifindex, (x.data_end - x.data) as i64, x.mtu)
     } else {
         let s = skb_ctx(st)?;
         (s.ifindex, s.len() as i64, s.mtu)
