@@ -17,25 +17,7 @@ struct {
 
 static __noinline __u32 ip_proto(void *data, void *data_end)
 {
-	struct ethhdr *eth = data;
-
-	if ((void *)(eth + 1) > data_end)
-		return 0;
-	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr *iph = (void *)(eth + 1);
-
-		if ((void *)(iph + 1) > data_end)
-			return 0;
-		return iph->protocol;
-	}
-	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *ip6 = (void *)(eth + 1);
-
-		if ((void *)(ip6 + 1) > data_end)
-			return 0;
-		return ip6->nexthdr;
-	}
-	return 0;
+	return ip_proto_of(data, data_end);
 }
 
 __noinline int sum16(struct xdp_md *ctx)

@@ -55,6 +55,27 @@ static __always_inline void csum_replace2(__u16 *sum, __u16 from, __u16 to)
 	*sum = csum_fold(c);
 }
 
+/* The IP protocol (IPv4) or next header (IPv6) of an Ethernet frame; 0 when it is
+ * neither or too short. */
+static __always_inline __u32 ip_proto_of(void *data, void *data_end)
+{
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return 0;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *iph = (void *)(eth + 1);
+
+		return (void *)(iph + 1) > data_end ? 0 : iph->protocol;
+	}
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		return (void *)(ip6 + 1) > data_end ? 0 : ip6->nexthdr;
+	}
+	return 0;
+}
+
 /* Full checksum of a 20-byte IPv4 header (check field must be 0). */
 static __always_inline __u16 ipv4_csum(struct iphdr *iph)
 {

@@ -59,27 +59,7 @@ struct {
 
 static __always_inline __u32 l4_proto(struct __sk_buff *skb)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-
-	if ((void *)(eth + 1) > data_end)
-		return 0;
-	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr *iph = (void *)(eth + 1);
-
-		if ((void *)(iph + 1) > data_end)
-			return 0;
-		return iph->protocol;
-	}
-	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *ip6 = (void *)(eth + 1);
-
-		if ((void *)(ip6 + 1) > data_end)
-			return 0;
-		return ip6->nexthdr;
-	}
-	return 0;
+	return ip_proto_of((void *)(long)skb->data, (void *)(long)skb->data_end);
 }
 
 SEC("tc")

@@ -98,31 +98,13 @@ static __noinline __u64 level1(__u64 x)
 	return level2(x << 1) + level3(x);
 }
 
-static __always_inline __u32 ip_proto(void *data, void *data_end)
-{
-	struct ethhdr *eth = data;
-
-	if ((void *)(eth + 1) > data_end)
-		return 0;
-	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr *iph = (void *)(eth + 1);
-
-		return (void *)(iph + 1) > data_end ? 0 : iph->protocol;
-	}
-	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *ip6 = (void *)(eth + 1);
-
-		return (void *)(ip6 + 1) > data_end ? 0 : ip6->nexthdr;
-	}
-	return 0;
-}
 
 SEC("xdp")
 int xdp_iter(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u32 proto = ip_proto(data, data_end);
+	__u32 proto = ip_proto_of(data, data_end);
 	__u64 len = data_end - data, one = 1, *v;
 	struct acc a = {}, h = {}, dummy = {};
 	struct loop_arg la = { .stop = len % 50 };

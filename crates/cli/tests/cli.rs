@@ -22,6 +22,29 @@ fn skiff(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// A corpus or test C source compiled with clang-19 into a temporary directory
+/// (removed on drop); None, with the reason printed, when clang-19 is missing.
+struct Compiled {
+    obj: PathBuf,
+    dir: PathBuf,
+}
+
+impl Drop for Compiled {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+fn compile(src: PathBuf, tag: &str) -> Option<Compiled> {
+    if let Err(why) = skiff_kernel::clang::available() {
+        eprintln!("SKIPPED: {why}");
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("skiff-cli-{tag}-{}", std::process::id()));
+    let obj = skiff_kernel::clang::compile(&src, &dir).expect("compile");
+    Some(Compiled { obj, dir })
+}
+
 const OBJ: &str = "examples/xdp_fw/xdp_fw.o";
 
 fn json(args: &[&str]) -> (i32, serde_json::Value) {
@@ -243,13 +266,10 @@ fn conformance_plugin_protocol() {
 /// Ring buffer records reach `--json` in order (needs clang-19 for the corpus).
 #[test]
 fn ringbuf_records_are_reported() {
-    if let Err(why) = skiff_kernel::clang::available() {
-        eprintln!("SKIPPED: {why}");
+    let Some(c) = compile(root().join("bpf/xdp_ringbuf.c"), "rb") else {
         return;
-    }
-    let out_dir = std::env::temp_dir().join(format!("skiff-cli-rb-{}", std::process::id()));
-    let obj =
-        skiff_kernel::clang::compile(&root().join("bpf/xdp_ringbuf.c"), &out_dir).expect("compile");
+    };
+    let obj = &c.obj;
     let (code, v) = json(&[
         "prog",
         "run",
@@ -271,20 +291,16 @@ fn ringbuf_records_are_reported() {
         r.starts_with("4b000000") && r.ends_with("0a0000010a000002"),
         "{r}"
     );
-    std::fs::remove_dir_all(&out_dir).ok();
 }
 
 /// bpf_spin_lock/unlock around a read-modify-write of map values (not compared
 /// with the kernel: skiff-kernel creates maps without the BTF the verifier needs).
 #[test]
 fn spin_lock_protected_counters() {
-    if let Err(why) = skiff_kernel::clang::available() {
-        eprintln!("SKIPPED: {why}");
+    let Some(c) = compile(root().join("bpf/xdp_spinlock.c"), "lk") else {
         return;
-    }
-    let out_dir = std::env::temp_dir().join(format!("skiff-cli-lk-{}", std::process::id()));
-    let obj = skiff_kernel::clang::compile(&root().join("bpf/xdp_spinlock.c"), &out_dir)
-        .expect("compile");
+    };
+    let obj = &c.obj;
     let (code, v) = json(&[
         "prog",
         "run",
@@ -303,21 +319,19 @@ fn spin_lock_protected_counters() {
     // the UDP packet's protocol (17) keys the hash entry
     assert_eq!(v["maps"]["lk_hash"]["entries"][0]["key"], "11000000");
     assert_eq!(v["maps"]["lk_hash"]["entries"][0]["value"], want);
-    std::fs::remove_dir_all(&out_dir).ok();
 }
 
 /// A buggy program never crashes skiff: the run ends with XDP_ABORTED / TC_ACT_SHOT
 /// and `exception` names the program, instruction and address.
 #[test]
 fn faulty_programs_end_the_run_not_the_process() {
-    if let Err(why) = skiff_kernel::clang::available() {
-        eprintln!("SKIPPED: {why}");
+    let Some(c) = compile(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bpf/faulty.c"),
+        "faulty",
+    ) else {
         return;
-    }
-    let out_dir = std::env::temp_dir().join(format!("skiff-cli-faulty-{}", std::process::id()));
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bpf/faulty.c");
-    let obj = skiff_kernel::clang::compile(&src, &out_dir).expect("compile");
-    let obj = obj.to_str().unwrap();
+    };
+    let obj = c.obj.to_str().unwrap();
     let (code, v) = json(&[
         "prog",
         "run",
@@ -362,5 +376,4 @@ fn faulty_programs_end_the_run_not_the_process() {
             .starts_with("instruction budget of 67108864 exhausted"),
         "{v}"
     );
-    std::fs::remove_dir_all(&out_dir).ok();
 }

@@ -130,37 +130,9 @@ const GENERIC: &[HelperDef] = &[
     helper!(208, "bpf_ktime_get_tai_ns", ktime_get_ns),
 ];
 
-/// A key copied out of program memory; on the stack for the usual sizes.
-pub struct KeyBuf {
-    small: [u8; 64],
-    large: Vec<u8>,
-    len: usize,
-}
-
-impl std::ops::Deref for KeyBuf {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        if self.len <= self.small.len() {
-            &self.small[..self.len]
-        } else {
-            &self.large
-        }
-    }
-}
-
-pub fn key_of(st: &RunState, map: &Map, addr: u64) -> Result<KeyBuf, VmError> {
-    let len = map.attr().key_size as usize;
-    let mut k = KeyBuf {
-        small: [0; 64],
-        large: Vec::new(),
-        len,
-    };
-    if len <= k.small.len() {
-        st.read_into(addr, &mut k.small[..len])?;
-    } else {
-        k.large = st.read(addr, len)?;
-    }
-    Ok(k)
+/// The key a map helper's argument points at, read in place.
+fn key_of<'s>(st: &'s RunState, map: &Map, addr: u64) -> Result<&'s [u8], VmError> {
+    st.bytes(addr, map.attr().key_size as usize)
 }
 
 fn errno_ret(r: Result<(), i32>) -> u64 {
