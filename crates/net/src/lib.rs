@@ -7,8 +7,11 @@
 
 pub mod buff;
 pub mod ctx;
+pub mod datapath;
 pub mod helpers;
+pub mod stack;
 pub mod test_run;
+pub mod topology;
 
 pub use buff::{Redirect, SkBuff, XdpBuff};
 
