@@ -8,12 +8,14 @@
 pub mod buff;
 pub mod ctx;
 pub mod datapath;
+pub mod drop;
 pub mod helpers;
 pub mod stack;
 pub mod test_run;
 pub mod topology;
 
 pub use buff::{Redirect, SkBuff, XdpBuff};
+pub use drop::DropReason;
 
 use std::sync::Arc;
 

@@ -1,0 +1,114 @@
+//! Why a packet was dropped: the kernel's `enum skb_drop_reason`
+//! (include/net/dropreason-core.h) for packets that have an sk_buff, and skiff's
+//! own reasons for XDP frames dropped before one exists (the kernel only has the
+//! `xdp:xdp_exception` tracepoint and driver counters for those).
+
+/// A drop reason. `name()` is the kernel's name without the `SKB_DROP_REASON_`
+/// prefix (as pwru and `perf trace -e skb:kfree_skb` print it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    NotSpecified,
+    NoSocket,
+    PktTooSmall,
+    TcpCsum,
+    UdpCsum,
+    OtherHost,
+    IpCsum,
+    IpInhdr,
+    IpNoproto,
+    IpOutnoroutes,
+    IpInnoroutes,
+    IpInaddrerrors,
+    IpLocalSource,
+    IpInvalidSource,
+    Ipv6Disabled,
+    NeighCreatefail,
+    NeighFailed,
+    NeighQueuefull,
+    NeighDead,
+    TcEgress,
+    TcIngress,
+    QdiscDrop,
+    /// A generic-XDP (skb-mode) program's XDP_DROP/ABORTED, or a failed generic redirect.
+    Xdp,
+    UnhandledProto,
+    DevReady,
+    FullRing,
+    HdrTrunc,
+    IcmpCsum,
+    InvalidProto,
+    PktTooBig,
+    TcChainNotfound,
+    TcReclassifyLoop,
+    MacInvalidSource,
+    /// skiff's own: an XDP frame (native mode, no skb yet) dropped by XDP_DROP.
+    SkiffXdpDrop,
+    /// skiff's own: XDP_ABORTED or a program exception in native XDP.
+    SkiffXdpAborted,
+    /// skiff's own: XDP_TX failed (the device cannot transmit or the frame is too big).
+    SkiffXdpTxError,
+    /// skiff's own: XDP_REDIRECT to a target that does not exist, is down or cannot take it.
+    SkiffXdpRedirectError,
+}
+
+impl DropReason {
+    pub fn name(self) -> &'static str {
+        use DropReason::*;
+        match self {
+            NotSpecified => "NOT_SPECIFIED",
+            NoSocket => "NO_SOCKET",
+            PktTooSmall => "PKT_TOO_SMALL",
+            TcpCsum => "TCP_CSUM",
+            UdpCsum => "UDP_CSUM",
+            OtherHost => "OTHERHOST",
+            IpCsum => "IP_CSUM",
+            IpInhdr => "IP_INHDR",
+            IpNoproto => "IP_NOPROTO",
+            IpOutnoroutes => "IP_OUTNOROUTES",
+            IpInnoroutes => "IP_INNOROUTES",
+            IpInaddrerrors => "IP_INADDRERRORS",
+            IpLocalSource => "IP_LOCAL_SOURCE",
+            IpInvalidSource => "IP_INVALID_SOURCE",
+            Ipv6Disabled => "IPV6DISABLED",
+            NeighCreatefail => "NEIGH_CREATEFAIL",
+            NeighFailed => "NEIGH_FAILED",
+            NeighQueuefull => "NEIGH_QUEUEFULL",
+            NeighDead => "NEIGH_DEAD",
+            TcEgress => "TC_EGRESS",
+            TcIngress => "TC_INGRESS",
+            QdiscDrop => "QDISC_DROP",
+            Xdp => "XDP",
+            UnhandledProto => "UNHANDLED_PROTO",
+            DevReady => "DEV_READY",
+            FullRing => "FULL_RING",
+            HdrTrunc => "HDR_TRUNC",
+            IcmpCsum => "ICMP_CSUM",
+            InvalidProto => "INVALID_PROTO",
+            PktTooBig => "PKT_TOO_BIG",
+            TcChainNotfound => "TC_CHAIN_NOTFOUND",
+            TcReclassifyLoop => "TC_RECLASSIFY_LOOP",
+            MacInvalidSource => "MAC_INVALID_SOURCE",
+            SkiffXdpDrop => "SKIFF_XDP_DROP",
+            SkiffXdpAborted => "SKIFF_XDP_ABORTED",
+            SkiffXdpTxError => "SKIFF_XDP_TX_ERROR",
+            SkiffXdpRedirectError => "SKIFF_XDP_REDIRECT_ERROR",
+        }
+    }
+
+    /// The kernel's full enumerator name (`SKB_DROP_REASON_TC_INGRESS`); skiff's
+    /// own reasons keep their `SKIFF_` name.
+    pub fn kernel_name(self) -> String {
+        let n = self.name();
+        if n.starts_with("SKIFF_") {
+            n.to_string()
+        } else {
+            format!("SKB_DROP_REASON_{n}")
+        }
+    }
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
