@@ -1,5 +1,6 @@
-//! `skiff bench`: every corpus program timed in skiff's interpreter and in the kernel
-//! (BPF_PROG_TEST_RUN with `repeat`), on one core, median of several runs each.
+//! `skiff bench`: every corpus program timed in skiff's JIT, skiff's interpreter and
+//! the kernel (BPF_PROG_TEST_RUN with `repeat`), on one core, median of several
+//! measurement rounds each (a round measures every engine once, in turn).
 //!
 //! Both engines keep the context between the `repeat` runs of one test run (the
 //! kernel's bpf_test_run never resets it), so a program that changes its packet would
@@ -7,53 +8,129 @@
 //! repeated runs stay on the main path: map contents that translate back and forth
 //! (xdp_lb, tc_nat), or, for programs that grow the packet or its headroom, a
 //! `batch`: a measurement is `min(repeat / batch, 100)` test runs of `batch` runs each.
+//!
+//! The `corpus` bench target (crates/cli/benches/corpus.rs) runs the same corpus
+//! through [`run`] with extra engines ([`Extra`]: rbpf's interpreter and JIT).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::{json, Map as JsonMap, Value};
 use skiff_kernel::testpkt;
 use skiff_kernel::{KernelObject, TestRun as KTestRun};
 use skiff_object::Object;
 use skiff_vm::{Collection, LoadOptions, Program, Vm};
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct BenchArgs {
     /// Program runs per measurement (BPF_PROG_TEST_RUN's repeat).
     #[arg(long, default_value_t = 100_000)]
-    repeat: u32,
-    /// Measurements per engine; the median is reported.
+    pub repeat: u32,
+    /// Measurement rounds (each engine once per round); the median is reported.
     #[arg(long, default_value_t = 5)]
-    runs: u32,
+    pub runs: u32,
     /// Directory of the corpus sources (<stem>.c).
     #[arg(long, default_value = "bpf")]
-    bpf_dir: PathBuf,
+    pub bpf_dir: PathBuf,
     /// Print the rows as a JSON array.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
+    /// Print the table and its summary as Markdown (the table of BENCHMARKS.md).
+    #[arg(long, conflicts_with = "json")]
+    pub markdown: bool,
     /// Only entries whose `object/prog/packet` contains this.
     #[arg(long)]
-    filter: Option<String>,
+    pub filter: Option<String>,
 }
 
+impl Default for BenchArgs {
+    fn default() -> Self {
+        BenchArgs {
+            repeat: 100_000,
+            runs: 5,
+            bpf_dir: PathBuf::from("bpf"),
+            json: false,
+            markdown: false,
+            filter: None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// skiff's engines. The bench runs every program in both; the JIT column stays "-"
+// while skiff-vm has no JIT (the four functions below are the only place that
+// knows how to select an engine).
+
+/// One of skiff's two engines.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SkiffEngine {
+    Jit,
+    Interp,
+}
+
+impl SkiffEngine {
+    pub fn name(self) -> &'static str {
+        match self {
+            SkiffEngine::Jit => "skiff-jit",
+            SkiffEngine::Interp => "skiff-interp",
+        }
+    }
+
+    /// Err(reason) when this build of skiff-vm does not have the engine.
+    fn supported(self) -> Result<(), String> {
+        match self {
+            SkiffEngine::Interp => Ok(()),
+            SkiffEngine::Jit => Err("not available: skiff-vm has no JIT in this build".into()),
+        }
+    }
+
+    fn load_options(self) -> LoadOptions {
+        LoadOptions {
+            possible_cpus: skiff_kernel::possible_cpus().unwrap_or(1),
+        }
+    }
+
+    fn select(self, _vm: &mut Vm) {}
+}
+
+/// Compile time and native code size of a program the JIT compiled.
+#[derive(Clone, Copy, Debug)]
+pub struct CompileStats {
+    pub compile_time: Duration,
+    pub code_size: usize,
+}
+
+fn jit_stats(_prog: &Program) -> Option<CompileStats> {
+    None
+}
+
+// ---------------------------------------------------------------------------
+// The corpus.
+
 /// A map update made before the runs (flags BPF_ANY).
-enum Val {
+pub enum Val {
     Bytes(Vec<u8>),
     /// A PROG_ARRAY slot: this program of the same object.
     Prog(&'static str),
 }
 
-struct Entry {
-    object: &'static str,
-    prog: &'static str,
+/// Map updates generated when the entry is loaded (large fills: 64k flows, 10k
+/// prefixes), as (map, key, value).
+pub type Fill = fn() -> Vec<(&'static str, Vec<u8>, Vec<u8>)>;
+
+pub struct Entry {
+    pub object: &'static str,
+    pub prog: &'static str,
     /// A name of `testpkt::packets()`, or one built here ([`packet`]).
-    packet: &'static str,
-    updates: Vec<(&'static str, Vec<u8>, Val)>,
-    ctx_in: Option<Vec<u8>>,
+    pub packet: &'static str,
+    pub updates: Vec<(&'static str, Vec<u8>, Val)>,
+    pub fill: Option<Fill>,
+    pub ctx_in: Option<Vec<u8>>,
     /// 0: one test run of `repeat` runs; else test runs of `batch` runs each.
-    batch: u32,
+    pub batch: u32,
 }
 
 fn e(object: &'static str, prog: &'static str, packet: &'static str) -> Entry {
@@ -62,6 +139,7 @@ fn e(object: &'static str, prog: &'static str, packet: &'static str) -> Entry {
         prog,
         packet,
         updates: Vec::new(),
+        fill: None,
         ctx_in: None,
         batch: 0,
     }
@@ -76,6 +154,10 @@ impl Entry {
         self.updates.push((map, u32k(key), Val::Prog(prog)));
         self
     }
+    fn fill(mut self, f: Fill) -> Self {
+        self.fill = Some(f);
+        self
+    }
     fn ctx(mut self, c: Vec<u8>) -> Self {
         self.ctx_in = Some(c);
         self
@@ -84,8 +166,30 @@ impl Entry {
         self.batch = n;
         self
     }
-    fn label(&self) -> String {
+    pub fn label(&self) -> String {
         format!("{}/{}", self.object, self.prog)
+    }
+    /// Every update, the generated fill included, in the order they are made.
+    fn all_updates(&self) -> Vec<(&'static str, Vec<u8>, Val)> {
+        let mut v: Vec<(&'static str, Vec<u8>, Val)> = self
+            .fill
+            .map(|f| {
+                f().into_iter()
+                    .map(|(m, k, v)| (m, k, Val::Bytes(v)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (m, k, val) in &self.updates {
+            v.push((
+                m,
+                k.clone(),
+                match val {
+                    Val::Bytes(b) => Val::Bytes(b.clone()),
+                    Val::Prog(p) => Val::Prog(p),
+                },
+            ));
+        }
+        v
     }
 }
 
@@ -146,9 +250,13 @@ fn xdp_ctx(data_end: usize, ingress_ifindex: u32) -> Vec<u8> {
 /// outer header per run, so a test run of 12 runs decapsulates every time.
 const IPIP_DEPTH: usize = 12;
 
+/// UDP payload of the `ipv4_udp_1500` frame: 14 + 20 + 8 + 1472 = 1514 bytes, a
+/// full-MTU Ethernet frame.
+const FULL_MTU_PAYLOAD: usize = 1472;
+
 /// The frame called `name`: `ipip_x12` (an IPv4/UDP datagram inside 12 IPIP
-/// headers), else `testpkt::packet`.
-fn packet(name: &str) -> Option<Vec<u8>> {
+/// headers), `ipv4_udp_1500` (a 1514-byte IPv4/UDP frame), else `testpkt::packet`.
+pub fn packet(name: &str) -> Option<Vec<u8>> {
     if name == "ipip_x12" {
         let mut ip = testpkt::ipv4(
             testpkt::IP_SRC,
@@ -168,18 +276,132 @@ fn packet(name: &str) -> Option<Vec<u8>> {
             &ip,
         ));
     }
+    if name == "ipv4_udp_1500" {
+        let payload: Vec<u8> = (0..FULL_MTU_PAYLOAD)
+            .map(|i| (i.wrapping_mul(31).wrapping_add(7) % 251) as u8)
+            .collect();
+        return Some(testpkt::ipv4_udp(
+            testpkt::IP_SRC,
+            testpkt::IP_DST,
+            5000,
+            6000,
+            &payload,
+        ));
+    }
     testpkt::packet(name)
 }
 
+/// A small deterministic generator (xorshift64*) for the fills: the same keys every
+/// run, on both sides.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// bench_l4lb's `flows` (65536 entries = max_entries): 65535 other TCP flows to the
+/// same VIP and the packet's own (ipv4_tcp_syn: 10.0.0.1:40000 -> 10.0.0.2:443) to
+/// backend 5; backends 0..64 enabled; the VIP in `vips` with 64 backends.
+fn l4lb_fill() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
+    let flow = |saddr: [u8; 4], sport: u16| {
+        let mut k = saddr.to_vec();
+        k.extend_from_slice(&testpkt::IP_DST);
+        k.extend_from_slice(&sport.to_be_bytes());
+        k.extend_from_slice(&443u16.to_be_bytes());
+        k.extend_from_slice(&[6, 0, 0, 0]);
+        k
+    };
+    let mut v = Vec::with_capacity(65536 + 70);
+    for i in 0..65535u32 {
+        // 172.16.0.0/12 clients, two flows each: never the packet's 10.0.0.1.
+        let client = 0xac10_0000 | (i >> 1);
+        let sport = 1024 + (i & 1) as u16;
+        v.push(("flows", flow(client.to_be_bytes(), sport), u32k(i % 64)));
+    }
+    v.push(("flows", flow(testpkt::IP_SRC, 40000), u32k(5)));
+    for i in 0..64u32 {
+        let mut be = vec![2, 0, 0, 0, 1, i as u8];
+        be.extend_from_slice(&1u16.to_ne_bytes()); // flags: enabled
+        be.extend_from_slice(&[0; 16]); // packets, bytes
+        v.push(("backends", u32k(i), be));
+    }
+    v.push(("vips", svc_key(testpkt::IP_DST, 443, 6), u32k(64)));
+    v
+}
+
+/// bench_lpm_fw's `rules`: 10000 prefixes: nested ones over the packet's source
+/// (10.0.0.1: /8, /16, /20, /24, /28 allow, /30 drop, rule ids 1..6) and 9994
+/// distinct random /16../32 prefixes outside 10.0.0.0/8 (ids from 100).
+fn lpm_fill() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
+    let key = |len: u32, addr: u32| {
+        let masked = if len == 0 {
+            0
+        } else {
+            addr & (u32::MAX << (32 - len))
+        };
+        let mut k = len.to_ne_bytes().to_vec();
+        k.extend_from_slice(&masked.to_be_bytes());
+        k
+    };
+    let rule = |action: u32, id: u32| {
+        let mut r = action.to_ne_bytes().to_vec();
+        r.extend_from_slice(&id.to_ne_bytes());
+        r
+    };
+    let src = u32::from_be_bytes(testpkt::IP_SRC);
+    let mut v = Vec::with_capacity(10_000);
+    let mut seen = std::collections::HashSet::new();
+    for (id, (len, action)) in [(8, 0), (16, 0), (20, 0), (24, 0), (28, 0), (30, 1)]
+        .into_iter()
+        .enumerate()
+    {
+        let k = key(len, src);
+        seen.insert(k.clone());
+        v.push(("rules", k, rule(action, id as u32 + 1)));
+    }
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut id = 100;
+    while v.len() < 10_000 {
+        let r = rng.next();
+        let addr = (r >> 32) as u32;
+        if addr >> 24 == 10 {
+            continue;
+        }
+        let len = 16 + (r % 17) as u32;
+        let k = key(len, addr);
+        if seen.insert(k.clone()) {
+            v.push(("rules", k, rule((r >> 8) as u32 & 1, id)));
+            id += 1;
+        }
+    }
+    v
+}
+
 /// Every corpus program on a packet and map contents that take its main path.
-fn entries() -> Vec<Entry> {
+pub fn entries() -> Vec<Entry> {
     let vip = testpkt::LB_VIP;
     let be_ip = [10, 0, 1, 1];
     let nat_to = [10, 0, 0, 3];
     let mut police = u64v(4_000_000_000); // 4 bytes/ns: the bucket refills faster than runs
     police.extend_from_slice(&u64v(1 << 20));
     let syn_len = packet("ipv4_tcp_syn").map_or(0, |p| p.len());
+    let mut chain = e("bench_tailchain", "stage0", "ipv4_tcp_syn");
+    for (i, p) in [
+        "stage0", "stage1", "stage2", "stage3", "stage4", "stage5", "stage6", "stage7",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        chain = chain.prog_slot("stages", i as u32, p);
+    }
     vec![
+        // The fixed cost of a run: `return XDP_PASS`.
+        e("bench_empty", "xdp_empty", "ipv4_tcp_syn"),
         e("xdp_count", "xdp_count", "ipv4_tcp_syn"),
         e("xdp_fw", "xdp_fw", "ipv4_blocked_src").set(
             "blocked",
@@ -242,33 +464,51 @@ fn entries() -> Vec<Entry> {
         e("tc_helpers", "tc_redirects", "ipv4_tcp_syn")
             .set("redir_cfg", u32k(0), u32k(0))
             .set("redir_cfg", u32k(1), u32k(1)),
+        // The heavier programs: a 64k-flow connection table, 10k LPM prefixes, an
+        // 8-program tail-call pipeline, a loop over a full-MTU frame.
+        e("bench_l4lb", "xdp_l4lb", "ipv4_tcp_syn").fill(l4lb_fill),
+        e("bench_lpm_fw", "xdp_lpm_fw", "ipv4_tcp_syn").fill(lpm_fill),
+        chain,
+        e("bench_pktloop", "xdp_pktloop", "ipv4_udp_1500"),
     ]
 }
 
+// ---------------------------------------------------------------------------
+// Measurements.
+
 /// One engine's result for an entry.
-#[derive(Default)]
-struct Side {
+#[derive(Default, Clone)]
+pub struct Side {
     /// ns per program run of each measurement.
-    runs: Vec<f64>,
-    retval: Option<u32>,
-    error: Option<String>,
+    pub runs: Vec<f64>,
+    /// The last run's return value (r0's low 32 bits).
+    pub retval: Option<u32>,
+    /// Why the engine has no figure ("not available: ...", "not supported: ...",
+    /// or an error).
+    pub error: Option<String>,
 }
 
 impl Side {
-    fn median(&self) -> Option<f64> {
+    pub fn median(&self) -> Option<f64> {
         if self.error.is_some() {
             return None;
         }
         median(&self.runs)
     }
-    fn fail(&mut self, msg: String) {
+    pub fn fail(&mut self, msg: String) {
         if self.error.is_none() {
             self.error = Some(msg);
         }
     }
+    /// The engine did not run the program by design (not an error of the run).
+    fn absent(&self) -> bool {
+        self.error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("not available") || e.starts_with("not supported"))
+    }
 }
 
-fn median(v: &[f64]) -> Option<f64> {
+pub fn median(v: &[f64]) -> Option<f64> {
     let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
     if s.is_empty() {
         return None;
@@ -282,21 +522,57 @@ fn median(v: &[f64]) -> Option<f64> {
     }
 }
 
-struct Row {
-    label: String,
-    packet: &'static str,
-    batch: u32,
-    insns: Option<usize>,
-    /// BPF instructions a run executes (measured in skiff).
-    executed: Option<u64>,
-    skiff: Side,
-    kernel: Side,
+pub struct Row {
+    pub label: String,
+    pub packet: &'static str,
+    pub batch: u32,
+    pub insns: Option<usize>,
+    /// BPF instructions a run executes (measured in skiff's interpreter).
+    pub executed: Option<u64>,
+    pub jit: Side,
+    pub interp: Side,
+    pub kernel: Side,
+    /// The JIT's compile time and code size for the entry program.
+    pub compile: Option<CompileStats>,
+    /// Engines of an [`Extra`], in its column order.
+    pub extra: Vec<(String, Side)>,
 }
 
 impl Row {
-    fn ratio(&self) -> Option<f64> {
-        let (s, k) = (self.skiff.median()?, self.kernel.median()?);
+    /// An engine's median over the kernel's.
+    pub fn ratio(&self, s: &Side) -> Option<f64> {
+        let (s, k) = (s.median()?, self.kernel.median()?);
         (k > 0.0).then(|| s / k)
+    }
+    /// Every engine that returned something, with its name.
+    fn retvals(&self) -> Vec<(&str, u32)> {
+        let mut v: Vec<(&str, u32)> = [
+            ("skiff-jit", &self.jit),
+            ("skiff-interp", &self.interp),
+            ("kernel", &self.kernel),
+        ]
+        .into_iter()
+        .filter_map(|(n, s)| Some((n, s.retval?)))
+        .collect();
+        v.extend(
+            self.extra
+                .iter()
+                .filter_map(|(n, s)| Some((n.as_str(), s.retval?))),
+        );
+        v
+    }
+    /// The engines whose return value differs from the kernel's (or, without
+    /// the kernel, from the interpreter's).
+    pub fn retval_mismatch(&self) -> Vec<String> {
+        let reference = self.kernel.retval.or(self.interp.retval);
+        let Some(r) = reference else {
+            return Vec::new();
+        };
+        self.retvals()
+            .into_iter()
+            .filter(|(_, v)| *v != r)
+            .map(|(n, v)| format!("{n} returned {} (reference {})", v as i32, r as i32))
+            .collect()
     }
 }
 
@@ -308,7 +584,7 @@ const MAX_BATCH_CALLS: u32 = 100;
 
 /// The test runs one measurement makes: `repeat` runs in one, or for a batched
 /// entry `min(repeat / batch, MAX_BATCH_CALLS)` test runs of `batch` runs.
-fn chunks(repeat: u32, batch: u32) -> Vec<u32> {
+pub fn chunks(repeat: u32, batch: u32) -> Vec<u32> {
     let repeat = repeat.max(1);
     if batch == 0 || batch >= repeat {
         return vec![repeat];
@@ -321,15 +597,10 @@ struct SkiffSide {
     prog: Arc<Program>,
 }
 
-fn skiff_load(obj: &Object, en: &Entry) -> Result<SkiffSide, String> {
-    let coll = Collection::load(
-        obj,
-        &LoadOptions {
-            possible_cpus: skiff_kernel::possible_cpus().unwrap_or(1),
-        },
-    )
-    .map_err(|e| format!("load: {e}"))?;
-    for (map, key, val) in &en.updates {
+fn skiff_load(obj: &Object, en: &Entry, engine: SkiffEngine) -> Result<SkiffSide, String> {
+    engine.supported()?;
+    let coll = Collection::load(obj, &engine.load_options()).map_err(|e| format!("load: {e}"))?;
+    for (map, key, val) in &en.all_updates() {
         let m = coll.map(map).map_err(|e| format!("map {map}: {e}"))?;
         let r = match val {
             Val::Bytes(v) => m.sys_update(key, v, 0),
@@ -340,18 +611,19 @@ fn skiff_load(obj: &Object, en: &Entry) -> Result<SkiffSide, String> {
         };
         r.map_err(|errno| {
             format!(
-                "update of map {map}: {}",
-                crate::maps::errno_name(errno.abs())
+                "update of map {map}: {} (errno {})",
+                std::io::Error::from_raw_os_error(errno.abs()),
+                errno.abs()
             )
         })?;
     }
     let prog = coll.program(en.prog).map_err(|e| format!("{e}"))?.clone();
     let mut vm = Vm::new(skiff_net::helper_table());
     vm.env.programs = coll.programs.clone();
+    engine.select(&mut vm);
     Ok(SkiffSide { vm, prog })
 }
 
-/// One measurement in skiff: ns per run, last retval.
 /// One skiff test run of `repeat` runs (trace output is not kept: bench prints none).
 fn test_run(
     s: &mut SkiffSide,
@@ -372,6 +644,7 @@ fn test_run(
     out
 }
 
+/// One measurement in skiff: ns per run, last retval.
 fn skiff_measure(
     s: &mut SkiffSide,
     pkt: &[u8],
@@ -427,7 +700,7 @@ fn executed_insns(s: &mut SkiffSide, pkt: &[u8], ctx: Option<&[u8]>) -> Option<u
 
 fn kernel_load(obj: &Object, en: &Entry) -> Result<KernelObject, String> {
     let k = KernelObject::load(obj).map_err(|e| format!("load: {e}"))?;
-    for (map, key, val) in &en.updates {
+    for (map, key, val) in &en.all_updates() {
         match val {
             Val::Bytes(v) => k.map_update(map, key, v, 0),
             Val::Prog(p) => k.map_update_prog(map, key, p),
@@ -468,11 +741,37 @@ fn kernel_measure(
     Ok((total / runs, retval))
 }
 
-fn compile(dir: &Path, stem: &str) -> Result<Object, String> {
+pub fn compile(dir: &Path, stem: &str) -> Result<Object, String> {
     let out = std::env::temp_dir().join("skiff-bench-bpf");
     let path = skiff_kernel::clang::compile(&dir.join(format!("{stem}.c")), &out)?;
     let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     Object::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// What an [`Extra`] engine gets for one entry.
+pub struct ExtraInput<'a> {
+    pub entry: &'a Entry,
+    /// The entry program as skiff loaded it (`code`: linked, ld_imm64 resolved).
+    pub prog: &'a Program,
+    pub packet: &'a [u8],
+    /// Runs per measurement.
+    pub repeat: u32,
+}
+
+/// Further engines a caller times alongside skiff's and the kernel's (the `corpus`
+/// bench target: rbpf).
+pub trait Extra {
+    /// Column names, one per engine.
+    fn columns(&self) -> Vec<String>;
+    /// Prepares one entry: one state per column, or why that engine cannot run it
+    /// ("not supported: ...").
+    fn prepare(&mut self, input: &ExtraInput) -> Vec<Result<Box<dyn ExtraRun>, String>>;
+}
+
+/// One engine prepared for one entry.
+pub trait ExtraRun {
+    /// One measurement of `repeat` runs: ns per run and the last r0's low 32 bits.
+    fn measure(&mut self, repeat: u32) -> Result<(f64, u32), String>;
 }
 
 fn bench_entry(
@@ -480,42 +779,59 @@ fn bench_entry(
     obj: Result<&Object, &String>,
     a: &BenchArgs,
     kernel_ok: &Result<(), String>,
+    extra: &mut Option<&mut dyn Extra>,
 ) -> Row {
+    let extra_cols = extra.as_ref().map(|x| x.columns()).unwrap_or_default();
     let mut row = Row {
         label: en.label(),
         packet: en.packet,
         batch: en.batch,
         insns: None,
         executed: None,
-        skiff: Side::default(),
+        jit: Side::default(),
+        interp: Side::default(),
         kernel: Side::default(),
+        compile: None,
+        extra: extra_cols
+            .into_iter()
+            .map(|n| (n, Side::default()))
+            .collect(),
+    };
+    let fail_all = |row: &mut Row, msg: &str| {
+        row.jit.fail(msg.to_string());
+        row.interp.fail(msg.to_string());
+        row.kernel.fail(msg.to_string());
+        for (_, s) in &mut row.extra {
+            s.fail(msg.to_string());
+        }
     };
     let obj = match obj {
         Ok(o) => o,
         Err(msg) => {
-            row.skiff.fail(format!("compile: {msg}"));
-            row.kernel.fail(format!("compile: {msg}"));
+            fail_all(&mut row, &format!("compile: {msg}"));
             return row;
         }
     };
     row.insns = obj.program(en.prog).map(|p| p.insns.len());
     let Some(pkt) = packet(en.packet) else {
-        row.skiff.fail(format!("no packet named {:?}", en.packet));
-        row.kernel.fail(format!("no packet named {:?}", en.packet));
+        fail_all(&mut row, &format!("no packet named {:?}", en.packet));
         return row;
     };
     let calls = chunks(a.repeat, en.batch);
     let ctx = en.ctx_in.as_deref();
-    let mut sk = match skiff_load(obj, en) {
+    let load = |engine: SkiffEngine, side: &mut Side| match skiff_load(obj, en, engine) {
         Ok(s) => Some(s),
         Err(msg) => {
-            row.skiff.fail(msg);
+            side.fail(msg);
             None
         }
     };
+    let mut jit = load(SkiffEngine::Jit, &mut row.jit);
+    let mut interp = load(SkiffEngine::Interp, &mut row.interp);
+    row.compile = jit.as_ref().and_then(|s| jit_stats(&s.prog));
     let ko = match kernel_ok {
         Err(reason) => {
-            row.kernel.fail(format!("unavailable ({reason})"));
+            row.kernel.fail(format!("not available: {reason}"));
             None
         }
         Ok(()) => match kernel_load(obj, en) {
@@ -526,69 +842,306 @@ fn bench_entry(
             }
         },
     };
-    for _ in 0..a.runs.max(1) {
-        if let Some(s) = sk.as_mut().filter(|_| row.skiff.error.is_none()) {
-            match skiff_measure(s, &pkt, ctx, &calls) {
-                Ok((ns, r)) => {
-                    row.skiff.runs.push(ns);
-                    row.skiff.retval = Some(r);
+    let mut extra_runs: Vec<Option<Box<dyn ExtraRun>>> = Vec::new();
+    if let (Some(x), Some(s)) = (extra.as_mut(), interp.as_ref()) {
+        let input = ExtraInput {
+            entry: en,
+            prog: &s.prog,
+            packet: &pkt,
+            repeat: a.repeat,
+        };
+        for (i, r) in x.prepare(&input).into_iter().enumerate() {
+            match r {
+                Ok(run) => extra_runs.push(Some(run)),
+                Err(msg) => {
+                    if let Some((_, side)) = row.extra.get_mut(i) {
+                        side.fail(msg);
+                    }
+                    extra_runs.push(None);
                 }
-                Err(msg) => row.skiff.fail(msg),
             }
         }
+    } else {
+        for (_, side) in &mut row.extra {
+            side.fail("not supported: skiff could not load the program".into());
+        }
+    }
+    let record = |side: &mut Side, r: Result<(f64, u32), String>| match r {
+        Ok((ns, ret)) => {
+            side.runs.push(ns);
+            side.retval = Some(ret);
+        }
+        Err(msg) => side.fail(msg),
+    };
+    for _ in 0..a.runs.max(1) {
+        if let Some(s) = jit.as_mut().filter(|_| row.jit.error.is_none()) {
+            record(&mut row.jit, skiff_measure(s, &pkt, ctx, &calls));
+        }
+        if let Some(s) = interp.as_mut().filter(|_| row.interp.error.is_none()) {
+            record(&mut row.interp, skiff_measure(s, &pkt, ctx, &calls));
+        }
         if let Some(k) = ko.as_ref().filter(|_| row.kernel.error.is_none()) {
-            match kernel_measure(k, en.prog, &pkt, ctx, &calls) {
-                Ok((ns, r)) => {
-                    row.kernel.runs.push(ns);
-                    row.kernel.retval = Some(r);
+            record(
+                &mut row.kernel,
+                kernel_measure(k, en.prog, &pkt, ctx, &calls),
+            );
+        }
+        for (i, run) in extra_runs.iter_mut().enumerate() {
+            if let (Some(run), Some((_, side))) = (run.as_mut(), row.extra.get_mut(i)) {
+                if side.error.is_none() {
+                    record(side, run.measure(a.repeat));
                 }
-                Err(msg) => row.kernel.fail(msg),
             }
         }
     }
-    if let Some(s) = sk.as_mut().filter(|_| row.skiff.error.is_none()) {
+    if let Some(s) = interp.as_mut().filter(|_| row.interp.error.is_none()) {
         row.executed = executed_insns(s, &pkt, ctx);
     }
     row
 }
 
+// ---------------------------------------------------------------------------
+// Output.
+
 fn fmt_ns(s: &Side) -> String {
     match (s.median(), &s.error) {
         (Some(v), _) => format!("{v:.1}"),
-        (None, Some(e)) if e.starts_with("unavailable") => "n/a".into(),
+        (None, Some(_)) if s.absent() => "-".into(),
         (None, _) => "error".into(),
     }
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    r.map_or("-".into(), |x| format!("{x:.2}"))
 }
 
 fn fmt_ret(r: Option<u32>) -> String {
     r.map_or("-".into(), |v| (v as i32).to_string())
 }
 
+fn packet_label(r: &Row) -> String {
+    if r.batch > 0 {
+        format!("{} (b{})", r.packet, r.batch)
+    } else {
+        r.packet.to_string()
+    }
+}
+
+/// The cells of one row, in [`header`] order.
+fn cells(r: &Row) -> Vec<String> {
+    let mut c = vec![
+        r.label.clone(),
+        packet_label(r),
+        fmt_ns(&r.jit),
+        fmt_ns(&r.interp),
+        fmt_ns(&r.kernel),
+    ];
+    for (_, s) in &r.extra {
+        c.push(fmt_ns(s));
+    }
+    c.push(fmt_ratio(r.ratio(&r.jit)));
+    c.push(fmt_ratio(r.ratio(&r.interp)));
+    for (_, s) in &r.extra {
+        c.push(fmt_ratio(r.ratio(s)));
+    }
+    c.push(r.compile.map_or("-".into(), |s| {
+        format!("{:.1}", s.compile_time.as_secs_f64() * 1e6)
+    }));
+    c.push(r.compile.map_or("-".into(), |s| s.code_size.to_string()));
+    c.push(r.insns.map_or("-".into(), |n| n.to_string()));
+    c.push(r.executed.map_or("-".into(), |n| n.to_string()));
+    let mut rets = vec![
+        fmt_ret(r.jit.retval),
+        fmt_ret(r.interp.retval),
+        fmt_ret(r.kernel.retval),
+    ];
+    rets.extend(r.extra.iter().map(|(_, s)| fmt_ret(s.retval)));
+    c.push(rets.join("/"));
+    c
+}
+
+fn header(extra: &[String]) -> Vec<String> {
+    let mut h: Vec<String> = ["program", "packet", "jit ns", "interp ns", "kernel ns"]
+        .map(String::from)
+        .to_vec();
+    h.extend(extra.iter().map(|n| format!("{n} ns")));
+    h.push("jit/k".into());
+    h.push("interp/k".into());
+    h.extend(extra.iter().map(|n| format!("{n}/k")));
+    for s in ["compile µs", "code B", "insns", "exec"] {
+        h.push(s.into());
+    }
+    let mut ret = vec!["jit", "interp", "kernel"]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    ret.extend(extra.iter().cloned());
+    h.push(format!("retval {}", ret.join("/")));
+    h
+}
+
+/// Column widths: the first two left-aligned, the rest right-aligned.
+const WIDTHS: [usize; 2] = [34, 18];
+
+fn text_line(cells: &[String], extra: usize) -> String {
+    let mut s = String::new();
+    let numeric = 3 + 2 * extra + 2 + 4;
+    for (i, c) in cells.iter().enumerate() {
+        match WIDTHS.get(i) {
+            Some(w) => s.push_str(&format!("{c:<w$} ")),
+            None if i < 2 + numeric => s.push_str(&format!("{c:>10} ")),
+            None => s.push_str(&format!(" {c}")),
+        }
+    }
+    s.trim_end().to_string()
+}
+
+fn md_line(cells: &[String]) -> String {
+    format!("| {} |", cells.join(" | "))
+}
+
+/// An engine's ratio to the kernel in a row.
+type RatioOf = Box<dyn Fn(&Row) -> Option<f64>>;
+
+/// The summary lines under the table.
+fn summary(rows: &[Row], kernel_ok: &Result<(), String>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Err(reason) = kernel_ok {
+        out.push(format!("kernel: not available ({reason})"));
+    }
+    let mut engines: Vec<(String, RatioOf)> = vec![
+        ("skiff-jit".into(), Box::new(|r: &Row| r.ratio(&r.jit))),
+        (
+            "skiff-interp".into(),
+            Box::new(|r: &Row| r.ratio(&r.interp)),
+        ),
+    ];
+    if let Some(first) = rows.first() {
+        for (i, (n, _)) in first.extra.iter().enumerate() {
+            engines.push((
+                n.clone(),
+                Box::new(move |r: &Row| r.extra.get(i).and_then(|(_, s)| r.ratio(s))),
+            ));
+        }
+    }
+    for (name, f) in &engines {
+        let f = f.as_ref();
+        let ratios: Vec<f64> = rows.iter().filter_map(f).collect();
+        let Some(m) = median(&ratios) else {
+            continue;
+        };
+        let max = rows
+            .iter()
+            .filter_map(|r| Some((f(r)?, r)))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let mut line = format!("median {name}/kernel over {} rows: {m:.2}x", ratios.len());
+        if let Some((x, r)) = max {
+            line.push_str(&format!("; max {x:.2}x ({} {})", r.label, r.packet));
+        }
+        out.push(line);
+        let steady: Vec<f64> = rows.iter().filter(|r| r.batch == 0).filter_map(f).collect();
+        if let Some(m) = median(&steady).filter(|_| steady.len() < ratios.len()) {
+            out.push(format!(
+                "median {name}/kernel over the {} rows without a batch (b): {m:.2}x",
+                steady.len()
+            ));
+        }
+    }
+    for r in rows {
+        for (name, s) in [
+            ("skiff-jit", &r.jit),
+            ("skiff-interp", &r.interp),
+            ("kernel", &r.kernel),
+        ]
+        .into_iter()
+        .chain(r.extra.iter().map(|(n, s)| (n.as_str(), s)))
+        {
+            if let Some(e) = &s.error {
+                if !s.absent() {
+                    out.push(format!("{} {}: {name}: error {e}", r.label, r.packet));
+                }
+            }
+        }
+        for m in r.retval_mismatch() {
+            out.push(format!("{} {}: RETVAL MISMATCH: {m}", r.label, r.packet));
+        }
+    }
+    // Engines that do not run a row, with the reason, once per reason.
+    let mut reasons: Vec<String> = Vec::new();
+    for r in rows {
+        for (name, s) in [("skiff-jit", &r.jit)]
+            .into_iter()
+            .chain(r.extra.iter().map(|(n, s)| (n.as_str(), s)))
+        {
+            if let (true, Some(e)) = (s.absent(), &s.error) {
+                let line = format!("{name}: {e}");
+                if !reasons.contains(&line) {
+                    reasons.push(line);
+                }
+            }
+        }
+    }
+    if !reasons.is_empty() {
+        out.push("\"-\" means:".into());
+        out.extend(reasons.into_iter().map(|l| format!("  {l}")));
+    }
+    out
+}
+
 fn row_json(r: &Row) -> Value {
+    let mut extra = JsonMap::new();
+    for (n, s) in &r.extra {
+        extra.insert(
+            n.clone(),
+            json!({
+                "ns": s.median(),
+                "ratio": r.ratio(s),
+                "runs_ns": s.runs,
+                "retval": s.retval,
+                "error": s.error,
+            }),
+        );
+    }
     json!({
         "program": r.label,
         "packet": r.packet,
         "batch": r.batch,
         "insns": r.insns,
         "executed_insns": r.executed,
-        "skiff_ns": r.skiff.median(),
+        // `skiff_*` and `ratio` are the interpreter's (the keys predate the JIT).
+        "skiff_ns": r.interp.median(),
         "kernel_ns": r.kernel.median(),
-        "ratio": r.ratio(),
-        "skiff_runs_ns": r.skiff.runs,
+        "ratio": r.ratio(&r.interp),
+        "skiff_runs_ns": r.interp.runs,
         "kernel_runs_ns": r.kernel.runs,
-        "skiff_retval": r.skiff.retval,
+        "skiff_retval": r.interp.retval,
         "kernel_retval": r.kernel.retval,
-        "skiff_error": r.skiff.error,
+        "skiff_error": r.interp.error,
         "kernel_error": r.kernel.error,
+        "interp_ns": r.interp.median(),
+        "interp_ratio": r.ratio(&r.interp),
+        "jit_ns": r.jit.median(),
+        "jit_ratio": r.ratio(&r.jit),
+        "jit_runs_ns": r.jit.runs,
+        "jit_retval": r.jit.retval,
+        "jit_error": r.jit.error,
+        "compile_us": r.compile.map(|s| s.compile_time.as_secs_f64() * 1e6),
+        "code_size": r.compile.map(|s| s.code_size),
+        "retval_mismatch": r.retval_mismatch(),
+        "extra": extra,
     })
 }
 
-pub fn main(a: BenchArgs) -> i32 {
+/// Runs every entry (the filtered ones), printing as it goes in the format `a`
+/// asks for, and returns the rows.
+pub fn run(a: &BenchArgs, mut extra: Option<&mut dyn Extra>) -> Vec<Row> {
     // Both engines on one core: the kernel's BPF_PROG_TEST_RUN runs on the caller's CPU.
     if let Err(e) = skiff_kernel::pin_current_thread(0) {
         eprintln!("skiff bench: warning: cannot pin to CPU 0: {e}");
     }
     let kernel_ok = skiff_kernel::available();
+    let extra_cols = extra.as_ref().map(|x| x.columns()).unwrap_or_default();
+    let head = header(&extra_cols);
     let mut objects: HashMap<&'static str, Result<Object, String>> = HashMap::new();
     let mut rows = Vec::new();
     for en in entries() {
@@ -601,9 +1154,18 @@ pub fn main(a: BenchArgs) -> i32 {
         let obj = objects
             .entry(en.object)
             .or_insert_with(|| compile(&a.bpf_dir, en.object));
-        let row = bench_entry(&en, obj.as_ref(), &a, &kernel_ok);
-        if !a.json {
-            print_row(&row, rows.is_empty());
+        let row = bench_entry(&en, obj.as_ref(), a, &kernel_ok, &mut extra);
+        if a.markdown {
+            if rows.is_empty() {
+                println!("{}", md_line(&head));
+                println!("{}", md_line(&vec!["---".to_string(); head.len()]));
+            }
+            println!("{}", md_line(&cells(&row)));
+        } else if !a.json {
+            if rows.is_empty() {
+                println!("{}", text_line(&head, extra_cols.len()));
+            }
+            println!("{}", text_line(&cells(&row), extra_cols.len()));
         }
         rows.push(row);
     }
@@ -612,81 +1174,24 @@ pub fn main(a: BenchArgs) -> i32 {
             "{}",
             Value::Array(rows.iter().map(row_json).collect::<Vec<_>>())
         );
-        return 0;
+        return rows;
     }
-    let ratios: Vec<f64> = rows.iter().filter_map(Row::ratio).collect();
     println!();
-    if let Err(reason) = &kernel_ok {
-        println!("kernel: unavailable ({reason})");
-    }
-    match median(&ratios) {
-        Some(m) => println!(
-            "median ratio skiff/kernel over {} rows: {m:.2}x",
-            ratios.len()
-        ),
-        None if kernel_ok.is_ok() => println!("no row has both measurements"),
-        None => {}
-    }
-    let steady: Vec<f64> = rows
-        .iter()
-        .filter(|r| r.batch == 0)
-        .filter_map(Row::ratio)
-        .collect();
-    if let Some(m) = median(&steady).filter(|_| steady.len() < ratios.len()) {
-        println!(
-            "median ratio over the {} rows without a batch (b): {m:.2}x",
-            steady.len()
-        );
-    }
-    for r in &rows {
-        if let Some(e) = &r.skiff.error {
-            println!("{} {}: skiff: error {e}", r.label, r.packet);
-        }
-        if let Some(e) = &r.kernel.error {
-            if kernel_ok.is_ok() {
-                println!("{} {}: kernel: error {e}", r.label, r.packet);
-            }
+    for l in summary(&rows, &kernel_ok) {
+        if a.markdown {
+            println!("- {l}");
+        } else {
+            println!("{l}");
         }
     }
-    0
+    rows
 }
 
-fn print_row(r: &Row, header: bool) {
-    if header {
-        println!(
-            "{:<34} {:<18} {:>10} {:>10} {:>6} {:>6} {:>5} {:>7} {:>7}",
-            "program",
-            "packet",
-            "skiff ns",
-            "kernel ns",
-            "ratio",
-            "insns",
-            "exec",
-            "skiff/i",
-            "retval"
-        );
+pub fn main(a: BenchArgs) -> i32 {
+    let rows = run(&a, None);
+    // A return value that differs between engines is a bug: exit 1.
+    if rows.iter().any(|r| !r.retval_mismatch().is_empty()) {
+        return 1;
     }
-    let packet = if r.batch > 0 {
-        format!("{} (b{})", r.packet, r.batch)
-    } else {
-        r.packet.to_string()
-    };
-    let ratio = r.ratio().map_or("-".into(), |x| format!("{x:.1}x"));
-    let retval = format!("{}/{}", fmt_ret(r.skiff.retval), fmt_ret(r.kernel.retval));
-    let per_insn = match (r.skiff.median(), r.executed) {
-        (Some(ns), Some(n)) if n > 0 => format!("{:.2}", ns / n as f64),
-        _ => "-".into(),
-    };
-    println!(
-        "{:<34} {:<18} {:>10} {:>10} {:>6} {:>6} {:>5} {:>7} {:>7}",
-        r.label,
-        packet,
-        fmt_ns(&r.skiff),
-        fmt_ns(&r.kernel),
-        ratio,
-        r.insns.map_or("-".into(), |n| n.to_string()),
-        r.executed.map_or("-".into(), |n| n.to_string()),
-        per_insn,
-        retval
-    );
+    0
 }

@@ -1,12 +1,12 @@
 //! The `skiff` command: inspect, disassemble and run eBPF objects.
 #![forbid(unsafe_code)]
 
-mod bench;
 mod conformance;
 mod maps;
 mod prog;
 
 use clap::{Parser, Subcommand};
+use skiff::bench;
 
 #[derive(Parser)]
 #[command(
@@ -33,7 +33,7 @@ enum Command {
         #[arg(long, hide = true)]
         elf: bool,
     },
-    /// Time each corpus program in skiff's interpreter and in the kernel (BPF_PROG_TEST_RUN repeat).
+    /// Time each corpus program in skiff's JIT and interpreter and in the kernel (BPF_PROG_TEST_RUN repeat).
     Bench(bench::BenchArgs),
 }
 
