@@ -402,6 +402,8 @@ pub fn entries() -> Vec<Entry> {
     vec![
         // The fixed cost of a run: `return XDP_PASS`.
         e("bench_empty", "xdp_empty", "ipv4_tcp_syn"),
+        // Parse and compare, no maps, no helpers.
+        e("bench_parse", "xdp_parse", "ipv4_tcp_syn"),
         e("xdp_count", "xdp_count", "ipv4_tcp_syn"),
         e("xdp_fw", "xdp_fw", "ipv4_blocked_src").set(
             "blocked",
@@ -1066,24 +1068,38 @@ fn summary(rows: &[Row], kernel_ok: &Result<(), String>) -> Vec<String> {
             out.push(format!("{} {}: RETVAL MISMATCH: {m}", r.label, r.packet));
         }
     }
-    // Engines that do not run a row, with the reason, once per reason.
-    let mut reasons: Vec<String> = Vec::new();
+    // Engines that do not run a row: each reason (its details in parentheses
+    // dropped: they are in --json) with the rows it applies to.
+    let mut reasons: Vec<(String, Vec<String>)> = Vec::new();
     for r in rows {
         for (name, s) in [("skiff-jit", &r.jit)]
             .into_iter()
             .chain(r.extra.iter().map(|(n, s)| (n.as_str(), s)))
         {
             if let (true, Some(e)) = (s.absent(), &s.error) {
-                let line = format!("{name}: {e}");
-                if !reasons.contains(&line) {
-                    reasons.push(line);
+                let why = e.split(" (").next().unwrap_or(e);
+                let line = format!("{name}: {why}");
+                let prog = r.label.rsplit('/').next().unwrap_or(&r.label).to_string();
+                match reasons.iter_mut().find(|(l, _)| *l == line) {
+                    Some((_, progs)) => {
+                        if !progs.contains(&prog) {
+                            progs.push(prog)
+                        }
+                    }
+                    None => reasons.push((line, vec![prog])),
                 }
             }
         }
     }
     if !reasons.is_empty() {
         out.push("\"-\" means:".into());
-        out.extend(reasons.into_iter().map(|l| format!("  {l}")));
+        for (line, progs) in reasons {
+            if progs.len() == rows.len() {
+                out.push(format!("  {line} (every row)"));
+            } else {
+                out.push(format!("  {line} ({})", progs.join(", ")));
+            }
+        }
     }
     out
 }
@@ -1194,4 +1210,297 @@ pub fn main(a: BenchArgs) -> i32 {
         return 1;
     }
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_have_their_sizes_and_the_packets_keys() {
+        let f = l4lb_fill();
+        let flows: Vec<_> = f.iter().filter(|(m, _, _)| *m == "flows").collect();
+        assert_eq!(flows.len(), 65536);
+        let keys: std::collections::HashSet<_> = flows.iter().map(|(_, k, _)| k).collect();
+        assert_eq!(keys.len(), 65536);
+        let own = [10, 0, 0, 1, 10, 0, 0, 2, 0x9c, 0x40, 0x01, 0xbb, 6, 0, 0, 0];
+        assert!(flows.iter().any(|(_, k, v)| k[..] == own && *v == u32k(5)));
+        assert_eq!(f.iter().filter(|(m, _, _)| *m == "backends").count(), 64);
+
+        let l = lpm_fill();
+        assert_eq!(l.len(), 10_000);
+        let keys: std::collections::HashSet<_> = l.iter().map(|(_, k, _)| k).collect();
+        assert_eq!(keys.len(), 10_000);
+        // 10.0.0.1/30 -> drop, rule 6
+        let mut k30 = 30u32.to_ne_bytes().to_vec();
+        k30.extend_from_slice(&[10, 0, 0, 0]);
+        let mut v30 = 1u32.to_ne_bytes().to_vec();
+        v30.extend_from_slice(&6u32.to_ne_bytes());
+        assert!(l.iter().any(|(_, k, v)| *k == k30 && *v == v30));
+    }
+
+    #[test]
+    fn full_mtu_packet_and_chunks() {
+        assert_eq!(packet("ipv4_udp_1500").map(|p| p.len()), Some(1514));
+        assert_eq!(chunks(100_000, 0), vec![100_000]);
+        assert_eq!(chunks(100_000, 8), vec![8; 100]);
+        assert_eq!(chunks(5, 8), vec![5]);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    }
+
+    /// The heavier corpus programs run in skiff (and in the kernel when there is
+    /// one) with the expected return values, the same in every engine.
+    #[test]
+    fn heavy_corpus_runs_with_expected_return_values() {
+        if let Err(why) = skiff_kernel::clang::available() {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+        let a = BenchArgs {
+            repeat: 20,
+            runs: 1,
+            bpf_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bpf"),
+            filter: Some("bench_".into()),
+            json: true,
+            ..BenchArgs::default()
+        };
+        let rows = run(&a, None);
+        let got: Vec<(String, Option<u32>)> = rows
+            .iter()
+            .map(|r| (r.label.clone(), r.interp.retval))
+            .collect();
+        let want = [
+            ("bench_empty/xdp_empty", 2),   // XDP_PASS
+            ("bench_parse/xdp_parse", 2),   // XDP_PASS: port 443
+            ("bench_l4lb/xdp_l4lb", 3),     // XDP_TX: flow found in the full table
+            ("bench_lpm_fw/xdp_lpm_fw", 1), // XDP_DROP: the /30 rule
+            ("bench_tailchain/stage0", 3),  // XDP_TX: all 8 stages passed
+            ("bench_pktloop/xdp_pktloop", 1),
+        ];
+        assert_eq!(
+            got,
+            want.iter()
+                .map(|(l, r)| (l.to_string(), Some(*r)))
+                .collect::<Vec<_>>()
+        );
+        for r in &rows {
+            assert_eq!(r.retval_mismatch(), Vec::<String>::new(), "{}", r.label);
+            assert_eq!(r.interp.error, None, "{}", r.label);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+/// Running corpus programs in engines that have no maps, no kernel helpers and no
+/// kernel context (rbpf, for the `corpus` bench target): which programs can run,
+/// and the context rewrite the kernel's verifier would do.
+pub mod nokernel {
+    use skiff_isa::Insn;
+    use skiff_object::ProgType;
+
+    // Instruction classes and fields (include/uapi/linux/bpf.h).
+    const BPF_LD: u8 = 0x00;
+    const BPF_LDX: u8 = 0x01;
+    const BPF_ST: u8 = 0x02;
+    const BPF_STX: u8 = 0x03;
+    const BPF_ALU: u8 = 0x04;
+    const BPF_JMP: u8 = 0x05;
+    const BPF_JMP32: u8 = 0x06;
+    const BPF_ALU64: u8 = 0x07;
+    const BPF_MEM: u8 = 0x60;
+    const BPF_ATOMIC: u8 = 0xc0;
+    const BPF_W: u8 = 0x00;
+    const BPF_DW: u8 = 0x18;
+    const BPF_CALL: u8 = 0x80;
+    const BPF_EXIT: u8 = 0x90;
+    const BPF_JA: u8 = 0x00;
+    const MOV64_X: u8 = 0xbf;
+    const BPF_FUNC_TAIL_CALL: i32 = 12;
+
+    /// `struct xdp_md` offsets of the three pointer fields (u32 in the UAPI, pointers
+    /// after the kernel's rewrite).
+    const XDP_PTR_FIELDS: [i16; 3] = [0, 4, 8];
+    /// `sizeof(struct xdp_md)`.
+    const XDP_MD_SIZE: i16 = 24;
+
+    /// Why rbpf cannot run this program, if it cannot.
+    pub fn unsupported(prog: &skiff_vm::Program) -> Option<String> {
+        if !prog.maps.is_empty() {
+            return Some(format!(
+                "not supported: rbpf has no maps ({} uses {})",
+                prog.name,
+                prog.maps.len()
+            ));
+        }
+        if prog.prog_type != ProgType::Xdp {
+            return Some("not supported: rbpf knows no __sk_buff (TC) context".into());
+        }
+        for (i, insn) in prog.code.iter().enumerate() {
+            let class = insn.class();
+            if insn.code == BPF_JMP | BPF_CALL && insn.src == 0 {
+                return Some(if insn.imm == BPF_FUNC_TAIL_CALL {
+                    format!("not supported: rbpf has no tail calls (insn {i})")
+                } else {
+                    format!(
+                        "not supported: rbpf has none of the kernel's helpers (helper {} at insn {i})",
+                        insn.imm
+                    )
+                });
+            }
+            if (class == BPF_STX || class == BPF_ST) && insn.code & 0xe0 == BPF_ATOMIC {
+                return Some(format!(
+                    "not supported: rbpf has no atomic instructions (insn {i})"
+                ));
+            }
+        }
+        None
+    }
+
+    /// Which registers hold the context pointer before each instruction (bit r),
+    /// by a forward data-flow pass over the program and its subprograms (meet:
+    /// intersection). r1 holds it at entry; `mov64 rX, rY` copies it; a call
+    /// clobbers r0-r5 and passes r1-r5 to a subprogram.
+    fn ctx_regs(code: &[Insn]) -> Vec<Option<u16>> {
+        let n = code.len();
+        let mut state: Vec<Option<u16>> = vec![None; n];
+        let mut work = vec![0usize];
+        if let Some(s) = state.get_mut(0) {
+            *s = Some(1 << 1);
+        }
+        let merge = |state: &mut Vec<Option<u16>>, work: &mut Vec<usize>, pc: usize, m: u16| {
+            if let Some(slot) = state.get_mut(pc) {
+                let new = slot.map_or(m, |old| old & m);
+                if *slot != Some(new) {
+                    *slot = Some(new);
+                    work.push(pc);
+                }
+            }
+        };
+        while let Some(pc) = work.pop() {
+            let (Some(insn), Some(Some(m))) = (code.get(pc), state.get(pc).copied()) else {
+                continue;
+            };
+            let dst = 1u16 << (insn.dst & 0x0f);
+            let src = 1u16 << (insn.src & 0x0f);
+            let class = insn.class();
+            let next = pc + 1;
+            let jump = |off: i64| usize::try_from(pc as i64 + 1 + off).ok();
+            match class {
+                BPF_LD => {
+                    // ld_imm64 takes two slots
+                    merge(&mut state, &mut work, pc + 2, m & !dst);
+                }
+                BPF_LDX => merge(&mut state, &mut work, next, m & !dst),
+                BPF_ST | BPF_STX => merge(&mut state, &mut work, next, m),
+                BPF_ALU | BPF_ALU64 => {
+                    let out = if insn.code == MOV64_X && m & src != 0 {
+                        m | dst
+                    } else {
+                        m & !dst
+                    };
+                    merge(&mut state, &mut work, next, out);
+                }
+                BPF_JMP | BPF_JMP32 => {
+                    let op = insn.op();
+                    if op == BPF_EXIT {
+                        continue;
+                    }
+                    if op == BPF_CALL {
+                        if insn.src == 1 {
+                            if let Some(t) = jump(i64::from(insn.imm)) {
+                                merge(&mut state, &mut work, t, m & 0b11_1110);
+                            }
+                        }
+                        merge(&mut state, &mut work, next, m & !0b11_1111);
+                        continue;
+                    }
+                    if op == BPF_JA {
+                        let off = if class == BPF_JMP32 {
+                            i64::from(insn.imm)
+                        } else {
+                            i64::from(insn.off)
+                        };
+                        if let Some(t) = jump(off) {
+                            merge(&mut state, &mut work, t, m);
+                        }
+                        continue;
+                    }
+                    if let Some(t) = jump(i64::from(insn.off)) {
+                        merge(&mut state, &mut work, t, m);
+                    }
+                    merge(&mut state, &mut work, next, m);
+                }
+                _ => {}
+            }
+        }
+        state
+    }
+
+    /// The program with its `struct xdp_md` accesses rewritten for rbpf's metadata
+    /// buffer, where field `off` lives at `2 * off` (the pointer fields as 64-bit
+    /// values). Err when the program writes the context or reads it in a way the
+    /// rewrite does not cover.
+    pub fn rewrite_xdp_ctx(code: &[Insn]) -> Result<Vec<Insn>, String> {
+        let regs = ctx_regs(code);
+        let mut out = code.to_vec();
+        for (i, insn) in out.iter_mut().enumerate() {
+            let m = regs.get(i).copied().flatten().unwrap_or(0);
+            let class = insn.class();
+            if class == BPF_LDX && m & (1 << (insn.src & 0x0f)) != 0 {
+                if insn.code & 0xe0 != BPF_MEM || insn.off < 0 || insn.off >= XDP_MD_SIZE {
+                    return Err(format!(
+                        "not supported: context access the rewrite does not cover (insn {i})"
+                    ));
+                }
+                if XDP_PTR_FIELDS.contains(&insn.off) {
+                    if insn.size() != BPF_W {
+                        return Err(format!(
+                            "not supported: narrow load of an xdp_md pointer (insn {i})"
+                        ));
+                    }
+                    insn.code = BPF_LDX | BPF_MEM | BPF_DW;
+                }
+                insn.off *= 2;
+            } else if (class == BPF_ST || class == BPF_STX) && m & (1 << (insn.dst & 0x0f)) != 0 {
+                return Err(format!("not supported: writes the context (insn {i})"));
+            }
+        }
+        Ok(out)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn i(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+            Insn::new(code, dst, src, off, imm)
+        }
+
+        #[test]
+        fn ctx_loads_follow_copies_and_become_wide() {
+            let code = [
+                i(MOV64_X, 6, 1, 0, 0), // r6 = r1
+                i(0x61, 2, 6, 4, 0),    // r2 = *(u32 *)(r6 + 4): data_end
+                i(0x61, 3, 1, 12, 0),   // r3 = ingress_ifindex
+                i(0xb7, 1, 0, 0, 0),    // r1 = 0: no longer ctx
+                i(0x61, 4, 1, 0, 0),    // not a ctx load
+                i(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+            ];
+            let out = rewrite_xdp_ctx(&code).unwrap();
+            assert_eq!(out[1], i(BPF_LDX | BPF_MEM | BPF_DW, 2, 6, 8, 0));
+            assert_eq!(out[2], i(0x61, 3, 1, 24, 0));
+            assert_eq!(out[4], code[4]);
+        }
+
+        #[test]
+        fn ctx_store_is_refused() {
+            let code = [i(0x63, 1, 2, 0, 0), i(BPF_JMP | BPF_EXIT, 0, 0, 0, 0)];
+            assert_eq!(
+                rewrite_xdp_ctx(&code),
+                Err("not supported: writes the context (insn 0)".into())
+            );
+        }
+    }
 }
