@@ -109,12 +109,14 @@ impl ExtraRun for RbpfRun {
     fn measure(&mut self, repeat: u32) -> Result<(f64, u32), String> {
         self.set_pointers();
         let repeat = repeat.max(1);
+        let d0 = bench::run_delay_ns();
         let t = Instant::now();
         let mut r0 = 0;
         for _ in 0..repeat {
             r0 = std::hint::black_box(self.once()?);
         }
-        let ns = t.elapsed().as_nanos() as f64 / f64::from(repeat);
+        let wall = t.elapsed().as_nanos() as f64;
+        let ns = bench::on_cpu_ns(wall, d0, bench::run_delay_ns()) / f64::from(repeat);
         Ok((ns, r0 as u32))
     }
 }

@@ -646,7 +646,30 @@ fn test_run(
     out
 }
 
-/// One measurement in skiff: ns per run, last retval.
+/// Nanoseconds this thread has waited on a run queue (runnable, another task on
+/// its CPU) since it started: the second field of /proc/thread-self/schedstat
+/// (kernel/sched/stats.h: sched_info_arrive adds each wait when the thread gets
+/// the CPU back, so a reading taken while running is complete). None without
+/// CONFIG_SCHED_INFO.
+pub fn run_delay_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Wall time minus the time the thread waited for its CPU in between: what the
+/// kernel's bpf_test_timer counts (it stops the clock when the test run
+/// reschedules), so a busy machine does not inflate userspace engines' figures
+/// against the kernel's. Never below 0.
+pub fn on_cpu_ns(wall_ns: f64, delay_before: Option<u64>, delay_after: Option<u64>) -> f64 {
+    let waited = match (delay_before, delay_after) {
+        (Some(b), Some(a)) => a.saturating_sub(b) as f64,
+        _ => 0.0,
+    };
+    (wall_ns - waited).max(0.0)
+}
+
+/// One measurement in skiff: ns per run (skiff's own timing of the runs, less the
+/// time the thread waited for its CPU), last retval.
 fn skiff_measure(
     s: &mut SkiffSide,
     pkt: &[u8],
@@ -654,6 +677,7 @@ fn skiff_measure(
     calls: &[u32],
 ) -> Result<(f64, u32), String> {
     let (mut total, mut runs, mut retval) = (0f64, 0f64, 0);
+    let d0 = run_delay_ns();
     for &n in calls {
         let out = test_run(s, pkt, ctx, n).map_err(|e| format!("test run refused: {e}"))?;
         if let Some(ex) = &out.exception {
@@ -663,6 +687,7 @@ fn skiff_measure(
         runs += f64::from(n);
         retval = out.retval;
     }
+    let total = on_cpu_ns(total, d0, run_delay_ns());
     Ok((total / runs, retval))
 }
 
@@ -772,7 +797,8 @@ pub trait Extra {
 
 /// One engine prepared for one entry.
 pub trait ExtraRun {
-    /// One measurement of `repeat` runs: ns per run and the last r0's low 32 bits.
+    /// One measurement of `repeat` runs: ns per run (on the CPU: [`on_cpu_ns`])
+    /// and the last r0's low 32 bits.
     fn measure(&mut self, repeat: u32) -> Result<(f64, u32), String>;
 }
 
@@ -1237,6 +1263,17 @@ mod tests {
         let mut v30 = 1u32.to_ne_bytes().to_vec();
         v30.extend_from_slice(&6u32.to_ne_bytes());
         assert!(l.iter().any(|(_, k, v)| *k == k30 && *v == v30));
+    }
+
+    #[test]
+    fn on_cpu_time_leaves_out_run_queue_waits() {
+        assert_eq!(on_cpu_ns(1000.0, Some(50), Some(350)), 700.0);
+        assert_eq!(on_cpu_ns(1000.0, Some(50), Some(5000)), 0.0);
+        assert_eq!(on_cpu_ns(1000.0, None, Some(350)), 1000.0);
+        if std::path::Path::new("/proc/thread-self/schedstat").exists() {
+            let (a, b) = (run_delay_ns(), run_delay_ns());
+            assert!(a.is_some() && b >= a, "{a:?} {b:?}");
+        }
     }
 
     #[test]
