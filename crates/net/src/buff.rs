@@ -60,6 +60,9 @@ pub struct XdpBuff {
     /// MTU of the receiving device (xdp->rxq->dev->mtu); `lo`'s 65536 by default.
     pub mtu: u32,
     pub redirect: Option<Redirect>,
+    /// The namespace the frame is in (device list, FIB) when it runs in the
+    /// datapath; None in a test run (the `lo`-only model).
+    pub netns: Option<std::sync::Arc<dyn crate::helpers::NetNs>>,
 }
 
 impl XdpBuff {
@@ -83,6 +86,35 @@ impl XdpBuff {
             egress_ifindex: None,
             mtu: 65536,
             redirect: None,
+            netns: None,
+        })
+    }
+
+    /// A frame in a page the datapath's pool hands out (`page.len()` is the
+    /// frame size): the packet is copied to `headroom`. None if it does not fit.
+    pub fn from_page(
+        mut page: Box<[u8]>,
+        packet: &[u8],
+        headroom: usize,
+        ingress_ifindex: u32,
+    ) -> Result<XdpBuff, Box<[u8]>> {
+        let end = headroom + packet.len();
+        if end + SKB_SHARED_INFO_SIZE > page.len() {
+            return Err(page);
+        }
+        page[headroom..end].copy_from_slice(packet);
+        Ok(XdpBuff {
+            buf: page,
+            data_meta: headroom,
+            data: headroom,
+            data_end: end,
+            meta_valid: true,
+            ingress_ifindex,
+            rx_queue_index: 0,
+            egress_ifindex: None,
+            mtu: 1500,
+            redirect: None,
+            netns: None,
         })
     }
 
@@ -169,6 +201,8 @@ pub struct SkBuff {
     pub redirect: Option<Redirect>,
     /// Packets produced by bpf_clone_redirect: (ifindex, ingress, frame).
     pub clones: Vec<(u32, bool, Vec<u8>)>,
+    /// The namespace of skb->dev in the datapath; None in a test run.
+    pub netns: Option<std::sync::Arc<dyn crate::helpers::NetNs>>,
 }
 
 pub const PACKET_HOST: u8 = 0;
@@ -182,12 +216,19 @@ impl SkBuff {
     pub fn new(frame: &[u8], headroom: usize, ifindex: u32, mtu: u32) -> SkBuff {
         let mut buf = vec![0u8; headroom + frame.len() + SKB_SHARED_INFO_SIZE];
         buf[headroom..headroom + frame.len()].copy_from_slice(frame);
+        SkBuff::from_buf(buf, headroom, headroom + frame.len(), ifindex, mtu)
+    }
+
+    /// An skb over an existing buffer (build_skb around a page): the frame is
+    /// `buf[data..tail]`, starting at the Ethernet header; `tail` must leave
+    /// SKB_SHARED_INFO_SIZE bytes of the buffer (the caller guarantees it).
+    pub fn from_buf(buf: Vec<u8>, data: usize, tail: usize, ifindex: u32, mtu: u32) -> SkBuff {
         SkBuff {
             buf,
-            data: headroom,
-            tail: headroom + frame.len(),
-            mac_header: headroom,
-            network_header: headroom + ETH_HLEN.min(frame.len()),
+            data,
+            tail,
+            mac_header: data,
+            network_header: data + ETH_HLEN.min(tail - data),
             transport_header: None,
             protocol: 0,
             pkt_type: PACKET_HOST,
@@ -203,7 +244,7 @@ impl SkBuff {
             tc_index: 0,
             cb: [0; 20],
             tc_classid: 0,
-            wire_len: frame.len() as u32,
+            wire_len: (tail - data) as u32,
             ifindex,
             ingress_ifindex: 0,
             napi_id: 0,
@@ -218,6 +259,7 @@ impl SkBuff {
             tc_at_ingress: true,
             redirect: None,
             clones: Vec::new(),
+            netns: None,
         }
     }
 

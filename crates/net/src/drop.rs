@@ -41,6 +41,13 @@ pub enum DropReason {
     TcChainNotfound,
     TcReclassifyLoop,
     MacInvalidSource,
+    IpInvalidDest,
+    Ipv6NdiscHopLimit,
+    Ipv6NdiscBadCode,
+    Ipv6NdiscBadOptions,
+    Ipv6NdiscNsOtherhost,
+    /// A nested dev_queue_xmit past XMIT_RECURSION_LIMIT (a redirect loop).
+    RecursionLimit,
     /// skiff's own: an XDP frame (native mode, no skb yet) dropped by XDP_DROP.
     SkiffXdpDrop,
     /// skiff's own: XDP_ABORTED or a program exception in native XDP.
@@ -88,6 +95,12 @@ impl DropReason {
             TcChainNotfound => "TC_CHAIN_NOTFOUND",
             TcReclassifyLoop => "TC_RECLASSIFY_LOOP",
             MacInvalidSource => "MAC_INVALID_SOURCE",
+            IpInvalidDest => "IP_INVALID_DEST",
+            Ipv6NdiscHopLimit => "IPV6_NDISC_HOP_LIMIT",
+            Ipv6NdiscBadCode => "IPV6_NDISC_BAD_CODE",
+            Ipv6NdiscBadOptions => "IPV6_NDISC_BAD_OPTIONS",
+            Ipv6NdiscNsOtherhost => "IPV6_NDISC_NS_OTHERHOST",
+            RecursionLimit => "RECURSION_LIMIT",
             SkiffXdpDrop => "SKIFF_XDP_DROP",
             SkiffXdpAborted => "SKIFF_XDP_ABORTED",
             SkiffXdpTxError => "SKIFF_XDP_TX_ERROR",

@@ -122,11 +122,41 @@ pub(crate) fn skb_ctx<'a>(st: &'a mut RunState) -> Result<&'a mut SkBuff, VmErro
         .ok_or_else(|| VmError::Ctx("helper needs a __sk_buff context".into()))
 }
 
-/// Whether `ifindex` names a device in the program's namespace. Until the
-/// datapath hands helpers its device list, the test-run model applies: only `lo`
-/// (ifindex 1) and the packet's own device exist.
-pub(crate) fn device_exists(ifindex: u32, own: u32) -> bool {
-    ifindex == LO_IFINDEX || (ifindex != 0 && ifindex == own)
+/// A device as helpers see it in the packet's namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NsDevice {
+    pub ifindex: u32,
+    pub mtu: u32,
+    pub up: bool,
+}
+
+/// What helpers need from the network namespace a packet is in, handed over by
+/// the datapath through `XdpBuff::netns` / `SkBuff::netns` (dev_get_by_index_rcu
+/// on dev_net(skb->dev), the namespace's FIB). Test runs have none: the `lo`-only
+/// model applies there.
+pub trait NetNs: Send + Sync {
+    /// The device `ifindex` of this namespace (dev_get_by_index_rcu).
+    fn device(&self, ifindex: u32) -> Option<NsDevice>;
+    /// bpf_fib_lookup against this namespace's FIB (net/core/filter.c:
+    /// bpf_ipv4_fib_lookup / bpf_ipv6_fib_lookup).
+    fn fib_lookup(
+        &self,
+        params: &mut [u8; FIB_LOOKUP_SIZE],
+        flags: u32,
+        check_mtu: bool,
+        own: u32,
+        skb_len: usize,
+    ) -> i64;
+}
+
+/// Whether `ifindex` names a device in the program's namespace. Without a
+/// datapath namespace, the test-run model applies: only `lo` (ifindex 1) and
+/// the packet's own device exist.
+pub(crate) fn device_exists(netns: Option<&dyn NetNs>, ifindex: u32, own: u32) -> bool {
+    match netns {
+        Some(ns) => ns.device(ifindex).is_some(),
+        None => ifindex == LO_IFINDEX || (ifindex != 0 && ifindex == own),
+    }
 }
 
 // net/core/filter.c: bpf_csum_diff
@@ -208,20 +238,31 @@ fn fib_lookup(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
         return Ok(neg(EINVAL));
     }
     let xdp = is_xdp(st);
-    let (own, skb_len, tot_len) = if xdp {
-        (xdp_ctx(st)?.ingress_ifindex, 0, 0)
+    let (own, skb_len, tot_len, netns) = if xdp {
+        let x = xdp_ctx(st)?;
+        (x.ingress_ifindex, 0, 0, x.netns.clone())
     } else {
         let s = skb_ctx(st)?;
         (
             s.ifindex,
             s.len(),
             u16::from_le_bytes([params[6], params[7]]),
+            s.netns.clone(),
         )
     };
     // XDP always checks the MTU; TC only when tot_len is given.
     let check_mtu = xdp || tot_len != 0;
-    let fib = EmptyFib::default();
-    let rc = fib::lookup(&fib, &mut params, flags, check_mtu, own, skb_len);
+    let rc = match netns {
+        Some(ns) => ns.fib_lookup(&mut params, flags, check_mtu, own, skb_len),
+        None => fib::lookup(
+            &EmptyFib::default(),
+            &mut params,
+            flags,
+            check_mtu,
+            own,
+            skb_len,
+        ),
+    };
     st.write(a[1], &params)?;
     Ok(rc as u64)
 }
@@ -239,12 +280,17 @@ fn check_mtu(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     let len_diff = a[3] as u32 as i32;
     let flags = a[4];
     let xdp = is_xdp(st);
-    let (own, pkt_len, mtu) = if xdp {
+    let (own, pkt_len, mtu, netns) = if xdp {
         let x = xdp_ctx(st)?;
-        (x.ingress_ifindex, (x.data_end - x.data) as i64, x.mtu)
+        (
+            x.ingress_ifindex,
+            (x.data_end - x.data) as i64,
+            x.mtu,
+            x.netns.clone(),
+        )
     } else {
         let s = skb_ctx(st)?;
-        (s.ifindex, s.len() as i64, s.mtu)
+        (s.ifindex, s.len() as i64, s.mtu, s.netns.clone())
     };
     if xdp {
         if flags != 0 {
@@ -261,7 +307,12 @@ fn check_mtu(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     // __dev_via_ifindex: 0 is the current device.
     let mtu = if ifindex == 0 || ifindex == own {
         mtu
-    } else if device_exists(ifindex, own) {
+    } else if let Some(ns) = &netns {
+        match ns.device(ifindex) {
+            Some(d) => d.mtu,
+            None => return Ok(neg(ENODEV)),
+        }
+    } else if device_exists(None, ifindex, own) {
         LO_MTU
     } else {
         return Ok(neg(ENODEV));

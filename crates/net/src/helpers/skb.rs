@@ -811,7 +811,7 @@ pub fn clone_redirect(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     if flags & !BPF_F_INGRESS != 0 {
         return Ok(neg(EINVAL));
     }
-    if !device_exists(ifindex, skb.ifindex) {
+    if !device_exists(skb.netns.as_deref(), ifindex, skb.ifindex) {
         return Ok(neg(EINVAL));
     }
     if skb.mac_header >= skb.network_header || skb.is_empty() {

@@ -1,0 +1,3 @@
+//! NIC models: receive-side scaling.
+
+pub mod rss;
