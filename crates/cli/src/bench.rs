@@ -1031,6 +1031,9 @@ fn md_line(cells: &[String]) -> String {
 /// An engine's ratio to the kernel in a row.
 type RatioOf = Box<dyn Fn(&Row) -> Option<f64>>;
 
+/// Marks a summary line that belongs under the previous one.
+const SUB: &str = "\t";
+
 /// The summary lines under the table.
 fn summary(rows: &[Row], kernel_ok: &Result<(), String>) -> Vec<String> {
     let mut out = Vec::new();
@@ -1095,36 +1098,51 @@ fn summary(rows: &[Row], kernel_ok: &Result<(), String>) -> Vec<String> {
         }
     }
     // Engines that do not run a row: each reason (its details in parentheses
-    // dropped: they are in --json) with the rows it applies to.
-    let mut reasons: Vec<(String, Vec<String>)> = Vec::new();
+    // dropped: they are in --json) with the programs it applies to; engines with
+    // the same reason for the same programs on one line.
+    let mut reasons: Vec<(String, String, Vec<String>, usize)> = Vec::new();
     for r in rows {
         for (name, s) in [("skiff-jit", &r.jit)]
             .into_iter()
             .chain(r.extra.iter().map(|(n, s)| (n.as_str(), s)))
         {
             if let (true, Some(e)) = (s.absent(), &s.error) {
-                let why = e.split(" (").next().unwrap_or(e);
-                let line = format!("{name}: {why}");
+                let why = e.split(" (").next().unwrap_or(e).to_string();
                 let prog = r.label.rsplit('/').next().unwrap_or(&r.label).to_string();
-                match reasons.iter_mut().find(|(l, _)| *l == line) {
-                    Some((_, progs)) => {
+                match reasons
+                    .iter_mut()
+                    .find(|(n, w, _, _)| n == name && *w == why)
+                {
+                    Some((_, _, progs, count)) => {
+                        *count += 1;
                         if !progs.contains(&prog) {
                             progs.push(prog)
                         }
                     }
-                    None => reasons.push((line, vec![prog])),
+                    None => reasons.push((name.to_string(), why, vec![prog], 1)),
                 }
             }
         }
     }
-    if !reasons.is_empty() {
+    let mut merged: Vec<(Vec<String>, String, Vec<String>, usize)> = Vec::new();
+    for (name, why, progs, count) in reasons {
+        match merged
+            .iter_mut()
+            .find(|(_, w, p, _)| *w == why && *p == progs)
+        {
+            Some((names, _, _, _)) => names.push(name),
+            None => merged.push((vec![name], why, progs, count)),
+        }
+    }
+    if !merged.is_empty() {
         out.push("\"-\" means:".into());
-        for (line, progs) in reasons {
-            if progs.len() == rows.len() {
-                out.push(format!("  {line} (every row)"));
+        for (names, why, progs, count) in merged {
+            let which = if count == rows.len() {
+                "every row".to_string()
             } else {
-                out.push(format!("  {line} ({})", progs.join(", ")));
-            }
+                progs.join(", ")
+            };
+            out.push(format!("{SUB}{}: {why} ({which})", names.join(", ")));
         }
     }
     out
@@ -1220,10 +1238,11 @@ pub fn run(a: &BenchArgs, mut extra: Option<&mut dyn Extra>) -> Vec<Row> {
     }
     println!();
     for l in summary(&rows, &kernel_ok) {
-        if a.markdown {
-            println!("- {l}");
-        } else {
-            println!("{l}");
+        match (a.markdown, l.strip_prefix(SUB)) {
+            (true, Some(sub)) => println!("  - {sub}"),
+            (true, None) => println!("- {l}"),
+            (false, Some(sub)) => println!("  {sub}"),
+            (false, None) => println!("{l}"),
         }
     }
     rows
