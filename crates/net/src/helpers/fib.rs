@@ -23,8 +23,15 @@ pub const BPF_FIB_LOOKUP_MASK: u32 = BPF_FIB_LOOKUP_DIRECT
     | BPF_FIB_LOOKUP_MARK;
 
 pub const BPF_FIB_LKUP_RET_SUCCESS: i64 = 0;
+pub const BPF_FIB_LKUP_RET_BLACKHOLE: i64 = 1;
+pub const BPF_FIB_LKUP_RET_UNREACHABLE: i64 = 2;
+pub const BPF_FIB_LKUP_RET_PROHIBIT: i64 = 3;
 pub const BPF_FIB_LKUP_RET_NOT_FWDED: i64 = 4;
 pub const BPF_FIB_LKUP_RET_FWD_DISABLED: i64 = 5;
+pub const BPF_FIB_LKUP_RET_UNSUPP_LWT: i64 = 6;
+pub const BPF_FIB_LKUP_RET_NO_NEIGH: i64 = 7;
+pub const BPF_FIB_LKUP_RET_FRAG_NEEDED: i64 = 8;
+pub const BPF_FIB_LKUP_RET_NO_SRC_ADDR: i64 = 9;
 
 /// A namespace's routing state as bpf_fib_lookup sees it.
 pub trait Fib {
@@ -40,6 +47,21 @@ pub trait Fib {
         check_mtu: bool,
         skb_len: usize,
     ) -> i64;
+    /// (MTU, up) of a device, for bpf_skb_fib_lookup's is_skb_forwardable check
+    /// when the program gave no tot_len. None: no such device.
+    fn device_mtu(&self, _ifindex: u32) -> Option<(u32, bool)> {
+        None
+    }
+}
+
+/// include/net/ip6_route.h rt6_need_strict on a raw address: multicast,
+/// link-local or loopback (never forwarded).
+fn rt6_need_strict(a: &[u8]) -> bool {
+    match a {
+        [0xff, ..] => true,
+        [0xfe, b, ..] if b & 0xc0 == 0x80 => true,
+        _ => a.len() == 16 && a[..15].iter().all(|&x| x == 0) && a[15] == 1,
+    }
 }
 
 /// No routes; devices `lo` (and the packet's own) exist with forwarding off
@@ -68,8 +90,11 @@ impl Fib for EmptyFib {
 }
 
 /// net/core/filter.c: bpf_ipv4_fib_lookup / bpf_ipv6_fib_lookup, up to the
-/// route lookup: family (-EAFNOSUPPORT), device (-ENODEV), forwarding
-/// (BPF_FIB_LKUP_RET_FWD_DISABLED). `own` is the packet's device, which exists.
+/// route lookup: family (-EAFNOSUPPORT), IPv6 link-local/multicast/loopback
+/// (NOT_FWDED, before the device), device (-ENODEV), forwarding
+/// (BPF_FIB_LKUP_RET_FWD_DISABLED); then `Fib::route`; then, for TC without
+/// tot_len (`check_mtu` false), bpf_skb_fib_lookup's is_skb_forwardable check
+/// and mtu_result. `own` is the packet's device, which exists.
 pub fn lookup(
     fib: &dyn Fib,
     params: &mut [u8; FIB_LOOKUP_SIZE],
@@ -82,6 +107,10 @@ pub fn lookup(
     if family != AF_INET && family != AF_INET6 {
         return -super::EAFNOSUPPORT;
     }
+    if family == AF_INET6 && (rt6_need_strict(&params[32..48]) || rt6_need_strict(&params[16..32]))
+    {
+        return BPF_FIB_LKUP_RET_NOT_FWDED;
+    }
     let ifindex = u32::from_le_bytes([params[8], params[9], params[10], params[11]]);
     let fwd = match fib.device_forwarding(ifindex, family) {
         Some(f) => f,
@@ -91,5 +120,16 @@ pub fn lookup(
     if !fwd {
         return BPF_FIB_LKUP_RET_FWD_DISABLED;
     }
-    fib.route(params, flags, check_mtu, skb_len)
+    let mut rc = fib.route(params, flags, check_mtu, skb_len);
+    if rc == BPF_FIB_LKUP_RET_SUCCESS && !check_mtu {
+        let out = u32::from_le_bytes([params[8], params[9], params[10], params[11]]);
+        if let Some((mtu, up)) = fib.device_mtu(out) {
+            // net/core/dev.c is_skb_forwardable: mtu + hard_header_len + VLAN_HLEN.
+            if !up || skb_len > mtu as usize + 14 + 4 {
+                rc = BPF_FIB_LKUP_RET_FRAG_NEEDED;
+            }
+            params[6..8].copy_from_slice(&(mtu.min(0xffff) as u16).to_le_bytes());
+        }
+    }
+    rc
 }
