@@ -82,6 +82,17 @@ impl HostStack {
         Ok(())
     }
     pub fn set_device_up(&mut self, _ifindex: u32, _up: bool) {}
+    pub fn add_address(&mut self, _ifindex: u32, _addr: IpAddr, _plen: u8) -> Result<(), String> {
+        Ok(())
+    }
+    pub fn add_neighbour(
+        &mut self,
+        _ifindex: u32,
+        _ip: IpAddr,
+        _mac: [u8; 6],
+    ) -> Result<(), String> {
+        Ok(())
+    }
     pub fn receive(
         &mut self,
         _ifindex: u32,
