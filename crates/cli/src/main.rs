@@ -4,6 +4,7 @@
 mod conformance;
 mod maps;
 mod prog;
+mod run;
 
 use clap::{Parser, Subcommand};
 use skiff::bench;
@@ -35,6 +36,9 @@ enum Command {
     },
     /// Time each corpus program in skiff's JIT and interpreter and in the kernel (BPF_PROG_TEST_RUN repeat).
     Bench(bench::BenchArgs),
+    /// Run a topology (docs/topology.md): replay pcaps into its devices, write what
+    /// they transmit, print counters, drops and the packet-conservation totals.
+    Run(run::RunArgs),
 }
 
 fn main() {
@@ -43,6 +47,7 @@ fn main() {
         Command::Prog(cmd) => prog::main(cmd),
         Command::ConformancePlugin { memory, .. } => conformance::main(memory.as_deref()),
         Command::Bench(a) => bench::main(a),
+        Command::Run(a) => run::main(a),
     };
     std::process::exit(code);
 }

@@ -2118,3 +2118,305 @@ impl Topology {
         Ok(out)
     }
 }
+
+// ---------------------------------------------------------------------------
+// building the datapath
+
+use crate::datapath::{
+    self as dpm, Datapath, DatapathError, DatapathOptions, DeviceSpec, MprogOrder, NetkitSide,
+    TcAttach, TcDirection,
+};
+
+/// A built topology: the datapath with every device, address, route and
+/// program in place, and the loaded objects (their maps, for inspection).
+pub struct Built {
+    pub dp: Datapath,
+    pub objects: Vec<LoadedObject>,
+    /// What the topology asks for that the datapath cannot do yet (also
+    /// printed by `skiff run`).
+    pub warnings: Vec<String>,
+}
+
+impl Topology {
+    /// Builds the datapath: namespaces, devices (pairs with their peers),
+    /// stack configuration, objects loaded with shared pinned maps and initial
+    /// entries, programs attached in file order.
+    pub fn build(&self, opts: DatapathOptions) -> Result<Built, TopologyError> {
+        let possible_cpus = opts.possible_cpus.max(1);
+        let ferr = |msg: String| TopologyError::File {
+            file: self.file.clone(),
+            msg,
+        };
+        let mut dp = Datapath::new(opts).map_err(|e| ferr(e.to_string()))?;
+        let mut ns_ids = HashMap::new();
+        for ns in &self.namespaces {
+            let id = dp
+                .add_netns(&ns.name)
+                .map_err(|e| ferr(format!("netns {}: {e}", ns.name)))?;
+            ns_ids.insert(ns.name.clone(), id);
+        }
+        let ns_id = |n: &str| ns_ids.get(n).copied();
+        for ns in &self.namespaces {
+            let host = ns_id(&ns.name).ok_or_else(|| ferr(format!("netns {}", ns.name)))?;
+            for d in &ns.devices {
+                let derr =
+                    |e: DatapathError| d.loc.error(&self.file, format!("device {}: {e}", d.name));
+                let (kind, peer_ifindex) = match &d.kind {
+                    DeviceKind::Nic { rx_queues } => (
+                        dpm::DeviceKind::Nic {
+                            rx_queues: *rx_queues,
+                        },
+                        None,
+                    ),
+                    DeviceKind::Veth {
+                        peer,
+                        peer_netns,
+                        peer_mac,
+                        peer_ifindex,
+                    } => (
+                        dpm::DeviceKind::Veth {
+                            peer_name: peer.clone(),
+                            peer_ns: ns_id(peer_netns),
+                            peer_mac: *peer_mac,
+                        },
+                        peer_ifindex.map(|i| (i, peer_netns.clone(), peer.clone())),
+                    ),
+                    DeviceKind::Netkit {
+                        peer,
+                        peer_netns,
+                        mode,
+                        policy,
+                        peer_policy,
+                        scrub,
+                        peer_scrub,
+                        peer_ifindex,
+                    } => {
+                        let pol = |p: &NetkitPolicy| match p {
+                            NetkitPolicy::Pass => dpm::NetkitPolicy::Pass,
+                            NetkitPolicy::Drop => dpm::NetkitPolicy::Drop,
+                        };
+                        let scr = |s: &NetkitScrub| match s {
+                            NetkitScrub::Default => dpm::NetkitScrub::Default,
+                            NetkitScrub::None => dpm::NetkitScrub::None,
+                        };
+                        (
+                            dpm::DeviceKind::Netkit {
+                                peer_name: peer.clone(),
+                                peer_ns: ns_id(peer_netns),
+                                mode: match mode {
+                                    NetkitMode::L3 => dpm::NetkitMode::L3,
+                                    NetkitMode::L2 => dpm::NetkitMode::L2,
+                                },
+                                policy: pol(policy),
+                                peer_policy: pol(peer_policy),
+                                scrub: scr(scrub),
+                                peer_scrub: scr(peer_scrub),
+                                peer_mac: None,
+                            },
+                            peer_ifindex.map(|i| (i, peer_netns.clone(), peer.clone())),
+                        )
+                    }
+                };
+                let spec = DeviceSpec {
+                    name: d.name.clone(),
+                    kind,
+                    mac: d.mac,
+                    mtu: d.mtu,
+                    up: d.up,
+                    ifindex: d.ifindex,
+                    txqueuelen: 1000,
+                };
+                let dev = dp.add_device(host, spec).map_err(derr)?;
+                if let Some((want, pns, pname)) = peer_ifindex {
+                    let got = dp.peer(dev).and_then(|p| dp.ifindex(p));
+                    if got != Some(want) {
+                        return Err(d.loc.error(&self.file, format!(
+                            "not supported: peer_ifindex {want} for {pns}/{pname} (the datapath gave it {}; it takes no peer ifindex yet)",
+                            got.map(|g| g.to_string()).unwrap_or_else(|| "none".into())
+                        )));
+                    }
+                }
+            }
+        }
+        let ifindex_of = |dp: &Datapath, ns: &str, dev: &str| -> Option<u32> {
+            let n = dp.netns(ns)?;
+            dp.device(n, dev).and_then(|d| dp.ifindex(d))
+        };
+        // stack configuration
+        let mut warnings = Vec::new();
+        for ns in &self.namespaces {
+            let id = ns_id(&ns.name).ok_or_else(|| ferr(format!("netns {}", ns.name)))?;
+            let dev_ifindex = |d: &str| {
+                ifindex_of(&dp, &ns.name, d)
+                    .ok_or_else(|| ferr(format!("netns {}: no device {d}", ns.name)))
+            };
+            let mut addrs = Vec::new();
+            for a in &ns.addresses {
+                addrs.push((dev_ifindex(&a.dev)?, a));
+            }
+            let mut routes = Vec::new();
+            for r in &ns.routes {
+                let i = match &r.dev {
+                    Some(d) => Some(dev_ifindex(d)?),
+                    None => None,
+                };
+                routes.push((i, r));
+            }
+            let mut rules = Vec::new();
+            for r in &ns.rules {
+                let iif = match &r.iif {
+                    Some(d) => Some(dev_ifindex(d)?),
+                    None => None,
+                };
+                let oif = match &r.oif {
+                    Some(d) => Some(dev_ifindex(d)?),
+                    None => None,
+                };
+                rules.push((iif, oif, r));
+            }
+            let mut neighs = Vec::new();
+            for n in &ns.neighbours {
+                neighs.push((dev_ifindex(&n.dev)?, n));
+            }
+            // The host stack (crate::stack) is not wired into the datapath yet: the
+            // datapath's stand-in delivers every packet it is handed and has no
+            // addresses, routes or neighbours. Say so instead of dropping them silently.
+            let _ = (id, &addrs, &routes, &rules, &neighs);
+            if ns.forwarding
+                || ns.ipv6_forwarding
+                || !addrs.is_empty()
+                || !routes.is_empty()
+                || !rules.is_empty()
+                || !neighs.is_empty()
+            {
+                warnings.push(format!(
+                    "netns {}: not supported yet: host stack configuration ({} addresses, {} routes, {} rules, {} neighbours, forwarding {}): the datapath's host stack stand-in delivers every packet it is given and answers no ARP or ping",
+                    ns.name, addrs.len(), routes.len(), rules.len(), neighs.len(), if ns.forwarding { "on" } else { "off" }
+                ));
+            }
+        }
+        // objects and their maps
+        let objects = {
+            let dpr = &dp;
+            self.load_objects(possible_cpus, &|ns, dev| ifindex_of(dpr, ns, dev))?
+        };
+        for o in &objects {
+            dp.register_programs(&o.programs);
+        }
+        // attachments, in file order
+        let mut chain_ids: HashMap<(String, String, String), Vec<(String, u32)>> = HashMap::new();
+        for (o, lo) in self.objects.iter().zip(&objects) {
+            for a in &o.attach {
+                let aerr = |e: DatapathError| {
+                    a.loc.error(
+                        &self.file,
+                        format!("attaching {} to {}/{}: {e}", a.program, a.netns, a.dev),
+                    )
+                };
+                let prog = lo
+                    .program(&a.program)
+                    .cloned()
+                    .ok_or_else(|| a.loc.error(&self.file, format!("no program {}", a.program)))?;
+                let ns = dp
+                    .netns(&a.netns)
+                    .ok_or_else(|| a.loc.error(&self.file, format!("no netns {}", a.netns)))?;
+                let dev = dp
+                    .device(ns, &a.dev)
+                    .ok_or_else(|| a.loc.error(&self.file, format!("no device {}", a.dev)))?;
+                let hook_key = |h: &str| (a.netns.clone(), a.dev.clone(), h.to_string());
+                let order = |o: &Order,
+                             key: &(String, String, String)|
+                 -> Result<MprogOrder, TopologyError> {
+                    let id = |n: &str| {
+                        chain_ids
+                            .get(key)
+                            .and_then(|c| c.iter().find(|(p, _)| p == n).map(|(_, i)| *i))
+                            .ok_or_else(|| {
+                                a.loc
+                                    .error(&self.file, format!("no program {n} on this hook"))
+                            })
+                    };
+                    Ok(match o {
+                        Order::Append => MprogOrder::Append,
+                        Order::Before(n) => MprogOrder::Before(id(n)?),
+                        Order::After(n) => MprogOrder::After(id(n)?),
+                    })
+                };
+                let key = match &a.hook {
+                    Hook::Xdp(mode) => {
+                        let m = match mode {
+                            XdpMode::Native => dpm::XdpMode::Native,
+                            XdpMode::Generic => dpm::XdpMode::Generic,
+                        };
+                        dp.attach_xdp(dev, prog.clone(), m).map_err(aerr)?;
+                        hook_key("xdp")
+                    }
+                    Hook::Tc { dir, prio, handle } => {
+                        let d = if *dir == Direction::Ingress {
+                            TcDirection::Ingress
+                        } else {
+                            TcDirection::Egress
+                        };
+                        let prio = u16::try_from(*prio)
+                            .map_err(|_| a.loc.error(&self.file, "prio above 65535"))?;
+                        dp.attach_tc(
+                            dev,
+                            d,
+                            TcAttach::ClsBpf {
+                                prio,
+                                handle: *handle,
+                                classid: 0,
+                            },
+                            prog.clone(),
+                        )
+                        .map_err(aerr)?;
+                        hook_key(if *dir == Direction::Ingress {
+                            "tc/ingress"
+                        } else {
+                            "tc/egress"
+                        })
+                    }
+                    Hook::Tcx { dir, order: o } => {
+                        let k = hook_key(if *dir == Direction::Ingress {
+                            "tcx/ingress"
+                        } else {
+                            "tcx/egress"
+                        });
+                        let d = if *dir == Direction::Ingress {
+                            TcDirection::Ingress
+                        } else {
+                            TcDirection::Egress
+                        };
+                        dp.attach_tc(dev, d, TcAttach::Tcx(order(o, &k)?), prog.clone())
+                            .map_err(aerr)?;
+                        k
+                    }
+                    Hook::Netkit { side, order: o } => {
+                        let k = hook_key(if *side == Side::Primary {
+                            "netkit/primary"
+                        } else {
+                            "netkit/peer"
+                        });
+                        let s = if *side == Side::Primary {
+                            NetkitSide::Primary
+                        } else {
+                            NetkitSide::Peer
+                        };
+                        dp.attach_netkit(dev, s, order(o, &k)?, prog.clone())
+                            .map_err(aerr)?;
+                        k
+                    }
+                };
+                chain_ids
+                    .entry(key)
+                    .or_default()
+                    .push((a.program.clone(), prog.id));
+            }
+        }
+        Ok(Built {
+            dp,
+            objects,
+            warnings,
+        })
+    }
+}

@@ -53,7 +53,7 @@ fn k8s_example_parses() {
             peer_policy: NetkitPolicy::Drop,
             scrub: NetkitScrub::Default,
             peer_scrub: NetkitScrub::Default,
-            peer_ifindex: Some(2),
+            peer_ifindex: None,
         }
     );
     assert_eq!(host.devices[1].mac, None);

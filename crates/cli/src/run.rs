@@ -1,0 +1,351 @@
+//! `skiff run TOPOLOGY`: builds the topology's datapath, replays pcaps into its
+//! devices (deterministic: the virtual clock follows the pcap timestamps), writes
+//! what the named devices transmit, and reports per-device, per-hook counters,
+//! drops per reason and where, and the packet-conservation totals.
+
+use std::collections::BTreeMap;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use skiff_io::{Format, Writer, LINKTYPE_ETHERNET};
+use skiff_net::datapath::{CapturePoint, DatapathOptions, DevId, Hook};
+use skiff_net::topology::Topology;
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The topology file (TOML, see docs/topology.md).
+    pub topology: PathBuf,
+    /// Replay a pcap/pcapng into a device: DEV=FILE, DEV is NAME (namespace
+    /// "host") or NETNS/NAME. Repeatable; packets of all files go in timestamp order.
+    #[arg(long = "pcap-in", value_name = "DEV=FILE")]
+    pub pcap_in: Vec<String>,
+    /// Write what a NIC transmits: DEV=FILE (pcapng if FILE ends in .pcapng, with
+    /// the device's name; pcap otherwise). Repeatable.
+    #[arg(long = "pcap-out", value_name = "DEV=FILE")]
+    pub pcap_out: Vec<String>,
+    /// Print each packet's path, one line per hook.
+    #[arg(long)]
+    pub trace: bool,
+    /// Write the trace as JSON lines (pwru's key names) to FILE.
+    #[arg(long = "trace-json", value_name = "FILE")]
+    pub trace_json: Option<PathBuf>,
+    /// Write what enters and leaves a hook to a pcapng: DEV:HOOK=FILE, HOOK one of
+    /// xdp, xdp-generic, tc-ingress, tc-egress, netkit, xmit. Each packet's comment
+    /// names its id and, on exit, the verdict. Repeatable.
+    #[arg(long, value_name = "DEV:HOOK=FILE")]
+    pub capture: Vec<String>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn main(a: RunArgs) -> i32 {
+    match run(&a) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("skiff run: {e:#}");
+            1
+        }
+    }
+}
+
+/// `NAME` or `NETNS/NAME`.
+pub fn split_dev(s: &str) -> (&str, &str) {
+    match s.split_once('/') {
+        Some((ns, d)) => (ns, d),
+        None => ("host", s),
+    }
+}
+
+/// `DEV=FILE`.
+pub fn parse_dev_file(opt: &str, s: &str) -> Result<(String, PathBuf)> {
+    let (d, f) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow!("{opt} {s:?}: want DEV=FILE"))?;
+    if d.is_empty() || f.is_empty() {
+        bail!("{opt} {s:?}: want DEV=FILE");
+    }
+    Ok((d.to_string(), PathBuf::from(f)))
+}
+
+/// `DEV:HOOK=FILE`.
+pub fn parse_capture(s: &str) -> Result<(String, Hook, PathBuf)> {
+    let (dh, f) = parse_dev_file("--capture", s)?;
+    let (d, h) = dh
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow!("--capture {s:?}: want DEV:HOOK=FILE"))?;
+    let hname = h.replace('/', "-");
+    let hook = Hook::from_name(&hname)
+        .filter(|h| !matches!(h, Hook::Rx | Hook::Stack))
+        .ok_or_else(|| {
+            anyhow!("--capture {s:?}: unknown hook {h:?} (xdp, xdp-generic, xdp-devmap, xdp-cpumap, tc-ingress, tc-egress, netkit, xmit)")
+        })?;
+    Ok((d.to_string(), hook, f))
+}
+
+struct Output {
+    path: PathBuf,
+    writer: Writer<BufWriter<std::fs::File>>,
+}
+
+fn run(a: &RunArgs) -> Result<i32> {
+    let topo = Topology::load(&a.topology)?;
+    let built = topo.build(DatapathOptions::default())?;
+    for w in &built.warnings {
+        eprintln!("skiff run: warning: {w}");
+    }
+    let mut dp = built.dp;
+    let dev_of = |dp: &skiff_net::datapath::Datapath, opt: &str, spec: &str| -> Result<DevId> {
+        let (ns, name) = split_dev(spec);
+        let n = dp.netns(ns).ok_or_else(|| {
+            anyhow!(
+                "{opt} {spec}: no network namespace {ns:?} in {}",
+                a.topology.display()
+            )
+        })?;
+        dp.device(n, name)
+            .ok_or_else(|| anyhow!("{opt} {spec}: no device {name:?} in netns {ns:?}"))
+    };
+
+    // inputs, merged in timestamp order (stable: file order, then packet order)
+    let mut packets: Vec<(u64, usize, DevId, Vec<u8>)> = Vec::new();
+    for (fi, spec) in a.pcap_in.iter().enumerate() {
+        let (d, file) = parse_dev_file("--pcap-in", spec)?;
+        let dev = dev_of(&dp, "--pcap-in", &d)?;
+        let cap = skiff_io::read(&file)?;
+        if let Some(i) = cap
+            .interfaces
+            .iter()
+            .find(|i| i.linktype != LINKTYPE_ETHERNET)
+        {
+            bail!(
+                "{}: link type {} is not supported (skiff's devices are Ethernet, link type 1)",
+                file.display(),
+                i.linktype
+            );
+        }
+        for p in cap.packets {
+            packets.push((p.ts_ns, fi, dev, p.data));
+        }
+    }
+    packets.sort_by_key(|(ts, fi, _, _)| (*ts, *fi));
+
+    // outputs
+    let mut outs: BTreeMap<DevId, Output> = BTreeMap::new();
+    for spec in &a.pcap_out {
+        let (d, file) = parse_dev_file("--pcap-out", spec)?;
+        let dev = dev_of(&dp, "--pcap-out", &d)?;
+        let kind = dp
+            .devices()
+            .into_iter()
+            .find(|(id, ..)| *id == dev)
+            .map(|(_, _, _, _, k)| k)
+            .unwrap_or("?");
+        if kind != "nic" {
+            bail!("--pcap-out {spec}: not supported: {d} is a {kind} device; only NICs transmit out of the datapath (use --capture {d}:xmit=FILE.pcapng for what it sends)");
+        }
+        let name = dp.dev_name(dev).unwrap_or(&d).to_string();
+        let writer = Writer::create(
+            &file,
+            Format::for_path(&file),
+            &[(&name, LINKTYPE_ETHERNET)],
+        )?;
+        if outs.insert(dev, Output { path: file, writer }).is_some() {
+            bail!("--pcap-out {spec}: {d} is named twice");
+        }
+    }
+    let mut caps: BTreeMap<(u32, String, Hook), Output> = BTreeMap::new();
+    for spec in &a.capture {
+        let (d, hook, file) = parse_capture(spec)?;
+        let dev = dev_of(&dp, "--capture", &d)?;
+        dp.capture(dev, hook);
+        let name = dp.dev_name(dev).unwrap_or(&d).to_string();
+        let ifindex = dp.ifindex(dev).unwrap_or(0);
+        let ns = dp
+            .dev_netns(dev)
+            .and_then(|n| dp.netns_name(n))
+            .unwrap_or("host")
+            .to_string();
+        let writer = Writer::create(&file, Format::Pcapng, &[(&name, LINKTYPE_ETHERNET)])?;
+        caps.insert(
+            (ifindex, format!("{ns}/{name}"), hook),
+            Output { path: file, writer },
+        );
+    }
+    let tracing = a.trace || a.trace_json.is_some();
+    dp.set_trace(tracing);
+    let mut trace_json = match &a.trace_json {
+        Some(p) => Some((
+            p.clone(),
+            BufWriter::new(std::fs::File::create(p).with_context(|| format!("{}", p.display()))?),
+        )),
+        None => None,
+    };
+
+    let total = packets.len();
+    let bar = (std::io::stderr().is_terminal() && total >= 1000).then(|| {
+        let b = indicatif::ProgressBar::new(total as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} packets {per_sec} {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut transmitted_out: BTreeMap<String, u64> = BTreeMap::new();
+    let stdout = std::io::stdout();
+    let mut so = stdout.lock();
+    let mut drain =
+        |dp: &mut skiff_net::datapath::Datapath, so: &mut std::io::StdoutLock| -> Result<()> {
+            for t in dp.take_transmitted() {
+                if let Some(o) = outs.get_mut(&t.dev) {
+                    o.writer.write(0, t.ts_ns, &t.frame, None)?;
+                    *transmitted_out
+                        .entry(o.path.display().to_string())
+                        .or_default() += 1;
+                }
+                dp.recycle(t.frame);
+            }
+            for ev in dp.take_trace() {
+                if a.trace && !a.json {
+                    writeln!(so, "{}", ev.to_text())?;
+                }
+                if let Some((p, w)) = &mut trace_json {
+                    writeln!(w, "{}", ev.to_json()).with_context(|| format!("{}", p.display()))?;
+                }
+            }
+            for c in dp.take_captures() {
+                let key = caps.iter_mut().find(|((i, n, h), _)| {
+                    *i == c.ifindex && n.ends_with(&format!("/{}", c.iface)) && *h == c.hook
+                });
+                if let Some((_, o)) = key {
+                    let comment = match (c.point, &c.verdict) {
+                        (CapturePoint::Exit, Some(v)) => format!("id={} verdict={v}", c.id),
+                        (CapturePoint::Exit, None) => format!("id={} exit", c.id),
+                        (CapturePoint::Entry, _) => format!("id={} entry", c.id),
+                    };
+                    o.writer.write(0, c.ts_ns, &c.bytes, Some(&comment))?;
+                }
+            }
+            Ok(())
+        };
+    for chunk in packets.chunks(skiff_net::datapath::NAPI_POLL_WEIGHT) {
+        for (ts, _, dev, frame) in chunk {
+            dp.inject(*dev, frame, *ts)?;
+        }
+        dp.run();
+        drain(&mut dp, &mut so)?;
+        if let Some(b) = &bar {
+            b.inc(chunk.len() as u64);
+        }
+    }
+    dp.finish();
+    drain(&mut dp, &mut so)?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    drop(drain);
+    for (_, o) in outs {
+        o.writer.finish()?;
+    }
+    for (_, o) in caps {
+        o.writer.finish()?;
+    }
+    if let Some((p, mut w)) = trace_json {
+        w.flush().with_context(|| format!("{}", p.display()))?;
+    }
+
+    let report = dp.counters();
+    let cons = report.conservation;
+    // drops grouped by reason and where
+    let mut sites: BTreeMap<(String, String, String, String), u64> = BTreeMap::new();
+    for d in dp.drops() {
+        let at = match d.insn {
+            Some(i) => format!("{} insn {i}", d.prog.as_deref().unwrap_or("-")),
+            None => d.prog.clone().unwrap_or_else(|| "-".into()),
+        };
+        *sites
+            .entry((
+                d.reason.to_string(),
+                format!("{}({})", d.iface, d.ifindex),
+                d.hook.to_string(),
+                at,
+            ))
+            .or_default() += 1;
+    }
+    if a.json {
+        let v = serde_json::json!({
+            "topology": a.topology.display().to_string(),
+            "packets": total,
+            "conservation": cons,
+            "balanced": cons.balanced(),
+            "devices": report.devices,
+            "drops": report.drops,
+            "drop_sites": sites.iter().map(|((r, dev, hook, prog), n)| serde_json::json!({
+                "reason": r, "iface": dev, "hook": hook, "prog": prog, "packets": n
+            })).collect::<Vec<_>>(),
+            "pcap_out": transmitted_out,
+        });
+        writeln!(so, "{v}")?;
+    } else {
+        if a.trace {
+            writeln!(so)?;
+        }
+        writeln!(
+            so,
+            "{:<16} {:>7}  {:<12} {:<16} {:>8} {:>10}",
+            "device", "ifindex", "hook", "verdict", "packets", "bytes"
+        )?;
+        for d in &report.devices {
+            let name = format!("{}/{}", d.netns, d.name);
+            writeln!(
+                so,
+                "{:<16} {:>7}  {:<12} rx {} pkts {} bytes ({} dropped), tx {} pkts {} bytes ({} dropped)",
+                name,
+                d.ifindex,
+                "stats",
+                d.stats.rx_packets,
+                d.stats.rx_bytes,
+                d.stats.rx_dropped,
+                d.stats.tx_packets,
+                d.stats.tx_bytes,
+                d.stats.tx_dropped
+            )?;
+            for (hook, verdicts) in &d.hooks {
+                for (verdict, pb) in verdicts {
+                    writeln!(
+                        so,
+                        "{:<16} {:>7}  {:<12} {:<16} {:>8} {:>10}",
+                        name, d.ifindex, hook, verdict, pb.packets, pb.bytes
+                    )?;
+                }
+            }
+        }
+        if !sites.is_empty() {
+            writeln!(so, "\ndrops (reason, where):")?;
+            for ((r, dev, hook, prog), n) in &sites {
+                writeln!(so, "  {n:>6}  {r:<28} {dev} {hook} {prog}")?;
+            }
+        }
+        for (path, n) in &transmitted_out {
+            writeln!(so, "wrote {n} packets to {path}")?;
+        }
+        writeln!(
+            so,
+            "\nconservation: in {} + originated {} = transmitted {} + delivered {} + dropped {} + in flight {}{}",
+            cons.input,
+            cons.originated,
+            cons.transmitted,
+            cons.delivered,
+            cons.dropped,
+            cons.in_flight,
+            if cons.balanced() { "" } else { "  NOT BALANCED" }
+        )?;
+    }
+    so.flush()?;
+    if !cons.balanced() {
+        eprintln!("skiff run: packet conservation violated (a datapath bug): {cons:?}");
+        return Ok(1);
+    }
+    Ok(0)
+}
