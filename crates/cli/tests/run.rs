@@ -1,0 +1,496 @@
+//! `skiff run` end to end on the k8s-node example: the pcap goes in, the
+//! expected packets come out of the expected hooks byte for byte (checksums
+//! recomputed from scratch and compared), counters and drops match, packets are
+//! conserved; the committed objects and pcap match a fresh build; CLI errors.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn skiff(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .current_dir(root())
+        .args(args)
+        .output()
+        .expect("run skiff");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!("skiff-run-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+    fn path(&self, f: &str) -> String {
+        self.0.join(f).display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+const TOPO: &str = "examples/k8s-node/topology.toml";
+const TRAFFIC: &str = "examples/k8s-node/traffic.pcap";
+
+// ---- checksums, from scratch
+
+fn sum16(data: &[u8], mut acc: u32) -> u32 {
+    for c in data.chunks(2) {
+        let w = if c.len() == 2 {
+            u16::from_be_bytes([c[0], c[1]])
+        } else {
+            u16::from(c[0]) << 8
+        };
+        acc += u32::from(w);
+    }
+    acc
+}
+
+fn fold(mut acc: u32) -> u16 {
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !(acc as u16)
+}
+
+/// Recomputes the IPv4 header and TCP/UDP/ICMP checksums of an Ethernet+IPv4 frame.
+fn fix_checksums(f: &mut [u8]) {
+    assert_eq!(&f[12..14], &[8, 0]);
+    let ihl = usize::from(f[14] & 15) * 4;
+    f[24] = 0;
+    f[25] = 0;
+    let c = fold(sum16(&f[14..14 + ihl], 0));
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    let l4 = 14 + ihl;
+    let proto = f[23];
+    let (src, dst) = ([f[26], f[27], f[28], f[29]], [f[30], f[31], f[32], f[33]]);
+    let len = f.len() - l4;
+    let off = match proto {
+        6 => 16,
+        17 => 6,
+        1 => 2,
+        _ => return,
+    };
+    f[l4 + off] = 0;
+    f[l4 + off + 1] = 0;
+    let mut acc = 0;
+    if proto != 1 {
+        acc = sum16(&src, acc);
+        acc = sum16(&dst, acc);
+        acc += u32::from(proto) + len as u32;
+    }
+    let mut c = fold(sum16(&f[l4..], acc));
+    if proto == 17 && c == 0 {
+        c = 0xffff;
+    }
+    f[l4 + off..l4 + off + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+fn checksums_valid(f: &[u8]) -> bool {
+    let mut g = f.to_vec();
+    fix_checksums(&mut g);
+    g == f
+}
+
+/// What the datapath should deliver to a pod: the input frame DNATed (when
+/// `to` is given), TTL decremented, MACs rewritten (destination the pod's L3
+/// netkit zero MAC, source the node's), checksums correct.
+fn delivered(input: &[u8], to: Option<([u8; 4], u16)>) -> Vec<u8> {
+    let mut f = input.to_vec();
+    if let Some((ip, port)) = to {
+        f[30..34].copy_from_slice(&ip);
+        f[36..38].copy_from_slice(&port.to_be_bytes());
+    }
+    f[22] -= 1;
+    f[0..6].copy_from_slice(&[0; 6]);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    fix_checksums(&mut f);
+    f
+}
+
+fn read_cap(path: &str) -> skiff_io::Capture {
+    let p = Path::new(path);
+    let p = if p.is_absolute() { p.to_path_buf() } else { root().join(p) };
+    skiff_io::read(&p).unwrap()
+}
+
+/// (comment, bytes) of a capture's packets.
+fn records(path: &str) -> Vec<(String, Vec<u8>)> {
+    read_cap(path)
+        .packets
+        .into_iter()
+        .map(|p| (p.comment.unwrap_or_default(), p.data))
+        .collect()
+}
+
+fn exits(recs: &[(String, Vec<u8>)], verdict: &str) -> Vec<Vec<u8>> {
+    recs.iter()
+        .filter(|(c, _)| c.ends_with(&format!(" verdict={verdict}")))
+        .map(|(_, b)| b.clone())
+        .collect()
+}
+
+#[test]
+fn k8s_node_end_to_end() {
+    let t = TempDir::new("e2e");
+    let (out, nk1, nk2, xdp, tj) = (
+        t.path("out.pcap"),
+        t.path("nk1.pcapng"),
+        t.path("nk2.pcapng"),
+        t.path("xdp.pcapng"),
+        t.path("trace.json"),
+    );
+    let (code, stdout, stderr) = skiff(&[
+        "run",
+        TOPO,
+        "--pcap-in",
+        &format!("eth0={TRAFFIC}"),
+        "--pcap-out",
+        &format!("eth0={out}"),
+        "--capture",
+        &format!("nk-pod1:netkit={nk1}"),
+        "--capture",
+        &format!("host/nk-pod2:netkit={nk2}"),
+        "--capture",
+        &format!("eth0:xdp={xdp}"),
+        "--trace-json",
+        &tj,
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+
+    // the input, checked too
+    let input: Vec<Vec<u8>> = read_cap(TRAFFIC)
+        .packets
+        .into_iter()
+        .map(|p| p.data)
+        .collect();
+    assert_eq!(input.len(), 9);
+    for (i, f) in input.iter().enumerate() {
+        if f[12..14] == [8, 0] {
+            assert!(checksums_valid(f), "input packet {i} has a bad checksum");
+        }
+    }
+
+    // conservation
+    let c = &v["conservation"];
+    assert_eq!(c["in"], 9);
+    assert_eq!(
+        c["transmitted"], 0,
+        "the host stack stand-in answers nothing yet"
+    );
+    assert_eq!(c["delivered"], 7);
+    assert_eq!(c["dropped"], 2);
+    assert_eq!(c["originated"], 0);
+    assert_eq!(c["in_flight"], 0);
+    assert_eq!(v["balanced"], true);
+    assert_eq!(v["packets"], 9);
+
+    // counters per device and hook
+    let dev = |ns: &str, name: &str| -> serde_json::Value {
+        v["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["netns"] == ns && d["name"] == name)
+            .unwrap_or_else(|| panic!("no device {ns}/{name}"))
+            .clone()
+    };
+    let eth0 = dev("host", "eth0");
+    assert_eq!(eth0["ifindex"], 2);
+    assert_eq!(eth0["stats"]["rx_packets"], 9);
+    assert_eq!(eth0["stats"]["rx_bytes"], 534);
+    assert_eq!(eth0["hooks"]["xdp"]["XDP_PASS"]["packets"], 8);
+    assert_eq!(eth0["hooks"]["xdp"]["XDP_DROP"]["packets"], 1);
+    assert_eq!(eth0["hooks"]["xdp"]["XDP_DROP"]["bytes"], 54);
+    assert_eq!(eth0["hooks"]["tc-ingress"]["TC_ACT_REDIRECT"]["packets"], 6);
+    assert_eq!(eth0["hooks"]["tc-ingress"]["TC_ACT_OK"]["packets"], 2);
+    let nkp1 = dev("host", "nk-pod1");
+    assert_eq!(nkp1["hooks"]["netkit"]["NETKIT_PASS"]["packets"], 3);
+    assert_eq!(nkp1["hooks"]["netkit"]["NETKIT_DROP"]["packets"], 1);
+    assert_eq!(nkp1["stats"]["tx_packets"], 3);
+    assert_eq!(nkp1["stats"]["tx_dropped"], 1);
+    let nkp2 = dev("host", "nk-pod2");
+    assert_eq!(nkp2["hooks"]["netkit"]["NETKIT_PASS"]["packets"], 2);
+    assert_eq!(dev("pod1", "eth0")["stats"]["rx_packets"], 3);
+    assert_eq!(dev("pod2", "eth0")["stats"]["rx_packets"], 2);
+
+    // drops: reason and where
+    let sites: Vec<(String, String, String, String, u64)> = v["drop_sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["reason"].as_str().unwrap().to_string(),
+                s["iface"].as_str().unwrap().to_string(),
+                s["hook"].as_str().unwrap().to_string(),
+                s["prog"].as_str().unwrap().to_string(),
+                s["packets"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sites,
+        vec![
+            (
+                "NOT_SPECIFIED".into(),
+                "nk-pod1(3)".into(),
+                "netkit".into(),
+                "k8s_to_pod".into(),
+                1
+            ),
+            (
+                "SKIFF_XDP_DROP".into(),
+                "eth0(2)".into(),
+                "xdp".into(),
+                "k8s_xdp".into(),
+                1
+            ),
+        ]
+    );
+
+    // what reached the pods, byte for byte
+    let svc_pod2 = delivered(&input[0], Some(([10, 0, 1, 12], 8080)));
+    let svc_pod1 = delivered(&input[1], Some(([10, 0, 1, 11], 8080)));
+    let udp_pod2 = delivered(&input[2], Some(([10, 0, 1, 12], 5353)));
+    let ping_pod1 = delivered(&input[7], None);
+    let ping_pod1_from_pod2 = delivered(&input[8], None);
+    let to_22 = delivered(&input[4], None);
+    let r1 = records(&nk1);
+    let r2 = records(&nk2);
+    assert_eq!(exits(&r2, "NETKIT_PASS"), vec![svc_pod2, udp_pod2]);
+    let mut p1 = exits(&r1, "NETKIT_PASS");
+    p1.sort();
+    let mut want1 = vec![svc_pod1, ping_pod1, ping_pod1_from_pod2];
+    want1.sort();
+    assert_eq!(p1, want1);
+    assert_eq!(exits(&r1, "NETKIT_DROP"), vec![to_22]);
+    for (_, b) in r1.iter().chain(&r2) {
+        assert!(checksums_valid(b));
+    }
+    // entry and exit of every program run, entry before exit, one id each
+    assert_eq!(r1.len(), 8);
+    for pair in r1.chunks(2) {
+        let id = pair[0].0.strip_suffix(" entry").unwrap().to_string();
+        assert!(pair[1].0.starts_with(&format!("{id} verdict=")), "{pair:?}");
+    }
+    let ng = read_cap(&nk1);
+    assert_eq!(ng.format, skiff_io::Format::Pcapng);
+    assert_eq!(ng.interfaces[0].name.as_deref(), Some("nk-pod1"));
+    // XDP saw all 9; its exit copy of the blocked packet is unchanged and dropped
+    let rx = records(&xdp);
+    assert_eq!(rx.len(), 18);
+    assert_eq!(exits(&rx, "XDP_DROP"), vec![input[3].clone()]);
+
+    // NIC output: nothing yet (no host stack replies)
+    assert_eq!(read_cap(&out).packets.len(), 0);
+
+    // the JSON trace: pwru's key names
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&tj)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 25, "{}", lines.len());
+    let blocked = lines
+        .iter()
+        .find(|l| l["func"] == "xdp" && l["verdict"] == "XDP_DROP")
+        .unwrap();
+    assert_eq!(blocked["iface"], "eth0");
+    assert_eq!(blocked["cpu"], 0);
+    assert_eq!(blocked["proto"], 0x0800);
+    assert_eq!(blocked["len"], 54);
+    assert_eq!(blocked["tuple"], "198.51.100.7:40002->10.96.0.10:80(tcp)");
+    assert_eq!(blocked["prog"], "k8s_xdp");
+    // one id through XDP, tc and netkit: the first service packet
+    let id = lines
+        .iter()
+        .find(|l| l["func"] == "xdp" && l["tuple"] == "203.0.113.5:40000->10.0.1.12:8080(tcp)")
+        .unwrap()["skb"]
+        .clone();
+    let path: Vec<(String, String, String)> = lines
+        .iter()
+        .filter(|l| l["skb"] == id)
+        .map(|l| {
+            (
+                l["iface"].as_str().unwrap().to_string(),
+                l["func"].as_str().unwrap().to_string(),
+                l["verdict"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        path,
+        vec![
+            ("eth0".into(), "xdp".into(), "XDP_PASS".into()),
+            ("eth0".into(), "tc-ingress".into(), "TC_ACT_REDIRECT".into()),
+            ("nk-pod2".into(), "netkit".into(), "NETKIT_PASS".into()),
+            ("eth0".into(), "stack".into(), "DELIVERED".into()),
+        ]
+    );
+}
+
+#[test]
+fn k8s_node_text_output() {
+    let (code, stdout, stderr) = skiff(&[
+        "run",
+        TOPO,
+        "--pcap-in",
+        &format!("eth0={TRAFFIC}"),
+        "--trace",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    // one trace line per hook: id, cpu, device(ifindex), hook, program, verdict, target
+    let redirect = stdout
+        .lines()
+        .find(|l| l.contains("tc-ingress") && l.contains("203.0.113.6:40000->10.0.1.11:8080(tcp)"))
+        .unwrap();
+    assert!(
+        redirect.contains("eth0(2  )")
+            && redirect.contains("k8s_tc_ingress")
+            && redirect.contains("TC_ACT_REDIRECT")
+            && redirect.contains("-> ifindex 3"),
+        "{redirect}"
+    );
+    assert!(
+        stdout.contains(
+            "host/eth0              2  xdp          XDP_DROP                1         54"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("     1  SKIFF_XDP_DROP               eth0(2) xdp k8s_xdp"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("conservation: in 9 + originated 0 = transmitted 0 + delivered 7 + dropped 2 + in flight 0\n"), "{stdout}");
+    assert!(
+        stderr.contains("warning: netns host: not supported yet: host stack configuration"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_errors() {
+    let t = TempDir::new("err");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--pcap-in".into(), TRAFFIC.into()], "--pcap-in \"examples/k8s-node/traffic.pcap\": want DEV=FILE"),
+        (vec!["--pcap-in".into(), format!("eth9={TRAFFIC}")], "--pcap-in eth9: no device \"eth9\" in netns \"host\""),
+        (vec!["--pcap-in".into(), format!("pod7/eth0={TRAFFIC}")], "--pcap-in pod7/eth0: no network namespace \"pod7\""),
+        (vec!["--pcap-in".into(), "eth0=/nonexistent.pcap".into()], "/nonexistent.pcap: No such file or directory"),
+        (vec!["--pcap-in".into(), format!("eth0={TOPO}")], "examples/k8s-node/topology.toml: not a pcap or pcapng file (magic 23 20 54 68 at byte 0)"),
+        (vec!["--pcap-out".into(), format!("nk-pod1={}", t.path("x.pcap"))], "--pcap-out nk-pod1=") ,
+        (vec!["--capture".into(), format!("eth0:bogus={}", t.path("x.pcapng"))], "unknown hook \"bogus\""),
+    ];
+    for (extra, want) in cases {
+        let mut args = vec!["run".to_string(), TOPO.to_string()];
+        args.extend(extra);
+        let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let (code, _, err) = skiff(&a);
+        assert_eq!(code, 1, "{a:?}");
+        assert!(err.contains(want), "{a:?}: {err}");
+    }
+    let (_, _, err) = skiff(&[
+        "run",
+        TOPO,
+        "--pcap-out",
+        &format!("nk-pod1={}", t.path("x.pcap")),
+    ]);
+    assert!(
+        err.contains(
+            "not supported: nk-pod1 is a netkit device; only NICs transmit out of the datapath"
+        ),
+        "{err}"
+    );
+    // a topology error keeps its line and field
+    let bad = t.path("bad.toml");
+    std::fs::write(&bad, "[netns.host]\n[[netns.host.device]]\nname = \"eth0\"\nkind = \"nic\"\nmac = \"02:00:00:00:00\"\n").unwrap();
+    let (code, _, err) = skiff(&["run", &bad]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("bad.toml:5:7: netns.host.device[0].mac: bad MAC \"02:00:00:00:00\""),
+        "{err}"
+    );
+}
+
+/// The committed objects are what clang-19 makes of bpf/k8s_*.c today (same
+/// program bytes), so `skiff run` works without clang.
+#[test]
+fn k8s_objects_match_fresh_compile() {
+    if let Err(why) = skiff_kernel::clang::available() {
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let t = TempDir::new("cc");
+    for stem in ["k8s_xdp", "k8s_tc", "k8s_pod"] {
+        let fresh =
+            skiff_kernel::clang::compile(&root().join(format!("bpf/{stem}.c")), &t.0).unwrap();
+        let a = skiff_object::Object::parse(&std::fs::read(&fresh).unwrap()).unwrap();
+        let b = skiff_object::Object::parse(
+            &std::fs::read(root().join(format!("examples/k8s-node/{stem}.o"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(a.programs.len(), b.programs.len(), "{stem}");
+        for (x, y) in a.programs.iter().zip(&b.programs) {
+            assert_eq!(x.name, y.name, "{stem}");
+            assert_eq!(x.section, y.section, "{stem}");
+            assert!(x.insns == y.insns, "{stem}: program {} differs from a fresh compile: rebuild examples/k8s-node/{stem}.o", x.name);
+        }
+        let names = |o: &skiff_object::Object| {
+            o.maps
+                .iter()
+                .map(|m| {
+                    (
+                        m.name.clone(),
+                        m.key_size,
+                        m.value_size,
+                        m.max_entries,
+                        m.pinning,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&a), names(&b), "{stem}");
+    }
+}
+
+/// The committed traffic.pcap is what gen_traffic.py writes.
+#[test]
+fn k8s_traffic_matches_generator() {
+    let t = TempDir::new("gen");
+    let out = t.path("traffic.pcap");
+    let r = Command::new("python3")
+        .arg(root().join("examples/k8s-node/gen_traffic.py"))
+        .arg(&out)
+        .output();
+    match r {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "gen_traffic.py failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => {
+            eprintln!("SKIPPED: python3 not available ({e})");
+            return;
+        }
+    }
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(root().join(TRAFFIC)).unwrap()
+    );
+}
