@@ -488,6 +488,23 @@ impl HostStack {
                     kind: RouteKind::Local,
                     mtu: None,
                 });
+                // iproute2 (6.x) gives `ip addr add A/N` (N < 31) the broadcast
+                // address "+" by default; fib_add_ifaddr then adds an RTN_BROADCAST
+                // route for it in table local.
+                if !loopback && prefix_len < 31 {
+                    let bcast = Ipv4Addr::from(u32::from(a) | !wire::mask32(prefix_len));
+                    self.push_route(Route {
+                        table: RT_TABLE_LOCAL,
+                        dst: IpAddr::V4(bcast),
+                        prefix_len: 32,
+                        gateway: None,
+                        ifindex: Some(ifindex),
+                        src: Some(addr),
+                        metric: 0,
+                        kind: RouteKind::Broadcast,
+                        mtu: None,
+                    });
+                }
                 let prefix = Ipv4Addr::from(u32::from(a) & wire::mask32(prefix_len));
                 if !secondary && prefix != Ipv4Addr::UNSPECIFIED && (prefix != a || prefix_len < 32)
                 {
