@@ -437,3 +437,83 @@ fn pieces() {
     assert!(parse_piece("abc").is_err());
     assert!(parse_piece("u8:256").is_err());
 }
+
+#[test]
+fn build_k8s_example() {
+    use skiff_net::datapath::{DatapathOptions, Hook as DHook};
+    let t = Topology::load(&example_dir().join("topology.toml")).unwrap();
+    let mut b = t.build(DatapathOptions::default()).unwrap();
+    // the host stack is not wired yet: said, not hidden
+    assert_eq!(b.warnings.len(), 3);
+    assert!(b.warnings[0].starts_with("netns host: not supported yet: host stack configuration (1 addresses, 3 routes, 0 rules, 1 neighbours, forwarding on)"));
+    let dp = &mut b.dp;
+    let host = dp.netns("host").unwrap();
+    let pod2 = dp.netns("pod2").unwrap();
+    let eth0 = dp.device(host, "eth0").unwrap();
+    let nk2 = dp.device(host, "nk-pod2").unwrap();
+    assert_eq!(dp.ifindex(eth0), Some(2));
+    assert_eq!(dp.ifindex(dp.device(host, "nk-pod1").unwrap()), Some(3));
+    assert_eq!(dp.ifindex(nk2), Some(4));
+    let peer = dp.peer(nk2).unwrap();
+    assert_eq!(dp.device(pod2, "eth0"), Some(peer));
+    assert_eq!(dp.mac(eth0), Some([2, 0, 0, 0, 0, 1]));
+    // the endpoints entry names nk-pod2's ifindex
+    let ep = b.objects[1]
+        .map("endpoints")
+        .unwrap()
+        .sys_lookup_raw(&[10, 0, 1, 12])
+        .unwrap();
+    assert_eq!(ep[..4], 4u32.to_ne_bytes());
+    // the first packet of traffic.pcap (nanosecond pcap: 24-byte header, 16-byte record)
+    let pcap = std::fs::read(example_dir().join("traffic.pcap")).unwrap();
+    let frame = &pcap[40..40 + 54];
+    dp.inject(eth0, frame, 1).unwrap();
+    dp.run();
+    assert_eq!(dp.hook_count(eth0, DHook::Xdp, 2).packets, 1);
+    assert_eq!(dp.hook_count(eth0, DHook::TcIngress, 7).packets, 1);
+    assert_eq!(dp.hook_count(nk2, DHook::Netkit, 0).packets, 1);
+    let c = dp.conservation();
+    assert_eq!(
+        (c.input, c.delivered, c.dropped, c.transmitted),
+        (1, 1, 0, 0)
+    );
+}
+
+#[test]
+fn build_errors_and_mprog_order() {
+    use skiff_net::datapath::DatapathOptions;
+    let src = "[netns.host]\n[netns.pod]\n[[netns.host.device]]\nname = \"nk0\"\nkind = \"netkit\"\npeer = \"eth0\"\npeer_netns = \"pod\"\npeer_ifindex = 9\n";
+    let e = parse(src)
+        .unwrap()
+        .build(DatapathOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.starts_with("t.toml:4:8: netns.host.device[0].name: not supported: peer_ifindex 9 for pod/eth0 (the datapath gave it"),
+        "{e}"
+    );
+    // two tcx programs, the second before the first
+    let src = format!(
+        "{HOST}[[object]]\npath = \"k8s_tc.o\"\n[[object.attach]]\nprogram = \"k8s_tc_ingress\"\ndev = \"eth0\"\nhook = \"tcx/ingress\"\n\
+         [[object]]\npath = \"k8s_pod.o\"\n[[object.attach]]\nprogram = \"k8s_to_pod\"\ndev = \"eth0\"\nhook = \"tcx/ingress\"\nbefore = \"k8s_tc_ingress\"\n"
+    );
+    let b = parse(&src)
+        .unwrap()
+        .build(DatapathOptions::default())
+        .unwrap();
+    assert!(b.warnings.is_empty());
+    let mut b = b;
+    let host = b.dp.netns("host").unwrap();
+    let eth0 = b.dp.device(host, "eth0").unwrap();
+    // an ARP frame: k8s_to_pod (first) drops what is not IPv4 with NETKIT_DROP (2),
+    // which tcx reads as TCX_DROP: k8s_tc_ingress never runs
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&[2, 0, 0, 0, 0, 9, 8, 6]);
+    arp.extend_from_slice(&[0; 28]);
+    b.dp.inject(eth0, &arp, 1).unwrap();
+    b.dp.run();
+    use skiff_net::datapath::Hook as DHook;
+    assert_eq!(b.dp.hook_count(eth0, DHook::TcIngress, 2).packets, 1);
+    assert_eq!(b.dp.hook_count(eth0, DHook::TcIngress, 0).packets, 0);
+}
