@@ -1444,10 +1444,10 @@ pub mod nokernel {
             let next = pc + 1;
             let jump = |off: i64| usize::try_from(pc as i64 + 1 + off).ok();
             match class {
-                BPF_LD => {
-                    // ld_imm64 takes two slots
-                    merge(&mut state, &mut work, pc + 2, m & !dst);
-                }
+                // ld_imm64 (two slots) sets dst
+                BPF_LD if insn.code == 0x18 => merge(&mut state, &mut work, pc + 2, m & !dst),
+                // legacy LD_ABS/LD_IND: r0 set, r1-r5 clobbered as by a call
+                BPF_LD => merge(&mut state, &mut work, next, m & !0b11_1111),
                 BPF_LDX => merge(&mut state, &mut work, next, m & !dst),
                 BPF_ST | BPF_STX => merge(&mut state, &mut work, next, m),
                 BPF_ALU | BPF_ALU64 => {
