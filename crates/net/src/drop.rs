@@ -54,6 +54,9 @@ pub enum DropReason {
     SkiffXdpAborted,
     /// skiff's own: XDP_TX failed (the device cannot transmit or the frame is too big).
     SkiffXdpTxError,
+    /// skiff's own: the loop guard of the datapath's run (a forwarding loop
+    /// the kernel would run forever).
+    SkiffLoop,
     /// skiff's own: XDP_REDIRECT to a target that does not exist, is down or cannot take it.
     SkiffXdpRedirectError,
 }
@@ -105,6 +108,7 @@ impl DropReason {
             SkiffXdpAborted => "SKIFF_XDP_ABORTED",
             SkiffXdpTxError => "SKIFF_XDP_TX_ERROR",
             SkiffXdpRedirectError => "SKIFF_XDP_REDIRECT_ERROR",
+            SkiffLoop => "SKIFF_LOOP",
         }
     }
 

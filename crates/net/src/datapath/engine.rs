@@ -3,6 +3,7 @@
 //! dev_queue_xmit (tc egress, qdisc) and each driver's xmit. Every packet ends
 //! exactly once: transmitted, delivered or dropped (see `end_*`).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use skiff_maps::{MapType, MapValue};
@@ -264,6 +265,7 @@ impl Datapath {
         frame: &[u8],
         target: Option<String>,
     ) {
+        self.steps += 1;
         if let Some(d) = self.devices.get_mut(dev.0) {
             d.hooks.slots[hook.index()][verdict_slot(code)].add(frame.len());
         }
@@ -352,6 +354,7 @@ impl Datapath {
         };
         let id = self.new_id();
         self.cons.input += 1;
+        self.budget_pkts += 1;
         self.now = self.now.max(ts_ns);
         if !up {
             // No carrier: nothing is received.
@@ -416,6 +419,55 @@ impl Datapath {
             if !progress {
                 break;
             }
+            if self.steps > LOOP_STEPS_PER_PACKET * self.budget_pkts.max(1) {
+                self.drain_loop();
+                break;
+            }
+        }
+        self.steps = 0;
+        self.budget_pkts = 0;
+    }
+
+    /// The loop guard fired: everything queued ends SKIFF_LOOP.
+    fn drain_loop(&mut self) {
+        let mut skbs: Vec<(DevId, Pkt)> = std::mem::take(&mut self.backlog).into_iter().collect();
+        let mut frames: Vec<(DevId, XPkt)> = Vec::new();
+        for b in std::mem::take(&mut self.bulk) {
+            frames.push((b.target, b.pkt));
+        }
+        for q in std::mem::take(&mut self.cpu_queues).iter_mut() {
+            for item in q.drain(..) {
+                match item {
+                    CpuItem::Xdp { from, pkt, .. } => frames.push((from, pkt)),
+                    CpuItem::Skb { from, pkt } => skbs.push((from, pkt)),
+                }
+            }
+        }
+        self.cpu_queues = (0..self.opts.possible_cpus.max(1))
+            .map(|_| VecDeque::new())
+            .collect();
+        skbs.extend(self.gro.flush());
+        for i in 0..self.devices.len() {
+            let dev = DevId(i);
+            let d = &mut self.devices[i];
+            skbs.extend(d.qdisc.drain(..).map(|p| (dev, p)));
+            let items: Vec<RxItem> = match &mut d.driver {
+                Driver::Nic { rx } => rx.iter_mut().flat_map(|q| q.drain(..)).collect(),
+                Driver::Veth { ring, .. } => ring.drain(..).collect(),
+                _ => Vec::new(),
+            };
+            for it in items {
+                match it {
+                    RxItem::Xdp(p) => frames.push((dev, p)),
+                    RxItem::Skb(p) => skbs.push((dev, p)),
+                }
+            }
+        }
+        for (dev, p) in skbs {
+            self.drop_skb(p, DropReason::SkiffLoop, at(dev, Hook::Rx));
+        }
+        for (dev, p) in frames {
+            self.drop_xdp(p, DropReason::SkiffLoop, at(dev, Hook::Rx));
         }
     }
 

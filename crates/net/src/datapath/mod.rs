@@ -87,6 +87,11 @@ pub const XMIT_RECURSION_LIMIT: u32 = 8;
 pub const NAPI_POLL_WEIGHT: usize = 64;
 /// LOOPBACK_IFINDEX.
 pub const LOOPBACK_IFINDEX: u32 = 1;
+/// The loop guard: a run may pass this many hooks per packet that came in
+/// before skiff calls it a forwarding loop (an XDP_TX ping-pong between veth
+/// peers, a redirect cycle through backlogs) and drops what is queued with
+/// SKIFF_LOOP. The kernel has no such bound: such a loop runs forever there.
+pub const LOOP_STEPS_PER_PACKET: u64 = 4096;
 /// How many drop records `drops()` keeps (the newest); counters count all.
 pub const DROP_LOG: usize = 65536;
 
@@ -288,6 +293,10 @@ pub struct Datapath {
     captures: Vec<CaptureRecord>,
     xmit_depth: u32,
     now: u64,
+    /// Hook passes since the queues were last empty, and the packets that came
+    /// in meanwhile: the loop guard of `run` (see `LOOP_STEPS_PER_PACKET`).
+    steps: u64,
+    budget_pkts: u64,
 }
 
 impl Datapath {
@@ -337,6 +346,8 @@ impl Datapath {
             captures: Vec::new(),
             xmit_depth: 0,
             now: 0,
+            steps: 0,
+            budget_pkts: 0,
         })
     }
 
