@@ -398,8 +398,8 @@ impl HostStack {
             let _ = self.add_address(ifindex, IpAddr::V6(Ipv6Addr::LOCALHOST), 128);
         }
         if !up {
-            // neigh_ifdown: entries of the device go (queued packets end NEIGH_DEAD? the
-            // kernel frees them with NEIGH_DEAD? no: __neigh_ifdown drops the queue).
+            // net/core/neighbour.c neigh_flush_dev: the device's entries go (not
+            // permanent ones), their queued packets dropped NEIGH_DEAD.
             let keys: Vec<_> = self
                 .neigh
                 .keys()
