@@ -121,9 +121,32 @@ fn delivered(input: &[u8], to: Option<([u8; 4], u16)>) -> Vec<u8> {
     f
 }
 
+/// The echo reply a Linux stack makes for `request`: same ICMP id, sequence and
+/// data, type 0, a fresh IPv4 header (no DF) with this id and TTL.
+fn echo_reply(src: [u8; 4], dst: [u8; 4], ip_id: u16, ttl: u8, request: &[u8]) -> Vec<u8> {
+    let icmp = &request[34..];
+    let mut f = vec![0u8; 14];
+    f[12] = 8;
+    let len = (20 + icmp.len()) as u16;
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&len.to_be_bytes());
+    f.extend_from_slice(&ip_id.to_be_bytes());
+    f.extend_from_slice(&[0, 0, ttl, 1, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(icmp);
+    f[34] = 0;
+    fix_checksums(&mut f);
+    f
+}
+
 fn read_cap(path: &str) -> skiff_io::Capture {
     let p = Path::new(path);
-    let p = if p.is_absolute() { p.to_path_buf() } else { root().join(p) };
+    let p = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        root().join(p)
+    };
     skiff_io::read(&p).unwrap()
 }
 
@@ -190,13 +213,13 @@ fn k8s_node_end_to_end() {
     // conservation
     let c = &v["conservation"];
     assert_eq!(c["in"], 9);
-    assert_eq!(
-        c["transmitted"], 0,
-        "the host stack stand-in answers nothing yet"
-    );
-    assert_eq!(c["delivered"], 7);
+    // made here: the ARP reply, the node's echo reply, pod1's two echo replies
+    assert_eq!(c["originated"], 4);
+    // out of eth0: the ARP reply, the node's echo reply, pod1's reply to 203.0.113.5
+    assert_eq!(c["transmitted"], 3);
+    // 5 into pods, ARP and ping at the node, pod1's reply to pod2 in pod2
+    assert_eq!(c["delivered"], 8);
     assert_eq!(c["dropped"], 2);
-    assert_eq!(c["originated"], 0);
     assert_eq!(c["in_flight"], 0);
     assert_eq!(v["balanced"], true);
     assert_eq!(v["packets"], 9);
@@ -226,9 +249,17 @@ fn k8s_node_end_to_end() {
     assert_eq!(nkp1["stats"]["tx_packets"], 3);
     assert_eq!(nkp1["stats"]["tx_dropped"], 1);
     let nkp2 = dev("host", "nk-pod2");
-    assert_eq!(nkp2["hooks"]["netkit"]["NETKIT_PASS"]["packets"], 2);
-    assert_eq!(dev("pod1", "eth0")["stats"]["rx_packets"], 3);
-    assert_eq!(dev("pod2", "eth0")["stats"]["rx_packets"], 2);
+    assert_eq!(nkp2["hooks"]["netkit"]["NETKIT_PASS"]["packets"], 3);
+    assert_eq!(nkp1["hooks"]["stack"]["FORWARDED"]["packets"], 1);
+    let pod1 = dev("pod1", "eth0");
+    assert_eq!(pod1["stats"]["rx_packets"], 3);
+    assert_eq!(pod1["stats"]["tx_packets"], 2);
+    // pod1's peer-side chain: its reply to pod2 goes straight across, the other to the host
+    assert_eq!(pod1["hooks"]["netkit"]["NETKIT_REDIRECT"]["packets"], 1);
+    assert_eq!(pod1["hooks"]["netkit"]["NETKIT_PASS"]["packets"], 1);
+    assert_eq!(dev("pod2", "eth0")["stats"]["rx_packets"], 3);
+    assert_eq!(eth0["stats"]["tx_packets"], 3);
+    assert_eq!(eth0["hooks"]["xmit"]["OK"]["packets"], 3);
 
     // drops: reason and where
     let sites: Vec<(String, String, String, String, u64)> = v["drop_sites"]
@@ -274,7 +305,13 @@ fn k8s_node_end_to_end() {
     let to_22 = delivered(&input[4], None);
     let r1 = records(&nk1);
     let r2 = records(&nk2);
-    assert_eq!(exits(&r2, "NETKIT_PASS"), vec![svc_pod2, udp_pod2]);
+    // pod1's echo reply to pod2's address (id 1: pod1's first packet), after
+    // k8s_from_pod: TTL 63, MACs rewritten
+    let reply = delivered(
+        &echo_reply([10, 0, 1, 11], [10, 0, 1, 12], 1, 64, &input[8]),
+        None,
+    );
+    assert_eq!(exits(&r2, "NETKIT_PASS"), vec![svc_pod2, udp_pod2, reply]);
     let mut p1 = exits(&r1, "NETKIT_PASS");
     p1.sort();
     let mut want1 = vec![svc_pod1, ping_pod1, ping_pod1_from_pod2];
@@ -286,6 +323,7 @@ fn k8s_node_end_to_end() {
     }
     // entry and exit of every program run, entry before exit, one id each
     assert_eq!(r1.len(), 8);
+    assert_eq!(r2.len(), 6);
     for pair in r1.chunks(2) {
         let id = pair[0].0.strip_suffix(" entry").unwrap().to_string();
         assert!(pair[1].0.starts_with(&format!("{id} verdict=")), "{pair:?}");
@@ -298,8 +336,29 @@ fn k8s_node_end_to_end() {
     assert_eq!(rx.len(), 18);
     assert_eq!(exits(&rx, "XDP_DROP"), vec![input[3].clone()]);
 
-    // NIC output: nothing yet (no host stack replies)
-    assert_eq!(read_cap(&out).packets.len(), 0);
+    // NIC output: the host stack's answers, byte for byte
+    let gw = [2, 0, 0, 0, 0, 0xfe];
+    let node = [2, 0, 0, 0, 0, 1];
+    let mut arp = Vec::new();
+    arp.extend_from_slice(&gw);
+    arp.extend_from_slice(&node);
+    arp.extend_from_slice(&[8, 6, 0, 1, 8, 0, 6, 4, 0, 2]);
+    arp.extend_from_slice(&node);
+    arp.extend_from_slice(&[192, 168, 1, 10]);
+    arp.extend_from_slice(&gw);
+    arp.extend_from_slice(&[192, 168, 1, 1]);
+    let mut node_reply = echo_reply([192, 168, 1, 10], [203, 0, 113, 5], 1, 64, &input[6]);
+    node_reply[0..6].copy_from_slice(&gw);
+    node_reply[6..12].copy_from_slice(&node);
+    // pod1's reply, forwarded by the host (TTL 63) to the gateway
+    let mut pod_reply = echo_reply([10, 0, 1, 11], [203, 0, 113, 5], 2, 63, &input[7]);
+    pod_reply[0..6].copy_from_slice(&gw);
+    pod_reply[6..12].copy_from_slice(&node);
+    let sent: Vec<Vec<u8>> = read_cap(&out).packets.into_iter().map(|p| p.data).collect();
+    assert_eq!(sent, vec![arp, node_reply, pod_reply]);
+    for f in &sent[1..] {
+        assert!(checksums_valid(f));
+    }
 
     // the JSON trace: pwru's key names
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&tj)
@@ -378,11 +437,8 @@ fn k8s_node_text_output() {
         stdout.contains("     1  SKIFF_XDP_DROP               eth0(2) xdp k8s_xdp"),
         "{stdout}"
     );
-    assert!(stdout.contains("conservation: in 9 + originated 0 = transmitted 0 + delivered 7 + dropped 2 + in flight 0\n"), "{stdout}");
-    assert!(
-        stderr.contains("warning: netns host: not supported yet: host stack configuration"),
-        "{stderr}"
-    );
+    assert!(stdout.contains("conservation: in 9 + originated 4 = transmitted 3 + delivered 8 + dropped 2 + in flight 0\n"), "{stdout}");
+    assert!(stderr.is_empty(), "{stderr}");
 }
 
 #[test]

@@ -2243,7 +2243,7 @@ impl Topology {
             dp.device(n, dev).and_then(|d| dp.ifindex(d))
         };
         // stack configuration
-        let mut warnings = Vec::new();
+        let warnings = Vec::new();
         for ns in &self.namespaces {
             let id = ns_id(&ns.name).ok_or_else(|| ferr(format!("netns {}", ns.name)))?;
             let dev_ifindex = |d: &str| {
@@ -2278,21 +2278,55 @@ impl Topology {
             for n in &ns.neighbours {
                 neighs.push((dev_ifindex(&n.dev)?, n));
             }
-            // The host stack (crate::stack) is not wired into the datapath yet: the
-            // datapath's stand-in delivers every packet it is handed and has no
-            // addresses, routes or neighbours. Say so instead of dropping them silently.
-            let _ = (id, &addrs, &routes, &rules, &neighs);
-            if ns.forwarding
-                || ns.ipv6_forwarding
-                || !addrs.is_empty()
-                || !routes.is_empty()
-                || !rules.is_empty()
-                || !neighs.is_empty()
-            {
-                warnings.push(format!(
-                    "netns {}: not supported yet: host stack configuration ({} addresses, {} routes, {} rules, {} neighbours, forwarding {}): the datapath's host stack stand-in delivers every packet it is given and answers no ARP or ping",
-                    ns.name, addrs.len(), routes.len(), rules.len(), neighs.len(), if ns.forwarding { "on" } else { "off" }
-                ));
+            let serr = |what: String, e: &dyn std::fmt::Display| {
+                ferr(format!("netns {}: {what}: {e}", ns.name))
+            };
+            let mut st = dp.stack_mut(id).map_err(|e| ferr(e.to_string()))?;
+            st.set_forwarding(ns.forwarding, ns.ipv6_forwarding);
+            for (i, a) in addrs {
+                st.add_address(i, a.cidr.addr, a.cidr.prefix_len)
+                    .map_err(|e| serr(format!("address {} on {}", a.cidr, a.dev), &e))?;
+            }
+            for (i, r) in routes {
+                let kind = match r.kind {
+                    RouteType::Unicast => crate::stack::RouteKind::Unicast,
+                    RouteType::Local => crate::stack::RouteKind::Local,
+                    RouteType::Blackhole => crate::stack::RouteKind::Blackhole,
+                    RouteType::Unreachable => crate::stack::RouteKind::Unreachable,
+                    RouteType::Prohibit => crate::stack::RouteKind::Prohibit,
+                };
+                st.add_route(crate::stack::Route {
+                    table: r.table,
+                    dst: r.dst.addr,
+                    prefix_len: r.dst.prefix_len,
+                    gateway: r.via,
+                    ifindex: i,
+                    src: r.src,
+                    metric: r.metric,
+                    kind,
+                    mtu: None,
+                })
+                .map_err(|e| serr(format!("route {}", r.dst), &e))?;
+            }
+            for (iif, oif, r) in rules {
+                let table = match r.action {
+                    RuleAction::Table(t) => t,
+                    other => return Err(ferr(format!("netns {}: rule {}: not supported: action {other:?} (the host stack has table rules only)", ns.name, r.priority))),
+                };
+                st.add_rule(crate::stack::Rule {
+                    priority: r.priority,
+                    from: r.from.map(|c| (c.addr, c.prefix_len)),
+                    to: r.to.map(|c| (c.addr, c.prefix_len)),
+                    fwmark: r.fwmark,
+                    iif,
+                    oif,
+                    table,
+                })
+                .map_err(|e| serr(format!("rule {}", r.priority), &e))?;
+            }
+            for (i, n) in neighs {
+                st.add_neighbour(i, n.ip, n.mac)
+                    .map_err(|e| serr(format!("neighbour {}", n.ip), &e))?;
             }
         }
         // objects and their maps
