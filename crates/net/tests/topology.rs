@@ -515,3 +515,36 @@ fn build_errors_and_mprog_order() {
     assert_eq!(b.dp.hook_count(eth0, DHook::TcIngress, 2).packets, 1);
     assert_eq!(b.dp.hook_count(eth0, DHook::TcIngress, 0).packets, 0);
 }
+
+/// Truncations and byte changes of the example never panic the parser or
+/// validator (they parse or give an error with a line).
+#[test]
+fn mangled_files_never_panic() {
+    let src = std::fs::read_to_string(example_dir().join("topology.toml")).unwrap();
+    let bytes = src.as_bytes();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut errors = 0;
+    for n in (0..bytes.len()).step_by(7) {
+        if let Ok(s) = std::str::from_utf8(&bytes[..n]) {
+            if let Err(e) = parse(s) {
+                errors += 1;
+                assert!(e.line().is_some() || matches!(e, TopologyError::File { .. }));
+            }
+        }
+    }
+    let alphabet = b"[]=\"{},.:/0123456789abcxyz \n#-";
+    for _ in 0..3000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut m = bytes.to_vec();
+        let at = (seed % m.len() as u64) as usize;
+        m[at] = alphabet[((seed >> 40) % alphabet.len() as u64) as usize];
+        if let Ok(s) = std::str::from_utf8(&m) {
+            if parse(s).is_err() {
+                errors += 1;
+            }
+        }
+    }
+    assert!(errors > 1000, "{errors}");
+}
