@@ -17,7 +17,9 @@ pub struct RunArgs {
     /// The topology file (TOML, see docs/topology.md).
     pub topology: PathBuf,
     /// Replay a pcap/pcapng into a device: DEV=FILE, DEV is NAME (namespace
-    /// "host") or NETNS/NAME. Repeatable; packets of all files go in timestamp order.
+    /// "host") or NETNS/NAME; or FILE.pcapng alone: each packet into the device
+    /// its interface description names. Repeatable; packets of all files go in
+    /// timestamp order.
     #[arg(long = "pcap-in", value_name = "DEV=FILE")]
     pub pcap_in: Vec<String>,
     /// Write what a NIC transmits: DEV=FILE (pcapng if FILE ends in .pcapng, with
@@ -111,9 +113,27 @@ fn run(a: &RunArgs) -> Result<i32> {
     // inputs, merged in timestamp order (stable: file order, then packet order)
     let mut packets: Vec<(u64, usize, DevId, Vec<u8>)> = Vec::new();
     for (fi, spec) in a.pcap_in.iter().enumerate() {
-        let (d, file) = parse_dev_file("--pcap-in", spec)?;
-        let dev = dev_of(&dp, "--pcap-in", &d)?;
+        // DEV=FILE, or a pcapng alone: each packet to the device its interface names
+        let (d, file) = match spec.contains('=') {
+            true => {
+                let (d, f) = parse_dev_file("--pcap-in", spec)?;
+                (Some(d), f)
+            }
+            false => (None, PathBuf::from(spec)),
+        };
         let cap = skiff_io::read(&file)?;
+        let mut devs = Vec::with_capacity(cap.interfaces.len());
+        for (i, iface) in cap.interfaces.iter().enumerate() {
+            let name = match (&d, &iface.name) {
+                (Some(d), _) => d.clone(),
+                (None, Some(n)) => n.clone(),
+                (None, None) => bail!(
+                    "--pcap-in {spec}: interface {i} of {} has no name (a pcap file never has one): give DEV=FILE",
+                    file.display()
+                ),
+            };
+            devs.push(dev_of(&dp, "--pcap-in", &name)?);
+        }
         if let Some(i) = cap
             .interfaces
             .iter()
@@ -126,6 +146,14 @@ fn run(a: &RunArgs) -> Result<i32> {
             );
         }
         for p in cap.packets {
+            let dev = devs.get(p.interface as usize).copied().ok_or_else(|| {
+                anyhow!(
+                    "{}: packet at byte {}: no interface {}",
+                    file.display(),
+                    p.offset,
+                    p.interface
+                )
+            })?;
             packets.push((p.ts_ns, fi, dev, p.data));
         }
     }

@@ -445,7 +445,7 @@ fn k8s_node_text_output() {
 fn run_errors() {
     let t = TempDir::new("err");
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["--pcap-in".into(), TRAFFIC.into()], "--pcap-in \"examples/k8s-node/traffic.pcap\": want DEV=FILE"),
+        (vec!["--pcap-in".into(), TRAFFIC.into()], "--pcap-in examples/k8s-node/traffic.pcap: interface 0 of examples/k8s-node/traffic.pcap has no name (a pcap file never has one): give DEV=FILE"),
         (vec!["--pcap-in".into(), format!("eth9={TRAFFIC}")], "--pcap-in eth9: no device \"eth9\" in netns \"host\""),
         (vec!["--pcap-in".into(), format!("pod7/eth0={TRAFFIC}")], "--pcap-in pod7/eth0: no network namespace \"pod7\""),
         (vec!["--pcap-in".into(), "eth0=/nonexistent.pcap".into()], "/nonexistent.pcap: No such file or directory"),
@@ -548,5 +548,45 @@ fn k8s_traffic_matches_generator() {
     assert_eq!(
         std::fs::read(&out).unwrap(),
         std::fs::read(root().join(TRAFFIC)).unwrap()
+    );
+}
+
+/// A pcapng alone: each packet goes to the device its interface names.
+#[test]
+fn pcapng_in_by_interface_name() {
+    let t = TempDir::new("ng");
+    let ng = t.path("in.pcapng");
+    let cap = read_cap(TRAFFIC);
+    let mut w = skiff_io::Writer::create(
+        Path::new(&ng),
+        skiff_io::Format::Pcapng,
+        &[("eth0", 1), ("host/eth0", 1)],
+    )
+    .unwrap();
+    for (i, p) in cap.packets.iter().enumerate() {
+        w.write((i % 2) as u32, p.ts_ns, &p.data, None).unwrap();
+    }
+    w.finish().unwrap();
+    let (code, stdout, stderr) = skiff(&["run", TOPO, "--pcap-in", &ng, "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["conservation"]["in"], 9);
+    assert_eq!(v["conservation"]["transmitted"], 3);
+    assert_eq!(v["conservation"]["delivered"], 8);
+    assert_eq!(v["conservation"]["dropped"], 2);
+
+    let bad = t.path("bad.pcapng");
+    let w = skiff_io::Writer::create(
+        Path::new(&bad),
+        skiff_io::Format::Pcapng,
+        &[("pod9/eth0", 1)],
+    )
+    .unwrap();
+    w.finish().unwrap();
+    let (code, _, err) = skiff(&["run", TOPO, "--pcap-in", &bad]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("--pcap-in pod9/eth0: no network namespace \"pod9\""),
+        "{err}"
     );
 }
