@@ -1977,11 +1977,14 @@ impl Topology {
                     .error(&self.file, format!("{}: {msg}", o.path.display()))
             };
             let mut maps: Vec<(String, Arc<Map>)> = Vec::new();
+            // maps this object took from an earlier pin (libbpf: map->reused)
+            let mut reused: Vec<&str> = Vec::new();
             for spec in &o.object.maps {
                 let decl = o.maps.iter().find(|d| d.name == spec.name);
                 let pin = decl.and_then(|d| d.pin.clone());
                 if let Some(m) = pin.as_ref().and_then(|p| pinned.get(p)) {
                     maps.push((spec.name.clone(), m.clone()));
+                    reused.push(&spec.name);
                     continue;
                 }
                 let attr = map_attr(spec).map_err(|m| oerr(format!("map {}: {m}", spec.name)))?;
@@ -2017,7 +2020,14 @@ impl Topology {
                 programs,
             };
             for spec in &o.object.maps {
+                // libbpf.c: bpf_object_create_maps fills map-in-map slots only of
+                // the maps it created; PROG_ARRAY slots (init_prog_array_slots)
+                // of every map
+                let is_reused = reused.contains(&spec.name.as_str());
                 for (index, init) in &spec.slots {
+                    if is_reused && matches!(init, SlotInit::Map(_)) {
+                        continue;
+                    }
                     let key = index.to_le_bytes();
                     let map = loaded
                         .map(&spec.name)
