@@ -235,7 +235,10 @@ fn run(a: &RunArgs) -> Result<i32> {
                 dp.recycle(t.frame);
             }
             for ev in dp.take_trace() {
-                if a.trace && !a.json {
+                // with --json, stdout holds only the summary object
+                if a.trace && a.json {
+                    eprintln!("{}", ev.to_text());
+                } else if a.trace {
                     writeln!(so, "{}", ev.to_text())?;
                 }
                 if let Some((p, w)) = &mut trace_json {

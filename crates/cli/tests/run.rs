@@ -590,3 +590,27 @@ fn pcapng_in_by_interface_name() {
         "{err}"
     );
 }
+
+/// With --json, stdout is one JSON object and the --trace lines go to stderr.
+#[test]
+fn json_with_trace_keeps_stdout_one_object() {
+    let (code, stdout, stderr) = skiff(&[
+        "run",
+        TOPO,
+        "--pcap-in",
+        &format!("eth0={TRAFFIC}"),
+        "--trace",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["conservation"]["in"], 9);
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.contains(" xdp ") && l.contains("k8s_xdp"))
+            .count(),
+        9,
+        "{stderr}"
+    );
+}
