@@ -548,3 +548,34 @@ fn mangled_files_never_panic() {
     }
     assert!(errors > 1000, "{errors}");
 }
+
+#[test]
+fn build_veth_pair_and_unsupported_rule_action() {
+    use skiff_net::datapath::DatapathOptions;
+    let src = "[netns.a]\n[netns.b]\n[[netns.a.device]]\nname = \"v0\"\nkind = \"veth\"\nmac = \"02:00:00:00:0a:01\"\npeer = \"v1\"\npeer_netns = \"b\"\npeer_mac = \"02:00:00:00:0b:01\"\nmtu = 9000\n\
+               [[netns.a.address]]\ndev = \"v0\"\ncidr = \"10.9.0.1/24\"\n[[netns.b.address]]\ndev = \"v1\"\ncidr = \"10.9.0.2/24\"\n";
+    let b = parse(src)
+        .unwrap()
+        .build(DatapathOptions::default())
+        .unwrap();
+    let a = b.dp.netns("a").unwrap();
+    let bn = b.dp.netns("b").unwrap();
+    let v0 = b.dp.device(a, "v0").unwrap();
+    let v1 = b.dp.device(bn, "v1").unwrap();
+    assert_eq!(b.dp.peer(v0), Some(v1));
+    assert_eq!(b.dp.mac(v0), Some([2, 0, 0, 0, 0x0a, 1]));
+    assert_eq!(b.dp.mac(v1), Some([2, 0, 0, 0, 0x0b, 1]));
+    assert_eq!(b.dp.dev_netns(v1), Some(bn));
+    // a rule action the host stack does not have
+    let src = "[netns.host]\n[[netns.host.rule]]\npriority = 5\naction = \"blackhole\"\n";
+    let e = parse(src)
+        .unwrap()
+        .build(DatapathOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        e,
+        "t.toml: netns host: rule 5: not supported: action Blackhole (the host stack has table rules only)"
+    );
+}
