@@ -648,7 +648,7 @@ impl Datapath {
         exc: Option<Exception>,
         p: XPkt,
     ) {
-        let target = if code == XDP_REDIRECT {
+        let target = if self.trace_on && code == XDP_REDIRECT {
             p.xdp.redirect.as_ref().map(|r| self.redirect_desc(r))
         } else {
             None
@@ -1026,7 +1026,6 @@ impl Datapath {
             };
             (d.up, peer, matches!(d.driver, Driver::Nic { .. }))
         };
-        let trace_target = self.target_name(target);
         if !up {
             self.devices[target.0].stats.tx_dropped += 1;
             return self.drop_xdp(
@@ -1049,8 +1048,11 @@ impl Datapath {
             let d = &mut self.devices[target.0];
             d.stats.tx_packets += 1;
             d.stats.tx_bytes += len as u64;
-            let frame = pkt.xdp.data().to_vec();
-            self.recycle_page(pkt.xdp.buf);
+            // The frame's buffer leaves as it is (no copy).
+            let (d, e) = (pkt.xdp.data, pkt.xdp.data_end);
+            let mut frame = pkt.xdp.buf.into_vec();
+            frame.truncate(e);
+            frame.drain(..d);
             return self.transmit(target, pkt.id, pkt.ts, frame);
         }
         match driver_peer {
@@ -1076,9 +1078,8 @@ impl Datapath {
                     pkt.id,
                     pkt.ts,
                     pkt.xdp.data(),
-                    Some(self.target_name(peer)),
+                    self.trace_on.then(|| self.target_name(peer)),
                 );
-                let _ = trace_target;
                 {
                     let d = &mut self.devices[target.0];
                     d.stats.tx_packets += 1;
@@ -1300,7 +1301,7 @@ impl Datapath {
             XDP_ABORTED,
         );
         xdp.netns = None;
-        let target = if code == XDP_REDIRECT {
+        let target = if self.trace_on && code == XDP_REDIRECT {
             xdp.redirect.as_ref().map(|r| self.redirect_desc(r))
         } else {
             None
@@ -1488,18 +1489,34 @@ impl Datapath {
         dev: DevId,
         dir: TcDirection,
         pkt: &mut Pkt,
-    ) -> (i64, Option<String>, Option<Exception>) {
-        let (tcx, cls): (Vec<Arc<Program>>, Vec<(Arc<Program>, u32)>) = {
-            let d = &self.devices[dev.0];
-            let h = match dir {
-                TcDirection::Ingress => &d.tc_ingress,
-                TcDirection::Egress => &d.tc_egress,
-            };
-            (
-                h.tcx.clone(),
-                h.cls.iter().map(|f| (f.prog.clone(), f.classid)).collect(),
-            )
+    ) -> (i64, Option<Arc<Program>>, Option<Exception>) {
+        // The hook's programs are taken out for the run (no copy per packet) and
+        // put back before anything else can reach this device.
+        let hook = {
+            let d = &mut self.devices[dev.0];
+            std::mem::take(match dir {
+                TcDirection::Ingress => &mut d.tc_ingress,
+                TcDirection::Egress => &mut d.tc_egress,
+            })
         };
+        let r = self.tc_classify_with(&hook, dir, dev, pkt);
+        let d = &mut self.devices[dev.0];
+        *match dir {
+            TcDirection::Ingress => &mut d.tc_ingress,
+            TcDirection::Egress => &mut d.tc_egress,
+        } = hook;
+        r
+    }
+
+    fn tc_classify_with(
+        &mut self,
+        hook: &TcHook,
+        dir: TcDirection,
+        dev: DevId,
+        pkt: &mut Pkt,
+    ) -> (i64, Option<Arc<Program>>, Option<Exception>) {
+        let tcx = &hook.tcx;
+        let cls = &hook.cls;
         let det = self.opts.deterministic;
         pkt.skb.netns = self.netns_of(dev);
         pkt.skb.tc_at_ingress = dir == TcDirection::Ingress;
@@ -1508,10 +1525,10 @@ impl Datapath {
         // tcx_run: the chain until a verdict other than TCX_NEXT.
         if !tcx.is_empty() {
             let mut ret = TCX_NEXT;
-            for p in &tcx {
+            for p in tcx {
                 pkt.skb.redirect = None;
                 let (r, e) = run_prog(&mut self.vm, p, &mut pkt.skb, pkt.ts, det, TC_ACT_SHOT);
-                last_prog = Some(p.name.clone());
+                last_prog = Some(p.clone());
                 exc = e;
                 ret = r;
                 if ret != TCX_NEXT {
@@ -1533,10 +1550,11 @@ impl Datapath {
         let mut ret;
         'reclassify: loop {
             ret = TC_ACT_UNSPEC;
-            for (p, classid) in &cls {
+            for f in cls {
+                let (p, classid) = (&f.prog, f.classid);
                 pkt.skb.redirect = None;
                 let (r, e) = run_prog(&mut self.vm, p, &mut pkt.skb, pkt.ts, det, TC_ACT_SHOT);
-                last_prog = Some(p.name.clone());
+                last_prog = Some(p.clone());
                 exc = e;
                 let code = cls_bpf_exec_opcode(r);
                 // res->classid = TC_H_MAJ(prog->res.classid) | qdisc_skb_cb(skb)->tc_classid
@@ -1573,7 +1591,7 @@ impl Datapath {
         let (code, prog, exc) = self.tc_classify(dev, TcDirection::Ingress, &mut pkt);
         let reclassify_loop = code & RECLASSIFY_LOOP_FLAG != 0;
         let code = code & !RECLASSIFY_LOOP_FLAG;
-        let target = if code == TC_ACT_REDIRECT {
+        let target = if self.trace_on && code == TC_ACT_REDIRECT {
             pkt.skb.redirect.as_ref().map(|r| self.redirect_desc(r))
         } else {
             None
@@ -1581,7 +1599,7 @@ impl Datapath {
         self.hook_done(
             dev,
             Hook::TcIngress,
-            prog.as_deref(),
+            prog.as_ref().map(|p| p.name.as_str()),
             code,
             pkt.id,
             pkt.ts,
@@ -1593,13 +1611,19 @@ impl Datapath {
         let w = Where {
             dev,
             hook: Hook::TcIngress,
-            prog: prog.as_deref(),
+            prog: prog.as_ref().map(|p| p.name.as_str()),
             exc: exc.as_ref(),
         };
         match code {
             TC_ACT_REDIRECT => {
                 let r = pkt.skb.redirect.take();
-                match self.skb_do_redirect(dev, pkt, r, true, prog.as_deref()) {
+                match self.skb_do_redirect(
+                    dev,
+                    pkt,
+                    r,
+                    true,
+                    prog.as_ref().map(|p| p.name.as_str()),
+                ) {
                     Some((peer, p)) => Ingress::Another(peer, p),
                     None => Ingress::Done,
                 }
@@ -1893,7 +1917,7 @@ impl Datapath {
             let (code, prog, exc) = self.tc_classify(dev, TcDirection::Egress, &mut pkt);
             let reclassify_loop = code & RECLASSIFY_LOOP_FLAG != 0;
             let code = code & !RECLASSIFY_LOOP_FLAG;
-            let target = if code == TC_ACT_REDIRECT {
+            let target = if self.trace_on && code == TC_ACT_REDIRECT {
                 pkt.skb.redirect.as_ref().map(|r| self.redirect_desc(r))
             } else {
                 None
@@ -1901,7 +1925,7 @@ impl Datapath {
             self.hook_done(
                 dev,
                 Hook::TcEgress,
-                prog.as_deref(),
+                prog.as_ref().map(|p| p.name.as_str()),
                 code,
                 pkt.id,
                 pkt.ts,
@@ -1913,7 +1937,13 @@ impl Datapath {
             match code {
                 TC_ACT_REDIRECT => {
                     let r = pkt.skb.redirect.take();
-                    self.skb_do_redirect(dev, pkt, r, false, prog.as_deref());
+                    self.skb_do_redirect(
+                        dev,
+                        pkt,
+                        r,
+                        false,
+                        prog.as_ref().map(|p| p.name.as_str()),
+                    );
                     self.xmit_depth -= 1;
                     return;
                 }
@@ -1929,7 +1959,7 @@ impl Datapath {
                         Where {
                             dev,
                             hook: Hook::TcEgress,
-                            prog: prog.as_deref(),
+                            prog: prog.as_ref().map(|p| p.name.as_str()),
                             exc: exc.as_ref(),
                         },
                     );
@@ -2073,7 +2103,7 @@ impl Datapath {
             pkt.id,
             pkt.ts,
             pkt.skb.data(),
-            Some(self.target_name(peer)),
+            self.trace_on.then(|| self.target_name(peer)),
         );
         {
             let d = &mut self.devices[dev.0];
@@ -2102,14 +2132,13 @@ impl Datapath {
     /// drivers/net/netkit.c: netkit_xmit — the sending device's program chain
     /// from its default policy, with skb->dev already the peer.
     fn netkit_xmit(&mut self, dev: DevId, mut pkt: Pkt) {
-        let (peer, policy, scrub, progs) = match &self.devices[dev.0].driver {
+        let (peer, policy, scrub) = match &self.devices[dev.0].driver {
             Driver::Netkit {
                 peer,
                 policy,
                 scrub,
-                progs,
                 ..
-            } => (*peer, *policy, *scrub, progs.clone()),
+            } => (*peer, *policy, *scrub),
             _ => return self.drop_skb(pkt, DropReason::NotSpecified, at(dev, Hook::Netkit)),
         };
         let len = pkt.skb.len();
@@ -2141,8 +2170,13 @@ impl Datapath {
             NetkitPolicy::Pass => NETKIT_PASS,
             NetkitPolicy::Drop => NETKIT_DROP,
         };
-        let mut last_prog: Option<String> = None;
+        let mut last_prog: Option<Arc<Program>> = None;
         let mut exc = None;
+        // Taken out for the run (no copy per packet), put back right after.
+        let progs = match &mut self.devices[dev.0].driver {
+            Driver::Netkit { progs, .. } => std::mem::take(progs),
+            _ => Vec::new(),
+        };
         if !progs.is_empty() {
             self.capture_entry(dev, Hook::Netkit, pkt.id, pkt.ts, pkt.skb.data());
             pkt.skb.netns = self.netns_of(peer);
@@ -2156,7 +2190,7 @@ impl Datapath {
                     self.opts.deterministic,
                     TC_ACT_SHOT,
                 );
-                last_prog = Some(p.name.clone());
+                last_prog = Some(p.clone());
                 exc = e;
                 ret = r;
                 if ret != NETKIT_NEXT {
@@ -2165,17 +2199,22 @@ impl Datapath {
             }
             pkt.skb.netns = None;
         }
-        let target = if ret == NETKIT_REDIRECT {
+        if let Driver::Netkit { progs: p, .. } = &mut self.devices[dev.0].driver {
+            *p = progs;
+        }
+        let target = if !self.trace_on {
+            None
+        } else if ret == NETKIT_REDIRECT {
             pkt.skb.redirect.as_ref().map(|r| self.redirect_desc(r))
         } else if matches!(ret, NETKIT_NEXT | NETKIT_PASS) {
-            Some(self.target_name(peer))
+            self.trace_on.then(|| self.target_name(peer))
         } else {
             None
         };
         self.hook_done(
             dev,
             Hook::Netkit,
-            last_prog.as_deref(),
+            last_prog.as_ref().map(|p| p.name.as_str()),
             ret,
             pkt.id,
             pkt.ts,
@@ -2205,7 +2244,13 @@ impl Datapath {
                 }
                 let r = pkt.skb.redirect.take();
                 // skb->dev is the peer: ifindexes resolve in the peer's namespace.
-                self.skb_do_redirect(peer, pkt, r, false, last_prog.as_deref());
+                self.skb_do_redirect(
+                    peer,
+                    pkt,
+                    r,
+                    false,
+                    last_prog.as_ref().map(|p| p.name.as_str()),
+                );
             }
             _ => {
                 self.devices[dev.0].stats.tx_dropped += 1;
@@ -2215,7 +2260,7 @@ impl Datapath {
                     Where {
                         dev,
                         hook: Hook::Netkit,
-                        prog: last_prog.as_deref(),
+                        prog: last_prog.as_ref().map(|p| p.name.as_str()),
                         exc: exc.as_ref(),
                     },
                 );

@@ -5,38 +5,53 @@
 //! # API (for the CLI and the topology builder)
 //!
 //! ```text
-//! let mut dp = Datapath::new(DatapathOptions { deterministic: true, workers: 1, ..Default::default() })?;
-//!     // workers > 1: Err(DatapathError::NotSupported("multi-worker mode"))
+//! let mut dp = Datapath::new(DatapathOptions { deterministic: true, workers: 1, possible_cpus, napi_budget: 64, gro: true })?;
+//!     // workers > 1: Err(DatapathError::NotSupported("multi-worker mode ..."))
 //! let host: NsId = dp.add_netns("host")?;          // every namespace gets `lo` (ifindex 1 in it)
 //! let pod:  NsId = dp.add_netns("pod1")?;
 //! let eth0: DevId = dp.add_device(host, DeviceSpec::nic("eth0", mac, 4 /* rx queues */))?;
-//! let nk:   DevId = dp.add_device(host, DeviceSpec::netkit("nk0", pod, "eth0" /* peer name */))?;
-//!     // pairs (veth, netkit) return the primary; `dp.peer(nk)` is the other end.
-//!     // DeviceSpec fields are public (name, kind, mac, mtu, up, ifindex, txqueuelen);
-//!     // DeviceKind::{Nic{rx_queues}, Veth{peer_name, peer_ns, peer_mac},
-//!     //              Netkit{peer_name, peer_ns, mode, policy, peer_policy, scrub, peer_scrub}, Loopback}
-//! dp.device(ns, "eth0") -> Option<DevId>;  dp.ifindex(dev) -> u32;  dp.dev_by_ifindex(ns, ifindex)
-//! dp.set_up(dev, bool);  dp.stack_mut(ns) -> &mut HostStack   // addresses, routes, neighbours
-//! dp.register_programs(&collection.programs);        // tail-call and devmap-entry targets (by prog id)
-//! dp.attach_xdp(dev, prog, XdpMode::Native | XdpMode::Generic)?;     // one per device and mode
-//! dp.attach_tc(dev, TcDirection::Ingress | Egress, TcAttach::ClsBpf { prio, handle }, prog)?;
-//! dp.attach_tc(dev, dir, TcAttach::Tcx(MprogOrder::Append | Before(prog_id) | After(prog_id) | ...), prog)?;
+//! let nk:   DevId = dp.add_device(host, DeviceSpec::netkit("nk0", Some(pod), "eth0" /* peer name */))?;
+//! let veth: DevId = dp.add_device(host, DeviceSpec::veth("veth0", Some(pod), "eth1"))?;
+//!     // pairs return the first end (netkit: the primary); dp.peer(dev) is the other.
+//!     // DeviceSpec { name, kind, mac, mtu, up, ifindex, txqueuelen } is public; DeviceKind::
+//!     // Nic{rx_queues} | Veth{peer_name, peer_ns, peer_mac} |
+//!     // Netkit{peer_name, peer_ns, mode, policy, peer_policy, scrub, peer_scrub, peer_mac}
+//! dp.device(ns, "eth0") -> Option<DevId>;  dp.dev_by_ifindex(ns, ifindex);  dp.ifindex(dev);
+//! dp.dev_name(dev); dp.dev_netns(dev); dp.mac(dev); dp.loopback(ns); dp.devices()
+//! dp.set_up(dev, bool)?; dp.set_mtu(dev, mtu)?;
+//! dp.stack_mut(ns)? -> RwLockWriteGuard<HostStack>   // addresses, routes, rules, neighbours
+//! dp.register_programs(&collection.programs);        // tail-call and DEVMAP/CPUMAP-entry targets
+//! dp.attach_xdp(dev, prog, XdpMode::Native | XdpMode::Generic)?;  dp.detach_xdp(dev, mode)?
+//! dp.attach_tc(dev, TcDirection::Ingress | Egress, TcAttach::ClsBpf { prio, handle, classid }, prog)?;
+//! dp.attach_tc(dev, dir, TcAttach::Tcx(MprogOrder::Append | Prepend | Before(id) | After(id) | Replace(id)), prog)?;
 //! dp.attach_netkit(primary, NetkitSide::Primary | NetkitSide::Peer, MprogOrder::Append, prog)?;
-//!     // through the peer's DevId: Err(DatapathError::Errno{errno: EACCES, ..}) as netkit_dev_fetch
-//! let id: PacketId = dp.inject(dev, &frame, ts_ns)?;  // NIC: from the wire (RSS picks the queue)
+//!     // through the peer: Err(DatapathError::Errno { errno: EACCES, .. }) as netkit_dev_fetch;
+//!     // on a non-netkit device ENXIO.
+//! let id: PacketId = dp.inject(dev, &frame, ts_ns)?;  // NIC: from the wire (RSS picks the
+//!                                                     // queue); others: received on that device
 //! dp.run();                                           // until every queue is empty
-//! dp.take_transmitted() -> Vec<Transmitted { dev, ifindex, id, frame, ts_ns }>   // out of NICs
-//! dp.take_xsk(dev, queue) -> Vec<XskFrame>;  dp.take_delivered() -> Vec<Delivered>
-//! dp.counters() -> &Counters   // serde: per device stats + per hook verdict packets/bytes,
-//!                              // drops per reason, conservation {in, originated, transmitted, delivered, dropped}
-//! dp.drops() -> &[DropRecord]  // reason + where (device, hook, program, insn offset of an exception)
-//! dp.set_trace(true); dp.take_trace() -> Vec<TraceEvent>   // TraceEvent::to_text(), serde (pwru keys)
-//! dp.capture(dev, Hook::Xdp | TcIngress | TcEgress | Netkit | Xmit); dp.take_captures() -> Vec<CaptureRecord>
+//! dp.finish();                                        // end of input: unresolved neighbours -> NEIGH_FAILED
+//! dp.take_transmitted() -> Vec<Transmitted { dev, ifindex, id, ts_ns, frame }>   // out of NICs
+//! dp.recycle(frame)                                   // give a written-out buffer back to the pool
+//! dp.xsk_queues() -> Vec<(DevId, rxq)>;  dp.take_xsk(dev, rxq) -> Vec<XskFrame { id, slot, ts_ns, frame }>
+//! dp.take_delivered() -> Vec<Delivered { dev, ifindex, id, ts_ns, by: "stack" | "tc-ingress" | .., frame }>
+//! dp.counters() -> CountersReport   // serde: conservation {in, originated, transmitted, delivered,
+//!                                   // dropped, in_flight}, per device stats (ip -s link) and
+//!                                   // hook -> verdict name -> {packets, bytes}, drops per reason
+//! dp.conservation(); dp.stats(dev); dp.hook_count(dev, Hook::Xdp, verdict_code)
+//! dp.drops() -> impl Iterator<&DropRecord { id, reason, iface, ifindex, hook, prog, insn, error }>
+//! dp.set_trace(true); dp.take_trace() -> Vec<TraceEvent>  // .to_text(), .to_json() (pwru keys:
+//!                                   // skb, cpu, iface, func, proto, len, tuple; plus prog, verdict, target)
+//! dp.capture(dev, Hook::Xdp | TcIngress | TcEgress | Netkit | Xmit | ...);
+//! dp.take_captures() -> Vec<CaptureRecord { ifindex, iface, hook, point: Entry | Exit, id, verdict, ts_ns, bytes }>
 //! ```
 //!
-//! Single worker, run to completion per NAPI poll (budget 64). In deterministic
-//! mode the programs' clock (`bpf_ktime_get_ns`) is the timestamp of the packet
-//! being injected or polled.
+//! Single worker, run to completion per NAPI poll (budget 64): each poll ends
+//! with xdp_do_flush (the XDP bulk queue), the GRO flush and the qdiscs' run.
+//! In deterministic mode the programs' clock (`bpf_ktime_get_ns`) is the
+//! timestamp of the packet being processed. Every packet ends once:
+//! `in + originated == transmitted + delivered + dropped` (+ `in_flight` while
+//! queues are not empty).
 
 pub mod counters;
 pub mod device;

@@ -3,6 +3,7 @@
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -144,6 +145,21 @@ SEC("tc") int tc_record(struct __sk_buff *skb)
 	res_set(4, skb->mark);
 	res_set(5, skb->ifindex);
 	res_set(6, skb->pkt_type);
+	return 0;
+}
+
+/* bpf_fib_lookup for 10.0.0.1 -> 10.1.0.9 in the packet's namespace: rc, ifindex, dmac[5]. */
+SEC("tc") int tc_fib(struct __sk_buff *skb)
+{
+	struct bpf_fib_lookup p = {};
+	p.family = 2; /* AF_INET */
+	p.ipv4_src = bpf_htonl(0x0a000001);
+	p.ipv4_dst = bpf_htonl(0x0a010009);
+	p.ifindex = skb->ifindex;
+	long rc = bpf_fib_lookup(skb, &p, sizeof(p), 0);
+	res_set(0, rc);
+	res_set(1, p.ifindex);
+	res_set(2, p.dmac[5]);
 	return 0;
 }
 
