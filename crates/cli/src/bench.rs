@@ -60,9 +60,8 @@ impl Default for BenchArgs {
 }
 
 // ---------------------------------------------------------------------------
-// skiff's engines. The bench runs every program in both; the JIT column stays "-"
-// while skiff-vm has no JIT (the four functions below are the only place that
-// knows how to select an engine).
+// skiff's engines. The bench runs every program in both (the four functions
+// below are the only place that knows how to select an engine).
 
 /// One of skiff's two engines.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -81,19 +80,26 @@ impl SkiffEngine {
 
     /// Err(reason) when this build of skiff-vm does not have the engine.
     fn supported(self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn engine(self) -> skiff_vm::Engine {
         match self {
-            SkiffEngine::Interp => Ok(()),
-            SkiffEngine::Jit => Err("not available: skiff-vm has no JIT in this build".into()),
+            SkiffEngine::Jit => skiff_vm::Engine::Jit,
+            SkiffEngine::Interp => skiff_vm::Engine::Interp,
         }
     }
 
     fn load_options(self) -> LoadOptions {
         LoadOptions {
             possible_cpus: skiff_kernel::possible_cpus().unwrap_or(1),
+            engine: self.engine(),
         }
     }
 
-    fn select(self, _vm: &mut Vm) {}
+    fn select(self, vm: &mut Vm) {
+        vm.engine = self.engine();
+    }
 }
 
 /// Compile time and native code size of a program the JIT compiled.
@@ -103,8 +109,11 @@ pub struct CompileStats {
     pub code_size: usize,
 }
 
-fn jit_stats(_prog: &Program) -> Option<CompileStats> {
-    None
+fn jit_stats(prog: &Program) -> Option<CompileStats> {
+    prog.jit_stats().map(|s| CompileStats {
+        compile_time: s.compile_time,
+        code_size: s.code_size,
+    })
 }
 
 // ---------------------------------------------------------------------------

@@ -71,7 +71,8 @@ pub struct RunArgs {
     /// MAP KEY VALUE: hex bytes in memory order; VALUE may be prog:NAME.
     #[arg(long, num_args = 3, value_names = ["MAP", "KEY", "VALUE"], action = clap::ArgAction::Append)]
     map_update: Vec<String>,
-    #[arg(long, value_enum, default_value = "interp")]
+    /// jit: native code compiled at load (the default); interp: the interpreter.
+    #[arg(long, value_enum, default_value = "jit")]
     engine: Engine,
     #[command(flatten)]
     load: LoadArgs,
@@ -300,15 +301,17 @@ fn redirect_json(r: &skiff_net::Redirect) -> Value {
 }
 
 fn run(a: &RunArgs) -> Result<i32> {
-    if a.engine == Engine::Jit {
-        bail!("not supported: --engine jit (the JIT is not built yet; use --engine interp)");
-    }
+    let engine = match a.engine {
+        Engine::Jit => skiff_vm::Engine::Jit,
+        Engine::Interp => skiff_vm::Engine::Interp,
+    };
     let obj = parse(&a.object, &a.load)?;
     let spec = pick_prog(&obj, a.prog.as_deref())?;
     let coll = Collection::load(
         &obj,
         &LoadOptions {
             possible_cpus: possible_cpus(),
+            engine,
         },
     )?;
     for u in a.map_update.chunks(3) {
@@ -323,6 +326,7 @@ fn run(a: &RunArgs) -> Result<i32> {
         None => None,
     };
     let mut vm = Vm::new(skiff_net::helper_table());
+    vm.engine = engine;
     vm.env.programs = coll.programs.clone();
     let out = skiff_net::test_run::test_run(
         &mut vm,
@@ -353,6 +357,8 @@ fn run(a: &RunArgs) -> Result<i32> {
             "exception": exception,
             "trace": vm.env.trace,
             "trace_dropped": vm.env.trace_dropped,
+            "engine": if engine == skiff_vm::Engine::Jit { "jit" } else { "interp" },
+            "jit": prog.jit_stats().map(|s| json!({"compile_ns": s.compile_time.as_nanos() as u64, "code_size": s.code_size, "functions": s.functions})),
             "error": null,
         });
         println!("{v}");
@@ -372,6 +378,14 @@ fn run(a: &RunArgs) -> Result<i32> {
         }
         if let Some(r) = &out.redirect {
             println!("redirect: {}", redirect_json(r));
+        }
+        if let Some(s) = prog.jit_stats() {
+            eprintln!(
+                "jit: {} bytes of native code in {} function(s), compiled in {} us",
+                s.code_size,
+                s.functions,
+                s.compile_time.as_micros()
+            );
         }
         println!(
             "retval: {}   duration: {} ns/run   data_out: {} bytes",

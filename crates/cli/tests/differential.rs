@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use common::{CaseResult, MapVal};
 use skiff_maps::{MapType, MapValue};
-use skiff_vm::{Collection, LoadOptions, Vm};
+use skiff_vm::{Collection, Engine, LoadOptions, Vm};
 
 fn possible_cpus() -> usize {
     skiff_kernel::possible_cpus().unwrap_or(1)
@@ -19,7 +19,7 @@ fn possible_cpus() -> usize {
 
 /// skiff's result for a case, normalised as `common::kernel_result` normalises
 /// the kernel's.
-fn skiff_result(case: &common::Case, pkt: &[u8]) -> Result<CaseResult, String> {
+fn skiff_result(engine: Engine, case: &common::Case, pkt: &[u8]) -> Result<CaseResult, String> {
     let path = common::bpf_object(case.object).ok_or("compile failed")?;
     let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
     let obj = skiff_object::Object::parse(&bytes).map_err(|e| e.to_string())?;
@@ -27,6 +27,7 @@ fn skiff_result(case: &common::Case, pkt: &[u8]) -> Result<CaseResult, String> {
         &obj,
         &LoadOptions {
             possible_cpus: possible_cpus(),
+            engine,
         },
     )
     .map_err(|e| e.to_string())?;
@@ -42,6 +43,7 @@ fn skiff_result(case: &common::Case, pkt: &[u8]) -> Result<CaseResult, String> {
     }
     let prog = coll.program(case.prog).map_err(|e| e.to_string())?.clone();
     let mut vm = Vm::new(skiff_net::helper_table());
+    vm.engine = engine;
     vm.env.programs = coll.programs.clone();
     let run = skiff_net::test_run::test_run(
         &mut vm,
@@ -150,58 +152,60 @@ fn compare(case: &common::Case, packets: &[(&str, Vec<u8>)]) -> Vec<String> {
                 continue;
             }
         };
-        match skiff_result(case, pkt) {
-            Ok(s) if s == kernel => {}
-            Ok(s) => {
-                let mut diff = Vec::new();
-                if s.retval != kernel.retval {
-                    diff.push(format!(
-                        "retval skiff {:?} kernel {:?}",
-                        s.retval, kernel.retval
-                    ));
-                }
-                if s.data_out != kernel.data_out {
-                    diff.push(format!(
-                        "data_out skiff {} kernel {}",
-                        hex::encode(&s.data_out),
-                        hex::encode(&kernel.data_out)
-                    ));
-                }
-                if s.ctx_out != kernel.ctx_out {
-                    diff.push(format!(
-                        "ctx_out skiff {:?} kernel {:?}",
-                        s.ctx_out.as_ref().map(hex::encode),
-                        kernel.ctx_out.as_ref().map(hex::encode)
-                    ));
-                }
-                for (name, kv) in &kernel.maps {
-                    let sv = s.maps.get(name);
-                    if sv != Some(kv) {
-                        let show = |e: &Vec<(Vec<u8>, Vec<u8>)>| {
-                            e.iter()
-                                .map(|(k, v)| format!("{}={}", hex::encode(k), hex::encode(v)))
-                                .collect::<Vec<_>>()
-                                .join(" ")
-                        };
+        for engine in [Engine::Jit, Engine::Interp] {
+            match skiff_result(engine, case, pkt) {
+                Ok(s) if s == kernel => {}
+                Ok(s) => {
+                    let mut diff = Vec::new();
+                    if s.retval != kernel.retval {
                         diff.push(format!(
-                            "map {name}: skiff [{}] kernel [{}]",
-                            sv.map(show).unwrap_or_default(),
-                            show(kv)
+                            "retval skiff {:?} kernel {:?}",
+                            s.retval, kernel.retval
                         ));
                     }
+                    if s.data_out != kernel.data_out {
+                        diff.push(format!(
+                            "data_out skiff {} kernel {}",
+                            hex::encode(&s.data_out),
+                            hex::encode(&kernel.data_out)
+                        ));
+                    }
+                    if s.ctx_out != kernel.ctx_out {
+                        diff.push(format!(
+                            "ctx_out skiff {:?} kernel {:?}",
+                            s.ctx_out.as_ref().map(hex::encode),
+                            kernel.ctx_out.as_ref().map(hex::encode)
+                        ));
+                    }
+                    for (name, kv) in &kernel.maps {
+                        let sv = s.maps.get(name);
+                        if sv != Some(kv) {
+                            let show = |e: &Vec<(Vec<u8>, Vec<u8>)>| {
+                                e.iter()
+                                    .map(|(k, v)| format!("{}={}", hex::encode(k), hex::encode(v)))
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
+                            };
+                            diff.push(format!(
+                                "map {name}: skiff [{}] kernel [{}]",
+                                sv.map(show).unwrap_or_default(),
+                                show(kv)
+                            ));
+                        }
+                    }
+                    failures.push(format!(
+                        "{} on {pname} ({}, {engine:?}): {}",
+                        case.name(),
+                        describe(&kernel),
+                        diff.join("; ")
+                    ));
                 }
-                failures.push(format!(
-                    "{} on {pname} ({}): {}",
+                Err(e) => failures.push(format!(
+                    "{} on {pname}: skiff ({engine:?}) failed: {e} (kernel: {})",
                     case.name(),
-                    describe(&kernel),
-                    diff.join("; ")
-                ));
+                    describe(&kernel)
+                )),
             }
-            Err(e) => failures.push(format!(
-                "{} on {pname}: skiff failed: {e} (kernel: {})",
-                case.name(),
-                describe(&kernel)
-            )),
         }
     }
     failures
@@ -215,10 +219,11 @@ fn corpus_matches_kernel() {
     }
     let packets = common::packets();
     let cases = common::cases();
-    let total = cases.len() * packets.len();
+    // Each run in both engines.
+    let total = cases.len() * packets.len() * 2;
     let failures: Vec<String> = cases.iter().flat_map(|c| compare(c, &packets)).collect();
     println!(
-        "differential: {total} runs, {} identical, {} different",
+        "differential (JIT and interpreter): {total} runs, {} identical, {} different",
         total - failures.len(),
         failures.len()
     );

@@ -81,6 +81,26 @@ impl Context for XdpBuff {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
+
+    // Every xdp_md field is a plain 4-byte load: the JIT serves them all.
+    fn fast_loads(&self, shadow: &mut [u64; 64]) -> u64 {
+        shadow[0] = self.addr(self.data);
+        shadow[1] = self.addr(self.data_end);
+        shadow[2] = self.addr(if self.meta_valid {
+            self.data_meta
+        } else {
+            self.data
+        });
+        shadow[3] = self.ingress_ifindex as u64;
+        shadow[4] = self.rx_queue_index as u64;
+        match self.egress_ifindex {
+            Some(i) => {
+                shadow[5] = i as u64;
+                0b11_1111
+            }
+            None => 0b1_1111,
+        }
+    }
 }
 
 /// struct __sk_buff field offsets (include/uapi/linux/bpf.h).
@@ -119,48 +139,8 @@ pub mod sk_buff {
 }
 
 impl SkBuff {
-    /// The u32 (or u64) field value at a field's start offset.
-    fn field(&self, off: u32) -> Option<u64> {
-        use sk_buff::*;
-        Some(match off {
-            LEN => self.len() as u64,
-            PKT_TYPE => self.pkt_type as u64,
-            MARK => self.mark as u64,
-            QUEUE_MAPPING => self.queue_mapping as u64,
-            // __be16 fields are handed over as stored: network byte order.
-            PROTOCOL => self.protocol.to_be() as u64,
-            VLAN_PRESENT => self.vlan_present as u64,
-            VLAN_TCI => self.vlan_tci as u64,
-            VLAN_PROTO => self.vlan_proto.to_be() as u64,
-            PRIORITY => self.priority as u64,
-            INGRESS_IFINDEX => self.ingress_ifindex as u64,
-            IFINDEX => self.ifindex as u64,
-            TC_INDEX => self.tc_index as u64,
-            HASH => self.hash as u64,
-            TC_CLASSID => self.tc_classid as u64,
-            DATA => self.addr(self.data),
-            DATA_END => self.addr(self.tail),
-            DATA_META => self.addr(self.data - self.meta_len),
-            // NAPI ids below MIN_NAPI_ID are not reported.
-            NAPI_ID => self.napi_id as u64,
-            TSTAMP => self.tstamp,
-            WIRE_LEN => self.wire_len as u64,
-            GSO_SEGS => self.gso_segs as u64,
-            GSO_SIZE => self.gso_size as u64,
-            HWTSTAMP => self.hwtstamp,
-            // skiff models no sockets: skb->sk reads as NULL.
-            SK => 0,
-            _ => return None,
-        })
-    }
-}
-
-impl Context for SkBuff {
-    fn ctx_size(&self) -> usize {
-        sk_buff::SIZE
-    }
-
-    fn load(&mut self, off: u32, size: u32) -> Result<u64, VmError> {
+    /// `struct __sk_buff` load of `size` bytes at `off` (bpf_convert_ctx_access).
+    fn load_field(&self, off: u32, size: u32) -> Result<u64, VmError> {
         use sk_buff::*;
         if !off.is_multiple_of(size) {
             return Err(bad("__sk_buff misaligned", off, size));
@@ -224,6 +204,76 @@ impl Context for SkBuff {
         Ok((v >> shift) & mask)
     }
 
+    /// The u32 (or u64) field value at a field's start offset.
+    fn field(&self, off: u32) -> Option<u64> {
+        use sk_buff::*;
+        Some(match off {
+            LEN => self.len() as u64,
+            PKT_TYPE => self.pkt_type as u64,
+            MARK => self.mark as u64,
+            QUEUE_MAPPING => self.queue_mapping as u64,
+            // __be16 fields are handed over as stored: network byte order.
+            PROTOCOL => self.protocol.to_be() as u64,
+            VLAN_PRESENT => self.vlan_present as u64,
+            VLAN_TCI => self.vlan_tci as u64,
+            VLAN_PROTO => self.vlan_proto.to_be() as u64,
+            PRIORITY => self.priority as u64,
+            INGRESS_IFINDEX => self.ingress_ifindex as u64,
+            IFINDEX => self.ifindex as u64,
+            TC_INDEX => self.tc_index as u64,
+            HASH => self.hash as u64,
+            TC_CLASSID => self.tc_classid as u64,
+            DATA => self.addr(self.data),
+            DATA_END => self.addr(self.tail),
+            DATA_META => self.addr(self.data - self.meta_len),
+            // NAPI ids below MIN_NAPI_ID are not reported.
+            NAPI_ID => self.napi_id as u64,
+            TSTAMP => self.tstamp,
+            WIRE_LEN => self.wire_len as u64,
+            GSO_SEGS => self.gso_segs as u64,
+            GSO_SIZE => self.gso_size as u64,
+            HWTSTAMP => self.hwtstamp,
+            // skiff models no sockets: skb->sk reads as NULL.
+            SK => 0,
+            _ => return None,
+        })
+    }
+}
+
+impl Context for SkBuff {
+    fn ctx_size(&self) -> usize {
+        sk_buff::SIZE
+    }
+
+    fn load(&mut self, off: u32, size: u32) -> Result<u64, VmError> {
+        self.load_field(off, size)
+    }
+
+    // The fields programs read most, computed as `load(off, 4)` does (a u32 field
+    // or a packet pointer at its own offset: `field`).
+    fn fast_loads(&self, shadow: &mut [u64; 64]) -> u64 {
+        use sk_buff::*;
+        let mut mask = 0u64;
+        for off in [
+            LEN,
+            PKT_TYPE,
+            MARK,
+            PROTOCOL,
+            PRIORITY,
+            INGRESS_IFINDEX,
+            IFINDEX,
+            DATA,
+            DATA_END,
+            DATA_META,
+        ] {
+            if let Some(v) = self.field(off) {
+                shadow[(off / 4) as usize] = v;
+                mask |= 1 << (off / 4);
+            }
+        }
+        mask
+    }
+
     // tc_cls_act_is_valid_access: writable are mark, tc_index, priority, cb[],
     // tc_classid, tstamp, queue_mapping.
     fn store(&mut self, off: u32, size: u32, value: u64) -> Result<(), VmError> {
@@ -280,5 +330,43 @@ impl Context for SkBuff {
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `fast_loads` claims must be exactly what `load(off, 4)` returns.
+    fn check(ctx: &mut dyn Context) {
+        let mut shadow = [0u64; 64];
+        let mask = ctx.fast_loads(&mut shadow);
+        assert_ne!(mask, 0);
+        for slot in 0..64 {
+            if mask & (1 << slot) != 0 {
+                let want = ctx.load(slot * 4, 4).expect("a fast field loads");
+                assert_eq!(shadow[slot as usize], want, "slot {slot}");
+            }
+        }
+    }
+
+    #[test]
+    fn fast_loads_match_load() {
+        let pkt: Vec<u8> = (0..100u8).collect();
+        let mut x = XdpBuff::new(&pkt, 256, 7).unwrap();
+        check(&mut x);
+        x.egress_ifindex = Some(9);
+        x.data_meta -= 8;
+        check(&mut x);
+        x.meta_valid = false;
+        check(&mut x);
+        let mut s = SkBuff::new(&pkt, 64, 3, 1500);
+        s.mark = 0xdead_beef;
+        s.protocol = 0x86dd;
+        s.priority = 7;
+        s.pkt_type = 3;
+        s.ingress_ifindex = 5;
+        s.meta_len = 16;
+        check(&mut s);
     }
 }

@@ -27,11 +27,16 @@ pub enum LoadError {
 pub struct LoadOptions {
     /// Values per per-CPU map element (the kernel's possible CPUs).
     pub possible_cpus: usize,
+    /// The engine programs are loaded for (compiled here for the JIT).
+    pub engine: crate::Engine,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { possible_cpus: 1 }
+        LoadOptions {
+            possible_cpus: 1,
+            engine: crate::Engine::default(),
+        }
     }
 }
 
@@ -83,11 +88,12 @@ impl Collection {
         let map_refs: Vec<Arc<Map>> = maps.iter().map(|(_, m)| m.clone()).collect();
         let mut programs = Vec::with_capacity(obj.programs.len());
         for p in &obj.programs {
-            programs.push(Arc::new(Program::load(
+            programs.push(Arc::new(Program::load_with(
                 &p.name,
                 p.prog_type,
                 p.insns.clone(),
                 &map_refs,
+                opts.engine,
             )?));
         }
         let coll = Collection { maps, programs };

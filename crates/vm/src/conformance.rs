@@ -7,7 +7,8 @@ use std::sync::Arc;
 use skiff_isa::Insn;
 
 use crate::{
-    HelperDef, HelperTable, NoContext, ProgType, Program, Region, RegionKind, RunState, Vm, VmError,
+    Engine, HelperDef, HelperTable, NoContext, ProgType, Program, Region, RegionKind, RunState, Vm,
+    VmError,
 };
 
 /// Helper 5 of the suite: ends the program with r0 = 0 when r1 is 0, else
@@ -33,10 +34,17 @@ pub fn helpers() -> Arc<HelperTable> {
 /// Load and run `insns` over `mem`; the error says why the program was refused or
 /// where its run ended abnormally.
 pub fn run(insns: Vec<Insn>, mem: &[u8]) -> Result<u64, String> {
+    run_with(Engine::default(), insns, mem)
+}
+
+/// As `run`, in `engine`.
+pub fn run_with(engine: Engine, insns: Vec<Insn>, mem: &[u8]) -> Result<u64, String> {
     let prog = Arc::new(
-        Program::load("conformance", ProgType::Xdp, insns, &[]).map_err(|e| e.to_string())?,
+        Program::load_with("conformance", ProgType::Xdp, insns, &[], engine)
+            .map_err(|e| e.to_string())?,
     );
     let mut vm = Vm::new(helpers());
+    vm.engine = engine;
     let mut mem = mem.to_vec();
     let (addr, len) = (mem.as_mut_ptr() as usize, mem.len());
     let regions = if len > 0 {

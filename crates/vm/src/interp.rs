@@ -50,7 +50,7 @@ fn store(st: &mut RunState, addr: u64, size: u32, v: u64) -> Result<(), VmError>
 }
 
 /// BPF_STX | BPF_ATOMIC. Returns the value to put in the fetch register, if any.
-fn atomic(
+pub(crate) fn atomic(
     st: &mut RunState,
     addr: u64,
     size: u32,
@@ -369,9 +369,25 @@ fn run_loop(
                             }
                             if let Some(next) = st.pending_tail_call.take() {
                                 st.current = next;
-                                cur = next;
-                                pc = 0;
-                                continue 'program;
+                                if nframes == 0 {
+                                    cur = next;
+                                    pc = 0;
+                                    continue 'program;
+                                }
+                                // From a subprogram: the target runs in the
+                                // subprogram's place and returns to its caller.
+                                st.budget = *budget;
+                                let args = [reg[1], reg[2], reg[3], reg[4], reg[5]];
+                                let r = execute(st, Some(next), 0, args);
+                                *budget = st.budget;
+                                reg[0] = r?;
+                                nframes -= 1;
+                                let f = frames[nframes];
+                                reg[6..10].copy_from_slice(&f.saved);
+                                reg[10] += skiff_isa::MAX_BPF_STACK as u64;
+                                st.depth -= 1;
+                                pc = f.ret_pc;
+                                continue;
                             }
                             pc += 1;
                         }
@@ -435,40 +451,14 @@ fn run_loop(
                         reg[dst] = (insn.imm as u32 as u64) | ((hi as u32 as u64) << 32);
                         pc += 2;
                     } else if insn.code & 0xe0 == BPF_ABS || insn.code & 0xe0 == BPF_IND {
-                        // Legacy packet loads (skb only): network byte order; out of
-                        // bounds ends the program with r0 = 0 (bpf_skb_load_helper).
-                        if st.current.prog_type == crate::ProgType::Xdp {
-                            return Err((pc, VmError::NotSupported("BPF_LD_ABS/IND outside an skb program (the kernel's verifier refuses it)".into())));
-                        }
-                        let size = size_of(insn.code);
                         let mut off = insn.imm as i64;
                         if insn.code & 0xe0 == BPF_IND {
                             off += reg[srcr] as u32 as i32 as i64;
                         }
-                        let Some((start, end)) = st.ctx.data() else {
-                            return Err((
-                                pc,
-                                VmError::NotSupported("BPF_LD_ABS/IND without a packet".into()),
-                            ));
-                        };
-                        if off < 0 || start as i64 + off + size as i64 > end as i64 {
-                            return Ok(0);
+                        match ld_abs(st, off, size_of(insn.code)).map_err(|e| (pc, e))? {
+                            Some(v) => reg[0] = v,
+                            None => return Ok(0),
                         }
-                        let mut b = [0u8; 8];
-                        // SAFETY: [start+off, start+off+size) is inside the packet.
-                        unsafe {
-                            std::ptr::copy_nonoverlapping(
-                                (start as i64 + off) as usize as *const u8,
-                                b.as_mut_ptr(),
-                                size as usize,
-                            )
-                        };
-                        reg[0] = match size {
-                            1 => b[0] as u64,
-                            2 => u16::from_be_bytes([b[0], b[1]]) as u64,
-                            4 => u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as u64,
-                            _ => return Err((pc, VmError::BadInsn(insn.code))),
-                        };
                         pc += 1;
                     } else {
                         return Err((pc, VmError::BadInsn(insn.code)));
@@ -478,4 +468,38 @@ fn run_loop(
             }
         }
     }
+}
+
+/// BPF_LD_ABS / BPF_LD_IND at packet offset `off` (the index register already
+/// added): network byte order; `None` when out of the packet, which ends the
+/// program with r0 = 0 (net/core/filter.c: bpf_skb_load_helper_*).
+pub(crate) fn ld_abs(st: &mut RunState, off: i64, size: u32) -> Result<Option<u64>, VmError> {
+    if st.current.prog_type == crate::ProgType::Xdp {
+        return Err(VmError::NotSupported(
+            "BPF_LD_ABS/IND outside an skb program (the kernel's verifier refuses it)".into(),
+        ));
+    }
+    let Some((start, end)) = st.ctx.data() else {
+        return Err(VmError::NotSupported(
+            "BPF_LD_ABS/IND without a packet".into(),
+        ));
+    };
+    if off < 0 || start as i64 + off + size as i64 > end as i64 {
+        return Ok(None);
+    }
+    let mut b = [0u8; 8];
+    // SAFETY: [start+off, start+off+size) is inside the packet.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            (start as i64 + off) as usize as *const u8,
+            b.as_mut_ptr(),
+            size as usize,
+        )
+    };
+    Ok(Some(match size {
+        1 => b[0] as u64,
+        2 => u16::from_be_bytes([b[0], b[1]]) as u64,
+        4 => u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as u64,
+        _ => return Err(VmError::BadInsn(BPF_LD | BPF_ABS | BPF_DW)),
+    }))
 }

@@ -13,6 +13,8 @@ pub mod conformance;
 pub mod helpers;
 #[allow(unsafe_code)]
 pub mod interp;
+#[allow(unsafe_code)]
+pub mod jit;
 pub mod mem;
 pub mod program;
 #[allow(unsafe_code)]
@@ -20,6 +22,7 @@ pub mod state;
 
 pub use collection::{Collection, LoadError, LoadOptions};
 pub use helpers::{HelperDef, HelperFn, HelperTable};
+pub use jit::{Engine, JitStats};
 pub use mem::{Region, RegionKind, Regions};
 pub use program::Program;
 pub use skiff_object::ProgType;
@@ -92,6 +95,12 @@ pub trait Context: Any {
         self.packet()
     }
     fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// Values the JIT may serve without calling `load`: for each 4-byte slot i
+    /// it sets, `shadow[i]` must equal `load(4 * i, 4)` until the next helper
+    /// call or context store. Returns the mask of slots set (none by default).
+    fn fast_loads(&self, _shadow: &mut [u64; 64]) -> u64 {
+        0
+    }
 }
 
 /// A context with no fields: r1 points at plain memory (the conformance suite).

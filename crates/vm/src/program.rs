@@ -10,6 +10,7 @@ use skiff_object::ProgType;
 
 use crate::collection::LoadError;
 use crate::mem::{Region, RegionKind};
+use crate::{Engine, JitStats};
 
 /// Callback pointers (ld_imm64 with BPF_PSEUDO_FUNC) are this tag plus the target
 /// instruction index: they are only ever handed back to helpers, never dereferenced.
@@ -31,6 +32,8 @@ pub struct Program {
     pub maps: Vec<Arc<Map>>,
     /// Their storage, as regions of every run (computed once here, not per run).
     pub map_regions: Vec<Region>,
+    /// Native code, when loaded for the JIT.
+    jit: Option<crate::jit::Compiled>,
 }
 
 /// The value a map reference has in a register: the map's address, as the kernel
@@ -40,8 +43,48 @@ pub fn map_handle(map: &Arc<Map>) -> u64 {
 }
 
 impl Program {
-    /// `maps` are the object's maps by index (`Object::maps` order).
+    /// `maps` are the object's maps by index (`Object::maps` order). Compiles
+    /// with the JIT (the default engine).
     pub fn load(
+        name: &str,
+        prog_type: ProgType,
+        insns: Vec<Insn>,
+        maps: &[Arc<Map>],
+    ) -> Result<Program, LoadError> {
+        Self::load_with(name, prog_type, insns, maps, Engine::Jit)
+    }
+
+    /// As `load`, for `engine`: with `Engine::Jit` the program is compiled
+    /// here, once; a program the JIT refuses (control flow the kernel's verifier
+    /// refuses too) is an error.
+    pub fn load_with(
+        name: &str,
+        prog_type: ProgType,
+        insns: Vec<Insn>,
+        maps: &[Arc<Map>],
+        engine: Engine,
+    ) -> Result<Program, LoadError> {
+        let mut p = Self::link(name, prog_type, insns, maps)?;
+        if engine == Engine::Jit {
+            let c = crate::jit::compile(&p).map_err(|e| LoadError::Invalid {
+                prog: name.to_string(),
+                msg: format!("JIT: {e}"),
+            })?;
+            p.jit = Some(c);
+        }
+        Ok(p)
+    }
+
+    /// Native code statistics, when the program was compiled.
+    pub fn jit_stats(&self) -> Option<JitStats> {
+        self.jit.as_ref().map(|c| c.stats)
+    }
+
+    pub(crate) fn jit(&self) -> Option<&crate::jit::Compiled> {
+        self.jit.as_ref()
+    }
+
+    fn link(
         name: &str,
         prog_type: ProgType,
         insns: Vec<Insn>,
@@ -127,6 +170,7 @@ impl Program {
             insns,
             code,
             maps: used,
+            jit: None,
         })
     }
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use skiff_maps::Map;
 
+use crate::jit::JitState;
 use crate::mem::{Region, RegionKind, Regions};
 use crate::program::{map_handle, Program};
 use crate::{Context, HelperTable, VmError};
@@ -89,6 +90,8 @@ pub struct Vm {
     maps: Vec<*const Map>,
     pub env: Env,
     pub helpers: Arc<HelperTable>,
+    /// Which engine runs programs (the JIT when the program was compiled).
+    pub engine: crate::Engine,
 }
 
 impl Vm {
@@ -101,6 +104,7 @@ impl Vm {
             maps: Vec::new(),
             env: Env::default(),
             helpers,
+            engine: crate::Engine::default(),
         }
     }
 
@@ -167,10 +171,24 @@ impl Vm {
             exit_now: None,
             scratch: self.scratch.as_mut_ptr() as usize,
             scratch_mapped: false,
+            engine: self.engine,
+            jit: JitState::default(),
+            jit_error: None,
         };
         st.budget = st.env.budget;
         let args = args.unwrap_or([ctx_addr as u64, 0, 0, 0, 0]);
-        let res = crate::interp::execute(&mut st, None, 0, args);
+        let res = if self.engine == crate::Engine::Jit && prog.jit().is_some() {
+            st.jit.stack_lo = stack_start as u64;
+            st.jit.stack_hi = (stack_start + STACK_SIZE) as u64;
+            if let Some(r) = st.regions.ctx {
+                st.jit.ctx_start = r.start;
+                st.jit.ctx_end = r.end;
+            }
+            st.refresh_packet();
+            crate::jit::execute(&mut st, args)
+        } else {
+            crate::interp::execute(&mut st, None, 0, args)
+        };
         let res = res.map_err(|(pc, error)| crate::Exception {
             prog: st.current.name.clone(),
             pc,
@@ -227,6 +245,10 @@ pub struct RunState<'a> {
     pub exit_now: Option<u64>,
     scratch: usize,
     scratch_mapped: bool,
+    pub(crate) engine: crate::Engine,
+    /// What native code reads directly (see jit::runtime).
+    pub(crate) jit: JitState,
+    pub(crate) jit_error: Option<(usize, VmError)>,
 }
 
 impl RunState<'_> {
@@ -330,6 +352,10 @@ impl RunState<'_> {
             .ctx
             .packet()
             .map(|(s, e)| Region::new(s, e - s, RegionKind::ReadWrite));
+        (self.jit.pkt_start, self.jit.pkt_end) = match self.regions.packet {
+            Some(r) => (r.start, r.end),
+            None => (u64::MAX, 0),
+        };
     }
 
     /// Request a tail call; the interpreter performs it when the helper returns.
@@ -353,8 +379,15 @@ impl RunState<'_> {
         }
         let prog = self.current;
         self.depth += 1;
-        let r = crate::interp::execute(self, Some(prog), pc, args);
+        let r = match self.engine {
+            crate::Engine::Jit => crate::jit::runtime_call(self, pc, args),
+            crate::Engine::Interp => None,
+        };
+        let r = match r {
+            Some(r) => r,
+            None => crate::interp::execute(self, Some(prog), pc, args).map_err(|(_, e)| e),
+        };
         self.depth -= 1;
-        r.map_err(|(_, e)| e)
+        r
     }
 }

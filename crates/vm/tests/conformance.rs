@@ -1,10 +1,11 @@
 //! The BPF ISA conformance suite (../shared/conformance, or $SKIFF_CONFORMANCE_DIR):
-//! every test in tests/ passes in the interpreter; every file in negative/ fails
+//! every test in tests/ passes in the interpreter and in the JIT; every file in negative/ fails
 //! (refused by the assembler, decoder or validator, or a wrong result).
 
 use std::path::PathBuf;
 
 use skiff_isa::conformance::parse_data_file;
+use skiff_vm::Engine;
 
 fn suite_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("SKIFF_CONFORMANCE_DIR")
@@ -34,7 +35,7 @@ fn files(dir: PathBuf) -> Vec<PathBuf> {
 }
 
 /// Ok(r0) or Err(why it did not run).
-fn run_file(path: &PathBuf) -> (Result<u64, String>, Option<u64>) {
+fn run_file(engine: Engine, path: &PathBuf) -> (Result<u64, String>, Option<u64>) {
     let text = std::fs::read_to_string(path).expect("read test file");
     let t = match parse_data_file(&text) {
         Ok(t) => t,
@@ -45,11 +46,23 @@ fn run_file(path: &PathBuf) -> (Result<u64, String>, Option<u64>) {
         Ok(i) => i,
         Err(e) => return (Err(format!("assemble: {e}")), expected),
     };
-    (skiff_vm::conformance::run(insns, &t.mem), expected)
+    (
+        skiff_vm::conformance::run_with(engine, insns, &t.mem),
+        expected,
+    )
 }
 
 #[test]
-fn conformance_suite_passes() {
+fn conformance_suite_passes_in_the_interpreter() {
+    suite_passes(Engine::Interp);
+}
+
+#[test]
+fn conformance_suite_passes_in_the_jit() {
+    suite_passes(Engine::Jit);
+}
+
+fn suite_passes(engine: Engine) {
     let Some(dir) = suite_dir() else { return };
     let all = files(dir.join("tests"));
     assert!(
@@ -60,7 +73,7 @@ fn conformance_suite_passes() {
     let mut failures = Vec::new();
     for path in &all {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        match run_file(path) {
+        match run_file(engine, path) {
             (Ok(r0), Some(want)) if r0 == want => {}
             (Ok(r0), Some(want)) => {
                 failures.push(format!("{name}: r0 = {r0:#x}, expected {want:#x}"))
@@ -72,7 +85,7 @@ fn conformance_suite_passes() {
         }
     }
     println!(
-        "conformance: {} passed, {} failed",
+        "conformance ({engine:?}): {} passed, {} failed",
         all.len() - failures.len(),
         failures.len()
     );
@@ -85,13 +98,18 @@ fn conformance_suite_passes() {
 
 #[test]
 fn conformance_negative_files_fail() {
+    negative_files_fail(Engine::Interp);
+    negative_files_fail(Engine::Jit);
+}
+
+fn negative_files_fail(engine: Engine) {
     let Some(dir) = suite_dir() else { return };
     let all = files(dir.join("negative"));
     assert!(!all.is_empty());
     let mut passed_wrongly = Vec::new();
     for path in &all {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if let (Ok(r0), expected) = run_file(path) {
+        if let (Ok(r0), expected) = run_file(engine, path) {
             // A negative test "passes" only if it ran and matched an expected result.
             if expected.is_none() || expected == Some(r0) {
                 passed_wrongly.push(format!(

@@ -1,0 +1,154 @@
+//! The JIT: eBPF to native code with Cranelift, once per program at load time.
+//! Each eBPF function (the main program, every bpf-to-bpf callee and callback)
+//! becomes one native function `(st, r1..r5, r10) -> r0`. The code keeps the
+//! interpreter's guarantees without a verifier: every load and store is checked
+//! against the run's regions (the packet, the stack and a one-entry cache of the
+//! last map region inline; everything else through the same region table as the
+//! interpreter), loops are bounded by the instruction budget, and any violation
+//! ends the run with the interpreter's error.
+
+mod runtime;
+mod translate;
+
+use std::time::{Duration, Instant};
+
+use cranelift_jit::{JITBuilder, JITModule};
+
+use crate::program::Program;
+use crate::state::RunState;
+use crate::VmError;
+
+pub(crate) use runtime::{call_function as runtime_call, execute, JitState};
+
+/// Which engine runs a program.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// Native code compiled at load time (the default).
+    #[default]
+    Jit,
+    /// The interpreter.
+    Interp,
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Engine, String> {
+        match s {
+            "jit" => Ok(Engine::Jit),
+            "interp" | "interpreter" => Ok(Engine::Interp),
+            _ => Err(format!("unknown engine {s:?} (jit or interp)")),
+        }
+    }
+}
+
+/// What compiling a program cost.
+#[derive(Clone, Copy, Debug)]
+pub struct JitStats {
+    pub compile_time: Duration,
+    /// Bytes of native code, all functions.
+    pub code_size: usize,
+    pub functions: usize,
+}
+
+/// A native function: `(run state, r1, r2, r3, r4, r5, r10) -> r0`.
+pub(crate) type JitFn =
+    unsafe extern "C" fn(*mut RunState<'static>, u64, u64, u64, u64, u64, u64) -> u64;
+
+/// A program's native code.
+pub struct Compiled {
+    module: Option<JITModule>,
+    /// (entry instruction, function), sorted by entry; the main program is pc 0.
+    pub(crate) funcs: Vec<(usize, JitFn)>,
+    pub stats: JitStats,
+}
+
+// SAFETY: after finalize the module is never touched again until it is freed in
+// Drop; the code it owns is immutable and may run on any thread.
+#[allow(unsafe_code)]
+unsafe impl Send for Compiled {}
+#[allow(unsafe_code)]
+unsafe impl Sync for Compiled {}
+
+impl Drop for Compiled {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            // SAFETY: the Compiled is owned by its Program, which runs hold by Arc:
+            // no code of this module can be running or be called after this.
+            #[allow(unsafe_code)]
+            unsafe {
+                m.free_memory()
+            };
+        }
+    }
+}
+
+impl Compiled {
+    pub(crate) fn func(&self, pc: usize) -> Option<JitFn> {
+        self.funcs
+            .binary_search_by_key(&pc, |(e, _)| *e)
+            .ok()
+            .map(|i| self.funcs[i].1)
+    }
+}
+
+/// Why a program cannot be compiled (the kernel's verifier refuses the same).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("insn {pc}: {msg}")]
+pub struct JitError {
+    pub pc: usize,
+    pub msg: String,
+}
+
+fn isa() -> Result<cranelift_codegen::isa::OwnedTargetIsa, String> {
+    use cranelift_codegen::settings::{self, Configurable};
+    let mut flags = settings::builder();
+    for (k, v) in [
+        ("opt_level", "speed"),
+        ("is_pic", "false"),
+        (
+            "enable_verifier",
+            if cfg!(debug_assertions) {
+                "true"
+            } else {
+                "false"
+            },
+        ),
+    ] {
+        flags
+            .set(k, v)
+            .map_err(|e| format!("cranelift flag {k}: {e}"))?;
+    }
+    let builder = cranelift_native::builder().map_err(|e| format!("host ISA: {e}"))?;
+    builder
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| format!("host ISA: {e}"))
+}
+
+/// Compile `prog.code` for this machine.
+pub fn compile(prog: &Program) -> Result<Compiled, JitError> {
+    let start = Instant::now();
+    let isa = isa().map_err(|msg| JitError { pc: 0, msg })?;
+    let module = JITModule::new(JITBuilder::with_isa(
+        isa,
+        cranelift_module::default_libcall_names(),
+    ));
+    let (module, funcs, code_size) = translate::translate(module, prog)?;
+    let n = funcs.len();
+    Ok(Compiled {
+        module: Some(module),
+        funcs,
+        stats: JitStats {
+            compile_time: start.elapsed(),
+            code_size,
+            functions: n,
+        },
+    })
+}
+
+/// Errors the native code reports, by code (the first argument of `rt_fail`).
+pub(crate) fn fail_error(code: u64, st: &RunState) -> VmError {
+    match code {
+        runtime::FAIL_DEPTH => VmError::CallDepth(crate::state::MAX_CALL_FRAMES),
+        _ => VmError::Budget(st.env.budget),
+    }
+}

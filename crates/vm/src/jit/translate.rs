@@ -1,0 +1,970 @@
+//! eBPF instructions to Cranelift IR, one function per eBPF function. Registers
+//! are Cranelift variables (SSA is built by cranelift-frontend); every jump
+//! target starts a block. Semantics as the interpreter (RFC 9669).
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::types::{I16, I32, I64, I8};
+use cranelift_codegen::ir::{
+    AbiParam, Block, FuncRef, InstBuilder, MemFlagsData, SigRef, Signature, Type, Value,
+};
+use cranelift_codegen::Context;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use cranelift_jit::JITModule;
+use cranelift_module::{FuncId, Linkage, Module};
+
+use skiff_isa::*;
+
+use super::runtime::{self, off, FAIL_BUDGET, FAIL_DEPTH, RETURN_NOW, RUN};
+use super::{JitError, JitFn};
+use crate::program::{Program, FUNC_TAG};
+use crate::state::MAX_CALL_FRAMES;
+
+fn err(pc: usize, msg: impl Into<String>) -> JitError {
+    JitError {
+        pc,
+        msg: msg.into(),
+    }
+}
+
+/// The eBPF functions of a program: entry instructions, sorted. The main program
+/// starts at 0; bpf-to-bpf call targets and callback addresses start the others.
+fn function_entries(code: &[Insn]) -> Result<Vec<usize>, JitError> {
+    let mut entries = vec![0usize];
+    let mut pc = 0;
+    while pc < code.len() {
+        let insn = code[pc];
+        if insn.code == CALL && insn.src == BPF_PSEUDO_CALL {
+            let t = pc as i64 + 1 + insn.imm as i64;
+            if t < 0 || t as usize >= code.len() {
+                return Err(err(pc, format!("call to insn {t}, outside the program")));
+            }
+            entries.push(t as usize);
+        }
+        if insn.code == LD_IMM64 {
+            let hi = code.get(pc + 1).map(|i| i.imm as u32 as u64).unwrap_or(0);
+            let v = insn.imm as u32 as u64 | hi << 32;
+            if v & !0xffff_ffff == FUNC_TAG && ((v & 0xffff_ffff) as usize) < code.len() {
+                entries.push((v & 0xffff_ffff) as usize);
+            }
+            pc += 2;
+            continue;
+        }
+        pc += 1;
+    }
+    entries.sort_unstable();
+    entries.dedup();
+    Ok(entries)
+}
+
+fn native_signature(module: &JITModule) -> Signature {
+    let mut sig = module.make_signature();
+    for _ in 0..7 {
+        sig.params.push(AbiParam::new(I64));
+    }
+    sig.returns.push(AbiParam::new(I64));
+    sig
+}
+
+/// Compile every function of `prog`; returns the module (finalized), the
+/// functions by entry and the code size.
+pub(super) fn translate(
+    mut module: JITModule,
+    prog: &Program,
+) -> Result<(JITModule, Vec<(usize, JitFn)>, usize), JitError> {
+    let code = &prog.code;
+    if code.is_empty() {
+        return Err(err(0, "empty program"));
+    }
+    let entries = function_entries(code)?;
+    let sig = native_signature(&module);
+    let mut ids = Vec::with_capacity(entries.len());
+    for &e in &entries {
+        let id = module
+            .declare_function(&format!("bpf_{}_{e}", prog.id), Linkage::Local, &sig)
+            .map_err(|x| err(e, format!("cranelift: {x}")))?;
+        ids.push(id);
+    }
+    let mut ctx = module.make_context();
+    let mut fbc = FunctionBuilderContext::new();
+    let mut code_size = 0usize;
+    for (i, &start) in entries.iter().enumerate() {
+        let end = entries.get(i + 1).copied().unwrap_or(code.len());
+        ctx.func.signature = sig.clone();
+        let fc = module.isa().frontend_config();
+        {
+            let mut t = FnTranslator::new(
+                &mut module,
+                &mut ctx,
+                &mut fbc,
+                code,
+                start,
+                end,
+                &entries,
+                &ids,
+            )?;
+            t.body()?;
+            t.b.seal_all_blocks();
+            t.b.finalize(fc);
+        }
+        module
+            .define_function(ids[i], &mut ctx)
+            .map_err(|x| err(start, format!("cranelift: {x:?}")))?;
+        code_size += ctx
+            .compiled_code()
+            .map(|c| c.code_info().total_size as usize)
+            .unwrap_or(0);
+        module.clear_context(&mut ctx);
+    }
+    module
+        .finalize_definitions()
+        .map_err(|x| err(0, format!("cranelift: {x}")))?;
+    let funcs = entries
+        .iter()
+        .zip(&ids)
+        .map(|(&e, &id)| {
+            let p = module.get_finalized_function(id);
+            // SAFETY: the function was compiled with `native_signature`, which is
+            // JitFn's C ABI signature.
+            #[allow(unsafe_code)]
+            let f = unsafe { std::mem::transmute::<*const u8, JitFn>(p) };
+            (e, f)
+        })
+        .collect();
+    Ok((module, funcs, code_size))
+}
+
+struct FnTranslator<'a> {
+    b: FunctionBuilder<'a>,
+    code: &'a [Insn],
+    start: usize,
+    end: usize,
+    regs: [Variable; 11],
+    st: Value,
+    /// Block of each instruction that starts one (index: pc - start).
+    blocks: Vec<Option<Block>>,
+    callees: Vec<(usize, FuncRef)>,
+    sig_load: SigRef,
+    sig_store: SigRef,
+    sig_atomic: SigRef,
+    sig_helper: SigRef,
+    sig_ld_abs: SigRef,
+    sig_fail: SigRef,
+}
+
+const MF: MemFlagsData = MemFlagsData::new().with_notrap();
+
+fn sig(module: &JITModule, params: usize) -> Signature {
+    let mut s = module.make_signature();
+    for _ in 0..params {
+        s.params.push(AbiParam::new(I64));
+    }
+    s.returns.push(AbiParam::new(I64));
+    s
+}
+
+fn is_jump_class(code: u8) -> bool {
+    matches!(code & 7, BPF_JMP | BPF_JMP32)
+}
+
+impl<'a> FnTranslator<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        module: &mut JITModule,
+        ctx: &'a mut Context,
+        fbc: &'a mut FunctionBuilderContext,
+        code: &'a [Insn],
+        start: usize,
+        end: usize,
+        entries: &[usize],
+        ids: &[FuncId],
+    ) -> Result<Self, JitError> {
+        let sig_load = sig(module, 4);
+        let sig_store = sig(module, 5);
+        let sig_atomic = sig(module, 6);
+        let sig_helper = sig(module, 8);
+        let sig_ld_abs = sig(module, 4);
+        let sig_fail = sig(module, 3);
+        let mut callees = Vec::new();
+        // Callees this function calls: only those, declared in this function.
+        let mut wanted = Vec::new();
+        for pc in start..end {
+            let insn = code[pc];
+            if insn.code == CALL && insn.src == BPF_PSEUDO_CALL {
+                let t = (pc as i64 + 1 + insn.imm as i64) as usize;
+                if !wanted.contains(&t) {
+                    wanted.push(t);
+                }
+            }
+        }
+        for t in wanted {
+            let i = entries
+                .binary_search(&t)
+                .map_err(|_| err(t, "call target is not a function"))?;
+            let fr = module.declare_func_in_func(ids[i], &mut ctx.func);
+            callees.push((t, fr));
+        }
+        let mut b = FunctionBuilder::new(&mut ctx.func, fbc);
+        let sig_load = b.import_signature(sig_load);
+        let sig_store = b.import_signature(sig_store);
+        let sig_atomic = b.import_signature(sig_atomic);
+        let sig_helper = b.import_signature(sig_helper);
+        let sig_ld_abs = b.import_signature(sig_ld_abs);
+        let sig_fail = b.import_signature(sig_fail);
+        let regs: [Variable; 11] = std::array::from_fn(|_| b.declare_var(I64));
+        // Leaders: the entry, every jump target, every instruction after a jump.
+        let n = end - start;
+        let mut leader = vec![false; n];
+        leader[0] = true;
+        let mut pc = start;
+        let mut in_wide = vec![false; n];
+        while pc < end {
+            let insn = code[pc];
+            if insn.code == LD_IMM64 {
+                if pc + 1 >= end {
+                    return Err(err(pc, "ld_imm64 without its second half"));
+                }
+                in_wide[pc + 1 - start] = true;
+                pc += 2;
+                continue;
+            }
+            if is_jump_class(insn.code) {
+                let op = insn.code & 0xf0;
+                let class = insn.code & 7;
+                let is_call = op == BPF_CALL && class == BPF_JMP;
+                let is_exit = op == BPF_EXIT && class == BPF_JMP;
+                if !is_call && !is_exit {
+                    let off = if op == BPF_JA && class == BPF_JMP32 {
+                        insn.imm as i64
+                    } else {
+                        insn.off as i64
+                    };
+                    let t = pc as i64 + 1 + off;
+                    if t < start as i64 || t >= end as i64 {
+                        return Err(err(
+                            pc,
+                            format!("jump to insn {t}, outside its function [{start}, {end})"),
+                        ));
+                    }
+                    leader[t as usize - start] = true;
+                }
+                if pc + 1 < end {
+                    leader[pc + 1 - start] = true;
+                }
+            }
+            pc += 1;
+        }
+        for (i, l) in leader.iter().enumerate() {
+            if *l && in_wide[i] {
+                return Err(err(start + i, "jump into the middle of ld_imm64"));
+            }
+        }
+        // The last instruction must not fall through into the next function.
+        let last = code[end - 1];
+        let falls = !(last.code == EXIT
+            || (last.code & 0xf0 == BPF_JA && is_jump_class(last.code))
+            || in_wide[end - 1 - start]);
+        if falls || in_wide[end - 1 - start] {
+            return Err(err(
+                end - 1,
+                "the function falls through its last instruction",
+            ));
+        }
+        let blocks: Vec<Option<Block>> = leader
+            .iter()
+            .map(|&l| l.then(|| b.create_block()))
+            .collect();
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let params = b.block_params(entry).to_vec();
+        let st = params[0];
+        let zero = b.ins().iconst(I64, 0);
+        for (i, r) in regs.iter().enumerate() {
+            let v = match i {
+                1..=5 => params[i],
+                10 => params[6],
+                _ => zero,
+            };
+            b.def_var(*r, v);
+        }
+        let mut t = FnTranslator {
+            b,
+            code,
+            start,
+            end,
+            regs,
+            st,
+            blocks,
+            callees,
+            sig_load,
+            sig_store,
+            sig_atomic,
+            sig_helper,
+            sig_ld_abs,
+            sig_fail,
+        };
+        // Charge one instruction per call, so recursion through callbacks is bounded too.
+        t.charge(start, 1);
+        let first = t.blocks[0].expect("entry is a leader");
+        t.b.ins().jump(first, &[]);
+        Ok(t)
+    }
+
+    fn reg(&mut self, r: u8) -> Value {
+        self.b.use_var(self.regs[r as usize & 0xf])
+    }
+
+    fn set(&mut self, r: u8, v: Value) {
+        self.b.def_var(self.regs[r as usize & 0xf], v);
+    }
+
+    fn st_load(&mut self, offset: i32) -> Value {
+        self.b.ins().load(I64, MF, self.st, offset)
+    }
+
+    fn st_store(&mut self, v: Value, offset: i32) {
+        self.b.ins().store(MF, v, self.st, offset);
+    }
+
+    fn block_at(&self, pc: usize) -> Block {
+        self.blocks[pc - self.start].expect("jump targets are leaders")
+    }
+
+    fn call_rt(&mut self, sig: SigRef, f: usize, args: &[Value]) -> Value {
+        let fp = self.b.ins().iconst(I64, f as i64);
+        let call = self.b.ins().call_indirect(sig, fp, args);
+        self.b.inst_results(call)[0]
+    }
+
+    /// After a runtime call: if `status` is not RUN, return (RETURN_NOW is
+    /// consumed here: a tail call ran in this function's place).
+    fn check_status(&mut self, r0: Value) {
+        let status = self.st_load(off::STATUS);
+        let cont = self.b.create_block();
+        let out = self.b.create_block();
+        self.b.set_cold_block(out);
+        self.b.ins().brif(status, out, &[], cont, &[]);
+        self.b.switch_to_block(out);
+        let is_ret = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::Equal, status, RETURN_NOW as i64);
+        let run = self.b.ins().iconst(I64, RUN as i64);
+        let new = self.b.ins().select(is_ret, run, status);
+        self.st_store(new, off::STATUS);
+        self.b.ins().return_(&[r0]);
+        self.b.switch_to_block(cont);
+    }
+
+    /// Return immediately when the run is aborting (after a slow memory access).
+    fn check_abort(&mut self) {
+        let status = self.st_load(off::STATUS);
+        let cont = self.b.create_block();
+        let out = self.b.create_block();
+        self.b.set_cold_block(out);
+        self.b.ins().brif(status, out, &[], cont, &[]);
+        self.b.switch_to_block(out);
+        let z = self.b.ins().iconst(I64, 0);
+        self.b.ins().return_(&[z]);
+        self.b.switch_to_block(cont);
+    }
+
+    fn fail(&mut self, code: u64, pc: usize) {
+        let c = self.b.ins().iconst(I64, code as i64);
+        let p = self.b.ins().iconst(I64, pc as i64);
+        let st = self.st;
+        self.call_rt(
+            self.sig_fail,
+            runtime::rt_fail as *const () as usize,
+            &[st, c, p],
+        );
+        let z = self.b.ins().iconst(I64, 0);
+        self.b.ins().return_(&[z]);
+    }
+
+    /// Take `cost` from the instruction budget; fail at `pc` when it runs out.
+    fn charge(&mut self, pc: usize, cost: u64) {
+        let budget = self.st_load(off::BUDGET);
+        let ok = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, budget, cost as i64);
+        let cont = self.b.create_block();
+        let out = self.b.create_block();
+        self.b.set_cold_block(out);
+        self.b.ins().brif(ok, cont, &[], out, &[]);
+        self.b.switch_to_block(out);
+        self.fail(FAIL_BUDGET, pc);
+        self.b.switch_to_block(cont);
+        let left = self.b.ins().iadd_imm_s(budget, -(cost as i64));
+        self.st_store(left, off::BUDGET);
+    }
+
+    /// `lo <= a && a <= hi - size`, with lo / hi read from the run state.
+    fn in_range(&mut self, a: Value, lo_off: i32, hi_off: i32, size: u32) -> Value {
+        let lo = self.st_load(lo_off);
+        let hi = self.st_load(hi_off);
+        let last = self.b.ins().iadd_imm_s(hi, -(size as i64));
+        let c1 = self.b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, a, lo);
+        let c2 = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, a, last);
+        self.b.ins().band(c1, c2)
+    }
+
+    fn mem_type(size: u32) -> Type {
+        match size {
+            1 => I8,
+            2 => I16,
+            4 => I32,
+            _ => I64,
+        }
+    }
+
+    /// A checked load: packet, then stack, then the cached region, then the
+    /// context shadow, then the full region table.
+    fn load(&mut self, pc: usize, base_reg: u8, offset: i16, size: u32, signed: bool) -> Value {
+        let base = self.reg(base_reg);
+        let a = self.b.ins().iadd_imm_s(base, offset as i64);
+        let done = self.b.create_block();
+        self.b.append_block_param(done, I64);
+        let raw = self.b.create_block();
+        // r10-relative with an offset inside the frame: the stack, no check needed.
+        let frame_ok = base_reg == 10
+            && (offset as i32) >= -(MAX_BPF_STACK as i32)
+            && (offset as i32) + size as i32 <= 0;
+        if frame_ok {
+            self.b.ins().jump(raw, &[]);
+        } else {
+            let in_pkt = self.in_range(a, off::PKT_START, off::PKT_END, size);
+            let t2 = self.b.create_block();
+            self.b.ins().brif(in_pkt, raw, &[], t2, &[]);
+            self.b.switch_to_block(t2);
+            let in_stack = self.in_range(a, off::STACK_LO, off::STACK_HI, size);
+            let t3 = self.b.create_block();
+            self.b.ins().brif(in_stack, raw, &[], t3, &[]);
+            self.b.switch_to_block(t3);
+            let in_cache = self.in_range(a, off::LOAD_LO, off::LOAD_HI, size);
+            let t4 = self.b.create_block();
+            self.b.set_cold_block(t4);
+            self.b.ins().brif(in_cache, raw, &[], t4, &[]);
+            self.b.switch_to_block(t4);
+            let slow = self.b.create_block();
+            self.b.set_cold_block(slow);
+            if size == 4 && !signed {
+                // Context fields the context could precompute (data, data_end, ...).
+                let cs = self.st_load(off::CTX_START);
+                let ce = self.st_load(off::CTX_END);
+                let o = self.b.ins().isub(a, cs);
+                let len = self.b.ins().isub(ce, cs);
+                let inside = self.b.ins().icmp(IntCC::UnsignedLessThan, o, len);
+                let slot = self.b.ins().ushr_imm_u(o, 2);
+                let valid = self.st_load(off::SHADOW_VALID);
+                let bit = self.b.ins().ushr(valid, slot);
+                let bit = self.b.ins().band_imm_u(bit, 1);
+                let aligned = self.b.ins().band_imm_u(o, 3);
+                let aligned = self.b.ins().icmp_imm_s(IntCC::Equal, aligned, 0);
+                let small = self.b.ins().icmp_imm_s(
+                    IntCC::UnsignedLessThan,
+                    o,
+                    (runtime::SHADOW_SLOTS * 4) as i64,
+                );
+                let ok = self.b.ins().band(inside, aligned);
+                let ok = self.b.ins().band(ok, small);
+                let bitset = self.b.ins().icmp_imm_s(IntCC::NotEqual, bit, 0);
+                let ok = self.b.ins().band(ok, bitset);
+                let shadow = self.b.create_block();
+                self.b.set_cold_block(shadow);
+                self.b.ins().brif(ok, shadow, &[], slow, &[]);
+                self.b.switch_to_block(shadow);
+                let idx = self.b.ins().ishl_imm_u(slot, 3);
+                let p = self.b.ins().iadd(self.st, idx);
+                let v = self.b.ins().load(I64, MF, p, off::SHADOW);
+                self.b.ins().jump(done, &[v.into()]);
+            } else {
+                self.b.ins().jump(slow, &[]);
+            }
+            self.b.switch_to_block(slow);
+            let sz = self.b.ins().iconst(I64, size as i64);
+            let p = self.b.ins().iconst(I64, pc as i64);
+            let st = self.st;
+            let v = self.call_rt(
+                self.sig_load,
+                runtime::rt_load as *const () as usize,
+                &[st, a, sz, p],
+            );
+            self.check_abort();
+            let v = if signed { self.sign_extend(v, size) } else { v };
+            self.b.ins().jump(done, &[v.into()]);
+        }
+        self.b.switch_to_block(raw);
+        let ty = Self::mem_type(size);
+        let v = if size == 8 {
+            self.b.ins().load(I64, MF, a, 0)
+        } else if signed {
+            match size {
+                1 => self.b.ins().sload8(I64, MF, a, 0),
+                2 => self.b.ins().sload16(I64, MF, a, 0),
+                _ => self.b.ins().sload32(MF, a, 0),
+            }
+        } else {
+            let v = self.b.ins().load(ty, MF, a, 0);
+            self.b.ins().uextend(I64, v)
+        };
+        self.b.ins().jump(done, &[v.into()]);
+        self.b.switch_to_block(done);
+        self.b.block_params(done)[0]
+    }
+
+    fn sign_extend(&mut self, v: Value, size: u32) -> Value {
+        match size {
+            1 => {
+                let n = self.b.ins().ireduce(I8, v);
+                self.b.ins().sextend(I64, n)
+            }
+            2 => {
+                let n = self.b.ins().ireduce(I16, v);
+                self.b.ins().sextend(I64, n)
+            }
+            4 => {
+                let n = self.b.ins().ireduce(I32, v);
+                self.b.ins().sextend(I64, n)
+            }
+            _ => v,
+        }
+    }
+
+    /// A checked store: packet, stack, cached writable region, else the region table.
+    fn store(&mut self, pc: usize, base_reg: u8, offset: i16, size: u32, v: Value) {
+        let base = self.reg(base_reg);
+        let a = self.b.ins().iadd_imm_s(base, offset as i64);
+        let done = self.b.create_block();
+        let raw = self.b.create_block();
+        let frame_ok = base_reg == 10
+            && (offset as i32) >= -(MAX_BPF_STACK as i32)
+            && (offset as i32) + size as i32 <= 0;
+        if frame_ok {
+            self.b.ins().jump(raw, &[]);
+        } else {
+            let in_pkt = self.in_range(a, off::PKT_START, off::PKT_END, size);
+            let t2 = self.b.create_block();
+            self.b.ins().brif(in_pkt, raw, &[], t2, &[]);
+            self.b.switch_to_block(t2);
+            let in_stack = self.in_range(a, off::STACK_LO, off::STACK_HI, size);
+            let t3 = self.b.create_block();
+            self.b.ins().brif(in_stack, raw, &[], t3, &[]);
+            self.b.switch_to_block(t3);
+            let in_cache = self.in_range(a, off::STORE_LO, off::STORE_HI, size);
+            let slow = self.b.create_block();
+            self.b.set_cold_block(slow);
+            self.b.ins().brif(in_cache, raw, &[], slow, &[]);
+            self.b.switch_to_block(slow);
+            let sz = self.b.ins().iconst(I64, size as i64);
+            let p = self.b.ins().iconst(I64, pc as i64);
+            let st = self.st;
+            self.call_rt(
+                self.sig_store,
+                runtime::rt_store as *const () as usize,
+                &[st, a, sz, v, p],
+            );
+            self.check_abort();
+            self.b.ins().jump(done, &[]);
+        }
+        self.b.switch_to_block(raw);
+        match size {
+            1 => self.b.ins().istore8(MF, v, a, 0),
+            2 => self.b.ins().istore16(MF, v, a, 0),
+            4 => self.b.ins().istore32(MF, v, a, 0),
+            _ => self.b.ins().store(MF, v, a, 0),
+        };
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(done);
+    }
+
+    fn body(&mut self) -> Result<(), JitError> {
+        let mut pc = self.start;
+        // The entry block already jumped to the first instruction's block.
+        let mut terminated = true;
+        while pc < self.end {
+            if let Some(blk) = self.blocks[pc - self.start] {
+                if !terminated {
+                    self.b.ins().jump(blk, &[]);
+                }
+                self.b.switch_to_block(blk);
+            } else if terminated {
+                // Unreachable straight-line code after an unconditional jump or exit
+                // that no jump reaches: skip it (leaders cover every reachable insn).
+                pc += if self.code[pc].code == LD_IMM64 { 2 } else { 1 };
+                continue;
+            }
+            let insn = self.code[pc];
+            let (next, term) = self.insn(pc, insn)?;
+            terminated = term;
+            pc = next;
+        }
+        Ok(())
+    }
+
+    /// Translate one instruction; returns the next pc and whether control does
+    /// not fall through.
+    fn insn(&mut self, pc: usize, insn: Insn) -> Result<(usize, bool), JitError> {
+        let class = insn.code & 7;
+        let op = insn.code & 0xf0;
+        let x = insn.code & BPF_X != 0;
+        match class {
+            BPF_ALU | BPF_ALU64 => {
+                let wide = class == BPF_ALU64;
+                if op == BPF_END {
+                    let d = self.reg(insn.dst);
+                    let to_be = wide || x;
+                    let v = self.byteswap(d, insn.imm, to_be);
+                    self.set(insn.dst, v);
+                } else {
+                    let src = if x {
+                        self.reg(insn.src)
+                    } else if wide {
+                        self.b.ins().iconst(I64, insn.imm as i64)
+                    } else {
+                        self.b.ins().iconst(I64, insn.imm as u32 as i64)
+                    };
+                    let d = self.reg(insn.dst);
+                    let v = if wide {
+                        self.alu(I64, op, insn.off, d, src)
+                    } else {
+                        let d32 = self.b.ins().ireduce(I32, d);
+                        let s32 = self.b.ins().ireduce(I32, src);
+                        let r = self.alu(I32, op, insn.off, d32, s32);
+                        self.b.ins().uextend(I64, r)
+                    };
+                    self.set(insn.dst, v);
+                }
+                Ok((pc + 1, false))
+            }
+            BPF_JMP | BPF_JMP32 => self.jump(pc, insn),
+            BPF_LDX => {
+                let size = size_of(insn.code);
+                let signed = insn.code & 0xe0 == BPF_MEMSX;
+                let v = self.load(pc, insn.src, insn.off, size, signed);
+                self.set(insn.dst, v);
+                Ok((pc + 1, false))
+            }
+            BPF_ST => {
+                let size = size_of(insn.code);
+                let v = self.b.ins().iconst(I64, insn.imm as i64);
+                self.store(pc, insn.dst, insn.off, size, v);
+                Ok((pc + 1, false))
+            }
+            BPF_STX => {
+                let size = size_of(insn.code);
+                if insn.code & 0xe0 == BPF_ATOMIC {
+                    self.atomic(pc, insn, size);
+                } else {
+                    let v = self.reg(insn.src);
+                    self.store(pc, insn.dst, insn.off, size, v);
+                }
+                Ok((pc + 1, false))
+            }
+            BPF_LD => {
+                if insn.code == LD_IMM64 {
+                    let hi = self.code.get(pc + 1).map(|i| i.imm).unwrap_or(0);
+                    let v = (insn.imm as u32 as u64) | ((hi as u32 as u64) << 32);
+                    let c = self.b.ins().iconst(I64, v as i64);
+                    self.set(insn.dst, c);
+                    Ok((pc + 2, false))
+                } else if insn.code & 0xe0 == BPF_ABS || insn.code & 0xe0 == BPF_IND {
+                    let size = size_of(insn.code);
+                    let mut o = self.b.ins().iconst(I64, insn.imm as i64);
+                    if insn.code & 0xe0 == BPF_IND {
+                        let r = self.reg(insn.src);
+                        let r32 = self.b.ins().ireduce(I32, r);
+                        let r = self.b.ins().sextend(I64, r32);
+                        o = self.b.ins().iadd(o, r);
+                    }
+                    let sz = self.b.ins().iconst(I64, size as i64);
+                    let p = self.b.ins().iconst(I64, pc as i64);
+                    let st = self.st;
+                    let v = self.call_rt(
+                        self.sig_ld_abs,
+                        runtime::rt_ld_abs as *const () as usize,
+                        &[st, o, sz, p],
+                    );
+                    self.check_abort();
+                    self.set(0, v);
+                    Ok((pc + 1, false))
+                } else {
+                    Err(err(pc, format!("invalid instruction {:#04x}", insn.code)))
+                }
+            }
+            _ => Err(err(pc, format!("invalid instruction {:#04x}", insn.code))),
+        }
+    }
+
+    fn byteswap(&mut self, d: Value, bits: i32, to_be: bool) -> Value {
+        let ty = match bits {
+            16 => I16,
+            32 => I32,
+            _ => I64,
+        };
+        let v = if ty == I64 {
+            d
+        } else {
+            self.b.ins().ireduce(ty, d)
+        };
+        let v = if to_be { self.b.ins().bswap(v) } else { v };
+        if ty == I64 {
+            v
+        } else {
+            self.b.ins().uextend(I64, v)
+        }
+    }
+
+    fn alu(&mut self, ty: Type, op: u8, off: i16, d: Value, s: Value) -> Value {
+        match op {
+            BPF_ADD => self.b.ins().iadd(d, s),
+            BPF_SUB => self.b.ins().isub(d, s),
+            BPF_MUL => self.b.ins().imul(d, s),
+            BPF_OR => self.b.ins().bor(d, s),
+            BPF_AND => self.b.ins().band(d, s),
+            BPF_XOR => self.b.ins().bxor(d, s),
+            // Cranelift masks the shift amount to the type's width, as eBPF does.
+            BPF_LSH => self.b.ins().ishl(d, s),
+            BPF_RSH => self.b.ins().ushr(d, s),
+            BPF_ARSH => self.b.ins().sshr(d, s),
+            BPF_NEG => self.b.ins().ineg(d),
+            BPF_MOV => match off {
+                8 | 16 | 32 => {
+                    let nt = match off {
+                        8 => I8,
+                        16 => I16,
+                        _ => I32,
+                    };
+                    if nt == ty {
+                        s
+                    } else {
+                        let n = self.b.ins().ireduce(nt, s);
+                        self.b.ins().sextend(ty, n)
+                    }
+                }
+                _ => s,
+            },
+            BPF_DIV | BPF_MOD => self.divmod(ty, op == BPF_DIV, off == 1, d, s),
+            _ => d,
+        }
+    }
+
+    /// Division and modulo without traps: x / 0 = 0, x % 0 = x; signed MIN / -1
+    /// wraps (= MIN), MIN % -1 = 0.
+    fn divmod(&mut self, ty: Type, div: bool, signed: bool, d: Value, s: Value) -> Value {
+        let zero = self.b.ins().iconst(ty, 0);
+        let one = self.b.ins().iconst(ty, 1);
+        let is_zero = self.b.ins().icmp_imm_s(IntCC::Equal, s, 0);
+        if !signed {
+            let s1 = self.b.ins().select(is_zero, one, s);
+            return if div {
+                let q = self.b.ins().udiv(d, s1);
+                self.b.ins().select(is_zero, zero, q)
+            } else {
+                let r = self.b.ins().urem(d, s1);
+                self.b.ins().select(is_zero, d, r)
+            };
+        }
+        let is_m1 = self.b.ins().icmp_imm_s(IntCC::Equal, s, -1);
+        let special = self.b.ins().bor(is_zero, is_m1);
+        let s1 = self.b.ins().select(special, one, s);
+        if div {
+            let q = self.b.ins().sdiv(d, s1);
+            let neg = self.b.ins().ineg(d);
+            let q = self.b.ins().select(is_m1, neg, q);
+            self.b.ins().select(is_zero, zero, q)
+        } else {
+            let r = self.b.ins().srem(d, s1);
+            let r = self.b.ins().select(is_m1, zero, r);
+            self.b.ins().select(is_zero, d, r)
+        }
+    }
+
+    fn atomic(&mut self, pc: usize, insn: Insn, size: u32) {
+        // Through the runtime: alignment and region checks as the interpreter's.
+        let base = self.reg(insn.dst);
+        let a = self.b.ins().iadd_imm_s(base, insn.off as i64);
+        let so = self
+            .b
+            .ins()
+            .iconst(I64, (size as u64 | (insn.imm as u32 as u64) << 8) as i64);
+        let src = self.reg(insn.src);
+        let r0 = self.reg(0);
+        let p = self.b.ins().iconst(I64, pc as i64);
+        let st = self.st;
+        let old = self.call_rt(
+            self.sig_atomic,
+            runtime::rt_atomic as *const () as usize,
+            &[st, a, so, src, r0, p],
+        );
+        self.check_abort();
+        if insn.imm == BPF_CMPXCHG {
+            self.set(0, old);
+        } else if insn.imm & BPF_FETCH != 0 {
+            self.set(insn.src, old);
+        }
+    }
+
+    fn jump(&mut self, pc: usize, insn: Insn) -> Result<(usize, bool), JitError> {
+        let class = insn.code & 7;
+        let op = insn.code & 0xf0;
+        match op {
+            BPF_JA => {
+                let o = if class == BPF_JMP32 {
+                    insn.imm as i64
+                } else {
+                    insn.off as i64
+                };
+                let t = (pc as i64 + 1 + o) as usize;
+                if t <= pc {
+                    self.charge(pc, (pc - t + 1) as u64);
+                }
+                let blk = self.block_at(t);
+                self.b.ins().jump(blk, &[]);
+                Ok((pc + 1, true))
+            }
+            BPF_EXIT if class == BPF_JMP => {
+                let r0 = self.reg(0);
+                self.b.ins().return_(&[r0]);
+                Ok((pc + 1, true))
+            }
+            BPF_CALL if class == BPF_JMP => {
+                if insn.src == BPF_PSEUDO_CALL {
+                    self.bpf_call(pc, insn);
+                } else {
+                    self.helper_call(pc, insn);
+                }
+                Ok((pc + 1, false))
+            }
+            _ => {
+                let wide = class == BPF_JMP;
+                let x = insn.code & BPF_X != 0;
+                let d = self.reg(insn.dst);
+                let s = if x {
+                    self.reg(insn.src)
+                } else {
+                    self.b.ins().iconst(I64, insn.imm as i64)
+                };
+                let (d, s) = if wide {
+                    (d, s)
+                } else {
+                    (self.b.ins().ireduce(I32, d), self.b.ins().ireduce(I32, s))
+                };
+                let c = match op {
+                    BPF_JSET => {
+                        let a = self.b.ins().band(d, s);
+                        self.b.ins().icmp_imm_s(IntCC::NotEqual, a, 0)
+                    }
+                    _ => {
+                        let cc = match op {
+                            BPF_JEQ => IntCC::Equal,
+                            BPF_JNE => IntCC::NotEqual,
+                            BPF_JGT => IntCC::UnsignedGreaterThan,
+                            BPF_JGE => IntCC::UnsignedGreaterThanOrEqual,
+                            BPF_JLT => IntCC::UnsignedLessThan,
+                            BPF_JLE => IntCC::UnsignedLessThanOrEqual,
+                            BPF_JSGT => IntCC::SignedGreaterThan,
+                            BPF_JSGE => IntCC::SignedGreaterThanOrEqual,
+                            BPF_JSLT => IntCC::SignedLessThan,
+                            BPF_JSLE => IntCC::SignedLessThanOrEqual,
+                            _ => return Err(err(pc, format!("invalid jump {:#04x}", insn.code))),
+                        };
+                        self.b.ins().icmp(cc, d, s)
+                    }
+                };
+                let t = (pc as i64 + 1 + insn.off as i64) as usize;
+                let fall = self.block_at(pc + 1);
+                if t <= pc {
+                    // A backward branch: charge the loop body when it is taken.
+                    let charge = self.b.create_block();
+                    self.b.ins().brif(c, charge, &[], fall, &[]);
+                    self.b.switch_to_block(charge);
+                    self.charge(pc, (pc - t + 1) as u64);
+                    let blk = self.block_at(t);
+                    self.b.ins().jump(blk, &[]);
+                } else {
+                    let blk = self.block_at(t);
+                    self.b.ins().brif(c, blk, &[], fall, &[]);
+                }
+                Ok((pc + 1, true))
+            }
+        }
+    }
+
+    fn bpf_call(&mut self, pc: usize, insn: Insn) {
+        let t = (pc as i64 + 1 + insn.imm as i64) as usize;
+        let fr = self
+            .callees
+            .iter()
+            .find(|(e, _)| *e == t)
+            .map(|(_, f)| *f)
+            .expect("callees were declared for every call");
+        let depth = self.st_load(off::DEPTH);
+        let ok =
+            self.b
+                .ins()
+                .icmp_imm_s(IntCC::UnsignedLessThan, depth, (MAX_CALL_FRAMES - 1) as i64);
+        let cont = self.b.create_block();
+        let out = self.b.create_block();
+        self.b.set_cold_block(out);
+        self.b.ins().brif(ok, cont, &[], out, &[]);
+        self.b.switch_to_block(out);
+        self.fail(FAIL_DEPTH, pc);
+        self.b.switch_to_block(cont);
+        let d1 = self.b.ins().iadd_imm_s(depth, 1);
+        self.st_store(d1, off::DEPTH);
+        let mut args = vec![self.st];
+        for r in 1..=5 {
+            args.push(self.reg(r));
+        }
+        let r10 = self.reg(10);
+        let r10 = self.b.ins().iadd_imm_s(r10, -(MAX_BPF_STACK as i64));
+        args.push(r10);
+        let call = self.b.ins().call(fr, &args);
+        let r0 = self.b.inst_results(call)[0];
+        self.st_store(depth, off::DEPTH);
+        self.set(0, r0);
+        // Only ABORT can come back from a callee (it consumes RETURN_NOW itself).
+        let status = self.st_load(off::STATUS);
+        let cont = self.b.create_block();
+        let out = self.b.create_block();
+        self.b.set_cold_block(out);
+        self.b.ins().brif(status, out, &[], cont, &[]);
+        self.b.switch_to_block(out);
+        self.b.ins().return_(&[r0]);
+        self.b.switch_to_block(cont);
+    }
+
+    fn helper_call(&mut self, pc: usize, insn: Insn) {
+        let id = if insn.code & BPF_X != 0 {
+            let r = self.reg(insn.dst);
+            let r32 = self.b.ins().ireduce(I32, r);
+            self.b.ins().uextend(I64, r32)
+        } else {
+            self.b.ins().iconst(I64, insn.imm as u32 as i64)
+        };
+        let mut args = vec![self.st, id];
+        for r in 1..=5 {
+            args.push(self.reg(r));
+        }
+        let p = self.b.ins().iconst(I64, pc as i64);
+        args.push(p);
+        let r0 = self.call_rt(
+            self.sig_helper,
+            runtime::rt_helper as *const () as usize,
+            &args,
+        );
+        self.set(0, r0);
+        self.check_status(r0);
+    }
+}
+
+fn size_of(code: u8) -> u32 {
+    match code & 0x18 {
+        BPF_B => 1,
+        BPF_H => 2,
+        BPF_W => 4,
+        _ => 8,
+    }
+}
