@@ -48,7 +48,16 @@ fn load() -> Option<Collection> {
         return None;
     };
     let o = skiff_object::Object::parse(obj).expect("parse");
-    Some(Collection::load(&o, &LoadOptions { possible_cpus: 2, ..Default::default() }).expect("load"))
+    Some(
+        Collection::load(
+            &o,
+            &LoadOptions {
+                possible_cpus: 2,
+                ..Default::default()
+            },
+        )
+        .expect("load"),
+    )
 }
 
 fn prog(c: &Collection, name: &str) -> Arc<Program> {
@@ -1216,4 +1225,30 @@ fn xdp_tx_ping_pong_between_veth_peers_is_stopped() {
     n.dp.run();
     assert_eq!(n.dp.counters().drops.get("SKIFF_LOOP"), Some(&1));
     assert_balanced(&n.dp);
+}
+
+#[test]
+fn fib_lookup_answers_from_the_namespace_stack() {
+    let Some(c) = load() else { return };
+    let mut n = net();
+    let nic2 = ifx(&n, n.nic2);
+    {
+        let mut s = n.dp.stack_mut(n.host).unwrap();
+        s.set_forwarding(true, true);
+        s.add_address(nic2, "10.1.0.1".parse().unwrap(), 24)
+            .unwrap();
+    }
+    n.dp.attach_tc(n.nic1, TcDirection::Ingress, cls(1), prog(&c, "tc_fib"))
+        .unwrap();
+    n.dp.inject(n.nic1, &udp(MAC1, MAC3, 1000), 0).unwrap();
+    n.dp.run();
+    // No neighbour yet: BPF_FIB_LKUP_RET_NO_NEIGH with the egress device.
+    assert_eq!((res(&c, 0), res(&c, 1)), (7, nic2 as u64));
+    n.dp.stack_mut(n.host)
+        .unwrap()
+        .add_neighbour(nic2, "10.1.0.9".parse().unwrap(), [2, 0, 0, 0, 0, 0x42])
+        .unwrap();
+    n.dp.inject(n.nic1, &udp(MAC1, MAC3, 1000), 0).unwrap();
+    n.dp.run();
+    assert_eq!((res(&c, 0), res(&c, 1), res(&c, 2)), (0, nic2 as u64, 0x42));
 }
