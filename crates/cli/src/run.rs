@@ -221,6 +221,13 @@ fn run(a: &RunArgs) -> Result<i32> {
         b
     });
     let mut transmitted_out: BTreeMap<String, u64> = BTreeMap::new();
+    // with --trace: where each packet came in and where it ended
+    struct Fate {
+        first: String,
+        hook: String,
+        end: String,
+    }
+    let mut fates: BTreeMap<u64, Fate> = BTreeMap::new();
     let stdout = std::io::stdout();
     let mut so = stdout.lock();
     let mut drain =
@@ -235,6 +242,35 @@ fn run(a: &RunArgs) -> Result<i32> {
                 dp.recycle(t.frame);
             }
             for ev in dp.take_trace() {
+                if a.trace && !a.json {
+                    let f = fates.entry(ev.skb).or_insert_with(|| Fate {
+                        first: format!("{}/{}", ev.netns, ev.iface),
+                        hook: String::new(),
+                        end: String::new(),
+                    });
+                    if ev.func == "kfree_skb" {
+                        f.end = format!(
+                            "dropped {} at {}/{} {}{}",
+                            ev.verdict,
+                            ev.netns,
+                            ev.iface,
+                            f.hook,
+                            ev.prog
+                                .as_deref()
+                                .map(|p| format!(" ({p})"))
+                                .unwrap_or_default()
+                        );
+                    } else {
+                        f.hook = ev.func.to_string();
+                        f.end = match (ev.func, ev.verdict.as_str()) {
+                            ("xmit", "OK") => format!("transmitted by {}/{}", ev.netns, ev.iface),
+                            ("stack", "DELIVERED") => {
+                                format!("delivered to {}'s stack ({})", ev.netns, ev.iface)
+                            }
+                            (h, v) => format!("{h} {v} at {}/{}", ev.netns, ev.iface),
+                        };
+                    }
+                }
                 // with --json, stdout holds only the summary object
                 if a.trace && a.json {
                     eprintln!("{}", ev.to_text());
@@ -320,6 +356,10 @@ fn run(a: &RunArgs) -> Result<i32> {
         writeln!(so, "{v}")?;
     } else {
         if a.trace {
+            writeln!(so, "\nwhere every packet went (first seen -> end):")?;
+            for (id, f) in &fates {
+                writeln!(so, "  #{id:<6} {:<16} -> {}", f.first, f.end)?;
+            }
             writeln!(so)?;
         }
         writeln!(

@@ -439,6 +439,22 @@ fn k8s_node_text_output() {
     );
     assert!(stdout.contains("conservation: in 9 + originated 4 = transmitted 3 + delivered 8 + dropped 2 + in flight 0\n"), "{stdout}");
     assert!(stderr.is_empty(), "{stderr}");
+    // where every packet went
+    for line in [
+        "  #1      host/eth0        -> delivered to pod2's stack (eth0)\n",
+        "  #4      host/eth0        -> dropped SKIFF_XDP_DROP at host/eth0 xdp (k8s_xdp)\n",
+        "  #5      host/eth0        -> dropped NOT_SPECIFIED at host/nk-pod1 netkit (k8s_to_pod)\n",
+        "  #12     pod1/eth0        -> delivered to pod2's stack (eth0)\n",
+        "  #13     pod1/eth0        -> transmitted by host/eth0\n",
+    ] {
+        assert!(stdout.contains(line), "{line}{stdout}");
+    }
+    let fates = stdout
+        .split("where every packet went (first seen -> end):\n")
+        .nth(1)
+        .unwrap();
+    let n = fates.lines().take_while(|l| l.starts_with("  #")).count();
+    assert_eq!(n, 13, "{fates}");
 }
 
 #[test]
