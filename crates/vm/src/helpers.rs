@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use skiff_maps::{Map, MapType};
 
 use crate::mem::{Region, RegionKind};
-use crate::state::{RunState, MAX_TAIL_CALL_CNT};
+use crate::state::{ProgRef, RunState, MAX_TAIL_CALL_CNT};
 use crate::{ProgType, VmError};
 
 pub type HelperFn = fn(&mut RunState, [u64; 5]) -> Result<u64, VmError>;
@@ -281,14 +281,15 @@ fn tail_call(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     let Some(id) = map.lookup_prog(index) else {
         return Ok(neg(ENOENT));
     };
-    let Some(prog) = st.env.program(id).cloned() else {
+    let Some(prog) = st.env.program(id).map(ProgRef::new) else {
         return Ok(neg(ENOENT));
     };
     st.tail_call_cnt += 1;
-    for m in &prog.maps {
+    // `prog` is kept alive by Env::programs for the run.
+    for m in prog.maps.iter() {
         st.adopt_map(m);
     }
-    st.tail_call(&prog);
+    st.tail_call_ref(prog);
     Ok(0)
 }
 

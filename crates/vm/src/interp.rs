@@ -252,9 +252,9 @@ pub(crate) fn execute(
 ) -> Result<u64, (usize, VmError)> {
     // The budget lives in a local while the loop runs (a register, not a store per
     // instruction) and goes back to the run state around helper calls and at the end.
-    let mut budget = st.budget;
+    let mut budget = st.jit.budget;
     let r = run_loop(st, prog, entry, args, &mut budget);
-    st.budget = budget;
+    st.jit.budget = budget;
     r
 }
 
@@ -270,7 +270,7 @@ fn run_loop(
     // validator already refused registers above r10.
     let mut reg = [0u64; 16];
     reg[1..6].copy_from_slice(&args);
-    let base_depth = st.depth;
+    let base_depth = st.jit.depth;
     reg[10] = (st.stack_top - base_depth * skiff_isa::MAX_BPF_STACK) as u64;
     let mut frames = [Frame::default(); MAX_CALL_FRAMES];
     let mut nframes = 0usize;
@@ -331,12 +331,12 @@ fn run_loop(
                             let f = frames[nframes];
                             reg[6..10].copy_from_slice(&f.saved);
                             reg[10] += skiff_isa::MAX_BPF_STACK as u64;
-                            st.depth -= 1;
+                            st.jit.depth -= 1;
                             pc = f.ret_pc;
                         }
                         BPF_CALL if class == BPF_JMP => {
                             if insn.src == BPF_PSEUDO_CALL {
-                                if st.depth + 1 >= MAX_CALL_FRAMES {
+                                if st.jit.depth + 1 >= MAX_CALL_FRAMES {
                                     return Err((pc, VmError::CallDepth(MAX_CALL_FRAMES)));
                                 }
                                 frames[nframes] = Frame {
@@ -344,7 +344,7 @@ fn run_loop(
                                     saved: [reg[6], reg[7], reg[8], reg[9]],
                                 };
                                 nframes += 1;
-                                st.depth += 1;
+                                st.jit.depth += 1;
                                 reg[10] -= skiff_isa::MAX_BPF_STACK as u64;
                                 pc = (pc as i64 + 1 + insn.imm as i64) as usize;
                                 continue;
@@ -356,9 +356,9 @@ fn run_loop(
                                 insn.imm as u32
                             };
                             let helpers = st.helpers;
-                            st.budget = *budget;
+                            st.jit.budget = *budget;
                             let r = helpers.call(st, id, [reg[1], reg[2], reg[3], reg[4], reg[5]]);
-                            *budget = st.budget;
+                            *budget = st.jit.budget;
                             let r = r.map_err(|e| (pc, e))?;
                             reg[0] = r;
                             // r1-r5 are scratch after a call; the kernel leaves them
@@ -376,16 +376,16 @@ fn run_loop(
                                 }
                                 // From a subprogram: the target runs in the
                                 // subprogram's place and returns to its caller.
-                                st.budget = *budget;
+                                st.jit.budget = *budget;
                                 let args = [reg[1], reg[2], reg[3], reg[4], reg[5]];
                                 let r = execute(st, Some(next), 0, args);
-                                *budget = st.budget;
+                                *budget = st.jit.budget;
                                 reg[0] = r?;
                                 nframes -= 1;
                                 let f = frames[nframes];
                                 reg[6..10].copy_from_slice(&f.saved);
                                 reg[10] += skiff_isa::MAX_BPF_STACK as u64;
-                                st.depth -= 1;
+                                st.jit.depth -= 1;
                                 pc = f.ret_pc;
                                 continue;
                             }

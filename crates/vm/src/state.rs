@@ -79,15 +79,19 @@ impl Env {
     }
 }
 
-/// Memory a worker reuses run after run: the stack and the ctx placeholder whose
-/// address r1 carries.
+/// Memory a worker reuses run after run: the stack, the ctx placeholder whose
+/// address r1 carries, the region table and the JIT's run registers (nothing is
+/// allocated or moved per run).
 pub struct Vm {
     stack: Box<[u8]>,
     ctx_block: Box<[u8]>,
     scratch: Box<[u8]>,
-    /// Reused run to run so a run allocates nothing.
     regions: Regions,
     maps: Vec<*const Map>,
+    jit: Box<JitState>,
+    /// The program (and number of extra regions) `regions.others` and `maps`
+    /// were last set up for: the next run of the same program reuses them.
+    setup_for: Option<(*const Program, usize)>,
     pub env: Env,
     pub helpers: Arc<HelperTable>,
     /// Which engine runs programs (the JIT when the program was compiled).
@@ -96,12 +100,23 @@ pub struct Vm {
 
 impl Vm {
     pub fn new(helpers: Arc<HelperTable>) -> Vm {
+        let mut stack = vec![0u8; STACK_SIZE].into_boxed_slice();
+        let stack_start = stack.as_mut_ptr() as usize;
+        let regions = Regions {
+            stack: Some(Region::new(stack_start, STACK_SIZE, RegionKind::ReadWrite)),
+            ..Regions::default()
+        };
+        let mut jit = Box::<JitState>::default();
+        jit.stack_lo = stack_start as u64;
+        jit.stack_hi = (stack_start + STACK_SIZE) as u64;
         Vm {
-            stack: vec![0u8; STACK_SIZE].into_boxed_slice(),
+            stack,
             ctx_block: vec![0u8; 256].into_boxed_slice(),
             scratch: vec![0u8; SCRATCH_SIZE].into_boxed_slice(),
-            regions: Regions::default(),
+            regions,
             maps: Vec::new(),
+            jit,
+            setup_for: None,
             env: Env::default(),
             helpers,
             engine: crate::Engine::default(),
@@ -136,55 +151,55 @@ impl Vm {
         args: Option<[u64; 5]>,
         extra: &[Region],
     ) -> Result<u64, crate::Exception> {
-        let mut regions = std::mem::take(&mut self.regions);
-        let stack_start = self.stack.as_mut_ptr() as usize;
-        regions.stack = Some(Region::new(stack_start, STACK_SIZE, RegionKind::ReadWrite));
+        let stack_top = self.stack.as_ptr() as usize + STACK_SIZE;
         let ctx_addr = self.ctx_block.as_ptr() as usize;
-        regions.ctx = if ctx.ctx_size() > 0 {
-            Some(Region::new(ctx_addr, ctx.ctx_size(), RegionKind::Ctx))
+        let ctx_size = ctx.ctx_size();
+        let regions = &mut self.regions;
+        regions.ctx = (ctx_size > 0).then(|| Region::new(ctx_addr, ctx_size, RegionKind::Ctx));
+        // Static regions: the extra ones, then the program's maps; kept from the
+        // last run of the same program (runs only ever append to them).
+        let key = (Arc::as_ptr(prog), extra.len());
+        if self.setup_for == Some(key) && extra.is_empty() {
+            regions.others.truncate(regions.static_len);
+            self.maps.truncate(prog.maps.len());
         } else {
-            None
-        };
-        regions.others.clear();
-        regions.others.extend_from_slice(extra);
-        regions.others.extend_from_slice(&prog.map_regions);
-        regions.static_len = regions.others.len();
-        regions.packet = ctx
-            .packet()
-            .map(|(s, e)| Region::new(s, e - s, RegionKind::ReadWrite));
-        let mut maps = std::mem::take(&mut self.maps);
-        maps.clear();
-        maps.extend(prog.maps.iter().map(Arc::as_ptr));
+            regions.others.clear();
+            regions.others.extend_from_slice(extra);
+            regions.others.extend_from_slice(&prog.map_regions);
+            regions.static_len = regions.others.len();
+            self.maps.clear();
+            self.maps.extend(prog.maps.iter().map(Arc::as_ptr));
+            self.setup_for = Some(key);
+        }
+        let jit = &mut *self.jit;
+        jit.budget = self.env.budget;
+        jit.depth = 0;
+        jit.status = crate::jit::runtime::RUN;
         let mut st = RunState {
             regions,
             ctx,
             env: &mut self.env,
             helpers: &self.helpers,
-            maps,
-            stack_top: stack_start + STACK_SIZE,
-            depth: 0,
+            maps: &mut self.maps,
+            stack_top,
             tail_call_cnt: 0,
             pending_tail_call: None,
             current: ProgRef(Arc::as_ptr(prog)),
             keepalive: Vec::new(),
-            budget: 0,
             exit_now: None,
             scratch: self.scratch.as_mut_ptr() as usize,
             scratch_mapped: false,
             engine: self.engine,
-            jit: JitState::default(),
+            jit,
             jit_error: None,
         };
-        st.budget = st.env.budget;
+        st.refresh_packet();
         let args = args.unwrap_or([ctx_addr as u64, 0, 0, 0, 0]);
         let res = if self.engine == crate::Engine::Jit && prog.jit().is_some() {
-            st.jit.stack_lo = stack_start as u64;
-            st.jit.stack_hi = (stack_start + STACK_SIZE) as u64;
-            if let Some(r) = st.regions.ctx {
-                st.jit.ctx_start = r.start;
-                st.jit.ctx_end = r.end;
-            }
-            st.refresh_packet();
+            (st.jit.ctx_start, st.jit.ctx_end) = match st.regions.ctx {
+                Some(r) => (r.start, r.end),
+                None => (u64::MAX, 0),
+            };
             crate::jit::execute(&mut st, args)
         } else {
             crate::interp::execute(&mut st, None, 0, args)
@@ -194,12 +209,10 @@ impl Vm {
             pc,
             error,
         });
-        let RunState {
-            regions, mut maps, ..
-        } = st;
-        maps.clear();
-        self.regions = regions;
-        self.maps = maps;
+        if !st.keepalive.is_empty() || st.scratch_mapped {
+            // Inner maps / scratch were appended: the next run starts afresh.
+            self.setup_for = None;
+        }
         res
     }
 }
@@ -226,28 +239,27 @@ impl ProgRef {
 
 /// Everything a helper may look at or change during a run.
 pub struct RunState<'a> {
-    pub regions: Regions,
+    pub regions: &'a mut Regions,
     pub ctx: &'a mut dyn Context,
     pub env: &'a mut Env,
     pub helpers: &'a HelperTable,
     /// Maps whose handles are valid in this run: the program's, the inner maps
     /// it looked up, the maps of programs it tail-called. Kept alive by the
     /// programs' `Arc`s and by `keepalive`.
-    maps: Vec<*const Map>,
+    maps: &'a mut Vec<*const Map>,
     keepalive: Vec<Arc<Map>>,
     pub(crate) stack_top: usize,
-    pub(crate) depth: usize,
     pub(crate) tail_call_cnt: u32,
     pub(crate) pending_tail_call: Option<ProgRef>,
     pub current: ProgRef,
-    pub(crate) budget: u64,
     /// Set by a helper that ends the program (the conformance suite's `unwind`).
     pub exit_now: Option<u64>,
     scratch: usize,
     scratch_mapped: bool,
     pub(crate) engine: crate::Engine,
-    /// What native code reads directly (see jit::runtime).
-    pub(crate) jit: JitState,
+    /// The run's registers both engines share (budget, call depth) and what
+    /// native code reads directly (see jit::runtime).
+    pub(crate) jit: &'a mut JitState,
     pub(crate) jit_error: Option<(usize, VmError)>,
 }
 
@@ -364,6 +376,10 @@ impl RunState<'_> {
         self.pending_tail_call = Some(ProgRef::new(prog));
     }
 
+    pub(crate) fn tail_call_ref(&mut self, prog: ProgRef) {
+        self.pending_tail_call = Some(prog);
+    }
+
     /// Call a subprogram of the current program (a callback of bpf_loop or
     /// bpf_for_each_map_elem) and return its r0.
     pub fn call_callback(&mut self, func: u64, args: [u64; 5]) -> Result<u64, VmError> {
@@ -374,11 +390,11 @@ impl RunState<'_> {
         if pc >= self.current.code.len() {
             return Err(VmError::BadCallback(func));
         }
-        if self.depth + 1 >= MAX_CALL_FRAMES {
+        if self.jit.depth + 1 >= MAX_CALL_FRAMES {
             return Err(VmError::CallDepth(MAX_CALL_FRAMES));
         }
         let prog = self.current;
-        self.depth += 1;
+        self.jit.depth += 1;
         let r = match self.engine {
             crate::Engine::Jit => crate::jit::runtime_call(self, pc, args),
             crate::Engine::Interp => None,
@@ -387,7 +403,7 @@ impl RunState<'_> {
             Some(r) => r,
             None => crate::interp::execute(self, Some(prog), pc, args).map_err(|(_, e)| e),
         };
-        self.depth -= 1;
+        self.jit.depth -= 1;
         r
     }
 }

@@ -7,7 +7,7 @@
 //! interpreter), loops are bounded by the instruction budget, and any violation
 //! ends the run with the interpreter's error.
 
-mod runtime;
+pub(crate) mod runtime;
 mod translate;
 
 use std::time::{Duration, Instant};
@@ -51,8 +51,7 @@ pub struct JitStats {
 }
 
 /// A native function: `(run state, r1, r2, r3, r4, r5, r10) -> r0`.
-pub(crate) type JitFn =
-    unsafe extern "C" fn(*mut RunState<'static>, u64, u64, u64, u64, u64, u64) -> u64;
+pub(crate) type JitFn = unsafe extern "C" fn(*mut JitState, u64, u64, u64, u64, u64, u64) -> u64;
 
 /// A program's native code.
 pub struct Compiled {

@@ -45,7 +45,13 @@ pub struct JitState {
     pub shadow_valid: u64,
     pub status: u64,
     pub exit_value: u64,
-    pub shadow: [u64; SHADOW_SLOTS],
+    /// Instructions left (both engines); call depth (0 = the main program).
+    pub budget: u64,
+    pub depth: usize,
+    /// The run state of the current run (set when native code is entered).
+    pub st: *mut RunState<'static>,
+    /// Only the slots `shadow_valid` names are initialised.
+    pub shadow: [std::mem::MaybeUninit<u64>; SHADOW_SLOTS],
 }
 
 impl Default for JitState {
@@ -64,7 +70,10 @@ impl Default for JitState {
             shadow_valid: 0,
             status: RUN,
             exit_value: 0,
-            shadow: [0; SHADOW_SLOTS],
+            budget: 0,
+            depth: 0,
+            st: std::ptr::null_mut(),
+            shadow: [std::mem::MaybeUninit::uninit(); SHADOW_SLOTS],
         }
     }
 }
@@ -81,10 +90,11 @@ impl JitState {
     }
 }
 
-/// Byte offsets of the run state's fields, for native code.
+/// Byte offsets of the JIT state's fields, for native code (which gets a
+/// pointer to the JitState).
 pub mod off {
     use super::*;
-    const JIT: usize = offset_of!(RunState<'static>, jit);
+    const JIT: usize = 0;
     pub const PKT_START: i32 = (JIT + offset_of!(JitState, pkt_start)) as i32;
     pub const PKT_END: i32 = (JIT + offset_of!(JitState, pkt_end)) as i32;
     pub const STACK_LO: i32 = (JIT + offset_of!(JitState, stack_lo)) as i32;
@@ -98,8 +108,8 @@ pub mod off {
     pub const SHADOW_VALID: i32 = (JIT + offset_of!(JitState, shadow_valid)) as i32;
     pub const STATUS: i32 = (JIT + offset_of!(JitState, status)) as i32;
     pub const SHADOW: i32 = (JIT + offset_of!(JitState, shadow)) as i32;
-    pub const BUDGET: i32 = offset_of!(RunState<'static>, budget) as i32;
-    pub const DEPTH: i32 = offset_of!(RunState<'static>, depth) as i32;
+    pub const BUDGET: i32 = offset_of!(JitState, budget) as i32;
+    pub const DEPTH: i32 = offset_of!(JitState, depth) as i32;
 }
 
 /// Record an error at `pc` and tell native code to unwind.
@@ -113,17 +123,37 @@ fn fail(st: &mut RunState, pc: u64, e: VmError) -> u64 {
 
 /// Fill the context shadow (at the start of a run and after a miss).
 pub(crate) fn fill_shadow(st: &mut RunState) {
-    st.jit.shadow_valid = st.ctx.fast_loads(&mut st.jit.shadow);
+    let mut vals = [0u64; SHADOW_SLOTS];
+    let mask = st.ctx.fast_loads(&mut vals);
+    let mut m = mask;
+    while m != 0 {
+        let i = m.trailing_zeros() as usize;
+        st.jit.shadow[i] = std::mem::MaybeUninit::new(vals[i]);
+        m &= m - 1;
+    }
+    st.jit.shadow_valid = mask;
 }
 
 /// Run `prog` (already `st.current`) natively from its entry with `args`,
 /// r10 at the frame of the current depth.
 pub(crate) fn run_native(st: &mut RunState, f: JitFn, args: [u64; 5]) -> u64 {
-    let r10 = (st.stack_top - st.depth * skiff_isa::MAX_BPF_STACK) as u64;
-    let p = st as *mut RunState as *mut RunState<'static>;
+    let r10 = (st.stack_top - st.jit.depth * skiff_isa::MAX_BPF_STACK) as u64;
+    st.jit.st = st as *mut RunState as *mut RunState<'static>;
+    let js: *mut JitState = &mut *st.jit;
     // SAFETY: `f` was compiled from the current program for exactly this
     // signature; every memory access it makes is checked against `st`'s regions.
-    unsafe { f(p, args[0], args[1], args[2], args[3], args[4], r10) }
+    // Runtime calls reach the run state through `JitState::st` only.
+    unsafe { f(js, args[0], args[1], args[2], args[3], args[4], r10) }
+}
+
+/// The run state behind the JitState pointer native code passes back.
+///
+/// # Safety
+/// `js` is the pointer `run_native` passed to native code, during that run.
+unsafe fn state<'a>(js: *mut JitState) -> &'a mut RunState<'static> {
+    // SAFETY: run_native set `st` to the live run state before entering native
+    // code; the JitState itself is only reached through it from here on.
+    unsafe { &mut *(*js).st }
 }
 
 /// Run the current program (JIT compiled) from instruction 0.
@@ -132,6 +162,8 @@ pub(crate) fn execute(st: &mut RunState, args: [u64; 5]) -> Result<u64, (usize, 
         return crate::interp::execute(st, None, 0, args);
     };
     st.jit.status = RUN;
+    // Regions cached by an earlier run may be gone.
+    st.jit.invalidate();
     fill_shadow(st);
     let r0 = run_native(st, f, args);
     if let Some(e) = st.jit_error.take() {
@@ -171,14 +203,9 @@ fn region_of(st: &RunState, addr: u64, len: u64) -> Option<(u64, u64, RegionKind
     Some((r.start, r.end, r.kind))
 }
 
-pub(super) unsafe extern "C" fn rt_load(
-    st: *mut RunState<'static>,
-    addr: u64,
-    size: u64,
-    pc: u64,
-) -> u64 {
-    // SAFETY: native code passes the run state it was given, alive for the run.
-    let st = unsafe { &mut *st };
+pub(super) unsafe extern "C" fn rt_load(js: *mut JitState, addr: u64, size: u64, pc: u64) -> u64 {
+    // SAFETY: native code passes the JitState it was given, during its run.
+    let st = unsafe { state(js) };
     match st.regions.translate(addr, size, false) {
         Ok(Target::Raw(p)) => {
             if let Some((lo, hi, _)) = region_of(st, addr, size) {
@@ -200,7 +227,7 @@ pub(super) unsafe extern "C" fn rt_load(
                 // Serve this field natively until a helper or a context store.
                 let slot = (off / 4) as usize;
                 if size == 4 && off % 4 == 0 && slot < SHADOW_SLOTS {
-                    st.jit.shadow[slot] = v;
+                    st.jit.shadow[slot] = std::mem::MaybeUninit::new(v);
                     st.jit.shadow_valid |= 1 << slot;
                 }
                 v
@@ -212,14 +239,14 @@ pub(super) unsafe extern "C" fn rt_load(
 }
 
 pub(super) unsafe extern "C" fn rt_store(
-    st: *mut RunState<'static>,
+    js: *mut JitState,
     addr: u64,
     size: u64,
     value: u64,
     pc: u64,
 ) -> u64 {
     // SAFETY: as in rt_load.
-    let st = unsafe { &mut *st };
+    let st = unsafe { state(js) };
     match st.regions.translate(addr, size, true) {
         Ok(Target::Raw(p)) => {
             if let Some((lo, hi, RegionKind::ReadWrite)) = region_of(st, addr, size) {
@@ -250,7 +277,7 @@ pub(super) unsafe extern "C" fn rt_store(
 
 /// BPF_ATOMIC: `size_op` is the access size | imm << 8. Returns the old value.
 pub(super) unsafe extern "C" fn rt_atomic(
-    st: *mut RunState<'static>,
+    js: *mut JitState,
     addr: u64,
     size_op: u64,
     src: u64,
@@ -258,7 +285,7 @@ pub(super) unsafe extern "C" fn rt_atomic(
     pc: u64,
 ) -> u64 {
     // SAFETY: as in rt_load.
-    let st = unsafe { &mut *st };
+    let st = unsafe { state(js) };
     let size = (size_op & 0xff) as u32;
     let op = (size_op >> 8) as u32 as i32;
     match crate::interp::atomic(st, addr, size, op, src, r0) {
@@ -270,7 +297,7 @@ pub(super) unsafe extern "C" fn rt_atomic(
 /// A helper call (call imm, or callx with the id in a register).
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe extern "C" fn rt_helper(
-    st: *mut RunState<'static>,
+    js: *mut JitState,
     id: u64,
     r1: u64,
     r2: u64,
@@ -280,11 +307,13 @@ pub(super) unsafe extern "C" fn rt_helper(
     pc: u64,
 ) -> u64 {
     // SAFETY: as in rt_load.
-    let st = unsafe { &mut *st };
+    let st = unsafe { state(js) };
     let helpers = st.helpers;
     let r = helpers.call(st, id as u32, [r1, r2, r3, r4, r5]);
-    st.refresh_packet();
-    st.jit.invalidate();
+    if !keeps_packet_and_ctx(id) {
+        st.refresh_packet();
+        st.jit.shadow_valid = 0;
+    }
     let r0 = match r {
         Ok(v) => v,
         Err(e) => return fail(st, pc, e),
@@ -298,6 +327,36 @@ pub(super) unsafe extern "C" fn rt_helper(
         return tail_call(st, next, [r1, r2, r3, r4, r5]);
     }
     r0
+}
+
+/// Helpers that change neither the packet nor a context field (the complement
+/// of the kernel's bpf_helper_changes_pkt_data, narrowed to what skiff's
+/// contexts expose): after them native code keeps its packet bounds and
+/// context values. Callbacks (bpf_loop, for_each) refresh them themselves.
+fn keeps_packet_and_ctx(id: u64) -> bool {
+    matches!(
+        id,
+        1 | 2
+            | 3
+            | 5
+            | 6
+            | 7
+            | 8
+            | 12
+            | 23
+            | 25
+            | 28
+            | 51
+            | 69
+            | 87
+            | 88
+            | 89
+            | 93
+            | 94
+            | 118
+            | 125
+            | 130..=134 | 160 | 164 | 181 | 195 | 208
+    )
 }
 
 /// Run the tail-call target in place of the current function: its r0 is what
@@ -330,14 +389,9 @@ fn tail_call(st: &mut RunState, next: ProgRef, args: [u64; 5]) -> u64 {
 
 /// BPF_LD_ABS / BPF_LD_IND: `size` | (is_ind << 8); `off` already includes the
 /// index register for IND.
-pub(super) unsafe extern "C" fn rt_ld_abs(
-    st: *mut RunState<'static>,
-    off: u64,
-    size: u64,
-    pc: u64,
-) -> u64 {
+pub(super) unsafe extern "C" fn rt_ld_abs(js: *mut JitState, off: u64, size: u64, pc: u64) -> u64 {
     // SAFETY: as in rt_load.
-    let st = unsafe { &mut *st };
+    let st = unsafe { state(js) };
     match crate::interp::ld_abs(st, off as i64, size as u32) {
         Ok(Some(v)) => v,
         Ok(None) => {
@@ -350,9 +404,9 @@ pub(super) unsafe extern "C" fn rt_ld_abs(
 }
 
 /// A failure the native code detected itself (budget, call depth).
-pub(super) unsafe extern "C" fn rt_fail(st: *mut RunState<'static>, code: u64, pc: u64) -> u64 {
+pub(super) unsafe extern "C" fn rt_fail(js: *mut JitState, code: u64, pc: u64) -> u64 {
     // SAFETY: as in rt_load.
-    let st = unsafe { &mut *st };
+    let st = unsafe { state(js) };
     let e = super::fail_error(code, st);
     fail(st, pc, e)
 }
