@@ -45,6 +45,13 @@ pub struct RunArgs {
 pub fn main(a: RunArgs) -> i32 {
     match run(&a) {
         Ok(code) => code,
+        // stdout closed early (`skiff run ... | head`): stop quietly
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            0
+        }
         Err(e) => {
             eprintln!("skiff run: {e:#}");
             1
