@@ -167,7 +167,11 @@ fn run(a: &RunArgs) -> Result<i32> {
     packets.sort_by_key(|(ts, fi, _, _)| (*ts, *fi));
 
     // outputs
-    let mut outs: BTreeMap<DevId, Output> = BTreeMap::new();
+    // one file per path; a pcapng named for several devices gets one interface
+    // description block per device
+    let mut files: Vec<(PathBuf, Vec<String>)> = Vec::new();
+    // device -> (file index, interface index in that file)
+    let mut outs: BTreeMap<DevId, (usize, u32)> = BTreeMap::new();
     for spec in &a.pcap_out {
         let (d, file) = parse_dev_file("--pcap-out", spec)?;
         let dev = dev_of(&dp, "--pcap-out", &d)?;
@@ -181,14 +185,33 @@ fn run(a: &RunArgs) -> Result<i32> {
             bail!("--pcap-out {spec}: not supported: {d} is a {kind} device; only NICs transmit out of the datapath (use --capture {d}:xmit=FILE.pcapng for what it sends)");
         }
         let name = dp.dev_name(dev).unwrap_or(&d).to_string();
-        let writer = Writer::create(
-            &file,
-            Format::for_path(&file),
-            &[(&name, LINKTYPE_ETHERNET)],
-        )?;
-        if outs.insert(dev, Output { path: file, writer }).is_some() {
+        let fi = match files.iter().position(|(p, _)| *p == file) {
+            Some(i) => i,
+            None => {
+                files.push((file.clone(), Vec::new()));
+                files.len() - 1
+            }
+        };
+        let names = &mut files[fi].1;
+        if Format::for_path(&file) == Format::Pcap && !names.is_empty() {
+            bail!("--pcap-out {spec}: a pcap file holds one device ({} already); name it .pcapng for several", names[0]);
+        }
+        names.push(name);
+        if outs.insert(dev, (fi, (names.len() - 1) as u32)).is_some() {
             bail!("--pcap-out {spec}: {d} is named twice");
         }
+    }
+    let mut writers: Vec<Output> = Vec::with_capacity(files.len());
+    for (path, names) in &files {
+        let ifaces: Vec<(&str, u32)> = names
+            .iter()
+            .map(|n| (n.as_str(), LINKTYPE_ETHERNET))
+            .collect();
+        let writer = Writer::create(path, Format::for_path(path), &ifaces)?;
+        writers.push(Output {
+            path: path.clone(),
+            writer,
+        });
     }
     let mut caps: BTreeMap<(u32, String, Hook), Output> = BTreeMap::new();
     for spec in &a.capture {
@@ -240,8 +263,11 @@ fn run(a: &RunArgs) -> Result<i32> {
     let mut drain =
         |dp: &mut skiff_net::datapath::Datapath, so: &mut std::io::StdoutLock| -> Result<()> {
             for t in dp.take_transmitted() {
-                if let Some(o) = outs.get_mut(&t.dev) {
-                    o.writer.write(0, t.ts_ns, &t.frame, None)?;
+                if let Some((o, iface)) = outs
+                    .get(&t.dev)
+                    .and_then(|(fi, iface)| writers.get_mut(*fi).map(|w| (w, *iface)))
+                {
+                    o.writer.write(iface, t.ts_ns, &t.frame, None)?;
                     *transmitted_out
                         .entry(o.path.display().to_string())
                         .or_default() += 1;
@@ -319,7 +345,7 @@ fn run(a: &RunArgs) -> Result<i32> {
         b.finish_and_clear();
     }
     drop(drain);
-    for (_, o) in outs {
+    for o in writers {
         o.writer.finish()?;
     }
     for (_, o) in caps {

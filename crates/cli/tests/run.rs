@@ -630,3 +630,64 @@ fn json_with_trace_keeps_stdout_one_object() {
         "{stderr}"
     );
 }
+
+/// Several NICs into one pcapng: one interface description block per device;
+/// a pcap holds one device only.
+#[test]
+fn pcap_out_several_devices_in_one_pcapng() {
+    let t = TempDir::new("multi");
+    let topo = t.path("two.toml");
+    std::fs::write(
+        &topo,
+        "[netns.host]\nforwarding = true\n\
+         [[netns.host.device]]\nname = \"eth0\"\nkind = \"nic\"\nmac = \"02:00:00:00:00:01\"\n\
+         [[netns.host.device]]\nname = \"eth1\"\nkind = \"nic\"\nmac = \"02:00:00:00:01:01\"\n\
+         [[netns.host.address]]\ndev = \"eth0\"\ncidr = \"192.168.1.10/24\"\n\
+         [[netns.host.address]]\ndev = \"eth1\"\ncidr = \"192.168.2.10/24\"\n\
+         [[netns.host.neighbour]]\ndev = \"eth0\"\nip = \"192.168.1.1\"\nmac = \"02:00:00:00:00:fe\"\n\
+         [[netns.host.route]]\ndst = \"default\"\nvia = \"192.168.1.1\"\ndev = \"eth0\"\n",
+    )
+    .unwrap();
+    // the ARP request (answered out of eth0) and the ping for the node (answered
+    // through the gateway on eth0), replayed on eth0; nothing leaves eth1
+    let cap = read_cap(TRAFFIC);
+    let input = t.path("in.pcap");
+    let mut w = skiff_io::Writer::create(Path::new(&input), skiff_io::Format::Pcap, &[("eth0", 1)])
+        .unwrap();
+    for p in &cap.packets[5..7] {
+        w.write(0, p.ts_ns, &p.data, None).unwrap();
+    }
+    w.finish().unwrap();
+    let out = t.path("out.pcapng");
+    let (code, _, stderr) = skiff(&[
+        "run",
+        &topo,
+        "--pcap-in",
+        &format!("eth0={input}"),
+        "--pcap-out",
+        &format!("eth0={out}"),
+        "--pcap-out",
+        &format!("eth1={out}"),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let ng = read_cap(&out);
+    let names: Vec<Option<&str>> = ng.interfaces.iter().map(|i| i.name.as_deref()).collect();
+    assert_eq!(names, [Some("eth0"), Some("eth1")]);
+    assert_eq!(ng.packets.len(), 2);
+    assert!(ng.packets.iter().all(|p| p.interface == 0));
+    assert_eq!(&ng.packets[0].data[12..14], &[8, 6]);
+
+    let (code, _, err) = skiff(&[
+        "run",
+        &topo,
+        "--pcap-out",
+        &format!("eth0={}", t.path("a.pcap")),
+        "--pcap-out",
+        &format!("eth1={}", t.path("a.pcap")),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("a pcap file holds one device (eth0 already); name it .pcapng for several"),
+        "{err}"
+    );
+}
