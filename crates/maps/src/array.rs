@@ -3,6 +3,7 @@
 //! redirect arrays (DEVMAP, CPUMAP, XSKMAP: 8-byte entries, read-only for programs).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -173,6 +174,9 @@ pub(crate) enum FdSlot {
 pub(crate) struct FdArray {
     max: u32,
     slots: Mutex<BTreeMap<u32, FdSlot>>,
+    /// PROG_ARRAY: the program id of every slot (0: empty), read without the
+    /// lock by tail calls (the kernel reads prog_array->ptrs[] under RCU).
+    progs: Option<Box<[AtomicU32]>>,
 }
 
 impl FdArray {
@@ -182,10 +186,19 @@ impl FdArray {
         if (attr.max_entries as usize).checked_mul(8)? > MAX_BLOCK_BYTES {
             return None;
         }
+        let progs = (attr.map_type == MapType::ProgArray)
+            .then(|| (0..attr.max_entries).map(|_| AtomicU32::new(0)).collect());
         Some(FdArray {
             max: attr.max_entries,
             slots: Mutex::new(BTreeMap::new()),
+            progs,
         })
+    }
+
+    fn publish(&self, index: u32, prog: u32) {
+        if let Some(p) = self.progs.as_ref().and_then(|p| p.get(index as usize)) {
+            p.store(prog, Ordering::Release);
+        }
     }
 
     /// kernel/bpf/arraymap.c: bpf_fd_array_map_update_elem (flags and index checks)
@@ -202,7 +215,9 @@ impl FdArray {
 
     pub(crate) fn update(&self, key: &[u8], slot: FdSlot, flags: u64) -> Result<(), Errno> {
         let index = self.precheck(key, flags)?;
-        self.slots.lock().insert(index, slot);
+        let mut slots = self.slots.lock();
+        self.publish(index, if let FdSlot::Prog(id) = slot { id } else { 0 });
+        slots.insert(index, slot);
         Ok(())
     }
 
@@ -212,7 +227,9 @@ impl FdArray {
         if index >= self.max {
             return Err(E2BIG);
         }
-        self.slots.lock().remove(&index).map(|_| ()).ok_or(ENOENT)
+        let mut slots = self.slots.lock();
+        self.publish(index, 0);
+        slots.remove(&index).map(|_| ()).ok_or(ENOENT)
     }
 
     /// kernel/bpf/arraymap.c: bpf_fd_array_map_lookup_elem
@@ -239,6 +256,12 @@ impl FdArray {
     }
 
     pub(crate) fn get_prog(&self, index: u32) -> Option<u32> {
+        if let Some(p) = &self.progs {
+            return match p.get(index as usize)?.load(Ordering::Acquire) {
+                0 => None,
+                id => Some(id),
+            };
+        }
         match self.slots.lock().get(&index) {
             Some(FdSlot::Prog(id)) => Some(*id),
             _ => None,

@@ -13,6 +13,26 @@ fn bad(what: &str, off: u32, size: u32) -> VmError {
     VmError::Ctx(format!("invalid {what} access at offset {off} size {size}"))
 }
 
+/// The JIT's context shadow: `load(4 * i, 4)` for every slot i in `wanted`
+/// that loads (by the same function `load` uses, so the values are exact).
+fn fast_loads_with(
+    wanted: u64,
+    shadow: &mut [u64; 64],
+    load: impl Fn(u32) -> Result<u64, VmError>,
+) -> u64 {
+    let mut mask = 0;
+    let mut w = wanted;
+    while w != 0 {
+        let i = w.trailing_zeros();
+        w &= w - 1;
+        if let Ok(v) = load(i * 4) {
+            shadow[i as usize] = v;
+            mask |= 1 << i;
+        }
+    }
+    mask
+}
+
 /// struct xdp_md field offsets.
 pub mod xdp_md {
     pub const DATA: u32 = 0;
@@ -24,13 +44,9 @@ pub mod xdp_md {
     pub const SIZE: usize = 24;
 }
 
-impl Context for XdpBuff {
-    fn ctx_size(&self) -> usize {
-        xdp_md::SIZE
-    }
-
+impl XdpBuff {
     // __is_valid_xdp_access: aligned u32 loads only; no writes.
-    fn load(&mut self, off: u32, size: u32) -> Result<u64, VmError> {
+    fn load_field(&self, off: u32, size: u32) -> Result<u64, VmError> {
         if size != 4 || !off.is_multiple_of(4) {
             return Err(bad("xdp_md", off, size));
         }
@@ -58,6 +74,16 @@ impl Context for XdpBuff {
             _ => return Err(bad("xdp_md", off, size)),
         })
     }
+}
+
+impl Context for XdpBuff {
+    fn ctx_size(&self) -> usize {
+        xdp_md::SIZE
+    }
+
+    fn load(&mut self, off: u32, size: u32) -> Result<u64, VmError> {
+        self.load_field(off, size)
+    }
 
     fn store(&mut self, off: u32, size: u32, _value: u64) -> Result<(), VmError> {
         Err(bad("xdp_md write", off, size))
@@ -82,24 +108,8 @@ impl Context for XdpBuff {
         self
     }
 
-    // Every xdp_md field is a plain 4-byte load: the JIT serves them all.
-    fn fast_loads(&self, shadow: &mut [u64; 64]) -> u64 {
-        shadow[0] = self.addr(self.data);
-        shadow[1] = self.addr(self.data_end);
-        shadow[2] = self.addr(if self.meta_valid {
-            self.data_meta
-        } else {
-            self.data
-        });
-        shadow[3] = self.ingress_ifindex as u64;
-        shadow[4] = self.rx_queue_index as u64;
-        match self.egress_ifindex {
-            Some(i) => {
-                shadow[5] = i as u64;
-                0b11_1111
-            }
-            None => 0b1_1111,
-        }
+    fn fast_loads(&self, wanted: u64, shadow: &mut [u64; 64]) -> u64 {
+        fast_loads_with(wanted, shadow, |off| self.load_field(off, 4))
     }
 }
 
@@ -249,29 +259,8 @@ impl Context for SkBuff {
         self.load_field(off, size)
     }
 
-    // The fields programs read most, computed as `load(off, 4)` does (a u32 field
-    // or a packet pointer at its own offset: `field`).
-    fn fast_loads(&self, shadow: &mut [u64; 64]) -> u64 {
-        use sk_buff::*;
-        let mut mask = 0u64;
-        for off in [
-            LEN,
-            PKT_TYPE,
-            MARK,
-            PROTOCOL,
-            PRIORITY,
-            INGRESS_IFINDEX,
-            IFINDEX,
-            DATA,
-            DATA_END,
-            DATA_META,
-        ] {
-            if let Some(v) = self.field(off) {
-                shadow[(off / 4) as usize] = v;
-                mask |= 1 << (off / 4);
-            }
-        }
-        mask
+    fn fast_loads(&self, wanted: u64, shadow: &mut [u64; 64]) -> u64 {
+        fast_loads_with(wanted, shadow, |off| self.load_field(off, 4))
     }
 
     // tc_cls_act_is_valid_access: writable are mark, tc_index, priority, cb[],
@@ -340,7 +329,7 @@ mod tests {
     /// What `fast_loads` claims must be exactly what `load(off, 4)` returns.
     fn check(ctx: &mut dyn Context) {
         let mut shadow = [0u64; 64];
-        let mask = ctx.fast_loads(&mut shadow);
+        let mask = ctx.fast_loads(u64::MAX, &mut shadow);
         assert_ne!(mask, 0);
         for slot in 0..64 {
             if mask & (1 << slot) != 0 {

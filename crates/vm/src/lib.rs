@@ -96,9 +96,10 @@ pub trait Context: Any {
     }
     fn as_any_mut(&mut self) -> &mut dyn Any;
     /// Values the JIT may serve without calling `load`: for each 4-byte slot i
-    /// it sets, `shadow[i]` must equal `load(4 * i, 4)` until the next helper
-    /// call or context store. Returns the mask of slots set (none by default).
-    fn fast_loads(&self, _shadow: &mut [u64; 64]) -> u64 {
+    /// of `wanted` it sets, `shadow[i]` must equal `load(4 * i, 4)` until the
+    /// next helper call or context store. Returns the mask of slots set (none
+    /// by default).
+    fn fast_loads(&self, _wanted: u64, _shadow: &mut [u64; 64]) -> u64 {
         0
     }
 }

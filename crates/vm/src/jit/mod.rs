@@ -58,6 +58,9 @@ pub struct Compiled {
     module: Option<JITModule>,
     /// (entry instruction, function), sorted by entry; the main program is pc 0.
     pub(crate) funcs: Vec<(usize, JitFn)>,
+    /// Context slots (4-byte offset / 4) the program reads with 4-byte loads:
+    /// what the context shadow is filled with at the start of a run.
+    pub(crate) ctx_wanted: u64,
     pub stats: JitStats,
 }
 
@@ -133,9 +136,16 @@ pub fn compile(prog: &Program) -> Result<Compiled, JitError> {
     ));
     let (module, funcs, code_size) = translate::translate(module, prog)?;
     let n = funcs.len();
+    let ctx_wanted = prog
+        .code
+        .iter()
+        .filter(|i| i.code == skiff_isa::BPF_LDX | skiff_isa::BPF_MEM | skiff_isa::BPF_W)
+        .filter(|i| (0..256).contains(&i.off) && i.off % 4 == 0)
+        .fold(0u64, |m, i| m | 1 << (i.off / 4));
     Ok(Compiled {
         module: Some(module),
         funcs,
+        ctx_wanted,
         stats: JitStats {
             compile_time: start.elapsed(),
             code_size,

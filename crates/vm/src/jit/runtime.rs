@@ -50,8 +50,8 @@ pub struct JitState {
     pub depth: usize,
     /// The run state of the current run (set when native code is entered).
     pub st: *mut RunState<'static>,
-    /// Only the slots `shadow_valid` names are initialised.
-    pub shadow: [std::mem::MaybeUninit<u64>; SHADOW_SLOTS],
+    /// Meaningful only in the slots `shadow_valid` names.
+    pub shadow: [u64; SHADOW_SLOTS],
 }
 
 impl Default for JitState {
@@ -73,7 +73,7 @@ impl Default for JitState {
             budget: 0,
             depth: 0,
             st: std::ptr::null_mut(),
-            shadow: [std::mem::MaybeUninit::uninit(); SHADOW_SLOTS],
+            shadow: [0; SHADOW_SLOTS],
         }
     }
 }
@@ -123,14 +123,12 @@ fn fail(st: &mut RunState, pc: u64, e: VmError) -> u64 {
 
 /// Fill the context shadow (at the start of a run and after a miss).
 pub(crate) fn fill_shadow(st: &mut RunState) {
-    let mut vals = [0u64; SHADOW_SLOTS];
-    let mask = st.ctx.fast_loads(&mut vals);
-    let mut m = mask;
-    while m != 0 {
-        let i = m.trailing_zeros() as usize;
-        st.jit.shadow[i] = std::mem::MaybeUninit::new(vals[i]);
-        m &= m - 1;
+    let wanted = st.current.jit().map(|c| c.ctx_wanted).unwrap_or(0);
+    if wanted == 0 {
+        st.jit.shadow_valid = 0;
+        return;
     }
+    let mask = st.ctx.fast_loads(wanted, &mut st.jit.shadow);
     st.jit.shadow_valid = mask;
 }
 
@@ -227,7 +225,7 @@ pub(super) unsafe extern "C" fn rt_load(js: *mut JitState, addr: u64, size: u64,
                 // Serve this field natively until a helper or a context store.
                 let slot = (off / 4) as usize;
                 if size == 4 && off % 4 == 0 && slot < SHADOW_SLOTS {
-                    st.jit.shadow[slot] = std::mem::MaybeUninit::new(v);
+                    st.jit.shadow[slot] = v;
                     st.jit.shadow_valid |= 1 << slot;
                 }
                 v
@@ -265,7 +263,12 @@ pub(super) unsafe extern "C" fn rt_store(
             0
         }
         Ok(Target::Ctx(off)) => {
-            st.jit.shadow_valid = 0;
+            // The fields the store touched are read through `load` again.
+            let first = off / 4;
+            let last = (off + size as u32 - 1) / 4;
+            for slot in first..=last.min(SHADOW_SLOTS as u32 - 1) {
+                st.jit.shadow_valid &= !(1u64 << slot);
+            }
             match st.ctx.store(off, size as u32, value) {
                 Ok(()) => 0,
                 Err(e) => fail(st, pc, e),
@@ -289,7 +292,13 @@ pub(super) unsafe extern "C" fn rt_atomic(
     let size = (size_op & 0xff) as u32;
     let op = (size_op >> 8) as u32 as i32;
     match crate::interp::atomic(st, addr, size, op, src, r0) {
-        Ok((fetched, cmp)) => fetched.or(cmp).unwrap_or(0),
+        Ok((fetched, cmp)) => {
+            if let Some((lo, hi, RegionKind::ReadWrite)) = region_of(st, addr, size as u64) {
+                st.jit.store_lo = lo;
+                st.jit.store_hi = hi;
+            }
+            fetched.or(cmp).unwrap_or(0)
+        }
         Err(e) => fail(st, pc, e),
     }
 }
@@ -364,6 +373,7 @@ fn keeps_packet_and_ctx(id: u64) -> bool {
 /// frame; a tail call from a subprogram returns to the subprogram's caller).
 fn tail_call(st: &mut RunState, next: ProgRef, args: [u64; 5]) -> u64 {
     st.current = next;
+    fill_shadow(st);
     let native = if st.engine == super::Engine::Jit {
         next.jit().and_then(|c| c.func(0))
     } else {

@@ -5,7 +5,8 @@
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{I16, I32, I64, I8};
 use cranelift_codegen::ir::{
-    AbiParam, Block, FuncRef, InstBuilder, MemFlagsData, SigRef, Signature, Type, Value,
+    AbiParam, AtomicRmwOp, Block, FuncRef, InstBuilder, MemFlagsData, SigRef, Signature, Type,
+    Value,
 };
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -106,9 +107,19 @@ pub(super) fn translate(
             t.b.seal_all_blocks();
             t.b.finalize(fc);
         }
+        // SKIFF_JIT_DUMP=1 prints the generated code (for developers of skiff).
+        let dump = std::env::var_os("SKIFF_JIT_DUMP").is_some();
+        ctx.set_disasm(dump);
         module
             .define_function(ids[i], &mut ctx)
             .map_err(|x| err(start, format!("cranelift: {x:?}")))?;
+        if let Some(d) = ctx
+            .compiled_code()
+            .and_then(|c| c.vcode.as_ref())
+            .filter(|_| dump)
+        {
+            eprintln!("; {} function at insn {start}\n{d}", prog.name);
+        }
         code_size += ctx
             .compiled_code()
             .map(|c| c.code_info().total_size as usize)
@@ -139,6 +150,14 @@ struct FnTranslator<'a> {
     start: usize,
     end: usize,
     regs: [Variable; 11],
+    /// The packet bounds and the budget, kept in registers; written back to /
+    /// reloaded from the JitState around calls that may use or change them.
+    pkt_lo: Variable,
+    pkt_hi: Variable,
+    budget: Variable,
+    /// Registers known to hold the context pointer r1 came in with: in the main
+    /// function's straight-line start only (before the first jump target).
+    ctx_regs: u16,
     st: Value,
     /// Block of each instruction that starts one (index: pc - start).
     blocks: Vec<Option<Block>>,
@@ -211,6 +230,9 @@ impl<'a> FnTranslator<'a> {
         let sig_ld_abs = b.import_signature(sig_ld_abs);
         let sig_fail = b.import_signature(sig_fail);
         let regs: [Variable; 11] = std::array::from_fn(|_| b.declare_var(I64));
+        let pkt_lo = b.declare_var(I64);
+        let pkt_hi = b.declare_var(I64);
+        let budget = b.declare_var(I64);
         // Leaders: the entry, every jump target, every instruction after a jump.
         let n = end - start;
         let mut leader = vec![false; n];
@@ -293,6 +315,10 @@ impl<'a> FnTranslator<'a> {
             start,
             end,
             regs,
+            pkt_lo,
+            pkt_hi,
+            budget,
+            ctx_regs: if start == 0 { 1 << 1 } else { 0 },
             st,
             blocks,
             callees,
@@ -303,6 +329,7 @@ impl<'a> FnTranslator<'a> {
             sig_ld_abs,
             sig_fail,
         };
+        t.reload_state();
         // Charge one instruction per call, so recursion through callbacks is bounded too.
         t.charge(start, 1);
         let first = t.blocks[0].expect("entry is a leader");
@@ -324,6 +351,22 @@ impl<'a> FnTranslator<'a> {
 
     fn st_store(&mut self, v: Value, offset: i32) {
         self.b.ins().store(MF, v, self.st, offset);
+    }
+
+    /// Packet bounds and budget from the JitState (at entry, after calls).
+    fn reload_state(&mut self) {
+        let lo = self.st_load(off::PKT_START);
+        let hi = self.st_load(off::PKT_END);
+        let bu = self.st_load(off::BUDGET);
+        self.b.def_var(self.pkt_lo, lo);
+        self.b.def_var(self.pkt_hi, hi);
+        self.b.def_var(self.budget, bu);
+    }
+
+    /// The budget back to the JitState (before calls and returns).
+    fn spill_budget(&mut self) {
+        let bu = self.b.use_var(self.budget);
+        self.st_store(bu, off::BUDGET);
     }
 
     fn block_at(&self, pc: usize) -> Block {
@@ -384,7 +427,7 @@ impl<'a> FnTranslator<'a> {
 
     /// Take `cost` from the instruction budget; fail at `pc` when it runs out.
     fn charge(&mut self, pc: usize, cost: u64) {
-        let budget = self.st_load(off::BUDGET);
+        let budget = self.b.use_var(self.budget);
         let ok = self
             .b
             .ins()
@@ -397,7 +440,49 @@ impl<'a> FnTranslator<'a> {
         self.fail(FAIL_BUDGET, pc);
         self.b.switch_to_block(cont);
         let left = self.b.ins().iadd_imm_s(budget, -(cost as i64));
-        self.st_store(left, off::BUDGET);
+        self.b.def_var(self.budget, left);
+    }
+
+    /// Branch to `yes` when `lo <= a && a <= hi - size`, else to `no` (two
+    /// compare-and-branch pairs: cheaper than materialising the conditions).
+    fn branch_in(&mut self, a: Value, lo: Value, hi: Value, size: u32, yes: Block, no: Block) {
+        let second = self.b.create_block();
+        let c1 = self.b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, a, lo);
+        self.b.ins().brif(c1, second, &[], no, &[]);
+        self.b.switch_to_block(second);
+        let last = self.b.ins().iadd_imm_s(hi, -(size as i64));
+        let c2 = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, a, last);
+        self.b.ins().brif(c2, yes, &[], no, &[]);
+    }
+
+    fn branch_in_packet(&mut self, a: Value, size: u32, yes: Block, no: Block) {
+        let lo = self.b.use_var(self.pkt_lo);
+        let hi = self.b.use_var(self.pkt_hi);
+        self.branch_in(a, lo, hi, size, yes, no);
+    }
+
+    fn branch_in_state(
+        &mut self,
+        a: Value,
+        lo_off: i32,
+        hi_off: i32,
+        size: u32,
+        yes: Block,
+        no: Block,
+    ) {
+        let lo = self.st_load(lo_off);
+        let hi = self.st_load(hi_off);
+        self.branch_in(a, lo, hi, size, yes, no);
+    }
+
+    /// `a` inside the packet for `size` bytes (bounds in registers).
+    fn in_packet(&mut self, a: Value, size: u32) -> Value {
+        let lo = self.b.use_var(self.pkt_lo);
+        let hi = self.b.use_var(self.pkt_hi);
+        let last = self.b.ins().iadd_imm_s(hi, -(size as i64));
+        let c1 = self.b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, a, lo);
+        let c2 = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, a, last);
+        self.b.ins().band(c1, c2)
     }
 
     /// `lo <= a && a <= hi - size`, with lo / hi read from the run state.
@@ -434,18 +519,45 @@ impl<'a> FnTranslator<'a> {
         if frame_ok {
             self.b.ins().jump(raw, &[]);
         } else {
-            let in_pkt = self.in_range(a, off::PKT_START, off::PKT_END, size);
+            let generic = self.b.create_block();
+            if self.ctx_regs & (1 << base_reg) != 0
+                && size == 4
+                && !signed
+                && offset >= 0
+                && offset % 4 == 0
+                && (offset as usize) < runtime::SHADOW_SLOTS * 4
+            {
+                // The base is the context pointer r1 came in with: the shadow
+                // slot first (base == ctx start, slot valid), the generic path else.
+                let slot = (offset / 4) as i64;
+                let cs = self.st_load(off::CTX_START);
+                let is_ctx = self.b.ins().icmp(IntCC::Equal, base, cs);
+                let t = self.b.create_block();
+                self.b.ins().brif(is_ctx, t, &[], generic, &[]);
+                self.b.switch_to_block(t);
+                let valid = self.st_load(off::SHADOW_VALID);
+                let bit = self.b.ins().band_imm_u(valid, 1i64 << slot);
+                let hit = self.b.create_block();
+                self.b.ins().brif(bit, hit, &[], generic, &[]);
+                self.b.switch_to_block(hit);
+                let v = self
+                    .b
+                    .ins()
+                    .load(I64, MF, self.st, off::SHADOW + 8 * slot as i32);
+                self.b.ins().jump(done, &[v.into()]);
+            } else {
+                self.b.ins().jump(generic, &[]);
+            }
+            self.b.switch_to_block(generic);
             let t2 = self.b.create_block();
-            self.b.ins().brif(in_pkt, raw, &[], t2, &[]);
+            self.branch_in_packet(a, size, raw, t2);
             self.b.switch_to_block(t2);
-            let in_stack = self.in_range(a, off::STACK_LO, off::STACK_HI, size);
             let t3 = self.b.create_block();
-            self.b.ins().brif(in_stack, raw, &[], t3, &[]);
+            self.branch_in_state(a, off::STACK_LO, off::STACK_HI, size, raw, t3);
             self.b.switch_to_block(t3);
-            let in_cache = self.in_range(a, off::LOAD_LO, off::LOAD_HI, size);
             let t4 = self.b.create_block();
             self.b.set_cold_block(t4);
-            self.b.ins().brif(in_cache, raw, &[], t4, &[]);
+            self.branch_in_state(a, off::LOAD_LO, off::LOAD_HI, size, raw, t4);
             self.b.switch_to_block(t4);
             let slow = self.b.create_block();
             self.b.set_cold_block(slow);
@@ -544,18 +656,15 @@ impl<'a> FnTranslator<'a> {
         if frame_ok {
             self.b.ins().jump(raw, &[]);
         } else {
-            let in_pkt = self.in_range(a, off::PKT_START, off::PKT_END, size);
             let t2 = self.b.create_block();
-            self.b.ins().brif(in_pkt, raw, &[], t2, &[]);
+            self.branch_in_packet(a, size, raw, t2);
             self.b.switch_to_block(t2);
-            let in_stack = self.in_range(a, off::STACK_LO, off::STACK_HI, size);
             let t3 = self.b.create_block();
-            self.b.ins().brif(in_stack, raw, &[], t3, &[]);
+            self.branch_in_state(a, off::STACK_LO, off::STACK_HI, size, raw, t3);
             self.b.switch_to_block(t3);
-            let in_cache = self.in_range(a, off::STORE_LO, off::STORE_HI, size);
             let slow = self.b.create_block();
             self.b.set_cold_block(slow);
-            self.b.ins().brif(in_cache, raw, &[], slow, &[]);
+            self.branch_in_state(a, off::STORE_LO, off::STORE_HI, size, raw, slow);
             self.b.switch_to_block(slow);
             let sz = self.b.ins().iconst(I64, size as i64);
             let p = self.b.ins().iconst(I64, pc as i64);
@@ -589,6 +698,10 @@ impl<'a> FnTranslator<'a> {
                     self.b.ins().jump(blk, &[]);
                 }
                 self.b.switch_to_block(blk);
+                if pc != self.start {
+                    // Reached from elsewhere: nothing is known any more.
+                    self.ctx_regs = 0;
+                }
             } else if terminated {
                 // Unreachable straight-line code after an unconditional jump or exit
                 // that no jump reaches: skip it (leaders cover every reachable insn).
@@ -597,10 +710,33 @@ impl<'a> FnTranslator<'a> {
             }
             let insn = self.code[pc];
             let (next, term) = self.insn(pc, insn)?;
+            self.track_ctx(insn);
             terminated = term;
             pc = next;
         }
         Ok(())
+    }
+
+    /// Which registers still hold the context pointer after `insn`.
+    fn track_ctx(&mut self, insn: Insn) {
+        let bit = |r: u8| 1u16 << (r & 0xf);
+        let class = insn.code & 7;
+        match class {
+            BPF_ALU64 if insn.code == BPF_ALU64 | BPF_MOV | BPF_X && insn.off == 0 => {
+                if self.ctx_regs & bit(insn.src) != 0 {
+                    self.ctx_regs |= bit(insn.dst);
+                } else {
+                    self.ctx_regs &= !bit(insn.dst);
+                }
+            }
+            BPF_ALU | BPF_ALU64 | BPF_LDX => self.ctx_regs &= !bit(insn.dst),
+            BPF_LD => self.ctx_regs &= !(bit(insn.dst) | bit(0)),
+            BPF_STX if insn.code & 0xe0 == BPF_ATOMIC => {
+                self.ctx_regs &= !(bit(insn.src) | bit(0));
+            }
+            BPF_JMP | BPF_JMP32 if insn.code & 0xf0 == BPF_CALL => self.ctx_regs &= !0x3f,
+            _ => {}
+        }
     }
 
     /// Translate one instruction; returns the next pc and whether control does
@@ -782,15 +918,69 @@ impl<'a> FnTranslator<'a> {
     }
 
     fn atomic(&mut self, pc: usize, insn: Insn, size: u32) {
-        // Through the runtime: alignment and region checks as the interpreter's.
         let base = self.reg(insn.dst);
         let a = self.b.ins().iadd_imm_s(base, insn.off as i64);
+        let src = self.reg(insn.src);
+        let r0 = self.reg(0);
+        let done = self.b.create_block();
+        self.b.append_block_param(done, I64);
+        let slow = self.b.create_block();
+        self.b.set_cold_block(slow);
+        let rmw = match insn.imm & !BPF_FETCH {
+            x if x == BPF_ADD as i32 => Some(AtomicRmwOp::Add),
+            x if x == BPF_OR as i32 => Some(AtomicRmwOp::Or),
+            x if x == BPF_AND as i32 => Some(AtomicRmwOp::And),
+            x if x == BPF_XOR as i32 => Some(AtomicRmwOp::Xor),
+            _ if insn.imm == BPF_XCHG => Some(AtomicRmwOp::Xchg),
+            _ => None,
+        };
+        let inline = rmw.is_some() || insn.imm == BPF_CMPXCHG;
+        if inline {
+            // Aligned, in the packet, the stack or the cached writable region:
+            // a native atomic; anything else through the runtime (which reports
+            // the interpreter's error).
+            let fast = self.b.create_block();
+            let mis = self.b.ins().band_imm_u(a, (size - 1) as u64 as i64);
+            let aligned = self.b.ins().icmp_imm_s(IntCC::Equal, mis, 0);
+            let p1 = self.in_packet(a, size);
+            let p2 = self.in_range(a, off::STACK_LO, off::STACK_HI, size);
+            let p3 = self.in_range(a, off::STORE_LO, off::STORE_HI, size);
+            let any = self.b.ins().bor(p1, p2);
+            let any = self.b.ins().bor(any, p3);
+            let ok = self.b.ins().band(aligned, any);
+            self.b.ins().brif(ok, fast, &[], slow, &[]);
+            self.b.switch_to_block(fast);
+            let ty = if size == 8 { I64 } else { I32 };
+            let x = if size == 8 {
+                src
+            } else {
+                self.b.ins().ireduce(I32, src)
+            };
+            let old = match rmw {
+                Some(op) => self.b.ins().atomic_rmw(ty, MF, op, a, x),
+                None => {
+                    let e = if size == 8 {
+                        r0
+                    } else {
+                        self.b.ins().ireduce(I32, r0)
+                    };
+                    self.b.ins().atomic_cas(MF, a, e, x)
+                }
+            };
+            let old = if size == 8 {
+                old
+            } else {
+                self.b.ins().uextend(I64, old)
+            };
+            self.b.ins().jump(done, &[old.into()]);
+        } else {
+            self.b.ins().jump(slow, &[]);
+        }
+        self.b.switch_to_block(slow);
         let so = self
             .b
             .ins()
             .iconst(I64, (size as u64 | (insn.imm as u32 as u64) << 8) as i64);
-        let src = self.reg(insn.src);
-        let r0 = self.reg(0);
         let p = self.b.ins().iconst(I64, pc as i64);
         let st = self.st;
         let old = self.call_rt(
@@ -799,6 +989,9 @@ impl<'a> FnTranslator<'a> {
             &[st, a, so, src, r0, p],
         );
         self.check_abort();
+        self.b.ins().jump(done, &[old.into()]);
+        self.b.switch_to_block(done);
+        let old = self.b.block_params(done)[0];
         if insn.imm == BPF_CMPXCHG {
             self.set(0, old);
         } else if insn.imm & BPF_FETCH != 0 {
@@ -825,6 +1018,7 @@ impl<'a> FnTranslator<'a> {
                 Ok((pc + 1, true))
             }
             BPF_EXIT if class == BPF_JMP => {
+                self.spill_budget();
                 let r0 = self.reg(0);
                 self.b.ins().return_(&[r0]);
                 Ok((pc + 1, true))
@@ -921,8 +1115,10 @@ impl<'a> FnTranslator<'a> {
         let r10 = self.reg(10);
         let r10 = self.b.ins().iadd_imm_s(r10, -(MAX_BPF_STACK as i64));
         args.push(r10);
+        self.spill_budget();
         let call = self.b.ins().call(fr, &args);
         let r0 = self.b.inst_results(call)[0];
+        self.reload_state();
         self.st_store(depth, off::DEPTH);
         self.set(0, r0);
         // Only ABORT can come back from a callee (it consumes RETURN_NOW itself).
@@ -950,11 +1146,13 @@ impl<'a> FnTranslator<'a> {
         }
         let p = self.b.ins().iconst(I64, pc as i64);
         args.push(p);
+        self.spill_budget();
         let r0 = self.call_rt(
             self.sig_helper,
             runtime::rt_helper as *const () as usize,
             &args,
         );
+        self.reload_state();
         self.set(0, r0);
         self.check_status(r0);
     }
