@@ -352,6 +352,10 @@ impl Datapath {
             Driver::Nic { rx } => Some(rx.len() as u32),
             _ => None,
         };
+        // drivers/net/veth.c: veth_xmit — a veth receives what its peer sends;
+        // with an XDP program it takes it through its NAPI ring (veth_poll),
+        // so the native program sees injected frames too.
+        let veth_xdp = matches!(d.driver, Driver::Veth { .. }) && d.xdp_native.is_some();
         let id = self.new_id();
         self.cons.input += 1;
         self.budget_pkts += 1;
@@ -375,6 +379,12 @@ impl Datapath {
                     if let Some(ring) = rx.get_mut(q as usize) {
                         ring.push_back(RxItem::Xdp(XPkt { id, ts: ts_ns, xdp }));
                     }
+                }
+            }
+            None if veth_xdp => {
+                let xdp = self.xdp_frame(frame, ifindex);
+                if let Driver::Veth { ring, .. } = &mut self.devices[dev.0].driver {
+                    ring.push_back(RxItem::Xdp(XPkt { id, ts: ts_ns, xdp }));
                 }
             }
             None => {

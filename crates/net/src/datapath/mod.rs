@@ -29,6 +29,8 @@
 //!     // on a non-netkit device ENXIO.
 //! let id: PacketId = dp.inject(dev, &frame, ts_ns)?;  // NIC: from the wire (RSS picks the
 //!                                                     // queue); others: received on that device
+//!                                                     // (a veth with native XDP: through its ring,
+//!                                                     // as from its peer's xmit, so its XDP runs)
 //! dp.run();                                           // until every queue is empty
 //! dp.finish();                                        // end of input: unresolved neighbours -> NEIGH_FAILED
 //! dp.take_transmitted() -> Vec<Transmitted { dev, ifindex, id, ts_ns, frame }>   // out of NICs
