@@ -155,6 +155,30 @@ fn arp_request(tpa: [u8; 4]) -> Vec<u8> {
     eth([0xff; 6], MAC_A0, 0x0806, &a)
 }
 
+/// The frame with its IPv4 header edited (the header checksum fixed after).
+fn edit_ip(mut f: Vec<u8>, edit: impl FnOnce(&mut [u8])) -> Vec<u8> {
+    edit(&mut f[14..34]);
+    f[24..26].fill(0);
+    let c = csum(&f[14..34], 0);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+fn with_dmac(mut f: Vec<u8>, mac: [u8; 6]) -> Vec<u8> {
+    f[..6].copy_from_slice(&mac);
+    f
+}
+
+/// A payload of `len` bytes with the marker at both ends (so every fragment
+/// of it carries one).
+fn long_marker(scenario: &str, n: usize, len: usize) -> Vec<u8> {
+    let m = marker(scenario, n);
+    let mut v = m.clone();
+    v.resize(len - m.len(), 0xab);
+    v.extend_from_slice(&m);
+    v
+}
+
 fn marker(scenario: &str, n: usize) -> Vec<u8> {
     let mut m = MARKER.to_vec();
     m.extend_from_slice(format!("{scenario}-{n}-{:08}", std::process::id()).as_bytes());
@@ -163,6 +187,20 @@ fn marker(scenario: &str, n: usize) -> Vec<u8> {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A frame for a message: its length and its first 80 bytes in hex.
+fn show(f: &[u8]) -> String {
+    let head: String = f.iter().take(80).map(|b| format!("{b:02x}")).collect();
+    format!(
+        "[{} bytes] {head}{}",
+        f.len(),
+        if f.len() > 80 { "..." } else { "" }
+    )
+}
+
+fn show_all(v: &[Vec<u8>]) -> String {
+    v.iter().map(|f| format!("\n    {}", show(f))).collect()
 }
 
 /// Frames the test caused: ARP, or anything that carries the marker.
@@ -480,10 +518,15 @@ fn kernel_prog_id(ns: &str, dev: &str, hook: Hook4) -> u64 {
                 .as_u64()
                 .unwrap_or_else(|| panic!("no XDP program on {dev}: {v}"))
         }
-        Hook4::TcIngress => {
+        Hook4::TcIngress | Hook4::TcEgress => {
+            let dir = if hook == Hook4::TcIngress {
+                "ingress"
+            } else {
+                "egress"
+            };
             let v = json(&must(
                 "tc",
-                &["-n", ns, "-j", "filter", "show", "dev", dev, "ingress"],
+                &["-n", ns, "-j", "filter", "show", "dev", dev, dir],
             ));
             v.as_array()
                 .into_iter()
@@ -641,12 +684,14 @@ enum Hook4 {
     XdpNative,
     XdpGeneric,
     TcIngress,
+    TcEgress,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Dev {
     A0,
     R0,
+    R1,
     B0,
 }
 
@@ -657,6 +702,8 @@ struct Scenario {
     frames: Vec<Vec<u8>>,
     /// Frames expected on a0 and b0 (both sides must show exactly these counts).
     expect: (usize, usize),
+    /// r1's MTU for this scenario (1500 otherwise).
+    r1_mtu: Option<u32>,
 }
 
 fn scenarios() -> Vec<Scenario> {
@@ -675,6 +722,7 @@ fn scenarios() -> Vec<Scenario> {
             u(s, 2, A0_IP, NEXT_IP, 7001, 9),
         ],
         expect: (0, 3),
+        r1_mtu: None,
     });
     // (2) XDP drops a blocked source prefix (10.1.0.16/28), passes the rest
     // (forwarded); native and generic.
@@ -693,6 +741,7 @@ fn scenarios() -> Vec<Scenario> {
                 u(s, 4, [10, 1, 0, 15], NEXT_IP, 7002, 64),
             ],
             expect: (0, 3),
+            r1_mtu: None,
         });
     }
     // (3) XDP_TX back to a0 and XDP_REDIRECT to r1: with XDP on the receiving
@@ -714,12 +763,14 @@ fn scenarios() -> Vec<Scenario> {
         ],
         frames: frames("xdp-tx-redirect"),
         expect: (2, 2),
+        r1_mtu: None,
     });
     v.push(Scenario {
         name: "xdp-tx-no-peer-prog",
         attach: vec![(Dev::R0, Hook4::XdpNative, "XDP_REFLECT")],
         frames: frames("xdp-tx-no-peer-prog"),
         expect: (0, 1),
+        r1_mtu: None,
     });
     // (4) R's stack forwards: TTL - 1, MACs from the neighbour table; TTL 1
     // gets ICMP time exceeded; a bad header checksum is dropped.
@@ -734,8 +785,16 @@ fn scenarios() -> Vec<Scenario> {
             u(s, 1, A0_IP, NEXT_IP, 7002, 1),
             bad,
             u(s, 3, A0_IP, NEXT_IP, 7002, 2),
+            // Not to r0's MAC: PACKET_OTHERHOST, dropped before routing.
+            with_dmac(u(s, 4, A0_IP, NEXT_IP, 7002, 64), [2, 0, 0, 0, 0, 0x77]),
+            // TOS and no DF are kept.
+            edit_ip(u(s, 5, A0_IP, NEXT_IP, 7002, 64), |h| {
+                h[1] = 0x10;
+                h[6] = 0;
+            }),
         ],
-        expect: (1, 2),
+        expect: (1, 3),
+        r1_mtu: None,
     });
     // (5) The stack answers: ARP for r0's address, echo to both of R's
     // addresses, a UDP port nobody listens on.
@@ -749,8 +808,51 @@ fn scenarios() -> Vec<Scenario> {
             icmp_echo(R1_IP, 0x4242, 2, &marker(s, 2)),
             u(s, 3, A0_IP, R0_IP, 9999, 64),
             arp_request(R1_IP),
+            // Nobody has it: no reply.
+            arp_request([10, 1, 0, 99]),
+            // Broadcast: no port unreachable, no echo reply
+            // (icmp_echo_ignore_broadcasts).
+            u(s, 6, A0_IP, [10, 1, 0, 255], 9999, 64),
+            edit_ip(icmp_echo(R0_IP, 0x4242, 7, &marker(s, 7)), |h| {
+                h[16..20].copy_from_slice(&[10, 1, 0, 255])
+            }),
+            // The reply keeps the request's TOS.
+            edit_ip(icmp_echo(R0_IP, 0x4242, 8, &marker(s, 8)), |h| h[1] = 0x10),
+            // Port unreachable quotes at most 576 bytes in all.
+            udp(A0_IP, R0_IP, 5009, 9999, 64, &long_marker(s, 9, 700)),
         ],
-        expect: (5, 0),
+        expect: (7, 0),
+        r1_mtu: None,
+    });
+    // (4b) tc egress on r1: the forwarded frame to 7001 is rewritten (TTL - 1,
+    // port 7101) and redirected to r1's egress again, where it passes.
+    let s = "tc-egress-reenter";
+    v.push(Scenario {
+        name: s,
+        attach: vec![(Dev::R1, Hook4::TcEgress, "TC_REWRITE_REDIRECT")],
+        frames: vec![
+            u(s, 0, A0_IP, NEXT_IP, 7001, 64),
+            u(s, 1, A0_IP, NEXT_IP, 7002, 64),
+        ],
+        expect: (0, 2),
+        r1_mtu: None,
+    });
+    // (4c) r1's MTU 1000: DF too big gets ICMP fragmentation needed, without
+    // DF it leaves in fragments.
+    let s = "fragment";
+    v.push(Scenario {
+        name: s,
+        attach: vec![],
+        frames: vec![
+            udp(A0_IP, NEXT_IP, 5000, 7002, 64, &long_marker(s, 0, 1200)),
+            edit_ip(
+                udp(A0_IP, NEXT_IP, 5001, 7002, 64, &long_marker(s, 1, 1200)),
+                |h| h[6] = 0,
+            ),
+            u(s, 2, A0_IP, NEXT_IP, 7002, 64),
+        ],
+        expect: (1, 3),
+        r1_mtu: Some(1000),
     });
     // (6) No neighbour for the next hop: R asks (ARP request out of r1). Last,
     // since the kernel keeps probing for seconds.
@@ -760,6 +862,7 @@ fn scenarios() -> Vec<Scenario> {
         attach: vec![],
         frames: vec![u(s, 0, A0_IP, NO_NEIGH_IP, 7002, 64)],
         expect: (0, 1),
+        r1_mtu: None,
     });
     v
 }
@@ -853,6 +956,7 @@ fn datapath_matches_kernel() {
             let (ns, name) = match dev {
                 Dev::A0 => (&k.a, "a0"),
                 Dev::R0 => (&k.r, "r0"),
+                Dev::R1 => (&k.r, "r1"),
                 Dev::B0 => (&k.b, "b0"),
             };
             let obj = tmp.0.join(format!("{p}.o"));
@@ -863,15 +967,23 @@ fn datapath_matches_kernel() {
                     ns,
                     &format!("link set dev {name} xdpgeneric obj {obj} sec xdp"),
                 ),
-                Hook4::TcIngress => {
+                Hook4::TcIngress | Hook4::TcEgress => {
+                    let dir = if *hook == Hook4::TcIngress {
+                        "ingress"
+                    } else {
+                        "egress"
+                    };
                     tc(ns, &format!("qdisc add dev {name} clsact"));
                     tc(
                         ns,
-                        &format!("filter add dev {name} ingress bpf da obj {obj} sec tc"),
+                        &format!("filter add dev {name} {dir} bpf da obj {obj} sec tc"),
                     );
                 }
             }
             kprogs.push((ns.clone(), name, *hook, kernel_prog_id(ns, name, *hook)));
+        }
+        if let Some(m) = sc.r1_mtu {
+            ip(&k.r, &format!("link set dev r1 mtu {m}"));
         }
         drain(&socks);
         for f in &sc.frames {
@@ -884,8 +996,13 @@ fn datapath_matches_kernel() {
             match hook {
                 Hook4::XdpNative => ip(ns, &format!("link set dev {name} xdp off")),
                 Hook4::XdpGeneric => ip(ns, &format!("link set dev {name} xdpgeneric off")),
-                Hook4::TcIngress => tc(ns, &format!("qdisc del dev {name} clsact")),
+                Hook4::TcIngress | Hook4::TcEgress => {
+                    tc(ns, &format!("qdisc del dev {name} clsact"))
+                }
             }
+        }
+        if sc.r1_mtu.is_some() {
+            ip(&k.r, "link set dev r1 mtu 1500");
         }
 
         // -- skiff
@@ -898,14 +1015,19 @@ fn datapath_matches_kernel() {
             let d = match dev {
                 Dev::A0 => s.a0,
                 Dev::R0 => s.r0,
+                Dev::R1 => s.r1,
                 Dev::B0 => s.b0,
             };
             match hook {
                 Hook4::XdpNative => s.dp.attach_xdp(d, prog, XdpMode::Native),
                 Hook4::XdpGeneric => s.dp.attach_xdp(d, prog, XdpMode::Generic),
-                Hook4::TcIngress => s.dp.attach_tc(
+                Hook4::TcIngress | Hook4::TcEgress => s.dp.attach_tc(
                     d,
-                    TcDirection::Ingress,
+                    if *hook == Hook4::TcIngress {
+                        TcDirection::Ingress
+                    } else {
+                        TcDirection::Egress
+                    },
                     TcAttach::ClsBpf {
                         prio: 0,
                         handle: 0,
@@ -916,6 +1038,9 @@ fn datapath_matches_kernel() {
             }
             .expect("skiff attach");
             cols.push(c);
+        }
+        if let Some(m) = sc.r1_mtu {
+            s.dp.set_mtu(s.r1, m).unwrap();
         }
         for (n, f) in sc.frames.iter().enumerate() {
             s.dp.inject(s.r0, f, (n as u64 + 1) * 1_000_000).unwrap();
@@ -939,20 +1064,20 @@ fn datapath_matches_kernel() {
             let sf = &sgot[dev];
             if kf.len() != want {
                 problems.push(format!(
-                    "{}: the kernel delivered {} frames to {dev}, the scenario expects {want}: {:02x?}",
+                    "{}: the kernel delivered {} frames to {dev}, the scenario expects {want}:{}",
                     sc.name,
                     kf.len(),
-                    kf
+                    show_all(kf)
                 ));
             }
             if kf.len() != sf.len() {
                 problems.push(format!(
-                    "{}: {dev}: kernel {} frames, skiff {}\n  kernel {:02x?}\n  skiff  {:02x?}",
+                    "{}: {dev}: kernel {} frames, skiff {}\n  kernel:{}\n  skiff:{}",
                     sc.name,
                     kf.len(),
                     sf.len(),
-                    kf,
-                    sf
+                    show_all(kf),
+                    show_all(sf)
                 ));
                 continue;
             }
@@ -966,9 +1091,16 @@ fn datapath_matches_kernel() {
                     problems.push(format!("{}: {dev} frame {j}: skiff: {p}", sc.name));
                 }
                 if na != nb {
+                    let at = na
+                        .iter()
+                        .zip(&nb)
+                        .position(|(x, y)| x != y)
+                        .unwrap_or(na.len().min(nb.len()));
                     problems.push(format!(
-                        "{}: {dev} frame {j} differs\n  kernel {:02x?}\n  skiff  {:02x?}",
-                        sc.name, a, b
+                        "{}: {dev} frame {j} differs from byte {at}\n  kernel {}\n  skiff  {}",
+                        sc.name,
+                        show(a),
+                        show(b)
                     ));
                 }
                 n_compared += 1;
@@ -1045,4 +1177,38 @@ fn inject_on_a_veth_runs_its_native_xdp() {
     assert_eq!((c.input, c.dropped, c.in_flight), (2, 2, 0));
     let reasons: Vec<_> = s.dp.drops().map(|d| (d.iface.as_str(), d.reason)).collect();
     assert_eq!(reasons, [("r0", "SKIFF_XDP_DROP"), ("b0", "OTHERHOST")]);
+}
+
+/// Without root: `set_mtu` reaches the namespace's stack (the kernel test's
+/// "fragment" scenario found skiff forwarding past a lowered MTU): a DF frame
+/// larger than r1's new MTU gets ICMP fragmentation needed with that MTU, a
+/// non-DF one leaves in fragments that fit.
+#[test]
+fn set_mtu_reaches_the_stack() {
+    let mut s = build_skiff();
+    s.dp.set_mtu(s.r1, 1000).unwrap();
+    let df = udp(A0_IP, NEXT_IP, 1, 7002, 64, &long_marker("mtu", 0, 1200));
+    let no_df = edit_ip(df.clone(), |h| h[6] = 0);
+    s.dp.inject(s.r0, &df, 1).unwrap();
+    s.dp.inject(s.r0, &no_df, 2).unwrap();
+    s.dp.run();
+    let out: Vec<_> =
+        s.dp.take_captures()
+            .into_iter()
+            .filter(|c| c.point == CapturePoint::Exit && c.hook == Hook::Xmit)
+            .map(|c| (c.ifindex, c.bytes))
+            .collect();
+    assert_eq!(out.len(), 3, "one ICMP error and two fragments");
+    let (ifx, icmp) = &out[0];
+    assert_eq!(*ifx, s.dp.ifindex(s.r0).unwrap());
+    // ICMP type 3 code 4, next-hop MTU 1000.
+    assert_eq!(
+        (icmp[34], icmp[35], &icmp[40..42]),
+        (3, 4, &[0x03, 0xe8][..])
+    );
+    for (ifx, f) in &out[1..] {
+        assert_eq!(*ifx, IFX_R1);
+        assert!(f.len() <= 1014, "fragment of {} bytes", f.len());
+    }
+    assert_eq!(out[1].1.len() + out[2].1.len() - 2 * 34, 1200 + 8);
 }

@@ -760,11 +760,9 @@ impl Datapath {
                 x.mtu = mtu;
                 x.up = up;
             }
-            n.shared
-                .stack
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .set_device_up(ifindex, up);
+            let mut s = n.shared.stack.write().unwrap_or_else(|e| e.into_inner());
+            s.set_device_mtu(ifindex, mtu);
+            s.set_device_up(ifindex, up);
         }
     }
 

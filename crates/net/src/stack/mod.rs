@@ -386,6 +386,16 @@ impl HostStack {
     /// Routes through a device that is down are skipped by every lookup (the
     /// kernel removes or marks them RTNH_F_DEAD). A loopback device coming up gets
     /// 127.0.0.1/8 and ::1/128 (inetdev_event / addrconf_notify NETDEV_UP).
+    /// `ip link set dev X mtu N` (net/core/dev.c: dev_set_mtu): forwarding,
+    /// fragmentation and ICMP "fragmentation needed" use the new MTU at once.
+    /// (The kernel also takes IPv6 off a device whose MTU drops below 1280,
+    /// addrconf_notify NETDEV_CHANGEMTU; that is not modelled.)
+    pub fn set_device_mtu(&mut self, ifindex: u32, mtu: u32) {
+        if let Some(d) = self.dev_mut(ifindex) {
+            d.cfg.mtu = mtu;
+        }
+    }
+
     pub fn set_device_up(&mut self, ifindex: u32, up: bool) {
         let Some(d) = self.dev_mut(ifindex) else {
             return;
