@@ -6,6 +6,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 
 use crate::errno::*;
 use crate::storage::Block;
@@ -19,7 +20,8 @@ struct LpmEntry {
 }
 
 struct State {
-    entries: BTreeMap<(u32, Vec<u8>), LpmEntry>,
+    /// By `entry_id`: the prefix length (big endian) then the masked data.
+    entries: FxHashMap<Vec<u8>, LpmEntry>,
     /// prefixlen -> number of entries with it (lookups only probe lengths present).
     plens: BTreeMap<u32, usize>,
     free: Vec<usize>,
@@ -38,6 +40,21 @@ pub(crate) struct LpmTrie {
 }
 
 /// Keep the first `plen` bits of `data`, zero the rest.
+/// An entry's identity: the prefix length, then the data masked to it.
+fn entry_id(plen: u32, data: &[u8]) -> Vec<u8> {
+    let mut id = plen.to_be_bytes().to_vec();
+    id.extend_from_slice(&masked(data, plen));
+    id
+}
+
+fn split_id(id: &[u8]) -> (u32, &[u8]) {
+    let (p, m) = id.split_at(4);
+    (u32::from_be_bytes([p[0], p[1], p[2], p[3]]), m)
+}
+
+/// LPM_DATA_SIZE_MAX: lookups build probe keys on the stack up to this size.
+const DATA_MAX: usize = 256;
+
 fn masked(data: &[u8], plen: u32) -> Vec<u8> {
     let mut out = data.to_vec();
     let full = (plen / 8) as usize;
@@ -89,7 +106,7 @@ impl LpmTrie {
             capacity,
             block: Block::new(capacity.checked_mul(elem)?)?,
             state: Mutex::new(State {
-                entries: BTreeMap::new(),
+                entries: FxHashMap::default(),
                 plens: BTreeMap::new(),
                 free: Vec::new(),
                 fresh: 0,
@@ -114,10 +131,22 @@ impl LpmTrie {
         if plen > self.max_prefixlen {
             return None;
         }
-        st.plens
-            .range(..=plen)
-            .rev()
-            .find_map(|(&p, _)| st.entries.get(&(p, masked(data, p))).map(|e| e.slot))
+        let mut buf = [0u8; 4 + DATA_MAX];
+        let probe = buf.get_mut(..4 + data.len())?;
+        st.plens.range(..=plen).rev().find_map(|(&p, _)| {
+            probe[..4].copy_from_slice(&p.to_be_bytes());
+            let full = (p / 8) as usize;
+            for (i, (o, d)) in probe[4..].iter_mut().zip(data).enumerate() {
+                *o = if i < full {
+                    *d
+                } else if i == full && p % 8 != 0 {
+                    d & (0xffu8 << (8 - p % 8))
+                } else {
+                    0
+                };
+            }
+            st.entries.get(&probe[..]).map(|e| e.slot)
+        })
     }
 
     pub(crate) fn lookup(&self, key: &[u8]) -> Option<*mut u8> {
@@ -151,7 +180,7 @@ impl LpmTrie {
         }
         let value = value.get(..self.value_size).ok_or(EINVAL)?;
         let mut st = self.state.lock();
-        let id = (plen, masked(data, plen));
+        let id = entry_id(plen, data);
         let old = st.entries.get(&id).map(|e| e.slot);
         match old {
             Some(_) if flags == BPF_NOEXIST => return Err(EEXIST),
@@ -190,10 +219,7 @@ impl LpmTrie {
             return Err(EINVAL);
         }
         let mut st = self.state.lock();
-        let e = st
-            .entries
-            .remove(&(plen, masked(data, plen)))
-            .ok_or(ENOENT)?;
+        let e = st.entries.remove(&entry_id(plen, data)).ok_or(ENOENT)?;
         st.free.push(e.slot);
         if let Some(n) = st.plens.get_mut(&plen) {
             *n -= 1;
@@ -209,7 +235,10 @@ impl LpmTrie {
         let mut v: Vec<(u32, Vec<u8>, Vec<u8>, usize)> = st
             .entries
             .iter()
-            .map(|((p, m), e)| (*p, m.clone(), e.data.clone(), e.slot))
+            .map(|(id, e)| {
+                let (p, m) = split_id(id);
+                (p, m.to_vec(), e.data.clone(), e.slot)
+            })
             .collect();
         v.sort_by(|a, b| postorder((a.0, &a.1), (b.0, &b.1)));
         v

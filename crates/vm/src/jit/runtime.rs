@@ -321,7 +321,7 @@ pub(super) unsafe extern "C" fn rt_helper(
     let r = helpers.call(st, id as u32, [r1, r2, r3, r4, r5]);
     if !keeps_packet_and_ctx(id) {
         st.refresh_packet();
-        st.jit.shadow_valid = 0;
+        fill_shadow(st);
     }
     let r0 = match r {
         Ok(v) => v,

@@ -155,9 +155,10 @@ struct FnTranslator<'a> {
     pkt_lo: Variable,
     pkt_hi: Variable,
     budget: Variable,
-    /// Registers known to hold the context pointer r1 came in with: in the main
-    /// function's straight-line start only (before the first jump target).
+    /// Registers known to hold the context pointer r1 came in with (only in
+    /// the main function): now, and at the start of each instruction.
     ctx_regs: u16,
+    ctx_in: Vec<u16>,
     st: Value,
     /// Block of each instruction that starts one (index: pc - start).
     blocks: Vec<Option<Block>>,
@@ -291,6 +292,7 @@ impl<'a> FnTranslator<'a> {
                 "the function falls through its last instruction",
             ));
         }
+        let ctx_in = ctx_dataflow(code, start, end, &leader, &in_wide);
         let blocks: Vec<Option<Block>> = leader
             .iter()
             .map(|&l| l.then(|| b.create_block()))
@@ -318,7 +320,8 @@ impl<'a> FnTranslator<'a> {
             pkt_lo,
             pkt_hi,
             budget,
-            ctx_regs: if start == 0 { 1 << 1 } else { 0 },
+            ctx_regs: ctx_in[0],
+            ctx_in,
             st,
             blocks,
             callees,
@@ -698,10 +701,7 @@ impl<'a> FnTranslator<'a> {
                     self.b.ins().jump(blk, &[]);
                 }
                 self.b.switch_to_block(blk);
-                if pc != self.start {
-                    // Reached from elsewhere: nothing is known any more.
-                    self.ctx_regs = 0;
-                }
+                self.ctx_regs = self.ctx_in[pc - self.start];
             } else if terminated {
                 // Unreachable straight-line code after an unconditional jump or exit
                 // that no jump reaches: skip it (leaders cover every reachable insn).
@@ -717,26 +717,8 @@ impl<'a> FnTranslator<'a> {
         Ok(())
     }
 
-    /// Which registers still hold the context pointer after `insn`.
     fn track_ctx(&mut self, insn: Insn) {
-        let bit = |r: u8| 1u16 << (r & 0xf);
-        let class = insn.code & 7;
-        match class {
-            BPF_ALU64 if insn.code == BPF_ALU64 | BPF_MOV | BPF_X && insn.off == 0 => {
-                if self.ctx_regs & bit(insn.src) != 0 {
-                    self.ctx_regs |= bit(insn.dst);
-                } else {
-                    self.ctx_regs &= !bit(insn.dst);
-                }
-            }
-            BPF_ALU | BPF_ALU64 | BPF_LDX => self.ctx_regs &= !bit(insn.dst),
-            BPF_LD => self.ctx_regs &= !(bit(insn.dst) | bit(0)),
-            BPF_STX if insn.code & 0xe0 == BPF_ATOMIC => {
-                self.ctx_regs &= !(bit(insn.src) | bit(0));
-            }
-            BPF_JMP | BPF_JMP32 if insn.code & 0xf0 == BPF_CALL => self.ctx_regs &= !0x3f,
-            _ => {}
-        }
+        self.ctx_regs = ctx_after(self.ctx_regs, insn);
     }
 
     /// Translate one instruction; returns the next pc and whether control does
@@ -1156,6 +1138,108 @@ impl<'a> FnTranslator<'a> {
         self.set(0, r0);
         self.check_status(r0);
     }
+}
+
+/// Which registers hold the context pointer after `insn`, given `known` before.
+fn ctx_after(known: u16, insn: Insn) -> u16 {
+    let bit = |r: u8| 1u16 << (r & 0xf);
+    match insn.code & 7 {
+        BPF_ALU64 if insn.code == BPF_ALU64 | BPF_MOV | BPF_X && insn.off == 0 => {
+            if known & bit(insn.src) != 0 {
+                known | bit(insn.dst)
+            } else {
+                known & !bit(insn.dst)
+            }
+        }
+        BPF_ALU | BPF_ALU64 | BPF_LDX => known & !bit(insn.dst),
+        BPF_LD => known & !(bit(insn.dst) | bit(0)),
+        BPF_STX if insn.code & 0xe0 == BPF_ATOMIC => known & !(bit(insn.src) | bit(0)),
+        // Calls leave r0-r5 undefined; r6-r9 survive.
+        BPF_JMP | BPF_JMP32 if insn.code & 0xf0 == BPF_CALL => known & !0x3f,
+        _ => known,
+    }
+}
+
+/// Forward dataflow over the function [start, end): the context registers at the
+/// start of every instruction (intersection over predecessors; r1 at the main
+/// program's entry).
+fn ctx_dataflow(
+    code: &[Insn],
+    start: usize,
+    end: usize,
+    leader: &[bool],
+    in_wide: &[bool],
+) -> Vec<u16> {
+    let n = end - start;
+    // u16::MAX = not reached yet (the top of the lattice).
+    let mut at = vec![u16::MAX; n];
+    at[0] = if start == 0 { 1 << 1 } else { 0 };
+    let mut changed = true;
+    let mut rounds = 0;
+    while changed && rounds < 64 {
+        changed = false;
+        rounds += 1;
+        let mut pc = start;
+        while pc < end {
+            let i = pc - start;
+            if in_wide[i] {
+                pc += 1;
+                continue;
+            }
+            let insn = code[pc];
+            let out = if at[i] == u16::MAX {
+                u16::MAX
+            } else {
+                ctx_after(at[i], insn)
+            };
+            let mut flow = |t: usize, v: u16, at: &mut Vec<u16>| {
+                if t >= start && t < end {
+                    let m = at[t - start] & v;
+                    if m != at[t - start] {
+                        at[t - start] = m;
+                        changed = true;
+                    }
+                }
+            };
+            let class = insn.code & 7;
+            let op = insn.code & 0xf0;
+            let next = if insn.code == LD_IMM64 {
+                pc + 2
+            } else {
+                pc + 1
+            };
+            if class == BPF_JMP || class == BPF_JMP32 {
+                if op == BPF_EXIT && class == BPF_JMP {
+                } else if op == BPF_CALL && class == BPF_JMP {
+                    flow(next, out, &mut at);
+                } else {
+                    let o = if op == BPF_JA && class == BPF_JMP32 {
+                        insn.imm as i64
+                    } else {
+                        insn.off as i64
+                    };
+                    let t = pc as i64 + 1 + o;
+                    if t >= 0 {
+                        flow(t as usize, out, &mut at);
+                    }
+                    if op != BPF_JA {
+                        flow(next, out, &mut at);
+                    }
+                }
+            } else {
+                flow(next, out, &mut at);
+            }
+            pc = next;
+        }
+    }
+    if changed {
+        // No fixpoint within the bound: assume nothing.
+        return vec![0; n];
+    }
+    let _ = leader;
+    at.into_iter()
+        .map(|v| if v == u16::MAX { 0 } else { v })
+        .collect()
 }
 
 fn size_of(code: u8) -> u32 {
