@@ -24,6 +24,10 @@ use skiff_kernel::{KernelObject, TestRun as KTestRun};
 use skiff_object::Object;
 use skiff_vm::{Collection, LoadOptions, Program, Vm};
 
+/// `skiff bench --datapath`: packets per second through a topology.
+#[path = "bench_datapath.rs"]
+pub mod datapath;
+
 #[derive(Args, Clone)]
 pub struct BenchArgs {
     /// Program runs per measurement (BPF_PROG_TEST_RUN's repeat).
@@ -44,6 +48,8 @@ pub struct BenchArgs {
     /// Only entries whose `object/prog/packet` contains this.
     #[arg(long)]
     pub filter: Option<String>,
+    #[command(flatten)]
+    pub datapath: datapath::DatapathArgs,
 }
 
 impl Default for BenchArgs {
@@ -55,6 +61,7 @@ impl Default for BenchArgs {
             json: false,
             markdown: false,
             filter: None,
+            datapath: datapath::DatapathArgs::default(),
         }
     }
 }
@@ -1258,6 +1265,9 @@ pub fn run(a: &BenchArgs, mut extra: Option<&mut dyn Extra>) -> Vec<Row> {
 }
 
 pub fn main(a: BenchArgs) -> i32 {
+    if a.datapath.datapath {
+        return datapath::main(&a);
+    }
     let rows = run(&a, None);
     // A return value that differs between engines is a bug: exit 1.
     if rows.iter().any(|r| !r.retval_mismatch().is_empty()) {

@@ -1,0 +1,132 @@
+//! `skiff bench --datapath` on the k8s-node example: every replay of the
+//! 9-packet pcap ends the same way as in `skiff run` (in 9 + originated 4 =
+//! transmitted 3 + delivered 8 + dropped 2), the counts scale exactly with the
+//! replays, and the option errors.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn skiff(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .args(args)
+        .output()
+        .expect("run skiff");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn datapath_bench_json_counts_every_packet() {
+    let (code, stdout, stderr) = skiff(&[
+        "bench",
+        "--datapath",
+        "--replays",
+        "50",
+        "--runs",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    assert_eq!(v["topology"], "examples/k8s-node/topology.toml");
+    assert_eq!(v["pcap_in"], "eth0=examples/k8s-node/traffic.pcap");
+    assert_eq!(v["packets_per_replay"], 9);
+    assert_eq!(v["replays"], 50);
+    assert_eq!(v["runs"], 2);
+    let rows = v["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2);
+    let jit = &rows[0];
+    assert_eq!(jit["engine"], "skiff-jit");
+    assert_eq!(jit["error"], serde_json::Value::Null);
+    // 2 rounds of 50 replays of 9 packets, each replay as `skiff run` reports it
+    assert_eq!(
+        jit["conservation"],
+        serde_json::json!({"in": 900, "originated": 400, "transmitted": 300,
+                           "delivered": 800, "dropped": 200, "in_flight": 0})
+    );
+    assert_eq!(
+        jit["drops"],
+        serde_json::json!({"NOT_SPECIFIED": 100, "SKIFF_XDP_DROP": 100})
+    );
+    // XDP 9 + tc ingress 8 + netkit 9 hook runs a replay
+    assert_eq!(jit["hook_runs"], 2600);
+    let rounds = jit["rounds_ns_per_packet"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 2);
+    let ns = jit["ns_per_packet"].as_f64().expect("ns_per_packet");
+    let pps = jit["pps"].as_f64().expect("pps");
+    assert!(ns > 0.0 && (pps * ns - 1e9).abs() < 1.0, "{ns} {pps}");
+    let interp = &rows[1];
+    assert_eq!(interp["engine"], "skiff-interp");
+    assert_eq!(interp["pps"], serde_json::Value::Null);
+    assert!(
+        interp["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("not supported: ")),
+        "{interp}"
+    );
+}
+
+#[test]
+fn datapath_bench_text() {
+    let (code, stdout, stderr) = skiff(&["bench", "--datapath", "--replays", "10", "--runs", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("datapath bench: examples/k8s-node/topology.toml: eth0 <- examples/k8s-node/traffic.pcap (9 packets a replay; 10 replays a round, 1 rounds, median); single worker, deterministic\n"), "{stdout}");
+    let jit = stdout
+        .lines()
+        .find(|l| l.starts_with("skiff-jit "))
+        .expect("jit row");
+    let cells: Vec<&str> = jit.split_whitespace().collect();
+    assert_eq!(
+        cells.get(4..).map(|c| c.join(" ")).as_deref(),
+        Some("90 30 (0.33) 80 (0.89) 20 (0.22) 40 (0.44) 260 (2.89)"),
+        "{jit}"
+    );
+    assert!(
+        stdout.contains(
+            "- skiff-jit drops by reason: NOT_SPECIFIED 10 (0.11), SKIFF_XDP_DROP 10 (0.11)\n"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn datapath_bench_errors() {
+    // corpus options do not go with --datapath, nor datapath options without it
+    let (code, _, stderr) = skiff(&["bench", "--datapath", "--filter", "x"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("'--datapath' cannot be used with '--filter <FILTER>'"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = skiff(&["bench", "--replays", "5"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--datapath"), "{stderr}");
+    // a device the topology does not have
+    let (code, stdout, stderr) = skiff(&[
+        "bench",
+        "--datapath",
+        "--pcap-in",
+        "eth9=examples/k8s-node/traffic.pcap",
+        "--replays",
+        "1",
+        "--runs",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    assert_eq!(
+        v["rows"][0]["error"],
+        "--pcap-in: no device \"eth9\" in netns \"host\" of examples/k8s-node/topology.toml"
+    );
+    let (code, _, stderr) = skiff(&["bench", "--datapath", "--pcap-in", "eth0", "--replays", "1"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        "skiff bench --datapath: --pcap-in \"eth0\": want DEV=FILE\n"
+    );
+}
