@@ -47,6 +47,21 @@ impl ArrayMap {
         &self.block
     }
 
+    pub(crate) fn layout(&self, possible_cpus: usize) -> crate::ArrayLayout {
+        crate::ArrayLayout {
+            base: self.block.base(),
+            index_stride: self.elem * self.ncpu,
+            cpu_stride: self.elem,
+            max_entries: self.max,
+            percpu: self.percpu,
+            possible_cpus: if self.percpu {
+                self.ncpu.min(possible_cpus)
+            } else {
+                possible_cpus
+            },
+        }
+    }
+
     fn offset(&self, index: u32, cpu: usize) -> Option<usize> {
         (index as usize)
             .checked_mul(self.ncpu)?

@@ -240,6 +240,19 @@ pub struct MapError {
     pub msg: String,
 }
 
+/// Where an array map's values live: element `i` of CPU `c` is at
+/// `base + i * index_stride + c * cpu_stride` (`c` is 0 unless `percpu`).
+#[derive(Clone, Copy, Debug)]
+pub struct ArrayLayout {
+    pub base: usize,
+    pub index_stride: usize,
+    pub cpu_stride: usize,
+    pub max_entries: u32,
+    pub percpu: bool,
+    /// Lookups from CPUs at or above this fail.
+    pub possible_cpus: usize,
+}
+
 /// A contiguous block of map storage the running program may access directly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Region {
@@ -1123,6 +1136,15 @@ impl Map {
 
     /// Storage blocks the program may touch through pointers from lookup/reserve.
     /// writable=false for BPF_F_RDONLY_PROG maps and DEVMAP/DEVMAP_HASH/CPUMAP/XSKMAP.
+    /// ARRAY and PERCPU_ARRAY storage layout, for a JIT that computes value
+    /// addresses itself as the kernel's array_map_gen_lookup does.
+    pub fn array_layout(&self) -> Option<ArrayLayout> {
+        match &self.kind {
+            Kind::Array(a) => Some(a.layout(self.possible_cpus)),
+            _ => None,
+        }
+    }
+
     pub fn regions(&self) -> Vec<Region> {
         let writable = self.attr.map_flags & BPF_F_RDONLY_PROG == 0
             && !matches!(

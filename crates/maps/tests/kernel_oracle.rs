@@ -350,12 +350,25 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// The kernel's LRU hash keeps per-CPU free lists, so whether an update evicts
+/// depends on the CPU the syscall runs on: run every bpftool (a child inherits
+/// the affinity) on CPU 0, as skiff's single-CPU model assumes.
+fn pin_to_cpu0() {
+    // SAFETY: a zeroed cpu_set_t with one bit set, passed with its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 #[test]
 fn errno_matches_the_kernel() {
     if Command::new("bpftool").arg("version").output().is_err() {
         eprintln!("skipping: bpftool not installed");
         return;
     }
+    pin_to_cpu0();
     let uid = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

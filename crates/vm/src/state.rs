@@ -173,6 +173,7 @@ impl Vm {
         }
         let jit = &mut *self.jit;
         jit.budget = self.env.budget;
+        jit.cpu = self.env.cpu as u64;
         jit.depth = 0;
         jit.status = crate::jit::runtime::RUN;
         let mut st = RunState {

@@ -20,6 +20,9 @@ pub const RETURN_NOW: u64 = 1;
 /// of the packet, a helper that ends the program); `exit_value` is r0.
 pub const ABORT: u64 = 2;
 
+/// rt_load's size flag: a helper's memory argument, where the context is not memory.
+pub const MEM_ONLY: u64 = 0x100;
+
 pub const FAIL_BUDGET: u64 = 0;
 pub const FAIL_DEPTH: u64 = 1;
 
@@ -45,6 +48,8 @@ pub struct JitState {
     pub shadow_valid: u64,
     pub status: u64,
     pub exit_value: u64,
+    /// The worker's CPU (Env::cpu), for per-CPU array lookups.
+    pub cpu: u64,
     /// Instructions left (both engines); call depth (0 = the main program).
     pub budget: u64,
     pub depth: usize,
@@ -70,6 +75,7 @@ impl Default for JitState {
             shadow_valid: 0,
             status: RUN,
             exit_value: 0,
+            cpu: 0,
             budget: 0,
             depth: 0,
             st: std::ptr::null_mut(),
@@ -108,6 +114,7 @@ pub mod off {
     pub const SHADOW_VALID: i32 = (JIT + offset_of!(JitState, shadow_valid)) as i32;
     pub const STATUS: i32 = (JIT + offset_of!(JitState, status)) as i32;
     pub const SHADOW: i32 = (JIT + offset_of!(JitState, shadow)) as i32;
+    pub const CPU: i32 = (JIT + offset_of!(JitState, cpu)) as i32;
     pub const BUDGET: i32 = offset_of!(JitState, budget) as i32;
     pub const DEPTH: i32 = offset_of!(JitState, depth) as i32;
 }
@@ -204,7 +211,18 @@ fn region_of(st: &RunState, addr: u64, len: u64) -> Option<(u64, u64, RegionKind
 pub(super) unsafe extern "C" fn rt_load(js: *mut JitState, addr: u64, size: u64, pc: u64) -> u64 {
     // SAFETY: native code passes the JitState it was given, during its run.
     let st = unsafe { state(js) };
+    let mem_only = size & MEM_ONLY != 0;
+    let size = size & 0xff;
     match st.regions.translate(addr, size, false) {
+        Ok(Target::Ctx(_)) if mem_only => fail(
+            st,
+            pc,
+            VmError::OutOfBounds {
+                addr,
+                len: size,
+                write: false,
+            },
+        ),
         Ok(Target::Raw(p)) => {
             if let Some((lo, hi, _)) = region_of(st, addr, size) {
                 st.jit.load_lo = lo;

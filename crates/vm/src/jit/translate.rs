@@ -15,7 +15,7 @@ use cranelift_module::{FuncId, Linkage, Module};
 
 use skiff_isa::*;
 
-use super::runtime::{self, off, FAIL_BUDGET, FAIL_DEPTH, RETURN_NOW, RUN};
+use super::runtime::{self, off, FAIL_BUDGET, FAIL_DEPTH, MEM_ONLY, RETURN_NOW, RUN};
 use super::{JitError, JitFn};
 use crate::program::{Program, FUNC_TAG};
 use crate::state::MAX_CALL_FRAMES;
@@ -103,6 +103,7 @@ pub(super) fn translate(
                 &entries,
                 &ids,
             )?;
+            t.set_program_facts(prog);
             t.body()?;
             t.b.seal_all_blocks();
             t.b.finalize(fc);
@@ -159,6 +160,17 @@ struct FnTranslator<'a> {
     /// the main function): now, and at the start of each instruction.
     ctx_regs: u16,
     ctx_in: Vec<u16>,
+    /// Registers holding a known ld_imm64 value (in the current block).
+    consts: [Option<u64>; 11],
+    /// The program's map storage (fixed for the program's life): checked
+    /// inline with constant bounds, (start, end, writable); empty when there
+    /// are too many (the cached region and the runtime cover them).
+    static_regions: Vec<(u64, u64, bool)>,
+    /// Array maps the program names: handle and layout (lookups inlined).
+    arrays: Vec<(u64, skiff_maps::ArrayLayout)>,
+    /// The load being emitted reads a helper argument (ARG_PTR_TO_MEM): the
+    /// context is not memory for it.
+    mem_only: bool,
     st: Value,
     /// Block of each instruction that starts one (index: pc - start).
     blocks: Vec<Option<Block>>,
@@ -322,6 +334,10 @@ impl<'a> FnTranslator<'a> {
             budget,
             ctx_regs: ctx_in[0],
             ctx_in,
+            consts: [None; 11],
+            static_regions: Vec::new(),
+            arrays: Vec::new(),
+            mem_only: false,
             st,
             blocks,
             callees,
@@ -458,6 +474,23 @@ impl<'a> FnTranslator<'a> {
         self.b.ins().brif(c2, yes, &[], no, &[]);
     }
 
+    /// Branch through the program's map regions (constant bounds): to `yes`
+    /// when `a` is inside one (a writable one when `write`); ends in the block
+    /// that continues the search.
+    fn branch_in_static(&mut self, a: Value, size: u32, write: bool, yes: Block) {
+        let regions: Vec<(u64, u64, bool)> = self.static_regions.clone();
+        for (lo, hi, writable) in regions {
+            if write && !writable || hi - lo < size as u64 {
+                continue;
+            }
+            let next = self.b.create_block();
+            let lo = self.b.ins().iconst(I64, lo as i64);
+            let hi = self.b.ins().iconst(I64, hi as i64);
+            self.branch_in(a, lo, hi, size, yes, next);
+            self.b.switch_to_block(next);
+        }
+    }
+
     fn branch_in_packet(&mut self, a: Value, size: u32, yes: Block, no: Block) {
         let lo = self.b.use_var(self.pkt_lo);
         let hi = self.b.use_var(self.pkt_hi);
@@ -523,7 +556,8 @@ impl<'a> FnTranslator<'a> {
             self.b.ins().jump(raw, &[]);
         } else {
             let generic = self.b.create_block();
-            if self.ctx_regs & (1 << base_reg) != 0
+            if !self.mem_only
+                && self.ctx_regs & (1 << base_reg) != 0
                 && size == 4
                 && !signed
                 && offset >= 0
@@ -555,6 +589,7 @@ impl<'a> FnTranslator<'a> {
             let t2 = self.b.create_block();
             self.branch_in_packet(a, size, raw, t2);
             self.b.switch_to_block(t2);
+            self.branch_in_static(a, size, false, raw);
             let t3 = self.b.create_block();
             self.branch_in_state(a, off::STACK_LO, off::STACK_HI, size, raw, t3);
             self.b.switch_to_block(t3);
@@ -564,7 +599,7 @@ impl<'a> FnTranslator<'a> {
             self.b.switch_to_block(t4);
             let slow = self.b.create_block();
             self.b.set_cold_block(slow);
-            if size == 4 && !signed {
+            if size == 4 && !signed && !self.mem_only {
                 // Context fields the context could precompute (data, data_end, ...).
                 let cs = self.st_load(off::CTX_START);
                 let ce = self.st_load(off::CTX_END);
@@ -598,7 +633,10 @@ impl<'a> FnTranslator<'a> {
                 self.b.ins().jump(slow, &[]);
             }
             self.b.switch_to_block(slow);
-            let sz = self.b.ins().iconst(I64, size as i64);
+            let sz = self.b.ins().iconst(
+                I64,
+                size as i64 | if self.mem_only { MEM_ONLY as i64 } else { 0 },
+            );
             let p = self.b.ins().iconst(I64, pc as i64);
             let st = self.st;
             let v = self.call_rt(
@@ -662,6 +700,7 @@ impl<'a> FnTranslator<'a> {
             let t2 = self.b.create_block();
             self.branch_in_packet(a, size, raw, t2);
             self.b.switch_to_block(t2);
+            self.branch_in_static(a, size, true, raw);
             let t3 = self.b.create_block();
             self.branch_in_state(a, off::STACK_LO, off::STACK_HI, size, raw, t3);
             self.b.switch_to_block(t3);
@@ -702,6 +741,7 @@ impl<'a> FnTranslator<'a> {
                 }
                 self.b.switch_to_block(blk);
                 self.ctx_regs = self.ctx_in[pc - self.start];
+                self.consts = [None; 11];
             } else if terminated {
                 // Unreachable straight-line code after an unconditional jump or exit
                 // that no jump reaches: skip it (leaders cover every reachable insn).
@@ -710,15 +750,51 @@ impl<'a> FnTranslator<'a> {
             }
             let insn = self.code[pc];
             let (next, term) = self.insn(pc, insn)?;
-            self.track_ctx(insn);
+            self.track_ctx(pc, insn);
             terminated = term;
             pc = next;
         }
         Ok(())
     }
 
-    fn track_ctx(&mut self, insn: Insn) {
+    fn track_ctx(&mut self, pc: usize, insn: Insn) {
         self.ctx_regs = ctx_after(self.ctx_regs, insn);
+        // Known ld_imm64 values: set by ld_imm64, copied by mov, forgotten on
+        // any other write.
+        let copied = (insn.code == BPF_ALU64 | BPF_MOV | BPF_X && insn.off == 0)
+            .then(|| self.consts[insn.src as usize % 11]);
+        let w = written(insn);
+        for r in 0..11 {
+            if w & (1 << r) != 0 {
+                self.consts[r] = None;
+            }
+        }
+        if insn.code == LD_IMM64 {
+            let hi = self
+                .code
+                .get(pc + 1)
+                .map(|i| i.imm as u32 as u64)
+                .unwrap_or(0);
+            self.consts[insn.dst as usize % 11] = Some(insn.imm as u32 as u64 | hi << 32);
+        } else if let Some(v) = copied {
+            self.consts[insn.dst as usize % 11] = v;
+        }
+    }
+
+    fn set_program_facts(&mut self, prog: &Program) {
+        let regions: Vec<(u64, u64, bool)> = prog
+            .map_regions
+            .iter()
+            .map(|r| (r.start, r.end, r.kind == crate::mem::RegionKind::ReadWrite))
+            .collect();
+        if regions.len() <= 4 {
+            self.static_regions = regions;
+        }
+        self.arrays = prog
+            .maps
+            .iter()
+            .filter_map(|m| Some((crate::program::map_handle(m), m.array_layout()?)))
+            .collect();
     }
 
     /// Translate one instruction; returns the next pc and whether control does
@@ -928,7 +1004,18 @@ impl<'a> FnTranslator<'a> {
             let p2 = self.in_range(a, off::STACK_LO, off::STACK_HI, size);
             let p3 = self.in_range(a, off::STORE_LO, off::STORE_HI, size);
             let any = self.b.ins().bor(p1, p2);
-            let any = self.b.ins().bor(any, p3);
+            let mut any = self.b.ins().bor(any, p3);
+            for (lo, hi, writable) in self.static_regions.clone() {
+                if writable && hi - lo >= size as u64 {
+                    let lo = self.b.ins().iconst(I64, lo as i64);
+                    let hi = self.b.ins().iconst(I64, hi as i64);
+                    let last = self.b.ins().iadd_imm_s(hi, -(size as i64));
+                    let c1 = self.b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, a, lo);
+                    let c2 = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, a, last);
+                    let c = self.b.ins().band(c1, c2);
+                    any = self.b.ins().bor(any, c);
+                }
+            }
             let ok = self.b.ins().band(aligned, any);
             self.b.ins().brif(ok, fast, &[], slow, &[]);
             self.b.switch_to_block(fast);
@@ -1114,7 +1201,49 @@ impl<'a> FnTranslator<'a> {
         self.b.switch_to_block(cont);
     }
 
+    /// bpf_map_lookup_elem on an array map the program names (r1 a known
+    /// handle): the address computed inline, as array_map_gen_lookup does.
+    fn inline_array_lookup(&mut self, pc: usize, insn: Insn) -> bool {
+        if insn.code != CALL || insn.src != 0 || insn.imm != 1 {
+            return false;
+        }
+        let Some(h) = self.consts[1] else {
+            return false;
+        };
+        let Some(&(_, l)) = self.arrays.iter().find(|(m, _)| *m == h) else {
+            return false;
+        };
+        // The key: 4 bytes at r2, checked like any load (the helper's own check).
+        self.mem_only = true;
+        let idx = self.load(pc, 2, 0, 4, false);
+        self.mem_only = false;
+        let in_range = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedLessThan, idx, l.max_entries as i64);
+        let cpu = self.st_load(off::CPU);
+        let cpu_ok = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedLessThan, cpu, l.possible_cpus as i64);
+        let ok = self.b.ins().band(in_range, cpu_ok);
+        let off_i = self.b.ins().imul_imm_s(idx, l.index_stride as i64);
+        let base = self.b.ins().iconst(I64, l.base as i64);
+        let mut p = self.b.ins().iadd(base, off_i);
+        if l.percpu {
+            let off_c = self.b.ins().imul_imm_s(cpu, l.cpu_stride as i64);
+            p = self.b.ins().iadd(p, off_c);
+        }
+        let zero = self.b.ins().iconst(I64, 0);
+        let r0 = self.b.ins().select(ok, p, zero);
+        self.set(0, r0);
+        true
+    }
+
     fn helper_call(&mut self, pc: usize, insn: Insn) {
+        if self.inline_array_lookup(pc, insn) {
+            return;
+        }
         let id = if insn.code & BPF_X != 0 {
             let r = self.reg(insn.dst);
             let r32 = self.b.ins().ireduce(I32, r);
@@ -1137,6 +1266,19 @@ impl<'a> FnTranslator<'a> {
         self.reload_state();
         self.set(0, r0);
         self.check_status(r0);
+    }
+}
+
+/// The registers `insn` writes.
+fn written(insn: Insn) -> u16 {
+    let bit = |r: u8| 1u16 << (r & 0xf);
+    match insn.code & 7 {
+        BPF_ALU | BPF_ALU64 | BPF_LDX => bit(insn.dst),
+        BPF_LD if insn.code == LD_IMM64 => bit(insn.dst),
+        BPF_LD => bit(0),
+        BPF_STX if insn.code & 0xe0 == BPF_ATOMIC => bit(insn.src) | bit(0),
+        BPF_JMP | BPF_JMP32 if insn.code & 0xf0 == BPF_CALL => 0x3f,
+        _ => 0,
     }
 }
 
