@@ -23,6 +23,22 @@
 //! (PACKET_OTHERHOST) without answering. Only frames that carry the test's
 //! marker in their payload (or quote it, ICMP errors) and ARP frames count.
 //!
+//! Scenarios: tc ingress rewrite (MACs, TTL with bpf_l3_csum_replace, port
+//! with bpf_l4_csum_replace) + bpf_redirect to r1's egress; XDP blocklist of a
+//! source prefix with counters, native and generic; XDP_TX back to a0 and XDP
+//! bpf_redirect to r1, with and without an XDP program on the receiving veth
+//! end (the kernel drops without one); tc egress on r1 redirecting to r1
+//! again; forwarding by R's stack (TTL, MACs from permanent neighbours,
+//! TOS/no DF kept, TTL 1 -> time exceeded, bad header checksum, OTHERHOST);
+//! fragmentation and "fragmentation needed" behind a lowered MTU; local
+//! answers (ARP for either address, echo, TOS kept, port unreachable with
+//! the quote cut at 576 bytes, nothing for broadcasts, multicast echo, an
+//! unknown ARP target); input edges (IPv4 options, bad ICMP/UDP checksums,
+//! zero UDP checksum, martian source and destination, TTL 1 to a local
+//! address, ICMP redirect for a packet forwarded back out of r0 and its rate
+//! limit); the ARP request for a next hop without a neighbour. Netkit is not
+//! built into this kernel: covered by tests/datapath.rs only.
+//!
 //! Masked: in IPv4 frames the stack generates (ICMP echo replies and errors)
 //! the IPv4 id is random in the kernel (ip_select_ident: the ICMP socket sends
 //! without DF) and skiff counts, so the id and the header checksum (which
@@ -58,6 +74,10 @@ const R0_IP: [u8; 4] = [10, 1, 0, 1];
 const R1_IP: [u8; 4] = [10, 2, 0, 1];
 const NEXT_IP: [u8; 4] = [10, 2, 0, 9];
 const NO_NEIGH_IP: [u8; 4] = [10, 2, 0, 77];
+/// A permanent neighbour on r0's side (A's subnet): forwarding there goes
+/// back out of r0.
+const SIDE_IP: [u8; 4] = [10, 1, 0, 3];
+const MAC_SIDE: [u8; 6] = [2, 0, 0, 0, 0, 0x33];
 
 const MARKER: &[u8] = b"skiff-dp-";
 const ETH_P_ALL: u16 = 0x0003;
@@ -158,8 +178,9 @@ fn arp_request(tpa: [u8; 4]) -> Vec<u8> {
 /// The frame with its IPv4 header edited (the header checksum fixed after).
 fn edit_ip(mut f: Vec<u8>, edit: impl FnOnce(&mut [u8])) -> Vec<u8> {
     edit(&mut f[14..34]);
+    let ihl = ((f[14] & 0x0f) as usize) * 4;
     f[24..26].fill(0);
-    let c = csum(&f[14..34], 0);
+    let c = csum(&f[14..14 + ihl], 0);
     f[24..26].copy_from_slice(&c.to_be_bytes());
     f
 }
@@ -167,6 +188,18 @@ fn edit_ip(mut f: Vec<u8>, edit: impl FnOnce(&mut [u8])) -> Vec<u8> {
 fn with_dmac(mut f: Vec<u8>, mac: [u8; 6]) -> Vec<u8> {
     f[..6].copy_from_slice(&mac);
     f
+}
+
+/// The frame with 4 bytes of IPv4 options (NOPs) after the header.
+fn with_nop_options(f: Vec<u8>) -> Vec<u8> {
+    let mut v = f[..34].to_vec();
+    v.extend_from_slice(&[1, 1, 1, 1]);
+    v.extend_from_slice(&f[34..]);
+    edit_ip(v, |h| {
+        h[0] = 0x46;
+        let tot = u16::from_be_bytes([h[2], h[3]]) + 4;
+        h[2..4].copy_from_slice(&tot.to_be_bytes());
+    })
 }
 
 /// A payload of `len` bytes with the marker at both ends (so every fragment
@@ -370,6 +403,14 @@ fn build_kernel(nss: &mut Namespaces, ifx: &Ifindexes) -> Kernel {
             "neigh add {} lladdr {} dev r1 nud permanent",
             ip_s(NEXT_IP),
             mac_s(MAC_NEXT)
+        ),
+    );
+    ip(
+        &r,
+        &format!(
+            "neigh add {} lladdr {} dev r0 nud permanent",
+            ip_s(SIDE_IP),
+            mac_s(MAC_SIDE)
         ),
     );
     Kernel { a, r, b }
@@ -645,6 +686,7 @@ fn build_skiff() -> Skiff {
         s.set_forwarding(true, false);
         s.add_neighbour(ir0, v4(A0_IP), MAC_A0).unwrap();
         s.add_neighbour(ir1, v4(NEXT_IP), MAC_NEXT).unwrap();
+        s.add_neighbour(ir0, v4(SIDE_IP), MAC_SIDE).unwrap();
     }
     dp.stack_mut(b)
         .unwrap()
@@ -822,6 +864,43 @@ fn scenarios() -> Vec<Scenario> {
             udp(A0_IP, R0_IP, 5009, 9999, 64, &long_marker(s, 9, 700)),
         ],
         expect: (7, 0),
+        r1_mtu: None,
+    });
+    // (5b) Edges of the stack's input: IPv4 options, bad checksums, martians,
+    // multicast echo, TTL 1 to a local address, and forwarding back out of
+    // the interface it came in on (ICMP redirect, then the frame).
+    let s = "stack-edges";
+    let mut bad_icmp = icmp_echo(R0_IP, 0x4242, 2, &marker(s, 2));
+    bad_icmp[36] ^= 0xff;
+    let mut bad_udp = u(s, 3, A0_IP, R0_IP, 9999, 64);
+    bad_udp[40] ^= 0xff;
+    let mut zero_udp = u(s, 4, A0_IP, R0_IP, 9999, 64);
+    zero_udp[40..42].fill(0);
+    v.push(Scenario {
+        name: s,
+        attach: vec![],
+        frames: vec![
+            with_nop_options(u(s, 0, A0_IP, NEXT_IP, 7002, 64)),
+            with_nop_options(icmp_echo(R0_IP, 0x4242, 1, &marker(s, 1))),
+            bad_icmp,
+            bad_udp,
+            zero_udp,
+            edit_ip(icmp_echo(R0_IP, 0x4242, 5, &marker(s, 5)), |h| {
+                h[16..20].copy_from_slice(&[127, 0, 0, 1])
+            }),
+            u(s, 6, [127, 0, 0, 1], NEXT_IP, 7002, 64),
+            with_dmac(
+                edit_ip(icmp_echo(R0_IP, 0x4242, 7, &marker(s, 7)), |h| {
+                    h[16..20].copy_from_slice(&[224, 0, 0, 1])
+                }),
+                [1, 0, 0x5e, 0, 0, 1],
+            ),
+            edit_ip(icmp_echo(R0_IP, 0x4242, 8, &marker(s, 8)), |h| h[8] = 1),
+            u(s, 9, A0_IP, SIDE_IP, 7002, 64),
+            // The second within ip_rt_redirect_load << 1: forwarded, no redirect.
+            u(s, 10, A0_IP, SIDE_IP, 7002, 64),
+        ],
+        expect: (6, 1),
         r1_mtu: None,
     });
     // (4b) tc egress on r1: the forwarded frame to 7001 is rewritten (TTL - 1,
@@ -1211,4 +1290,54 @@ fn set_mtu_reaches_the_stack() {
         assert!(f.len() <= 1014, "fragment of {} bytes", f.len());
     }
     assert_eq!(out[1].1.len() + out[2].1.len() - 2 * 34, 1200 + 8);
+}
+
+/// Without root: forwarding back out of the device a packet came in on from
+/// an on-link source sends an ICMP host redirect first (quoting the header
+/// with the TTL already decreased), once within ip_rt_redirect_load << 1, and
+/// none with send_redirects off (the kernel test's "stack-edges" scenario
+/// found skiff sending none).
+#[test]
+fn forwarding_back_out_sends_one_redirect() {
+    let mut s = build_skiff();
+    let ir0 = s.dp.ifindex(s.r0).unwrap();
+    let f = udp(A0_IP, SIDE_IP, 1, 7002, 64, b"redirect");
+    for ts in [1_000_000, 2_000_000, 50_000_000] {
+        s.dp.inject(s.r0, &f, ts).unwrap();
+        s.dp.run();
+    }
+    let out: Vec<_> =
+        s.dp.take_captures()
+            .into_iter()
+            .filter(|c| c.point == CapturePoint::Exit && c.hook == Hook::Xmit)
+            .map(|c| (c.ifindex, c.bytes))
+            .collect();
+    // redirect, frame; frame (within 40 ms); redirect, frame (after 40 ms).
+    let kinds: Vec<_> = out.iter().map(|(i, b)| (*i, b[23], b[34])).collect();
+    assert_eq!(
+        kinds,
+        [
+            (ir0, 1, 5),
+            (ir0, 17, 0),
+            (ir0, 17, 0),
+            (ir0, 1, 5),
+            (ir0, 17, 0)
+        ]
+    );
+    let r = &out[0].1;
+    // Code 1 (host), gateway 10.1.0.3, quoted header with TTL 63.
+    assert_eq!((r[35], &r[38..42], r[42 + 8]), (1, &SIDE_IP[..], 63));
+    assert_eq!(&out[1].1[..6], &MAC_SIDE);
+
+    let mut s = build_skiff();
+    let r = s.dp.dev_netns(s.r0).unwrap();
+    s.dp.stack_mut(r).unwrap().set_send_redirects(false);
+    s.dp.inject(s.r0, &f, 1).unwrap();
+    s.dp.run();
+    let n =
+        s.dp.take_captures()
+            .iter()
+            .filter(|c| c.point == CapturePoint::Exit && c.hook == Hook::Xmit)
+            .count();
+    assert_eq!(n, 1);
 }

@@ -19,6 +19,13 @@ type D = DropReason;
 
 const ICMP_DEST_UNREACH: u8 = 3;
 const ICMP_TIME_EXCEEDED: u8 = 11;
+const ICMP_REDIRECT: u8 = 5;
+const ICMP_REDIR_HOST: u8 = 1;
+/// net/ipv4/route.c: ip_rt_redirect_number, ip_rt_redirect_load (HZ/50),
+/// ip_rt_redirect_silence ((HZ/50) << (9 + 1)).
+const REDIRECT_NUMBER: u32 = 9;
+const REDIRECT_LOAD_NS: u64 = 20_000_000;
+const REDIRECT_SILENCE_NS: u64 = REDIRECT_LOAD_NS << (REDIRECT_NUMBER + 1);
 
 /// RFC 1812 / icmp_pointers[].error: the ICMP types that are errors.
 fn icmp_is_error(t: u8) -> bool {
@@ -332,6 +339,34 @@ impl HostStack {
         if let Some(h) = frame.get_mut(ETH_HLEN..) {
             ip_decrease_ttl(h);
         }
+        // IPSKB_DOREDIRECT (__mkroute_input: out device == in device,
+        // send_redirects, fib_validate_source found the source behind this
+        // device; shared_media is on by default), then ip_rt_send_redirect,
+        // quoting the header with the TTL already decreased. Source-routed
+        // packets (opt->srr) get none in the kernel; skiff does not parse
+        // IPv4 options.
+        if res.ifindex == ifindex && self.send_redirects {
+            if let (Some(src), Some(dst)) = (ip4(ip, 12), ip4(ip, 16)) {
+                if self.source_behind(ifindex, src, dst) && self.redirect_allowed(src, meta.now_ns)
+                {
+                    let gw = match res.gateway {
+                        Some(IpAddr::V4(g)) => g,
+                        _ => dst,
+                    };
+                    let quoted = frame.get(ETH_HLEN..).unwrap_or(&[]).to_vec();
+                    self.icmp_send(
+                        ifindex,
+                        &quoted,
+                        meta,
+                        ICMP_REDIRECT,
+                        ICMP_REDIR_HOST,
+                        u32::from(gw),
+                        false,
+                        out,
+                    );
+                }
+            }
+        }
         if ip.len() <= mtu {
             return fate_of(self.neigh_xmit(
                 res.ifindex,
@@ -356,6 +391,42 @@ impl HostStack {
             }
         }
         fate
+    }
+
+    /// net/ipv4/fib_frontend.c __fib_validate_source, as far as the redirect
+    /// decision reads it: the route back to `src` (iif: the output device,
+    /// no mark) is unicast through `ifindex`.
+    fn source_behind(&self, ifindex: u32, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+        let fl = Flow {
+            dst: IpAddr::V4(src),
+            src: IpAddr::V4(dst),
+            iif: ifindex,
+            oif: 0,
+            mark: 0,
+            has_saddr: false,
+            iface: false,
+        };
+        matches!(self.fib_lookup4(&fl), Ok(r) if r.kind == RouteKind::Unicast && r.ifindex == ifindex)
+    }
+
+    /// net/ipv4/route.c ip_rt_send_redirect: per source, the first redirect
+    /// goes at once, the next only after ip_rt_redirect_load << n_redirects,
+    /// none after ip_rt_redirect_number until ip_rt_redirect_silence passed.
+    fn redirect_allowed(&mut self, src: Ipv4Addr, now: u64) -> bool {
+        let (last, n) = self.redirect_peers.entry(src).or_insert((now, 0));
+        if now > last.saturating_add(REDIRECT_SILENCE_NS) {
+            *n = 0;
+        }
+        if *n >= REDIRECT_NUMBER {
+            *last = now;
+            return false;
+        }
+        if *n == 0 || now > last.saturating_add(REDIRECT_LOAD_NS << *n) {
+            *last = now;
+            *n += 1;
+            return true;
+        }
+        false
     }
 
     /// ip_local_deliver + ip_protocol_deliver_rcu.

@@ -306,6 +306,11 @@ pub struct HostStack {
     pub(crate) pending_drops: Vec<(QueuedPacket, DropReason)>,
     pub(crate) sinks: Sinks,
     pub(crate) listening: Option<BTreeSet<(u8, u16)>>,
+    /// net.ipv4.conf.all.send_redirects (on by default).
+    pub(crate) send_redirects: bool,
+    /// The inet_peer redirect state per source (ip_rt_send_redirect):
+    /// (rate_last in ns, n_redirects).
+    pub(crate) redirect_peers: HashMap<Ipv4Addr, (u64, u32)>,
 }
 
 impl Default for HostStack {
@@ -347,6 +352,8 @@ impl HostStack {
             pending_drops: Vec::new(),
             sinks: Sinks::default(),
             listening: None,
+            send_redirects: true,
+            redirect_peers: HashMap::new(),
         }
     }
 
@@ -737,6 +744,12 @@ impl HostStack {
         }
         self.neigh_update(ifindex, ip, mac, NeighState::Permanent, &mut Vec::new());
         Ok(())
+    }
+
+    /// net.ipv4.conf.all.send_redirects: ICMP redirects for packets forwarded
+    /// out of the device they came in on (on by default, as in the kernel).
+    pub fn set_send_redirects(&mut self, on: bool) {
+        self.send_redirects = on;
     }
 
     /// Only these (protocol, port) pairs have a listening socket; a UDP datagram
