@@ -88,11 +88,13 @@ const QUIET: Duration = Duration::from_millis(200);
 const COLLECT_MAX: Duration = Duration::from_secs(3);
 const FRAMES_MAX: usize = 64;
 
-const PROGS: [&str; 4] = [
+const PROGS: [&str; 6] = [
     "TC_REWRITE_REDIRECT",
     "XDP_BLOCKLIST",
     "XDP_REFLECT",
     "XDP_PASS",
+    "TC_REDIRECT_PEER",
+    "TC_COUNT",
 ];
 
 // ---- frames -------------------------------------------------------------------
@@ -746,6 +748,10 @@ struct Scenario {
     expect: (usize, usize),
     /// r1's MTU for this scenario (1500 otherwise).
     r1_mtu: Option<u32>,
+    /// skiff's frames for b0 are what enters b0's tc ingress (a program runs
+    /// there; the packet socket sees the same bytes just before it), not
+    /// what r1 transmits: for bpf_redirect_peer, which skips r1's xmit.
+    b0_at_tc_ingress: bool,
 }
 
 fn scenarios() -> Vec<Scenario> {
@@ -765,6 +771,7 @@ fn scenarios() -> Vec<Scenario> {
         ],
         expect: (0, 3),
         r1_mtu: None,
+        b0_at_tc_ingress: false,
     });
     // (2) XDP drops a blocked source prefix (10.1.0.16/28), passes the rest
     // (forwarded); native and generic.
@@ -784,6 +791,7 @@ fn scenarios() -> Vec<Scenario> {
             ],
             expect: (0, 3),
             r1_mtu: None,
+            b0_at_tc_ingress: false,
         });
     }
     // (3) XDP_TX back to a0 and XDP_REDIRECT to r1: with XDP on the receiving
@@ -806,6 +814,7 @@ fn scenarios() -> Vec<Scenario> {
         frames: frames("xdp-tx-redirect"),
         expect: (2, 2),
         r1_mtu: None,
+        b0_at_tc_ingress: false,
     });
     v.push(Scenario {
         name: "xdp-tx-no-peer-prog",
@@ -813,6 +822,7 @@ fn scenarios() -> Vec<Scenario> {
         frames: frames("xdp-tx-no-peer-prog"),
         expect: (0, 1),
         r1_mtu: None,
+        b0_at_tc_ingress: false,
     });
     // (4) R's stack forwards: TTL - 1, MACs from the neighbour table; TTL 1
     // gets ICMP time exceeded; a bad header checksum is dropped.
@@ -837,6 +847,7 @@ fn scenarios() -> Vec<Scenario> {
         ],
         expect: (1, 3),
         r1_mtu: None,
+        b0_at_tc_ingress: false,
     });
     // (5) The stack answers: ARP for r0's address, echo to both of R's
     // addresses, a UDP port nobody listens on.
@@ -865,6 +876,7 @@ fn scenarios() -> Vec<Scenario> {
         ],
         expect: (7, 0),
         r1_mtu: None,
+        b0_at_tc_ingress: false,
     });
     // (5b) Edges of the stack's input: IPv4 options, bad checksums, martians,
     // multicast echo, TTL 1 to a local address, and forwarding back out of
@@ -902,6 +914,7 @@ fn scenarios() -> Vec<Scenario> {
         ],
         expect: (6, 1),
         r1_mtu: None,
+        b0_at_tc_ingress: false,
     });
     // (4b) tc egress on r1: the forwarded frame to 7001 is rewritten (TTL - 1,
     // port 7101) and redirected to r1's egress again, where it passes.
@@ -915,6 +928,7 @@ fn scenarios() -> Vec<Scenario> {
         ],
         expect: (0, 2),
         r1_mtu: None,
+        b0_at_tc_ingress: false,
     });
     // (4c) r1's MTU 1000: DF too big gets ICMP fragmentation needed, without
     // DF it leaves in fragments.
@@ -932,6 +946,25 @@ fn scenarios() -> Vec<Scenario> {
         ],
         expect: (1, 3),
         r1_mtu: Some(1000),
+        b0_at_tc_ingress: false,
+    });
+    // (1b) bpf_redirect_peer from r0's tc ingress into b0 (namespace B): no
+    // xmit on r1, the mark scrubbed crossing namespaces; the rest forwarded.
+    let s = "tc-redirect-peer";
+    v.push(Scenario {
+        name: s,
+        attach: vec![
+            (Dev::R0, Hook4::TcIngress, "TC_REDIRECT_PEER"),
+            (Dev::B0, Hook4::TcIngress, "TC_COUNT"),
+        ],
+        frames: vec![
+            u(s, 0, A0_IP, NEXT_IP, 7006, 64),
+            u(s, 1, A0_IP, NEXT_IP, 7002, 64),
+            u(s, 2, A0_IP, NEXT_IP, 7006, 64),
+        ],
+        expect: (0, 3),
+        r1_mtu: None,
+        b0_at_tc_ingress: true,
     });
     // (6) No neighbour for the next hop: R asks (ARP request out of r1). Last,
     // since the kernel keeps probing for seconds.
@@ -942,6 +975,7 @@ fn scenarios() -> Vec<Scenario> {
         frames: vec![u(s, 0, A0_IP, NO_NEIGH_IP, 7002, 64)],
         expect: (0, 1),
         r1_mtu: None,
+        b0_at_tc_ingress: false,
     });
     v
 }
@@ -1121,6 +1155,9 @@ fn datapath_matches_kernel() {
         if let Some(m) = sc.r1_mtu {
             s.dp.set_mtu(s.r1, m).unwrap();
         }
+        if sc.b0_at_tc_ingress {
+            s.dp.capture(s.b0, Hook::TcIngress);
+        }
         for (n, f) in sc.frames.iter().enumerate() {
             s.dp.inject(s.r0, f, (n as u64 + 1) * 1_000_000).unwrap();
             s.dp.run();
@@ -1128,10 +1165,15 @@ fn datapath_matches_kernel() {
         let mut sgot: BTreeMap<String, Vec<Vec<u8>>> =
             [("a0".to_string(), vec![]), ("b0".to_string(), vec![])].into();
         for c in s.dp.take_captures() {
-            if c.hook != Hook::Xmit || c.point != CapturePoint::Exit || !relevant(&c.bytes) {
+            if !relevant(&c.bytes) {
                 continue;
             }
-            let to = if c.ifindex == ifx.r0 { "a0" } else { "b0" };
+            let to = match (c.hook, c.point) {
+                (Hook::Xmit, CapturePoint::Exit) if c.ifindex == ifx.r0 => "a0",
+                (Hook::Xmit, CapturePoint::Exit) if !sc.b0_at_tc_ingress => "b0",
+                (Hook::TcIngress, CapturePoint::Entry) if c.ifindex == ifx.b0 => "b0",
+                _ => continue,
+            };
             sgot.entry(to.to_string()).or_default().push(c.bytes);
         }
         let smaps: Vec<_> = cols.iter().map(|c| skiff_maps(c, &MAPS)).collect();

@@ -167,4 +167,37 @@ SEC("xdp") int xdp_count_pass(struct xdp_md *ctx)
 }
 #endif
 
+#ifdef PROG_TC_REDIRECT_PEER
+/* tc ingress on r0: UDP to 7006 gets mark 5 and goes straight into r1's peer
+ * b0 (bpf_redirect_peer: b0's ingress in B, no xmit on r1); the rest
+ * TC_ACT_OK. */
+SEC("tc") int tc_redirect_peer(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	struct iphdr *ip = 0;
+	__u32 port = udp_dport(data, end, &ip);
+	count(&dpk_ports, port, skb->len);
+	if (port != 7006) {
+		count(&dpk_verdicts, TC_ACT_OK, skb->len);
+		return TC_ACT_OK;
+	}
+	skb->mark = 5;
+	count(&dpk_verdicts, TC_ACT_REDIRECT, skb->len);
+	return bpf_redirect_peer(R1_IFINDEX, 0);
+}
+#endif
+
+#ifdef PROG_TC_COUNT
+/* tc ingress on b0: counts per destination port, and per (mark & 3) << 2 |
+ * pkt_type & 3 (what crossed the namespace boundary), TC_ACT_OK. */
+SEC("tc") int tc_count(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	struct iphdr *ip = 0;
+	count(&dpk_ports, udp_dport(data, end, &ip), skb->len);
+	count(&dpk_verdicts, ((skb->mark & 1) << 2) | (skb->pkt_type & 3), skb->len);
+	return TC_ACT_OK;
+}
+#endif
+
 char _license[] SEC("license") = "GPL";
