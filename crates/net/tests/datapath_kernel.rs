@@ -45,6 +45,13 @@
 //! covers it) are zeroed on both sides after each side's header checksum was
 //! checked to be valid; the ICMP checksum is compared as it is.
 //!
+//! IPv6 frames (only in the "ipv6-local" scenario, IPv6 on r0 alone): the
+//! flow label of what the kernel sends is a hash with a per-boot key
+//! (net.ipv6.auto_flowlabels), so it is zeroed on both sides after the
+//! ICMPv6 checksum (which does not cover it) was checked on each.
+//!
+//! `SKIFF_DPK_DUMP=1` prints every compared frame of both sides.
+//!
 //! Needs root, `ip`, `tc`, `bpftool` and clang-19; skips with a message
 //! otherwise. Everything it creates (namespaces, objects) is removed by Drop
 //! guards, also when it fails; nothing outside its namespaces is touched.
@@ -168,6 +175,50 @@ fn icmp_echo(dst: [u8; 4], id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
     eth(MAC_R0, MAC_A0, 0x0800, &ipv4(A0_IP, dst, 1, 64, &m))
 }
 
+const A0_IP6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+const R0_IP6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+/// Ethernet/IPv6/ICMPv6 from a0's address to `dst` (hop limit `hl`).
+fn icmp6(dmac: [u8; 6], dst: [u8; 16], hl: u8, mut m: Vec<u8>) -> Vec<u8> {
+    let mut h = vec![0x60, 0, 0, 0];
+    h.extend_from_slice(&(m.len() as u16).to_be_bytes());
+    h.extend_from_slice(&[58, hl]);
+    h.extend_from_slice(&A0_IP6);
+    h.extend_from_slice(&dst);
+    m[2..4].fill(0);
+    let mut f = eth(dmac, MAC_A0, 0x86dd, &h);
+    f.extend_from_slice(&m);
+    let c = icmp6_csum(&f).unwrap_or(0);
+    f[56..58].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+fn icmp6_echo(seq: u16, payload: &[u8]) -> Vec<u8> {
+    let mut m = vec![128, 0, 0, 0, 0x42, 0x42];
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(payload);
+    icmp6(MAC_R0, R0_IP6, 64, m)
+}
+
+/// A neighbour solicitation for r0's address to its solicited-node group,
+/// with a0's link-layer address.
+fn neigh_solicit() -> Vec<u8> {
+    let mut m = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(&R0_IP6);
+    m.extend_from_slice(&[1, 1]);
+    m.extend_from_slice(&MAC_A0);
+    let mut snm = [0u8; 16];
+    snm[..2].copy_from_slice(&[0xff, 0x02]);
+    snm[11..13].copy_from_slice(&[1, 0xff]);
+    snm[13..].copy_from_slice(&R0_IP6[13..]);
+    icmp6(
+        [0x33, 0x33, 0xff, R0_IP6[13], R0_IP6[14], R0_IP6[15]],
+        snm,
+        255,
+        m,
+    )
+}
+
 fn arp_request(tpa: [u8; 4]) -> Vec<u8> {
     let mut a = vec![0, 1, 8, 0, 6, 4, 0, 1];
     a.extend_from_slice(&MAC_A0);
@@ -240,7 +291,25 @@ fn show_all(v: &[Vec<u8>]) -> String {
 
 /// Frames the test caused: ARP, or anything that carries the marker.
 fn relevant(f: &[u8]) -> bool {
-    f.get(12..14) == Some(&[0x08, 0x06][..]) || contains(f, MARKER)
+    f.get(12..14) == Some(&[0x08, 0x06][..]) || contains(f, MARKER) || is_na(f)
+}
+
+/// An ICMPv6 neighbour advertisement (the answer to the test's solicitation;
+/// MLD reports and the like are not the test's).
+fn is_na(f: &[u8]) -> bool {
+    f.get(12..14) == Some(&[0x86, 0xdd][..]) && f.get(20) == Some(&58) && f.get(54) == Some(&136)
+}
+
+/// The ICMPv6 checksum over the pseudo-header of an Ethernet/IPv6 frame
+/// (0 when valid and the frame is whole).
+fn icmp6_csum(f: &[u8]) -> Option<u16> {
+    let plen = u16::from_be_bytes([*f.get(18)?, *f.get(19)?]) as usize;
+    let body = f.get(54..54 + plen)?;
+    let mut pseudo = f.get(22..54)?.to_vec();
+    pseudo.extend_from_slice(&(plen as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 58]);
+    pseudo.extend_from_slice(body);
+    Some(csum(&pseudo, 0))
 }
 
 /// Checks what can be checked on one side and masks what the kernel
@@ -264,6 +333,18 @@ fn normalise(f: &[u8]) -> (Vec<u8>, Vec<String>) {
             }
             v[18..20].fill(0);
             v[24..26].fill(0);
+        }
+    }
+    if f.get(12..14) == Some(&[0x86, 0xdd][..]) && f.get(20) == Some(&58) {
+        if icmp6_csum(f) != Some(0) {
+            bad.push("bad ICMPv6 checksum".to_string());
+        }
+        // The kernel's flow label of its own packets is a hash with a
+        // per-boot key (auto_flowlabels); not comparable.
+        if let Some(fl) = v.get_mut(15..18) {
+            fl[0] &= 0xf0;
+            fl[1] = 0;
+            fl[2] = 0;
         }
     }
     (v, bad)
@@ -752,6 +833,9 @@ struct Scenario {
     /// there; the packet socket sees the same bytes just before it), not
     /// what r1 transmits: for bpf_redirect_peer, which skips r1's xmit.
     b0_at_tc_ingress: bool,
+    /// Turn IPv6 on on r0 (2001:db8:1::1/64, A's 2001:db8:1::2 a permanent
+    /// neighbour) before this scenario; it stays on for the later ones.
+    v6_on_r0: bool,
 }
 
 fn scenarios() -> Vec<Scenario> {
@@ -772,6 +856,7 @@ fn scenarios() -> Vec<Scenario> {
         expect: (0, 3),
         r1_mtu: None,
         b0_at_tc_ingress: false,
+        v6_on_r0: false,
     });
     // (2) XDP drops a blocked source prefix (10.1.0.16/28), passes the rest
     // (forwarded); native and generic.
@@ -792,6 +877,7 @@ fn scenarios() -> Vec<Scenario> {
             expect: (0, 3),
             r1_mtu: None,
             b0_at_tc_ingress: false,
+            v6_on_r0: false,
         });
     }
     // (3) XDP_TX back to a0 and XDP_REDIRECT to r1: with XDP on the receiving
@@ -815,6 +901,7 @@ fn scenarios() -> Vec<Scenario> {
         expect: (2, 2),
         r1_mtu: None,
         b0_at_tc_ingress: false,
+        v6_on_r0: false,
     });
     v.push(Scenario {
         name: "xdp-tx-no-peer-prog",
@@ -823,6 +910,7 @@ fn scenarios() -> Vec<Scenario> {
         expect: (0, 1),
         r1_mtu: None,
         b0_at_tc_ingress: false,
+        v6_on_r0: false,
     });
     // (4) R's stack forwards: TTL - 1, MACs from the neighbour table; TTL 1
     // gets ICMP time exceeded; a bad header checksum is dropped.
@@ -848,6 +936,7 @@ fn scenarios() -> Vec<Scenario> {
         expect: (1, 3),
         r1_mtu: None,
         b0_at_tc_ingress: false,
+        v6_on_r0: false,
     });
     // (5) The stack answers: ARP for r0's address, echo to both of R's
     // addresses, a UDP port nobody listens on.
@@ -877,6 +966,7 @@ fn scenarios() -> Vec<Scenario> {
         expect: (7, 0),
         r1_mtu: None,
         b0_at_tc_ingress: false,
+        v6_on_r0: false,
     });
     // (5b) Edges of the stack's input: IPv4 options, bad checksums, martians,
     // multicast echo, TTL 1 to a local address, and forwarding back out of
@@ -915,6 +1005,7 @@ fn scenarios() -> Vec<Scenario> {
         expect: (6, 1),
         r1_mtu: None,
         b0_at_tc_ingress: false,
+        v6_on_r0: false,
     });
     // (4b) tc egress on r1: the forwarded frame to 7001 is rewritten (TTL - 1,
     // port 7101) and redirected to r1's egress again, where it passes.
@@ -929,6 +1020,7 @@ fn scenarios() -> Vec<Scenario> {
         expect: (0, 2),
         r1_mtu: None,
         b0_at_tc_ingress: false,
+        v6_on_r0: false,
     });
     // (4c) r1's MTU 1000: DF too big gets ICMP fragmentation needed, without
     // DF it leaves in fragments.
@@ -947,6 +1039,7 @@ fn scenarios() -> Vec<Scenario> {
         expect: (1, 3),
         r1_mtu: Some(1000),
         b0_at_tc_ingress: false,
+        v6_on_r0: false,
     });
     // (1b) bpf_redirect_peer from r0's tc ingress into b0 (namespace B): no
     // xmit on r1, the mark scrubbed crossing namespaces; the rest forwarded.
@@ -965,6 +1058,23 @@ fn scenarios() -> Vec<Scenario> {
         expect: (0, 3),
         r1_mtu: None,
         b0_at_tc_ingress: true,
+        v6_on_r0: false,
+    });
+    // (5c) IPv6 on r0: echo reply, neighbour advertisement, echo with hop
+    // limit 1 to the local address (answered).
+    let s = "ipv6-local";
+    v.push(Scenario {
+        name: s,
+        attach: vec![],
+        frames: vec![icmp6_echo(1, &marker(s, 1)), neigh_solicit(), {
+            let mut f = icmp6_echo(3, &marker(s, 3));
+            f[21] = 1;
+            f
+        }],
+        expect: (3, 0),
+        r1_mtu: None,
+        b0_at_tc_ingress: false,
+        v6_on_r0: true,
     });
     // (6) No neighbour for the next hop: R asks (ARP request out of r1). Last,
     // since the kernel keeps probing for seconds.
@@ -976,6 +1086,7 @@ fn scenarios() -> Vec<Scenario> {
         expect: (0, 1),
         r1_mtu: None,
         b0_at_tc_ingress: false,
+        v6_on_r0: false,
     });
     v
 }
@@ -1098,6 +1209,18 @@ fn datapath_matches_kernel() {
         if let Some(m) = sc.r1_mtu {
             ip(&k.r, &format!("link set dev r1 mtu {m}"));
         }
+        if sc.v6_on_r0 {
+            ip(&k.r, "link set dev r0 addrgenmode none");
+            sysctl(&k.r, "net.ipv6.conf.r0.disable_ipv6=0");
+            ip(&k.r, "-6 addr add 2001:db8:1::1/64 dev r0 nodad");
+            ip(
+                &k.r,
+                &format!(
+                    "-6 neigh add 2001:db8:1::2 lladdr {} dev r0 nud permanent",
+                    mac_s(MAC_A0)
+                ),
+            );
+        }
         drain(&socks);
         for f in &sc.frames {
             send(&tx_a0, f);
@@ -1158,6 +1281,13 @@ fn datapath_matches_kernel() {
         if sc.b0_at_tc_ingress {
             s.dp.capture(s.b0, Hook::TcIngress);
         }
+        if sc.v6_on_r0 {
+            let ns = s.dp.dev_netns(s.r0).unwrap();
+            let i = s.dp.ifindex(s.r0).unwrap();
+            let mut st = s.dp.stack_mut(ns).unwrap();
+            st.add_address(i, R0_IP6.into(), 64).unwrap();
+            st.add_neighbour(i, A0_IP6.into(), MAC_A0).unwrap();
+        }
         for (n, f) in sc.frames.iter().enumerate() {
             s.dp.inject(s.r0, f, (n as u64 + 1) * 1_000_000).unwrap();
             s.dp.run();
@@ -1179,6 +1309,12 @@ fn datapath_matches_kernel() {
         let smaps: Vec<_> = cols.iter().map(|c| skiff_maps(c, &MAPS)).collect();
 
         // -- compare
+        if std::env::var_os("SKIFF_DPK_DUMP").is_some() {
+            for dev in ["a0", "b0"] {
+                eprintln!("{} {dev} kernel:{}", sc.name, show_all(&kgot[dev]));
+                eprintln!("{} {dev} skiff:{}", sc.name, show_all(&sgot[dev]));
+            }
+        }
         n_frames += sc.frames.len();
         for (dev, want) in [("a0", sc.expect.0), ("b0", sc.expect.1)] {
             let kf = &kgot[dev];
