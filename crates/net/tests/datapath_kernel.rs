@@ -838,6 +838,11 @@ struct Scenario {
     v6_on_r0: bool,
 }
 
+/// The kernel rate-limits ICMP errors per destination (inet_peer: a burst of
+/// 6, one more per second; fragmentation-needed and redirects are exempt,
+/// redirects have their own backoff) and skiff does not model that: the
+/// scenarios send 4 limited errors to 10.1.0.2 in all. Adding more needs
+/// care (or a pause of a second per extra error).
 fn scenarios() -> Vec<Scenario> {
     let u = |s: &str, n: usize, src: [u8; 4], dst: [u8; 4], dport: u16, ttl: u8| {
         udp(src, dst, 5000 + n as u16, dport, ttl, &marker(s, n))
