@@ -161,6 +161,9 @@ pub struct CountersReport {
     pub drops: BTreeMap<String, u64>,
     /// Consumed by a hook (STOLEN/TRAP) or merged by GRO, included in `delivered`.
     pub consumed: u64,
+    /// Per CPU (worker i is CPU i): packets it took from a queue (NIC rx ring,
+    /// veth ring, CPUMAP queue, backlog); a packet counts once per queue it passes.
+    pub cpu_polled: Vec<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -150,8 +150,9 @@ pub(crate) enum Driver {
     Veth {
         peer: DevId,
         /// veth_rq's ptr_ring: what veth_xmit / ndo_xdp_xmit hand to this end
-        /// when it has an XDP program (NAPI mode).
-        ring: VecDeque<RxItem>,
+        /// when it has an XDP program (NAPI mode); one per CPU (veth_select_rxq
+        /// picks the rq by the sending CPU, whose NAPI then polls it).
+        ring: Vec<VecDeque<RxItem>>,
     },
     Netkit {
         peer: DevId,

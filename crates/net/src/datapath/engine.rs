@@ -381,10 +381,13 @@ impl Datapath {
                     }
                 }
             }
+            // Frames injected on other devices arrive on CPU 0.
             None if veth_xdp => {
                 let xdp = self.xdp_frame(frame, ifindex);
                 if let Driver::Veth { ring, .. } = &mut self.devices[dev.0].driver {
-                    ring.push_back(RxItem::Xdp(XPkt { id, ts: ts_ns, xdp }));
+                    if let Some(r) = ring.first_mut() {
+                        r.push_back(RxItem::Xdp(XPkt { id, ts: ts_ns, xdp }));
+                    }
                 }
             }
             None => {
@@ -393,39 +396,47 @@ impl Datapath {
                 let (p, t) = eth_type_trans(skb.data(), &mac);
                 skb.protocol = p;
                 skb.pkt_type = t;
-                self.backlog.push_back((dev, Pkt { id, ts: ts_ns, skb }));
+                if let Some(b) = self.backlog.first_mut() {
+                    b.push_back((dev, Pkt { id, ts: ts_ns, skb }));
+                }
             }
         }
         Ok(id)
     }
 
-    /// Run until every queue is empty: NAPI polls of NIC rx queues and veth
-    /// rings, CPUMAP queues, the backlog; each poll ends with xdp_do_flush, the
-    /// GRO flush and the qdiscs' run.
+    /// Run until every queue is empty: the CPUs in turn (0, 1, ...), each
+    /// doing its NAPI polls — its NIC rx queues (q % workers == cpu), its veth
+    /// rings, its CPUMAP queue, its backlog; each poll ends with xdp_do_flush,
+    /// the GRO flush and the qdiscs' run (of what that CPU queued).
     pub fn run(&mut self) {
+        let workers = self.opts.workers.max(1);
         loop {
             let mut progress = false;
-            for i in 0..self.devices.len() {
-                let dev = DevId(i);
-                let nq = match &self.devices[i].driver {
-                    Driver::Nic { rx } => rx.len(),
-                    _ => 0,
-                };
-                for q in 0..nq {
-                    if self.nic_poll(dev, q) {
+            for cpu in 0..self.cpu_queues.len() {
+                self.switch_cpu(cpu);
+                for i in 0..self.devices.len() {
+                    let dev = DevId(i);
+                    let nq = match &self.devices[i].driver {
+                        Driver::Nic { rx } => rx.len(),
+                        _ => 0,
+                    };
+                    for q in (cpu..nq).step_by(workers) {
+                        if cpu < workers && self.nic_poll(dev, q) {
+                            progress = true;
+                        }
+                    }
+                    if self.veth_poll(dev) {
                         progress = true;
                     }
                 }
-                if self.veth_poll(dev) {
+                if self.cpumap_run() {
+                    progress = true;
+                }
+                if self.process_backlog() {
                     progress = true;
                 }
             }
-            if self.cpumap_run() {
-                progress = true;
-            }
-            if self.process_backlog() {
-                progress = true;
-            }
+            self.switch_cpu(0);
             if !progress {
                 break;
             }
@@ -440,7 +451,8 @@ impl Datapath {
 
     /// The loop guard fired: everything queued ends SKIFF_LOOP.
     fn drain_loop(&mut self) {
-        let mut skbs: Vec<(DevId, Pkt)> = std::mem::take(&mut self.backlog).into_iter().collect();
+        let mut skbs: Vec<(DevId, Pkt)> =
+            self.backlog.iter_mut().flat_map(|q| q.drain(..)).collect();
         let mut frames: Vec<(DevId, XPkt)> = Vec::new();
         for b in std::mem::take(&mut self.bulk) {
             frames.push((b.target, b.pkt));
@@ -463,7 +475,7 @@ impl Datapath {
             skbs.extend(d.qdisc.drain(..).map(|p| (dev, p)));
             let items: Vec<RxItem> = match &mut d.driver {
                 Driver::Nic { rx } => rx.iter_mut().flat_map(|q| q.drain(..)).collect(),
-                Driver::Veth { ring, .. } => ring.drain(..).collect(),
+                Driver::Veth { ring, .. } => ring.iter_mut().flat_map(|q| q.drain(..)).collect(),
                 _ => Vec::new(),
             };
             for it in items {
@@ -556,9 +568,57 @@ impl Datapath {
             }
         }
         if n > 0 {
+            self.count_polled(n);
             self.poll_end();
         }
         n > 0
+    }
+
+    /// Make `cpu` the running CPU: its VM (env.cpu = cpu) runs the programs,
+    /// its backlog and veth rings take what netif_rx / veth_xmit queue.
+    pub(crate) fn switch_cpu(&mut self, cpu: usize) {
+        if cpu == self.cpu || cpu >= self.vms.len() {
+            return;
+        }
+        if let Some(slot) = self.vms.get_mut(self.cpu) {
+            std::mem::swap(&mut self.vm, slot);
+        }
+        if let Some(slot) = self.vms.get_mut(cpu) {
+            std::mem::swap(&mut self.vm, slot);
+        }
+        self.cpu = cpu;
+    }
+
+    fn count_polled(&mut self, n: usize) {
+        if let Some(c) = self.cpu_packets.get_mut(self.cpu) {
+            *c += n as u64;
+        }
+    }
+
+    /// netif_rx / enqueue_to_backlog: the running CPU's backlog (no RPS).
+    pub(crate) fn netif_rx(&mut self, dev: DevId, pkt: Pkt) {
+        let cpu = self.cpu;
+        match self.backlog.get_mut(cpu) {
+            Some(b) => b.push_back((dev, pkt)),
+            None => self.drop_skb(pkt, DropReason::NotSpecified, at(dev, Hook::Rx)),
+        }
+    }
+
+    /// veth_xmit / veth_xdp_xmit into `peer`'s ring of the running CPU
+    /// (veth_select_rxq; its NAPI is scheduled on this CPU).
+    fn veth_ring_push(&mut self, peer: DevId, item: RxItem) {
+        let cpu = self.cpu;
+        if let Some(Driver::Veth { ring, .. }) = self.devices.get_mut(peer.0).map(|d| &mut d.driver)
+        {
+            if let Some(r) = ring.get_mut(cpu) {
+                r.push_back(item);
+                return;
+            }
+        }
+        match item {
+            RxItem::Xdp(p) => self.drop_xdp(p, DropReason::NotSpecified, at(peer, Hook::Rx)),
+            RxItem::Skb(p) => self.drop_skb(p, DropReason::NotSpecified, at(peer, Hook::Rx)),
+        }
     }
 
     /// veth_poll: the frames and skbs veth_xmit / veth_xdp_xmit put in this end's ring.
@@ -566,7 +626,7 @@ impl Datapath {
         let mut n = 0;
         while n < self.opts.napi_budget {
             let item = match &mut self.devices[dev.0].driver {
-                Driver::Veth { ring, .. } => ring.pop_front(),
+                Driver::Veth { ring, .. } => ring.get_mut(self.cpu).and_then(|r| r.pop_front()),
                 _ => None,
             };
             let Some(item) = item else { break };
@@ -586,6 +646,7 @@ impl Datapath {
             }
         }
         if n > 0 {
+            self.count_polled(n);
             self.poll_end();
         }
         n > 0
@@ -595,13 +656,15 @@ impl Datapath {
     fn process_backlog(&mut self) -> bool {
         let mut n = 0;
         while n < self.opts.napi_budget {
-            let Some((dev, pkt)) = self.backlog.pop_front() else {
+            let Some((dev, pkt)) = self.backlog.get_mut(self.cpu).and_then(|b| b.pop_front())
+            else {
                 break;
             };
             n += 1;
             self.netif_receive_skb(dev, pkt);
         }
         if n > 0 {
+            self.count_polled(n);
             self.poll_end();
         }
         n > 0
@@ -1097,9 +1160,7 @@ impl Datapath {
                 }
                 let mut pkt = pkt;
                 pkt.xdp.rx_queue_index = 0;
-                if let Driver::Veth { ring, .. } = &mut self.devices[peer.0].driver {
-                    ring.push_back(RxItem::Xdp(pkt));
-                }
+                self.veth_ring_push(peer, RxItem::Xdp(pkt));
             }
             None => {
                 self.devices[target.0].stats.tx_dropped += 1;
@@ -1124,16 +1185,17 @@ impl Datapath {
         });
     }
 
-    /// kernel/bpf/cpumap.c: cpu_map_kthread_run — each CPU's queue: the entry
-    /// program (cpu_map_bpf_prog_run_xdp) on that CPU, then the stack.
+    /// kernel/bpf/cpumap.c: cpu_map_kthread_run — the running CPU's queue: the
+    /// entry program (cpu_map_bpf_prog_run_xdp) on this CPU, then the stack.
     fn cpumap_run(&mut self) -> bool {
         let mut any = false;
-        for cpu in 0..self.cpu_queues.len() {
+        let cpu = self.cpu;
+        {
             let mut n = 0;
-            while let Some(item) = self.cpu_queues[cpu].pop_front() {
+            while let Some(item) = self.cpu_queues.get_mut(cpu).and_then(|q| q.pop_front()) {
                 any = true;
                 n += 1;
-                self.vm.env.cpu = cpu as u32;
+                self.count_polled(1);
                 match item {
                     CpuItem::Xdp {
                         from,
@@ -1207,7 +1269,6 @@ impl Datapath {
                 self.poll_end();
             }
         }
-        self.vm.env.cpu = 0;
         any
     }
 
@@ -1817,7 +1878,7 @@ impl Datapath {
         let d = &mut self.devices[t.0];
         d.stats.rx_packets += 1;
         d.stats.rx_bytes += pkt.skb.len() as u64;
-        self.backlog.push_back((t, pkt));
+        self.netif_rx(t, pkt);
     }
 
     // ---- the host stack ----------------------------------------------------------
@@ -2085,7 +2146,7 @@ impl Datapath {
                 let (p, t) = eth_type_trans(pkt.skb.data(), &mac);
                 pkt.skb.protocol = p;
                 pkt.skb.pkt_type = t;
-                self.backlog.push_back((dev, pkt));
+                self.netif_rx(dev, pkt);
             }
         }
     }
@@ -2128,14 +2189,12 @@ impl Datapath {
         pkt.skb.ifindex = pifindex;
         if pxdp {
             // Counted as received when veth_poll takes it.
-            if let Driver::Veth { ring, .. } = &mut self.devices[peer.0].driver {
-                ring.push_back(RxItem::Skb(pkt));
-            }
+            self.veth_ring_push(peer, RxItem::Skb(pkt));
         } else {
             let d = &mut self.devices[peer.0];
             d.stats.rx_packets += 1;
             d.stats.rx_bytes += len as u64;
-            self.backlog.push_back((peer, pkt));
+            self.netif_rx(peer, pkt);
         }
     }
 
@@ -2244,7 +2303,7 @@ impl Datapath {
                 p.stats.rx_packets += 1;
                 p.stats.rx_bytes += len as u64;
                 // The protocol the sender set stays (no eth_type_trans on this path).
-                self.backlog.push_back((peer, pkt));
+                self.netif_rx(peer, pkt);
             }
             NETKIT_REDIRECT => {
                 {

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! let mut dp = Datapath::new(DatapathOptions { deterministic: true, workers: 1, possible_cpus, napi_budget: 64, gro: true })?;
-//!     // workers > 1: Err(DatapathError::NotSupported("multi-worker mode ..."))
+//!     // workers: 1..=possible_cpus (more: NotSupported("multi-worker mode ..."); 0: EINVAL)
 //! let host: NsId = dp.add_netns("host")?;          // every namespace gets `lo` (ifindex 1 in it)
 //! let pod:  NsId = dp.add_netns("pod1")?;
 //! let eth0: DevId = dp.add_device(host, DeviceSpec::nic("eth0", mac, 4 /* rx queues */))?;
@@ -41,6 +41,7 @@
 //!                                   // dropped, in_flight}, per device stats (ip -s link) and
 //!                                   // hook -> verdict name -> {packets, bytes}, drops per reason
 //! dp.conservation(); dp.stats(dev); dp.hook_count(dev, Hook::Xdp, verdict_code)
+//! dp.cpu_polled() -> &[u64]         // per CPU: packets taken from its queues (also counters().cpu_polled)
 //! dp.drops() -> impl Iterator<&DropRecord { id, reason, iface, ifindex, hook, prog, insn, error }>
 //! dp.set_trace(true); dp.take_trace() -> Vec<TraceEvent>  // .to_text(), .to_json() (pwru keys:
 //!                                   // skb, cpu, iface, func, proto, len, tuple; plus prog, verdict, target)
@@ -48,8 +49,22 @@
 //! dp.take_captures() -> Vec<CaptureRecord { ifindex, iface, hook, point: Entry | Exit, id, verdict, ts_ns, bytes }>
 //! ```
 //!
-//! Single worker, run to completion per NAPI poll (budget 64): each poll ends
-//! with xdp_do_flush (the XDP bulk queue), the GRO flush and the qdiscs' run.
+//! Run to completion per NAPI poll (budget 64): each poll ends with
+//! xdp_do_flush (the XDP bulk queue), the GRO flush and the qdiscs' run.
+//!
+//! Workers: worker i is CPU i — its own `Vm` with `env.cpu = i`, so
+//! `bpf_get_smp_processor_id()` is i and per-CPU map values are slot i — and
+//! serves NIC rx queue q when q % workers == i (one worker per rx queue when
+//! workers = rx queues). Every CPU below `possible_cpus` has a context (VM,
+//! backlog, veth rings, CPUMAP queue); CPUs without a worker only run what
+//! CPUMAP sends them. A packet stays on the CPU it came in on (netif_rx puts it
+//! on that CPU's backlog, veth_xmit in the peer's ring of that CPU, netkit runs
+//! in the sender's context) until a CPUMAP redirect moves it to the target
+//! CPU. Frames injected on non-NIC devices arrive on CPU 0. The workers run in
+//! turn on the calling thread (CPU 0's polls, then CPU 1's, ...), so a run is
+//! deterministic and its trace (`cpu` field) reproducible; they are not OS
+//! threads.
+//!
 //! In deterministic mode the programs' clock (`bpf_ktime_get_ns`) is the
 //! timestamp of the packet being processed. Every packet ends once:
 //! `in + originated == transmitted + delivered + dropped` (+ `in_flight` while
@@ -137,7 +152,10 @@ pub enum XdpMode {
 pub struct DatapathOptions {
     /// Virtual clock from packet timestamps (reproducible runs).
     pub deterministic: bool,
-    /// Workers (CPUs running NAPI polls). Only 1 is supported so far.
+    /// Workers (CPUs running NAPI polls), 1..=possible_cpus: worker i is CPU i
+    /// (`bpf_get_smp_processor_id() == i`, per-CPU map values slot i) and
+    /// serves the NIC rx queues q with q % workers == i. They run in turn on
+    /// the calling thread (see the module doc).
     pub workers: usize,
     /// Values per per-CPU map element the programs were loaded with
     /// (LoadOptions::possible_cpus); CPUMAP entries name CPUs below it.
@@ -281,17 +299,27 @@ pub(crate) enum CpuItem {
     },
 }
 
-/// The whole datapath: namespaces, devices, queues, the worker's VM, counters.
+/// The whole datapath: namespaces, devices, queues, the CPUs' VMs, counters.
 pub struct Datapath {
     opts: DatapathOptions,
+    /// The VM of the CPU running now (`cpu`).
     vm: Vm,
+    /// One VM per CPU (env.cpu = its index); slot `cpu` holds a placeholder
+    /// while that CPU's VM is `vm` (see `switch_cpu`).
+    vms: Vec<Vm>,
+    /// The CPU (worker) running now.
+    cpu: usize,
+    /// Packets each CPU took from a queue (NIC rx, veth ring, CPUMAP, backlog).
+    cpu_packets: Vec<u64>,
     namespaces: Vec<Namespace>,
     devices: Vec<Device>,
     by_ifindex: HashMap<(NsId, u32), DevId>,
     next_ifindex: u32,
     next_id: u64,
     programs: Vec<Arc<Program>>,
-    backlog: VecDeque<(DevId, Pkt)>,
+    /// Per CPU: the softnet_data input_pkt_queue netif_rx fills (no RPS: the
+    /// CPU that receives).
+    backlog: Vec<VecDeque<(DevId, Pkt)>>,
     cpu_queues: Vec<VecDeque<CpuItem>>,
     bulk: Vec<BulkItem>,
     gro: gro::GroTable,
@@ -318,33 +346,50 @@ pub struct Datapath {
 
 impl Datapath {
     pub fn new(opts: DatapathOptions) -> Result<Datapath, DatapathError> {
-        if opts.workers != 1 {
+        let cpus = opts.possible_cpus.max(1);
+        if opts.workers == 0 {
+            return Err(errno(EINVAL, "workers must be at least 1"));
+        }
+        if opts.workers > cpus {
             return Err(DatapathError::NotSupported(format!(
-                "multi-worker mode ({} workers): the datapath runs one worker",
-                opts.workers
+                "multi-worker mode with {} workers on {} possible CPUs: a worker is a CPU \
+                 (its per-CPU map values); load the programs with possible_cpus >= workers",
+                opts.workers, cpus
             )));
         }
         if opts.napi_budget == 0 {
             return Err(errno(EINVAL, "napi_budget must be at least 1"));
         }
-        let mut vm = Vm::new(crate::helper_table());
-        vm.env.cpu = 0;
-        vm.env.clock = if opts.deterministic {
-            Clock::Virtual(0)
-        } else {
-            Clock::Monotonic(std::time::Instant::now())
-        };
-        let cpus = opts.possible_cpus.max(1);
+        let start = std::time::Instant::now();
+        let mut vms: Vec<Vm> = (0..cpus)
+            .map(|cpu| {
+                let mut vm = Vm::new(crate::helper_table());
+                vm.env.cpu = cpu as u32;
+                // Each CPU its own prandom state (CPU 0 keeps the default seed).
+                vm.env.prandom ^= (cpu as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                vm.env.clock = if opts.deterministic {
+                    Clock::Virtual(0)
+                } else {
+                    Clock::Monotonic(start)
+                };
+                vm
+            })
+            .collect();
+        // CPU 0 runs first; its slot keeps a placeholder.
+        let vm = std::mem::replace(&mut vms[0], Vm::new(crate::helper_table()));
         Ok(Datapath {
             opts,
             vm,
+            vms,
+            cpu: 0,
+            cpu_packets: vec![0; cpus],
             namespaces: Vec::new(),
             devices: Vec::new(),
             by_ifindex: HashMap::new(),
             next_ifindex: 2,
             next_id: 1,
             programs: Vec::new(),
-            backlog: VecDeque::new(),
+            backlog: (0..cpus).map(|_| VecDeque::new()).collect(),
             cpu_queues: (0..cpus).map(|_| VecDeque::new()).collect(),
             bulk: Vec::new(),
             gro: gro::GroTable::default(),
@@ -601,7 +646,9 @@ impl Datapath {
                     &spec,
                     Driver::Veth {
                         peer: b,
-                        ring: VecDeque::new(),
+                        ring: (0..self.cpu_queues.len())
+                            .map(|_| VecDeque::new())
+                            .collect(),
                     },
                 );
                 let db = self.new_device(
@@ -612,7 +659,9 @@ impl Datapath {
                     &spec,
                     Driver::Veth {
                         peer: a,
-                        ring: VecDeque::new(),
+                        ring: (0..self.cpu_queues.len())
+                            .map(|_| VecDeque::new())
+                            .collect(),
                     },
                 );
                 self.push_device(da);
@@ -804,6 +853,9 @@ impl Datapath {
             }
         }
         self.vm.env.programs = self.programs.clone();
+        for vm in &mut self.vms {
+            vm.env.programs = self.programs.clone();
+        }
     }
 
     fn program_by_id(&self, id: u32) -> Option<Arc<Program>> {
@@ -1036,13 +1088,16 @@ impl Datapath {
     /// The conservation totals; in_flight counts what waits in a queue.
     pub fn conservation(&self) -> Conservation {
         let mut c = self.cons;
-        let mut n = self.backlog.len() + self.bulk.len() + self.gro.len() + self.stack_queued.len();
+        let mut n = self.backlog.iter().map(|q| q.len()).sum::<usize>()
+            + self.bulk.len()
+            + self.gro.len()
+            + self.stack_queued.len();
         n += self.cpu_queues.iter().map(|q| q.len()).sum::<usize>();
         for d in &self.devices {
             n += d.qdisc.len();
             match &d.driver {
                 Driver::Nic { rx } => n += rx.iter().map(|q| q.len()).sum::<usize>(),
-                Driver::Veth { ring, .. } => n += ring.len(),
+                Driver::Veth { ring, .. } => n += ring.iter().map(|q| q.len()).sum::<usize>(),
                 _ => {}
             }
         }
@@ -1086,7 +1141,13 @@ impl Datapath {
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
             consumed: self.consumed,
+            cpu_polled: self.cpu_packets.clone(),
         }
+    }
+
+    /// Per CPU: packets it took from a queue (see `CountersReport::cpu_polled`).
+    pub fn cpu_polled(&self) -> &[u64] {
+        &self.cpu_packets
     }
 
     /// Device statistics (`ip -s link`).
