@@ -124,3 +124,31 @@ fn negative_files_fail(engine: Engine) {
         passed_wrongly.join("\n")
     );
 }
+
+/// The JIT translates for aarch64 too (the code is compiled, not run: this
+/// machine is x86-64): every program of the suite.
+#[test]
+fn conformance_suite_compiles_for_aarch64() {
+    let Some(dir) = suite_dir() else { return };
+    let mut compiled = 0;
+    let mut failures = Vec::new();
+    for path in files(dir.join("tests")) {
+        let text = std::fs::read_to_string(&path).expect("read test file");
+        let Some(insns) = parse_data_file(&text).ok().and_then(|t| t.program().ok()) else {
+            continue;
+        };
+        let Ok(prog) =
+            skiff_vm::Program::load_with("c", skiff_vm::ProgType::Xdp, insns, &[], Engine::Interp)
+        else {
+            continue;
+        };
+        match skiff_vm::jit::compile_for(&prog, "aarch64-unknown-linux-gnu") {
+            Ok(s) if s.code_size > 0 => compiled += 1,
+            Ok(_) => failures.push(format!("{}: no code", path.display())),
+            Err(e) => failures.push(format!("{}: {e}", path.display())),
+        }
+    }
+    println!("aarch64: {compiled} programs compiled");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(compiled > 300, "only {compiled} compiled");
+}

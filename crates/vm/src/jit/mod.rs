@@ -128,8 +128,32 @@ fn isa() -> Result<cranelift_codegen::isa::OwnedTargetIsa, String> {
 
 /// Compile `prog.code` for this machine.
 pub fn compile(prog: &Program) -> Result<Compiled, JitError> {
-    let start = Instant::now();
     let isa = isa().map_err(|msg| JitError { pc: 0, msg })?;
+    compile_with(prog, isa)
+}
+
+/// Compile `prog.code` for another architecture (a target triple such as
+/// `aarch64-unknown-linux-gnu`), to check the JIT translates for it; the code is
+/// not run. Returns what compiling cost.
+pub fn compile_for(prog: &Program, triple: &str) -> Result<JitStats, JitError> {
+    use cranelift_codegen::settings::{self, Configurable};
+    let fail = |msg: String| JitError { pc: 0, msg };
+    let mut flags = settings::builder();
+    flags
+        .set("opt_level", "speed")
+        .map_err(|e| fail(e.to_string()))?;
+    let isa = cranelift_codegen::isa::lookup_by_name(triple)
+        .map_err(|e| fail(format!("target {triple}: {e}")))?
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| fail(e.to_string()))?;
+    compile_with(prog, isa).map(|c| c.stats)
+}
+
+fn compile_with(
+    prog: &Program,
+    isa: cranelift_codegen::isa::OwnedTargetIsa,
+) -> Result<Compiled, JitError> {
+    let start = Instant::now();
     let module = JITModule::new(JITBuilder::with_isa(
         isa,
         cranelift_module::default_libcall_names(),
