@@ -40,6 +40,11 @@ pub struct RunArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Workers (CPUs): worker i is CPU i (bpf_get_smp_processor_id, per-CPU map
+    /// values) and serves NIC rx queues q % N == i; the maps get N possible CPUs.
+    /// The workers run in turn on one thread (deterministic).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub workers: usize,
 }
 
 pub fn main(a: RunArgs) -> i32 {
@@ -100,7 +105,11 @@ struct Output {
 
 fn run(a: &RunArgs) -> Result<i32> {
     let topo = Topology::load(&a.topology)?;
-    let built = topo.build(DatapathOptions::default())?;
+    let built = topo.build(DatapathOptions {
+        workers: a.workers,
+        possible_cpus: a.workers.max(1),
+        ..Default::default()
+    })?;
     for w in &built.warnings {
         eprintln!("skiff run: warning: {w}");
     }
@@ -385,6 +394,9 @@ fn run(a: &RunArgs) -> Result<i32> {
                 "reason": r, "iface": dev, "hook": hook, "prog": prog, "packets": n
             })).collect::<Vec<_>>(),
             "pcap_out": transmitted_out,
+            "workers": report.cpu_polled.iter().enumerate().map(|(cpu, n)| serde_json::json!({
+                "cpu": cpu, "polled": n
+            })).collect::<Vec<_>>(),
         });
         writeln!(so, "{v}")?;
     } else {
