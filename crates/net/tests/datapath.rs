@@ -1353,8 +1353,11 @@ mod workers {
 
     const PORTS: std::ops::Range<u16> = 1000..1032;
 
+    /// (UDP source port, frame, rx queue of 2).
+    type Flow = (u16, Vec<u8>, u32);
+
     /// The frames, their rx queue (of 2) and how many land on each queue.
-    fn traffic() -> (Vec<(u16, Vec<u8>, u32)>, [u64; 2]) {
+    fn traffic() -> (Vec<Flow>, [u64; 2]) {
         let mut per_q = [0u64; 2];
         let v: Vec<_> = PORTS
             .map(|p| {
