@@ -188,7 +188,8 @@ pub fn ip_decrease_ttl(ip: &mut [u8]) {
     }
 }
 
-/// The IPv6 solicited-node multicast address of `a` (ff02::1:ffXX:XXXX).
+/// The IPv6 solicited-node multicast address of `a`: ff02::1:ff00:0/104 with the
+/// low 24 bits of `a` (RFC 4291 2.7.1).
 pub fn solicited_node(a: Ipv6Addr) -> Ipv6Addr {
     let o = a.octets();
     Ipv6Addr::from([
