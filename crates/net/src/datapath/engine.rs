@@ -1579,6 +1579,44 @@ impl Datapath {
         r
     }
 
+    /// A TC hook as the trace and captures see it: entry capture, the
+    /// classification, the hook's record (with the redirect target when
+    /// tracing) and the clones bpf_clone_redirect made. Returns the action code,
+    /// whether RECLASSIFY looped out, the deciding program and any exception.
+    fn tc_hook(
+        &mut self,
+        dev: DevId,
+        dir: TcDirection,
+        pkt: &mut Pkt,
+    ) -> (i64, bool, Option<Arc<Program>>, Option<Exception>) {
+        let hook = match dir {
+            TcDirection::Ingress => Hook::TcIngress,
+            TcDirection::Egress => Hook::TcEgress,
+        };
+        self.capture_entry(dev, hook, pkt.id, pkt.ts, pkt.skb.data());
+        let (code, prog, exc) = self.tc_classify(dev, dir, pkt);
+        let reclassify_loop = code & RECLASSIFY_LOOP_FLAG != 0;
+        let code = code & !RECLASSIFY_LOOP_FLAG;
+        let target = if self.trace_on && code == TC_ACT_REDIRECT {
+            pkt.skb.redirect.as_ref().map(|r| self.redirect_desc(r))
+        } else {
+            None
+        };
+        self.hook_done(
+            dev,
+            hook,
+            prog.as_ref().map(|p| p.name.as_str()),
+            code,
+            pkt.id,
+            pkt.ts,
+            pkt.skb.data(),
+            target,
+        );
+        let clones = std::mem::take(&mut pkt.skb.clones);
+        self.clone_redirects(dev, pkt, clones);
+        (code, reclassify_loop, prog, exc)
+    }
+
     fn tc_classify_with(
         &mut self,
         hook: &TcHook,
@@ -1658,27 +1696,7 @@ impl Datapath {
         if self.devices[dev.0].tc_ingress.is_empty() {
             return Ingress::Continue(pkt);
         }
-        self.capture_entry(dev, Hook::TcIngress, pkt.id, pkt.ts, pkt.skb.data());
-        let (code, prog, exc) = self.tc_classify(dev, TcDirection::Ingress, &mut pkt);
-        let reclassify_loop = code & RECLASSIFY_LOOP_FLAG != 0;
-        let code = code & !RECLASSIFY_LOOP_FLAG;
-        let target = if self.trace_on && code == TC_ACT_REDIRECT {
-            pkt.skb.redirect.as_ref().map(|r| self.redirect_desc(r))
-        } else {
-            None
-        };
-        self.hook_done(
-            dev,
-            Hook::TcIngress,
-            prog.as_ref().map(|p| p.name.as_str()),
-            code,
-            pkt.id,
-            pkt.ts,
-            pkt.skb.data(),
-            target,
-        );
-        let clones = std::mem::take(&mut pkt.skb.clones);
-        self.clone_redirects(dev, &pkt, clones);
+        let (code, reclassify_loop, prog, exc) = self.tc_hook(dev, TcDirection::Ingress, &mut pkt);
         let w = Where {
             dev,
             hook: Hook::TcIngress,
@@ -1984,27 +2002,8 @@ impl Datapath {
         pkt.skb.ifindex = self.devices[dev.0].ifindex;
         pkt.skb.mtu = self.devices[dev.0].mtu;
         if !self.devices[dev.0].tc_egress.is_empty() {
-            self.capture_entry(dev, Hook::TcEgress, pkt.id, pkt.ts, pkt.skb.data());
-            let (code, prog, exc) = self.tc_classify(dev, TcDirection::Egress, &mut pkt);
-            let reclassify_loop = code & RECLASSIFY_LOOP_FLAG != 0;
-            let code = code & !RECLASSIFY_LOOP_FLAG;
-            let target = if self.trace_on && code == TC_ACT_REDIRECT {
-                pkt.skb.redirect.as_ref().map(|r| self.redirect_desc(r))
-            } else {
-                None
-            };
-            self.hook_done(
-                dev,
-                Hook::TcEgress,
-                prog.as_ref().map(|p| p.name.as_str()),
-                code,
-                pkt.id,
-                pkt.ts,
-                pkt.skb.data(),
-                target,
-            );
-            let clones = std::mem::take(&mut pkt.skb.clones);
-            self.clone_redirects(dev, &pkt, clones);
+            let (code, reclassify_loop, prog, exc) =
+                self.tc_hook(dev, TcDirection::Egress, &mut pkt);
             match code {
                 TC_ACT_REDIRECT => {
                     let r = pkt.skb.redirect.take();
