@@ -147,7 +147,7 @@ fn map_lookup_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     let map = st.map(a[0])?;
     let key = key_of(st, map, a[1])?;
     match map.attr().map_type {
-        MapType::ArrayOfMaps | MapType::HashOfMaps => Ok(match map.lookup_map(&key) {
+        MapType::ArrayOfMaps | MapType::HashOfMaps => Ok(match map.lookup_map(key) {
             Some(inner) => st.adopt_map(&inner),
             None => 0,
         }),
@@ -161,7 +161,7 @@ fn map_lookup_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
             map.attr().name
         ))),
         _ => Ok(map
-            .lookup(&key, st.cpu())
+            .lookup(key, st.cpu())
             .map(|p| p as usize as u64)
             .unwrap_or(0)),
     }
@@ -183,7 +183,7 @@ fn map_lookup_percpu_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError
         return Ok(0);
     }
     Ok(map
-        .lookup(&key, cpu)
+        .lookup(key, cpu)
         .map(|p| p as usize as u64)
         .unwrap_or(0))
 }
@@ -193,13 +193,13 @@ fn map_update_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     let map = st.map(a[0])?;
     let key = key_of(st, map, a[1])?;
     let value = st.bytes(a[2], map.attr().value_size as usize)?;
-    Ok(errno_ret(map.update(&key, value, a[3], st.cpu())))
+    Ok(errno_ret(map.update(key, value, a[3], st.cpu())))
 }
 
 fn map_delete_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     let map = st.map(a[0])?;
     let key = key_of(st, map, a[1])?;
-    Ok(errno_ret(map.delete(&key)))
+    Ok(errno_ret(map.delete(key)))
 }
 
 // kernel/bpf/helpers.c: bpf_map_push_elem / pop / peek
