@@ -182,10 +182,7 @@ fn map_lookup_percpu_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError
     if cpu >= map.possible_cpus() {
         return Ok(0);
     }
-    Ok(map
-        .lookup(key, cpu)
-        .map(|p| p as usize as u64)
-        .unwrap_or(0))
+    Ok(map.lookup(key, cpu).map(|p| p as usize as u64).unwrap_or(0))
 }
 
 // kernel/bpf/helpers.c: bpf_map_update_elem
