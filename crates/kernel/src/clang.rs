@@ -26,10 +26,22 @@ pub fn available() -> Result<PathBuf, String> {
 /// Compiles `src` (a `.c` file) to `out_dir/<stem>.o` and returns that path. Skips the
 /// compilation when the object is newer than the source.
 pub fn compile(src: &Path, out_dir: &Path) -> Result<PathBuf, String> {
+    compile_variant(src, out_dir, "", &[])
+}
+
+/// As `compile`, with preprocessor `defines` (`NAME` or `NAME=VALUE`, passed as
+/// `-D`), into `out_dir/<stem><variant>.o` so each variant has its own object.
+pub fn compile_variant(
+    src: &Path,
+    out_dir: &Path,
+    variant: &str,
+    defines: &[String],
+) -> Result<PathBuf, String> {
     let stem = src
         .file_stem()
         .and_then(|s| s.to_str())
         .ok_or_else(|| format!("{}: no file name", src.display()))?;
+    let stem = format!("{stem}{variant}");
     let out = out_dir.join(format!("{stem}.o"));
     let src_time = std::fs::metadata(src)
         .and_then(|m| m.modified())
@@ -54,6 +66,7 @@ pub fn compile(src: &Path, out_dir: &Path) -> Result<PathBuf, String> {
             "-I/usr/include/x86_64-linux-gnu",
             "-c",
         ])
+        .args(defines.iter().map(|d| format!("-D{d}")))
         .arg(src)
         .arg("-o")
         .arg(&tmp)

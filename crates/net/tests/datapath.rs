@@ -3,8 +3,8 @@
 //! conservation under random topologies and traffic; malformed frames.
 //! Needs clang-19; skips with a message without it.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
+
 use std::sync::{Arc, OnceLock};
 
 use skiff_maps::MapValue;
@@ -17,28 +17,8 @@ const MAC3: [u8; 6] = [0x02, 0, 0, 0, 0, 0x03];
 
 fn object() -> Option<&'static [u8]> {
     static OBJ: OnceLock<Option<Vec<u8>>> = OnceLock::new();
-    OBJ.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bpf/datapath.c");
-        let out = std::env::temp_dir().join(format!("skiff_datapath_{}.o", std::process::id()));
-        let st = Command::new("clang-19")
-            .args([
-                "-O2",
-                "-g",
-                "-target",
-                "bpf",
-                "-I/usr/include/x86_64-linux-gnu",
-                "-c",
-            ])
-            .arg(&src)
-            .arg("-o")
-            .arg(&out)
-            .status();
-        match st {
-            Ok(s) if s.success() => std::fs::read(&out).ok(),
-            _ => None,
-        }
-    })
-    .as_deref()
+    OBJ.get_or_init(|| common::bpf_object("datapath"))
+        .as_deref()
 }
 
 /// A fresh load of the test object (its own maps), or None (skip) without clang.
@@ -1263,28 +1243,7 @@ mod workers {
 
     fn workers_object() -> Option<&'static [u8]> {
         static OBJ: OnceLock<Option<Vec<u8>>> = OnceLock::new();
-        OBJ.get_or_init(|| {
-            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bpf/workers.c");
-            let out = std::env::temp_dir().join(format!("skiff_workers_{}.o", std::process::id()));
-            let st = Command::new("clang-19")
-                .args([
-                    "-O2",
-                    "-g",
-                    "-target",
-                    "bpf",
-                    "-I/usr/include/x86_64-linux-gnu",
-                    "-c",
-                ])
-                .arg(&src)
-                .arg("-o")
-                .arg(&out)
-                .status();
-            match st {
-                Ok(s) if s.success() => std::fs::read(&out).ok(),
-                _ => None,
-            }
-        })
-        .as_deref()
+        OBJ.get_or_init(|| common::bpf_object("workers")).as_deref()
     }
 
     fn load_obj(obj: Option<&[u8]>, cpus: usize) -> Option<Collection> {

@@ -56,6 +56,8 @@
 //! otherwise. Everything it creates (namespaces, objects) is removed by Drop
 //! guards, also when it fails; nothing outside its namespaces is touched.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -1096,30 +1098,23 @@ fn scenarios() -> Vec<Scenario> {
     v
 }
 
+/// Where `compile` puts program `p`'s object (clang::compile_variant's name).
+fn obj_path(dir: &Path, p: &str) -> std::path::PathBuf {
+    dir.join(format!("datapath_kernel_{p}.o"))
+}
+
+/// One object per program (iproute2 picks a program by section name), each
+/// with its `PROG_*` define.
 fn compile(dir: &Path, r1_ifindex: u32) -> Option<BTreeMap<&'static str, Vec<u8>>> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bpf/datapath_kernel.c");
+    let src = common::bpf_src("datapath_kernel");
     let mut out = BTreeMap::new();
     for p in PROGS {
-        let o = dir.join(format!("{p}.o"));
-        let st = Command::new("clang-19")
-            .args([
-                "-O2",
-                "-g",
-                "-target",
-                "bpf",
-                "-I/usr/include/x86_64-linux-gnu",
-                &format!("-DPROG_{p}"),
-                &format!("-DR1_IFINDEX={r1_ifindex}"),
-                "-c",
-            ])
-            .arg(&src)
-            .arg("-o")
-            .arg(&o)
-            .status();
-        match st {
-            Ok(s) if s.success() => out.insert(p, std::fs::read(&o).ok()?),
-            _ => return None,
-        };
+        let defines = [format!("PROG_{p}"), format!("R1_IFINDEX={r1_ifindex}")];
+        let o = skiff_kernel::clang::compile_variant(&src, dir, &format!("_{p}"), &defines)
+            .map_err(|e| eprintln!("skipping: {e}"))
+            .ok()?;
+        debug_assert_eq!(o, obj_path(dir, p));
+        out.insert(p, std::fs::read(o).ok()?);
     }
     Some(out)
 }
@@ -1188,7 +1183,7 @@ fn datapath_matches_kernel() {
                 Dev::R1 => (&k.r, "r1"),
                 Dev::B0 => (&k.b, "b0"),
             };
-            let obj = tmp.0.join(format!("{p}.o"));
+            let obj = obj_path(&tmp.0, p);
             let obj = obj.to_str().unwrap();
             match hook {
                 Hook4::XdpNative => ip(ns, &format!("link set dev {name} xdp obj {obj} sec xdp")),

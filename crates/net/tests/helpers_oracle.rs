@@ -2,8 +2,8 @@
 //! values the 6.18 kernel gave for them (recorded with tests/bpf/run_oracle.sh,
 //! BPF_PROG_TEST_RUN on lo). Needs clang-19; skips with a message without it.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
+
 use std::sync::Arc;
 
 use skiff_maps::MapValue;
@@ -20,30 +20,7 @@ fn hex(s: &str) -> Vec<u8> {
 }
 
 fn compile(name: &str) -> Option<Vec<u8>> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/bpf")
-        .join(format!("{name}.c"));
-    let out = std::env::temp_dir().join(format!("skiffnet_{name}_{}.o", std::process::id()));
-    let st = Command::new("clang-19")
-        .args([
-            "-O2",
-            "-g",
-            "-target",
-            "bpf",
-            "-I/usr/include/x86_64-linux-gnu",
-            "-c",
-        ])
-        .arg(&src)
-        .arg("-o")
-        .arg(&out)
-        .status();
-    match st {
-        Ok(s) if s.success() => std::fs::read(&out).ok(),
-        _ => {
-            eprintln!("skipping: clang-19 not available or failed for {name}.c");
-            None
-        }
-    }
+    common::bpf_object(name)
 }
 
 /// Run `prog` of `obj` on PKT; returns (retval, data_out, res[] as i64).

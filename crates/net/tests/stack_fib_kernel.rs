@@ -6,8 +6,9 @@
 //! namespace, and every lookup's return code and 64-byte struct must match
 //! skiff's. Needs root, `ip` and clang-19; skips with a message otherwise.
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::Path;
 use std::process::Command;
 
 use skiff_net::helpers::fib::{self, *};
@@ -42,25 +43,7 @@ fn sysctl(ns: &str, kv: &str) {
 }
 
 fn compile() -> Option<Vec<u8>> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bpf/fib_lookup.c");
-    let out = std::env::temp_dir().join(format!("skiffnet_fib_{}.o", std::process::id()));
-    let st = Command::new("clang-19")
-        .args([
-            "-O2",
-            "-g",
-            "-target",
-            "bpf",
-            "-I/usr/include/x86_64-linux-gnu",
-            "-c",
-        ])
-        .arg(&src)
-        .arg("-o")
-        .arg(&out)
-        .status();
-    match st {
-        Ok(s) if s.success() => std::fs::read(&out).ok(),
-        _ => None,
-    }
+    common::bpf_object("fib_lookup")
 }
 
 fn mac(last: u8) -> [u8; 6] {

@@ -1118,9 +1118,7 @@ impl Datapath {
                 pkt.xdp.data(),
                 None,
             );
-            let d = &mut self.devices[target.0];
-            d.stats.tx_packets += 1;
-            d.stats.tx_bytes += len as u64;
+            self.count_tx(target, len);
             // The frame's buffer leaves as it is (no copy).
             let (d, e) = (pkt.xdp.data, pkt.xdp.data_end);
             let mut frame = pkt.xdp.buf.into_vec();
@@ -1153,11 +1151,7 @@ impl Datapath {
                     pkt.xdp.data(),
                     self.trace_on.then(|| self.target_name(peer)),
                 );
-                {
-                    let d = &mut self.devices[target.0];
-                    d.stats.tx_packets += 1;
-                    d.stats.tx_bytes += len as u64;
-                }
+                self.count_tx(target, len);
                 let mut pkt = pkt;
                 pkt.xdp.rx_queue_index = 0;
                 self.veth_ring_push(peer, RxItem::Xdp(pkt));
@@ -1692,6 +1686,13 @@ impl Datapath {
     }
 
     /// net/core/dev.c: sch_handle_ingress.
+    /// A frame the device sent (its `ip -s link` tx counters).
+    fn count_tx(&mut self, dev: DevId, len: usize) {
+        let d = &mut self.devices[dev.0];
+        d.stats.tx_packets += 1;
+        d.stats.tx_bytes += len as u64;
+    }
+
     fn sch_handle_ingress(&mut self, dev: DevId, mut pkt: Pkt) -> Ingress {
         if self.devices[dev.0].tc_ingress.is_empty() {
             return Ingress::Continue(pkt);
@@ -2106,16 +2107,12 @@ impl Datapath {
                                 self.cons.originated += 1;
                                 self.new_id()
                             };
-                            let d = &mut self.devices[dev.0];
-                            d.stats.tx_packets += 1;
-                            d.stats.tx_bytes += s.len() as u64;
+                            self.count_tx(dev, s.len());
                             self.transmit(dev, sid, ts, s);
                         }
                     }
                     None => {
-                        let d = &mut self.devices[dev.0];
-                        d.stats.tx_packets += 1;
-                        d.stats.tx_bytes += pkt.skb.len() as u64;
+                        self.count_tx(dev, pkt.skb.len());
                         let frame = take_frame(pkt.skb);
                         self.transmit(dev, pkt.id, pkt.ts, frame);
                     }
@@ -2175,11 +2172,7 @@ impl Datapath {
             pkt.skb.data(),
             self.trace_on.then(|| self.target_name(peer)),
         );
-        {
-            let d = &mut self.devices[dev.0];
-            d.stats.tx_packets += 1;
-            d.stats.tx_bytes += len as u64;
-        }
+        self.count_tx(dev, len);
         let xnet = self.devices[dev.0].ns != pns;
         skb_scrub_packet(&mut pkt.skb, xnet);
         let (p, t) = eth_type_trans(pkt.skb.data(), &pmac);
@@ -2293,11 +2286,7 @@ impl Datapath {
         self.clone_redirects(peer, &pkt, clones);
         match ret {
             NETKIT_NEXT | NETKIT_PASS => {
-                {
-                    let d = &mut self.devices[dev.0];
-                    d.stats.tx_packets += 1;
-                    d.stats.tx_bytes += len as u64;
-                }
+                self.count_tx(dev, len);
                 let p = &mut self.devices[peer.0];
                 p.stats.rx_packets += 1;
                 p.stats.rx_bytes += len as u64;
@@ -2305,11 +2294,7 @@ impl Datapath {
                 self.netif_rx(peer, pkt);
             }
             NETKIT_REDIRECT => {
-                {
-                    let d = &mut self.devices[dev.0];
-                    d.stats.tx_packets += 1;
-                    d.stats.tx_bytes += len as u64;
-                }
+                self.count_tx(dev, len);
                 let r = pkt.skb.redirect.take();
                 // skb->dev is the peer: ifindexes resolve in the peer's namespace.
                 self.skb_do_redirect(

@@ -453,19 +453,12 @@ impl HostStack {
         match proto {
             IPPROTO_ICMP => self.icmp_rcv(ifindex, ip, l4, meta, bcast, out),
             IPPROTO_UDP => {
-                if l4.len() < 8 {
-                    return dropped(D::NotSpecified);
-                }
-                let ulen = usize::from(be16(l4, 4).unwrap_or(0));
-                if ulen > l4.len() || ulen < 8 {
-                    return dropped(D::PktTooSmall);
-                }
-                let u = &l4[..ulen];
-                if be16(u, 6) != Some(0) && fold(sum(u, pseudo4(src, dst, IPPROTO_UDP, ulen))) != 0
+                // A zero checksum means none over IPv4.
+                let (port, ulen) = match udp_check(l4, |n| pseudo4(src, dst, IPPROTO_UDP, n), true)
                 {
-                    return dropped(D::UdpCsum);
-                }
-                let port = be16(u, 2).unwrap_or(0);
+                    Ok(v) => v,
+                    Err(r) => return dropped(r),
+                };
                 if !self.port_open(IPPROTO_UDP, port) {
                     if !bcast {
                         self.icmp_send(ifindex, ip, meta, ICMP_DEST_UNREACH, 3, 0, bcast, out);
@@ -870,19 +863,12 @@ impl HostStack {
         match nh {
             IPPROTO_ICMPV6 => self.icmpv6_rcv(ifindex, ip, l4, meta, mcast, out),
             IPPROTO_UDP => {
-                if l4.len() < 8 {
-                    return dropped(D::NotSpecified);
-                }
-                let ulen = usize::from(be16(l4, 4).unwrap_or(0));
-                if ulen > l4.len() || ulen < 8 {
-                    return dropped(D::PktTooSmall);
-                }
-                let u = &l4[..ulen];
-                if be16(u, 6) == Some(0) || fold(sum(u, pseudo6(src, dst, IPPROTO_UDP, ulen))) != 0
+                // IPv6 requires the checksum (a zero one is invalid).
+                let (port, ulen) = match udp_check(l4, |n| pseudo6(src, dst, IPPROTO_UDP, n), false)
                 {
-                    return dropped(D::UdpCsum);
-                }
-                let port = be16(u, 2).unwrap_or(0);
+                    Ok(v) => v,
+                    Err(r) => return dropped(r),
+                };
                 if !self.port_open(IPPROTO_UDP, port) {
                     if !mcast {
                         self.icmp6_send(ifindex, ip, meta, 1, 4, 0, out);
@@ -1241,4 +1227,27 @@ fn fragment4(ip: &[u8], ihl: usize, mtu: usize) -> Option<Vec<Vec<u8>>> {
         off += n;
     }
     Some(v)
+}
+
+/// net/ipv4/udp.c __udp4_lib_rcv / net/ipv6/udp.c __udp6_lib_rcv: the header and
+/// length checks and the checksum (`pseudo(len)` is the pseudo-header sum; a zero
+/// checksum means "none" only where `zero_ok`). Returns (port, UDP length).
+fn udp_check(
+    l4: &[u8],
+    pseudo: impl Fn(usize) -> u64,
+    zero_ok: bool,
+) -> Result<(u16, usize), DropReason> {
+    if l4.len() < 8 {
+        return Err(D::NotSpecified);
+    }
+    let ulen = usize::from(be16(l4, 4).unwrap_or(0));
+    if ulen > l4.len() || ulen < 8 {
+        return Err(D::PktTooSmall);
+    }
+    let u = &l4[..ulen];
+    let none = be16(u, 6) == Some(0);
+    if (none && !zero_ok) || (!none && fold(sum(u, pseudo(ulen))) != 0) {
+        return Err(D::UdpCsum);
+    }
+    Ok((be16(u, 2).unwrap_or(0), ulen))
 }

@@ -549,9 +549,7 @@ impl<'a> FnTranslator<'a> {
         self.b.append_block_param(done, I64);
         let raw = self.b.create_block();
         // r10-relative with an offset inside the frame: the stack, no check needed.
-        let frame_ok = base_reg == 10
-            && (offset as i32) >= -(MAX_BPF_STACK as i32)
-            && (offset as i32) + size as i32 <= 0;
+        let frame_ok = in_own_frame(base_reg, offset, size);
         if frame_ok {
             self.b.ins().jump(raw, &[]);
         } else {
@@ -691,9 +689,7 @@ impl<'a> FnTranslator<'a> {
         let a = self.b.ins().iadd_imm_s(base, offset as i64);
         let done = self.b.create_block();
         let raw = self.b.create_block();
-        let frame_ok = base_reg == 10
-            && (offset as i32) >= -(MAX_BPF_STACK as i32)
-            && (offset as i32) + size as i32 <= 0;
+        let frame_ok = in_own_frame(base_reg, offset, size);
         if frame_ok {
             self.b.ins().jump(raw, &[]);
         } else {
@@ -1267,6 +1263,14 @@ impl<'a> FnTranslator<'a> {
         self.set(0, r0);
         self.check_status(r0);
     }
+}
+
+/// `r10 + offset` for `size` bytes stays inside the function's own 512-byte
+/// frame: the stack region, no check needed (r10 is read-only).
+fn in_own_frame(base_reg: u8, offset: i16, size: u32) -> bool {
+    base_reg == 10
+        && (offset as i32) >= -(MAX_BPF_STACK as i32)
+        && (offset as i32) + size as i32 <= 0
 }
 
 /// The registers `insn` writes.
