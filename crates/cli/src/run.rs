@@ -242,6 +242,8 @@ fn run(a: &RunArgs) -> Result<i32> {
     }
     let tracing = a.trace || a.trace_json.is_some();
     dp.set_trace(tracing);
+    // The summary lists drops by reason and where.
+    dp.set_record_drops(true);
     let mut trace_json = match &a.trace_json {
         Some(p) => Some((
             p.clone(),
