@@ -27,6 +27,11 @@ pub struct RunArgs {
     /// the device's name; pcap otherwise). Repeatable.
     #[arg(long = "pcap-out", value_name = "DEV=FILE")]
     pub pcap_out: Vec<String>,
+    /// Write what the stacks received and the hooks consumed (TC_ACT_STOLEN,
+    /// GRO) to FILE.pcapng: one interface per device (NETNS/NAME), each
+    /// packet's comment `id=N by=stack|HOOK`. Without it they are counted and freed.
+    #[arg(long = "pcap-delivered", value_name = "FILE.pcapng")]
+    pub pcap_delivered: Option<PathBuf>,
     /// Print each packet's path, one line per hook.
     #[arg(long)]
     pub trace: bool,
@@ -264,6 +269,37 @@ fn inject_chunk(dp: &mut Datapath, inputs: &mut [Input]) -> Result<usize> {
     Ok(n)
 }
 
+/// The `--pcap-delivered` pcapng: one interface per device, named NETNS/NAME
+/// (so `--pcap-in FILE.pcapng` sends each packet back to its device); and each
+/// device's interface index.
+fn delivered_writer(
+    dp: &Datapath,
+    path: &Path,
+) -> Result<(Writer<BufWriter<std::fs::File>>, BTreeMap<DevId, u32>)> {
+    if Format::for_path(path) != Format::Pcapng {
+        bail!(
+            "--pcap-delivered {}: not supported: a pcap file holds one device; name it .pcapng",
+            path.display()
+        );
+    }
+    let devices = dp.devices();
+    let names: Vec<String> = devices
+        .iter()
+        .map(|(_, ns, name, ..)| format!("{}/{name}", dp.netns_name(*ns).unwrap_or("host")))
+        .collect();
+    let ifaces: Vec<(&str, u32)> = names
+        .iter()
+        .map(|n| (n.as_str(), LINKTYPE_ETHERNET))
+        .collect();
+    let writer = Writer::create(path, Format::Pcapng, &ifaces)?;
+    let index = devices
+        .iter()
+        .zip(0u32..)
+        .map(|((dev, ..), i)| (*dev, i))
+        .collect();
+    Ok((writer, index))
+}
+
 struct Output {
     path: PathBuf,
     writer: Writer<BufWriter<std::fs::File>>,
@@ -366,6 +402,10 @@ fn run(a: &RunArgs) -> Result<i32> {
             Output { path: file, writer },
         );
     }
+    let mut delivered_out = match &a.pcap_delivered {
+        Some(p) => Some(delivered_writer(&dp, p)?),
+        None => None,
+    };
     let tracing = a.trace || a.trace_json.is_some();
     dp.set_trace(tracing);
     let mut trace_json = match &a.trace_json {
@@ -448,9 +488,15 @@ fn run(a: &RunArgs) -> Result<i32> {
                     writeln!(w, "{}", ev.to_json()).with_context(|| format!("{}", p.display()))?;
                 }
             }
-            // delivered frames and AF_XDP queues have no reader here: freed as
-            // they come, so memory stays constant in the number of packets
+            // delivered frames go to --pcap-delivered or nowhere, and AF_XDP
+            // queues have no reader here: freed as they come, so memory stays
+            // constant in the number of packets
             for d in dp.take_delivered() {
+                if let Some((w, ifaces)) = &mut delivered_out {
+                    let iface = ifaces.get(&d.dev).copied().unwrap_or(0);
+                    let comment = format!("id={} by={}", d.id, d.by);
+                    w.write(iface, d.ts_ns, &d.frame, Some(&comment))?;
+                }
                 dp.recycle(d.frame);
             }
             for (dev, q) in dp.xsk_queues() {
@@ -496,6 +542,9 @@ fn run(a: &RunArgs) -> Result<i32> {
     }
     for (_, o) in caps {
         o.writer.finish()?;
+    }
+    if let Some((w, _)) = delivered_out {
+        w.finish()?;
     }
     if let Some((p, mut w)) = trace_json {
         w.flush().with_context(|| format!("{}", p.display()))?;
