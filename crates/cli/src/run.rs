@@ -272,10 +272,7 @@ fn inject_chunk(dp: &mut Datapath, inputs: &mut [Input]) -> Result<usize> {
 /// The `--pcap-delivered` pcapng: one interface per device, named NETNS/NAME
 /// (so `--pcap-in FILE.pcapng` sends each packet back to its device); and each
 /// device's interface index.
-fn delivered_writer(
-    dp: &Datapath,
-    path: &Path,
-) -> Result<(Writer<BufWriter<std::fs::File>>, BTreeMap<DevId, u32>)> {
+fn delivered_writer(dp: &Datapath, path: &Path) -> Result<(FileWriter, BTreeMap<DevId, u32>)> {
     if Format::for_path(path) != Format::Pcapng {
         bail!(
             "--pcap-delivered {}: not supported: a pcap file holds one device; name it .pcapng",
@@ -300,9 +297,11 @@ fn delivered_writer(
     Ok((writer, index))
 }
 
+type FileWriter = Writer<BufWriter<std::fs::File>>;
+
 struct Output {
     path: PathBuf,
-    writer: Writer<BufWriter<std::fs::File>>,
+    writer: FileWriter,
 }
 
 fn run(a: &RunArgs) -> Result<i32> {
