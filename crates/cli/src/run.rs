@@ -309,6 +309,8 @@ fn run(a: &RunArgs) -> Result<i32> {
     let built = topo.build(DatapathOptions {
         workers: a.workers,
         possible_cpus: a.workers.max(1),
+        // what the stacks take is kept only for --pcap-delivered
+        keep_delivered: a.pcap_delivered.is_some(),
         ..Default::default()
     })?;
     for w in &built.warnings {
@@ -437,18 +439,22 @@ fn run(a: &RunArgs) -> Result<i32> {
     let mut so = stdout.lock();
     let mut drain =
         |dp: &mut skiff_net::datapath::Datapath, so: &mut std::io::StdoutLock| -> Result<()> {
-            for t in dp.take_transmitted() {
+            // written from the frame's own buffer, which then goes back to the pool
+            let mut res = Ok(());
+            dp.drain_transmitted(|t| {
                 if let Some((o, iface)) = outs
                     .get(&t.dev)
                     .and_then(|(fi, iface)| writers.get_mut(*fi).map(|w| (w, *iface)))
                 {
-                    o.writer.write(iface, t.ts_ns, &t.frame, None)?;
+                    if res.is_ok() {
+                        res = o.writer.write(iface, t.ts_ns, t.frame, None);
+                    }
                     *transmitted_out
                         .entry(o.path.display().to_string())
                         .or_default() += 1;
                 }
-                dp.recycle(t.frame);
-            }
+            });
+            res?;
             for ev in dp.take_trace() {
                 if a.trace && !a.json {
                     let f = fates.entry(ev.skb).or_insert_with(|| Fate {
