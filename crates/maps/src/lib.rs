@@ -47,6 +47,7 @@ use std::sync::{Arc, Weak};
 
 mod array;
 mod hash;
+mod index;
 mod lpm;
 mod queue;
 mod ringbuf;
