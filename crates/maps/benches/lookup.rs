@@ -1,6 +1,8 @@
 //! ns per program-side `Map::lookup` (bpf_map_lookup_elem) on a HASH, an LRU_HASH and an
 //! LPM_TRIE map, on one thread and on two threads reading the same map while a third
-//! thread updates it. A plain timing loop (no criterion: one figure per case is what the
+//! thread updates it; then a DEVMAP redirect target read through `sys_lookup` (what the
+//! datapath did) and through `dev_entry`, and a 16-entry broadcast walk through
+//! `sys_get_next_key` + `sys_lookup` and through `for_each_dev_entry`. A plain timing loop (no criterion: one figure per case is what the
 //! issue asks for). Run: `cargo bench -p skiff-maps --bench lookup`.
 
 use std::hint::black_box;
@@ -48,6 +50,42 @@ fn reader(m: &Map, t: MapType, cpu: usize) -> f64 {
     start.elapsed().as_nanos() as f64 / f64::from(ROUNDS * KEYS)
 }
 
+fn per_op(n: u32, mut f: impl FnMut(u32)) -> f64 {
+    let start = Instant::now();
+    for i in 0..n {
+        f(i);
+    }
+    start.elapsed().as_nanos() as f64 / f64::from(n)
+}
+
+fn devmap() {
+    let d = Map::create(MapAttr::new(MapType::Devmap, 4, 8, 16), 1).expect("create");
+    for i in 0..16u32 {
+        let v = [(i + 1).to_ne_bytes(), 0u32.to_ne_bytes()].concat();
+        d.sys_update(&i.to_ne_bytes(), &v, BPF_ANY).expect("fill");
+    }
+    let n = 1_000_000;
+    let sys = per_op(n, |i| {
+        black_box(d.sys_lookup(&(i % 16).to_ne_bytes()).ok());
+    });
+    let entry = per_op(n, |i| {
+        black_box(d.dev_entry(black_box(i % 16)));
+    });
+    let walk_sys = per_op(n / 16, |_| {
+        let mut key: Option<Vec<u8>> = None;
+        while let Ok(k) = d.sys_get_next_key(key.as_deref()) {
+            black_box(d.sys_lookup(&k).ok());
+            key = Some(k);
+        }
+    });
+    let walk = per_op(n / 16, |_| {
+        d.for_each_dev_entry(|k, ifindex, prog| {
+            black_box((k, ifindex, prog));
+        })
+    });
+    println!("devmap   target: sys_lookup {sys:6.1} ns, dev_entry {entry:6.1} ns; 16-entry broadcast walk: get_next_key+sys_lookup {walk_sys:7.1} ns, for_each_dev_entry {walk:6.1} ns");
+}
+
 fn main() {
     for t in [MapType::Hash, MapType::LruHash, MapType::LpmTrie] {
         let m = filled(t);
@@ -84,4 +122,5 @@ fn main() {
             two[1]
         );
     }
+    devmap();
 }

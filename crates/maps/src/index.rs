@@ -62,10 +62,16 @@ enum Walk {
     Restart,
 }
 
-/// Key `chunk` (up to 8 bytes) as one zero-padded word.
+/// Key `chunk` (up to 8 bytes) as one zero-padded word (a byte loop for the short
+/// last chunk: no memcpy call on the lookup path).
 fn word(chunk: &[u8]) -> u64 {
+    if let Ok(full) = <[u8; 8]>::try_from(chunk) {
+        return u64::from_ne_bytes(full);
+    }
     let mut b = [0u8; 8];
-    b[..chunk.len()].copy_from_slice(chunk);
+    for (d, s) in b.iter_mut().zip(chunk) {
+        *d = *s;
+    }
     u64::from_ne_bytes(b)
 }
 
@@ -122,6 +128,7 @@ impl Index {
     }
 
     fn key_word(&self, elem: usize, w: usize) -> Option<&AtomicU64> {
+        // (key_eq inlines this for the lookup path)
         let off = elem
             .checked_mul(self.words)?
             .checked_add(w)?
@@ -130,8 +137,13 @@ impl Index {
     }
 
     fn key_eq(&self, elem: usize, key: &[u8]) -> bool {
+        let Some(first) = elem.checked_mul(self.words) else {
+            return false;
+        };
         key.chunks(8).enumerate().all(|(w, c)| {
-            self.key_word(elem, w)
+            first
+                .checked_add(w)
+                .and_then(|x| self.keys.atomic_u64(x.checked_mul(8)?))
                 .is_some_and(|a| a.load(Ordering::Relaxed) == word(c))
         })
     }
@@ -141,10 +153,14 @@ impl Index {
         let Some(head) = self.head(bucket) else {
             return Walk::Missing;
         };
-        let mut link = head.load(Ordering::Acquire);
-        if link == 0 {
-            return Walk::Missing;
+        match head.load(Ordering::Acquire) {
+            0 => Walk::Missing,
+            link => self.walk_from(bucket, link, key),
         }
+    }
+
+    /// The rest of a walk of `bucket`'s chain from `link`.
+    fn walk_from(&self, bucket: usize, mut link: u32, key: &[u8]) -> Walk {
         for _ in 0..=self.capacity {
             if link & END != 0 {
                 // ended in another bucket's chain: an element we passed was reused
@@ -301,5 +317,40 @@ mod tests {
         }
         assert_eq!(ix.find(&[7; 12]), Some(Some(1)));
         assert!(Index::new(4, (END - 1) as usize, 1).is_none());
+    }
+
+    /// Two keys in different buckets of a 2-bucket index.
+    fn two_buckets(ix: &Index) -> ([u8; 4], [u8; 4]) {
+        let a = 0u32.to_ne_bytes();
+        let b = (1..)
+            .map(|i: u32| i.to_ne_bytes())
+            .find(|k| ix.bucket(k) != ix.bucket(&a))
+            .unwrap();
+        (a, b)
+    }
+
+    #[test]
+    fn a_reader_moved_to_another_bucket_restarts() {
+        let ix = Index::new(4, 2, 2).unwrap();
+        let (a, b) = two_buckets(&ix);
+        assert!(ix.link(0, &a));
+        // a reader of bucket(a) stands on element 0 ...
+        let (bucket, standing) = (ix.bucket(&a), 1);
+        // ... while element 0 is deleted and reused for a key of the other bucket
+        assert!(ix.unlink(0, &a));
+        assert!(ix.link(0, &b));
+        assert!(matches!(ix.walk_from(bucket, standing, &a), Walk::Restart));
+        // a reader standing on an element deleted but not reused may still return it
+        // (as the kernel: the lookup raced with the delete)
+        assert!(ix.unlink(0, &b));
+        assert!(ix.link(1, &a));
+        assert!(matches!(ix.walk_from(bucket, 2, &a), Walk::Found(1)));
+        assert!(ix.unlink(1, &a));
+        assert!(matches!(ix.walk_from(bucket, 2, &a), Walk::Found(1)));
+        assert_eq!(ix.find(&a), Some(None));
+        // an element whose key is being rewritten (odd sequence) is never matched
+        assert!(ix.link(1, &a));
+        ix.seq(1).unwrap().fetch_add(1, Ordering::Relaxed);
+        assert!(matches!(ix.walk_from(bucket, 2, &a), Walk::Missing));
     }
 }

@@ -27,7 +27,8 @@
 //! - As in the kernel, an LRU update takes a free node (evicting if the map is full)
 //!   before it checks the flags or looks for the key: in a full LRU map, replacing an
 //!   existing key or a failed BPF_EXIST/BPF_NOEXIST update can evict another element.
-//! - Hash maps and LPM tries are always preallocated (BPF_F_NO_PREALLOC is accepted where
+//! - Hash maps and LPM tries are always preallocated, keys included, as the kernel's
+//!   preallocated htab elements (BPF_F_NO_PREALLOC is accepted where
 //!   the kernel accepts it, and ignored). Replacing a HASH or LPM
 //!   value installs a new slot and frees the old one (a program holding the old pointer
 //!   keeps reading the old value until the slot is reused); per-CPU and DEVMAP values are
