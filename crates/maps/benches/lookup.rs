@@ -95,7 +95,9 @@ fn main() {
             let (m, stop) = (m.clone(), stop.clone());
             std::thread::spawn(move || {
                 let mut i = 0u32;
-                while !stop.load(Ordering::Relaxed) {
+                // SKIFF_BENCH_NO_UPDATER=1: two readers alone
+                let idle = std::env::var_os("SKIFF_BENCH_NO_UPDATER").is_some();
+                while !stop.load(Ordering::Relaxed) && !idle {
                     let k = key_of(t, i % KEYS);
                     let _ = m.sys_update(&k, &u64::from(i).to_ne_bytes(), BPF_ANY);
                     i = i.wrapping_add(1);
@@ -115,8 +117,13 @@ fn main() {
             .collect();
         stop.store(true, Ordering::Relaxed);
         writer.join().expect("writer");
+        let with = if std::env::var_os("SKIFF_BENCH_NO_UPDATER").is_some() {
+            "alone"
+        } else {
+            "+1 updater"
+        };
         println!(
-            "{:8} 1 thread: {one:6.1} ns/lookup; 2 threads (+1 updater): {:6.1} / {:6.1} ns/lookup",
+            "{:8} 1 thread: {one:6.1} ns/lookup; 2 threads ({with}): {:6.1} / {:6.1} ns/lookup",
             t.name(),
             two[0],
             two[1]
