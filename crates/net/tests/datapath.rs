@@ -1384,7 +1384,10 @@ mod workers {
 
     /// One run of `rounds` x the 32 flows through eth0 (w_xdp_count, then the
     /// stack) with two workers, on OS threads or in turn: its counters.
-    fn two_worker_run(threads: bool, rounds: u64) -> Option<(Vec<u64>, Vec<u64>, String, Vec<u64>)> {
+    fn two_worker_run(
+        threads: bool,
+        rounds: u64,
+    ) -> Option<(Vec<u64>, Vec<u64>, String, Vec<u64>)> {
         let c = load_w(2)?;
         let mut dp = Datapath::new(DatapathOptions {
             workers: 2,
@@ -1394,7 +1397,9 @@ mod workers {
         })
         .unwrap();
         let host = dp.add_netns("host").unwrap();
-        let nic = dp.add_device(host, DeviceSpec::nic("eth0", MAC1, 2)).unwrap();
+        let nic = dp
+            .add_device(host, DeviceSpec::nic("eth0", MAC1, 2))
+            .unwrap();
         addr(&mut dp, nic);
         dp.attach_xdp(nic, prog(&c, "w_xdp_count"), XdpMode::Native)
             .unwrap();
@@ -1415,13 +1420,19 @@ mod workers {
 
     #[test]
     fn threads_give_the_deterministic_run_s_counters() {
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         if cpus < 2 {
             eprintln!("skipping: --threads with 2 workers needs 2 CPUs, this machine has {cpus}");
             return;
         }
-        let Some(det) = two_worker_run(false, 40) else { return };
-        let Some(thr) = two_worker_run(true, 40) else { return };
+        let Some(det) = two_worker_run(false, 40) else {
+            return;
+        };
+        let Some(thr) = two_worker_run(true, 40) else {
+            return;
+        };
         let (_, per_q) = traffic();
         assert_eq!(det.0, vec![per_q[0] * 40, per_q[1] * 40]);
         assert_eq!(thr, det);
@@ -1429,7 +1440,9 @@ mod workers {
 
     #[test]
     fn threads_are_bounded_by_the_machine_s_cpus() {
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let r = Datapath::new(DatapathOptions {
             workers: cpus + 1,
             possible_cpus: cpus + 1,

@@ -61,6 +61,8 @@ pub(crate) struct CpuState {
     pool: Vec<Box<[u8]>>,
     /// Freed sk_buff heads (their buffers went back to the page pool).
     skb_cache: Vec<Box<SkBuff>>,
+    /// Freed xdp_buff descriptors (without their pages).
+    xdp_cache: Vec<Box<XdpBuff>>,
     pub cnt: CpuCounters,
     pub xmit_depth: u32,
     /// Hook passes since the queues were last empty, and the packets that
@@ -99,6 +101,7 @@ impl CpuState {
             gro: GroTable::default(),
             pool: Vec::new(),
             skb_cache: Vec::new(),
+            xdp_cache: Vec::new(),
             cnt: CpuCounters {
                 cons: Conservation::default(),
                 consumed: 0,
@@ -304,25 +307,36 @@ impl<'a> Cpu<'a> {
 
     /// A frame in a pooled page at XDP_PACKET_HEADROOM; frames too large for
     /// a page get a buffer of their own.
-    pub fn xdp_frame(&mut self, frame: &[u8], ifindex: u32) -> XdpBuff {
+    pub fn xdp_frame(&mut self, frame: &[u8], ifindex: u32) -> Box<XdpBuff> {
         let need = XDP_PACKET_HEADROOM + frame.len() + SKB_SHARED_INFO_SIZE;
-        let page = if need <= PAGE_SIZE {
+        let mut page = if need <= PAGE_SIZE {
             self.st.page()
         } else {
             vec![0u8; need].into_boxed_slice()
         };
-        match XdpBuff::from_page(page, frame, XDP_PACKET_HEADROOM, ifindex) {
-            Ok(x) => x,
-            Err(p) => {
-                // Cannot happen (sized for the frame): an empty frame instead of a panic.
-                let mut x = XdpBuff::from_page(p, &[], XDP_PACKET_HEADROOM.min(need), ifindex)
-                    .unwrap_or_else(|p| {
-                        XdpBuff::from_page(p, &[], 0, ifindex).unwrap_or_else(|_| empty_buff())
-                    });
-                x.ingress_ifindex = ifindex;
-                x
-            }
+        let (start, end) = (XDP_PACKET_HEADROOM, XDP_PACKET_HEADROOM + frame.len());
+        // Sized for the frame above: the copy always fits.
+        if let Some(dst) = page.get_mut(start..end) {
+            dst.copy_from_slice(frame);
         }
+        let mut x = self
+            .st
+            .xdp_cache
+            .pop()
+            .unwrap_or_else(|| Box::new(empty_buff()));
+        x.buf = page;
+        x.data_meta = start;
+        x.data = start;
+        x.data_end = end;
+        x.meta_valid = true;
+        x.ingress_ifindex = ifindex;
+        x.rx_queue_index = 0;
+        x.egress_ifindex = None;
+        x.mtu = 1500;
+        x.redirect = None;
+        x.netns = None;
+        x.rx_hash = None;
+        x
     }
 
     /// The map `id` (CPU-local cache in front of the global registry).
@@ -420,7 +434,25 @@ impl<'a> Cpu<'a> {
 
     pub fn drop_xdp(&mut self, pkt: XPkt, reason: DropReason, w: Where) {
         self.record_drop(pkt.id, reason, w);
-        self.st.recycle_page(pkt.xdp.buf);
+        self.free_xdp(pkt.xdp);
+    }
+
+    /// The page to the pool, the descriptor to the cache.
+    #[inline]
+    pub fn free_xdp(&mut self, mut x: Box<XdpBuff>) {
+        let page = std::mem::take(&mut x.buf);
+        self.st.recycle_page(page);
+        self.cache_xdp(x);
+    }
+
+    /// The descriptor (its page already taken) to the cache.
+    #[inline]
+    pub fn cache_xdp(&mut self, mut x: Box<XdpBuff>) {
+        if self.st.xdp_cache.len() < SKB_CACHE {
+            x.redirect = None;
+            x.netns = None;
+            self.st.xdp_cache.push(x);
+        }
     }
 
     pub fn drop_item(&mut self, item: RxItem, reason: DropReason, w: Where) {
@@ -485,9 +517,11 @@ impl<'a> Cpu<'a> {
     }
 
     /// An XDP frame out of a NIC (its page leaves as it is).
-    pub fn transmit_xdp(&mut self, dev: DevId, pkt: XPkt) {
+    pub fn transmit_xdp(&mut self, dev: DevId, mut pkt: XPkt) {
         let (start, end) = (pkt.xdp.data, pkt.xdp.data_end);
-        self.transmit(dev, pkt.id, pkt.ts, pkt.xdp.buf.into_vec(), start, end);
+        let page = std::mem::take(&mut pkt.xdp.buf);
+        self.cache_xdp(pkt.xdp);
+        self.transmit(dev, pkt.id, pkt.ts, page.into_vec(), start, end);
     }
 
     /// An AF_XDP socket's rx ring took it (__xsk_map_redirect).

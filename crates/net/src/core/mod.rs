@@ -229,11 +229,12 @@ pub(crate) struct Pkt {
     pub skb: Box<SkBuff>,
 }
 
-/// An XDP frame on its way (no sk_buff yet).
+/// An XDP frame on its way (no sk_buff yet); the xdp_buff boxed and
+/// recycled like the sk_buff, so queues and stages move a pointer.
 pub(crate) struct XPkt {
     pub id: PacketId,
     pub ts: u64,
-    pub xdp: XdpBuff,
+    pub xdp: Box<XdpBuff>,
 }
 
 /// What a receive ring holds: frames from the wire or ndo_xdp_xmit, skbs

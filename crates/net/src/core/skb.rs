@@ -127,13 +127,15 @@ impl Cpu<'_> {
     /// XDP metadata kept (skb_metadata_set), protocol and pkt_type from
     /// eth_type_trans, a NIC's RSS hash from the rx descriptor (computed on
     /// the wire frame) and rx queue (skb_record_rx_queue).
-    pub(crate) fn skb_from_xdp(&mut self, xdp: XdpBuff, dev: DevId) -> Box<SkBuff> {
+    pub(crate) fn skb_from_xdp(&mut self, mut xdp: Box<XdpBuff>, dev: DevId) -> Box<SkBuff> {
         let d = self.dev(dev);
         let metalen = xdp.metalen();
         let rxq = xdp.rx_queue_index;
         let (data, end) = (xdp.data, xdp.data_end);
         let rx_hash = xdp.rx_hash;
-        let skb = SkBuff::from_buf(xdp.buf.into_vec(), data, end, d.ifindex, d.mtu);
+        let page = std::mem::take(&mut xdp.buf);
+        self.cache_xdp(xdp);
+        let skb = SkBuff::from_buf(page.into_vec(), data, end, d.ifindex, d.mtu);
         let mut skb = self.alloc_skb(skb);
         skb.meta_len = metalen;
         let (p, t) = eth_type_trans(skb.data(), &d.mac);

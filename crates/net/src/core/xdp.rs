@@ -45,7 +45,7 @@ impl Cpu<'_> {
         p.xdp.mtu = d.mtu;
         p.xdp.egress_ifindex = None;
         p.xdp.redirect = None;
-        let (code, exc) = self.run_prog(prog, &mut p.xdp, d.ns, p.ts, XDP_ABORTED);
+        let (code, exc) = self.run_prog(prog, &mut *p.xdp, d.ns, p.ts, XDP_ABORTED);
         self.xdp_verdict(dev, Hook::Xdp, prog, code, exc, p);
     }
 
@@ -184,7 +184,7 @@ impl Cpu<'_> {
             MapType::Xskmap if map.lookup(&key.to_le_bytes(), 0).is_some() => {
                 let q = p.xdp.rx_queue_index;
                 self.xsk_rcv(dev, q, key, p.id, p.ts, p.xdp.data());
-                self.st.recycle_page(p.xdp.buf);
+                self.free_xdp(p.xdp);
             }
             _ => self.drop_xdp(p, err, w),
         }
@@ -276,7 +276,7 @@ impl Cpu<'_> {
             self.capture_entry(target, Hook::XdpDevmap, pkt.id, pkt.ts, pkt.xdp.data());
             pkt.xdp.egress_ifindex = Some(t.ifindex);
             pkt.xdp.redirect = None;
-            let (code, exc) = self.run_prog(&prog, &mut pkt.xdp, t.ns, pkt.ts, XDP_ABORTED);
+            let (code, exc) = self.run_prog(&prog, &mut *pkt.xdp, t.ns, pkt.ts, XDP_ABORTED);
             pkt.xdp.egress_ifindex = None;
             let data = pkt.xdp.data();
             self.hook_done(
@@ -368,7 +368,7 @@ impl Cpu<'_> {
         self.capture_entry(from, Hook::XdpCpumap, pkt.id, pkt.ts, pkt.xdp.data());
         pkt.xdp.redirect = None;
         let ns = self.dev(from).ns;
-        let (code, exc) = self.run_prog(&prog, &mut pkt.xdp, ns, pkt.ts, XDP_ABORTED);
+        let (code, exc) = self.run_prog(&prog, &mut *pkt.xdp, ns, pkt.ts, XDP_ABORTED);
         if XdpAction::from_ret(code) != XdpAction::Tx {
             return self.xdp_verdict(from, Hook::XdpCpumap, &prog, code, exc, pkt);
         }
@@ -412,7 +412,7 @@ impl Cpu<'_> {
         if had_eth {
             old_eth.copy_from_slice(&skb.data()[..ETH_HLEN]);
         }
-        let (code, exc) = self.run_prog(prog, &mut xdp, d.ns, ts, XDP_ABORTED);
+        let (code, exc) = self.run_prog(prog, &mut *xdp, d.ns, ts, XDP_ABORTED);
         let action = XdpAction::from_ret(code);
         let target = match (&xdp.redirect, self.sh.trace_on, action) {
             (Some(r), true, XdpAction::Redirect) => Some(self.redirect_desc(r)),
@@ -432,7 +432,9 @@ impl Cpu<'_> {
         let metalen = xdp.metalen();
         let redirect = xdp.redirect.take();
         let (s, e) = (xdp.data, xdp.data_end);
-        let mut nskb = SkBuff::from_buf(xdp.buf.into_vec(), s, e, d.ifindex, skb.mtu);
+        let page = std::mem::take(&mut xdp.buf);
+        self.cache_xdp(xdp);
+        let mut nskb = SkBuff::from_buf(page.into_vec(), s, e, d.ifindex, skb.mtu);
         copy_skb_meta(&skb, &mut nskb);
         nskb.meta_len = metalen;
         let same_eth = had_eth && nskb.data().get(..ETH_HLEN) == Some(&old_eth[..]);
