@@ -189,19 +189,35 @@ pub(crate) trait NetDevice: Send + Sync {
     fn peer(&self) -> Option<DevId> {
         None
     }
+    /// Its receive rings, if it has any (a NIC's rx queues, veth's per-CPU
+    /// ptr_rings): `Features::napi` says how they are polled.
+    fn rings(&self) -> Option<&Rings> {
+        None
+    }
     /// Put a received frame on rx ring `q` (the wire side of a NIC, veth_xmit
-    /// into the peer's ptr_ring). Err: the ring is full.
-    fn rx_enqueue(&self, _q: usize, item: RxItem) -> Result<(), RxItem> {
-        Err(item)
+    /// into the peer's ptr_ring). Err: the ring is full or there is none.
+    fn rx_enqueue(&self, q: usize, item: RxItem) -> Result<(), RxItem> {
+        match self.rings().and_then(|r| r.0.get(q)) {
+            Some(r) => r.push(item),
+            None => Err(item),
+        }
     }
     /// The NAPI poll's take: up to `budget` items of ring `q` into `out`.
-    fn rx_poll(&self, _q: usize, _budget: usize, _out: &mut VecDeque<RxItem>) {}
+    fn rx_poll(&self, q: usize, budget: usize, out: &mut VecDeque<RxItem>) {
+        if let Some(r) = self.rings().and_then(|r| r.0.get(q)) {
+            r.poll(budget, out);
+        }
+    }
     /// Items waiting in its rings.
     fn rx_pending(&self) -> usize {
-        0
+        self.rings().map_or(0, |r| r.0.iter().map(Ring::len).sum())
     }
     /// Everything in its rings (the loop guard drops them).
-    fn rx_drain(&self, _out: &mut Vec<RxItem>) {}
+    fn rx_drain(&self, out: &mut Vec<RxItem>) {
+        for r in self.rings().map_or(&[][..], |r| &r.0[..]) {
+            r.drain(out);
+        }
+    }
     /// ndo_start_xmit: the skb leaves through this device.
     fn start_xmit(&self, cpu: &mut Cpu<'_>, dev: DevId, pkt: Pkt);
     /// ndo_xdp_xmit: an XDP frame (XDP_TX, a redirect) leaves through it.
@@ -211,6 +227,19 @@ pub(crate) trait NetDevice: Send + Sync {
     }
     fn as_netkit_mut(&mut self) -> Option<&mut Netkit> {
         None
+    }
+}
+
+/// A device's receive rings.
+pub(crate) struct Rings(Vec<Ring>);
+
+impl Rings {
+    pub fn new(n: usize, cap: usize) -> Rings {
+        Rings((0..n.max(1)).map(|_| Ring::new(cap)).collect())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 }
 

@@ -3,23 +3,21 @@
 //! frames on the wire (the datapath's sink). It does no TSO: a GSO skb is
 //! segmented before it leaves (validate_xmit_skb -> skb_gso_segment).
 
-use std::collections::VecDeque;
-
-use super::{Features, Napi, NetDevice, Ring};
+use super::{Features, Napi, NetDevice, Rings};
 use crate::core::cpu::Cpu;
-use crate::core::{gro, DevId, Hook, Pkt, RxItem, XPkt};
+use crate::core::{gro, DevId, Hook, Pkt, XPkt};
 
 /// Descriptors per rx ring (ethtool -G rx; a large ring, as servers set it).
 pub const NIC_RX_RING: usize = 4096;
 
 pub(crate) struct Nic {
-    rx: Vec<Ring>,
+    rx: Rings,
 }
 
 impl Nic {
     pub fn new(rx_queues: usize) -> Nic {
         Nic {
-            rx: (0..rx_queues).map(|_| Ring::new(NIC_RX_RING)).collect(),
+            rx: Rings::new(rx_queues, NIC_RX_RING),
         }
     }
 }
@@ -40,27 +38,8 @@ impl NetDevice for Nic {
         }
     }
 
-    fn rx_enqueue(&self, q: usize, item: RxItem) -> Result<(), RxItem> {
-        match self.rx.get(q) {
-            Some(r) => r.push(item),
-            None => Err(item),
-        }
-    }
-
-    fn rx_poll(&self, q: usize, budget: usize, out: &mut VecDeque<RxItem>) {
-        if let Some(r) = self.rx.get(q) {
-            r.poll(budget, out);
-        }
-    }
-
-    fn rx_pending(&self) -> usize {
-        self.rx.iter().map(|r| r.len()).sum()
-    }
-
-    fn rx_drain(&self, out: &mut Vec<RxItem>) {
-        for r in &self.rx {
-            r.drain(out);
-        }
+    fn rings(&self) -> Option<&Rings> {
+        Some(&self.rx)
     }
 
     fn start_xmit(&self, cpu: &mut Cpu<'_>, dev: DevId, pkt: Pkt) {

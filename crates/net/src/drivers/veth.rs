@@ -4,9 +4,7 @@
 //! else through netif_rx. XDP frames (ndo_xdp_xmit) need an XDP program on
 //! the peer (veth_xdp_xmit: -ENXIO otherwise).
 
-use std::collections::VecDeque;
-
-use super::{Features, Napi, NetDevice, Ring};
+use super::{Features, Napi, NetDevice, Rings};
 use crate::buff::ETH_HLEN;
 use crate::core::cpu::{at, Cpu};
 use crate::core::skb::{eth_type_trans, skb_scrub_packet};
@@ -19,16 +17,14 @@ pub const VETH_RING_SIZE: usize = 256;
 pub(crate) struct Veth {
     peer: DevId,
     /// veth_rq's xdp_ring, one per CPU (veth_select_rxq by the sending CPU).
-    rings: Vec<Ring>,
+    rings: Rings,
 }
 
 impl Veth {
     pub fn new(peer: DevId, cpus: usize) -> Veth {
         Veth {
             peer,
-            rings: (0..cpus.max(1))
-                .map(|_| Ring::new(VETH_RING_SIZE))
-                .collect(),
+            rings: Rings::new(cpus, VETH_RING_SIZE),
         }
     }
 
@@ -62,27 +58,8 @@ impl NetDevice for Veth {
         Some(self.peer)
     }
 
-    fn rx_enqueue(&self, q: usize, item: RxItem) -> Result<(), RxItem> {
-        match self.rings.get(q) {
-            Some(r) => r.push(item),
-            None => Err(item),
-        }
-    }
-
-    fn rx_poll(&self, q: usize, budget: usize, out: &mut VecDeque<RxItem>) {
-        if let Some(r) = self.rings.get(q) {
-            r.poll(budget, out);
-        }
-    }
-
-    fn rx_pending(&self) -> usize {
-        self.rings.iter().map(|r| r.len()).sum()
-    }
-
-    fn rx_drain(&self, out: &mut Vec<RxItem>) {
-        for r in &self.rings {
-            r.drain(out);
-        }
+    fn rings(&self) -> Option<&Rings> {
+        Some(&self.rings)
     }
 
     /// veth_xmit.
