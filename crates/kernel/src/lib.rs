@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod clang;
+pub mod live;
 mod sys;
 #[cfg(feature = "testpkt")]
 pub mod testpkt;
@@ -89,6 +90,8 @@ pub enum KernelError {
     },
     #[error("test run of program `{prog}`: {}", errstr(*.errno))]
     TestRun { prog: String, errno: i32 },
+    #[error("attaching {what}: {}", errstr(*.errno))]
+    Attach { what: String, errno: i32 },
     #[error("no map named `{0}` in this object")]
     NoSuchMap(String),
     #[error("no program named `{0}` in this object")]
@@ -114,7 +117,8 @@ impl KernelError {
             | KernelError::ProgLoad { errno, .. }
             | KernelError::SlotFill { errno, .. }
             | KernelError::MapOp { errno, .. }
-            | KernelError::TestRun { errno, .. } => Some(*errno),
+            | KernelError::TestRun { errno, .. }
+            | KernelError::Attach { errno, .. } => Some(*errno),
             _ => None,
         }
     }

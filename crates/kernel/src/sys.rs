@@ -102,3 +102,44 @@ pub fn pin_current_thread(cpu: usize) -> Result<(), i32> {
     }
     Ok(())
 }
+
+/// setns(fd, CLONE_NEWNET) for the calling thread.
+pub fn setns_net(fd: &impl std::os::fd::AsRawFd) -> Result<(), i32> {
+    // SAFETY: setns takes a descriptor the caller keeps open across the call and
+    // changes only the calling thread's network namespace.
+    let r = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
+    }
+    Ok(())
+}
+
+/// The flag SIGINT and SIGTERM set once `catch_interrupts` ran.
+pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_sig: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Installs `on_interrupt` for SIGINT and SIGTERM, without SA_RESTART so that a
+/// long bpf(BPF_PROG_TEST_RUN) returns EINTR at once.
+pub fn catch_interrupts() -> Result<(), i32> {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: sigaction is plain data (zeroed is a valid empty mask, no flags);
+        // the handler only stores to an atomic, which is async-signal-safe.
+        let r = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO));
+        }
+    }
+    Ok(())
+}
