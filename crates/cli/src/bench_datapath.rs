@@ -226,30 +226,27 @@ pub struct SkiffSide {
 impl SkiffSide {
     /// Builds `topo` with `opts`, finds the traffic's device and replays the
     /// traffic `warmup` times (caches, frame pool, neighbour entries), not
-    /// timed. A failure is the row to report.
+    /// timed.
     pub fn new(
         topo: &Topology,
         t: &Traffic,
         engine: SkiffEngine,
         opts: DatapathOptions,
         warmup: u64,
-    ) -> Result<SkiffSide, DpRow> {
-        let mut dp = build(topo, engine, opts).map_err(|e| DpRow::failed(engine, e))?;
+    ) -> Result<SkiffSide, String> {
+        let mut dp = build(topo, engine, opts)?;
         let (ns, name) = match t.dev.split_once('/') {
             Some((ns, d)) => (ns, d),
             None => ("host", t.dev.as_str()),
         };
         let Some(dev) = dp.netns(ns).and_then(|n| dp.device(n, name)) else {
-            return Err(DpRow::failed(
-                engine,
-                format!(
-                    "--pcap-in: no device {name:?} in netns {ns:?} of {}",
-                    topo.file.display()
-                ),
+            return Err(format!(
+                "--pcap-in: no device {name:?} in netns {ns:?} of {}",
+                topo.file.display()
             ));
         };
         let mut next = 0u64;
-        replay(&mut dp, dev, t, warmup, &mut next).map_err(|e| DpRow::failed(engine, e))?;
+        replay(&mut dp, dev, t, warmup, &mut next)?;
         Ok(SkiffSide {
             engine,
             c0: dp.conservation(),
@@ -349,7 +346,7 @@ pub fn bench_engine(
     let warmup = u64::from(replays.clamp(1, 1000));
     let mut side = match SkiffSide::new(topo, t, engine, DatapathOptions::default(), warmup) {
         Ok(s) => s,
-        Err(row) => return row,
+        Err(e) => return DpRow::failed(engine, e),
     };
     for _ in 0..runs.max(1) {
         if let Err(e) = side.round(t, u64::from(replays.max(1))) {

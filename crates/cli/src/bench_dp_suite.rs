@@ -227,7 +227,10 @@ impl Drop for KernelEnv {
                 eprintln!("skiff bench: {e}");
             }
         }
-        for n in [&self.ns, &self.peer_ns].into_iter().filter(|n| !n.is_empty()) {
+        for n in [&self.ns, &self.peer_ns]
+            .into_iter()
+            .filter(|n| !n.is_empty())
+        {
             if let Err(e) = ip(&["netns", "del", n]) {
                 eprintln!("skiff bench: removing namespace {n}: {e}");
             }
@@ -258,10 +261,7 @@ impl KernelEnv {
         };
         ip(&["netns", "add", &peer_ns])?;
         env.peer_ns = peer_ns.clone();
-        for (dev, idx, mac) in [
-            ("eth0", ETH0, Some(ETH0_MAC)),
-            ("veth0", VETH0, None),
-        ] {
+        for (dev, idx, mac) in [("eth0", ETH0, Some(ETH0_MAC)), ("veth0", VETH0, None)] {
             let idx = idx.to_string();
             let mut args = vec!["-n", &ns, "link", "add", dev, "index", &idx];
             if let Some(m) = mac {
@@ -279,17 +279,28 @@ impl KernelEnv {
         // (dev_map_update_elem), as do links and test runs
         live::enter_netns(&format!("/run/netns/{ns}")).map_err(|e| e.to_string())?;
         env.load()?;
-        env.attach(&peer_ns, &[
-            ("bench_dp_peer", "bench_dp_peer_xdp", ETH0, LinkAttach::Xdp),
-            ("bench_dp_peer", "bench_dp_peer_xdp", VETH0, LinkAttach::Xdp),
-            ("bench_dp_peer", "bench_dp_peer_tc", VETH0, LinkAttach::TcxIngress),
-        ])?;
-        env.attach(&ns, &[(
-            "bench_dp_tc",
-            "bench_dp_redirect_peer",
-            ETH0,
-            LinkAttach::TcxIngress,
-        )])?;
+        env.attach(
+            &peer_ns,
+            &[
+                ("bench_dp_peer", "bench_dp_peer_xdp", ETH0, LinkAttach::Xdp),
+                ("bench_dp_peer", "bench_dp_peer_xdp", VETH0, LinkAttach::Xdp),
+                (
+                    "bench_dp_peer",
+                    "bench_dp_peer_tc",
+                    VETH0,
+                    LinkAttach::TcxIngress,
+                ),
+            ],
+        )?;
+        env.attach(
+            &ns,
+            &[(
+                "bench_dp_tc",
+                "bench_dp_redirect_peer",
+                ETH0,
+                LinkAttach::TcxIngress,
+            )],
+        )?;
         Ok(env)
     }
 
@@ -329,11 +340,7 @@ impl KernelEnv {
 
     /// Attaches (object, program, ifindex, hook) in namespace `ns`, then
     /// enters `self.ns` (where the test runs happen).
-    fn attach(
-        &mut self,
-        ns: &str,
-        what: &[(&str, &str, u32, LinkAttach)],
-    ) -> Result<(), String> {
+    fn attach(&mut self, ns: &str, what: &[(&str, &str, u32, LinkAttach)]) -> Result<(), String> {
         live::enter_netns(&format!("/run/netns/{ns}")).map_err(|e| e.to_string())?;
         for (stem, prog, ifindex, hook) in what {
             let link = self
@@ -461,13 +468,18 @@ enum Side {
 }
 
 impl Side {
-    fn new(topo: Result<Topology, String>, t: &Traffic, opts: Result<DatapathOptions, String>, warmup: u64) -> Side {
+    fn new(
+        topo: Result<Topology, String>,
+        t: &Traffic,
+        opts: Result<DatapathOptions, String>,
+        warmup: u64,
+    ) -> Side {
         let built = topo.and_then(|topo| opts.map(|o| (topo, o)));
         match built {
             Err(e) => Side::Failed(DpRow::failed(SkiffEngine::Jit, e)),
             Ok((topo, o)) => match SkiffSide::new(&topo, t, SkiffEngine::Jit, o, warmup) {
                 Ok(s) => Side::Running(Box::new(s)),
-                Err(row) => Side::Failed(row),
+                Err(e) => Side::Failed(DpRow::failed(SkiffEngine::Jit, e)),
             },
         }
     }
@@ -493,7 +505,9 @@ impl Side {
         let mut row = s.finish();
         if let Some((w, n, of)) = &got {
             if n != of && row.error.is_none() {
-                row.error = Some(format!("{n} of {of} packets ended at: {w} (want every one)"));
+                row.error = Some(format!(
+                    "{n} of {of} packets ended at: {w} (want every one)"
+                ));
             }
         }
         (row, got)
@@ -561,11 +575,26 @@ fn measure(a: &BenchArgs) -> Result<Suite, String> {
             Side::new(topo, &t, Ok(DatapathOptions::default()), warmup)
         })
         .collect();
-    let mut k8s = Side::new(load_topology(K8S_TOPOLOGY), &k8s_t, Ok(DatapathOptions::default()), warmup);
-    let mut threads = Side::new(load_topology(&format!("{DIR}/xdp_drop.toml")), &t, two_threads(), warmup);
-    let mut kernel_rounds: Vec<KernelRounds> = ROWS.iter().map(|_| KernelRounds::default()).collect();
+    let mut k8s = Side::new(
+        load_topology(K8S_TOPOLOGY),
+        &k8s_t,
+        Ok(DatapathOptions::default()),
+        warmup,
+    );
+    let mut threads = Side::new(
+        load_topology(&format!("{DIR}/xdp_drop.toml")),
+        &t,
+        two_threads(),
+        warmup,
+    );
+    let mut kernel_rounds: Vec<KernelRounds> =
+        ROWS.iter().map(|_| KernelRounds::default()).collect();
     for _ in 0..a.runs.max(1) {
-        for ((row, side), kr) in ROWS.iter().zip(sides.iter_mut()).zip(kernel_rounds.iter_mut()) {
+        for ((row, side), kr) in ROWS
+            .iter()
+            .zip(sides.iter_mut())
+            .zip(kernel_rounds.iter_mut())
+        {
             side.round(&t, replays);
             if let (Some(k), None) = (&kernel, &kr.error) {
                 match k.round(row, frames) {
@@ -619,7 +648,10 @@ fn measure(a: &BenchArgs) -> Result<Suite, String> {
         kernel_rounds: Vec::new(),
         kernel_walls: Vec::new(),
         kernel_end: None,
-        kernel_error: Some("not supported: the k8s-node topology needs netkit, which this machine's kernel lacks".into()),
+        kernel_error: Some(
+            "not supported: the k8s-node topology needs netkit, which this machine's kernel lacks"
+                .into(),
+        ),
     });
     let one = rows.first().and_then(|r| r.skiff.wall_ns_per_packet);
     let (two, _) = threads.finish(None);
@@ -658,7 +690,9 @@ fn cells(r: &SuiteRow) -> Vec<String> {
         r.what.clone(),
         fmt(r.skiff.ns_per_packet, 1),
         fmt(r.kernel_ns(), 1),
-        r.ratio().map(|x| format!("{x:.2}x")).unwrap_or_else(|| "-".into()),
+        r.ratio()
+            .map(|x| format!("{x:.2}x"))
+            .unwrap_or_else(|| "-".into()),
         fmt(r.skiff.wall_ns_per_packet, 1),
         fmt(median(&r.kernel_walls), 1),
     ]
@@ -670,7 +704,8 @@ fn scaling_cells(s: &(DpRow, Option<f64>)) -> Vec<String> {
         "xdp_drop, 1 -> 2 workers on threads (wall; skiff only)".into(),
         fmt(s.0.wall_ns_per_packet, 1),
         "-".into(),
-        s.1.map(|x| format!("{x:.2}x faster")).unwrap_or_else(|| "-".into()),
+        s.1.map(|x| format!("{x:.2}x faster"))
+            .unwrap_or_else(|| "-".into()),
         fmt(s.0.wall_ns_per_packet, 1),
         "-".into(),
     ]
@@ -692,9 +727,16 @@ fn notes(s: &Suite) -> Vec<String> {
             v.push(format!("{} (skiff): {e}", r.name));
         }
         if let Some((n, of)) = r.kernel_end {
-            v.push(format!("{} (kernel): {n} of {of} frames reached the peer's program", r.name));
+            v.push(format!(
+                "{} (kernel): {n} of {of} frames reached the peer's program",
+                r.name
+            ));
         }
-        if let Some(e) = r.kernel_error.as_ref().filter(|_| s.kernel_skipped.is_none() || r.name == "k8s_node") {
+        if let Some(e) = r
+            .kernel_error
+            .as_ref()
+            .filter(|_| s.kernel_skipped.is_none() || r.name == "k8s_node")
+        {
             v.push(format!("{} (kernel): {e}", r.name));
         }
     }
@@ -781,9 +823,10 @@ pub fn main(a: &BenchArgs) -> i32 {
         e.as_deref()
             .is_some_and(|e| !e.starts_with("not supported: "))
     };
-    let kernel_failed = s.kernel_skipped.is_none()
-        && s.rows.iter().any(|r| failed(&r.kernel_error));
-    if kernel_failed || s.rows.iter().any(|r| failed(&r.skiff.error)) || failed(&s.scaling.0.error) {
+    let kernel_failed =
+        s.kernel_skipped.is_none() && s.rows.iter().any(|r| failed(&r.kernel_error));
+    if kernel_failed || s.rows.iter().any(|r| failed(&r.skiff.error)) || failed(&s.scaling.0.error)
+    {
         return 1;
     }
     0
