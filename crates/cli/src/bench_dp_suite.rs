@@ -146,7 +146,9 @@ const ROWS: [RowSpec; 4] = [
 ///
 /// SWITCH ON when `DatapathOptions::threads` exists (the lead's `--threads`):
 /// make the body
-/// `Ok(DatapathOptions { workers: 2, possible_cpus: 2, threads: true, ..DatapathOptions::default() })`.
+/// `Ok(DatapathOptions { workers: 2, possible_cpus: 2, threads: true, ..DatapathOptions::default() })`
+/// (`possible_cpus` at least `workers`) and update the test
+/// `datapath_suite_json`'s last row.
 fn two_threads() -> Result<DatapathOptions, String> {
     Err("not supported: --threads (not built yet)".into())
 }
@@ -746,6 +748,78 @@ fn notes(s: &Suite) -> Vec<String> {
     v
 }
 
+fn print_json(s: &Suite, replays: u32, runs: u32, cpu: &str, load: &str) {
+    let mut rows: Vec<Value> = s.rows.iter().map(SuiteRow::json).collect();
+    let mut th = row_json(&s.scaling.0);
+    if let Value::Object(m) = &mut th {
+        m.insert("row".into(), json!("xdp_drop_threads"));
+        m.insert("speedup".into(), json!(s.scaling.1));
+    }
+    rows.push(th);
+    println!(
+        "{}",
+        json!({
+            "suite": true,
+            "frame_len": FRAME_LEN,
+            "packets_per_replay": FRAMES,
+            "replays": replays,
+            "runs": runs,
+            "batch_size": BATCH,
+            "cpu_model": cpu,
+            "loadavg": load,
+            "kernel_skipped": s.kernel_skipped,
+            "rows": rows,
+        })
+    );
+}
+
+/// The table (text or Markdown, the corpus bench's style) and its notes.
+fn print_table(s: &Suite, head: &str, markdown: bool) {
+    let mut lines: Vec<Vec<String>> = s.rows.iter().map(cells).collect();
+    lines.push(scaling_cells(&s.scaling));
+    if markdown {
+        println!("{head}\n");
+        println!("| {} |", COLS.join(" | "));
+        println!("|{}", "---|".repeat(COLS.len()));
+        for l in &lines {
+            println!("| {} |", l.join(" | "));
+        }
+    } else {
+        println!("{head}");
+        let w = [17, 52, 13, 14, 13, 18, 18];
+        let line = |v: &[String]| {
+            v.iter()
+                .enumerate()
+                .map(|(i, c)| format!("{c:<w$}", w = w.get(i).copied().unwrap_or(0)))
+                .collect::<Vec<_>>()
+                .join(" ")
+                .trim_end()
+                .to_string()
+        };
+        println!("{}", line(&COLS.map(String::from)));
+        for l in &lines {
+            println!("{}", line(l));
+        }
+    }
+    println!();
+    for n in notes(s) {
+        println!("- {n}");
+    }
+}
+
+/// Exit 1 when a row failed for a reason other than "not supported: " (a
+/// kernel row counts only when the kernel column ran).
+fn exit_code(s: &Suite) -> i32 {
+    let failed = |e: &Option<String>| {
+        e.as_deref()
+            .is_some_and(|e| !e.starts_with("not supported: "))
+    };
+    let kernel_failed =
+        s.kernel_skipped.is_none() && s.rows.iter().any(|r| failed(&r.kernel_error));
+    let skiff_failed = s.rows.iter().any(|r| failed(&r.skiff.error)) || failed(&s.scaling.0.error);
+    i32::from(kernel_failed || skiff_failed)
+}
+
 /// Runs the suite and prints it as `a` asks; returns the exit code.
 pub fn main(a: &BenchArgs) -> i32 {
     if let Err(e) = skiff_kernel::pin_current_thread(0) {
@@ -762,72 +836,12 @@ pub fn main(a: &BenchArgs) -> i32 {
     let replays = a.datapath.replays.max(1);
     let runs = a.runs.max(1);
     if a.json {
-        let mut rows: Vec<Value> = s.rows.iter().map(SuiteRow::json).collect();
-        let mut th = row_json(&s.scaling.0);
-        if let Value::Object(m) = &mut th {
-            m.insert("row".into(), json!("xdp_drop_threads"));
-            m.insert("speedup".into(), json!(s.scaling.1));
-        }
-        rows.push(th);
-        println!(
-            "{}",
-            json!({
-                "suite": true,
-                "frame_len": FRAME_LEN,
-                "packets_per_replay": FRAMES,
-                "replays": replays,
-                "runs": runs,
-                "batch_size": BATCH,
-                "cpu_model": cpu,
-                "loadavg": load,
-                "kernel_skipped": s.kernel_skipped,
-                "rows": rows,
-            })
-        );
+        print_json(&s, replays, runs, &cpu, &load);
     } else {
         let head = format!(
             "datapath against the kernel: {FRAMES} frames of {FRAME_LEN} bytes a replay (k8s_node: its 9-packet pcap), {replays} replays a round, {runs} rounds interleaved, median; CPU {cpu}; load {load}"
         );
-        let mut lines: Vec<Vec<String>> = s.rows.iter().map(cells).collect();
-        lines.push(scaling_cells(&s.scaling));
-        if a.markdown {
-            println!("{head}\n");
-            println!("| {} |", COLS.join(" | "));
-            println!("|{}", "---|".repeat(COLS.len()));
-            for l in &lines {
-                println!("| {} |", l.join(" | "));
-            }
-        } else {
-            println!("{head}");
-            let w = [17, 52, 13, 14, 13, 18, 18];
-            let line = |v: &[String]| {
-                v.iter()
-                    .enumerate()
-                    .map(|(i, c)| format!("{c:<w$}", w = w.get(i).copied().unwrap_or(0)))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-                    .trim_end()
-                    .to_string()
-            };
-            println!("{}", line(&COLS.map(String::from)));
-            for l in &lines {
-                println!("{}", line(l));
-            }
-        }
-        println!();
-        for n in notes(&s) {
-            println!("- {n}");
-        }
+        print_table(&s, &head, a.markdown);
     }
-    let failed = |e: &Option<String>| {
-        e.as_deref()
-            .is_some_and(|e| !e.starts_with("not supported: "))
-    };
-    let kernel_failed =
-        s.kernel_skipped.is_none() && s.rows.iter().any(|r| failed(&r.kernel_error));
-    if kernel_failed || s.rows.iter().any(|r| failed(&r.skiff.error)) || failed(&s.scaling.0.error)
-    {
-        return 1;
-    }
-    0
+    exit_code(&s)
 }
