@@ -263,6 +263,14 @@ impl KernelEnv {
         };
         ip(&["netns", "add", &peer_ns])?;
         env.peer_ns = peer_ns.clone();
+        // no IPv6 on the bench's devices: their own router and multicast
+        // listener reports would reach the peers' programs and be counted
+        for n in [&ns, &peer_ns] {
+            for conf in ["all", "default"] {
+                let kv = format!("net.ipv6.conf.{conf}.disable_ipv6=1");
+                ip(&["netns", "exec", n, "sysctl", "-qw", &kv])?;
+            }
+        }
         for (dev, idx, mac) in [("eth0", ETH0, Some(ETH0_MAC)), ("veth0", VETH0, None)] {
             let idx = idx.to_string();
             let mut args = vec!["-n", &ns, "link", "add", dev, "index", &idx];
