@@ -162,18 +162,19 @@ fn build(topo: &Topology, engine: SkiffEngine, opts: DatapathOptions) -> Result<
         // way to ask for the interpreter from here.
         return Err("not supported: choosing the interpreter for a topology (skiff_net::topology::Topology::build loads programs for the JIT; the datapath's Vm engine is not settable)".into());
     }
+    // delivered frames are not looked at: freed at once (as `skiff run` does
+    // without --pcap-delivered)
+    let opts = DatapathOptions {
+        keep_delivered: false,
+        ..opts
+    };
     let built = topo.build(opts).map_err(|e| e.to_string())?;
     Ok(built.dp)
 }
 
 /// Hands back what the datapath produced (the frame pool gets the buffers).
 fn drain(dp: &mut Datapath) {
-    for t in dp.take_transmitted() {
-        dp.recycle(t.frame);
-    }
-    for d in dp.take_delivered() {
-        dp.recycle(d.frame);
-    }
+    dp.drain_transmitted(|_| {});
 }
 
 /// Replays the traffic `replays` times starting at replay number `*next`.

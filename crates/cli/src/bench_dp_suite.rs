@@ -142,15 +142,28 @@ const ROWS: [RowSpec; 4] = [
 ];
 
 /// The options of the scaling row's second side: two workers on two OS
-/// threads.
-///
-/// SWITCH ON when `DatapathOptions::threads` exists (the lead's `--threads`):
-/// make the body
-/// `Ok(DatapathOptions { workers: 2, possible_cpus: 2, threads: true, ..DatapathOptions::default() })`
-/// (`possible_cpus` at least `workers`) and update the test
-/// `datapath_suite_json`'s last row.
+/// threads (`--workers 2 --threads`).
 fn two_threads() -> Result<DatapathOptions, String> {
-    Err("not supported: --threads (not built yet)".into())
+    Ok(DatapathOptions {
+        workers: 2,
+        possible_cpus: 2,
+        threads: true,
+        ..DatapathOptions::default()
+    })
+}
+
+/// Runs `f` with the calling thread free to run on every CPU (the worker
+/// threads a threaded datapath starts inherit its affinity, and the datapath
+/// counts the CPUs it may use), then pins it to CPU 0 again.
+fn unpinned<R>(f: impl FnOnce() -> R) -> R {
+    if let Err(e) = skiff_kernel::unpin_current_thread() {
+        eprintln!("skiff bench: warning: cannot unpin: {e}");
+    }
+    let r = f();
+    if let Err(e) = skiff_kernel::pin_current_thread(0) {
+        eprintln!("skiff bench: warning: cannot pin to CPU 0: {e}");
+    }
+    r
 }
 
 /// The 64 frames of a replay: 64-byte IPv4/UDP frames to `eth0`'s MAC, source
@@ -591,12 +604,14 @@ fn measure(a: &BenchArgs) -> Result<Suite, String> {
         Ok(DatapathOptions::default()),
         warmup,
     );
-    let mut threads = Side::new(
-        load_topology(&format!("{DIR}/xdp_drop.toml")),
-        &t,
-        two_threads(),
-        warmup,
-    );
+    let mut threads = unpinned(|| {
+        Side::new(
+            load_topology(&format!("{DIR}/xdp_drop.toml")),
+            &t,
+            two_threads(),
+            warmup,
+        )
+    });
     let mut kernel_rounds: Vec<KernelRounds> =
         ROWS.iter().map(|_| KernelRounds::default()).collect();
     for _ in 0..a.runs.max(1) {
@@ -619,7 +634,7 @@ fn measure(a: &BenchArgs) -> Result<Suite, String> {
             }
         }
         k8s.round(&k8s_t, replays);
-        threads.round(&t, replays);
+        unpinned(|| threads.round(&t, replays));
         if live::interrupted() {
             return Err("interrupted (SIGINT/SIGTERM): namespaces removed".into());
         }
@@ -714,7 +729,7 @@ fn scaling_cells(s: &(DpRow, Option<f64>)) -> Vec<String> {
         "xdp_drop, 1 -> 2 workers on threads (wall; skiff only)".into(),
         fmt(s.0.wall_ns_per_packet, 1),
         "-".into(),
-        s.1.map(|x| format!("{x:.2}x faster"))
+        s.1.map(|x| format!("speedup {x:.2}x"))
             .unwrap_or_else(|| "-".into()),
         fmt(s.0.wall_ns_per_packet, 1),
         "-".into(),

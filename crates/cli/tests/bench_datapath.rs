@@ -230,8 +230,13 @@ fn datapath_suite_json() {
         k8s["kernel_error"],
         "not supported: the k8s-node topology needs netkit, which this machine's kernel lacks"
     );
-    // until DatapathOptions::threads exists (bench_dp_suite.rs: two_threads)
-    assert_eq!(rows[5]["error"], "not supported: --threads (not built yet)");
+    // xdp_drop on two worker threads: the same ends, and a speed-up figure
+    let th = &rows[5];
+    assert_eq!(th["error"], serde_json::Value::Null, "{th}");
+    assert_eq!(th["conservation"], cons(0, 128), "{th}");
+    assert_eq!(th["drops"], serde_json::json!({"SKIFF_XDP_DROP": 128}), "{th}");
+    assert_eq!(th["hook_runs"], 128, "{th}");
+    assert!(th["speedup"].as_f64().is_some_and(|x| x > 0.0), "{th}");
     if let Err(why) = skiff_kernel::available() {
         eprintln!("SKIPPED the kernel column: {why}");
         assert!(v["kernel_skipped"].as_str().is_some(), "{v}");

@@ -138,6 +138,18 @@ pub fn pin_current_thread(cpu: usize) -> Result<(), KernelError> {
         .map_err(|e| KernelError::Io(format!("sched_setaffinity(cpu {cpu}): errno {e}")))
 }
 
+/// Lets the calling thread run on every possible CPU again (undoes
+/// [`pin_current_thread`]; threads it starts inherit this).
+pub fn unpin_current_thread() -> Result<(), KernelError> {
+    let n = possible_cpus()?;
+    sys::set_affinity(0..n).map_err(|e| {
+        KernelError::Io(format!(
+            "sched_setaffinity(cpus 0-{}): errno {e}",
+            n.saturating_sub(1)
+        ))
+    })
+}
+
 /// Number of possible CPUs (`/sys/devices/system/cpu/possible`, e.g. "0-1" or "0,2-3"):
 /// the number of slots in a per-CPU map value as the syscall returns it.
 pub fn possible_cpus() -> Result<usize, KernelError> {

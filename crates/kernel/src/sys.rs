@@ -90,12 +90,20 @@ pub fn bpf_fd(cmd: u32, attr: &mut Attr) -> Result<OwnedFd, i32> {
 
 /// sched_setaffinity(0, {cpu}) for the calling thread.
 pub fn pin_current_thread(cpu: usize) -> Result<(), i32> {
+    set_affinity(std::iter::once(cpu))
+}
+
+/// sched_setaffinity(0, cpus) for the calling thread (CPUs past CPU_SETSIZE
+/// are left out).
+pub fn set_affinity(cpus: impl Iterator<Item = usize>) -> Result<(), i32> {
     // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write inside it, and
     // sched_setaffinity reads `size_of::<cpu_set_t>()` bytes from it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_ZERO(&mut set);
-        libc::CPU_SET(cpu, &mut set);
+        for cpu in cpus.filter(|c| *c < libc::CPU_SETSIZE as usize) {
+            libc::CPU_SET(cpu, &mut set);
+        }
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
             return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
         }
