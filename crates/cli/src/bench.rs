@@ -27,6 +27,9 @@ use skiff_vm::{Collection, LoadOptions, Program, Vm};
 /// `skiff bench --datapath`: packets per second through a topology.
 #[path = "bench_datapath.rs"]
 pub mod datapath;
+/// `skiff bench --datapath --suite`: the datapath against the kernel's.
+#[path = "bench_dp_suite.rs"]
+pub mod suite;
 
 #[derive(Args, Clone)]
 pub struct BenchArgs {

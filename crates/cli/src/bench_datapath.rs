@@ -52,6 +52,12 @@ pub struct DatapathArgs {
     /// With --datapath: replays of the pcap per round.
     #[arg(long, default_value_t = 20_000, requires = "datapath")]
     pub replays: u32,
+    /// With --datapath: the rows of examples/bench-datapath (XDP_DROP, XDP_TX,
+    /// XDP_REDIRECT, tc bpf_redirect_peer; k8s-node; 1 -> 2 threads) in skiff
+    /// and, as root, in the kernel (BPF_PROG_TEST_RUN, live frames), rounds
+    /// interleaved, with skiff/kernel.
+    #[arg(long, requires = "datapath", conflicts_with_all = ["topology", "pcap_in"])]
+    pub suite: bool,
 }
 
 impl Default for DatapathArgs {
@@ -61,6 +67,7 @@ impl Default for DatapathArgs {
             topology: PathBuf::from("examples/k8s-node/topology.toml"),
             pcap_in: "eth0=examples/k8s-node/traffic.pcap".into(),
             replays: 20_000,
+            suite: false,
         }
     }
 }
@@ -129,7 +136,7 @@ pub struct DpRow {
 }
 
 impl DpRow {
-    fn failed(engine: SkiffEngine, msg: String) -> DpRow {
+    pub fn failed(engine: SkiffEngine, msg: String) -> DpRow {
         DpRow {
             engine,
             ns_per_packet: None,
@@ -147,20 +154,21 @@ impl DpRow {
     }
 }
 
-/// The topology built as `skiff run` builds it, for `engine`.
-fn build(topo: &Topology, engine: SkiffEngine) -> Result<Datapath, String> {
+/// The topology built as `skiff run` builds it, for `engine`, with `opts`.
+fn build(topo: &Topology, engine: SkiffEngine, opts: DatapathOptions) -> Result<Datapath, String> {
     if engine == SkiffEngine::Interp {
         // Topology::build loads every program with Program::load (compiled for
         // the JIT) and the datapath's Vm keeps the default engine: there is no
         // way to ask for the interpreter from here.
         return Err("not supported: choosing the interpreter for a topology (skiff_net::topology::Topology::build loads programs for the JIT; the datapath's Vm engine is not settable)".into());
     }
-    let built = topo
-        .build(DatapathOptions {
-            keep_delivered: false,
-            ..Default::default()
-        })
-        .map_err(|e| e.to_string())?;
+    // delivered frames are not looked at: freed at once (as `skiff run` does
+    // without --pcap-delivered)
+    let opts = DatapathOptions {
+        keep_delivered: false,
+        ..opts
+    };
+    let built = topo.build(opts).map_err(|e| e.to_string())?;
     Ok(built.dp)
 }
 
@@ -197,6 +205,104 @@ fn replay(
     dp.finish();
     drain(dp);
     Ok(())
+}
+
+/// One engine on one topology, measured round by round (so that a caller can
+/// interleave its rounds with another side's): built and warmed up by `new`,
+/// timed by `round`, summed up by `finish`.
+pub struct SkiffSide {
+    engine: SkiffEngine,
+    dp: Datapath,
+    dev: DevId,
+    /// The next replay number (its timestamps).
+    next: u64,
+    /// Counters when the timed rounds began.
+    c0: Conservation,
+    drops0: BTreeMap<String, u64>,
+    h0: u64,
+    rounds: Vec<f64>,
+    walls: Vec<f64>,
+}
+
+impl SkiffSide {
+    /// Builds `topo` with `opts`, finds the traffic's device and replays the
+    /// traffic `warmup` times (caches, frame pool, neighbour entries), not
+    /// timed.
+    pub fn new(
+        topo: &Topology,
+        t: &Traffic,
+        engine: SkiffEngine,
+        opts: DatapathOptions,
+        warmup: u64,
+    ) -> Result<SkiffSide, String> {
+        let mut dp = build(topo, engine, opts)?;
+        let (ns, name) = match t.dev.split_once('/') {
+            Some((ns, d)) => (ns, d),
+            None => ("host", t.dev.as_str()),
+        };
+        let Some(dev) = dp.netns(ns).and_then(|n| dp.device(n, name)) else {
+            return Err(format!(
+                "--pcap-in: no device {name:?} in netns {ns:?} of {}",
+                topo.file.display()
+            ));
+        };
+        let mut next = 0u64;
+        replay(&mut dp, dev, t, warmup, &mut next)?;
+        Ok(SkiffSide {
+            engine,
+            c0: dp.conservation(),
+            drops0: dp.counters().drops,
+            h0: hook_runs(&dp),
+            dp,
+            dev,
+            next,
+            rounds: Vec::new(),
+            walls: Vec::new(),
+        })
+    }
+
+    /// One timed round of `replays` replays: on-CPU and wall ns per injected
+    /// packet recorded.
+    pub fn round(&mut self, t: &Traffic, replays: u64) -> Result<(), String> {
+        let before = self.dp.conservation().input;
+        let d0 = run_delay_ns();
+        let t0 = Instant::now();
+        replay(&mut self.dp, self.dev, t, replays, &mut self.next)?;
+        let wall = t0.elapsed().as_nanos() as f64;
+        let cpu = on_cpu_ns(wall, d0, run_delay_ns());
+        let n = self.dp.conservation().input.saturating_sub(before).max(1) as f64;
+        self.rounds.push(cpu / n);
+        self.walls.push(wall / n);
+        Ok(())
+    }
+
+    /// The datapath, for checks on its counters.
+    pub fn dp(&self) -> &Datapath {
+        &self.dp
+    }
+
+    /// The row: medians of the rounds, totals and drops over the timed
+    /// rounds, and a conservation violation as its error.
+    pub fn finish(self) -> DpRow {
+        let c1 = self.dp.conservation();
+        let mut drops = self.dp.counters().drops;
+        for (r, n) in drops.iter_mut() {
+            *n = n.saturating_sub(self.drops0.get(r).copied().unwrap_or(0));
+        }
+        drops.retain(|_, n| *n > 0);
+        let error = (!c1.balanced() || c1.in_flight != 0)
+            .then(|| format!("packet conservation violated (a datapath bug): {c1:?}"));
+        DpRow {
+            engine: self.engine,
+            ns_per_packet: median(&self.rounds),
+            wall_ns_per_packet: median(&self.walls),
+            rounds_ns: self.rounds,
+            totals: sub(c1, self.c0),
+            drops,
+            hook_runs: hook_runs(&self.dp).saturating_sub(self.h0),
+            error,
+        }
+    }
 }
 
 fn sub(a: Conservation, b: Conservation) -> Conservation {
@@ -238,69 +344,17 @@ pub fn bench_engine(
     replays: u32,
     runs: u32,
 ) -> DpRow {
-    let mut dp = match build(topo, engine) {
-        Ok(dp) => dp,
+    let warmup = u64::from(replays.clamp(1, 1000));
+    let mut side = match SkiffSide::new(topo, t, engine, DatapathOptions::default(), warmup) {
+        Ok(s) => s,
         Err(e) => return DpRow::failed(engine, e),
     };
-    let (ns, name) = match t.dev.split_once('/') {
-        Some((ns, d)) => (ns, d),
-        None => ("host", t.dev.as_str()),
-    };
-    let Some(dev) = dp.netns(ns).and_then(|n| dp.device(n, name)) else {
-        return DpRow::failed(
-            engine,
-            format!(
-                "--pcap-in: no device {name:?} in netns {ns:?} of {}",
-                topo.file.display()
-            ),
-        );
-    };
-    let mut next = 0u64;
-    // warm-up (caches, frame pool, neighbour entries), not timed
-    if let Err(e) = replay(
-        &mut dp,
-        dev,
-        t,
-        u64::from(replays.clamp(1, 1000)),
-        &mut next,
-    ) {
-        return DpRow::failed(engine, e);
-    }
-    let c0 = dp.conservation();
-    let drops0 = dp.counters().drops;
-    let h0 = hook_runs(&dp);
-    let (mut rounds, mut walls) = (Vec::new(), Vec::new());
     for _ in 0..runs.max(1) {
-        let before = dp.conservation().input;
-        let d0 = run_delay_ns();
-        let t0 = Instant::now();
-        if let Err(e) = replay(&mut dp, dev, t, u64::from(replays.max(1)), &mut next) {
+        if let Err(e) = side.round(t, u64::from(replays.max(1))) {
             return DpRow::failed(engine, e);
         }
-        let wall = t0.elapsed().as_nanos() as f64;
-        let cpu = on_cpu_ns(wall, d0, run_delay_ns());
-        let n = dp.conservation().input.saturating_sub(before).max(1) as f64;
-        rounds.push(cpu / n);
-        walls.push(wall / n);
     }
-    let c1 = dp.conservation();
-    let mut drops = dp.counters().drops;
-    for (r, n) in drops.iter_mut() {
-        *n = n.saturating_sub(drops0.get(r).copied().unwrap_or(0));
-    }
-    drops.retain(|_, n| *n > 0);
-    let error = (!c1.balanced() || c1.in_flight != 0)
-        .then(|| format!("packet conservation violated (a datapath bug): {c1:?}"));
-    DpRow {
-        engine,
-        ns_per_packet: median(&rounds),
-        rounds_ns: rounds,
-        wall_ns_per_packet: median(&walls),
-        totals: sub(c1, c0),
-        drops,
-        hook_runs: hook_runs(&dp).saturating_sub(h0),
-        error,
-    }
+    side.finish()
 }
 
 fn fmt_opt(v: Option<f64>, prec: usize) -> String {
@@ -446,6 +500,9 @@ pub fn run(a: &BenchArgs) -> Result<Vec<DpRow>, String> {
 }
 
 pub fn main(a: &BenchArgs) -> i32 {
+    if a.datapath.suite {
+        return super::suite::main(a);
+    }
     match run(a) {
         Ok(rows) => {
             // a failure other than an engine skiff cannot select here (a bad

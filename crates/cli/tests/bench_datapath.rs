@@ -130,3 +130,159 @@ fn datapath_bench_errors() {
         "skiff bench --datapath: --pcap-in \"eth0\": want DEV=FILE\n"
     );
 }
+
+/// `skiff bench --datapath --suite`: every row's packets end where the row says
+/// (skiff's counters, exact), and as root the kernel column is there: each row
+/// with a kernel figure, every frame at the peer's program where it has one.
+#[test]
+fn datapath_suite_json() {
+    let (code, stdout, stderr) = skiff(&[
+        "bench",
+        "--datapath",
+        "--suite",
+        "--replays",
+        "2",
+        "--runs",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    assert_eq!(v["suite"], true);
+    assert_eq!(v["frame_len"], 64);
+    assert_eq!(v["packets_per_replay"], 64);
+    assert_eq!(v["replays"], 2);
+    assert_eq!(v["runs"], 1);
+    assert_eq!(v["batch_size"], 64);
+    assert!(
+        v["cpu_model"].as_str().is_some_and(|s| !s.is_empty()),
+        "{v}"
+    );
+    assert_eq!(
+        v["loadavg"].as_str().map(|s| s.split_whitespace().count()),
+        Some(5),
+        "{v}"
+    );
+    let rows = v["rows"].as_array().expect("rows");
+    let names: Vec<&str> = rows.iter().filter_map(|r| r["row"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "xdp_drop",
+            "xdp_tx",
+            "xdp_redirect",
+            "tc_redirect_peer",
+            "k8s_node",
+            "xdp_drop_threads"
+        ]
+    );
+    // one timed round of 2 replays of 64 frames: 128 packets; `end` counts the
+    // 2 warm-up replays too (256)
+    let cons = |transmitted: u64, dropped: u64| {
+        serde_json::json!({"in": 128, "originated": 0, "transmitted": transmitted,
+                           "delivered": 0, "dropped": dropped, "in_flight": 0})
+    };
+    let want = [
+        (
+            cons(0, 128),
+            serde_json::json!({"SKIFF_XDP_DROP": 128}),
+            128,
+            "dropped",
+        ),
+        (cons(128, 0), serde_json::json!({}), 128, "transmitted"),
+        (
+            cons(0, 128),
+            serde_json::json!({"SKIFF_XDP_DROP": 128}),
+            256,
+            "peer/veth0 xdp hook",
+        ),
+        (
+            cons(0, 128),
+            serde_json::json!({"TC_INGRESS": 128}),
+            384,
+            "peer/veth0 tc-ingress hook",
+        ),
+    ];
+    for (r, (c, drops, hooks, end)) in rows.iter().zip(want) {
+        assert_eq!(r["engine"], "skiff-jit", "{r}");
+        assert_eq!(r["error"], serde_json::Value::Null, "{r}");
+        assert_eq!(r["conservation"], c, "{r}");
+        assert_eq!(r["drops"], drops, "{r}");
+        assert_eq!(r["hook_runs"], hooks, "{r}");
+        assert_eq!(
+            r["end"],
+            serde_json::json!({"where": end, "packets": 256, "of": 256}),
+            "{r}"
+        );
+        assert!(
+            r["ns_per_packet"].as_f64().is_some_and(|ns| ns > 0.0),
+            "{r}"
+        );
+    }
+    let k8s = &rows[4];
+    assert_eq!(
+        k8s["conservation"],
+        serde_json::json!({"in": 18, "originated": 8, "transmitted": 6,
+                           "delivered": 16, "dropped": 4, "in_flight": 0})
+    );
+    assert_eq!(k8s["kernel_ns_per_packet"], serde_json::Value::Null);
+    assert_eq!(
+        k8s["kernel_error"],
+        "not supported: the k8s-node topology needs netkit, which this machine's kernel lacks"
+    );
+    // xdp_drop on two worker threads: the same ends, and a speed-up figure
+    let th = &rows[5];
+    assert_eq!(th["error"], serde_json::Value::Null, "{th}");
+    assert_eq!(th["conservation"], cons(0, 128), "{th}");
+    assert_eq!(th["drops"], serde_json::json!({"SKIFF_XDP_DROP": 128}), "{th}");
+    assert_eq!(th["hook_runs"], 128, "{th}");
+    assert!(th["speedup"].as_f64().is_some_and(|x| x > 0.0), "{th}");
+    if let Err(why) = skiff_kernel::available() {
+        eprintln!("SKIPPED the kernel column: {why}");
+        assert!(v["kernel_skipped"].as_str().is_some(), "{v}");
+        return;
+    }
+    assert_eq!(v["kernel_skipped"], serde_json::Value::Null);
+    for (i, r) in rows.iter().take(4).enumerate() {
+        assert_eq!(r["kernel_error"], serde_json::Value::Null, "{r}");
+        let k = r["kernel_ns_per_packet"].as_f64().expect("kernel figure");
+        assert!(k > 0.0, "{r}");
+        assert!(r["ratio"].as_f64().is_some_and(|x| x > 0.0), "{r}");
+        // xdp_drop ends at eth0; the others at a peer's program
+        let end = if i == 0 {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!({"packets": 128, "of": 128})
+        };
+        assert_eq!(r["kernel_end"], end, "{r}");
+    }
+    // the bench's namespaces are gone
+    let ns = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip");
+    assert!(
+        !String::from_utf8_lossy(&ns.stdout).contains("skiff-bench-"),
+        "left behind: {}",
+        String::from_utf8_lossy(&ns.stdout)
+    );
+}
+
+#[test]
+fn datapath_suite_options() {
+    let (code, _, stderr) = skiff(&[
+        "bench",
+        "--datapath",
+        "--suite",
+        "--topology",
+        "examples/k8s-node/topology.toml",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("'--suite' cannot be used with '--topology <TOPOLOGY>'"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = skiff(&["bench", "--suite"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--datapath"), "{stderr}");
+}

@@ -504,24 +504,50 @@ fn run_errors() {
 /// program bytes), so `skiff run` works without clang.
 #[test]
 fn k8s_objects_match_fresh_compile() {
+    objects_match_fresh_compile("examples/k8s-node", &["k8s_xdp", "k8s_tc", "k8s_pod"]);
+}
+
+/// The same for `skiff bench --datapath --suite`'s objects (bpf/bench_dp_*.c).
+#[test]
+fn bench_datapath_objects_match_fresh_compile() {
+    objects_match_fresh_compile(
+        "examples/bench-datapath",
+        &[
+            "bench_dp_drop",
+            "bench_dp_tx",
+            "bench_dp_redirect",
+            "bench_dp_tc",
+            "bench_dp_peer",
+        ],
+    );
+}
+
+/// `dir/<stem>.o` has the programs (name, section, instructions) and maps of a
+/// fresh compile of `bpf/<stem>.c`.
+fn objects_match_fresh_compile(dir: &str, stems: &[&str]) {
     if let Err(why) = skiff_kernel::clang::available() {
         eprintln!("SKIPPED: {why}");
         return;
     }
-    let t = TempDir::new("cc");
-    for stem in ["k8s_xdp", "k8s_tc", "k8s_pod"] {
+    // a directory of its own: the tests run in parallel in one process
+    let t = TempDir::new(&format!("cc-{}", dir.replace('/', "-")));
+    for stem in stems {
         let fresh =
             skiff_kernel::clang::compile(&root().join(format!("bpf/{stem}.c")), &t.0).unwrap();
         let a = skiff_object::Object::parse(&std::fs::read(&fresh).unwrap()).unwrap();
         let b = skiff_object::Object::parse(
-            &std::fs::read(root().join(format!("examples/k8s-node/{stem}.o"))).unwrap(),
+            &std::fs::read(root().join(format!("{dir}/{stem}.o"))).unwrap(),
         )
         .unwrap();
         assert_eq!(a.programs.len(), b.programs.len(), "{stem}");
         for (x, y) in a.programs.iter().zip(&b.programs) {
             assert_eq!(x.name, y.name, "{stem}");
             assert_eq!(x.section, y.section, "{stem}");
-            assert!(x.insns == y.insns, "{stem}: program {} differs from a fresh compile: rebuild examples/k8s-node/{stem}.o", x.name);
+            assert!(
+                x.insns == y.insns,
+                "{stem}: program {} differs from a fresh compile: rebuild {dir}/{stem}.o",
+                x.name
+            );
         }
         let names = |o: &skiff_object::Object| {
             o.maps

@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod clang;
+pub mod live;
 mod sys;
 #[cfg(feature = "testpkt")]
 pub mod testpkt;
@@ -89,6 +90,8 @@ pub enum KernelError {
     },
     #[error("test run of program `{prog}`: {}", errstr(*.errno))]
     TestRun { prog: String, errno: i32 },
+    #[error("attaching {what}: {}", errstr(*.errno))]
+    Attach { what: String, errno: i32 },
     #[error("no map named `{0}` in this object")]
     NoSuchMap(String),
     #[error("no program named `{0}` in this object")]
@@ -114,7 +117,8 @@ impl KernelError {
             | KernelError::ProgLoad { errno, .. }
             | KernelError::SlotFill { errno, .. }
             | KernelError::MapOp { errno, .. }
-            | KernelError::TestRun { errno, .. } => Some(*errno),
+            | KernelError::TestRun { errno, .. }
+            | KernelError::Attach { errno, .. } => Some(*errno),
             _ => None,
         }
     }
@@ -132,6 +136,18 @@ fn errstr(errno: i32) -> String {
 pub fn pin_current_thread(cpu: usize) -> Result<(), KernelError> {
     sys::pin_current_thread(cpu)
         .map_err(|e| KernelError::Io(format!("sched_setaffinity(cpu {cpu}): errno {e}")))
+}
+
+/// Lets the calling thread run on every possible CPU again (undoes
+/// [`pin_current_thread`]; threads it starts inherit this).
+pub fn unpin_current_thread() -> Result<(), KernelError> {
+    let n = possible_cpus()?;
+    sys::set_affinity(0..n).map_err(|e| {
+        KernelError::Io(format!(
+            "sched_setaffinity(cpus 0-{}): errno {e}",
+            n.saturating_sub(1)
+        ))
+    })
 }
 
 /// Number of possible CPUs (`/sys/devices/system/cpu/possible`, e.g. "0-1" or "0,2-3"):

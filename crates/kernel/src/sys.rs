@@ -90,14 +90,63 @@ pub fn bpf_fd(cmd: u32, attr: &mut Attr) -> Result<OwnedFd, i32> {
 
 /// sched_setaffinity(0, {cpu}) for the calling thread.
 pub fn pin_current_thread(cpu: usize) -> Result<(), i32> {
+    set_affinity(std::iter::once(cpu))
+}
+
+/// sched_setaffinity(0, cpus) for the calling thread (CPUs past CPU_SETSIZE
+/// are left out).
+pub fn set_affinity(cpus: impl Iterator<Item = usize>) -> Result<(), i32> {
     // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write inside it, and
     // sched_setaffinity reads `size_of::<cpu_set_t>()` bytes from it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_ZERO(&mut set);
-        libc::CPU_SET(cpu, &mut set);
+        for cpu in cpus.filter(|c| *c < libc::CPU_SETSIZE as usize) {
+            libc::CPU_SET(cpu, &mut set);
+        }
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
             return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+        }
+    }
+    Ok(())
+}
+
+/// setns(fd, CLONE_NEWNET) for the calling thread.
+pub fn setns_net(fd: &impl std::os::fd::AsRawFd) -> Result<(), i32> {
+    // SAFETY: setns takes a descriptor the caller keeps open across the call and
+    // changes only the calling thread's network namespace.
+    let r = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
+    }
+    Ok(())
+}
+
+/// The flag SIGINT and SIGTERM set once `catch_interrupts` ran.
+pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_sig: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Installs `on_interrupt` for SIGINT and SIGTERM, without SA_RESTART so that a
+/// long bpf(BPF_PROG_TEST_RUN) returns EINTR at once.
+pub fn catch_interrupts() -> Result<(), i32> {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: sigaction is plain data (zeroed is a valid empty mask, no flags);
+        // the handler only stores to an atomic, which is async-signal-safe.
+        let r = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO));
         }
     }
     Ok(())
