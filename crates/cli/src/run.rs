@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use skiff_io::{Format, Writer, LINKTYPE_ETHERNET};
 use skiff_net::datapath::{CapturePoint, DatapathOptions, DevId, Hook};
-use skiff_net::topology::Topology;
+use skiff_topology::Topology;
 
 #[derive(clap::Args)]
 pub struct RunArgs {

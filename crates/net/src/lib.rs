@@ -12,7 +12,6 @@ pub mod drop;
 pub mod helpers;
 pub mod stack;
 pub mod test_run;
-pub mod topology;
 
 pub use buff::{Redirect, SkBuff, XdpBuff};
 pub use drop::DropReason;

@@ -2132,7 +2132,7 @@ impl Topology {
 // ---------------------------------------------------------------------------
 // building the datapath
 
-use crate::datapath::{
+use skiff_net::datapath::{
     self as dpm, Datapath, DatapathError, DatapathOptions, DeviceSpec, MprogOrder, NetkitSide,
     TcAttach, TcDirection,
 };
@@ -2299,13 +2299,13 @@ impl Topology {
             }
             for (i, r) in routes {
                 let kind = match r.kind {
-                    RouteType::Unicast => crate::stack::RouteKind::Unicast,
-                    RouteType::Local => crate::stack::RouteKind::Local,
-                    RouteType::Blackhole => crate::stack::RouteKind::Blackhole,
-                    RouteType::Unreachable => crate::stack::RouteKind::Unreachable,
-                    RouteType::Prohibit => crate::stack::RouteKind::Prohibit,
+                    RouteType::Unicast => skiff_net::stack::RouteKind::Unicast,
+                    RouteType::Local => skiff_net::stack::RouteKind::Local,
+                    RouteType::Blackhole => skiff_net::stack::RouteKind::Blackhole,
+                    RouteType::Unreachable => skiff_net::stack::RouteKind::Unreachable,
+                    RouteType::Prohibit => skiff_net::stack::RouteKind::Prohibit,
                 };
-                st.add_route(crate::stack::Route {
+                st.add_route(skiff_net::stack::Route {
                     table: r.table,
                     dst: r.dst.addr,
                     prefix_len: r.dst.prefix_len,
@@ -2323,7 +2323,7 @@ impl Topology {
                     RuleAction::Table(t) => t,
                     other => return Err(ferr(format!("netns {}: rule {}: not supported: action {other:?} (the host stack has table rules only)", ns.name, r.priority))),
                 };
-                st.add_rule(crate::stack::Rule {
+                st.add_rule(skiff_net::stack::Rule {
                     priority: r.priority,
                     from: r.from.map(|c| (c.addr, c.prefix_len)),
                     to: r.to.map(|c| (c.addr, c.prefix_len)),
