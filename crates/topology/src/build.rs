@@ -5,17 +5,14 @@
 use std::collections::HashMap;
 
 use skiff_net::datapath::{
-    self as dpm, Datapath, DatapathError, DatapathOptions, DevId, DeviceSpec, MprogOrder,
-    NetkitSide, NsId, TcAttach, TcDirection,
+    Datapath, DatapathError, DatapathOptions, DevId, DeviceKind, DeviceSpec, MprogOrder, NsId,
+    TcAttach,
 };
 use skiff_net::stack;
 
 use crate::error::TopologyError;
 use crate::load::LoadedObject;
-use crate::model::{
-    Attach, Device, DeviceKind, Direction, Hook, NetkitMode, NetkitPolicy, NetkitScrub, Netns,
-    Order, RouteType, RuleAction, Side, Topology, XdpMode,
-};
+use crate::model::{Attach, Device, Hook, Netns, RuleAction, Topology};
 
 /// A built topology: the datapath with every device, address, route and
 /// program in place, and the loaded objects (their maps, for inspection).
@@ -105,7 +102,7 @@ impl Topology {
         host: NsId,
         d: &Device,
     ) -> Result<(), TopologyError> {
-        let (kind, peer_ifindex) = device_kind(&d.kind, |n| ns_ids.get(n).copied());
+        let kind = device_kind(&d.kind, |n| ns_ids.get(n).copied());
         let spec = DeviceSpec {
             name: d.name.clone(),
             kind,
@@ -118,15 +115,25 @@ impl Topology {
         let dev = dp.add_device(host, spec).map_err(|e: DatapathError| {
             d.loc.error(&self.file, format!("device {}: {e}", d.name))
         })?;
-        let Some((want, pns, pname)) = peer_ifindex else {
+        let (
+            Some(want),
+            DeviceKind::Veth {
+                peer_name, peer_ns, ..
+            }
+            | DeviceKind::Netkit {
+                peer_name, peer_ns, ..
+            },
+        ) = (d.peer_ifindex, &d.kind)
+        else {
             return Ok(());
         };
         let got = dp.peer(dev).and_then(|p| dp.ifindex(p));
         if got == Some(want) {
             return Ok(());
         }
+        let pns = peer_ns.as_deref().unwrap_or_default();
         Err(d.loc.error(&self.file, format!(
-            "not supported: peer_ifindex {want} for {pns}/{pname} (the datapath gave it {}; it takes no peer ifindex yet)",
+            "not supported: peer_ifindex {want} for {pns}/{peer_name} (the datapath gave it {}; it takes no peer ifindex yet)",
             got.map(|g| g.to_string()).unwrap_or_else(|| "none".into())
         )))
     }
@@ -157,7 +164,7 @@ impl Topology {
                 ifindex: i,
                 src: r.src,
                 metric: r.metric,
-                kind: route_kind(r.kind),
+                kind: r.kind,
                 mtu: None,
             })
             .map_err(|e| serr(format!("route {}", r.dst), &e))?;
@@ -236,30 +243,23 @@ impl Topology {
             .cloned()
             .ok_or_else(|| a.loc.error(&self.file, format!("no program {}", a.program)))?;
         let dev = self.attach_dev(dp, a)?;
-        let key = (
-            a.netns.clone(),
-            a.dev.clone(),
-            hook_name(&a.hook).to_string(),
-        );
-        let order = |o: &Order| self.mprog_order(chains.get(&key), a, o);
+        let key = (a.netns.clone(), a.dev.clone(), a.hook.to_string());
+        let order = |o: &MprogOrder<String>| self.mprog_order(chains.get(&key), a, o);
         match &a.hook {
-            Hook::Xdp(mode) => dp.attach_xdp(dev, prog.clone(), xdp_mode(*mode)),
+            Hook::Xdp(mode) => dp.attach_xdp(dev, prog.clone(), *mode),
             Hook::Tc { dir, prio, handle } => {
-                let prio = u16::try_from(*prio)
-                    .map_err(|_| a.loc.error(&self.file, "prio above 65535"))?;
                 let cls = TcAttach::ClsBpf {
-                    prio,
+                    prio: *prio,
                     handle: *handle,
                     classid: 0,
                 };
-                dp.attach_tc(dev, tc_direction(*dir), cls, prog.clone())
+                dp.attach_tc(dev, *dir, cls, prog.clone())
             }
             Hook::Tcx { dir, order: o } => {
-                let tcx = TcAttach::Tcx(order(o)?);
-                dp.attach_tc(dev, tc_direction(*dir), tcx, prog.clone())
+                dp.attach_tc(dev, *dir, TcAttach::Tcx(order(o)?), prog.clone())
             }
             Hook::Netkit { side, order: o } => {
-                dp.attach_netkit(dev, netkit_side(*side), order(o)?, prog.clone())
+                dp.attach_netkit(dev, *side, order(o)?, prog.clone())
             }
         }
         .map_err(aerr)?;
@@ -275,7 +275,7 @@ impl Topology {
         &self,
         chain: Option<&Vec<(String, u32)>>,
         a: &Attach,
-        o: &Order,
+        o: &MprogOrder<String>,
     ) -> Result<MprogOrder, TopologyError> {
         let id = |n: &str| {
             chain
@@ -286,9 +286,11 @@ impl Topology {
                 })
         };
         Ok(match o {
-            Order::Append => MprogOrder::Append,
-            Order::Before(n) => MprogOrder::Before(id(n)?),
-            Order::After(n) => MprogOrder::After(id(n)?),
+            MprogOrder::Append => MprogOrder::Append,
+            MprogOrder::Prepend => MprogOrder::Prepend,
+            MprogOrder::Before(n) => MprogOrder::Before(id(n)?),
+            MprogOrder::After(n) => MprogOrder::After(id(n)?),
+            MprogOrder::Replace(n) => MprogOrder::Replace(id(n)?),
         })
     }
 
@@ -306,130 +308,39 @@ fn ifindex_of(dp: &Datapath, ns: &str, dev: &str) -> Option<u32> {
     dp.device(n, dev).and_then(|d| dp.ifindex(d))
 }
 
-/// The hook's name as the file spells it.
-fn hook_name(h: &Hook) -> &'static str {
-    match h {
-        Hook::Xdp(_) => "xdp",
-        Hook::Tc {
-            dir: Direction::Ingress,
-            ..
-        } => "tc/ingress",
-        Hook::Tc {
-            dir: Direction::Egress,
-            ..
-        } => "tc/egress",
-        Hook::Tcx {
-            dir: Direction::Ingress,
-            ..
-        } => "tcx/ingress",
-        Hook::Tcx {
-            dir: Direction::Egress,
-            ..
-        } => "tcx/egress",
-        Hook::Netkit {
-            side: Side::Primary,
-            ..
-        } => "netkit/primary",
-        Hook::Netkit {
-            side: Side::Peer, ..
-        } => "netkit/peer",
-    }
-}
-
-/// The datapath's device kind, and a fixed peer ifindex to check.
-fn device_kind(
-    k: &DeviceKind,
-    ns_id: impl Fn(&str) -> Option<NsId>,
-) -> (dpm::DeviceKind, Option<(u32, String, String)>) {
+/// The datapath's device kind: the peer's namespace by id.
+fn device_kind(k: &DeviceKind<String>, ns_id: impl Fn(&str) -> Option<NsId>) -> DeviceKind {
     match k {
-        DeviceKind::Nic { rx_queues } => (
-            dpm::DeviceKind::Nic {
-                rx_queues: *rx_queues,
-            },
-            None,
-        ),
+        DeviceKind::Nic { rx_queues } => DeviceKind::Nic {
+            rx_queues: *rx_queues,
+        },
         DeviceKind::Veth {
-            peer,
-            peer_netns,
+            peer_name,
+            peer_ns,
             peer_mac,
-            peer_ifindex,
-        } => (
-            dpm::DeviceKind::Veth {
-                peer_name: peer.clone(),
-                peer_ns: ns_id(peer_netns),
-                peer_mac: *peer_mac,
-            },
-            peer_ifindex.map(|i| (i, peer_netns.clone(), peer.clone())),
-        ),
+        } => DeviceKind::Veth {
+            peer_name: peer_name.clone(),
+            peer_ns: peer_ns.as_deref().and_then(&ns_id),
+            peer_mac: *peer_mac,
+        },
         DeviceKind::Netkit {
-            peer,
-            peer_netns,
+            peer_name,
+            peer_ns,
             mode,
             policy,
             peer_policy,
             scrub,
             peer_scrub,
-            peer_ifindex,
-        } => (
-            dpm::DeviceKind::Netkit {
-                peer_name: peer.clone(),
-                peer_ns: ns_id(peer_netns),
-                mode: match mode {
-                    NetkitMode::L3 => dpm::NetkitMode::L3,
-                    NetkitMode::L2 => dpm::NetkitMode::L2,
-                },
-                policy: netkit_policy(*policy),
-                peer_policy: netkit_policy(*peer_policy),
-                scrub: netkit_scrub(*scrub),
-                peer_scrub: netkit_scrub(*peer_scrub),
-                peer_mac: None,
-            },
-            peer_ifindex.map(|i| (i, peer_netns.clone(), peer.clone())),
-        ),
-    }
-}
-
-fn netkit_policy(p: NetkitPolicy) -> dpm::NetkitPolicy {
-    match p {
-        NetkitPolicy::Pass => dpm::NetkitPolicy::Pass,
-        NetkitPolicy::Drop => dpm::NetkitPolicy::Drop,
-    }
-}
-
-fn netkit_scrub(s: NetkitScrub) -> dpm::NetkitScrub {
-    match s {
-        NetkitScrub::Default => dpm::NetkitScrub::Default,
-        NetkitScrub::None => dpm::NetkitScrub::None,
-    }
-}
-
-fn route_kind(k: RouteType) -> stack::RouteKind {
-    match k {
-        RouteType::Unicast => stack::RouteKind::Unicast,
-        RouteType::Local => stack::RouteKind::Local,
-        RouteType::Blackhole => stack::RouteKind::Blackhole,
-        RouteType::Unreachable => stack::RouteKind::Unreachable,
-        RouteType::Prohibit => stack::RouteKind::Prohibit,
-    }
-}
-
-fn xdp_mode(m: XdpMode) -> dpm::XdpMode {
-    match m {
-        XdpMode::Native => dpm::XdpMode::Native,
-        XdpMode::Generic => dpm::XdpMode::Generic,
-    }
-}
-
-fn tc_direction(d: Direction) -> TcDirection {
-    match d {
-        Direction::Ingress => TcDirection::Ingress,
-        Direction::Egress => TcDirection::Egress,
-    }
-}
-
-fn netkit_side(s: Side) -> NetkitSide {
-    match s {
-        Side::Primary => NetkitSide::Primary,
-        Side::Peer => NetkitSide::Peer,
+            peer_mac,
+        } => DeviceKind::Netkit {
+            peer_name: peer_name.clone(),
+            peer_ns: peer_ns.as_deref().and_then(&ns_id),
+            mode: *mode,
+            policy: *policy,
+            peer_policy: *peer_policy,
+            scrub: *scrub,
+            peer_scrub: *peer_scrub,
+            peer_mac: *peer_mac,
+        },
     }
 }

@@ -9,6 +9,11 @@
 //! objects as libbpf does with bpffs pins; [`Topology::build`] builds the
 //! datapath. The format is documented in `docs/topology.md`.
 //!
+//! The validated data holds the datapath's own types (`DeviceKind`,
+//! `NetkitMode`, `XdpMode`, `TcDirection`, `MprogOrder`, the stack's
+//! `RouteKind`...), with namespace and program names where the datapath has
+//! ids that exist only once built.
+//!
 //! The modules: `raw` (the file as serde reads it, with spans), `parse` (value
 //! parsers), `validate` (one function per section), `model` (the validated
 //! data), `load` (objects and maps), `build` (the datapath), `error`.
@@ -28,6 +33,11 @@ pub use error::{Loc, TopologyError};
 pub use load::LoadedObject;
 pub use model::*;
 pub use parse::{parse_mac, parse_piece, Cidr};
+/// The datapath's own types, which the validated topology holds.
+pub use skiff_net::datapath::{
+    DeviceKind, MprogOrder, NetkitMode, NetkitPolicy, NetkitScrub, NetkitSide, TcDirection, XdpMode,
+};
+pub use skiff_net::stack::RouteKind;
 
 use error::{field_of, line_col, Ctx};
 

@@ -3,6 +3,8 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use skiff_net::datapath::{DeviceKind, MprogOrder, NetkitSide, TcDirection, XdpMode};
+use skiff_net::stack::RouteKind;
 use skiff_object::Object;
 
 use crate::error::Loc;
@@ -35,60 +37,19 @@ pub struct Netns {
     pub neighbours: Vec<Neighbour>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NetkitMode {
-    L3,
-    L2,
-}
-
-/// netkit default policy (`enum netkit_action`: NETKIT_PASS 0, NETKIT_DROP 2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NetkitPolicy {
-    Pass,
-    Drop,
-}
-
-/// `enum netkit_scrub`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NetkitScrub {
-    /// NETKIT_SCRUB_DEFAULT: mark and priority cleared crossing namespaces.
-    Default,
-    /// NETKIT_SCRUB_NONE.
-    None,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DeviceKind {
-    Nic {
-        rx_queues: u32,
-    },
-    Veth {
-        peer: String,
-        peer_netns: String,
-        peer_mac: Option<[u8; 6]>,
-        peer_ifindex: Option<u32>,
-    },
-    Netkit {
-        peer: String,
-        peer_netns: String,
-        mode: NetkitMode,
-        policy: NetkitPolicy,
-        peer_policy: NetkitPolicy,
-        scrub: NetkitScrub,
-        peer_scrub: NetkitScrub,
-        peer_ifindex: Option<u32>,
-    },
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Device {
     pub name: String,
-    pub kind: DeviceKind,
+    /// The datapath's device kind, the peer's namespace by name (always given:
+    /// the device's own when the file names none).
+    pub kind: DeviceKind<String>,
     /// None: the datapath picks one (random-like but deterministic), or none for
     /// netkit L3 (IFF_NOARP, no MAC).
     pub mac: Option<[u8; 6]>,
     pub mtu: u32,
     pub ifindex: Option<u32>,
+    /// A pair's fixed peer ifindex (`peer_ifindex`).
+    pub peer_ifindex: Option<u32>,
     pub up: bool,
     pub loc: Loc,
 }
@@ -99,16 +60,6 @@ pub struct Address {
     pub cidr: Cidr,
 }
 
-/// `ip route` route types skiff models.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RouteType {
-    Unicast,
-    Blackhole,
-    Unreachable,
-    Prohibit,
-    Local,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
     pub dst: Cidr,
@@ -117,7 +68,8 @@ pub struct Route {
     /// RT_TABLE_MAIN (254) by default; `local` 255, `default` 253.
     pub table: u32,
     pub metric: u32,
-    pub kind: RouteType,
+    /// unicast, blackhole, unreachable, prohibit or local (the file's `type`).
+    pub kind: RouteKind,
     pub src: Option<IpAddr>,
     pub onlink: bool,
 }
@@ -192,52 +144,38 @@ pub struct MapDecl {
     pub loc: Loc,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum XdpMode {
-    Native,
-    Generic,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    Ingress,
-    Egress,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    Primary,
-    Peer,
-}
-
-/// Where a bpf_mprog chain (tcx, netkit) puts a program.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Order {
-    Append,
-    /// BPF_F_BEFORE relative to the program of this name on the same hook.
-    Before(String),
-    /// BPF_F_AFTER relative to the program of this name on the same hook.
-    After(String),
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Hook {
     Xdp(XdpMode),
     /// clsact + cls_bpf direct-action filter.
     Tc {
-        dir: Direction,
-        prio: u32,
+        dir: TcDirection,
+        prio: u16,
         handle: u32,
     },
+    /// bpf_mprog chains order by program name here (ids exist once loaded).
     Tcx {
-        dir: Direction,
-        order: Order,
+        dir: TcDirection,
+        order: MprogOrder<String>,
     },
     /// Attached through the primary device for either side.
     Netkit {
-        side: Side,
-        order: Order,
+        side: NetkitSide,
+        order: MprogOrder<String>,
     },
+}
+
+impl std::fmt::Display for Hook {
+    /// The hook as the file names it: `xdp`, `tc/ingress`, `tcx/egress`,
+    /// `netkit/peer`...
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hook::Xdp(_) => write!(f, "xdp"),
+            Hook::Tc { dir, .. } => write!(f, "tc/{dir}"),
+            Hook::Tcx { dir, .. } => write!(f, "tcx/{dir}"),
+            Hook::Netkit { side, .. } => write!(f, "netkit/{side}"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

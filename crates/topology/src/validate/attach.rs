@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::{one_of, DevInfo, Names};
+use super::{choose, one_of, DevInfo, Names};
 use crate::error::{At, Ctx, SpanOf, TopologyError};
-use crate::model::{Attach, Direction, Hook, Order, Side, XdpMode};
+use crate::model::{Attach, Hook};
 use crate::raw::RawAttach;
+use skiff_net::datapath::{MprogOrder, NetkitSide, TcDirection, XdpMode};
 use skiff_object::{AttachType, Object, ProgType};
 
 const HOOKS: [&str; 7] = [
@@ -29,9 +30,9 @@ pub(super) struct Hooks {
     /// (ns, dev) -> the XDP program's mode and line
     xdp: HashMap<(String, String), (XdpMode, usize)>,
     /// (ns, dev, ingress, prio, handle) -> line
-    tc: HashMap<(String, String, bool, u32, u32), usize>,
+    tc: HashMap<(String, String, bool, u16, u32), usize>,
     /// (ns, dev, ingress) -> the lowest prio so far (tcf_auto_prio)
-    auto_prio: HashMap<(String, String, bool), u32>,
+    auto_prio: HashMap<(String, String, bool), u16>,
     /// (ns, dev, hook name) -> program names attached so far (before/after)
     chains: HashMap<(String, String, String), Vec<String>>,
 }
@@ -248,14 +249,14 @@ fn order(
     a: &RawAttach,
     t: &Target,
     chain: Option<&Vec<String>>,
-) -> Result<Order, TopologyError> {
+) -> Result<MprogOrder<String>, TopologyError> {
     let (r, field) = match (&a.before, &a.after) {
         (Some(b), Some(_)) => {
             return Err(cx.err(b, &at.f("before"), "give `before` or `after`, not both"))
         }
         (Some(r), None) => (r, "before"),
         (None, Some(r)) => (r, "after"),
-        (None, None) => return Ok(Order::Append),
+        (None, None) => return Ok(MprogOrder::Append),
     };
     if !chain.is_some_and(|c| c.contains(r.get_ref())) {
         return Err(cx.err(
@@ -270,23 +271,16 @@ fn order(
         ));
     }
     Ok(match field {
-        "before" => Order::Before(r.get_ref().clone()),
-        _ => Order::After(r.get_ref().clone()),
+        "before" => MprogOrder::Before(r.get_ref().clone()),
+        _ => MprogOrder::After(r.get_ref().clone()),
     })
 }
 
-fn direction(hook_name: &str) -> Direction {
+fn direction(hook_name: &str) -> TcDirection {
     if hook_name.ends_with("ingress") {
-        Direction::Ingress
+        TcDirection::Ingress
     } else {
-        Direction::Egress
-    }
-}
-
-fn mode_name(mode: XdpMode) -> &'static str {
-    match mode {
-        XdpMode::Native => "native",
-        XdpMode::Generic => "generic",
+        TcDirection::Egress
     }
 }
 
@@ -300,10 +294,7 @@ fn xdp(
     hooks: &mut Hooks,
 ) -> Result<Hook, TopologyError> {
     let mode = match &a.mode {
-        Some(m) => match one_of(cx, m, &at.f("mode"), &["native", "generic"])? {
-            "native" => XdpMode::Native,
-            _ => XdpMode::Generic,
-        },
+        Some(m) => choose(cx, m, &at.f("mode"), &[XdpMode::Native, XdpMode::Generic])?,
         None if t.info.native_xdp => XdpMode::Native,
         None => XdpMode::Generic,
     };
@@ -318,7 +309,7 @@ fn xdp(
     let k = (t.netns.clone(), dev.clone());
     if let Some((other, line)) = hooks.xdp.get(&k) {
         let msg = if *other == mode {
-            format!("{dev} already has an XDP program in {} mode (line {line}); one per device and mode (EBUSY)", mode_name(mode))
+            format!("{dev} already has an XDP program in {mode} mode (line {line}); one per device and mode (EBUSY)")
         } else {
             format!("{dev} has an XDP program in the other mode (line {line}): native and generic XDP can't be active at the same time (EEXIST)")
         };
@@ -338,13 +329,15 @@ fn tc(
     hooks: &mut Hooks,
 ) -> Result<Hook, TopologyError> {
     let dir = direction(t.hook);
-    let ak = (t.netns.clone(), t.dev.clone(), dir == Direction::Ingress);
+    let ak = (t.netns.clone(), t.dev.clone(), dir == TcDirection::Ingress);
     let prio = match &a.prio {
-        Some(p) if *p.get_ref() == 0 || *p.get_ref() > 0xffff => {
-            let msg = format!("prio {} is not 1..=65535", p.get_ref());
-            return Err(cx.err(p, &at.f("prio"), msg));
-        }
-        Some(p) => *p.get_ref(),
+        Some(p) => match u16::try_from(*p.get_ref()) {
+            Ok(n) if n != 0 => n,
+            _ => {
+                let msg = format!("prio {} is not 1..=65535", p.get_ref());
+                return Err(cx.err(p, &at.f("prio"), msg));
+            }
+        },
         None => hooks
             .auto_prio
             .get(&ak)
@@ -387,7 +380,7 @@ fn netkit(
     at: &At,
     a: &RawAttach,
     t: &Target,
-    order: Order,
+    order: MprogOrder<String>,
 ) -> Result<Hook, TopologyError> {
     let dev = &t.dev;
     if t.info.kind != "netkit" {
@@ -403,9 +396,9 @@ fn netkit(
         )));
     }
     let side = if t.hook == "netkit/primary" {
-        Side::Primary
+        NetkitSide::Primary
     } else {
-        Side::Peer
+        NetkitSide::Peer
     };
     Ok(Hook::Netkit { side, order })
 }

@@ -1,10 +1,10 @@
 //! `[[netns.NAME.device]]`: NICs, veth and netkit pairs.
 
-use toml::Spanned;
+use skiff_net::datapath::{DeviceKind, NetkitMode, NetkitPolicy, NetkitScrub};
 
-use super::{one_of, DevInfo, Names};
+use super::{choose_or, one_of, DevInfo, Names};
 use crate::error::{At, Ctx, SpanOf, TopologyError};
-use crate::model::{Device, DeviceKind, NetkitMode, NetkitPolicy, NetkitScrub};
+use crate::model::Device;
 use crate::parse::{device_mac, valid_dev_name};
 use crate::raw::{RawDevice, RawNetns};
 
@@ -55,8 +55,8 @@ fn device(
     };
     names.claim(cx, (ns_name, &dev_name), &d.name, &at.f("name"), info)?;
     let ifindex = names.take_ifindex(cx, (ns_name, &dev_name), &d.ifindex, &at.f("ifindex"))?;
-    let kind = match kind {
-        "nic" => nic(cx, at, d)?,
+    let (kind, peer_ifindex) = match kind {
+        "nic" => (nic(cx, at, d)?, None),
         _ => pair(cx, names, ns_name, at, d, kind)?,
     };
     Ok(Device {
@@ -65,6 +65,7 @@ fn device(
         mac,
         mtu,
         ifindex,
+        peer_ifindex,
         up: d.up.as_ref().map(|u| *u.get_ref()).unwrap_or(true),
         loc: cx.loc(&d.name, &at.f("name")),
     })
@@ -139,7 +140,7 @@ fn mac(cx: &Ctx, at: &At, d: &RawDevice, kind: &str) -> Result<Option<[u8; 6]>, 
     }
 }
 
-fn nic(cx: &Ctx, at: &At, d: &RawDevice) -> Result<DeviceKind, TopologyError> {
+fn nic(cx: &Ctx, at: &At, d: &RawDevice) -> Result<DeviceKind<String>, TopologyError> {
     let rx_queues = match &d.rx_queues {
         Some(q) if *q.get_ref() == 0 || *q.get_ref() > 256 => {
             return Err(cx.err(
@@ -154,7 +155,8 @@ fn nic(cx: &Ctx, at: &At, d: &RawDevice) -> Result<DeviceKind, TopologyError> {
     Ok(DeviceKind::Nic { rx_queues })
 }
 
-/// A veth or netkit pair: the peer is claimed in its namespace.
+/// A veth or netkit pair (and its fixed peer ifindex): the peer is claimed in
+/// its namespace.
 fn pair(
     cx: &Ctx,
     names: &mut Names,
@@ -162,7 +164,7 @@ fn pair(
     at: &At,
     d: &RawDevice,
     kind: &'static str,
-) -> Result<DeviceKind, TopologyError> {
+) -> Result<(DeviceKind<String>, Option<u32>), TopologyError> {
     let peer = d.peer.as_ref().ok_or_else(|| {
         cx.err(
             &d.kind,
@@ -200,68 +202,43 @@ fn pair(
             Some(m) => Some(device_mac(m.get_ref()).map_err(|e| cx.err(m, &at.f("peer_mac"), e))?),
             None => None,
         };
-        return Ok(DeviceKind::Veth {
-            peer: peer_name.to_string(),
-            peer_netns: peer_ns,
+        let kind = DeviceKind::Veth {
+            peer_name: peer_name.to_string(),
+            peer_ns: Some(peer_ns),
             peer_mac,
-            peer_ifindex,
-        });
+        };
+        return Ok((kind, peer_ifindex));
     }
-    netkit(cx, at, d, (peer_name, peer_ns), peer_ifindex)
+    Ok((netkit(cx, at, d, peer_name, peer_ns)?, peer_ifindex))
 }
 
+/// netkit's mode, default policies and scrubbing (iproute2's defaults: l3,
+/// pass, default).
 fn netkit(
     cx: &Ctx,
     at: &At,
     d: &RawDevice,
-    (peer, peer_netns): (&str, String),
-    peer_ifindex: Option<u32>,
-) -> Result<DeviceKind, TopologyError> {
-    let mode = match &d.mode {
-        None => NetkitMode::L3,
-        Some(m) => match one_of(cx, m, &at.f("mode"), &["l3", "l2"])? {
-            "l3" => NetkitMode::L3,
-            _ => NetkitMode::L2,
-        },
-    };
+    peer: &str,
+    peer_ns: String,
+) -> Result<DeviceKind<String>, TopologyError> {
+    let modes = [NetkitMode::L3, NetkitMode::L2];
+    let policies = [NetkitPolicy::Pass, NetkitPolicy::Drop];
+    let scrubs = [NetkitScrub::Default, NetkitScrub::None];
+    let (pass, scrub_default) = (NetkitPolicy::Pass, NetkitScrub::Default);
     Ok(DeviceKind::Netkit {
-        peer: peer.to_string(),
-        peer_netns,
-        mode,
-        policy: policy(cx, at, &d.policy, "policy")?,
-        peer_policy: policy(cx, at, &d.peer_policy, "peer_policy")?,
-        scrub: scrub(cx, at, &d.scrub, "scrub")?,
-        peer_scrub: scrub(cx, at, &d.peer_scrub, "peer_scrub")?,
-        peer_ifindex,
-    })
-}
-
-fn policy(
-    cx: &Ctx,
-    at: &At,
-    v: &Option<Spanned<String>>,
-    field: &str,
-) -> Result<NetkitPolicy, TopologyError> {
-    Ok(match v {
-        None => NetkitPolicy::Pass,
-        Some(v) => match one_of(cx, v, &at.f(field), &["pass", "drop"])? {
-            "pass" => NetkitPolicy::Pass,
-            _ => NetkitPolicy::Drop,
-        },
-    })
-}
-
-fn scrub(
-    cx: &Ctx,
-    at: &At,
-    v: &Option<Spanned<String>>,
-    field: &str,
-) -> Result<NetkitScrub, TopologyError> {
-    Ok(match v {
-        None => NetkitScrub::Default,
-        Some(v) => match one_of(cx, v, &at.f(field), &["default", "none"])? {
-            "default" => NetkitScrub::Default,
-            _ => NetkitScrub::None,
-        },
+        peer_name: peer.to_string(),
+        peer_ns: Some(peer_ns),
+        mode: choose_or(cx, &d.mode, &at.f("mode"), &modes, NetkitMode::L3)?,
+        policy: choose_or(cx, &d.policy, &at.f("policy"), &policies, pass)?,
+        peer_policy: choose_or(cx, &d.peer_policy, &at.f("peer_policy"), &policies, pass)?,
+        scrub: choose_or(cx, &d.scrub, &at.f("scrub"), &scrubs, scrub_default)?,
+        peer_scrub: choose_or(
+            cx,
+            &d.peer_scrub,
+            &at.f("peer_scrub"),
+            &scrubs,
+            scrub_default,
+        )?,
+        peer_mac: None,
     })
 }

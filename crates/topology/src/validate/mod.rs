@@ -181,6 +181,41 @@ pub(crate) fn one_of<'a>(
         })
 }
 
+/// `v` must be the name (`Display`) of one of `choices`.
+pub(crate) fn choose<T: Copy + std::fmt::Display>(
+    cx: &Ctx,
+    v: &Spanned<String>,
+    field: &str,
+    choices: &[T],
+) -> Result<T, TopologyError> {
+    choices
+        .iter()
+        .find(|c| c.to_string() == *v.get_ref())
+        .copied()
+        .ok_or_else(|| {
+            let names: Vec<String> = choices.iter().map(T::to_string).collect();
+            cx.err(
+                v,
+                field,
+                format!("{:?} is not one of {}", v.get_ref(), names.join(", ")),
+            )
+        })
+}
+
+/// An optional choice, `default` when absent.
+pub(crate) fn choose_or<T: Copy + std::fmt::Display>(
+    cx: &Ctx,
+    v: &Option<Spanned<String>>,
+    field: &str,
+    choices: &[T],
+    default: T,
+) -> Result<T, TopologyError> {
+    match v {
+        Some(v) => choose(cx, v, field, choices),
+        None => Ok(default),
+    }
+}
+
 pub(crate) fn cidr(cx: &Ctx, v: &Spanned<String>, field: &str) -> Result<Cidr, TopologyError> {
     Cidr::parse(v.get_ref()).map_err(|m| cx.err(v, field, m))
 }
@@ -287,3 +322,6 @@ fn netns(
         neighbours,
     })
 }
+
+#[cfg(test)]
+mod tests;

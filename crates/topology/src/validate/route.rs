@@ -2,9 +2,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use skiff_net::stack::RouteKind;
+
 use super::{cidr, ip, one_of, Names};
 use crate::error::{At, Ctx, TopologyError};
-use crate::model::{Address, Route, RouteType};
+use crate::model::{Address, Route};
 use crate::parse::{parse_table, Cidr};
 use crate::raw::RawRoute;
 
@@ -22,7 +24,7 @@ pub(super) fn route(
     let dev = names.check_opt_dev(cx, ns_name, &r.dev, &at.f("dev"))?;
     let via = via(cx, at, r, dst)?;
     let onlink = r.onlink.as_ref().is_some_and(|o| *o.get_ref());
-    if matches!(kind, RouteType::Unicast | RouteType::Local) && dev.is_none() && via.is_none() {
+    if matches!(kind, RouteKind::Unicast | RouteKind::Local) && dev.is_none() && via.is_none() {
         return Err(cx.err(
             &r.dst,
             &at.f("dev"),
@@ -97,17 +99,17 @@ fn dst(cx: &Ctx, at: &At, r: &RawRoute) -> Result<Cidr, TopologyError> {
     Ok(dst)
 }
 
-fn kind(cx: &Ctx, at: &At, r: &RawRoute) -> Result<RouteType, TopologyError> {
+fn kind(cx: &Ctx, at: &At, r: &RawRoute) -> Result<RouteKind, TopologyError> {
     let Some(k) = &r.kind else {
-        return Ok(RouteType::Unicast);
+        return Ok(RouteKind::Unicast);
     };
     let choices = ["unicast", "blackhole", "unreachable", "prohibit", "local"];
     Ok(match one_of(cx, k, &at.f("type"), &choices)? {
-        "unicast" => RouteType::Unicast,
-        "blackhole" => RouteType::Blackhole,
-        "unreachable" => RouteType::Unreachable,
-        "prohibit" => RouteType::Prohibit,
-        _ => RouteType::Local,
+        "unicast" => RouteKind::Unicast,
+        "blackhole" => RouteKind::Blackhole,
+        "unreachable" => RouteKind::Unreachable,
+        "prohibit" => RouteKind::Prohibit,
+        _ => RouteKind::Local,
     })
 }
 
@@ -161,7 +163,7 @@ mod tests {
             dev: dev.map(String::from),
             table: 254,
             metric: 0,
-            kind: RouteType::Unicast,
+            kind: RouteKind::Unicast,
             src: None,
             onlink: false,
         }
