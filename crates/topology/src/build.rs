@@ -115,23 +115,13 @@ impl Topology {
         let dev = dp.add_device(host, spec).map_err(|e: DatapathError| {
             d.loc.error(&self.file, format!("device {}: {e}", d.name))
         })?;
-        let (
-            Some(want),
-            DeviceKind::Veth {
-                peer_name, peer_ns, ..
-            }
-            | DeviceKind::Netkit {
-                peer_name, peer_ns, ..
-            },
-        ) = (d.peer_ifindex, &d.kind)
-        else {
+        let (Some(want), Some((pns, peer_name))) = (d.peer_ifindex, peer_of(&d.kind)) else {
             return Ok(());
         };
         let got = dp.peer(dev).and_then(|p| dp.ifindex(p));
         if got == Some(want) {
             return Ok(());
         }
-        let pns = peer_ns.as_deref().unwrap_or_default();
         Err(d.loc.error(&self.file, format!(
             "not supported: peer_ifindex {want} for {pns}/{peer_name} (the datapath gave it {}; it takes no peer ifindex yet)",
             got.map(|g| g.to_string()).unwrap_or_else(|| "none".into())
@@ -306,6 +296,19 @@ impl Topology {
 fn ifindex_of(dp: &Datapath, ns: &str, dev: &str) -> Option<u32> {
     let n = dp.netns(ns)?;
     dp.device(n, dev).and_then(|d| dp.ifindex(d))
+}
+
+/// A pair's peer: (namespace, name).
+fn peer_of(k: &DeviceKind<String>) -> Option<(&str, &str)> {
+    match k {
+        DeviceKind::Nic { .. } => None,
+        DeviceKind::Veth {
+            peer_name, peer_ns, ..
+        }
+        | DeviceKind::Netkit {
+            peer_name, peer_ns, ..
+        } => Some((peer_ns.as_deref().unwrap_or_default(), peer_name)),
+    }
 }
 
 /// The datapath's device kind: the peer's namespace by id.
