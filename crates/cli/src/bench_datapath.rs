@@ -156,19 +156,17 @@ fn build(topo: &Topology, engine: SkiffEngine) -> Result<Datapath, String> {
         return Err("not supported: choosing the interpreter for a topology (skiff_topology::Topology::build loads programs for the JIT; the datapath's Vm engine is not settable)".into());
     }
     let built = topo
-        .build(DatapathOptions::default())
+        .build(DatapathOptions {
+            keep_delivered: false,
+            ..Default::default()
+        })
         .map_err(|e| e.to_string())?;
     Ok(built.dp)
 }
 
 /// Hands back what the datapath produced (the frame pool gets the buffers).
 fn drain(dp: &mut Datapath) {
-    for t in dp.take_transmitted() {
-        dp.recycle(t.frame);
-    }
-    for d in dp.take_delivered() {
-        dp.recycle(d.frame);
-    }
+    dp.drain_transmitted(|_| {});
 }
 
 /// Replays the traffic `replays` times starting at replay number `*next`.

@@ -4,12 +4,12 @@
 //! drops per reason and where, and the packet-conservation totals.
 
 use std::collections::BTreeMap;
-use std::io::{BufWriter, IsTerminal, Write};
-use std::path::PathBuf;
+use std::io::{BufReader, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use skiff_io::{Format, Writer, LINKTYPE_ETHERNET};
-use skiff_net::datapath::{CapturePoint, DatapathOptions, DevId, Hook};
+use skiff_io::{Format, Reader, Writer, LINKTYPE_ETHERNET};
+use skiff_net::datapath::{CapturePoint, Datapath, DatapathOptions, DevId, Hook};
 use skiff_topology::Topology;
 
 #[derive(clap::Args)]
@@ -19,13 +19,19 @@ pub struct RunArgs {
     /// Replay a pcap/pcapng into a device: DEV=FILE, DEV is NAME (namespace
     /// "host") or NETNS/NAME; or FILE.pcapng alone: each packet into the device
     /// its interface description names. Repeatable; packets of all files go in
-    /// timestamp order.
+    /// timestamp order. Files are read as the replay goes (a file whose
+    /// timestamps go backwards is read whole and sorted first).
     #[arg(long = "pcap-in", value_name = "DEV=FILE")]
     pub pcap_in: Vec<String>,
     /// Write what a NIC transmits: DEV=FILE (pcapng if FILE ends in .pcapng, with
     /// the device's name; pcap otherwise). Repeatable.
     #[arg(long = "pcap-out", value_name = "DEV=FILE")]
     pub pcap_out: Vec<String>,
+    /// Write what the stacks received and the hooks consumed (TC_ACT_STOLEN,
+    /// GRO) to FILE.pcapng: one interface per device (NETNS/NAME), each
+    /// packet's comment `id=N by=stack|HOOK`. Without it they are counted and freed.
+    #[arg(long = "pcap-delivered", value_name = "FILE.pcapng")]
+    pub pcap_delivered: Option<PathBuf>,
     /// Print each packet's path, one line per hook.
     #[arg(long)]
     pub trace: bool,
@@ -98,9 +104,204 @@ pub fn parse_capture(s: &str) -> Result<(String, Hook, PathBuf)> {
     Ok((d.to_string(), hook, f))
 }
 
+/// One `--pcap-in` file: streamed when its timestamps never go backwards (a
+/// first pass checks that, and every record, before anything is injected), else
+/// read whole and sorted (stable) as the merge order asks.
+struct Input {
+    file: PathBuf,
+    /// The device of each of the file's interfaces.
+    devs: Vec<DevId>,
+    packets: usize,
+    source: Source,
+}
+
+enum Source {
+    /// The reader holds the next packet (`current`), `dev` its device.
+    Stream {
+        reader: Box<Reader<BufReader<std::fs::File>>>,
+        dev: Option<DevId>,
+    },
+    /// Timestamp, device and frame, sorted; `next` is the next to inject.
+    Sorted {
+        packets: Vec<(u64, DevId, Vec<u8>)>,
+        next: usize,
+    },
+}
+
+/// A first pass over a capture: its interfaces, packets, and whether the
+/// timestamps never go backwards.
+fn scan(file: &Path) -> Result<(Vec<skiff_io::Interface>, usize, bool)> {
+    let mut r = Reader::open(file)?;
+    let (mut last, mut sorted) = (0, true);
+    while let Some(p) = r.next_packet()? {
+        sorted &= p.ts_ns >= last;
+        last = p.ts_ns;
+    }
+    Ok((r.interfaces().to_vec(), r.packets(), sorted))
+}
+
+impl Input {
+    /// `--pcap-in` SPEC: DEV=FILE, or a pcapng alone (each packet to the device
+    /// its interface names); `dev_of` finds a device by `NAME` or `NETNS/NAME`.
+    fn open(spec: &str, dev_of: impl Fn(&str) -> Result<DevId>) -> Result<Input> {
+        let (d, file) = match spec.contains('=') {
+            true => {
+                let (d, f) = parse_dev_file("--pcap-in", spec)?;
+                (Some(d), f)
+            }
+            false => (None, PathBuf::from(spec)),
+        };
+        let (interfaces, packets, sorted) = scan(&file)?;
+        let mut devs = Vec::with_capacity(interfaces.len());
+        for (i, iface) in interfaces.iter().enumerate() {
+            let name = match (&d, &iface.name) {
+                (Some(d), _) => d.clone(),
+                (None, Some(n)) => n.clone(),
+                (None, None) => bail!(
+                    "--pcap-in {spec}: interface {i} of {} has no name (a pcap file never has one): give DEV=FILE",
+                    file.display()
+                ),
+            };
+            devs.push(dev_of(&name)?);
+        }
+        if let Some(i) = interfaces.iter().find(|i| i.linktype != LINKTYPE_ETHERNET) {
+            bail!(
+                "{}: link type {} is not supported (skiff's devices are Ethernet, link type 1)",
+                file.display(),
+                i.linktype
+            );
+        }
+        let mut input = Input {
+            file,
+            devs,
+            packets,
+            source: Source::Sorted {
+                packets: Vec::new(),
+                next: 0,
+            },
+        };
+        input.source = match sorted {
+            true => Source::Stream {
+                reader: Box::new(Reader::open(&input.file)?),
+                dev: None,
+            },
+            false => input.read_sorted()?,
+        };
+        if matches!(input.source, Source::Stream { .. }) {
+            // the reader holds the first packet
+            input.advance()?;
+        }
+        Ok(input)
+    }
+
+    fn dev_for(&self, interface: u32, offset: u64) -> Result<DevId> {
+        self.devs.get(interface as usize).copied().ok_or_else(|| {
+            anyhow!(
+                "{}: packet at byte {offset}: no interface {interface}",
+                self.file.display()
+            )
+        })
+    }
+
+    /// The whole file in timestamp order (stable: packet order among equals).
+    fn read_sorted(&self) -> Result<Source> {
+        let cap = skiff_io::read(&self.file)?;
+        let mut packets = Vec::with_capacity(cap.packets.len());
+        for p in cap.packets {
+            packets.push((p.ts_ns, self.dev_for(p.interface, p.offset)?, p.data));
+        }
+        packets.sort_by_key(|(ts, ..)| *ts);
+        Ok(Source::Sorted { packets, next: 0 })
+    }
+
+    /// The next packet: timestamp, device, frame.
+    fn head(&self) -> Option<(u64, DevId, &[u8])> {
+        match &self.source {
+            Source::Stream { reader, dev } => {
+                let p = reader.current()?;
+                Some((p.ts_ns, (*dev)?, p.data))
+            }
+            Source::Sorted { packets, next } => packets
+                .get(*next)
+                .map(|(ts, dev, f)| (*ts, *dev, f.as_slice())),
+        }
+    }
+
+    /// Steps past the head.
+    fn advance(&mut self) -> Result<()> {
+        let found = match &mut self.source {
+            Source::Stream { reader, .. } => {
+                reader.advance()?;
+                reader.current().map(|p| (p.interface, p.offset))
+            }
+            Source::Sorted { next, .. } => {
+                *next += 1;
+                None
+            }
+        };
+        if let Some((interface, offset)) = found {
+            let d = self.dev_for(interface, offset)?;
+            if let Source::Stream { dev, .. } = &mut self.source {
+                *dev = Some(d);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Injects up to NAPI_POLL_WEIGHT frames, the earliest first across the inputs
+/// (ties: the earlier `--pcap-in`): how many.
+fn inject_chunk(dp: &mut Datapath, inputs: &mut [Input]) -> Result<usize> {
+    let mut n = 0;
+    while n < skiff_net::datapath::NAPI_POLL_WEIGHT {
+        let next = inputs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.head().map(|(ts, ..)| (ts, i)))
+            .min();
+        let Some((_, i)) = next else { break };
+        if let Some((ts, dev, frame)) = inputs[i].head() {
+            dp.inject(dev, frame, ts)?;
+        }
+        inputs[i].advance()?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The `--pcap-delivered` pcapng: one interface per device, named NETNS/NAME
+/// (so `--pcap-in FILE.pcapng` sends each packet back to its device); and each
+/// device's interface index.
+fn delivered_writer(dp: &Datapath, path: &Path) -> Result<(FileWriter, BTreeMap<DevId, u32>)> {
+    if Format::for_path(path) != Format::Pcapng {
+        bail!(
+            "--pcap-delivered {}: not supported: a pcap file holds one device; name it .pcapng",
+            path.display()
+        );
+    }
+    let devices = dp.devices();
+    let names: Vec<String> = devices
+        .iter()
+        .map(|(_, ns, name, ..)| format!("{}/{name}", dp.netns_name(*ns).unwrap_or("host")))
+        .collect();
+    let ifaces: Vec<(&str, u32)> = names
+        .iter()
+        .map(|n| (n.as_str(), LINKTYPE_ETHERNET))
+        .collect();
+    let writer = Writer::create(path, Format::Pcapng, &ifaces)?;
+    let index = devices
+        .iter()
+        .zip(0u32..)
+        .map(|((dev, ..), i)| (*dev, i))
+        .collect();
+    Ok((writer, index))
+}
+
+type FileWriter = Writer<BufWriter<std::fs::File>>;
+
 struct Output {
     path: PathBuf,
-    writer: Writer<BufWriter<std::fs::File>>,
+    writer: FileWriter,
 }
 
 fn run(a: &RunArgs) -> Result<i32> {
@@ -108,6 +309,8 @@ fn run(a: &RunArgs) -> Result<i32> {
     let built = topo.build(DatapathOptions {
         workers: a.workers,
         possible_cpus: a.workers.max(1),
+        // what the stacks take is kept only for --pcap-delivered
+        keep_delivered: a.pcap_delivered.is_some(),
         ..Default::default()
     })?;
     for w in &built.warnings {
@@ -127,53 +330,13 @@ fn run(a: &RunArgs) -> Result<i32> {
     };
 
     // inputs, merged in timestamp order (stable: file order, then packet order)
-    let mut packets: Vec<(u64, usize, DevId, Vec<u8>)> = Vec::new();
-    for (fi, spec) in a.pcap_in.iter().enumerate() {
-        // DEV=FILE, or a pcapng alone: each packet to the device its interface names
-        let (d, file) = match spec.contains('=') {
-            true => {
-                let (d, f) = parse_dev_file("--pcap-in", spec)?;
-                (Some(d), f)
-            }
-            false => (None, PathBuf::from(spec)),
-        };
-        let cap = skiff_io::read(&file)?;
-        let mut devs = Vec::with_capacity(cap.interfaces.len());
-        for (i, iface) in cap.interfaces.iter().enumerate() {
-            let name = match (&d, &iface.name) {
-                (Some(d), _) => d.clone(),
-                (None, Some(n)) => n.clone(),
-                (None, None) => bail!(
-                    "--pcap-in {spec}: interface {i} of {} has no name (a pcap file never has one): give DEV=FILE",
-                    file.display()
-                ),
-            };
-            devs.push(dev_of(&dp, "--pcap-in", &name)?);
-        }
-        if let Some(i) = cap
-            .interfaces
-            .iter()
-            .find(|i| i.linktype != LINKTYPE_ETHERNET)
-        {
-            bail!(
-                "{}: link type {} is not supported (skiff's devices are Ethernet, link type 1)",
-                file.display(),
-                i.linktype
-            );
-        }
-        for p in cap.packets {
-            let dev = devs.get(p.interface as usize).copied().ok_or_else(|| {
-                anyhow!(
-                    "{}: packet at byte {}: no interface {}",
-                    file.display(),
-                    p.offset,
-                    p.interface
-                )
-            })?;
-            packets.push((p.ts_ns, fi, dev, p.data));
-        }
+    let mut inputs = Vec::with_capacity(a.pcap_in.len());
+    let mut total = 0;
+    for spec in &a.pcap_in {
+        let input = Input::open(spec, |name| dev_of(&dp, "--pcap-in", name))?;
+        total += input.packets;
+        inputs.push(input);
     }
-    packets.sort_by_key(|(ts, fi, _, _)| (*ts, *fi));
 
     // outputs
     // one file per path; a pcapng named for several devices gets one interface
@@ -240,8 +403,14 @@ fn run(a: &RunArgs) -> Result<i32> {
             Output { path: file, writer },
         );
     }
+    let mut delivered_out = match &a.pcap_delivered {
+        Some(p) => Some(delivered_writer(&dp, p)?),
+        None => None,
+    };
     let tracing = a.trace || a.trace_json.is_some();
     dp.set_trace(tracing);
+    // The summary lists drops by reason and where.
+    dp.set_record_drops(true);
     let mut trace_json = match &a.trace_json {
         Some(p) => Some((
             p.clone(),
@@ -250,7 +419,6 @@ fn run(a: &RunArgs) -> Result<i32> {
         None => None,
     };
 
-    let total = packets.len();
     let bar = (std::io::stderr().is_terminal() && total >= 1000).then(|| {
         let b = indicatif::ProgressBar::new(total as u64);
         b.set_style(
@@ -271,18 +439,22 @@ fn run(a: &RunArgs) -> Result<i32> {
     let mut so = stdout.lock();
     let mut drain =
         |dp: &mut skiff_net::datapath::Datapath, so: &mut std::io::StdoutLock| -> Result<()> {
-            for t in dp.take_transmitted() {
+            // written from the frame's own buffer, which then goes back to the pool
+            let mut res = Ok(());
+            dp.drain_transmitted(|t| {
                 if let Some((o, iface)) = outs
                     .get(&t.dev)
                     .and_then(|(fi, iface)| writers.get_mut(*fi).map(|w| (w, *iface)))
                 {
-                    o.writer.write(iface, t.ts_ns, &t.frame, None)?;
+                    if res.is_ok() {
+                        res = o.writer.write(iface, t.ts_ns, t.frame, None);
+                    }
                     *transmitted_out
                         .entry(o.path.display().to_string())
                         .or_default() += 1;
                 }
-                dp.recycle(t.frame);
-            }
+            });
+            res?;
             for ev in dp.take_trace() {
                 if a.trace && !a.json {
                     let f = fates.entry(ev.skb).or_insert_with(|| Fate {
@@ -323,6 +495,22 @@ fn run(a: &RunArgs) -> Result<i32> {
                     writeln!(w, "{}", ev.to_json()).with_context(|| format!("{}", p.display()))?;
                 }
             }
+            // delivered frames go to --pcap-delivered or nowhere, and AF_XDP
+            // queues have no reader here: freed as they come, so memory stays
+            // constant in the number of packets
+            for d in dp.take_delivered() {
+                if let Some((w, ifaces)) = &mut delivered_out {
+                    let iface = ifaces.get(&d.dev).copied().unwrap_or(0);
+                    let comment = format!("id={} by={}", d.id, d.by);
+                    w.write(iface, d.ts_ns, &d.frame, Some(&comment))?;
+                }
+                dp.recycle(d.frame);
+            }
+            for (dev, q) in dp.xsk_queues() {
+                for f in dp.take_xsk(dev, q) {
+                    dp.recycle(f.frame);
+                }
+            }
             for c in dp.take_captures() {
                 let key = caps.iter_mut().find(|((i, n, h), _)| {
                     *i == c.ifindex && n.ends_with(&format!("/{}", c.iface)) && *h == c.hook
@@ -338,14 +526,17 @@ fn run(a: &RunArgs) -> Result<i32> {
             }
             Ok(())
         };
-    for chunk in packets.chunks(skiff_net::datapath::NAPI_POLL_WEIGHT) {
-        for (ts, _, dev, frame) in chunk {
-            dp.inject(*dev, frame, *ts)?;
+    // a NAPI poll's worth of frames at a time, each chunk's output written
+    // before the next is read
+    loop {
+        let n = inject_chunk(&mut dp, &mut inputs)?;
+        if n == 0 {
+            break;
         }
         dp.run();
         drain(&mut dp, &mut so)?;
         if let Some(b) = &bar {
-            b.inc(chunk.len() as u64);
+            b.inc(n as u64);
         }
     }
     dp.finish();
@@ -353,12 +544,14 @@ fn run(a: &RunArgs) -> Result<i32> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    drop(drain);
     for o in writers {
         o.writer.finish()?;
     }
     for (_, o) in caps {
         o.writer.finish()?;
+    }
+    if let Some((w, _)) = delivered_out {
+        w.finish()?;
     }
     if let Some((p, mut w)) = trace_json {
         w.flush().with_context(|| format!("{}", p.display()))?;

@@ -2,8 +2,8 @@
 //! (PROG_ARRAY, PERF_EVENT_ARRAY, ARRAY_OF_MAPS: slots holding ids or inner maps) and the
 //! redirect arrays (DEVMAP, CPUMAP, XSKMAP: 8-byte entries, read-only for programs).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -308,12 +308,18 @@ impl FdArray {
 /// the XSKMAP socket id.
 const VAL_ENTRY: usize = 8;
 
-/// DEVMAP, CPUMAP, XSKMAP.
+/// DEVMAP, CPUMAP, XSKMAP. Readers (program lookups, redirects, broadcasts) take no
+/// lock: which slots are in use is a bitmap of atomic words, and each entry is one
+/// atomic 8-byte word, so a reader sees an entry before or after an update, never a
+/// mix (the kernel swaps the entry pointer under RCU: __dev_map_update_elem).
+/// Updates are serialised by `update`.
 pub(crate) struct ValArray {
     block: Block,
+    /// Bit `i` set while slot `i` holds an entry (u64 words).
+    present: Block,
     max: u32,
     value_size: usize,
-    present: Mutex<BTreeSet<u32>>,
+    update: Mutex<()>,
 }
 
 fn prog_id_of(value: &[u8]) -> u32 {
@@ -331,9 +337,10 @@ impl ValArray {
         let total = (attr.max_entries as usize).checked_mul(VAL_ENTRY)?;
         Some(ValArray {
             block: Block::new(total)?,
+            present: Block::new((attr.max_entries as usize).div_ceil(64).checked_mul(8)?)?,
             max: attr.max_entries,
             value_size: attr.value_size as usize,
-            present: Mutex::new(BTreeSet::new()),
+            update: Mutex::new(()),
         })
     }
 
@@ -341,23 +348,80 @@ impl ValArray {
         &self.block
     }
 
+    fn present_word(&self, index: u32) -> Option<&AtomicU64> {
+        self.present.atomic_u64((index / 64) as usize * 8)
+    }
+
+    fn is_present(&self, index: u32) -> bool {
+        self.present_word(index)
+            .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (index % 64)) != 0)
+    }
+
+    fn entry_word(&self, index: u32) -> Option<&AtomicU64> {
+        self.block
+            .atomic_u64((index as usize).checked_mul(VAL_ENTRY)?)
+    }
+
     /// kernel/bpf/devmap.c: dev_map_lookup_elem; net/xdp/xskmap.c: xsk_map_lookup_elem
     pub(crate) fn lookup(&self, key: &[u8]) -> Option<*mut u8> {
         let index = key_u32(key)?;
-        if !self.present.lock().contains(&index) {
+        if !self.is_present(index) {
             return None;
         }
         self.block.ptr(index as usize * VAL_ENTRY, VAL_ENTRY)
     }
 
+    /// The entry at `index` as (first u32, program id): lock-free, no allocation
+    /// (__dev_map_lookup_elem / __cpu_map_lookup_elem).
+    pub(crate) fn entry(&self, index: u32) -> Option<(u32, u32)> {
+        if !self.is_present(index) {
+            return None;
+        }
+        let b = self
+            .entry_word(index)?
+            .load(Ordering::Acquire)
+            .to_ne_bytes();
+        let first = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+        let prog = u32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
+        Some((first, prog))
+    }
+
+    /// Every entry in index order as (index, first u32, program id), without a lock or
+    /// an allocation (dev_map_enqueue_multi's walk of a DEVMAP).
+    pub(crate) fn for_each(&self, f: &mut dyn FnMut(u32, u32, u32)) {
+        for w in 0..self.max.div_ceil(64) {
+            let Some(word) = self.present_word(w * 64) else {
+                return;
+            };
+            let mut bits = word.load(Ordering::Acquire);
+            while bits != 0 {
+                let index = w * 64 + bits.trailing_zeros();
+                bits &= bits - 1;
+                if let Some((first, prog)) = self.entry(index) {
+                    f(index, first, prog);
+                }
+            }
+        }
+    }
+
+    /// Write the entry, then mark the slot present (a reader that sees the bit sees the
+    /// entry).
     fn store(&self, index: u32, entry: [u8; VAL_ENTRY]) {
-        self.block.write(index as usize * VAL_ENTRY, &entry);
-        self.present.lock().insert(index);
+        if let Some(e) = self.entry_word(index) {
+            e.store(u64::from_ne_bytes(entry), Ordering::Release);
+        }
+        if let Some(w) = self.present_word(index) {
+            w.fetch_or(1 << (index % 64), Ordering::Release);
+        }
     }
 
     fn clear(&self, index: u32) {
-        self.present.lock().remove(&index);
-        self.block.zero(index as usize * VAL_ENTRY, VAL_ENTRY);
+        if let Some(w) = self.present_word(index) {
+            w.fetch_and(!(1 << (index % 64)), Ordering::Release);
+        }
+        if let Some(e) = self.entry_word(index) {
+            e.store(0, Ordering::Release);
+        }
     }
 
     pub(crate) fn update(
@@ -380,6 +444,7 @@ impl ValArray {
         if index >= self.max {
             return Err(E2BIG);
         }
+        let _g = self.update.lock();
         match t {
             MapType::Devmap => {
                 // kernel/bpf/devmap.c: __dev_map_update_elem
@@ -415,7 +480,7 @@ impl ValArray {
             }
             _ => {
                 // net/xdp/xskmap.c: xsk_map_update_elem
-                let old = self.present.lock().contains(&index);
+                let old = self.is_present(index);
                 if old && flags == BPF_NOEXIST {
                     return Err(EEXIST);
                 }
@@ -436,6 +501,7 @@ impl ValArray {
         if index >= self.max {
             return Err(EINVAL);
         }
+        let _g = self.update.lock();
         self.clear(index);
         Ok(())
     }
@@ -449,20 +515,19 @@ impl ValArray {
 
     pub(crate) fn sys_lookup(&self, key: &[u8]) -> Result<Vec<u8>, Errno> {
         let index = key_u32(key).ok_or(EINVAL)?;
-        if !self.present.lock().contains(&index) {
+        if !self.is_present(index) {
             return Err(ENOENT);
         }
         self.value(index).ok_or(ENOENT)
     }
 
     pub(crate) fn dump(&self) -> Vec<(Vec<u8>, MapValue)> {
-        let present: Vec<u32> = self.present.lock().iter().copied().collect();
-        present
-            .into_iter()
-            .filter_map(|i| {
-                self.value(i)
-                    .map(|v| (i.to_ne_bytes().to_vec(), MapValue::Single(v)))
-            })
-            .collect()
+        let mut out = Vec::new();
+        self.for_each(&mut |i, _, _| {
+            if let Some(v) = self.value(i) {
+                out.push((i.to_ne_bytes().to_vec(), MapValue::Single(v)));
+            }
+        });
+        out
     }
 }

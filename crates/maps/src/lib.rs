@@ -27,14 +27,18 @@
 //! - As in the kernel, an LRU update takes a free node (evicting if the map is full)
 //!   before it checks the flags or looks for the key: in a full LRU map, replacing an
 //!   existing key or a failed BPF_EXIST/BPF_NOEXIST update can evict another element.
-//! - Hash maps and LPM tries are always preallocated (BPF_F_NO_PREALLOC is accepted where
+//! - Hash maps and LPM tries are always preallocated, keys included, as the kernel's
+//!   preallocated htab elements (BPF_F_NO_PREALLOC is accepted where
 //!   the kernel accepts it, and ignored). Replacing a HASH or LPM
 //!   value installs a new slot and frees the old one (a program holding the old pointer
 //!   keeps reading the old value until the slot is reused); per-CPU and DEVMAP values are
 //!   updated in place.
-//! - The key index of hash maps, LPM tries and the slot tables are guarded by a
-//!   parking_lot mutex (program-side lookups take it); values are read and written
-//!   without locks through the stable pointers.
+//! - Program-side lookups of hash maps, LPM tries, HASH_OF_MAPS and DEVMAP/CPUMAP/
+//!   XSKMAP take no lock (index.rs explains the mechanism); updates and deletes take a
+//!   per-map lock (the kernel: a per-bucket lock). The LPM trie is a hash index per
+//!   prefix length in use, not the kernel's trie (same results). The slot tables of
+//!   PROG_ARRAY, PERF_EVENT_ARRAY and ARRAY_OF_MAPS are still guarded by a mutex.
+//!   Values are read and written without locks through the stable pointers.
 //! - Map names longer than 15 bytes are truncated as libbpf does before bpf(2).
 //! - A single map may not allocate more than 1 GiB (ENOMEM, as a failed allocation).
 
@@ -47,6 +51,7 @@ use std::sync::{Arc, Weak};
 
 mod array;
 mod hash;
+mod index;
 mod lpm;
 mod queue;
 mod ringbuf;
@@ -749,6 +754,35 @@ impl Map {
             Kind::Hash(h) => h.lookup(key, cpu, true),
             Kind::Lpm(l) => l.lookup(key),
             Kind::Fd(_) | Kind::HashOfMaps(_) | Kind::Queue(_) | Kind::Ringbuf(_) => None,
+        }
+    }
+
+    /// A redirect target without a lock or an allocation (the datapath's
+    /// __dev_map_lookup_elem / __dev_map_hash_lookup_elem / __cpu_map_lookup_elem):
+    /// DEVMAP / DEVMAP_HASH give (ifindex, entry program id) (`struct bpf_devmap_val`),
+    /// CPUMAP (qsize, program id) (`struct bpf_cpumap_val`); the id is 0 when the
+    /// value is 4 bytes. None for an empty slot, a missing key or another map type.
+    pub fn dev_entry(&self, key: u32) -> Option<(u32, u32)> {
+        let entry = match (&self.kind, self.attr.map_type) {
+            (Kind::Dev(d), MapType::Devmap | MapType::Cpumap) => d.entry(key),
+            (Kind::Hash(h), MapType::DevmapHash) => h.dev_entry(key),
+            _ => None,
+        };
+        let short = self.attr.value_size < 8;
+        entry.map(|(first, prog)| (first, if short { 0 } else { prog }))
+    }
+
+    /// Every entry of a DEVMAP (index order) or DEVMAP_HASH (key order) as
+    /// `f(key, ifindex, program id)`, without a lock or an allocation, as
+    /// dev_map_enqueue_multi walks them for a broadcast redirect. Nothing for other
+    /// map types.
+    pub fn for_each_dev_entry(&self, mut f: impl FnMut(u32, u32, u32)) {
+        let short = self.attr.value_size < 8;
+        let mut each = |key, ifindex, prog| f(key, ifindex, if short { 0 } else { prog });
+        match (&self.kind, self.attr.map_type) {
+            (Kind::Dev(d), MapType::Devmap) => d.for_each(&mut each),
+            (Kind::Hash(h), MapType::DevmapHash) => h.for_each_dev_entry(&mut each),
+            _ => {}
         }
     }
 

@@ -1,14 +1,25 @@
 //! LPM_TRIE: longest-prefix-match map keyed by `struct bpf_lpm_trie_key_u8` (host-order
 //! u32 prefixlen, then data bytes compared most significant bit first). Entries are
 //! indexed by (prefixlen, masked data); values live in a preallocated slab.
+//!
+//! Lookups are lock-free and allocation-free: the entries are published through the
+//! same lock-free hash index as the hash maps (index.rs; element `i` is value slot
+//! `i`), and the prefix lengths in use through a bitmap of atomic words, so a lookup
+//! probes the lengths present, longest first, with a masked key built on its stack.
+//! This replaces the kernel's RCU-walked trie (kernel/bpf/lpm_trie.c) with at most
+//! one hash probe per prefix length in use (IPv4: 33, IPv6: 129) and needs no
+//! reclamation, since slots are preallocated. Updates and deletes take the map's
+//! update lock, as trie_update_elem takes trie->lock.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering as Mem;
 
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 
 use crate::errno::*;
+use crate::index::Index;
 use crate::storage::Block;
 use crate::{key_u32, round_up8, Errno, MapAttr, MapValue, BPF_EXIST, BPF_NOEXIST};
 
@@ -36,6 +47,9 @@ pub(crate) struct LpmTrie {
     max: usize,
     capacity: usize,
     block: Block,
+    index: Index,
+    /// Bit `p` set while some entry has prefix length `p` (u64 words).
+    plen_bits: Block,
     state: Mutex<State>,
 }
 
@@ -105,6 +119,8 @@ impl LpmTrie {
             max,
             capacity,
             block: Block::new(capacity.checked_mul(elem)?)?,
+            index: Index::new(4 + data_size, capacity, max)?,
+            plen_bits: Block::new((data_size * 8 + 1).div_ceil(64) * 8)?,
             state: Mutex::new(State {
                 entries: FxHashMap::default(),
                 plens: BTreeMap::new(),
@@ -124,16 +140,47 @@ impl LpmTrie {
         (data.len() == self.data_size).then_some((plen, data))
     }
 
+    /// The longest prefix length in use that is at most `upto`.
+    fn plen_at_most(&self, upto: u32) -> Option<u32> {
+        let mut w = upto / 64;
+        let mut mask = u64::MAX >> (63 - upto % 64);
+        loop {
+            let bits = self
+                .plen_bits
+                .atomic_u64(w as usize * 8)?
+                .load(Mem::Acquire)
+                & mask;
+            if bits != 0 {
+                return Some(w * 64 + 63 - bits.leading_zeros());
+            }
+            w = w.checked_sub(1)?;
+            mask = u64::MAX;
+        }
+    }
+
+    fn set_plen_bit(&self, plen: u32, on: bool) {
+        if let Some(a) = self.plen_bits.atomic_u64((plen / 64) as usize * 8) {
+            let bit = 1u64 << (plen % 64);
+            if on {
+                a.fetch_or(bit, Mem::Release);
+            } else {
+                a.fetch_and(!bit, Mem::Release);
+            }
+        }
+    }
+
     /// kernel/bpf/lpm_trie.c: trie_lookup_elem — the longest stored prefix that is no
-    /// longer than the key's prefixlen and matches its bits.
-    fn longest(&self, st: &State, key: &[u8]) -> Option<usize> {
+    /// longer than the key's prefixlen and matches its bits. Lock-free unless writers
+    /// keep moving entries under it (index.rs), then under the update lock.
+    fn longest(&self, key: &[u8]) -> Option<usize> {
         let (plen, data) = self.parse(key)?;
         if plen > self.max_prefixlen {
             return None;
         }
         let mut buf = [0u8; 4 + DATA_MAX];
         let probe = buf.get_mut(..4 + data.len())?;
-        st.plens.range(..=plen).rev().find_map(|(&p, _)| {
+        let mut next = self.plen_at_most(plen);
+        while let Some(p) = next {
             probe[..4].copy_from_slice(&p.to_be_bytes());
             let full = (p / 8) as usize;
             for (i, (o, d)) in probe[4..].iter_mut().zip(data).enumerate() {
@@ -145,20 +192,28 @@ impl LpmTrie {
                     0
                 };
             }
-            st.entries.get(&probe[..]).map(|e| e.slot)
-        })
+            let found = match self.index.find(probe) {
+                Some(found) => found,
+                None => {
+                    let _writers = self.state.lock();
+                    self.index.find_locked(probe)
+                }
+            };
+            if found.is_some() {
+                return found;
+            }
+            next = p.checked_sub(1).and_then(|q| self.plen_at_most(q));
+        }
+        None
     }
 
     pub(crate) fn lookup(&self, key: &[u8]) -> Option<*mut u8> {
-        let st = self.state.lock();
-        let slot = self.longest(&st, key)?;
+        let slot = self.longest(key)?;
         self.block.ptr(slot.checked_mul(self.elem)?, self.elem)
     }
 
     pub(crate) fn sys_lookup(&self, key: &[u8]) -> Option<Vec<u8>> {
-        let st = self.state.lock();
-        let slot = self.longest(&st, key)?;
-        self.read(slot)
+        self.read(self.longest(key)?)
     }
 
     fn read(&self, slot: usize) -> Option<Vec<u8>> {
@@ -203,11 +258,20 @@ impl LpmTrie {
             data: data.to_vec(),
             slot,
         };
-        if let Some(prev) = st.entries.insert(id, entry) {
+        if old.is_none() {
+            let n = st.plens.entry(plen).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                self.set_plen_bit(plen, true);
+            }
+        }
+        // the new node is linked before the one it replaces goes: readers always find
+        // the prefix
+        self.index.link(slot, &id);
+        if let Some(prev) = st.entries.insert(id.clone(), entry) {
             // the replaced node is freed (kernel: after an RCU grace period)
+            self.index.unlink(prev.slot, &id);
             st.free.push(prev.slot);
-        } else {
-            *st.plens.entry(plen).or_insert(0) += 1;
         }
         Ok(())
     }
@@ -219,12 +283,15 @@ impl LpmTrie {
             return Err(EINVAL);
         }
         let mut st = self.state.lock();
-        let e = st.entries.remove(&entry_id(plen, data)).ok_or(ENOENT)?;
+        let id = entry_id(plen, data);
+        let e = st.entries.remove(&id).ok_or(ENOENT)?;
+        self.index.unlink(e.slot, &id);
         st.free.push(e.slot);
         if let Some(n) = st.plens.get_mut(&plen) {
             *n -= 1;
             if *n == 0 {
                 st.plens.remove(&plen);
+                self.set_plen_bit(plen, false);
             }
         }
         Ok(())

@@ -4,7 +4,7 @@
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Alignment of every block: a cache line, so 8-byte aligned values stay aligned.
 const BLOCK_ALIGN: usize = 64;
@@ -105,15 +105,29 @@ impl Block {
         true
     }
 
-    fn atomic_u32(&self, offset: usize) -> Option<&AtomicU32> {
+    /// The 4 bytes at `offset` as an atomic (None when unaligned or out of bounds).
+    pub(crate) fn atomic_u32(&self, offset: usize) -> Option<&AtomicU32> {
         if !offset.is_multiple_of(4) {
             return None;
         }
         let p = self.ptr(offset, 4)?;
         // SAFETY: `p` is 4-byte aligned (block is 64-aligned, offset % 4 == 0), points to 4
-        // bytes inside the allocation that live as long as `&self`; ring buffer headers are
-        // accessed atomically by every party (reserve, commit, consume).
+        // bytes inside the allocation that live as long as `&self`. Ring buffer headers,
+        // the hash index (index.rs) and DEVMAP entries are accessed atomically by every
+        // party; value bytes that programs also reach through raw pointers are racy only
+        // as kernel map memory is (see the type's documentation).
         Some(unsafe { AtomicU32::from_ptr(p.cast::<u32>()) })
+    }
+
+    /// The 8 bytes at `offset` as an atomic (None when unaligned or out of bounds).
+    pub(crate) fn atomic_u64(&self, offset: usize) -> Option<&AtomicU64> {
+        if !offset.is_multiple_of(8) {
+            return None;
+        }
+        let p = self.ptr(offset, 8)?;
+        // SAFETY: as `atomic_u32`: 8-byte aligned (block 64-aligned, offset % 8 == 0),
+        // inside the allocation, living as long as `&self`.
+        Some(unsafe { AtomicU64::from_ptr(p.cast::<u64>()) })
     }
 
     pub(crate) fn load_u32_acquire(&self, offset: usize) -> Option<u32> {
@@ -152,5 +166,10 @@ mod tests {
         assert!(b.store_u32_release(12, 7));
         assert_eq!(b.load_u32_acquire(12), Some(7));
         assert!(Block::new(MAX_BLOCK_BYTES + 1).is_none());
+        assert!(b.atomic_u64(4).is_none());
+        assert!(b.atomic_u64(16).is_none());
+        b.atomic_u64(8).unwrap().store(u64::MAX, Ordering::Relaxed);
+        assert!(b.read(8, &mut out));
+        assert_eq!(out, [0xff; 8]);
     }
 }

@@ -63,6 +63,9 @@ pub struct XdpBuff {
     /// The namespace the frame is in (device list, FIB) when it runs in the
     /// datapath; None in a test run (the `lo`-only model).
     pub netns: Option<std::sync::Arc<dyn crate::helpers::NetNs>>,
+    /// The RSS hash the NIC computed on the wire frame and whether it covers
+    /// L4 ports (the rx descriptor's hash: skb_set_hash after XDP).
+    pub rx_hash: Option<(u32, bool)>,
 }
 
 impl XdpBuff {
@@ -87,6 +90,7 @@ impl XdpBuff {
             mtu: 65536,
             redirect: None,
             netns: None,
+            rx_hash: None,
         })
     }
 
@@ -115,6 +119,7 @@ impl XdpBuff {
             mtu: 1500,
             redirect: None,
             netns: None,
+            rx_hash: None,
         })
     }
 

@@ -59,9 +59,66 @@ pub enum DropReason {
     SkiffLoop,
     /// skiff's own: XDP_REDIRECT to a target that does not exist, is down or cannot take it.
     SkiffXdpRedirectError,
+    /// A CPU's backlog held netdev_max_backlog skbs (enqueue_to_backlog).
+    CpuBacklog,
 }
 
 impl DropReason {
+    /// Every reason, in declaration order (`index()` is the position).
+    pub const ALL: [DropReason; 45] = [
+        DropReason::NotSpecified,
+        DropReason::NoSocket,
+        DropReason::PktTooSmall,
+        DropReason::TcpCsum,
+        DropReason::UdpCsum,
+        DropReason::OtherHost,
+        DropReason::IpCsum,
+        DropReason::IpInhdr,
+        DropReason::IpNoproto,
+        DropReason::IpOutnoroutes,
+        DropReason::IpInnoroutes,
+        DropReason::IpInaddrerrors,
+        DropReason::IpLocalSource,
+        DropReason::IpInvalidSource,
+        DropReason::Ipv6Disabled,
+        DropReason::NeighCreatefail,
+        DropReason::NeighFailed,
+        DropReason::NeighQueuefull,
+        DropReason::NeighDead,
+        DropReason::TcEgress,
+        DropReason::TcIngress,
+        DropReason::QdiscDrop,
+        DropReason::Xdp,
+        DropReason::UnhandledProto,
+        DropReason::DevReady,
+        DropReason::FullRing,
+        DropReason::HdrTrunc,
+        DropReason::IcmpCsum,
+        DropReason::InvalidProto,
+        DropReason::PktTooBig,
+        DropReason::TcChainNotfound,
+        DropReason::TcReclassifyLoop,
+        DropReason::MacInvalidSource,
+        DropReason::IpInvalidDest,
+        DropReason::Ipv6NdiscHopLimit,
+        DropReason::Ipv6NdiscBadCode,
+        DropReason::Ipv6NdiscBadOptions,
+        DropReason::Ipv6NdiscNsOtherhost,
+        DropReason::RecursionLimit,
+        DropReason::SkiffXdpDrop,
+        DropReason::SkiffXdpAborted,
+        DropReason::SkiffXdpTxError,
+        DropReason::SkiffLoop,
+        DropReason::SkiffXdpRedirectError,
+        DropReason::CpuBacklog,
+    ];
+
+    /// A dense index (per-CPU drop counters are an array).
+    #[inline]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn name(self) -> &'static str {
         use DropReason::*;
         match self {
@@ -109,6 +166,7 @@ impl DropReason {
             SkiffXdpTxError => "SKIFF_XDP_TX_ERROR",
             SkiffXdpRedirectError => "SKIFF_XDP_REDIRECT_ERROR",
             SkiffLoop => "SKIFF_LOOP",
+            CpuBacklog => "CPU_BACKLOG",
         }
     }
 

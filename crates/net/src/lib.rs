@@ -6,12 +6,30 @@
 #![forbid(unsafe_code)]
 
 pub mod buff;
+pub mod core;
 pub mod ctx;
-pub mod datapath;
+pub mod drivers;
 pub mod drop;
 pub mod helpers;
+pub mod sched;
 pub mod stack;
 pub mod test_run;
+
+/// The datapath's public API in one place (`skiff_net::datapath::*`): the
+/// core, the device kinds, the qdiscs' statistics.
+pub mod datapath {
+    pub use crate::core::*;
+    pub use crate::drivers::{
+        DeviceKind, DeviceSpec, NetkitMode, NetkitPolicy, NetkitScrub, NetkitSide, NETKIT_DROP,
+        NETKIT_NEXT, NETKIT_PASS, NETKIT_REDIRECT,
+    };
+    pub use crate::sched::QdiscStats;
+    pub use crate::stack::HostStack;
+    /// The NIC driver's receive-side scaling.
+    pub mod nic {
+        pub use crate::drivers::rss;
+    }
+}
 
 pub use buff::{Redirect, SkBuff, XdpBuff};
 pub use drop::DropReason;

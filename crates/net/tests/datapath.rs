@@ -124,6 +124,7 @@ fn net() -> Net {
         ..Default::default()
     })
     .unwrap();
+    dp.set_record_drops(true);
     let host = dp.add_netns("host").unwrap();
     let nic1 = dp
         .add_device(host, DeviceSpec::nic("eth0", MAC1, 2))

@@ -739,6 +739,7 @@ fn veth(
 
 fn build_skiff() -> Skiff {
     let mut dp = Datapath::new(DatapathOptions::default()).unwrap();
+    dp.set_record_drops(true);
     let a = dp.add_netns("a").unwrap();
     let r = dp.add_netns("r").unwrap();
     let b = dp.add_netns("b").unwrap();

@@ -98,6 +98,14 @@ pub struct Vm {
     pub engine: crate::Engine,
 }
 
+// SAFETY: the raw pointers a Vm holds (`maps`, `setup_for`) are caches of
+// what the program being run owns (its `Arc<Map>`s, itself); they are only
+// dereferenced during a run, on the thread running it. A Vm is used by one
+// thread at a time (a worker owns its Vm), so moving it to another thread is
+// sound; it is not Sync.
+#[allow(unsafe_code)]
+unsafe impl Send for Vm {}
+
 impl Vm {
     pub fn new(helpers: Arc<HelperTable>) -> Vm {
         let mut stack = vec![0u8; STACK_SIZE].into_boxed_slice();

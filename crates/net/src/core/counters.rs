@@ -78,6 +78,17 @@ pub struct DevStats {
     pub tx_dropped: u64,
 }
 
+impl DevStats {
+    pub(crate) fn add(&mut self, o: &DevStats) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.rx_dropped += o.rx_dropped;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        self.tx_dropped += o.tx_dropped;
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PktBytes {
     pub packets: u64,
@@ -131,6 +142,15 @@ pub struct Conservation {
 }
 
 impl Conservation {
+    pub(crate) fn add(&mut self, o: &Conservation) {
+        self.input += o.input;
+        self.originated += o.originated;
+        self.transmitted += o.transmitted;
+        self.delivered += o.delivered;
+        self.dropped += o.dropped;
+        self.in_flight += o.in_flight;
+    }
+
     /// in + originated == transmitted + delivered + dropped + in_flight.
     pub fn balanced(&self) -> bool {
         self.input + self.originated

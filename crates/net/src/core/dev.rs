@@ -1,0 +1,265 @@
+//! net/core/dev.c: __netif_receive_skb_core (VLAN, generic XDP, tc ingress,
+//! then the host stack), GRO on the way in, and on the way out
+//! __dev_queue_xmit (tc egress, the qdisc or straight to the driver),
+//! net_tx_action's qdisc run and dev_hard_start_xmit.
+
+use super::cpu::{at, Cpu, Where};
+use super::gro;
+use super::skb::{skb_vlan_push_inline, skb_vlan_untag};
+use super::tc::{Ingress, TcDirection};
+use super::*;
+use crate::buff::PACKET_HOST;
+use crate::drop::DropReason;
+use crate::stack::{Fate, Origin, RxMeta, StackOutput};
+use flow::{ETH_P_8021AD, ETH_P_8021Q};
+
+impl Cpu<'_> {
+    /// __netif_receive_skb: a received skb enters the stack's receive path.
+    pub(crate) fn netif_receive_skb(&mut self, dev: DevId, pkt: Pkt) {
+        self.netif_receive_skb_core(dev, pkt, false)
+    }
+
+    /// net/core/dev.c: __netif_receive_skb_core — VLAN untag, generic XDP,
+    /// tc ingress (another_round after bpf_redirect_peer), then the host stack.
+    pub(crate) fn netif_receive_skb_core(&mut self, dev: DevId, mut pkt: Pkt, skip_generic: bool) {
+        let mut dev = dev;
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            let d = self.dev(dev);
+            pkt.skb.ifindex = d.ifindex;
+            pkt.skb.ingress_ifindex = d.ifindex;
+            pkt.skb.mtu = d.mtu;
+            if matches!(pkt.skb.protocol, ETH_P_8021Q | ETH_P_8021AD) {
+                skb_vlan_untag(&mut pkt.skb);
+            }
+            if !skip_generic {
+                if let Some(prog) = &d.xdp_generic {
+                    match self.do_xdp_generic(dev, pkt, prog) {
+                        Some(p) => pkt = p,
+                        None => return,
+                    }
+                }
+            }
+            match self.sch_handle_ingress(dev, pkt) {
+                Ingress::Continue(p) => pkt = p,
+                Ingress::Done => return,
+                Ingress::Another(peer, p) => {
+                    pkt = p;
+                    dev = peer;
+                    if rounds > XMIT_RECURSION_LIMIT {
+                        let w = at(dev, Hook::TcIngress);
+                        return self.drop_skb(pkt, DropReason::RecursionLimit, w);
+                    }
+                    continue;
+                }
+            }
+            return self.stack_receive(dev, pkt);
+        }
+    }
+
+    // ---- the host stack ------------------------------------------------------
+
+    /// ip_rcv and up: the namespace's HostStack decides; what it sends goes
+    /// through dev_queue_xmit of its device.
+    fn stack_receive(&mut self, dev: DevId, mut pkt: Pkt) {
+        let d = self.dev(dev);
+        if pkt.skb.vlan_present {
+            skb_vlan_push_inline(&mut pkt.skb);
+        }
+        let meta = RxMeta {
+            mark: pkt.skb.mark,
+            pkt_type: pkt.skb.pkt_type,
+            now_ns: pkt.ts,
+        };
+        let mut out = Vec::new();
+        let fate = self.sh.namespaces[d.ns.0].shared.stack_write().receive(
+            d.ifindex,
+            pkt.skb.data(),
+            meta,
+            pkt.id,
+            &mut out,
+        );
+        let code = match &fate {
+            Fate::Delivered(_) => 0,
+            Fate::Forwarded => 1,
+            Fate::Queued => 2,
+            Fate::Dropped(_) => 3,
+        };
+        self.hook_done(
+            dev,
+            Hook::Stack,
+            None,
+            code,
+            pkt.id,
+            pkt.ts,
+            pkt.skb.data(),
+            None,
+        );
+        let ts = pkt.ts;
+        match fate {
+            Fate::Delivered(_) => self.deliver(dev, pkt, "stack"),
+            Fate::Forwarded => self.recycle_buf(pkt.skb.buf),
+            Fate::Queued => {
+                self.sh.stack_queued.lock().insert(pkt.id);
+                self.recycle_buf(pkt.skb.buf);
+            }
+            Fate::Dropped(r) => self.drop_skb(pkt, r, at(dev, Hook::Stack)),
+        }
+        if !out.is_empty() {
+            self.stack_outputs(d.ns, out, ts);
+        }
+    }
+
+    /// What a stack sends: forwarded packets keep their id, replies, errors and
+    /// solicits are new (originated); each goes to dev_queue_xmit.
+    pub(crate) fn stack_outputs(&mut self, ns: NsId, out: Vec<StackOutput>, ts: u64) {
+        for o in out {
+            let id = match (o.origin, o.tag) {
+                (Origin::Forwarded, Some(t)) => {
+                    self.sh.stack_queued.lock().remove(&t);
+                    t
+                }
+                (_, Some(t)) if self.sh.stack_queued.lock().remove(&t) => t,
+                _ => self.originate(),
+            };
+            let Some(t) = self.sh.dev_by_ifindex(ns, o.ifindex) else {
+                let lo = self.sh.namespaces[ns.0].lo;
+                self.record_drop(id, DropReason::IpOutnoroutes, at(lo, Hook::Stack));
+                continue;
+            };
+            let mtu = self.dev(t).mtu;
+            let mut skb = SkBuff::new(&o.frame, crate::buff::NET_SKB_PAD, o.ifindex, mtu);
+            skb.protocol = flow::be16(&o.frame, 12).unwrap_or(0);
+            skb.pkt_type = PACKET_HOST;
+            self.dev_queue_xmit(t, Pkt { id, ts, skb });
+        }
+    }
+
+    // ---- egress -----------------------------------------------------------------
+
+    /// net/core/dev.c: __dev_queue_xmit — tc egress (sch_handle_egress), the
+    /// qdisc, else the driver directly (noqueue devices).
+    pub(crate) fn dev_queue_xmit(&mut self, dev: DevId, mut pkt: Pkt) {
+        if self.st.xmit_depth >= XMIT_RECURSION_LIMIT {
+            self.stats(dev).tx_dropped += 1;
+            return self.drop_skb(pkt, DropReason::RecursionLimit, at(dev, Hook::Xmit));
+        }
+        let d = self.dev(dev);
+        if !d.up {
+            self.stats(dev).tx_dropped += 1;
+            return self.drop_skb(pkt, DropReason::DevReady, at(dev, Hook::Xmit));
+        }
+        self.st.xmit_depth += 1;
+        pkt.skb.ifindex = d.ifindex;
+        pkt.skb.mtu = d.mtu;
+        if let Some(pkt) = self.sch_handle_egress(dev, pkt) {
+            self.xmit_queue(dev, pkt);
+        }
+        self.st.xmit_depth -= 1;
+    }
+
+    /// net/core/dev.c: sch_handle_egress. Returns the packet when it goes on.
+    fn sch_handle_egress(&mut self, dev: DevId, mut pkt: Pkt) -> Option<Pkt> {
+        if self.dev(dev).tc_egress.is_empty() {
+            return Some(pkt);
+        }
+        let res = self.tc_hook(dev, TcDirection::Egress, &mut pkt);
+        match res.action {
+            TcAction::Redirect => {
+                let r = pkt.skb.redirect.take();
+                self.skb_do_redirect(dev, pkt, r, false, res.prog_name());
+                None
+            }
+            TcAction::Shot => {
+                let w = Where {
+                    dev,
+                    hook: Hook::TcEgress,
+                    prog: res.prog_name(),
+                    exc: res.exc.as_ref(),
+                };
+                self.drop_skb(pkt, res.shot_reason(TcDirection::Egress), w);
+                None
+            }
+            TcAction::Stolen | TcAction::Queued | TcAction::Trap => {
+                self.deliver(dev, pkt, "tc-egress");
+                None
+            }
+            _ => Some(pkt),
+        }
+    }
+
+    /// __dev_xmit_skb: into the root qdisc (run at the end of the poll, as
+    /// net_tx_action does), or to the driver on a noqueue device.
+    fn xmit_queue(&mut self, dev: DevId, pkt: Pkt) {
+        let Some(q) = &self.dev(dev).qdisc else {
+            return self.dev_hard_start_xmit(dev, pkt);
+        };
+        let refused = q.lock().enqueue(pkt);
+        if let Err(pkt) = refused {
+            self.stats(dev).tx_dropped += 1;
+            self.drop_skb(pkt, DropReason::QdiscDrop, at(dev, Hook::Xmit));
+        }
+    }
+
+    /// net_tx_action / __qdisc_run: every qdisc drains to its driver.
+    pub(crate) fn qdisc_run_all(&mut self) {
+        for i in 0..self.sh.devices.len() {
+            let dev = DevId(i);
+            let Some(q) = &self.dev(dev).qdisc else {
+                continue;
+            };
+            loop {
+                let Some(p) = q.lock().dequeue() else { break };
+                self.dev_hard_start_xmit(dev, p);
+            }
+        }
+    }
+
+    /// dev_hard_start_xmit: the offloaded VLAN tag back in, then the driver's
+    /// ndo_start_xmit.
+    pub(crate) fn dev_hard_start_xmit(&mut self, dev: DevId, mut pkt: Pkt) {
+        if pkt.skb.vlan_present {
+            skb_vlan_push_inline(&mut pkt.skb);
+        }
+        self.dev(dev).ops.start_xmit(self, dev, pkt);
+    }
+
+    // ---- GRO ----------------------------------------------------------------------
+
+    pub(crate) fn gro_receive(&mut self, dev: DevId, pkt: Pkt) {
+        if !self.sh.opts.gro {
+            return self.netif_receive_skb(dev, pkt);
+        }
+        match self.st.gro.receive(dev, pkt) {
+            gro::GroResult::Pass(p) => self.netif_receive_skb(dev, p),
+            gro::GroResult::Held => {}
+            gro::GroResult::Merged {
+                into,
+                merged,
+                flush,
+            } => {
+                self.st.cnt.cons.delivered += 1;
+                self.st.cnt.consumed += 1;
+                if self.sh.trace_on {
+                    let v = format!("merged into #{into}");
+                    let ev = self.event(merged.id, dev, "gro", None, v, None, merged.ts);
+                    self.rec.trace.push(ev);
+                }
+                self.recycle_buf(merged.skb.buf);
+                if let Some(p) = flush {
+                    self.netif_receive_skb(dev, p);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn gro_flush(&mut self) {
+        if self.st.gro.len() == 0 {
+            return;
+        }
+        for (dev, p) in self.st.gro.flush() {
+            self.netif_receive_skb(dev, p);
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! Receive: frames arriving on a device (`inject`), and the NAPI polls that
+//! take them — each NIC rx queue by its CPU, each veth ring by the CPU that
+//! filled it, the CPUMAP queues, the backlog (process_backlog) — up to the
+//! budget, each poll ending with xdp_do_flush, the GRO flush and the qdiscs'
+//! run (net_rx_action / net_tx_action). `run` drives the CPUs: in turn on
+//! this thread, or on OS threads.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Barrier;
+
+use super::cpu::{at, Cpu, CpuState, Records};
+use super::skb::eth_type_trans;
+use super::*;
+use crate::drivers::{rss, Napi};
+use crate::drop::DropReason;
+use crate::stack::QueuedPacket;
+
+impl Datapath {
+    fn cpu_ctx(&mut self, cpu: usize) -> Cpu<'_> {
+        Cpu {
+            sh: &self.sh,
+            st: &mut self.cpus[cpu],
+            rec: &mut self.rec,
+        }
+    }
+
+    /// A frame arrives on `dev` at `ts_ns`: from the wire for a NIC (RSS picks
+    /// the rx queue, whose CPU's page pool gives the buffer), else as a
+    /// receive on that device (netif_rx on CPU 0).
+    pub fn inject(
+        &mut self,
+        dev: DevId,
+        frame: &[u8],
+        ts_ns: u64,
+    ) -> Result<PacketId, DatapathError> {
+        let d = self.dev(dev)?;
+        let (ifindex, mtu, mac, up) = (d.ifindex, d.mtu, d.mac, d.up);
+        let napi = d.ops.features().napi;
+        // drivers/net/veth.c: veth_xmit — a veth receives what its peer sends;
+        // with an XDP program it takes it through its NAPI ring (veth_poll),
+        // so the native program sees injected frames too.
+        let veth_xdp = napi == Napi::PerCpu && d.xdp_native.is_some();
+        let workers = self.sh.opts.workers.max(1);
+        self.now = self.now.max(ts_ns);
+        let (cpu, q, hash) = match napi {
+            Napi::Queues(n) => {
+                // The NIC hashes the wire frame once; the skb keeps it.
+                let hash = rss::rss_hash(frame);
+                let q = hash.map(|(h, _)| rss::queue_for(h, n as u32)).unwrap_or(0) as usize;
+                (q % workers, q, hash)
+            }
+            _ => (0, 0, None),
+        };
+        let mut c = self.cpu_ctx(cpu);
+        let id = c.new_id();
+        c.st.cnt.cons.input += 1;
+        c.st.budget_pkts += 1;
+        if !up {
+            // No carrier: nothing is received.
+            c.stats(dev).rx_dropped += 1;
+            c.record_drop(id, DropReason::DevReady, at(dev, Hook::Rx));
+            return Ok(id);
+        }
+        let mut xdp = c.xdp_frame(frame, ifindex);
+        let item = match napi {
+            Napi::Queues(_) => {
+                xdp.rx_queue_index = q as u32;
+                xdp.mtu = mtu;
+                xdp.rx_hash = hash;
+                RxItem::Xdp(XPkt { id, ts: ts_ns, xdp })
+            }
+            _ if veth_xdp => RxItem::Xdp(XPkt { id, ts: ts_ns, xdp }),
+            _ => {
+                let mut skb = c.skb_from_xdp(xdp, dev);
+                let (p, t) = eth_type_trans(skb.data(), &mac);
+                skb.protocol = p;
+                skb.pkt_type = t;
+                c.netif_rx(dev, Pkt { id, ts: ts_ns, skb });
+                return Ok(id);
+            }
+        };
+        if let Err(item) = c.dev(dev).ops.rx_enqueue(q, item) {
+            // The ring is full: the NIC misses it (rx_missed_errors).
+            c.stats(dev).rx_dropped += 1;
+            c.drop_item(item, DropReason::FullRing, at(dev, Hook::Rx));
+        }
+        Ok(id)
+    }
+
+    /// Run until every queue is empty: the CPUs in turn (0, 1, ...), each
+    /// doing its NAPI polls — its NIC rx queues (q % workers == cpu), its veth
+    /// rings, its CPUMAP queue, its backlog; each poll ends with xdp_do_flush,
+    /// the GRO flush and the qdiscs' run (of what that CPU queued). With
+    /// `threads`, each worker on its own OS thread.
+    pub fn run(&mut self) {
+        let now = self.now;
+        for c in &mut self.cpus {
+            c.now = now;
+        }
+        if self.sh.opts.threads && self.sh.opts.workers > 1 {
+            self.run_threads();
+        } else {
+            self.run_in_turn();
+        }
+        for c in &mut self.cpus {
+            c.steps = 0;
+            c.budget_pkts = 0;
+        }
+    }
+
+    fn run_in_turn(&mut self) {
+        let workers = self.sh.opts.workers.max(1);
+        let budget: u64 = self.cpus.iter().map(|c| c.budget_pkts).sum();
+        loop {
+            let mut progress = false;
+            for cpu in 0..self.cpus.len() {
+                progress |= self.cpu_ctx(cpu).poll_once(workers);
+            }
+            if !progress {
+                break;
+            }
+            let steps: u64 = self.cpus.iter().map(|c| c.steps).sum();
+            if steps > LOOP_STEPS_PER_PACKET * budget.max(1) {
+                for cpu in 0..self.cpus.len() {
+                    self.cpu_ctx(cpu).drain_loop(cpu == 0);
+                }
+                break;
+            }
+        }
+    }
+
+    /// The workers on OS threads: thread t runs the CPUs c with c % workers
+    /// == t. Each polls until its queues are empty, then all meet at a
+    /// barrier; they stop when a round passed in which none did any work
+    /// (what one CPU sends another, a CPUMAP redirect, is seen next round).
+    fn run_threads(&mut self) {
+        let workers = self.sh.opts.workers;
+        let budget: u64 = self.cpus.iter().map(|c| c.budget_pkts).sum();
+        let base = self.rec.next_id;
+        let barrier = Barrier::new(workers);
+        let busy = AtomicBool::new(false);
+        let mut groups: Vec<Vec<&mut CpuState>> = (0..workers).map(|_| Vec::new()).collect();
+        for (i, st) in self.cpus.iter_mut().enumerate() {
+            groups[i % workers].push(st);
+        }
+        let sh = &self.sh;
+        let recs: Vec<Records> = std::thread::scope(|s| {
+            let handles: Vec<_> = groups
+                .into_iter()
+                .enumerate()
+                .map(|(t, mut group)| {
+                    let (barrier, busy) = (&barrier, &busy);
+                    s.spawn(move || {
+                        let mut rec = Records::new(base + t as u64, workers as u64);
+                        thread_loop(sh, &mut group, &mut rec, barrier, busy, budget, t == 0);
+                        rec
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        let mut next = base;
+        for r in recs {
+            next = next.max(r.next_id);
+            self.rec.absorb(r);
+        }
+        // The next id after every thread's last (ids stay unique).
+        self.rec.next_id = next;
+    }
+
+    /// End of input: packets still waiting for a neighbour end NEIGH_FAILED.
+    pub fn finish(&mut self) {
+        self.run();
+        let mut failed = Vec::new();
+        for n in &self.sh.namespaces {
+            let mut s = n.shared.stack_write();
+            failed.extend(s.flush_unresolved().into_iter().map(|q| (n.lo, q)));
+        }
+        let mut c = self.cpu_ctx(0);
+        for (lo, q) in failed {
+            c.queued_dropped(lo, q, DropReason::NeighFailed);
+        }
+    }
+}
+
+/// One thread's part of a threaded run (see `run_threads`).
+fn thread_loop(
+    sh: &Shared,
+    group: &mut [&mut CpuState],
+    rec: &mut Records,
+    barrier: &Barrier,
+    busy: &AtomicBool,
+    budget: u64,
+    leader: bool,
+) {
+    let workers = sh.opts.workers;
+    loop {
+        let mut worked = false;
+        loop {
+            let mut progress = false;
+            for st in group.iter_mut() {
+                progress |= Cpu { sh, st, rec }.poll_once(workers);
+            }
+            if !progress {
+                break;
+            }
+            worked = true;
+            let steps: u64 = group.iter().map(|c| c.steps).sum();
+            if steps > LOOP_STEPS_PER_PACKET * budget.max(1) {
+                for st in group.iter_mut() {
+                    let cpu = st.cpu;
+                    Cpu { sh, st, rec }.drain_loop(cpu == 0);
+                }
+                break;
+            }
+        }
+        if worked {
+            busy.store(true, Ordering::SeqCst);
+        }
+        barrier.wait();
+        let any = busy.load(Ordering::SeqCst);
+        barrier.wait();
+        if leader {
+            busy.store(false, Ordering::SeqCst);
+        }
+        barrier.wait();
+        if !any {
+            return;
+        }
+    }
+}
+
+impl Cpu<'_> {
+    /// One round of this CPU's polls. Returns whether it took anything.
+    pub(crate) fn poll_once(&mut self, workers: usize) -> bool {
+        let cpu = self.st.cpu;
+        let mut progress = false;
+        for i in 0..self.sh.devices.len() {
+            let dev = DevId(i);
+            match self.dev(dev).ops.features().napi {
+                Napi::Queues(nq) if cpu < workers => {
+                    for q in (cpu..nq).step_by(workers) {
+                        progress |= self.napi_poll(dev, q, false);
+                    }
+                }
+                Napi::PerCpu => progress |= self.napi_poll(dev, cpu, true),
+                _ => {}
+            }
+        }
+        progress |= self.cpumap_run();
+        progress |= self.process_backlog();
+        progress
+    }
+
+    /// A driver's NAPI poll of one ring, up to the budget: the frames run
+    /// through native XDP back to back, then the poll ends.
+    fn napi_poll(&mut self, dev: DevId, q: usize, veth: bool) -> bool {
+        let budget = self.sh.opts.napi_budget;
+        let mut batch = std::mem::take(&mut self.st.batch);
+        self.dev(dev).ops.rx_poll(q, budget, &mut batch);
+        let n = batch.len();
+        while let Some(item) = batch.pop_front() {
+            match item {
+                RxItem::Xdp(p) => self.driver_rx(dev, p),
+                // veth_xdp_rcv_skb: the skb's bytes run as an XDP frame.
+                RxItem::Skb(p) if veth => self.veth_rcv_skb(dev, p),
+                RxItem::Skb(p) => self.netif_receive_skb(dev, p),
+            }
+        }
+        self.st.batch = batch;
+        if n > 0 {
+            self.count_polled(n);
+            self.poll_end();
+        }
+        n > 0
+    }
+
+    /// veth_xdp_rcv_skb: an skb from veth_xmit, its bytes as an XDP frame.
+    fn veth_rcv_skb(&mut self, dev: DevId, p: Pkt) {
+        let d = self.dev(dev);
+        let mut xdp = self.xdp_frame(p.skb.data(), d.ifindex);
+        xdp.mtu = d.mtu;
+        let Pkt { id, ts, skb } = p;
+        self.recycle_buf(skb.buf);
+        self.driver_rx(dev, XPkt { id, ts, xdp });
+    }
+
+    /// netif_rx / enqueue_to_backlog: the running CPU's backlog (no RPS),
+    /// at most netdev_max_backlog.
+    pub(crate) fn netif_rx(&mut self, dev: DevId, pkt: Pkt) {
+        if self.st.backlog.len() >= NETDEV_MAX_BACKLOG {
+            self.stats(dev).rx_dropped += 1;
+            return self.drop_skb(pkt, DropReason::CpuBacklog, at(dev, Hook::Rx));
+        }
+        self.st.backlog.push_back((dev, pkt));
+    }
+
+    /// process_backlog: netif_rx'd skbs, up to the budget.
+    fn process_backlog(&mut self) -> bool {
+        let mut n = 0;
+        while n < self.sh.opts.napi_budget {
+            let Some((dev, pkt)) = self.st.backlog.pop_front() else {
+                break;
+            };
+            n += 1;
+            self.netif_receive_skb(dev, pkt);
+        }
+        if n > 0 {
+            self.count_polled(n);
+            self.poll_end();
+        }
+        n > 0
+    }
+
+    /// The end of a poll: xdp_do_flush, napi_gro_flush, net_tx_action, and
+    /// the neighbour timers when the clock moved.
+    pub(crate) fn poll_end(&mut self) {
+        self.xdp_do_flush();
+        self.gro_flush();
+        self.qdisc_run_all();
+        if self.st.timers_at != Some(self.st.now) {
+            self.st.timers_at = Some(self.st.now);
+            self.neigh_timers();
+        }
+    }
+
+    fn neigh_timers(&mut self) {
+        let now = self.st.now;
+        for i in 0..self.sh.namespaces.len() {
+            let (mut out, mut dropped) = (Vec::new(), Vec::new());
+            self.sh.namespaces[i]
+                .shared
+                .stack_write()
+                .neigh_timeout(now, &mut out, &mut dropped);
+            let lo = self.sh.namespaces[i].lo;
+            for (q, r) in dropped {
+                self.queued_dropped(lo, q, r);
+            }
+            if !out.is_empty() {
+                self.stack_outputs(NsId(i), out, now);
+            }
+        }
+    }
+
+    /// A packet the stack held for a neighbour ends: the datapath's own (tagged)
+    /// packets leave in-flight; the stack's own (replies) were never seen, so
+    /// they count as originated here.
+    pub(crate) fn queued_dropped(&mut self, lo: DevId, q: QueuedPacket, r: DropReason) {
+        let id = match q.tag {
+            Some(t) if self.sh.stack_queued.lock().remove(&t) => t,
+            _ => self.originate(),
+        };
+        self.record_drop(id, r, at(lo, Hook::Stack));
+    }
+
+    /// The loop guard fired: everything queued ends SKIFF_LOOP (the shared
+    /// rings and queues by CPU 0's call).
+    pub(crate) fn drain_loop(&mut self, shared_too: bool) {
+        let mut skbs: Vec<(DevId, Pkt)> = self.st.backlog.drain(..).collect();
+        let mut items: Vec<(DevId, RxItem)> = Vec::new();
+        for b in std::mem::take(&mut self.st.bulk) {
+            items.push((b.target, RxItem::Xdp(b.pkt)));
+        }
+        skbs.extend(self.st.gro.flush());
+        if shared_too {
+            for q in &self.sh.cpu_queues {
+                for item in q.lock().drain(..) {
+                    match item {
+                        CpuItem::Xdp { from, pkt, .. } => items.push((from, RxItem::Xdp(pkt))),
+                        CpuItem::Skb { from, pkt } => skbs.push((from, pkt)),
+                    }
+                }
+            }
+            for i in 0..self.sh.devices.len() {
+                let dev = DevId(i);
+                let d = self.dev(dev);
+                if let Some(q) = &d.qdisc {
+                    q.lock().reset(&mut |p| skbs.push((dev, p)));
+                }
+                let mut v = Vec::new();
+                d.ops.rx_drain(&mut v);
+                items.extend(v.into_iter().map(|it| (dev, it)));
+            }
+        }
+        for (dev, p) in skbs {
+            self.drop_skb(p, DropReason::SkiffLoop, at(dev, Hook::Rx));
+        }
+        for (dev, it) in items {
+            self.drop_item(it, DropReason::SkiffLoop, at(dev, Hook::Rx));
+        }
+    }
+}

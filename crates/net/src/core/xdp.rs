@@ -1,0 +1,554 @@
+//! The XDP hook: native XDP in the driver's poll and its verdicts (the
+//! driver's switch, e.g. mlx5e_xdp_handle), xdp_do_redirect into the bulk
+//! queue, devmap broadcast, xdp_do_flush with devmap entry programs, the
+//! CPUMAP kthread's work, and generic (skb) XDP (net/core/filter.c,
+//! net/core/dev.c, kernel/bpf/{devmap,cpumap}.c).
+
+use std::sync::Arc;
+
+use skiff_maps::{Map, MapType, MapValue};
+use skiff_vm::{Exception, Program};
+
+use super::cpu::{at, Cpu, Where};
+use super::skb::{copy_skb_meta, eth_type_trans};
+use super::*;
+use crate::buff::{Redirect, ETH_HLEN};
+use crate::drop::DropReason;
+
+const XDP_ABORTED: i64 = 0;
+
+/// A DEVMAP/CPUMAP entry: (ifindex or qsize, program id).
+fn dev_entry(map: &Map, key: u32) -> Option<(u32, u32)> {
+    match map.sys_lookup(&key.to_le_bytes()) {
+        Ok(MapValue::Single(v)) => {
+            let a = u32::from_le_bytes(v.get(0..4)?.try_into().ok()?);
+            let b = v
+                .get(4..8)
+                .and_then(|s| s.try_into().ok())
+                .map(u32::from_le_bytes)
+                .unwrap_or(0);
+            Some((a, b))
+        }
+        _ => None,
+    }
+}
+
+/// Every DEVMAP/DEVMAP_HASH entry: (ifindex, program id).
+fn dev_entries(map: &Map) -> Vec<(u32, u32)> {
+    let mut v = Vec::new();
+    let mut key: Option<Vec<u8>> = None;
+    while let Ok(k) = map.sys_get_next_key(key.as_deref()) {
+        if let Some(kk) = k
+            .get(0..4)
+            .and_then(|s| s.try_into().ok())
+            .map(u32::from_le_bytes)
+        {
+            if let Some(e) = dev_entry(map, kk) {
+                v.push(e);
+            }
+        }
+        key = Some(k);
+    }
+    v
+}
+
+impl Cpu<'_> {
+    /// A frame the driver received (NIC rx ring, veth ring): native XDP, then
+    /// the sk_buff (GRO).
+    pub(crate) fn driver_rx(&mut self, dev: DevId, mut p: XPkt) {
+        let len = p.xdp.data_end - p.xdp.data;
+        self.count_rx(dev, len);
+        let d = self.dev(dev);
+        let Some(prog) = &d.xdp_native else {
+            let skb = self.skb_from_xdp(p.xdp, dev);
+            return self.gro_receive(
+                dev,
+                Pkt {
+                    id: p.id,
+                    ts: p.ts,
+                    skb,
+                },
+            );
+        };
+        self.capture_entry(dev, Hook::Xdp, p.id, p.ts, p.xdp.data());
+        p.xdp.ingress_ifindex = d.ifindex;
+        p.xdp.mtu = d.mtu;
+        p.xdp.egress_ifindex = None;
+        p.xdp.redirect = None;
+        let (code, exc) = self.run_prog(prog, &mut p.xdp, d.ns, p.ts, XDP_ABORTED);
+        self.xdp_verdict(dev, Hook::Xdp, prog, code, exc, p);
+    }
+
+    /// The driver's switch on an XDP verdict (e.g. mlx5e_xdp_handle).
+    pub(crate) fn xdp_verdict(
+        &mut self,
+        dev: DevId,
+        hook: Hook,
+        prog: &Arc<Program>,
+        code: i64,
+        exc: Option<Exception>,
+        p: XPkt,
+    ) {
+        let action = XdpAction::from_ret(code);
+        let target = match (&p.xdp.redirect, self.sh.trace_on, action) {
+            (Some(r), true, XdpAction::Redirect) => Some(self.redirect_desc(r)),
+            _ => None,
+        };
+        self.hook_done(
+            dev,
+            hook,
+            Some(&prog.name),
+            code,
+            p.id,
+            p.ts,
+            p.xdp.data(),
+            target,
+        );
+        let w = |exc| Where {
+            dev,
+            hook,
+            prog: Some(&prog.name),
+            exc,
+        };
+        match action {
+            XdpAction::Pass => {
+                let skb = self.skb_from_xdp(p.xdp, dev);
+                let pkt = Pkt {
+                    id: p.id,
+                    ts: p.ts,
+                    skb,
+                };
+                if hook == Hook::XdpCpumap {
+                    self.netif_receive_skb(dev, pkt);
+                } else {
+                    self.gro_receive(dev, pkt);
+                }
+            }
+            XdpAction::Tx => self.st.bulk.push(BulkItem {
+                target: dev,
+                pkt: p,
+                devmap_prog: None,
+            }),
+            XdpAction::Redirect => self.xdp_do_redirect(dev, p, &prog.name),
+            XdpAction::Drop => self.drop_xdp(p, DropReason::SkiffXdpDrop, w(None)),
+            // XDP_ABORTED, an exception, or an unknown action (bpf_warn_invalid_xdp_action).
+            XdpAction::Aborted | XdpAction::Invalid(_) => {
+                self.drop_xdp(p, DropReason::SkiffXdpAborted, w(exc.as_ref()))
+            }
+        }
+    }
+
+    fn bulk_push(&mut self, target: DevId, pkt: XPkt, prog_id: u32) {
+        let devmap_prog = match prog_id {
+            0 => None,
+            id => self.sh.program_by_id(id).cloned(),
+        };
+        self.st.bulk.push(BulkItem {
+            target,
+            pkt,
+            devmap_prog,
+        });
+    }
+
+    /// net/core/filter.c: xdp_do_redirect — resolve the target and queue the
+    /// frame for the end of the poll (dev_xdp_enqueue, dev_map_enqueue[_multi],
+    /// cpu_map_enqueue, __xsk_map_redirect).
+    fn xdp_do_redirect(&mut self, dev: DevId, mut p: XPkt, prog: &str) {
+        let w = Where {
+            dev,
+            hook: Hook::Xdp,
+            prog: Some(prog),
+            exc: None,
+        };
+        let ns = self.dev(dev).ns;
+        let len = p.xdp.data_end - p.xdp.data;
+        let err = DropReason::SkiffXdpRedirectError;
+        let Some(r) = p.xdp.redirect.take() else {
+            return self.drop_xdp(p, err, w);
+        };
+        let (map_id, key, broadcast, exclude_ingress) = match r {
+            Redirect::Ifindex { ifindex, .. } => {
+                return match self.sh.dev_by_ifindex(ns, ifindex) {
+                    Some(t) if self.xdp_ok_fwd_dev(t, len) => self.bulk_push(t, p, 0),
+                    _ => self.drop_xdp(p, err, w),
+                }
+            }
+            Redirect::Map {
+                map_id,
+                key,
+                broadcast,
+                exclude_ingress,
+                ..
+            } => (map_id, key, broadcast, exclude_ingress),
+            Redirect::Peer { .. } | Redirect::Neigh { .. } => return self.drop_xdp(p, err, w),
+        };
+        let Some(map) = self.map(map_id).cloned() else {
+            return self.drop_xdp(p, err, w);
+        };
+        match map.attr().map_type {
+            MapType::Devmap | MapType::DevmapHash if broadcast => {
+                self.devmap_broadcast(dev, p, &map, exclude_ingress, prog)
+            }
+            MapType::Devmap | MapType::DevmapHash => {
+                let target = dev_entry(&map, key)
+                    .and_then(|(ifi, pid)| self.sh.dev_by_ifindex(ns, ifi).map(|t| (t, pid)));
+                match target {
+                    Some((t, pid)) if self.xdp_ok_fwd_dev(t, len) => self.bulk_push(t, p, pid),
+                    _ => self.drop_xdp(p, err, w),
+                }
+            }
+            MapType::Cpumap => match dev_entry(&map, key) {
+                Some((_qsize, pid)) if (key as usize) < self.sh.cpu_queues.len() => {
+                    let prog = (pid != 0)
+                        .then(|| self.sh.program_by_id(pid).cloned())
+                        .flatten();
+                    let item = CpuItem::Xdp {
+                        from: dev,
+                        pkt: p,
+                        prog,
+                    };
+                    self.sh.cpu_queues[key as usize].lock().push_back(item);
+                }
+                _ => self.drop_xdp(p, err, w),
+            },
+            MapType::Xskmap if map.lookup(&key.to_le_bytes(), 0).is_some() => {
+                let q = p.xdp.rx_queue_index;
+                self.xsk_rcv(dev, q, key, p.id, p.ts, p.xdp.data());
+                self.st.recycle_page(p.xdp.buf);
+            }
+            _ => self.drop_xdp(p, err, w),
+        }
+    }
+
+    /// include/linux/netdevice.h: xdp_ok_fwd_dev — up and the frame fits the MTU.
+    pub(crate) fn xdp_ok_fwd_dev(&self, t: DevId, len: usize) -> bool {
+        self.sh
+            .devices
+            .get(t.0)
+            .is_some_and(|d| d.up && len <= d.mtu as usize + ETH_HLEN)
+    }
+
+    /// The devices a DEVMAP broadcast reaches: every entry but the excluded
+    /// ingress device, up and fitting.
+    fn broadcast_targets(
+        &self,
+        dev: DevId,
+        map: &Map,
+        exclude_ingress: bool,
+        len: usize,
+    ) -> Vec<(DevId, u32)> {
+        let d = self.dev(dev);
+        dev_entries(map)
+            .into_iter()
+            .filter(|(ifi, _)| !(exclude_ingress && *ifi == d.ifindex))
+            .filter_map(|(ifi, pid)| self.sh.dev_by_ifindex(d.ns, ifi).map(|t| (t, pid)))
+            .filter(|(t, _)| self.xdp_ok_fwd_dev(*t, len))
+            .collect()
+    }
+
+    /// kernel/bpf/devmap.c: dev_map_enqueue_multi — every entry but the
+    /// excluded ingress device gets the frame: clones (new ids) for all but the
+    /// last, which gets the original.
+    fn devmap_broadcast(&mut self, dev: DevId, p: XPkt, map: &Map, exclude: bool, prog: &str) {
+        let targets = self.broadcast_targets(dev, map, exclude, p.xdp.data_end - p.xdp.data);
+        let Some((&last, rest)) = targets.split_last() else {
+            let w = Where {
+                dev,
+                hook: Hook::Xdp,
+                prog: Some(prog),
+                exc: None,
+            };
+            return self.drop_xdp(p, DropReason::SkiffXdpRedirectError, w);
+        };
+        for &(t, pid) in rest {
+            let id = self.originate();
+            let ifindex = self.dev(dev).ifindex;
+            let mut x = self.xdp_frame(p.xdp.data(), ifindex);
+            x.rx_queue_index = p.xdp.rx_queue_index;
+            self.bulk_push(
+                t,
+                XPkt {
+                    id,
+                    ts: p.ts,
+                    xdp: x,
+                },
+                pid,
+            );
+        }
+        self.bulk_push(last.0, p, last.1);
+    }
+
+    /// net/core/filter.c: xdp_do_flush — the bulk queues go out: devmap entry
+    /// programs (dev_map_bpf_prog_run), then each target's ndo_xdp_xmit.
+    pub(crate) fn xdp_do_flush(&mut self) {
+        while !self.st.bulk.is_empty() {
+            let items = std::mem::take(&mut self.st.bulk);
+            for b in items {
+                self.xdp_xmit_one(b);
+            }
+        }
+    }
+
+    fn xdp_xmit_one(&mut self, b: BulkItem) {
+        let BulkItem {
+            target,
+            mut pkt,
+            devmap_prog,
+        } = b;
+        if let Some(prog) = devmap_prog {
+            let t = self.dev(target);
+            self.capture_entry(target, Hook::XdpDevmap, pkt.id, pkt.ts, pkt.xdp.data());
+            pkt.xdp.egress_ifindex = Some(t.ifindex);
+            pkt.xdp.redirect = None;
+            let (code, exc) = self.run_prog(&prog, &mut pkt.xdp, t.ns, pkt.ts, XDP_ABORTED);
+            pkt.xdp.egress_ifindex = None;
+            let data = pkt.xdp.data();
+            self.hook_done(
+                target,
+                Hook::XdpDevmap,
+                Some(&prog.name),
+                code,
+                pkt.id,
+                pkt.ts,
+                data,
+                None,
+            );
+            let w = |exc| Where {
+                dev: target,
+                hook: Hook::XdpDevmap,
+                prog: Some(&prog.name),
+                exc,
+            };
+            match XdpAction::from_ret(code) {
+                XdpAction::Pass => {}
+                XdpAction::Drop => return self.drop_xdp(pkt, DropReason::SkiffXdpDrop, w(None)),
+                _ => return self.drop_xdp(pkt, DropReason::SkiffXdpAborted, w(exc.as_ref())),
+            }
+        }
+        self.ndo_xdp_xmit(target, pkt);
+    }
+
+    /// The target's ndo_xdp_xmit; a device that is down takes nothing.
+    pub(crate) fn ndo_xdp_xmit(&mut self, target: DevId, pkt: XPkt) {
+        let d = self.dev(target);
+        if !d.up {
+            self.stats(target).tx_dropped += 1;
+            let w = at(target, Hook::Xmit);
+            return self.drop_xdp(pkt, DropReason::SkiffXdpRedirectError, w);
+        }
+        d.ops.xdp_xmit(self, target, pkt);
+    }
+
+    /// A driver without ndo_xdp_xmit (or one that refused the frame).
+    pub(crate) fn xdp_xmit_refused(&mut self, dev: DevId, pkt: XPkt) {
+        self.stats(dev).tx_dropped += 1;
+        let w = at(dev, Hook::Xmit);
+        self.drop_xdp(pkt, DropReason::SkiffXdpRedirectError, w);
+    }
+
+    /// kernel/bpf/cpumap.c: cpu_map_kthread_run — the running CPU's queue: the
+    /// entry program (cpu_map_bpf_prog_run_xdp) on this CPU, then the stack.
+    pub(crate) fn cpumap_run(&mut self) -> bool {
+        let cpu = self.st.cpu;
+        let budget = self.sh.opts.napi_budget;
+        let mut n = 0;
+        loop {
+            let Some(item) = self
+                .sh
+                .cpu_queues
+                .get(cpu)
+                .and_then(|q| q.lock().pop_front())
+            else {
+                break;
+            };
+            n += 1;
+            self.count_polled(1);
+            match item {
+                CpuItem::Xdp { from, pkt, prog } => self.cpumap_xdp(from, pkt, prog),
+                CpuItem::Skb { from, pkt } => self.netif_receive_skb_core(from, pkt, true),
+            }
+            if n % budget == 0 {
+                self.poll_end();
+            }
+        }
+        if n > 0 {
+            self.poll_end();
+        }
+        n > 0
+    }
+
+    fn cpumap_xdp(&mut self, from: DevId, mut pkt: XPkt, prog: Option<Arc<Program>>) {
+        let Some(prog) = prog else {
+            let skb = self.skb_from_xdp(pkt.xdp, from);
+            return self.netif_receive_skb(
+                from,
+                Pkt {
+                    id: pkt.id,
+                    ts: pkt.ts,
+                    skb,
+                },
+            );
+        };
+        self.capture_entry(from, Hook::XdpCpumap, pkt.id, pkt.ts, pkt.xdp.data());
+        pkt.xdp.redirect = None;
+        let ns = self.dev(from).ns;
+        let (code, exc) = self.run_prog(&prog, &mut pkt.xdp, ns, pkt.ts, XDP_ABORTED);
+        if XdpAction::from_ret(code) != XdpAction::Tx {
+            return self.xdp_verdict(from, Hook::XdpCpumap, &prog, code, exc, pkt);
+        }
+        // cpumap programs may not XDP_TX (bpf_warn_invalid_xdp_action).
+        let data = pkt.xdp.data();
+        self.hook_done(
+            from,
+            Hook::XdpCpumap,
+            Some(&prog.name),
+            code,
+            pkt.id,
+            pkt.ts,
+            data,
+            None,
+        );
+        let w = Where {
+            dev: from,
+            hook: Hook::XdpCpumap,
+            prog: Some(&prog.name),
+            exc: None,
+        };
+        self.drop_xdp(pkt, DropReason::SkiffXdpAborted, w);
+    }
+
+    /// net/core/dev.c: do_xdp_generic / netif_receive_generic_xdp — the skb's
+    /// frame runs as an xdp_buff; the skb follows what the program did.
+    pub(crate) fn do_xdp_generic(
+        &mut self,
+        dev: DevId,
+        pkt: Pkt,
+        prog: &Arc<Program>,
+    ) -> Option<Pkt> {
+        let Pkt { id, ts, skb } = pkt;
+        let d = self.dev(dev);
+        self.capture_entry(dev, Hook::XdpGeneric, id, ts, skb.data());
+        let mut xdp = self.xdp_frame(skb.data(), d.ifindex);
+        xdp.mtu = skb.mtu;
+        xdp.rx_queue_index = (skb.queue_mapping as u32).saturating_sub(1);
+        let mut old_eth = [0u8; ETH_HLEN];
+        let had_eth = skb.data().len() >= ETH_HLEN;
+        if had_eth {
+            old_eth.copy_from_slice(&skb.data()[..ETH_HLEN]);
+        }
+        let (code, exc) = self.run_prog(prog, &mut xdp, d.ns, ts, XDP_ABORTED);
+        let action = XdpAction::from_ret(code);
+        let target = match (&xdp.redirect, self.sh.trace_on, action) {
+            (Some(r), true, XdpAction::Redirect) => Some(self.redirect_desc(r)),
+            _ => None,
+        };
+        self.hook_done(
+            dev,
+            Hook::XdpGeneric,
+            Some(&prog.name),
+            code,
+            id,
+            ts,
+            xdp.data(),
+            target,
+        );
+        // The skb takes the frame's new bounds.
+        let metalen = xdp.metalen();
+        let redirect = xdp.redirect.take();
+        let (s, e) = (xdp.data, xdp.data_end);
+        let mut nskb = SkBuff::from_buf(xdp.buf.into_vec(), s, e, d.ifindex, skb.mtu);
+        copy_skb_meta(&skb, &mut nskb);
+        nskb.meta_len = metalen;
+        let same_eth = had_eth && nskb.data().get(..ETH_HLEN) == Some(&old_eth[..]);
+        if !same_eth {
+            let (p, t) = eth_type_trans(nskb.data(), &d.mac);
+            nskb.protocol = p;
+            nskb.pkt_type = t;
+        }
+        self.recycle_buf(skb.buf);
+        let pkt = Pkt { id, ts, skb: nskb };
+        let w = |exc| Where {
+            dev,
+            hook: Hook::XdpGeneric,
+            prog: Some(&prog.name),
+            exc,
+        };
+        match action {
+            XdpAction::Pass => return Some(pkt),
+            XdpAction::Tx => self.generic_xdp_tx(dev, pkt),
+            XdpAction::Redirect => self.xdp_do_generic_redirect(dev, pkt, redirect, &prog.name),
+            XdpAction::Drop => self.drop_skb(pkt, DropReason::Xdp, w(None)),
+            _ => self.drop_skb(pkt, DropReason::Xdp, w(exc.as_ref())),
+        }
+        None
+    }
+
+    /// net/core/dev.c: generic_xdp_tx — straight to the driver, no qdisc, no tc.
+    fn generic_xdp_tx(&mut self, dev: DevId, pkt: Pkt) {
+        self.dev_hard_start_xmit(dev, pkt);
+    }
+
+    /// net/core/filter.c: xdp_do_generic_redirect.
+    fn xdp_do_generic_redirect(&mut self, dev: DevId, pkt: Pkt, r: Option<Redirect>, prog: &str) {
+        let ns = self.dev(dev).ns;
+        let w = Where {
+            dev,
+            hook: Hook::XdpGeneric,
+            prog: Some(prog),
+            exc: None,
+        };
+        let len = pkt.skb.len();
+        let target = match r {
+            Some(Redirect::Ifindex { ifindex, .. }) => self.sh.dev_by_ifindex(ns, ifindex),
+            Some(Redirect::Map {
+                map_id,
+                key,
+                broadcast,
+                exclude_ingress,
+                ..
+            }) => {
+                let Some(map) = self.map(map_id).cloned() else {
+                    return self.drop_skb(pkt, DropReason::Xdp, w);
+                };
+                match map.attr().map_type {
+                    MapType::Devmap | MapType::DevmapHash if broadcast => {
+                        // dev_map_redirect_multi: skb clones to every entry.
+                        let targets = self.broadcast_targets(dev, &map, exclude_ingress, len);
+                        let Some((&(last, _), rest)) = targets.split_last() else {
+                            return self.drop_skb(pkt, DropReason::Xdp, w);
+                        };
+                        for &(t, _) in rest {
+                            let c = self.clone_pkt(&pkt);
+                            self.generic_xdp_tx(t, c);
+                        }
+                        return self.generic_xdp_tx(last, pkt);
+                    }
+                    MapType::Devmap | MapType::DevmapHash => {
+                        dev_entry(&map, key).and_then(|(ifi, _)| self.sh.dev_by_ifindex(ns, ifi))
+                    }
+                    MapType::Cpumap => {
+                        if dev_entry(&map, key).is_some()
+                            && (key as usize) < self.sh.cpu_queues.len()
+                        {
+                            let item = CpuItem::Skb { from: dev, pkt };
+                            self.sh.cpu_queues[key as usize].lock().push_back(item);
+                            return;
+                        }
+                        None
+                    }
+                    MapType::Xskmap if map.lookup(&key.to_le_bytes(), 0).is_some() => {
+                        let q = (pkt.skb.queue_mapping as u32).saturating_sub(1);
+                        self.xsk_rcv(dev, q, key, pkt.id, pkt.ts, pkt.skb.data());
+                        return self.recycle_buf(pkt.skb.buf);
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        match target {
+            Some(t) if self.xdp_ok_fwd_dev(t, len) => self.generic_xdp_tx(t, pkt),
+            _ => self.drop_skb(pkt, DropReason::Xdp, w),
+        }
+    }
+}

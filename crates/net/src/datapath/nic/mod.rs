@@ -1,3 +1,0 @@
-//! NIC models: receive-side scaling.
-
-pub mod rss;

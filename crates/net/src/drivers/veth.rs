@@ -1,0 +1,145 @@
+//! drivers/net/veth.c: a veth end. What it transmits its peer receives
+//! (__dev_forward_skb: scrubbed, eth_type_trans'd) — through the peer's NAPI
+//! ring when the peer runs XDP (veth_xdp_rx, one ring per sending CPU),
+//! else through netif_rx. XDP frames (ndo_xdp_xmit) need an XDP program on
+//! the peer (veth_xdp_xmit: -ENXIO otherwise).
+
+use std::collections::VecDeque;
+
+use super::{Features, Napi, NetDevice, Ring};
+use crate::buff::ETH_HLEN;
+use crate::core::cpu::{at, Cpu};
+use crate::core::skb::{eth_type_trans, skb_scrub_packet};
+use crate::core::{DevId, Hook, Pkt, RxItem, XPkt};
+use crate::drop::DropReason;
+
+/// drivers/net/veth.c: VETH_RING_SIZE.
+pub const VETH_RING_SIZE: usize = 256;
+
+pub(crate) struct Veth {
+    peer: DevId,
+    /// veth_rq's xdp_ring, one per CPU (veth_select_rxq by the sending CPU).
+    rings: Vec<Ring>,
+}
+
+impl Veth {
+    pub fn new(peer: DevId, cpus: usize) -> Veth {
+        Veth {
+            peer,
+            rings: (0..cpus.max(1))
+                .map(|_| Ring::new(VETH_RING_SIZE))
+                .collect(),
+        }
+    }
+
+    /// veth_xdp_rx: into the peer's ring of the running CPU.
+    fn to_peer_ring(&self, cpu: &mut Cpu<'_>, dev: DevId, item: RxItem) {
+        let c = cpu.st.cpu;
+        if let Err(item) = cpu.dev(self.peer).ops.rx_enqueue(c, item) {
+            cpu.stats(dev).tx_dropped += 1;
+            cpu.drop_item(item, DropReason::FullRing, at(self.peer, Hook::Rx));
+        }
+    }
+}
+
+impl NetDevice for Veth {
+    fn kind(&self) -> &'static str {
+        "veth"
+    }
+
+    fn features(&self) -> Features {
+        Features {
+            native_xdp: true,
+            no_queue: true,
+            arp: true,
+            loopback: false,
+            napi: Napi::PerCpu,
+            tx_queues: 1,
+        }
+    }
+
+    fn peer(&self) -> Option<DevId> {
+        Some(self.peer)
+    }
+
+    fn rx_enqueue(&self, q: usize, item: RxItem) -> Result<(), RxItem> {
+        match self.rings.get(q) {
+            Some(r) => r.push(item),
+            None => Err(item),
+        }
+    }
+
+    fn rx_poll(&self, q: usize, budget: usize, out: &mut VecDeque<RxItem>) {
+        if let Some(r) = self.rings.get(q) {
+            r.poll(budget, out);
+        }
+    }
+
+    fn rx_pending(&self) -> usize {
+        self.rings.iter().map(|r| r.len()).sum()
+    }
+
+    fn rx_drain(&self, out: &mut Vec<RxItem>) {
+        for r in &self.rings {
+            r.drain(out);
+        }
+    }
+
+    /// veth_xmit.
+    fn start_xmit(&self, cpu: &mut Cpu<'_>, dev: DevId, mut pkt: Pkt) {
+        let p = cpu.dev(self.peer);
+        let len = pkt.skb.len();
+        if !p.up || len > p.mtu as usize + ETH_HLEN + 4 {
+            cpu.stats(dev).tx_dropped += 1;
+            return cpu.drop_skb(pkt, DropReason::NotSpecified, at(dev, Hook::Xmit));
+        }
+        let target = cpu.sh.trace_on.then(|| cpu.target_name(self.peer));
+        cpu.hook_done(
+            dev,
+            Hook::Xmit,
+            None,
+            0,
+            pkt.id,
+            pkt.ts,
+            pkt.skb.data(),
+            target,
+        );
+        cpu.count_tx(dev, len);
+        let xnet = cpu.dev(dev).ns != p.ns;
+        skb_scrub_packet(&mut pkt.skb, xnet);
+        let (proto, t) = eth_type_trans(pkt.skb.data(), &p.mac);
+        pkt.skb.protocol = proto;
+        pkt.skb.pkt_type = t;
+        pkt.skb.ifindex = p.ifindex;
+        if p.xdp_native.is_some() {
+            // Counted as received when veth_poll takes it.
+            self.to_peer_ring(cpu, dev, RxItem::Skb(pkt));
+        } else {
+            cpu.count_rx(self.peer, len);
+            cpu.netif_rx(self.peer, pkt);
+        }
+    }
+
+    /// veth_xdp_xmit: only into a peer that runs XDP.
+    fn xdp_xmit(&self, cpu: &mut Cpu<'_>, dev: DevId, mut pkt: XPkt) {
+        let p = cpu.dev(self.peer);
+        let len = pkt.xdp.data_end - pkt.xdp.data;
+        if !(p.up && p.xdp_native.is_some() && len <= p.mtu as usize + ETH_HLEN) {
+            return cpu.xdp_xmit_refused(dev, pkt);
+        }
+        let target = cpu.sh.trace_on.then(|| cpu.target_name(self.peer));
+        cpu.hook_done(
+            dev,
+            Hook::Xmit,
+            None,
+            0,
+            pkt.id,
+            pkt.ts,
+            pkt.xdp.data(),
+            target,
+        );
+        cpu.count_tx(dev, len);
+        pkt.xdp.rx_queue_index = 0;
+        self.to_peer_ring(cpu, dev, RxItem::Xdp(pkt));
+    }
+}

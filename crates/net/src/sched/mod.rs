@@ -1,0 +1,140 @@
+//! Packet scheduling (net/sched): the `Qdisc` trait — the kernel's
+//! `Qdisc_ops` (enqueue, dequeue, peek, reset, dump stats) — one file per
+//! qdisc, and the registry `tc qdisc add ... KIND` looks kinds up in.
+//!
+//! A new qdisc is one file here and one line in `QDISCS`.
+
+pub mod fifo;
+pub mod mq;
+pub mod pfifo_fast;
+
+use serde::Serialize;
+
+use crate::core::{errno, DatapathError, Pkt, EINVAL};
+use crate::drivers::NetDevice;
+
+/// `tc -s qdisc` statistics (struct gnet_stats_basic + gnet_stats_queue).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct QdiscStats {
+    /// Sent bytes and packets (counted at dequeue, qdisc_bstats_update).
+    pub bytes: u64,
+    pub packets: u64,
+    pub drops: u64,
+    pub overlimits: u64,
+    pub requeues: u64,
+    /// Bytes and packets queued now.
+    pub backlog: u64,
+    pub qlen: u64,
+}
+
+impl QdiscStats {
+    pub(crate) fn sent(&mut self, len: usize) {
+        self.bytes += len as u64;
+        self.packets += 1;
+        self.backlog -= len as u64;
+        self.qlen -= 1;
+    }
+
+    pub(crate) fn queued(&mut self, len: usize) {
+        self.backlog += len as u64;
+        self.qlen += 1;
+    }
+
+    pub(crate) fn add(&mut self, o: &QdiscStats) {
+        self.bytes += o.bytes;
+        self.packets += o.packets;
+        self.drops += o.drops;
+        self.overlimits += o.overlimits;
+        self.requeues += o.requeues;
+        self.backlog += o.backlog;
+        self.qlen += o.qlen;
+    }
+}
+
+/// struct Qdisc_ops. `enqueue` gives the packet back when the qdisc drops it
+/// (qdisc_drop: the caller ends it with QDISC_DROP); the qdisc counts it.
+pub(crate) trait Qdisc: Send {
+    /// The kind as tc names it ("pfifo_fast").
+    fn kind(&self) -> &'static str;
+    fn enqueue(&mut self, pkt: Pkt) -> Result<(), Pkt>;
+    fn dequeue(&mut self) -> Option<Pkt>;
+    /// The next packet dequeue would give (classful parents and shapers look).
+    #[allow(dead_code)]
+    fn peek(&self) -> Option<&Pkt>;
+    /// qdisc_reset: everything queued goes to `drop`.
+    fn reset(&mut self, drop: &mut dyn FnMut(Pkt));
+    fn qlen(&self) -> usize;
+    fn stats(&self) -> QdiscStats;
+}
+
+/// What a qdisc is created for: its device's tx_queue_len, MTU and transmit queues.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct QdiscDev {
+    pub txqueuelen: u32,
+    pub mtu: u32,
+    pub tx_queues: usize,
+}
+
+type Ctor = fn(&QdiscDev) -> Box<dyn Qdisc>;
+
+/// The qdiscs `tc qdisc add` knows, by kind ("noqueue" is none at all).
+const QDISCS: &[(&str, Ctor)] = &[
+    ("pfifo_fast", pfifo_fast::PfifoFast::create),
+    ("pfifo", fifo::Fifo::create_pfifo),
+    ("bfifo", fifo::Fifo::create_bfifo),
+    ("mq", mq::Mq::create),
+];
+
+fn qdisc_dev(ops: &dyn NetDevice, txqueuelen: u32, mtu: u32) -> QdiscDev {
+    QdiscDev {
+        txqueuelen,
+        mtu,
+        tx_queues: ops.features().tx_queues.max(1),
+    }
+}
+
+/// A qdisc of kind `kind` for a device; Ok(None) for "noqueue".
+pub(crate) fn create(
+    kind: &str,
+    ops: &dyn NetDevice,
+    txqueuelen: u32,
+    mtu: u32,
+) -> Result<Option<Box<dyn Qdisc>>, DatapathError> {
+    if kind == "noqueue" {
+        return Ok(None);
+    }
+    let dev = qdisc_dev(ops, txqueuelen, mtu);
+    match QDISCS.iter().find(|(k, _)| *k == kind) {
+        Some((_, ctor)) => Ok(Some(ctor(&dev))),
+        None => Err(errno(
+            EINVAL,
+            format!(
+                "unknown qdisc {kind:?} (known: noqueue, {})",
+                QDISCS
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+/// attach_default_qdiscs: noqueue on IFF_NO_QUEUE devices (veth, netkit, lo),
+/// mq with a default qdisc per tx queue on multiqueue devices, else the
+/// default qdisc (net.core.default_qdisc = pfifo_fast).
+pub(crate) fn default_qdisc(
+    ops: &dyn NetDevice,
+    txqueuelen: u32,
+    mtu: u32,
+) -> Option<Box<dyn Qdisc>> {
+    let f = ops.features();
+    let dev = qdisc_dev(ops, txqueuelen, mtu);
+    if f.no_queue {
+        None
+    } else if dev.tx_queues > 1 {
+        Some(mq::Mq::create(&dev))
+    } else {
+        Some(pfifo_fast::PfifoFast::create(&dev))
+    }
+}
