@@ -48,9 +48,15 @@ pub struct RunArgs {
     pub json: bool,
     /// Workers (CPUs): worker i is CPU i (bpf_get_smp_processor_id, per-CPU map
     /// values) and serves NIC rx queues q % N == i; the maps get N possible CPUs.
-    /// The workers run in turn on one thread (deterministic).
+    /// The workers run in turn on one thread (deterministic) unless --threads.
+    /// At most NR_CPUS (8192).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub workers: usize,
+    /// Run the --workers on as many OS threads (at most one per CPU of this
+    /// machine): same verdicts and counters for traffic whose result does not
+    /// depend on ordering; traces and ids interleave as the threads ran.
+    #[arg(long)]
+    pub threads: bool,
 }
 
 pub fn main(a: RunArgs) -> i32 {
@@ -308,6 +314,7 @@ fn run(a: &RunArgs) -> Result<i32> {
     let topo = Topology::load(&a.topology)?;
     let built = topo.build(DatapathOptions {
         workers: a.workers,
+        threads: a.threads,
         possible_cpus: a.workers.max(1),
         // what the stacks take is kept only for --pcap-delivered
         keep_delivered: a.pcap_delivered.is_some(),

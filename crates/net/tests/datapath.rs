@@ -1382,6 +1382,76 @@ mod workers {
         assert_balanced(&dp);
     }
 
+    /// One run of `rounds` x the 32 flows through eth0 (w_xdp_count, then the
+    /// stack) with two workers, on OS threads or in turn: its counters.
+    fn two_worker_run(threads: bool, rounds: u64) -> Option<(Vec<u64>, Vec<u64>, String, Vec<u64>)> {
+        let c = load_w(2)?;
+        let mut dp = Datapath::new(DatapathOptions {
+            workers: 2,
+            possible_cpus: 2,
+            threads,
+            ..Default::default()
+        })
+        .unwrap();
+        let host = dp.add_netns("host").unwrap();
+        let nic = dp.add_device(host, DeviceSpec::nic("eth0", MAC1, 2)).unwrap();
+        addr(&mut dp, nic);
+        dp.attach_xdp(nic, prog(&c, "w_xdp_count"), XdpMode::Native)
+            .unwrap();
+        let (frames, _) = traffic();
+        let mut ts = 0;
+        for _ in 0..rounds {
+            for (_, f, _) in &frames {
+                ts += 1000;
+                dp.inject(nic, f, ts).unwrap();
+            }
+            dp.run();
+        }
+        dp.finish();
+        assert_balanced(&dp);
+        let report = serde_json::to_string(&(dp.counters().devices, dp.counters().drops)).unwrap();
+        Some((percpu(&c, 0), percpu(&c, 1), report, dp.cpu_polled()))
+    }
+
+    #[test]
+    fn threads_give_the_deterministic_run_s_counters() {
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        if cpus < 2 {
+            eprintln!("skipping: --threads with 2 workers needs 2 CPUs, this machine has {cpus}");
+            return;
+        }
+        let Some(det) = two_worker_run(false, 40) else { return };
+        let Some(thr) = two_worker_run(true, 40) else { return };
+        let (_, per_q) = traffic();
+        assert_eq!(det.0, vec![per_q[0] * 40, per_q[1] * 40]);
+        assert_eq!(thr, det);
+    }
+
+    #[test]
+    fn threads_are_bounded_by_the_machine_s_cpus() {
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let r = Datapath::new(DatapathOptions {
+            workers: cpus + 1,
+            possible_cpus: cpus + 1,
+            threads: true,
+            ..Default::default()
+        });
+        match r {
+            Err(DatapathError::Errno { errno, msg }) => {
+                assert_eq!(errno, EINVAL);
+                assert!(msg.contains("at most one worker thread per CPU"), "{msg}");
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("{} workers on {cpus} CPUs accepted", cpus + 1),
+        }
+        let r = Datapath::new(DatapathOptions {
+            workers: 1,
+            possible_cpus: NR_CPUS + 1,
+            ..Default::default()
+        });
+        assert!(matches!(r, Err(DatapathError::Errno { errno: EINVAL, .. })));
+    }
+
     #[test]
     fn one_worker_serves_every_queue_on_cpu_0() {
         let Some(c) = load_w(2) else { return };

@@ -20,6 +20,8 @@ use crate::helpers::NetNs;
 
 /// Pages a CPU's pool keeps (page_pool's ring size).
 const POOL_PAGES: usize = 4096;
+/// sk_buff heads a CPU keeps for reuse (skbuff_head_cache's per-CPU cache).
+const SKB_CACHE: usize = 1024;
 
 /// Per-CPU counters, summed when read.
 pub(crate) struct CpuCounters {
@@ -57,6 +59,8 @@ pub(crate) struct CpuState {
     pub bulk: Vec<BulkItem>,
     pub gro: GroTable,
     pool: Vec<Box<[u8]>>,
+    /// Freed sk_buff heads (their buffers went back to the page pool).
+    skb_cache: Vec<Box<SkBuff>>,
     pub cnt: CpuCounters,
     pub xmit_depth: u32,
     /// Hook passes since the queues were last empty, and the packets that
@@ -94,6 +98,7 @@ impl CpuState {
             bulk: Vec::new(),
             gro: GroTable::default(),
             pool: Vec::new(),
+            skb_cache: Vec::new(),
             cnt: CpuCounters {
                 cons: Conservation::default(),
                 consumed: 0,
@@ -265,6 +270,32 @@ impl<'a> Cpu<'a> {
         self.new_id()
     }
 
+    /// An sk_buff head for `skb` (from the cache: no allocation once warm).
+    #[inline]
+    pub fn alloc_skb(&mut self, skb: SkBuff) -> Box<SkBuff> {
+        match self.st.skb_cache.pop() {
+            Some(mut b) => {
+                *b = skb;
+                b
+            }
+            None => Box::new(skb),
+        }
+    }
+
+    /// kfree_skb's memory side: the buffer to the page pool, the head to the
+    /// cache.
+    #[inline]
+    pub fn free_skb(&mut self, mut skb: Box<SkBuff>) {
+        let buf = std::mem::take(&mut skb.buf);
+        self.recycle_buf(buf);
+        if self.st.skb_cache.len() < SKB_CACHE {
+            skb.redirect = None;
+            skb.clones = Vec::new();
+            skb.netns = None;
+            self.st.skb_cache.push(skb);
+        }
+    }
+
     pub fn recycle_buf(&mut self, buf: Vec<u8>) {
         if buf.len() == PAGE_SIZE && buf.capacity() == PAGE_SIZE {
             self.st.recycle_page(buf.into_boxed_slice());
@@ -384,7 +415,7 @@ impl<'a> Cpu<'a> {
 
     pub fn drop_skb(&mut self, pkt: Pkt, reason: DropReason, w: Where) {
         self.record_drop(pkt.id, reason, w);
-        self.recycle_buf(pkt.skb.buf);
+        self.free_skb(pkt.skb);
     }
 
     pub fn drop_xdp(&mut self, pkt: XPkt, reason: DropReason, w: Where) {
@@ -405,16 +436,19 @@ impl<'a> Cpu<'a> {
             self.st.cnt.consumed += 1;
         }
         if !self.sh.opts.keep_delivered {
-            return self.recycle_buf(pkt.skb.buf);
+            return self.free_skb(pkt.skb);
         }
         let ifindex = self.dev(dev).ifindex;
+        let mut skb = pkt.skb;
+        let frame = skb::take_frame(&mut skb);
+        self.free_skb(skb);
         self.rec.delivered.push(Delivered {
             dev,
             ifindex,
             id: pkt.id,
             ts_ns: pkt.ts,
             by,
-            frame: skb::take_frame(pkt.skb),
+            frame,
         });
     }
 
@@ -443,9 +477,11 @@ impl<'a> Cpu<'a> {
     }
 
     /// An skb out of a NIC.
-    pub fn transmit_skb(&mut self, dev: DevId, pkt: Pkt) {
+    pub fn transmit_skb(&mut self, dev: DevId, mut pkt: Pkt) {
         let (start, end) = (pkt.skb.data, pkt.skb.tail);
-        self.transmit(dev, pkt.id, pkt.ts, pkt.skb.buf, start, end);
+        let buf = std::mem::take(&mut pkt.skb.buf);
+        self.free_skb(pkt.skb);
+        self.transmit(dev, pkt.id, pkt.ts, buf, start, end);
     }
 
     /// An XDP frame out of a NIC (its page leaves as it is).

@@ -99,10 +99,10 @@ impl Cpu<'_> {
         let ts = pkt.ts;
         match fate {
             Fate::Delivered(_) => self.deliver(dev, pkt, "stack"),
-            Fate::Forwarded => self.recycle_buf(pkt.skb.buf),
+            Fate::Forwarded => self.free_skb(pkt.skb),
             Fate::Queued => {
                 self.sh.stack_queued.lock().insert(pkt.id);
-                self.recycle_buf(pkt.skb.buf);
+                self.free_skb(pkt.skb);
             }
             Fate::Dropped(r) => self.drop_skb(pkt, r, at(dev, Hook::Stack)),
         }
@@ -132,6 +132,7 @@ impl Cpu<'_> {
             let mut skb = SkBuff::new(&o.frame, crate::buff::NET_SKB_PAD, o.ifindex, mtu);
             skb.protocol = flow::be16(&o.frame, 12).unwrap_or(0);
             skb.pkt_type = PACKET_HOST;
+            let skb = self.alloc_skb(skb);
             self.dev_queue_xmit(t, Pkt { id, ts, skb });
         }
     }
@@ -246,7 +247,7 @@ impl Cpu<'_> {
                     let ev = self.event(merged.id, dev, "gro", None, v, None, merged.ts);
                     self.rec.trace.push(ev);
                 }
-                self.recycle_buf(merged.skb.buf);
+                self.free_skb(merged.skb);
                 if let Some(p) = flush {
                     self.netif_receive_skb(dev, p);
                 }

@@ -230,11 +230,13 @@ pub struct Delivered {
     pub frame: Vec<u8>,
 }
 
-/// A packet on its way: its id, the timestamp it came in with, its sk_buff.
+/// A packet on its way: its id, the timestamp it came in with, its sk_buff
+/// (boxed and recycled through the CPU's skb cache, so handing a packet on
+/// moves a pointer, not the struct: the kernel's `struct sk_buff *`).
 pub(crate) struct Pkt {
     pub id: PacketId,
     pub ts: u64,
-    pub skb: SkBuff,
+    pub skb: Box<SkBuff>,
 }
 
 /// An XDP frame on its way (no sk_buff yet).

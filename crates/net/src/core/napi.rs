@@ -280,8 +280,8 @@ impl Cpu<'_> {
         let d = self.dev(dev);
         let mut xdp = self.xdp_frame(p.skb.data(), d.ifindex);
         xdp.mtu = d.mtu;
-        let Pkt { id, ts, skb } = p;
-        self.recycle_buf(skb.buf);
+        let (id, ts) = (p.id, p.ts);
+        self.free_skb(p.skb);
         self.driver_rx(dev, XPkt { id, ts, xdp });
     }
 

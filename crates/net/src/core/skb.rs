@@ -42,9 +42,9 @@ pub(crate) fn has_mac_header(skb: &SkBuff) -> bool {
 }
 
 /// The skb's bytes as a Vec without copying (the buffer moves out).
-pub(crate) fn take_frame(skb: SkBuff) -> Vec<u8> {
+pub(crate) fn take_frame(skb: &mut SkBuff) -> Vec<u8> {
     let (d, t) = (skb.data, skb.tail);
-    let mut v = skb.buf;
+    let mut v = std::mem::take(&mut skb.buf);
     v.truncate(t);
     v.drain(..d);
     v
@@ -127,13 +127,14 @@ impl Cpu<'_> {
     /// XDP metadata kept (skb_metadata_set), protocol and pkt_type from
     /// eth_type_trans, a NIC's RSS hash from the rx descriptor (computed on
     /// the wire frame) and rx queue (skb_record_rx_queue).
-    pub(crate) fn skb_from_xdp(&mut self, xdp: XdpBuff, dev: DevId) -> SkBuff {
+    pub(crate) fn skb_from_xdp(&mut self, xdp: XdpBuff, dev: DevId) -> Box<SkBuff> {
         let d = self.dev(dev);
         let metalen = xdp.metalen();
         let rxq = xdp.rx_queue_index;
         let (data, end) = (xdp.data, xdp.data_end);
         let rx_hash = xdp.rx_hash;
-        let mut skb = SkBuff::from_buf(xdp.buf.into_vec(), data, end, d.ifindex, d.mtu);
+        let skb = SkBuff::from_buf(xdp.buf.into_vec(), data, end, d.ifindex, d.mtu);
+        let mut skb = self.alloc_skb(skb);
         skb.meta_len = metalen;
         let (p, t) = eth_type_trans(skb.data(), &d.mac);
         skb.protocol = p;
@@ -163,6 +164,7 @@ impl Cpu<'_> {
             pkt.skb.mtu,
         );
         copy_skb_meta(&pkt.skb, &mut skb);
+        let skb = self.alloc_skb(skb);
         Pkt {
             id,
             ts: pkt.ts,

@@ -250,7 +250,7 @@ impl Cpu<'_> {
             let mut ret = TCX_NEXT;
             for p in &hook.tcx {
                 pkt.skb.redirect = None;
-                let (r, e) = self.run_prog(p, &mut pkt.skb, d.ns, pkt.ts, TC_ACT_SHOT);
+                let (r, e) = self.run_prog(p, &mut *pkt.skb, d.ns, pkt.ts, TC_ACT_SHOT);
                 last_prog = Some(p);
                 exc = e;
                 ret = r;
@@ -274,7 +274,7 @@ impl Cpu<'_> {
             ret = TC_ACT_UNSPEC;
             for f in &hook.cls {
                 pkt.skb.redirect = None;
-                let (r, e) = self.run_prog(&f.prog, &mut pkt.skb, d.ns, pkt.ts, TC_ACT_SHOT);
+                let (r, e) = self.run_prog(&f.prog, &mut *pkt.skb, d.ns, pkt.ts, TC_ACT_SHOT);
                 last_prog = Some(&f.prog);
                 exc = e;
                 let code = cls_bpf_exec_opcode(r);
@@ -468,9 +468,9 @@ impl Cpu<'_> {
             10 => Some(std::net::IpAddr::from(a)),
             _ => None,
         });
-        let Pkt { id, ts, skb } = pkt;
-        let mut frame = skb.data().to_vec();
-        self.recycle_buf(skb.buf);
+        let (id, ts) = (pkt.id, pkt.ts);
+        let mut frame = pkt.skb.data().to_vec();
+        self.free_skb(pkt.skb);
         let mut out = Vec::new();
         let res = self.sh.namespaces[d.ns.0]
             .shared

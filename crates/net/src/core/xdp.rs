@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use skiff_maps::{Map, MapType, MapValue};
+use skiff_maps::{Map, MapType};
 use skiff_vm::{Exception, Program};
 
 use super::cpu::{at, Cpu, Where};
@@ -17,39 +17,9 @@ use crate::drop::DropReason;
 
 const XDP_ABORTED: i64 = 0;
 
-/// A DEVMAP/CPUMAP entry: (ifindex or qsize, program id).
+/// A DEVMAP/CPUMAP entry: (ifindex or qsize, program id), read lock-free.
 fn dev_entry(map: &Map, key: u32) -> Option<(u32, u32)> {
-    match map.sys_lookup(&key.to_le_bytes()) {
-        Ok(MapValue::Single(v)) => {
-            let a = u32::from_le_bytes(v.get(0..4)?.try_into().ok()?);
-            let b = v
-                .get(4..8)
-                .and_then(|s| s.try_into().ok())
-                .map(u32::from_le_bytes)
-                .unwrap_or(0);
-            Some((a, b))
-        }
-        _ => None,
-    }
-}
-
-/// Every DEVMAP/DEVMAP_HASH entry: (ifindex, program id).
-fn dev_entries(map: &Map) -> Vec<(u32, u32)> {
-    let mut v = Vec::new();
-    let mut key: Option<Vec<u8>> = None;
-    while let Ok(k) = map.sys_get_next_key(key.as_deref()) {
-        if let Some(kk) = k
-            .get(0..4)
-            .and_then(|s| s.try_into().ok())
-            .map(u32::from_le_bytes)
-        {
-            if let Some(e) = dev_entry(map, kk) {
-                v.push(e);
-            }
-        }
-        key = Some(k);
-    }
-    v
+    map.dev_entry(key)
 }
 
 impl Cpu<'_> {
@@ -238,12 +208,18 @@ impl Cpu<'_> {
         len: usize,
     ) -> Vec<(DevId, u32)> {
         let d = self.dev(dev);
-        dev_entries(map)
-            .into_iter()
-            .filter(|(ifi, _)| !(exclude_ingress && *ifi == d.ifindex))
-            .filter_map(|(ifi, pid)| self.sh.dev_by_ifindex(d.ns, ifi).map(|t| (t, pid)))
-            .filter(|(t, _)| self.xdp_ok_fwd_dev(*t, len))
-            .collect()
+        let mut v = Vec::new();
+        map.for_each_dev_entry(|_key, ifi, pid| {
+            if exclude_ingress && ifi == d.ifindex {
+                return;
+            }
+            if let Some(t) = self.sh.dev_by_ifindex(d.ns, ifi) {
+                if self.xdp_ok_fwd_dev(t, len) {
+                    v.push((t, pid));
+                }
+            }
+        });
+        v
     }
 
     /// kernel/bpf/devmap.c: dev_map_enqueue_multi — every entry but the
@@ -425,7 +401,7 @@ impl Cpu<'_> {
         pkt: Pkt,
         prog: &Arc<Program>,
     ) -> Option<Pkt> {
-        let Pkt { id, ts, skb } = pkt;
+        let Pkt { id, ts, mut skb } = pkt;
         let d = self.dev(dev);
         self.capture_entry(dev, Hook::XdpGeneric, id, ts, skb.data());
         let mut xdp = self.xdp_frame(skb.data(), d.ifindex);
@@ -465,8 +441,9 @@ impl Cpu<'_> {
             nskb.protocol = p;
             nskb.pkt_type = t;
         }
-        self.recycle_buf(skb.buf);
-        let pkt = Pkt { id, ts, skb: nskb };
+        let old = std::mem::replace(&mut *skb, nskb);
+        self.recycle_buf(old.buf);
+        let pkt = Pkt { id, ts, skb };
         let w = |exc| Where {
             dev,
             hook: Hook::XdpGeneric,
@@ -539,7 +516,7 @@ impl Cpu<'_> {
                     MapType::Xskmap if map.lookup(&key.to_le_bytes(), 0).is_some() => {
                         let q = (pkt.skb.queue_mapping as u32).saturating_sub(1);
                         self.xsk_rcv(dev, q, key, pkt.id, pkt.ts, pkt.skb.data());
-                        return self.recycle_buf(pkt.skb.buf);
+                        return self.free_skb(pkt.skb);
                     }
                     _ => None,
                 }

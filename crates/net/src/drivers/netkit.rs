@@ -82,7 +82,7 @@ impl Netkit {
         let ns = cpu.dev(self.peer).ns;
         for p in &self.progs {
             pkt.skb.redirect = None;
-            let (r, e) = cpu.run_prog(p, &mut pkt.skb, ns, pkt.ts, TC_ACT_SHOT);
+            let (r, e) = cpu.run_prog(p, &mut *pkt.skb, ns, pkt.ts, TC_ACT_SHOT);
             last = Some(p);
             exc = e;
             ret = r;

@@ -83,8 +83,8 @@ impl NetDevice for Nic {
             cpu.count_tx(dev, pkt.skb.len());
             return cpu.transmit_skb(dev, pkt);
         };
-        let Pkt { id, ts, skb } = pkt;
-        cpu.recycle_buf(skb.buf);
+        let (id, ts) = (pkt.id, pkt.ts);
+        cpu.free_skb(pkt.skb);
         for (i, s) in segs.into_iter().enumerate() {
             let sid = if i == 0 { id } else { cpu.originate() };
             cpu.count_tx(dev, s.len());

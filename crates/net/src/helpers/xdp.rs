@@ -178,7 +178,7 @@ pub fn redirect_map(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     // slot is seen through the control-plane view.
     let k = key.to_le_bytes();
     let found = match ty {
-        MapType::Cpumap => map.sys_lookup(&k).is_ok(),
+        MapType::Cpumap => map.dev_entry(key).is_some(),
         _ => map.lookup(&k, st.cpu()).is_some(),
     };
     let x = xdp_ctx(st)?;

@@ -290,6 +290,10 @@ pub(crate) struct RouteEntry {
 pub struct HostStack {
     pub(crate) devs: Vec<Dev>,
     pub(crate) routes: Vec<RouteEntry>,
+    /// The IPv4 routes' indexes in lookup order: longest prefix, lowest
+    /// metric, oldest first (fib_table_lookup's order), so a lookup is one
+    /// pass that stops at the first usable match.
+    pub(crate) order4: Vec<usize>,
     pub(crate) rules4: Vec<Rule>,
     pub(crate) rules6: Vec<Rule>,
     /// net->ipv4.fib_has_custom_rules: set by the first rule added, never
@@ -337,6 +341,7 @@ impl HostStack {
         HostStack {
             devs: Vec::new(),
             routes: Vec::new(),
+            order4: Vec::new(),
             rules4: default_rules(Family::V4),
             rules6: default_rules(Family::V6),
             custom4: false,
@@ -589,7 +594,20 @@ impl HostStack {
         if self.routes.iter().any(|e| same_key(&e.r, &r)) {
             return;
         }
-        self.routes.push(RouteEntry { r, seq });
+        self.insert_route(RouteEntry { r, seq });
+    }
+
+    /// Keep `routes` in insertion order and `order4` in lookup order.
+    fn insert_route(&mut self, e: RouteEntry) {
+        let v4 = e.r.dst.is_ipv4();
+        self.routes.push(e);
+        if v4 {
+            let i = self.routes.len() - 1;
+            let key = |e: &RouteEntry| (std::cmp::Reverse(e.r.prefix_len), e.r.metric, e.seq);
+            let k = key(&self.routes[i]);
+            let pos = self.order4.partition_point(|&j| key(&self.routes[j]) < k);
+            self.order4.insert(pos, i);
+        }
     }
 
     /// `ip route add`: a second route with the same table, prefix and metric is
@@ -656,7 +674,7 @@ impl HostStack {
         }
         self.seq += 1;
         let seq = self.seq;
-        self.routes.push(RouteEntry { r, seq });
+        self.insert_route(RouteEntry { r, seq });
         Ok(())
     }
 

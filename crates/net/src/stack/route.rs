@@ -145,23 +145,10 @@ impl HostStack {
     /// not the flow's oif is skipped (fib_lookup_good_nhc), falling back to
     /// shorter prefixes.
     fn table_lookup4(&self, tables: &[u32], fl: &Flow) -> Result<FibRes, FibErr> {
-        let key = |e: &super::RouteEntry| (std::cmp::Reverse(e.r.prefix_len), e.r.metric, e.seq);
-        let mut last = None;
-        loop {
-            let next = self
-                .routes
-                .iter()
-                .filter(|e| {
-                    e.r.dst.is_ipv4()
-                        && tables.contains(&e.r.table)
-                        && prefix_match(fl.dst, e.r.dst, e.r.prefix_len)
-                        && last.is_none_or(|l| key(e) > l)
-                })
-                .min_by_key(|e| key(e));
-            let Some(e) = next else {
-                return Err(FibErr::NotFound);
-            };
-            last = Some(key(e));
+        let matches = self.order4.iter().map(|&i| &self.routes[i]).filter(|e| {
+            tables.contains(&e.r.table) && prefix_match(fl.dst, e.r.dst, e.r.prefix_len)
+        });
+        for e in matches {
             match e.r.kind {
                 RouteKind::Blackhole => return Err(FibErr::Blackhole),
                 RouteKind::Unreachable => return Err(FibErr::Unreachable),
@@ -175,6 +162,7 @@ impl HostStack {
             }
             return Ok(res_of(&e.r));
         }
+        Err(FibErr::NotFound)
     }
 
     fn tables4(&self, table: u32) -> &'static [u32] {
