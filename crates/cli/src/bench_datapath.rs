@@ -1,6 +1,6 @@
 //! `skiff bench --datapath`: packets per second through a whole topology (by
 //! default the k8s-node example), the way `skiff run` carries them: the topology
-//! built by `skiff_net::topology` with `skiff run`'s options (deterministic mode,
+//! built by `skiff_topology` with `skiff run`'s options (deterministic mode,
 //! one worker), a pcap read once into memory and replayed many times into its
 //! device, each replay with fresh timestamps (the virtual clock keeps moving),
 //! NAPI_POLL_WEIGHT packets injected per `run`, what NICs transmit handed back
@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 use skiff_net::datapath::{Conservation, Datapath, DatapathOptions, DevId, NAPI_POLL_WEIGHT};
-use skiff_net::topology::Topology;
+use skiff_topology::Topology;
 
 use super::{median, on_cpu_ns, run_delay_ns, BenchArgs, SkiffEngine};
 
@@ -160,7 +160,7 @@ fn build(topo: &Topology, engine: SkiffEngine, opts: DatapathOptions) -> Result<
         // Topology::build loads every program with Program::load (compiled for
         // the JIT) and the datapath's Vm keeps the default engine: there is no
         // way to ask for the interpreter from here.
-        return Err("not supported: choosing the interpreter for a topology (skiff_net::topology::Topology::build loads programs for the JIT; the datapath's Vm engine is not settable)".into());
+        return Err("not supported: choosing the interpreter for a topology (skiff_topology::Topology::build loads programs for the JIT; the datapath's Vm engine is not settable)".into());
     }
     // delivered frames are not looked at: freed at once (as `skiff run` does
     // without --pcap-delivered)

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use skiff_io::{Format, Reader, Writer, LINKTYPE_ETHERNET};
 use skiff_net::datapath::{CapturePoint, Datapath, DatapathOptions, DevId, Hook};
-use skiff_net::topology::Topology;
+use skiff_topology::Topology;
 
 #[derive(clap::Args)]
 pub struct RunArgs {

@@ -14,7 +14,6 @@ pub mod helpers;
 pub mod sched;
 pub mod stack;
 pub mod test_run;
-pub mod topology;
 
 /// The datapath's public API in one place (`skiff_net::datapath::*`): the
 /// core, the device kinds, the qdiscs' statistics.

@@ -121,6 +121,16 @@ pub enum XdpMode {
     Generic,
 }
 
+/// The mode's name: native (XDP_FLAGS_DRV_MODE) or generic (XDP_FLAGS_SKB_MODE).
+impl std::fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct DatapathOptions {
     /// Virtual clock from packet timestamps (reproducible runs).

@@ -41,18 +41,29 @@ pub enum TcDirection {
     Egress,
 }
 
+/// As `tc filter add dev X ingress|egress` spells it.
+impl std::fmt::Display for TcDirection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TcDirection::Ingress => "ingress",
+            TcDirection::Egress => "egress",
+        })
+    }
+}
+
 /// Where a program joins a bpf_mprog chain (tcx, netkit): BPF_F_BEFORE /
 /// BPF_F_AFTER relative to a program id or to the whole chain, BPF_F_REPLACE.
+/// `Id` is the program's id for the datapath, its name in a topology file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MprogOrder {
+pub enum MprogOrder<Id = u32> {
     /// BPF_F_AFTER with no relative program: last (the default attach).
     Append,
     /// BPF_F_BEFORE with no relative program: first.
     Prepend,
-    Before(u32),
-    After(u32),
+    Before(Id),
+    After(Id),
     /// BPF_F_REPLACE of the program with this id.
-    Replace(u32),
+    Replace(Id),
 }
 
 /// How a TC program is attached.

@@ -29,6 +29,16 @@ pub enum NetkitMode {
     L3,
 }
 
+/// As `ip link add type netkit mode l2|l3` spells it.
+impl std::fmt::Display for NetkitMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NetkitMode::L2 => "l2",
+            NetkitMode::L3 => "l3",
+        })
+    }
+}
+
 /// enum netkit_action: the default policies (only PASS and DROP may be set,
 /// netkit_check_policy) and the program verdicts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -38,12 +48,32 @@ pub enum NetkitPolicy {
     Drop,
 }
 
+/// As `ip link add type netkit policy pass|drop` spells it.
+impl std::fmt::Display for NetkitPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NetkitPolicy::Pass => "pass",
+            NetkitPolicy::Drop => "drop",
+        })
+    }
+}
+
 /// enum netkit_scrub.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub enum NetkitScrub {
     None,
     #[default]
     Default,
+}
+
+/// As `ip link add type netkit scrub default|none` spells it.
+impl std::fmt::Display for NetkitScrub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NetkitScrub::None => "none",
+            NetkitScrub::Default => "default",
+        })
+    }
 }
 
 pub const NETKIT_NEXT: i64 = -1;
@@ -58,21 +88,32 @@ pub enum NetkitSide {
     Peer,
 }
 
-/// The kind of device to create.
+/// As bpftool spells the attach point (`netkit_primary`, `netkit_peer`).
+impl std::fmt::Display for NetkitSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NetkitSide::Primary => "primary",
+            NetkitSide::Peer => "peer",
+        })
+    }
+}
+
+/// The kind of device to create. `Ns` names the peer's namespace: an `NsId`
+/// for the datapath, a namespace name in a topology file.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DeviceKind {
+pub enum DeviceKind<Ns = NsId> {
     /// A physical NIC with `rx_queues` receive queues (RSS spreads flows).
     Nic { rx_queues: u32 },
     /// A veth pair; the peer is created in `peer_ns` (None: the same namespace).
     Veth {
         peer_name: String,
-        peer_ns: Option<NsId>,
+        peer_ns: Option<Ns>,
         peer_mac: Option<[u8; 6]>,
     },
     /// A netkit pair; this device is the primary, the peer goes to `peer_ns`.
     Netkit {
         peer_name: String,
-        peer_ns: Option<NsId>,
+        peer_ns: Option<Ns>,
         mode: NetkitMode,
         policy: NetkitPolicy,
         peer_policy: NetkitPolicy,

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use skiff_net::topology::*;
+use skiff_topology::*;
 
 fn example_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/k8s-node")
@@ -46,16 +46,17 @@ fn k8s_example_parses() {
     assert_eq!(
         host.devices[1].kind,
         DeviceKind::Netkit {
-            peer: "eth0".into(),
-            peer_netns: "pod1".into(),
+            peer_name: "eth0".into(),
+            peer_ns: Some("pod1".into()),
             mode: NetkitMode::L3,
             policy: NetkitPolicy::Pass,
             peer_policy: NetkitPolicy::Drop,
             scrub: NetkitScrub::Default,
             peer_scrub: NetkitScrub::Default,
-            peer_ifindex: None,
+            peer_mac: None,
         }
     );
+    assert_eq!(host.devices[1].peer_ifindex, None);
     assert_eq!(host.devices[1].mac, None);
     assert_eq!(
         host.routes[0],
@@ -65,7 +66,7 @@ fn k8s_example_parses() {
             dev: Some("eth0".into()),
             table: 254,
             metric: 0,
-            kind: RouteType::Unicast,
+            kind: RouteKind::Unicast,
             src: None,
             onlink: false,
         }
@@ -76,7 +77,7 @@ fn k8s_example_parses() {
     assert_eq!(
         t.objects[1].attach[0].hook,
         Hook::Tc {
-            dir: Direction::Ingress,
+            dir: TcDirection::Ingress,
             prio: 0xC000,
             handle: 1
         }
@@ -88,8 +89,8 @@ fn k8s_example_parses() {
             netns: "host".into(),
             dev: "nk-pod1".into(),
             hook: Hook::Netkit {
-                side: Side::Peer,
-                order: Order::Append
+                side: NetkitSide::Peer,
+                order: MprogOrder::Append
             },
             loc: t.objects[2].attach[1].loc.clone(),
         }
@@ -367,8 +368,8 @@ fn attach_errors() {
     assert_eq!(
         t.objects[0].attach[2].hook,
         Hook::Tcx {
-            dir: Direction::Ingress,
-            order: Order::Before("k8s_tc_ingress".into())
+            dir: TcDirection::Ingress,
+            order: MprogOrder::Before("k8s_tc_ingress".into())
         }
     );
 }

@@ -1,0 +1,152 @@
+//! The file as written: serde structs with every value's span, so that
+//! validation can name the line, column and field of what it refuses.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTopology {
+    #[serde(default)]
+    pub netns: BTreeMap<Spanned<String>, Spanned<RawNetns>>,
+    #[serde(default)]
+    pub object: Vec<Spanned<RawObject>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNetns {
+    pub forwarding: Option<Spanned<bool>>,
+    pub ipv6_forwarding: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub device: Vec<Spanned<RawDevice>>,
+    #[serde(default)]
+    pub address: Vec<Spanned<RawAddress>>,
+    #[serde(default)]
+    pub route: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    pub rule: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    pub neighbour: Vec<Spanned<RawNeighbour>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDevice {
+    pub name: Spanned<String>,
+    pub kind: Spanned<String>,
+    pub mac: Option<Spanned<String>>,
+    pub mtu: Option<Spanned<u32>>,
+    pub ifindex: Option<Spanned<u32>>,
+    pub up: Option<Spanned<bool>>,
+    pub rx_queues: Option<Spanned<u32>>,
+    pub peer: Option<Spanned<String>>,
+    pub peer_netns: Option<Spanned<String>>,
+    pub peer_mac: Option<Spanned<String>>,
+    pub peer_ifindex: Option<Spanned<u32>>,
+    pub mode: Option<Spanned<String>>,
+    pub policy: Option<Spanned<String>>,
+    pub peer_policy: Option<Spanned<String>>,
+    pub scrub: Option<Spanned<String>>,
+    pub peer_scrub: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAddress {
+    pub dev: Spanned<String>,
+    pub cidr: Spanned<String>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+pub(crate) enum RawTable {
+    Num(u32),
+    Name(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub dst: Spanned<String>,
+    pub via: Option<Spanned<String>>,
+    pub dev: Option<Spanned<String>>,
+    pub table: Option<Spanned<RawTable>>,
+    pub metric: Option<Spanned<u32>>,
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
+    pub src: Option<Spanned<String>>,
+    pub onlink: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    pub priority: Option<Spanned<u32>>,
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<String>>,
+    pub iif: Option<Spanned<String>>,
+    pub oif: Option<Spanned<String>>,
+    pub fwmark: Option<Spanned<u32>>,
+    pub fwmask: Option<Spanned<u32>>,
+    pub table: Option<Spanned<RawTable>>,
+    pub action: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNeighbour {
+    pub dev: Spanned<String>,
+    pub ip: Spanned<String>,
+    pub mac: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawObject {
+    pub path: Spanned<String>,
+    #[serde(default)]
+    pub map: Vec<Spanned<RawMap>>,
+    #[serde(default)]
+    pub attach: Vec<Spanned<RawAttach>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMap {
+    pub name: Spanned<String>,
+    pub pin: Option<Spanned<String>>,
+    #[serde(default)]
+    pub entries: Vec<Spanned<RawEntry>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawBytes {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEntry {
+    pub key: Spanned<RawBytes>,
+    pub value: Spanned<RawBytes>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAttach {
+    pub program: Option<Spanned<String>>,
+    pub section: Option<Spanned<String>>,
+    pub netns: Option<Spanned<String>>,
+    pub dev: Spanned<String>,
+    pub hook: Spanned<String>,
+    pub mode: Option<Spanned<String>>,
+    pub prio: Option<Spanned<u32>>,
+    pub handle: Option<Spanned<u32>>,
+    pub before: Option<Spanned<String>>,
+    pub after: Option<Spanned<String>>,
+}

@@ -1,0 +1,194 @@
+//! Branches of the section validators the crate's integration tests
+//! (tests/topology.rs) do not reach: each error with its line, column, field
+//! and text.
+
+use std::path::{Path, PathBuf};
+
+use crate::Topology;
+
+fn example_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/k8s-node")
+}
+
+fn err(src: &str) -> String {
+    match Topology::parse(src, Path::new("t.toml"), &example_dir()) {
+        Ok(_) => format!("accepted:\n{src}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// `[netns.host]` with one device (lines 1-4) and `extra` from line 5.
+fn dev(kind: &str, extra: &str) -> String {
+    format!("[netns.host]\n[[netns.host.device]]\nname = \"d0\"\nkind = \"{kind}\"\n{extra}")
+}
+
+/// A host with eth0 (10.0.0.1/24) and `extra` from line 8.
+fn host(extra: &str) -> String {
+    format!("[netns.host]\n[[netns.host.device]]\nname = \"eth0\"\nkind = \"nic\"\n[[netns.host.address]]\ndev = \"eth0\"\ncidr = \"10.0.0.1/24\"\n{extra}")
+}
+
+/// `host("")` plus object `obj` (path on line 9) with one attachment (its
+/// fields from line 11).
+fn attach(obj: &str, body: &str) -> String {
+    host(&format!(
+        "[[object]]\npath = \"{obj}\"\n[[object.attach]]\n{body}"
+    ))
+}
+
+#[test]
+fn namespace_names() {
+    assert_eq!(
+        err("[netns.\"a/b\"]\n"),
+        "t.toml:1:8: netns: bad namespace name \"a/b\" (non-empty, no '/')"
+    );
+}
+
+#[test]
+fn device_fields() {
+    assert_eq!(
+        err(&dev("nic", "ifindex = 0\n")),
+        "t.toml:5:11: netns.host.device[0].ifindex: ifindex 0 is not 1..=2147483647"
+    );
+    assert_eq!(
+        err(&dev("nic", "rx_queues = 257\n")),
+        "t.toml:5:13: netns.host.device[0].rx_queues: 257 rx queues: want 1..=256"
+    );
+    assert_eq!(
+        err(&dev("nic", "mtu = 67\n")),
+        "t.toml:5:7: netns.host.device[0].mtu: MTU 67 is outside 68..=65535 (EINVAL)"
+    );
+    assert_eq!(
+        err(&dev("veth", "")),
+        "t.toml:4:8: netns.host.device[0].peer: a veth pair needs `peer` (the other end's name)"
+    );
+    assert_eq!(
+        err(&dev("veth", "peer = \"d1\"\nmode = \"l2\"\n")),
+        "t.toml:6:8: netns.host.device[0].mode: field `mode` does not apply to a veth device"
+    );
+    assert_eq!(
+        err(&dev("netkit", "peer = \"d1\"\nscrub = \"all\"\n")),
+        "t.toml:6:9: netns.host.device[0].scrub: \"all\" is not one of default, none"
+    );
+    assert_eq!(
+        err(&dev(
+            "netkit",
+            "peer = \"d1\"\npeer_policy = \"redirect\"\n"
+        )),
+        "t.toml:6:15: netns.host.device[0].peer_policy: \"redirect\" is not one of pass, drop"
+    );
+}
+
+#[test]
+fn addresses_routes_rules() {
+    assert_eq!(
+        err(&host(
+            "[[netns.host.address]]\ndev = \"eth0\"\ncidr = \"10.0.0.1/16\"\n"
+        )),
+        "t.toml:10:8: netns.host.address[1].cidr: address 10.0.0.1 is already on eth0 (EEXIST)"
+    );
+    assert_eq!(
+        err(&host(
+            "[[netns.host.route]]\ndst = \"10.1.0.0/16\"\nvia = \"fe80::1\"\n"
+        )),
+        "t.toml:10:7: netns.host.route[0].via: gateway fe80::1 is not of the family of 10.1.0.0/16"
+    );
+    assert_eq!(
+        err(&host("[[netns.host.route]]\ndst = \"10.1.0.0/16\"\n")),
+        "t.toml:9:7: netns.host.route[0].dev: a unicast route needs `dev`, `via` or both"
+    );
+    assert_eq!(
+        err(&host("[[netns.host.route]]\ndst = \"10.1.0.0/16\"\ndev = \"eth0\"\n[[netns.host.route]]\ndst = \"10.1.0.0/16\"\nvia = \"10.0.0.2\"\n")),
+        "t.toml:12:7: netns.host.route[1].dst: duplicate route to 10.1.0.0/16 in table 254 metric 0 (EEXIST)"
+    );
+    assert_eq!(
+        err(&host("[[netns.host.route]]\ndst = \"10.1.0.0/16\"\ntype = \"nat\"\n")),
+        "t.toml:10:8: netns.host.route[0].type: \"nat\" is not one of unicast, blackhole, unreachable, prohibit, local"
+    );
+    assert_eq!(
+        err(&host("[[netns.host.rule]]\ntable = 10\nfwmask = 255\n")),
+        "t.toml:10:10: netns.host.rule[0].fwmask: fwmask without fwmark"
+    );
+    assert_eq!(
+        err(&host("[[netns.host.rule]]\ntable = 10\niif = \"eth1\"\n")),
+        "t.toml:10:7: netns.host.rule[0].iif: unknown device \"eth1\" in netns \"host\" (it has: eth0, lo)"
+    );
+}
+
+#[test]
+fn maps() {
+    let map = |m: &str| {
+        host(&format!(
+            "[[object]]\npath = \"k8s_xdp.o\"\n[[object.map]]\n{m}"
+        ))
+    };
+    assert_eq!(
+        err(&map(
+            "name = \"backends\"\n[[object.map]]\nname = \"backends\"\n"
+        )),
+        "t.toml:13:8: object[0].map[1].name: map \"backends\" is declared twice for this object"
+    );
+    assert_eq!(
+        err(&map("name = \"backends\"\npin = \"a/b\"\n")),
+        "t.toml:12:7: object[0].map[0].pin: a pin name is non-empty and has no '/'"
+    );
+    assert_eq!(
+        err(&map("name = \"backends\"\nentries = [{ key = \"u32:0\", value = [\"prog:nope\", \"u32:0\"] }]\n")),
+        format!(
+            "t.toml:12:37: object[0].map[0].entries[0].value: prog: {} has no program \"nope\"",
+            example_dir().join("k8s_xdp.o").display()
+        )
+    );
+}
+
+#[test]
+fn attach_fields() {
+    assert_eq!(
+        err(&attach(
+            "k8s_xdp.o",
+            "program = \"k8s_xdp\"\nsection = \"xdp\"\ndev = \"eth0\"\nhook = \"xdp\"\n"
+        )),
+        "t.toml:11:11: object[0].attach[0].program: give `program` or `section`, not both"
+    );
+    assert_eq!(
+        err(&attach("k8s_xdp.o", "dev = \"eth0\"\nhook = \"xdp\"\n")),
+        "t.toml:12:8: object[0].attach[0].program: which program? give `program` (function name) or `section`"
+    );
+    assert_eq!(
+        err(&attach(
+            "k8s_tc.o",
+            "program = \"k8s_tc_ingress\"\ndev = \"eth0\"\nhook = \"tc/ingress\"\nhandle = 0\n"
+        )),
+        "t.toml:14:10: object[0].attach[0].handle: handle 0 is not a handle"
+    );
+    assert_eq!(
+        err(&attach(
+            "k8s_tc.o",
+            "program = \"k8s_tc_ingress\"\ndev = \"eth0\"\nhook = \"tc/ingress\"\nprio = 65536\n"
+        )),
+        "t.toml:14:8: object[0].attach[0].prio: prio 65536 is not 1..=65535"
+    );
+    assert_eq!(
+        err(&attach("k8s_tc.o", "program = \"k8s_tc_ingress\"\ndev = \"eth0\"\nhook = \"tcx/ingress\"\nbefore = \"a\"\nafter = \"b\"\n")),
+        "t.toml:14:10: object[0].attach[0].before: give `before` or `after`, not both"
+    );
+    assert_eq!(
+        err(&attach("k8s_xdp.o", "program = \"k8s_xdp\"\ndev = \"eth0\"\nhook = \"xdp\"\n[[object.attach]]\nprogram = \"k8s_xdp\"\ndev = \"eth0\"\nhook = \"xdp\"\n")),
+        "t.toml:17:8: object[0].attach[1].hook: eth0 already has an XDP program in native mode (line 13); one per device and mode (EBUSY)"
+    );
+    assert_eq!(
+        err(&attach(
+            "k8s_xdp.o",
+            "program = \"k8s_xdp\"\ndev = \"eth0\"\nhook = \"xdp\"\nmode = \"skb\"\n"
+        )),
+        "t.toml:14:8: object[0].attach[0].mode: \"skb\" is not one of native, generic"
+    );
+}
+
+#[test]
+fn attach_needs_a_host_namespace() {
+    let src = "[netns.a]\n[[netns.a.device]]\nname = \"eth0\"\nkind = \"nic\"\n[[object]]\npath = \"k8s_xdp.o\"\n[[object.attach]]\nprogram = \"k8s_xdp\"\ndev = \"eth0\"\nhook = \"xdp\"\n";
+    assert_eq!(
+        err(src),
+        "t.toml:9:7: object[0].attach[0].netns: no netns \"host\": say which namespace the device is in with `netns`"
+    );
+}
