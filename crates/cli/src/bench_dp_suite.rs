@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use skiff_kernel::live::{self, LinkAttach};
 use skiff_kernel::KernelObject;
 use skiff_net::datapath::{Datapath, DatapathOptions};
-use skiff_net::topology::Topology;
+use skiff_topology::Topology;
 
 use super::datapath::{read_traffic, row_json, DpRow, SkiffSide, Traffic};
 use super::{median, BenchArgs, SkiffEngine};
