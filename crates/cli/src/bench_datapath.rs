@@ -3,7 +3,7 @@
 //! built by `skiff_topology` with `skiff run`'s options (deterministic mode,
 //! one worker), a pcap read once into memory and replayed many times into its
 //! device, each replay with fresh timestamps (the virtual clock keeps moving),
-//! NAPI_POLL_WEIGHT packets injected per `run`, what NICs transmit handed back
+//! `Datapath::run_batch` packets (a NAPI poll's worth; more with threads) injected per `run`, what NICs transmit handed back
 //! to the frame pool. No pcap is written and nothing is traced.
 //!
 //! A round times `replays` replays; the figure is the median over the rounds of
@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use serde_json::{json, Value};
-use skiff_net::datapath::{Conservation, Datapath, DatapathOptions, DevId, NAPI_POLL_WEIGHT};
+use skiff_net::datapath::{Conservation, Datapath, DatapathOptions, DevId};
 use skiff_topology::Topology;
 
 use super::{median, on_cpu_ns, run_delay_ns, BenchArgs, SkiffEngine};
@@ -188,6 +188,7 @@ fn replay(
     // a base far from 0 so that timestamps look like pcap ones
     const BASE_NS: u64 = 1_700_000_000_000_000_000;
     let mut batch = 0usize;
+    let per_run = dp.run_batch();
     for _ in 0..replays {
         let base = BASE_NS.saturating_add(next.saturating_mul(t.period_ns));
         *next += 1;
@@ -195,7 +196,7 @@ fn replay(
             dp.inject(dev, frame, base.saturating_add(*off))
                 .map_err(|e| format!("inject into {}: {e}", t.dev))?;
             batch += 1;
-            if batch == NAPI_POLL_WEIGHT {
+            if batch == per_run {
                 dp.run();
                 drain(dp);
                 batch = 0;

@@ -255,11 +255,13 @@ impl Input {
     }
 }
 
-/// Injects up to NAPI_POLL_WEIGHT frames, the earliest first across the inputs
-/// (ties: the earlier `--pcap-in`): how many.
+/// Injects up to `Datapath::run_batch` frames (NAPI_POLL_WEIGHT without
+/// --threads), the earliest first across the inputs (ties: the earlier
+/// `--pcap-in`): how many.
 fn inject_chunk(dp: &mut Datapath, inputs: &mut [Input]) -> Result<usize> {
     let mut n = 0;
-    while n < skiff_net::datapath::NAPI_POLL_WEIGHT {
+    let batch = dp.run_batch();
+    while n < batch {
         let next = inputs
             .iter()
             .enumerate()

@@ -234,7 +234,11 @@ fn datapath_suite_json() {
     let th = &rows[5];
     assert_eq!(th["error"], serde_json::Value::Null, "{th}");
     assert_eq!(th["conservation"], cons(0, 128), "{th}");
-    assert_eq!(th["drops"], serde_json::json!({"SKIFF_XDP_DROP": 128}), "{th}");
+    assert_eq!(
+        th["drops"],
+        serde_json::json!({"SKIFF_XDP_DROP": 128}),
+        "{th}"
+    );
     assert_eq!(th["hook_runs"], 128, "{th}");
     assert!(th["speedup"].as_f64().is_some_and(|x| x > 0.0), "{th}");
     if let Err(why) = skiff_kernel::available() {

@@ -21,7 +21,7 @@ use crate::helpers::NetNs;
 /// Pages a CPU's pool keeps (page_pool's ring size).
 const POOL_PAGES: usize = 4096;
 /// sk_buff heads a CPU keeps for reuse (skbuff_head_cache's per-CPU cache).
-const SKB_CACHE: usize = 1024;
+const SKB_CACHE: usize = POOL_PAGES;
 
 /// Per-CPU counters, summed when read.
 pub(crate) struct CpuCounters {

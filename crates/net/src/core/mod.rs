@@ -349,6 +349,17 @@ impl NetDev {
     }
 }
 
+/// A CPU's CPUMAP queue, on a cache line of its own.
+#[repr(align(128))]
+pub(crate) struct CpuQueue(pub Mutex<VecDeque<CpuItem>>);
+
+impl std::ops::Deref for CpuQueue {
+    type Target = Mutex<VecDeque<CpuItem>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
 /// What every worker reads while packets move: the configuration (devices,
 /// namespaces, programs, options) and the queues between CPUs. Changed only
 /// between runs (`&mut Datapath`).
@@ -362,7 +373,7 @@ pub(crate) struct Shared {
     ifindex_table: Vec<Vec<Option<DevId>>>,
     pub programs: Vec<Arc<Program>>,
     /// Per CPU: the CPUMAP queue (cpu_map's ptr_ring), filled by any CPU.
-    pub cpu_queues: Vec<Mutex<VecDeque<CpuItem>>>,
+    pub cpu_queues: Vec<CpuQueue>,
     /// Packets of the datapath's that a host stack holds for a neighbour.
     pub stack_queued: Mutex<HashSet<PacketId>>,
     pub trace_on: bool,
@@ -467,7 +478,9 @@ impl Datapath {
             .collect();
         Ok(Datapath {
             sh: Shared {
-                cpu_queues: (0..cpus).map(|_| Mutex::new(VecDeque::new())).collect(),
+                cpu_queues: (0..cpus)
+                    .map(|_| CpuQueue(Mutex::new(VecDeque::new())))
+                    .collect(),
                 opts,
                 namespaces: Vec::new(),
                 devices: Vec::new(),
@@ -488,6 +501,18 @@ impl Datapath {
 
     pub fn options(&self) -> &DatapathOptions {
         &self.sh.opts
+    }
+
+    /// How many frames a replay should inject per `run()`: one NAPI poll's
+    /// worth when the workers take turns (the order `skiff run` keeps); with
+    /// threads, 16 polls per worker, so that starting and meeting the threads
+    /// is paid per thousands of frames (still within the NIC rings).
+    pub fn run_batch(&self) -> usize {
+        if self.sh.opts.threads && self.sh.opts.workers > 1 {
+            NAPI_POLL_WEIGHT * 16 * self.sh.opts.workers
+        } else {
+            NAPI_POLL_WEIGHT
+        }
     }
 
     /// `ip netns add`: a namespace with its own `lo` (ifindex 1, up) and host stack.

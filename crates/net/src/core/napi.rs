@@ -5,8 +5,7 @@
 //! run (net_rx_action / net_tx_action). `run` drives the CPUs: in turn on
 //! this thread, or on OS threads.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::cpu::{at, Cpu, CpuState, Records};
 use super::skb::eth_type_trans;
@@ -137,27 +136,32 @@ impl Datapath {
         let workers = self.sh.opts.workers;
         let budget: u64 = self.cpus.iter().map(|c| c.budget_pkts).sum();
         let base = self.rec.next_id;
-        let barrier = Barrier::new(workers);
-        let busy = AtomicBool::new(false);
+        let barrier = RoundBarrier::new(workers);
         let mut groups: Vec<Vec<&mut CpuState>> = (0..workers).map(|_| Vec::new()).collect();
         for (i, st) in self.cpus.iter_mut().enumerate() {
             groups[i % workers].push(st);
         }
         let sh = &self.sh;
+        let mut first = groups.remove(0);
         let recs: Vec<Records> = std::thread::scope(|s| {
             let handles: Vec<_> = groups
                 .into_iter()
                 .enumerate()
                 .map(|(t, mut group)| {
-                    let (barrier, busy) = (&barrier, &busy);
+                    let barrier = &barrier;
                     s.spawn(move || {
-                        let mut rec = Records::new(base + t as u64, workers as u64);
-                        thread_loop(sh, &mut group, &mut rec, barrier, busy, budget, t == 0);
+                        let mut rec = Records::new(base + t as u64 + 1, workers as u64);
+                        thread_loop(sh, &mut group, &mut rec, barrier, budget);
                         rec
                     })
                 })
                 .collect();
-            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+            // The calling thread is worker 0.
+            let mut rec = Records::new(base, workers as u64);
+            thread_loop(sh, &mut first, &mut rec, &barrier, budget);
+            let mut recs = vec![rec];
+            recs.extend(handles.into_iter().filter_map(|h| h.join().ok()));
+            recs
         });
         let mut next = base;
         for r in recs {
@@ -183,15 +187,64 @@ impl Datapath {
     }
 }
 
+/// Where the worker threads meet after each round: a spinning barrier (the
+/// threads are busy polling, as NAPI is; a futex sleep per round would cost
+/// more than the round) that also tells whether any of them did work.
+struct RoundBarrier {
+    n: usize,
+    arrived: AtomicUsize,
+    work: AtomicBool,
+    round: AtomicUsize,
+    any: AtomicBool,
+}
+
+impl RoundBarrier {
+    fn new(n: usize) -> RoundBarrier {
+        RoundBarrier {
+            n,
+            arrived: AtomicUsize::new(0),
+            work: AtomicBool::new(false),
+            round: AtomicUsize::new(0),
+            any: AtomicBool::new(false),
+        }
+    }
+
+    /// Wait for every thread; true when any of them did work this round.
+    fn wait(&self, worked: bool) -> bool {
+        if worked {
+            self.work.store(true, Ordering::Release);
+        }
+        let round = self.round.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
+            // The last to arrive closes the round. Nobody starts the next
+            // round (and writes `work` or `any` again) before `round` moves.
+            let any = self.work.swap(false, Ordering::AcqRel);
+            self.any.store(any, Ordering::Release);
+            self.arrived.store(0, Ordering::Release);
+            self.round.store(round + 1, Ordering::Release);
+            return any;
+        }
+        let mut spins = 0u32;
+        while self.round.load(Ordering::Acquire) == round {
+            spins = spins.saturating_add(1);
+            if spins < 4096 {
+                std::hint::spin_loop();
+            } else {
+                // More threads than free CPUs: let the others run.
+                std::thread::yield_now();
+            }
+        }
+        self.any.load(Ordering::Acquire)
+    }
+}
+
 /// One thread's part of a threaded run (see `run_threads`).
 fn thread_loop(
     sh: &Shared,
     group: &mut [&mut CpuState],
     rec: &mut Records,
-    barrier: &Barrier,
-    busy: &AtomicBool,
+    barrier: &RoundBarrier,
     budget: u64,
-    leader: bool,
 ) {
     let workers = sh.opts.workers;
     loop {
@@ -214,22 +267,11 @@ fn thread_loop(
                 break;
             }
         }
-        if worked {
-            busy.store(true, Ordering::SeqCst);
-        }
-        barrier.wait();
-        let any = busy.load(Ordering::SeqCst);
-        barrier.wait();
-        if leader {
-            busy.store(false, Ordering::SeqCst);
-        }
-        barrier.wait();
-        if !any {
+        if !barrier.wait(worked) {
             return;
         }
     }
 }
-
 impl Cpu<'_> {
     /// One round of this CPU's polls. Returns whether it took anything.
     pub(crate) fn poll_once(&mut self, workers: usize) -> bool {

@@ -284,7 +284,10 @@ impl Rings {
     }
 }
 
-/// A bounded receive ring (ptr_ring / a NIC's descriptor ring).
+/// A bounded receive ring (ptr_ring / a NIC's descriptor ring), on a cache
+/// line of its own: two workers polling neighbouring rings must not share one
+/// (____cacheline_aligned_in_smp).
+#[repr(align(128))]
 pub(crate) struct Ring {
     q: Mutex<VecDeque<RxItem>>,
     cap: usize,
