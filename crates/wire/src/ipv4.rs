@@ -38,6 +38,14 @@ pub const IPOPT_NOOP: u8 = 1;
 /// IPOPT_COPY: the option is copied into every fragment.
 pub const IPOPT_COPY: u8 = 0x80;
 
+/// include/net/ip.h ip_eth_mc_map: the Ethernet address of an IPv4 multicast
+/// group, 01:00:5e and the group's low 23 bits (RFC 1112 6.4).
+#[inline]
+pub fn eth_mc_map(a: Ipv4Addr) -> [u8; 6] {
+    let o = a.octets();
+    [0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]
+}
+
 /// A view of an IPv4 packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ipv4Packet<T: AsRef<[u8]>> {
@@ -488,6 +496,14 @@ mod tests {
         let mut out = [0xffu8; 20];
         r.emit(&mut Ipv4Packet::new_unchecked(&mut out[..]));
         assert_eq!(&out[..], &b[..20]);
+    }
+
+    #[test]
+    fn multicast_mac() {
+        assert_eq!(
+            eth_mc_map(Ipv4Addr::new(239, 129, 2, 3)),
+            [0x01, 0x00, 0x5e, 0x01, 0x02, 0x03]
+        );
     }
 
     #[test]

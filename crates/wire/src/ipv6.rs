@@ -212,6 +212,25 @@ impl Ipv6Repr {
     }
 }
 
+/// include/net/addrconf.h addrconf_addr_solict_mult: the solicited-node
+/// multicast group of `a`, ff02::1:ff00:0/104 with the low 24 bits of `a`
+/// (RFC 4291 2.7.1).
+#[inline]
+pub fn solicited_node(a: Ipv6Addr) -> Ipv6Addr {
+    let o = a.octets();
+    Ipv6Addr::from([
+        0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, o[13], o[14], o[15],
+    ])
+}
+
+/// include/net/if_inet6.h ipv6_eth_mc_map: the Ethernet address of an IPv6
+/// multicast group, 33:33 and the group's low 32 bits (RFC 2464 7).
+#[inline]
+pub fn eth_mc_map(a: Ipv6Addr) -> [u8; 6] {
+    let o = a.octets();
+    [0x33, 0x33, o[12], o[13], o[14], o[15]]
+}
+
 mod ext_field {
     pub const NEXTHDR: usize = 0;
     pub const HDRLEN: usize = 1;
@@ -466,6 +485,19 @@ mod tests {
         let mut out = [0xffu8; 40];
         r.emit(&mut Ipv6Packet::new_unchecked(&mut out[..]));
         assert_eq!(&out[..], &b[..]);
+    }
+
+    #[test]
+    fn multicast_addresses() {
+        let a = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0x1234, 0x5678, 0x9abc);
+        assert_eq!(
+            solicited_node(a),
+            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff78, 0x9abc)
+        );
+        assert_eq!(
+            eth_mc_map(solicited_node(a)),
+            [0x33, 0x33, 0xff, 0x78, 0x9a, 0xbc]
+        );
     }
 
     #[test]

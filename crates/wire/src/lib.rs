@@ -83,6 +83,8 @@ pub const IPPROTO_NONE: u8 = 59;
 pub const IPPROTO_DSTOPTS: u8 = 60;
 /// IPPROTO_SCTP.
 pub const IPPROTO_SCTP: u8 = 132;
+/// IPPROTO_UDPLITE.
+pub const IPPROTO_UDPLITE: u8 = 136;
 
 /// Why a buffer is not a valid packet of a format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -109,6 +111,17 @@ pub enum Error {
     },
 }
 
+/// net/core/flow_dissector.c skb_flow_get_ports: the source and destination
+/// ports TCP, UDP, UDP-Lite, SCTP and DCCP all carry in their first 4 bytes
+/// (`struct flow_ports`); None when `l4` is shorter.
+#[inline]
+pub fn flow_ports(l4: &[u8]) -> Option<(u16, u16)> {
+    match l4 {
+        [a, b, c, d, ..] => Some((u16::from_be_bytes([*a, *b]), u16::from_be_bytes([*c, *d]))),
+        _ => None,
+    }
+}
+
 /// `Ok` when `have >= need`, else `Error::Truncated`.
 #[inline]
 pub(crate) fn need(format: &'static str, have: usize, need: usize) -> Result<(), Error> {
@@ -125,6 +138,15 @@ pub(crate) fn malformed(format: &'static str, field: &'static str, value: u32) -
         format,
         field,
         value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn flow_ports() {
+        assert_eq!(super::flow_ports(&[0x04, 0xd2, 0, 80, 9]), Some((1234, 80)));
+        assert_eq!(super::flow_ports(&[0x04, 0xd2, 0]), None);
     }
 }
 
