@@ -8,7 +8,6 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::neigh::NeighState;
-use super::wire::{mask128, prefix_match};
 use super::{HostStack, Route, RouteKind, Rule, RT_TABLE_DEFAULT, RT_TABLE_LOCAL, RT_TABLE_MAIN};
 use crate::helpers::fib::*;
 
@@ -659,5 +658,38 @@ impl Fib for HostStack {
 
     fn device_mtu(&self, ifindex: u32) -> Option<(u32, bool)> {
         self.dev(ifindex).map(|d| (d.cfg.mtu, d.cfg.up))
+    }
+}
+
+/// True when `a` lies in `net`/`plen` (false across families).
+pub fn prefix_match(a: IpAddr, net: IpAddr, plen: u8) -> bool {
+    match (a, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let m = mask32(plen);
+            u32::from(a) & m == u32::from(n) & m
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let m = mask128(plen);
+            u128::from(a) & m == u128::from(n) & m
+        }
+        _ => false,
+    }
+}
+
+/// The IPv4 netmask of a prefix length (inet_make_mask).
+pub fn mask32(plen: u8) -> u32 {
+    if plen == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(plen.min(32)))
+    }
+}
+
+/// The IPv6 netmask of a prefix length.
+pub fn mask128(plen: u8) -> u128 {
+    if plen == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(plen.min(128)))
     }
 }
