@@ -577,7 +577,7 @@ impl HostStack {
         let mut mtu = 0;
         if check_mtu {
             // ip6_mtu_from_fib6: max(IPV6_MIN_MTU, mtu6), at most IP6_MAX_MTU.
-            mtu = dev.cfg.mtu.max(1280).min(0xffff + 40);
+            mtu = dev.cfg.mtu.clamp(1280, 0xffff + 40);
             if u32::from(p.tot_len()) > mtu {
                 p.set_mtu_result(mtu as u16);
                 return BPF_FIB_LKUP_RET_FRAG_NEEDED;
