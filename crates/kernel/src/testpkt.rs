@@ -3,6 +3,14 @@
 //! checksum arithmetic to verify what programs wrote.
 #![allow(clippy::vec_init_then_push)]
 
+use std::net::Ipv6Addr;
+
+use skiff_wire::checksum::{fold as wire_fold, pseudo_header_v4, pseudo_header_v6, sum};
+use skiff_wire::{
+    icmpv4, icmpv6, ipv4, ipv6, tcp, udp, ArpPacket, ArpRepr, EthernetFrame, EthernetRepr,
+    Ipv4Packet, Ipv6Packet, Ipv6Repr, TcpPacket, UdpPacket, VlanTag,
+};
+
 pub const MAC_DST: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 pub const MAC_SRC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const IP_SRC: [u8; 4] = [10, 0, 0, 1];
@@ -15,40 +23,30 @@ pub const LB_PORT: u16 = 80;
 pub const IP6_SRC: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 pub const IP6_DST: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
 
-pub const ETH_P_IP: u16 = 0x0800;
-pub const ETH_P_IPV6: u16 = 0x86dd;
-pub const ETH_P_ARP: u16 = 0x0806;
-pub const ETH_P_8021Q: u16 = 0x8100;
+pub use skiff_wire::{ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6};
 
 /// One's complement sum of 16-bit big-endian words (RFC 1071), not inverted.
-pub fn ones_sum(data: &[u8], mut acc: u32) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc = acc.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
-    }
-    if let [last] = chunks.remainder() {
-        acc = acc.wrapping_add(u32::from(*last) << 8);
-    }
-    acc
+pub fn ones_sum(data: &[u8], acc: u32) -> u32 {
+    // Truncating the 64-bit sum is the same as adding with 32-bit wrapping.
+    sum(data, u64::from(acc)) as u32
 }
 
 /// Folded and inverted checksum.
-pub fn fold(mut acc: u32) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
+pub fn fold(acc: u32) -> u16 {
+    wire_fold(u64::from(acc))
 }
 
 pub fn checksum(data: &[u8]) -> u16 {
-    fold(ones_sum(data, 0))
+    skiff_wire::checksum::checksum(data)
 }
 
 pub fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut p = Vec::with_capacity(14 + payload.len());
-    p.extend_from_slice(&dst);
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&ethertype.to_be_bytes());
+    let repr = EthernetRepr {
+        src_addr: src,
+        dst_addr: dst,
+        ethertype,
+    };
+    let mut p = repr.to_frame(payload.len());
     p.extend_from_slice(payload);
     p
 }
@@ -63,99 +61,90 @@ pub fn ipv4(
     options: &[u8],
     payload: &[u8],
 ) -> Vec<u8> {
-    let opt_len = options.len().div_ceil(4) * 4;
-    let hlen = 20 + opt_len;
-    let total = (hlen + payload.len()) as u16;
-    let mut h = vec![0x40 | (hlen / 4) as u8, 0];
-    h.extend_from_slice(&total.to_be_bytes());
-    h.extend_from_slice(&0x1234u16.to_be_bytes());
-    h.extend_from_slice(&frag.to_be_bytes());
-    h.push(64);
-    h.push(proto);
-    h.extend_from_slice(&[0, 0]);
-    h.extend_from_slice(&src);
-    h.extend_from_slice(&dst);
-    h.extend_from_slice(options);
-    h.resize(hlen, 0);
-    let c = checksum(&h);
-    h[10..12].copy_from_slice(&c.to_be_bytes());
+    let hlen = ipv4::HEADER_LEN + options.len().div_ceil(4) * 4;
+    let mut h = vec![0u8; hlen];
+    let mut ip = Ipv4Packet::new_unchecked(&mut h[..]);
+    ip.set_version(4);
+    ip.set_header_len(hlen);
+    ip.set_total_len((hlen + payload.len()) as u16);
+    ip.set_ident(0x1234);
+    ip.set_frag_off(frag);
+    ip.set_ttl(64);
+    ip.set_protocol(proto);
+    ip.set_src_addr(src.into());
+    ip.set_dst_addr(dst.into());
+    ip.options_mut()[..options.len()].copy_from_slice(options);
+    ip.fill_checksum();
     h.extend_from_slice(payload);
     h
 }
 
 pub fn ipv6(src: [u8; 16], dst: [u8; 16], next: u8, payload: &[u8]) -> Vec<u8> {
-    let mut h = vec![0x60, 0, 0, 0];
-    h.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    h.push(next);
-    h.push(64);
-    h.extend_from_slice(&src);
-    h.extend_from_slice(&dst);
+    let mut h = vec![0u8; ipv6::HEADER_LEN];
+    let repr = Ipv6Repr {
+        src_addr: src.into(),
+        dst_addr: dst.into(),
+        next_header: next,
+        hop_limit: 64,
+        traffic_class: 0,
+        payload_len: payload.len(),
+    };
+    repr.emit(&mut Ipv6Packet::new_unchecked(&mut h[..]));
     h.extend_from_slice(payload);
     h
 }
 
-/// Pseudo-header sum for an L4 segment over IPv4 or IPv6 addresses.
-fn pseudo(src: &[u8], dst: &[u8], proto: u8, len: usize) -> u32 {
-    let mut acc = ones_sum(src, 0);
-    acc = ones_sum(dst, acc);
-    acc = acc.wrapping_add(u32::from(proto));
-    acc.wrapping_add(len as u32)
+/// An address of 16 bytes as IPv6, anything else as the unspecified address.
+fn v6(a: &[u8]) -> Ipv6Addr {
+    <[u8; 16]>::try_from(a).map_or(Ipv6Addr::UNSPECIFIED, Ipv6Addr::from)
 }
 
-/// L4 segment with its checksum at `csum_off` computed over the pseudo header.
-fn l4(src: &[u8], dst: &[u8], proto: u8, mut seg: Vec<u8>, csum_off: usize) -> Vec<u8> {
-    let mut c = fold(ones_sum(&seg, pseudo(src, dst, proto, seg.len())));
-    if proto == 17 && c == 0 {
-        c = 0xffff;
+/// Pseudo-header sum for an L4 segment over IPv4 (4-byte) or IPv6 addresses.
+fn pseudo(src: &[u8], dst: &[u8], proto: u8, len: usize) -> u64 {
+    match (<[u8; 4]>::try_from(src), <[u8; 4]>::try_from(dst)) {
+        (Ok(s), Ok(d)) => pseudo_header_v4(s.into(), d.into(), proto, len),
+        _ => pseudo_header_v6(v6(src), v6(dst), proto, len),
     }
-    if let Some(s) = seg.get_mut(csum_off..csum_off + 2) {
-        s.copy_from_slice(&c.to_be_bytes());
-    }
-    seg
 }
 
 pub fn tcp(src: &[u8], dst: &[u8], sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut s = Vec::with_capacity(20 + payload.len());
-    s.extend_from_slice(&sport.to_be_bytes());
-    s.extend_from_slice(&dport.to_be_bytes());
-    s.extend_from_slice(&1000u32.to_be_bytes());
-    s.extend_from_slice(&0u32.to_be_bytes());
-    s.push(5 << 4);
-    s.push(flags);
-    s.extend_from_slice(&65535u16.to_be_bytes());
-    s.extend_from_slice(&[0, 0, 0, 0]);
+    let mut s = vec![0u8; tcp::HEADER_LEN];
     s.extend_from_slice(payload);
-    l4(src, dst, 6, s, 16)
+    let mut t = TcpPacket::new_unchecked(&mut s[..]);
+    t.set_src_port(sport);
+    t.set_dst_port(dport);
+    t.set_seq_number(1000);
+    t.set_header_len(tcp::HEADER_LEN);
+    t.set_flags(flags);
+    t.set_window_len(65535);
+    let len = s.len();
+    TcpPacket::new_unchecked(&mut s[..]).fill_checksum(pseudo(src, dst, 6, len));
+    s
 }
 
 pub fn udp(src: &[u8], dst: &[u8], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut s = Vec::with_capacity(8 + payload.len());
-    s.extend_from_slice(&sport.to_be_bytes());
-    s.extend_from_slice(&dport.to_be_bytes());
-    s.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    s.extend_from_slice(&[0, 0]);
+    let mut s = vec![0u8; udp::HEADER_LEN];
     s.extend_from_slice(payload);
-    l4(src, dst, 17, s, 6)
+    let len = s.len();
+    let mut u = UdpPacket::new_unchecked(&mut s[..]);
+    u.set_src_port(sport);
+    u.set_dst_port(dport);
+    u.set_length(len as u16);
+    u.fill_checksum(pseudo(src, dst, 17, len));
+    s
 }
 
 /// ICMP (v4) echo request: checksum over the message only.
 pub fn icmp_echo(id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
-    let mut s = vec![8, 0, 0, 0];
-    s.extend_from_slice(&id.to_be_bytes());
-    s.extend_from_slice(&seq.to_be_bytes());
-    s.extend_from_slice(payload);
-    let c = checksum(&s);
-    s[2..4].copy_from_slice(&c.to_be_bytes());
-    s
+    let rest = (u32::from(id) << 16) | u32::from(seq);
+    icmpv4::message(icmpv4::ICMP_ECHO, 0, rest, payload)
 }
 
 /// ICMPv6 echo request (type 128), checksum with the IPv6 pseudo header.
 pub fn icmp6_echo(src: &[u8], dst: &[u8], id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
-    let mut s = vec![128, 0, 0, 0];
-    s.extend_from_slice(&id.to_be_bytes());
-    s.extend_from_slice(&seq.to_be_bytes());
-    s.extend_from_slice(payload);
-    l4(src, dst, 58, s, 2)
+    let rest = (u32::from(id) << 16) | u32::from(seq);
+    let t = icmpv6::ICMPV6_ECHO_REQUEST;
+    icmpv6::message(t, 0, rest, payload, v6(src), v6(dst))
 }
 
 pub fn ipv4_tcp(
@@ -279,9 +268,10 @@ pub fn packets() -> Vec<(&'static str, Vec<u8>)> {
             &[],
             &udp(&IP_SRC, &IP_DST, 1234, 4321, b"vlan-udp"),
         );
-        let mut tagged = Vec::new();
-        tagged.extend_from_slice(&100u16.to_be_bytes()); // PCP 0, VID 100
-        tagged.extend_from_slice(&ETH_P_IP.to_be_bytes());
+        let mut tagged = vec![0u8; skiff_wire::ethernet::VLAN_HLEN];
+        let mut tag = VlanTag::new_unchecked(&mut tagged[..]);
+        tag.set_tci(100); // PCP 0, VID 100
+        tag.set_inner_ethertype(ETH_P_IP);
         tagged.extend_from_slice(&ip);
         v.push(("vlan_ipv4_udp", eth(MAC_DST, MAC_SRC, ETH_P_8021Q, &tagged)));
     }
@@ -325,11 +315,15 @@ pub fn packets() -> Vec<(&'static str, Vec<u8>)> {
     }
     v.push(("runt", vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0]));
     {
-        let mut arp = vec![0, 1, 0x08, 0, 6, 4, 0, 1];
-        arp.extend_from_slice(&MAC_SRC);
-        arp.extend_from_slice(&IP_SRC);
-        arp.extend_from_slice(&[0; 6]);
-        arp.extend_from_slice(&IP_DST);
+        let mut arp = vec![0u8; skiff_wire::arp::PACKET_LEN];
+        let repr = ArpRepr {
+            operation: skiff_wire::arp::ARPOP_REQUEST,
+            source_hardware_addr: MAC_SRC,
+            source_protocol_addr: IP_SRC.into(),
+            target_hardware_addr: [0; 6],
+            target_protocol_addr: IP_DST.into(),
+        };
+        repr.emit(&mut ArpPacket::new_unchecked(&mut arp[..]));
         v.push(("arp_request", eth([0xff; 6], MAC_SRC, ETH_P_ARP, &arp)));
     }
     {
@@ -368,32 +362,32 @@ pub fn packet(name: &str) -> Option<Vec<u8>> {
 /// True when the frame is Ethernet + IPv4 with a correct header checksum and, for an
 /// unfragmented TCP/UDP payload, a correct L4 checksum.
 pub fn ipv4_checksums_ok(frame: &[u8]) -> bool {
-    let Some(ip) = frame.get(14..) else {
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
         return false;
     };
-    let ihl = usize::from(ip.first().map_or(0, |b| b & 0x0f)) * 4;
-    let Some(hdr) = ip.get(..ihl) else {
-        return false;
-    };
-    if ihl < 20 || checksum(hdr) != 0 {
+    let b = eth.payload();
+    if b.len() < ipv4::HEADER_LEN {
         return false;
     }
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff;
-    let proto = ip[9];
-    let Some(seg) = ip.get(ihl..total) else {
+    // The version is not checked: programs under test may have written anything.
+    let ip = Ipv4Packet::new_unchecked(b);
+    let ihl = ip.header_len();
+    if ihl < ipv4::HEADER_LEN || b.len() < ihl || !ip.verify_checksum() {
+        return false;
+    }
+    let Some(seg) = b.get(ihl..usize::from(ip.total_len())) else {
         return false;
     };
-    if frag != 0 || !(proto == 6 || proto == 17) {
+    let proto = ip.protocol();
+    if ip.is_fragment() || !(proto == 6 || proto == 17) {
         return true;
     }
-    if proto == 17 && seg.get(6..8) == Some(&[0, 0]) {
+    if proto == 17 && seg.len() >= udp::HEADER_LEN && UdpPacket::new_unchecked(seg).checksum() == 0
+    {
         return true;
     }
-    fold(ones_sum(
-        seg,
-        pseudo(&ip[12..16], &ip[16..20], proto, seg.len()),
-    )) == 0
+    let pseudo = pseudo_header_v4(ip.src_addr(), ip.dst_addr(), proto, seg.len());
+    wire_fold(sum(seg, pseudo)) == 0
 }
 
 #[cfg(test)]

@@ -246,7 +246,7 @@ fn fib_lookup(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
         (
             s.ifindex,
             s.len(),
-            u16::from_le_bytes([params[6], params[7]]),
+            fib::FibParams(&mut params).tot_len(),
             s.netns.clone(),
         )
     };

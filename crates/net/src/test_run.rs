@@ -239,16 +239,17 @@ fn run_xdp(vm: &mut Vm, prog: &Arc<Program>, req: &TestRun) -> Result<TestRunOut
     })
 }
 
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
+use skiff_wire::{EthernetFrame, ETH_P_IP, ETH_P_IPV6};
 const ETH_P_802_3: u16 = 0x0001;
 const ETH_P_802_2: u16 = 0x0004;
 const GSO_LEGACY_MAX_SIZE: u32 = 65536;
 const GSO_MAX_SEGS: u32 = 65535;
 
 /// net/ethernet/eth.c: eth_type_trans on `lo` (address and broadcast all zero).
+/// `frame` holds at least the Ethernet header (the caller checked).
 fn eth_type_trans(frame: &[u8]) -> (u16, u8) {
-    let dst = &frame[..6];
+    let eth = EthernetFrame::new_unchecked(frame);
+    let dst = eth.dst_addr();
     let pkt_type = if dst == [0u8; 6] {
         crate::buff::PACKET_HOST
     } else if dst[0] & 1 != 0 {
@@ -257,10 +258,12 @@ fn eth_type_trans(frame: &[u8]) -> (u16, u8) {
     } else {
         crate::buff::PACKET_OTHERHOST
     };
-    let proto = u16::from_be_bytes([frame[12], frame[13]]);
+    let proto = eth.ethertype();
+    // Below ETH_P_802_3_MIN the field is a length; raw 802.3 (IPX) frames
+    // start with 0xffff.
     let protocol = if proto >= 0x0600 {
         proto
-    } else if frame.get(14..16) == Some(&[0xff, 0xff]) {
+    } else if eth.payload().starts_with(&[0xff, 0xff]) {
         ETH_P_802_3
     } else {
         ETH_P_802_2

@@ -10,6 +10,11 @@ use std::sync::{Arc, OnceLock};
 use skiff_maps::MapValue;
 use skiff_net::datapath::*;
 use skiff_vm::{Collection, LoadOptions, Program};
+use skiff_wire::{
+    ethernet, ipv4, tcp, udp, EthernetRepr, Ipv4Packet, Ipv4Repr, TcpPacket, UdpPacket, ETH_P_IP,
+    IPPROTO_TCP, IPPROTO_UDP,
+};
+use std::net::Ipv4Addr;
 
 const MAC1: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const MAC2: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
@@ -63,50 +68,42 @@ fn res(c: &Collection, k: u32) -> u64 {
 }
 
 /// Ethernet + IPv4 + UDP 10.0.0.1:1000 -> 10.0.0.2:2000 with 18 bytes of payload.
+/// Ethernet + an option-less IPv4 header (10.0.0.1 -> 10.0.0.2, DF, TTL 64,
+/// checksum set) for `payload_len` more bytes.
+fn eth_ipv4(dst: [u8; 6], src: [u8; 6], protocol: u8, ident: u16, payload_len: usize) -> Vec<u8> {
+    let eth = EthernetRepr {
+        src_addr: src,
+        dst_addr: dst,
+        ethertype: ETH_P_IP,
+    };
+    let mut f = eth.to_frame(ipv4::HEADER_LEN + payload_len);
+    f.resize(ethernet::HEADER_LEN + ipv4::HEADER_LEN, 0);
+    let ip = Ipv4Repr {
+        src_addr: Ipv4Addr::new(10, 0, 0, 1),
+        dst_addr: Ipv4Addr::new(10, 0, 0, 2),
+        protocol,
+        tos: 0,
+        ttl: 64,
+        ident,
+        dont_frag: true,
+        payload_len,
+    };
+    ip.emit(&mut Ipv4Packet::new_unchecked(
+        &mut f[ethernet::HEADER_LEN..],
+    ));
+    f
+}
+
 fn udp(dst: [u8; 6], src: [u8; 6], sport: u16) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&[0x08, 0x00]);
     let payload = b"skiff-datapath-123";
-    let tot = 20 + 8 + payload.len() as u16;
-    let mut ip = vec![
-        0x45,
-        0,
-        (tot >> 8) as u8,
-        tot as u8,
-        0,
-        1,
-        0x40,
-        0,
-        64,
-        17,
-        0,
-        0,
-        10,
-        0,
-        0,
-        1,
-        10,
-        0,
-        0,
-        2,
-    ];
-    let mut s: u32 = ip
-        .chunks(2)
-        .map(|c| u16::from_be_bytes([c[0], c[1]]) as u32)
-        .sum();
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    let c = !(s as u16);
-    ip[10] = (c >> 8) as u8;
-    ip[11] = c as u8;
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&sport.to_be_bytes());
-    f.extend_from_slice(&2000u16.to_be_bytes());
-    f.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
+    let len = udp::HEADER_LEN + payload.len();
+    let mut f = eth_ipv4(dst, src, IPPROTO_UDP, 1, len);
+    let at = f.len();
+    f.resize(at + udp::HEADER_LEN, 0);
+    let mut u = UdpPacket::new_unchecked(&mut f[at..]);
+    u.set_src_port(sport);
+    u.set_dst_port(2000);
+    u.set_length(len as u16);
     f.extend_from_slice(payload);
     f
 }
@@ -1111,21 +1108,19 @@ mod prop {
 
 /// Ethernet + IPv4 + TCP (ACK) 10.0.0.1:1000 -> 10.0.0.2:80, `len` payload bytes.
 fn tcp(seq: u32, ip_id: u16, len: usize) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&MAC1);
-    f.extend_from_slice(&MAC3);
-    f.extend_from_slice(&[0x08, 0x00]);
-    let tot = (20 + 20 + len) as u16;
-    f.extend_from_slice(&[0x45, 0, (tot >> 8) as u8, tot as u8]);
-    f.extend_from_slice(&ip_id.to_be_bytes());
-    f.extend_from_slice(&[0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
-    f.extend_from_slice(&1000u16.to_be_bytes());
-    f.extend_from_slice(&80u16.to_be_bytes());
-    f.extend_from_slice(&seq.to_be_bytes());
-    f.extend_from_slice(&7u32.to_be_bytes());
-    f.extend_from_slice(&[0x50, 0x10, 0x20, 0x00, 0, 0, 0, 0]);
+    let mut f = eth_ipv4(MAC1, MAC3, IPPROTO_TCP, ip_id, tcp::HEADER_LEN + len);
+    let at = f.len();
+    f.resize(at + tcp::HEADER_LEN, 0);
+    let mut t = TcpPacket::new_unchecked(&mut f[at..]);
+    t.set_src_port(1000);
+    t.set_dst_port(80);
+    t.set_seq_number(seq);
+    t.set_ack_number(7);
+    t.set_header_len(tcp::HEADER_LEN);
+    t.set_flags(tcp::TCPHDR_ACK);
+    t.set_window_len(0x2000);
     f.extend((0..len).map(|i| (i as u8).wrapping_mul(7)));
-    skiff_net::datapath::gro::ipv4_fix_csum(&mut f[14..34]);
+    skiff_net::datapath::gro::ipv4_fix_csum(&mut f[ethernet::HEADER_LEN..at]);
     skiff_net::datapath::gro::tcp4_fix_csum(&mut f);
     f
 }

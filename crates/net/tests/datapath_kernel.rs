@@ -68,6 +68,13 @@ use std::time::{Duration, Instant};
 use skiff_maps::MapValue;
 use skiff_net::datapath::*;
 use skiff_vm::{Collection, LoadOptions};
+use skiff_wire::checksum::{checksum, pseudo_header_v4};
+use skiff_wire::icmpv6::{NdiscRepr, ICMPV6_ECHO_REQUEST, NDISC_NEIGHBOUR_ADVERTISEMENT};
+use skiff_wire::{
+    icmpv4, ipv6, ArpPacket, ArpRepr, EthernetFrame, EthernetRepr, Icmpv4Packet, Icmpv6Packet,
+    Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, UdpPacket, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
+    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP,
+};
 
 const MAC_A0: [u8; 6] = [2, 0, 0, 0, 0, 0x0a];
 const MAC_R0: [u8; 6] = [2, 0, 0, 0, 0, 0x0b];
@@ -108,96 +115,88 @@ const PROGS: [&str; 6] = [
 
 // ---- frames -------------------------------------------------------------------
 
-fn csum(data: &[u8], mut acc: u32) -> u16 {
-    for c in data.chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from_be_bytes([c[0], 0])
-        };
-        acc += w as u32;
-    }
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
-}
-
 fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(14 + payload.len());
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&ethertype.to_be_bytes());
+    let repr = EthernetRepr {
+        src_addr: src,
+        dst_addr: dst,
+        ethertype,
+    };
+    let mut f = repr.to_frame(payload.len());
     f.extend_from_slice(payload);
     f
 }
 
 fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, ttl: u8, payload: &[u8]) -> Vec<u8> {
-    let tot = (20 + payload.len()) as u16;
-    let mut h = vec![0x45, 0];
-    h.extend_from_slice(&tot.to_be_bytes());
-    h.extend_from_slice(&[0x12, 0x34, 0x40, 0, ttl, proto, 0, 0]);
-    h.extend_from_slice(&src);
-    h.extend_from_slice(&dst);
-    let c = csum(&h, 0);
-    h[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut h = vec![0u8; skiff_wire::ipv4::HEADER_LEN];
+    let repr = Ipv4Repr {
+        src_addr: src.into(),
+        dst_addr: dst.into(),
+        protocol: proto,
+        tos: 0,
+        ttl,
+        ident: 0x1234,
+        dont_frag: true,
+        payload_len: payload.len(),
+    };
+    repr.emit(&mut Ipv4Packet::new_unchecked(&mut h[..]));
     h.extend_from_slice(payload);
     h
 }
 
 fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, ttl: u8, payload: &[u8]) -> Vec<u8> {
-    let len = (8 + payload.len()) as u16;
-    let mut u = Vec::new();
-    u.extend_from_slice(&sport.to_be_bytes());
-    u.extend_from_slice(&dport.to_be_bytes());
-    u.extend_from_slice(&len.to_be_bytes());
-    u.extend_from_slice(&[0, 0]);
+    let len = skiff_wire::udp::HEADER_LEN + payload.len();
+    let mut u = vec![0u8; skiff_wire::udp::HEADER_LEN];
     u.extend_from_slice(payload);
-    let mut pseudo = Vec::new();
-    pseudo.extend_from_slice(&src);
-    pseudo.extend_from_slice(&dst);
-    pseudo.extend_from_slice(&[0, 17]);
-    pseudo.extend_from_slice(&len.to_be_bytes());
-    pseudo.extend_from_slice(&u);
-    let c = match csum(&pseudo, 0) {
-        0 => 0xffff,
-        c => c,
-    };
-    u[6..8].copy_from_slice(&c.to_be_bytes());
-    eth(MAC_R0, MAC_A0, 0x0800, &ipv4(src, dst, 17, ttl, &u))
+    let mut p = UdpPacket::new_unchecked(&mut u[..]);
+    p.set_src_port(sport);
+    p.set_dst_port(dport);
+    p.set_length(len as u16);
+    p.fill_checksum(pseudo_header_v4(src.into(), dst.into(), IPPROTO_UDP, len));
+    eth(
+        MAC_R0,
+        MAC_A0,
+        ETH_P_IP,
+        &ipv4(src, dst, IPPROTO_UDP, ttl, &u),
+    )
 }
 
 fn icmp_echo(dst: [u8; 4], id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
-    let mut m = vec![8, 0, 0, 0];
-    m.extend_from_slice(&id.to_be_bytes());
-    m.extend_from_slice(&seq.to_be_bytes());
-    m.extend_from_slice(payload);
-    let c = csum(&m, 0);
-    m[2..4].copy_from_slice(&c.to_be_bytes());
-    eth(MAC_R0, MAC_A0, 0x0800, &ipv4(A0_IP, dst, 1, 64, &m))
+    let rest = (u32::from(id) << 16) | u32::from(seq);
+    let m = icmpv4::message(icmpv4::ICMP_ECHO, 0, rest, payload);
+    eth(
+        MAC_R0,
+        MAC_A0,
+        ETH_P_IP,
+        &ipv4(A0_IP, dst, IPPROTO_ICMP, 64, &m),
+    )
 }
 
 const A0_IP6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
 const R0_IP6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 
-/// Ethernet/IPv6/ICMPv6 from a0's address to `dst` (hop limit `hl`).
+/// Ethernet/IPv6/ICMPv6 from a0's address to `dst` (hop limit `hl`), the
+/// message's checksum set.
 fn icmp6(dmac: [u8; 6], dst: [u8; 16], hl: u8, mut m: Vec<u8>) -> Vec<u8> {
-    let mut h = vec![0x60, 0, 0, 0];
-    h.extend_from_slice(&(m.len() as u16).to_be_bytes());
-    h.extend_from_slice(&[58, hl]);
-    h.extend_from_slice(&A0_IP6);
-    h.extend_from_slice(&dst);
-    m[2..4].fill(0);
-    let mut f = eth(dmac, MAC_A0, 0x86dd, &h);
-    f.extend_from_slice(&m);
-    let c = icmp6_csum(&f).unwrap_or(0);
-    f[56..58].copy_from_slice(&c.to_be_bytes());
-    f
+    Icmpv6Packet::new_unchecked(&mut m[..]).fill_checksum(A0_IP6.into(), dst.into());
+    let mut h = vec![0u8; ipv6::HEADER_LEN];
+    let repr = Ipv6Repr {
+        src_addr: A0_IP6.into(),
+        dst_addr: dst.into(),
+        next_header: IPPROTO_ICMPV6,
+        hop_limit: hl,
+        traffic_class: 0,
+        payload_len: m.len(),
+    };
+    repr.emit(&mut Ipv6Packet::new_unchecked(&mut h[..]));
+    h.extend_from_slice(&m);
+    eth(dmac, MAC_A0, ETH_P_IPV6, &h)
 }
 
 fn icmp6_echo(seq: u16, payload: &[u8]) -> Vec<u8> {
-    let mut m = vec![128, 0, 0, 0, 0x42, 0x42];
-    m.extend_from_slice(&seq.to_be_bytes());
+    let mut m = vec![0u8; skiff_wire::icmpv6::HEADER_LEN];
+    let mut p = Icmpv6Packet::new_unchecked(&mut m[..]);
+    p.set_msg_type(ICMPV6_ECHO_REQUEST);
+    p.set_data_word(0x4242_0000 | u32::from(seq));
     m.extend_from_slice(payload);
     icmp6(MAC_R0, R0_IP6, 64, m)
 }
@@ -205,55 +204,55 @@ fn icmp6_echo(seq: u16, payload: &[u8]) -> Vec<u8> {
 /// A neighbour solicitation for r0's address to its solicited-node group,
 /// with a0's link-layer address.
 fn neigh_solicit() -> Vec<u8> {
-    let mut m = vec![135, 0, 0, 0, 0, 0, 0, 0];
-    m.extend_from_slice(&R0_IP6);
-    m.extend_from_slice(&[1, 1]);
-    m.extend_from_slice(&MAC_A0);
-    let mut snm = [0u8; 16];
-    snm[..2].copy_from_slice(&[0xff, 0x02]);
-    snm[11..13].copy_from_slice(&[1, 0xff]);
-    snm[13..].copy_from_slice(&R0_IP6[13..]);
-    icmp6(
-        [0x33, 0x33, 0xff, R0_IP6[13], R0_IP6[14], R0_IP6[15]],
-        snm,
-        255,
-        m,
-    )
+    let snm = ipv6::solicited_node(R0_IP6.into());
+    let ns = NdiscRepr::NeighborSolicit {
+        target: R0_IP6.into(),
+        lladdr: Some(MAC_A0),
+    };
+    let m = ns.to_message(A0_IP6.into(), snm);
+    icmp6(ipv6::eth_mc_map(snm), snm.octets(), 255, m)
 }
 
 fn arp_request(tpa: [u8; 4]) -> Vec<u8> {
-    let mut a = vec![0, 1, 8, 0, 6, 4, 0, 1];
-    a.extend_from_slice(&MAC_A0);
-    a.extend_from_slice(&A0_IP);
-    a.extend_from_slice(&[0; 6]);
-    a.extend_from_slice(&tpa);
-    eth([0xff; 6], MAC_A0, 0x0806, &a)
+    let mut a = vec![0u8; skiff_wire::arp::PACKET_LEN];
+    let repr = ArpRepr {
+        operation: skiff_wire::arp::ARPOP_REQUEST,
+        source_hardware_addr: MAC_A0,
+        source_protocol_addr: A0_IP.into(),
+        target_hardware_addr: [0; 6],
+        target_protocol_addr: tpa.into(),
+    };
+    repr.emit(&mut ArpPacket::new_unchecked(&mut a[..]));
+    eth([0xff; 6], MAC_A0, ETH_P_ARP, &a)
+}
+
+/// The IPv4 header of an Ethernet frame.
+fn ip_of(f: &mut [u8]) -> Ipv4Packet<&mut [u8]> {
+    Ipv4Packet::new_unchecked(&mut f[skiff_wire::ethernet::HEADER_LEN..])
 }
 
 /// The frame with its IPv4 header edited (the header checksum fixed after).
-fn edit_ip(mut f: Vec<u8>, edit: impl FnOnce(&mut [u8])) -> Vec<u8> {
-    edit(&mut f[14..34]);
-    let ihl = ((f[14] & 0x0f) as usize) * 4;
-    f[24..26].fill(0);
-    let c = csum(&f[14..14 + ihl], 0);
-    f[24..26].copy_from_slice(&c.to_be_bytes());
+fn edit_ip(mut f: Vec<u8>, edit: impl FnOnce(&mut Ipv4Packet<&mut [u8]>)) -> Vec<u8> {
+    let mut ip = ip_of(&mut f);
+    edit(&mut ip);
+    ip.fill_checksum();
     f
 }
 
 fn with_dmac(mut f: Vec<u8>, mac: [u8; 6]) -> Vec<u8> {
-    f[..6].copy_from_slice(&mac);
+    EthernetFrame::new_unchecked(&mut f[..]).set_dst_addr(mac);
     f
 }
 
 /// The frame with 4 bytes of IPv4 options (NOPs) after the header.
 fn with_nop_options(f: Vec<u8>) -> Vec<u8> {
-    let mut v = f[..34].to_vec();
+    let at = skiff_wire::ethernet::HEADER_LEN + skiff_wire::ipv4::HEADER_LEN;
+    let mut v = f[..at].to_vec();
     v.extend_from_slice(&[1, 1, 1, 1]);
-    v.extend_from_slice(&f[34..]);
+    v.extend_from_slice(&f[at..]);
     edit_ip(v, |h| {
-        h[0] = 0x46;
-        let tot = u16::from_be_bytes([h[2], h[3]]) + 4;
-        h[2..4].copy_from_slice(&tot.to_be_bytes());
+        h.set_header_len(24);
+        h.set_total_len(h.total_len() + 4);
     })
 }
 
@@ -299,19 +298,35 @@ fn relevant(f: &[u8]) -> bool {
 /// An ICMPv6 neighbour advertisement (the answer to the test's solicitation;
 /// MLD reports and the like are not the test's).
 fn is_na(f: &[u8]) -> bool {
-    f.get(12..14) == Some(&[0x86, 0xdd][..]) && f.get(20) == Some(&58) && f.get(54) == Some(&136)
+    icmp6_of(f).is_some_and(|(_, m)| m.first() == Some(&NDISC_NEIGHBOUR_ADVERTISEMENT))
+}
+
+/// The IPv6 header and ICMPv6 message (to the end of the frame) of an
+/// Ethernet/IPv6/ICMPv6 frame.
+fn icmp6_of(f: &[u8]) -> Option<(Ipv6Packet<&[u8]>, &[u8])> {
+    let eth = EthernetFrame::new_checked(f).ok()?;
+    let l3 = f.get(skiff_wire::ethernet::HEADER_LEN..)?;
+    if eth.ethertype() != ETH_P_IPV6 || l3.len() < ipv6::HEADER_LEN {
+        return None;
+    }
+    let ip = Ipv6Packet::new_unchecked(l3);
+    (ip.next_header() == IPPROTO_ICMPV6).then(|| (ip, &l3[ipv6::HEADER_LEN..]))
 }
 
 /// The ICMPv6 checksum over the pseudo-header of an Ethernet/IPv6 frame
 /// (0 when valid and the frame is whole).
 fn icmp6_csum(f: &[u8]) -> Option<u16> {
-    let plen = u16::from_be_bytes([*f.get(18)?, *f.get(19)?]) as usize;
-    let body = f.get(54..54 + plen)?;
-    let mut pseudo = f.get(22..54)?.to_vec();
-    pseudo.extend_from_slice(&(plen as u32).to_be_bytes());
-    pseudo.extend_from_slice(&[0, 0, 0, 58]);
-    pseudo.extend_from_slice(body);
-    Some(csum(&pseudo, 0))
+    let ip = Ipv6Packet::new_checked(f.get(skiff_wire::ethernet::HEADER_LEN..)?).ok()?;
+    let m = ip.payload();
+    let pseudo = skiff_wire::checksum::pseudo_header_v6(
+        ip.src_addr(),
+        ip.dst_addr(),
+        IPPROTO_ICMPV6,
+        m.len(),
+    );
+    Some(skiff_wire::checksum::fold(skiff_wire::checksum::sum(
+        m, pseudo,
+    )))
 }
 
 /// Checks what can be checked on one side and masks what the kernel
@@ -319,35 +334,35 @@ fn icmp6_csum(f: &[u8]) -> Option<u16> {
 fn normalise(f: &[u8]) -> (Vec<u8>, Vec<String>) {
     let mut v = f.to_vec();
     let mut bad = Vec::new();
-    if f.get(12..14) == Some(&[0x08, 0x00][..]) && f.len() >= 34 {
-        let ihl = ((f[14] & 0x0f) as usize) * 4;
-        if let Some(h) = f.get(14..14 + ihl) {
-            if csum(h, 0) != 0 {
-                bad.push("bad IPv4 header checksum".to_string());
-            }
+    let eth = EthernetFrame::new_checked(f).ok();
+    let l3 = f.get(skiff_wire::ethernet::HEADER_LEN..).unwrap_or(&[]);
+    let ethertype = eth.map(|e| e.ethertype());
+    if ethertype == Some(ETH_P_IP) && l3.len() >= skiff_wire::ipv4::HEADER_LEN {
+        let ip = Ipv4Packet::new_unchecked(l3);
+        let ihl = ip.header_len();
+        if l3.len() >= ihl && checksum(&l3[..ihl]) != 0 {
+            bad.push("bad IPv4 header checksum".to_string());
         }
-        let tot = u16::from_be_bytes([f[16], f[17]]) as usize;
-        if f[23] == 1 {
-            if let Some(m) = f.get(14 + ihl..14 + tot) {
-                if csum(m, 0) != 0 {
+        if ip.protocol() == IPPROTO_ICMP {
+            if let Some(m) = l3.get(ihl..usize::from(ip.total_len())) {
+                if !Icmpv4Packet::new_unchecked(m).verify_checksum() {
                     bad.push("bad ICMP checksum".to_string());
                 }
             }
-            v[18..20].fill(0);
-            v[24..26].fill(0);
+            let mut vip = ip_of(&mut v);
+            vip.set_ident(0);
+            vip.set_checksum(0);
         }
     }
-    if f.get(12..14) == Some(&[0x86, 0xdd][..]) && f.get(20) == Some(&58) {
+    if icmp6_of(f).is_some() {
         if icmp6_csum(f) != Some(0) {
             bad.push("bad ICMPv6 checksum".to_string());
         }
         // The kernel's flow label of its own packets is a hash with a
         // per-boot key (auto_flowlabels); not comparable.
-        if let Some(fl) = v.get_mut(15..18) {
-            fl[0] &= 0xf0;
-            fl[1] = 0;
-            fl[2] = 0;
-        }
+        let mut ip = Ipv6Packet::new_unchecked(&mut v[skiff_wire::ethernet::HEADER_LEN..]);
+        let (version, tc) = (ip.version(), ip.traffic_class());
+        ip.set_version_tc_flow(version, tc, 0);
     }
     (v, bad)
 }
@@ -924,7 +939,8 @@ fn scenarios() -> Vec<Scenario> {
     // gets ICMP time exceeded; a bad header checksum is dropped.
     let s = "forward";
     let mut bad = u(s, 2, A0_IP, NEXT_IP, 7002, 64);
-    bad[24] ^= 0x55;
+    let mut ip = ip_of(&mut bad);
+    ip.set_checksum(ip.checksum() ^ 0x5500);
     v.push(Scenario {
         name: s,
         attach: vec![],
@@ -937,8 +953,8 @@ fn scenarios() -> Vec<Scenario> {
             with_dmac(u(s, 4, A0_IP, NEXT_IP, 7002, 64), [2, 0, 0, 0, 0, 0x77]),
             // TOS and no DF are kept.
             edit_ip(u(s, 5, A0_IP, NEXT_IP, 7002, 64), |h| {
-                h[1] = 0x10;
-                h[6] = 0;
+                h.set_tos(0x10);
+                h.set_frag_off(h.frag_off() & 0x00ff);
             }),
         ],
         expect: (1, 3),
@@ -964,10 +980,12 @@ fn scenarios() -> Vec<Scenario> {
             // (icmp_echo_ignore_broadcasts).
             u(s, 6, A0_IP, [10, 1, 0, 255], 9999, 64),
             edit_ip(icmp_echo(R0_IP, 0x4242, 7, &marker(s, 7)), |h| {
-                h[16..20].copy_from_slice(&[10, 1, 0, 255])
+                h.set_dst_addr([10, 1, 0, 255].into())
             }),
             // The reply keeps the request's TOS.
-            edit_ip(icmp_echo(R0_IP, 0x4242, 8, &marker(s, 8)), |h| h[1] = 0x10),
+            edit_ip(icmp_echo(R0_IP, 0x4242, 8, &marker(s, 8)), |h| {
+                h.set_tos(0x10)
+            }),
             // Port unreachable quotes at most 576 bytes in all.
             udp(A0_IP, R0_IP, 5009, 9999, 64, &long_marker(s, 9, 700)),
         ],
@@ -981,11 +999,13 @@ fn scenarios() -> Vec<Scenario> {
     // the interface it came in on (ICMP redirect, then the frame).
     let s = "stack-edges";
     let mut bad_icmp = icmp_echo(R0_IP, 0x4242, 2, &marker(s, 2));
-    bad_icmp[36] ^= 0xff;
+    let mut m = Icmpv4Packet::new_unchecked(&mut bad_icmp[34..]);
+    m.set_checksum(m.checksum() ^ 0xff00);
     let mut bad_udp = u(s, 3, A0_IP, R0_IP, 9999, 64);
-    bad_udp[40] ^= 0xff;
+    let mut d = UdpPacket::new_unchecked(&mut bad_udp[34..]);
+    d.set_checksum(d.checksum() ^ 0xff00);
     let mut zero_udp = u(s, 4, A0_IP, R0_IP, 9999, 64);
-    zero_udp[40..42].fill(0);
+    UdpPacket::new_unchecked(&mut zero_udp[34..]).set_checksum(0);
     v.push(Scenario {
         name: s,
         attach: vec![],
@@ -996,16 +1016,16 @@ fn scenarios() -> Vec<Scenario> {
             bad_udp,
             zero_udp,
             edit_ip(icmp_echo(R0_IP, 0x4242, 5, &marker(s, 5)), |h| {
-                h[16..20].copy_from_slice(&[127, 0, 0, 1])
+                h.set_dst_addr([127, 0, 0, 1].into())
             }),
             u(s, 6, [127, 0, 0, 1], NEXT_IP, 7002, 64),
             with_dmac(
                 edit_ip(icmp_echo(R0_IP, 0x4242, 7, &marker(s, 7)), |h| {
-                    h[16..20].copy_from_slice(&[224, 0, 0, 1])
+                    h.set_dst_addr([224, 0, 0, 1].into())
                 }),
                 [1, 0, 0x5e, 0, 0, 1],
             ),
-            edit_ip(icmp_echo(R0_IP, 0x4242, 8, &marker(s, 8)), |h| h[8] = 1),
+            edit_ip(icmp_echo(R0_IP, 0x4242, 8, &marker(s, 8)), |h| h.set_ttl(1)),
             u(s, 9, A0_IP, SIDE_IP, 7002, 64),
             // The second within ip_rt_redirect_load << 1: forwarded, no redirect.
             u(s, 10, A0_IP, SIDE_IP, 7002, 64),
@@ -1040,7 +1060,7 @@ fn scenarios() -> Vec<Scenario> {
             udp(A0_IP, NEXT_IP, 5000, 7002, 64, &long_marker(s, 0, 1200)),
             edit_ip(
                 udp(A0_IP, NEXT_IP, 5001, 7002, 64, &long_marker(s, 1, 1200)),
-                |h| h[6] = 0,
+                |h| h.set_frag_off(h.frag_off() & 0x00ff),
             ),
             u(s, 2, A0_IP, NEXT_IP, 7002, 64),
         ],
@@ -1446,7 +1466,7 @@ fn set_mtu_reaches_the_stack() {
     let mut s = build_skiff();
     s.dp.set_mtu(s.r1, 1000).unwrap();
     let df = udp(A0_IP, NEXT_IP, 1, 7002, 64, &long_marker("mtu", 0, 1200));
-    let no_df = edit_ip(df.clone(), |h| h[6] = 0);
+    let no_df = edit_ip(df.clone(), |h| h.set_frag_off(h.frag_off() & 0x00ff));
     s.dp.inject(s.r0, &df, 1).unwrap();
     s.dp.inject(s.r0, &no_df, 2).unwrap();
     s.dp.run();

@@ -7,6 +7,10 @@ use std::net::{IpAddr, Ipv6Addr};
 use proptest::prelude::*;
 use skiff_net::stack::*;
 use skiff_net::DropReason;
+use skiff_wire::{
+    checksum, icmpv4, EthernetRepr, Icmpv6Packet, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr,
+    UdpPacket, IPPROTO_ICMPV6, IPPROTO_UDP,
+};
 
 const A0: u32 = 10;
 const B0: u32 = 12;
@@ -22,14 +26,8 @@ fn v6(s: &str) -> IpAddr {
     IpAddr::V6(s.parse().unwrap())
 }
 
-fn csum(data: &[u8], mut acc: u32) -> u16 {
-    for c in data.chunks(2) {
-        acc += u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0));
-    }
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
+fn csum(data: &[u8], acc: u32) -> u16 {
+    checksum::fold(checksum::sum(data, u64::from(acc)))
 }
 
 fn hex(s: &str) -> Vec<u8> {
@@ -69,52 +67,50 @@ fn meta(pkt_type: u8) -> RxMeta {
 }
 
 fn eth(dst: [u8; 6], src: [u8; 6], ty: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = dst.to_vec();
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&ty.to_be_bytes());
+    let repr = EthernetRepr {
+        src_addr: src,
+        dst_addr: dst,
+        ethertype: ty,
+    };
+    let mut f = repr.to_frame(payload.len());
     f.extend_from_slice(payload);
     f
 }
 
 fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, ttl: u8, df: bool, payload: &[u8]) -> Vec<u8> {
-    let len = (20 + payload.len()) as u16;
-    let mut h = vec![0x45, 0];
-    h.extend_from_slice(&len.to_be_bytes());
-    h.extend_from_slice(&[0x77, 0x77, if df { 0x40 } else { 0 }, 0, ttl, proto, 0, 0]);
-    h.extend_from_slice(&src);
-    h.extend_from_slice(&dst);
-    let c = csum(&h, 0);
-    h[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut h = vec![0u8; skiff_wire::ipv4::HEADER_LEN];
+    let repr = Ipv4Repr {
+        src_addr: src.into(),
+        dst_addr: dst.into(),
+        protocol: proto,
+        tos: 0,
+        ttl,
+        ident: 0x7777,
+        dont_frag: df,
+        payload_len: payload.len(),
+    };
+    repr.emit(&mut Ipv4Packet::new_unchecked(&mut h[..]));
     h.extend_from_slice(payload);
     h
 }
 
 fn echo(t: u8, payload: &[u8]) -> Vec<u8> {
-    let mut m = vec![t, 0, 0, 0, 0x12, 0x34, 0, 1];
-    m.extend_from_slice(payload);
-    let c = csum(&m, 0);
-    m[2..4].copy_from_slice(&c.to_be_bytes());
-    m
+    icmpv4::message(t, 0, 0x1234_0001, payload)
 }
 
 fn udp4(src: [u8; 4], dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
-    let len = (8 + payload.len()) as u16;
-    let mut u = vec![0x30, 0x39];
-    u.extend_from_slice(&dport.to_be_bytes());
-    u.extend_from_slice(&len.to_be_bytes());
-    u.extend_from_slice(&[0, 0]);
+    let len = skiff_wire::udp::HEADER_LEN + payload.len();
+    let mut u = vec![0u8; skiff_wire::udp::HEADER_LEN];
     u.extend_from_slice(payload);
-    let mut ph = src.to_vec();
-    ph.extend_from_slice(&dst);
-    ph.extend_from_slice(&[0, 17]);
-    ph.extend_from_slice(&len.to_be_bytes());
-    let mut acc = 0u32;
-    for c in ph.chunks(2) {
-        acc += u32::from(c[0]) << 8 | u32::from(c[1]);
-    }
-    let c = csum(&u, acc);
-    u[6..8].copy_from_slice(&c.to_be_bytes());
-    ipv4(src, dst, 17, 64, true, &u)
+    let mut p = UdpPacket::new_unchecked(&mut u[..]);
+    p.set_src_port(12345);
+    p.set_dst_port(dport);
+    p.set_length(len as u16);
+    // The plain checksum (a computed 0 stays 0 here).
+    let pseudo = checksum::pseudo_header_v4(src.into(), dst.into(), IPPROTO_UDP, len);
+    let c = checksum::fold(checksum::sum(&u, pseudo));
+    UdpPacket::new_unchecked(&mut u[..]).set_checksum(c);
+    ipv4(src, dst, IPPROTO_UDP, 64, true, &u)
 }
 
 #[test]
@@ -468,22 +464,21 @@ fn fwmark_rule_picks_table_and_lpm_picks_longest() {
 }
 
 fn icmp6(src: Ipv6Addr, dst: Ipv6Addr, mut m: Vec<u8>) -> Vec<u8> {
-    let mut acc = 0u32;
-    for c in [src.octets(), dst.octets()].concat().chunks(2) {
-        acc += u32::from(c[0]) << 8 | u32::from(c[1]);
-    }
-    acc += m.len() as u32 + 58;
-    let c = csum(&m, acc);
-    m[2..4].copy_from_slice(&c.to_be_bytes());
+    Icmpv6Packet::new_unchecked(&mut m[..]).fill_checksum(src, dst);
     m
 }
 
 fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, hop: u8, payload: &[u8]) -> Vec<u8> {
-    let mut h = vec![0x60, 0, 0, 0];
-    h.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    h.extend_from_slice(&[58, hop]);
-    h.extend_from_slice(&src.octets());
-    h.extend_from_slice(&dst.octets());
+    let mut h = vec![0u8; skiff_wire::ipv6::HEADER_LEN];
+    let repr = Ipv6Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IPPROTO_ICMPV6,
+        hop_limit: hop,
+        traffic_class: 0,
+        payload_len: payload.len(),
+    };
+    repr.emit(&mut Ipv6Packet::new_unchecked(&mut h[..]));
     h.extend_from_slice(payload);
     h
 }

@@ -1,17 +1,14 @@
 //! Header parsing the datapath itself needs (RSS, GRO, trace): the 5-tuple of
-//! an Ethernet frame, read with bounds checks (malformed frames give None).
+//! an Ethernet frame, read through skiff-wire's views (malformed frames give None).
 
 use std::net::IpAddr;
 
-pub const ETH_P_IP: u16 = 0x0800;
-pub const ETH_P_IPV6: u16 = 0x86dd;
-pub const ETH_P_ARP: u16 = 0x0806;
-pub const ETH_P_8021Q: u16 = 0x8100;
-pub const ETH_P_8021AD: u16 = 0x88a8;
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
-pub const IPPROTO_ICMP: u8 = 1;
-pub const IPPROTO_ICMPV6: u8 = 58;
+use skiff_wire::{flow_ports, ipv4, ipv6, EthernetFrame, Ipv4Packet, Ipv6Packet};
+pub use skiff_wire::{
+    ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_ICMPV6,
+    IPPROTO_TCP, IPPROTO_UDP,
+};
+use skiff_wire::{IPPROTO_GRE, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_SCTP};
 
 /// Addresses, protocol and ports (0 when the protocol has none or the header
 /// is a non-first fragment); `l4_off` is the transport header's offset in the frame.
@@ -27,49 +24,48 @@ pub struct FiveTuple {
     pub l4_off: usize,
 }
 
+/// A big-endian u16 at `off` (None past the end): only for engine.rs's
+/// callers, which move to skiff-wire views with the engine's split.
 pub fn be16(b: &[u8], off: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(off)?, *b.get(off + 1)?]))
 }
 
 /// The EtherType and network header offset, looking through one or two VLAN tags.
 pub fn ethertype(frame: &[u8]) -> Option<(u16, usize)> {
-    let mut proto = be16(frame, 12)?;
-    let mut off = 14;
-    for _ in 0..2 {
-        if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
-            proto = be16(frame, off + 2)?;
-            off += 4;
-        }
-    }
-    Some((proto, off))
+    EthernetFrame::new_checked(frame)
+        .ok()?
+        .network_protocol()
+        .ok()
 }
 
-/// The 5-tuple of `frame` (an Ethernet frame), IPv4 or IPv6 (no extension headers).
+/// The 5-tuple of `frame` (an Ethernet frame), IPv4 or IPv6 (no extension
+/// headers). Only the fixed network header must be there and valid (version,
+/// IPv4 IHL); lengths beyond it are not checked.
 pub fn five_tuple(frame: &[u8]) -> Option<FiveTuple> {
     let (proto, l3) = ethertype(frame)?;
+    let net = frame.get(l3..)?;
     let (src, dst, ip_proto, l4, first_frag) = match proto {
-        ETH_P_IP => {
-            let h = frame.get(l3..l3 + 20)?;
-            if h[0] >> 4 != 4 {
+        ETH_P_IP if net.len() >= ipv4::HEADER_LEN => {
+            let ip = Ipv4Packet::new_unchecked(net);
+            if ip.version() != 4 || ip.header_len() < ipv4::HEADER_LEN {
                 return None;
             }
-            let ihl = (h[0] & 0xf) as usize * 4;
-            if ihl < 20 {
-                return None;
-            }
-            let frag = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
-            let s: [u8; 4] = h[12..16].try_into().ok()?;
-            let d: [u8; 4] = h[16..20].try_into().ok()?;
-            (IpAddr::from(s), IpAddr::from(d), h[9], l3 + ihl, frag == 0)
+            let (s, d) = (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()));
+            (
+                s,
+                d,
+                ip.protocol(),
+                l3 + ip.header_len(),
+                ip.frag_offset() == 0,
+            )
         }
-        ETH_P_IPV6 => {
-            let h = frame.get(l3..l3 + 40)?;
-            if h[0] >> 4 != 6 {
+        ETH_P_IPV6 if net.len() >= ipv6::HEADER_LEN => {
+            let ip = Ipv6Packet::new_unchecked(net);
+            if ip.version() != 6 {
                 return None;
             }
-            let s: [u8; 16] = h[8..24].try_into().ok()?;
-            let d: [u8; 16] = h[24..40].try_into().ok()?;
-            (IpAddr::from(s), IpAddr::from(d), h[6], l3 + 40, true)
+            let (s, d) = (IpAddr::V6(ip.src_addr()), IpAddr::V6(ip.dst_addr()));
+            (s, d, ip.next_header(), l3 + ipv6::HEADER_LEN, true)
         }
         _ => return None,
     };
@@ -83,8 +79,8 @@ pub fn five_tuple(frame: &[u8]) -> Option<FiveTuple> {
         l3_off: l3,
         l4_off: l4,
     };
-    if first_frag && matches!(ip_proto, IPPROTO_TCP | IPPROTO_UDP | 132) {
-        if let (Some(s), Some(d)) = (be16(frame, l4), be16(frame, l4 + 2)) {
+    if first_frag && matches!(ip_proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP) {
+        if let Some((s, d)) = frame.get(l4..).and_then(flow_ports) {
             t.sport = s;
             t.dport = d;
             t.has_ports = true;
@@ -99,10 +95,10 @@ pub fn proto_name(p: u8) -> &'static str {
         IPPROTO_UDP => "udp",
         IPPROTO_ICMP => "icmp",
         IPPROTO_ICMPV6 => "icmp6",
-        132 => "sctp",
-        47 => "gre",
-        4 => "ipip",
-        41 => "ipv6",
+        IPPROTO_SCTP => "sctp",
+        IPPROTO_GRE => "gre",
+        IPPROTO_IPIP => "ipip",
+        IPPROTO_IPV6 => "ipv6",
         _ => "ip",
     }
 }

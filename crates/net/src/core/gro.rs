@@ -5,6 +5,11 @@
 //! flushed at the end of the poll (napi_gro_flush). Leaving through a NIC, a
 //! merged skb is cut back into gso_size segments (tcp_gso_segment).
 
+use skiff_wire::checksum::{checksum, pseudo_header_v4};
+use skiff_wire::ethernet::HEADER_LEN as ETH_HLEN;
+use skiff_wire::tcp::{TCPHDR_ACK, TCPHDR_FIN, TCPHDR_PSH};
+use skiff_wire::{ipv4, EthernetFrame, Ipv4Packet, TcpPacket};
+
 use super::flow::{ethertype, ETH_P_IP, IPPROTO_TCP};
 use super::{DevId, Pkt};
 
@@ -13,9 +18,8 @@ pub const MAX_GRO_SKBS: usize = 8;
 /// The largest merged IP packet (GRO_LEGACY_MAX_SIZE).
 pub const GRO_MAX_SIZE: usize = 65535;
 
-const TCP_FLAG_FIN: u8 = 0x01;
-const TCP_FLAG_PSH: u8 = 0x08;
-const TCP_FLAG_ACK: u8 = 0x10;
+/// Where the TCP header of an Ethernet + option-less IPv4 frame begins.
+const TCP_OFF: usize = ETH_HLEN + ipv4::HEADER_LEN;
 
 pub(crate) struct Held {
     dev: DevId,
@@ -69,51 +73,61 @@ struct Seg {
     key: FlowKey,
 }
 
+/// The IPv4 header of an Ethernet + IPv4 frame with no options, carrying TCP
+/// (None for anything else or a frame too short for it).
+fn ipv4_tcp(frame: &[u8]) -> Option<Ipv4Packet<&[u8]>> {
+    let ip = frame
+        .get(ETH_HLEN..)
+        .filter(|b| b.len() >= ipv4::HEADER_LEN)?;
+    let ip = Ipv4Packet::new_unchecked(ip);
+    let plain = ip.version() == 4 && ip.header_len() == ipv4::HEADER_LEN;
+    (plain && ip.protocol() == IPPROTO_TCP).then_some(ip)
+}
+
+/// The TCP header (with its options) of such a frame.
+fn tcp_of(frame: &[u8]) -> Option<TcpPacket<&[u8]>> {
+    TcpPacket::new_checked(frame.get(TCP_OFF..)?).ok()
+}
+
 fn parse(frame: &[u8]) -> Option<Seg> {
     let (proto, l3) = ethertype(frame)?;
-    if proto != ETH_P_IP || l3 != 14 {
+    if proto != ETH_P_IP || l3 != ETH_HLEN {
         return None;
     }
-    let ip = frame.get(l3..l3 + 20)?;
-    if ip[0] != 0x45 || ip[9] != IPPROTO_TCP {
-        return None;
-    }
-    let frag = u16::from_be_bytes([ip[6], ip[7]]);
-    if frag & 0x3fff != 0 {
+    let ip = ipv4_tcp(frame)?;
+    if ip.is_fragment() {
         return None; // MF or an offset
     }
-    let tot = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    let tot = usize::from(ip.total_len());
     if l3 + tot != frame.len() {
         return None; // padding or truncated: not merged
     }
-    let l4 = l3 + 20;
-    let th = frame.get(l4..l4 + 20)?;
-    let thlen = (th[12] >> 4) as usize * 4;
-    if thlen < 20 || tot < 20 + thlen {
+    let th = tcp_of(frame)?;
+    let thlen = th.header_len();
+    if tot < ipv4::HEADER_LEN + thlen {
         return None;
     }
-    frame.get(l4..l4 + thlen)?;
-    let payload = tot - 20 - thlen;
-    let flags = th[13];
+    let payload = tot - ipv4::HEADER_LEN - thlen;
+    let flags = th.flags();
     // Only ACK (and PSH) segments with data are merged.
-    if payload == 0 || flags & !(TCP_FLAG_ACK | TCP_FLAG_PSH) != 0 || flags & TCP_FLAG_ACK == 0 {
+    if payload == 0 || flags & !(TCPHDR_ACK | TCPHDR_PSH) != 0 || flags & TCPHDR_ACK == 0 {
         return None;
     }
     Some(Seg {
         l3,
-        l4,
+        l4: TCP_OFF,
         thlen,
         payload,
-        seq: u32::from_be_bytes([th[4], th[5], th[6], th[7]]),
+        seq: th.seq_number(),
         flags,
         key: FlowKey {
-            src: [ip[12], ip[13], ip[14], ip[15]],
-            dst: [ip[16], ip[17], ip[18], ip[19]],
-            sport: u16::from_be_bytes([th[0], th[1]]),
-            dport: u16::from_be_bytes([th[2], th[3]]),
-            ack: u32::from_be_bytes([th[8], th[9], th[10], th[11]]),
-            ttl: ip[8],
-            tos: ip[1],
+            src: ip.src_addr().octets(),
+            dst: ip.dst_addr().octets(),
+            sport: th.src_port(),
+            dport: th.dst_port(),
+            ack: th.ack_number(),
+            ttl: ip.ttl(),
+            tos: ip.tos(),
         },
     })
 }
@@ -138,8 +152,9 @@ impl GroTable {
             let h = &self.held[i];
             let frame = pkt.skb.data();
             let head = h.pkt.skb.data();
+            let (head_th, th) = (tcp_of(head), tcp_of(frame));
             let same_opts =
-                head.get(34 + 20..34 + h.thlen()) == frame.get(seg.l4 + 20..seg.l4 + seg.thlen);
+                head_th.as_ref().map(|t| t.options()) == th.as_ref().map(|t| t.options());
             let ok = h.key == seg.key
                 && seg.seq == h.next_seq
                 && seg.thlen == h.thlen()
@@ -154,24 +169,25 @@ impl GroTable {
                 return GroResult::Pass(out);
             }
             // Append the payload.
-            let payload: Vec<u8> =
-                frame[seg.l4 + seg.thlen..seg.l4 + seg.thlen + seg.payload].to_vec();
+            let start = seg.l4 + seg.thlen;
+            let payload = &frame[start..start + seg.payload];
             let h = &mut self.held[i];
             let skb = &mut h.pkt.skb;
             if skb.tailroom() < payload.len() {
                 skb.expand_head(0, payload.len() - skb.tailroom() + 1024);
             }
             let t = skb.tail;
-            skb.buf[t..t + payload.len()].copy_from_slice(&payload);
+            skb.buf[t..t + payload.len()].copy_from_slice(payload);
             skb.tail += payload.len();
             h.next_seq = h.next_seq.wrapping_add(seg.payload as u32);
             h.segs += 1;
-            if seg.flags & TCP_FLAG_PSH != 0 {
+            if seg.flags & TCPHDR_PSH != 0 {
                 let d = skb.data;
-                skb.buf[d + 34 + 13] |= TCP_FLAG_PSH;
+                let mut th = TcpPacket::new_unchecked(&mut skb.buf[d + TCP_OFF..]);
+                th.set_flags(th.flags() | TCPHDR_PSH);
             }
             let into = h.pkt.id;
-            let end = seg.flags & (TCP_FLAG_PSH | TCP_FLAG_FIN) != 0 || seg.payload < h.mss;
+            let end = seg.flags & (TCPHDR_PSH | TCPHDR_FIN) != 0 || seg.payload < h.mss;
             let flush = if end {
                 Some(finish(self.held.remove(i)))
             } else {
@@ -183,7 +199,7 @@ impl GroTable {
                 flush,
             };
         }
-        if seg.flags & TCP_FLAG_PSH != 0 {
+        if seg.flags & TCPHDR_PSH != 0 {
             return GroResult::Pass(pkt);
         }
         if self.held.len() >= MAX_GRO_SKBS {
@@ -225,12 +241,7 @@ impl GroTable {
 
 impl Held {
     fn thlen(&self) -> usize {
-        self.pkt
-            .skb
-            .data()
-            .get(34 + 12)
-            .map(|b| (b >> 4) as usize * 4)
-            .unwrap_or(20)
+        tcp_of(self.pkt.skb.data()).map_or(skiff_wire::tcp::HEADER_LEN, |t| t.header_len())
     }
 }
 
@@ -242,9 +253,9 @@ fn finish(h: Held) -> Pkt {
         let skb = &mut pkt.skb;
         let d = skb.data;
         let len = skb.tail - d;
-        let tot = (len - 14) as u16;
-        skb.buf[d + 16..d + 18].copy_from_slice(&tot.to_be_bytes());
-        ipv4_fix_csum(&mut skb.buf[d + 14..d + 34]);
+        let tot = (len - ETH_HLEN) as u16;
+        Ipv4Packet::new_unchecked(&mut skb.buf[d + ETH_HLEN..skb.tail]).set_total_len(tot);
+        ipv4_fix_csum(&mut skb.buf[d + ETH_HLEN..d + TCP_OFF]);
         tcp4_fix_csum(&mut skb.buf[d..skb.tail]);
         skb.gso_size = h.mss as u32;
         skb.gso_segs = h.segs;
@@ -252,49 +263,28 @@ fn finish(h: Held) -> Pkt {
     pkt
 }
 
-fn csum_add(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u16::from_be_bytes([c[0], c[1]]) as u32;
-    }
-    if let [b] = chunks.remainder() {
-        sum += (*b as u32) << 8;
-    }
-    sum
-}
-
-fn fold(mut sum: u32) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// ip_send_check: the IPv4 header checksum over `hdr` (20 bytes here).
+/// ip_send_check: the IPv4 header checksum over all of `hdr` (20 bytes here;
+/// shorter slices are left alone).
 pub fn ipv4_fix_csum(hdr: &mut [u8]) {
-    if hdr.len() < 20 {
+    if hdr.len() < ipv4::HEADER_LEN {
         return;
     }
-    hdr[10] = 0;
-    hdr[11] = 0;
-    let c = fold(csum_add(0, hdr));
-    hdr[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut ip = Ipv4Packet::new_unchecked(hdr);
+    ip.set_checksum(0);
+    let c = checksum(ip.as_bytes());
+    ip.set_checksum(c);
 }
 
-/// The TCP checksum of an Ethernet+IPv4(20)+TCP frame, with the pseudo header.
+/// The TCP checksum of an Ethernet+IPv4(20)+TCP frame, with the pseudo header
+/// (frames too short for both headers are left alone).
 pub fn tcp4_fix_csum(frame: &mut [u8]) {
-    if frame.len() < 54 {
+    if frame.len() < TCP_OFF + skiff_wire::tcp::HEADER_LEN {
         return;
     }
-    let tcp_len = frame.len() - 34;
-    frame[34 + 16] = 0;
-    frame[34 + 17] = 0;
-    let mut sum = csum_add(0, &frame[26..34]);
-    sum += IPPROTO_TCP as u32;
-    sum += tcp_len as u32;
-    sum = csum_add(sum, &frame[34..]);
-    let c = fold(sum);
-    frame[34 + 16..34 + 18].copy_from_slice(&c.to_be_bytes());
+    let ip = Ipv4Packet::new_unchecked(&frame[ETH_HLEN..]);
+    let tcp_len = frame.len() - TCP_OFF;
+    let pseudo = pseudo_header_v4(ip.src_addr(), ip.dst_addr(), IPPROTO_TCP, tcp_len);
+    TcpPacket::new_unchecked(&mut frame[TCP_OFF..]).fill_checksum(pseudo);
 }
 
 /// net/ipv4/tcp_offload.c: tcp_gso_segment (with inet_gso_segment): cut a
@@ -306,44 +296,39 @@ pub(crate) fn gso_segment(skb: &crate::buff::SkBuff) -> Option<Vec<Vec<u8>>> {
     if mss == 0 {
         return None;
     }
-    let seg = parse_any(frame)?;
-    let (hdr_len, payload) = (seg.0, &frame[seg.0..]);
-    let seq0 = u32::from_be_bytes(frame.get(38..42)?.try_into().ok()?);
-    let id0 = u16::from_be_bytes([frame[18], frame[19]]);
-    let flags = frame[34 + 13];
+    let hdr_len = parse_any(frame)?;
+    let payload = &frame[hdr_len..];
+    let (ip, th) = (ipv4_tcp(frame)?, tcp_of(frame)?);
+    let (seq0, id0, flags) = (th.seq_number(), ip.ident(), th.flags());
     let n = payload.len().div_ceil(mss);
     let mut out = Vec::with_capacity(n);
     for (i, chunk) in payload.chunks(mss).enumerate() {
         let mut f = Vec::with_capacity(hdr_len + chunk.len());
         f.extend_from_slice(&frame[..hdr_len]);
         f.extend_from_slice(chunk);
-        let tot = (f.len() - 14) as u16;
-        f[16..18].copy_from_slice(&tot.to_be_bytes());
-        f[18..20].copy_from_slice(&id0.wrapping_add(i as u16).to_be_bytes());
-        let seq = seq0.wrapping_add((i * mss) as u32);
-        f[38..42].copy_from_slice(&seq.to_be_bytes());
+        let tot = (f.len() - ETH_HLEN) as u16;
+        let mut ip = Ipv4Packet::new_unchecked(&mut f[ETH_HLEN..]);
+        ip.set_total_len(tot);
+        ip.set_ident(id0.wrapping_add(i as u16));
+        let mut th = TcpPacket::new_unchecked(&mut f[TCP_OFF..]);
+        th.set_seq_number(seq0.wrapping_add((i * mss) as u32));
         if i + 1 < n {
-            f[34 + 13] = flags & !(TCP_FLAG_PSH | TCP_FLAG_FIN);
+            th.set_flags(flags & !(TCPHDR_PSH | TCPHDR_FIN));
         }
-        ipv4_fix_csum(&mut f[14..34]);
+        ipv4_fix_csum(&mut f[ETH_HLEN..TCP_OFF]);
         tcp4_fix_csum(&mut f);
         out.push(f);
     }
     Some(out)
 }
 
-/// (header length) of an Ethernet + IPv4(20) + TCP frame.
-fn parse_any(frame: &[u8]) -> Option<(usize,)> {
-    if frame.len() < 54
-        || frame[12..14] != [0x08, 0x00]
-        || frame[14] != 0x45
-        || frame[23] != IPPROTO_TCP
-    {
+/// The header length (Ethernet, IPv4 without options, TCP with options) of an
+/// Ethernet + IPv4 + TCP frame.
+fn parse_any(frame: &[u8]) -> Option<usize> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if frame.len() < TCP_OFF + skiff_wire::tcp::HEADER_LEN || eth.ethertype() != ETH_P_IP {
         return None;
     }
-    let thlen = (frame[34 + 12] >> 4) as usize * 4;
-    if thlen < 20 || frame.len() < 34 + thlen {
-        return None;
-    }
-    Some((34 + thlen,))
+    ipv4_tcp(frame)?;
+    Some(TCP_OFF + tcp_of(frame)?.header_len())
 }

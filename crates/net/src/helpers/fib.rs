@@ -3,6 +3,8 @@
 //! (and forwarding disabled, the kernel default), used until the datapath hands
 //! helpers its FIB.
 
+use std::net::{Ipv4Addr, Ipv6Addr};
+
 /// sizeof(struct bpf_fib_lookup).
 pub const FIB_LOOKUP_SIZE: usize = 64;
 
@@ -32,6 +34,125 @@ pub const BPF_FIB_LKUP_RET_UNSUPP_LWT: i64 = 6;
 pub const BPF_FIB_LKUP_RET_NO_NEIGH: i64 = 7;
 pub const BPF_FIB_LKUP_RET_FRAG_NEEDED: i64 = 8;
 pub const BPF_FIB_LKUP_RET_NO_SRC_ADDR: i64 = 9;
+
+mod field {
+    pub const FAMILY: usize = 0;
+    pub const TOT_LEN: usize = 6;
+    pub const IFINDEX: usize = 8;
+    pub const RT_METRIC: usize = 12;
+    pub const SRC: usize = 16;
+    pub const DST: usize = 32;
+    pub const TBID: usize = 48;
+    pub const MARK: usize = 52;
+    pub const SMAC: usize = 52;
+    pub const DMAC: usize = 58;
+}
+
+/// A typed view of `struct bpf_fib_lookup` (include/uapi/linux/bpf.h) as the
+/// program passed it: host-order integers, network-order addresses.
+pub struct FibParams<'a>(pub &'a mut [u8; FIB_LOOKUP_SIZE]);
+
+impl FibParams<'_> {
+    fn le16(&self, off: usize) -> u16 {
+        u16::from_le_bytes([self.0[off], self.0[off + 1]])
+    }
+    fn le32(&self, off: usize) -> u32 {
+        let b = &self.0[off..off + 4];
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+    fn put(&mut self, off: usize, bytes: &[u8]) {
+        self.0[off..off + bytes.len()].copy_from_slice(bytes);
+    }
+    fn addr16(&self, off: usize) -> [u8; 16] {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&self.0[off..off + 16]);
+        a
+    }
+
+    /// family (AF_INET, AF_INET6).
+    pub fn family(&self) -> u8 {
+        self.0[field::FAMILY]
+    }
+    /// tot_len (the union's input side).
+    pub fn tot_len(&self) -> u16 {
+        self.le16(field::TOT_LEN)
+    }
+    /// Sets mtu_result (the union's output side).
+    pub fn set_mtu_result(&mut self, mtu: u16) {
+        self.put(field::TOT_LEN, &mtu.to_le_bytes());
+    }
+    /// ifindex.
+    pub fn ifindex(&self) -> u32 {
+        self.le32(field::IFINDEX)
+    }
+    /// Sets ifindex.
+    pub fn set_ifindex(&mut self, i: u32) {
+        self.put(field::IFINDEX, &i.to_le_bytes());
+    }
+    /// Sets rt_metric.
+    pub fn set_rt_metric(&mut self, m: u32) {
+        self.put(field::RT_METRIC, &m.to_le_bytes());
+    }
+    /// ipv4_src.
+    pub fn ipv4_src(&self) -> Ipv4Addr {
+        let s = &self.0[field::SRC..field::SRC + 4];
+        Ipv4Addr::new(s[0], s[1], s[2], s[3])
+    }
+    /// Sets ipv4_src.
+    pub fn set_ipv4_src(&mut self, a: Ipv4Addr) {
+        self.put(field::SRC, &a.octets());
+    }
+    /// ipv4_dst.
+    pub fn ipv4_dst(&self) -> Ipv4Addr {
+        let d = &self.0[field::DST..field::DST + 4];
+        Ipv4Addr::new(d[0], d[1], d[2], d[3])
+    }
+    /// Sets ipv4_dst.
+    pub fn set_ipv4_dst(&mut self, a: Ipv4Addr) {
+        self.put(field::DST, &a.octets());
+    }
+    /// ipv6_src, as bytes.
+    pub fn ipv6_src_bytes(&self) -> [u8; 16] {
+        self.addr16(field::SRC)
+    }
+    /// ipv6_dst, as bytes.
+    pub fn ipv6_dst_bytes(&self) -> [u8; 16] {
+        self.addr16(field::DST)
+    }
+    /// ipv6_src.
+    pub fn ipv6_src(&self) -> Ipv6Addr {
+        Ipv6Addr::from(self.ipv6_src_bytes())
+    }
+    /// Sets ipv6_src.
+    pub fn set_ipv6_src(&mut self, a: Ipv6Addr) {
+        self.put(field::SRC, &a.octets());
+    }
+    /// ipv6_dst.
+    pub fn ipv6_dst(&self) -> Ipv6Addr {
+        Ipv6Addr::from(self.ipv6_dst_bytes())
+    }
+    /// Sets ipv6_dst.
+    pub fn set_ipv6_dst(&mut self, a: Ipv6Addr) {
+        self.put(field::DST, &a.octets());
+    }
+    /// tbid (the union with h_vlan_proto/h_vlan_TCI).
+    pub fn tbid(&self) -> u32 {
+        self.le32(field::TBID)
+    }
+    /// Zeroes the tbid / VLAN union ("zero out for vlan output").
+    pub fn clear_tbid_vlan(&mut self) {
+        self.0[field::TBID..field::MARK].fill(0);
+    }
+    /// mark (the union with smac/dmac).
+    pub fn mark(&self) -> u32 {
+        self.le32(field::MARK)
+    }
+    /// Sets smac and dmac.
+    pub fn set_macs(&mut self, smac: [u8; 6], dmac: [u8; 6]) {
+        self.put(field::DMAC, &dmac);
+        self.put(field::SMAC, &smac);
+    }
+}
 
 /// A namespace's routing state as bpf_fib_lookup sees it.
 pub trait Fib {
@@ -103,15 +224,17 @@ pub fn lookup(
     own: u32,
     skb_len: usize,
 ) -> i64 {
-    let family = params[0];
+    let p = FibParams(&mut *params);
+    let family = p.family();
     if family != AF_INET && family != AF_INET6 {
         return -super::EAFNOSUPPORT;
     }
-    if family == AF_INET6 && (rt6_need_strict(&params[32..48]) || rt6_need_strict(&params[16..32]))
+    if family == AF_INET6
+        && (rt6_need_strict(&p.ipv6_dst_bytes()) || rt6_need_strict(&p.ipv6_src_bytes()))
     {
         return BPF_FIB_LKUP_RET_NOT_FWDED;
     }
-    let ifindex = u32::from_le_bytes([params[8], params[9], params[10], params[11]]);
+    let ifindex = p.ifindex();
     let fwd = match fib.device_forwarding(ifindex, family) {
         Some(f) => f,
         None if ifindex != 0 && ifindex == own => false,
@@ -122,13 +245,13 @@ pub fn lookup(
     }
     let mut rc = fib.route(params, flags, check_mtu, skb_len);
     if rc == BPF_FIB_LKUP_RET_SUCCESS && !check_mtu {
-        let out = u32::from_le_bytes([params[8], params[9], params[10], params[11]]);
-        if let Some((mtu, up)) = fib.device_mtu(out) {
+        let mut p = FibParams(params);
+        if let Some((mtu, up)) = fib.device_mtu(p.ifindex()) {
             // net/core/dev.c is_skb_forwardable: mtu + hard_header_len + VLAN_HLEN.
             if !up || skb_len > mtu as usize + 14 + 4 {
                 rc = BPF_FIB_LKUP_RET_FRAG_NEEDED;
             }
-            params[6..8].copy_from_slice(&(mtu.min(0xffff) as u16).to_le_bytes());
+            p.set_mtu_result(mtu.min(0xffff) as u16);
         }
     }
     rc

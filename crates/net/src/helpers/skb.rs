@@ -22,11 +22,12 @@ pub const BPF_F_MARK_ENFORCE: u64 = 1 << 6;
 pub const BPF_F_IPV6: u64 = 1 << 7;
 pub const BPF_HDR_START_MAC: u64 = 0;
 pub const BPF_HDR_START_NET: u64 = 1;
-pub const ETH_P_IP: u16 = 0x0800;
-pub const ETH_P_IPV6: u16 = 0x86dd;
-pub const ETH_P_8021Q: u16 = 0x8100;
-pub const ETH_P_8021AD: u16 = 0x88a8;
-const VLAN_HLEN: usize = 4;
+use skiff_wire::ethernet::VLAN_HLEN;
+use skiff_wire::{
+    flow_ports, ipv4, ipv6, EthernetFrame, Ipv4Packet, Ipv6Packet, VlanTag, IPPROTO_SCTP,
+    IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
+};
+pub use skiff_wire::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6};
 const INT_MAX: u64 = i32::MAX as u64;
 /// SKB_MAX_ALLOC: SKB_WITH_OVERHEAD(PAGE_SIZE << 2).
 pub const BPF_SKB_MAX_LEN: u64 = (4096 << 2) - SKB_SHARED_INFO_SIZE as u64;
@@ -426,8 +427,8 @@ fn mac_header_len(skb: &SkBuff) -> usize {
 
 fn net_base_len(skb: &SkBuff) -> u32 {
     match skb.protocol {
-        ETH_P_IP => 20,
-        ETH_P_IPV6 => 40,
+        ETH_P_IP => ipv4::HEADER_LEN as u32,
+        ETH_P_IPV6 => ipv6::HEADER_LEN as u32,
         _ => u32::MAX,
     }
 }
@@ -586,19 +587,6 @@ fn eth_type_vlan(p: u16) -> bool {
     p == ETH_P_8021Q || p == ETH_P_8021AD
 }
 
-fn be16_at(skb: &SkBuff, p: usize) -> u16 {
-    u16::from_be_bytes([
-        skb.buf.get(p).copied().unwrap_or(0),
-        skb.buf.get(p + 1).copied().unwrap_or(0),
-    ])
-}
-
-fn put_be16(skb: &mut SkBuff, p: usize, v: u16) {
-    if let Some(d) = skb.buf.get_mut(p..p + 2) {
-        d.copy_from_slice(&v.to_be_bytes());
-    }
-}
-
 // net/core/filter.c: bpf_skb_vlan_push -> net/core/skbuff.c: skb_vlan_push
 pub fn vlan_push(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     let skb = skb_ctx(st)?;
@@ -617,9 +605,14 @@ pub fn vlan_push(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
         skb.data -= VLAN_HLEN;
         skb.buf.copy_within(old..old + 2 * 6, skb.data);
         skb.mac_header -= VLAN_HLEN;
-        let d = skb.data;
-        put_be16(skb, d + 12, skb.vlan_proto);
-        put_be16(skb, d + 14, skb.vlan_tci);
+        let (d, vlan_proto, vlan_tci) = (skb.data, skb.vlan_proto, skb.vlan_tci);
+        // The outer tag goes into the frame: TPID as its EtherType, then the TCI.
+        if let Some(Ok(mut eth)) = skb.buf.get_mut(d..).map(EthernetFrame::new_checked) {
+            eth.set_ethertype(vlan_proto);
+            if let Ok(mut tag) = VlanTag::new_checked(eth.payload_mut()) {
+                tag.set_tci(vlan_tci);
+            }
+        }
         skb.protocol = skb.vlan_proto;
         skb.network_header -= VLAN_HLEN;
     }
@@ -638,12 +631,16 @@ fn skb_vlan_pop_payload(skb: &mut SkBuff) -> Result<u16, i64> {
         return Err(ENOMEM);
     }
     let d = skb.data;
-    let tci = be16_at(skb, d + ETH_HLEN);
-    // vlan_set_encap_proto
-    let inner = be16_at(skb, d + ETH_HLEN + 2);
+    let Some(Ok(tag)) = skb.buf.get(d + ETH_HLEN..).map(VlanTag::new_checked) else {
+        return Err(ENOMEM);
+    };
+    let tci = tag.tci();
+    // vlan_set_encap_proto: below ETH_P_802_3_MIN the field is a length; raw
+    // 802.3 (IPX) frames start with 0xffff.
+    let inner = tag.inner_ethertype();
     skb.protocol = if inner >= 0x0600 {
         inner
-    } else if be16_at(skb, d + ETH_HLEN + 4) == 0xffff {
+    } else if tag.payload().starts_with(&[0xff, 0xff]) {
         0x0001 // ETH_P_802_3
     } else {
         0x0004 // ETH_P_802_2
@@ -689,40 +686,47 @@ pub fn vlan_pop(st: &mut RunState, _a: [u64; 5]) -> Result<u64, VmError> {
 /// The flow keys skiff hashes: addresses, ports, protocol; `l4` when ports
 /// were found (flow_keys_have_l4).
 fn flow_hash(skb: &SkBuff) -> (u32, bool) {
-    let net = skb.network_header;
-    let b = |i: usize| skb.buf.get(i).copied().unwrap_or(0);
-    let mut keys: Vec<u8> = Vec::with_capacity(40);
-    let mut l4 = false;
-    let (proto, l4off) = match skb.protocol {
-        ETH_P_IP if net + 20 <= skb.tail => {
-            keys.extend((12..20).map(|i| b(net + i)));
-            let ihl = (b(net) & 0xf) as usize * 4;
-            (b(net + 9), net + ihl)
-        }
-        ETH_P_IPV6 if net + 40 <= skb.tail => {
-            keys.extend((8..40).map(|i| b(net + i)));
-            (b(net + 6), net + 40)
-        }
-        _ => (0, 0),
-    };
-    keys.push(proto);
-    if matches!(proto, 6 | 17 | 132 | 136) && l4off + 4 <= skb.tail {
-        keys.extend((0..4).map(|i| b(l4off + i)));
-        l4 = true;
-    }
+    let l3 = skb.buf.get(skb.network_header..skb.tail).unwrap_or(&[]);
     // FNV-1a with a fixed basis then a murmur finaliser: deterministic, unlike
     // the kernel's boot-random siphash key (docs/differences.md).
     let mut h: u32 = 0x811c_9dc5;
-    for k in keys {
-        h ^= k as u32;
-        h = h.wrapping_mul(0x0100_0193);
+    let mut feed = |bytes: &[u8]| {
+        for &k in bytes {
+            h ^= k as u32;
+            h = h.wrapping_mul(0x0100_0193);
+        }
+    };
+    let (proto, l4) = match skb.protocol {
+        ETH_P_IP if l3.len() >= ipv4::HEADER_LEN => {
+            let ip = Ipv4Packet::new_unchecked(l3);
+            feed(&ip.src_addr().octets());
+            feed(&ip.dst_addr().octets());
+            (ip.protocol(), l3.get(ip.header_len()..))
+        }
+        ETH_P_IPV6 if l3.len() >= ipv6::HEADER_LEN => {
+            let ip = Ipv6Packet::new_unchecked(l3);
+            feed(&ip.src_addr().octets());
+            feed(&ip.dst_addr().octets());
+            (ip.next_header(), l3.get(ipv6::HEADER_LEN..))
+        }
+        _ => (0, None),
+    };
+    feed(&[proto]);
+    let has_ports = matches!(
+        proto,
+        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE
+    );
+    let ports = l4.and_then(flow_ports).filter(|_| has_ports);
+    if let Some((sport, dport)) = ports {
+        feed(&sport.to_be_bytes());
+        feed(&dport.to_be_bytes());
     }
     h ^= h >> 16;
     h = h.wrapping_mul(0x85eb_ca6b);
     h ^= h >> 13;
     h = h.wrapping_mul(0xc2b2_ae35);
     h ^= h >> 16;
-    (if h == 0 { 1 } else { h }, l4)
+    (if h == 0 { 1 } else { h }, ports.is_some())
 }
 
 // net/core/filter.c: bpf_get_hash_recalc -> skb_get_hash

@@ -6,9 +6,28 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use skiff_wire::arp::{ARPOP_REPLY, ARPOP_REQUEST};
+use skiff_wire::checksum::{pseudo_header_v4, pseudo_header_v6};
+use skiff_wire::icmpv4::{
+    self, ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, ICMP_REDIRECT, ICMP_TIMESTAMP,
+    ICMP_TIME_EXCEEDED, NR_ICMP_TYPES,
+};
+use skiff_wire::icmpv6::{
+    self, NdiscRepr, ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST, ICMPV6_PARAMPROB,
+    ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEED, NA_SOLICITED, NDISC_NEIGHBOUR_ADVERTISEMENT,
+    NDISC_NEIGHBOUR_SOLICITATION, NDISC_REDIRECT, NDISC_ROUTER_SOLICITATION,
+};
+use skiff_wire::ipv4::{IP_MF, IP_OFFSET};
+use skiff_wire::{
+    ipv6, ArpPacket, ArpRepr, Error as WireError, EthernetFrame, Icmpv4Packet, Icmpv6Packet,
+    Ipv4Packet, Ipv4Repr, Ipv6ExtHeader, Ipv6Packet, Ipv6Repr, TcpPacket, UdpPacket, ETH_P_ARP,
+    ETH_P_IP, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP,
+    IPPROTO_ICMPV6, IPPROTO_NONE, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP,
+};
+
+use super::frame::{eth_frame, ipv4_frame, ipv6_frame, ETH_HLEN};
 use super::neigh::{arp_frame, NeighOutput, NeighState};
-use super::route::{rt6_need_strict, FibErr, Flow, LOOPBACK_IFINDEX};
-use super::wire::{self, *};
+use super::route::{mask128, rt6_need_strict, FibErr, Flow, LOOPBACK_IFINDEX};
 use super::{
     Delivery, Fate, HostStack, Origin, RouteKind, RxMeta, StackOutput, PACKET_HOST,
     PACKET_OTHERHOST,
@@ -17,20 +36,13 @@ use crate::drop::DropReason;
 
 type D = DropReason;
 
-const ICMP_DEST_UNREACH: u8 = 3;
-const ICMP_TIME_EXCEEDED: u8 = 11;
-const ICMP_REDIRECT: u8 = 5;
+/// ICMP_REDIR_HOST: the code of a host redirect.
 const ICMP_REDIR_HOST: u8 = 1;
 /// net/ipv4/route.c: ip_rt_redirect_number, ip_rt_redirect_load (HZ/50),
 /// ip_rt_redirect_silence ((HZ/50) << (9 + 1)).
 const REDIRECT_NUMBER: u32 = 9;
 const REDIRECT_LOAD_NS: u64 = 20_000_000;
 const REDIRECT_SILENCE_NS: u64 = REDIRECT_LOAD_NS << (REDIRECT_NUMBER + 1);
-
-/// RFC 1812 / icmp_pointers[].error: the ICMP types that are errors.
-fn icmp_is_error(t: u8) -> bool {
-    matches!(t, 3 | 4 | 5 | 11 | 12)
-}
 
 fn dropped(r: DropReason) -> Fate {
     Fate::Dropped(r)
@@ -65,11 +77,11 @@ impl HostStack {
         if !dev.cfg.up {
             return dropped(D::DevReady);
         }
-        let Some(ethertype) = be16(frame, 12) else {
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
             return dropped(D::PktTooSmall);
         };
-        let pkt = frame.get(ETH_HLEN..).unwrap_or(&[]);
-        match ethertype {
+        let pkt = eth.payload();
+        match eth.ethertype() {
             ETH_P_IP => self.ip_rcv(ifindex, pkt, meta, tag, out),
             ETH_P_IPV6 => self.ipv6_rcv(ifindex, pkt, meta, tag, out),
             ETH_P_ARP => self.arp_rcv(ifindex, pkt, meta, out),
@@ -95,22 +107,22 @@ impl HostStack {
         if noarp || meta.pkt_type == PACKET_OTHERHOST {
             return Fate::Delivered(Delivery::Arp);
         }
-        if a.len() < 28 || a[4] != 6 || a[5] != 4 {
-            return dropped(D::NotSpecified);
-        }
-        let hrd = be16(a, 0).unwrap_or(0);
-        let pro = be16(a, 2).unwrap_or(0);
-        let op = be16(a, 6).unwrap_or(0);
-        if (hrd != 1 && hrd != 6) || pro != ETH_P_IP || (op != 1 && op != 2) {
-            return dropped(D::NotSpecified);
-        }
-        let (Some(sha), Some(sip), Some(tip)) = (wire::mac(a, 8), ip4(a, 14), ip4(a, 24)) else {
+        let Ok(arp) = ArpPacket::new_checked(a).and_then(|p| ArpRepr::parse(&p)) else {
             return dropped(D::NotSpecified);
         };
+        let op = arp.operation;
+        if op != ARPOP_REQUEST && op != ARPOP_REPLY {
+            return dropped(D::NotSpecified);
+        }
+        let (sha, sip, tip) = (
+            arp.source_hardware_addr,
+            arp.source_protocol_addr,
+            arp.target_protocol_addr,
+        );
         if tip.is_multicast() || tip.is_loopback() {
             return dropped(D::NotSpecified);
         }
-        if op == 1 {
+        if op == ARPOP_REQUEST {
             self.sinks.arp_requests += 1;
         }
         let tip_local = || {
@@ -127,10 +139,10 @@ impl HostStack {
         };
         if sip.is_unspecified() {
             // Duplicate address detection probe.
-            if op == 1 && tip_local() {
+            if op == ARPOP_REQUEST && tip_local() {
                 out.push(StackOutput {
                     ifindex,
-                    frame: arp_frame(2, sha, mac, tip, sha, sip),
+                    frame: arp_frame(ARPOP_REPLY, sha, mac, tip, sha, sip),
                     origin: Origin::Reply,
                     tag: None,
                 });
@@ -138,12 +150,12 @@ impl HostStack {
             }
             return Fate::Delivered(Delivery::Arp);
         }
-        if op == 1 && !sip.is_multicast() && sip != Ipv4Addr::BROADCAST && tip_local() {
+        if op == ARPOP_REQUEST && !sip.is_multicast() && sip != Ipv4Addr::BROADCAST && tip_local() {
             // neigh_event_ns: the requester becomes a STALE neighbour.
             self.neigh_update(ifindex, IpAddr::V4(sip), sha, NeighState::Stale, out);
             out.push(StackOutput {
                 ifindex,
-                frame: arp_frame(2, sha, mac, tip, sha, sip),
+                frame: arp_frame(ARPOP_REPLY, sha, mac, tip, sha, sip),
                 origin: Origin::Reply,
                 tag: None,
             });
@@ -152,7 +164,7 @@ impl HostStack {
         }
         // Update an existing entry (no creation with arp_accept 0).
         if self.neigh.contains_key(&(ifindex, IpAddr::V4(sip))) {
-            let state = if op == 2 && meta.pkt_type == PACKET_HOST {
+            let state = if op == ARPOP_REPLY && meta.pkt_type == PACKET_HOST {
                 NeighState::Reachable
             } else {
                 NeighState::Stale
@@ -176,33 +188,20 @@ impl HostStack {
         if meta.pkt_type == PACKET_OTHERHOST {
             return dropped(D::OtherHost);
         }
-        let Some(&vihl) = pkt.first() else {
-            return dropped(D::IpInhdr);
-        };
-        if pkt.len() < 20 {
+        let ip = Ipv4Packet::new_unchecked(pkt);
+        if ip.check_header().is_err() {
             return dropped(D::IpInhdr);
         }
-        let ihl = usize::from(vihl & 0x0f) * 4;
-        if vihl >> 4 != 4 || ihl < 20 {
-            return dropped(D::IpInhdr);
-        }
-        let Some(hdr) = pkt.get(..ihl) else {
-            return dropped(D::IpInhdr);
-        };
-        if checksum(hdr) != 0 {
+        if !ip.verify_checksum() {
             return dropped(D::IpCsum);
         }
-        let tot = usize::from(be16(pkt, 2).unwrap_or(0));
-        if pkt.len() < tot {
-            return dropped(D::PktTooSmall);
+        match ip.check_total_len() {
+            Ok(()) => {}
+            Err(WireError::Truncated { .. }) => return dropped(D::PktTooSmall),
+            Err(_) => return dropped(D::IpInhdr),
         }
-        if tot < ihl {
-            return dropped(D::IpInhdr);
-        }
-        let ip = &pkt[..tot];
-        let (Some(src), Some(dst)) = (ip4(ip, 12), ip4(ip, 16)) else {
-            return dropped(D::IpInhdr);
-        };
+        let ip = Ipv4Packet::new_unchecked(&pkt[..usize::from(ip.total_len())]);
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let is_lo = self.dev(ifindex).is_some_and(|d| d.cfg.loopback);
 
         // ip_route_input_slow: martians.
@@ -210,7 +209,7 @@ impl HostStack {
             return dropped(D::IpInvalidSource);
         }
         if dst == Ipv4Addr::BROADCAST || (src.is_unspecified() && dst.is_unspecified()) {
-            return self.ip_local_deliver(ifindex, ip, ihl, meta, true, out);
+            return self.ip_local_deliver(ifindex, ip, meta, true, out);
         }
         if src.octets()[0] == 0 {
             return dropped(D::IpInvalidSource);
@@ -227,7 +226,7 @@ impl HostStack {
         if dst.is_multicast() {
             // Only the all-hosts group is joined.
             if dst == Ipv4Addr::new(224, 0, 0, 1) {
-                return self.ip_local_deliver(ifindex, ip, ihl, meta, true, out);
+                return self.ip_local_deliver(ifindex, ip, meta, true, out);
             }
             return dropped(D::NotSpecified);
         }
@@ -251,13 +250,13 @@ impl HostStack {
             }
         };
         match res.kind {
-            RouteKind::Broadcast => self.ip_local_deliver(ifindex, ip, ihl, meta, true, out),
+            RouteKind::Broadcast => self.ip_local_deliver(ifindex, ip, meta, true, out),
             RouteKind::Local => {
                 // fib_validate_source: a source that is one of our addresses.
                 if !is_lo && self.is_local(IpAddr::V4(src)) {
                     return dropped(D::IpLocalSource);
                 }
-                self.ip_local_deliver(ifindex, ip, ihl, meta, false, out)
+                self.ip_local_deliver(ifindex, ip, meta, false, out)
             }
             RouteKind::Unicast => {
                 if !fwd {
@@ -266,7 +265,7 @@ impl HostStack {
                 if self.is_local(IpAddr::V4(src)) {
                     return dropped(D::IpLocalSource);
                 }
-                self.ip_forward(ifindex, ip, ihl, meta, res, tag, out)
+                self.ip_forward(ifindex, ip, meta, res, tag, out)
             }
             _ => dropped(D::IpInvalidDest),
         }
@@ -276,7 +275,7 @@ impl HostStack {
     fn ip_error(
         &mut self,
         ifindex: u32,
-        ip: &[u8],
+        ip: Ipv4Packet<&[u8]>,
         meta: RxMeta,
         e: FibErr,
         out: &mut Vec<StackOutput>,
@@ -292,12 +291,10 @@ impl HostStack {
     }
 
     /// net/ipv4/ip_forward.c ip_forward (+ ip_finish_output's ip_fragment).
-    #[allow(clippy::too_many_arguments)]
     fn ip_forward(
         &mut self,
         ifindex: u32,
-        ip: &[u8],
-        ihl: usize,
+        ip: Ipv4Packet<&[u8]>,
         meta: RxMeta,
         res: super::route::FibRes,
         tag: u64,
@@ -306,8 +303,7 @@ impl HostStack {
         if meta.pkt_type != PACKET_HOST {
             return dropped(D::NotSpecified);
         }
-        let ttl = u8_at(ip, 8).unwrap_or(0);
-        if ttl <= 1 {
+        if ip.ttl() <= 1 {
             self.icmp_send(ifindex, ip, meta, ICMP_TIME_EXCEEDED, 0, 0, false, out);
             return dropped(D::IpInhdr);
         }
@@ -316,9 +312,8 @@ impl HostStack {
         };
         // ip_dst_mtu_maybe_forward: the route's MTU metric, else the device's.
         let mtu = res.mtu.unwrap_or(odev.cfg.mtu).min(0xffff) as usize;
-        let frag_off = be16(ip, 6).unwrap_or(0);
-        let df = frag_off & 0x4000 != 0;
-        if ip.len() > mtu && df {
+        let len = ip.as_bytes().len();
+        if len > mtu && ip.dont_frag() {
             self.icmp_send(
                 ifindex,
                 ip,
@@ -331,43 +326,39 @@ impl HostStack {
             );
             return dropped(D::PktTooBig);
         }
-        let nh = res
-            .gateway
-            .unwrap_or(IpAddr::V4(ip4(ip, 16).unwrap_or(Ipv4Addr::UNSPECIFIED)));
-        let mut frame = wire::eth_frame(ETH_P_IP, ip.len());
-        frame.extend_from_slice(ip);
-        if let Some(h) = frame.get_mut(ETH_HLEN..) {
-            ip_decrease_ttl(h);
-        }
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let nh = res.gateway.unwrap_or(IpAddr::V4(dst));
+        let mut frame = eth_frame(ETH_P_IP, len);
+        frame.extend_from_slice(ip.as_bytes());
+        Ipv4Packet::new_unchecked(&mut frame[ETH_HLEN..]).decrease_ttl();
         // IPSKB_DOREDIRECT (__mkroute_input: out device == in device,
         // send_redirects, fib_validate_source found the source behind this
         // device; shared_media is on by default), then ip_rt_send_redirect,
         // quoting the header with the TTL already decreased. Source-routed
         // packets (opt->srr) get none in the kernel; skiff does not parse
         // IPv4 options.
-        if res.ifindex == ifindex && self.send_redirects {
-            if let (Some(src), Some(dst)) = (ip4(ip, 12), ip4(ip, 16)) {
-                if self.source_behind(ifindex, src, dst) && self.redirect_allowed(src, meta.now_ns)
-                {
-                    let gw = match res.gateway {
-                        Some(IpAddr::V4(g)) => g,
-                        _ => dst,
-                    };
-                    let quoted = frame.get(ETH_HLEN..).unwrap_or(&[]).to_vec();
-                    self.icmp_send(
-                        ifindex,
-                        &quoted,
-                        meta,
-                        ICMP_REDIRECT,
-                        ICMP_REDIR_HOST,
-                        u32::from(gw),
-                        false,
-                        out,
-                    );
-                }
-            }
+        if res.ifindex == ifindex
+            && self.send_redirects
+            && self.source_behind(ifindex, src, dst)
+            && self.redirect_allowed(src, meta.now_ns)
+        {
+            let gw = match res.gateway {
+                Some(IpAddr::V4(g)) => g,
+                _ => dst,
+            };
+            let quoted = frame[ETH_HLEN..].to_vec();
+            self.icmp_send(
+                ifindex,
+                Ipv4Packet::new_unchecked(&quoted),
+                meta,
+                ICMP_REDIRECT,
+                ICMP_REDIR_HOST,
+                u32::from(gw),
+                false,
+                out,
+            );
         }
-        if ip.len() <= mtu {
+        if len <= mtu {
             return fate_of(self.neigh_xmit(
                 res.ifindex,
                 frame,
@@ -378,7 +369,7 @@ impl HostStack {
             ));
         }
         // ip_do_fragment (no DF, too big).
-        let frags = fragment4(frame.get(ETH_HLEN..).unwrap_or(&[]), ihl, mtu);
+        let frags = fragment4(&frame[ETH_HLEN..], mtu);
         let Some(frags) = frags else {
             return dropped(D::PktTooBig);
         };
@@ -433,32 +424,27 @@ impl HostStack {
     fn ip_local_deliver(
         &mut self,
         ifindex: u32,
-        ip: &[u8],
-        ihl: usize,
+        ip: Ipv4Packet<&[u8]>,
         meta: RxMeta,
         bcast: bool,
         out: &mut Vec<StackOutput>,
     ) -> Fate {
-        let proto = u8_at(ip, 9).unwrap_or(0);
-        let frag = be16(ip, 6).unwrap_or(0);
-        if frag & 0x3fff != 0 {
+        let proto = ip.protocol();
+        if ip.is_fragment() {
             // skiff does not reassemble (ip_defrag).
             return Fate::Delivered(Delivery::Other { protocol: proto });
         }
-        let (src, dst) = (
-            ip4(ip, 12).unwrap_or(Ipv4Addr::UNSPECIFIED),
-            ip4(ip, 16).unwrap_or(Ipv4Addr::UNSPECIFIED),
-        );
-        let l4 = ip.get(ihl..).unwrap_or(&[]);
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let l4 = ip.payload();
         match proto {
             IPPROTO_ICMP => self.icmp_rcv(ifindex, ip, l4, meta, bcast, out),
             IPPROTO_UDP => {
                 // A zero checksum means none over IPv4.
-                let (port, ulen) = match udp_check(l4, |n| pseudo4(src, dst, IPPROTO_UDP, n), true)
-                {
-                    Ok(v) => v,
-                    Err(r) => return dropped(r),
-                };
+                let (port, ulen) =
+                    match udp_check(l4, |n| pseudo_header_v4(src, dst, IPPROTO_UDP, n), true) {
+                        Ok(v) => v,
+                        Err(r) => return dropped(r),
+                    };
                 if !self.port_open(IPPROTO_UDP, port) {
                     if !bcast {
                         self.icmp_send(ifindex, ip, meta, ICMP_DEST_UNREACH, 3, 0, bcast, out);
@@ -472,7 +458,7 @@ impl HostStack {
                 if meta.pkt_type != PACKET_HOST || bcast {
                     return dropped(D::NotSpecified);
                 }
-                match self.tcp_check(l4, pseudo4(src, dst, IPPROTO_TCP, l4.len())) {
+                match self.tcp_check(l4, pseudo_header_v4(src, dst, IPPROTO_TCP, l4.len())) {
                     Ok((port, payload)) => self.tcp_sink(port, payload),
                     Err(r) => dropped(r),
                 }
@@ -484,21 +470,17 @@ impl HostStack {
         }
     }
 
+    /// tcp_v4_rcv / tcp_v6_rcv's header and checksum checks: (port, payload length).
     fn tcp_check(&self, t: &[u8], pseudo: u64) -> Result<(u16, usize), DropReason> {
-        if t.len() < 20 {
-            return Err(D::NotSpecified);
-        }
-        let doff = usize::from(t[12] >> 4) * 4;
-        if doff < 20 {
-            return Err(D::PktTooSmall);
-        }
-        if t.len() < doff {
-            return Err(D::NotSpecified);
-        }
-        if fold(sum(t, pseudo)) != 0 {
+        let th = match TcpPacket::new_checked(t) {
+            Ok(th) => th,
+            Err(WireError::Malformed { .. }) => return Err(D::PktTooSmall),
+            Err(WireError::Truncated { .. }) => return Err(D::NotSpecified),
+        };
+        if !th.verify_checksum(pseudo) {
             return Err(D::TcpCsum);
         }
-        Ok((be16(t, 2).unwrap_or(0), t.len() - doff))
+        Ok((th.dst_port(), th.payload().len()))
     }
 
     fn tcp_sink(&mut self, port: u16, payload: usize) -> Fate {
@@ -530,47 +512,46 @@ impl HostStack {
     fn icmp_rcv(
         &mut self,
         _ifindex: u32,
-        ip: &[u8],
+        ip: Ipv4Packet<&[u8]>,
         icmp: &[u8],
         _meta: RxMeta,
         bcast: bool,
         out: &mut Vec<StackOutput>,
     ) -> Fate {
-        if checksum(icmp) != 0 {
+        if !Icmpv4Packet::new_unchecked(icmp).verify_checksum() {
             return dropped(D::IcmpCsum);
         }
-        if icmp.len() < 8 {
+        let Ok(msg) = Icmpv4Packet::new_checked(icmp) else {
             return dropped(D::NotSpecified);
-        }
-        let t = icmp[0];
-        if bcast && (t == 8 || t == 13) {
+        };
+        let t = msg.msg_type();
+        if bcast && (t == ICMP_ECHO || t == ICMP_TIMESTAMP) {
             // icmp_echo_ignore_broadcasts = 1
             return dropped(D::InvalidProto);
         }
-        if t > 18 {
+        if t > NR_ICMP_TYPES {
             return dropped(D::UnhandledProto);
         }
-        if t != 8 {
+        if t != ICMP_ECHO {
             return Fate::Delivered(Delivery::Other {
                 protocol: IPPROTO_ICMP,
             });
         }
         self.sinks.icmp_echo_requests += 1;
-        let (src, dst) = (
-            ip4(ip, 12).unwrap_or(Ipv4Addr::UNSPECIFIED),
-            ip4(ip, 16).unwrap_or(Ipv4Addr::UNSPECIFIED),
-        );
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let mut msg = icmp.to_vec();
-        msg[0] = 0;
-        icmp_csum(&mut msg);
-        let h = Ipv4Out {
-            src: dst,
-            dst: src,
-            proto: IPPROTO_ICMP,
-            tos: u8_at(ip, 1).unwrap_or(0),
+        let mut reply = Icmpv4Packet::new_unchecked(&mut msg[..]);
+        reply.set_msg_type(ICMP_ECHOREPLY);
+        reply.fill_checksum();
+        let h = Ipv4Repr {
+            src_addr: dst,
+            dst_addr: src,
+            protocol: IPPROTO_ICMP,
+            tos: ip.tos(),
             ttl: 64,
-            id: self.next_ip_id(),
-            df: false,
+            ident: self.next_ip_id(),
+            dont_frag: false,
+            payload_len: msg.len(),
         };
         let frame = ipv4_frame(&h, &msg);
         if self.ip_output4(frame, Some(dst), src, Origin::Reply, out) {
@@ -621,7 +602,7 @@ impl HostStack {
     fn icmp_send(
         &mut self,
         _ifindex: u32,
-        ip: &[u8],
+        ip: Ipv4Packet<&[u8]>,
         meta: RxMeta,
         t: u8,
         code: u8,
@@ -632,22 +613,21 @@ impl HostStack {
         if meta.pkt_type != PACKET_HOST || bcast {
             return;
         }
-        let (Some(src), Some(dst)) = (ip4(ip, 12), ip4(ip, 16)) else {
-            return;
-        };
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
         if dst.is_multicast() || dst == Ipv4Addr::BROADCAST {
             return;
         }
         if src.is_unspecified() || src.is_multicast() || src == Ipv4Addr::BROADCAST {
             return;
         }
-        if be16(ip, 6).unwrap_or(0) & 0x1fff != 0 {
+        if ip.frag_offset() != 0 {
             return;
         }
-        if u8_at(ip, 9) == Some(IPPROTO_ICMP) {
-            let ihl = usize::from(ip[0] & 0x0f) * 4;
-            match u8_at(ip, ihl) {
-                Some(it) if it <= 18 && !icmp_is_error(it) => {}
+        if ip.protocol() == IPPROTO_ICMP {
+            // The quoted message's type: its first byte (it may be shorter
+            // than an ICMP header).
+            match ip.payload().first() {
+                Some(&it) if it <= NR_ICMP_TYPES && !icmpv4::is_error(it) => {}
                 _ => return,
             }
         }
@@ -657,20 +637,18 @@ impl HostStack {
         let Some(saddr) = self.prefsrc4(&r) else {
             return;
         };
-        let quote = &ip[..ip.len().min(576 - 28)];
-        let mut msg = Vec::with_capacity(8 + quote.len());
-        msg.extend_from_slice(&[t, code, 0, 0]);
-        msg.extend_from_slice(&info.to_be_bytes());
-        msg.extend_from_slice(quote);
-        icmp_csum(&mut msg);
-        let h = Ipv4Out {
-            src: saddr,
-            dst: src,
-            proto: IPPROTO_ICMP,
-            tos: (u8_at(ip, 1).unwrap_or(0) & 0x1e) | 0xc0,
+        let b = ip.as_bytes();
+        let quote = &b[..b.len().min(576 - 28)];
+        let msg = icmpv4::message(t, code, info, quote);
+        let h = Ipv4Repr {
+            src_addr: saddr,
+            dst_addr: src,
+            protocol: IPPROTO_ICMP,
+            tos: (ip.tos() & 0x1e) | 0xc0,
             ttl: 64,
-            id: self.next_ip_id(),
-            df: false,
+            ident: self.next_ip_id(),
+            dont_frag: false,
+            payload_len: msg.len(),
         };
         let frame = ipv4_frame(&h, &msg);
         let nh = r.gateway.unwrap_or(IpAddr::V4(src));
@@ -691,15 +669,13 @@ impl HostStack {
         if meta.pkt_type == PACKET_OTHERHOST {
             return dropped(D::OtherHost);
         }
-        if pkt.len() < 40 {
-            return dropped(D::IpInhdr);
+        let ip = Ipv6Packet::new_unchecked(pkt);
+        match ip.check_header() {
+            Ok(()) => {}
+            Err(WireError::Truncated { .. }) => return dropped(D::IpInhdr),
+            Err(_) => return dropped(D::UnhandledProto),
         }
-        if pkt[0] >> 4 != 6 {
-            return dropped(D::UnhandledProto);
-        }
-        let (Some(src), Some(dst)) = (ip6(pkt, 8), ip6(pkt, 24)) else {
-            return dropped(D::IpInhdr);
-        };
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let is_lo = self.dev(ifindex).is_some_and(|d| d.cfg.loopback);
         let dm = dst.octets();
         if dm[0] == 0xff && dm[1] & 0x0f == 0 {
@@ -714,11 +690,11 @@ impl HostStack {
         if !is_lo && (src.is_loopback() || dst.is_loopback()) {
             return dropped(D::IpInhdr);
         }
-        let plen = usize::from(be16(pkt, 4).unwrap_or(0));
-        if 40 + plen > pkt.len() {
+        if ip.check_payload_len().is_err() {
             return dropped(D::PktTooSmall);
         }
-        let ip = &pkt[..40 + plen];
+        let ip =
+            Ipv6Packet::new_unchecked(&pkt[..ipv6::HEADER_LEN + usize::from(ip.payload_len())]);
         if dst.is_multicast() {
             if self.mc_joined6(ifindex, dst) {
                 return self.ip6_local_deliver(ifindex, ip, meta, true, out);
@@ -735,7 +711,7 @@ impl HostStack {
             iface: rt6_need_strict(dst),
         };
         let Some(res) = self.fib_lookup6(&fl) else {
-            self.icmp6_send(ifindex, ip, meta, 1, 0, 0, out);
+            self.icmp6_send(ifindex, ip, meta, ICMPV6_DEST_UNREACH, 0, 0, out);
             return dropped(D::IpInnoroutes);
         };
         match res.kind {
@@ -750,11 +726,11 @@ impl HostStack {
             }
             RouteKind::Blackhole => dropped(D::NotSpecified),
             RouteKind::Prohibit => {
-                self.icmp6_send(ifindex, ip, meta, 1, 1, 0, out);
+                self.icmp6_send(ifindex, ip, meta, ICMPV6_DEST_UNREACH, 1, 0, out);
                 dropped(D::IpInnoroutes)
             }
             _ => {
-                self.icmp6_send(ifindex, ip, meta, 1, 0, 0, out);
+                self.icmp6_send(ifindex, ip, meta, ICMPV6_DEST_UNREACH, 0, 0, out);
                 dropped(D::IpInnoroutes)
             }
         }
@@ -770,14 +746,14 @@ impl HostStack {
         let all_routers = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
         g == all_nodes
             || (d.fwd6 && g == all_routers)
-            || d.v6.iter().any(|x| solicited_node(x.0) == g)
+            || d.v6.iter().any(|x| ipv6::solicited_node(x.0) == g)
     }
 
     /// net/ipv6/ip6_output.c ip6_forward.
     fn ip6_forward(
         &mut self,
         ifindex: u32,
-        ip: &[u8],
+        ip: Ipv6Packet<&[u8]>,
         meta: RxMeta,
         res: super::route::FibRes,
         tag: u64,
@@ -786,18 +762,18 @@ impl HostStack {
         if meta.pkt_type != PACKET_HOST {
             return dropped(D::NotSpecified);
         }
-        let hop = u8_at(ip, 7).unwrap_or(0);
+        let hop = ip.hop_limit();
         if hop <= 1 {
-            self.icmp6_send(ifindex, ip, meta, 3, 0, 0, out);
+            self.icmp6_send(ifindex, ip, meta, ICMPV6_TIME_EXCEED, 0, 0, out);
             return dropped(D::IpInhdr);
         }
-        let src = ip6(ip, 8).unwrap_or(Ipv6Addr::UNSPECIFIED);
+        let src = ip.src_addr();
         if res.ifindex != ifindex {
             if src.is_unspecified() || src.is_multicast() || src.is_loopback() {
                 return dropped(D::IpInaddrerrors);
             }
             if super::route::v6_scope(src) == 2 {
-                self.icmp6_send(ifindex, ip, meta, 1, 2, 0, out);
+                self.icmp6_send(ifindex, ip, meta, ICMPV6_DEST_UNREACH, 2, 0, out);
                 return dropped(D::IpInaddrerrors);
             }
         }
@@ -805,17 +781,15 @@ impl HostStack {
             return dropped(D::NotSpecified);
         };
         let mtu = res.mtu.unwrap_or(odev.cfg.mtu).max(1280) as usize;
-        if ip.len() > mtu {
-            self.icmp6_send(ifindex, ip, meta, 2, 0, mtu as u32, out);
+        let len = ip.as_bytes().len();
+        if len > mtu {
+            self.icmp6_send(ifindex, ip, meta, ICMPV6_PKT_TOOBIG, 0, mtu as u32, out);
             return dropped(D::PktTooBig);
         }
-        let dst = ip6(ip, 24).unwrap_or(Ipv6Addr::UNSPECIFIED);
-        let nh = res.gateway.unwrap_or(IpAddr::V6(dst));
-        let mut frame = wire::eth_frame(ETH_P_IPV6, ip.len());
-        frame.extend_from_slice(ip);
-        if let Some(h) = frame.get_mut(ETH_HLEN + 7) {
-            *h = hop - 1;
-        }
+        let nh = res.gateway.unwrap_or(IpAddr::V6(ip.dst_addr()));
+        let mut frame = eth_frame(ETH_P_IPV6, len);
+        frame.extend_from_slice(ip.as_bytes());
+        Ipv6Packet::new_unchecked(&mut frame[ETH_HLEN..]).set_hop_limit(hop - 1);
         fate_of(self.neigh_xmit(res.ifindex, frame, nh, Origin::Forwarded, Some(tag), out))
     }
 
@@ -824,54 +798,52 @@ impl HostStack {
     fn ip6_local_deliver(
         &mut self,
         ifindex: u32,
-        ip: &[u8],
+        ip: Ipv6Packet<&[u8]>,
         meta: RxMeta,
         mcast: bool,
         out: &mut Vec<StackOutput>,
     ) -> Fate {
-        let (src, dst) = (
-            ip6(ip, 8).unwrap_or(Ipv6Addr::UNSPECIFIED),
-            ip6(ip, 24).unwrap_or(Ipv6Addr::UNSPECIFIED),
-        );
-        let mut nh = u8_at(ip, 6).unwrap_or(59);
-        let mut nh_off = 6usize;
-        let mut off = 40usize;
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let b = ip.as_bytes();
+        let mut nh = ip.next_header();
+        let mut nh_off = ipv6::NEXTHDR_OFFSET;
+        let mut off = ipv6::HEADER_LEN;
         loop {
             match nh {
-                0 | 43 | 60 => {
-                    let (Some(next), Some(len)) = (u8_at(ip, off), u8_at(ip, off + 1)) else {
+                IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                    // ipv6_parse_hopopts / ipv6_rthdr_rcv / ipv6_destopt_rcv:
+                    // the whole header must be there (INHDRERRORS).
+                    let Ok(h) = Ipv6ExtHeader::new_checked(&b[off..]) else {
                         return dropped(D::IpInhdr);
                     };
-                    if nh == 43 && u8_at(ip, off + 3).unwrap_or(0) != 0 {
+                    if nh == IPPROTO_ROUTING && h.segments_left() != 0 {
                         // Segments left: skiff does not route source-routed packets.
                         return dropped(D::NotSpecified);
                     }
-                    let l = (usize::from(len) + 1) * 8;
-                    if off + l > ip.len() {
-                        return dropped(D::IpInhdr);
-                    }
                     nh_off = off;
-                    nh = next;
-                    off += l;
+                    nh = h.next_header();
+                    off += h.header_len();
                 }
-                44 | 59 => return Fate::Delivered(Delivery::Other { protocol: nh }),
+                IPPROTO_FRAGMENT | IPPROTO_NONE => {
+                    return Fate::Delivered(Delivery::Other { protocol: nh })
+                }
                 _ => break,
             }
         }
-        let l4 = ip.get(off..).unwrap_or(&[]);
-        let pseudo = |p: u8| pseudo6(src, dst, p, l4.len());
+        let l4 = &b[off..];
+        let pseudo = |p: u8| pseudo_header_v6(src, dst, p, l4.len());
         match nh {
             IPPROTO_ICMPV6 => self.icmpv6_rcv(ifindex, ip, l4, meta, mcast, out),
             IPPROTO_UDP => {
                 // IPv6 requires the checksum (a zero one is invalid).
-                let (port, ulen) = match udp_check(l4, |n| pseudo6(src, dst, IPPROTO_UDP, n), false)
-                {
-                    Ok(v) => v,
-                    Err(r) => return dropped(r),
-                };
+                let (port, ulen) =
+                    match udp_check(l4, |n| pseudo_header_v6(src, dst, IPPROTO_UDP, n), false) {
+                        Ok(v) => v,
+                        Err(r) => return dropped(r),
+                    };
                 if !self.port_open(IPPROTO_UDP, port) {
                     if !mcast {
-                        self.icmp6_send(ifindex, ip, meta, 1, 4, 0, out);
+                        self.icmp6_send(ifindex, ip, meta, ICMPV6_DEST_UNREACH, 4, 0, out);
                     }
                     return dropped(D::NoSocket);
                 }
@@ -889,7 +861,7 @@ impl HostStack {
             }
             _ => {
                 // ICMPV6_PARAMPROB / ICMPV6_UNK_NEXTHDR pointing at the next-header byte.
-                self.icmp6_send(ifindex, ip, meta, 4, 1, nh_off as u32, out);
+                self.icmp6_send(ifindex, ip, meta, ICMPV6_PARAMPROB, 1, nh_off as u32, out);
                 dropped(D::IpNoproto)
             }
         }
@@ -899,31 +871,28 @@ impl HostStack {
     fn icmpv6_rcv(
         &mut self,
         ifindex: u32,
-        ip: &[u8],
+        ip: Ipv6Packet<&[u8]>,
         msg: &[u8],
-        meta: RxMeta,
+        _meta: RxMeta,
         mcast: bool,
         out: &mut Vec<StackOutput>,
     ) -> Fate {
-        let (src, dst) = (
-            ip6(ip, 8).unwrap_or(Ipv6Addr::UNSPECIFIED),
-            ip6(ip, 24).unwrap_or(Ipv6Addr::UNSPECIFIED),
-        );
-        if fold(sum(msg, pseudo6(src, dst, IPPROTO_ICMPV6, msg.len()))) != 0 {
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        if !Icmpv6Packet::new_unchecked(msg).verify_checksum(src, dst) {
             return dropped(D::IcmpCsum);
         }
-        if msg.len() < 4 {
+        let Ok(icmp) = Icmpv6Packet::new_checked(msg) else {
             return dropped(D::NotSpecified);
-        }
-        match msg[0] {
-            128 => {
-                if msg.len() < 8 {
+        };
+        match icmp.msg_type() {
+            ICMPV6_ECHO_REQUEST => {
+                if msg.len() < icmpv6::HEADER_LEN {
                     return dropped(D::NotSpecified);
                 }
                 self.sinks.icmpv6_echo_requests += 1;
                 let mut reply = msg.to_vec();
-                reply[0] = 129;
-                let tclass = ((be32(ip, 0).unwrap_or(0) >> 20) & 0xff) as u8;
+                Icmpv6Packet::new_unchecked(&mut reply[..]).set_msg_type(ICMPV6_ECHO_REPLY);
+                let tclass = ip.traffic_class();
                 let Some(r) = self.output_route6(src, None) else {
                     return Fate::Delivered(Delivery::Icmpv6Echo);
                 };
@@ -935,8 +904,8 @@ impl HostStack {
                 let Some(saddr) = saddr else {
                     return Fate::Delivered(Delivery::Icmpv6Echo);
                 };
-                icmp6_csum(saddr, src, &mut reply);
-                let frame = ipv6_frame(saddr, src, IPPROTO_ICMPV6, 64, tclass, &reply);
+                Icmpv6Packet::new_unchecked(&mut reply[..]).fill_checksum(saddr, src);
+                let frame = ipv6_frame(&icmpv6_header(saddr, src, 64, tclass), &reply);
                 let nh = r.gateway.unwrap_or(IpAddr::V6(src));
                 if self
                     .neigh_xmit(r.ifindex, frame, nh, Origin::Reply, None, out)
@@ -946,7 +915,7 @@ impl HostStack {
                 }
                 Fate::Delivered(Delivery::Icmpv6Echo)
             }
-            133..=137 => self.ndisc_rcv(ifindex, ip, msg, meta, out),
+            NDISC_ROUTER_SOLICITATION..=NDISC_REDIRECT => self.ndisc_rcv(ifindex, ip, icmp, out),
             _ => Fate::Delivered(Delivery::Other {
                 protocol: IPPROTO_ICMPV6,
             }),
@@ -957,54 +926,39 @@ impl HostStack {
     fn ndisc_rcv(
         &mut self,
         ifindex: u32,
-        ip: &[u8],
-        msg: &[u8],
-        _meta: RxMeta,
+        ip: Ipv6Packet<&[u8]>,
+        msg: Icmpv6Packet<&[u8]>,
         out: &mut Vec<StackOutput>,
     ) -> Fate {
-        if u8_at(ip, 7) != Some(255) {
+        if ip.hop_limit() != 255 {
             return dropped(D::Ipv6NdiscHopLimit);
         }
-        if msg.get(1) != Some(&0) {
+        if msg.msg_code() != 0 {
             return dropped(D::Ipv6NdiscBadCode);
         }
-        let t = msg[0];
-        if t != 135 && t != 136 {
+        let t = msg.msg_type();
+        if t != NDISC_NEIGHBOUR_SOLICITATION && t != NDISC_NEIGHBOUR_ADVERTISEMENT {
             return Fate::Delivered(Delivery::Ndisc);
         }
-        if msg.len() < 24 {
+        if msg.as_bytes().len() < icmpv6::NDISC_LEN {
             return dropped(D::PktTooSmall);
         }
-        let (src, dst) = (
-            ip6(ip, 8).unwrap_or(Ipv6Addr::UNSPECIFIED),
-            ip6(ip, 24).unwrap_or(Ipv6Addr::UNSPECIFIED),
-        );
-        let Some(target) = ip6(msg, 8) else {
-            return dropped(D::PktTooSmall);
-        };
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
         // ndisc_parse_options: (type, len*8) records; link-layer address options
         // on Ethernet must be 8 bytes.
-        let mut lladdr = None;
-        let mut o = 24usize;
-        while o < msg.len() {
-            let (Some(ot), Some(ol)) = (u8_at(msg, o), u8_at(msg, o + 1)) else {
-                return dropped(D::Ipv6NdiscBadOptions);
-            };
-            let l = usize::from(ol) * 8;
-            if l == 0 || o + l > msg.len() {
-                return dropped(D::Ipv6NdiscBadOptions);
-            }
-            let want = if t == 135 { 1 } else { 2 };
-            if ot == want {
-                if ol != 1 {
-                    return dropped(D::Ipv6NdiscBadOptions);
-                }
-                lladdr = wire::mac(msg, o + 2);
-            }
-            o += l;
-        }
+        let Ok(nd) = NdiscRepr::parse(&msg) else {
+            return dropped(D::Ipv6NdiscBadOptions);
+        };
+        let (target, lladdr, na_flags) = match nd {
+            NdiscRepr::NeighborSolicit { target, lladdr } => (target, lladdr, None),
+            NdiscRepr::NeighborAdvert {
+                flags,
+                target,
+                lladdr,
+            } => (target, lladdr, Some(flags)),
+        };
         if target.is_multicast() {
-            return dropped(if t == 135 {
+            return dropped(if na_flags.is_none() {
                 D::Ipv6NdiscNsOtherhost
             } else {
                 D::NotSpecified
@@ -1013,14 +967,13 @@ impl HostStack {
         if self.dev(ifindex).is_none() {
             return dropped(D::NotSpecified);
         }
-        if t == 136 {
-            let flags = msg[4];
-            if dst.is_multicast() && flags & 0x40 != 0 {
+        if let Some(flags) = na_flags {
+            if dst.is_multicast() && flags & NA_SOLICITED != 0 {
                 return dropped(D::NotSpecified);
             }
             if let Some(n) = self.neigh.get(&(ifindex, IpAddr::V6(target))) {
                 let mac = lladdr.unwrap_or(n.mac);
-                let state = if flags & 0x40 != 0 {
+                let state = if flags & NA_SOLICITED != 0 {
                     NeighState::Reachable
                 } else {
                     NeighState::Stale
@@ -1034,14 +987,15 @@ impl HostStack {
             return dropped(D::NotSpecified);
         };
         let dad = src.is_unspecified();
-        if dad && (solicited_node(target) != dst || lladdr.is_some()) {
+        if dad && (ipv6::solicited_node(target) != dst || lladdr.is_some()) {
             return dropped(D::Ipv6NdiscBadOptions);
         }
         let ours = dev.v6.iter().any(|x| x.0 == target);
         let anycast = dev.fwd6
-            && dev.v6.iter().any(|&(a, p)| {
-                p < 127 && Ipv6Addr::from(u128::from(a) & wire::mask128(p)) == target
-            });
+            && dev
+                .v6
+                .iter()
+                .any(|&(a, p)| p < 127 && Ipv6Addr::from(u128::from(a) & mask128(p)) == target);
         if !ours && !anycast {
             return dropped(D::Ipv6NdiscNsOtherhost);
         }
@@ -1093,17 +1047,16 @@ impl HostStack {
             self.ipv6_dev_get_saddr(ifindex, daddr)
         };
         let Some(saddr) = saddr else { return };
-        let flags =
-            (u8::from(router) << 7) | (u8::from(solicited) << 6) | (u8::from(override_) << 5);
-        let mut msg = Vec::with_capacity(32);
-        msg.extend_from_slice(&[136, 0, 0, 0, flags, 0, 0, 0]);
-        msg.extend_from_slice(&target.octets());
-        if tllao {
-            msg.extend_from_slice(&[2, 1]);
-            msg.extend_from_slice(&mac);
+        let flags = (u8::from(router) * icmpv6::NA_ROUTER)
+            | (u8::from(solicited) * NA_SOLICITED)
+            | (u8::from(override_) * icmpv6::NA_OVERRIDE);
+        let msg = NdiscRepr::NeighborAdvert {
+            flags,
+            target,
+            lladdr: tllao.then_some(mac),
         }
-        icmp6_csum(saddr, daddr, &mut msg);
-        let frame = ipv6_frame(saddr, daddr, IPPROTO_ICMPV6, 255, 0, &msg);
+        .to_message(saddr, daddr);
+        let frame = ipv6_frame(&icmpv6_header(saddr, daddr, 255, 0), &msg);
         if self
             .neigh_xmit(ifindex, frame, IpAddr::V6(daddr), Origin::Reply, None, out)
             .is_ok()
@@ -1134,24 +1087,28 @@ impl HostStack {
     fn icmp6_send(
         &mut self,
         _ifindex: u32,
-        ip: &[u8],
+        ip: Ipv6Packet<&[u8]>,
         meta: RxMeta,
         t: u8,
         code: u8,
         info: u32,
         out: &mut Vec<StackOutput>,
     ) {
-        let (Some(src), Some(dst)) = (ip6(ip, 8), ip6(ip, 24)) else {
-            return;
-        };
-        if (dst.is_multicast() || meta.pkt_type != PACKET_HOST) && t != 2 {
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        if (dst.is_multicast() || meta.pkt_type != PACKET_HOST) && t != ICMPV6_PKT_TOOBIG {
             return;
         }
         if src.is_unspecified() || src.is_multicast() {
             return;
         }
-        // is_ineligible: an ICMPv6 error (type < 128) is never answered.
-        if u8_at(ip, 6) == Some(IPPROTO_ICMPV6) && u8_at(ip, 40).is_none_or(|it| it < 128) {
+        // is_ineligible: an ICMPv6 error (type < 128) is never answered; the
+        // type is the payload's first byte (the message may be shorter).
+        if ip.next_header() == IPPROTO_ICMPV6
+            && ip
+                .payload()
+                .first()
+                .is_none_or(|&it| it < ICMPV6_ECHO_REQUEST)
+        {
             return;
         }
         let Some(r) = self.output_route6(src, None) else {
@@ -1163,66 +1120,58 @@ impl HostStack {
             self.ipv6_dev_get_saddr(r.ifindex, src)
         };
         let Some(saddr) = saddr else { return };
-        let quote = &ip[..ip.len().min(1280 - 48)];
-        let mut msg = Vec::with_capacity(8 + quote.len());
-        msg.extend_from_slice(&[t, code, 0, 0]);
-        msg.extend_from_slice(&info.to_be_bytes());
-        msg.extend_from_slice(quote);
-        icmp6_csum(saddr, src, &mut msg);
-        let frame = ipv6_frame(saddr, src, IPPROTO_ICMPV6, 64, 0, &msg);
+        let b = ip.as_bytes();
+        let quote = &b[..b.len().min(1280 - 48)];
+        let msg = icmpv6::message(t, code, info, quote, saddr, src);
+        let frame = ipv6_frame(&icmpv6_header(saddr, src, 64, 0), &msg);
         let nh = r.gateway.unwrap_or(IpAddr::V6(src));
         let _ = self.neigh_xmit(r.ifindex, frame, nh, Origin::Error, None, out);
     }
 }
 
+/// The IPv6 header of an ICMPv6 message the stack sends.
+fn icmpv6_header(src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8, tclass: u8) -> Ipv6Repr {
+    Ipv6Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IPPROTO_ICMPV6,
+        hop_limit,
+        traffic_class: tclass,
+        payload_len: 0,
+    }
+}
+
 /// net/ipv4/ip_output.c ip_do_fragment (slow path): fragments of at most `mtu`
 /// bytes, payload in multiples of 8, options not marked "copied" replaced by
-/// NOPs after the first (ip_options_fragment). `ip` is the whole packet.
-fn fragment4(ip: &[u8], ihl: usize, mtu: usize) -> Option<Vec<Vec<u8>>> {
-    let hdr = ip.get(..ihl)?;
-    let data = ip.get(ihl..)?;
+/// NOPs after the first (ip_options_fragment). `ip` is the whole packet, its
+/// header checked.
+fn fragment4(ip: &[u8], mtu: usize) -> Option<Vec<Vec<u8>>> {
+    let p = Ipv4Packet::new_unchecked(ip);
+    let ihl = p.header_len();
+    let (hdr, data) = (p.header(), p.payload());
     let per = (mtu.checked_sub(ihl)?) & !7;
     if per == 0 {
         return None;
     }
-    let orig = be16(ip, 6)?;
-    let base = usize::from(orig & 0x1fff) * 8;
-    let more = orig & 0x2000 != 0;
+    let base = p.frag_offset();
+    let more = p.more_frags();
     let mut later_hdr = hdr.to_vec();
-    let mut o = 20;
-    while o < ihl {
-        let t = later_hdr[o];
-        if t == 0 {
-            break;
-        }
-        if t == 1 {
-            o += 1;
-            continue;
-        }
-        let l = usize::from(*later_hdr.get(o + 1)?);
-        if l < 2 || o + l > ihl {
-            break;
-        }
-        if t & 0x80 == 0 {
-            later_hdr[o..o + l].fill(1);
-        }
-        o += l;
-    }
+    Ipv4Packet::new_unchecked(&mut later_hdr[..])
+        .options_fragment()
+        .ok()?;
     let mut v = Vec::new();
     let mut off = 0;
     while off < data.len() {
         let n = per.min(data.len() - off);
         let last = off + n == data.len();
-        let mut f = wire::eth_frame(ETH_P_IP, ihl + n);
+        let mut f = eth_frame(ETH_P_IP, ihl + n);
         f.extend_from_slice(if off == 0 { hdr } else { &later_hdr });
         f.extend_from_slice(&data[off..off + n]);
-        let h = &mut f[ETH_HLEN..ETH_HLEN + ihl];
-        h[2..4].copy_from_slice(&((ihl + n) as u16).to_be_bytes());
-        let fo = (((base + off) / 8) as u16 & 0x1fff) | if !last || more { 0x2000 } else { 0 };
-        h[6..8].copy_from_slice(&fo.to_be_bytes());
-        h[10..12].fill(0);
-        let c = checksum(h);
-        h[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut h = Ipv4Packet::new_unchecked(&mut f[ETH_HLEN..]);
+        h.set_total_len((ihl + n) as u16);
+        let mf = if !last || more { IP_MF } else { 0 };
+        h.set_frag_off((((base + off) / 8) as u16 & IP_OFFSET) | mf);
+        h.fill_checksum();
         v.push(f);
         off += n;
     }
@@ -1237,17 +1186,17 @@ fn udp_check(
     pseudo: impl Fn(usize) -> u64,
     zero_ok: bool,
 ) -> Result<(u16, usize), DropReason> {
-    if l4.len() < 8 {
+    let u = UdpPacket::new_unchecked(l4);
+    if u.check_header().is_err() {
         return Err(D::NotSpecified);
     }
-    let ulen = usize::from(be16(l4, 4).unwrap_or(0));
-    if ulen > l4.len() || ulen < 8 {
+    if u.check_len().is_err() {
         return Err(D::PktTooSmall);
     }
-    let u = &l4[..ulen];
-    let none = be16(u, 6) == Some(0);
-    if (none && !zero_ok) || (!none && fold(sum(u, pseudo(ulen))) != 0) {
+    let ulen = usize::from(u.length());
+    let none = u.checksum() == 0;
+    if (none && !zero_ok) || (!none && !u.verify_checksum(pseudo(ulen))) {
         return Err(D::UdpCsum);
     }
-    Ok((be16(u, 2).unwrap_or(0), ulen))
+    Ok((u.dst_port(), ulen))
 }

@@ -5,12 +5,13 @@
 //! Files: `route` (FIB tables, policy rules, source address selection and the
 //! `Fib` impl for bpf_fib_lookup), `neigh` (neighbour table, arp_queue,
 //! ip_finish_output2), `input` (ip_rcv, ip_forward, arp_process, icmp, ndisc),
-//! `wire` (checksums, header builders).
+//! `frame` (the frames the stack builds). Headers are read and written through
+//! skiff-wire's views.
 
+mod frame;
 mod input;
 mod neigh;
 mod route;
-pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -250,12 +251,12 @@ pub struct Sinks {
 /// include/linux/etherdevice.h eth_type_trans's pkt_type for a frame arriving on
 /// a device with MAC `dev_mac`.
 pub fn pkt_type_for(dev_mac: [u8; 6], frame: &[u8]) -> u8 {
-    match wire::mac(frame, 0) {
-        None => PACKET_OTHERHOST,
-        Some(d) if d == dev_mac => PACKET_HOST,
-        Some(d) if d == [0xff; 6] => PACKET_BROADCAST,
-        Some(d) if d[0] & 1 == 1 => PACKET_MULTICAST,
-        Some(_) => PACKET_OTHERHOST,
+    match skiff_wire::EthernetFrame::new_checked(frame).map(|e| e.dst_addr()) {
+        Err(_) => PACKET_OTHERHOST,
+        Ok(d) if d == dev_mac => PACKET_HOST,
+        Ok(d) if d == [0xff; 6] => PACKET_BROADCAST,
+        Ok(d) if d[0] & 1 == 1 => PACKET_MULTICAST,
+        Ok(_) => PACKET_OTHERHOST,
     }
 }
 
@@ -490,7 +491,7 @@ impl HostStack {
                 let secondary = d.v4.iter().any(|x| {
                     !x.secondary
                         && x.plen == prefix_len
-                        && wire::prefix_match(IpAddr::V4(a), IpAddr::V4(x.addr), prefix_len)
+                        && route::prefix_match(IpAddr::V4(a), IpAddr::V4(x.addr), prefix_len)
                 });
                 let scope = if a.is_loopback() { 254 } else { 0 };
                 d.v4.push(Addr4 {
@@ -514,7 +515,7 @@ impl HostStack {
                 // address "+" by default; fib_add_ifaddr then adds an RTN_BROADCAST
                 // route for it in table local.
                 if !loopback && prefix_len < 31 {
-                    let bcast = Ipv4Addr::from(u32::from(a) | !wire::mask32(prefix_len));
+                    let bcast = Ipv4Addr::from(u32::from(a) | !route::mask32(prefix_len));
                     self.push_route(Route {
                         table: RT_TABLE_LOCAL,
                         dst: IpAddr::V4(bcast),
@@ -527,7 +528,7 @@ impl HostStack {
                         mtu: None,
                     });
                 }
-                let prefix = Ipv4Addr::from(u32::from(a) & wire::mask32(prefix_len));
+                let prefix = Ipv4Addr::from(u32::from(a) & route::mask32(prefix_len));
                 if !secondary && prefix != Ipv4Addr::UNSPECIFIED && (prefix != a || prefix_len < 32)
                 {
                     let (table, kind) = if loopback {
@@ -569,7 +570,7 @@ impl HostStack {
                     kind: RouteKind::Local,
                     mtu: None,
                 });
-                let prefix = Ipv6Addr::from(u128::from(a) & wire::mask128(prefix_len));
+                let prefix = Ipv6Addr::from(u128::from(a) & route::mask128(prefix_len));
                 self.push_route(Route {
                     table: RT_TABLE_MAIN,
                     dst: IpAddr::V6(prefix),
@@ -659,9 +660,9 @@ impl HostStack {
         }
         // Normalise the destination to its prefix, as the kernel stores it.
         r.dst = match r.dst {
-            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & wire::mask32(r.prefix_len))),
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & route::mask32(r.prefix_len))),
             IpAddr::V6(a) => {
-                IpAddr::V6(Ipv6Addr::from(u128::from(a) & wire::mask128(r.prefix_len)))
+                IpAddr::V6(Ipv6Addr::from(u128::from(a) & route::mask128(r.prefix_len)))
             }
         };
         if self.routes.iter().any(|e| same_key(&e.r, &r)) {
@@ -684,7 +685,7 @@ impl HostStack {
             .filter(|e| {
                 e.r.kind == RouteKind::Unicast
                     && e.r.gateway.is_none()
-                    && wire::prefix_match(gw, e.r.dst, e.r.prefix_len)
+                    && route::prefix_match(gw, e.r.dst, e.r.prefix_len)
             })
             .max_by_key(|e| e.r.prefix_len)
             .and_then(|e| e.r.ifindex)

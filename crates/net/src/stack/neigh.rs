@@ -6,7 +6,14 @@
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::wire::{self, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6};
+use skiff_wire::arp::{self, ArpPacket, ArpRepr};
+use skiff_wire::icmpv6::NdiscRepr;
+use skiff_wire::{
+    ipv4, ipv6, EthernetFrame, Ipv4Packet, Ipv6Packet, Ipv6Repr, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6,
+    IPPROTO_ICMPV6,
+};
+
+use super::frame::{self, ETH_HLEN};
 use super::{HostStack, Origin, StackOutput};
 use crate::drop::DropReason;
 
@@ -75,18 +82,21 @@ pub fn truesize(len: usize) -> usize {
     slab + 256
 }
 
-fn frame_dst(frame: &[u8]) -> Option<IpAddr> {
-    match wire::be16(frame, 12)? {
-        ETH_P_IP => wire::ip4(frame, ETH_HLEN + 16).map(IpAddr::V4),
-        ETH_P_IPV6 => wire::ip6(frame, ETH_HLEN + 24).map(IpAddr::V6),
-        _ => None,
-    }
-}
-
-fn frame_src(frame: &[u8]) -> Option<IpAddr> {
-    match wire::be16(frame, 12)? {
-        ETH_P_IP => wire::ip4(frame, ETH_HLEN + 12).map(IpAddr::V4),
-        ETH_P_IPV6 => wire::ip6(frame, ETH_HLEN + 8).map(IpAddr::V6),
+/// The (source, destination) addresses of an IPv4 or IPv6 frame whose fixed
+/// network header is all there (its version and lengths unchecked, as the
+/// kernel reads ip_hdr/ipv6_hdr of an skb it built).
+fn frame_addrs(frame: &[u8]) -> Option<(IpAddr, IpAddr)> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let l3 = eth.payload();
+    match eth.ethertype() {
+        ETH_P_IP if l3.len() >= ipv4::HEADER_LEN => {
+            let ip = Ipv4Packet::new_unchecked(l3);
+            Some((IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr())))
+        }
+        ETH_P_IPV6 if l3.len() >= ipv6::HEADER_LEN => {
+            let ip = Ipv6Packet::new_unchecked(l3);
+            Some((IpAddr::V6(ip.src_addr()), IpAddr::V6(ip.dst_addr())))
+        }
         _ => None,
     }
 }
@@ -96,8 +106,8 @@ fn frame_src(frame: &[u8]) -> Option<IpAddr> {
 fn mc_map(nh: IpAddr) -> Option<[u8; 6]> {
     match nh {
         IpAddr::V4(a) if a == Ipv4Addr::BROADCAST => Some([0xff; 6]),
-        IpAddr::V4(a) if a.is_multicast() => Some(wire::ipv4_mc_mac(a)),
-        IpAddr::V6(a) if a.is_multicast() => Some(wire::ipv6_mc_mac(a)),
+        IpAddr::V4(a) if a.is_multicast() => Some(ipv4::eth_mc_map(a)),
+        IpAddr::V6(a) if a.is_multicast() => Some(ipv6::eth_mc_map(a)),
         _ => None,
     }
 }
@@ -120,7 +130,7 @@ impl HostStack {
         if frame.len() < ETH_HLEN {
             return Err(DropReason::PktTooSmall);
         }
-        let nh = match nexthop.or_else(|| frame_dst(frame)) {
+        let nh = match nexthop.or_else(|| frame_addrs(frame).map(|a| a.1)) {
             Some(nh) => nh,
             None => return Err(DropReason::NeighFailed),
         };
@@ -157,7 +167,7 @@ impl HostStack {
                 queue: VecDeque::new(),
                 queue_bytes: 0,
             });
-            wire::set_eth(&mut frame, dmac, dmac);
+            frame::set_eth(&mut frame, dmac, dmac);
             out.push(StackOutput {
                 ifindex,
                 frame,
@@ -167,7 +177,7 @@ impl HostStack {
             return Ok(NeighOutput::Sent);
         }
         if let Some(m) = mc_map(nh) {
-            wire::set_eth(&mut frame, m, dmac);
+            frame::set_eth(&mut frame, m, dmac);
             out.push(StackOutput {
                 ifindex,
                 frame,
@@ -187,7 +197,7 @@ impl HostStack {
             queue_bytes: 0,
         });
         if n.state.valid() {
-            wire::set_eth(&mut frame, n.mac, dmac);
+            frame::set_eth(&mut frame, n.mac, dmac);
             out.push(StackOutput {
                 ifindex,
                 frame,
@@ -231,7 +241,7 @@ impl HostStack {
             .neigh
             .get(&(ifindex, target))
             .and_then(|n| n.queue.front())
-            .and_then(|p| frame_src(&p.frame));
+            .and_then(|p| frame_addrs(&p.frame).map(|a| a.0));
         if let Some(n) = self.neigh.get_mut(&(ifindex, target)) {
             n.solicits += 1;
             n.next_probe_ns = now.saturating_add(RETRANS_NS);
@@ -272,15 +282,22 @@ impl HostStack {
                     }),
                 };
                 let Some(saddr) = saddr else { return };
-                let dst = wire::solicited_node(t);
-                let mut msg = Vec::with_capacity(32);
-                msg.extend_from_slice(&[135, 0, 0, 0, 0, 0, 0, 0]);
-                msg.extend_from_slice(&t.octets());
-                msg.extend_from_slice(&[1, 1]);
-                msg.extend_from_slice(&mac);
-                wire::icmp6_csum(saddr, dst, &mut msg);
-                let mut frame = wire::ipv6_frame(saddr, dst, 58, 255, 0, &msg);
-                wire::set_eth(&mut frame, wire::ipv6_mc_mac(dst), mac);
+                let dst = ipv6::solicited_node(t);
+                let msg = NdiscRepr::NeighborSolicit {
+                    target: t,
+                    lladdr: Some(mac),
+                }
+                .to_message(saddr, dst);
+                let h = Ipv6Repr {
+                    src_addr: saddr,
+                    dst_addr: dst,
+                    next_header: IPPROTO_ICMPV6,
+                    hop_limit: 255,
+                    traffic_class: 0,
+                    payload_len: msg.len(),
+                };
+                let mut frame = frame::ipv6_frame(&h, &msg);
+                frame::set_eth(&mut frame, ipv6::eth_mc_map(dst), mac);
                 out.push(StackOutput {
                     ifindex,
                     frame,
@@ -319,7 +336,7 @@ impl HostStack {
         n.queue_bytes = 0;
         let src = self.dev(ifindex).map(|d| d.cfg.mac).unwrap_or([0; 6]);
         for mut p in q {
-            wire::set_eth(&mut p.frame, mac, src);
+            frame::set_eth(&mut p.frame, mac, src);
             out.push(StackOutput {
                 ifindex: p.ifindex,
                 frame: p.frame,
@@ -399,13 +416,16 @@ pub(crate) fn arp_frame(
     tha: [u8; 6],
     tip: Ipv4Addr,
 ) -> Vec<u8> {
-    let mut f = wire::eth_frame(ETH_P_ARP, 28);
-    wire::set_eth(&mut f, eth_dst, sha);
-    f.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4]);
-    f.extend_from_slice(&op.to_be_bytes());
-    f.extend_from_slice(&sha);
-    f.extend_from_slice(&sip.octets());
-    f.extend_from_slice(&tha);
-    f.extend_from_slice(&tip.octets());
+    let mut f = frame::eth_frame(ETH_P_ARP, arp::PACKET_LEN);
+    frame::set_eth(&mut f, eth_dst, sha);
+    f.resize(ETH_HLEN + arp::PACKET_LEN, 0);
+    let r = ArpRepr {
+        operation: op,
+        source_hardware_addr: sha,
+        source_protocol_addr: sip,
+        target_hardware_addr: tha,
+        target_protocol_addr: tip,
+    };
+    r.emit(&mut ArpPacket::new_unchecked(&mut f[ETH_HLEN..]));
     f
 }

@@ -8,7 +8,6 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::neigh::NeighState;
-use super::wire::{mask128, prefix_match};
 use super::{HostStack, Route, RouteKind, Rule, RT_TABLE_DEFAULT, RT_TABLE_LOCAL, RT_TABLE_MAIN};
 use crate::helpers::fib::*;
 
@@ -449,14 +448,14 @@ impl HostStack {
     }
 
     fn bpf_fib4(&self, p: &mut [u8; FIB_LOOKUP_SIZE], flags: u32, check_mtu: bool) -> i64 {
-        let ifindex = le32(p, 8);
+        let mut p = FibParams(p);
+        let ifindex = p.ifindex();
         let (iif, oif) = if flags & BPF_FIB_LOOKUP_OUTPUT != 0 {
             (LOOPBACK_IFINDEX, ifindex)
         } else {
             (ifindex, 0)
         };
-        let src = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
-        let dst = Ipv4Addr::new(p[32], p[33], p[34], p[35]);
+        let (src, dst) = (p.ipv4_src(), p.ipv4_dst());
         let mut fl = Flow {
             dst: IpAddr::V4(dst),
             src: IpAddr::V4(src),
@@ -469,14 +468,14 @@ impl HostStack {
         let r = if flags & BPF_FIB_LOOKUP_DIRECT != 0 {
             let mut tbid = RT_TABLE_MAIN;
             if flags & BPF_FIB_LOOKUP_TBID != 0 {
-                tbid = le32(p, 48);
+                tbid = p.tbid();
                 // "zero out for vlan output"
-                p[48..52].fill(0);
+                p.clear_tbid_vlan();
             }
             self.lookup_table4(tbid, &fl)
         } else {
             if flags & BPF_FIB_LOOKUP_MARK != 0 {
-                fl.mark = le32(p, 52);
+                fl.mark = p.mark();
             }
             self.fib_lookup4(&fl)
         };
@@ -497,36 +496,34 @@ impl HostStack {
         if check_mtu {
             // ip_mtu_from_fib_result: the device's MTU (the route's is unlocked).
             mtu = dev.cfg.mtu.min(0xffff);
-            if u32::from(le16(p, 6)) > mtu {
-                p[6..8].copy_from_slice(&(mtu as u16).to_le_bytes());
+            if u32::from(p.tot_len()) > mtu {
+                p.set_mtu_result(mtu as u16);
                 return BPF_FIB_LKUP_RET_FRAG_NEEDED;
             }
         }
-        p[12..16].copy_from_slice(&res.metric.to_le_bytes());
-        p[8..12].copy_from_slice(&res.ifindex.to_le_bytes());
+        p.set_rt_metric(res.metric);
+        p.set_ifindex(res.ifindex);
         if flags & BPF_FIB_LOOKUP_SRC != 0 {
-            let s = self.prefsrc4(&res).unwrap_or(Ipv4Addr::UNSPECIFIED);
-            p[16..20].copy_from_slice(&s.octets());
+            p.set_ipv4_src(self.prefsrc4(&res).unwrap_or(Ipv4Addr::UNSPECIFIED));
         }
         let mut nh = dst;
         if let Some(IpAddr::V4(g)) = res.gateway {
             nh = g;
-            p[32..36].copy_from_slice(&g.octets());
+            p.set_ipv4_dst(g);
         }
         if flags & BPF_FIB_LOOKUP_SKIP_NEIGH == 0 {
             let Some(ha) = self.neigh_valid(res.ifindex, IpAddr::V4(nh)) else {
                 return BPF_FIB_LKUP_RET_NO_NEIGH;
             };
-            p[58..64].copy_from_slice(&ha);
-            p[52..58].copy_from_slice(&dev.cfg.mac);
+            p.set_macs(dev.cfg.mac, ha);
         }
-        set_fwd_params(p, mtu)
+        set_fwd_params(&mut p, mtu)
     }
 
     fn bpf_fib6(&self, p: &mut [u8; FIB_LOOKUP_SIZE], flags: u32, check_mtu: bool) -> i64 {
-        let ifindex = le32(p, 8);
-        let src = v6_at(p, 16);
-        let dst = v6_at(p, 32);
+        let mut p = FibParams(p);
+        let ifindex = p.ifindex();
+        let (src, dst) = (p.ipv6_src(), p.ipv6_dst());
         let output = flags & BPF_FIB_LOOKUP_OUTPUT != 0;
         let fl = Flow {
             dst: IpAddr::V6(dst),
@@ -535,7 +532,7 @@ impl HostStack {
             // bpf_ipv6_fib_lookup passes params->ifindex as oif in both modes.
             oif: ifindex,
             mark: if flags & BPF_FIB_LOOKUP_MARK != 0 && flags & BPF_FIB_LOOKUP_DIRECT == 0 {
-                le32(p, 52)
+                p.mark()
             } else {
                 0
             },
@@ -545,8 +542,8 @@ impl HostStack {
         let res = if flags & BPF_FIB_LOOKUP_DIRECT != 0 {
             let mut tbid = RT_TABLE_MAIN;
             if flags & BPF_FIB_LOOKUP_TBID != 0 {
-                tbid = le32(p, 48);
-                p[48..52].fill(0);
+                tbid = p.tbid();
+                p.clear_tbid_vlan();
             }
             self.table_lookup6(tbid, &fl)
         } else {
@@ -568,26 +565,26 @@ impl HostStack {
         let mut mtu = 0;
         if check_mtu {
             // ip6_mtu_from_fib6: max(IPV6_MIN_MTU, mtu6), at most IP6_MAX_MTU.
-            mtu = dev.cfg.mtu.max(1280).min(0xffff + 40);
-            if u32::from(le16(p, 6)) > mtu {
-                p[6..8].copy_from_slice(&(mtu as u16).to_le_bytes());
+            mtu = dev.cfg.mtu.clamp(1280, 0xffff + 40);
+            if u32::from(p.tot_len()) > mtu {
+                p.set_mtu_result(mtu as u16);
                 return BPF_FIB_LKUP_RET_FRAG_NEEDED;
             }
         }
         let mut nh = dst;
         if let Some(IpAddr::V6(g)) = res.gateway {
             nh = g;
-            p[32..48].copy_from_slice(&g.octets());
+            p.set_ipv6_dst(g);
         }
-        p[12..16].copy_from_slice(&res.metric.to_le_bytes());
-        p[8..12].copy_from_slice(&res.ifindex.to_le_bytes());
+        p.set_rt_metric(res.metric);
+        p.set_ifindex(res.ifindex);
         if flags & BPF_FIB_LOOKUP_SRC != 0 {
             let s = match res.src {
                 Some(IpAddr::V6(s)) => Some(s),
                 _ => self.ipv6_dev_get_saddr(res.ifindex, dst),
             };
             match s {
-                Some(s) => p[16..32].copy_from_slice(&s.octets()),
+                Some(s) => p.set_ipv6_src(s),
                 None => return BPF_FIB_LKUP_RET_NO_SRC_ADDR,
             }
         }
@@ -595,34 +592,19 @@ impl HostStack {
             let Some(ha) = self.neigh_valid(res.ifindex, IpAddr::V6(nh)) else {
                 return BPF_FIB_LKUP_RET_NO_NEIGH;
             };
-            p[58..64].copy_from_slice(&ha);
-            p[52..58].copy_from_slice(&dev.cfg.mac);
+            p.set_macs(dev.cfg.mac, ha);
         }
-        set_fwd_params(p, mtu)
+        set_fwd_params(&mut p, mtu)
     }
 }
 
 /// net/core/filter.c bpf_fib_set_fwd_params.
-fn set_fwd_params(p: &mut [u8; FIB_LOOKUP_SIZE], mtu: u32) -> i64 {
-    p[48..52].fill(0);
+fn set_fwd_params(p: &mut FibParams<'_>, mtu: u32) -> i64 {
+    p.clear_tbid_vlan();
     if mtu != 0 {
-        p[6..8].copy_from_slice(&(mtu.min(0xffff) as u16).to_le_bytes());
+        p.set_mtu_result(mtu.min(0xffff) as u16);
     }
     BPF_FIB_LKUP_RET_SUCCESS
-}
-
-fn le32(p: &[u8; FIB_LOOKUP_SIZE], off: usize) -> u32 {
-    u32::from_le_bytes([p[off], p[off + 1], p[off + 2], p[off + 3]])
-}
-
-fn le16(p: &[u8; FIB_LOOKUP_SIZE], off: usize) -> u16 {
-    u16::from_le_bytes([p[off], p[off + 1]])
-}
-
-fn v6_at(p: &[u8; FIB_LOOKUP_SIZE], off: usize) -> Ipv6Addr {
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&p[off..off + 16]);
-    Ipv6Addr::from(b)
 }
 
 impl Fib for HostStack {
@@ -638,7 +620,7 @@ impl Fib for HostStack {
         check_mtu: bool,
         _skb_len: usize,
     ) -> i64 {
-        if params[0] == AF_INET {
+        if FibParams(&mut *params).family() == AF_INET {
             self.bpf_fib4(params, flags, check_mtu)
         } else {
             self.bpf_fib6(params, flags, check_mtu)
@@ -647,5 +629,38 @@ impl Fib for HostStack {
 
     fn device_mtu(&self, ifindex: u32) -> Option<(u32, bool)> {
         self.dev(ifindex).map(|d| (d.cfg.mtu, d.cfg.up))
+    }
+}
+
+/// True when `a` lies in `net`/`plen` (false across families).
+pub fn prefix_match(a: IpAddr, net: IpAddr, plen: u8) -> bool {
+    match (a, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let m = mask32(plen);
+            u32::from(a) & m == u32::from(n) & m
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let m = mask128(plen);
+            u128::from(a) & m == u128::from(n) & m
+        }
+        _ => false,
+    }
+}
+
+/// The IPv4 netmask of a prefix length (inet_make_mask).
+pub fn mask32(plen: u8) -> u32 {
+    if plen == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(plen.min(32)))
+    }
+}
+
+/// The IPv6 netmask of a prefix length.
+pub fn mask128(plen: u8) -> u128 {
+    if plen == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(plen.min(128)))
     }
 }
