@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::core::cpu::Cpu;
-use crate::core::{errno, DatapathError, DevId, NsId, Pkt, RxItem, XPkt, EINVAL, EOPNOTSUPP};
+use crate::core::{errno, DatapathError, DevId, NsId, Pkt, RxItem, XPkt, EOPNOTSUPP};
 
 pub use netkit::Netkit;
 
@@ -374,48 +374,31 @@ pub(crate) fn end_mac(spec: &DeviceSpec, end: usize, ifindex: u32) -> [u8; 6] {
     }
 }
 
-/// rtnl_newlink's ->newlink: the driver state of each end (`first` is the
-/// first end's id, a pair's peer is `first + 1`), validated as the driver does.
+/// rtnl_link_ops->newlink: the driver state of each end a spec creates
+/// (`first` is the first end's id, a pair's peer is `first + 1`), validated
+/// as the driver does.
+type NewLink = fn(&DeviceSpec, DevId, usize) -> Result<Vec<Box<dyn NetDevice>>, DatapathError>;
+
+/// The device kinds `ip link add ... type KIND` knows (rtnl_link_register):
+/// a new kind is its file and one line here (and its `DeviceKind` options).
+const LINK_OPS: &[(&str, NewLink)] = &[
+    ("nic", nic::newlink),
+    ("veth", veth::newlink),
+    ("netkit", netkit::newlink),
+];
+
+/// rtnl_newlink: the kind's ->newlink.
 pub(crate) fn create(
     spec: &DeviceSpec,
     first: DevId,
     cpus: usize,
 ) -> Result<Vec<Box<dyn NetDevice>>, DatapathError> {
-    let second = DevId(first.0 + 1);
-    Ok(match &spec.kind {
-        DeviceKind::Nic { rx_queues } => {
-            if *rx_queues == 0 || *rx_queues > 1024 {
-                return Err(errno(
-                    EINVAL,
-                    format!("device {}: {rx_queues} rx queues (1..1024)", spec.name),
-                ));
-            }
-            vec![Box::new(nic::Nic::new(*rx_queues as usize))]
-        }
-        DeviceKind::Veth { .. } => vec![
-            Box::new(veth::Veth::new(second, cpus)),
-            Box::new(veth::Veth::new(first, cpus)),
-        ],
-        DeviceKind::Netkit {
-            mode,
-            policy,
-            peer_policy,
-            scrub,
-            peer_scrub,
-            peer_mac,
-            ..
-        } => {
-            // netkit_new_link: addresses only in L2 mode.
-            if *mode != NetkitMode::L2 && (spec.mac.is_some() || peer_mac.is_some()) {
-                return Err(errno(
-                    EOPNOTSUPP,
-                    format!("netkit {}: a MAC address needs L2 mode", spec.name),
-                ));
-            }
-            vec![
-                Box::new(Netkit::new(second, true, *mode, *policy, *scrub)),
-                Box::new(Netkit::new(first, false, *mode, *peer_policy, *peer_scrub)),
-            ]
-        }
-    })
+    let kind = spec.kind.name();
+    match LINK_OPS.iter().find(|(k, _)| *k == kind) {
+        Some((_, newlink)) => newlink(spec, first, cpus),
+        None => Err(errno(
+            EOPNOTSUPP,
+            format!("not supported: device kind {kind}"),
+        )),
+    }
 }

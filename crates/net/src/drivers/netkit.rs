@@ -8,12 +8,14 @@ use std::sync::Arc;
 
 use skiff_vm::Program;
 
-use super::{Features, Napi, NetDevice, NetkitMode, NetkitPolicy, NetkitScrub};
+use super::{
+    DeviceKind, DeviceSpec, Features, Napi, NetDevice, NetkitMode, NetkitPolicy, NetkitScrub,
+};
 use crate::buff::ETH_HLEN;
 use crate::core::cpu::{Cpu, Where};
 use crate::core::skb::{eth_type_trans, skb_scrub_packet};
 use crate::core::tc::TC_ACT_SHOT;
-use crate::core::{DevId, Hook, NetkitAction, Pkt, XPkt};
+use crate::core::{errno, DatapathError, DevId, Hook, NetkitAction, Pkt, XPkt, EINVAL, EOPNOTSUPP};
 use crate::drop::DropReason;
 
 pub struct Netkit {
@@ -92,6 +94,37 @@ impl Netkit {
         }
         (ret, last, exc)
     }
+}
+
+/// netkit_new_link: the primary and its peer; addresses only in L2 mode.
+pub(crate) fn newlink(
+    spec: &DeviceSpec,
+    first: DevId,
+    _cpus: usize,
+) -> Result<Vec<Box<dyn NetDevice>>, DatapathError> {
+    let DeviceKind::Netkit {
+        mode,
+        policy,
+        peer_policy,
+        scrub,
+        peer_scrub,
+        peer_mac,
+        ..
+    } = &spec.kind
+    else {
+        return Err(errno(EINVAL, format!("device {}: not netkit", spec.name)));
+    };
+    if *mode != NetkitMode::L2 && (spec.mac.is_some() || peer_mac.is_some()) {
+        return Err(errno(
+            EOPNOTSUPP,
+            format!("netkit {}: a MAC address needs L2 mode", spec.name),
+        ));
+    }
+    let second = DevId(first.0 + 1);
+    Ok(vec![
+        Box::new(Netkit::new(second, true, *mode, *policy, *scrub)),
+        Box::new(Netkit::new(first, false, *mode, *peer_policy, *peer_scrub)),
+    ])
 }
 
 impl NetDevice for Netkit {

@@ -3,9 +3,9 @@
 //! frames on the wire (the datapath's sink). It does no TSO: a GSO skb is
 //! segmented before it leaves (validate_xmit_skb -> skb_gso_segment).
 
-use super::{Features, Napi, NetDevice, Rings};
+use super::{DeviceKind, DeviceSpec, Features, Napi, NetDevice, Rings};
 use crate::core::cpu::Cpu;
-use crate::core::{gro, DevId, Hook, Pkt, XPkt};
+use crate::core::{errno, gro, DatapathError, DevId, Hook, Pkt, XPkt, EINVAL};
 
 /// Descriptors per rx ring (ethtool -G rx; a large ring, as servers set it).
 pub const NIC_RX_RING: usize = 4096;
@@ -20,6 +20,24 @@ impl Nic {
             rx: Rings::new(rx_queues, NIC_RX_RING),
         }
     }
+}
+
+/// ->newlink: 1..=1024 rx queues.
+pub(crate) fn newlink(
+    spec: &DeviceSpec,
+    _first: DevId,
+    _cpus: usize,
+) -> Result<Vec<Box<dyn NetDevice>>, DatapathError> {
+    let DeviceKind::Nic { rx_queues } = spec.kind else {
+        return Err(errno(EINVAL, format!("device {}: not a NIC", spec.name)));
+    };
+    if rx_queues == 0 || rx_queues > 1024 {
+        return Err(errno(
+            EINVAL,
+            format!("device {}: {rx_queues} rx queues (1..1024)", spec.name),
+        ));
+    }
+    Ok(vec![Box::new(Nic::new(rx_queues as usize))])
 }
 
 impl NetDevice for Nic {

@@ -4,11 +4,11 @@
 //! else through netif_rx. XDP frames (ndo_xdp_xmit) need an XDP program on
 //! the peer (veth_xdp_xmit: -ENXIO otherwise).
 
-use super::{Features, Napi, NetDevice, Rings};
+use super::{DeviceSpec, Features, Napi, NetDevice, Rings};
 use crate::buff::ETH_HLEN;
 use crate::core::cpu::{at, Cpu};
 use crate::core::skb::{eth_type_trans, skb_scrub_packet};
-use crate::core::{DevId, Hook, Pkt, RxItem, XPkt};
+use crate::core::{DatapathError, DevId, Hook, Pkt, RxItem, XPkt};
 use crate::drop::DropReason;
 
 /// drivers/net/veth.c: VETH_RING_SIZE.
@@ -36,6 +36,19 @@ impl Veth {
             cpu.drop_item(item, DropReason::FullRing, at(self.peer, Hook::Rx));
         }
     }
+}
+
+/// veth_newlink: both ends, each the other's peer.
+pub(crate) fn newlink(
+    _spec: &DeviceSpec,
+    first: DevId,
+    cpus: usize,
+) -> Result<Vec<Box<dyn NetDevice>>, DatapathError> {
+    let second = DevId(first.0 + 1);
+    Ok(vec![
+        Box::new(Veth::new(second, cpus)),
+        Box::new(Veth::new(first, cpus)),
+    ])
 }
 
 impl NetDevice for Veth {
