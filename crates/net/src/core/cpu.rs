@@ -59,9 +59,12 @@ pub(crate) struct CpuState {
     pub bulk: Vec<BulkItem>,
     pub gro: GroTable,
     pool: Vec<Box<[u8]>>,
-    /// Freed sk_buff heads (their buffers went back to the page pool).
+    /// Freed sk_buff heads (their buffers went back to the page pool). The
+    /// boxes are what is recycled: a packet holds its head by pointer.
+    #[allow(clippy::vec_box)]
     skb_cache: Vec<Box<SkBuff>>,
     /// Freed xdp_buff descriptors (without their pages).
+    #[allow(clippy::vec_box)]
     xdp_cache: Vec<Box<XdpBuff>>,
     pub cnt: CpuCounters,
     pub xmit_depth: u32,
