@@ -177,6 +177,40 @@ fn drain(dp: &mut Datapath) {
     dp.drain_transmitted(|_| {});
 }
 
+// a base far from 0 so that timestamps look like pcap ones
+const BASE_NS: u64 = 1_700_000_000_000_000_000;
+
+/// With threads: the replays handed to the workers 65,536 frames at a time
+/// (`Datapath::receive_parallel`: each worker receives its own rx queues'
+/// frames, as a NIC fills them), so that starting the threads is paid per
+/// tens of thousands of frames.
+fn replay_parallel(
+    dp: &mut Datapath,
+    dev: DevId,
+    t: &Traffic,
+    replays: u64,
+    next: &mut u64,
+) -> Result<(), String> {
+    const CHUNK: usize = 65536;
+    let mut frames: Vec<(&[u8], u64)> = Vec::with_capacity(CHUNK);
+    for r in 0..replays {
+        let base = BASE_NS.saturating_add(next.saturating_mul(t.period_ns));
+        *next += 1;
+        for (off, frame) in &t.packets {
+            frames.push((frame, base.saturating_add(*off)));
+        }
+        if frames.len() >= CHUNK || r + 1 == replays {
+            dp.receive_parallel(dev, &frames)
+                .map_err(|e| format!("inject into {}: {e}", t.dev))?;
+            drain(dp);
+            frames.clear();
+        }
+    }
+    dp.finish();
+    drain(dp);
+    Ok(())
+}
+
 /// Replays the traffic `replays` times starting at replay number `*next`.
 fn replay(
     dp: &mut Datapath,
@@ -185,8 +219,9 @@ fn replay(
     replays: u64,
     next: &mut u64,
 ) -> Result<(), String> {
-    // a base far from 0 so that timestamps look like pcap ones
-    const BASE_NS: u64 = 1_700_000_000_000_000_000;
+    if dp.options().threads {
+        return replay_parallel(dp, dev, t, replays, next);
+    }
     let mut batch = 0usize;
     let per_run = dp.run_batch();
     for _ in 0..replays {

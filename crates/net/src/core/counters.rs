@@ -68,7 +68,9 @@ pub const ALL_HOOKS: [Hook; N_HOOKS] = [
 ];
 
 /// `ip -s link` statistics (struct rtnl_link_stats64, the fields skiff moves).
+/// Kept per CPU; aligned so that two CPUs' copies never share a cache line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[repr(align(64))]
 pub struct DevStats {
     pub rx_packets: u64,
     pub rx_bytes: u64,
@@ -116,8 +118,10 @@ pub fn verdict_slot(code: i64) -> usize {
     }
 }
 
-/// Per device and hook, packets and bytes per verdict slot.
+/// Per device and hook, packets and bytes per verdict slot (per CPU; aligned
+/// as `DevStats`).
 #[derive(Clone, Debug, Default)]
+#[repr(align(64))]
 pub struct HookCounters {
     pub slots: [[PktBytes; N_VERDICTS]; N_HOOKS],
 }

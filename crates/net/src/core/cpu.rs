@@ -50,7 +50,8 @@ impl CpuCounters {
     }
 }
 
-/// One CPU's state.
+/// One CPU's state, cache-line aligned: two workers must not share a line.
+#[repr(align(128))]
 pub(crate) struct CpuState {
     pub cpu: usize,
     pub vm: Vm,

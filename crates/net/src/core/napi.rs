@@ -25,65 +25,74 @@ impl Datapath {
 
     /// A frame arrives on `dev` at `ts_ns`: from the wire for a NIC (RSS picks
     /// the rx queue, whose CPU's page pool gives the buffer), else as a
-    /// receive on that device (netif_rx on CPU 0).
+    /// receive on that device (netif_rx on CPU 0; a veth with native XDP
+    /// takes it through its NAPI ring, as from its peer's veth_xmit).
     pub fn inject(
         &mut self,
         dev: DevId,
         frame: &[u8],
         ts_ns: u64,
     ) -> Result<PacketId, DatapathError> {
-        let d = self.dev(dev)?;
-        let (ifindex, mtu, mac, up) = (d.ifindex, d.mtu, d.mac, d.up);
-        let napi = d.ops.features().napi;
-        // drivers/net/veth.c: veth_xmit — a veth receives what its peer sends;
-        // with an XDP program it takes it through its NAPI ring (veth_poll),
-        // so the native program sees injected frames too.
-        let veth_xdp = napi == Napi::PerCpu && d.xdp_native.is_some();
+        let napi = self.dev(dev)?.ops.features().napi;
         let workers = self.sh.opts.workers.max(1);
         self.now = self.now.max(ts_ns);
         let (cpu, q, hash) = match napi {
             Napi::Queues(n) => {
-                // The NIC hashes the wire frame once; the skb keeps it.
-                let hash = rss::rss_hash(frame);
-                let q = hash.map(|(h, _)| rss::queue_for(h, n as u32)).unwrap_or(0) as usize;
+                let (q, hash) = rss_queue(frame, n);
                 (q % workers, q, hash)
             }
             _ => (0, 0, None),
         };
-        let mut c = self.cpu_ctx(cpu);
-        let id = c.new_id();
-        c.st.cnt.cons.input += 1;
-        c.st.budget_pkts += 1;
-        if !up {
-            // No carrier: nothing is received.
-            c.stats(dev).rx_dropped += 1;
-            c.record_drop(id, DropReason::DevReady, at(dev, Hook::Rx));
-            return Ok(id);
-        }
-        let mut xdp = c.xdp_frame(frame, ifindex);
-        let item = match napi {
-            Napi::Queues(_) => {
-                xdp.rx_queue_index = q as u32;
-                xdp.mtu = mtu;
-                xdp.rx_hash = hash;
-                RxItem::Xdp(XPkt { id, ts: ts_ns, xdp })
-            }
-            _ if veth_xdp => RxItem::Xdp(XPkt { id, ts: ts_ns, xdp }),
-            _ => {
-                let mut skb = c.skb_from_xdp(xdp, dev);
-                let (p, t) = eth_type_trans(skb.data(), &mac);
-                skb.protocol = p;
-                skb.pkt_type = t;
-                c.netif_rx(dev, Pkt { id, ts: ts_ns, skb });
-                return Ok(id);
-            }
+        self.cpu_ctx(cpu).receive(dev, frame, ts_ns, q, hash)
+    }
+
+    /// With threads: NIC `dev` receives `frames` (frame, timestamp) while the
+    /// workers run, each worker taking the frames of its own rx queues (as
+    /// the NIC fills each queue's ring without the CPUs: hashing and the
+    /// buffer copy are the worker's own work, in parallel), polling as they
+    /// come; then `run` until every queue is empty. Without threads, or on a
+    /// device without rx queues, the frames are injected in order with a
+    /// `run` per `run_batch`.
+    pub fn receive_parallel(
+        &mut self,
+        dev: DevId,
+        frames: &[(&[u8], u64)],
+    ) -> Result<(), DatapathError> {
+        let napi = self.dev(dev)?.ops.features().napi;
+        let parallel = self.sh.opts.threads && self.sh.opts.workers > 1;
+        let Napi::Queues(nq) = napi else {
+            return self.receive_in_turn(dev, frames);
         };
-        if let Err(item) = c.dev(dev).ops.rx_enqueue(q, item) {
-            // The ring is full: the NIC misses it (rx_missed_errors).
-            c.stats(dev).rx_dropped += 1;
-            c.drop_item(item, DropReason::FullRing, at(dev, Hook::Rx));
+        if !parallel {
+            return self.receive_in_turn(dev, frames);
         }
-        Ok(id)
+        if let Some(ts) = frames.iter().map(|f| f.1).max() {
+            self.now = self.now.max(ts);
+        }
+        let now = self.now;
+        for c in &mut self.cpus {
+            c.now = now;
+        }
+        self.run_threads(Some(Input { dev, nq, frames }));
+        for c in &mut self.cpus {
+            c.steps = 0;
+            c.budget_pkts = 0;
+        }
+        Ok(())
+    }
+
+    fn receive_in_turn(
+        &mut self,
+        dev: DevId,
+        frames: &[(&[u8], u64)],
+    ) -> Result<(), DatapathError> {
+        for chunk in frames.chunks(self.run_batch()) {
+            for (f, ts) in chunk {
+                self.inject(dev, f, *ts)?;
+            }
+            self.run();
+        }
+        Ok(())
     }
 
     /// Run until every queue is empty: the CPUs in turn (0, 1, ...), each
@@ -97,7 +106,7 @@ impl Datapath {
             c.now = now;
         }
         if self.sh.opts.threads && self.sh.opts.workers > 1 {
-            self.run_threads();
+            self.run_threads(None);
         } else {
             self.run_in_turn();
         }
@@ -132,7 +141,7 @@ impl Datapath {
     /// == t. Each polls until its queues are empty, then all meet at a
     /// barrier; they stop when a round passed in which none did any work
     /// (what one CPU sends another, a CPUMAP redirect, is seen next round).
-    fn run_threads(&mut self) {
+    fn run_threads(&mut self, input: Option<Input>) {
         let workers = self.sh.opts.workers;
         let budget: u64 = self.cpus.iter().map(|c| c.budget_pkts).sum();
         let base = self.rec.next_id;
@@ -151,6 +160,9 @@ impl Datapath {
                     let barrier = &barrier;
                     s.spawn(move || {
                         let mut rec = Records::new(base + t as u64 + 1, workers as u64);
+                        if let Some(i) = input {
+                            receive_share(sh, &mut group, &mut rec, i, t + 1);
+                        }
                         thread_loop(sh, &mut group, &mut rec, barrier, budget);
                         rec
                     })
@@ -158,6 +170,9 @@ impl Datapath {
                 .collect();
             // The calling thread is worker 0.
             let mut rec = Records::new(base, workers as u64);
+            if let Some(i) = input {
+                receive_share(sh, &mut first, &mut rec, i, 0);
+            }
             thread_loop(sh, &mut first, &mut rec, &barrier, budget);
             let mut recs = vec![rec];
             recs.extend(handles.into_iter().filter_map(|h| h.join().ok()));
@@ -238,6 +253,46 @@ impl RoundBarrier {
     }
 }
 
+/// The rx queue and RSS hash of a frame on a NIC with `nq` queues.
+fn rss_queue(frame: &[u8], nq: usize) -> (usize, Option<(u32, bool)>) {
+    // The NIC hashes the wire frame once; the skb keeps it.
+    let hash = rss::rss_hash(frame);
+    let q = hash.map(|(h, _)| rss::queue_for(h, nq as u32)).unwrap_or(0) as usize;
+    (q, hash)
+}
+
+/// Frames a NIC receives during a threaded run (`receive_parallel`).
+#[derive(Clone, Copy)]
+struct Input<'a> {
+    dev: DevId,
+    nq: usize,
+    frames: &'a [(&'a [u8], u64)],
+}
+
+/// Worker `t`'s part of an `Input`: the frames of its rx queues, a NAPI
+/// poll's worth at a time, each followed by a round of its polls.
+fn receive_share(sh: &Shared, group: &mut [&mut CpuState], rec: &mut Records, i: Input, t: usize) {
+    let workers = sh.opts.workers;
+    let mut n = 0;
+    for (f, ts) in i.frames {
+        let (q, hash) = rss_queue(f, i.nq);
+        if q % workers != t {
+            continue;
+        }
+        let Some(st) = group.iter_mut().find(|s| s.cpu == q % workers) else {
+            continue;
+        };
+        // Inject errors are device lookups: the device exists here.
+        let _ = Cpu { sh, st, rec }.receive(i.dev, f, *ts, q, hash);
+        n += 1;
+        if n % NAPI_POLL_WEIGHT == 0 {
+            for st in group.iter_mut() {
+                Cpu { sh, st, rec }.poll_once(workers);
+            }
+        }
+    }
+}
+
 /// One thread's part of a threaded run (see `run_threads`).
 fn thread_loop(
     sh: &Shared,
@@ -273,6 +328,55 @@ fn thread_loop(
     }
 }
 impl Cpu<'_> {
+    /// A frame arrives on `dev` (rx queue `q`, RSS `hash` for a NIC), this
+    /// CPU's pool giving its buffer: into the device's ring (NIC, veth with
+    /// XDP) or, for other devices, netif_rx.
+    pub(crate) fn receive(
+        &mut self,
+        dev: DevId,
+        frame: &[u8],
+        ts_ns: u64,
+        q: usize,
+        hash: Option<(u32, bool)>,
+    ) -> Result<PacketId, DatapathError> {
+        let d = self.dev(dev);
+        let napi = d.ops.features().napi;
+        let veth_xdp = napi == Napi::PerCpu && d.xdp_native.is_some();
+        let id = self.new_id();
+        self.st.cnt.cons.input += 1;
+        self.st.budget_pkts += 1;
+        if !d.up {
+            // No carrier: nothing is received.
+            self.stats(dev).rx_dropped += 1;
+            self.record_drop(id, DropReason::DevReady, at(dev, Hook::Rx));
+            return Ok(id);
+        }
+        let mut xdp = self.xdp_frame(frame, d.ifindex);
+        let item = match napi {
+            Napi::Queues(_) => {
+                xdp.rx_queue_index = q as u32;
+                xdp.mtu = d.mtu;
+                xdp.rx_hash = hash;
+                RxItem::Xdp(XPkt { id, ts: ts_ns, xdp })
+            }
+            _ if veth_xdp => RxItem::Xdp(XPkt { id, ts: ts_ns, xdp }),
+            _ => {
+                let mut skb = self.skb_from_xdp(xdp, dev);
+                let (p, t) = eth_type_trans(skb.data(), &d.mac);
+                skb.protocol = p;
+                skb.pkt_type = t;
+                self.netif_rx(dev, Pkt { id, ts: ts_ns, skb });
+                return Ok(id);
+            }
+        };
+        if let Err(item) = d.ops.rx_enqueue(q, item) {
+            // The ring is full: the NIC misses it (rx_missed_errors).
+            self.stats(dev).rx_dropped += 1;
+            self.drop_item(item, DropReason::FullRing, at(dev, Hook::Rx));
+        }
+        Ok(id)
+    }
+
     /// One round of this CPU's polls. Returns whether it took anything.
     pub(crate) fn poll_once(&mut self, workers: usize) -> bool {
         let cpu = self.st.cpu;

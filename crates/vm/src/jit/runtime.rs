@@ -31,7 +31,8 @@ pub const SHADOW_SLOTS: usize = 64;
 
 /// The part of the run state native code reads and writes directly. An empty
 /// range is `lo = u64::MAX, hi = 0`: no address passes `lo <= a && a <= hi - size`.
-#[repr(C)]
+// Aligned: each worker writes its own every run; two must not share a line.
+#[repr(C, align(128))]
 pub struct JitState {
     pub pkt_start: u64,
     pub pkt_end: u64,
