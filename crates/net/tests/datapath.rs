@@ -590,6 +590,55 @@ fn tc_redirect_egress_and_egress_shot_and_qdisc_drop() {
 }
 
 #[test]
+fn qdiscs_are_the_kernel_s_defaults_and_count() {
+    let Some(c) = load() else { return };
+    let f = udp(MAC1, MAC3, 1000);
+    let mut n = net();
+    let pod = n.dp.add_netns("pod").unwrap();
+    let veth =
+        n.dp.add_device(n.host, DeviceSpec::veth("veth0", Some(pod), "eth0"))
+            .unwrap();
+    let lo = n.dp.loopback(n.host).unwrap();
+    let kind = |dp: &Datapath, d: DevId| dp.qdisc_stats(d).unwrap().0;
+    // attach_default_qdiscs: mq on a multiqueue NIC, pfifo_fast on one queue,
+    // noqueue on IFF_NO_QUEUE devices.
+    assert_eq!(kind(&n.dp, n.nic1), "mq");
+    assert_eq!(kind(&n.dp, n.nic2), "pfifo_fast");
+    assert_eq!(kind(&n.dp, veth), "noqueue");
+    assert_eq!(kind(&n.dp, lo), "noqueue");
+    match n.dp.set_qdisc(n.nic2, "sfq") {
+        Err(DatapathError::Errno { errno, msg }) => {
+            assert_eq!(errno, EINVAL);
+            assert!(msg.contains("unknown qdisc \"sfq\""), "{msg}");
+        }
+        r => panic!("{r:?}"),
+    }
+    // pfifo with the device's tx_queue_len (1000): everything redirected to
+    // eth1 passes it, and `tc -s qdisc` counts it.
+    n.dp.set_qdisc(n.nic2, "pfifo").unwrap();
+    cfg(&c, ifx(&n, n.nic2));
+    n.dp.attach_tc(
+        n.nic1,
+        TcDirection::Ingress,
+        cls(1),
+        prog(&c, "tc_redirect_egress"),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        n.dp.inject(n.nic1, &f, 0).unwrap();
+    }
+    n.dp.run();
+    assert_eq!(n.dp.take_transmitted().len(), 3);
+    let (k, s) = n.dp.qdisc_stats(n.nic2).unwrap();
+    assert_eq!(k, "pfifo");
+    assert_eq!(
+        (s.packets, s.bytes, s.drops, s.qlen, s.backlog),
+        (3, 3 * f.len() as u64, 0, 0, 0)
+    );
+    assert_balanced(&n.dp);
+}
+
+#[test]
 fn tc_redirect_ingress_peer_and_clone() {
     let Some(c) = load() else { return };
     // bpf_redirect(veth0, BPF_F_INGRESS): received on veth0 in the host.

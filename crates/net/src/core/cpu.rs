@@ -343,17 +343,26 @@ impl<'a> Cpu<'a> {
         x
     }
 
-    /// The map `id` (CPU-local cache in front of the global registry).
-    pub fn map(&mut self, id: u32) -> Option<&Arc<Map>> {
+    /// Make map `id` available to `cached_map` (a CPU-local cache in front
+    /// of the global registry, filled the first time a map is named).
+    pub fn cache_map(&mut self, id: u32) -> bool {
         let i = id as usize;
-        if self.st.maps.get(i).is_none_or(|m| m.is_none()) {
-            let m = Map::by_id(id)?;
-            if self.st.maps.len() <= i {
-                self.st.maps.resize(i + 1, None);
-            }
-            self.st.maps[i] = Some(m);
+        if self.st.maps.get(i).is_some_and(|m| m.is_some()) {
+            return true;
         }
-        self.st.maps[i].as_ref()
+        let Some(m) = Map::by_id(id) else {
+            return false;
+        };
+        if self.st.maps.len() <= i {
+            self.st.maps.resize(i + 1, None);
+        }
+        self.st.maps[i] = Some(m);
+        true
+    }
+
+    /// Map `id` if `cache_map` put it in the cache.
+    pub fn cached_map(&self, id: u32) -> Option<&Arc<Map>> {
+        self.st.maps.get(id as usize).and_then(|m| m.as_ref())
     }
 
     /// Run one program with the clock at `ts` (deterministic mode) and the
@@ -401,21 +410,19 @@ impl<'a> Cpu<'a> {
             .map(|d| (d.name.clone(), d.ifindex))
             .unwrap_or_default();
         let prog = w.exc.map(|e| e.prog.clone()).or(w.prog.map(String::from));
-        if self.sh.record_drops || self.sh.trace_on {
-            if self.rec.drop_log.len() >= DROP_LOG {
-                self.rec.drop_log.pop_front();
-            }
-            self.rec.drop_log.push_back(DropRecord {
-                id,
-                reason: reason.name(),
-                iface,
-                ifindex,
-                hook: w.hook.name(),
-                prog: prog.clone(),
-                insn: w.exc.map(|e| e.pc),
-                error: w.exc.map(|e| e.error.to_string()),
-            });
+        if self.rec.drop_log.len() >= DROP_LOG {
+            self.rec.drop_log.pop_front();
         }
+        self.rec.drop_log.push_back(DropRecord {
+            id,
+            reason: reason.name(),
+            iface,
+            ifindex,
+            hook: w.hook.name(),
+            prog: prog.clone(),
+            insn: w.exc.map(|e| e.pc),
+            error: w.exc.map(|e| e.error.to_string()),
+        });
         if self.sh.trace_on {
             let mut ev = self.event(
                 id,
@@ -709,8 +716,9 @@ impl<'a> Cpu<'a> {
                 broadcast,
                 ..
             } => {
+                self.cache_map(*map_id);
                 let name = self
-                    .map(*map_id)
+                    .cached_map(*map_id)
                     .map(|m| m.attr().name.clone())
                     .unwrap_or_default();
                 if *broadcast {

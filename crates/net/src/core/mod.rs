@@ -295,7 +295,8 @@ pub(crate) struct Namespace {
 pub(crate) struct BulkItem {
     pub target: DevId,
     pub pkt: XPkt,
-    pub devmap_prog: Option<Arc<Program>>,
+    /// The DEVMAP entry's program (an index in `Shared::programs`).
+    pub devmap_prog: Option<usize>,
 }
 
 /// What a CPUMAP queue (ptr_ring) carries to its CPU.
@@ -303,7 +304,8 @@ pub(crate) enum CpuItem {
     Xdp {
         from: DevId,
         pkt: XPkt,
-        prog: Option<Arc<Program>>,
+        /// The CPUMAP entry's program (an index in `Shared::programs`).
+        prog: Option<usize>,
     },
     Skb {
         from: DevId,
@@ -402,8 +404,13 @@ impl Shared {
             .unwrap_or("?")
     }
 
-    pub fn program_by_id(&self, id: u32) -> Option<&Arc<Program>> {
-        self.programs.iter().find(|p| p.id == id)
+    /// Where program `id` is in `programs` (0: none, as a DEVMAP/CPUMAP
+    /// entry without a program says).
+    pub fn program_index(&self, id: u32) -> Option<usize> {
+        if id == 0 {
+            return None;
+        }
+        self.programs.iter().position(|p| p.id == id)
     }
 
     fn index_device(&mut self, ns: NsId, ifindex: u32, id: DevId) {
@@ -811,19 +818,23 @@ impl Datapath {
     }
 
     /// `tc qdisc replace dev X root KIND`: a new root qdisc from the registry
-    /// (`sched::QDISCS`); what the old one held is dropped (qdisc_reset).
-    /// "noqueue" leaves the device without one (ENOTSUPP-free only for
-    /// IFF_NO_QUEUE-capable devices in the kernel; skiff allows it anywhere).
+    /// (`sched::QDISCS`), or none for "noqueue"; what the old one held is
+    /// dropped (qdisc_reset, counted as QDISC_DROP).
     pub fn set_qdisc(&mut self, dev: DevId, kind: &str) -> Result<(), DatapathError> {
         let d = self.dev(dev)?;
         let new = sched::create(kind, d.ops.as_ref(), d.txqueuelen, d.mtu)?;
         let old = std::mem::replace(&mut self.dev_mut(dev)?.qdisc, new.map(Mutex::new));
         if let Some(q) = old {
-            let mut n = 0u64;
-            q.into_inner().reset(&mut |_| n += 1);
-            let c = &mut self.cpus[0];
-            c.cnt.cons.dropped += n;
-            c.cnt.drop_reason(crate::drop::DropReason::QdiscDrop, n);
+            let mut held = Vec::new();
+            q.into_inner().reset(&mut |p| held.push(p));
+            let mut c = self.cpu_ctx(0);
+            for p in held {
+                c.drop_skb(
+                    p,
+                    crate::drop::DropReason::QdiscDrop,
+                    cpu::at(dev, Hook::Xmit),
+                );
+            }
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ use crate::drop::DropReason;
 use crate::stack::QueuedPacket;
 
 impl Datapath {
-    fn cpu_ctx(&mut self, cpu: usize) -> Cpu<'_> {
+    pub(super) fn cpu_ctx(&mut self, cpu: usize) -> Cpu<'_> {
         Cpu {
             sh: &self.sh,
             st: &mut self.cpus[cpu],

@@ -205,14 +205,15 @@ pub(crate) enum Ingress {
 
 /// A hook's outcome: the action, whether RECLASSIFY looped out, the
 /// deciding program and any exception.
-pub(crate) struct TcResult {
+pub(crate) struct TcResult<'a> {
     pub action: TcAction,
     pub reclassify_loop: bool,
-    pub prog: Option<Arc<Program>>,
+    /// Borrowed from the device's hook: no refcount per packet.
+    pub prog: Option<&'a Arc<Program>>,
     pub exc: Option<Exception>,
 }
 
-impl TcResult {
+impl TcResult<'_> {
     pub fn prog_name(&self) -> Option<&str> {
         self.prog.as_ref().map(|p| p.name.as_str())
     }
@@ -227,7 +228,7 @@ impl TcResult {
     }
 }
 
-impl Cpu<'_> {
+impl<'a> Cpu<'a> {
     /// Run a hook's tcx chain then its cls_bpf filters (tcx_run, tc_run,
     /// tcf_classify in direct-action mode). Returns the final action code, the
     /// program that gave it, and an exception if one ended a run.
@@ -236,7 +237,7 @@ impl Cpu<'_> {
         dev: DevId,
         dir: TcDirection,
         pkt: &mut Pkt,
-    ) -> (i64, Option<Arc<Program>>, Option<Exception>) {
+    ) -> (i64, Option<&'a Arc<Program>>, Option<Exception>) {
         let d = self.dev(dev);
         let hook = match dir {
             TcDirection::Ingress => &d.tc_ingress,
@@ -263,7 +264,7 @@ impl Cpu<'_> {
                 pkt.skb.tc_index = pkt.skb.tc_classid;
             }
             if code != TCX_NEXT {
-                return (code, last_prog.cloned(), exc);
+                return (code, last_prog, exc);
             }
         }
         // tcf_classify over the cls_bpf filters by prio; RECLASSIFY restarts
@@ -285,7 +286,7 @@ impl Cpu<'_> {
                 }
                 if code == TC_ACT_RECLASSIFY {
                     if limit >= MAX_RECLASSIFY_LOOP {
-                        return (TC_ACT_SHOT | RECLASSIFY_LOOP_FLAG, last_prog.cloned(), exc);
+                        return (TC_ACT_SHOT | RECLASSIFY_LOOP_FLAG, last_prog, exc);
                     }
                     limit += 1;
                     continue 'reclassify;
@@ -298,13 +299,13 @@ impl Cpu<'_> {
             }
             break;
         }
-        (ret, last_prog.cloned(), exc)
+        (ret, last_prog, exc)
     }
 
     /// A TC hook as the trace and captures see it: entry capture, the
     /// classification, the hook's record (with the redirect target when
     /// tracing) and the clones bpf_clone_redirect made.
-    pub(crate) fn tc_hook(&mut self, dev: DevId, dir: TcDirection, pkt: &mut Pkt) -> TcResult {
+    pub(crate) fn tc_hook(&mut self, dev: DevId, dir: TcDirection, pkt: &mut Pkt) -> TcResult<'a> {
         let hook = match dir {
             TcDirection::Ingress => Hook::TcIngress,
             TcDirection::Egress => Hook::TcEgress,

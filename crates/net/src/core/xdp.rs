@@ -17,9 +17,19 @@ use crate::drop::DropReason;
 
 const XDP_ABORTED: i64 = 0;
 
-/// A DEVMAP/CPUMAP entry: (ifindex or qsize, program id), read lock-free.
-fn dev_entry(map: &Map, key: u32) -> Option<(u32, u32)> {
-    map.dev_entry(key)
+/// Where an XDP redirect goes: bpf_redirect_info resolved against the
+/// namespace and the map (xdp_do_redirect / xdp_do_generic_redirect share it).
+enum XdpTarget {
+    /// A device; a DEVMAP entry's program (an index in `Shared::programs`).
+    Dev(DevId, Option<usize>),
+    /// DEVMAP broadcast (dev_map_enqueue_multi): every target that takes it.
+    Broadcast(Vec<(DevId, Option<usize>)>),
+    /// A CPUMAP slot's CPU and its entry program.
+    Cpu(usize, Option<usize>),
+    /// An XSKMAP slot (an AF_XDP socket).
+    Xsk(u32),
+    /// Nowhere: the redirect fails.
+    Fail,
 }
 
 impl Cpu<'_> {
@@ -108,11 +118,7 @@ impl Cpu<'_> {
         }
     }
 
-    fn bulk_push(&mut self, target: DevId, pkt: XPkt, prog_id: u32) {
-        let devmap_prog = match prog_id {
-            0 => None,
-            id => self.sh.program_by_id(id).cloned(),
-        };
+    fn bulk_push(&mut self, target: DevId, pkt: XPkt, devmap_prog: Option<usize>) {
         self.st.bulk.push(BulkItem {
             target,
             pkt,
@@ -120,73 +126,85 @@ impl Cpu<'_> {
         });
     }
 
-    /// net/core/filter.c: xdp_do_redirect — resolve the target and queue the
-    /// frame for the end of the poll (dev_xdp_enqueue, dev_map_enqueue[_multi],
-    /// cpu_map_enqueue, __xsk_map_redirect).
-    fn xdp_do_redirect(&mut self, dev: DevId, mut p: XPkt, prog: &str) {
-        let w = Where {
-            dev,
-            hook: Hook::Xdp,
-            prog: Some(prog),
-            exc: None,
-        };
+    /// Resolve a redirect (the target must be up and take `len` bytes):
+    /// bpf_redirect's ifindex, or the map slot bpf_redirect_map named.
+    fn resolve_redirect(&mut self, dev: DevId, r: Option<Redirect>, len: usize) -> XdpTarget {
         let ns = self.dev(dev).ns;
-        let len = p.xdp.data_end - p.xdp.data;
-        let err = DropReason::SkiffXdpRedirectError;
-        let Some(r) = p.xdp.redirect.take() else {
-            return self.drop_xdp(p, err, w);
-        };
+        let fits = |c: &Self, t: DevId| c.xdp_ok_fwd_dev(t, len);
         let (map_id, key, broadcast, exclude_ingress) = match r {
-            Redirect::Ifindex { ifindex, .. } => {
+            Some(Redirect::Ifindex { ifindex, .. }) => {
                 return match self.sh.dev_by_ifindex(ns, ifindex) {
-                    Some(t) if self.xdp_ok_fwd_dev(t, len) => self.bulk_push(t, p, 0),
-                    _ => self.drop_xdp(p, err, w),
+                    Some(t) if fits(self, t) => XdpTarget::Dev(t, None),
+                    _ => XdpTarget::Fail,
                 }
             }
-            Redirect::Map {
+            Some(Redirect::Map {
                 map_id,
                 key,
                 broadcast,
                 exclude_ingress,
                 ..
-            } => (map_id, key, broadcast, exclude_ingress),
-            Redirect::Peer { .. } | Redirect::Neigh { .. } => return self.drop_xdp(p, err, w),
+            }) => (map_id, key, broadcast, exclude_ingress),
+            _ => return XdpTarget::Fail,
         };
-        let Some(map) = self.map(map_id).cloned() else {
-            return self.drop_xdp(p, err, w);
+        if !self.cache_map(map_id) {
+            return XdpTarget::Fail;
+        }
+        let Some(map) = self.cached_map(map_id) else {
+            return XdpTarget::Fail;
         };
         match map.attr().map_type {
             MapType::Devmap | MapType::DevmapHash if broadcast => {
-                self.devmap_broadcast(dev, p, &map, exclude_ingress, prog)
+                XdpTarget::Broadcast(self.broadcast_targets(dev, map, exclude_ingress, len))
             }
-            MapType::Devmap | MapType::DevmapHash => {
-                let target = dev_entry(&map, key)
-                    .and_then(|(ifi, pid)| self.sh.dev_by_ifindex(ns, ifi).map(|t| (t, pid)));
-                match target {
-                    Some((t, pid)) if self.xdp_ok_fwd_dev(t, len) => self.bulk_push(t, p, pid),
-                    _ => self.drop_xdp(p, err, w),
-                }
-            }
-            MapType::Cpumap => match dev_entry(&map, key) {
-                Some((_qsize, pid)) if (key as usize) < self.sh.cpu_queues.len() => {
-                    let prog = (pid != 0)
-                        .then(|| self.sh.program_by_id(pid).cloned())
-                        .flatten();
-                    let item = CpuItem::Xdp {
-                        from: dev,
-                        pkt: p,
-                        prog,
-                    };
-                    self.sh.cpu_queues[key as usize].lock().push_back(item);
-                }
-                _ => self.drop_xdp(p, err, w),
+            MapType::Devmap | MapType::DevmapHash => match map.dev_entry(key) {
+                Some((ifi, pid)) => match self.sh.dev_by_ifindex(ns, ifi) {
+                    Some(t) if fits(self, t) => XdpTarget::Dev(t, self.sh.program_index(pid)),
+                    _ => XdpTarget::Fail,
+                },
+                None => XdpTarget::Fail,
             },
-            MapType::Xskmap if map.lookup(&key.to_le_bytes(), 0).is_some() => {
+            MapType::Cpumap => match map.dev_entry(key) {
+                Some((_qsize, pid)) if (key as usize) < self.sh.cpu_queues.len() => {
+                    XdpTarget::Cpu(key as usize, self.sh.program_index(pid))
+                }
+                _ => XdpTarget::Fail,
+            },
+            MapType::Xskmap if map.lookup(&key.to_le_bytes(), 0).is_some() => XdpTarget::Xsk(key),
+            _ => XdpTarget::Fail,
+        }
+    }
+
+    /// net/core/filter.c: xdp_do_redirect — resolve the target and queue the
+    /// frame for the end of the poll (dev_xdp_enqueue, dev_map_enqueue[_multi],
+    /// cpu_map_enqueue, __xsk_map_redirect).
+    fn xdp_do_redirect(&mut self, dev: DevId, mut p: XPkt, prog: &str) {
+        let r = p.xdp.redirect.take();
+        match self.resolve_redirect(dev, r, p.xdp.data_end - p.xdp.data) {
+            XdpTarget::Dev(t, devmap_prog) => self.bulk_push(t, p, devmap_prog),
+            XdpTarget::Broadcast(targets) => self.devmap_broadcast(dev, p, &targets, prog),
+            XdpTarget::Cpu(cpu, prog) => {
+                let item = CpuItem::Xdp {
+                    from: dev,
+                    pkt: p,
+                    prog,
+                };
+                self.sh.cpu_queues[cpu].lock().push_back(item);
+            }
+            XdpTarget::Xsk(slot) => {
                 let q = p.xdp.rx_queue_index;
-                self.xsk_rcv(dev, q, key, p.id, p.ts, p.xdp.data());
+                self.xsk_rcv(dev, q, slot, p.id, p.ts, p.xdp.data());
                 self.free_xdp(p.xdp);
             }
-            _ => self.drop_xdp(p, err, w),
+            XdpTarget::Fail => {
+                let w = Where {
+                    dev,
+                    hook: Hook::Xdp,
+                    prog: Some(prog),
+                    exc: None,
+                };
+                self.drop_xdp(p, DropReason::SkiffXdpRedirectError, w);
+            }
         }
     }
 
@@ -206,7 +224,7 @@ impl Cpu<'_> {
         map: &Map,
         exclude_ingress: bool,
         len: usize,
-    ) -> Vec<(DevId, u32)> {
+    ) -> Vec<(DevId, Option<usize>)> {
         let d = self.dev(dev);
         let mut v = Vec::new();
         map.for_each_dev_entry(|_key, ifi, pid| {
@@ -215,7 +233,7 @@ impl Cpu<'_> {
             }
             if let Some(t) = self.sh.dev_by_ifindex(d.ns, ifi) {
                 if self.xdp_ok_fwd_dev(t, len) {
-                    v.push((t, pid));
+                    v.push((t, self.sh.program_index(pid)));
                 }
             }
         });
@@ -225,8 +243,13 @@ impl Cpu<'_> {
     /// kernel/bpf/devmap.c: dev_map_enqueue_multi — every entry but the
     /// excluded ingress device gets the frame: clones (new ids) for all but the
     /// last, which gets the original.
-    fn devmap_broadcast(&mut self, dev: DevId, p: XPkt, map: &Map, exclude: bool, prog: &str) {
-        let targets = self.broadcast_targets(dev, map, exclude, p.xdp.data_end - p.xdp.data);
+    fn devmap_broadcast(
+        &mut self,
+        dev: DevId,
+        p: XPkt,
+        targets: &[(DevId, Option<usize>)],
+        prog: &str,
+    ) {
         let Some((&last, rest)) = targets.split_last() else {
             let w = Where {
                 dev,
@@ -236,7 +259,7 @@ impl Cpu<'_> {
             };
             return self.drop_xdp(p, DropReason::SkiffXdpRedirectError, w);
         };
-        for &(t, pid) in rest {
+        for &(t, devmap_prog) in rest {
             let id = self.originate();
             let ifindex = self.dev(dev).ifindex;
             let mut x = self.xdp_frame(p.xdp.data(), ifindex);
@@ -248,7 +271,7 @@ impl Cpu<'_> {
                     ts: p.ts,
                     xdp: x,
                 },
-                pid,
+                devmap_prog,
             );
         }
         self.bulk_push(last.0, p, last.1);
@@ -271,12 +294,14 @@ impl Cpu<'_> {
             mut pkt,
             devmap_prog,
         } = b;
-        if let Some(prog) = devmap_prog {
+        if let Some(i) = devmap_prog {
+            let sh = self.sh;
+            let prog = &sh.programs[i];
             let t = self.dev(target);
             self.capture_entry(target, Hook::XdpDevmap, pkt.id, pkt.ts, pkt.xdp.data());
             pkt.xdp.egress_ifindex = Some(t.ifindex);
             pkt.xdp.redirect = None;
-            let (code, exc) = self.run_prog(&prog, &mut *pkt.xdp, t.ns, pkt.ts, XDP_ABORTED);
+            let (code, exc) = self.run_prog(prog, &mut *pkt.xdp, t.ns, pkt.ts, XDP_ABORTED);
             pkt.xdp.egress_ifindex = None;
             let data = pkt.xdp.data();
             self.hook_done(
@@ -353,8 +378,9 @@ impl Cpu<'_> {
         n > 0
     }
 
-    fn cpumap_xdp(&mut self, from: DevId, mut pkt: XPkt, prog: Option<Arc<Program>>) {
-        let Some(prog) = prog else {
+    fn cpumap_xdp(&mut self, from: DevId, mut pkt: XPkt, prog: Option<usize>) {
+        let sh = self.sh;
+        let Some(prog) = prog.map(|i| &sh.programs[i]) else {
             let skb = self.skb_from_xdp(pkt.xdp, from);
             return self.netif_receive_skb(
                 from,
@@ -368,9 +394,9 @@ impl Cpu<'_> {
         self.capture_entry(from, Hook::XdpCpumap, pkt.id, pkt.ts, pkt.xdp.data());
         pkt.xdp.redirect = None;
         let ns = self.dev(from).ns;
-        let (code, exc) = self.run_prog(&prog, &mut *pkt.xdp, ns, pkt.ts, XDP_ABORTED);
+        let (code, exc) = self.run_prog(prog, &mut *pkt.xdp, ns, pkt.ts, XDP_ABORTED);
         if XdpAction::from_ret(code) != XdpAction::Tx {
-            return self.xdp_verdict(from, Hook::XdpCpumap, &prog, code, exc, pkt);
+            return self.xdp_verdict(from, Hook::XdpCpumap, prog, code, exc, pkt);
         }
         // cpumap programs may not XDP_TX (bpf_warn_invalid_xdp_action).
         let data = pkt.xdp.data();
@@ -467,67 +493,38 @@ impl Cpu<'_> {
         self.dev_hard_start_xmit(dev, pkt);
     }
 
-    /// net/core/filter.c: xdp_do_generic_redirect.
+    /// net/core/filter.c: xdp_do_generic_redirect — the same resolution,
+    /// the skb straight to the target's driver (generic_xdp_tx).
     fn xdp_do_generic_redirect(&mut self, dev: DevId, pkt: Pkt, r: Option<Redirect>, prog: &str) {
-        let ns = self.dev(dev).ns;
-        let w = Where {
-            dev,
-            hook: Hook::XdpGeneric,
-            prog: Some(prog),
-            exc: None,
-        };
-        let len = pkt.skb.len();
-        let target = match r {
-            Some(Redirect::Ifindex { ifindex, .. }) => self.sh.dev_by_ifindex(ns, ifindex),
-            Some(Redirect::Map {
-                map_id,
-                key,
-                broadcast,
-                exclude_ingress,
-                ..
-            }) => {
-                let Some(map) = self.map(map_id).cloned() else {
-                    return self.drop_skb(pkt, DropReason::Xdp, w);
-                };
-                match map.attr().map_type {
-                    MapType::Devmap | MapType::DevmapHash if broadcast => {
-                        // dev_map_redirect_multi: skb clones to every entry.
-                        let targets = self.broadcast_targets(dev, &map, exclude_ingress, len);
-                        let Some((&(last, _), rest)) = targets.split_last() else {
-                            return self.drop_skb(pkt, DropReason::Xdp, w);
-                        };
-                        for &(t, _) in rest {
-                            let c = self.clone_pkt(&pkt);
-                            self.generic_xdp_tx(t, c);
-                        }
-                        return self.generic_xdp_tx(last, pkt);
-                    }
-                    MapType::Devmap | MapType::DevmapHash => {
-                        dev_entry(&map, key).and_then(|(ifi, _)| self.sh.dev_by_ifindex(ns, ifi))
-                    }
-                    MapType::Cpumap => {
-                        if dev_entry(&map, key).is_some()
-                            && (key as usize) < self.sh.cpu_queues.len()
-                        {
-                            let item = CpuItem::Skb { from: dev, pkt };
-                            self.sh.cpu_queues[key as usize].lock().push_back(item);
-                            return;
-                        }
-                        None
-                    }
-                    MapType::Xskmap if map.lookup(&key.to_le_bytes(), 0).is_some() => {
-                        let q = (pkt.skb.queue_mapping as u32).saturating_sub(1);
-                        self.xsk_rcv(dev, q, key, pkt.id, pkt.ts, pkt.skb.data());
-                        return self.free_skb(pkt.skb);
-                    }
-                    _ => None,
+        match self.resolve_redirect(dev, r, pkt.skb.len()) {
+            XdpTarget::Dev(t, _) => self.generic_xdp_tx(t, pkt),
+            // dev_map_redirect_multi: skb clones to every entry but the last.
+            XdpTarget::Broadcast(targets) if !targets.is_empty() => {
+                let last = targets.len() - 1;
+                for &(t, _) in &targets[..last] {
+                    let c = self.clone_pkt(&pkt);
+                    self.generic_xdp_tx(t, c);
                 }
+                self.generic_xdp_tx(targets[last].0, pkt)
             }
-            _ => None,
-        };
-        match target {
-            Some(t) if self.xdp_ok_fwd_dev(t, len) => self.generic_xdp_tx(t, pkt),
-            _ => self.drop_skb(pkt, DropReason::Xdp, w),
+            XdpTarget::Cpu(cpu, _) => {
+                let item = CpuItem::Skb { from: dev, pkt };
+                self.sh.cpu_queues[cpu].lock().push_back(item);
+            }
+            XdpTarget::Xsk(slot) => {
+                let q = (pkt.skb.queue_mapping as u32).saturating_sub(1);
+                self.xsk_rcv(dev, q, slot, pkt.id, pkt.ts, pkt.skb.data());
+                self.free_skb(pkt.skb);
+            }
+            XdpTarget::Broadcast(_) | XdpTarget::Fail => {
+                let w = Where {
+                    dev,
+                    hook: Hook::XdpGeneric,
+                    prog: Some(prog),
+                    exc: None,
+                };
+                self.drop_skb(pkt, DropReason::Xdp, w);
+            }
         }
     }
 }

@@ -138,3 +138,74 @@ pub(crate) fn default_qdisc(
         Some(pfifo_fast::PfifoFast::create(&dev))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buff::SkBuff;
+
+    fn pkt(id: u64, len: usize, priority: u32) -> Pkt {
+        let mut skb = SkBuff::new(&vec![0u8; len], 64, 2, 1500);
+        skb.priority = priority;
+        Pkt {
+            id,
+            ts: 0,
+            skb: Box::new(skb),
+        }
+    }
+
+    fn dev(txqueuelen: u32, tx_queues: usize) -> QdiscDev {
+        QdiscDev {
+            txqueuelen,
+            mtu: 1500,
+            tx_queues,
+        }
+    }
+
+    #[test]
+    fn pfifo_drops_past_its_limit_and_counts() {
+        let mut q = fifo::Fifo::create_pfifo(&dev(2, 1));
+        assert!(q.enqueue(pkt(1, 100, 0)).is_ok());
+        assert!(q.enqueue(pkt(2, 60, 0)).is_ok());
+        assert_eq!(q.enqueue(pkt(3, 60, 0)).map_err(|p| p.id), Err(3));
+        let s = q.stats();
+        assert_eq!((s.qlen, s.backlog, s.drops, s.packets), (2, 160, 1, 0));
+        assert_eq!(q.dequeue().map(|p| p.id), Some(1));
+        let s = q.stats();
+        assert_eq!((s.qlen, s.backlog, s.packets, s.bytes), (1, 60, 1, 100));
+    }
+
+    #[test]
+    fn bfifo_limits_bytes() {
+        // tx_queue_len 1 x (MTU 1500 + 14) bytes.
+        let mut q = fifo::Fifo::create_bfifo(&dev(1, 1));
+        assert!(q.enqueue(pkt(1, 1000, 0)).is_ok());
+        assert!(q.enqueue(pkt(2, 514, 0)).is_ok());
+        assert!(q.enqueue(pkt(3, 1, 0)).is_err());
+        assert_eq!(q.kind(), "bfifo");
+    }
+
+    #[test]
+    fn pfifo_fast_dequeues_band_0_first() {
+        let mut q = pfifo_fast::PfifoFast::create(&dev(10, 1));
+        // priority 0 -> band 1, 6 (TC_PRIO_INTERACTIVE) -> band 0, 1 -> band 2
+        for (id, prio) in [(1, 0), (2, 1), (3, 6)] {
+            assert!(q.enqueue(pkt(id, 64, prio)).is_ok());
+        }
+        let order: Vec<u64> = std::iter::from_fn(|| q.dequeue().map(|p| p.id)).collect();
+        assert_eq!(order, vec![3, 1, 2]);
+    }
+
+    #[test]
+    fn mq_keeps_arrival_order_over_its_queues() {
+        let mut q = mq::Mq::create(&dev(10, 4));
+        for id in 1..=6u64 {
+            let mut p = pkt(id, 64, 0);
+            p.skb.queue_mapping = id as u16; // recorded rx queue id - 1
+            assert!(q.enqueue(p).is_ok());
+        }
+        let order: Vec<u64> = std::iter::from_fn(|| q.dequeue().map(|p| p.id)).collect();
+        assert_eq!(order, vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(q.stats().packets, 6);
+    }
+}
