@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::{Datapath, DevId};
+
 /// The hooks a packet passes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Hook {
@@ -251,5 +253,110 @@ pub(crate) fn slot_code(slot: usize) -> i64 {
         V_UNSPEC => -1,
         V_OTHER => 99,
         s => s as i64,
+    }
+}
+
+/// Reading the counters: the per-CPU copies summed.
+impl Datapath {
+    /// The conservation totals; in_flight counts what waits in a queue.
+    pub fn conservation(&self) -> Conservation {
+        let mut c = Conservation::default();
+        let mut n = 0usize;
+        for s in &self.cpus {
+            c.add(&s.cnt.cons);
+            n += s.in_flight();
+        }
+        n += self.sh.stack_queued.lock().len();
+        n += self
+            .sh
+            .cpu_queues
+            .iter()
+            .map(|q| q.lock().len())
+            .sum::<usize>();
+        for d in &self.sh.devices {
+            n += d.qdisc.as_ref().map(|q| q.lock().qlen()).unwrap_or(0);
+            n += d.ops.rx_pending();
+        }
+        c.in_flight = n as u64;
+        c
+    }
+
+    /// Every counter, as a serialisable snapshot (per-CPU counters summed).
+    pub fn counters(&self) -> CountersReport {
+        let devices = (0..self.sh.devices.len())
+            .map(|i| self.device_report(DevId(i)))
+            .collect();
+        let mut drops = BTreeMap::new();
+        for s in &self.cpus {
+            for (r, n) in s.cnt.drop_counts() {
+                *drops.entry(r.name().to_string()).or_insert(0) += n;
+            }
+        }
+        CountersReport {
+            conservation: self.conservation(),
+            devices,
+            drops,
+            consumed: self.cpus.iter().map(|s| s.cnt.consumed).sum(),
+            cpu_polled: self.cpus.iter().map(|s| s.cnt.polled).collect(),
+        }
+    }
+
+    fn device_report(&self, dev: DevId) -> DeviceReport {
+        let d = &self.sh.devices[dev.0];
+        let mut hooks = BTreeMap::new();
+        for h in ALL_HOOKS {
+            let mut m = BTreeMap::new();
+            for slot in 0..N_VERDICTS {
+                let pb = self.hook_slot(dev, h, slot);
+                if pb.packets > 0 {
+                    m.insert(verdict_name(h, slot_code(slot)), pb);
+                }
+            }
+            if !m.is_empty() {
+                hooks.insert(h.name(), m);
+            }
+        }
+        DeviceReport {
+            name: d.name.clone(),
+            ifindex: d.ifindex,
+            netns: self.sh.ns_name(d.ns).to_string(),
+            stats: self.stats(dev).unwrap_or_default(),
+            hooks,
+        }
+    }
+
+    fn hook_slot(&self, dev: DevId, hook: Hook, slot: usize) -> PktBytes {
+        let mut pb = PktBytes::default();
+        for s in &self.cpus {
+            if let Some(h) = s.cnt.hooks.get(dev.0) {
+                let x = h.slots[hook.index()][slot];
+                pb.packets += x.packets;
+                pb.bytes += x.bytes;
+            }
+        }
+        pb
+    }
+
+    /// Per CPU: packets it took from a queue (see `CountersReport::cpu_polled`).
+    pub fn cpu_polled(&self) -> Vec<u64> {
+        self.cpus.iter().map(|s| s.cnt.polled).collect()
+    }
+
+    /// Device statistics (`ip -s link`), summed over the CPUs (the kernel's
+    /// per-CPU dev->lstats / tstats).
+    pub fn stats(&self, dev: DevId) -> Option<DevStats> {
+        self.sh.devices.get(dev.0)?;
+        let mut t = DevStats::default();
+        for s in &self.cpus {
+            if let Some(x) = s.cnt.dev.get(dev.0) {
+                t.add(x);
+            }
+        }
+        Some(t)
+    }
+
+    /// Packets and bytes `hook` on `dev` gave verdict `code` (XDP 0-4, TC -1..8, netkit -1/0/2/7).
+    pub fn hook_count(&self, dev: DevId, hook: Hook, code: i64) -> PktBytes {
+        self.hook_slot(dev, hook, verdict_slot(code))
     }
 }

@@ -10,10 +10,11 @@ use skiff_vm::{Exception, Program};
 
 use super::cpu::{at, Cpu, Where};
 use super::skb::{eth_type_trans, has_mac_header, skb_scrub_packet};
-use super::{DevId, Hook, Pkt, TcAction};
+use super::{errno, Datapath, DatapathError, DevId, Hook, Pkt, TcAction, EINVAL};
 use crate::buff::{Redirect, ETH_HLEN};
 use crate::drop::DropReason;
 use crate::stack::NeighOutput;
+use skiff_vm::ProgType;
 
 pub const TC_ACT_UNSPEC: i64 = -1;
 pub const TC_ACT_OK: i64 = 0;
@@ -504,5 +505,43 @@ impl<'a> Cpu<'a> {
         pkt.skb.ifindex = d.ifindex;
         self.count_rx(t, pkt.skb.len());
         self.netif_rx(t, pkt);
+    }
+}
+
+/// `tc filter add ... bpf da` / tcx: programs on a device's clsact hooks.
+impl Datapath {
+    /// A TC program on the device's clsact ingress or egress: a cls_bpf
+    /// direct-action filter (prio/handle) or a tcx chain member.
+    pub fn attach_tc(
+        &mut self,
+        dev: DevId,
+        dir: TcDirection,
+        attach: TcAttach,
+        prog: Arc<Program>,
+    ) -> Result<(), DatapathError> {
+        let ok_type = match attach {
+            TcAttach::Tcx(_) => prog.prog_type == ProgType::SchedCls,
+            TcAttach::ClsBpf { .. } => {
+                matches!(prog.prog_type, ProgType::SchedCls | ProgType::SchedAct)
+            }
+        };
+        if !ok_type {
+            return Err(errno(
+                EINVAL,
+                format!(
+                    "program {} is {:?}, not a TC classifier",
+                    prog.name, prog.prog_type
+                ),
+            ));
+        }
+        self.register_programs(std::slice::from_ref(&prog));
+        let d = self.dev_mut(dev)?;
+        let name = d.name.clone();
+        let hook = match dir {
+            TcDirection::Ingress => &mut d.tc_ingress,
+            TcDirection::Egress => &mut d.tc_egress,
+        };
+        hook.attach(attach, prog)
+            .map_err(|(e, what)| errno(e, format!("device {name}: {what}")))
     }
 }

@@ -528,3 +528,68 @@ impl Cpu<'_> {
         }
     }
 }
+
+/// `ip link set dev X xdp|xdpgeneric`: programs on a device's XDP hook.
+impl Datapath {
+    /// `ip link set dev X xdp|xdpgeneric obj ...` (dev_xdp_attach): one program
+    /// per device and mode, replacing the previous one; native only on NIC and
+    /// veth (EOPNOTSUPP), not both modes at once (EEXIST).
+    pub fn attach_xdp(
+        &mut self,
+        dev: DevId,
+        prog: Arc<Program>,
+        mode: XdpMode,
+    ) -> Result<(), DatapathError> {
+        if prog.prog_type != ProgType::Xdp {
+            return Err(errno(
+                EINVAL,
+                format!("program {} is {:?}, not XDP", prog.name, prog.prog_type),
+            ));
+        }
+        self.register_programs(std::slice::from_ref(&prog));
+        let d = self.dev_mut(dev)?;
+        let both = || {
+            errno(
+                EEXIST,
+                format!(
+                    "device {}: native and generic XDP can't be active at the same time",
+                    d.name
+                ),
+            )
+        };
+        match mode {
+            XdpMode::Native => {
+                if !d.ops.features().native_xdp {
+                    return Err(errno(
+                        EOPNOTSUPP,
+                        format!(
+                            "device {} ({}) has no native XDP; use generic mode",
+                            d.name,
+                            d.kind()
+                        ),
+                    ));
+                }
+                if d.xdp_generic.is_some() {
+                    return Err(both());
+                }
+                d.xdp_native = Some(prog);
+            }
+            XdpMode::Generic => {
+                if d.xdp_native.is_some() {
+                    return Err(both());
+                }
+                d.xdp_generic = Some(prog);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn detach_xdp(&mut self, dev: DevId, mode: XdpMode) -> Result<(), DatapathError> {
+        let d = self.dev_mut(dev)?;
+        match mode {
+            XdpMode::Native => d.xdp_native = None,
+            XdpMode::Generic => d.xdp_generic = None,
+        }
+        Ok(())
+    }
+}

@@ -10,12 +10,17 @@ use skiff_vm::Program;
 
 use super::{
     DeviceKind, DeviceSpec, Features, Napi, NetDevice, NetkitMode, NetkitPolicy, NetkitScrub,
+    NetkitSide,
 };
 use crate::buff::ETH_HLEN;
 use crate::core::cpu::{Cpu, Where};
 use crate::core::skb::{eth_type_trans, skb_scrub_packet};
-use crate::core::tc::TC_ACT_SHOT;
-use crate::core::{errno, DatapathError, DevId, Hook, NetkitAction, Pkt, XPkt, EINVAL, EOPNOTSUPP};
+use crate::core::tc::{self, MprogOrder, TC_ACT_SHOT};
+use skiff_vm::ProgType;
+
+use crate::core::{
+    errno, DatapathError, DevId, Hook, NetkitAction, Pkt, XPkt, EACCES, EINVAL, ENXIO, EOPNOTSUPP,
+};
 use crate::drop::DropReason;
 
 pub struct Netkit {
@@ -213,5 +218,49 @@ impl NetDevice for Netkit {
 
     fn as_netkit_mut(&mut self) -> Option<&mut Netkit> {
         Some(self)
+    }
+}
+
+/// netkit_link_attach / BPF_NETKIT_PRIMARY|PEER: programs on a netkit pair.
+impl crate::core::Datapath {
+    /// BPF_NETKIT_PRIMARY / BPF_NETKIT_PEER attach through the primary's
+    /// device (netkit_dev_fetch): ENXIO if not netkit, EACCES through the peer.
+    pub fn attach_netkit(
+        &mut self,
+        primary: DevId,
+        side: NetkitSide,
+        order: MprogOrder,
+        prog: Arc<Program>,
+    ) -> Result<(), DatapathError> {
+        if prog.prog_type != ProgType::SchedCls {
+            return Err(errno(
+                EINVAL,
+                format!(
+                    "program {} is {:?}; netkit takes SCHED_CLS programs",
+                    prog.name, prog.prog_type
+                ),
+            ));
+        }
+        let d = self.dev(primary)?;
+        let name = d.name.clone();
+        let target = match d.ops.as_netkit() {
+            Some(nk) if nk.primary => match side {
+                NetkitSide::Primary => primary,
+                NetkitSide::Peer => nk.peer,
+            },
+            Some(_) => {
+                return Err(errno(
+                    EACCES,
+                    format!("{name} is a netkit peer: programs attach through the primary"),
+                ))
+            }
+            None => return Err(errno(ENXIO, format!("{name} is not a netkit device"))),
+        };
+        self.register_programs(std::slice::from_ref(&prog));
+        if let Some(nk) = self.dev_mut(target)?.ops.as_netkit_mut() {
+            tc::mprog_attach(&mut nk.progs, prog, order)
+                .map_err(|e| errno(e, format!("netkit {name}: attach ({order:?})")))?;
+        }
+        Ok(())
     }
 }

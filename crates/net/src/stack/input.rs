@@ -1,40 +1,32 @@
-//! Receive: net/ipv4/ip_input.c (ip_rcv_core, ip_rcv_finish), net/ipv4/route.c
+//! IPv4 receive: net/ipv4/ip_input.c (ip_rcv_core, ip_rcv_finish), net/ipv4/route.c
 //! (ip_route_input_slow, ip_error), net/ipv4/ip_forward.c ip_forward,
 //! net/ipv4/arp.c arp_process, net/ipv4/icmp.c (icmp_rcv, icmp_echo, icmp_send),
-//! UDP/TCP sinks, and their IPv6 counterparts (net/ipv6/ip6_input.c,
-//! ip6_output.c ip6_forward, route.c ip6_pkt_drop, icmp.c, ndisc.c).
+//! the UDP/TCP sinks, and the entry (`receive`) that hands IPv6 to `ipv6`.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 
 use skiff_wire::arp::{ARPOP_REPLY, ARPOP_REQUEST};
-use skiff_wire::checksum::{pseudo_header_v4, pseudo_header_v6};
+use skiff_wire::checksum::pseudo_header_v4;
 use skiff_wire::icmpv4::{
     self, ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, ICMP_REDIRECT, ICMP_TIMESTAMP,
     ICMP_TIME_EXCEEDED, NR_ICMP_TYPES,
 };
-use skiff_wire::icmpv6::{
-    self, NdiscRepr, ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST, ICMPV6_PARAMPROB,
-    ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEED, NA_SOLICITED, NDISC_NEIGHBOUR_ADVERTISEMENT,
-    NDISC_NEIGHBOUR_SOLICITATION, NDISC_REDIRECT, NDISC_ROUTER_SOLICITATION,
-};
 use skiff_wire::ipv4::{IP_MF, IP_OFFSET};
 use skiff_wire::{
-    ipv6, ArpPacket, ArpRepr, Error as WireError, EthernetFrame, Icmpv4Packet, Icmpv6Packet,
-    Ipv4Packet, Ipv4Repr, Ipv6ExtHeader, Ipv6Packet, Ipv6Repr, TcpPacket, UdpPacket, ETH_P_ARP,
-    ETH_P_IP, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP,
-    IPPROTO_ICMPV6, IPPROTO_NONE, IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP,
+    ArpPacket, ArpRepr, Error as WireError, EthernetFrame, Icmpv4Packet, Ipv4Packet, Ipv4Repr,
+    TcpPacket, UdpPacket, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
 };
 
-use super::frame::{eth_frame, ipv4_frame, ipv6_frame, ETH_HLEN};
+use super::frame::{eth_frame, ipv4_frame, ETH_HLEN};
 use super::neigh::{arp_frame, NeighOutput, NeighState};
-use super::route::{mask128, rt6_need_strict, FibErr, Flow, LOOPBACK_IFINDEX};
+use super::route::{FibErr, Flow, LOOPBACK_IFINDEX};
 use super::{
     Delivery, Fate, HostStack, Origin, RouteKind, RxMeta, StackOutput, PACKET_HOST,
     PACKET_OTHERHOST,
 };
 use crate::drop::DropReason;
 
-type D = DropReason;
+pub(super) type D = DropReason;
 
 /// ICMP_REDIR_HOST: the code of a host redirect.
 const ICMP_REDIR_HOST: u8 = 1;
@@ -44,11 +36,11 @@ const REDIRECT_NUMBER: u32 = 9;
 const REDIRECT_LOAD_NS: u64 = 20_000_000;
 const REDIRECT_SILENCE_NS: u64 = REDIRECT_LOAD_NS << (REDIRECT_NUMBER + 1);
 
-fn dropped(r: DropReason) -> Fate {
+pub(super) fn dropped(r: DropReason) -> Fate {
     Fate::Dropped(r)
 }
 
-fn fate_of(r: Result<NeighOutput, DropReason>) -> Fate {
+pub(super) fn fate_of(r: Result<NeighOutput, DropReason>) -> Fate {
     match r {
         Ok(NeighOutput::Sent) => Fate::Forwarded,
         Ok(NeighOutput::Queued) => Fate::Queued,
@@ -92,7 +84,7 @@ impl HostStack {
     // ---------------------------------------------------------------- ARP
 
     /// net/ipv4/arp.c arp_rcv + arp_process (arp_ignore 0, arp_accept 0, no proxy).
-    fn arp_rcv(
+    pub(super) fn arp_rcv(
         &mut self,
         ifindex: u32,
         a: &[u8],
@@ -177,7 +169,7 @@ impl HostStack {
     // ---------------------------------------------------------------- IPv4
 
     /// net/ipv4/ip_input.c ip_rcv_core + ip_rcv_finish (ip_route_input_slow).
-    fn ip_rcv(
+    pub(super) fn ip_rcv(
         &mut self,
         ifindex: u32,
         pkt: &[u8],
@@ -272,7 +264,7 @@ impl HostStack {
     }
 
     /// net/ipv4/route.c ip_error (forwarding on).
-    fn ip_error(
+    pub(super) fn ip_error(
         &mut self,
         ifindex: u32,
         ip: Ipv4Packet<&[u8]>,
@@ -291,7 +283,7 @@ impl HostStack {
     }
 
     /// net/ipv4/ip_forward.c ip_forward (+ ip_finish_output's ip_fragment).
-    fn ip_forward(
+    pub(super) fn ip_forward(
         &mut self,
         ifindex: u32,
         ip: Ipv4Packet<&[u8]>,
@@ -387,7 +379,7 @@ impl HostStack {
     /// net/ipv4/fib_frontend.c __fib_validate_source, as far as the redirect
     /// decision reads it: the route back to `src` (iif: the output device,
     /// no mark) is unicast through `ifindex`.
-    fn source_behind(&self, ifindex: u32, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+    pub(super) fn source_behind(&self, ifindex: u32, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         let fl = Flow {
             dst: IpAddr::V4(src),
             src: IpAddr::V4(dst),
@@ -403,7 +395,7 @@ impl HostStack {
     /// net/ipv4/route.c ip_rt_send_redirect: per source, the first redirect
     /// goes at once, the next only after ip_rt_redirect_load << n_redirects,
     /// none after ip_rt_redirect_number until ip_rt_redirect_silence passed.
-    fn redirect_allowed(&mut self, src: Ipv4Addr, now: u64) -> bool {
+    pub(super) fn redirect_allowed(&mut self, src: Ipv4Addr, now: u64) -> bool {
         let (last, n) = self.redirect_peers.entry(src).or_insert((now, 0));
         if now > last.saturating_add(REDIRECT_SILENCE_NS) {
             *n = 0;
@@ -421,7 +413,7 @@ impl HostStack {
     }
 
     /// ip_local_deliver + ip_protocol_deliver_rcu.
-    fn ip_local_deliver(
+    pub(super) fn ip_local_deliver(
         &mut self,
         ifindex: u32,
         ip: Ipv4Packet<&[u8]>,
@@ -471,7 +463,7 @@ impl HostStack {
     }
 
     /// tcp_v4_rcv / tcp_v6_rcv's header and checksum checks: (port, payload length).
-    fn tcp_check(&self, t: &[u8], pseudo: u64) -> Result<(u16, usize), DropReason> {
+    pub(super) fn tcp_check(&self, t: &[u8], pseudo: u64) -> Result<(u16, usize), DropReason> {
         let th = match TcpPacket::new_checked(t) {
             Ok(th) => th,
             Err(WireError::Malformed { .. }) => return Err(D::PktTooSmall),
@@ -483,7 +475,7 @@ impl HostStack {
         Ok((th.dst_port(), th.payload().len()))
     }
 
-    fn tcp_sink(&mut self, port: u16, payload: usize) -> Fate {
+    pub(super) fn tcp_sink(&mut self, port: u16, payload: usize) -> Fate {
         if !self.port_open(IPPROTO_TCP, port) {
             return dropped(D::NoSocket);
         }
@@ -491,13 +483,13 @@ impl HostStack {
         Fate::Delivered(Delivery::Tcp { port })
     }
 
-    fn port_open(&self, proto: u8, port: u16) -> bool {
+    pub(super) fn port_open(&self, proto: u8, port: u16) -> bool {
         self.listening
             .as_ref()
             .is_none_or(|s| s.contains(&(proto, port)))
     }
 
-    fn sink(&mut self, proto: u8, port: u16, bytes: usize) {
+    pub(super) fn sink(&mut self, proto: u8, port: u16, bytes: usize) {
         let m = if proto == IPPROTO_UDP {
             &mut self.sinks.udp
         } else {
@@ -509,7 +501,7 @@ impl HostStack {
     }
 
     /// net/ipv4/icmp.c icmp_rcv / icmp_echo.
-    fn icmp_rcv(
+    pub(super) fn icmp_rcv(
         &mut self,
         _ifindex: u32,
         ip: Ipv4Packet<&[u8]>,
@@ -561,7 +553,11 @@ impl HostStack {
     }
 
     /// Output route (ip_route_output_key: iif lo, oif 0).
-    fn output_route4(&self, dst: Ipv4Addr, src: Option<Ipv4Addr>) -> Option<super::route::FibRes> {
+    pub(super) fn output_route4(
+        &self,
+        dst: Ipv4Addr,
+        src: Option<Ipv4Addr>,
+    ) -> Option<super::route::FibRes> {
         let fl = Flow {
             dst: IpAddr::V4(dst),
             src: IpAddr::V4(src.unwrap_or(Ipv4Addr::UNSPECIFIED)),
@@ -578,7 +574,7 @@ impl HostStack {
 
     /// A packet the stack originates: route it and hand it to the neighbour
     /// layer. false when it has no route (the kernel's output path fails).
-    fn ip_output4(
+    pub(super) fn ip_output4(
         &mut self,
         frame: Vec<u8>,
         src: Option<Ipv4Addr>,
@@ -599,7 +595,7 @@ impl HostStack {
     /// the prefsrc of the route back; quotes at most 576 - 28 bytes; TOS
     /// 0xc0|tos, TTL 64, no DF. No rate limit in skiff.
     #[allow(clippy::too_many_arguments)]
-    fn icmp_send(
+    pub(super) fn icmp_send(
         &mut self,
         _ifindex: u32,
         ip: Ipv4Packet<&[u8]>,
@@ -654,491 +650,6 @@ impl HostStack {
         let nh = r.gateway.unwrap_or(IpAddr::V4(src));
         let _ = self.neigh_xmit(r.ifindex, frame, nh, Origin::Error, None, out);
     }
-
-    // ---------------------------------------------------------------- IPv6
-
-    /// net/ipv6/ip6_input.c ip6_rcv_core + ip6_rcv_finish (ip6_route_input).
-    fn ipv6_rcv(
-        &mut self,
-        ifindex: u32,
-        pkt: &[u8],
-        meta: RxMeta,
-        tag: u64,
-        out: &mut Vec<StackOutput>,
-    ) -> Fate {
-        if meta.pkt_type == PACKET_OTHERHOST {
-            return dropped(D::OtherHost);
-        }
-        let ip = Ipv6Packet::new_unchecked(pkt);
-        match ip.check_header() {
-            Ok(()) => {}
-            Err(WireError::Truncated { .. }) => return dropped(D::IpInhdr),
-            Err(_) => return dropped(D::UnhandledProto),
-        }
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        let is_lo = self.dev(ifindex).is_some_and(|d| d.cfg.loopback);
-        let dm = dst.octets();
-        if dm[0] == 0xff && dm[1] & 0x0f == 0 {
-            return dropped(D::IpInhdr);
-        }
-        if !is_lo && dm[0] == 0xff && dm[1] & 0x0f == 1 {
-            return dropped(D::IpInhdr);
-        }
-        if src.is_multicast() {
-            return dropped(D::IpInhdr);
-        }
-        if !is_lo && (src.is_loopback() || dst.is_loopback()) {
-            return dropped(D::IpInhdr);
-        }
-        if ip.check_payload_len().is_err() {
-            return dropped(D::PktTooSmall);
-        }
-        let ip =
-            Ipv6Packet::new_unchecked(&pkt[..ipv6::HEADER_LEN + usize::from(ip.payload_len())]);
-        if dst.is_multicast() {
-            if self.mc_joined6(ifindex, dst) {
-                return self.ip6_local_deliver(ifindex, ip, meta, true, out);
-            }
-            return dropped(D::NotSpecified);
-        }
-        let fl = Flow {
-            dst: IpAddr::V6(dst),
-            src: IpAddr::V6(src),
-            iif: ifindex,
-            oif: ifindex,
-            mark: meta.mark,
-            has_saddr: !src.is_unspecified(),
-            iface: rt6_need_strict(dst),
-        };
-        let Some(res) = self.fib_lookup6(&fl) else {
-            self.icmp6_send(ifindex, ip, meta, ICMPV6_DEST_UNREACH, 0, 0, out);
-            return dropped(D::IpInnoroutes);
-        };
-        match res.kind {
-            RouteKind::Local | RouteKind::Anycast => {
-                self.ip6_local_deliver(ifindex, ip, meta, false, out)
-            }
-            RouteKind::Unicast => {
-                if !self.dev(ifindex).is_some_and(|d| d.fwd6) {
-                    return dropped(D::IpInaddrerrors);
-                }
-                self.ip6_forward(ifindex, ip, meta, res, tag, out)
-            }
-            RouteKind::Blackhole => dropped(D::NotSpecified),
-            RouteKind::Prohibit => {
-                self.icmp6_send(ifindex, ip, meta, ICMPV6_DEST_UNREACH, 1, 0, out);
-                dropped(D::IpInnoroutes)
-            }
-            _ => {
-                self.icmp6_send(ifindex, ip, meta, ICMPV6_DEST_UNREACH, 0, 0, out);
-                dropped(D::IpInnoroutes)
-            }
-        }
-    }
-
-    /// ipv6_chk_mcast_addr: all-nodes, all-routers (forwarding), and the
-    /// solicited-node groups of the device's addresses.
-    fn mc_joined6(&self, ifindex: u32, g: Ipv6Addr) -> bool {
-        let Some(d) = self.dev(ifindex) else {
-            return false;
-        };
-        let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
-        let all_routers = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
-        g == all_nodes
-            || (d.fwd6 && g == all_routers)
-            || d.v6.iter().any(|x| ipv6::solicited_node(x.0) == g)
-    }
-
-    /// net/ipv6/ip6_output.c ip6_forward.
-    fn ip6_forward(
-        &mut self,
-        ifindex: u32,
-        ip: Ipv6Packet<&[u8]>,
-        meta: RxMeta,
-        res: super::route::FibRes,
-        tag: u64,
-        out: &mut Vec<StackOutput>,
-    ) -> Fate {
-        if meta.pkt_type != PACKET_HOST {
-            return dropped(D::NotSpecified);
-        }
-        let hop = ip.hop_limit();
-        if hop <= 1 {
-            self.icmp6_send(ifindex, ip, meta, ICMPV6_TIME_EXCEED, 0, 0, out);
-            return dropped(D::IpInhdr);
-        }
-        let src = ip.src_addr();
-        if res.ifindex != ifindex {
-            if src.is_unspecified() || src.is_multicast() || src.is_loopback() {
-                return dropped(D::IpInaddrerrors);
-            }
-            if super::route::v6_scope(src) == 2 {
-                self.icmp6_send(ifindex, ip, meta, ICMPV6_DEST_UNREACH, 2, 0, out);
-                return dropped(D::IpInaddrerrors);
-            }
-        }
-        let Some(odev) = self.dev(res.ifindex) else {
-            return dropped(D::NotSpecified);
-        };
-        let mtu = res.mtu.unwrap_or(odev.cfg.mtu).max(1280) as usize;
-        let len = ip.as_bytes().len();
-        if len > mtu {
-            self.icmp6_send(ifindex, ip, meta, ICMPV6_PKT_TOOBIG, 0, mtu as u32, out);
-            return dropped(D::PktTooBig);
-        }
-        let nh = res.gateway.unwrap_or(IpAddr::V6(ip.dst_addr()));
-        let mut frame = eth_frame(ETH_P_IPV6, len);
-        frame.extend_from_slice(ip.as_bytes());
-        Ipv6Packet::new_unchecked(&mut frame[ETH_HLEN..]).set_hop_limit(hop - 1);
-        fate_of(self.neigh_xmit(res.ifindex, frame, nh, Origin::Forwarded, Some(tag), out))
-    }
-
-    /// ip6_input_finish / ip6_protocol_deliver_rcu: extension headers, then the
-    /// upper layer.
-    fn ip6_local_deliver(
-        &mut self,
-        ifindex: u32,
-        ip: Ipv6Packet<&[u8]>,
-        meta: RxMeta,
-        mcast: bool,
-        out: &mut Vec<StackOutput>,
-    ) -> Fate {
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        let b = ip.as_bytes();
-        let mut nh = ip.next_header();
-        let mut nh_off = ipv6::NEXTHDR_OFFSET;
-        let mut off = ipv6::HEADER_LEN;
-        loop {
-            match nh {
-                IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
-                    // ipv6_parse_hopopts / ipv6_rthdr_rcv / ipv6_destopt_rcv:
-                    // the whole header must be there (INHDRERRORS).
-                    let Ok(h) = Ipv6ExtHeader::new_checked(&b[off..]) else {
-                        return dropped(D::IpInhdr);
-                    };
-                    if nh == IPPROTO_ROUTING && h.segments_left() != 0 {
-                        // Segments left: skiff does not route source-routed packets.
-                        return dropped(D::NotSpecified);
-                    }
-                    nh_off = off;
-                    nh = h.next_header();
-                    off += h.header_len();
-                }
-                IPPROTO_FRAGMENT | IPPROTO_NONE => {
-                    return Fate::Delivered(Delivery::Other { protocol: nh })
-                }
-                _ => break,
-            }
-        }
-        let l4 = &b[off..];
-        let pseudo = |p: u8| pseudo_header_v6(src, dst, p, l4.len());
-        match nh {
-            IPPROTO_ICMPV6 => self.icmpv6_rcv(ifindex, ip, l4, meta, mcast, out),
-            IPPROTO_UDP => {
-                // IPv6 requires the checksum (a zero one is invalid).
-                let (port, ulen) =
-                    match udp_check(l4, |n| pseudo_header_v6(src, dst, IPPROTO_UDP, n), false) {
-                        Ok(v) => v,
-                        Err(r) => return dropped(r),
-                    };
-                if !self.port_open(IPPROTO_UDP, port) {
-                    if !mcast {
-                        self.icmp6_send(ifindex, ip, meta, ICMPV6_DEST_UNREACH, 4, 0, out);
-                    }
-                    return dropped(D::NoSocket);
-                }
-                self.sink(IPPROTO_UDP, port, ulen - 8);
-                Fate::Delivered(Delivery::Udp { port })
-            }
-            IPPROTO_TCP => {
-                if mcast {
-                    return dropped(D::NotSpecified);
-                }
-                match self.tcp_check(l4, pseudo(IPPROTO_TCP)) {
-                    Ok((port, payload)) => self.tcp_sink(port, payload),
-                    Err(r) => dropped(r),
-                }
-            }
-            _ => {
-                // ICMPV6_PARAMPROB / ICMPV6_UNK_NEXTHDR pointing at the next-header byte.
-                self.icmp6_send(ifindex, ip, meta, ICMPV6_PARAMPROB, 1, nh_off as u32, out);
-                dropped(D::IpNoproto)
-            }
-        }
-    }
-
-    /// net/ipv6/icmp.c icmpv6_rcv (echo) and net/ipv6/ndisc.c ndisc_rcv.
-    fn icmpv6_rcv(
-        &mut self,
-        ifindex: u32,
-        ip: Ipv6Packet<&[u8]>,
-        msg: &[u8],
-        _meta: RxMeta,
-        mcast: bool,
-        out: &mut Vec<StackOutput>,
-    ) -> Fate {
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        if !Icmpv6Packet::new_unchecked(msg).verify_checksum(src, dst) {
-            return dropped(D::IcmpCsum);
-        }
-        let Ok(icmp) = Icmpv6Packet::new_checked(msg) else {
-            return dropped(D::NotSpecified);
-        };
-        match icmp.msg_type() {
-            ICMPV6_ECHO_REQUEST => {
-                if msg.len() < icmpv6::HEADER_LEN {
-                    return dropped(D::NotSpecified);
-                }
-                self.sinks.icmpv6_echo_requests += 1;
-                let mut reply = msg.to_vec();
-                Icmpv6Packet::new_unchecked(&mut reply[..]).set_msg_type(ICMPV6_ECHO_REPLY);
-                let tclass = ip.traffic_class();
-                let Some(r) = self.output_route6(src, None) else {
-                    return Fate::Delivered(Delivery::Icmpv6Echo);
-                };
-                let saddr = if mcast {
-                    self.ipv6_dev_get_saddr(r.ifindex, src)
-                } else {
-                    Some(dst)
-                };
-                let Some(saddr) = saddr else {
-                    return Fate::Delivered(Delivery::Icmpv6Echo);
-                };
-                Icmpv6Packet::new_unchecked(&mut reply[..]).fill_checksum(saddr, src);
-                let frame = ipv6_frame(&icmpv6_header(saddr, src, 64, tclass), &reply);
-                let nh = r.gateway.unwrap_or(IpAddr::V6(src));
-                if self
-                    .neigh_xmit(r.ifindex, frame, nh, Origin::Reply, None, out)
-                    .is_ok()
-                {
-                    self.sinks.echo_replies_sent += 1;
-                }
-                Fate::Delivered(Delivery::Icmpv6Echo)
-            }
-            NDISC_ROUTER_SOLICITATION..=NDISC_REDIRECT => self.ndisc_rcv(ifindex, ip, icmp, out),
-            _ => Fate::Delivered(Delivery::Other {
-                protocol: IPPROTO_ICMPV6,
-            }),
-        }
-    }
-
-    /// net/ipv6/ndisc.c ndisc_rcv, ndisc_recv_ns, ndisc_recv_na.
-    fn ndisc_rcv(
-        &mut self,
-        ifindex: u32,
-        ip: Ipv6Packet<&[u8]>,
-        msg: Icmpv6Packet<&[u8]>,
-        out: &mut Vec<StackOutput>,
-    ) -> Fate {
-        if ip.hop_limit() != 255 {
-            return dropped(D::Ipv6NdiscHopLimit);
-        }
-        if msg.msg_code() != 0 {
-            return dropped(D::Ipv6NdiscBadCode);
-        }
-        let t = msg.msg_type();
-        if t != NDISC_NEIGHBOUR_SOLICITATION && t != NDISC_NEIGHBOUR_ADVERTISEMENT {
-            return Fate::Delivered(Delivery::Ndisc);
-        }
-        if msg.as_bytes().len() < icmpv6::NDISC_LEN {
-            return dropped(D::PktTooSmall);
-        }
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        // ndisc_parse_options: (type, len*8) records; link-layer address options
-        // on Ethernet must be 8 bytes.
-        let Ok(nd) = NdiscRepr::parse(&msg) else {
-            return dropped(D::Ipv6NdiscBadOptions);
-        };
-        let (target, lladdr, na_flags) = match nd {
-            NdiscRepr::NeighborSolicit { target, lladdr } => (target, lladdr, None),
-            NdiscRepr::NeighborAdvert {
-                flags,
-                target,
-                lladdr,
-            } => (target, lladdr, Some(flags)),
-        };
-        if target.is_multicast() {
-            return dropped(if na_flags.is_none() {
-                D::Ipv6NdiscNsOtherhost
-            } else {
-                D::NotSpecified
-            });
-        }
-        if self.dev(ifindex).is_none() {
-            return dropped(D::NotSpecified);
-        }
-        if let Some(flags) = na_flags {
-            if dst.is_multicast() && flags & NA_SOLICITED != 0 {
-                return dropped(D::NotSpecified);
-            }
-            if let Some(n) = self.neigh.get(&(ifindex, IpAddr::V6(target))) {
-                let mac = lladdr.unwrap_or(n.mac);
-                let state = if flags & NA_SOLICITED != 0 {
-                    NeighState::Reachable
-                } else {
-                    NeighState::Stale
-                };
-                self.neigh_update(ifindex, IpAddr::V6(target), mac, state, out);
-            }
-            return Fate::Delivered(Delivery::Ndisc);
-        }
-        self.sinks.neighbour_solicitations += 1;
-        let Some(dev) = self.dev(ifindex) else {
-            return dropped(D::NotSpecified);
-        };
-        let dad = src.is_unspecified();
-        if dad && (ipv6::solicited_node(target) != dst || lladdr.is_some()) {
-            return dropped(D::Ipv6NdiscBadOptions);
-        }
-        let ours = dev.v6.iter().any(|x| x.0 == target);
-        let anycast = dev.fwd6
-            && dev
-                .v6
-                .iter()
-                .any(|&(a, p)| p < 127 && Ipv6Addr::from(u128::from(a) & mask128(p)) == target);
-        if !ours && !anycast {
-            return dropped(D::Ipv6NdiscNsOtherhost);
-        }
-        let router = dev.fwd6;
-        let mac = dev.cfg.mac;
-        let inc = dst.is_multicast();
-        if dad {
-            let all = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
-            self.ndisc_send_na(ifindex, all, target, router, false, ours, true, mac, out);
-            return Fate::Delivered(Delivery::Ndisc);
-        }
-        if let Some(ll) = lladdr {
-            self.neigh_update(ifindex, IpAddr::V6(src), ll, NeighState::Stale, out);
-        }
-        self.ndisc_send_na(
-            ifindex,
-            src,
-            target,
-            router,
-            true,
-            ours && inc,
-            inc,
-            mac,
-            out,
-        );
-        Fate::Delivered(Delivery::Ndisc)
-    }
-
-    /// ndisc_send_na: from the target (ours), hop limit 255, on the NS's device.
-    #[allow(clippy::too_many_arguments)]
-    fn ndisc_send_na(
-        &mut self,
-        ifindex: u32,
-        daddr: Ipv6Addr,
-        target: Ipv6Addr,
-        router: bool,
-        solicited: bool,
-        override_: bool,
-        tllao: bool,
-        mac: [u8; 6],
-        out: &mut Vec<StackOutput>,
-    ) {
-        let ours = self
-            .dev(ifindex)
-            .is_some_and(|d| d.v6.iter().any(|x| x.0 == target));
-        let saddr = if ours {
-            Some(target)
-        } else {
-            self.ipv6_dev_get_saddr(ifindex, daddr)
-        };
-        let Some(saddr) = saddr else { return };
-        let flags = (u8::from(router) * icmpv6::NA_ROUTER)
-            | (u8::from(solicited) * NA_SOLICITED)
-            | (u8::from(override_) * icmpv6::NA_OVERRIDE);
-        let msg = NdiscRepr::NeighborAdvert {
-            flags,
-            target,
-            lladdr: tllao.then_some(mac),
-        }
-        .to_message(saddr, daddr);
-        let frame = ipv6_frame(&icmpv6_header(saddr, daddr, 255, 0), &msg);
-        if self
-            .neigh_xmit(ifindex, frame, IpAddr::V6(daddr), Origin::Reply, None, out)
-            .is_ok()
-        {
-            self.sinks.neighbour_advertisements_sent += 1;
-        }
-    }
-
-    fn output_route6(&self, dst: Ipv6Addr, src: Option<Ipv6Addr>) -> Option<super::route::FibRes> {
-        let fl = Flow {
-            dst: IpAddr::V6(dst),
-            src: IpAddr::V6(src.unwrap_or(Ipv6Addr::UNSPECIFIED)),
-            iif: LOOPBACK_IFINDEX,
-            oif: 0,
-            mark: 0,
-            has_saddr: src.is_some(),
-            iface: rt6_need_strict(dst),
-        };
-        self.fib_lookup6(&fl)
-            .filter(|r| r.kind == RouteKind::Unicast)
-    }
-
-    /// net/ipv6/icmp.c icmp6_send: not about multicast destinations (except
-    /// packet too big), unspecified/multicast sources or ICMPv6 errors; source =
-    /// the original destination when it is ours, else source address
-    /// selection; quotes at most 1280 - 48 bytes; hop limit 64.
-    #[allow(clippy::too_many_arguments)]
-    fn icmp6_send(
-        &mut self,
-        _ifindex: u32,
-        ip: Ipv6Packet<&[u8]>,
-        meta: RxMeta,
-        t: u8,
-        code: u8,
-        info: u32,
-        out: &mut Vec<StackOutput>,
-    ) {
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        if (dst.is_multicast() || meta.pkt_type != PACKET_HOST) && t != ICMPV6_PKT_TOOBIG {
-            return;
-        }
-        if src.is_unspecified() || src.is_multicast() {
-            return;
-        }
-        // is_ineligible: an ICMPv6 error (type < 128) is never answered; the
-        // type is the payload's first byte (the message may be shorter).
-        if ip.next_header() == IPPROTO_ICMPV6
-            && ip
-                .payload()
-                .first()
-                .is_none_or(|&it| it < ICMPV6_ECHO_REQUEST)
-        {
-            return;
-        }
-        let Some(r) = self.output_route6(src, None) else {
-            return;
-        };
-        let saddr = if self.is_local(IpAddr::V6(dst)) {
-            Some(dst)
-        } else {
-            self.ipv6_dev_get_saddr(r.ifindex, src)
-        };
-        let Some(saddr) = saddr else { return };
-        let b = ip.as_bytes();
-        let quote = &b[..b.len().min(1280 - 48)];
-        let msg = icmpv6::message(t, code, info, quote, saddr, src);
-        let frame = ipv6_frame(&icmpv6_header(saddr, src, 64, 0), &msg);
-        let nh = r.gateway.unwrap_or(IpAddr::V6(src));
-        let _ = self.neigh_xmit(r.ifindex, frame, nh, Origin::Error, None, out);
-    }
-}
-
-/// The IPv6 header of an ICMPv6 message the stack sends.
-fn icmpv6_header(src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8, tclass: u8) -> Ipv6Repr {
-    Ipv6Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: IPPROTO_ICMPV6,
-        hop_limit,
-        traffic_class: tclass,
-        payload_len: 0,
-    }
 }
 
 /// net/ipv4/ip_output.c ip_do_fragment (slow path): fragments of at most `mtu`
@@ -1181,7 +692,7 @@ fn fragment4(ip: &[u8], mtu: usize) -> Option<Vec<Vec<u8>>> {
 /// net/ipv4/udp.c __udp4_lib_rcv / net/ipv6/udp.c __udp6_lib_rcv: the header and
 /// length checks and the checksum (`pseudo(len)` is the pseudo-header sum; a zero
 /// checksum means "none" only where `zero_ok`). Returns (port, UDP length).
-fn udp_check(
+pub(super) fn udp_check(
     l4: &[u8],
     pseudo: impl Fn(usize) -> u64,
     zero_ok: bool,

@@ -10,6 +10,7 @@
 
 mod frame;
 mod input;
+mod ipv6;
 mod neigh;
 mod route;
 
