@@ -606,6 +606,10 @@ fn qdiscs_are_the_kernel_s_defaults_and_count() {
     assert_eq!(kind(&n.dp, n.nic2), "pfifo_fast");
     assert_eq!(kind(&n.dp, veth), "noqueue");
     assert_eq!(kind(&n.dp, lo), "noqueue");
+    match n.dp.set_qdisc(n.nic2, "mq") {
+        Err(DatapathError::Errno { errno, .. }) => assert_eq!(errno, EOPNOTSUPP),
+        r => panic!("mq on a single-queue NIC: {r:?}"),
+    }
     match n.dp.set_qdisc(n.nic2, "sfq") {
         Err(DatapathError::Errno { errno, msg }) => {
             assert_eq!(errno, EINVAL);

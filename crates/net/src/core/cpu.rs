@@ -84,6 +84,9 @@ pub(crate) struct CpuState {
     pub now: u64,
     /// When the neighbour timers last ran.
     pub timers_at: Option<u64>,
+    /// This CPU queued into a qdisc since its last net_tx_action (the
+    /// kernel's __netif_schedule puts the qdisc on this CPU's output_queue).
+    pub tx_scheduled: bool,
 }
 
 impl CpuState {
@@ -122,6 +125,7 @@ impl CpuState {
             batch: VecDeque::new(),
             now: 0,
             timers_at: None,
+            tx_scheduled: false,
         }
     }
 

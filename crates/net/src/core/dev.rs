@@ -130,7 +130,9 @@ impl Cpu<'_> {
             };
             let mtu = self.dev(t).mtu;
             let mut skb = SkBuff::new(&o.frame, crate::buff::NET_SKB_PAD, o.ifindex, mtu);
-            skb.protocol = flow::be16(&o.frame, 12).unwrap_or(0);
+            skb.protocol = skiff_wire::EthernetFrame::new_checked(&o.frame[..])
+                .map(|e| e.ethertype())
+                .unwrap_or(0);
             skb.pkt_type = PACKET_HOST;
             let skb = self.alloc_skb(skb);
             self.dev_queue_xmit(t, Pkt { id, ts, skb });
@@ -196,6 +198,7 @@ impl Cpu<'_> {
         let Some(q) = &self.dev(dev).qdisc else {
             return self.dev_hard_start_xmit(dev, pkt);
         };
+        self.st.tx_scheduled = true;
         let refused = q.lock().enqueue(pkt);
         if let Err(pkt) = refused {
             self.stats(dev).tx_dropped += 1;
@@ -205,6 +208,9 @@ impl Cpu<'_> {
 
     /// net_tx_action / __qdisc_run: every qdisc drains to its driver.
     pub(crate) fn qdisc_run_all(&mut self) {
+        if !std::mem::take(&mut self.st.tx_scheduled) {
+            return;
+        }
         for i in 0..self.sh.devices.len() {
             let dev = DevId(i);
             let Some(q) = &self.dev(dev).qdisc else {

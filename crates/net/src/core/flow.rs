@@ -24,12 +24,6 @@ pub struct FiveTuple {
     pub l4_off: usize,
 }
 
-/// A big-endian u16 at `off` (None past the end): only for engine.rs's
-/// callers, which move to skiff-wire views with the engine's split.
-pub fn be16(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(off)?, *b.get(off + 1)?]))
-}
-
 /// The EtherType and network header offset, looking through one or two VLAN tags.
 pub fn ethertype(frame: &[u8]) -> Option<(u16, usize)> {
     EthernetFrame::new_checked(frame)

@@ -3,7 +3,8 @@
 //! (un)tagging (net/core/skbuff.c, net/ethernet/eth.c).
 
 use super::cpu::Cpu;
-use super::flow::be16;
+use skiff_wire::{EthernetFrame, VlanTag};
+
 use super::*;
 use crate::buff::{ETH_HLEN, PACKET_BROADCAST, PACKET_HOST, PACKET_MULTICAST, PACKET_OTHERHOST};
 use crate::drivers::{rss, Napi};
@@ -25,7 +26,9 @@ pub(crate) fn eth_type_trans(frame: &[u8], dev_mac: &[u8; 6]) -> (u16, u8) {
     } else {
         PACKET_HOST
     };
-    let proto = be16(frame, 12).unwrap_or(0);
+    let proto = EthernetFrame::new_checked(frame)
+        .map(|e| e.ethertype())
+        .unwrap_or(0);
     let protocol = if proto >= 0x0600 {
         proto
     } else if frame.get(14..16) == Some(&[0xff, 0xff]) {
@@ -83,13 +86,15 @@ pub(crate) fn skb_vlan_untag(skb: &mut SkBuff) {
     if skb.vlan_present || skb.len() < ETH_HLEN + 4 {
         return;
     }
+    let Some(tag) = skb
+        .data()
+        .get(ETH_HLEN..)
+        .and_then(|t| VlanTag::new_checked(t).ok())
+    else {
+        return;
+    };
+    let (tci, inner) = (tag.tci(), tag.inner_ethertype());
     let d = skb.data;
-    let Some(tci) = be16(&skb.buf, d + 14) else {
-        return;
-    };
-    let Some(inner) = be16(&skb.buf, d + 16) else {
-        return;
-    };
     skb.vlan_proto = skb.protocol;
     skb.vlan_tci = tci;
     skb.vlan_present = true;

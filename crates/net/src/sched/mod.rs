@@ -10,7 +10,7 @@ pub mod pfifo_fast;
 
 use serde::Serialize;
 
-use crate::core::{errno, DatapathError, Pkt, EINVAL};
+use crate::core::{errno, DatapathError, Pkt, EINVAL, EOPNOTSUPP};
 use crate::drivers::NetDevice;
 
 /// `tc -s qdisc` statistics (struct gnet_stats_basic + gnet_stats_queue).
@@ -104,6 +104,13 @@ pub(crate) fn create(
         return Ok(None);
     }
     let dev = qdisc_dev(ops, txqueuelen, mtu);
+    // sch_mq.c: mq_init — only on a multiqueue device.
+    if kind == "mq" && dev.tx_queues < 2 {
+        return Err(errno(
+            EOPNOTSUPP,
+            "mq needs a multiqueue device (netif_is_multiqueue)",
+        ));
+    }
     match QDISCS.iter().find(|(k, _)| *k == kind) {
         Some((_, ctor)) => Ok(Some(ctor(&dev))),
         None => Err(errno(
