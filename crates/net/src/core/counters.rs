@@ -266,7 +266,7 @@ impl Datapath {
             c.add(&s.cnt.cons);
             n += s.in_flight();
         }
-        n += self.sh.stack_queued.lock().len();
+        n += self.sh.stack_queued.len();
         n += self
             .sh
             .cpu_queues

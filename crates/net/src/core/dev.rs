@@ -101,7 +101,7 @@ impl Cpu<'_> {
             Fate::Delivered(_) => self.deliver(dev, pkt, "stack"),
             Fate::Forwarded => self.free_skb(pkt.skb),
             Fate::Queued => {
-                self.sh.stack_queued.lock().insert(pkt.id);
+                self.sh.stack_queued.insert(pkt.id);
                 self.free_skb(pkt.skb);
             }
             Fate::Dropped(r) => self.drop_skb(pkt, r, at(dev, Hook::Stack)),
@@ -117,10 +117,10 @@ impl Cpu<'_> {
         for o in out {
             let id = match (o.origin, o.tag) {
                 (Origin::Forwarded, Some(t)) => {
-                    self.sh.stack_queued.lock().remove(&t);
+                    self.sh.stack_queued.remove(t);
                     t
                 }
-                (_, Some(t)) if self.sh.stack_queued.lock().remove(&t) => t,
+                (_, Some(t)) if self.sh.stack_queued.remove(t) => t,
                 _ => self.originate(),
             };
             let Some(t) = self.sh.dev_by_ifindex(ns, o.ifindex) else {

@@ -345,6 +345,40 @@ impl NetDev {
     }
 }
 
+/// The ids of the datapath's packets a host stack holds for a neighbour.
+/// Most packets are never held: `remove` looks at the count first and takes
+/// the lock only when something is held.
+#[derive(Default)]
+pub(crate) struct QueuedIds {
+    held: std::sync::atomic::AtomicUsize,
+    ids: Mutex<HashSet<PacketId>>,
+}
+
+impl QueuedIds {
+    pub fn insert(&self, id: PacketId) {
+        let mut ids = self.ids.lock();
+        if ids.insert(id) {
+            self.held.fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Whether `id` was held (and is no longer).
+    pub fn remove(&self, id: PacketId) -> bool {
+        if self.held.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            return false;
+        }
+        let removed = self.ids.lock().remove(&id);
+        if removed {
+            self.held.fetch_sub(1, std::sync::atomic::Ordering::Release);
+        }
+        removed
+    }
+
+    pub fn len(&self) -> usize {
+        self.held.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 /// A CPU's CPUMAP queue, on a cache line of its own.
 #[repr(align(128))]
 pub(crate) struct CpuQueue(pub Mutex<VecDeque<CpuItem>>);
@@ -371,7 +405,7 @@ pub(crate) struct Shared {
     /// Per CPU: the CPUMAP queue (cpu_map's ptr_ring), filled by any CPU.
     pub cpu_queues: Vec<CpuQueue>,
     /// Packets of the datapath's that a host stack holds for a neighbour.
-    pub stack_queued: Mutex<HashSet<PacketId>>,
+    pub stack_queued: QueuedIds,
     pub trace_on: bool,
     pub record_drops: bool,
     pub capture_on: HashSet<(DevId, Hook)>,
@@ -488,7 +522,7 @@ impl Datapath {
                 by_ifindex: HashMap::new(),
                 ifindex_table: Vec::new(),
                 programs: Vec::new(),
-                stack_queued: Mutex::new(HashSet::new()),
+                stack_queued: QueuedIds::default(),
                 trace_on: false,
                 record_drops: false,
                 capture_on: HashSet::new(),

@@ -493,7 +493,7 @@ impl Cpu<'_> {
     /// they count as originated here.
     pub(crate) fn queued_dropped(&mut self, lo: DevId, q: QueuedPacket, r: DropReason) {
         let id = match q.tag {
-            Some(t) if self.sh.stack_queued.lock().remove(&t) => t,
+            Some(t) if self.sh.stack_queued.remove(t) => t,
             _ => self.originate(),
         };
         self.record_drop(id, r, at(lo, Hook::Stack));

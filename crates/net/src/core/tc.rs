@@ -482,7 +482,7 @@ impl<'a> Cpu<'a> {
             Err(reason) => self.record_drop(id, reason, at(t, Hook::TcEgress)),
             Ok(r) => {
                 if r == NeighOutput::Queued {
-                    self.sh.stack_queued.lock().insert(id);
+                    self.sh.stack_queued.insert(id);
                 }
                 self.stack_outputs(d.ns, out, ts);
             }
