@@ -49,6 +49,7 @@ macro_rules! def {
             name: $name,
             func: $f,
             prog_types: $types,
+            proto: skiff_vm::HelperProto::UNDECLARED,
         }
     };
 }

@@ -27,6 +27,7 @@ pub fn helpers() -> Arc<HelperTable> {
         name: "unwind",
         func: unwind,
         prog_types: &[],
+        proto: crate::HelperProto::new(crate::RetType::Integer, &[crate::ArgType::Anything]),
     });
     Arc::new(t)
 }

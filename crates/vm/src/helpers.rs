@@ -20,6 +20,8 @@ pub struct HelperDef {
     pub func: HelperFn,
     /// Program types that may call it (the kernel's `*_func_proto` tables); empty: all.
     pub prog_types: &'static [ProgType],
+    /// The kernel's prototype (`struct bpf_func_proto`).
+    pub proto: crate::HelperProto,
 }
 
 #[derive(Clone, Default)]
@@ -97,6 +99,7 @@ macro_rules! helper {
             name: $name,
             func: $f,
             prog_types: &[],
+            proto: crate::HelperProto::UNDECLARED,
         }
     };
 }

@@ -17,14 +17,17 @@ pub mod interp;
 pub mod jit;
 pub mod mem;
 pub mod program;
+pub mod proto;
 #[allow(unsafe_code)]
 pub mod state;
+pub mod verifier;
 
 pub use collection::{Collection, LoadError, LoadOptions};
 pub use helpers::{HelperDef, HelperFn, HelperTable};
 pub use jit::{Engine, JitStats};
 pub use mem::{Region, RegionKind, Regions};
 pub use program::Program;
+pub use proto::{ArgType, HelperProto, RetType};
 pub use skiff_object::ProgType;
 pub use state::{Clock, Env, ProgRef, RunState, Vm};
 
