@@ -1,5 +1,13 @@
-//! The library side of the `skiff` command: the modules its benches reuse
-//! (`benches/corpus.rs` runs [`bench`] with rbpf's engines added).
+//! The `skiff` command's library: the modules its benches reuse
+//! (`benches/corpus.rs` runs [`bench`] with rbpf's engines added), and the API
+//! for testing eBPF programs from `cargo test` ([`Network`], [`Prog`]; see
+//! [`harness`]), which `skiff test` fixtures run on.
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod frames;
+pub mod harness;
+pub mod maps;
+pub mod test;
+
+pub use harness::{bytes, Error, MapRef, Network, Outcome, Prog, ProgOutcome};

@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod conformance;
-mod maps;
+use skiff::maps;
 mod prog;
 mod run;
 
@@ -39,6 +39,10 @@ enum Command {
     /// Run a topology (docs/topology.md): replay pcaps into its devices, write what
     /// they transmit, print counters, drops and the packet-conservation totals.
     Run(run::RunArgs),
+    /// Run fixture files (docs/fixtures.md): frames and map entries in, the
+    /// expected verdicts, frames out, maps and drops checked. Exit 0 all pass,
+    /// 1 a case failed, 2 a file could not be read or a case could not run.
+    Test(skiff::test::TestArgs),
 }
 
 fn main() {
@@ -48,6 +52,7 @@ fn main() {
         Command::ConformancePlugin { memory, .. } => conformance::main(memory.as_deref()),
         Command::Bench(a) => bench::main(a),
         Command::Run(a) => run::main(a),
+        Command::Test(a) => skiff::test::main(a),
     };
     std::process::exit(code);
 }
