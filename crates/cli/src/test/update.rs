@@ -43,11 +43,7 @@ pub fn write(doc: &mut DocumentMut, i: usize, case: &Case, o: &Observed) -> Resu
         x.insert("retval", value(i64::from(r as i32)));
     }
     if o.verdict.is_none() {
-        let mut hooks = InlineTable::new();
-        for (k, v) in &o.hooks {
-            hooks.insert(k, str_array(v));
-        }
-        x.insert("hooks", value(hooks));
+        write_hooks(x, o);
     }
     let frames_still_match = case.expect.frames.as_ref().is_some_and(|w| {
         w.len() == o.frames.len()
@@ -84,14 +80,50 @@ pub fn write(doc: &mut DocumentMut, i: usize, case: &Case, o: &Observed) -> Resu
         }
         x.insert("drop", value(a));
     }
-    write_maps(x, o)
+    write_maps(x, case, o)
 }
 
-/// The observed value of each `[[case.expect.map]]` entry, as hex.
-fn write_maps(x: &mut dyn toml_edit::TableLike, o: &Observed) -> Result<(), String> {
+/// `hooks`: a `[case.expect.hooks]` table is rewritten in place (its header
+/// and comments kept), else an inline table is written.
+fn write_hooks(x: &mut dyn toml_edit::TableLike, o: &Observed) {
+    if let Some(Item::Table(t)) = x.get_mut("hooks") {
+        let stale: Vec<String> = t
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .filter(|k| !o.hooks.iter().any(|(h, _)| h == k))
+            .collect();
+        for k in stale {
+            t.remove(&k);
+        }
+        for (k, v) in &o.hooks {
+            t.insert(k, Item::Value(str_array(v)));
+        }
+        return;
+    }
+    let mut hooks = InlineTable::new();
+    for (k, v) in &o.hooks {
+        hooks.insert(k, str_array(v));
+    }
+    x.insert("hooks", value(hooks));
+}
+
+/// The observed value of each `[[case.expect.map]]` entry that no longer
+/// matches, as hex (matching ones keep their typed form).
+fn write_maps(x: &mut dyn toml_edit::TableLike, case: &Case, o: &Observed) -> Result<(), String> {
     let Some(item) = x.get_mut("map") else {
         return Ok(());
     };
+    let stale: Vec<bool> = case
+        .expect
+        .maps
+        .iter()
+        .zip(&o.maps)
+        .map(|(m, got)| {
+            let mut d = Vec::new();
+            super::expect::compare_map(m, got.as_deref(), &mut d);
+            !d.is_empty()
+        })
+        .collect();
     let set = |t: &mut dyn toml_edit::TableLike, got: &Option<Vec<u8>>| match got {
         Some(v) => {
             t.remove("absent");
@@ -104,12 +136,12 @@ fn write_maps(x: &mut dyn toml_edit::TableLike, o: &Observed) -> Result<(), Stri
     };
     match item {
         Item::ArrayOfTables(a) => {
-            for (t, got) in a.iter_mut().zip(&o.maps) {
+            for ((t, got), _) in a.iter_mut().zip(&o.maps).zip(&stale).filter(|(_, s)| **s) {
                 set(t, got);
             }
         }
         Item::Value(Value::Array(a)) => {
-            for (v, got) in a.iter_mut().zip(&o.maps) {
+            for ((v, got), _) in a.iter_mut().zip(&o.maps).zip(&stale).filter(|(_, s)| **s) {
                 if let Value::InlineTable(t) = v {
                     set(t, got);
                 }
