@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod frames;
 pub mod harness;
+pub mod map;
 pub mod maps;
 pub mod test;
 

@@ -25,6 +25,9 @@ enum Command {
     /// Inspect, disassemble and test-run programs of an eBPF object.
     #[command(subcommand)]
     Prog(prog::ProgCmd),
+    /// Show, dump, look up, update and delete an object's maps, as bpftool does.
+    #[command(subcommand)]
+    Map(skiff::map::MapCmd),
     /// The bpf_conformance runner's plugin protocol: program bytes as hex on
     /// stdin, input memory as hex in the first argument, r0 in hex on stdout.
     ConformancePlugin {
@@ -49,6 +52,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.cmd {
         Command::Prog(cmd) => prog::main(cmd),
+        Command::Map(cmd) => skiff::map::main(cmd),
         Command::ConformancePlugin { memory, .. } => conformance::main(memory.as_deref()),
         Command::Bench(a) => bench::main(a),
         Command::Run(a) => run::main(a),

@@ -5,7 +5,7 @@
 
 use skiff_isa::Insn;
 
-mod btf;
+pub mod btf;
 mod core;
 mod maps;
 mod parse;

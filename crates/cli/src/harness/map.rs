@@ -68,7 +68,7 @@ impl MapRef {
 }
 
 /// A value's bytes: per-CPU values concatenated, ids in host order.
-pub(crate) fn flat(v: &MapValue) -> Vec<u8> {
+pub fn flat(v: &MapValue) -> Vec<u8> {
     match v {
         MapValue::Single(b) => b.clone(),
         MapValue::PerCpu(vs) => vs.concat(),

@@ -36,7 +36,7 @@ mod prog;
 
 use std::path::PathBuf;
 
-pub use map::MapRef;
+pub use map::{flat as map_flat, MapRef};
 pub use network::{DropSeen, FrameOut, Network, Outcome, Step};
 pub use prog::{Prog, ProgOutcome};
 
