@@ -146,7 +146,7 @@ pub fn main(cmd: ProgCmd) -> i32 {
             if json_mode {
                 println!(
                     "{}",
-                    json!({"retval": null, "duration_ns": null, "data_out": null, "ctx_out": null, "maps": null, "error": msg})
+                    json!({"retval": null, "duration_ns": null, "duration": null, "data_out": null, "ctx_out": null, "maps": null, "error": msg})
                 );
             } else {
                 eprintln!("skiff: {msg}");
@@ -350,6 +350,8 @@ fn run(a: &RunArgs) -> Result<i32> {
         let v = json!({
             "retval": out.retval,
             "duration_ns": out.duration_ns,
+            // bpftool prog run -j's name for the same figure (ns per run)
+            "duration": out.duration_ns,
             "data_out": hex::encode(&out.data_out),
             "ctx_out": out.ctx_out.as_ref().map(hex::encode),
             "maps": maps::maps_json(&coll),

@@ -38,6 +38,14 @@ pub struct RunArgs {
     /// Write the trace as JSON lines (pwru's key names) to FILE.
     #[arg(long = "trace-json", value_name = "FILE")]
     pub trace_json: Option<PathBuf>,
+    /// The --trace-json lines: skiff (the keys above, as before) or pwru
+    /// (pwru's --output-json schema: skb "0x…", time, tuple as an object).
+    #[arg(long = "trace-format", value_enum, default_value = "skiff")]
+    pub trace_format: TraceFormat,
+    /// With --json: only these maps in "maps" (names as "maps" keys them:
+    /// the pin name, or OBJECT/MAP; a bare MAP matches OBJECT/MAP).
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub maps: Vec<String>,
     /// Write what enters and leaves a hook to a pcapng: DEV:HOOK=FILE, HOOK one of
     /// xdp, xdp-generic, tc-ingress, tc-egress, netkit, xmit. Each packet's comment
     /// names its id and, on exit, the verdict. Repeatable.
@@ -59,6 +67,12 @@ pub struct RunArgs {
     pub threads: bool,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TraceFormat {
+    Skiff,
+    Pwru,
+}
+
 pub fn main(a: RunArgs) -> i32 {
     match run(&a) {
         Ok(code) => code,
@@ -76,13 +90,7 @@ pub fn main(a: RunArgs) -> i32 {
     }
 }
 
-/// `NAME` or `NETNS/NAME`.
-pub fn split_dev(s: &str) -> (&str, &str) {
-    match s.split_once('/') {
-        Some((ns, d)) => (ns, d),
-        None => ("host", s),
-    }
-}
+use skiff::harness::network::{named_maps, split_dev};
 
 /// `DEV=FILE`.
 pub fn parse_dev_file(opt: &str, s: &str) -> Result<(String, PathBuf)> {
@@ -325,6 +333,7 @@ fn run(a: &RunArgs) -> Result<i32> {
     for w in &built.warnings {
         eprintln!("skiff run: warning: {w}");
     }
+    let maps = chosen_maps(named_maps(&topo, &built), &a.maps)?;
     let mut dp = built.dp;
     let dev_of = |dp: &skiff_net::datapath::Datapath, opt: &str, spec: &str| -> Result<DevId> {
         let (ns, name) = split_dev(spec);
@@ -501,7 +510,11 @@ fn run(a: &RunArgs) -> Result<i32> {
                     writeln!(so, "{}", ev.to_text())?;
                 }
                 if let Some((p, w)) = &mut trace_json {
-                    writeln!(w, "{}", ev.to_json()).with_context(|| format!("{}", p.display()))?;
+                    let line = match a.trace_format {
+                        TraceFormat::Skiff => ev.to_json(),
+                        TraceFormat::Pwru => ev.to_pwru_json(),
+                    };
+                    writeln!(w, "{line}").with_context(|| format!("{}", p.display()))?;
                 }
             }
             // delivered frames go to --pcap-delivered or nowhere, and AF_XDP
@@ -599,6 +612,7 @@ fn run(a: &RunArgs) -> Result<i32> {
             "workers": report.cpu_polled.iter().enumerate().map(|(cpu, n)| serde_json::json!({
                 "cpu": cpu, "polled": n
             })).collect::<Vec<_>>(),
+            "maps": maps_after(&maps),
         });
         writeln!(so, "{v}")?;
     } else {
@@ -666,4 +680,44 @@ fn run(a: &RunArgs) -> Result<i32> {
         return Ok(1);
     }
     Ok(0)
+}
+
+type NamedMap = (String, std::sync::Arc<skiff_maps::Map>);
+
+/// The maps `--maps` names (all when empty): a name as `maps` keys it, or a
+/// bare MAP for OBJECT/MAP.
+fn chosen_maps(all: Vec<NamedMap>, names: &[String]) -> Result<Vec<NamedMap>> {
+    if names.is_empty() {
+        return Ok(all);
+    }
+    let mut out = Vec::new();
+    for n in names {
+        let hits: Vec<&NamedMap> = all
+            .iter()
+            .filter(|(k, _)| k == n || k.rsplit('/').next() == Some(n.as_str()))
+            .collect();
+        if hits.is_empty() {
+            let known: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
+            bail!("--maps {n}: no such map (maps: {})", known.join(", "));
+        }
+        for h in hits {
+            if !out.iter().any(|(k, _): &NamedMap| *k == h.0) {
+                out.push(h.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `--json`'s "maps": each map's entries after the run, arrays without their
+/// all-zero entries.
+fn maps_after(maps: &[NamedMap]) -> serde_json::Value {
+    let mut o = serde_json::Map::new();
+    for (name, m) in maps {
+        o.insert(
+            name.clone(),
+            skiff::maps::map_json_with(m, skiff::maps::Entries::ArraysNonZero),
+        );
+    }
+    serde_json::Value::Object(o)
 }

@@ -609,6 +609,7 @@ impl<'a> Cpu<'a> {
             proto: 0,
             tuple: String::new(),
             ts_ns: ts,
+            five_tuple: None,
         }
     }
 

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::counters::Hook;
-use super::flow::five_tuple;
+use super::flow::{five_tuple, FiveTuple};
 
 /// One hook a packet passed. Serialised with pwru's key names where they fit.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -28,13 +28,17 @@ pub struct TraceEvent {
     /// `10.0.0.1:1234->10.0.0.2:80(tcp)`, empty when not IP.
     pub tuple: String,
     pub ts_ns: u64,
+    /// The frame's addresses and ports, for `to_pwru_json`'s tuple object.
+    #[serde(skip)]
+    pub five_tuple: Option<FiveTuple>,
 }
 
 impl TraceEvent {
     pub(crate) fn fill_frame(&mut self, frame: &[u8]) {
         self.len = frame.len();
         self.proto = super::flow::ethertype(frame).map(|(p, _)| p).unwrap_or(0);
-        self.tuple = five_tuple(frame).map(|t| t.to_pwru()).unwrap_or_default();
+        self.five_tuple = five_tuple(frame);
+        self.tuple = self.five_tuple.map(|t| t.to_pwru()).unwrap_or_default();
     }
 
     /// One line of text: `#id cpu iface(ifindex) hook prog verdict [-> target] len proto tuple`.
@@ -63,6 +67,58 @@ impl TraceEvent {
     /// One JSON line.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The kernel function pwru would name for this event: `PROG(xdp)` /
+    /// `PROG(tc)` for a program (pwru's --filter-trace-xdp/-tc), the drop as
+    /// `kfree_skb_reason(SKB_DROP_REASON_…)`, else the hook's function.
+    fn pwru_func(&self) -> String {
+        match (self.func, &self.prog) {
+            ("kfree_skb", _) => format!("kfree_skb_reason(SKB_DROP_REASON_{})", self.verdict),
+            ("xdp" | "xdp-generic" | "xdp-devmap" | "xdp-cpumap", Some(p)) => format!("{p}(xdp)"),
+            ("tc-ingress" | "tc-egress" | "netkit", Some(p)) => format!("{p}(tc)"),
+            ("xmit", _) => "dev_hard_start_xmit".into(),
+            ("stack", _) => "__netif_receive_skb_core".into(),
+            (f, _) => f.to_string(),
+        }
+    }
+
+    /// One JSON line in pwru's `--output-json` schema (internal/pwru/output.go
+    /// jsonPrinter): `skb` the packet id as a "0x…" string, `time` the
+    /// (virtual) timestamp in ns, `tuple` an object; zero fields left out as
+    /// Go's `omitempty` leaves them out. skiff has no netns inode: `netns_name`.
+    pub fn to_pwru_json(&self) -> String {
+        let mut o = serde_json::Map::new();
+        let mut put = |k: &str, v: serde_json::Value| {
+            let empty = v.as_u64() == Some(0) || v.as_str() == Some("") || v.is_null();
+            if !empty {
+                o.insert(k.to_string(), v);
+            }
+        };
+        put("skb", format!("{:#x}", self.skb).into());
+        put("cpu", self.cpu.into());
+        put("func", self.pwru_func().into());
+        put("time", self.ts_ns.into());
+        put("netns_name", self.netns.clone().into());
+        put("iface", self.iface.clone().into());
+        put("proto", self.proto.into());
+        put("len", self.len.into());
+        if let Some(t) = &self.five_tuple {
+            let mut tu = serde_json::Map::new();
+            tu.insert("saddr".into(), t.src.to_string().into());
+            tu.insert("daddr".into(), t.dst.to_string().into());
+            if t.sport != 0 {
+                tu.insert("sport".into(), t.sport.into());
+            }
+            if t.dport != 0 {
+                tu.insert("dport".into(), t.dport.into());
+            }
+            if t.proto != 0 {
+                tu.insert("proto".into(), t.proto.into());
+            }
+            o.insert("tuple".into(), serde_json::Value::Object(tu));
+        }
+        serde_json::Value::Object(o).to_string()
     }
 }
 
