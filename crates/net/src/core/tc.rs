@@ -313,8 +313,9 @@ impl<'a> Cpu<'a> {
         };
         self.capture_entry(dev, hook, pkt.id, pkt.ts, pkt.skb.data());
         let (code, prog, exc) = self.tc_classify(dev, dir, pkt);
-        let reclassify_loop = code & RECLASSIFY_LOOP_FLAG != 0;
-        let code = code & !RECLASSIFY_LOOP_FLAG;
+        // only SHOT carries the flag: TC_ACT_UNSPEC (-1) has every high bit set
+        let reclassify_loop = code == TC_ACT_SHOT | RECLASSIFY_LOOP_FLAG;
+        let code = if reclassify_loop { TC_ACT_SHOT } else { code };
         let target = match (
             &pkt.skb.redirect,
             self.sh.trace_on && code == TC_ACT_REDIRECT,
