@@ -69,7 +69,11 @@ pub enum L4 {
         dport: u16,
     },
     /// Type, code and the 4 bytes after the checksum (echo: id << 16 | seq).
-    Icmp { msg_type: u8, code: u8, rest: u32 },
+    Icmp {
+        msg_type: u8,
+        code: u8,
+        rest: u32,
+    },
 }
 
 /// A frame being described; `build` writes it. Setters that parse text keep
@@ -121,7 +125,11 @@ pub fn parse_tcp_flags(s: &str) -> Result<u8, String> {
             'P' => 0x08,
             'A' | '.' => 0x10,
             'U' => 0x20,
-            _ => return Err(format!("TCP flags {s:?}: {c:?} is not one of F S R P A . U")),
+            _ => {
+                return Err(format!(
+                    "TCP flags {s:?}: {c:?} is not one of F S R P A . U"
+                ))
+            }
         };
     }
     Ok(f)
@@ -165,7 +173,10 @@ impl Builder {
 
     /// An IPv4 header (TTL 64, no DF).
     pub fn ipv4(mut self, src: &str, dst: &str) -> Builder {
-        let ip = |s: &str| s.parse::<Ipv4Addr>().map_err(|_| format!("{s:?} is not an IPv4 address"));
+        let ip = |s: &str| {
+            s.parse::<Ipv4Addr>()
+                .map_err(|_| format!("{s:?} is not an IPv4 address"))
+        };
         let (s, d) = (ip(src), ip(dst));
         if let (Some(src), Some(dst)) = (self.keep(s), self.keep(d)) {
             self.l3 = Some(L3::Ipv4 {
@@ -183,7 +194,10 @@ impl Builder {
 
     /// An IPv6 header (hop limit 64).
     pub fn ipv6(mut self, src: &str, dst: &str) -> Builder {
-        let ip = |s: &str| s.parse::<Ipv6Addr>().map_err(|_| format!("{s:?} is not an IPv6 address"));
+        let ip = |s: &str| {
+            s.parse::<Ipv6Addr>()
+                .map_err(|_| format!("{s:?} is not an IPv6 address"))
+        };
         let (s, d) = (ip(src), ip(dst));
         if let (Some(src), Some(dst)) = (self.keep(s), self.keep(d)) {
             self.l3 = Some(L3::Ipv6 {
@@ -253,7 +267,10 @@ impl Builder {
 
     /// An ARP message (operation 1 request, 2 reply).
     pub fn arp(mut self, operation: u16, sha: &str, spa: &str, tha: &str, tpa: &str) -> Builder {
-        let ip = |s: &str| s.parse::<Ipv4Addr>().map_err(|_| format!("{s:?} is not an IPv4 address"));
+        let ip = |s: &str| {
+            s.parse::<Ipv4Addr>()
+                .map_err(|_| format!("{s:?} is not an IPv4 address"))
+        };
         let parts = (parse_mac(sha), ip(spa), parse_mac(tha), ip(tpa));
         let (a, b, c, d) = (
             self.keep(parts.0),
@@ -397,7 +414,9 @@ fn emit_l3(b: &Builder, l3: &mut [u8], l4_len: usize) -> Result<(), String> {
         None => {}
     }
     if l4_len > 0xffff && b.l3.is_some() {
-        return Err(format!("{l4_len} bytes after the IP header do not fit its length field"));
+        return Err(format!(
+            "{l4_len} bytes after the IP header do not fit its length field"
+        ));
     }
     Ok(())
 }
@@ -513,9 +532,15 @@ mod tests {
 
     #[test]
     fn bad_input_is_reported_at_build() {
-        let e = Builder::new().ipv4("10.0.0.300", "10.0.0.1").build().unwrap_err();
+        let e = Builder::new()
+            .ipv4("10.0.0.300", "10.0.0.1")
+            .build()
+            .unwrap_err();
         assert_eq!(e.to_string(), "\"10.0.0.300\" is not an IPv4 address");
         let e = Builder::new().tcp(1, 2).build().unwrap_err();
-        assert_eq!(e.to_string(), "a tcp/udp/icmp header needs ipv4 or ipv6 below it");
+        assert_eq!(
+            e.to_string(),
+            "a tcp/udp/icmp header needs ipv4 or ipv6 below it"
+        );
     }
 }

@@ -25,7 +25,8 @@ fn skiff(args: &[&str]) -> (i32, String, String) {
 
 fn json(args: &[&str]) -> (i32, serde_json::Value) {
     let (code, out, err) = skiff(args);
-    let v = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out} {err}"));
+    let v =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out} {err}"));
     (code, v)
 }
 
@@ -168,12 +169,18 @@ fn update_writes_the_observed_expectation_keeping_comments() {
     let text = std::fs::read_to_string(&f).unwrap();
     // the frame and map going in are kept as written; the expectation is what ran
     assert!(text.contains("[[case.map]]\nname = \"blocked\"\nkey = [\"u32:24\", \"ipv4:192.168.1.0\"]\nvalue = \"u8:7\"\n"), "{text}");
-    assert!(text.contains("[case.expect]\nverdict = \"XDP_DROP\"\nretval = 1\n"), "{text}");
+    assert!(
+        text.contains("[case.expect]\nverdict = \"XDP_DROP\"\nretval = 1\n"),
+        "{text}"
+    );
     assert!(text.contains("value = \"0100000000000000\""), "{text}");
     assert!(text.contains("key = \"u8:8\"\nabsent = true\n"), "{text}");
     let (code, out, _) = skiff(&["test", f.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.ends_with("2 cases: 2 passed, 0 failed, 0 could not run\n"), "{out}");
+    assert!(
+        out.ends_with("2 cases: 2 passed, 0 failed, 0 could not run\n"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -181,11 +188,27 @@ fn unreadable_and_malformed_files_exit_2() {
     let t = TempDir::new("bad");
     let (code, _, err) = skiff(&["test", &t.s("missing.toml")]);
     assert_eq!(code, 2);
-    assert!(err.starts_with(&format!("skiff test: {}: No such file", t.s("missing.toml"))), "{err}");
-    std::fs::write(t.path("v.toml"), "object = \"x.o\"\nprogram = \"p\"\n[[case]]\nname = \"a\"\n").unwrap();
+    assert!(
+        err.starts_with(&format!(
+            "skiff test: {}: No such file",
+            t.s("missing.toml")
+        )),
+        "{err}"
+    );
+    std::fs::write(
+        t.path("v.toml"),
+        "object = \"x.o\"\nprogram = \"p\"\n[[case]]\nname = \"a\"\n",
+    )
+    .unwrap();
     let (code, _, err) = skiff(&["test", &t.s("v.toml")]);
     assert_eq!(code, 2);
-    assert_eq!(err, format!("skiff test: {}: version: missing (write `version = 1` first)\n", t.s("v.toml")));
+    assert_eq!(
+        err,
+        format!(
+            "skiff test: {}: version: missing (write `version = 1` first)\n",
+            t.s("v.toml")
+        )
+    );
     let f = fw_fixture(&t.0, "[[case]]\nname = \"n\"\n[[case.frame]]\neth = { src = \"02:00:00:00:00:01\", dst = \"zz\" }\n");
     let (code, _, err) = skiff(&["test", f.to_str().unwrap()]);
     assert_eq!(code, 2);
@@ -217,7 +240,16 @@ fn map_verbs_print_as_bpftool() {
             "bytes_key": 4, "bytes_value": 8, "max_entries": 1, "frozen": 0})
     );
     let (code, v) = json(&[
-        "map", "dump", o, "name", "blocked", "--map-update", "blocked", "18000000c0a80100", "07", "--json",
+        "map",
+        "dump",
+        o,
+        "name",
+        "blocked",
+        "--map-update",
+        "blocked",
+        "18000000c0a80100",
+        "07",
+        "--json",
     ]);
     assert_eq!(code, 0);
     // BTF: struct lpm_key { __u32 prefixlen; __u32 addr; } (addr in network order)
@@ -231,29 +263,69 @@ fn map_verbs_print_as_bpftool() {
     );
     let (code, out, _) = skiff(&["map", "dump", o, "name", "drop_count"]);
     assert_eq!(code, 0);
-    assert_eq!(out, "key: 00 00 00 00  value: 00 00 00 00 00 00 00 00\nFound 1 element\n");
+    assert_eq!(
+        out,
+        "key: 00 00 00 00  value: 00 00 00 00 00 00 00 00\nFound 1 element\n"
+    );
     let (code, out, _) = skiff(&["map", "lookup", o, "name", "drops_by_val", "key", "07"]);
     assert_eq!(code, 1);
     assert_eq!(out, "key:\n07\n\nNot found\n");
-    let (code, out, _) = skiff(&["map", "lookup", o, "name", "drops_by_val", "key", "07", "--json"]);
+    let (code, out, _) = skiff(&[
+        "map",
+        "lookup",
+        o,
+        "name",
+        "drops_by_val",
+        "key",
+        "07",
+        "--json",
+    ]);
     assert_eq!((code, out.as_str()), (1, "null\n"));
     let (code, out, _) = skiff(&[
-        "map", "update", o, "name", "drops_by_val", "key", "07", "value", "0100000000000000", "--json",
+        "map",
+        "update",
+        o,
+        "name",
+        "drops_by_val",
+        "key",
+        "07",
+        "value",
+        "0100000000000000",
+        "--json",
     ]);
     assert_eq!((code, out.as_str()), (0, "null\n"));
     let (code, _, err) = skiff(&["map", "delete", o, "name", "drops_by_val", "key", "07"]);
     assert_eq!(code, 1);
     assert_eq!(err, "Error: delete failed: ENOENT (2)\n");
-    let (code, v) = json(&["map", "update", o, "name", "drop_count", "key", "00000000", "value", "01", "--json"]);
+    let (code, v) = json(&[
+        "map",
+        "update",
+        o,
+        "name",
+        "drop_count",
+        "key",
+        "00000000",
+        "value",
+        "01",
+        "--json",
+    ]);
     assert_eq!(code, 1);
-    assert_eq!(v, serde_json::json!({"error": "update failed: value has 1 bytes, the map's value_size is 8"}));
+    assert_eq!(
+        v,
+        serde_json::json!({"error": "update failed: value has 1 bytes, the map's value_size is 8"})
+    );
 }
 
 #[test]
 fn run_json_reports_the_maps_after_the_run() {
     let (code, v) = json(&[
-        "run", "examples/k8s-node/topology.toml", "--pcap-in", "eth0=examples/k8s-node/traffic.pcap",
-        "--json", "--maps", "blocked,endpoints",
+        "run",
+        "examples/k8s-node/topology.toml",
+        "--pcap-in",
+        "eth0=examples/k8s-node/traffic.pcap",
+        "--json",
+        "--maps",
+        "blocked,endpoints",
     ]);
     assert_eq!(code, 0);
     assert_eq!(
@@ -273,13 +345,33 @@ fn run_json_reports_the_maps_after_the_run() {
     let names: Vec<&String> = v["maps"].as_object().unwrap().keys().collect();
     assert_eq!(
         names,
-        ["endpoints", "k8s_pod/pod_allow", "k8s_tc/tc_stats", "k8s_xdp/backends", "k8s_xdp/blocked", "k8s_xdp/services", "k8s_xdp/xdp_stats"]
+        [
+            "endpoints",
+            "k8s_pod/pod_allow",
+            "k8s_tc/tc_stats",
+            "k8s_xdp/backends",
+            "k8s_xdp/blocked",
+            "k8s_xdp/services",
+            "k8s_xdp/xdp_stats"
+        ]
     );
     // arrays without their all-zero entries: no traffic, no counters
-    assert_eq!(v["maps"]["k8s_xdp/xdp_stats"]["entries"], serde_json::json!([]));
-    let (code, _, err) = skiff(&["run", "examples/k8s-node/topology.toml", "--json", "--maps", "nope"]);
+    assert_eq!(
+        v["maps"]["k8s_xdp/xdp_stats"]["entries"],
+        serde_json::json!([])
+    );
+    let (code, _, err) = skiff(&[
+        "run",
+        "examples/k8s-node/topology.toml",
+        "--json",
+        "--maps",
+        "nope",
+    ]);
     assert_eq!(code, 1);
-    assert!(err.starts_with("skiff run: --maps nope: no such map (maps: k8s_xdp/blocked, "), "{err}");
+    assert!(
+        err.starts_with("skiff run: --maps nope: no such map (maps: k8s_xdp/blocked, "),
+        "{err}"
+    );
 }
 
 #[test]
@@ -288,8 +380,14 @@ fn trace_format_pwru_writes_pwru_schema_and_trace_json_stays() {
     let pwru = t.s("pwru.json");
     let plain = t.s("plain.json");
     let (code, _, _) = skiff(&[
-        "run", "examples/k8s-node/topology.toml", "--pcap-in", "eth0=examples/k8s-node/traffic.pcap",
-        "--trace-json", &pwru, "--trace-format", "pwru",
+        "run",
+        "examples/k8s-node/topology.toml",
+        "--pcap-in",
+        "eth0=examples/k8s-node/traffic.pcap",
+        "--trace-json",
+        &pwru,
+        "--trace-format",
+        "pwru",
     ]);
     assert_eq!(code, 0);
     let text = std::fs::read_to_string(&pwru).unwrap();
@@ -300,10 +398,17 @@ fn trace_format_pwru_writes_pwru_schema_and_trace_json_stays() {
             "netns_name": "host", "iface": "eth0", "proto": 2048, "len": 54,
             "tuple": {"saddr": "203.0.113.5", "daddr": "10.0.1.12", "sport": 40000, "dport": 8080, "proto": 6}})
     );
-    assert!(text.contains("\"func\":\"kfree_skb_reason(SKB_DROP_REASON_SKIFF_XDP_DROP)\""), "{text}");
+    assert!(
+        text.contains("\"func\":\"kfree_skb_reason(SKB_DROP_REASON_SKIFF_XDP_DROP)\""),
+        "{text}"
+    );
     let (code, _, _) = skiff(&[
-        "run", "examples/k8s-node/topology.toml", "--pcap-in", "eth0=examples/k8s-node/traffic.pcap",
-        "--trace-json", &plain,
+        "run",
+        "examples/k8s-node/topology.toml",
+        "--pcap-in",
+        "eth0=examples/k8s-node/traffic.pcap",
+        "--trace-json",
+        &plain,
     ]);
     assert_eq!(code, 0);
     let text = std::fs::read_to_string(&plain).unwrap();
@@ -316,12 +421,24 @@ fn trace_format_pwru_writes_pwru_schema_and_trace_json_stays() {
 #[test]
 fn prog_run_json_has_bpftools_duration_beside_duration_ns() {
     let (code, v) = json(&[
-        "prog", "run", "examples/xdp_fw/xdp_fw.o", "--data-in", "examples/xdp_fw/blocked.bin", "--json",
+        "prog",
+        "run",
+        "examples/xdp_fw/xdp_fw.o",
+        "--data-in",
+        "examples/xdp_fw/blocked.bin",
+        "--json",
     ]);
     assert_eq!(code, 0);
     assert!(v["duration_ns"].as_u64().is_some(), "{v}");
     assert_eq!(v["duration"], v["duration_ns"]);
-    let (code, v) = json(&["prog", "run", "examples/xdp_fw/missing.o", "--data-in", "x", "--json"]);
+    let (code, v) = json(&[
+        "prog",
+        "run",
+        "examples/xdp_fw/missing.o",
+        "--data-in",
+        "x",
+        "--json",
+    ]);
     assert_eq!(code, 1);
     assert_eq!(v["duration"], serde_json::Value::Null);
     assert_eq!(v["duration_ns"], serde_json::Value::Null);
@@ -338,9 +455,18 @@ fn tc_act_unspec_is_named_as_such() {
     let t = TempDir::new("unspec");
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bpf/tc_unspec.c");
     let obj = skiff_kernel::clang::compile(&src, &t.0).expect("compile tc_unspec.c");
-    let (code, out, _) = skiff(&["prog", "run", obj.to_str().unwrap(), "--data-in", "examples/xdp_fw/allowed.bin"]);
+    let (code, out, _) = skiff(&[
+        "prog",
+        "run",
+        obj.to_str().unwrap(),
+        "--data-in",
+        "examples/xdp_fw/allowed.bin",
+    ]);
     assert_eq!(code, 0);
-    assert!(out.starts_with("retval: TC_ACT_UNSPEC (-1)   duration: "), "{out}");
+    assert!(
+        out.starts_with("retval: TC_ACT_UNSPEC (-1)   duration: "),
+        "{out}"
+    );
     let topo = t.path("t.toml");
     std::fs::write(
         &topo,

@@ -6,7 +6,10 @@
 use skiff::frames::Builder;
 use skiff::{bytes, Prog};
 
-const OBJECT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/xdp_fw/xdp_fw.o");
+const OBJECT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/xdp_fw/xdp_fw.o"
+);
 
 fn udp_from(src: &str) -> Vec<u8> {
     Builder::new()
@@ -43,8 +46,14 @@ fn blocked_sources_are_dropped_and_counted_by_tag() {
         Some(3u64.to_le_bytes().to_vec())
     );
     let by_tag = fw.map("drops_by_val").unwrap();
-    assert_eq!(by_tag.lookup(&[1]).unwrap(), Some(2u64.to_le_bytes().to_vec()));
-    assert_eq!(by_tag.lookup(&[2]).unwrap(), Some(1u64.to_le_bytes().to_vec()));
+    assert_eq!(
+        by_tag.lookup(&[1]).unwrap(),
+        Some(2u64.to_le_bytes().to_vec())
+    );
+    assert_eq!(
+        by_tag.lookup(&[2]).unwrap(),
+        Some(1u64.to_le_bytes().to_vec())
+    );
     assert_eq!(by_tag.entries().len(), 2);
 }
 
@@ -55,7 +64,10 @@ fn other_sources_pass_unchanged() {
     let out = fw.run(&frame).unwrap();
     assert_eq!((out.retval, out.verdict.as_str()), (2, "XDP_PASS"));
     assert_eq!(out.data_out, frame);
-    assert_eq!(fw.map("drop_count").unwrap().entries(), vec![(vec![0; 4], vec![0; 8])]);
+    assert_eq!(
+        fw.map("drop_count").unwrap().entries(),
+        vec![(vec![0; 4], vec![0; 8])]
+    );
 }
 
 #[test]
@@ -63,7 +75,10 @@ fn a_deleted_rule_no_longer_drops() {
     let mut fw = firewall();
     let key = bytes(&["u32:24", "ipv4:192.168.1.0"]).unwrap();
     fw.map("blocked").unwrap().delete(&key).unwrap();
-    assert_eq!(fw.run(&udp_from("192.168.1.7")).unwrap().verdict, "XDP_PASS");
+    assert_eq!(
+        fw.run(&udp_from("192.168.1.7")).unwrap().verdict,
+        "XDP_PASS"
+    );
     let e = fw.map("blocked").unwrap().delete(&key).unwrap_err();
     assert_eq!(e.to_string(), "map blocked: delete refused: ENOENT (2)");
 }

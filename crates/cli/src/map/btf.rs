@@ -34,7 +34,9 @@ impl MapBtf {
         if let Some((_, ds)) = btf.datasec(".maps") {
             if let Detail::Datasec(vars) = &ds.detail {
                 for vi in vars {
-                    let Some(var) = btf.get(vi.type_id) else { continue };
+                    let Some(var) = btf.get(vi.type_id) else {
+                        continue;
+                    };
                     let name = btf.name(var).to_string();
                     if let Some(kv) = key_value(&btf, var.size_or_type) {
                         types.insert(name, kv);
@@ -73,7 +75,9 @@ impl MapBtf {
                     .and_then(|(off, _)| self.btf.str_at(*off).ok());
                 found.map(|s| json!(s)).unwrap_or(n)
             }
-            (btf::KIND_ARRAY, Detail::Array { elem, nelems }) => self.array(*elem, *nelems, b, depth),
+            (btf::KIND_ARRAY, Detail::Array { elem, nelems }) => {
+                self.array(*elem, *nelems, b, depth)
+            }
             (btf::KIND_STRUCT | btf::KIND_UNION, Detail::Members(ms)) => {
                 let mut o = serde_json::Map::new();
                 for m in ms {
@@ -134,7 +138,9 @@ impl MapBtf {
 /// members are pointers to them).
 fn key_value(btf: &Btf, def: u32) -> Option<(u32, u32)> {
     let (_, t) = btf.skip_mods_and_typedefs(def).ok()?;
-    let Detail::Members(ms) = &t.detail else { return None };
+    let Detail::Members(ms) = &t.detail else {
+        return None;
+    };
     let pointee = |want: &str| {
         ms.iter()
             .find(|m| btf.str_at(m.name_off).ok() == Some(want))
@@ -148,7 +154,13 @@ fn key_value(btf: &Btf, def: u32) -> Option<(u32, u32)> {
 /// Little-endian unsigned integer of up to 8 bytes (larger: hex string).
 fn uint(b: &[u8]) -> Value {
     if b.len() > 8 {
-        return json!(format!("0x{}", b.iter().rev().map(|x| format!("{x:02x}")).collect::<String>()));
+        return json!(format!(
+            "0x{}",
+            b.iter()
+                .rev()
+                .map(|x| format!("{x:02x}"))
+                .collect::<String>()
+        ));
     }
     let mut v = [0u8; 8];
     if let Some(d) = v.get_mut(..b.len()) {

@@ -76,7 +76,12 @@ fn words(w: &[String]) -> Result<Words> {
 fn possible_cpus() -> usize {
     std::fs::read_to_string("/sys/devices/system/cpu/possible")
         .ok()
-        .and_then(|s| s.trim().rsplit(['-', ',']).next().and_then(|n| n.parse::<usize>().ok()))
+        .and_then(|s| {
+            s.trim()
+                .rsplit(['-', ','])
+                .next()
+                .and_then(|n| n.parse::<usize>().ok())
+        })
         .map(|n| n + 1)
         .unwrap_or(1)
 }
@@ -87,8 +92,10 @@ struct Loaded {
 }
 
 fn load(a: &MapArgs) -> Result<Loaded> {
-    let bytes = std::fs::read(&a.object).with_context(|| format!("reading object {}", a.object.display()))?;
-    let obj = skiff_object::Object::parse(&bytes).with_context(|| format!("loading {}", a.object.display()))?;
+    let bytes = std::fs::read(&a.object)
+        .with_context(|| format!("reading object {}", a.object.display()))?;
+    let obj = skiff_object::Object::parse(&bytes)
+        .with_context(|| format!("loading {}", a.object.display()))?;
     let coll = Collection::load(
         &obj,
         &LoadOptions {
@@ -132,7 +139,10 @@ fn run(a: &MapArgs, verb: &str) -> Result<i32> {
     let w = words(&a.words)?;
     let l = load(a)?;
     let map = |w: &Words| -> Result<(String, std::sync::Arc<Map>)> {
-        let n = w.name.as_deref().ok_or_else(|| anyhow!("{verb} wants name MAP"))?;
+        let n = w
+            .name
+            .as_deref()
+            .ok_or_else(|| anyhow!("{verb} wants name MAP"))?;
         let m = l.coll.map(n).map_err(|_| {
             let all: Vec<&str> = l.coll.maps.iter().map(|(n, _)| n.as_str()).collect();
             anyhow!("no map named {n:?} (maps: {})", all.join(", "))
@@ -152,7 +162,10 @@ fn run(a: &MapArgs, verb: &str) -> Result<i32> {
         }
         "update" => {
             let (_, m) = map(&w)?;
-            let v = w.value.clone().ok_or_else(|| anyhow!("update wants value HEX"))?;
+            let v = w
+                .value
+                .clone()
+                .ok_or_else(|| anyhow!("update wants value HEX"))?;
             maps::update_bytes(&m, &key(&w)?, &v).map_err(|e| anyhow!("update failed: {e}"))?;
             print_done(a.json);
             Ok(0)
@@ -203,8 +216,17 @@ fn show(l: &Loaded, name: Option<&str>, as_json: bool) -> Result<i32> {
     }
     for m in chosen {
         let a = m.attr();
-        println!("{}: {}  name {}  flags 0x{:x}", m.id(), a.map_type.name(), a.name, a.map_flags);
-        println!("\tkey {}B  value {}B  max_entries {}", a.key_size, a.value_size, a.max_entries);
+        println!(
+            "{}: {}  name {}  flags 0x{:x}",
+            m.id(),
+            a.map_type.name(),
+            a.name,
+            a.map_flags
+        );
+        println!(
+            "\tkey {}B  value {}B  max_entries {}",
+            a.key_size, a.value_size, a.max_entries
+        );
         if m.is_frozen() {
             println!("\tfrozen");
         }
@@ -229,7 +251,12 @@ fn entry_json(l: &Loaded, name: &str, k: &[u8], v: &MapValue) -> Value {
     match v {
         MapValue::PerCpu(vs) => {
             let per = |g: &dyn Fn(&[u8]) -> Value| -> Value {
-                Value::Array(vs.iter().enumerate().map(|(cpu, b)| json!({"cpu": cpu, "value": g(b)})).collect())
+                Value::Array(
+                    vs.iter()
+                        .enumerate()
+                        .map(|(cpu, b)| json!({"cpu": cpu, "value": g(b)}))
+                        .collect(),
+                )
             };
             o.insert("values".into(), per(&hex_bytes));
             if let Some((b, (_, vt))) = types {
@@ -251,7 +278,10 @@ fn entry_json(l: &Loaded, name: &str, k: &[u8], v: &MapValue) -> Value {
 }
 
 fn spaced(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ")
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// One entry as bpftool prints it without -j.
@@ -264,7 +294,11 @@ fn entry_text(k: &[u8], v: &MapValue) -> String {
             }
             s.trim_end().to_string()
         }
-        other => format!("key: {}  value: {}", spaced(k), spaced(&crate::harness::map_flat(other))),
+        other => format!(
+            "key: {}  value: {}",
+            spaced(k),
+            spaced(&crate::harness::map_flat(other))
+        ),
     }
 }
 
@@ -274,7 +308,10 @@ fn dump(l: &Loaded, name: &str, m: &Map, as_json: bool) -> Result<i32> {
     }
     let entries = m.dump();
     if as_json {
-        let v: Vec<Value> = entries.iter().map(|(k, v)| entry_json(l, name, k, v)).collect();
+        let v: Vec<Value> = entries
+            .iter()
+            .map(|(k, v)| entry_json(l, name, k, v))
+            .collect();
         println!("{}", Value::Array(v));
         return Ok(0);
     }

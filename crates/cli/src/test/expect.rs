@@ -67,7 +67,11 @@ fn run_object(path: &std::path::Path, program: &str, case: &Case) -> Result<Obse
         p.map(&m.map)?
             .update(&resolve(&m.key, None)?, &resolve(&m.value, None)?)?;
     }
-    let frame = case.frames.first().map(|f| f.bytes.as_slice()).unwrap_or(&[]);
+    let frame = case
+        .frames
+        .first()
+        .map(|f| f.bytes.as_slice())
+        .unwrap_or(&[]);
     let out = p.run(frame)?;
     let mut maps = Vec::new();
     for m in &case.expect.maps {
@@ -101,7 +105,11 @@ fn run_topology(path: &std::path::Path, case: &Case) -> Result<Observed, Error> 
     out.drops.extend(end.drops);
     let mut obs = Observed::default();
     // the programs' verdicts; drops are the `drop` list's
-    for s in out.steps.iter().filter(|s| s.prog.is_some() && s.hook != "kfree_skb") {
+    for s in out
+        .steps
+        .iter()
+        .filter(|s| s.prog.is_some() && s.hook != "kfree_skb")
+    {
         let key = format!("{}:{}", short_dev(&s.dev), s.hook);
         match obs.hooks.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => v.push(s.verdict.clone()),
@@ -146,7 +154,9 @@ pub fn compare(x: &Expect, o: &Observed) -> Vec<String> {
         match o.hooks.iter().find(|(k, _)| k == key) {
             Some((_, got)) if got == want => {}
             Some((_, got)) => d.push(format!("hook {key}: expected {want:?}, got {got:?}")),
-            None => d.push(format!("hook {key}: expected {want:?}, no packet passed a program there")),
+            None => d.push(format!(
+                "hook {key}: expected {want:?}, no packet passed a program there"
+            )),
         }
     }
     if let Some(want) = &x.frames {
@@ -169,13 +179,23 @@ fn compare_frames(
     if want.len() != got.len() {
         let devs: Vec<String> = got
             .iter()
-            .map(|(dev, b)| format!("{} ({} bytes)", dev.as_deref().unwrap_or("data_out"), b.len()))
+            .map(|(dev, b)| {
+                format!(
+                    "{} ({} bytes)",
+                    dev.as_deref().unwrap_or("data_out"),
+                    b.len()
+                )
+            })
             .collect();
         d.push(format!(
             "frames out: expected {}, got {}: {}",
             want.len(),
             got.len(),
-            if devs.is_empty() { "none".into() } else { devs.join(", ") }
+            if devs.is_empty() {
+                "none".into()
+            } else {
+                devs.join(", ")
+            }
         ));
     }
     for (i, (w, (dev, bytes))) in want.iter().zip(got).enumerate() {
@@ -215,14 +235,21 @@ pub(crate) fn compare_map(m: &MapExpect, got: Option<&[u8]>, d: &mut Vec<String>
     match (want, got) {
         (None, None) => {}
         (None, Some(g)) => d.push(format!("{at}: expected absent, got {}", hex::encode(g))),
-        (Some(w), None) => d.push(format!("{at}: expected {}, the key is absent", hex::encode(w))),
+        (Some(w), None) => d.push(format!(
+            "{at}: expected {}, the key is absent",
+            hex::encode(w)
+        )),
         (Some(w), Some(g)) if w != g => {
             let first = w.iter().zip(g).position(|(a, b)| a != b);
             let note = match first {
                 Some(i) => format!(" (first difference at byte {i})"),
                 None => format!(" ({} bytes vs {})", w.len(), g.len()),
             };
-            d.push(format!("{at}: expected {}, got {}{note}", hex::encode(w), hex::encode(g)));
+            d.push(format!(
+                "{at}: expected {}, got {}{note}",
+                hex::encode(w),
+                hex::encode(g)
+            ));
         }
         _ => {}
     }

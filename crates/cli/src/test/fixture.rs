@@ -136,9 +136,9 @@ fn pieces(item: &Item, at: &At) -> Result<Pieces, String> {
     if let Some(s) = item.as_str() {
         return Ok(vec![one(s)?]);
     }
-    let arr = item
-        .as_array()
-        .ok_or_else(|| at.err("want a string or an array of strings (\"u32:1\", \"ipv4:10.0.0.1\", hex)"))?;
+    let arr = item.as_array().ok_or_else(|| {
+        at.err("want a string or an array of strings (\"u32:1\", \"ipv4:10.0.0.1\", hex)")
+    })?;
     arr.iter()
         .map(|v| {
             v.as_str()
@@ -156,7 +156,9 @@ pub(crate) fn tables(item: Option<&Item>, at: &At) -> Result<Vec<Item>, String> 
         Some(Item::Value(toml_edit::Value::Array(a))) => a
             .iter()
             .map(|v| match v {
-                toml_edit::Value::InlineTable(t) => Ok(Item::Value(toml_edit::Value::InlineTable(t.clone()))),
+                toml_edit::Value::InlineTable(t) => {
+                    Ok(Item::Value(toml_edit::Value::InlineTable(t.clone())))
+                }
                 _ => Err(at.err("want tables")),
             })
             .collect(),
@@ -198,7 +200,11 @@ fn read(root: &Item, dir: &Path) -> Result<(Subject, Vec<Case>), String> {
     };
     match int_field(root, "version", &at)? {
         Some(1) => {}
-        Some(v) => return Err(format!("version {v}: not supported (this skiff reads version 1)")),
+        Some(v) => {
+            return Err(format!(
+                "version {v}: not supported (this skiff reads version 1)"
+            ))
+        }
         None => return Err("version: missing (write `version = 1` first)".into()),
     }
     let topology = str_field(root, "topology", &at)?;
@@ -210,12 +216,22 @@ fn read(root: &Item, dir: &Path) -> Result<(Subject, Vec<Case>), String> {
             path: dir.join(o),
             program: p.to_string(),
         },
-        (None, Some(_), None) => return Err("program: missing (object = … needs program = \"NAME\")".into()),
-        _ => return Err("want either topology = \"FILE\" or object = \"FILE\" with program = \"NAME\"".into()),
+        (None, Some(_), None) => {
+            return Err("program: missing (object = … needs program = \"NAME\")".into())
+        }
+        _ => {
+            return Err(
+                "want either topology = \"FILE\" or object = \"FILE\" with program = \"NAME\""
+                    .into(),
+            )
+        }
     };
     let is_topo = matches!(subject, Subject::Topology(_));
     let mut cases = Vec::new();
-    for (i, c) in tables(root.get("case"), &at.sub("case"))?.iter().enumerate() {
+    for (i, c) in tables(root.get("case"), &at.sub("case"))?
+        .iter()
+        .enumerate()
+    {
         cases.push(read_case(i, c, dir, is_topo)?);
     }
     if cases.is_empty() {
@@ -242,7 +258,9 @@ fn read_case(i: usize, c: &Item, dir: &Path, is_topo: bool) -> Result<Case, Stri
         let dev = str_field(f, "dev", &fa)?.map(String::from);
         match (is_topo, &dev) {
             (true, None) => return Err(fa.err("dev: missing (the device that receives the frame)")),
-            (false, Some(_)) => return Err(fa.err("dev: an object's program runs on one packet; leave dev out")),
+            (false, Some(_)) => {
+                return Err(fa.err("dev: an object's program runs on one packet; leave dev out"))
+            }
             _ => {}
         }
         for bytes in frame_from_item(f, dir, &fa)? {
@@ -253,7 +271,10 @@ fn read_case(i: usize, c: &Item, dir: &Path, is_topo: bool) -> Result<Case, Stri
         }
     }
     if !is_topo && frames.len() != 1 {
-        return Err(at.err(format!("an object case runs one frame, {} given", frames.len())));
+        return Err(at.err(format!(
+            "an object case runs one frame, {} given",
+            frames.len()
+        )));
     }
     let mut maps = Vec::new();
     for (j, m) in tables(c.get("map"), &at.sub("map"))?.iter().enumerate() {
@@ -296,9 +317,10 @@ fn read_expect(e: &Item, at: &At, is_topo: bool) -> Result<Expect, String> {
         return Err(at.err("verdict/retval are an object's; a topology's verdicts go in [case.expect.hooks] \"DEV:HOOK\" = [\"VERDICT\"]"));
     }
     if let Some(h) = e.get("hooks") {
-        let t = h
-            .as_table_like()
-            .ok_or_else(|| at.sub("hooks").err("want a table \"DEV:HOOK\" = [\"VERDICT\", …]"))?;
+        let t = h.as_table_like().ok_or_else(|| {
+            at.sub("hooks")
+                .err("want a table \"DEV:HOOK\" = [\"VERDICT\", …]")
+        })?;
         for (k, v) in t.iter() {
             let ha = at.sub("hooks").sub(k);
             let list = match v.as_str() {
@@ -307,7 +329,11 @@ fn read_expect(e: &Item, at: &At, is_topo: bool) -> Result<Expect, String> {
                     .as_array()
                     .ok_or_else(|| ha.err("want a verdict or an array of verdicts"))?
                     .iter()
-                    .map(|s| s.as_str().map(String::from).ok_or_else(|| ha.err("want strings")))
+                    .map(|s| {
+                        s.as_str()
+                            .map(String::from)
+                            .ok_or_else(|| ha.err("want strings"))
+                    })
                     .collect::<Result<_, _>>()?,
             };
             x.hooks.push((k.to_string(), list));

@@ -21,7 +21,10 @@ impl Pattern {
 
     /// Hex digits or `x` per nibble; spaces, `:` and newlines ignored.
     pub fn parse(s: &str) -> Result<Pattern, String> {
-        let nibbles: Vec<char> = s.chars().filter(|c| !c.is_whitespace() && *c != ':').collect();
+        let nibbles: Vec<char> = s
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != ':')
+            .collect();
         if nibbles.len() % 2 != 0 {
             return Err(format!("{} hex digits: want an even number", nibbles.len()));
         }
@@ -45,8 +48,7 @@ impl Pattern {
     }
 
     pub fn matches(&self, got: &[u8]) -> bool {
-        self.0.len() == got.len()
-            && self.0.iter().zip(got).all(|((v, m), g)| g & m == v & m)
+        self.0.len() == got.len() && self.0.iter().zip(got).all(|((v, m), g)| g & m == v & m)
     }
 
     /// The pattern as written: hex with `x` for masked nibbles.
@@ -68,7 +70,11 @@ impl Pattern {
     pub fn diff(&self, got: &[u8], max: usize) -> Vec<String> {
         let mut out = Vec::new();
         if self.0.len() != got.len() {
-            out.push(format!("length: expected {} bytes, got {}", self.0.len(), got.len()));
+            out.push(format!(
+                "length: expected {} bytes, got {}",
+                self.0.len(),
+                got.len()
+            ));
         }
         let bad: Vec<usize> = self
             .0
@@ -192,7 +198,10 @@ pub fn field_at(f: &[u8], off: usize) -> String {
     at += hlen;
     let (l4, l4len): (Fields, usize) = match proto {
         Some(6) => {
-            let doff = f.get(at + 12).map(|b| usize::from(b >> 4) * 4).unwrap_or(20);
+            let doff = f
+                .get(at + 12)
+                .map(|b| usize::from(b >> 4) * 4)
+                .unwrap_or(20);
             (TCP, doff.max(20))
         }
         Some(17) => (UDP, 8),
@@ -211,13 +220,16 @@ pub(crate) fn frame_from_item(f: &Item, dir: &Path, at: &At) -> Result<Vec<Vec<u
     if let Some(h) = str_field(f, "hex", at)? {
         let p = Pattern::parse(h).map_err(|e| at.sub("hex").err(e))?;
         if p.0.iter().any(|(_, m)| *m != 0xff) {
-            return Err(at.sub("hex").err("x masks are for expected frames, not frames in"));
+            return Err(at
+                .sub("hex")
+                .err("x masks are for expected frames, not frames in"));
         }
         return Ok(vec![p.0.into_iter().map(|(v, _)| v).collect()]);
     }
     if let Some(p) = str_field(f, "pcap", at)? {
         let path = dir.join(p);
-        let cap = skiff_io::read(&path).map_err(|e| at.sub("pcap").err(format!("{}: {e}", path.display())))?;
+        let cap = skiff_io::read(&path)
+            .map_err(|e| at.sub("pcap").err(format!("{}: {e}", path.display())))?;
         return Ok(cap.packets.into_iter().map(|p| p.data).collect());
     }
     Ok(vec![builder(f, at)?.build().map_err(|e| at.err(e))?])
@@ -255,7 +267,9 @@ fn need<'i>(t: &'i Item, key: &str, at: &At) -> Result<&'i str, String> {
 }
 
 fn builder(f: &Item, at: &At) -> Result<Builder, String> {
-    let known = ["dev", "eth", "vlan", "ipv4", "ipv6", "arp", "tcp", "udp", "icmp", "payload"];
+    let known = [
+        "dev", "eth", "vlan", "ipv4", "ipv6", "arp", "tcp", "udp", "icmp", "payload",
+    ];
     if let Some(t) = f.as_table_like() {
         if let Some((k, _)) = t.iter().find(|(k, _)| !known.contains(k)) {
             return Err(at.sub(k).err(format!(
@@ -288,7 +302,8 @@ fn builder(f: &Item, at: &At) -> Result<Builder, String> {
     b.l3 = l3(f, at)?;
     b.l4 = l4(f, at)?;
     if let Some(p) = str_field(f, "payload", at)? {
-        b.payload = crate::maps::parse_hex("payload", p).map_err(|e| at.sub("payload").err(format!("{e:#}")))?;
+        b.payload = crate::maps::parse_hex("payload", p)
+            .map_err(|e| at.sub("payload").err(format!("{e:#}")))?;
     }
     Ok(b)
 }
@@ -379,16 +394,26 @@ mod tests {
     #[test]
     fn masked_hex_matches_any_nibble_under_x() {
         let p = Pattern::parse("0a0x xx:ff").unwrap();
-        assert_eq!(p.0, vec![(0x0a, 0xff), (0x00, 0xf0), (0x00, 0x00), (0xff, 0xff)]);
+        assert_eq!(
+            p.0,
+            vec![(0x0a, 0xff), (0x00, 0xf0), (0x00, 0x00), (0xff, 0xff)]
+        );
         assert!(p.matches(&[0x0a, 0x07, 0x99, 0xff]));
         assert!(!p.matches(&[0x0a, 0x17, 0x99, 0xff]));
         assert_eq!(p.to_hex(), "0a0xxxff");
-        assert_eq!(Pattern::parse("0g").unwrap_err(), "'g' is neither a hex digit nor x");
+        assert_eq!(
+            Pattern::parse("0g").unwrap_err(),
+            "'g' is neither a hex digit nor x"
+        );
     }
 
     #[test]
     fn a_diff_names_the_field() {
-        let f = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/xdp_fw/blocked.bin")).unwrap();
+        let f = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/xdp_fw/blocked.bin"
+        ))
+        .unwrap();
         assert_eq!(field_at(&f, 0), "eth.dst");
         assert_eq!(field_at(&f, 22), "ipv4.ttl");
         assert_eq!(field_at(&f, 26), "ipv4.saddr");

@@ -51,8 +51,16 @@ pub fn render(suites: &[SuiteReport]) -> String {
         "<testsuites name=\"skiff test\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\">"
     );
     for s in suites {
-        let f = s.cases.iter().filter(|(_, e, _)| matches!(e, CaseEnd::Fail(_))).count();
-        let e = s.cases.iter().filter(|(_, e, _)| matches!(e, CaseEnd::Error(_))).count();
+        let f = s
+            .cases
+            .iter()
+            .filter(|(_, e, _)| matches!(e, CaseEnd::Fail(_)))
+            .count();
+        let e = s
+            .cases
+            .iter()
+            .filter(|(_, e, _)| matches!(e, CaseEnd::Error(_)))
+            .count();
         let time: f64 = s.cases.iter().map(|c| c.2).sum();
         let _ = writeln!(
             x,

@@ -53,7 +53,10 @@ const MAX_DEPTH: usize = 16;
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<String>, depth: usize) {
     if depth > MAX_DEPTH {
-        errors.push(format!("{}: nested deeper than {MAX_DEPTH} directories", dir.display()));
+        errors.push(format!(
+            "{}: nested deeper than {MAX_DEPTH} directories",
+            dir.display()
+        ));
         return;
     }
     let mut entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
@@ -114,7 +117,11 @@ pub fn main(a: TestArgs) -> i32 {
     println!(
         "\n{} cases: {passed} passed, {failed} failed, {broken} could not run{}",
         passed + failed + broken,
-        if errors.is_empty() { String::new() } else { format!("; {} files could not be read", errors.len()) }
+        if errors.is_empty() {
+            String::new()
+        } else {
+            format!("; {} files could not be read", errors.len())
+        }
     );
     if !errors.is_empty() || broken > 0 || files.is_empty() {
         if files.is_empty() && errors.is_empty() {

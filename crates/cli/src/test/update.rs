@@ -16,7 +16,10 @@ fn str_array<'a>(items: impl IntoIterator<Item = &'a String>) -> Value {
     Value::Array(a)
 }
 
-fn expect_table<'d>(doc: &'d mut DocumentMut, i: usize) -> Result<&'d mut dyn toml_edit::TableLike, String> {
+fn expect_table<'d>(
+    doc: &'d mut DocumentMut,
+    i: usize,
+) -> Result<&'d mut dyn toml_edit::TableLike, String> {
     let case = doc
         .get_mut("case")
         .and_then(Item::as_array_of_tables_mut)
@@ -49,7 +52,9 @@ pub fn write(doc: &mut DocumentMut, i: usize, case: &Case, o: &Observed) -> Resu
         w.len() == o.frames.len()
             && w.iter().zip(&o.frames).all(|(w, (dev, b))| {
                 w.pattern.matches(b)
-                    && w.dev.as_deref().map(|d| d.strip_prefix("host/").unwrap_or(d))
+                    && w.dev
+                        .as_deref()
+                        .map(|d| d.strip_prefix("host/").unwrap_or(d))
                         == dev.as_deref()
             })
     });
