@@ -240,7 +240,7 @@ impl Network {
     pub fn send_all(&mut self, frames: &[(&str, &[u8])]) -> Result<Outcome, Error> {
         for (dev, frame) in frames {
             let d = resolve_dev(&self.dp, dev)?;
-            self.now_ns += FRAME_GAP_NS;
+            self.now_ns = self.now_ns.saturating_add(FRAME_GAP_NS);
             self.dp
                 .inject(d, frame, self.now_ns)
                 .map_err(|e| Error::Refused(format!("{dev}: {e}")))?;

@@ -25,7 +25,7 @@ impl Pattern {
             .chars()
             .filter(|c| !c.is_whitespace() && *c != ':')
             .collect();
-        if nibbles.len() % 2 != 0 {
+        if !nibbles.len().is_multiple_of(2) {
             return Err(format!("{} hex digits: want an even number", nibbles.len()));
         }
         let nib = |c: char| -> Result<(u8, u8), String> {

@@ -16,10 +16,7 @@ fn str_array<'a>(items: impl IntoIterator<Item = &'a String>) -> Value {
     Value::Array(a)
 }
 
-fn expect_table<'d>(
-    doc: &'d mut DocumentMut,
-    i: usize,
-) -> Result<&'d mut dyn toml_edit::TableLike, String> {
+fn expect_table(doc: &mut DocumentMut, i: usize) -> Result<&mut dyn toml_edit::TableLike, String> {
     let case = doc
         .get_mut("case")
         .and_then(Item::as_array_of_tables_mut)
