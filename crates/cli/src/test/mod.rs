@@ -114,9 +114,10 @@ pub fn main(a: TestArgs) -> i32 {
             return EXIT_ERROR;
         }
     }
+    let total = passed + failed + broken;
     println!(
-        "\n{} cases: {passed} passed, {failed} failed, {broken} could not run{}",
-        passed + failed + broken,
+        "\n{total} case{}: {passed} passed, {failed} failed, {broken} could not run{}",
+        if total == 1 { "" } else { "s" },
         if errors.is_empty() {
             String::new()
         } else {
