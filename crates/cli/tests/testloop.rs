@@ -485,3 +485,32 @@ fn tc_act_unspec_is_named_as_such() {
     let eth0 = c.devices.iter().find(|d| d.name == "eth0").unwrap();
     assert_eq!(eth0.hooks["tc-ingress"]["TC_ACT_UNSPEC"].packets, 1);
 }
+
+/// `--update` on cases with no `[case.expect]` writes one into each case,
+/// before the next `[[case]]`, and the file then passes as it stands.
+#[test]
+fn update_adds_an_expectation_to_each_case() {
+    let t = TempDir::new("noexpect");
+    let f = fw_fixture(
+        &t.0,
+        "[[case]]\nname = \"a\"\n[[case.frame]]\nhex = \"020000000002020000000001080045000014000000004006f9c7c0a801070a000002\"\n\
+         [[case]]\nname = \"b\"\n[[case.frame]]\nhex = \"0200000000020200000000010806\"\n",
+    );
+    let (code, out, _) = skiff(&["test", f.to_str().unwrap(), "--update"]);
+    assert_eq!(code, 0, "{out}");
+    let text = std::fs::read_to_string(&f).unwrap();
+    let a = text.find("name = \"a\"").unwrap();
+    let b = text.find("name = \"b\"").unwrap();
+    let first = text[a..b].find("[case.expect]\nverdict = \"XDP_PASS\"\n");
+    assert!(first.is_some(), "{text}");
+    assert!(text[b..].contains("[case.expect]\nverdict = \"XDP_PASS\"\nframe = [{ hex = \"0200000000020200000000010806\" }]\n"), "{text}");
+    let (code, out, _) = skiff(&["test", f.to_str().unwrap()]);
+    assert_eq!(
+        (
+            code,
+            out.ends_with("2 cases: 2 passed, 0 failed, 0 could not run\n")
+        ),
+        (0, true),
+        "{out}"
+    );
+}
