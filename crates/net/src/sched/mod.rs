@@ -4,6 +4,10 @@
 //!
 //! A new qdisc is one file here and one line in `QDISCS`.
 
+pub mod act_api;
+pub mod cls_api;
+pub mod cls_bpf;
+pub mod cls_u32;
 pub mod fifo;
 pub mod mq;
 pub mod pfifo_fast;
