@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use skiff_vm::Program;
 
 use super::act_api::{TC_ACT_GOTO_CHAIN, TC_ACT_RECLASSIFY, TC_ACT_SHOT, TC_ACT_UNSPEC};
-use super::{cls_bpf, cls_u32};
+use super::{cls_basic, cls_bpf, cls_fw, cls_matchall, cls_u32};
 use crate::buff::SkBuff;
 use crate::core::DevId;
 
@@ -80,8 +80,6 @@ pub trait TcfEnv {
     /// send a copy of `skb` to `to` now. Err: the send failed (counted as an
     /// overlimit).
     fn mirred_clone(&mut self, skb: &SkBuff, to: MirredTarget) -> Result<(), ()>;
-    /// act_sample: a sampled packet for group `group` (psample), truncated.
-    fn sample(&mut self, _group: u32, _skb: &SkBuff, _trunc: u32) {}
 }
 
 /// qdisc_pkt_len as classifiers and actions see it: at ingress the MAC
@@ -115,16 +113,83 @@ pub enum ClsError {
     NotSupported(String),
 }
 
+/// The filters of a tp kept by handle in the order added (cls_bpf's plist,
+/// cls_basic's flist, cls_fw's table): handle 0 takes the next free one
+/// from 1 (idr_alloc_u32), a taken handle is EEXIST unless replacing.
+pub struct HandleList<T> {
+    pub items: Vec<(u32, T)>,
+}
+
+impl<T> Default for HandleList<T> {
+    fn default() -> Self {
+        HandleList { items: Vec::new() }
+    }
+}
+
+impl<T> HandleList<T> {
+    pub fn change(
+        &mut self,
+        kind: &str,
+        handle: u32,
+        f: T,
+        replace: bool,
+    ) -> Result<u32, ClsError> {
+        if let Some(slot) = self.items.iter_mut().find(|(h, _)| *h == handle) {
+            if !replace {
+                return Err(ClsError::Exists {
+                    what: format!("{kind} handle 0x{handle:x}"),
+                });
+            }
+            slot.1 = f;
+            return Ok(handle);
+        }
+        let handle = if handle == 0 {
+            (1..u32::MAX)
+                .find(|c| !self.items.iter().any(|(h, _)| h == c))
+                .ok_or_else(|| ClsError::Invalid(format!("no free {kind} handle")))?
+        } else {
+            handle
+        };
+        self.items.push((handle, f));
+        Ok(handle)
+    }
+
+    pub fn delete(&mut self, kind: &str, handle: u32) -> Result<(), ClsError> {
+        let n = self.items.len();
+        self.items.retain(|(h, _)| *h != handle);
+        if self.items.len() == n {
+            return Err(ClsError::NotFound {
+                what: format!("{kind} filter handle 0x{handle:x}"),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(u32, T)> {
+        self.items.iter()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
 /// What `tc filter add ... KIND OPTIONS` configures, per kind.
 pub enum FilterSpec {
+    Basic(cls_basic::BasicSpec),
     Bpf(cls_bpf::BpfSpec),
+    Fw(cls_fw::FwSpec),
+    Matchall(cls_matchall::MatchallSpec),
     U32(cls_u32::U32Spec),
 }
 
 impl FilterSpec {
     pub fn kind(&self) -> &'static str {
         match self {
+            FilterSpec::Basic(_) => "basic",
             FilterSpec::Bpf(_) => "bpf",
+            FilterSpec::Fw(_) => "fw",
+            FilterSpec::Matchall(_) => "matchall",
             FilterSpec::U32(_) => "u32",
         }
     }
@@ -154,7 +219,10 @@ pub trait Classifier: Send + Sync {
 /// A new, empty tp of `kind` (tcf_proto_lookup_ops + ops->init).
 fn new_classifier(kind: &str) -> Result<Box<dyn Classifier>, ClsError> {
     match kind {
+        "basic" => Ok(Box::new(cls_basic::ClsBasic::default())),
         "bpf" => Ok(Box::new(cls_bpf::ClsBpf::default())),
+        "fw" => Ok(Box::new(cls_fw::ClsFw::default())),
+        "matchall" => Ok(Box::new(cls_matchall::ClsMatchall::default())),
         "u32" => Ok(Box::new(cls_u32::ClsU32::new())),
         k => Err(ClsError::NotSupported(format!("classifier {k}"))),
     }

@@ -11,7 +11,7 @@ use super::act_api::{
     TcfExts, TC_ACT_OK, TC_ACT_RECLASSIFY, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_STOLEN,
     TC_ACT_TRAP, TC_ACT_UNSPEC,
 };
-use super::cls_api::{Classifier, ClsError, FilterSpec, TcfEnv, TcfResult};
+use super::cls_api::{Classifier, ClsError, FilterSpec, HandleList, TcfEnv, TcfResult};
 use crate::buff::SkBuff;
 
 /// `tc filter add ... bpf [da] obj O sec S [classid C] [action ...]`.
@@ -26,15 +26,10 @@ pub struct BpfSpec {
     pub exts: TcfExts,
 }
 
-struct BpfFilter {
-    handle: u32,
-    spec: BpfSpec,
-}
-
 /// struct cls_bpf_head: the programs of one priority, in the order added.
 #[derive(Default)]
 pub struct ClsBpf {
-    plist: Vec<BpfFilter>,
+    plist: HandleList<BpfSpec>,
 }
 
 /// net/sched/cls_bpf.c: cls_bpf_exec_opcode — in direct-action mode only these
@@ -50,7 +45,7 @@ pub fn cls_bpf_exec_opcode(code: i64) -> i64 {
 impl ClsBpf {
     /// The program and handle of each filter (for traces and attach lists).
     pub fn programs(&self) -> impl Iterator<Item = (u32, &Arc<Program>)> {
-        self.plist.iter().map(|f| (f.handle, &f.spec.prog))
+        self.plist.iter().map(|(h, s)| (*h, &s.prog))
     }
 }
 
@@ -62,8 +57,7 @@ impl Classifier for ClsBpf {
     /// net/sched/cls_bpf.c: cls_bpf_classify.
     fn classify(&self, skb: &mut SkBuff, res: &mut TcfResult, env: &mut dyn TcfEnv) -> i64 {
         let mut ret = TC_ACT_UNSPEC;
-        for f in &self.plist {
-            let p = &f.spec;
+        for (_, p) in self.plist.iter() {
             // qdisc_skb_cb(skb)->tc_classid = prog->res.classid (16 bits kept).
             skb.tc_classid = p.classid as u16;
             let filter_res = env.run_bpf(&p.prog, skb);
@@ -98,35 +92,11 @@ impl Classifier for ClsBpf {
         let FilterSpec::Bpf(spec) = spec else {
             return Err(ClsError::Invalid("not a bpf filter".into()));
         };
-        if let Some(f) = self.plist.iter_mut().find(|f| f.handle == handle) {
-            if !replace {
-                return Err(ClsError::Exists {
-                    what: format!("bpf handle 0x{handle:x}"),
-                });
-            }
-            f.spec = spec;
-            return Ok(handle);
-        }
-        let handle = if handle == 0 {
-            (1..=u32::MAX)
-                .find(|h| !self.plist.iter().any(|f| f.handle == *h))
-                .unwrap_or(u32::MAX)
-        } else {
-            handle
-        };
-        self.plist.push(BpfFilter { handle, spec });
-        Ok(handle)
+        self.plist.change("bpf", handle, spec, replace)
     }
 
     fn delete(&mut self, handle: u32) -> Result<(), ClsError> {
-        let n = self.plist.len();
-        self.plist.retain(|f| f.handle != handle);
-        if self.plist.len() == n {
-            return Err(ClsError::NotFound {
-                what: format!("bpf filter handle 0x{handle:x}"),
-            });
-        }
-        Ok(())
+        self.plist.delete("bpf", handle)
     }
 
     fn is_empty(&self) -> bool {
@@ -137,10 +107,9 @@ impl Classifier for ClsBpf {
     fn dump(&self) -> Vec<Value> {
         self.plist
             .iter()
-            .map(|f| {
-                let s = &f.spec;
+            .map(|(h, s)| {
                 let mut o = serde_json::Map::new();
-                o.insert("handle".into(), json!(format!("0x{:x}", f.handle)));
+                o.insert("handle".into(), json!(format!("0x{h:x}")));
                 if s.classid != 0 {
                     o.insert("flowid".into(), json!(classid_name(s.classid)));
                 }
@@ -161,9 +130,8 @@ impl Classifier for ClsBpf {
     fn dump_text(&self) -> Vec<String> {
         self.plist
             .iter()
-            .map(|f| {
-                let s = &f.spec;
-                let mut t = format!("handle 0x{:x} ", f.handle);
+            .map(|(h, s)| {
+                let mut t = format!("handle 0x{h:x} ");
                 if s.classid != 0 {
                     t.push_str(&format!("flowid {} ", classid_name(s.classid)));
                 }

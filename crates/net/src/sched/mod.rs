@@ -5,8 +5,20 @@
 //! A new qdisc is one file here and one line in `QDISCS`.
 
 pub mod act_api;
+pub mod act_bpf;
+pub mod act_csum;
+pub mod act_gact;
+pub mod act_mirred;
+pub mod act_nat;
+pub mod act_pedit;
+pub mod act_sample;
+pub mod act_skbedit;
+pub mod act_vlan;
 pub mod cls_api;
+pub mod cls_basic;
 pub mod cls_bpf;
+pub mod cls_fw;
+pub mod cls_matchall;
 pub mod cls_u32;
 pub mod fifo;
 pub mod mq;
