@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use skiff_vm::Program;
 
 use super::act_api::{TC_ACT_GOTO_CHAIN, TC_ACT_RECLASSIFY, TC_ACT_SHOT, TC_ACT_UNSPEC};
-use super::{cls_basic, cls_bpf, cls_fw, cls_matchall, cls_u32};
+use super::{cls_basic, cls_bpf, cls_flower, cls_fw, cls_matchall, cls_u32};
 use crate::buff::SkBuff;
 use crate::core::DevId;
 
@@ -178,6 +178,7 @@ impl<T> HandleList<T> {
 pub enum FilterSpec {
     Basic(cls_basic::BasicSpec),
     Bpf(cls_bpf::BpfSpec),
+    Flower(cls_flower::FlowerSpec),
     Fw(cls_fw::FwSpec),
     Matchall(cls_matchall::MatchallSpec),
     U32(cls_u32::U32Spec),
@@ -188,6 +189,7 @@ impl FilterSpec {
         match self {
             FilterSpec::Basic(_) => "basic",
             FilterSpec::Bpf(_) => "bpf",
+            FilterSpec::Flower(_) => "flower",
             FilterSpec::Fw(_) => "fw",
             FilterSpec::Matchall(_) => "matchall",
             FilterSpec::U32(_) => "u32",
@@ -221,6 +223,7 @@ fn new_classifier(kind: &str) -> Result<Box<dyn Classifier>, ClsError> {
     match kind {
         "basic" => Ok(Box::new(cls_basic::ClsBasic::default())),
         "bpf" => Ok(Box::new(cls_bpf::ClsBpf::default())),
+        "flower" => Ok(Box::new(cls_flower::ClsFlower::default())),
         "fw" => Ok(Box::new(cls_fw::ClsFw::default())),
         "matchall" => Ok(Box::new(cls_matchall::ClsMatchall::default())),
         "u32" => Ok(Box::new(cls_u32::ClsU32::new())),

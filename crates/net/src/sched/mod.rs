@@ -17,6 +17,7 @@ pub mod act_vlan;
 pub mod cls_api;
 pub mod cls_basic;
 pub mod cls_bpf;
+pub mod cls_flower;
 pub mod cls_fw;
 pub mod cls_matchall;
 pub mod cls_u32;
