@@ -170,6 +170,10 @@ impl Cpu<'_> {
             return Some(pkt);
         }
         let res = self.tc_hook(dev, TcDirection::Egress, &mut pkt);
+        if let Some(m) = res.mirred {
+            self.mirred_forward(dev, pkt, m, true);
+            return None;
+        }
         match res.action {
             TcAction::Redirect => {
                 let r = pkt.skb.redirect.take();

@@ -7,6 +7,23 @@
 //! A new qdisc is one file here, one line in `QDISCS` and its variant of
 //! `QdiscOptions` (the netlink attributes tc sends for it).
 
+pub mod act_api;
+pub mod act_bpf;
+pub mod act_csum;
+pub mod act_gact;
+pub mod act_mirred;
+pub mod act_nat;
+pub mod act_pedit;
+pub mod act_sample;
+pub mod act_skbedit;
+pub mod act_vlan;
+pub mod cls_api;
+pub mod cls_basic;
+pub mod cls_bpf;
+pub mod cls_flower;
+pub mod cls_fw;
+pub mod cls_matchall;
+pub mod cls_u32;
 pub mod dump;
 pub mod fifo;
 pub mod htb;
