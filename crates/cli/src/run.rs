@@ -698,7 +698,10 @@ fn tc_text(dp: &Datapath) -> String {
     for (id, ns, name, _, _) in dp.devices() {
         let Ok(show) = dp.tc_show(id) else { continue };
         if last_ns != Some(ns) {
-            out.push_str(&format!("\n# ip netns exec {} tc -s qdisc show; tc -s class show\n", dp.netns_name(ns).unwrap_or("?")));
+            out.push_str(&format!(
+                "\n# ip netns exec {} tc -s qdisc show; tc -s class show\n",
+                dp.netns_name(ns).unwrap_or("?")
+            ));
             last_ns = Some(ns);
         }
         for q in &show.qdisc {

@@ -351,6 +351,15 @@ impl Cpu<'_> {
 const WATCHDOG_ROUNDS_MAX: usize = 1 << 20;
 
 impl Datapath {
+    /// The clock moves on to `ts` with nothing arriving: what the qdiscs'
+    /// watchdogs release by then goes out (a replay's idle tail, a test
+    /// waiting for its shapers to drain).
+    pub fn run_until(&mut self, ts: u64) {
+        self.run();
+        self.qdisc_watchdogs(ts);
+        self.now = self.now.max(ts);
+    }
+
     /// The qdisc watchdogs due by `until` fire in time order, each at its
     /// own time, after what was injected before has run (the kernel's
     /// hrtimer -> __netif_schedule -> net_tx_action, on the virtual clock).
