@@ -10,6 +10,7 @@
 mod action;
 mod class;
 mod filter;
+mod netem;
 mod qdisc;
 
 use skiff_net::datapath::{Datapath, DevId, NsId};

@@ -236,3 +236,52 @@ fn lines_run_in_order_on_the_datapath() {
          Sent 0 bytes 0 pkt (dropped 0, overlimits 0 requeues 0) \n backlog 0b 0p requeues 0\n\n"
     );
 }
+
+/// Seed 002's tc lines, in its order (a del between the adds of one root).
+#[test]
+fn the_seeds_qdisc_lines_run() {
+    let t = topo(
+        "\"qdisc add dev eth0 root netem delay 200ms\",
+         \"qdisc change dev eth0 root netem delay 100ms 10ms\",
+         \"qdisc del dev eth0 root\",
+         \"qdisc add dev eth0 root netem loss 10%\",
+         \"qdisc del dev eth0 root\",
+         \"qdisc add dev eth0 root tbf rate 1mbit burst 32kbit latency 400ms\",
+         \"qdisc add dev eth0 handle ffff: ingress\"",
+    )
+    .unwrap();
+    let b = t.build(DatapathOptions::default()).unwrap();
+    let host = b.dp.netns("host").unwrap();
+    let eth0 = b.dp.device(host, "eth0").unwrap();
+    let show = b.dp.tc_show(eth0).unwrap();
+    let kinds: Vec<(&str, &str)> = show
+        .qdisc
+        .iter()
+        .map(|q| (q.kind.as_str(), q.handle.as_str()))
+        .collect();
+    // Autohandles as qdisc_alloc_handle gives them: 8001:, 8002:, 8003:.
+    assert_eq!(kinds, vec![("tbf", "8003:"), ("ingress", "ffff:")]);
+    let Ok(TcCommand::Qdisc(q)) = parse_line(
+        "qdisc change dev eth0 root netem delay 100ms 10ms 25% loss 0.1% duplicate 1% seed 5",
+    ) else {
+        panic!("netem line refused");
+    };
+    let Some(QdiscOptions::Netem(n)) = q.opts else {
+        panic!("not netem")
+    };
+    assert_eq!(
+        (n.latency_ns, n.jitter_ns, n.delay_corr),
+        (100_000_000, 10_000_000, 1_073_741_824)
+    );
+    assert_eq!(
+        (n.loss, n.duplicate, n.seed, n.limit),
+        (4_294_967, 42_949_673, Some(5), 1000)
+    );
+    assert_eq!(
+        err("qdisc add dev eth0 root netem reorder 25%"),
+        (
+            None,
+            "reordering not possible without specifying some delay".into()
+        )
+    );
+}
