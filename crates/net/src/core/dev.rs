@@ -10,8 +10,10 @@ use super::tc::{Ingress, TcDirection};
 use super::*;
 use crate::buff::PACKET_HOST;
 use crate::drop::DropReason;
+use crate::sched::{EnqueueCtx, Refused};
 use crate::stack::{Fate, Origin, RxMeta, StackOutput};
 use flow::{ETH_P_8021AD, ETH_P_8021Q};
+use std::sync::atomic::Ordering;
 
 impl Cpu<'_> {
     /// __netif_receive_skb: a received skb enters the stack's receive path.
@@ -196,33 +198,93 @@ impl Cpu<'_> {
         }
     }
 
-    /// __dev_xmit_skb: into the root qdisc (run at the end of the poll, as
-    /// net_tx_action does), or to the driver on a noqueue device.
+    /// __dev_xmit_skb: into the root qdisc, then __qdisc_run at once as the
+    /// kernel runs it (dequeue while the driver takes them); a noqueue
+    /// device goes straight to the driver. The qdisc's clock is the
+    /// packet's time.
     fn xmit_queue(&mut self, dev: DevId, pkt: Pkt) {
-        let Some(q) = &self.dev(dev).qdisc else {
+        let sh = self.sh;
+        let Some(q) = sh.devices.get(dev.0).and_then(|d| d.qdisc.as_ref()) else {
             return self.dev_hard_start_xmit(dev, pkt);
         };
-        self.st.tx_scheduled = true;
-        let refused = q.lock().enqueue(pkt);
-        if let Err(pkt) = refused {
-            self.stats(dev).tx_dropped += 1;
-            self.drop_skb(pkt, DropReason::QdiscDrop, at(dev, Hook::Xmit));
+        let ts = pkt.ts;
+        // The filters of classful qdiscs (tcf_classify at a qdisc or class);
+        // mirred's copies go once the qdisc lock is released.
+        let mut mirred = Vec::new();
+        let mut classify =
+            |parent: u32, p: &mut Pkt| self.qdisc_classify(dev, parent, p, &mut mirred);
+        let (res, now, dropped, stolen) = {
+            let mut g = q.lock();
+            let now = g.tick(ts);
+            let mut cx = EnqueueCtx::new(&mut classify);
+            let r = g.enqueue_at(pkt, &mut cx);
+            (r, now, cx.dropped, cx.stolen)
+        };
+        match res {
+            Ok(()) => {}
+            Err(Refused::Drop(p)) => {
+                self.stats(dev).tx_dropped += 1;
+                self.drop_skb(p, DropReason::QdiscDrop, at(dev, Hook::Xmit));
+            }
+            Err(Refused::Stolen(p)) => self.deliver(dev, p, "qdisc-filter"),
+        }
+        for p in dropped {
+            self.drop_skb(p, DropReason::QdiscDrop, at(dev, Hook::Xmit));
+        }
+        for p in stolen {
+            self.deliver(dev, p, "qdisc-filter");
+        }
+        for (p, to) in mirred {
+            self.mirred_forward(dev, p, to, false);
+        }
+        self.qdisc_run(dev, now);
+    }
+
+    /// __qdisc_run: dequeue at `now` while the qdisc gives packets, each to
+    /// the driver; a shaper that holds packets leaves its watchdog time.
+    pub(crate) fn qdisc_run(&mut self, dev: DevId, now: u64) {
+        let sh = self.sh;
+        let Some(q) = sh.devices.get(dev.0).and_then(|d| d.qdisc.as_ref()) else {
+            return;
+        };
+        loop {
+            let p = {
+                let mut g = q.lock();
+                let now = g.tick(now);
+                g.dequeue_at(now)
+            };
+            let Some(mut p) = p else { break };
+            // It leaves now (a shaper held it until its time came).
+            p.ts = p.ts.max(now);
+            self.dev_hard_start_xmit(dev, p);
+        }
+        if let Some(w) = q.lock().next_watchdog() {
+            sh.next_watchdog.fetch_min(w, Ordering::AcqRel);
         }
     }
 
-    /// net_tx_action / __qdisc_run: every qdisc drains to its driver.
+    /// net_tx_action for the watchdogs: every qdisc whose time has come at
+    /// `now` runs; the earliest watchdog left is remembered.
     pub(crate) fn qdisc_run_all(&mut self) {
-        if !std::mem::take(&mut self.st.tx_scheduled) {
+        self.st.tx_scheduled = false;
+        let sh = self.sh;
+        let now = self.st.now;
+        if sh.next_watchdog.load(Ordering::Acquire) > now {
             return;
         }
-        for i in 0..self.sh.devices.len() {
+        sh.next_watchdog.store(u64::MAX, Ordering::Release);
+        for i in 0..sh.devices.len() {
             let dev = DevId(i);
-            let Some(q) = &self.dev(dev).qdisc else {
-                continue;
-            };
-            loop {
-                let Some(p) = q.lock().dequeue() else { break };
-                self.dev_hard_start_xmit(dev, p);
+            let due = sh.devices[i]
+                .qdisc
+                .as_ref()
+                .and_then(|q| q.lock().next_watchdog());
+            match due {
+                Some(w) if w <= now => self.qdisc_run(dev, now),
+                Some(w) => {
+                    sh.next_watchdog.fetch_min(w, Ordering::AcqRel);
+                }
+                None => {}
             }
         }
     }
@@ -271,6 +333,35 @@ impl Cpu<'_> {
         }
         for (dev, p) in self.st.gro.flush() {
             self.netif_receive_skb(dev, p);
+        }
+    }
+}
+
+/// A bound on watchdog rounds between two packets (each round sends a
+/// packet or moves the clock on; a shaper never asks for "now" twice).
+const WATCHDOG_ROUNDS_MAX: usize = 1 << 20;
+
+impl Datapath {
+    /// The qdisc watchdogs due by `until` fire in time order, each at its
+    /// own time, after what was injected before has run (the kernel's
+    /// hrtimer -> __netif_schedule -> net_tx_action, on the virtual clock).
+    pub(crate) fn qdisc_watchdogs(&mut self, until: u64) {
+        if self.sh.next_watchdog.load(Ordering::Acquire) > until {
+            return;
+        }
+        self.run();
+        for _ in 0..WATCHDOG_ROUNDS_MAX {
+            let w = self.sh.next_watchdog.load(Ordering::Acquire);
+            if w > until {
+                return;
+            }
+            self.now = self.now.max(w);
+            let now = self.now;
+            if let Some(c) = self.cpus.first_mut() {
+                c.now = now;
+            }
+            self.cpu_ctx(0).qdisc_run_all();
+            self.run();
         }
     }
 }
