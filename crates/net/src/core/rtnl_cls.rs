@@ -124,11 +124,19 @@ impl Datapath {
         key: FilterKey,
         spec: Option<FilterSpec>,
     ) -> Result<(u16, u32), DatapathError> {
-        if parent == FilterParent::Qdisc(TC_H_ROOT) {
-            return Err(DatapathError::NotSupported(
-                "tc filter parent root (give the qdisc's handle)".into(),
-            ));
-        }
+        // tcm_parent 0 / root: the root qdisc's own block.
+        let parent = match parent {
+            FilterParent::Qdisc(TC_H_ROOT) => {
+                let show = self.tc_show(dev)?;
+                let root = show.qdisc.iter().find(|q| q.root && q.kind != "noqueue");
+                let h = root
+                    .and_then(|q| q.handle.strip_suffix(':'))
+                    .and_then(|m| u32::from_str_radix(m, 16).ok())
+                    .ok_or_else(|| errno(EINVAL, "Parent Qdisc doesn't exists."))?;
+                FilterParent::Qdisc(h << 16)
+            }
+            p => p,
+        };
         let block = self.filter_block(dev, parent)?;
         match (cmd, spec) {
             (FilterCmd::Delete, _) => block
