@@ -198,10 +198,12 @@ impl Cpu<'_> {
         }
     }
 
-    /// __dev_xmit_skb: into the root qdisc, then __qdisc_run at once as the
-    /// kernel runs it (dequeue while the driver takes them); a noqueue
-    /// device goes straight to the driver. The qdisc's clock is the
-    /// packet's time.
+    /// __dev_xmit_skb: into the root qdisc; a noqueue device goes straight
+    /// to the driver. A shaper (a qdisc that is not work-conserving) runs at
+    /// once at the packet's time, as the kernel's __qdisc_run there, so its
+    /// rate is exact; a work-conserving one runs at the end of the poll (as
+    /// net_tx_action does for a busy device), which keeps a poll's packets
+    /// together. The qdisc's clock is the packet's time.
     fn xmit_queue(&mut self, dev: DevId, pkt: Pkt) {
         let sh = self.sh;
         let Some(q) = sh.devices.get(dev.0).and_then(|d| d.qdisc.as_ref()) else {
@@ -213,12 +215,12 @@ impl Cpu<'_> {
         let mut mirred = Vec::new();
         let mut classify =
             |parent: u32, p: &mut Pkt| self.qdisc_classify(dev, parent, p, &mut mirred);
-        let (res, now, dropped, stolen) = {
+        let (res, now, shaper, dropped, stolen) = {
             let mut g = q.lock();
             let now = g.tick(ts);
             let mut cx = EnqueueCtx::new(&mut classify);
             let r = g.enqueue_at(pkt, &mut cx);
-            (r, now, cx.dropped, cx.stolen)
+            (r, now, !g.conserving, cx.dropped, cx.stolen)
         };
         match res {
             Ok(()) => {}
@@ -237,11 +239,16 @@ impl Cpu<'_> {
         for (p, to) in mirred {
             self.mirred_forward(dev, p, to, false);
         }
-        self.qdisc_run(dev, now);
+        if shaper {
+            self.qdisc_run(dev, now);
+        } else {
+            self.st.tx_scheduled = true;
+        }
     }
 
-    /// __qdisc_run: dequeue at `now` while the qdisc gives packets, each to
-    /// the driver; a shaper that holds packets leaves its watchdog time.
+    /// __qdisc_run: dequeue at `now` (at least the qdisc's own clock) while
+    /// the qdisc gives packets, each to the driver; a shaper that holds
+    /// packets leaves its watchdog time.
     pub(crate) fn qdisc_run(&mut self, dev: DevId, now: u64) {
         let sh = self.sh;
         let Some(q) = sh.devices.get(dev.0).and_then(|d| d.qdisc.as_ref()) else {
@@ -251,9 +258,9 @@ impl Cpu<'_> {
             let p = {
                 let mut g = q.lock();
                 let now = g.tick(now);
-                g.dequeue_at(now)
+                g.dequeue_at(now).map(|p| (p, now))
             };
-            let Some(mut p) = p else { break };
+            let Some((mut p, now)) = p else { break };
             // It leaves now (a shaper held it until its time came).
             p.ts = p.ts.max(now);
             self.dev_hard_start_xmit(dev, p);
@@ -263,27 +270,35 @@ impl Cpu<'_> {
         }
     }
 
-    /// net_tx_action for the watchdogs: every qdisc whose time has come at
-    /// `now` runs; the earliest watchdog left is remembered.
+    /// net_tx_action / __qdisc_run: at the end of a poll every qdisc this
+    /// CPU queued into drains to its driver; and every qdisc whose watchdog
+    /// time has come at this CPU's clock runs.
     pub(crate) fn qdisc_run_all(&mut self) {
-        self.st.tx_scheduled = false;
         let sh = self.sh;
+        let scheduled = std::mem::take(&mut self.st.tx_scheduled);
         let now = self.st.now;
-        if sh.next_watchdog.load(Ordering::Acquire) > now {
+        let due = sh.next_watchdog.load(Ordering::Acquire) <= now;
+        if !scheduled && !due {
             return;
         }
-        sh.next_watchdog.store(u64::MAX, Ordering::Release);
+        if due {
+            sh.next_watchdog.store(u64::MAX, Ordering::Release);
+        }
         for i in 0..sh.devices.len() {
             let dev = DevId(i);
-            let due = sh.devices[i]
-                .qdisc
-                .as_ref()
-                .and_then(|q| q.lock().next_watchdog());
-            match due {
-                Some(w) if w <= now => self.qdisc_run(dev, now),
+            let Some(q) = sh.devices[i].qdisc.as_ref() else {
+                continue;
+            };
+            let w = q.lock().next_watchdog();
+            match w {
+                Some(w) if due && w <= now => self.qdisc_run(dev, now),
                 Some(w) => {
                     sh.next_watchdog.fetch_min(w, Ordering::AcqRel);
+                    if scheduled {
+                        self.qdisc_run(dev, 0);
+                    }
                 }
+                None if scheduled => self.qdisc_run(dev, 0),
                 None => {}
             }
         }

@@ -82,6 +82,26 @@ impl Datapath {
         handle: Option<u32>,
         opts: Option<&QdiscOptions>,
     ) -> Result<(), DatapathError> {
+        let r = self.modify_qdisc(dev, cmd, parent, handle, opts);
+        self.refresh_root(dev);
+        r
+    }
+
+    /// The root's cached work-conserving flag after a change below it.
+    fn refresh_root(&mut self, dev: DevId) {
+        if let Some(q) = self.sh.devices.get(dev.0).and_then(|d| d.qdisc.as_ref()) {
+            q.lock().refresh();
+        }
+    }
+
+    fn modify_qdisc(
+        &mut self,
+        dev: DevId,
+        cmd: QdiscCmd,
+        parent: TcParent,
+        handle: Option<u32>,
+        opts: Option<&QdiscOptions>,
+    ) -> Result<(), DatapathError> {
         if let Some(h) = handle {
             if h & 0xffff != 0 {
                 return Err(errno(
@@ -383,6 +403,7 @@ impl Datapath {
             }
         })??;
         self.drop_qdisc_held(dev, held);
+        self.refresh_root(dev);
         Ok(())
     }
 

@@ -558,6 +558,10 @@ impl Qdisc for Htb {
         self.stats
     }
 
+    fn work_conserving(&self) -> bool {
+        false
+    }
+
     fn watchdog(&self) -> Option<u64> {
         self.watchdog.filter(|_| self.stats.qlen > 0)
     }

@@ -28,6 +28,8 @@ pub mod cls_u32;
 pub mod dump;
 pub mod fifo;
 pub mod htb;
+#[cfg(test)]
+mod htb_tests;
 mod htb_tree;
 pub mod ingress;
 pub mod mq;
@@ -181,6 +183,11 @@ pub(crate) trait Qdisc: Send {
     fn reset(&mut self, drop: &mut dyn FnMut(Pkt));
     fn qlen(&self) -> usize;
     fn stats(&self) -> QdiscStats;
+    /// A work-conserving qdisc sends whenever it holds packets; a shaper
+    /// (tbf, htb, netem, fq) may hold them until a time comes.
+    fn work_conserving(&self) -> bool {
+        true
+    }
     /// qdisc_watchdog_schedule_ns: the time a shaper asked to run again at.
     fn watchdog(&self) -> Option<u64> {
         None
@@ -254,6 +261,8 @@ pub(crate) struct Sch {
     pub q: Box<dyn Qdisc>,
     /// The latest time it was run at: its clock never goes back.
     pub clock: u64,
+    /// Work-conserving here and below (`refresh` after a change).
+    pub conserving: bool,
 }
 
 impl Deref for Sch {
@@ -271,12 +280,15 @@ impl DerefMut for Sch {
 
 impl Sch {
     pub fn new(handle: u32, parent: u32, q: Box<dyn Qdisc>) -> Sch {
-        Sch {
+        let mut s = Sch {
             handle,
             parent,
             q,
             clock: 0,
-        }
+            conserving: true,
+        };
+        s.refresh();
+        s
     }
 
     /// A device's root qdisc.
@@ -308,6 +320,16 @@ impl Sch {
         for c in self.q.children() {
             c.walk(out);
         }
+    }
+
+    /// Recomputes `conserving` here and below (after a graft or change).
+    pub fn refresh(&mut self) -> bool {
+        let mut all = self.q.work_conserving();
+        for c in self.q.children_mut() {
+            all &= c.refresh();
+        }
+        self.conserving = all;
+        all
     }
 
     /// The earliest watchdog here or below.

@@ -187,6 +187,10 @@ impl Qdisc for Tbf {
         self.stats
     }
 
+    fn work_conserving(&self) -> bool {
+        false
+    }
+
     fn watchdog(&self) -> Option<u64> {
         self.watchdog
     }
