@@ -10,7 +10,7 @@ use super::tc::{Ingress, TcDirection};
 use super::*;
 use crate::buff::PACKET_HOST;
 use crate::drop::DropReason;
-use crate::sched::{Classified, EnqueueCtx, Refused};
+use crate::sched::{EnqueueCtx, Refused};
 use crate::stack::{Fate, Origin, RxMeta, StackOutput};
 use flow::{ETH_P_8021AD, ETH_P_8021Q};
 use std::sync::atomic::Ordering;
@@ -213,13 +213,16 @@ impl Cpu<'_> {
         let mut next = Some((pkt, false));
         let mut shaper = false;
         let mut now = ts;
+        // mirred's copies go once the qdisc lock is released.
+        let mut mirred = Vec::new();
         // netem's copies go in again at the root (once: not duplicated).
         for _ in 0..XMIT_RECURSION_LIMIT {
             let Some((pkt, no_dup)) = next.take() else {
                 break;
             };
             // The filters of classful qdiscs (tcf_classify at a qdisc or class).
-            let mut classify = |_parent: u32, _p: &mut Pkt| Classified::NoMatch;
+            let mut classify =
+                |parent: u32, p: &mut Pkt| self.qdisc_classify(dev, parent, p, &mut mirred);
             let (res, cx_out) = {
                 let mut g = q.lock();
                 now = g.tick(ts);
@@ -249,6 +252,9 @@ impl Cpu<'_> {
             if let Some(d) = dups.into_iter().next() {
                 next = Some((self.with_id(d), true));
             }
+        }
+        for (p, to) in mirred {
+            self.mirred_forward(dev, p, to, false);
         }
         if shaper {
             self.qdisc_run(dev, now);

@@ -45,6 +45,7 @@ pub mod flow;
 pub mod gro;
 mod napi;
 mod rtnl;
+mod rtnl_cls;
 mod rtnl_tc;
 pub(crate) mod skb;
 pub mod tc;
@@ -68,6 +69,7 @@ pub use action::{NetkitAction, TcAction, XdpAction};
 pub use counters::{
     Conservation, CountersReport, DevStats, DeviceReport, DropRecord, Hook, PktBytes,
 };
+pub use rtnl_cls::{FilterCmd, FilterParent, FilterShow};
 pub use rtnl_tc::{ClassCmd, QdiscCmd, TcParent};
 pub use tc::{MprogOrder, TcAttach, TcDirection};
 pub use trace::{CapturePoint, CaptureRecord, TraceEvent};
@@ -475,6 +477,8 @@ pub struct Datapath {
     now: u64,
     /// qdisc_alloc_handle's counter (8001:, 8002:, ...).
     autohandle: u32,
+    /// Each namespace's tc actions (`tc actions add`, filters' actions).
+    tc_actions: HashMap<NsId, crate::sched::act_api::ActionTable>,
 }
 
 impl Datapath {
@@ -543,6 +547,7 @@ impl Datapath {
             next_ifindex: 2,
             now: 0,
             autohandle: 0x8000_0000,
+            tc_actions: HashMap::new(),
         })
     }
 

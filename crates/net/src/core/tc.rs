@@ -85,6 +85,9 @@ pub enum TcAttach {
 pub(crate) struct TcHook {
     pub tcx: Vec<Arc<Program>>,
     pub block: TcfBlock,
+    /// On the egress hook: the blocks of the classful qdiscs and classes
+    /// (`tc filter add ... parent 1:10`), by handle, for their enqueue.
+    pub qdisc_blocks: Vec<(u32, TcfBlock)>,
 }
 
 impl TcHook {
@@ -121,6 +124,26 @@ impl TcHook {
 
     pub fn is_empty(&self) -> bool {
         self.tcx.is_empty() && self.block.is_empty()
+    }
+
+    /// The block of a qdisc or class handle, made when missing.
+    pub fn qdisc_block(&mut self, handle: u32) -> &mut TcfBlock {
+        let i = match self.qdisc_blocks.iter().position(|(h, _)| *h == handle) {
+            Some(i) => i,
+            None => {
+                self.qdisc_blocks.push((handle, TcfBlock::default()));
+                self.qdisc_blocks.len() - 1
+            }
+        };
+        &mut self.qdisc_blocks[i].1
+    }
+
+    /// The block filters attached at a qdisc or class handle, if any.
+    pub fn qdisc_block_of(&self, handle: u32) -> Option<&TcfBlock> {
+        self.qdisc_blocks
+            .iter()
+            .find(|(h, b)| *h == handle && !b.is_empty())
+            .map(|(_, b)| b)
     }
 }
 
@@ -220,6 +243,8 @@ pub(crate) struct CpuTcfEnv<'c, 'a> {
     pub ts: u64,
     pub last_prog: Option<u32>,
     pub exc: Option<Exception>,
+    /// Inside a qdisc's lock: mirred's clones wait here until it is released.
+    pub deferred: Option<Vec<(Pkt, MirredTarget)>>,
 }
 
 impl<'a> Cpu<'a> {
@@ -231,6 +256,34 @@ impl<'a> Cpu<'a> {
             ts,
             last_prog: None,
             exc: None,
+            deferred: None,
+        }
+    }
+
+    /// tcf_classify for a classful qdisc's enqueue (htb_classify,
+    /// prio_classify): the filters attached at `parent` of `dev`, mirred's
+    /// sends kept in `deferred` until the qdisc lock is released.
+    pub(crate) fn qdisc_classify(
+        &mut self,
+        dev: DevId,
+        parent: u32,
+        pkt: &mut Pkt,
+        deferred: &mut Vec<(Pkt, MirredTarget)>,
+    ) -> crate::sched::Classified {
+        use crate::sched::Classified;
+        let Some(block) = self.dev(dev).tc_egress.qdisc_block_of(parent) else {
+            return Classified::NoMatch;
+        };
+        pkt.skb.tc_at_ingress = false;
+        let mut env = self.tcf_env(dev, pkt.ts);
+        env.deferred = Some(std::mem::take(deferred));
+        let res = tcf_classify(block, &mut pkt.skb, &mut env);
+        *deferred = env.deferred.take().unwrap_or_default();
+        match res.action {
+            a if a < 0 => Classified::NoMatch,
+            TC_ACT_SHOT => Classified::Shot,
+            TC_ACT_STOLEN | TC_ACT_QUEUED | TC_ACT_TRAP | TC_ACT_CONSUMED => Classified::Stolen,
+            _ => Classified::Class(res.classid),
         }
     }
 
@@ -287,7 +340,10 @@ impl TcfEnv for CpuTcfEnv<'_, '_> {
             ts: self.ts,
             skb,
         };
-        self.cpu.mirred_forward(self.dev, pkt, to, false);
+        match &mut self.deferred {
+            Some(d) => d.push((pkt, to)),
+            None => self.cpu.mirred_forward(self.dev, pkt, to, false),
+        }
         Ok(())
     }
 }

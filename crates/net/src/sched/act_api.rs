@@ -411,3 +411,7 @@ impl ActionTable {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+#[path = "act_tests.rs"]
+mod tests;

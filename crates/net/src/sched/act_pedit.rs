@@ -61,14 +61,30 @@ pub struct Pedit {
     pub extended: bool,
 }
 
-/// net/sched/act_pedit.c: pedit_skb_hdr_offset, from the frame's start.
-fn hdr_offset(skb: &SkBuff, h: PeditHeader) -> usize {
-    let abs = match h {
-        PeditHeader::Eth => skb.mac_header,
-        PeditHeader::Network | PeditHeader::Ip4 | PeditHeader::Ip6 => skb.network_header,
-        PeditHeader::Tcp | PeditHeader::Udp => skb.transport_header.unwrap_or(skb.network_header),
-    };
-    abs.saturating_sub(skb.data)
+/// net/sched/act_pedit.c: pedit_skb_hdr_offset, from the frame's start;
+/// None is "bad header type" (the key fails).
+fn hdr_offset(skb: &SkBuff, h: PeditHeader) -> Option<usize> {
+    let noff = skb.network_header.saturating_sub(skb.data);
+    match h {
+        PeditHeader::Eth => Some(skb.mac_header.saturating_sub(skb.data)),
+        PeditHeader::Network | PeditHeader::Ip4 | PeditHeader::Ip6 => Some(noff),
+        PeditHeader::Tcp | PeditHeader::Udp => pedit_l4_skb_offset(skb, noff, h),
+    }
+}
+
+/// net/sched/act_pedit.c: pedit_l4_skb_offset — after the IPv4 header's
+/// ihl, or the IPv6 header when its next header is the one asked for
+/// (ipv6_find_hdr; extension headers are not walked here).
+fn pedit_l4_skb_offset(skb: &SkBuff, noff: usize, h: PeditHeader) -> Option<usize> {
+    let d = skb.data();
+    match skb.protocol {
+        0x0800 => d.get(noff).map(|b| noff + (b & 0x0f) as usize * 4),
+        0x86dd => {
+            let want = if h == PeditHeader::Tcp { 6 } else { 17 };
+            (d.get(noff + 6) == Some(&want)).then_some(noff + 40)
+        }
+        _ => None,
+    }
 }
 
 impl ActOps for Pedit {
@@ -88,9 +104,9 @@ impl ActOps for Pedit {
     ) -> i64 {
         common.stats.bstats_update(qdisc_pkt_len(skb));
         for k in &self.keys {
-            let at = hdr_offset(skb, k.htype) as i64 + k.off as i64;
-            let word = usize::try_from(at)
-                .ok()
+            let at = hdr_offset(skb, k.htype).map(|h| h as i64 + k.off as i64);
+            let word = at
+                .and_then(|a| usize::try_from(a).ok())
                 .and_then(|a| skb.data_mut().get_mut(a..a.checked_add(4)?));
             let Some(w) = word else {
                 common.stats.overlimit_inc();

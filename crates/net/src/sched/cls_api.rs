@@ -537,4 +537,4 @@ fn classify_chain(
 
 #[cfg(test)]
 #[path = "cls_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -49,6 +49,7 @@ pub(crate) fn udp_skb(payload: usize) -> SkBuff {
     ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
     f[34..36].copy_from_slice(&1000u16.to_be_bytes());
     f[36..38].copy_from_slice(&80u16.to_be_bytes());
+    f[38..40].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
     let mut skb = SkBuff::new(&f, 64, 2, 1500);
     skb.protocol = 0x0800;
     skb.tc_at_ingress = true;

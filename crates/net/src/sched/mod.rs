@@ -14,6 +14,7 @@ pub mod act_gact;
 pub mod act_mirred;
 pub mod act_nat;
 pub mod act_pedit;
+pub mod act_police;
 pub mod act_sample;
 pub mod act_skbedit;
 pub mod act_vlan;

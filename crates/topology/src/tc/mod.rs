@@ -8,10 +8,13 @@
 //! the file, line and the `tc[i]` entry.
 
 mod action;
+mod action_kinds;
 mod class;
 mod filter;
+mod flower;
 mod netem;
 mod qdisc;
+mod u32;
 
 use skiff_net::datapath::{Datapath, DevId, NsId};
 
@@ -151,6 +154,16 @@ pub fn parse_line(line: &str) -> Result<TcCommand, TcError> {
             w.last(),
             format!("Object \"{obj}\" is unknown, try \"tc help\"."),
         ))
+    }
+}
+
+/// Object paths in a line (`bpf obj FILE`) made relative to the topology
+/// file's directory, as tc resolves them against its working directory.
+pub fn resolve_paths(cmd: &mut TcCommand, base: &std::path::Path) {
+    match cmd {
+        TcCommand::Filter(f) => filter::resolve_paths(f, base),
+        TcCommand::Action(a) => action::resolve_paths(&mut a.actions, base),
+        _ => {}
     }
 }
 

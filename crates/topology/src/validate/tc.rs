@@ -19,7 +19,9 @@ pub(super) fn lines(
     for (i, l) in raw.iter().enumerate() {
         let field = format!("netns.{ns_name}.tc[{i}]");
         let text = l.get_ref();
-        let cmd = tc::parse_line(text).map_err(|e| error(cx, l, &field, &e))?;
+        let mut cmd = tc::parse_line(text).map_err(|e| error(cx, l, &field, &e))?;
+        let base = cx.file.parent().unwrap_or(std::path::Path::new("."));
+        tc::resolve_paths(&mut cmd, base);
         if let Some(dev) = tc::line_dev(&cmd) {
             if !names.exists(ns_name, dev) {
                 let e = TcError::line(format!("Cannot find device \"{dev}\""));
