@@ -291,7 +291,16 @@ impl Cpu<'_> {
             p.ts = p.ts.max(now);
             self.dev_hard_start_xmit(dev, p);
         }
-        if let Some(w) = q.lock().next_watchdog() {
+        let (w, dropped) = {
+            let mut g = q.lock();
+            let mut dropped = Vec::new();
+            g.take_dropped(&mut dropped);
+            (g.next_watchdog(), dropped)
+        };
+        for p in dropped {
+            self.drop_skb(p, DropReason::QdiscDrop, at(dev, Hook::Xmit));
+        }
+        if let Some(w) = w {
             sh.next_watchdog.fetch_min(w, Ordering::AcqRel);
         }
     }
