@@ -172,10 +172,6 @@ fn errors_name_the_word_and_say_what_tc_says() {
             "Object \"bogus\" is unknown, try \"tc help\".".into()
         )
     );
-    assert_eq!(
-        err("filter add dev eth0 parent 1: bpf obj x.o"),
-        (None, "not supported: tc filter lines yet".into())
-    );
 }
 
 fn example_dir() -> std::path::PathBuf {
