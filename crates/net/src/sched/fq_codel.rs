@@ -309,9 +309,7 @@ impl Qdisc for FqCodel {
                 Some(&i) => (i, true),
                 None => (*self.old_flows.front()?, false),
             };
-            let Some(flow) = self.flows.get_mut(idx) else {
-                return None;
-            };
+            let flow = self.flows.get_mut(idx)?;
             let list = if from_new {
                 &mut self.new_flows
             } else {
