@@ -295,7 +295,13 @@ impl Cpu<'_> {
             let mut g = q.lock();
             let mut dropped = Vec::new();
             g.take_dropped(&mut dropped);
-            (g.next_watchdog(), dropped)
+            // Only shapers set watchdogs.
+            let w = if g.conserving {
+                None
+            } else {
+                g.next_watchdog()
+            };
+            (w, dropped)
         };
         for p in dropped {
             self.drop_skb(p, DropReason::QdiscDrop, at(dev, Hook::Xmit));
@@ -324,7 +330,14 @@ impl Cpu<'_> {
             let Some(q) = sh.devices[i].qdisc.as_ref() else {
                 continue;
             };
-            let w = q.lock().next_watchdog();
+            let w = {
+                let g = q.lock();
+                if g.conserving {
+                    None
+                } else {
+                    g.next_watchdog()
+                }
+            };
             match w {
                 Some(w) if due && w <= now => self.qdisc_run(dev, now),
                 Some(w) => {
