@@ -65,6 +65,10 @@ pub struct RunArgs {
     /// depend on ordering; traces and ids interleave as the threads ran.
     #[arg(long)]
     pub threads: bool,
+    /// After the run, print every device's qdiscs and classes as `tc -s
+    /// qdisc show` and `tc -s class show` print them.
+    #[arg(long = "tc-stats")]
+    pub tc_stats: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -613,6 +617,7 @@ fn run(a: &RunArgs) -> Result<i32> {
                 "cpu": cpu, "polled": n
             })).collect::<Vec<_>>(),
             "maps": maps_after(&maps),
+            "tc": tc_json(&dp),
         });
         writeln!(so, "{v}")?;
     } else {
@@ -674,6 +679,9 @@ fn run(a: &RunArgs) -> Result<i32> {
             if cons.balanced() { "" } else { "  NOT BALANCED" }
         )?;
     }
+    if a.tc_stats {
+        write!(so, "{}", tc_text(&dp))?;
+    }
     so.flush()?;
     if !cons.balanced() {
         eprintln!("skiff run: packet conservation violated (a datapath bug): {cons:?}");
@@ -720,4 +728,42 @@ fn maps_after(maps: &[NamedMap]) -> serde_json::Value {
         );
     }
     serde_json::Value::Object(o)
+}
+
+/// Every device's qdiscs and classes by "NETNS/DEV", as `tc -s -j qdisc
+/// show` / `tc -s class show` give them (`qdisc` and `class` arrays).
+fn tc_json(dp: &Datapath) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for (id, ns, name, _, _) in dp.devices() {
+        let Ok(show) = dp.tc_show(id) else { continue };
+        let key = format!("{}/{name}", dp.netns_name(ns).unwrap_or("?"));
+        if let Ok(v) = serde_json::to_value(&show) {
+            m.insert(key, v);
+        }
+    }
+    serde_json::Value::Object(m)
+}
+
+/// `tc -s qdisc show` then `tc -s class show`, per namespace as `ip netns
+/// exec NETNS tc ...` prints them.
+fn tc_text(dp: &Datapath) -> String {
+    let mut out = String::new();
+    let mut last_ns = None;
+    for (id, ns, name, _, _) in dp.devices() {
+        let Ok(show) = dp.tc_show(id) else { continue };
+        if last_ns != Some(ns) {
+            out.push_str(&format!(
+                "\n# ip netns exec {} tc -s qdisc show; tc -s class show\n",
+                dp.netns_name(ns).unwrap_or("?")
+            ));
+            last_ns = Some(ns);
+        }
+        for q in &show.qdisc {
+            out.push_str(&q.to_text(&name));
+        }
+        for c in &show.class {
+            out.push_str(&c.to_text());
+        }
+    }
+    out
 }

@@ -67,6 +67,9 @@ impl Topology {
         for o in &objects {
             dp.register_programs(&o.programs);
         }
+        for ns in &self.namespaces {
+            self.run_tc(&mut dp, self.ns_id(&ns_ids, &ns.name)?, ns)?;
+        }
         let mut chains = Chains::new();
         for (o, lo) in self.objects.iter().zip(&objects) {
             for a in &o.attach {
@@ -78,6 +81,18 @@ impl Topology {
             objects,
             warnings: Vec::new(),
         })
+    }
+
+    /// The namespace's `tc` lines, in order, as `ip netns exec NS tc ...`.
+    fn run_tc(&self, dp: &mut Datapath, ns: NsId, n: &Netns) -> Result<(), TopologyError> {
+        for l in &n.tc {
+            let mut t = crate::tc::TcTarget { ns, dp: &mut *dp };
+            crate::tc::apply(&mut t, &l.cmd).map_err(|e| {
+                l.loc
+                    .error(&self.file, format!("tc {:?}: {}", l.text, e.msg))
+            })?;
+        }
+        Ok(())
     }
 
     fn ferr(&self, msg: String) -> TopologyError {

@@ -24,6 +24,7 @@ mod load;
 mod model;
 mod parse;
 mod raw;
+pub mod tc;
 mod validate;
 
 use std::path::Path;

@@ -35,6 +35,16 @@ pub struct Netns {
     pub routes: Vec<Route>,
     pub rules: Vec<Rule>,
     pub neighbours: Vec<Neighbour>,
+    /// The `tc = [...]` lines, parsed, in order.
+    pub tc: Vec<TcLine>,
+}
+
+/// One `tc` line of a namespace: its text, what it parsed to, where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcLine {
+    pub text: String,
+    pub cmd: crate::tc::TcCommand,
+    pub loc: Loc,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -30,6 +30,9 @@ pub(crate) struct RawNetns {
     pub rule: Vec<Spanned<RawRule>>,
     #[serde(default)]
     pub neighbour: Vec<Spanned<RawNeighbour>>,
+    /// tc command lines, run in order as `ip netns exec NAME tc ...`.
+    #[serde(default)]
+    pub tc: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

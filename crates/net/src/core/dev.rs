@@ -10,8 +10,10 @@ use super::tc::{Ingress, TcDirection};
 use super::*;
 use crate::buff::PACKET_HOST;
 use crate::drop::DropReason;
+use crate::sched::{EnqueueCtx, Refused};
 use crate::stack::{Fate, Origin, RxMeta, StackOutput};
 use flow::{ETH_P_8021AD, ETH_P_8021Q};
+use std::sync::atomic::Ordering;
 
 impl Cpu<'_> {
     /// __netif_receive_skb: a received skb enters the stack's receive path.
@@ -168,6 +170,10 @@ impl Cpu<'_> {
             return Some(pkt);
         }
         let res = self.tc_hook(dev, TcDirection::Egress, &mut pkt);
+        if let Some(m) = res.mirred {
+            self.mirred_forward(dev, pkt, m, true);
+            return None;
+        }
         match res.action {
             TcAction::Redirect => {
                 let r = pkt.skb.redirect.take();
@@ -192,33 +198,156 @@ impl Cpu<'_> {
         }
     }
 
-    /// __dev_xmit_skb: into the root qdisc (run at the end of the poll, as
-    /// net_tx_action does), or to the driver on a noqueue device.
+    /// __dev_xmit_skb: into the root qdisc; a noqueue device goes straight
+    /// to the driver. A shaper (a qdisc that is not work-conserving) runs at
+    /// once at the packet's time, as the kernel's __qdisc_run there, so its
+    /// rate is exact; a work-conserving one runs at the end of the poll (as
+    /// net_tx_action does for a busy device), which keeps a poll's packets
+    /// together. The qdisc's clock is the packet's time.
     fn xmit_queue(&mut self, dev: DevId, pkt: Pkt) {
-        let Some(q) = &self.dev(dev).qdisc else {
+        let sh = self.sh;
+        let Some(q) = sh.devices.get(dev.0).and_then(|d| d.qdisc.as_ref()) else {
             return self.dev_hard_start_xmit(dev, pkt);
         };
-        self.st.tx_scheduled = true;
-        let refused = q.lock().enqueue(pkt);
-        if let Err(pkt) = refused {
-            self.stats(dev).tx_dropped += 1;
-            self.drop_skb(pkt, DropReason::QdiscDrop, at(dev, Hook::Xmit));
+        let ts = pkt.ts;
+        let mut next = Some((pkt, false));
+        let mut shaper = false;
+        let mut now = ts;
+        // mirred's copies go once the qdisc lock is released.
+        let mut mirred = Vec::new();
+        // netem's copies go in again at the root (once: not duplicated).
+        for _ in 0..XMIT_RECURSION_LIMIT {
+            let Some((pkt, no_dup)) = next.take() else {
+                break;
+            };
+            // The filters of classful qdiscs (tcf_classify at a qdisc or class).
+            let mut classify =
+                |parent: u32, p: &mut Pkt| self.qdisc_classify(dev, parent, p, &mut mirred);
+            let (res, cx_out) = {
+                let mut g = q.lock();
+                now = g.tick(ts);
+                shaper = !g.conserving;
+                let mut cx = EnqueueCtx::new(&mut classify);
+                cx.now = now;
+                cx.no_duplicate = no_dup;
+                let r = g.enqueue_at(pkt, &mut cx);
+                (r, (cx.dropped, cx.stolen, cx.duplicates))
+            };
+            let (dropped, stolen, dups) = cx_out;
+            match res {
+                Ok(()) => {}
+                Err(Refused::Drop(p)) => {
+                    self.stats(dev).tx_dropped += 1;
+                    self.drop_skb(p, DropReason::QdiscDrop, at(dev, Hook::Xmit));
+                }
+                Err(Refused::Stolen(p)) => self.deliver(dev, p, "qdisc-filter"),
+            }
+            for p in dropped {
+                let p = self.with_id(p);
+                self.drop_skb(p, DropReason::QdiscDrop, at(dev, Hook::Xmit));
+            }
+            for p in stolen {
+                self.deliver(dev, p, "qdisc-filter");
+            }
+            if let Some(d) = dups.into_iter().next() {
+                next = Some((self.with_id(d), true));
+            }
+        }
+        for (p, to) in mirred {
+            self.mirred_forward(dev, p, to, false);
+        }
+        if shaper {
+            self.qdisc_run(dev, now);
+        } else {
+            self.st.tx_scheduled = true;
         }
     }
 
-    /// net_tx_action / __qdisc_run: every qdisc drains to its driver.
+    /// A packet a qdisc made (netem's copy, id 0) gets its id here.
+    fn with_id(&mut self, mut p: Pkt) -> Pkt {
+        if p.id == 0 {
+            p.id = self.originate();
+            p.skb = self.alloc_skb(*p.skb);
+        }
+        p
+    }
+
+    /// __qdisc_run: dequeue at `now` (at least the qdisc's own clock) while
+    /// the qdisc gives packets, each to the driver; a shaper that holds
+    /// packets leaves its watchdog time.
+    pub(crate) fn qdisc_run(&mut self, dev: DevId, now: u64) {
+        let sh = self.sh;
+        let Some(q) = sh.devices.get(dev.0).and_then(|d| d.qdisc.as_ref()) else {
+            return;
+        };
+        loop {
+            let p = {
+                let mut g = q.lock();
+                let now = g.tick(now);
+                g.dequeue_at(now).map(|p| (p, now))
+            };
+            let Some((mut p, now)) = p else { break };
+            // It leaves now (a shaper held it until its time came).
+            p.ts = p.ts.max(now);
+            self.dev_hard_start_xmit(dev, p);
+        }
+        let (w, dropped) = {
+            let mut g = q.lock();
+            let mut dropped = Vec::new();
+            g.take_dropped(&mut dropped);
+            // Only shapers set watchdogs.
+            let w = if g.conserving {
+                None
+            } else {
+                g.next_watchdog()
+            };
+            (w, dropped)
+        };
+        for p in dropped {
+            self.drop_skb(p, DropReason::QdiscDrop, at(dev, Hook::Xmit));
+        }
+        if let Some(w) = w {
+            sh.next_watchdog.fetch_min(w, Ordering::AcqRel);
+        }
+    }
+
+    /// net_tx_action / __qdisc_run: at the end of a poll every qdisc this
+    /// CPU queued into drains to its driver; and every qdisc whose watchdog
+    /// time has come at this CPU's clock runs.
     pub(crate) fn qdisc_run_all(&mut self) {
-        if !std::mem::take(&mut self.st.tx_scheduled) {
+        let sh = self.sh;
+        let scheduled = std::mem::take(&mut self.st.tx_scheduled);
+        let now = self.st.now;
+        let due = sh.next_watchdog.load(Ordering::Acquire) <= now;
+        if !scheduled && !due {
             return;
         }
-        for i in 0..self.sh.devices.len() {
+        if due {
+            sh.next_watchdog.store(u64::MAX, Ordering::Release);
+        }
+        for i in 0..sh.devices.len() {
             let dev = DevId(i);
-            let Some(q) = &self.dev(dev).qdisc else {
+            let Some(q) = sh.devices[i].qdisc.as_ref() else {
                 continue;
             };
-            loop {
-                let Some(p) = q.lock().dequeue() else { break };
-                self.dev_hard_start_xmit(dev, p);
+            let w = {
+                let g = q.lock();
+                if g.conserving {
+                    None
+                } else {
+                    g.next_watchdog()
+                }
+            };
+            match w {
+                Some(w) if due && w <= now => self.qdisc_run(dev, now),
+                Some(w) => {
+                    sh.next_watchdog.fetch_min(w, Ordering::AcqRel);
+                    if scheduled {
+                        self.qdisc_run(dev, 0);
+                    }
+                }
+                None if scheduled => self.qdisc_run(dev, 0),
+                None => {}
             }
         }
     }
@@ -267,6 +396,44 @@ impl Cpu<'_> {
         }
         for (dev, p) in self.st.gro.flush() {
             self.netif_receive_skb(dev, p);
+        }
+    }
+}
+
+/// A bound on watchdog rounds between two packets (each round sends a
+/// packet or moves the clock on; a shaper never asks for "now" twice).
+const WATCHDOG_ROUNDS_MAX: usize = 1 << 20;
+
+impl Datapath {
+    /// The clock moves on to `ts` with nothing arriving: what the qdiscs'
+    /// watchdogs release by then goes out (a replay's idle tail, a test
+    /// waiting for its shapers to drain).
+    pub fn run_until(&mut self, ts: u64) {
+        self.run();
+        self.qdisc_watchdogs(ts);
+        self.now = self.now.max(ts);
+    }
+
+    /// The qdisc watchdogs due by `until` fire in time order, each at its
+    /// own time, after what was injected before has run (the kernel's
+    /// hrtimer -> __netif_schedule -> net_tx_action, on the virtual clock).
+    pub(crate) fn qdisc_watchdogs(&mut self, until: u64) {
+        if self.sh.next_watchdog.load(Ordering::Acquire) > until {
+            return;
+        }
+        self.run();
+        for _ in 0..WATCHDOG_ROUNDS_MAX {
+            let w = self.sh.next_watchdog.load(Ordering::Acquire);
+            if w > until {
+                return;
+            }
+            self.now = self.now.max(w);
+            let now = self.now;
+            if let Some(c) = self.cpus.first_mut() {
+                c.now = now;
+            }
+            self.cpu_ctx(0).qdisc_run_all();
+            self.run();
         }
     }
 }

@@ -45,6 +45,8 @@ pub mod flow;
 pub mod gro;
 mod napi;
 mod rtnl;
+mod rtnl_cls;
+mod rtnl_tc;
 pub(crate) mod skb;
 pub mod tc;
 pub mod trace;
@@ -59,13 +61,16 @@ use skiff_vm::{ProgType, Program};
 use crate::buff::{SkBuff, XdpBuff};
 use crate::drivers::NetDevice;
 use crate::helpers::{fib, NetNs, NsDevice, FIB_LOOKUP_SIZE};
-use crate::sched::Qdisc;
+use crate::sched::ingress::IngressQdisc;
+use crate::sched::Sch;
 use crate::stack::HostStack;
 
 pub use action::{NetkitAction, TcAction, XdpAction};
 pub use counters::{
     Conservation, CountersReport, DevStats, DeviceReport, DropRecord, Hook, PktBytes,
 };
+pub use rtnl_cls::{FilterCmd, FilterParent, FilterShow};
+pub use rtnl_tc::{ClassCmd, QdiscCmd, TcParent};
 pub use tc::{MprogOrder, TcAttach, TcDirection};
 pub use trace::{CapturePoint, CaptureRecord, TraceEvent};
 
@@ -331,7 +336,9 @@ pub struct NetDev {
     pub(crate) tc_ingress: tc::TcHook,
     pub(crate) tc_egress: tc::TcHook,
     /// The root egress qdisc; None is noqueue (IFF_NO_QUEUE devices).
-    pub(crate) qdisc: Option<Mutex<Box<dyn Qdisc>>>,
+    pub(crate) qdisc: Option<Mutex<Sch>>,
+    /// `tc qdisc add dev X ingress|clsact` (the filters' attachment point).
+    pub(crate) ingress_qdisc: Option<IngressQdisc>,
     pub(crate) ops: Box<dyn NetDevice>,
 }
 
@@ -409,6 +416,9 @@ pub(crate) struct Shared {
     pub trace_on: bool,
     pub record_drops: bool,
     pub capture_on: HashSet<(DevId, Hook)>,
+    /// The earliest time a qdisc asked to be run again at
+    /// (qdisc_watchdog_schedule_ns); u64::MAX for none.
+    pub next_watchdog: std::sync::atomic::AtomicU64,
 }
 
 const IFINDEX_TABLE_MAX: u32 = 4096;
@@ -465,6 +475,10 @@ pub struct Datapath {
     next_ifindex: u32,
     /// The newest timestamp injected (the virtual clock's now).
     now: u64,
+    /// qdisc_alloc_handle's counter (8001:, 8002:, ...).
+    autohandle: u32,
+    /// Each namespace's tc actions (`tc actions add`, filters' actions).
+    tc_actions: HashMap<NsId, crate::sched::act_api::ActionTable>,
 }
 
 impl Datapath {
@@ -526,11 +540,14 @@ impl Datapath {
                 trace_on: false,
                 record_drops: false,
                 capture_on: HashSet::new(),
+                next_watchdog: std::sync::atomic::AtomicU64::new(u64::MAX),
             },
             cpus: states,
             rec: Records::new(1, 1),
             next_ifindex: 2,
             now: 0,
+            autohandle: 0x8000_0000,
+            tc_actions: HashMap::new(),
         })
     }
 

@@ -35,6 +35,7 @@ impl Datapath {
     ) -> Result<PacketId, DatapathError> {
         let napi = self.dev(dev)?.ops.features().napi;
         let workers = self.sh.opts.workers.max(1);
+        self.qdisc_watchdogs(ts_ns);
         self.now = self.now.max(ts_ns);
         let (cpu, q, hash) = match napi {
             Napi::Queues(n) => {
@@ -190,6 +191,9 @@ impl Datapath {
     /// End of input: packets still waiting for a neighbour end NEIGH_FAILED.
     pub fn finish(&mut self) {
         self.run();
+        // What the shapers may send by the last packet's time goes; the
+        // rest stays queued (their backlog), as the kernel would hold it.
+        self.qdisc_watchdogs(self.now);
         let mut failed = Vec::new();
         for n in &self.sh.namespaces {
             let mut s = n.shared.stack_write();

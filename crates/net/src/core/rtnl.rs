@@ -108,7 +108,8 @@ impl Datapath {
                 loopback: f.loopback,
             });
         }
-        let qdisc = sched::default_qdisc(ops.as_ref(), spec.txqueuelen, spec.mtu).map(Mutex::new);
+        let qdisc = sched::default_qdisc(ops.as_ref(), spec.txqueuelen, spec.mtu)
+            .map(|q| Mutex::new(sched::Sch::root(0, q)));
         self.sh.index_device(ns, ifindex, id);
         self.sh.devices.push(NetDev {
             name: spec.name.clone(),
@@ -123,6 +124,7 @@ impl Datapath {
             tc_ingress: Default::default(),
             tc_egress: Default::default(),
             qdisc,
+            ingress_qdisc: None,
             ops,
         });
         for c in &mut self.cpus {
@@ -316,26 +318,34 @@ impl Datapath {
         Ok(())
     }
 
-    /// `tc qdisc replace dev X root KIND`: a new root qdisc from the registry
-    /// (`sched::QDISCS`), or none for "noqueue"; what the old one held is
-    /// dropped (qdisc_reset, counted as QDISC_DROP).
+    /// `tc qdisc replace dev X root KIND` with the kind's defaults: a new
+    /// root qdisc from the registry (`sched::QDISCS`), or none for
+    /// "noqueue"; what the old one held is dropped (qdisc_reset, QDISC_DROP).
     pub fn set_qdisc(&mut self, dev: DevId, kind: &str) -> Result<(), DatapathError> {
         let d = self.dev(dev)?;
         let new = sched::create(kind, d.ops.as_ref(), d.txqueuelen, d.mtu)?;
-        let old = std::mem::replace(&mut self.dev_mut(dev)?.qdisc, new.map(Mutex::new));
+        let old = std::mem::replace(
+            &mut self.dev_mut(dev)?.qdisc,
+            new.map(|q| Mutex::new(sched::Sch::root(0, q))),
+        );
         if let Some(q) = old {
             let mut held = Vec::new();
             q.into_inner().reset(&mut |p| held.push(p));
-            let mut c = self.cpu_ctx(0);
-            for p in held {
-                c.drop_skb(
-                    p,
-                    crate::drop::DropReason::QdiscDrop,
-                    cpu::at(dev, Hook::Xmit),
-                );
-            }
+            self.drop_qdisc_held(dev, held);
         }
         Ok(())
+    }
+
+    /// Packets a qdisc held when it was reset, replaced or purged: QDISC_DROP.
+    pub(crate) fn drop_qdisc_held(&mut self, dev: DevId, held: Vec<Pkt>) {
+        let mut c = self.cpu_ctx(0);
+        for p in held {
+            c.drop_skb(
+                p,
+                crate::drop::DropReason::QdiscDrop,
+                cpu::at(dev, Hook::Xmit),
+            );
+        }
     }
 
     /// `tc -s qdisc show dev X`: the root qdisc's kind and statistics.

@@ -11,28 +11,26 @@ use skiff_vm::{Exception, Program};
 use super::cpu::{at, Cpu, Where};
 use super::skb::{eth_type_trans, has_mac_header, skb_scrub_packet};
 use super::{errno, Datapath, DatapathError, DevId, Hook, Pkt, TcAction, EINVAL};
-use crate::buff::{Redirect, ETH_HLEN};
+use crate::buff::{Redirect, SkBuff, ETH_HLEN};
 use crate::drop::DropReason;
+use crate::sched::cls_api::{
+    tcf_classify, ClsError, FilterKey, FilterSpec, MirredTarget, TcfBlock, TcfEnv, ETH_P_ALL,
+};
+use crate::sched::cls_bpf::BpfSpec;
 use crate::stack::NeighOutput;
 use skiff_vm::ProgType;
 
-pub const TC_ACT_UNSPEC: i64 = -1;
-pub const TC_ACT_OK: i64 = 0;
-pub const TC_ACT_RECLASSIFY: i64 = 1;
-pub const TC_ACT_SHOT: i64 = 2;
-pub const TC_ACT_PIPE: i64 = 3;
-pub const TC_ACT_STOLEN: i64 = 4;
-pub const TC_ACT_QUEUED: i64 = 5;
-pub const TC_ACT_REPEAT: i64 = 6;
-pub const TC_ACT_REDIRECT: i64 = 7;
-pub const TC_ACT_TRAP: i64 = 8;
+pub use crate::sched::act_api::{
+    TC_ACT_CONSUMED, TC_ACT_OK, TC_ACT_PIPE, TC_ACT_QUEUED, TC_ACT_RECLASSIFY, TC_ACT_REDIRECT,
+    TC_ACT_REPEAT, TC_ACT_SHOT, TC_ACT_STOLEN, TC_ACT_TRAP, TC_ACT_UNSPEC,
+};
+pub use crate::sched::cls_api::MAX_RECLASSIFY_LOOP;
+pub use crate::sched::cls_bpf::cls_bpf_exec_opcode;
 /// TCX_NEXT / TCX_PASS / TCX_DROP / TCX_REDIRECT (include/uapi/linux/bpf.h).
 pub const TCX_NEXT: i64 = -1;
 pub const TCX_PASS: i64 = 0;
 pub const TCX_DROP: i64 = 2;
 pub const TCX_REDIRECT: i64 = 7;
-/// net/sched/cls_api.c: max_reclassify_loop.
-pub const MAX_RECLASSIFY_LOOP: u32 = 16;
 /// include/linux/bpf_mprog.h: BPF_MPROG_MAX.
 pub const BPF_MPROG_MAX: usize = 64;
 
@@ -81,17 +79,15 @@ pub enum TcAttach {
     Tcx(MprogOrder),
 }
 
-pub(crate) struct ClsFilter {
-    pub prio: u16,
-    pub handle: u32,
-    pub classid: u32,
-    pub prog: Arc<Program>,
-}
-
+/// A clsact hook: the tcx chain, then the filter block (chains of filters
+/// of every classifier kind, net/sched/cls_api.c).
 #[derive(Default)]
 pub(crate) struct TcHook {
     pub tcx: Vec<Arc<Program>>,
-    pub cls: Vec<ClsFilter>,
+    pub block: TcfBlock,
+    /// On the egress hook: the blocks of the classful qdiscs and classes
+    /// (`tc filter add ... parent 1:10`), by handle, for their enqueue.
+    pub qdisc_blocks: Vec<(u32, TcfBlock)>,
 }
 
 impl TcHook {
@@ -103,16 +99,23 @@ impl TcHook {
                 handle,
                 classid,
             } => {
-                // tc picks prio 49152 / handle 1 when none are given; 0 means that here.
-                let prio = if prio == 0 { 49152 } else { prio };
-                let handle = if handle == 0 { 1 } else { handle };
-                self.add_cls(ClsFilter {
+                let key = FilterKey {
+                    chain: 0,
                     prio,
+                    protocol: ETH_P_ALL,
                     handle,
-                    classid,
+                };
+                let spec = FilterSpec::Bpf(BpfSpec {
+                    name: prog.name.clone(),
                     prog,
-                })
-                .map_err(|e| (e, format!("filter prio {prio} handle {handle} exists")))
+                    direct_action: true,
+                    classid,
+                    exts: Default::default(),
+                });
+                self.block
+                    .add_filter(key, spec, false)
+                    .map(|_| ())
+                    .map_err(|e| (cls_errno(&e), e.to_string()))
             }
             TcAttach::Tcx(order) => mprog_attach(&mut self.tcx, prog, order)
                 .map_err(|e| (e, format!("tcx attach ({order:?})"))),
@@ -120,25 +123,37 @@ impl TcHook {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tcx.is_empty() && self.cls.is_empty()
+        self.tcx.is_empty() && self.block.is_empty()
     }
 
-    /// `tc filter add`: EEXIST for a taken prio/handle, then kept in prio order.
-    pub fn add_cls(&mut self, f: ClsFilter) -> Result<(), i32> {
-        if self
-            .cls
+    /// The block of a qdisc or class handle, made when missing.
+    pub fn qdisc_block(&mut self, handle: u32) -> &mut TcfBlock {
+        let i = match self.qdisc_blocks.iter().position(|(h, _)| *h == handle) {
+            Some(i) => i,
+            None => {
+                self.qdisc_blocks.push((handle, TcfBlock::default()));
+                self.qdisc_blocks.len() - 1
+            }
+        };
+        &mut self.qdisc_blocks[i].1
+    }
+
+    /// The block filters attached at a qdisc or class handle, if any.
+    pub fn qdisc_block_of(&self, handle: u32) -> Option<&TcfBlock> {
+        self.qdisc_blocks
             .iter()
-            .any(|c| c.prio == f.prio && c.handle == f.handle)
-        {
-            return Err(super::EEXIST);
-        }
-        let pos = self
-            .cls
-            .iter()
-            .position(|c| (c.prio, c.handle) > (f.prio, f.handle))
-            .unwrap_or(self.cls.len());
-        self.cls.insert(pos, f);
-        Ok(())
+            .find(|(h, b)| *h == handle && !b.is_empty())
+            .map(|(_, b)| b)
+    }
+}
+
+/// The errno a classifier error is (what tc prints).
+pub(crate) fn cls_errno(e: &ClsError) -> i32 {
+    match e {
+        ClsError::Exists { .. } => super::EEXIST,
+        ClsError::NotFound { .. } => super::ENOENT,
+        ClsError::Invalid(_) => EINVAL,
+        ClsError::NotSupported(_) => super::EOPNOTSUPP,
     }
 }
 
@@ -176,16 +191,6 @@ pub(crate) fn mprog_attach(
     Ok(())
 }
 
-/// net/sched/cls_bpf.c: cls_bpf_exec_opcode — in direct-action mode only these
-/// codes are actions; anything else (PIPE, QUEUED, out of range) is UNSPEC.
-pub fn cls_bpf_exec_opcode(code: i64) -> i64 {
-    match code {
-        TC_ACT_OK | TC_ACT_SHOT | TC_ACT_STOLEN | TC_ACT_TRAP | TC_ACT_REDIRECT
-        | TC_ACT_RECLASSIFY => code,
-        _ => TC_ACT_UNSPEC,
-    }
-}
-
 /// include/net/tcx.h: tcx_action_code.
 pub fn tcx_action_code(code: i64) -> i64 {
     match code {
@@ -193,8 +198,6 @@ pub fn tcx_action_code(code: i64) -> i64 {
         _ => TCX_NEXT,
     }
 }
-
-const RECLASSIFY_LOOP_FLAG: i64 = 1 << 40;
 
 /// What sch_handle_ingress leaves for __netif_receive_skb_core.
 pub(crate) enum Ingress {
@@ -205,13 +208,14 @@ pub(crate) enum Ingress {
 }
 
 /// A hook's outcome: the action, whether RECLASSIFY looped out, the
-/// deciding program and any exception.
+/// deciding program, any exception, and a mirred redirect that took the packet.
 pub(crate) struct TcResult<'a> {
     pub action: TcAction,
     pub reclassify_loop: bool,
     /// Borrowed from the device's hook: no refcount per packet.
     pub prog: Option<&'a Arc<Program>>,
     pub exc: Option<Exception>,
+    pub mirred: Option<MirredTarget>,
 }
 
 impl TcResult<'_> {
@@ -229,32 +233,146 @@ impl TcResult<'_> {
     }
 }
 
+/// What tcf_classify needs from the CPU running a hook or a qdisc's
+/// classification: the packet's device, namespace and time, the programs'
+/// VM, and sends for act_mirred. Remembers the last program run (its id) and
+/// the exception that ended a run, for traces and drop records.
+pub(crate) struct CpuTcfEnv<'c, 'a> {
+    pub cpu: &'c mut Cpu<'a>,
+    pub dev: DevId,
+    pub ts: u64,
+    pub last_prog: Option<u32>,
+    pub exc: Option<Exception>,
+    /// Inside a qdisc's lock: mirred's clones wait here until it is released.
+    pub deferred: Option<Vec<(Pkt, MirredTarget)>>,
+}
+
 impl<'a> Cpu<'a> {
-    /// Run a hook's tcx chain then its cls_bpf filters (tcx_run, tc_run,
-    /// tcf_classify in direct-action mode). Returns the final action code, the
-    /// program that gave it, and an exception if one ended a run.
-    fn tc_classify(
+    /// The classification environment for a packet of `ts` on `dev`.
+    pub(crate) fn tcf_env<'c>(&'c mut self, dev: DevId, ts: u64) -> CpuTcfEnv<'c, 'a> {
+        CpuTcfEnv {
+            cpu: self,
+            dev,
+            ts,
+            last_prog: None,
+            exc: None,
+            deferred: None,
+        }
+    }
+
+    /// tcf_classify for a classful qdisc's enqueue (htb_classify,
+    /// prio_classify): the filters attached at `parent` of `dev`, mirred's
+    /// sends kept in `deferred` until the qdisc lock is released.
+    pub(crate) fn qdisc_classify(
         &mut self,
         dev: DevId,
-        dir: TcDirection,
+        parent: u32,
         pkt: &mut Pkt,
-    ) -> (i64, Option<&'a Arc<Program>>, Option<Exception>) {
+        deferred: &mut Vec<(Pkt, MirredTarget)>,
+    ) -> crate::sched::Classified {
+        use crate::sched::Classified;
+        let Some(block) = self.dev(dev).tc_egress.qdisc_block_of(parent) else {
+            return Classified::NoMatch;
+        };
+        pkt.skb.tc_at_ingress = false;
+        let mut env = self.tcf_env(dev, pkt.ts);
+        env.deferred = Some(std::mem::take(deferred));
+        let res = tcf_classify(block, &mut pkt.skb, &mut env);
+        *deferred = env.deferred.take().unwrap_or_default();
+        match res.action {
+            a if a < 0 => Classified::NoMatch,
+            TC_ACT_SHOT => Classified::Shot,
+            TC_ACT_STOLEN | TC_ACT_QUEUED | TC_ACT_TRAP | TC_ACT_CONSUMED => Classified::Stolen,
+            _ => Classified::Class(res.classid),
+        }
+    }
+
+    /// A registered program by id (only for traces and drop records).
+    fn program_by_id(&self, id: Option<u32>) -> Option<&'a Arc<Program>> {
+        let sh: &'a super::Shared = self.sh;
+        id.and_then(|id| sh.program_index(id))
+            .and_then(|i| sh.programs.get(i))
+    }
+}
+
+impl TcfEnv for CpuTcfEnv<'_, '_> {
+    fn run_bpf(&mut self, prog: &Arc<Program>, skb: &mut SkBuff) -> i64 {
+        skb.redirect = None;
+        let ns = self.cpu.dev(self.dev).ns;
+        let (r, e) = self.cpu.run_prog(prog, skb, ns, self.ts, TC_ACT_SHOT);
+        self.last_prog = Some(prog.id);
+        self.exc = e;
+        r
+    }
+
+    /// The packet's time on the virtual clock, else the monotonic clock.
+    fn now_ns(&mut self) -> u64 {
+        if self.cpu.sh.opts.deterministic {
+            self.ts
+        } else {
+            self.cpu.st.vm.env.clock.now_ns()
+        }
+    }
+
+    /// The same per-CPU xorshift64* stream bpf_get_prandom_u32 reads.
+    fn prandom_u32(&mut self) -> u32 {
+        let mut x = self.cpu.st.vm.env.prandom;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.cpu.st.vm.env.prandom = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
+    }
+
+    fn dev_up(&self, dev: DevId) -> bool {
+        self.cpu.sh.devices.get(dev.0).is_some_and(|d| d.up)
+    }
+
+    /// act_mirred on a clone: a new packet with the skb's bytes and metadata.
+    fn mirred_clone(&mut self, skb: &SkBuff, to: MirredTarget) -> Result<(), ()> {
+        let id = self.cpu.originate();
+        let mut n = SkBuff::new(skb.data(), crate::buff::NET_SKB_PAD, skb.ifindex, skb.mtu);
+        super::skb::copy_skb_meta(skb, &mut n);
+        n.tc_at_ingress = skb.tc_at_ingress;
+        let skb = self.cpu.alloc_skb(n);
+        let pkt = Pkt {
+            id,
+            ts: self.ts,
+            skb,
+        };
+        match &mut self.deferred {
+            Some(d) => d.push((pkt, to)),
+            None => self.cpu.mirred_forward(self.dev, pkt, to, false),
+        }
+        Ok(())
+    }
+}
+
+impl<'a> Cpu<'a> {
+    /// Run a hook's tcx chain then its filter block (tcx_run, tc_run,
+    /// tcf_classify). Returns the result with the program that gave it.
+    fn tc_classify(&mut self, dev: DevId, dir: TcDirection, pkt: &mut Pkt) -> TcResult<'a> {
         let d = self.dev(dev);
         let hook = match dir {
             TcDirection::Ingress => &d.tc_ingress,
             TcDirection::Egress => &d.tc_egress,
         };
         pkt.skb.tc_at_ingress = dir == TcDirection::Ingress;
-        let mut last_prog = None;
-        let mut exc = None;
+        let mut out = TcResult {
+            action: TcAction::Unspec,
+            reclassify_loop: false,
+            prog: None,
+            exc: None,
+            mirred: None,
+        };
         // tcx_run: the chain until a verdict other than TCX_NEXT.
         if !hook.tcx.is_empty() {
             let mut ret = TCX_NEXT;
             for p in &hook.tcx {
                 pkt.skb.redirect = None;
                 let (r, e) = self.run_prog(p, &mut *pkt.skb, d.ns, pkt.ts, TC_ACT_SHOT);
-                last_prog = Some(p);
-                exc = e;
+                out.prog = Some(p);
+                out.exc = e;
                 ret = r;
                 if ret != TCX_NEXT {
                     break;
@@ -265,42 +383,33 @@ impl<'a> Cpu<'a> {
                 pkt.skb.tc_index = pkt.skb.tc_classid;
             }
             if code != TCX_NEXT {
-                return (code, last_prog, exc);
+                out.action = TcAction::from_code(code);
+                return out;
             }
         }
-        // tcf_classify over the cls_bpf filters by prio; RECLASSIFY restarts
-        // (at most max_reclassify_loop times).
-        let mut limit = 0;
-        let mut ret;
-        'reclassify: loop {
-            ret = TC_ACT_UNSPEC;
-            for f in &hook.cls {
-                pkt.skb.redirect = None;
-                let (r, e) = self.run_prog(&f.prog, &mut *pkt.skb, d.ns, pkt.ts, TC_ACT_SHOT);
-                last_prog = Some(&f.prog);
-                exc = e;
-                let code = cls_bpf_exec_opcode(r);
-                // res->classid = TC_H_MAJ(prog->res.classid) | qdisc_skb_cb(skb)->tc_classid
-                let res_classid = (f.classid & 0xffff_0000) | pkt.skb.tc_classid as u32;
-                if code == TC_ACT_UNSPEC {
-                    continue;
-                }
-                if code == TC_ACT_RECLASSIFY {
-                    if limit >= MAX_RECLASSIFY_LOOP {
-                        return (TC_ACT_SHOT | RECLASSIFY_LOOP_FLAG, last_prog, exc);
-                    }
-                    limit += 1;
-                    continue 'reclassify;
-                }
-                if code == TC_ACT_OK {
-                    pkt.skb.tc_index = (res_classid & 0xffff) as u16;
-                }
-                ret = code;
-                break 'reclassify;
-            }
-            break;
+        if hook.block.is_empty() {
+            return out;
         }
-        (ret, last_prog, exc)
+        // tc_run: tcf_classify over the block; OK/RECLASSIFY copy the
+        // class's minor to tc_index.
+        let mut env = self.tcf_env(dev, pkt.ts);
+        let res = tcf_classify(&hook.block, &mut pkt.skb, &mut env);
+        let (last, exc) = (env.last_prog, env.exc.take());
+        if res.action == TC_ACT_OK || res.action == TC_ACT_RECLASSIFY {
+            pkt.skb.tc_index = (res.classid & 0xffff) as u16;
+        }
+        if last.is_some()
+            && (self.sh.trace_on || self.sh.record_drops || !self.sh.capture_on.is_empty())
+        {
+            out.prog = self.program_by_id(last);
+        }
+        if exc.is_some() {
+            out.exc = exc;
+        }
+        out.action = TcAction::from_code(res.action);
+        out.reclassify_loop = res.reclassify_loop;
+        out.mirred = res.redirect;
+        out
     }
 
     /// A TC hook as the trace and captures see it: entry capture, the
@@ -312,10 +421,8 @@ impl<'a> Cpu<'a> {
             TcDirection::Egress => Hook::TcEgress,
         };
         self.capture_entry(dev, hook, pkt.id, pkt.ts, pkt.skb.data());
-        let (code, prog, exc) = self.tc_classify(dev, dir, pkt);
-        // only SHOT carries the flag: TC_ACT_UNSPEC (-1) has every high bit set
-        let reclassify_loop = code == TC_ACT_SHOT | RECLASSIFY_LOOP_FLAG;
-        let code = if reclassify_loop { TC_ACT_SHOT } else { code };
+        let res = self.tc_classify(dev, dir, pkt);
+        let code = res.action.code();
         let target = match (
             &pkt.skb.redirect,
             self.sh.trace_on && code == TC_ACT_REDIRECT,
@@ -323,7 +430,11 @@ impl<'a> Cpu<'a> {
             (Some(r), true) => Some(self.redirect_desc(r)),
             _ => None,
         };
-        let name = prog.as_ref().map(|p| p.name.as_str());
+        let target = match res.mirred {
+            Some(m) if self.sh.trace_on => Some(self.mirred_desc(m)),
+            _ => target,
+        };
+        let name = res.prog_name();
         self.hook_done(
             dev,
             hook,
@@ -336,11 +447,45 @@ impl<'a> Cpu<'a> {
         );
         let clones = std::mem::take(&mut pkt.skb.clones);
         self.clone_redirects(dev, pkt, clones);
-        TcResult {
-            action: TcAction::from_code(code),
-            reclassify_loop,
-            prog,
-            exc,
+        res
+    }
+
+    /// "mirred egress dev X" for a trace.
+    #[cold]
+    fn mirred_desc(&self, m: MirredTarget) -> String {
+        let dir = if m.ingress { "ingress" } else { "egress" };
+        let name = self
+            .sh
+            .devices
+            .get(m.dev.0)
+            .map(|d| d.name.as_str())
+            .unwrap_or("?");
+        format!("mirred {dir} {name}")
+    }
+
+    /// net/sched/act_mirred.c: tcf_mirred_forward — to the target's egress
+    /// (dev_queue_xmit) or its ingress. skiff takes the ingress way through
+    /// the backlog (netif_rx) also at tc ingress, where the kernel calls
+    /// netif_receive_skb: a mirred loop then meets the loop guard instead of
+    /// recursing. A redirect (skb_set_redirected) from ingress clears tstamp.
+    pub(crate) fn mirred_forward(
+        &mut self,
+        from: DevId,
+        mut pkt: Pkt,
+        to: MirredTarget,
+        redirect: bool,
+    ) {
+        let d = self.dev(to.dev);
+        if redirect && pkt.skb.tc_at_ingress {
+            pkt.skb.tstamp = 0;
+        }
+        pkt.skb.ingress_ifindex = self.dev(from).ifindex;
+        pkt.skb.ifindex = d.ifindex;
+        if to.ingress {
+            self.count_rx(to.dev, pkt.skb.len());
+            self.netif_rx(to.dev, pkt);
+        } else {
+            self.dev_queue_xmit(to.dev, pkt);
         }
     }
 
@@ -350,6 +495,11 @@ impl<'a> Cpu<'a> {
             return Ingress::Continue(pkt);
         }
         let res = self.tc_hook(dev, TcDirection::Ingress, &mut pkt);
+        if let Some(m) = res.mirred {
+            // TC_ACT_CONSUMED: mirred took the skb itself.
+            self.mirred_forward(dev, pkt, m, true);
+            return Ingress::Done;
+        }
         let w = Where {
             dev,
             hook: Hook::TcIngress,

@@ -3,8 +3,9 @@
 
 use std::collections::VecDeque;
 
-use super::{Qdisc, QdiscDev, QdiscStats};
-use crate::core::Pkt;
+use super::dump::size_str;
+use super::{Dump, EnqueueCtx, Qdisc, QdiscDev, QdiscOptions, QdiscStats, Refused};
+use crate::core::{DatapathError, Pkt};
 
 pub(crate) struct Fifo {
     bytes_limit: bool,
@@ -22,6 +23,19 @@ impl Fifo {
     pub fn create_bfifo(dev: &QdiscDev) -> Box<dyn Qdisc> {
         let limit = dev.txqueuelen as u64 * (dev.mtu as u64 + crate::buff::ETH_HLEN as u64);
         Box::new(Fifo::new(true, limit))
+    }
+
+    /// fifo_init: `limit` packets or bytes, else the defaults above.
+    pub fn from_options(
+        opts: &QdiscOptions,
+        dev: &QdiscDev,
+    ) -> Result<Box<dyn Qdisc>, DatapathError> {
+        Ok(match opts {
+            QdiscOptions::Bfifo { limit: Some(l) } => Box::new(Fifo::new(true, *l as u64)),
+            QdiscOptions::Pfifo { limit: Some(l) } => Box::new(Fifo::new(false, *l as u64)),
+            QdiscOptions::Bfifo { limit: None } => Fifo::create_bfifo(dev),
+            _ => Fifo::create_pfifo(dev),
+        })
     }
 
     pub fn new(bytes_limit: bool, limit: u64) -> Fifo {
@@ -44,7 +58,7 @@ impl Qdisc for Fifo {
     }
 
     /// pfifo_enqueue / bfifo_enqueue.
-    fn enqueue(&mut self, pkt: Pkt) -> Result<(), Pkt> {
+    fn enqueue_at(&mut self, pkt: Pkt, _cx: &mut EnqueueCtx) -> Result<(), Refused> {
         let len = pkt.skb.len();
         let fits = if self.bytes_limit {
             self.stats.backlog + len as u64 <= self.limit
@@ -53,14 +67,14 @@ impl Qdisc for Fifo {
         };
         if !fits {
             self.stats.drops += 1;
-            return Err(pkt);
+            return Err(Refused::Drop(pkt));
         }
         self.stats.queued(len);
         self.q.push_back(pkt);
         Ok(())
     }
 
-    fn dequeue(&mut self) -> Option<Pkt> {
+    fn dequeue_at(&mut self, _now: u64) -> Option<Pkt> {
         let p = self.q.pop_front()?;
         self.stats.sent(p.skb.len());
         Some(p)
@@ -84,5 +98,17 @@ impl Qdisc for Fifo {
 
     fn stats(&self) -> QdiscStats {
         self.stats
+    }
+
+    /// fifo_dump: `limit 1000p` / `limit 1514000b`.
+    fn dump(&self) -> Dump {
+        let mut d = Dump::default();
+        let text = if self.bytes_limit {
+            format!("limit {}", size_str(self.limit))
+        } else {
+            format!("limit {}p", self.limit)
+        };
+        d.opt("limit", self.limit, text);
+        d
     }
 }

@@ -7,20 +7,28 @@
 use std::collections::VecDeque;
 
 use super::pfifo_fast::PfifoFast;
-use super::{Qdisc, QdiscDev, QdiscStats};
-use crate::core::Pkt;
+use super::{EnqueueCtx, Qdisc, QdiscDev, QdiscOptions, QdiscStats, Refused, Sch};
+use crate::core::{DatapathError, Pkt};
 
 pub(crate) struct Mq {
-    children: Vec<Box<dyn Qdisc>>,
+    /// One per tx queue, handle 0, parent :1, :2, ... as tc shows them.
+    children: Vec<Sch>,
     /// Which child holds each queued packet, oldest first.
     order: VecDeque<usize>,
 }
 
 impl Mq {
+    pub fn from_options(
+        _opts: &QdiscOptions,
+        dev: &QdiscDev,
+    ) -> Result<Box<dyn Qdisc>, DatapathError> {
+        Ok(Mq::create(dev))
+    }
+
     pub fn create(dev: &QdiscDev) -> Box<dyn Qdisc> {
         Box::new(Mq {
             children: (0..dev.tx_queues.max(1))
-                .map(|_| PfifoFast::create(dev))
+                .map(|i| Sch::new(0, (i as u32 + 1) & 0xffff, PfifoFast::create(dev)))
                 .collect(),
             order: VecDeque::new(),
         })
@@ -41,16 +49,19 @@ impl Qdisc for Mq {
         "mq"
     }
 
-    fn enqueue(&mut self, pkt: Pkt) -> Result<(), Pkt> {
+    fn enqueue_at(&mut self, pkt: Pkt, cx: &mut EnqueueCtx) -> Result<(), Refused> {
         let q = self.pick_tx(&pkt);
-        self.children[q].enqueue(pkt)?;
+        let Some(child) = self.children.get_mut(q) else {
+            return Err(Refused::Drop(pkt));
+        };
+        child.enqueue_at(pkt, cx)?;
         self.order.push_back(q);
         Ok(())
     }
 
-    fn dequeue(&mut self) -> Option<Pkt> {
+    fn dequeue_at(&mut self, now: u64) -> Option<Pkt> {
         while let Some(q) = self.order.pop_front() {
-            if let Some(p) = self.children[q].dequeue() {
+            if let Some(p) = self.children.get_mut(q).and_then(|c| c.dequeue_at(now)) {
                 return Some(p);
             }
         }
@@ -58,7 +69,10 @@ impl Qdisc for Mq {
     }
 
     fn peek(&self) -> Option<&Pkt> {
-        self.order.front().and_then(|&q| self.children[q].peek())
+        self.order
+            .front()
+            .and_then(|&q| self.children.get(q))
+            .and_then(|c| c.peek())
     }
 
     fn reset(&mut self, drop: &mut dyn FnMut(Pkt)) {
@@ -79,5 +93,13 @@ impl Qdisc for Mq {
             s.add(&c.stats());
         }
         s
+    }
+
+    fn children(&self) -> Vec<&Sch> {
+        self.children.iter().collect()
+    }
+
+    fn children_mut(&mut self) -> Vec<&mut Sch> {
+        self.children.iter_mut().collect()
     }
 }

@@ -11,6 +11,7 @@ mod neighbour;
 mod object;
 mod route;
 mod rule;
+mod tc;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -311,6 +312,7 @@ fn netns(
             n.get_ref(),
         )?);
     }
+    let tc = tc::lines(cx, names, ns_name, &ns.tc)?;
     Ok(Netns {
         name: ns_name.to_string(),
         forwarding: ns.forwarding.as_ref().is_some_and(|v| *v.get_ref()),
@@ -320,6 +322,7 @@ fn netns(
         routes,
         rules,
         neighbours,
+        tc,
     })
 }
 
