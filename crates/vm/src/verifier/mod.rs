@@ -8,6 +8,8 @@
 //! helper calls against their prototypes (`crate::proto`), ctx access rules per
 //! program type, and the availability of features by kernel version.
 
+pub mod ctx;
+
 use std::sync::Arc;
 
 use skiff_isa::Insn;
