@@ -92,6 +92,23 @@ pub struct SourceLine {
     pub text: String,
 }
 
+impl From<&skiff_object::LineInfo> for SourceLine {
+    fn from(l: &skiff_object::LineInfo) -> SourceLine {
+        SourceLine {
+            insn: l.insn,
+            file: l.file.clone(),
+            line: l.line,
+            col: l.col,
+            text: l.text.clone(),
+        }
+    }
+}
+
+/// A program's BTF line info as the verifier takes it (`VerifyOptions::lines`).
+pub fn source_lines(prog: &skiff_object::Program) -> Vec<SourceLine> {
+    prog.lines.iter().map(SourceLine::from).collect()
+}
+
 /// A refusal, as the kernel reports it: errno from BPF_PROG_LOAD and the log.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message} (insn {insn}, errno {errno})")]
