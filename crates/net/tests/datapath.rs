@@ -38,7 +38,7 @@ fn load() -> Option<Collection> {
             &o,
             &LoadOptions {
                 possible_cpus: 2,
-                ..Default::default()
+                ..skiff_net::load_options()
             },
         )
         .expect("load"),
@@ -1303,7 +1303,7 @@ mod workers {
         let o = skiff_object::Object::parse(obj).expect("parse");
         let opts = LoadOptions {
             possible_cpus: cpus,
-            ..Default::default()
+            ..skiff_net::load_options()
         };
         Some(Collection::load(&o, &opts).expect("load"))
     }

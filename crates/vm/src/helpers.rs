@@ -30,6 +30,13 @@ pub struct HelperTable {
     slots: Vec<Option<HelperDef>>,
 }
 
+impl std::fmt::Debug for HelperTable {
+    /// The registered helpers by name (the functions themselves say nothing).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter().map(|d| d.name)).finish()
+    }
+}
+
 // errno values as helpers return them (negated).
 pub const ENOENT: i64 = 2;
 pub const E2BIG: i64 = 7;

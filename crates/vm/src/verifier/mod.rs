@@ -9,6 +9,7 @@
 //! program type, and the availability of features by kernel version.
 
 pub mod ctx;
+pub mod report;
 
 use std::sync::Arc;
 
