@@ -202,13 +202,10 @@ fn show(object: &Path, load: &LoadArgs, as_json: bool) -> Result<i32> {
     let obj = parse(object, load)?;
     // Each program's verdict; a load that fails for a reason not the verifier's
     // (a map type skiff lacks) leaves the verdicts unknown, the listing stands.
-    let coll = crate::verify::load_for_verdicts(&obj, skiff_vm::verifier::KernelVersion::LATEST);
+    let all = crate::verify::verdicts(&obj, skiff_vm::verifier::KernelVersion::LATEST);
     let verdict = |name: &str| -> Option<crate::verify::Verdict> {
-        let p = coll.as_ref().ok()?.program(name).ok()?;
-        Some(match p.refusal() {
-            Some(e) => crate::verify::Verdict::Refused(e),
-            None => crate::verify::Verdict::Verified,
-        })
+        let (_, v) = all.as_ref().ok()?.iter().find(|(n, _)| n == name)?;
+        Some(crate::verify::verdict_of(v))
     };
     if as_json {
         let progs: Vec<Value> = obj
@@ -253,7 +250,7 @@ fn show(object: &Path, load: &LoadArgs, as_json: bool) -> Result<i32> {
             p.insns.len()
         );
     }
-    if let Err(e) = &coll {
+    if let Err(e) = &all {
         println!("verifier: not run: {e}");
     }
     println!("maps:");

@@ -8,7 +8,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 use skiff_object::Object;
 use skiff_vm::verifier::{report, KernelVersion, VerifierError};
-use skiff_vm::{Collection, Engine, LoadError, LoadOptions};
+use skiff_vm::{Collection, LoadError, LoadOptions};
 
 /// What a program's verification came to.
 pub enum Verdict<'a> {
@@ -56,16 +56,24 @@ pub fn verdict_text(v: &Verdict) -> String {
     }
 }
 
-/// Loads every program of `obj` with verification off, so each carries its own
-/// verdict (`Program::refusal`); the interpreter is enough, nothing runs.
-pub fn load_for_verdicts(obj: &Object, kernel: KernelVersion) -> Result<Collection, LoadError> {
+/// Each program's verdict, by name in object order (nothing is linked or run).
+pub fn verdicts(
+    obj: &Object,
+    kernel: KernelVersion,
+) -> Result<Vec<(String, skiff_vm::collection::Verdict)>, LoadError> {
     let opts = LoadOptions {
-        verify: false,
         kernel,
-        engine: Engine::Interp,
         ..skiff_net::load_options()
     };
-    Collection::load(obj, &opts)
+    Collection::verify(obj, &opts)
+}
+
+/// A verdict as reported.
+pub fn verdict_of(v: &skiff_vm::collection::Verdict) -> Verdict<'_> {
+    match v {
+        Ok(_) => Verdict::Verified,
+        Err(e) => Verdict::Refused(e),
+    }
 }
 
 /// The note `--no-verify` prints for a program the verifier refused.
@@ -127,24 +135,21 @@ pub fn main(a: &VerifyArgs, obj: Result<Object>) -> i32 {
             return 2;
         }
     }
-    let coll = match load_for_verdicts(&obj, kernel.unwrap_or(KernelVersion::LATEST)) {
-        Ok(c) => c,
+    let all = match verdicts(&obj, kernel.unwrap_or(KernelVersion::LATEST)) {
+        Ok(v) => v,
         Err(e) => {
             eprintln!("skiff: loading {}: {e}", a.object.display());
             return 2;
         }
     };
     let mut refused = false;
-    for p in &coll.programs {
-        if a.prog.is_some_and(|n| n != p.name) {
+    for (p, (name, v)) in obj.programs.iter().zip(&all) {
+        if a.prog.is_some_and(|n| n != name) {
             continue;
         }
-        let v = match p.refusal() {
-            Some(e) => Verdict::Refused(e),
-            None => Verdict::Verified,
-        };
+        let v = verdict_of(v);
         refused |= matches!(v, Verdict::Refused(_));
-        report_one(a, p.name.as_str(), p.prog_type, &v, kernel);
+        report_one(a, name, p.prog_type, &v, kernel);
     }
     i32::from(refused)
 }

@@ -26,7 +26,11 @@ pub enum LoadError {
     /// The verifier refused the program (with `LoadOptions::verify` on), as
     /// BPF_PROG_LOAD fails: errno, message, instruction, source line, log.
     #[error("program {prog}: {}", error.describe(LOG_TAIL_LINES))]
-    Refused { prog: String, error: VerifierError },
+    /// Boxed: a refusal carries the log, and LoadError travels on every path.
+    Refused {
+        prog: String,
+        error: Box<VerifierError>,
+    },
 }
 
 /// Log lines a refusal's message carries (libbpf prints the whole log; the last
@@ -82,6 +86,8 @@ pub fn license_is_gpl_compatible(license: &str) -> bool {
 
 /// Runs the verifier on an object's program with the options of a load; a
 /// refusal without a source line gets the one BTF line info gives its instruction.
+// The verifier's interface (verifier::verify) returns VerifierError by value.
+#[allow(clippy::result_large_err)]
 pub(crate) fn verify_object_program(
     license: &str,
     spec: &skiff_object::Program,
@@ -125,7 +131,7 @@ impl Program {
             Err(error) if opts.verify => {
                 return Err(LoadError::Refused {
                     prog: spec.name.clone(),
-                    error,
+                    error: Box::new(error),
                 })
             }
             Err(error) => (None, Some(error)),
@@ -167,26 +173,55 @@ fn map_attr(spec: &skiff_object::MapSpec) -> Result<MapAttr, LoadError> {
     })
 }
 
-impl Collection {
-    pub fn load(obj: &Object, opts: &LoadOptions) -> Result<Collection, LoadError> {
-        let mut maps = Vec::with_capacity(obj.maps.len());
-        for spec in &obj.maps {
-            let err = |msg: String| LoadError::Map {
-                map: spec.name.clone(),
-                msg,
-            };
-            let map =
-                Map::create(map_attr(spec)?, opts.possible_cpus).map_err(|e| err(e.to_string()))?;
-            if let Some(data) = &spec.initial_data {
-                map.sys_update(&0u32.to_le_bytes(), data, 0)
-                    .map_err(|e| err(format!("initialising global data: errno {e}")))?;
-            }
-            if let skiff_object::MapOrigin::GlobalData { readonly: true, .. } = spec.origin {
-                map.freeze()
-                    .map_err(|e| err(format!("freeze: errno {e}")))?;
-            }
-            maps.push((spec.name.clone(), map));
+/// Creates an object's maps (global data written, .rodata frozen), by name in
+/// object order, as libbpf's bpf_object__create_maps.
+fn create_maps(obj: &Object, opts: &LoadOptions) -> Result<Vec<(String, Arc<Map>)>, LoadError> {
+    let mut maps = Vec::with_capacity(obj.maps.len());
+    for spec in &obj.maps {
+        let err = |msg: String| LoadError::Map {
+            map: spec.name.clone(),
+            msg,
+        };
+        let map =
+            Map::create(map_attr(spec)?, opts.possible_cpus).map_err(|e| err(e.to_string()))?;
+        if let Some(data) = &spec.initial_data {
+            map.sys_update(&0u32.to_le_bytes(), data, 0)
+                .map_err(|e| err(format!("initialising global data: errno {e}")))?;
         }
+        if let skiff_object::MapOrigin::GlobalData { readonly: true, .. } = spec.origin {
+            map.freeze()
+                .map_err(|e| err(format!("freeze: errno {e}")))?;
+        }
+        maps.push((spec.name.clone(), map));
+    }
+    Ok(maps)
+}
+
+/// The verifier's verdict on one program of an object.
+pub type Verdict = Result<crate::verifier::Verified, VerifierError>;
+
+impl Collection {
+    /// Verifies every program of `obj` against freshly created maps, as
+    /// `load` would, without linking or compiling anything: each program's
+    /// verdict by name, in object order. Err only when a map cannot be created.
+    pub fn verify(
+        obj: &Object,
+        opts: &LoadOptions,
+    ) -> Result<Vec<(String, Verdict)>, LoadError> {
+        let maps = create_maps(obj, opts)?;
+        let map_refs: Vec<Arc<Map>> = maps.iter().map(|(_, m)| m.clone()).collect();
+        Ok(obj
+            .programs
+            .iter()
+            .map(|p| {
+                let v = verify_object_program(&obj.license, p, &map_refs, opts);
+                (p.name.clone(), v)
+            })
+            .collect())
+    }
+
+    pub fn load(obj: &Object, opts: &LoadOptions) -> Result<Collection, LoadError> {
+        let maps = create_maps(obj, opts)?;
         let map_refs: Vec<Arc<Map>> = maps.iter().map(|(_, m)| m.clone()).collect();
         let mut programs = Vec::with_capacity(obj.programs.len());
         for p in &obj.programs {
