@@ -47,7 +47,7 @@ pub enum AttachType {
     NetkitPrimary,
     /// BPF_NETKIT_PEER (55)
     NetkitPeer,
-    /// BPF_XDP_DEVMAP (38): `xdp/devmap`, `xdp.frags/devmap`.
+    /// BPF_XDP_DEVMAP (33): `xdp/devmap`, `xdp.frags/devmap`.
     XdpDevmap,
     /// BPF_XDP_CPUMAP (35): `xdp/cpumap`, `xdp.frags/cpumap`.
     XdpCpumap,
@@ -61,7 +61,7 @@ impl AttachType {
             AttachType::TcxEgress => 47,
             AttachType::NetkitPrimary => 54,
             AttachType::NetkitPeer => 55,
-            AttachType::XdpDevmap => 38,
+            AttachType::XdpDevmap => 33,
             AttachType::XdpCpumap => 35,
         }
     }
