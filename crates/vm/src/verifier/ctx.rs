@@ -80,6 +80,10 @@ pub fn check_ctx_access(prog_type: ProgType, q: &CtxQuery) -> Result<CtxAccess, 
         ProgType::Xdp => xdp_is_valid_access(q),
         ProgType::SchedCls | ProgType::SchedAct => tc_cls_act_is_valid_access(q),
     };
+    // A sign-extending load never yields a pointer (bpf_skb_is_valid_access
+    // says so for __sk_buff; 6.18 refuses it for xdp_md's data, data_end and
+    // data_meta too, with the same message).
+    let ok = ok.filter(|a| !q.is_ldsx || matches!(a, CtxAccess::Scalar { .. }));
     ok.ok_or_else(|| format!("invalid bpf_context access off={} size={}", q.off, q.size))
 }
 
@@ -132,7 +136,9 @@ mod skb {
     pub const DATA_META: Range<i64> = 140..144;
     pub const FLOW_KEYS: Range<i64> = 144..152;
     pub const TSTAMP: Range<i64> = 152..160;
-    pub const SK: i64 = 168;
+    /// `__bpf_md_ptr(struct bpf_sock *, sk)`: the kernel matches the whole 8 bytes
+    /// (bpf_ctx_range_ptr), so no access inside it but the u64 load.
+    pub const SK: Range<i64> = 168..176;
     pub const TSTAMP_TYPE: i64 = 180;
     /// Padding between tstamp_type and hwtstamp.
     pub const PADDING: Range<i64> = 181..184;
@@ -201,7 +207,7 @@ fn bpf_skb_is_valid_access(q: &CtxQuery) -> Option<CtxAccess> {
         (!q.write && size == 8).then_some(whole)
     } else if skb::TSTAMP.contains(&off) {
         (size == 8).then_some(whole)
-    } else if off == skb::SK {
+    } else if skb::SK.contains(&off) {
         (!q.write && size == 8).then_some(CtxAccess::PtrToSockCommonOrNull)
     } else if off == skb::TSTAMP_TYPE || skb::PADDING.contains(&off) {
         None
@@ -273,6 +279,20 @@ mod tests {
             check_ctx_access(XDP, &devmap),
             Ok(CtxAccess::Scalar { field_size: 4 })
         );
+        // Sign-extending loads: scalars only.
+        let ldsx = |off| CtxQuery {
+            off,
+            size: 4,
+            write: false,
+            is_ldsx: true,
+            xdp_devmap: false,
+        };
+        assert_eq!(check_ctx_access(XDP, &ldsx(0)), refused(0, 4));
+        assert_eq!(check_ctx_access(XDP, &ldsx(4)), refused(4, 4));
+        assert_eq!(
+            check_ctx_access(XDP, &ldsx(12)),
+            Ok(CtxAccess::Scalar { field_size: 4 })
+        );
     }
 
     #[test]
@@ -285,6 +305,9 @@ mod tests {
         assert_eq!(read(TC, 76, 8), refused(76, 8));
         assert_eq!(write(TC, 76, 4), refused(76, 4));
         assert_eq!(read(TC, 168, 4), refused(168, 4));
+        // Nothing inside the pointer but the whole u64 (checked against 6.18).
+        assert_eq!(read(TC, 172, 4), refused(172, 4));
+        assert_eq!(read(TC, 169, 1), refused(169, 1));
         assert_eq!(write(TC, 168, 8), refused(168, 8));
         // flow_keys is the flow dissector's.
         assert_eq!(read(TC, 144, 8), refused(144, 8));
