@@ -8,6 +8,10 @@
 //! helper calls against their prototypes (`crate::proto`), ctx access rules per
 //! program type, and the availability of features by kernel version.
 
+pub mod availability;
+pub mod scalar;
+pub mod tnum;
+
 use std::sync::Arc;
 
 use skiff_isa::Insn;

@@ -1,0 +1,1 @@
+//! Feature availability by kernel release.
