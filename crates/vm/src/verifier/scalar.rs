@@ -321,27 +321,39 @@ impl Scalar {
         if (self.s32_min_value as u32) <= (self.s32_max_value as u32) {
             self.u32_min_value = self.u32_min_value.max(self.s32_min_value as u32);
             self.u32_max_value = self.u32_max_value.min(self.s32_max_value as u32);
+        } else if self.u32_max_value < self.s32_min_value as u32 {
+            // The s32 range wraps and the u32 range meets only its non-negative
+            // part ("Fix u32/s32 bounds when ranges cross min/max boundary", in
+            // the 6.18 stable series the running kernel has).
+            self.s32_min_value = self.u32_min_value as i32;
+            self.u32_max_value = self.u32_max_value.min(self.s32_max_value as u32);
+        } else if (self.s32_max_value as u32) < self.u32_min_value {
+            // ... or only its negative part.
+            self.s32_max_value = self.u32_max_value as i32;
+            self.u32_min_value = self.u32_min_value.max(self.s32_min_value as u32);
         }
     }
 
     /// `__reg64_deduce_bounds`: u64 and s64 bounds from each other.
     fn deduce_bounds64(&mut self) {
+        // A u64 range that does not cross the sign boundary is an s64 range.
+        if (self.umin_value as i64) <= (self.umax_value as i64) {
+            self.smin_value = self.smin_value.max(self.umin_value as i64);
+            self.smax_value = self.smax_value.min(self.umax_value as i64);
+        }
         if (self.smin_value as u64) <= (self.smax_value as u64) {
             // The s64 range does not cross the sign boundary: it is a u64 range.
             self.umin_value = self.umin_value.max(self.smin_value as u64);
             self.umax_value = self.umax_value.min(self.smax_value as u64);
         } else if self.umax_value < self.smin_value as u64 {
-            // The s64 range wraps; the u64 range meets only its non-negative part.
+            // The s64 range wraps; the u64 range meets only its non-negative part
+            // (6.17: "Improve bounds when s64 crosses sign boundary").
             self.smin_value = self.umin_value as i64;
             self.umax_value = self.umax_value.min(self.smax_value as u64);
         } else if (self.smax_value as u64) < self.umin_value {
             // ... or only its negative part.
             self.smax_value = self.umax_value as i64;
             self.umin_value = self.umin_value.max(self.smin_value as u64);
-        }
-        if (self.umin_value as i64) <= (self.umax_value as i64) {
-            self.smin_value = self.smin_value.max(self.umin_value as i64);
-            self.smax_value = self.smax_value.min(self.umax_value as i64);
         }
     }
 
