@@ -180,6 +180,13 @@ impl Tnum {
         acc
     }
 
+    /// `tnum_overlap` (6.18): whether the two can hold a common value, i.e. their
+    /// bits known in both agree.
+    pub fn overlap(a: Tnum, b: Tnum) -> bool {
+        let mu = !a.mask & !b.mask;
+        a.value & mu == b.value & mu
+    }
+
     /// `tnum_intersect`: the bits known in either. Where the two disagree on a known
     /// bit the result says 1 (the operands had no common value).
     pub fn intersect(self, b: Tnum) -> Tnum {
@@ -367,6 +374,8 @@ mod tests {
         assert_eq!(Tnum::new(0, 0xff).to_string(), "(0x0; 0xff)");
         assert_eq!(Tnum::new(5, 2).sbin(), format!("{}1x1", "0".repeat(61)));
         assert_eq!(Tnum::new(2, 0).intersect(Tnum::new(0, 3)), Tnum::const_(2));
+        assert!(Tnum::overlap(Tnum::new(0x10, 0x0f), Tnum::const_(0x1f)));
+        assert!(!Tnum::overlap(Tnum::new(0x10, 0x0f), Tnum::const_(0x2f)));
     }
 
     /// A tnum and one of its values.
@@ -397,6 +406,9 @@ mod tests {
             prop_assert!(a.subreg().contains(x & 0xffff_ffff));
             prop_assert!(a.with_subreg(b).contains((x & !0xffff_ffff) | (y & 0xffff_ffff)));
             prop_assert!(Tnum::in_(a, Tnum::const_(x)));
+            if a.contains(y) {
+                prop_assert!(Tnum::overlap(a, b));
+            }
             prop_assert!(Tnum::range(x.min(y), x.max(y)).contains(x));
             prop_assert!(Tnum::range(x.min(y), x.max(y)).contains(y));
             if b.contains(x) {

@@ -173,6 +173,10 @@ pub fn is_branch_taken(op: JmpOp, a: &Scalar, b: &Scalar, is_jmp32: bool) -> Opt
             if v1.t.is_const() && v2.t.is_const() {
                 return Some((v1.t.value == v2.t.value) == eq);
             }
+            // 6.18: known bits that disagree rule equality out.
+            if !Tnum::overlap(v1.t, v2.t) {
+                return Some(!eq);
+            }
             if disjoint(a, b, &v1, &v2, is_jmp32) {
                 return Some(!eq);
             }
@@ -384,9 +388,11 @@ pub fn refine(op: JmpOp, a: &mut Scalar, b: &mut Scalar, is_jmp32: bool, taken: 
     b.sync();
 }
 
-/// is_scalar_branch_taken when both operands are the same register (6.18
-/// decides these before looking at bounds): equal to itself, and JSET by
-/// whether the value can be zero.
+/// is_scalar_branch_taken when both operands are the same register (`reg1 ==
+/// reg2`, from the fix for comparisons of a register with itself, taken into
+/// the 6.18 stable series): equal to itself, and JSET by whether the value can
+/// be zero. reg_set_min_max then refines nothing (`false_reg1 == false_reg2`):
+/// the caller must not call [`refine`] for a register against itself.
 pub fn is_branch_taken_same_reg(op: JmpOp, a: &Scalar, is_jmp32: bool) -> Option<bool> {
     let v = View::of(a, is_jmp32);
     match op {

@@ -228,6 +228,20 @@ fn branch_prediction() {
         Some(false)
     );
     assert_eq!(is_branch_taken(JmpOp::Jset, &bits, &k(1), false), None);
+    // In range, but the tnum's known low bits (0) rule 5 out (tnum_overlap).
+    let high_nibble = Scalar::alu(AluOp::And, &Scalar::unknown(), &k(0xf0), false);
+    assert_eq!(
+        is_branch_taken(JmpOp::Jeq, &high_nibble, &k(5), false),
+        Some(false)
+    );
+    assert_eq!(
+        is_branch_taken(JmpOp::Jne, &high_nibble, &k(5), false),
+        Some(true)
+    );
+    assert_eq!(
+        is_branch_taken(JmpOp::Jeq, &high_nibble, &k(0x50), false),
+        None
+    );
     let wide = Scalar::constant(0x1_0000_0005);
     assert_eq!(is_branch_taken(JmpOp::Jeq, &wide, &k(5), true), Some(true));
     assert_eq!(
