@@ -8,8 +8,11 @@
 //! helper calls against their prototypes (`crate::proto`), ctx access rules per
 //! program type, and the availability of features by kernel version.
 
+pub mod availability;
 pub mod ctx;
 pub mod report;
+pub mod scalar;
+pub mod tnum;
 
 use std::sync::Arc;
 
