@@ -92,15 +92,57 @@ pub fn not_verified_note(prog: &str, refusal: Option<&VerifierError>) -> String 
     }
 }
 
-/// `--kernel`: the availability of helpers, kfuncs, map and program types,
-/// instructions and limits in that release. The per-release tables
-/// (verifier/availability.rs) are not in skiff yet: the check says so rather
-/// than passing silently.
-fn availability(kernel: KernelVersion) -> Value {
+/// `--kernel`: whether release `kernel` has everything program `p` uses, in the
+/// order a load meets it: libbpf creates the maps (BPF_MAP_CREATE), then
+/// BPF_PROG_LOAD checks the program type and size, then the verifier meets each
+/// instruction and helper call (verifier/availability.rs has the tables).
+pub fn availability(
+    obj: &Object,
+    p: &skiff_object::Program,
+    kernel: KernelVersion,
+) -> Result<(), VerifierError> {
+    use skiff_isa::{BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE, CALL, LD_IMM64};
+    use skiff_vm::verifier::availability as av;
+    let mut maps: Vec<usize> = p
+        .insns
+        .iter()
+        .filter(|i| {
+            i.code == LD_IMM64 && matches!(i.src, BPF_PSEUDO_MAP_IDX | BPF_PSEUDO_MAP_IDX_VALUE)
+        })
+        .filter_map(|i| usize::try_from(i.imm).ok())
+        .collect();
+    maps.sort_unstable();
+    maps.dedup();
+    for m in maps.iter().filter_map(|&m| obj.maps.get(m)) {
+        av::check_map_type(m.map_type, kernel)?;
+    }
+    let attach = p.expected_attach_type.map(|a| a.kernel_id());
+    av::check_prog_type(p.prog_type.kernel_id(), attach, kernel)?;
+    av::check_prog_size(p.insns.len(), kernel, true)?;
+    let at = |pc: usize| {
+        move |mut e: VerifierError| {
+            e.insn = pc;
+            e.line = p.line_of(pc).map(skiff_vm::verifier::SourceLine::from);
+            e
+        }
+    };
+    let mut pc = 0;
+    while let Some(insn) = p.insns.get(pc) {
+        av::check_insn(insn, pc, kernel).map_err(at(pc))?;
+        if insn.code == CALL && insn.src == 0 {
+            av::check_helper(insn.imm as u32, kernel).map_err(at(pc))?;
+        }
+        pc += if insn.code == LD_IMM64 { 2 } else { 1 };
+    }
+    Ok(())
+}
+
+/// The `"availability"` object of `--kernel`.
+fn availability_json(kernel: KernelVersion, a: &Result<(), VerifierError>) -> Value {
     json!({
         "kernel": kernel.as_str(),
-        "checked": false,
-        "note": "not supported: availability of helpers, kfuncs, map and program types and instructions by kernel release (the verifier's rules are applied; see docs/differences.md)",
+        "verdict": if a.is_ok() { "available" } else { "refused" },
+        "message": a.as_ref().err().map(|e| e.message.clone()),
     })
 }
 
@@ -147,9 +189,14 @@ pub fn main(a: &VerifyArgs, obj: Result<Object>) -> i32 {
         if a.prog.is_some_and(|n| n != name) {
             continue;
         }
-        let v = verdict_of(v);
+        // A release that lacks something refuses before the verifier's walk.
+        let avail = kernel.map(|k| (k, availability(&obj, p, k)));
+        let v = match &avail {
+            Some((_, Err(e))) => Verdict::Refused(e),
+            _ => verdict_of(v),
+        };
         refused |= matches!(v, Verdict::Refused(_));
-        report_one(a, name, p.prog_type, &v, kernel);
+        report_one(a, name, p.prog_type, &v, avail.as_ref());
     }
     i32::from(refused)
 }
@@ -159,13 +206,13 @@ fn report_one(
     name: &str,
     t: skiff_object::ProgType,
     v: &Verdict,
-    kernel: Option<KernelVersion>,
+    avail: Option<&(KernelVersion, Result<(), VerifierError>)>,
 ) {
     if a.json {
         let mut o =
             json!({"name": name, "type": crate::prog::type_name(t), "verifier": verdict_json(v)});
-        if let Some(k) = kernel {
-            o["availability"] = availability(k);
+        if let Some((k, r)) = avail {
+            o["availability"] = availability_json(*k, r);
         }
         println!("{o}");
         return;
@@ -179,10 +226,13 @@ fn report_one(
             println!("  | {line}");
         }
     }
-    if let Some(k) = kernel {
-        println!(
-            "  kernel {}: the verifier's rules applied; availability by release: not supported yet",
-            k.as_str()
-        );
+    if let Some((k, r)) = avail {
+        match r {
+            Ok(()) => println!(
+                "  kernel {}: every helper, map type, program type and instruction it uses is there",
+                k.as_str()
+            ),
+            Err(_) => println!("  kernel {}: refused before the verifier runs", k.as_str()),
+        }
     }
 }

@@ -70,18 +70,40 @@ fn verify_with_kernel_release() {
     assert_eq!(code, 0);
     let v = json_of(&out);
     assert_eq!(v["verifier"]["verdict"], "verified");
-    assert_eq!(v["availability"]["kernel"], "5.15");
-    assert_eq!(v["availability"]["checked"], false);
-    assert!(v["availability"]["note"]
-        .as_str()
-        .is_some_and(|n| n.starts_with("not supported: availability")));
-
+    assert_eq!(
+        v["availability"],
+        json!({"kernel": "5.15", "verdict": "available", "message": null})
+    );
     let (code, out, _) = skiff(&["prog", "verify", OBJ, "--kernel", "6.6"]);
     assert_eq!(code, 0);
     assert_eq!(
         out,
-        "xdp_fw: verified\n  kernel 6.6: the verifier's rules applied; availability by release: not supported yet\n"
+        "xdp_fw: verified\n  kernel 6.6: every helper, map type, program type and instruction it uses is there\n"
     );
+}
+
+/// A tcx program: BPF_TCX_INGRESS came in 6.6, so 6.1 refuses it.
+#[test]
+fn verify_refuses_what_a_release_lacks() {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bpf/tcx_len.c");
+    let Some(obj) = compile(&src, "tcx") else {
+        return;
+    };
+    let obj = obj.to_str().expect("path");
+    let (code, out, _) = skiff(&["prog", "verify", obj, "--kernel", "6.6"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = skiff(&["prog", "verify", obj, "--kernel", "6.1", "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let v = json_of(&out);
+    let msg =
+        "BPF_LINK_CREATE: attach type BPF_TCX_INGRESS (46) is not in Linux 6.1 (it came in 6.6)";
+    assert_eq!(
+        v["availability"],
+        json!({"kernel": "6.1", "verdict": "refused", "message": msg})
+    );
+    assert_eq!(v["verifier"]["verdict"], "refused");
+    assert_eq!(v["verifier"]["errno"], 22);
+    assert_eq!(v["verifier"]["message"], msg);
 }
 
 #[test]
