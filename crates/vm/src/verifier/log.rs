@@ -1,0 +1,155 @@
+//! The verifier log in the kernel's words (kernel/bpf/log.c, verifier.c): one line per
+//! processed instruction (`12: (71) r3 = *(u8 *)(r2 +12)`), source lines from BTF
+//! line info (`; text @ file:line`), path switches and the error lines. Only the
+//! tail is kept, and instruction lines are formatted when the log is read, so a
+//! million processed instructions cost no formatting.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+
+use skiff_isa::disasm::{format_insn, Symbolizer};
+use skiff_isa::Insn;
+
+use super::state::{FuncState, Reg, RegType, SlotType, BPF_REG_SIZE};
+use super::SourceLine;
+
+/// Lines kept (the refusal's log is its last ~20 lines).
+const KEPT: usize = 24;
+
+enum Entry {
+    Insn(usize),
+    Linfo(usize),
+    Line(String),
+}
+
+/// The tail of the log.
+#[derive(Default)]
+pub struct Log {
+    entries: VecDeque<Entry>,
+    /// Index into `VerifyOptions::lines` of the last source line printed.
+    last_linfo: Option<usize>,
+}
+
+/// Prints ld_imm64 constants raw, as the verifier log does without a callback.
+struct NoSymbols;
+
+impl Symbolizer for NoSymbols {
+    fn map_name(&self, _src: u8, _imm: i32, _next_imm: i32) -> Option<String> {
+        None
+    }
+}
+
+impl Log {
+    fn push(&mut self, e: Entry) {
+        if self.entries.len() >= KEPT {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(e);
+    }
+
+    pub fn line(&mut self, s: String) {
+        self.push(Entry::Line(s));
+    }
+
+    /// `verbose_linfo` then the instruction (do_check's per-insn print).
+    pub fn insn(&mut self, idx: usize, lines: Option<&[SourceLine]>) {
+        if let Some(l) = lines.and_then(|ls| linfo_index(ls, idx)) {
+            if self.last_linfo != Some(l) {
+                self.last_linfo = Some(l);
+                self.push(Entry::Linfo(l));
+            }
+        }
+        self.push(Entry::Insn(idx));
+    }
+
+    /// A new path starts: the kernel prints `from X to Y: ` with the state.
+    pub fn from_to(&mut self, from: usize, to: usize, st: &FuncState) {
+        self.last_linfo = None;
+        self.push(Entry::Line(format!("from {from} to {to}: {}", state_str(st))));
+    }
+
+    /// The kept tail, formatted.
+    pub fn render(&self, insns: &[Insn], lines: Option<&[SourceLine]>) -> String {
+        let mut out = String::new();
+        for e in &self.entries {
+            match e {
+                Entry::Insn(i) => {
+                    let _ = writeln!(out, "{i}: {}", format_insn(insns, *i, &NoSymbols));
+                }
+                Entry::Linfo(l) => {
+                    if let Some(sl) = lines.and_then(|ls| ls.get(*l)) {
+                        let _ = writeln!(out, "{}", linfo_str(sl));
+                    }
+                }
+                Entry::Line(s) => {
+                    let _ = writeln!(out, "{s}");
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The line record covering instruction `idx` (records are sorted by insn).
+pub fn linfo_index(lines: &[SourceLine], idx: usize) -> Option<usize> {
+    let after = lines.partition_point(|l| l.insn <= idx);
+    after.checked_sub(1)
+}
+
+/// kernel/bpf/log.c: verbose_linfo: `; text @ file:line`.
+pub fn linfo_str(l: &SourceLine) -> String {
+    let file = l.file.rsplit('/').next().unwrap_or(&l.file);
+    format!("; {} @ {}:{}", l.text.trim(), file, l.line)
+}
+
+/// kernel/bpf/log.c: print_reg_state, the part after `R1=`.
+pub fn reg_str(r: &Reg) -> String {
+    if r.ty == RegType::Scalar {
+        return r.s.to_string();
+    }
+    let mut parts: Vec<String> = Vec::new();
+    if r.ty.is_pkt_pointer() || r.id != 0 && r.ty != RegType::Ctx {
+        if r.id != 0 {
+            parts.push(format!("id={}", r.id));
+        }
+    }
+    if r.ref_obj_id != 0 {
+        parts.push(format!("ref_obj_id={}", r.ref_obj_id));
+    }
+    if r.off != 0 && r.ty != RegType::Stack {
+        parts.push(format!("off={}", r.off));
+    }
+    if r.ty.is_pkt_pointer() {
+        parts.push(format!("r={}", r.range));
+    }
+    if r.ty == RegType::Mem {
+        parts.push(format!("sz={}", r.range));
+    }
+    if r.s.const_value() != Some(0) {
+        parts.push(format!("var_off={}", r.s));
+    }
+    if r.ty == RegType::Stack {
+        return format!("fp{}", r.off);
+    }
+    format!("{}({})", r.type_str(), parts.join(","))
+}
+
+/// kernel/bpf/log.c: print_verifier_state for one frame: `R1=ctx() R10=fp0 fp-8=mmmmmmmm`.
+pub fn state_str(st: &FuncState) -> String {
+    let mut out = Vec::new();
+    for (i, r) in st.regs.iter().enumerate() {
+        if r.ty != RegType::NotInit {
+            out.push(format!("R{i}={}", reg_str(r)));
+        }
+    }
+    for (spi, slot) in st.stack.iter().enumerate() {
+        let off = -(((spi + 1) * BPF_REG_SIZE) as i64);
+        if slot.is_spilled_reg() {
+            out.push(format!("fp{off}={}", reg_str(&slot.spilled)));
+        } else if slot.slot_type.iter().any(|t| *t != SlotType::Invalid) {
+            let s: String = slot.slot_type.iter().map(|t| t.ch()).collect();
+            out.push(format!("fp{off}={s}"));
+        }
+    }
+    out.join(" ")
+}
