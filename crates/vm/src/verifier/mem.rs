@@ -165,7 +165,7 @@ impl<'a> Env<'a> {
                 MemKind::Mem
             }
             (RegType::Ctx, _) => {
-                self.check_ctx_mem_access(regno, &reg, off, size, t, value_regno)?;
+                self.check_ctx_mem_access(regno, &reg, off, size, t, value_regno, is_ldsx)?;
                 MemKind::Ctx
             }
             (RegType::Stack, _) => {
@@ -390,6 +390,7 @@ impl<'a> Env<'a> {
         size: i32,
         t: Access,
         value_regno: Option<usize>,
+        is_ldsx: bool,
     ) -> VResult<()> {
         if reg.off != 0 {
             return self.eacces(format!(
@@ -403,14 +404,30 @@ impl<'a> Env<'a> {
                 reg.s.var_off
             ));
         }
-        let write = t == Access::Write;
-        let Some(loaded) = super::ctx_shim::ctx_access(self.opts.prog_type, off, size, write) else {
-            return self.eacces(format!("invalid bpf_context access off={off} size={size}"));
+        let q = super::ctx::CtxQuery {
+            off: off as i64,
+            size: size as u32,
+            write: t == Access::Write,
+            is_ldsx,
+            xdp_devmap: false,
+        };
+        let loaded = match super::ctx::check_ctx_access(self.opts.prog_type, &q) {
+            Ok(a) => a,
+            Err(msg) => return self.eacces(msg),
         };
         if let (Access::Read, Some(v)) = (t, value_regno) {
+            use super::ctx::CtxAccess;
             let r = match loaded {
-                RegType::Scalar => Reg::unknown(),
-                ty => Reg::ptr(ty),
+                CtxAccess::Scalar { .. } => Reg::unknown(),
+                CtxAccess::PtrToPacket => Reg::ptr(RegType::Packet),
+                CtxAccess::PtrToPacketMeta => Reg::ptr(RegType::PacketMeta),
+                CtxAccess::PtrToPacketEnd => Reg::ptr(RegType::PacketEnd),
+                CtxAccess::PtrToSockCommonOrNull => {
+                    let mut r = Reg::ptr(RegType::SockCommon);
+                    r.maybe_null = true;
+                    r.id = self.new_id();
+                    r
+                }
             };
             self.set_reg(v, r);
         }

@@ -13,6 +13,7 @@ pub mod availability;
 mod branch;
 mod call;
 mod cfg;
+pub mod ctx;
 mod ctx_shim;
 mod do_check;
 mod env;
@@ -107,6 +108,23 @@ pub struct SourceLine {
     pub col: u32,
     /// The source text of the line, as the verifier log prints it (`; text @ file:line`).
     pub text: String,
+}
+
+impl From<&skiff_object::LineInfo> for SourceLine {
+    fn from(l: &skiff_object::LineInfo) -> SourceLine {
+        SourceLine {
+            insn: l.insn,
+            file: l.file.clone(),
+            line: l.line,
+            col: l.col,
+            text: l.text.clone(),
+        }
+    }
+}
+
+/// A program's BTF line info as the verifier takes it (`VerifyOptions::lines`).
+pub fn source_lines(prog: &skiff_object::Program) -> Vec<SourceLine> {
+    prog.lines.iter().map(SourceLine::from).collect()
 }
 
 /// A refusal, as the kernel reports it: errno from BPF_PROG_LOAD and the log.
