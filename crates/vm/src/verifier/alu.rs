@@ -94,10 +94,7 @@ impl<'a> Env<'a> {
         }
         if !src.is_scalar() {
             if off != 0 && alu64 {
-                return self.eacces(format!(
-                    "R{} sign-extension part of pointer",
-                    insn.src
-                ));
+                return self.eacces(format!("R{} sign-extension part of pointer", insn.src));
             }
             // Privileged: a partial copy of a pointer is an unknown scalar.
             self.set_reg(d, Reg::unknown());
@@ -194,7 +191,10 @@ impl<'a> Env<'a> {
                 self.set_reg(d, Reg::unknown());
                 return Ok(());
             }
-            return self.eacces(format!("R{} 32-bit pointer arithmetic prohibited", insn.dst));
+            return self.eacces(format!(
+                "R{} 32-bit pointer arithmetic prohibited",
+                insn.dst
+            ));
         }
         if ptr.maybe_null {
             return self.eacces(format!(
@@ -292,7 +292,9 @@ impl<'a> Env<'a> {
         let val = reg.s.var_off.value as i64;
         let smin = reg.s.smin_value;
         if reg.const_value().is_some() && (val >= BPF_MAX_VAR_OFF || val <= -BPF_MAX_VAR_OFF) {
-            return self.einval(format!("math between {tname} pointer and {val} is not allowed"));
+            return self.einval(format!(
+                "math between {tname} pointer and {val} is not allowed"
+            ));
         }
         let off = reg.off as i64;
         if off >= BPF_MAX_VAR_OFF || off <= -BPF_MAX_VAR_OFF {

@@ -49,7 +49,10 @@ fn reg_not_null(r: &Reg) -> bool {
 }
 
 fn is_pkt_any(r: &Reg) -> bool {
-    matches!(r.ty, RegType::Packet | RegType::PacketMeta | RegType::PacketEnd)
+    matches!(
+        r.ty,
+        RegType::Packet | RegType::PacketMeta | RegType::PacketEnd
+    )
 }
 
 /// `is_pkt_ptr_branch_taken`.
@@ -143,11 +146,8 @@ impl<'a> Env<'a> {
                 set_scalar(&mut other, s, ts);
             }
         }
-        let null_check = !jmp32
-            && !x
-            && insn.imm == 0
-            && (op == BPF_JEQ || op == BPF_JNE)
-            && dst.maybe_null;
+        let null_check =
+            !jmp32 && !x && insn.imm == 0 && (op == BPF_JEQ || op == BPF_JNE) && dst.maybe_null;
         if null_check {
             mark_ptr_or_null_regs(&mut self.cur, d, op == BPF_JNE);
             mark_ptr_or_null_regs(&mut other, d, op == BPF_JEQ);
@@ -163,7 +163,13 @@ impl<'a> Env<'a> {
 
     /// kernel/bpf/verifier.c: try_match_pkt_pointers. `self.cur` is the
     /// fall-through branch, `other` the jump target.
-    fn try_match_pkt_pointers(&mut self, insn: Insn, dst: &Reg, src: &Reg, other: &mut VerifierState) -> bool {
+    fn try_match_pkt_pointers(
+        &mut self,
+        insn: Insn,
+        dst: &Reg,
+        src: &Reg,
+        other: &mut VerifierState,
+    ) -> bool {
         if insn.class() == BPF_JMP32 {
             return false;
         }
@@ -261,7 +267,11 @@ fn find_good_pkt_pointers(st: &mut VerifierState, dst: &Reg, range_right_open: b
 fn mark_pkt_end(st: &mut VerifierState, regno: usize, range_open: bool) {
     if let Some(r) = st.cur_mut().regs.get_mut(regno) {
         if r.ty == RegType::Packet {
-            r.range = if range_open { BEYOND_PKT_END } else { AT_PKT_END };
+            r.range = if range_open {
+                BEYOND_PKT_END
+            } else {
+                AT_PKT_END
+            };
         }
     }
 }

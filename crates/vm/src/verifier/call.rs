@@ -50,7 +50,14 @@ pub fn func_name(id: i32) -> &'static str {
 /// `R%d type=%s expected=%s` message.
 fn expected_types(arg: ArgType) -> &'static [&'static str] {
     const MEM: &[&str] = &[
-        "fp", "pkt", "pkt_meta", "map_key", "map_value", "mem", "ringbuf_mem", "buf",
+        "fp",
+        "pkt",
+        "pkt_meta",
+        "map_key",
+        "map_value",
+        "mem",
+        "ringbuf_mem",
+        "buf",
         "trusted_ptr_",
     ];
     match arg {
@@ -60,8 +67,12 @@ fn expected_types(arg: ArgType) -> &'static [&'static str] {
         | ArgType::PtrToMem { .. }
         | ArgType::PtrToUninitMem
         | ArgType::PtrToFixedSizeMem { .. } => MEM,
-        ArgType::PtrToLong | ArgType::PtrToInt => &["fp", "pkt", "pkt_meta", "map_key", "map_value"],
-        ArgType::ConstSize | ArgType::ConstSizeOrZero | ArgType::ConstAllocSizeOrZero => &["scalar"],
+        ArgType::PtrToLong | ArgType::PtrToInt => {
+            &["fp", "pkt", "pkt_meta", "map_key", "map_value"]
+        }
+        ArgType::ConstSize | ArgType::ConstSizeOrZero | ArgType::ConstAllocSizeOrZero => {
+            &["scalar"]
+        }
         ArgType::ConstMapPtr => &["map_ptr"],
         ArgType::PtrToCtx | ArgType::PtrToCtxOrNull => &["ctx"],
         ArgType::PtrToFunc => &["func"],
@@ -85,7 +96,10 @@ fn type_ok(arg: ArgType, r: &Reg) -> bool {
     let mem_ok = |rdonly_ok: bool| {
         (!r.rdonly || rdonly_ok)
             && !r.maybe_null
-            && matches!(r.ty, Stack | Packet | PacketMeta | MapKey | MapValue | Mem | BtfId)
+            && matches!(
+                r.ty,
+                Stack | Packet | PacketMeta | MapKey | MapValue | Mem | BtfId
+            )
     };
     match arg {
         ArgType::PtrToMapKey | ArgType::PtrToMapValue => mem_ok(true),
@@ -95,7 +109,9 @@ fn type_ok(arg: ArgType, r: &Reg) -> bool {
         ArgType::PtrToLong | ArgType::PtrToInt => {
             !r.maybe_null && matches!(r.ty, Stack | Packet | PacketMeta | MapKey | MapValue)
         }
-        ArgType::ConstSize | ArgType::ConstSizeOrZero | ArgType::ConstAllocSizeOrZero => r.is_scalar(),
+        ArgType::ConstSize | ArgType::ConstSizeOrZero | ArgType::ConstAllocSizeOrZero => {
+            r.is_scalar()
+        }
         ArgType::ConstMapPtr => r.ty == ConstPtrToMap && !r.maybe_null,
         ArgType::PtrToCtx | ArgType::PtrToCtxOrNull => r.ty == Ctx,
         ArgType::PtrToFunc => r.ty == Func,
@@ -117,8 +133,10 @@ fn type_ok(arg: ArgType, r: &Reg) -> bool {
 fn may_be_null(arg: ArgType) -> bool {
     matches!(
         arg,
-        ArgType::PtrToMem { maybe_null: true, .. }
-            | ArgType::PtrToCtxOrNull
+        ArgType::PtrToMem {
+            maybe_null: true,
+            ..
+        } | ArgType::PtrToCtxOrNull
             | ArgType::PtrToStackOrNull
             | ArgType::PtrToSocket { maybe_null: true }
     )
@@ -147,9 +165,13 @@ impl<'a> Env<'a> {
             return self.einval(format!("invalid func {name}#{func_id}"));
         }
         let def = self.opts.helpers.get(func_id as u32).copied();
-        let allowed = def.is_some_and(|d| d.prog_types.is_empty() || d.prog_types.contains(&self.opts.prog_type));
+        let allowed = def.is_some_and(|d| {
+            d.prog_types.is_empty() || d.prog_types.contains(&self.opts.prog_type)
+        });
         let Some(def) = def.filter(|_| allowed) else {
-            return self.einval(format!("program of this type cannot use helper {name}#{func_id}"));
+            return self.einval(format!(
+                "program of this type cannot use helper {name}#{func_id}"
+            ));
         };
         if !def.proto.declared {
             return Err(self.error(
@@ -158,7 +180,8 @@ impl<'a> Env<'a> {
             ));
         }
         if def.proto.gpl_only && !self.opts.gpl {
-            return self.einval("cannot call GPL-restricted function from non-GPL compatible program");
+            return self
+                .einval("cannot call GPL-restricted function from non-GPL compatible program");
         }
         Ok(def.proto)
     }
@@ -256,7 +279,10 @@ impl<'a> Env<'a> {
         match self.map_type(m) {
             Some(MapType::ArrayOfMaps | MapType::HashOfMaps) if !m.inner => {
                 r.ty = RegType::ConstPtrToMap;
-                r.map = Some(MapRef { index: m.index, inner: true });
+                r.map = Some(MapRef {
+                    index: m.index,
+                    inner: true,
+                });
             }
             Some(MapType::Xskmap) => r.ty = RegType::XdpSock,
             _ => {}
@@ -269,8 +295,15 @@ impl<'a> Env<'a> {
     fn clear_all_pkt_pointers(&mut self) {
         let privileged = self.opts.privileged;
         self.cur.for_each_reg(|r| {
-            if matches!(r.ty, RegType::Packet | RegType::PacketMeta | RegType::PacketEnd) {
-                *r = if privileged { Reg::unknown() } else { Reg::not_init() };
+            if matches!(
+                r.ty,
+                RegType::Packet | RegType::PacketMeta | RegType::PacketEnd
+            ) {
+                *r = if privileged {
+                    Reg::unknown()
+                } else {
+                    Reg::not_init()
+                };
             }
         });
     }
@@ -358,7 +391,11 @@ impl<'a> Env<'a> {
             ArgType::ConstMapPtr => meta.map = reg.map,
             ArgType::PtrToMapKey | ArgType::PtrToMapValue | ArgType::PtrToUninitMapValue => {
                 let Some(m) = meta.map else {
-                    let what = if arg == ArgType::PtrToMapKey { "key" } else { "value" };
+                    let what = if arg == ArgType::PtrToMapKey {
+                        "key"
+                    } else {
+                        "value"
+                    };
                     return self.eacces(format!("invalid map_ptr to access map->{what}"));
                 };
                 let attr = self.map_attr(m);
@@ -406,7 +443,10 @@ impl<'a> Env<'a> {
     /// `R%d type=%s expected=%s` (check_reg_type).
     fn reg_type_mismatch<T>(&mut self, regno: usize, reg: &Reg, arg: ArgType) -> VResult<T> {
         let expected = expected_types(arg).join(", ");
-        self.eacces(format!("R{regno} type={} expected={expected}", reg.type_str()))
+        self.eacces(format!(
+            "R{regno} type={} expected={expected}",
+            reg.type_str()
+        ))
     }
 
     /// kernel/bpf/verifier.c: check_func_arg_reg_off
@@ -459,7 +499,13 @@ impl<'a> Env<'a> {
     }
 
     /// kernel/bpf/verifier.c: check_mem_size_reg
-    fn check_mem_size_reg(&mut self, regno: usize, reg: &Reg, meta: &mut ArgMeta, zero_ok: bool) -> VResult<()> {
+    fn check_mem_size_reg(
+        &mut self,
+        regno: usize,
+        reg: &Reg,
+        meta: &mut ArgMeta,
+        zero_ok: bool,
+    ) -> VResult<()> {
         if reg.s.smin_value < 0 {
             return self.eacces(format!(
                 "R{regno} min value is negative, either use unsigned or 'var &= const'"
@@ -509,7 +555,11 @@ impl<'a> Env<'a> {
                 if write {
                     return self.eacces(format!("R{regno} cannot write into {}", reg.type_str()));
                 }
-                let ks = reg.map.and_then(|m| self.map_attr(m)).map(|a| a.key_size).unwrap_or(0);
+                let ks = reg
+                    .map
+                    .and_then(|m| self.map_attr(m))
+                    .map(|a| a.key_size)
+                    .unwrap_or(0);
                 self.check_mem_region_access(regno, reg, reg.off, size, ks, false)
             }
             RegType::MapValue => {
@@ -529,11 +579,23 @@ impl<'a> Env<'a> {
                 if write && reg.rdonly {
                     return self.eacces(format!("R{regno} cannot write into {}", reg.type_str()));
                 }
-                self.check_mem_region_access(regno, reg, reg.off, size, reg.range as u32, zero_size_allowed)
+                self.check_mem_region_access(
+                    regno,
+                    reg,
+                    reg.off,
+                    size,
+                    reg.range as u32,
+                    zero_size_allowed,
+                )
             }
-            RegType::Stack => {
-                self.check_stack_range_initialized(regno, reg, reg.off, size, zero_size_allowed, write)
-            }
+            RegType::Stack => self.check_stack_range_initialized(
+                regno,
+                reg,
+                reg.off,
+                size,
+                zero_size_allowed,
+                write,
+            ),
             _ => {
                 if zero_size_allowed && size == 0 && reg.is_null() {
                     return Ok(());
@@ -565,9 +627,15 @@ impl<'a> Env<'a> {
         };
         let func_ok = match func_id {
             BPF_FUNC_TAIL_CALL => mt == MapType::ProgArray,
-            51 => matches!(mt, MapType::Devmap | MapType::DevmapHash | MapType::Cpumap | MapType::Xskmap),
+            51 => matches!(
+                mt,
+                MapType::Devmap | MapType::DevmapHash | MapType::Cpumap | MapType::Xskmap
+            ),
             130 | 131 | 134 | 198 => mt == MapType::Ringbuf,
-            87 | 88 | 89 => matches!(mt, MapType::Queue | MapType::Stack | MapType::Ringbuf) && mt != MapType::Ringbuf,
+            87 | 88 | 89 => {
+                matches!(mt, MapType::Queue | MapType::Stack | MapType::Ringbuf)
+                    && mt != MapType::Ringbuf
+            }
             _ => true,
         };
         if ok && func_ok {
@@ -593,6 +661,8 @@ fn is_acquire_function(func_id: i32, ret: RetType) -> bool {
     func_id == BPF_FUNC_RINGBUF_RESERVE
         || matches!(
             ret,
-            RetType::PtrToSocketOrNull | RetType::PtrToTcpSockOrNull | RetType::PtrToSockCommonOrNull
+            RetType::PtrToSocketOrNull
+                | RetType::PtrToTcpSockOrNull
+                | RetType::PtrToSockCommonOrNull
         ) && matches!(func_id, 84 | 85 | 99)
 }

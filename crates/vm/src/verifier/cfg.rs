@@ -9,8 +9,8 @@ use skiff_isa::Insn;
 use super::call::{BPF_FUNC_FOR_EACH_MAP_ELEM, BPF_FUNC_LOOP};
 use super::do_check::target;
 use super::env::{Env, Subprog, VResult};
-use super::E2BIG;
 use super::state::MAX_BPF_STACK;
+use super::E2BIG;
 
 /// Successors of instruction `t` within the CFG, and whether the second is a
 /// branch target (prune point) rather than the fall-through.
@@ -39,7 +39,11 @@ fn successors(insns: &[Insn], t: usize) -> Vec<(usize, bool)> {
             v
         }
         BPF_JA => {
-            let rel = if class == BPF_JMP32 { insn.imm as i64 } else { insn.off as i64 };
+            let rel = if class == BPF_JMP32 {
+                insn.imm as i64
+            } else {
+                insn.off as i64
+            };
             vec![(target(t, rel), true)]
         }
         _ => vec![(t + 1, false), (target(t, insn.off as i64), true)],
@@ -113,7 +117,10 @@ impl<'a> Env<'a> {
         starts.dedup();
         self.subprogs = starts
             .into_iter()
-            .map(|start| Subprog { start, stack_depth: 0 })
+            .map(|start| Subprog {
+                start,
+                stack_depth: 0,
+            })
             .collect();
         Ok(())
     }
@@ -220,7 +227,11 @@ impl<'a> Env<'a> {
             BPF_STX => (d | s, 0),
             BPF_LD if insn.is_ld_imm64() => (0, d),
             BPF_LD => {
-                let u = if insn.mode() == BPF_IND { (1 << 6) | s } else { 1 << 6 };
+                let u = if insn.mode() == BPF_IND {
+                    (1 << 6) | s
+                } else {
+                    1 << 6
+                };
                 (u, caller_saved)
             }
             _ => match insn.op() {

@@ -5,7 +5,10 @@ use skiff_object::ProgType;
 
 /// `may_access_direct_pkt_data` for a write (XDP, TC classifiers and actions).
 pub fn may_write_packet(prog_type: ProgType) -> bool {
-    matches!(prog_type, ProgType::Xdp | ProgType::SchedCls | ProgType::SchedAct)
+    matches!(
+        prog_type,
+        ProgType::Xdp | ProgType::SchedCls | ProgType::SchedAct
+    )
 }
 
 /// `may_access_skb`: LD_ABS/LD_IND (socket filters and TC).

@@ -108,7 +108,8 @@ impl<'a> Env<'a> {
         self.cur = p.st;
         self.insn_idx = p.insn_idx;
         self.prev_insn_idx = p.prev_insn_idx;
-        self.log.from_to(p.prev_insn_idx, p.insn_idx, self.cur.cur());
+        self.log
+            .from_to(p.prev_insn_idx, p.insn_idx, self.cur.cur());
         true
     }
 
@@ -125,10 +126,7 @@ impl<'a> Env<'a> {
         });
         if self.pending.len() > BPF_COMPLEXITY_LIMIT_JMP_SEQ {
             let n = self.pending.len();
-            return Err(self.error(
-                E2BIG,
-                format!("The sequence of {n} jumps is too complex."),
-            ));
+            return Err(self.error(E2BIG, format!("The sequence of {n} jumps is too complex.")));
         }
         Ok(())
     }

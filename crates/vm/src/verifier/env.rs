@@ -107,7 +107,12 @@ impl<'a> Env<'a> {
     }
 
     pub fn reg(&self, r: usize) -> Reg {
-        self.cur.cur().regs.get(r).copied().unwrap_or_else(Reg::not_init)
+        self.cur
+            .cur()
+            .regs
+            .get(r)
+            .copied()
+            .unwrap_or_else(Reg::not_init)
     }
 
     pub fn set_reg(&mut self, r: usize, reg: Reg) {

@@ -65,7 +65,10 @@ impl Log {
     /// A new path starts: the kernel prints `from X to Y: ` with the state.
     pub fn from_to(&mut self, from: usize, to: usize, st: &FuncState) {
         self.last_linfo = None;
-        self.push(Entry::Line(format!("from {from} to {to}: {}", state_str(st))));
+        self.push(Entry::Line(format!(
+            "from {from} to {to}: {}",
+            state_str(st)
+        )));
     }
 
     /// The kept tail, formatted.

@@ -79,11 +79,17 @@ impl<'a> Env<'a> {
         let size = insn.size_bytes() as i32;
         match insn.imm {
             BPF_LOAD_ACQ => {
-                let ld = Insn { code: BPF_LDX | insn.size() | BPF_MEM, ..insn };
+                let ld = Insn {
+                    code: BPF_LDX | insn.size() | BPF_MEM,
+                    ..insn
+                };
                 return self.check_ldx(ld);
             }
             BPF_STORE_REL => {
-                let st = Insn { code: BPF_STX | insn.size() | BPF_MEM, ..insn };
+                let st = Insn {
+                    code: BPF_STX | insn.size() | BPF_MEM,
+                    ..insn
+                };
                 return self.check_stx(st);
             }
             _ => {}
@@ -117,8 +123,22 @@ impl<'a> Env<'a> {
             None
         };
         // Read then write the same location (the kernel checks both ways).
-        self.check_mem_access(insn.dst as usize, insn.off as i32, size, Access::Read, load_reg, false)?;
-        self.check_mem_access(insn.dst as usize, insn.off as i32, size, Access::Write, None, false)
+        self.check_mem_access(
+            insn.dst as usize,
+            insn.off as i32,
+            size,
+            Access::Read,
+            load_reg,
+            false,
+        )?;
+        self.check_mem_access(
+            insn.dst as usize,
+            insn.off as i32,
+            size,
+            Access::Write,
+            None,
+            false,
+        )
     }
 
     /// kernel/bpf/verifier.c: check_mem_access. `value_regno`: the register loaded
@@ -155,10 +175,7 @@ impl<'a> Env<'a> {
             }
             (RegType::Mem, false) => {
                 if t == Access::Write && reg.rdonly {
-                    return self.eacces(format!(
-                        "R{regno} cannot write into {}",
-                        reg.type_str()
-                    ));
+                    return self.eacces(format!("R{regno} cannot write into {}", reg.type_str()));
                 }
                 self.check_mem_region_access(regno, &reg, off, size, reg.range as u32, false)?;
                 self.mark_loaded_unknown(value_regno, t);
@@ -181,10 +198,7 @@ impl<'a> Env<'a> {
                 MemKind::Packet
             }
             _ => {
-                return self.eacces(format!(
-                    "R{regno} invalid mem access '{}'",
-                    reg.type_str()
-                ));
+                return self.eacces(format!("R{regno} invalid mem access '{}'", reg.type_str()));
             }
         };
         self.save_mem_kind(kind)?;
@@ -212,7 +226,13 @@ impl<'a> Env<'a> {
     }
 
     /// kernel/bpf/verifier.c: check_ptr_alignment for PTR_TO_STACK (always strict).
-    fn check_stack_alignment(&mut self, regno: usize, reg: &Reg, off: i32, size: i32) -> VResult<()> {
+    fn check_stack_alignment(
+        &mut self,
+        regno: usize,
+        reg: &Reg,
+        off: i32,
+        size: i32,
+    ) -> VResult<()> {
         let _ = regno;
         if size <= 1 {
             return Ok(());
@@ -220,9 +240,14 @@ impl<'a> Env<'a> {
         let total = reg.off as i64 + off as i64;
         let t = reg.s.var_off.add(super::tnum::Tnum::const_(total as u64));
         if !t.is_aligned(size as u64) {
+            // tnum_strn prints a constant as its value.
+            let var = match reg.const_value() {
+                Some(v) => format!("{}", v as i64),
+                None => reg.s.var_off.to_string(),
+            };
             return self.eacces(format!(
-                "misaligned stack access off {}+{}+{} size {}",
-                reg.s.var_off, reg.off, off, size
+                "misaligned stack access off {var}+{}+{off} size {size}",
+                reg.off
             ));
         }
         Ok(())
@@ -257,7 +282,13 @@ impl<'a> Env<'a> {
     }
 
     /// bpf_map_direct_read: a frozen read-only map's bytes are constants.
-    fn read_rdonly_map(&self, m: super::state::MapRef, reg: &Reg, off: i32, size: i32) -> Option<u64> {
+    fn read_rdonly_map(
+        &self,
+        m: super::state::MapRef,
+        reg: &Reg,
+        off: i32,
+        size: i32,
+    ) -> Option<u64> {
         if m.inner || !self.map_rdonly_prog(m) {
             return None;
         }
@@ -302,7 +333,9 @@ impl<'a> Env<'a> {
             ));
         }
         let min_off = smin.saturating_add(off64);
-        if let Err(e) = self.check_mem_access_size(regno, reg, min_off, size, mem_size, zero_size_allowed) {
+        if let Err(e) =
+            self.check_mem_access_size(regno, reg, min_off, size, mem_size, zero_size_allowed)
+        {
             self.error_more(format!(
                 "R{regno} min value is outside of the allowed memory range"
             ));
@@ -314,7 +347,9 @@ impl<'a> Env<'a> {
             ));
         }
         let max_off = (reg.s.umax_value as i64).saturating_add(off64);
-        if let Err(e) = self.check_mem_access_size(regno, reg, max_off, size, mem_size, zero_size_allowed) {
+        if let Err(e) =
+            self.check_mem_access_size(regno, reg, max_off, size, mem_size, zero_size_allowed)
+        {
             self.error_more(format!(
                 "R{regno} max value is outside of the allowed memory range"
             ));
@@ -372,7 +407,9 @@ impl<'a> Env<'a> {
             ));
         }
         let range = reg.range.max(0) as u32;
-        if let Err(e) = self.check_mem_access_size(regno, reg, off as i64, size, range, zero_size_allowed) {
+        if let Err(e) =
+            self.check_mem_access_size(regno, reg, off as i64, size, range, zero_size_allowed)
+        {
             self.error_more(format!("R{regno} offset is outside of the packet"));
             return Err(e);
         }

@@ -192,7 +192,22 @@ pub struct Verified {
 /// Verifies `insns` (a whole linked program, in fd_array form, subprograms
 /// appended) as `bpf(BPF_PROG_LOAD)` would (kernel/bpf/verifier.c: bpf_check).
 pub fn verify(insns: &[Insn], opts: &VerifyOptions) -> Result<Verified, VerifierError> {
-    skiff_isa::validate(insns).map_err(|e| VerifierError {
+    // Writes to r10 are the walk's to refuse, in the kernel's words (check_reg_arg).
+    let probe: Vec<Insn> = insns
+        .iter()
+        .map(|i| {
+            let writes = matches!(
+                i.class(),
+                skiff_isa::BPF_ALU | skiff_isa::BPF_ALU64 | skiff_isa::BPF_LDX
+            ) || i.is_ld_imm64();
+            if writes && i.dst == 10 {
+                Insn { dst: 0, ..*i }
+            } else {
+                *i
+            }
+        })
+        .collect();
+    skiff_isa::validate(&probe).map_err(|e| VerifierError {
         errno: EINVAL,
         insn: e.index,
         line: opts.lines.and_then(|ls| source_line(ls, e.index)),
@@ -282,5 +297,7 @@ fn refusal(env: env::Env, f: env::Fail) -> VerifierError {
 
 /// The BTF line record covering instruction `idx`.
 fn source_line(lines: &[SourceLine], idx: usize) -> Option<SourceLine> {
-    log::linfo_index(lines, idx).and_then(|i| lines.get(i)).cloned()
+    log::linfo_index(lines, idx)
+        .and_then(|i| lines.get(i))
+        .cloned()
 }

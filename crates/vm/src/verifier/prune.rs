@@ -5,7 +5,10 @@
 //! explored is an infinite loop.
 
 use super::env::{Env, VResult};
-use super::state::{FuncState, Reg, RegType, SlotType, StackSlot, VerifierState, BPF_REG_SIZE, MAX_BPF_REG};
+use super::state::{
+    FuncState, Reg, RegType, SlotType, StackSlot, VerifierState, BPF_REG_SIZE, MAX_BPF_REG,
+};
+use super::EINVAL;
 
 /// One explored state (`struct bpf_verifier_state_list`).
 pub struct Stored {
@@ -14,6 +17,8 @@ pub struct Stored {
     pub branches: u32,
     pub miss_cnt: u32,
     pub hit_cnt: u32,
+    /// `VerifierState::regs_hash` of `st`.
+    pub regs_hash: u64,
 }
 
 /// The explored states: an arena (parents refer by index) and the list per insn.
@@ -73,8 +78,14 @@ fn scalar_within(old: &Reg, cur: &Reg) -> bool {
 
 /// kernel/bpf/verifier.c: regs_exact
 fn regs_exact(old: &Reg, cur: &Reg, idmap: &mut IdMap) -> bool {
-    let strip = |r: &Reg| Reg { id: 0, ref_obj_id: 0, ..*r };
-    strip(old) == strip(cur) && idmap.check(old.id, cur.id) && idmap.check(old.ref_obj_id, cur.ref_obj_id)
+    let strip = |r: &Reg| Reg {
+        id: 0,
+        ref_obj_id: 0,
+        ..*r
+    };
+    strip(old) == strip(cur)
+        && idmap.check(old.id, cur.id)
+        && idmap.check(old.ref_obj_id, cur.ref_obj_id)
 }
 
 /// kernel/bpf/verifier.c: regsafe
@@ -132,7 +143,13 @@ fn scalar_for_stack(slot: &StackSlot, privileged: bool) -> Option<Reg> {
 }
 
 /// kernel/bpf/verifier.c: stacksafe
-fn stacksafe(old: &FuncState, cur: &FuncState, idmap: &mut IdMap, exact: bool, privileged: bool) -> bool {
+fn stacksafe(
+    old: &FuncState,
+    cur: &FuncState,
+    idmap: &mut IdMap,
+    exact: bool,
+    privileged: bool,
+) -> bool {
     let invalid = StackSlot::invalid();
     for (spi, os) in old.stack.iter().enumerate() {
         let cs = cur.stack.get(spi);
@@ -146,14 +163,18 @@ fn stacksafe(old: &FuncState, cur: &FuncState, idmap: &mut IdMap, exact: bool, p
             }
             continue;
         }
-        let relevant = |t: SlotType| !(t == SlotType::Invalid || (privileged && t == SlotType::Misc));
+        let relevant =
+            |t: SlotType| !(t == SlotType::Invalid || (privileged && t == SlotType::Misc));
         if !os.slot_type.iter().any(|t| relevant(*t)) {
             continue;
         }
         let Some(cs) = cs else {
             return false;
         };
-        if let (Some(o), Some(c)) = (scalar_for_stack(os, privileged), scalar_for_stack(cs, privileged)) {
+        if let (Some(o), Some(c)) = (
+            scalar_for_stack(os, privileged),
+            scalar_for_stack(cs, privileged),
+        ) {
             if !regsafe(&o, &c, idmap, false) {
                 return false;
             }
@@ -178,9 +199,11 @@ fn stacksafe(old: &FuncState, cur: &FuncState, idmap: &mut IdMap, exact: bool, p
 /// kernel/bpf/verifier.c: refsafe
 fn refsafe(old: &VerifierState, cur: &VerifierState, idmap: &mut IdMap) -> bool {
     old.refs.len() == cur.refs.len()
-        && old.refs.iter().zip(&cur.refs).all(|(o, c)| {
-            o.kind == c.kind && idmap.check(o.id, c.id) && o.lock_map == c.lock_map
-        })
+        && old
+            .refs
+            .iter()
+            .zip(&cur.refs)
+            .all(|(o, c)| o.kind == c.kind && idmap.check(o.id, c.id) && o.lock_map == c.lock_map)
 }
 
 impl<'a> Env<'a> {
@@ -199,7 +222,11 @@ impl<'a> Env<'a> {
                 return false;
             }
             // frame_insn_idx: the current insn, or the call the next frame came from.
-            let at = if i == last { self.insn_idx } else { old.frames[i + 1].callsite };
+            let at = if i == last {
+                self.insn_idx
+            } else {
+                old.frames[i + 1].callsite
+            };
             let live = self.iaux.get(at).map_or(0x7ff, |a| a.live_regs);
             for r in 0..MAX_BPF_REG {
                 if live & (1 << r) != 0 && !regsafe(&of.regs[r], &cf.regs[r], &mut idmap, exact) {
@@ -220,17 +247,28 @@ impl<'a> Env<'a> {
         let mut add = force
             || (self.jmps_processed - self.prev_jmps_processed >= 2
                 && self.insn_processed - self.prev_insn_processed >= 8);
-        let list = self.explored.per_insn.get(idx).cloned().unwrap_or_default();
+        let len = self.explored.per_insn.get(idx).map_or(0, |l| l.len());
+        let cur_hash = self.cur.regs_hash();
         let mut evict = Vec::new();
-        for sid in list {
+        for k in 0..len {
+            let Some(&sid) = self.explored.per_insn.get(idx).and_then(|l| l.get(k)) else {
+                continue;
+            };
             let Some(stored) = self.explored.arena.get(sid) else {
                 continue;
             };
             if stored.branches > 0 {
-                let same_regs = stored.st.frames.len() == self.cur.frames.len()
+                // states_maybe_looping, then an exact comparison.
+                let same_regs = stored.regs_hash == cur_hash
+                    && stored.st.frames.len() == self.cur.frames.len()
                     && stored.st.cur().regs == self.cur.cur().regs;
                 if same_regs && self.states_equal(&stored.st, &self.cur, true) {
-                    return self.einval(format!("infinite loop detected at insn {idx}"));
+                    let old = super::log::state_str(stored.st.cur());
+                    let cur = super::log::state_str(self.cur.cur());
+                    let f = self.error(EINVAL, format!("infinite loop detected at insn {idx}"));
+                    self.error_more(format!("cur state: {cur}"));
+                    self.error_more(format!("old state: {old}"));
+                    return Err(f);
                 }
                 if !force
                     && self.jmps_processed - self.prev_jmps_processed < 20
@@ -278,6 +316,7 @@ impl<'a> Env<'a> {
             branches: 1,
             miss_cnt: 0,
             hit_cnt: 0,
+            regs_hash: cur_hash,
         });
         if let Some(l) = self.explored.per_insn.get_mut(idx) {
             l.push(sid);

@@ -4,7 +4,7 @@
 //! path, a spin lock released before exit, tail call or another lock.
 
 use super::env::{Env, VResult};
-use super::state::{Reg, RefKind, RefState};
+use super::state::{RefKind, RefState, Reg};
 use super::EINVAL;
 
 impl<'a> Env<'a> {
@@ -29,7 +29,11 @@ impl<'a> Env<'a> {
         let privileged = self.opts.privileged;
         self.cur.for_each_reg(|r| {
             if r.ref_obj_id == ref_obj_id {
-                *r = if privileged { Reg::unknown() } else { Reg::not_init() };
+                *r = if privileged {
+                    Reg::unknown()
+                } else {
+                    Reg::not_init()
+                };
             }
         });
     }
@@ -61,9 +65,16 @@ impl<'a> Env<'a> {
     }
 
     /// kernel/bpf/verifier.c: check_resource_leak
-    pub fn check_resource_leak(&mut self, _exception_exit: bool, check_lock: bool, prefix: &str) -> VResult<()> {
+    pub fn check_resource_leak(
+        &mut self,
+        _exception_exit: bool,
+        check_lock: bool,
+        prefix: &str,
+    ) -> VResult<()> {
         if check_lock && self.cur.active_lock().is_some() {
-            return self.einval(format!("{prefix} cannot be used inside bpf_spin_lock-ed region"));
+            return self.einval(format!(
+                "{prefix} cannot be used inside bpf_spin_lock-ed region"
+            ));
         }
         if let Err(e) = self.check_reference_leak() {
             self.error_more(format!("{prefix} would lead to reference leak"));

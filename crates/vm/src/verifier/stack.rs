@@ -114,7 +114,11 @@ impl<'a> Env<'a> {
         t: Access,
         value_regno: Option<usize>,
     ) -> VResult<()> {
-        let extra = if t == Access::Read { " read from" } else { " write to" };
+        let extra = if t == Access::Read {
+            " read from"
+        } else {
+            " write to"
+        };
         let (min_off, max_off) = self.check_stack_within_bounds(regno, reg, off, size, extra)?;
         let fixed = reg.const_value().is_some();
         match (t, fixed) {
@@ -132,7 +136,13 @@ impl<'a> Env<'a> {
     }
 
     /// kernel/bpf/verifier.c: check_stack_write_fixed_off
-    fn stack_write_fixed(&mut self, ptr: &Reg, off: i64, size: i32, value_regno: Option<usize>) -> VResult<()> {
+    fn stack_write_fixed(
+        &mut self,
+        ptr: &Reg,
+        off: i64,
+        size: i32,
+        value_regno: Option<usize>,
+    ) -> VResult<()> {
         let insn = self.insn();
         let value = value_regno.map(|v| self.reg(v));
         let Some((spi, _)) = byte_pos(off) else {
@@ -147,10 +157,11 @@ impl<'a> Env<'a> {
                 if size != BPF_REG_SIZE as i32 {
                     return self.eacces("invalid size of register spill");
                 }
-                if ptr.frameno as usize != self.cur.curframe() && r.ty == super::state::RegType::Stack {
-                    return self.einval(
-                        "cannot spill pointers to stack into stack frame of the caller",
-                    );
+                if ptr.frameno as usize != self.cur.curframe()
+                    && r.ty == super::state::RegType::Stack
+                {
+                    return self
+                        .einval("cannot spill pointers to stack into stack frame of the caller");
                 }
                 Some(r)
             }
@@ -199,7 +210,13 @@ impl<'a> Env<'a> {
 
     /// kernel/bpf/verifier.c: check_stack_write_var_off (privileged): every byte
     /// that may be written becomes STACK_MISC (or stays STACK_ZERO for a zero).
-    fn stack_write_var(&mut self, ptr: &Reg, min_off: i64, max_off: i64, value_regno: Option<usize>) {
+    fn stack_write_var(
+        &mut self,
+        ptr: &Reg,
+        min_off: i64,
+        max_off: i64,
+        value_regno: Option<usize>,
+    ) {
         let insn = self.insn();
         let zero = match value_regno.map(|v| self.reg(v)) {
             Some(r) => r.is_null(),
@@ -226,12 +243,24 @@ impl<'a> Env<'a> {
     }
 
     /// kernel/bpf/verifier.c: check_stack_read_fixed_off
-    fn stack_read_fixed(&mut self, ptr: &Reg, off: i64, size: i32, dst: Option<usize>) -> VResult<()> {
+    fn stack_read_fixed(
+        &mut self,
+        ptr: &Reg,
+        off: i64,
+        size: i32,
+        dst: Option<usize>,
+    ) -> VResult<()> {
         let Some((spi, _)) = byte_pos(off) else {
             return Ok(());
         };
         let frame = ptr.frameno as usize;
-        let Some(slot) = self.cur.frames.get(frame).and_then(|f| f.stack.get(spi)).copied() else {
+        let Some(slot) = self
+            .cur
+            .frames
+            .get(frame)
+            .and_then(|f| f.stack.get(spi))
+            .copied()
+        else {
             return Ok(());
         };
         if slot.is_spilled_reg() {
@@ -269,7 +298,14 @@ impl<'a> Env<'a> {
 
     /// The byte-wise part of a fixed-offset read: uninitialised bytes are refused
     /// unless privileged (allow_uninit_stack); all-zero bytes read as 0.
-    fn read_bytes(&mut self, frame: usize, off: i64, size: i32, dst: Option<usize>, spill_zero: bool) -> VResult<()> {
+    fn read_bytes(
+        &mut self,
+        frame: usize,
+        off: i64,
+        size: i32,
+        dst: Option<usize>,
+        spill_zero: bool,
+    ) -> VResult<()> {
         let mut zero_cnt = 0;
         let mut spill_cnt = 0;
         for i in 0..size as i64 {
@@ -285,7 +321,8 @@ impl<'a> Env<'a> {
                 SlotType::Spill => spill_cnt += 1,
                 SlotType::Invalid if self.opts.privileged => {}
                 SlotType::Invalid => {
-                    return self.eacces(format!("invalid read from stack off {off}+{i} size {size}"));
+                    return self
+                        .eacces(format!("invalid read from stack off {off}+{i} size {size}"));
                 }
             }
         }
@@ -305,10 +342,19 @@ impl<'a> Env<'a> {
         let Some(d) = dst else {
             return;
         };
-        let all_zero = self.cur.frames.get(ptr.frameno as usize).is_some_and(|f| {
-            (min_off..max_off).all(|o| byte_type(f, o) == SlotType::Zero)
-        });
-        self.set_reg(d, if all_zero { Reg::known(0) } else { Reg::unknown() });
+        let all_zero = self
+            .cur
+            .frames
+            .get(ptr.frameno as usize)
+            .is_some_and(|f| (min_off..max_off).all(|o| byte_type(f, o) == SlotType::Zero));
+        self.set_reg(
+            d,
+            if all_zero {
+                Reg::known(0)
+            } else {
+                Reg::unknown()
+            },
+        );
     }
 
     /// kernel/bpf/verifier.c: check_stack_range_initialized, for helper memory
@@ -333,7 +379,12 @@ impl<'a> Env<'a> {
             let Some((spi, i)) = byte_pos(o) else {
                 continue;
             };
-            let Some(slot) = self.cur.frames.get_mut(frame).and_then(|f| f.stack.get_mut(spi)) else {
+            let Some(slot) = self
+                .cur
+                .frames
+                .get_mut(frame)
+                .and_then(|f| f.stack.get_mut(spi))
+            else {
                 continue;
             };
             let ty = slot.slot_type[i];

@@ -82,7 +82,7 @@ pub struct MapRef {
 }
 
 /// `struct bpf_reg_state`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Reg {
     pub ty: RegType,
     /// PTR_MAYBE_NULL.
@@ -327,7 +327,21 @@ impl VerifierState {
     }
 
     pub fn cur_mut(&mut self) -> &mut FuncState {
-        self.frames.last_mut().expect("a verifier state has a frame")
+        self.frames
+            .last_mut()
+            .expect("a verifier state has a frame")
+    }
+
+    /// A hash of the current frame's registers: states whose hashes differ cannot
+    /// be identical (the cheap test before states_maybe_looping's comparison).
+    pub fn regs_hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.frames.len().hash(&mut h);
+        if let Some(f) = self.frames.last() {
+            f.regs.hash(&mut h);
+        }
+        h.finish()
     }
 
     pub fn curframe(&self) -> usize {

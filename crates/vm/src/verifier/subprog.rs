@@ -104,7 +104,12 @@ impl<'a> Env<'a> {
     /// is verified once from the call, then the caller goes on after the call
     /// (the continuation without a callback run is already pending). The kernel
     /// iterates callback runs to a fixed point; see docs/differences.md.
-    pub fn push_callback_call(&mut self, pre_call: VerifierState, func_id: i32, meta: &ArgMeta) -> VResult<usize> {
+    pub fn push_callback_call(
+        &mut self,
+        pre_call: VerifierState,
+        func_id: i32,
+        meta: &ArgMeta,
+    ) -> VResult<usize> {
         let idx = self.insn_idx;
         let Some(sub) = meta.subprog else {
             return self.einval("kernel subsystem misconfigured verifier");
@@ -147,7 +152,11 @@ impl<'a> Env<'a> {
     /// BPF_LD | BPF_IMM | BPF_DW (kernel/bpf/verifier.c: check_ld_imm).
     pub fn check_ld_imm(&mut self, insn: Insn) -> VResult<()> {
         self.check_reg_arg(insn.dst, RegArg::DstOp)?;
-        let next = self.insns.get(self.insn_idx + 1).copied().unwrap_or_default();
+        let next = self
+            .insns
+            .get(self.insn_idx + 1)
+            .copied()
+            .unwrap_or_default();
         let d = insn.dst as usize;
         let reg = match insn.src {
             0 => Reg::known((insn.imm as u32 as u64) | ((next.imm as u32 as u64) << 32)),
@@ -183,8 +192,13 @@ impl<'a> Env<'a> {
     fn map_ref(&mut self, imm: i32) -> VResult<MapRef> {
         let n = self.opts.maps.len();
         match u32::try_from(imm) {
-            Ok(i) if (i as usize) < n => Ok(MapRef { index: i, inner: false }),
-            _ => self.einval(format!("fd_idx {imm} out of range: the object has {n} maps")),
+            Ok(i) if (i as usize) < n => Ok(MapRef {
+                index: i,
+                inner: false,
+            }),
+            _ => self.einval(format!(
+                "fd_idx {imm} out of range: the object has {n} maps"
+            )),
         }
     }
 
@@ -193,7 +207,11 @@ impl<'a> Env<'a> {
         if !super::ctx_shim::may_access_skb(self.opts.prog_type) {
             return self.einval("BPF_LD_[ABS|IND] instructions not allowed for this program type");
         }
-        if insn.dst != 0 || insn.off != 0 || insn.size() == BPF_DW || (insn.mode() == BPF_ABS && insn.src != 0) {
+        if insn.dst != 0
+            || insn.off != 0
+            || insn.size() == BPF_DW
+            || (insn.mode() == BPF_ABS && insn.src != 0)
+        {
             return self.einval("BPF_LD_[ABS|IND] uses reserved fields");
         }
         self.check_reg_arg(6, RegArg::SrcOp)?;
