@@ -26,8 +26,9 @@ enum Entry {
 #[derive(Default)]
 pub struct Log {
     entries: VecDeque<Entry>,
-    /// Index into `VerifyOptions::lines` of the last source line printed.
-    last_linfo: Option<usize>,
+    /// File and line of the last source line printed (verbose_linfo skips a
+    /// record of the same line).
+    last_linfo: Option<(String, u32)>,
 }
 
 /// Prints ld_imm64 constants raw, as the verifier log does without a callback.
@@ -53,10 +54,18 @@ impl Log {
 
     /// `verbose_linfo` then the instruction (do_check's per-insn print).
     pub fn insn(&mut self, idx: usize, lines: Option<&[SourceLine]>) {
-        if let Some(l) = lines.and_then(|ls| linfo_index(ls, idx)) {
-            if self.last_linfo != Some(l) {
-                self.last_linfo = Some(l);
-                self.push(Entry::Linfo(l));
+        if let Some(ls) = lines {
+            if let Some(l) = linfo_index(ls, idx) {
+                if let Some(sl) = ls.get(l) {
+                    let same = self
+                        .last_linfo
+                        .as_ref()
+                        .is_some_and(|(f, n)| *f == sl.file && *n == sl.line);
+                    if !same {
+                        self.last_linfo = Some((sl.file.clone(), sl.line));
+                        self.push(Entry::Linfo(l));
+                    }
+                }
             }
         }
         self.push(Entry::Insn(idx));
