@@ -240,3 +240,38 @@ fn every_program_of_the_project_gets_the_kernels_verdict() {
     eprintln!("{agree} programs: skiff and the kernel agree");
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
 }
+
+/// Objects outside the repository (e.g. the kernel's verifier selftests built in
+/// a scratch directory): `SKIFF_VERIFY_OBJECTS=a.o:b.o`. As root each program's
+/// verdict is compared with the kernel's; the counts are printed.
+#[test]
+fn objects_named_in_the_environment_get_the_kernels_verdict() {
+    let Ok(list) = std::env::var("SKIFF_VERIFY_OBJECTS") else {
+        eprintln!("skipping: SKIFF_VERIFY_OBJECTS is not set");
+        return;
+    };
+    let kernel = skiff_kernel::available().is_ok();
+    let mut report = Vec::new();
+    let (mut agree, mut wrong) = (0, Vec::new());
+    for path in list.split(':').filter(|p| !p.is_empty()).map(PathBuf::from) {
+        let skiff = verify_object(&path, &mut report);
+        if !kernel {
+            continue;
+        }
+        for ((name, s), k) in skiff.iter().zip(kernel_verdicts(&path)) {
+            let same = match (s, &k) {
+                (None, None) => true,
+                (Some((se, sm)), Some((ke, klog))) => se == ke && kernel_log_ends_with(klog, sm),
+                _ => false,
+            };
+            if same {
+                agree += 1;
+            } else {
+                wrong.push(format!("{name}: skiff {s:?}\nkernel {k:?}"));
+            }
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+    eprintln!("agree: {agree}, differ: {}", wrong.len());
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
