@@ -104,3 +104,86 @@ fn the_kernel_agrees_on_each_refusal() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// What the verifier hands the engines: per instruction, reached or not, the
+/// pointer kind of each memory access, bounded loops, constant maps.
+#[test]
+fn insn_aux_records_what_was_proved() {
+    use skiff_maps::MapType;
+    use skiff_vm::verifier::{InsnAux, MemKind};
+    let maps = vec![
+        common::map(MapType::Array, 4, 8, 4),
+        common::map(MapType::Hash, 4, 8, 4),
+    ];
+    // 0..1: ctx loads; 2..5: bounds check; 6: packet load; 7..12: array lookup
+    // (10..11 the ld_imm64); 13: null check; 14: map value store; 15..18: a
+    // bounded loop; 19..20: exit.
+    let insns = asm("ldxw %r2, [%r1+0]\n\
+                     ldxw %r3, [%r1+4]\n\
+                     mov %r4, %r2\n\
+                     add %r4, 14\n\
+                     jgt %r4, %r3, out\n\
+                     ja +0\n\
+                     ldxb %r5, [%r2+12]\n\
+                     stw [%r10-4], 0\n\
+                     mov %r2, %r10\n\
+                     add %r2, -4\n\
+                     ldmap %r1, 0\n\
+                     call 1\n\
+                     jeq %r0, 0, out\n\
+                     stdw [%r0+0], 1\n\
+                     mov %r6, 0\n\
+                     loop:\n\
+                     add %r6, 1\n\
+                     jlt %r6, 4, loop\n\
+                     ja out\n\
+                     out:\n\
+                     mov %r0, 2\n\
+                     exit");
+    let v = common::verify_xdp(&insns, &maps).unwrap_or_else(|e| panic!("{e}\n{}", e.log));
+    let mem = |k| InsnAux {
+        seen: true,
+        mem: Some(k),
+        ..InsnAux::default()
+    };
+    let seen = InsnAux {
+        seen: true,
+        ..InsnAux::default()
+    };
+    let mut want = vec![seen; insns.len()];
+    want[0] = mem(MemKind::Ctx);
+    want[1] = mem(MemKind::Ctx);
+    want[6] = mem(MemKind::Packet);
+    want[7] = mem(MemKind::Stack);
+    want[12] = InsnAux {
+        seen: true,
+        const_map: Some(0),
+        ..InsnAux::default()
+    };
+    want[14] = mem(MemKind::MapValue { map: 0 });
+    want[17] = InsnAux {
+        seen: true,
+        bounded_loop: true,
+        ..InsnAux::default()
+    };
+    // The second slot of ld_imm64 is never an instruction of its own.
+    want[11] = InsnAux::default();
+    assert_eq!(v.aux, want);
+}
+
+#[test]
+fn unprivileged_loading_is_refused_as_the_kernel_does() {
+    let helpers = skiff_net::helper_table();
+    let opts = skiff_vm::verifier::VerifyOptions {
+        prog_type: skiff_object::ProgType::Xdp,
+        name: "t",
+        maps: &[],
+        helpers: &helpers,
+        privileged: false,
+        kernel: skiff_vm::verifier::KernelVersion::LATEST,
+        gpl: true,
+        lines: None,
+    };
+    let e = skiff_vm::verifier::verify(&asm("mov %r0, 2\nexit"), &opts).unwrap_err();
+    assert_eq!(e.errno, 1);
+}

@@ -25,6 +25,13 @@ pub const BPF_FUNC_SPIN_UNLOCK: i32 = 94;
 pub const BPF_FUNC_FOR_EACH_MAP_ELEM: i32 = 164;
 pub const BPF_FUNC_LOOP: i32 = 181;
 pub const BPF_FUNC_RINGBUF_RESERVE: i32 = 131;
+const BPF_FUNC_REDIRECT_MAP: i32 = 51;
+/// perf_event_read, perf_event_output, perf_event_read_value, xdp_output.
+const PERF_FUNCS: &[i32] = &[22, 25, 55, 121];
+/// ringbuf_output, ringbuf_reserve, ringbuf_query, ringbuf_reserve_dynptr.
+const RINGBUF_FUNCS: &[i32] = &[130, BPF_FUNC_RINGBUF_RESERVE, 134, 198];
+/// map_push_elem, map_pop_elem, map_peek_elem.
+const QUEUE_FUNCS: &[i32] = &[87, 88, 89];
 
 /// `struct bpf_call_arg_meta`: what the arguments told about the call.
 #[derive(Default, Clone, Copy)]
@@ -409,10 +416,8 @@ impl<'a> Env<'a> {
             }
             ArgType::PtrToMem { .. } => meta.mem_regno = Some((regno, false)),
             ArgType::PtrToUninitMem => meta.mem_regno = Some((regno, true)),
-            ArgType::PtrToFixedSizeMem { size, uninit, .. } => {
-                if !reg.is_null() {
-                    self.check_helper_mem_access(regno, reg, size as u64, uninit, false)?;
-                }
+            ArgType::PtrToFixedSizeMem { size, uninit, .. } if !reg.is_null() => {
+                self.check_helper_mem_access(regno, reg, size as u64, uninit, false)?;
             }
             ArgType::ConstSize | ArgType::ConstSizeOrZero => {
                 self.check_mem_size_reg(regno, reg, meta, arg == ArgType::ConstSizeOrZero)?;
@@ -614,28 +619,28 @@ impl<'a> Env<'a> {
         let Some(mt) = self.map_type(m) else {
             return Ok(());
         };
+        // The map type's list of helpers, then the helper's list of map types.
         let ok = match mt {
             MapType::ProgArray => func_id == BPF_FUNC_TAIL_CALL,
-            MapType::PerfEventArray => matches!(func_id, 22 | 25 | 55 | 110),
-            MapType::Ringbuf => matches!(func_id, 130 | 131 | 134 | 198),
-            MapType::Devmap | MapType::DevmapHash => matches!(func_id, 51 | 1),
-            MapType::Cpumap => func_id == 51,
-            MapType::Xskmap => matches!(func_id, 51 | 1),
+            MapType::PerfEventArray => PERF_FUNCS.contains(&func_id),
+            MapType::Ringbuf => RINGBUF_FUNCS.contains(&func_id),
+            MapType::Devmap | MapType::DevmapHash | MapType::Xskmap => {
+                matches!(func_id, BPF_FUNC_REDIRECT_MAP | BPF_FUNC_MAP_LOOKUP_ELEM)
+            }
+            MapType::Cpumap => func_id == BPF_FUNC_REDIRECT_MAP,
             MapType::ArrayOfMaps | MapType::HashOfMaps => func_id == BPF_FUNC_MAP_LOOKUP_ELEM,
-            MapType::Queue | MapType::Stack => matches!(func_id, 87 | 88 | 89),
-            _ => !matches!(func_id, 12 | 87 | 88 | 89 | 130 | 131 | 134 | 198 | 51),
+            MapType::Queue | MapType::Stack => QUEUE_FUNCS.contains(&func_id),
+            _ => true,
         };
         let func_ok = match func_id {
             BPF_FUNC_TAIL_CALL => mt == MapType::ProgArray,
-            51 => matches!(
+            BPF_FUNC_REDIRECT_MAP => matches!(
                 mt,
                 MapType::Devmap | MapType::DevmapHash | MapType::Cpumap | MapType::Xskmap
             ),
-            130 | 131 | 134 | 198 => mt == MapType::Ringbuf,
-            87 | 88 | 89 => {
-                matches!(mt, MapType::Queue | MapType::Stack | MapType::Ringbuf)
-                    && mt != MapType::Ringbuf
-            }
+            f if RINGBUF_FUNCS.contains(&f) => mt == MapType::Ringbuf,
+            f if QUEUE_FUNCS.contains(&f) => matches!(mt, MapType::Queue | MapType::Stack),
+            f if PERF_FUNCS.contains(&f) => mt == MapType::PerfEventArray,
             _ => true,
         };
         if ok && func_ok {

@@ -69,7 +69,7 @@ impl<'a> Env<'a> {
             }
             let prune = self.iaux.get(idx).is_some_and(|a| a.prune_point);
             if prune && self.is_state_visited(idx)? {
-                self.log.line(format!("{idx}: safe"));
+                self.log.safe(idx);
                 if !self.path_done() {
                     return Ok(());
                 }
@@ -108,8 +108,7 @@ impl<'a> Env<'a> {
         self.cur = p.st;
         self.insn_idx = p.insn_idx;
         self.prev_insn_idx = p.prev_insn_idx;
-        self.log
-            .from_to(p.prev_insn_idx, p.insn_idx, self.cur.cur());
+        self.log.path_switch(p.prev_insn_idx, p.insn_idx);
         true
     }
 

@@ -18,6 +18,8 @@ const KEPT: usize = 24;
 
 enum Entry {
     Insn(usize),
+    FromTo(usize, usize),
+    Safe(usize),
     Linfo(usize),
     Line(String),
 }
@@ -71,13 +73,16 @@ impl Log {
         self.push(Entry::Insn(idx));
     }
 
-    /// A new path starts: the kernel prints `from X to Y: ` with the state.
-    pub fn from_to(&mut self, from: usize, to: usize, st: &FuncState) {
+    /// A new path starts: `from X to Y:` (the kernel adds the state; skiff keeps
+    /// the line cheap, a path switch happens at every pop).
+    pub fn path_switch(&mut self, from: usize, to: usize) {
         self.last_linfo = None;
-        self.push(Entry::Line(format!(
-            "from {from} to {to}: {}",
-            state_str(st)
-        )));
+        self.push(Entry::FromTo(from, to));
+    }
+
+    /// `N: safe`: the path was pruned at N.
+    pub fn safe(&mut self, idx: usize) {
+        self.push(Entry::Safe(idx));
     }
 
     /// The kept tail, formatted.
@@ -95,6 +100,12 @@ impl Log {
                 }
                 Entry::Line(s) => {
                     let _ = writeln!(out, "{s}");
+                }
+                Entry::Safe(i) => {
+                    let _ = writeln!(out, "{i}: safe");
+                }
+                Entry::FromTo(from, to) => {
+                    let _ = writeln!(out, "from {from} to {to}:");
                 }
             }
         }
@@ -120,10 +131,8 @@ pub fn reg_str(r: &Reg) -> String {
         return r.s.to_string();
     }
     let mut parts: Vec<String> = Vec::new();
-    if r.ty.is_pkt_pointer() || r.id != 0 && r.ty != RegType::Ctx {
-        if r.id != 0 {
-            parts.push(format!("id={}", r.id));
-        }
+    if r.id != 0 && r.ty != RegType::Ctx {
+        parts.push(format!("id={}", r.id));
     }
     if r.ref_obj_id != 0 {
         parts.push(format!("ref_obj_id={}", r.ref_obj_id));

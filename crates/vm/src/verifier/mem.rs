@@ -182,7 +182,7 @@ impl<'a> Env<'a> {
                 MemKind::Mem
             }
             (RegType::Ctx, _) => {
-                self.check_ctx_mem_access(regno, &reg, off, size, t, value_regno, is_ldsx)?;
+                self.check_ctx_mem_access(regno, off, size, t, value_regno, is_ldsx)?;
                 MemKind::Ctx
             }
             (RegType::Stack, _) => {
@@ -422,13 +422,13 @@ impl<'a> Env<'a> {
     fn check_ctx_mem_access(
         &mut self,
         regno: usize,
-        reg: &Reg,
         off: i32,
         size: i32,
         t: Access,
         value_regno: Option<usize>,
         is_ldsx: bool,
     ) -> VResult<()> {
+        let reg = self.reg(regno);
         if reg.off != 0 {
             return self.eacces(format!(
                 "dereference of modified ctx ptr R{regno} off={} disallowed",

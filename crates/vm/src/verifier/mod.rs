@@ -191,6 +191,7 @@ pub struct Verified {
 
 /// Verifies `insns` (a whole linked program, in fd_array form, subprograms
 /// appended) as `bpf(BPF_PROG_LOAD)` would (kernel/bpf/verifier.c: bpf_check).
+#[allow(clippy::result_large_err)] // the refusal carries the log, as the interface says
 pub fn verify(insns: &[Insn], opts: &VerifyOptions) -> Result<Verified, VerifierError> {
     // Writes to r10 are the walk's to refuse, in the kernel's words (check_reg_arg).
     let probe: Vec<Insn> = insns
@@ -214,6 +215,17 @@ pub fn verify(insns: &[Insn], opts: &VerifyOptions) -> Result<Verified, Verifier
         message: e.message.clone(),
         log: e.to_string(),
     })?;
+    if !opts.privileged {
+        // kernel/bpf/syscall.c: bpf_prog_load: XDP and TC programs need CAP_BPF and
+        // CAP_NET_ADMIN; without them the load fails before the verifier runs.
+        return Err(VerifierError {
+            errno: EPERM,
+            insn: 0,
+            line: None,
+            message: "not supported: unprivileged loading (XDP and TC programs need CAP_BPF and CAP_NET_ADMIN; the kernel refuses with EPERM)".into(),
+            log: String::new(),
+        });
+    }
     let n = insns.len();
     let mut env = env::Env {
         opts,

@@ -248,7 +248,7 @@ impl<'a> Env<'a> {
             || (self.jmps_processed - self.prev_jmps_processed >= 2
                 && self.insn_processed - self.prev_insn_processed >= 8);
         let len = self.explored.per_insn.get(idx).map_or(0, |l| l.len());
-        let cur_hash = self.cur.regs_hash();
+        let mut cur_hash = None;
         let mut evict = Vec::new();
         for k in 0..len {
             let Some(&sid) = self.explored.per_insn.get(idx).and_then(|l| l.get(k)) else {
@@ -259,7 +259,8 @@ impl<'a> Env<'a> {
             };
             if stored.branches > 0 {
                 // states_maybe_looping, then an exact comparison.
-                let same_regs = stored.regs_hash == cur_hash
+                let h = *cur_hash.get_or_insert_with(|| self.cur.regs_hash());
+                let same_regs = stored.regs_hash == h
                     && stored.st.frames.len() == self.cur.frames.len()
                     && stored.st.cur().regs == self.cur.cur().regs;
                 if same_regs && self.states_equal(&stored.st, &self.cur, true) {
@@ -316,7 +317,7 @@ impl<'a> Env<'a> {
             branches: 1,
             miss_cnt: 0,
             hit_cnt: 0,
-            regs_hash: cur_hash,
+            regs_hash: cur_hash.unwrap_or_else(|| self.cur.regs_hash()),
         });
         if let Some(l) = self.explored.per_insn.get_mut(idx) {
             l.push(sid);

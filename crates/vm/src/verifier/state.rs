@@ -336,7 +336,7 @@ impl VerifierState {
     /// be identical (the cheap test before states_maybe_looping's comparison).
     pub fn regs_hash(&self) -> u64 {
         use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = FxHasher(0);
         self.frames.len().hash(&mut h);
         if let Some(f) = self.frames.last() {
             f.regs.hash(&mut h);
@@ -365,5 +365,26 @@ impl VerifierState {
                 }
             }
         }
+    }
+}
+
+/// A fast non-cryptographic hasher (rustc's FxHash) for state fingerprints.
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }

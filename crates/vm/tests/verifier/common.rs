@@ -1,7 +1,7 @@
 //! Shared by the verifier tests: assembling programs with map loads, the helper
 //! table programs get, running skiff's verifier and the kernel's.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::result_large_err)]
 
 use std::sync::Arc;
 
