@@ -13,32 +13,33 @@ use super::EINVAL;
 /// One explored state (`struct bpf_verifier_state_list`).
 pub struct Stored {
     pub st: VerifierState,
-    /// Paths still being explored below this state.
-    pub branches: u32,
     pub miss_cnt: u32,
     pub hit_cnt: u32,
-    /// `VerifierState::regs_hash` of `st`.
-    pub regs_hash: u64,
 }
 
-/// The explored states: an arena (parents refer by index) and the list per insn.
+/// The explored states: an arena (parents refer by index), each state's count of
+/// paths still being explored below it (`branches`, kept apart so the scans of
+/// long lists in loops stay in cache), and per instruction the states taken
+/// there with their `VerifierState::regs_hash`.
 #[derive(Default)]
 pub struct Explored {
     pub arena: Vec<Stored>,
-    pub per_insn: Vec<Vec<usize>>,
+    pub branches: Vec<u32>,
+    pub per_insn: Vec<Vec<(usize, u64)>>,
 }
 
 impl Explored {
     pub fn new(n: usize) -> Explored {
         Explored {
             arena: Vec::new(),
+            branches: Vec::new(),
             per_insn: vec![Vec::new(); n],
         }
     }
 
     pub fn add_branch(&mut self, p: usize) {
-        if let Some(s) = self.arena.get_mut(p) {
-            s.branches += 1;
+        if let Some(b) = self.branches.get_mut(p) {
+            *b += 1;
         }
     }
 }
@@ -251,19 +252,20 @@ impl<'a> Env<'a> {
         let mut cur_hash = None;
         let mut evict = Vec::new();
         for k in 0..len {
-            let Some(&sid) = self.explored.per_insn.get(idx).and_then(|l| l.get(k)) else {
+            let Some(&(sid, old_hash)) = self.explored.per_insn.get(idx).and_then(|l| l.get(k))
+            else {
                 continue;
             };
-            let Some(stored) = self.explored.arena.get(sid) else {
-                continue;
-            };
-            if stored.branches > 0 {
+            if self.explored.branches.get(sid).is_some_and(|b| *b > 0) {
                 // states_maybe_looping, then an exact comparison.
                 let h = *cur_hash.get_or_insert_with(|| self.cur.regs_hash());
-                let same_regs = stored.regs_hash == h
-                    && stored.st.frames.len() == self.cur.frames.len()
-                    && stored.st.cur().regs == self.cur.cur().regs;
-                if same_regs && self.states_equal(&stored.st, &self.cur, true) {
+                let looping = old_hash == h
+                    && self.explored.arena.get(sid).is_some_and(|stored| {
+                        stored.st.frames.len() == self.cur.frames.len()
+                            && stored.st.cur().regs == self.cur.cur().regs
+                            && self.states_equal(&stored.st, &self.cur, true)
+                    });
+                if let Some(stored) = self.explored.arena.get(sid).filter(|_| looping) {
                     let old = super::log::state_str(stored.st.cur());
                     let cur = super::log::state_str(self.cur.cur());
                     let f = self.error(EINVAL, format!("infinite loop detected at insn {idx}"));
@@ -279,6 +281,9 @@ impl<'a> Env<'a> {
                 }
                 continue;
             }
+            let Some(stored) = self.explored.arena.get(sid) else {
+                continue;
+            };
             if self.states_equal(&stored.st, &self.cur, false) {
                 if let Some(s) = self.explored.arena.get_mut(sid) {
                     s.hit_cnt += 1;
@@ -294,7 +299,7 @@ impl<'a> Env<'a> {
         }
         if !evict.is_empty() {
             if let Some(l) = self.explored.per_insn.get_mut(idx) {
-                l.retain(|s| !evict.contains(s));
+                l.retain(|(s, _)| !evict.contains(s));
             }
             for sid in evict {
                 if let Some(s) = self.explored.arena.get_mut(sid) {
@@ -312,15 +317,15 @@ impl<'a> Env<'a> {
         let mut st = self.cur.clone();
         st.insn_idx = idx;
         let sid = self.explored.arena.len();
+        let hash = cur_hash.unwrap_or_else(|| self.cur.regs_hash());
         self.explored.arena.push(Stored {
             st,
-            branches: 1,
             miss_cnt: 0,
             hit_cnt: 0,
-            regs_hash: cur_hash.unwrap_or_else(|| self.cur.regs_hash()),
         });
+        self.explored.branches.push(1);
         if let Some(l) = self.explored.per_insn.get_mut(idx) {
-            l.push(sid);
+            l.push((sid, hash));
         }
         self.cur.parent = Some(sid);
         Ok(false)
@@ -329,14 +334,14 @@ impl<'a> Env<'a> {
     /// kernel/bpf/verifier.c: update_branch_counts
     pub fn update_branch_counts(&mut self, mut p: Option<usize>) {
         while let Some(i) = p {
-            let Some(s) = self.explored.arena.get_mut(i) else {
+            let Some(b) = self.explored.branches.get_mut(i) else {
                 return;
             };
-            s.branches = s.branches.saturating_sub(1);
-            if s.branches > 0 {
+            *b = b.saturating_sub(1);
+            if *b > 0 {
                 return;
             }
-            p = s.st.parent;
+            p = self.explored.arena.get(i).and_then(|s| s.st.parent);
         }
     }
 }
