@@ -153,7 +153,8 @@ pub enum MemKind {
     /// PTR_TO_PACKET / PTR_TO_PACKET_META, within the range a comparison with
     /// data_end proved.
     Packet,
-    /// PTR_TO_MAP_VALUE of `map` (index into `VerifyOptions::maps`), within the value.
+    /// PTR_TO_MAP_VALUE of `map` (index into `VerifyOptions::maps`; for a value of
+    /// an inner map of a map-in-map, the outer map's index), within the value.
     MapValue { map: usize },
     /// PTR_TO_MAP_KEY (callbacks of for_each_map_elem).
     MapKey,
