@@ -274,7 +274,7 @@ fn stats_line(env: &env::Env) -> String {
     format!(
         "processed {} insns (limit 1000000) max_states_per_insn {} total_states {} peak_states {} mark_read 0",
         env.insn_processed,
-        env.explored.per_insn.iter().map(|l| l.len()).max().unwrap_or(0),
+        env.explored.max_per_insn(),
         states,
         states
     )

@@ -4,6 +4,8 @@
 //! state contained in a finished one is safe, an identical one still being
 //! explored is an infinite loop.
 
+use std::collections::HashMap;
+
 use super::env::{Env, VResult};
 use super::state::{
     FuncState, Reg, RegType, SlotType, StackSlot, VerifierState, BPF_REG_SIZE, MAX_BPF_REG,
@@ -17,29 +19,84 @@ pub struct Stored {
     pub hit_cnt: u32,
 }
 
-/// The explored states: an arena (parents refer by index), each state's count of
-/// paths still being explored below it (`branches`, kept apart so the scans of
-/// long lists in loops stay in cache), and per instruction the states taken
-/// there with their `VerifierState::regs_hash`.
+/// The explored states. The kernel keeps one list per instruction and tells its
+/// states apart by `branches` as it walks it; skiff keeps them apart: states with
+/// paths still being explored below them (`live`, keyed by their registers'
+/// fingerprint: only an identical state can be an infinite loop) and finished
+/// ones (`finished`: the candidates for pruning). A loop's thousands of live
+/// states then cost nothing to walk past.
 #[derive(Default)]
 pub struct Explored {
     pub arena: Vec<Stored>,
+    /// Per state: paths still being explored below it.
     pub branches: Vec<u32>,
-    pub per_insn: Vec<Vec<(usize, u64)>>,
+    /// Per state: its instruction and `VerifierState::regs_hash`.
+    key: Vec<(usize, u64)>,
+    /// Per instruction: how many live states it has.
+    live_count: Vec<u32>,
+    live: HashMap<(usize, u64), Vec<usize>>,
+    finished: Vec<Vec<usize>>,
 }
 
 impl Explored {
     pub fn new(n: usize) -> Explored {
         Explored {
-            arena: Vec::new(),
-            branches: Vec::new(),
-            per_insn: vec![Vec::new(); n],
+            live_count: vec![0; n],
+            finished: vec![Vec::new(); n],
+            ..Explored::default()
         }
     }
 
     pub fn add_branch(&mut self, p: usize) {
         if let Some(b) = self.branches.get_mut(p) {
             *b += 1;
+        }
+    }
+
+    /// The most states one instruction holds (the summary line's figure).
+    pub fn max_per_insn(&self) -> usize {
+        let live = self.live_count.iter().map(|c| *c as usize);
+        self.finished
+            .iter()
+            .map(|l| l.len())
+            .zip(live)
+            .map(|(f, l)| f + l)
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn push(&mut self, st: VerifierState, idx: usize, hash: u64) -> usize {
+        let sid = self.arena.len();
+        self.arena.push(Stored {
+            st,
+            miss_cnt: 0,
+            hit_cnt: 0,
+        });
+        self.branches.push(1);
+        self.key.push((idx, hash));
+        if let Some(c) = self.live_count.get_mut(idx) {
+            *c += 1;
+        }
+        self.live.entry((idx, hash)).or_default().push(sid);
+        sid
+    }
+
+    /// A state's last path ended: it moves from the live states to the finished.
+    fn finish(&mut self, sid: usize) {
+        let Some(&(idx, hash)) = self.key.get(sid) else {
+            return;
+        };
+        if let Some(c) = self.live_count.get_mut(idx) {
+            *c = c.saturating_sub(1);
+        }
+        if let Some(v) = self.live.get_mut(&(idx, hash)) {
+            v.retain(|s| *s != sid);
+            if v.is_empty() {
+                self.live.remove(&(idx, hash));
+            }
+        }
+        if let Some(l) = self.finished.get_mut(idx) {
+            l.push(sid);
         }
     }
 }
@@ -244,43 +301,66 @@ impl<'a> Env<'a> {
     /// kernel/bpf/verifier.c: is_state_visited. True: the current path is safe
     /// (pruned).
     pub fn is_state_visited(&mut self, idx: usize) -> VResult<bool> {
-        let force = false;
-        let mut add = force
-            || (self.jmps_processed - self.prev_jmps_processed >= 2
-                && self.insn_processed - self.prev_insn_processed >= 8);
-        let len = self.explored.per_insn.get(idx).map_or(0, |l| l.len());
-        let mut cur_hash = None;
+        let mut add = self.jmps_processed - self.prev_jmps_processed >= 2
+            && self.insn_processed - self.prev_insn_processed >= 8;
+        let hash = self.cur.regs_hash();
+        if self.explored.live_count.get(idx).is_some_and(|c| *c > 0) {
+            self.check_infinite_loop(idx, hash)?;
+            // A loop: new states only now and then (each iteration differs).
+            if self.jmps_processed - self.prev_jmps_processed < 20
+                && self.insn_processed - self.prev_insn_processed < 100
+            {
+                add = false;
+            }
+        }
+        if self.prune_against_finished(idx) {
+            return Ok(true);
+        }
+        if !add {
+            return Ok(false);
+        }
+        self.prev_insn_processed = self.insn_processed;
+        self.prev_jmps_processed = self.jmps_processed;
+        let mut st = self.cur.clone();
+        st.insn_idx = idx;
+        let sid = self.explored.push(st, idx, hash);
+        self.cur.parent = Some(sid);
+        Ok(false)
+    }
+
+    /// states_maybe_looping and an exact states_equal against the states at `idx`
+    /// still being explored: the current path came back to one of them unchanged.
+    fn check_infinite_loop(&mut self, idx: usize, hash: u64) -> VResult<()> {
+        let Some(cands) = self.explored.live.get(&(idx, hash)) else {
+            return Ok(());
+        };
+        let found = cands.iter().find_map(|&sid| {
+            let stored = self.explored.arena.get(sid)?;
+            let looping = stored.st.frames.len() == self.cur.frames.len()
+                && stored.st.cur().regs == self.cur.cur().regs
+                && self.states_equal(&stored.st, &self.cur, true);
+            looping.then(|| super::log::state_str(stored.st.cur()))
+        });
+        let Some(old) = found else {
+            return Ok(());
+        };
+        let cur = super::log::state_str(self.cur.cur());
+        let f = self.error(EINVAL, format!("infinite loop detected at insn {idx}"));
+        self.error_more(format!("cur state: {cur}"));
+        self.error_more(format!("old state: {old}"));
+        Err(f)
+    }
+
+    /// The pruning part of is_state_visited: the current state is within a
+    /// finished one. States that keep missing are dropped, as the kernel does.
+    fn prune_against_finished(&mut self, idx: usize) -> bool {
+        let len = self.explored.finished.get(idx).map_or(0, |l| l.len());
         let mut evict = Vec::new();
+        let mut hit = false;
         for k in 0..len {
-            let Some(&(sid, old_hash)) = self.explored.per_insn.get(idx).and_then(|l| l.get(k))
-            else {
+            let Some(&sid) = self.explored.finished.get(idx).and_then(|l| l.get(k)) else {
                 continue;
             };
-            if self.explored.branches.get(sid).is_some_and(|b| *b > 0) {
-                // states_maybe_looping, then an exact comparison.
-                let h = *cur_hash.get_or_insert_with(|| self.cur.regs_hash());
-                let looping = old_hash == h
-                    && self.explored.arena.get(sid).is_some_and(|stored| {
-                        stored.st.frames.len() == self.cur.frames.len()
-                            && stored.st.cur().regs == self.cur.cur().regs
-                            && self.states_equal(&stored.st, &self.cur, true)
-                    });
-                if let Some(stored) = self.explored.arena.get(sid).filter(|_| looping) {
-                    let old = super::log::state_str(stored.st.cur());
-                    let cur = super::log::state_str(self.cur.cur());
-                    let f = self.error(EINVAL, format!("infinite loop detected at insn {idx}"));
-                    self.error_more(format!("cur state: {cur}"));
-                    self.error_more(format!("old state: {old}"));
-                    return Err(f);
-                }
-                if !force
-                    && self.jmps_processed - self.prev_jmps_processed < 20
-                    && self.insn_processed - self.prev_insn_processed < 100
-                {
-                    add = false;
-                }
-                continue;
-            }
             let Some(stored) = self.explored.arena.get(sid) else {
                 continue;
             };
@@ -288,7 +368,8 @@ impl<'a> Env<'a> {
                 if let Some(s) = self.explored.arena.get_mut(sid) {
                     s.hit_cnt += 1;
                 }
-                return Ok(true);
+                hit = true;
+                break;
             }
             if let Some(s) = self.explored.arena.get_mut(sid) {
                 s.miss_cnt += 1;
@@ -298,8 +379,8 @@ impl<'a> Env<'a> {
             }
         }
         if !evict.is_empty() {
-            if let Some(l) = self.explored.per_insn.get_mut(idx) {
-                l.retain(|(s, _)| !evict.contains(s));
+            if let Some(l) = self.explored.finished.get_mut(idx) {
+                l.retain(|s| !evict.contains(s));
             }
             for sid in evict {
                 if let Some(s) = self.explored.arena.get_mut(sid) {
@@ -309,26 +390,7 @@ impl<'a> Env<'a> {
                 }
             }
         }
-        if !add {
-            return Ok(false);
-        }
-        self.prev_insn_processed = self.insn_processed;
-        self.prev_jmps_processed = self.jmps_processed;
-        let mut st = self.cur.clone();
-        st.insn_idx = idx;
-        let sid = self.explored.arena.len();
-        let hash = cur_hash.unwrap_or_else(|| self.cur.regs_hash());
-        self.explored.arena.push(Stored {
-            st,
-            miss_cnt: 0,
-            hit_cnt: 0,
-        });
-        self.explored.branches.push(1);
-        if let Some(l) = self.explored.per_insn.get_mut(idx) {
-            l.push((sid, hash));
-        }
-        self.cur.parent = Some(sid);
-        Ok(false)
+        hit
     }
 
     /// kernel/bpf/verifier.c: update_branch_counts
@@ -341,6 +403,7 @@ impl<'a> Env<'a> {
             if *b > 0 {
                 return;
             }
+            self.explored.finish(i);
             p = self.explored.arena.get(i).and_then(|s| s.st.parent);
         }
     }
