@@ -225,76 +225,13 @@ fn refused_program_at_each_command() {
 /// (remove it here), and for every program not listed that disagrees.
 const EXPECTED_FAILURES: &[(&str, &str)] = &[
     (
-        "bad_return",
-        "skiff's verifier is structural only until branch v-core is merged",
-    ),
-    (
-        "ctx_bad_field",
-        "skiff's verifier is structural only until branch v-core is merged",
-    ),
-    (
-        "ctx_readonly",
-        "skiff's verifier is structural only until branch v-core is merged",
-    ),
-    (
         "deep_stack",
-        "skiff's verifier is structural only until branch v-core is merged",
+        "skiff refuses with E2BIG; the kernel's check_max_stack_depth returns EACCES (same message)",
     ),
     (
         "helper_bad_arg",
-        "skiff's verifier is structural only until branch v-core is merged",
-    ),
-    (
-        "helper_wrong_type",
-        "skiff's verifier is structural only until branch v-core is merged",
-    ),
-    (
-        "infinite_loop",
-        "skiff's verifier is structural only until branch v-core is merged",
-    ),
-    (
-        "map_value_null",
-        "skiff's verifier is structural only until branch v-core is merged",
-    ),
-    (
-        "map_value_oob",
-        "skiff's verifier is structural only until branch v-core is merged",
-    ),
-    (
-        "pkt_before_data",
-        "skiff's verifier is structural only until branch v-core is merged",
-    ),
-    (
-        "pkt_end_arith",
-        "skiff's verifier is structural only until branch v-core is merged",
-    ),
-    (
-        "pkt_end_deref",
-        "skiff's verifier is structural only until branch v-core is merged",
-    ),
-    (
-        "pkt_unchecked",
-        "skiff's verifier is structural only until branch v-core is merged",
-    ),
-    (
-        "pkt_var_offset",
-        "skiff's verifier is structural only until branch v-core is merged",
-    ),
-    (
-        "ringbuf_leak",
-        "skiff's verifier is structural only until branch v-core is merged",
-    ),
-    (
-        "scalar_deref",
-        "skiff's verifier is structural only until branch v-core is merged",
-    ),
-    (
-        "stack_oob",
-        "skiff's verifier is structural only until branch v-core is merged",
-    ),
-    (
-        "uninit_reg",
-        "skiff's verifier is structural only until branch v-core is merged",
+        "skiff says 'invalid indirect access to stack R3 off=-4 size=8'; 6.18 checks an \
+         ARG_PTR_TO_UNINIT_MEM (MEM_WRITE) argument as a write: 'invalid write to stack R3 off=-4 size=8' (same errno)",
     ),
 ];
 
