@@ -176,7 +176,7 @@ fn run_no_verify_says_so() {
 /// it and exits 0; run exits 1 naming all of it.
 #[test]
 fn refused_program_at_each_command() {
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bpf/bad_opcode.c");
+    let src = root().join("bpf/verifier/bad_opcode.c");
     let Some(obj) = compile(&src, "bad-opcode") else {
         return;
     };
@@ -187,14 +187,14 @@ fn refused_program_at_each_command() {
     assert_eq!(v["verdict"], "refused");
     assert_eq!(v["errno"], 22);
     assert_eq!(v["insn"], 0);
-    assert_eq!(v["line"]["line"], 10);
+    assert_eq!(v["line"]["line"], 11);
     assert_eq!(
         v["line"]["text"],
         "asm volatile(\".8byte 0x00000000000000ff\");"
     );
     assert!(v["line"]["file"]
         .as_str()
-        .is_some_and(|f| f.ends_with("tests/bpf/bad_opcode.c")));
+        .is_some_and(|f| f.ends_with("bpf/verifier/bad_opcode.c")));
 
     let (code, out, _) = skiff(&["prog", "show", obj]);
     assert_eq!(code, 0);
@@ -215,7 +215,7 @@ fn refused_program_at_each_command() {
     );
     assert!(err.contains("(errno 22 EINVAL)\n  at insn 0 ("), "{err}");
     assert!(
-        err.contains("bad_opcode.c:10:2): asm volatile(\".8byte 0x00000000000000ff\");"),
+        err.contains("bad_opcode.c:11:2): asm volatile(\".8byte 0x00000000000000ff\");"),
         "{err}"
     );
 }
@@ -224,6 +224,10 @@ fn refused_program_at_each_command() {
 /// does, each with the reason. The test fails when one of them starts to agree
 /// (remove it here), and for every program not listed that disagrees.
 const EXPECTED_FAILURES: &[(&str, &str)] = &[
+    (
+        "bad_opcode",
+        "skiff says 'unknown opcode 0xff' (skiff_isa::validate's words); the kernel 'unknown opcode ff' (same errno)",
+    ),
     (
         "deep_stack",
         "skiff refuses with E2BIG; the kernel's check_max_stack_depth returns EACCES (same message)",
@@ -265,7 +269,7 @@ fn skiff_refuses_the_negative_corpus_as_the_kernel_does() {
         return;
     }
     let corpus = refusals::load(&root().join("bpf/verifier")).expect("corpus headers");
-    assert_eq!(corpus.len(), 18);
+    assert_eq!(corpus.len(), 19);
     let mut wrong = Vec::new();
     for r in &corpus {
         let listed = EXPECTED_FAILURES.iter().find(|(s, _)| *s == r.stem);

@@ -38,6 +38,9 @@ fn load() -> Option<Collection> {
             &o,
             &LoadOptions {
                 possible_cpus: 2,
+                // datapath.c holds programs the verifier refuses (xdp_oob, for
+                // the run-time exception paths): loaded as with --no-verify
+                verify: false,
                 ..skiff_net::load_options()
             },
         )
@@ -1303,6 +1306,8 @@ mod workers {
         let o = skiff_object::Object::parse(obj).expect("parse");
         let opts = LoadOptions {
             possible_cpus: cpus,
+            // as `load`: unverified, like the objects' faulty programs need
+            verify: false,
             ..skiff_net::load_options()
         };
         Some(Collection::load(&o, &opts).expect("load"))
