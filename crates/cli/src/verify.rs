@@ -43,7 +43,7 @@ pub fn verdict_text(v: &Verdict) -> String {
         Verdict::Refused(e) => {
             let mut s = format!(
                 "refused: {} (errno {} {}) at insn {}",
-                e.message,
+                e.summary(),
                 e.errno,
                 report::errno_name(e.errno),
                 e.insn
@@ -81,7 +81,7 @@ pub fn not_verified_note(prog: &str, refusal: Option<&VerifierError>) -> String 
     match refusal {
         Some(e) => format!(
             "not verified: program {prog}: the kernel would refuse it: {} (errno {} {}, insn {}); running it anyway with run-time checks on every access",
-            e.message,
+            e.summary(),
             e.errno,
             report::errno_name(e.errno),
             e.insn

@@ -25,6 +25,13 @@ pub fn line_text(l: &SourceLine) -> String {
 }
 
 impl VerifierError {
+    /// The message on one line: the kernel's message lines (e.g. `invalid access
+    /// to packet, ...` then `R1 offset is outside of the packet`) joined by "; ".
+    pub fn summary(&self) -> String {
+        let lines: Vec<&str> = self.message.lines().filter(|l| !l.is_empty()).collect();
+        lines.join("; ")
+    }
+
     /// The last `n` lines of the log.
     pub fn log_tail(&self, n: usize) -> String {
         let lines: Vec<&str> = self.log.lines().collect();
@@ -37,7 +44,7 @@ impl VerifierError {
     pub fn describe(&self, tail: usize) -> String {
         let mut s = format!(
             "refused by the verifier: {} (errno {} {})\n  at insn {}",
-            self.message,
+            self.summary(),
             self.errno,
             errno_name(self.errno),
             self.insn
@@ -101,6 +108,14 @@ mod tests {
             Some("; if (eth->h_proto == 0) @ xdp_fail.c:12".to_string())
         );
         assert_eq!(errno_name(524), "ENOTSUPP");
+        let two = VerifierError {
+            message: "invalid access to packet, off=12 size=1, R1(id=0,off=12,r=0)\nR1 offset is outside of the packet\n".into(),
+            ..e
+        };
+        assert_eq!(
+            two.summary(),
+            "invalid access to packet, off=12 size=1, R1(id=0,off=12,r=0); R1 offset is outside of the packet"
+        );
         assert_eq!(errno_name(99), "E?");
     }
 }
