@@ -55,14 +55,6 @@ impl<'a> Env<'a> {
     /// BPF_ST | BPF_MEM.
     pub fn check_st(&mut self, insn: Insn) -> VResult<()> {
         self.check_reg_arg(insn.dst, RegArg::SrcOp)?;
-        let dst = self.reg(insn.dst as usize);
-        if dst.ty == RegType::Ctx {
-            return self.eacces(format!(
-                "BPF_ST stores into R{} {} is not allowed",
-                insn.dst,
-                dst.type_str()
-            ));
-        }
         self.check_mem_access(
             insn.dst as usize,
             insn.off as i32,
