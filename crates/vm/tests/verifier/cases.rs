@@ -520,3 +520,40 @@ pub const CASES: &[Case] = &[
         message: "invalid write to stack R3 off=-8 size=16",
     },
 ];
+
+/// Refused by skiff, accepted by the kernel (docs/differences.md): skiff does not
+/// unroll callback runs, so what a callback writes through its context is unknown
+/// after the call; the kernel runs this 4-iteration bpf_loop callback 4 times.
+pub const CALLBACK_COUNTER: Case = Case {
+    // The callback may run many times: what it writes through its context
+    // is unknown after the call.
+    name: "callback_written_counter_as_offset",
+    prog_type: ProgType::Xdp,
+    maps: ARRAY8,
+    asm: "stdw [%r10-8], 0\n\
+              mov %r1, 4\n\
+              ldfunc %r2, 20\n\
+              mov %r3, %r10\n\
+              add %r3, -8\n\
+              mov %r4, 0\n\
+              call 181\n\
+              stw [%r10-12], 0\n\
+              mov %r2, %r10\n\
+              add %r2, -12\n\
+              ldmap %r1, 0\n\
+              call 1\n\
+              jeq %r0, 0, out\n\
+              ldxdw %r1, [%r10-8]\n\
+              add %r0, %r1\n\
+              ldxb %r0, [%r0+0]\n\
+              out:\n\
+              mov %r0, 2\n\
+              exit\n\
+              ldxdw %r1, [%r2+0]\n\
+              add %r1, 1\n\
+              stxdw [%r2+0], %r1\n\
+              mov %r0, 0\n\
+              exit",
+    errno: EINVAL,
+    message: "math between map_value pointer and register with unbounded min value is not allowed",
+};
