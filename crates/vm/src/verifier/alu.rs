@@ -241,8 +241,8 @@ impl<'a> Env<'a> {
         let smin_val = o.smin_value;
         match op {
             BPF_ADD => {
-                let sum = ptr.off as i64 + smin_val;
-                if known && sum == sum as i32 as i64 {
+                let sum = (ptr.off as i64).checked_add(smin_val);
+                if let Some(sum) = sum.filter(|v| known && *v == *v as i32 as i64) {
                     dst.off = sum as i32;
                 } else {
                     dst.s = super::scalar_ops::ptr_add(ptr.s, off_reg.s);
@@ -265,8 +265,8 @@ impl<'a> Env<'a> {
                         insn.dst
                     ));
                 }
-                let diff = ptr.off as i64 - smin_val;
-                if known && diff == diff as i32 as i64 {
+                let diff = (ptr.off as i64).checked_sub(smin_val);
+                if let Some(diff) = diff.filter(|v| known && *v == *v as i32 as i64) {
                     dst.off = diff as i32;
                 } else {
                     dst.s = super::scalar_ops::ptr_sub(ptr.s, off_reg.s);

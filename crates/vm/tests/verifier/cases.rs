@@ -519,6 +519,24 @@ pub const CASES: &[Case] = &[
         errno: EINVAL,
         message: "invalid write to stack R3 off=-8 size=16",
     },
+    Case {
+        // Past the check the pointer is at or beyond data_end (mark_pkt_end).
+        name: "packet_at_end",
+        prog_type: ProgType::Xdp,
+        maps: &[],
+        asm: "ldxw %r2, [%r1+0]\n\
+              ldxw %r3, [%r1+4]\n\
+              mov %r4, %r2\n\
+              add %r4, 14\n\
+              jge %r4, %r3, past\n\
+              mov %r0, 2\n\
+              exit\n\
+              past:\n\
+              ldxb %r0, [%r4+0]\n\
+              exit",
+        errno: EINVAL,
+        message: "R4 offset is outside of the packet",
+    },
 ];
 
 /// Refused by skiff, accepted by the kernel (docs/differences.md): skiff does not
