@@ -187,3 +187,13 @@ fn unprivileged_loading_is_refused_as_the_kernel_does() {
     let e = skiff_vm::verifier::verify(&asm("mov %r0, 2\nexit"), &opts).unwrap_err();
     assert_eq!(e.errno, 1);
 }
+
+/// A callback's writes through its stack context are unknown after the call
+/// (skiff verifies one run and covers the others by forgetting the stack; the
+/// kernel unrolls the 4 runs and accepts: a documented difference).
+#[test]
+fn callback_writes_are_unknown_after_the_call() {
+    let c = &cases::CALLBACK_COUNTER;
+    let e = verify_with(&asm(c.asm), c.prog_type, &c.maps()).unwrap_err();
+    assert_eq!((e.errno, e.message.as_str()), (c.errno, c.message));
+}

@@ -52,13 +52,13 @@ impl<'a> Env<'a> {
         let d = insn.dst as usize;
         let dst = self.reg(d);
         if insn.op() == BPF_NEG && dst.is_scalar() {
-            let zero = Scalar::constant(0);
-            let s = super::scalar_ops::alu(BPF_SUB, zero, dst.s, !alu64);
+            let s = super::scalar_ops::alu(insn.code, dst.s, dst.s, !alu64);
             self.set_reg(d, Reg::scalar(s));
             return Ok(());
         }
         if insn.op() == BPF_END && dst.is_scalar() {
-            let s = super::scalar_ops::alu(BPF_END, dst.s, dst.s, !alu64);
+            let width = Scalar::constant(insn.imm as u32 as u64);
+            let s = super::scalar_ops::alu(insn.code, dst.s, width, !alu64);
             self.set_reg(d, Reg::scalar(s));
             return Ok(());
         }
@@ -161,7 +161,18 @@ impl<'a> Env<'a> {
         if !dst.is_scalar() {
             return self.adjust_ptr_min_max_vals(insn, dst, src, alu64, false);
         }
-        let s = super::scalar_ops::alu(op, dst.s, src.s, !alu64);
+        let mut dst_s = dst.s;
+        if let Some((go_on, pushed)) = super::scalar_ops::maybe_fork(insn.code, &dst.s, &src.s) {
+            // maybe_fork_scalars: a [-1, 0] operand of AND/OR splits the path; the
+            // pushed one re-runs this instruction with 0.
+            let mut other = self.cur.clone();
+            if let Some(r) = other.cur_mut().regs.get_mut(d) {
+                *r = Reg::scalar(pushed);
+            }
+            self.push_stack(other, self.insn_idx)?;
+            dst_s = go_on;
+        }
+        let s = super::scalar_ops::alu(insn.code, dst_s, src.s, !alu64);
         self.set_reg(d, Reg::scalar(s));
         Ok(())
     }
@@ -230,8 +241,8 @@ impl<'a> Env<'a> {
         let smin_val = o.smin_value;
         match op {
             BPF_ADD => {
-                let sum = ptr.off as i64 + smin_val;
-                if known && sum == sum as i32 as i64 {
+                let sum = (ptr.off as i64).checked_add(smin_val);
+                if let Some(sum) = sum.filter(|v| known && *v == *v as i32 as i64) {
                     dst.off = sum as i32;
                 } else {
                     dst.s = super::scalar_ops::ptr_add(ptr.s, off_reg.s);
@@ -254,8 +265,8 @@ impl<'a> Env<'a> {
                         insn.dst
                     ));
                 }
-                let diff = ptr.off as i64 - smin_val;
-                if known && diff == diff as i32 as i64 {
+                let diff = (ptr.off as i64).checked_sub(smin_val);
+                if let Some(diff) = diff.filter(|v| known && *v == *v as i32 as i64) {
                     dst.off = diff as i32;
                 } else {
                     dst.s = super::scalar_ops::ptr_sub(ptr.s, off_reg.s);

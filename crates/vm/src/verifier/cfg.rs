@@ -10,7 +10,7 @@ use super::call::{BPF_FUNC_FOR_EACH_MAP_ELEM, BPF_FUNC_LOOP};
 use super::do_check::target;
 use super::env::{Env, Subprog, VResult};
 use super::state::MAX_BPF_STACK;
-use super::E2BIG;
+use super::EACCES;
 
 /// Successors of instruction `t` within the CFG, and whether the second is a
 /// branch target (prune point) rather than the fall-through.
@@ -278,7 +278,7 @@ impl<'a> Env<'a> {
             let total = above + depth(sp);
             if total > MAX_BPF_STACK {
                 return Err(self.error(
-                    E2BIG,
+                    EACCES,
                     format!("combined stack size of {frames} calls is {total}. Too large"),
                 ));
             }

@@ -55,14 +55,6 @@ impl<'a> Env<'a> {
     /// BPF_ST | BPF_MEM.
     pub fn check_st(&mut self, insn: Insn) -> VResult<()> {
         self.check_reg_arg(insn.dst, RegArg::SrcOp)?;
-        let dst = self.reg(insn.dst as usize);
-        if dst.ty == RegType::Ctx {
-            return self.eacces(format!(
-                "BPF_ST stores into R{} {} is not allowed",
-                insn.dst,
-                dst.type_str()
-            ));
-        }
         self.check_mem_access(
             insn.dst as usize,
             insn.off as i32,
@@ -406,14 +398,22 @@ impl<'a> Env<'a> {
                 "R{regno} min value is negative, either use unsigned index or do a if (index >=0) check."
             ));
         }
-        let range = reg.range.max(0) as u32;
+        if reg.range < 0 {
+            // At or beyond data_end (mark_pkt_end): nothing is readable.
+            return self.einval(format!("R{regno} offset is outside of the packet"));
+        }
+        let range = reg.range as u32;
         if let Err(e) =
             self.check_mem_access_size(regno, reg, off as i64, size, range, zero_size_allowed)
         {
             self.error_more(format!("R{regno} offset is outside of the packet"));
             return Err(e);
         }
-        let end = (off as i64 + reg.s.umax_value as i64 + size as i64 - 1).max(0) as u32;
+        // Within u32: the range check bounded off + size, find_good_pkt_pointers umax.
+        let end = (off as i64)
+            .saturating_add(reg.s.umax_value.min(u32::MAX as u64) as i64)
+            .saturating_add(size as i64 - 1)
+            .clamp(0, u32::MAX as i64) as u32;
         self.max_pkt_offset = self.max_pkt_offset.max(end);
         Ok(())
     }

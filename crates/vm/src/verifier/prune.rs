@@ -102,12 +102,30 @@ impl Explored {
 }
 
 /// `struct bpf_idmap`: ids of the old state mapped to ids of the current one.
-#[derive(Default)]
 struct IdMap {
     map: Vec<(u32, u32)>,
+    /// `tmp_id_gen`: ids for unlinked scalars, above every real id.
+    tmp_id_gen: u32,
 }
 
 impl IdMap {
+    /// kernel/bpf/verifier.c: check_scalar_ids: an unlinked current scalar gets
+    /// a fresh id, so it may stand for an old linked one as long as no other
+    /// current register is mapped to that old link.
+    fn check_scalar(&mut self, old: u32, cur: u32) -> bool {
+        if old == 0 {
+            // The old state relied on no link for this register.
+            return true;
+        }
+        let cur = if cur == 0 {
+            self.tmp_id_gen = self.tmp_id_gen.wrapping_add(1);
+            self.tmp_id_gen
+        } else {
+            cur
+        };
+        self.check(old, cur)
+    }
+
     /// kernel/bpf/verifier.c: check_ids
     fn check(&mut self, old: u32, cur: u32) -> bool {
         if (old == 0) != (cur == 0) {
@@ -168,7 +186,7 @@ fn regsafe(old: &Reg, cur: &Reg, idmap: &mut IdMap, exact: bool) -> bool {
         // Every scalar counts as precise (skiff tracks no precision): the old
         // range must contain the new one. An old scalar with no links did not
         // rely on links, so only its own links must hold in the current state.
-        RegType::Scalar => scalar_within(old, cur) && (old.id == 0 || idmap.check(old.id, cur.id)),
+        RegType::Scalar => scalar_within(old, cur) && idmap.check_scalar(old.id, cur.id),
         RegType::MapKey | RegType::MapValue | RegType::Mem => {
             old.off == cur.off
                 && old.map == cur.map
@@ -270,7 +288,10 @@ impl<'a> Env<'a> {
         if old.frames.len() != cur.frames.len() {
             return false;
         }
-        let mut idmap = IdMap::default();
+        let mut idmap = IdMap {
+            map: Vec::new(),
+            tmp_id_gen: self.id_gen.saturating_add(1) | 0x8000_0000,
+        };
         if !refsafe(old, cur, &mut idmap) {
             return false;
         }

@@ -11,7 +11,9 @@ use super::tnum::{shl64, shr64, Tnum};
 
 mod branch;
 
-pub use branch::{is_branch_taken, is_branch_taken_same_reg, refine, refine_cond_op, JmpOp};
+pub use branch::{
+    is_branch_taken, is_branch_taken_same_reg, refine, refine_cond_op, reg_set_min_max, JmpOp,
+};
 pub use log::{fmt_snum, fmt_unum};
 
 /// The scalar part of `struct bpf_reg_state`.
@@ -59,12 +61,15 @@ pub enum AluOp {
     Mov,
     /// BPF_ARSH
     Arsh,
-    /// BPF_END (byte swap)
-    End,
+    /// BPF_END: `to_be` is the BPF_TO_BE source bit (`be16/32/64` in BPF_ALU);
+    /// clear, it is `le16/32/64` in BPF_ALU and `bswap16/32/64` in BPF_ALU64.
+    /// The width (16, 32, 64) is the instruction's imm, passed as the source.
+    End { to_be: bool },
 }
 
 impl AluOp {
-    /// From an opcode's `BPF_OP` bits (`code & 0xf0`); None for 0xe0 and 0xf0.
+    /// From an ALU opcode (its `BPF_OP` bits, and for BPF_END the source bit);
+    /// None for 0xe0 and 0xf0.
     pub fn from_code(code: u8) -> Option<AluOp> {
         Some(match op::bpf_op(code) {
             op::BPF_ADD => AluOp::Add,
@@ -80,7 +85,9 @@ impl AluOp {
             op::BPF_XOR => AluOp::Xor,
             op::BPF_MOV => AluOp::Mov,
             op::BPF_ARSH => AluOp::Arsh,
-            op::BPF_END => AluOp::End,
+            op::BPF_END => AluOp::End {
+                to_be: code & op::BPF_X != 0,
+            },
             _ => return None,
         })
     }
@@ -101,7 +108,7 @@ impl AluOp {
             AluOp::Xor => op::BPF_XOR,
             AluOp::Mov => op::BPF_MOV,
             AluOp::Arsh => op::BPF_ARSH,
-            AluOp::End => op::BPF_END,
+            AluOp::End { .. } => op::BPF_END,
         }
     }
 }
@@ -265,6 +272,28 @@ impl Scalar {
             .min((value | (mask & i64::MAX as u64)) as i64);
         self.umin_value = self.umin_value.max(value);
         self.umax_value = self.umax_value.min(value | mask);
+        self.single_u64_tnum_overlap();
+    }
+
+    /// The u64 range and the tnum overlapping in a single value make the
+    /// register that constant (the running kernel's __update_reg64_bounds,
+    /// with tnum_step; observed through `kernel_oracle`: `w8 == 0xc8d4a1fc`
+    /// with r8 in [0x1e5381, 0x1001e5380] is that constant).
+    fn single_u64_tnum_overlap(&mut self) {
+        let t = self.var_off;
+        let next = t.step(self.umin_value);
+        let umin_in_tnum = t.contains(self.umin_value);
+        let tmax = t.value | t.mask;
+        if umin_in_tnum && next > self.umax_value {
+            // u64:  ---[xxxxxx]-----   tnum: --xx----------x-
+            *self = Scalar::constant(self.umin_value);
+        } else if !umin_in_tnum && next == tmax {
+            // The overlap is the tnum's largest member.
+            *self = Scalar::constant(tmax);
+        } else if !umin_in_tnum && next <= self.umax_value && t.step(next) > self.umax_value {
+            // The overlap is one member strictly inside the range.
+            *self = Scalar::constant(next);
+        }
     }
 
     /// `__update_reg_bounds`.
@@ -480,8 +509,27 @@ impl Scalar {
 
     /// `coerce_reg_to_size_sx`: the low `size` (1, 2 or 4) bytes sign-extended to
     /// 64 bits (movsx, ldsx). Other sizes change nothing.
+    ///
+    /// The running 6.18 kernel first asks whether the s32 range already lies
+    /// within the narrow signed type: then sign extension changes no value and
+    /// the s64 range is the s32 one (the 32-bit bounds kept, the unsigned
+    /// 64-bit range and the tnum re-derived). Observed through `kernel_oracle`
+    /// (`w8 s<= 5; r7 = (s32)r8` gives `smin=0xffffffff80000000,smax=smax32=5`;
+    /// `r7 <<= 44; r8 = (s8)r7` gives `0`; `w9` in [-100, 50], `r7 = (s8)r9`
+    /// gives `smin=smin32=-100,smax=smax32=50`); the 6.18 release's code, which
+    /// follows otherwise, works from the 64-bit range alone.
     pub fn coerce_to_size_sx(&mut self, size: u8) {
         if !matches!(size, 1 | 2 | 4) {
+            return;
+        }
+        let (lo, hi) = sext_limits(size);
+        if self.s32_min_value >= lo && self.s32_max_value <= hi {
+            self.smin_value = i64::from(self.s32_min_value);
+            self.smax_value = i64::from(self.s32_max_value);
+            self.umin_value = 0;
+            self.umax_value = u64::MAX;
+            self.var_off = Tnum::UNKNOWN;
+            self.sync();
             return;
         }
         if let Some(v) = self.const_value() {
@@ -651,5 +699,7 @@ fn sext_limits(size: u8) -> (i32, i32) {
 mod alu;
 mod log;
 
+#[cfg(test)]
+mod kernel_oracle;
 #[cfg(test)]
 mod tests;

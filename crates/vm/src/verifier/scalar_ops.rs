@@ -3,12 +3,18 @@
 
 use super::scalar::{self, AluOp, JmpOp, Scalar};
 
-/// adjust_scalar_min_max_vals for BPF_OP `op` (BPF_END gives an unknown value).
-pub fn alu(op: u8, dst: Scalar, src: Scalar, alu32: bool) -> Scalar {
-    match AluOp::from_code(op) {
-        Some(AluOp::End) | None => Scalar::unknown(),
+/// adjust_scalar_min_max_vals for the ALU opcode `code` (BPF_END: `src` is the
+/// width, the instruction's imm).
+pub fn alu(code: u8, dst: Scalar, src: Scalar, alu32: bool) -> Scalar {
+    match AluOp::from_code(code) {
         Some(o) => Scalar::alu(o, &dst, &src, alu32),
+        None => Scalar::unknown(),
     }
+}
+
+/// maybe_fork_scalars for the ALU opcode `code`: (go on with, pushed).
+pub fn maybe_fork(code: u8, dst: &Scalar, src: &Scalar) -> Option<(Scalar, Scalar)> {
+    Scalar::maybe_fork(AluOp::from_code(code)?, dst, src)
 }
 
 /// A 32-bit move: the low half, zero-extended.

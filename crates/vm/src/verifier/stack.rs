@@ -371,8 +371,9 @@ impl<'a> Env<'a> {
         if size == 0 && zero_size_allowed {
             return Ok(());
         }
-        let (min_off, max_off) =
-            self.check_stack_within_bounds(regno, reg, off, size, " indirect access to")?;
+        // The kernel names the helper's access by its direction.
+        let extra = if clobber { " write to" } else { " read from" };
+        let (min_off, max_off) = self.check_stack_within_bounds(regno, reg, off, size, extra)?;
         let privileged = self.opts.privileged;
         let frame = reg.frameno as usize;
         for o in min_off..max_off {

@@ -8,7 +8,7 @@ use skiff_isa::Insn;
 use super::call::{ArgMeta, BPF_FUNC_LOOP};
 use super::do_check::{target, Next, RegArg};
 use super::env::{Env, VResult};
-use super::state::{FuncState, MapRef, Reg, RegType, VerifierState, MAX_CALL_FRAMES};
+use super::state::{FuncState, MapRef, Reg, RegType, SlotType, VerifierState, MAX_CALL_FRAMES};
 use super::E2BIG;
 
 impl<'a> Env<'a> {
@@ -142,6 +142,14 @@ impl<'a> Env<'a> {
             callee.regs[3] = value;
             callee.regs[4] = caller.regs[3];
         }
+        // The callback may run any number of times and write whatever it reaches
+        // through its context, a stack pointer: then every stack byte of the
+        // frames below becomes unknown data, for the callback's entry and for the
+        // code after the call (a sound cover of all runs; a pointer spilled there
+        // is lost). Without a stack context the callback cannot reach them.
+        if caller.regs[3].ty == RegType::Stack {
+            havoc_stacks(&mut self.cur);
+        }
         // The state after the call (r0 set, r1-r5 cleared) continues without a
         // callback run; the explored path below runs the callback once first.
         let after = self.cur.clone();
@@ -230,5 +238,15 @@ impl<'a> Env<'a> {
         }
         self.set_reg(0, Reg::unknown());
         Ok(())
+    }
+}
+
+/// Every stack byte of every frame becomes STACK_MISC (unknown data).
+fn havoc_stacks(st: &mut VerifierState) {
+    for f in &mut st.frames {
+        for slot in &mut f.stack {
+            slot.slot_type = [SlotType::Misc; super::state::BPF_REG_SIZE];
+            slot.spilled = Reg::not_init();
+        }
     }
 }

@@ -267,6 +267,51 @@ impl Tnum {
         self.subreg().equals_const(u64::from(b))
     }
 
+    /// `tnum_bswap16`: the low two bytes swapped, the rest cleared.
+    pub fn bswap16(self) -> Tnum {
+        Tnum::new(
+            u64::from((self.value as u16).swap_bytes()),
+            u64::from((self.mask as u16).swap_bytes()),
+        )
+    }
+
+    /// `tnum_bswap32`: the low four bytes swapped, the rest cleared.
+    pub fn bswap32(self) -> Tnum {
+        Tnum::new(
+            u64::from((self.value as u32).swap_bytes()),
+            u64::from((self.mask as u32).swap_bytes()),
+        )
+    }
+
+    /// `tnum_bswap64`.
+    pub fn bswap64(self) -> Tnum {
+        Tnum::new(self.value.swap_bytes(), self.mask.swap_bytes())
+    }
+
+    /// `tnum_step(t, z)`: the smallest member of `t` greater than `z`; `t.value`
+    /// (the smallest member) when `z` is below it, the largest member when `z`
+    /// is at or above that. Every member is `value | s` for a submask `s` of
+    /// `mask` (= `value + s`), so this increments `z - value` within the mask:
+    /// the non-mask positions are filled with ones so the carry ripples
+    /// through them.
+    pub fn step(self, z: u64) -> u64 {
+        let tmax = self.value | self.mask;
+        if z >= tmax {
+            return tmax;
+        }
+        if z < self.value {
+            return self.value;
+        }
+        let d = z - self.value;
+        // Below the highest non-mask one in d every position fills, so that one
+        // cannot trap the carry.
+        let fls = 64 - (d & !self.mask).leading_zeros();
+        let carry_mask = shl64(1, u64::from(fls)).wrapping_sub(1);
+        let filled = d | carry_mask | !self.mask;
+        let inc = filled.wrapping_add(1) & self.mask;
+        self.value | inc
+    }
+
     /// `tnum_sbin`: 64 characters, `0`/`1`/`x` per bit, most significant first.
     pub fn sbin(self) -> String {
         (0..64)
@@ -375,6 +420,11 @@ mod tests {
         assert_eq!(Tnum::new(5, 2).sbin(), format!("{}1x1", "0".repeat(61)));
         assert_eq!(Tnum::new(2, 0).intersect(Tnum::new(0, 3)), Tnum::const_(2));
         assert!(Tnum::overlap(Tnum::new(0x10, 0x0f), Tnum::const_(0x1f)));
+        // t = x11100x0, z = 241 (11110001): the next member is 242 (11110010).
+        let t = Tnum::new(0b0111_0000, 0b1000_0010);
+        assert_eq!(t.step(241), 242);
+        assert_eq!(t.step(0), 0b0111_0000);
+        assert_eq!(t.step(255), 0b1111_0010);
         assert!(!Tnum::overlap(Tnum::new(0x10, 0x0f), Tnum::const_(0x2f)));
     }
 
@@ -404,6 +454,18 @@ mod tests {
             let s32 = s % 32;
             prop_assert!(a.arshift(s32, 32).contains(u64::from(((x as u32 as i32) >> s32) as u32)));
             prop_assert!(a.subreg().contains(x & 0xffff_ffff));
+            prop_assert!(a.bswap16().contains(u64::from((x as u16).swap_bytes())));
+            prop_assert!(a.bswap32().contains(u64::from((x as u32).swap_bytes())));
+            prop_assert!(a.bswap64().contains(x.swap_bytes()));
+            // tnum_step: a member, above z, and no member in between.
+            let next = a.step(y);
+            prop_assert!(a.contains(next));
+            if y < (a.value | a.mask) {
+                prop_assert!(next > y);
+                if x > y {
+                    prop_assert!(next <= x, "step({y:#x}) = {next:#x} skips member {x:#x} of {a:?}");
+                }
+            }
             prop_assert!(a.with_subreg(b).contains((x & !0xffff_ffff) | (y & 0xffff_ffff)));
             prop_assert!(Tnum::in_(a, Tnum::const_(x)));
             if a.contains(y) {

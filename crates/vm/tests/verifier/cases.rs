@@ -393,4 +393,185 @@ pub const CASES: &[Case] = &[
         errno: EINVAL,
         message: "At callback return the register R0 has smin=2 smax=2 should have been in [0, 1]",
     },
+    Case {
+        name: "ringbuf_submit_twice",
+        prog_type: ProgType::Xdp,
+        maps: RINGBUF,
+        asm: "ldmap %r1, 0\n\
+              mov %r2, 8\n\
+              mov %r3, 0\n\
+              call 131\n\
+              jeq %r0, 0, out\n\
+              mov %r6, %r0\n\
+              mov %r1, %r6\n\
+              mov %r2, 0\n\
+              call 132\n\
+              mov %r1, %r6\n\
+              mov %r2, 0\n\
+              call 132\n\
+              out:\n\
+              mov %r0, 2\n\
+              exit",
+        errno: EACCES,
+        message: "R1 type=scalar expected=ringbuf_mem",
+    },
+    Case {
+        name: "ringbuf_submit_unreferenced",
+        prog_type: ProgType::Xdp,
+        maps: &[],
+        asm: "mov %r1, %r10\n\
+              add %r1, -8\n\
+              mov %r2, 0\n\
+              call 132\n\
+              mov %r0, 2\n\
+              exit",
+        errno: EACCES,
+        message: "R1 type=fp expected=ringbuf_mem",
+    },
+    Case {
+        name: "modified_ctx_deref",
+        prog_type: ProgType::SchedCls,
+        maps: &[],
+        asm: "add %r1, 4\n\
+              ldxw %r0, [%r1+0]\n\
+              exit",
+        errno: EACCES,
+        message: "dereference of modified ctx ptr R1 off=4 disallowed",
+    },
+    Case {
+        name: "return_stack_pointer",
+        prog_type: ProgType::Xdp,
+        maps: &[],
+        asm: "call local sub\n\
+              mov %r0, 2\n\
+              exit\n\
+              sub:\n\
+              mov %r0, %r10\n\
+              exit",
+        errno: EINVAL,
+        message: "cannot return stack pointer to the caller",
+    },
+    Case {
+        name: "pointer_comparison_null_arith",
+        prog_type: ProgType::Xdp,
+        maps: HASH8,
+        asm: concat!(lookup!(), "add %r0, 4\nmov %r0, 2\nexit"),
+        errno: EACCES,
+        message: "R0 pointer arithmetic on map_value_or_null prohibited, null-check it first",
+    },
+    Case {
+        name: "div_by_zero_imm",
+        prog_type: ProgType::Xdp,
+        maps: &[],
+        asm: "mov %r0, 2\n\
+              div %r0, 0\n\
+              exit",
+        errno: EINVAL,
+        message: "div by zero",
+    },
+    Case {
+        name: "helper_size_unbounded",
+        prog_type: ProgType::Xdp,
+        maps: ARRAY8,
+        asm: concat!(
+            "mov %r6, %r1\n",
+            lookup!(),
+            "jeq %r0, 0, out\n\
+             ldxw %r4, [%r0+0]\n\
+             or %r4, 1\n\
+             mov %r1, %r6\n\
+             mov %r2, 0\n\
+             mov %r3, %r10\n\
+             add %r3, -16\n\
+             call 189\n\
+             out:\n\
+             mov %r0, 2\n\
+             exit"
+        ),
+        errno: EACCES,
+        message: "R4 unbounded memory access, use 'var &= const' or 'if (var < const)'",
+    },
+    Case {
+        name: "helper_size_zero",
+        prog_type: ProgType::Xdp,
+        maps: &[],
+        asm: "mov %r2, 0\n\
+              mov %r3, %r10\n\
+              add %r3, -16\n\
+              mov %r4, 0\n\
+              call 189\n\
+              mov %r0, 2\n\
+              exit",
+        errno: EACCES,
+        message: "R4 invalid zero-sized read: u64=[0,0]",
+    },
+    Case {
+        name: "helper_stack_out_of_frame",
+        prog_type: ProgType::Xdp,
+        maps: &[],
+        asm: "mov %r2, 0\n\
+              mov %r3, %r10\n\
+              add %r3, -8\n\
+              mov %r4, 16\n\
+              call 189\n\
+              mov %r0, 2\n\
+              exit",
+        errno: EINVAL,
+        message: "invalid write to stack R3 off=-8 size=16",
+    },
+    Case {
+        // Past the check the pointer is at or beyond data_end (mark_pkt_end).
+        name: "packet_at_end",
+        prog_type: ProgType::Xdp,
+        maps: &[],
+        asm: "ldxw %r2, [%r1+0]\n\
+              ldxw %r3, [%r1+4]\n\
+              mov %r4, %r2\n\
+              add %r4, 14\n\
+              jge %r4, %r3, past\n\
+              mov %r0, 2\n\
+              exit\n\
+              past:\n\
+              ldxb %r0, [%r4+0]\n\
+              exit",
+        errno: EINVAL,
+        message: "R4 offset is outside of the packet",
+    },
 ];
+
+/// Refused by skiff, accepted by the kernel (docs/differences.md): skiff does not
+/// unroll callback runs, so what a callback writes through its context is unknown
+/// after the call; the kernel runs this 4-iteration bpf_loop callback 4 times.
+pub const CALLBACK_COUNTER: Case = Case {
+    // The callback may run many times: what it writes through its context
+    // is unknown after the call.
+    name: "callback_written_counter_as_offset",
+    prog_type: ProgType::Xdp,
+    maps: ARRAY8,
+    asm: "stdw [%r10-8], 0\n\
+              mov %r1, 4\n\
+              ldfunc %r2, 20\n\
+              mov %r3, %r10\n\
+              add %r3, -8\n\
+              mov %r4, 0\n\
+              call 181\n\
+              stw [%r10-12], 0\n\
+              mov %r2, %r10\n\
+              add %r2, -12\n\
+              ldmap %r1, 0\n\
+              call 1\n\
+              jeq %r0, 0, out\n\
+              ldxdw %r1, [%r10-8]\n\
+              add %r0, %r1\n\
+              ldxb %r0, [%r0+0]\n\
+              out:\n\
+              mov %r0, 2\n\
+              exit\n\
+              ldxdw %r1, [%r2+0]\n\
+              add %r1, 1\n\
+              stxdw [%r2+0], %r1\n\
+              mov %r0, 0\n\
+              exit",
+    errno: EINVAL,
+    message: "math between map_value pointer and register with unbounded min value is not allowed",
+};

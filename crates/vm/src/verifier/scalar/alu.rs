@@ -6,8 +6,8 @@ use crate::verifier::tnum::{sar32, sar64, shl64, shr64};
 
 /// `is_safe_to_compute_dst_reg_range`: whether the kernel computes bounds for
 /// `op` with this source at all. Shifts need a constant amount below the width
-/// (the 64-bit umax is compared, also for 32-bit shifts); division, modulo and
-/// byte swaps are never tracked.
+/// (the 64-bit umax is compared, also for 32-bit shifts); division and modulo
+/// are never tracked.
 fn is_safe_to_compute(op: AluOp, src: &Scalar, alu32: bool) -> bool {
     let bitness: u64 = if alu32 { 32 } else { 64 };
     let src_is_const = if alu32 {
@@ -21,9 +21,9 @@ fn is_safe_to_compute(op: AluOp, src: &Scalar, alu32: bool) -> bool {
     };
     match op {
         AluOp::Add | AluOp::Sub | AluOp::Neg | AluOp::And | AluOp::Xor | AluOp::Or => true,
-        AluOp::Mul => true,
+        AluOp::Mul | AluOp::End { .. } => true,
         AluOp::Lsh | AluOp::Rsh | AluOp::Arsh => src_is_const && src.umax_value < bitness,
-        AluOp::Div | AluOp::Mod | AluOp::End | AluOp::Mov => false,
+        AluOp::Div | AluOp::Mod | AluOp::Mov => false,
     }
 }
 
@@ -51,13 +51,43 @@ fn s64_from_u64(dst: &mut Scalar) {
 }
 
 impl Scalar {
+    /// `maybe_fork_scalars`, as the running kernel calls it before BPF_AND and
+    /// BPF_OR with a constant source: a destination in [-1, 0] (64-bit, else
+    /// its low 32 bits) is split. Returns `(go_on, pushed)`: the walk goes on
+    /// with the destination `go_on` (-1) and pushes a state that re-runs the
+    /// same instruction with the destination `pushed` (0), as push_stack(env,
+    /// env->insn_idx, ...) does. (The `(s32)x >> 31 & K` idiom LLVM emits;
+    /// observed through `kernel_oracle`.)
+    pub fn maybe_fork(op: AluOp, dst: &Scalar, src: &Scalar) -> Option<(Scalar, Scalar)> {
+        if !matches!(op, AluOp::And | AluOp::Or) || !src.var_off.is_const() {
+            return None;
+        }
+        let alu32 = if dst.smin_value == -1 && dst.smax_value == 0 {
+            false
+        } else if dst.s32_min_value == -1 && dst.s32_max_value == 0 {
+            true
+        } else {
+            return None;
+        };
+        let (mut go_on, mut pushed) = (*dst, *dst);
+        if alu32 {
+            pushed.mark_known32(0);
+            go_on.mark_known32(u32::MAX);
+        } else {
+            pushed.mark_known(0);
+            go_on.mark_known(u64::MAX);
+        }
+        Some((go_on, pushed))
+    }
+
     /// `adjust_scalar_min_max_vals` for scalar `dst` and `src` (for BPF_K the
     /// caller passes `Scalar::constant(imm as i64 as u64)`, as the kernel's
     /// `__mark_reg_known(&off_reg, insn->imm)`), and the register moves
     /// (check_alu_op's BPF_MOV for scalars, without sign extension). `Neg` ignores
-    /// `src`. Where the kernel gives up (division, modulo, byte swap, shifts by a
-    /// non-constant or by the width or more) the result is unknown in all 64 bits,
-    /// also for a 32-bit operation.
+    /// `src`; `End` takes the width (the imm: 16, 32 or 64) as a constant `src`
+    /// and `alu32` false for the BPF_ALU64 bswap. Where the kernel gives up
+    /// (division, modulo, shifts by a non-constant or by the width or more) the
+    /// result is unknown in all 64 bits, also for a 32-bit operation.
     pub fn alu(op: AluOp, dst: &Scalar, src: &Scalar, alu32: bool) -> Scalar {
         let mut d = *dst;
         if op == AluOp::Mov {
@@ -117,14 +147,34 @@ impl Scalar {
             AluOp::Rsh => d.min_max_rsh(src),
             AluOp::Arsh if alu32 => d.min_max_arsh32(src),
             AluOp::Arsh => d.min_max_arsh(src),
-            AluOp::Div | AluOp::Mod | AluOp::End | AluOp::Mov => {}
+            AluOp::End { to_be } => d.byte_swap(to_be, !alu32, src.var_off.value),
+            AluOp::Div | AluOp::Mod | AluOp::Mov => {}
         }
-        // ALU32 ops are zero extended into the 64-bit register.
-        if alu32 {
+        // ALU32 ops are zero extended into the 64-bit register; BPF_END truncates
+        // itself (le64 is a BPF_ALU instruction that keeps all 64 bits).
+        if alu32 && !matches!(op, AluOp::End { .. }) {
             d.zext_32_to_64();
         }
         d.sync();
         d
+    }
+
+    /// `scalar_byte_swap`: a byte swap permutes the bits, so the tnum follows
+    /// and the bounds are re-derived from it; `le`/`be` of 16 or 32 bits
+    /// truncate. On a little-endian host `le` swaps nothing, `be` and the
+    /// BPF_ALU64 `bswap` swap.
+    fn byte_swap(&mut self, to_be: bool, alu64: bool, bits: u64) {
+        if alu64 || to_be {
+            self.var_off = match bits {
+                16 => self.var_off.bswap16(),
+                32 => self.var_off.bswap32(),
+                _ => self.var_off.bswap64(),
+            };
+            self.mark_unbounded();
+        }
+        if bits == 16 || bits == 32 {
+            self.coerce_to_size((bits / 8) as u8);
+        }
     }
 
     /// `scalar32_min_max_add`: the signed bounds are lost on any overflow; the
@@ -350,20 +400,19 @@ impl Scalar {
         self.update_bounds32();
     }
 
-    /// `__scalar64_min_max_lsh`: `<< 32` of a non-negative s32 keeps the signed
-    /// bounds (the `<<32 s>>32` sign-extension idiom).
+    /// `__scalar64_min_max_lsh`: `<< 32` keeps the signed bounds (the `<<32
+    /// s>>32` sign-extension idiom; an s32 range shifted by 32 keeps its sign).
+    /// The running kernel has the later form without the non-negative
+    /// condition (observed: s32 [-65535, 0] << 32 gives
+    /// `smin=0xffff000100000000,smax=0`).
     fn lsh64_bounds(&mut self, umin_val: u64, umax_val: u64) {
-        let by32 = umin_val == 32 && umax_val == 32;
-        self.smax_value = if by32 && self.s32_max_value >= 0 {
-            i64::from(self.s32_max_value) << 32
+        if umin_val == 32 && umax_val == 32 {
+            self.smax_value = ((i64::from(self.s32_max_value) as u64) << 32) as i64;
+            self.smin_value = ((i64::from(self.s32_min_value) as u64) << 32) as i64;
         } else {
-            i64::MAX
-        };
-        self.smin_value = if by32 && self.s32_min_value >= 0 {
-            i64::from(self.s32_min_value) << 32
-        } else {
-            i64::MIN
-        };
+            self.smax_value = i64::MAX;
+            self.smin_value = i64::MIN;
+        }
         if umax_val > 63 || self.umax_value > shl64(1, 63 - umax_val) {
             self.umin_value = 0;
             self.umax_value = u64::MAX;

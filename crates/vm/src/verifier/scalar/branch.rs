@@ -388,6 +388,41 @@ pub fn refine(op: JmpOp, a: &mut Scalar, b: &mut Scalar, is_jmp32: bool, taken: 
     b.sync();
 }
 
+/// `reg_set_min_max` for two scalars, both branches: `true_*` are the
+/// registers on the jump, `false_*` on the fall-through (copies of the same
+/// registers before the jump). Each pair is refined and synced, then checked
+/// (reg_bounds_sanity_check, in the kernel's order true_reg1, true_reg2,
+/// false_reg1, false_reg2); a register whose bounds contradict each other (a
+/// branch that cannot be taken, which is_branch_taken did not see) is marked
+/// unbounded, its tnum kept, as the kernel does outside its own test mode.
+/// Returns the log lines the kernel prints for those (`verifier bug: REG
+/// INVARIANTS VIOLATION (false_reg1): ...`). The caller skips this for a
+/// register compared with itself, as the kernel does.
+pub fn reg_set_min_max(
+    op: JmpOp,
+    true_a: &mut Scalar,
+    true_b: &mut Scalar,
+    false_a: &mut Scalar,
+    false_b: &mut Scalar,
+    is_jmp32: bool,
+) -> Vec<String> {
+    refine(op, false_a, false_b, is_jmp32, false);
+    refine(op, true_a, true_b, is_jmp32, true);
+    let mut log = Vec::new();
+    for (reg, ctx) in [
+        (true_a, "true_reg1"),
+        (true_b, "true_reg2"),
+        (false_a, "false_reg1"),
+        (false_b, "false_reg2"),
+    ] {
+        if let Err(msg) = reg.sanity_check(ctx) {
+            log.push(msg);
+            reg.mark_unbounded();
+        }
+    }
+    log
+}
+
 /// is_scalar_branch_taken when both operands are the same register (`reg1 ==
 /// reg2`, from the fix for comparisons of a register with itself, taken into
 /// the 6.18 stable series): equal to itself, and JSET by whether the value can
