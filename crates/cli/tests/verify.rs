@@ -228,15 +228,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
         "bad_opcode",
         "skiff says 'unknown opcode 0xff' (skiff_isa::validate's words); the kernel 'unknown opcode ff' (same errno)",
     ),
-    (
-        "deep_stack",
-        "skiff refuses with E2BIG; the kernel's check_max_stack_depth returns EACCES (same message)",
-    ),
-    (
-        "helper_bad_arg",
-        "skiff says 'invalid indirect access to stack R3 off=-4 size=8'; 6.18 checks an \
-         ARG_PTR_TO_UNINIT_MEM (MEM_WRITE) argument as a write: 'invalid write to stack R3 off=-4 size=8' (same errno)",
-    ),
 ];
 
 /// skiff's answer for one corpus program: Ok when it refuses with the stated
