@@ -96,6 +96,8 @@ pub fn not_verified_note(prog: &str, refusal: Option<&VerifierError>) -> String 
 /// order a load meets it: libbpf creates the maps (BPF_MAP_CREATE), then
 /// BPF_PROG_LOAD checks the program type and size, then the verifier meets each
 /// instruction and helper call (verifier/availability.rs has the tables).
+// verifier/availability.rs returns VerifierError by value, as verifier::verify.
+#[allow(clippy::result_large_err)]
 pub fn availability(
     obj: &Object,
     p: &skiff_object::Program,

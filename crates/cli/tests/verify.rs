@@ -284,3 +284,32 @@ fn skiff_refuses_the_negative_corpus_as_the_kernel_does() {
     );
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// `skiff run` refuses a topology whose program the verifier refuses (exit 1,
+/// the refusal in the error), and runs it with --no-verify, saying so.
+#[test]
+fn run_refuses_a_refused_program() {
+    let Some(obj) = compile(&root().join("bpf/verifier/pkt_unchecked.c"), "run") else {
+        return;
+    };
+    let dir = obj.parent().expect("dir").to_path_buf();
+    let topo = dir.join("topology.toml");
+    let text = format!(
+        "[netns.host]\n[[netns.host.device]]\nname = \"eth0\"\nkind = \"nic\"\n\n[[object]]\npath = \"{}\"\n\n[[object.attach]]\nprogram = \"pkt_unchecked\"\ndev = \"eth0\"\nhook = \"xdp\"\n",
+        obj.display()
+    );
+    std::fs::write(&topo, text).expect("write topology");
+    let topo = topo.to_str().expect("path");
+    let (code, out, err) = skiff(&["run", topo]);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(
+        err.contains("program pkt_unchecked: refused by the verifier: invalid access to packet, off=12 size=1, R1(id=0,off=12,r=0); R1 offset is outside of the packet (errno 13 EACCES)\n  at insn 1 ("),
+        "{err}"
+    );
+    let (code, _, err) = skiff(&["run", topo, "--no-verify"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        err,
+        "skiff run: not verified: program pkt_unchecked: the kernel would refuse it: invalid access to packet, off=12 size=1, R1(id=0,off=12,r=0); R1 offset is outside of the packet (errno 13 EACCES, insn 1); running it anyway with run-time checks on every access\n"
+    );
+}
