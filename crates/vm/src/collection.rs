@@ -204,10 +204,7 @@ impl Collection {
     /// Verifies every program of `obj` against freshly created maps, as
     /// `load` would, without linking or compiling anything: each program's
     /// verdict by name, in object order. Err only when a map cannot be created.
-    pub fn verify(
-        obj: &Object,
-        opts: &LoadOptions,
-    ) -> Result<Vec<(String, Verdict)>, LoadError> {
+    pub fn verify(obj: &Object, opts: &LoadOptions) -> Result<Vec<(String, Verdict)>, LoadError> {
         let maps = create_maps(obj, opts)?;
         let map_refs: Vec<Arc<Map>> = maps.iter().map(|(_, m)| m.clone()).collect();
         Ok(obj
