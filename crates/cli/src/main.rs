@@ -5,6 +5,7 @@ mod conformance;
 use skiff::maps;
 mod prog;
 mod run;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use skiff::bench;

@@ -30,6 +30,21 @@ pub enum ProgCmd {
     },
     /// Run a program once or N times on a packet, as BPF_PROG_TEST_RUN does.
     Run(RunArgs),
+    /// Would the kernel load this? Runs the verifier on every program (exit 0:
+    /// all accepted, 1: one refused, 2: the object cannot be read).
+    Verify {
+        object: PathBuf,
+        #[arg(long)]
+        prog: Option<String>,
+        /// The kernel release whose rules apply: 5.15, 6.1, 6.6 or 6.18.
+        #[arg(long)]
+        kernel: Option<String>,
+        #[command(flatten)]
+        load: LoadArgs,
+        /// One JSON object per program and line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -78,6 +93,10 @@ pub struct RunArgs {
     load: LoadArgs,
     #[arg(long)]
     json: bool,
+    /// Run even a program the verifier refuses, with run-time checks on every
+    /// access (the output says so).
+    #[arg(long)]
+    no_verify: bool,
 }
 
 fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
@@ -138,6 +157,21 @@ pub fn main(cmd: ProgCmd) -> i32 {
         ProgCmd::Show { object, load, json } => (json, show(&object, &load, json)),
         ProgCmd::Dump { object, prog, load } => (false, dump(&object, prog.as_deref(), &load)),
         ProgCmd::Run(args) => (args.json, run(&args)),
+        ProgCmd::Verify {
+            object,
+            prog,
+            kernel,
+            load,
+            json,
+        } => {
+            let a = crate::verify::VerifyArgs {
+                object: &object,
+                prog: prog.as_deref(),
+                kernel: kernel.as_deref(),
+                json,
+            };
+            return crate::verify::main(&a, parse(&object, &load));
+        }
     };
     match res {
         Ok(code) => code,
@@ -156,7 +190,7 @@ pub fn main(cmd: ProgCmd) -> i32 {
     }
 }
 
-fn type_name(t: ProgType) -> &'static str {
+pub(crate) fn type_name(t: ProgType) -> &'static str {
     match t {
         ProgType::Xdp => "xdp",
         ProgType::SchedCls => "sched_cls",
@@ -166,11 +200,19 @@ fn type_name(t: ProgType) -> &'static str {
 
 fn show(object: &Path, load: &LoadArgs, as_json: bool) -> Result<i32> {
     let obj = parse(object, load)?;
+    // Each program's verdict; a load that fails for a reason not the verifier's
+    // (a map type skiff lacks) leaves the verdicts unknown, the listing stands.
+    let all = crate::verify::verdicts(&obj, skiff_vm::verifier::KernelVersion::LATEST);
+    let verdict = |name: &str| -> Option<crate::verify::Verdict> {
+        let (_, v) = all.as_ref().ok()?.iter().find(|(n, _)| n == name)?;
+        Some(crate::verify::verdict_of(v))
+    };
     if as_json {
         let progs: Vec<Value> = obj
             .programs
             .iter()
-            .map(|p| json!({"name": p.name, "section": p.section, "type": type_name(p.prog_type), "insns": p.insns.len()}))
+            .map(|p| json!({"name": p.name, "section": p.section, "type": type_name(p.prog_type), "insns": p.insns.len(),
+                "verifier": verdict(&p.name).as_ref().map(crate::verify::verdict_json)}))
             .collect();
         let maps: Vec<Value> = obj
             .maps
@@ -196,13 +238,20 @@ fn show(object: &Path, load: &LoadArgs, as_json: bool) -> Result<i32> {
     );
     println!("programs:");
     for p in &obj.programs {
+        let v = verdict(&p.name)
+            .as_ref()
+            .map(crate::verify::verdict_text)
+            .unwrap_or_else(|| "verifier not run".to_string());
         println!(
-            "  {:<24} type {:<10} section {:<20} {} insns",
+            "  {:<24} type {:<10} section {:<20} {} insns  {v}",
             p.name,
             type_name(p.prog_type),
             p.section,
             p.insns.len()
         );
+    }
+    if let Err(e) = &all {
+        println!("verifier: not run: {e}");
     }
     println!("maps:");
     for m in &obj.maps {
@@ -312,14 +361,22 @@ fn run(a: &RunArgs) -> Result<i32> {
         &LoadOptions {
             possible_cpus: possible_cpus(),
             engine,
+            verify: !a.no_verify,
+            ..skiff_net::load_options()
         },
     )?;
+    let prog = coll.program(&spec.name)?.clone();
+    let note = a
+        .no_verify
+        .then(|| crate::verify::not_verified_note(&prog.name, prog.refusal()));
+    if let (Some(n), false) = (&note, a.json) {
+        println!("{n}");
+    }
     for u in a.map_update.chunks(3) {
         if let [m, k, v] = u {
             maps::update(&coll, m, k, v)?;
         }
     }
-    let prog = coll.program(&spec.name)?.clone();
     let data_in = read(&a.data_in, "--data-in")?;
     let ctx_in = match &a.ctx_in {
         Some(p) => Some(read(p, "--ctx-in")?),
@@ -361,6 +418,7 @@ fn run(a: &RunArgs) -> Result<i32> {
             "trace_dropped": vm.env.trace_dropped,
             "engine": if engine == skiff_vm::Engine::Jit { "jit" } else { "interp" },
             "jit": prog.jit_stats().map(|s| json!({"compile_ns": s.compile_time.as_nanos() as u64, "code_size": s.code_size, "functions": s.functions})),
+            "not_verified": note,
             "error": null,
         });
         println!("{v}");

@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// qdisc show` and `tc -s class show` print them.
     #[arg(long = "tc-stats")]
     pub tc_stats: bool,
+    /// Load even programs the verifier refuses, with run-time checks on every
+    /// access (each refused program is named on stderr).
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -326,14 +330,29 @@ struct Output {
 
 fn run(a: &RunArgs) -> Result<i32> {
     let topo = Topology::load(&a.topology)?;
-    let built = topo.build(DatapathOptions {
-        workers: a.workers,
-        threads: a.threads,
-        possible_cpus: a.workers.max(1),
-        // what the stacks take is kept only for --pcap-delivered
-        keep_delivered: a.pcap_delivered.is_some(),
-        ..Default::default()
-    })?;
+    let load = skiff_vm::LoadOptions {
+        verify: !a.no_verify,
+        ..skiff_net::load_options()
+    };
+    let built = topo.build_with(
+        DatapathOptions {
+            workers: a.workers,
+            threads: a.threads,
+            possible_cpus: a.workers.max(1),
+            // what the stacks take is kept only for --pcap-delivered
+            keep_delivered: a.pcap_delivered.is_some(),
+            ..Default::default()
+        },
+        &load,
+    )?;
+    if a.no_verify {
+        for p in built.objects.iter().flat_map(|o| &o.programs) {
+            eprintln!(
+                "skiff run: {}",
+                crate::verify::not_verified_note(&p.name, p.refusal())
+            );
+        }
+    }
     for w in &built.warnings {
         eprintln!("skiff run: warning: {w}");
     }

@@ -340,7 +340,8 @@ fn spin_lock_protected_counters() {
 }
 
 /// A buggy program never crashes skiff: the run ends with XDP_ABORTED / TC_ACT_SHOT
-/// and `exception` names the program, instruction and address.
+/// and `exception` names the program, instruction and address. The kernel's
+/// verifier refuses both programs: they run with --no-verify.
 #[test]
 fn faulty_programs_end_the_run_not_the_process() {
     let Some(c) = compile(
@@ -361,6 +362,7 @@ fn faulty_programs_end_the_run_not_the_process() {
         "--repeat",
         "3",
         "--json",
+        "--no-verify",
     ]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["retval"], 0, "XDP_ABORTED");
@@ -384,6 +386,7 @@ fn faulty_programs_end_the_run_not_the_process() {
         "--data-in",
         "examples/xdp_fw/allowed.bin",
         "--json",
+        "--no-verify",
     ]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["retval"], 2, "TC_ACT_SHOT");

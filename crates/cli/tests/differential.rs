@@ -28,6 +28,7 @@ fn skiff_result(engine: Engine, case: &common::Case, pkt: &[u8]) -> Result<CaseR
         &LoadOptions {
             possible_cpus: possible_cpus(),
             engine,
+            ..skiff_net::load_options()
         },
     )
     .map_err(|e| e.to_string())?;

@@ -5,6 +5,7 @@
 
 pub mod clang;
 pub mod live;
+pub mod refusals;
 mod sys;
 #[cfg(feature = "testpkt")]
 pub mod testpkt;

@@ -42,3 +42,13 @@ pub fn helper_table() -> Arc<skiff_vm::HelperTable> {
     helpers::register(&mut t);
     Arc::new(t)
 }
+
+/// Load options for XDP and TC programs: the defaults (verified, privileged,
+/// the latest kernel), the verifier checking helper calls against this crate's
+/// table.
+pub fn load_options() -> skiff_vm::LoadOptions {
+    skiff_vm::LoadOptions {
+        helpers: helper_table(),
+        ..Default::default()
+    }
+}

@@ -38,7 +38,10 @@ fn load() -> Option<Collection> {
             &o,
             &LoadOptions {
                 possible_cpus: 2,
-                ..Default::default()
+                // datapath.c holds programs the verifier refuses (xdp_oob, for
+                // the run-time exception paths): loaded as with --no-verify
+                verify: false,
+                ..skiff_net::load_options()
             },
         )
         .expect("load"),
@@ -1303,7 +1306,9 @@ mod workers {
         let o = skiff_object::Object::parse(obj).expect("parse");
         let opts = LoadOptions {
             possible_cpus: cpus,
-            ..Default::default()
+            // as `load`: unverified, like the objects' faulty programs need
+            verify: false,
+            ..skiff_net::load_options()
         };
         Some(Collection::load(&o, &opts).expect("load"))
     }

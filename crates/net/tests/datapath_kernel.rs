@@ -67,7 +67,7 @@ use std::time::{Duration, Instant};
 
 use skiff_maps::MapValue;
 use skiff_net::datapath::*;
-use skiff_vm::{Collection, LoadOptions};
+use skiff_vm::Collection;
 use skiff_wire::checksum::{checksum, pseudo_header_v4};
 use skiff_wire::icmpv6::{NdiscRepr, ICMPV6_ECHO_REQUEST, NDISC_NEIGHBOUR_ADVERTISEMENT};
 use skiff_wire::{
@@ -1267,7 +1267,7 @@ fn datapath_matches_kernel() {
         let mut cols = Vec::new();
         for (dev, hook, p) in &sc.attach {
             let o = skiff_object::Object::parse(&objs[p]).expect("parse object");
-            let c = Collection::load(&o, &LoadOptions::default()).expect("load object");
+            let c = Collection::load(&o, &skiff_net::load_options()).expect("load object");
             let prog: Arc<_> = c.programs[0].clone();
             let d = match dev {
                 Dev::A0 => s.a0,
@@ -1431,7 +1431,7 @@ fn inject_on_a_veth_runs_its_native_xdp() {
         return;
     };
     let o = skiff_object::Object::parse(&objs["XDP_BLOCKLIST"]).expect("parse object");
-    let c = Collection::load(&o, &LoadOptions::default()).expect("load object");
+    let c = Collection::load(&o, &skiff_net::load_options()).expect("load object");
     let mut s = build_skiff();
     s.dp.attach_xdp(s.r0, c.programs[0].clone(), XdpMode::Native)
         .unwrap();

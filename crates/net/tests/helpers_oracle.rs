@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use skiff_maps::MapValue;
 use skiff_net::test_run::{test_run, TestRun};
-use skiff_vm::{Collection, LoadOptions, Vm};
+use skiff_vm::{Collection, Vm};
 
 const PKT: &str = "02000000000102000000000208004500002400010000401166c60a0000010a000002111122220010a7834142434445464748";
 
@@ -26,7 +26,7 @@ fn compile(name: &str) -> Option<Vec<u8>> {
 /// Run `prog` of `obj` on PKT; returns (retval, data_out, res[] as i64).
 fn run(obj: &[u8], prog: &str) -> (u32, Vec<u8>, Vec<i64>) {
     let o = skiff_object::Object::parse(obj).expect("parse");
-    let c = Collection::load(&o, &LoadOptions::default()).expect("load");
+    let c = Collection::load(&o, &skiff_net::load_options()).expect("load");
     let p: Arc<_> = c.program(prog).expect("prog").clone();
     let mut vm = Vm::new(skiff_net::helper_table());
     let out = test_run(

@@ -442,7 +442,8 @@ char l[] SEC(\"license\") = \"GPL\";
             ("a1", "xdp", Xdp, Some(37), false, 2),
             ("a2", "xdp", Xdp, Some(37), false, 2),
             ("f", "xdp.frags", Xdp, Some(37), true, 2),
-            ("dm", "xdp/devmap", Xdp, Some(38), false, 2),
+            // BPF_XDP_DEVMAP is 33 in include/uapi/linux/bpf.h (38 is BPF_SK_SKB_VERDICT).
+            ("dm", "xdp/devmap", Xdp, Some(33), false, 2),
             ("legacy_xdp", "xdp_prog", Xdp, Some(37), false, 2),
             ("ti", "tcx/ingress", SchedCls, Some(46), false, 2),
             ("te", "tc/egress", SchedCls, Some(47), false, 2),

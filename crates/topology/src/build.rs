@@ -42,7 +42,21 @@ impl Topology {
     /// stack configuration, objects loaded with shared pinned maps and initial
     /// entries, programs attached in file order.
     pub fn build(&self, opts: DatapathOptions) -> Result<Built, TopologyError> {
+        self.build_with(opts, &skiff_net::load_options())
+    }
+
+    /// As `build`, loading the programs with `load` (verification, kernel); the
+    /// maps get the datapath's possible CPUs whatever `load` says.
+    pub fn build_with(
+        &self,
+        opts: DatapathOptions,
+        load: &skiff_vm::LoadOptions,
+    ) -> Result<Built, TopologyError> {
         let possible_cpus = opts.possible_cpus.max(1);
+        let load = skiff_vm::LoadOptions {
+            possible_cpus,
+            ..load.clone()
+        };
         let mut dp = Datapath::new(opts).map_err(|e| self.ferr(e.to_string()))?;
         let mut ns_ids = HashMap::new();
         for ns in &self.namespaces {
@@ -62,7 +76,7 @@ impl Topology {
         }
         let objects = {
             let dpr = &dp;
-            self.load_objects(possible_cpus, &|ns, dev| ifindex_of(dpr, ns, dev))?
+            self.load_objects_with(&load, &|ns, dev| ifindex_of(dpr, ns, dev))?
         };
         for o in &objects {
             dp.register_programs(&o.programs);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use skiff_maps::{Map, MapAttr, MapType};
 use skiff_object::{MapSpec, SlotInit};
-use skiff_vm::Program;
+use skiff_vm::{LoadOptions, Program};
 
 use crate::error::TopologyError;
 use crate::model::{MapDecl, MapEntry, ObjectDecl, Piece, Topology};
@@ -42,12 +42,28 @@ impl Topology {
     /// slots from `.values`), except that a map with a pin name is created once and
     /// handed to every later object pinning the same name (libbpf's
     /// bpf_object__reuse_map). Then writes the file's initial map entries.
-    /// `ifindex` resolves `ifindex:NETNS/DEV` pieces.
+    /// `ifindex` resolves `ifindex:NETNS/DEV` pieces. Programs are verified
+    /// (`skiff_net::load_options`): a refused one fails the load.
     pub fn load_objects(
         &self,
         possible_cpus: usize,
         ifindex: IfindexOf,
     ) -> Result<Vec<LoadedObject>, TopologyError> {
+        let opts = LoadOptions {
+            possible_cpus,
+            ..skiff_net::load_options()
+        };
+        self.load_objects_with(&opts, ifindex)
+    }
+
+    /// As `load_objects`, with `opts` (verification, kernel, helpers); the maps
+    /// get `opts.possible_cpus`.
+    pub fn load_objects_with(
+        &self,
+        opts: &LoadOptions,
+        ifindex: IfindexOf,
+    ) -> Result<Vec<LoadedObject>, TopologyError> {
+        let possible_cpus = opts.possible_cpus;
         let mut pinned: HashMap<String, Arc<Map>> = HashMap::new();
         let mut out = Vec::new();
         for o in &self.objects {
@@ -59,7 +75,7 @@ impl Topology {
             let refs: Vec<Arc<Map>> = maps.iter().map(|(_, m)| m.clone()).collect();
             let mut programs = Vec::new();
             for p in &o.object.programs {
-                let prog = Program::load(&p.name, p.prog_type, p.insns.clone(), &refs)
+                let prog = Program::load_object(&o.object.license, p, &refs, opts)
                     .map_err(|e| oerr(e.to_string()))?;
                 programs.push(Arc::new(prog));
             }

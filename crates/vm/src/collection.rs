@@ -8,6 +8,8 @@ use skiff_maps::{Map, MapAttr, MapType};
 use skiff_object::{Object, SlotInit};
 
 use crate::program::Program;
+use crate::verifier::{KernelVersion, VerifierError};
+use crate::HelperTable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -21,7 +23,19 @@ pub enum LoadError {
     NoProgram(String),
     #[error("no map named {0}")]
     NoMap(String),
+    /// The verifier refused the program (with `LoadOptions::verify` on), as
+    /// BPF_PROG_LOAD fails: errno, message, instruction, source line, log.
+    #[error("program {prog}: {}", error.describe(LOG_TAIL_LINES))]
+    /// Boxed: a refusal carries the log, and LoadError travels on every path.
+    Refused {
+        prog: String,
+        error: Box<VerifierError>,
+    },
 }
+
+/// Log lines a refusal's message carries (libbpf prints the whole log; the last
+/// lines say why).
+pub const LOG_TAIL_LINES: usize = 8;
 
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
@@ -29,6 +43,18 @@ pub struct LoadOptions {
     pub possible_cpus: usize,
     /// The engine programs are loaded for (compiled here for the JIT).
     pub engine: crate::Engine,
+    /// Run the verifier at load and refuse what it refuses (the default). Off
+    /// (`--no-verify`): the program loads anyway, its refusal kept
+    /// (`Program::refusal`), and every access is checked at run time.
+    pub verify: bool,
+    /// Root, as `bpftool prog load` runs (the default); false: unprivileged rules.
+    pub privileged: bool,
+    /// The kernel whose verifier rules apply.
+    pub kernel: KernelVersion,
+    /// The helpers the programs will call: the verifier checks calls against
+    /// their prototypes. The default has the generic helpers only; XDP and TC
+    /// programs want `skiff_net::helper_table()` (`skiff_net::load_options`).
+    pub helpers: Arc<HelperTable>,
 }
 
 impl Default for LoadOptions {
@@ -36,7 +62,89 @@ impl Default for LoadOptions {
         LoadOptions {
             possible_cpus: 1,
             engine: crate::Engine::default(),
+            verify: true,
+            privileged: true,
+            kernel: KernelVersion::LATEST,
+            helpers: Arc::new(HelperTable::generic()),
         }
+    }
+}
+
+// include/linux/license.h: license_is_gpl_compatible
+/// Whether gpl_only helpers may be called under `license`.
+pub fn license_is_gpl_compatible(license: &str) -> bool {
+    matches!(
+        license,
+        "GPL"
+            | "GPL v2"
+            | "GPL and additional rights"
+            | "Dual BSD/GPL"
+            | "Dual MIT/GPL"
+            | "Dual MPL/GPL"
+    )
+}
+
+/// Runs the verifier on an object's program with the options of a load; a
+/// refusal without a source line gets the one BTF line info gives its instruction.
+// The verifier's interface (verifier::verify) returns VerifierError by value.
+#[allow(clippy::result_large_err)]
+pub(crate) fn verify_object_program(
+    license: &str,
+    spec: &skiff_object::Program,
+    maps: &[Arc<Map>],
+    opts: &LoadOptions,
+) -> Result<crate::verifier::Verified, VerifierError> {
+    let lines = crate::verifier::source_lines(spec);
+    let vopts = crate::verifier::VerifyOptions {
+        prog_type: spec.prog_type,
+        name: &spec.name,
+        maps,
+        helpers: &opts.helpers,
+        privileged: opts.privileged,
+        kernel: opts.kernel,
+        gpl: license_is_gpl_compatible(license),
+        lines: Some(&lines),
+    };
+    crate::verifier::verify(&spec.insns, &vopts).map_err(|mut e| {
+        if e.line.is_none() {
+            e.line = spec.line_of(e.insn).map(crate::verifier::SourceLine::from);
+        }
+        e
+    })
+}
+
+impl Program {
+    /// Loads program `spec` of an object as `bpf(BPF_PROG_LOAD)` does: the
+    /// verifier runs first, on the instructions as the kernel gets them; a
+    /// refusal is `LoadError::Refused`, or with `opts.verify` off is kept
+    /// (`refusal`) and the program loads unverified. Then as `load_with`.
+    pub fn load_object(
+        license: &str,
+        spec: &skiff_object::Program,
+        maps: &[Arc<Map>],
+        opts: &LoadOptions,
+    ) -> Result<Program, LoadError> {
+        let verdict = verify_object_program(license, spec, maps, opts);
+        let (verified, refusal) = match verdict {
+            Ok(v) if opts.verify => (Some(v), None),
+            Ok(_) => (None, None),
+            Err(error) if opts.verify => {
+                return Err(LoadError::Refused {
+                    prog: spec.name.clone(),
+                    error: Box::new(error),
+                })
+            }
+            Err(error) => (None, Some(error)),
+        };
+        let mut p = Program::load_with(
+            &spec.name,
+            spec.prog_type,
+            spec.insns.clone(),
+            maps,
+            opts.engine,
+        )?;
+        p.set_verdict(verified, refusal);
+        Ok(p)
     }
 }
 
@@ -65,35 +173,60 @@ fn map_attr(spec: &skiff_object::MapSpec) -> Result<MapAttr, LoadError> {
     })
 }
 
-impl Collection {
-    pub fn load(obj: &Object, opts: &LoadOptions) -> Result<Collection, LoadError> {
-        let mut maps = Vec::with_capacity(obj.maps.len());
-        for spec in &obj.maps {
-            let err = |msg: String| LoadError::Map {
-                map: spec.name.clone(),
-                msg,
-            };
-            let map =
-                Map::create(map_attr(spec)?, opts.possible_cpus).map_err(|e| err(e.to_string()))?;
-            if let Some(data) = &spec.initial_data {
-                map.sys_update(&0u32.to_le_bytes(), data, 0)
-                    .map_err(|e| err(format!("initialising global data: errno {e}")))?;
-            }
-            if let skiff_object::MapOrigin::GlobalData { readonly: true, .. } = spec.origin {
-                map.freeze()
-                    .map_err(|e| err(format!("freeze: errno {e}")))?;
-            }
-            maps.push((spec.name.clone(), map));
+/// Creates an object's maps (global data written, .rodata frozen), by name in
+/// object order, as libbpf's bpf_object__create_maps.
+fn create_maps(obj: &Object, opts: &LoadOptions) -> Result<Vec<(String, Arc<Map>)>, LoadError> {
+    let mut maps = Vec::with_capacity(obj.maps.len());
+    for spec in &obj.maps {
+        let err = |msg: String| LoadError::Map {
+            map: spec.name.clone(),
+            msg,
+        };
+        let map =
+            Map::create(map_attr(spec)?, opts.possible_cpus).map_err(|e| err(e.to_string()))?;
+        if let Some(data) = &spec.initial_data {
+            map.sys_update(&0u32.to_le_bytes(), data, 0)
+                .map_err(|e| err(format!("initialising global data: errno {e}")))?;
         }
+        if let skiff_object::MapOrigin::GlobalData { readonly: true, .. } = spec.origin {
+            map.freeze()
+                .map_err(|e| err(format!("freeze: errno {e}")))?;
+        }
+        maps.push((spec.name.clone(), map));
+    }
+    Ok(maps)
+}
+
+/// The verifier's verdict on one program of an object.
+pub type Verdict = Result<crate::verifier::Verified, VerifierError>;
+
+impl Collection {
+    /// Verifies every program of `obj` against freshly created maps, as
+    /// `load` would, without linking or compiling anything: each program's
+    /// verdict by name, in object order. Err only when a map cannot be created.
+    pub fn verify(obj: &Object, opts: &LoadOptions) -> Result<Vec<(String, Verdict)>, LoadError> {
+        let maps = create_maps(obj, opts)?;
+        let map_refs: Vec<Arc<Map>> = maps.iter().map(|(_, m)| m.clone()).collect();
+        Ok(obj
+            .programs
+            .iter()
+            .map(|p| {
+                let v = verify_object_program(&obj.license, p, &map_refs, opts);
+                (p.name.clone(), v)
+            })
+            .collect())
+    }
+
+    pub fn load(obj: &Object, opts: &LoadOptions) -> Result<Collection, LoadError> {
+        let maps = create_maps(obj, opts)?;
         let map_refs: Vec<Arc<Map>> = maps.iter().map(|(_, m)| m.clone()).collect();
         let mut programs = Vec::with_capacity(obj.programs.len());
         for p in &obj.programs {
-            programs.push(Arc::new(Program::load_with(
-                &p.name,
-                p.prog_type,
-                p.insns.clone(),
+            programs.push(Arc::new(Program::load_object(
+                &obj.license,
+                p,
                 &map_refs,
-                opts.engine,
+                opts,
             )?));
         }
         let coll = Collection { maps, programs };

@@ -22,7 +22,9 @@ pub mod proto;
 pub mod state;
 pub mod verifier;
 
-pub use collection::{Collection, LoadError, LoadOptions};
+pub use collection::{
+    license_is_gpl_compatible, Collection, LoadError, LoadOptions, LOG_TAIL_LINES,
+};
 pub use helpers::{HelperDef, HelperFn, HelperTable};
 pub use jit::{Engine, JitStats};
 pub use mem::{Region, RegionKind, Regions};

@@ -10,6 +10,7 @@ use skiff_object::ProgType;
 
 use crate::collection::LoadError;
 use crate::mem::{Region, RegionKind};
+use crate::verifier::{Verified, VerifierError};
 use crate::{Engine, JitStats};
 
 /// Callback pointers (ld_imm64 with BPF_PSEUDO_FUNC) are this tag plus the target
@@ -34,6 +35,10 @@ pub struct Program {
     pub map_regions: Vec<Region>,
     /// Native code, when loaded for the JIT.
     jit: Option<crate::jit::Compiled>,
+    /// What the verifier proved; None when the program was not verified.
+    verified: Option<Verified>,
+    /// Why the verifier refused it, when it was loaded with verification off.
+    refusal: Option<VerifierError>,
 }
 
 /// The value a map reference has in a register: the map's address, as the kernel
@@ -73,6 +78,26 @@ impl Program {
             p.jit = Some(c);
         }
         Ok(p)
+    }
+
+    /// Records the verifier's verdict (`Program::load_object`, collection.rs).
+    pub(crate) fn set_verdict(
+        &mut self,
+        verified: Option<Verified>,
+        refusal: Option<VerifierError>,
+    ) {
+        self.verified = verified;
+        self.refusal = refusal;
+    }
+
+    /// What the verifier proved, when the program was loaded verified.
+    pub fn verified(&self) -> Option<&Verified> {
+        self.verified.as_ref()
+    }
+
+    /// The verifier's refusal of a program loaded with verification off.
+    pub fn refusal(&self) -> Option<&VerifierError> {
+        self.refusal.as_ref()
     }
 
     /// Native code statistics, when the program was compiled.
@@ -171,6 +196,8 @@ impl Program {
             code,
             maps: used,
             jit: None,
+            verified: None,
+            refusal: None,
         })
     }
 }

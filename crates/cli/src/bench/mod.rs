@@ -108,6 +108,7 @@ impl SkiffEngine {
         LoadOptions {
             possible_cpus: skiff_kernel::possible_cpus().unwrap_or(1),
             engine: self.engine(),
+            ..skiff_net::load_options()
         }
     }
 

@@ -8,6 +8,27 @@
 //! helper calls against their prototypes (`crate::proto`), ctx access rules per
 //! program type, and the availability of features by kernel version.
 
+mod alu;
+pub mod availability;
+mod branch;
+mod call;
+mod cfg;
+pub mod ctx;
+mod ctx_shim;
+mod do_check;
+mod env;
+mod log;
+mod mem;
+mod prune;
+mod refs;
+pub mod report;
+pub mod scalar;
+mod scalar_ops;
+mod stack;
+mod state;
+mod subprog;
+pub mod tnum;
+
 use std::sync::Arc;
 
 use skiff_isa::Insn;
@@ -90,6 +111,23 @@ pub struct SourceLine {
     pub text: String,
 }
 
+impl From<&skiff_object::LineInfo> for SourceLine {
+    fn from(l: &skiff_object::LineInfo) -> SourceLine {
+        SourceLine {
+            insn: l.insn,
+            file: l.file.clone(),
+            line: l.line,
+            col: l.col,
+            text: l.text.clone(),
+        }
+    }
+}
+
+/// A program's BTF line info as the verifier takes it (`VerifyOptions::lines`).
+pub fn source_lines(prog: &skiff_object::Program) -> Vec<SourceLine> {
+    prog.lines.iter().map(SourceLine::from).collect()
+}
+
 /// A refusal, as the kernel reports it: errno from BPF_PROG_LOAD and the log.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message} (insn {insn}, errno {errno})")]
@@ -116,7 +154,8 @@ pub enum MemKind {
     /// PTR_TO_PACKET / PTR_TO_PACKET_META, within the range a comparison with
     /// data_end proved.
     Packet,
-    /// PTR_TO_MAP_VALUE of `map` (index into `VerifyOptions::maps`), within the value.
+    /// PTR_TO_MAP_VALUE of `map` (index into `VerifyOptions::maps`; for a value of
+    /// an inner map of a map-in-map, the outer map's index), within the value.
     MapValue { map: usize },
     /// PTR_TO_MAP_KEY (callbacks of for_each_map_elem).
     MapKey,
@@ -153,21 +192,126 @@ pub struct Verified {
 }
 
 /// Verifies `insns` (a whole linked program, in fd_array form, subprograms
-/// appended) as `bpf(BPF_PROG_LOAD)` would.
+/// appended) as `bpf(BPF_PROG_LOAD)` would (kernel/bpf/verifier.c: bpf_check).
+#[allow(clippy::result_large_err)] // the refusal carries the log, as the interface says
 pub fn verify(insns: &[Insn], opts: &VerifyOptions) -> Result<Verified, VerifierError> {
-    skiff_isa::validate(insns).map_err(|e| VerifierError {
+    // Writes to r10 are the walk's to refuse, in the kernel's words (check_reg_arg).
+    let probe: Vec<Insn> = insns
+        .iter()
+        .map(|i| {
+            let writes = matches!(
+                i.class(),
+                skiff_isa::BPF_ALU | skiff_isa::BPF_ALU64 | skiff_isa::BPF_LDX
+            ) || i.is_ld_imm64();
+            if writes && i.dst == 10 {
+                Insn { dst: 0, ..*i }
+            } else {
+                *i
+            }
+        })
+        .collect();
+    skiff_isa::validate(&probe).map_err(|e| VerifierError {
         errno: EINVAL,
         insn: e.index,
-        line: None,
+        line: opts.lines.and_then(|ls| source_line(ls, e.index)),
         message: e.message.clone(),
         log: e.to_string(),
     })?;
-    let _ = opts;
-    // Structural checks only, so far: nothing proved, every access stays checked
-    // at run time.
-    Ok(Verified {
-        aux: vec![InsnAux::default(); insns.len()],
-        insns_processed: 0,
-        log: String::new(),
-    })
+    if !opts.privileged {
+        // kernel/bpf/syscall.c: bpf_prog_load: XDP and TC programs need CAP_BPF and
+        // CAP_NET_ADMIN; without them the load fails before the verifier runs.
+        return Err(VerifierError {
+            errno: EPERM,
+            insn: 0,
+            line: None,
+            message: "not supported: unprivileged loading (XDP and TC programs need CAP_BPF and CAP_NET_ADMIN; the kernel refuses with EPERM)".into(),
+            log: String::new(),
+        });
+    }
+    let n = insns.len();
+    let mut env = env::Env {
+        opts,
+        insns,
+        aux: vec![InsnAux::default(); n],
+        iaux: vec![env::AuxInternal::default(); n],
+        subprogs: Vec::new(),
+        cur: state::VerifierState {
+            frames: Vec::new(),
+            refs: Vec::new(),
+            parent: None,
+            insn_idx: 0,
+        },
+        pending: Vec::new(),
+        explored: prune::Explored::new(n),
+        log: log::Log::default(),
+        err_lines: Vec::new(),
+        insn_idx: 0,
+        prev_insn_idx: 0,
+        insn_processed: 0,
+        jmps_processed: 0,
+        prev_insn_processed: 0,
+        prev_jmps_processed: 0,
+        id_gen: 0,
+        max_pkt_offset: 0,
+    };
+    let result = run(&mut env);
+    match result {
+        Ok(()) => Ok(finish(env)),
+        Err(f) => Err(refusal(env, f)),
+    }
+}
+
+fn run(env: &mut env::Env) -> env::VResult<()> {
+    env.check_cfg()?;
+    env.compute_live_registers();
+    env.init_state();
+    env.do_check()?;
+    env.check_max_stack_depth()
+}
+
+/// The summary line the kernel prints on success (print_verification_stats).
+fn stats_line(env: &env::Env) -> String {
+    let states = env.explored.arena.len();
+    format!(
+        "processed {} insns (limit 1000000) max_states_per_insn {} total_states {} peak_states {} mark_read 0",
+        env.insn_processed,
+        env.explored.max_per_insn(),
+        states,
+        states
+    )
+}
+
+fn finish(env: env::Env) -> Verified {
+    let mut aux = env.aux.clone();
+    for (a, ia) in aux.iter_mut().zip(&env.iaux) {
+        a.const_map = ia.map.map(|m| m.index as usize);
+        if !a.seen {
+            a.bounded_loop = false;
+        }
+    }
+    Verified {
+        aux,
+        insns_processed: env.insn_processed,
+        log: stats_line(&env),
+    }
+}
+
+fn refusal(env: env::Env, f: env::Fail) -> VerifierError {
+    let mut log = env.log.render(env.insns, env.opts.lines);
+    log.push_str(&stats_line(&env));
+    log.push('\n');
+    VerifierError {
+        errno: f.errno,
+        insn: env.insn_idx,
+        line: env.opts.lines.and_then(|ls| source_line(ls, env.insn_idx)),
+        message: env.err_lines.join("\n"),
+        log,
+    }
+}
+
+/// The BTF line record covering instruction `idx`.
+fn source_line(lines: &[SourceLine], idx: usize) -> Option<SourceLine> {
+    log::linfo_index(lines, idx)
+        .and_then(|i| lines.get(i))
+        .cloned()
 }

@@ -1,0 +1,199 @@
+//! The verifier refuses what the kernel refuses, with the kernel's errno and
+//! message: one hand-assembled program per class of refusal (`verifier/cases.rs`),
+//! checked against skiff and, as root, against the running kernel.
+
+#[path = "verifier/cases.rs"]
+mod cases;
+#[path = "verifier/common.rs"]
+mod common;
+
+use cases::CASES;
+use common::{asm, verify_with};
+
+#[test]
+fn each_class_of_refusal_has_the_kernels_message() {
+    let mut failures = Vec::new();
+    for c in CASES {
+        let insns = asm(c.asm);
+        let maps = c.maps();
+        match verify_with(&insns, c.prog_type, &maps) {
+            Ok(v) => failures.push(format!(
+                "{}: accepted ({} insns processed)",
+                c.name, v.insns_processed
+            )),
+            Err(e) if e.errno != c.errno || e.message != c.message => failures.push(format!(
+                "{}: got errno {} `{}`, want errno {} `{}`\n{}",
+                c.name, e.errno, e.message, c.errno, c.message, e.log
+            )),
+            Err(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The message lines of a kernel verifier log: the `n` lines before the
+/// `processed N insns` summary.
+fn kernel_message(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    let end = lines
+        .iter()
+        .rposition(|l| l.starts_with("processed "))
+        .unwrap_or(lines.len());
+    lines[end.saturating_sub(n)..end].join("\n")
+}
+
+fn kernel_object(c: &cases::Case) -> skiff_object::Object {
+    let maps = c
+        .maps
+        .iter()
+        .enumerate()
+        .map(|(i, &(t, k, v, n))| skiff_object::MapSpec {
+            name: format!("m{i}"),
+            map_type: t.kernel_id(),
+            key_size: k,
+            value_size: v,
+            max_entries: n,
+            map_flags: 0,
+            pinning: 0,
+            inner: None,
+            initial_data: None,
+            slots: Vec::new(),
+            origin: skiff_object::MapOrigin::Legacy,
+            map_extra: 0,
+            numa_node: 0,
+        })
+        .collect();
+    skiff_object::Object {
+        license: "GPL".into(),
+        programs: vec![skiff_object::Program {
+            name: c.name.into(),
+            section: "xdp".into(),
+            prog_type: c.prog_type,
+            expected_attach_type: None,
+            frags: false,
+            insns: asm(c.asm),
+            lines: Vec::new(),
+        }],
+        maps,
+    }
+}
+
+/// The running kernel refuses each case with the errno and message skiff gives.
+#[test]
+fn the_kernel_agrees_on_each_refusal() {
+    if let Err(r) = skiff_kernel::available() {
+        eprintln!("skipping the kernel comparison: {r}");
+        return;
+    }
+    let mut failures = Vec::new();
+    for c in CASES {
+        match skiff_kernel::KernelObject::load(&kernel_object(c)) {
+            Ok(_) => failures.push(format!("{}: the kernel accepted it", c.name)),
+            Err(skiff_kernel::KernelError::ProgLoad { errno, log, .. }) => {
+                let n = c.message.lines().count().max(1);
+                let msg = kernel_message(&log, n);
+                if errno != c.errno || msg != c.message {
+                    failures.push(format!(
+                        "{}: kernel errno {errno} `{msg}`, case says errno {} `{}`\n{log}",
+                        c.name, c.errno, c.message
+                    ));
+                }
+            }
+            Err(e) => failures.push(format!("{}: {e}", c.name)),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// What the verifier hands the engines: per instruction, reached or not, the
+/// pointer kind of each memory access, bounded loops, constant maps.
+#[test]
+fn insn_aux_records_what_was_proved() {
+    use skiff_maps::MapType;
+    use skiff_vm::verifier::{InsnAux, MemKind};
+    let maps = vec![
+        common::map(MapType::Array, 4, 8, 4),
+        common::map(MapType::Hash, 4, 8, 4),
+    ];
+    // 0..1: ctx loads; 2..5: bounds check; 6: packet load; 7..12: array lookup
+    // (10..11 the ld_imm64); 13: null check; 14: map value store; 15..18: a
+    // bounded loop; 19..20: exit.
+    let insns = asm("ldxw %r2, [%r1+0]\n\
+                     ldxw %r3, [%r1+4]\n\
+                     mov %r4, %r2\n\
+                     add %r4, 14\n\
+                     jgt %r4, %r3, out\n\
+                     ja +0\n\
+                     ldxb %r5, [%r2+12]\n\
+                     stw [%r10-4], 0\n\
+                     mov %r2, %r10\n\
+                     add %r2, -4\n\
+                     ldmap %r1, 0\n\
+                     call 1\n\
+                     jeq %r0, 0, out\n\
+                     stdw [%r0+0], 1\n\
+                     mov %r6, 0\n\
+                     loop:\n\
+                     add %r6, 1\n\
+                     jlt %r6, 4, loop\n\
+                     ja out\n\
+                     out:\n\
+                     mov %r0, 2\n\
+                     exit");
+    let v = common::verify_xdp(&insns, &maps).unwrap_or_else(|e| panic!("{e}\n{}", e.log));
+    let mem = |k| InsnAux {
+        seen: true,
+        mem: Some(k),
+        ..InsnAux::default()
+    };
+    let seen = InsnAux {
+        seen: true,
+        ..InsnAux::default()
+    };
+    let mut want = vec![seen; insns.len()];
+    want[0] = mem(MemKind::Ctx);
+    want[1] = mem(MemKind::Ctx);
+    want[6] = mem(MemKind::Packet);
+    want[7] = mem(MemKind::Stack);
+    want[12] = InsnAux {
+        seen: true,
+        const_map: Some(0),
+        ..InsnAux::default()
+    };
+    want[14] = mem(MemKind::MapValue { map: 0 });
+    want[17] = InsnAux {
+        seen: true,
+        bounded_loop: true,
+        ..InsnAux::default()
+    };
+    // The second slot of ld_imm64 is never an instruction of its own.
+    want[11] = InsnAux::default();
+    assert_eq!(v.aux, want);
+}
+
+#[test]
+fn unprivileged_loading_is_refused_as_the_kernel_does() {
+    let helpers = skiff_net::helper_table();
+    let opts = skiff_vm::verifier::VerifyOptions {
+        prog_type: skiff_object::ProgType::Xdp,
+        name: "t",
+        maps: &[],
+        helpers: &helpers,
+        privileged: false,
+        kernel: skiff_vm::verifier::KernelVersion::LATEST,
+        gpl: true,
+        lines: None,
+    };
+    let e = skiff_vm::verifier::verify(&asm("mov %r0, 2\nexit"), &opts).unwrap_err();
+    assert_eq!(e.errno, 1);
+}
+
+/// A callback's writes through its stack context are unknown after the call
+/// (skiff verifies one run and covers the others by forgetting the stack; the
+/// kernel unrolls the 4 runs and accepts: a documented difference).
+#[test]
+fn callback_writes_are_unknown_after_the_call() {
+    let c = &cases::CALLBACK_COUNTER;
+    let e = verify_with(&asm(c.asm), c.prog_type, &c.maps()).unwrap_err();
+    assert_eq!((e.errno, e.message.as_str()), (c.errno, c.message));
+}
