@@ -156,9 +156,13 @@ fn jmp_step(line: &str, f: &[&str], want: &[&str], regs: &mut Regs) -> bool {
         (pred == Some(true), pred == Some(false)),
         "{line}: predicted {pred:?}"
     );
+    let same = f[4] == "x" && f[3] == f[5];
     let (mut fa, mut fb) = (a, b);
     let (mut ta, mut tb) = (a, b);
-    if pred.is_none() {
+    if pred.is_none() && same {
+        reg_set_min_max_same_reg(op, &mut ta, &mut fa, jmp32);
+        (fb, tb) = (fa, ta);
+    } else if pred.is_none() {
         reg_set_min_max(op, &mut ta, &mut tb, &mut fa, &mut fb, jmp32);
     }
     if !fall_dead {
