@@ -1,5 +1,5 @@
 //! Conditional jumps on scalars: kernel/bpf/verifier.c is_scalar_branch_taken,
-//! regs_refine_cond_op and reg_set_min_max, as 6.18 has them.
+//! regs_refine_cond_op and reg_set_min_max, as the running 6.18 kernel has them.
 
 use skiff_isa::opcode as op;
 

@@ -6,7 +6,8 @@
 //! Each case starts `case` with the logged r7 (`bpf_ktime_get_ns()`, unknown),
 //! r8 (a u32 load from the context) and r9 (a u8 load). Each step is one line:
 //! `alu W OP DST k IMM` / `alu W OP DST x SRC`, `neg W DST`, `movk W DST IMM`,
-//! `movsx W DST SRC OFF`, `end le|be|bswap BITS DST`, then the logged DST; or
+//! `movx W DST SRC`, `movsx W DST SRC OFF`, `end le|be|bswap BITS DST`, then
+//! the logged DST; or
 //! `jmp W OP DST k IMM` / `jmp W OP DST x SRC`, then DST on the fall-through and
 //! on the jump (and SRC on both for `x`). `-`: that path was never walked
 //! (the kernel decided the branch); `=`: walked, the register not logged
@@ -97,6 +98,10 @@ fn alu_step(f: &[&str], regs: &Regs) -> (String, Scalar) {
         "neg" => {
             let d = regs.get(f[2]);
             (f[2].into(), Scalar::alu(AluOp::Neg, &d, &d, alu32))
+        }
+        "movx" => {
+            let src = regs.get(f[3]);
+            (f[2].into(), Scalar::alu(AluOp::Mov, &src, &src, alu32))
         }
         "movk" => {
             let v = imm(f[3]);
