@@ -20,7 +20,8 @@ use super::tnum::{shl64, shr64, Tnum};
 mod branch;
 
 pub use branch::{
-    is_branch_taken, refine, refine_cond_op, reg_set_min_max, reg_set_min_max_same_reg, JmpOp,
+    is_branch_taken, is_branch_taken_same_reg, refine, refine_cond_op, reg_set_min_max,
+    reg_set_min_max_same_reg, JmpOp,
 };
 pub use log::{fmt_snum, fmt_unum};
 

@@ -423,6 +423,15 @@ pub fn reg_set_min_max(
     log
 }
 
+/// is_scalar_branch_taken for a register compared with itself (`if r1 > r1`).
+/// The running kernel has no special case for it (a later kernel decides
+/// these outright): both operands are the same bounds, so e.g. `r1 == r1` on a
+/// non-constant is not decided and both paths are walked, refined by
+/// [`reg_set_min_max_same_reg`].
+pub fn is_branch_taken_same_reg(op: JmpOp, a: &Scalar, is_jmp32: bool) -> Option<bool> {
+    is_branch_taken(op, a, a, is_jmp32)
+}
+
 /// reg_set_min_max for a register compared with itself (`if r1 > r1`): the
 /// running kernel neither decides these nor skips them, so regs_refine_cond_op
 /// runs with both operands the same `struct bpf_reg_state` (each bound written

@@ -645,7 +645,7 @@ mod props {
                 prop_assert_eq!(b2.sanity_check("true_reg2"), Ok(()));
                 // A register compared with itself.
                 let holds_same = op.eval(x, x, jmp32);
-                let same_pred = is_branch_taken(op, &a, &a, jmp32);
+                let same_pred = is_branch_taken_same_reg(op, &a, jmp32);
                 prop_assert!(same_pred.is_none() || same_pred == Some(holds_same));
                 let (mut t, mut f) = (a, a);
                 if same_pred.is_none() {
