@@ -1,9 +1,17 @@
 //! Scalar value tracking: the numeric part of the kernel's `struct bpf_reg_state`
 //! (var_off and the signed/unsigned 64/32-bit bounds) and what the verifier does
-//! with it (kernel/bpf/verifier.c, 6.18): bounds synchronisation, ALU transfer
+//! with it (kernel/bpf/verifier.c): bounds synchronisation, ALU transfer
 //! functions, branch prediction and refinement, pruning comparison, and the log
 //! form (kernel/bpf/log.c). Pointers keep their variable offset in a `Scalar` too,
 //! so nothing here knows about register types.
+//!
+//! The model is the running kernel (6.18.44, the 6.18 release plus what its
+//! stable series took from later releases), checked against its own verifier
+//! log (`kernel_oracle`). Where it differs from the 6.18 release's source the
+//! comment says so: byte swaps tracked, tnum_step in __update_reg64_bounds,
+//! `<< 32` of a negative s32, sign extension from the s32 range,
+//! maybe_fork_scalars, the s32/u32 sign-crossing deduction, and registers
+//! compared with themselves.
 
 use skiff_isa::opcode as op;
 
@@ -12,7 +20,8 @@ use super::tnum::{shl64, shr64, Tnum};
 mod branch;
 
 pub use branch::{
-    is_branch_taken, is_branch_taken_same_reg, refine, refine_cond_op, reg_set_min_max, JmpOp,
+    is_branch_taken, is_branch_taken_same_reg, refine, refine_cond_op, reg_set_min_max,
+    reg_set_min_max_same_reg, JmpOp,
 };
 pub use log::{fmt_snum, fmt_unum};
 
@@ -439,7 +448,7 @@ impl Scalar {
         // We might have learned new bounds from the var_off.
         self.update_bounds();
         // We might have learned something about the sign bit.
-        // Three rounds, as 6.18 does (the 64-bit sign-crossing deduction can
+        // Three rounds, as 6.17 on does (the 64-bit sign-crossing deduction can
         // enable another 32-bit one).
         self.deduce_bounds();
         self.deduce_bounds();

@@ -137,6 +137,8 @@ pub fn in_insntable(code: u8, kernel: KernelVersion) -> bool {
 /// (resolve_pseudo_ldimm64's checks), and what a release that predates its
 /// encoding says when the walk reaches it (check_alu_op's and check_atomic's
 /// field checks): the kernel's words, EINVAL. `idx` is the instruction's index.
+/// The second slot of an ld_imm64 is not an instruction (resolve_pseudo_ldimm64
+/// steps over it): callers skip it.
 pub fn check_insn(insn: &Insn, idx: usize, kernel: KernelVersion) -> Result<(), VerifierError> {
     let message = refusal(insn, kernel);
     match message {

@@ -1,5 +1,5 @@
 //! The ALU transfer functions: kernel/bpf/verifier.c adjust_scalar_min_max_vals
-//! and its scalar{,32}_min_max_* helpers, as 6.18 has them.
+//! and its scalar{,32}_min_max_* helpers, as the running 6.18 kernel has them.
 
 use super::{AluOp, Scalar};
 use crate::verifier::tnum::{sar32, sar64, shl64, shr64};

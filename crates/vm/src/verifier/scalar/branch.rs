@@ -1,5 +1,5 @@
 //! Conditional jumps on scalars: kernel/bpf/verifier.c is_scalar_branch_taken,
-//! regs_refine_cond_op and reg_set_min_max, as 6.18 has them.
+//! regs_refine_cond_op and reg_set_min_max, as the running 6.18 kernel has them.
 
 use skiff_isa::opcode as op;
 
@@ -423,25 +423,71 @@ pub fn reg_set_min_max(
     log
 }
 
-/// is_scalar_branch_taken when both operands are the same register (`reg1 ==
-/// reg2`, from the fix for comparisons of a register with itself, taken into
-/// the 6.18 stable series): equal to itself, and JSET by whether the value can
-/// be zero. reg_set_min_max then refines nothing (`false_reg1 == false_reg2`):
-/// the caller must not call [`refine`] for a register against itself.
+/// is_scalar_branch_taken for a register compared with itself (`if r1 > r1`).
+/// The running kernel has no special case for it (a later kernel decides
+/// these outright): both operands are the same bounds, so e.g. `r1 == r1` on a
+/// non-constant is not decided and both paths are walked, refined by
+/// [`reg_set_min_max_same_reg`].
 pub fn is_branch_taken_same_reg(op: JmpOp, a: &Scalar, is_jmp32: bool) -> Option<bool> {
-    let v = View::of(a, is_jmp32);
-    match op {
-        JmpOp::Jge | JmpOp::Jle | JmpOp::Jsge | JmpOp::Jsle | JmpOp::Jeq => Some(true),
-        JmpOp::Jgt | JmpOp::Jlt | JmpOp::Jsgt | JmpOp::Jslt | JmpOp::Jne => Some(false),
-        JmpOp::Jset | JmpOp::JsetNot => {
-            let set = op == JmpOp::Jset;
-            if v.t.is_const() {
-                Some((v.t.value != 0) == set)
-            } else if v.smin <= 0 && v.smax >= 0 {
-                None
-            } else {
-                Some(set)
+    is_branch_taken(op, a, a, is_jmp32)
+}
+
+/// reg_set_min_max for a register compared with itself (`if r1 > r1`): the
+/// running kernel neither decides these nor skips them, so regs_refine_cond_op
+/// runs with both operands the same `struct bpf_reg_state` (each bound written
+/// through one alias is read through the other) and reg_bounds_sync runs on it
+/// twice. Observed through the running kernel: `if r9 >= r9` leaves r9 in
+/// [1, 254] on the fall-through when it was [0, 255].
+pub fn reg_set_min_max_same_reg(
+    op: JmpOp,
+    true_a: &mut Scalar,
+    false_a: &mut Scalar,
+    is_jmp32: bool,
+) -> Vec<String> {
+    refine_aliased(op.rev(), false_a, is_jmp32);
+    refine_aliased(op, true_a, is_jmp32);
+    // The kernel checks each register twice, once through each alias.
+    let mut log = Vec::new();
+    for (reg, ctxs) in [
+        (true_a, ["true_reg1", "true_reg2"]),
+        (false_a, ["false_reg1", "false_reg2"]),
+    ] {
+        for ctx in ctxs {
+            if let Err(msg) = reg.sanity_check(ctx) {
+                log.push(msg);
+                reg.mark_unbounded();
             }
         }
     }
+    log
+}
+
+/// The field as the copy that wrote it has it.
+fn pick<T: PartialEq>(x: T, y: T, before: T) -> T {
+    if x != before {
+        x
+    } else {
+        y
+    }
+}
+
+/// regs_refine_cond_op with reg1 and reg2 the same register, then its two
+/// syncs. Each case writes a bound of one operand from bounds of the other that
+/// it has not written yet, so refining two copies and taking each field from
+/// the copy that changed it is the aliased result.
+fn refine_aliased(op: JmpOp, a: &mut Scalar, is_jmp32: bool) {
+    let before = *a;
+    let (mut x, mut y) = (before, before);
+    refine_cond_op(op, &mut x, &mut y, is_jmp32);
+    a.var_off = pick(x.var_off, y.var_off, before.var_off);
+    a.smin_value = pick(x.smin_value, y.smin_value, before.smin_value);
+    a.smax_value = pick(x.smax_value, y.smax_value, before.smax_value);
+    a.umin_value = pick(x.umin_value, y.umin_value, before.umin_value);
+    a.umax_value = pick(x.umax_value, y.umax_value, before.umax_value);
+    a.s32_min_value = pick(x.s32_min_value, y.s32_min_value, before.s32_min_value);
+    a.s32_max_value = pick(x.s32_max_value, y.s32_max_value, before.s32_max_value);
+    a.u32_min_value = pick(x.u32_min_value, y.u32_min_value, before.u32_min_value);
+    a.u32_max_value = pick(x.u32_max_value, y.u32_max_value, before.u32_max_value);
+    a.sync();
+    a.sync();
 }

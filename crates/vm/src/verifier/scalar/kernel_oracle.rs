@@ -6,7 +6,8 @@
 //! Each case starts `case` with the logged r7 (`bpf_ktime_get_ns()`, unknown),
 //! r8 (a u32 load from the context) and r9 (a u8 load). Each step is one line:
 //! `alu W OP DST k IMM` / `alu W OP DST x SRC`, `neg W DST`, `movk W DST IMM`,
-//! `movsx W DST SRC OFF`, `end le|be|bswap BITS DST`, then the logged DST; or
+//! `movx W DST SRC`, `movsx W DST SRC OFF`, `end le|be|bswap BITS DST`, then
+//! the logged DST; or
 //! `jmp W OP DST k IMM` / `jmp W OP DST x SRC`, then DST on the fall-through and
 //! on the jump (and SRC on both for `x`). `-`: that path was never walked
 //! (the kernel decided the branch); `=`: walked, the register not logged
@@ -98,6 +99,10 @@ fn alu_step(f: &[&str], regs: &Regs) -> (String, Scalar) {
             let d = regs.get(f[2]);
             (f[2].into(), Scalar::alu(AluOp::Neg, &d, &d, alu32))
         }
+        "movx" => {
+            let src = regs.get(f[3]);
+            (f[2].into(), Scalar::alu(AluOp::Mov, &src, &src, alu32))
+        }
         "movk" => {
             let v = imm(f[3]);
             let v = if alu32 { u64::from(v as u32) } else { v as u64 };
@@ -156,9 +161,13 @@ fn jmp_step(line: &str, f: &[&str], want: &[&str], regs: &mut Regs) -> bool {
         (pred == Some(true), pred == Some(false)),
         "{line}: predicted {pred:?}"
     );
+    let same = f[4] == "x" && f[3] == f[5];
     let (mut fa, mut fb) = (a, b);
     let (mut ta, mut tb) = (a, b);
-    if pred.is_none() {
+    if pred.is_none() && same {
+        reg_set_min_max_same_reg(op, &mut ta, &mut fa, jmp32);
+        (fb, tb) = (fa, ta);
+    } else if pred.is_none() {
         reg_set_min_max(op, &mut ta, &mut tb, &mut fa, &mut fb, jmp32);
     }
     if !fall_dead {

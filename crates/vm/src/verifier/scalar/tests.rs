@@ -643,9 +643,16 @@ mod props {
                 }
                 prop_assert_eq!(a2.sanity_check("true_reg1"), Ok(()));
                 prop_assert_eq!(b2.sanity_check("true_reg2"), Ok(()));
-                let same_pred = is_branch_taken_same_reg(op, &a, jmp32);
+                // A register compared with itself.
                 let holds_same = op.eval(x, x, jmp32);
+                let same_pred = is_branch_taken_same_reg(op, &a, jmp32);
                 prop_assert!(same_pred.is_none() || same_pred == Some(holds_same));
+                let (mut t, mut f) = (a, a);
+                if same_pred.is_none() {
+                    reg_set_min_max_same_reg(op, &mut t, &mut f, jmp32);
+                    let kept = if holds_same { t } else { f };
+                    prop_assert!(kept.contains(x), "{op:?} same reg taken={holds_same}: {a:?} -> {kept:?} lost {x:#x}");
+                }
             }
         }
 
