@@ -23,7 +23,11 @@ pub enum ArgType {
     /// sized by the next argument.
     PtrToUninitMem,
     /// ARG_PTR_TO_FIXED_SIZE_MEM: memory of a size fixed in the prototype.
-    PtrToFixedSizeMem { size: u32, rdonly: bool, uninit: bool },
+    PtrToFixedSizeMem {
+        size: u32,
+        rdonly: bool,
+        uninit: bool,
+    },
     /// ARG_CONST_SIZE: the size of the previous memory argument, > 0.
     ConstSize,
     /// ARG_CONST_SIZE_OR_ZERO.

@@ -207,7 +207,7 @@ impl Vm {
         let res = if self.engine == crate::Engine::Jit && prog.jit().is_some() {
             (st.jit.ctx_start, st.jit.ctx_end) = match st.regions.ctx {
                 Some(r) => (r.start, r.end),
-                None => (u64::MAX, 0),
+                None => crate::jit::runtime::EMPTY,
             };
             crate::jit::execute(&mut st, args)
         } else {
@@ -375,7 +375,7 @@ impl RunState<'_> {
             .map(|(s, e)| Region::new(s, e - s, RegionKind::ReadWrite));
         (self.jit.pkt_start, self.jit.pkt_end) = match self.regions.packet {
             Some(r) => (r.start, r.end),
-            None => (u64::MAX, 0),
+            None => crate::jit::runtime::EMPTY,
         };
     }
 

@@ -29,8 +29,12 @@ pub const FAIL_DEPTH: u64 = 1;
 /// Number of 4-byte context slots the shadow covers (__sk_buff is 192 bytes).
 pub const SHADOW_SLOTS: usize = 64;
 
-/// The part of the run state native code reads and writes directly. An empty
-/// range is `lo = u64::MAX, hi = 0`: no address passes `lo <= a && a <= hi - size`.
+/// An empty range for native code's `lo <= a && a <= hi - size` tests: no
+/// address passes with `lo = hi = u64::MAX` (with `hi = 0`, `hi - size` wrapped
+/// and let a one-byte access at address u64::MAX through: the fuzzer's SIGSEGV).
+pub const EMPTY: (u64, u64) = (u64::MAX, u64::MAX);
+
+/// The part of the run state native code reads and writes directly.
 // Aligned: each worker writes its own every run; two must not share a line.
 #[repr(C, align(128))]
 pub struct JitState {
@@ -63,16 +67,16 @@ pub struct JitState {
 impl Default for JitState {
     fn default() -> Self {
         JitState {
-            pkt_start: u64::MAX,
-            pkt_end: 0,
-            stack_lo: u64::MAX,
-            stack_hi: 0,
-            load_lo: u64::MAX,
-            load_hi: 0,
-            store_lo: u64::MAX,
-            store_hi: 0,
-            ctx_start: u64::MAX,
-            ctx_end: 0,
+            pkt_start: EMPTY.0,
+            pkt_end: EMPTY.1,
+            stack_lo: EMPTY.0,
+            stack_hi: EMPTY.1,
+            load_lo: EMPTY.0,
+            load_hi: EMPTY.1,
+            store_lo: EMPTY.0,
+            store_hi: EMPTY.1,
+            ctx_start: EMPTY.0,
+            ctx_end: EMPTY.1,
             shadow_valid: 0,
             status: RUN,
             exit_value: 0,
@@ -89,10 +93,8 @@ impl JitState {
     /// Forget everything a helper may have changed: cached regions (a ringbuf
     /// record may be gone), context values (the packet may have moved).
     pub fn invalidate(&mut self) {
-        self.load_lo = u64::MAX;
-        self.load_hi = 0;
-        self.store_lo = u64::MAX;
-        self.store_hi = 0;
+        (self.load_lo, self.load_hi) = EMPTY;
+        (self.store_lo, self.store_hi) = EMPTY;
         self.shadow_valid = 0;
     }
 }
