@@ -8,7 +8,10 @@ pub mod fib;
 mod skb;
 mod xdp;
 
-use skiff_vm::{HelperDef, HelperTable, ProgType, RunState, VmError};
+use skiff_vm::{
+    ArgType as A, HelperDef, HelperProto as P, HelperTable, ProgType, RetType as R, RunState,
+    VmError,
+};
 
 use crate::buff::{SkBuff, XdpBuff};
 
@@ -43,59 +46,319 @@ fn neg(e: i64) -> u64 {
 }
 
 macro_rules! def {
-    ($id:expr, $name:expr, $f:expr, $types:expr) => {
+    ($id:expr, $name:expr, $f:expr, $types:expr, $proto:expr) => {
         HelperDef {
             id: $id,
             name: $name,
             func: $f,
             prog_types: $types,
-            proto: skiff_vm::HelperProto::UNDECLARED,
+            proto: $proto,
         }
     };
 }
 
+/// ARG_PTR_TO_MEM | MEM_RDONLY.
+const MEM_RDONLY: A = A::PtrToMem {
+    maybe_null: false,
+    rdonly: true,
+};
+/// ARG_PTR_TO_MEM | PTR_MAYBE_NULL | MEM_RDONLY.
+const MEM_RDONLY_OR_NULL: A = A::PtrToMem {
+    maybe_null: true,
+    rdonly: true,
+};
+/// ARG_PTR_TO_MEM (read and written by the helper, e.g. bpf_fib_lookup's params).
+const MEM_RW: A = A::PtrToMem {
+    maybe_null: false,
+    rdonly: false,
+};
+
+/// `(ctx, anything...)`: the shape of most skb/xdp helpers; `n` ARG_ANYTHING after ctx.
+const fn ctx_anything(n: usize) -> P {
+    const ARGS: [A; 5] = [
+        A::PtrToCtx,
+        A::Anything,
+        A::Anything,
+        A::Anything,
+        A::Anything,
+    ];
+    let (head, _) = ARGS.split_at(n + 1);
+    P::new(R::Integer, head)
+}
+
+// net/core/filter.c: bpf_xdp_adjust_{head,meta,tail}_proto (changes packet data).
+const XDP_ADJUST: P = ctx_anything(1).changes_pkt_data();
+// net/core/filter.c: bpf_xdp_get_buff_len_proto
+const XDP_GET_BUFF_LEN: P = ctx_anything(0);
+// net/core/filter.c: bpf_xdp_load_bytes_proto
+const XDP_LOAD_BYTES: P = P::new(
+    R::Integer,
+    &[A::PtrToCtx, A::Anything, A::PtrToUninitMem, A::ConstSize],
+);
+// net/core/filter.c: bpf_xdp_store_bytes_proto (MEM_RDONLY since the 2025 fix;
+// ARG_PTR_TO_UNINIT_MEM before).
+const XDP_STORE_BYTES: P = P::new(
+    R::Integer,
+    &[A::PtrToCtx, A::Anything, MEM_RDONLY, A::ConstSize],
+);
+// net/core/filter.c: bpf_xdp_redirect_map_proto
+const XDP_REDIRECT_MAP: P = P::new(R::Integer, &[A::ConstMapPtr, A::Anything, A::Anything]);
+// net/core/filter.c: bpf_skb_store_bytes_proto (changes packet data).
+const SKB_STORE_BYTES: P = P::new(
+    R::Integer,
+    &[
+        A::PtrToCtx,
+        A::Anything,
+        MEM_RDONLY,
+        A::ConstSize,
+        A::Anything,
+    ],
+)
+.changes_pkt_data();
+// net/core/filter.c: bpf_skb_load_bytes_proto
+const SKB_LOAD_BYTES: P = P::new(
+    R::Integer,
+    &[A::PtrToCtx, A::Anything, A::PtrToUninitMem, A::ConstSize],
+);
+// net/core/filter.c: bpf_skb_load_bytes_relative_proto
+const SKB_LOAD_BYTES_RELATIVE: P = P::new(
+    R::Integer,
+    &[
+        A::PtrToCtx,
+        A::Anything,
+        A::PtrToUninitMem,
+        A::ConstSize,
+        A::Anything,
+    ],
+);
+// net/core/filter.c: bpf_l3_csum_replace_proto, bpf_l4_csum_replace_proto
+const CSUM_REPLACE: P = ctx_anything(4).changes_pkt_data();
+// net/core/filter.c: bpf_skb_{change_tail,change_head,change_proto,vlan_push}_proto,
+// bpf_clone_redirect_proto: (ctx, anything, anything), changing packet data.
+const CTX_2_CHANGES: P = ctx_anything(2).changes_pkt_data();
+// net/core/filter.c: bpf_skb_adjust_room_proto
+const SKB_ADJUST_ROOM: P = ctx_anything(3).changes_pkt_data();
+// net/core/filter.c: bpf_skb_pull_data_proto
+const SKB_PULL_DATA: P = ctx_anything(1).changes_pkt_data();
+// net/core/filter.c: bpf_skb_vlan_pop_proto
+const SKB_VLAN_POP: P = ctx_anything(0).changes_pkt_data();
+// net/core/filter.c: bpf_redirect_proto, bpf_xdp_redirect_proto, bpf_redirect_peer_proto
+const REDIRECT: P = P::new(R::Integer, &[A::Anything, A::Anything]);
+// net/core/filter.c: bpf_redirect_neigh_proto
+const REDIRECT_NEIGH: P = P::new(
+    R::Integer,
+    &[
+        A::Anything,
+        MEM_RDONLY_OR_NULL,
+        A::ConstSizeOrZero,
+        A::Anything,
+    ],
+);
+// net/core/filter.c: bpf_csum_diff_proto (pkt_access: from/to may be packet).
+const CSUM_DIFF: P = P::new(
+    R::Integer,
+    &[
+        MEM_RDONLY_OR_NULL,
+        A::ConstSizeOrZero,
+        MEM_RDONLY_OR_NULL,
+        A::ConstSizeOrZero,
+        A::Anything,
+    ],
+)
+.pkt_access();
+// net/core/filter.c: bpf_skb_event_output_proto, bpf_xdp_event_output_proto (GPL).
+const EVENT_OUTPUT: P = P::new(
+    R::Integer,
+    &[
+        A::PtrToCtx,
+        A::ConstMapPtr,
+        A::Anything,
+        MEM_RDONLY,
+        A::ConstSizeOrZero,
+    ],
+)
+.gpl_only();
+// net/core/filter.c: bpf_skb_fib_lookup_proto, bpf_xdp_fib_lookup_proto (GPL).
+const FIB_LOOKUP: P = P::new(
+    R::Integer,
+    &[A::PtrToCtx, MEM_RW, A::ConstSize, A::Anything],
+)
+.gpl_only();
+// net/core/filter.c: bpf_skb_check_mtu_proto, bpf_xdp_check_mtu_proto (GPL;
+// ARG_PTR_TO_FIXED_SIZE_MEM | MEM_WRITE | MEM_ALIGNED, arg3_size 4: mtu_len is
+// read and written, so it must be initialised).
+const CHECK_MTU: P = P::new(
+    R::Integer,
+    &[
+        A::PtrToCtx,
+        A::Anything,
+        A::PtrToFixedSizeMem {
+            size: 4,
+            rdonly: false,
+            uninit: false,
+        },
+        A::Anything,
+        A::Anything,
+    ],
+)
+.gpl_only();
+
 const DEFS: &[HelperDef] = &[
     // XDP
-    def!(44, "bpf_xdp_adjust_head", xdp::adjust_head, XDP),
-    def!(54, "bpf_xdp_adjust_meta", xdp::adjust_meta, XDP),
-    def!(65, "bpf_xdp_adjust_tail", xdp::adjust_tail, XDP),
-    def!(188, "bpf_xdp_get_buff_len", xdp::get_buff_len, XDP),
-    def!(189, "bpf_xdp_load_bytes", xdp::load_bytes, XDP),
-    def!(190, "bpf_xdp_store_bytes", xdp::store_bytes, XDP),
-    def!(51, "bpf_redirect_map", xdp::redirect_map, XDP),
+    def!(44, "bpf_xdp_adjust_head", xdp::adjust_head, XDP, XDP_ADJUST),
+    def!(54, "bpf_xdp_adjust_meta", xdp::adjust_meta, XDP, XDP_ADJUST),
+    def!(65, "bpf_xdp_adjust_tail", xdp::adjust_tail, XDP, XDP_ADJUST),
+    def!(
+        188,
+        "bpf_xdp_get_buff_len",
+        xdp::get_buff_len,
+        XDP,
+        XDP_GET_BUFF_LEN
+    ),
+    def!(
+        189,
+        "bpf_xdp_load_bytes",
+        xdp::load_bytes,
+        XDP,
+        XDP_LOAD_BYTES
+    ),
+    def!(
+        190,
+        "bpf_xdp_store_bytes",
+        xdp::store_bytes,
+        XDP,
+        XDP_STORE_BYTES
+    ),
+    def!(
+        51,
+        "bpf_redirect_map",
+        xdp::redirect_map,
+        XDP,
+        XDP_REDIRECT_MAP
+    ),
     // TC
-    def!(9, "bpf_skb_store_bytes", skb::store_bytes, TC),
-    def!(26, "bpf_skb_load_bytes", skb::load_bytes, TC),
+    def!(
+        9,
+        "bpf_skb_store_bytes",
+        skb::store_bytes,
+        TC,
+        SKB_STORE_BYTES
+    ),
+    def!(
+        26,
+        "bpf_skb_load_bytes",
+        skb::load_bytes,
+        TC,
+        SKB_LOAD_BYTES
+    ),
     def!(
         68,
         "bpf_skb_load_bytes_relative",
         skb::load_bytes_relative,
-        TC
+        TC,
+        SKB_LOAD_BYTES_RELATIVE
     ),
-    def!(10, "bpf_l3_csum_replace", skb::l3_csum_replace, TC),
-    def!(11, "bpf_l4_csum_replace", skb::l4_csum_replace, TC),
-    def!(40, "bpf_csum_update", skb::csum_update, TC),
-    def!(135, "bpf_csum_level", skb::csum_level, TC),
-    def!(39, "bpf_skb_pull_data", skb::pull_data, TC),
-    def!(38, "bpf_skb_change_tail", skb::change_tail, TC),
-    def!(43, "bpf_skb_change_head", skb::change_head, TC),
-    def!(50, "bpf_skb_adjust_room", skb::adjust_room, TC),
-    def!(31, "bpf_skb_change_proto", skb::change_proto, TC),
-    def!(32, "bpf_skb_change_type", skb::change_type, TC),
-    def!(18, "bpf_skb_vlan_push", skb::vlan_push, TC),
-    def!(19, "bpf_skb_vlan_pop", skb::vlan_pop, TC),
-    def!(34, "bpf_get_hash_recalc", skb::get_hash_recalc, TC),
-    def!(41, "bpf_set_hash_invalid", skb::set_hash_invalid, TC),
-    def!(48, "bpf_set_hash", skb::set_hash, TC),
-    def!(155, "bpf_redirect_peer", skb::redirect_peer, TC),
-    def!(152, "bpf_redirect_neigh", skb::redirect_neigh, TC),
-    def!(13, "bpf_clone_redirect", skb::clone_redirect, TC),
-    // Both (one id, two kernel functions: dispatch on the program type).
-    def!(28, "bpf_csum_diff", csum_diff, XDP_TC),
-    def!(23, "bpf_redirect", redirect, XDP_TC),
-    def!(25, "bpf_perf_event_output", perf_event_output, XDP_TC),
-    def!(69, "bpf_fib_lookup", fib_lookup, XDP_TC),
-    def!(163, "bpf_check_mtu", check_mtu, XDP_TC),
+    def!(
+        10,
+        "bpf_l3_csum_replace",
+        skb::l3_csum_replace,
+        TC,
+        CSUM_REPLACE
+    ),
+    def!(
+        11,
+        "bpf_l4_csum_replace",
+        skb::l4_csum_replace,
+        TC,
+        CSUM_REPLACE
+    ),
+    // net/core/filter.c: bpf_csum_update_proto, bpf_csum_level_proto
+    def!(40, "bpf_csum_update", skb::csum_update, TC, ctx_anything(1)),
+    def!(135, "bpf_csum_level", skb::csum_level, TC, ctx_anything(1)),
+    def!(39, "bpf_skb_pull_data", skb::pull_data, TC, SKB_PULL_DATA),
+    def!(
+        38,
+        "bpf_skb_change_tail",
+        skb::change_tail,
+        TC,
+        CTX_2_CHANGES
+    ),
+    def!(
+        43,
+        "bpf_skb_change_head",
+        skb::change_head,
+        TC,
+        CTX_2_CHANGES
+    ),
+    def!(
+        50,
+        "bpf_skb_adjust_room",
+        skb::adjust_room,
+        TC,
+        SKB_ADJUST_ROOM
+    ),
+    def!(
+        31,
+        "bpf_skb_change_proto",
+        skb::change_proto,
+        TC,
+        CTX_2_CHANGES
+    ),
+    // net/core/filter.c: bpf_skb_change_type_proto (not in bpf_helper_changes_pkt_data)
+    def!(
+        32,
+        "bpf_skb_change_type",
+        skb::change_type,
+        TC,
+        ctx_anything(1)
+    ),
+    def!(18, "bpf_skb_vlan_push", skb::vlan_push, TC, CTX_2_CHANGES),
+    def!(19, "bpf_skb_vlan_pop", skb::vlan_pop, TC, SKB_VLAN_POP),
+    // net/core/filter.c: bpf_get_hash_recalc_proto, bpf_set_hash_invalid_proto,
+    // bpf_set_hash_proto
+    def!(
+        34,
+        "bpf_get_hash_recalc",
+        skb::get_hash_recalc,
+        TC,
+        ctx_anything(0)
+    ),
+    def!(
+        41,
+        "bpf_set_hash_invalid",
+        skb::set_hash_invalid,
+        TC,
+        ctx_anything(0)
+    ),
+    def!(48, "bpf_set_hash", skb::set_hash, TC, ctx_anything(1)),
+    def!(155, "bpf_redirect_peer", skb::redirect_peer, TC, REDIRECT),
+    def!(
+        152,
+        "bpf_redirect_neigh",
+        skb::redirect_neigh,
+        TC,
+        REDIRECT_NEIGH
+    ),
+    def!(
+        13,
+        "bpf_clone_redirect",
+        skb::clone_redirect,
+        TC,
+        CTX_2_CHANGES
+    ),
+    // Both (one id, two kernel functions with the same prototype: dispatch on
+    // the program type).
+    def!(28, "bpf_csum_diff", csum_diff, XDP_TC, CSUM_DIFF),
+    def!(23, "bpf_redirect", redirect, XDP_TC, REDIRECT),
+    def!(
+        25,
+        "bpf_perf_event_output",
+        perf_event_output,
+        XDP_TC,
+        EVENT_OUTPUT
+    ),
+    def!(69, "bpf_fib_lookup", fib_lookup, XDP_TC, FIB_LOOKUP),
+    def!(163, "bpf_check_mtu", check_mtu, XDP_TC, CHECK_MTU),
 ];
 
 /// Register every networking helper (XDP and TC) into `t`.
@@ -334,4 +597,98 @@ fn check_mtu(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     };
     st.write(a[2], &mtu.to_le_bytes())?;
     Ok(ret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// net/core/filter.c: bpf_helper_changes_pkt_data (6.18), the ids skiff registers.
+    const KERNEL_CHANGES_PKT_DATA: &[u32] =
+        &[9, 10, 11, 13, 18, 19, 31, 38, 39, 43, 44, 50, 54, 65];
+
+    #[test]
+    fn every_registered_helper_is_declared() {
+        let t = crate::helper_table();
+        let undeclared: Vec<&str> = t
+            .iter()
+            .filter(|d| !d.proto.declared)
+            .map(|d| d.name)
+            .collect();
+        assert_eq!(undeclared, Vec::<&str>::new());
+        assert_eq!(t.iter().count(), 26 + DEFS.len());
+    }
+
+    #[test]
+    fn changes_pkt_data_is_the_kernels_list() {
+        let t = crate::helper_table();
+        let mut ids: Vec<u32> = t
+            .iter()
+            .filter(|d| d.proto.changes_pkt_data)
+            .map(|d| d.id)
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids, KERNEL_CHANGES_PKT_DATA);
+    }
+
+    #[test]
+    fn networking_prototypes_are_the_kernels() {
+        let t = crate::helper_table();
+        let proto = |id: u32| t.get(id).map(|d| d.proto);
+        // net/core/filter.c: bpf_skb_load_bytes_proto
+        assert_eq!(
+            proto(26).map(|p| p.args),
+            Some([
+                A::PtrToCtx,
+                A::Anything,
+                A::PtrToUninitMem,
+                A::ConstSize,
+                A::DontCare
+            ])
+        );
+        // net/core/filter.c: bpf_skb_store_bytes_proto
+        assert_eq!(
+            proto(9).map(|p| (p.args, p.changes_pkt_data)),
+            Some((
+                [
+                    A::PtrToCtx,
+                    A::Anything,
+                    MEM_RDONLY,
+                    A::ConstSize,
+                    A::Anything
+                ],
+                true
+            ))
+        );
+        // net/core/filter.c: bpf_csum_diff_proto
+        assert_eq!(
+            proto(28).map(|p| (p.args[0], p.args[1], p.pkt_access, p.gpl_only)),
+            Some((MEM_RDONLY_OR_NULL, A::ConstSizeOrZero, true, false))
+        );
+        // net/core/filter.c: bpf_xdp_fib_lookup_proto, GPL-only.
+        assert_eq!(
+            proto(69).map(|p| (p.args[1], p.args[2], p.gpl_only)),
+            Some((MEM_RW, A::ConstSize, true))
+        );
+        assert_eq!(
+            proto(163).map(|p| p.args[2]),
+            Some(A::PtrToFixedSizeMem {
+                size: 4,
+                rdonly: false,
+                uninit: false
+            })
+        );
+        assert_eq!(proto(19).map(|p| p.args[1]), Some(A::DontCare));
+        assert_eq!(
+            proto(155).map(|p| p.args),
+            Some([
+                A::Anything,
+                A::Anything,
+                A::DontCare,
+                A::DontCare,
+                A::DontCare
+            ])
+        );
+        assert_eq!(proto(44).map(|p| p.ret), Some(R::Integer));
+    }
 }

@@ -368,36 +368,106 @@ pub struct CoreRelo {
     pub kind: u32,
 }
 
-/// Reads the CO-RE relocation records of a `.BTF.ext` section (func/line info are not
-/// needed by skiff and are skipped).
-pub fn parse_btf_ext_core(ext: &[u8], btf: &Btf) -> Result<Vec<CoreRelo>, ObjectError> {
+/// One `.BTF.ext` sub-section (func_info, line_info or core_relo): the bytes
+/// `hdr_len + off .. + len` named by the header fields at `field` and `field + 4`.
+/// None when the header is too short to have it or it is empty.
+fn ext_subsection<'a>(
+    ext: &'a [u8],
+    field: usize,
+    what: &str,
+) -> Result<Option<&'a [u8]>, ObjectError> {
     let e = |m: String| ObjectError::Btf(format!(".BTF.ext: {m}"));
     let magic = rd_u16(ext, 0).ok_or_else(|| e("header truncated".into()))?;
     if magic != 0xeb9f {
         return Err(e(format!("bad magic {magic:#06x}")));
     }
     let hdr_len = rd_u32(ext, 4).ok_or_else(|| e("header truncated".into()))? as usize;
-    // struct btf_ext_header: core_relo_off/len exist when hdr_len >= 32.
-    if hdr_len < 32 {
-        return Ok(Vec::new());
+    if hdr_len < field + 8 {
+        return Ok(None);
     }
-    let off = rd_u32(ext, 24).ok_or_else(|| e("header truncated".into()))? as usize;
-    let len = rd_u32(ext, 28).ok_or_else(|| e("header truncated".into()))? as usize;
+    let off = rd_u32(ext, field).ok_or_else(|| e("header truncated".into()))? as usize;
+    let len = rd_u32(ext, field + 4).ok_or_else(|| e("header truncated".into()))? as usize;
     if len == 0 {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let start = hdr_len
         .checked_add(off)
-        .ok_or_else(|| e("core_relo offset overflows".into()))?;
+        .ok_or_else(|| e(format!("{what} offset overflows")))?;
     let end = start
         .checked_add(len)
-        .ok_or_else(|| e("core_relo length overflows".into()))?;
-    let d = ext.get(start..end).ok_or_else(|| {
+        .ok_or_else(|| e(format!("{what} length overflows")))?;
+    ext.get(start..end).map(Some).ok_or_else(|| {
         e(format!(
-            "core_relo [{start}, {end}) exceeds section size {}",
+            "{what} [{start}, {end}) exceeds section size {}",
             ext.len()
         ))
-    })?;
+    })
+}
+
+/// One line-info record from `.BTF.ext` (struct bpf_line_info), resolved.
+#[derive(Clone, Debug)]
+pub struct LineRecord {
+    /// Section the instruction is in.
+    pub section: String,
+    /// Byte offset of the instruction in that section.
+    pub insn_off: u32,
+    pub file: String,
+    /// The source line's text, as clang stored it.
+    pub text: String,
+    pub line: u32,
+    pub col: u32,
+}
+
+/// Reads the line-info records of a `.BTF.ext` section
+/// (struct btf_ext_header: line_info_off/len at bytes 16/20).
+pub fn parse_btf_ext_lines(ext: &[u8], btf: &Btf) -> Result<Vec<LineRecord>, ObjectError> {
+    let e = |m: String| ObjectError::Btf(format!(".BTF.ext: {m}"));
+    let Some(d) = ext_subsection(ext, 16, "line_info")? else {
+        return Ok(Vec::new());
+    };
+    let rec_size = rd_u32(d, 0).ok_or_else(|| e("line_info truncated".into()))? as usize;
+    if rec_size < 16 {
+        return Err(e(format!("line_info record size {rec_size} < 16")));
+    }
+    let mut out = Vec::new();
+    let mut p = 4usize;
+    while p < d.len() {
+        let trunc = || e(format!("line_info block truncated at {p}"));
+        let sec_off = rd_u32(d, p).ok_or_else(trunc)?;
+        let num = rd_u32(d, p + 4).ok_or_else(trunc)? as usize;
+        p += 8;
+        let section = btf.str_at(sec_off)?.to_string();
+        for _ in 0..num {
+            let end = p
+                .checked_add(rec_size)
+                .ok_or_else(|| e("overflow".into()))?;
+            let rec = d
+                .get(p..end)
+                .ok_or_else(|| e(format!("line_info record truncated at {p}")))?;
+            let f = |o| rd_u32(rec, o).unwrap_or(0);
+            // include/uapi/linux/bpf.h: BPF_LINE_INFO_LINE_NUM / _LINE_COL
+            out.push(LineRecord {
+                section: section.clone(),
+                insn_off: f(0),
+                file: btf.str_at(f(4))?.to_string(),
+                text: btf.str_at(f(8))?.to_string(),
+                line: f(12) >> 10,
+                col: f(12) & 0x3ff,
+            });
+            p = end;
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the CO-RE relocation records of a `.BTF.ext` section (func info is not
+/// needed by skiff and is skipped).
+pub fn parse_btf_ext_core(ext: &[u8], btf: &Btf) -> Result<Vec<CoreRelo>, ObjectError> {
+    let e = |m: String| ObjectError::Btf(format!(".BTF.ext: {m}"));
+    // struct btf_ext_header: core_relo_off/len exist when hdr_len >= 32.
+    let Some(d) = ext_subsection(ext, 24, "core_relo")? else {
+        return Ok(Vec::new());
+    };
     let rec_size = rd_u32(d, 0).ok_or_else(|| e("core_relo truncated".into()))? as usize;
     if rec_size < 16 {
         return Err(e(format!("core_relo record size {rec_size} < 16")));

@@ -86,6 +86,34 @@ pub struct Program {
     /// `xdp.frags` (BPF_F_XDP_HAS_FRAGS).
     pub frags: bool,
     pub insns: Vec<Insn>,
+    /// Source lines from BTF line info (`.BTF.ext`), by instruction of `insns`,
+    /// sorted: each covers the instructions up to the next one. The records of an
+    /// appended `.text` subprogram move with it, as libbpf relocates them. Empty
+    /// when the object has no `.BTF.ext` (built without `-g`).
+    pub lines: Vec<LineInfo>,
+}
+
+/// One BTF line-info record (struct bpf_line_info), resolved against the string
+/// table: the source line an instruction was compiled from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineInfo {
+    /// First instruction of the program (index into [`Program::insns`]) it covers.
+    pub insn: usize,
+    /// Source file name, as clang recorded it.
+    pub file: String,
+    pub line: u32,
+    pub col: u32,
+    /// The text of the source line (what the verifier log prints after `; `).
+    pub text: String,
+}
+
+impl Program {
+    /// The source line covering instruction `insn`: the last record at or before
+    /// it (the kernel's find_linfo).
+    pub fn line_of(&self, insn: usize) -> Option<&LineInfo> {
+        let i = self.lines.partition_point(|l| l.insn <= insn);
+        self.lines.get(i.checked_sub(1)?)
+    }
 }
 
 /// Where a map definition came from.

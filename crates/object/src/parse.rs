@@ -11,8 +11,8 @@ use object::read::elf::{FileHeader, Rel, SectionHeader, Sym as _};
 use object::LittleEndian as LE;
 use skiff_isa::Insn;
 
-use crate::btf::Btf;
-use crate::{maps, ObjectError, ParseOptions, Program};
+use crate::btf::{Btf, LineRecord};
+use crate::{maps, LineInfo, ObjectError, ParseOptions, Program};
 
 pub const EM_BPF: u16 = 247;
 pub const R_BPF_64_64: u32 = 1;
@@ -402,11 +402,16 @@ pub fn parse(data: &[u8], opts: &ParseOptions) -> Result<crate::Object, ObjectEr
     let prog_names: Vec<String> = prog_funcs.iter().map(|f| f.name.clone()).collect();
     let maps_out = maps::collect(&elf, btf.as_ref(), &prog_names)?;
 
-    let core = match (elf.secs.iter().find(|s| s.name == ".BTF.ext"), btf.as_ref()) {
+    let btf_ext = elf.secs.iter().find(|s| s.name == ".BTF.ext");
+    let core = match (btf_ext, btf.as_ref()) {
         (Some(ext), Some(b)) => {
             crate::core::CoreIndex::new(crate::btf::parse_btf_ext_core(ext.data, b)?, b.clone())
         }
         _ => crate::core::CoreIndex::default(),
+    };
+    let line_records = match (btf_ext, btf.as_ref()) {
+        (Some(ext), Some(b)) => crate::btf::parse_btf_ext_lines(ext.data, b)?,
+        _ => Vec::new(),
     };
 
     let ctx = Ctx {
@@ -434,7 +439,8 @@ pub fn parse(data: &[u8], opts: &ParseOptions) -> Result<crate::Object, ObjectEr
             (None, Some(k)) => (k.prog_type, k.expected_attach_type, k.frags),
             (None, None) => return Err(ObjectError::UnknownSection { section }),
         };
-        let insns = link(&ctx, f)?;
+        let (insns, placed) = link(&ctx, f)?;
+        let lines = program_lines(&elf, &line_records, &placed);
         programs.push(Program {
             name: f.name.clone(),
             section,
@@ -442,6 +448,7 @@ pub fn parse(data: &[u8], opts: &ParseOptions) -> Result<crate::Object, ObjectEr
             expected_attach_type,
             frags,
             insns,
+            lines,
         });
     }
     Ok(crate::Object {
@@ -459,9 +466,39 @@ fn reloc_err(sec: &str, insn: usize, msg: String) -> ObjectError {
     }
 }
 
+/// The line records of every function placed in a program, moved to where the
+/// function landed (libbpf: bpf_program__relocate / adjust_prog_btf_ext_info, which
+/// copies a subprogram's line info along with its code), sorted by instruction.
+fn program_lines(elf: &Elf<'_>, records: &[LineRecord], placed: &[(Func, usize)]) -> Vec<LineInfo> {
+    let mut lines = Vec::new();
+    for (f, base) in placed {
+        let sec = elf.sec_name(f.sec);
+        for r in records
+            .iter()
+            .filter(|r| r.section == sec && r.insn_off % 8 == 0)
+        {
+            let si = (r.insn_off / 8) as usize;
+            if si < f.start || si >= f.start + f.len {
+                continue;
+            }
+            lines.push(LineInfo {
+                insn: base + (si - f.start),
+                file: r.file.clone(),
+                line: r.line,
+                col: r.col,
+                text: r.text.clone(),
+            });
+        }
+    }
+    lines.sort_by_key(|l| l.insn);
+    lines
+}
+
 /// Links one program: its code, then every `.text` function it reaches, each once, in
-/// the depth-first order libbpf's bpf_object__reloc_code appends them.
-fn link(ctx: &Ctx<'_, '_>, prog: &Func) -> Result<Vec<Insn>, ObjectError> {
+/// the depth-first order libbpf's bpf_object__reloc_code appends them. Also returns
+/// each function placed and where it starts in the linked code.
+#[allow(clippy::type_complexity)]
+fn link(ctx: &Ctx<'_, '_>, prog: &Func) -> Result<(Vec<Insn>, Vec<(Func, usize)>), ObjectError> {
     let mut out: Vec<Insn> = Vec::new();
     // subprogram index -> start in `out`
     let mut placed: HashMap<usize, usize> = HashMap::new();
@@ -484,7 +521,13 @@ fn link(ctx: &Ctx<'_, '_>, prog: &Func) -> Result<Vec<Insn>, ObjectError> {
             stack.push(new_sub);
         }
     }
-    Ok(out)
+    let mut funcs = vec![(prog.clone(), 0)];
+    funcs.extend(
+        placed
+            .iter()
+            .filter_map(|(&idx, &base)| Some((ctx.subprogs.get(idx)?.clone(), base))),
+    );
+    Ok((out, funcs))
 }
 
 fn append(ctx: &Ctx<'_, '_>, out: &mut Vec<Insn>, f: &Func) -> Result<usize, ObjectError> {

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use skiff_maps::{Map, MapType};
 
 use crate::mem::{Region, RegionKind};
+use crate::proto::{ArgType as A, HelperProto as P, RetType as R};
 use crate::state::{ProgRef, RunState, MAX_TAIL_CALL_CNT};
 use crate::{ProgType, VmError};
 
@@ -93,44 +94,132 @@ impl HelperTable {
 }
 
 macro_rules! helper {
-    ($id:expr, $name:expr, $f:expr) => {
+    ($id:expr, $name:expr, $f:expr, $proto:expr) => {
         HelperDef {
             id: $id,
             name: $name,
             func: $f,
             prog_types: &[],
-            proto: crate::HelperProto::UNDECLARED,
+            proto: $proto,
         }
     };
 }
 
+/// ARG_PTR_TO_MEM | MEM_RDONLY: readable memory sized by the next argument.
+const MEM_RDONLY: A = A::PtrToMem {
+    maybe_null: false,
+    rdonly: true,
+};
+
+// kernel/bpf/helpers.c: bpf_map_lookup_elem_proto (pkt_access: the key may be
+// in the packet).
+const MAP_LOOKUP: P =
+    P::new(R::PtrToMapValueOrNull, &[A::ConstMapPtr, A::PtrToMapKey]).pkt_access();
+// kernel/bpf/helpers.c: bpf_map_update_elem_proto
+const MAP_UPDATE: P = P::new(
+    R::Integer,
+    &[
+        A::ConstMapPtr,
+        A::PtrToMapKey,
+        A::PtrToMapValue,
+        A::Anything,
+    ],
+)
+.pkt_access();
+// kernel/bpf/helpers.c: bpf_map_delete_elem_proto
+const MAP_DELETE: P = P::new(R::Integer, &[A::ConstMapPtr, A::PtrToMapKey]).pkt_access();
+// kernel/bpf/helpers.c: bpf_map_push_elem_proto
+const MAP_PUSH: P =
+    P::new(R::Integer, &[A::ConstMapPtr, A::PtrToMapValue, A::Anything]).pkt_access();
+// kernel/bpf/helpers.c: bpf_map_pop_elem_proto, bpf_map_peek_elem_proto
+// (ARG_PTR_TO_MAP_VALUE | MEM_UNINIT | MEM_WRITE; no pkt_access).
+const MAP_POP: P = P::new(R::Integer, &[A::ConstMapPtr, A::PtrToUninitMapValue]);
+// kernel/bpf/helpers.c: bpf_map_lookup_percpu_elem_proto
+const MAP_LOOKUP_PERCPU: P = P::new(
+    R::PtrToMapValueOrNull,
+    &[A::ConstMapPtr, A::PtrToMapKey, A::Anything],
+)
+.pkt_access();
+/// A helper taking nothing and returning a scalar (ktime_get_ns, get_prandom_u32,
+/// get_smp_processor_id, get_numa_node_id, jiffies64...).
+const NO_ARGS: P = P::new(R::Integer, &[]);
+// kernel/trace/bpf_trace.c: bpf_trace_printk_proto (gpl_only).
+const TRACE_PRINTK: P = P::new(R::Integer, &[MEM_RDONLY, A::ConstSize]).gpl_only();
+// kernel/bpf/core.c: bpf_tail_call_proto. Not in bpf_helper_changes_pkt_data
+// since 6.17: the verifier marks a subprogram that tail-calls as changing
+// packet data (visit_insn: mark_subprog_changes_pkt_data) instead.
+const TAIL_CALL: P = P::new(R::Void, &[A::PtrToCtx, A::ConstMapPtr, A::Anything]);
+// kernel/bpf/helpers.c: bpf_spin_lock_proto, bpf_spin_unlock_proto
+const SPIN_LOCK: P = P::new(R::Void, &[A::PtrToSpinLock]);
+// kernel/bpf/ringbuf.c: bpf_ringbuf_output_proto
+const RINGBUF_OUTPUT: P = P::new(
+    R::Integer,
+    &[A::ConstMapPtr, MEM_RDONLY, A::ConstSizeOrZero, A::Anything],
+);
+// kernel/bpf/ringbuf.c: bpf_ringbuf_reserve_proto
+// (RET_PTR_TO_MEM | MEM_RINGBUF | PTR_MAYBE_NULL: acquires a reference).
+const RINGBUF_RESERVE: P = P::new(
+    R::PtrToAllocMemOrNull,
+    &[A::ConstMapPtr, A::ConstAllocSizeOrZero, A::Anything],
+);
+// kernel/bpf/ringbuf.c: bpf_ringbuf_submit_proto, bpf_ringbuf_discard_proto
+// (ARG_PTR_TO_RINGBUF_MEM | OBJ_RELEASE).
+const RINGBUF_COMMIT: P = P::new(R::Void, &[A::PtrToAllocMemRelease, A::Anything]);
+// kernel/bpf/ringbuf.c: bpf_ringbuf_query_proto
+const RINGBUF_QUERY: P = P::new(R::Integer, &[A::ConstMapPtr, A::Anything]);
+// kernel/bpf/bpf_iter.c: bpf_for_each_map_elem_proto
+const FOR_EACH_MAP_ELEM: P = P::new(
+    R::Integer,
+    &[
+        A::ConstMapPtr,
+        A::PtrToFunc,
+        A::PtrToStackOrNull,
+        A::Anything,
+    ],
+);
+// kernel/bpf/bpf_iter.c: bpf_loop_proto
+const LOOP: P = P::new(
+    R::Integer,
+    &[A::Anything, A::PtrToFunc, A::PtrToStackOrNull, A::Anything],
+);
+
 const GENERIC: &[HelperDef] = &[
-    helper!(1, "bpf_map_lookup_elem", map_lookup_elem),
-    helper!(2, "bpf_map_update_elem", map_update_elem),
-    helper!(3, "bpf_map_delete_elem", map_delete_elem),
-    helper!(5, "bpf_ktime_get_ns", ktime_get_ns),
-    helper!(6, "bpf_trace_printk", trace_printk),
-    helper!(7, "bpf_get_prandom_u32", get_prandom_u32),
-    helper!(8, "bpf_get_smp_processor_id", get_smp_processor_id),
-    helper!(12, "bpf_tail_call", tail_call),
-    helper!(42, "bpf_get_numa_node_id", |_, _| Ok(0)),
-    helper!(87, "bpf_map_push_elem", map_push_elem),
-    helper!(88, "bpf_map_pop_elem", map_pop_elem),
-    helper!(89, "bpf_map_peek_elem", map_peek_elem),
-    helper!(93, "bpf_spin_lock", spin_lock),
-    helper!(94, "bpf_spin_unlock", spin_unlock),
-    helper!(118, "bpf_jiffies64", jiffies64),
-    helper!(125, "bpf_ktime_get_boot_ns", ktime_get_ns),
-    helper!(130, "bpf_ringbuf_output", ringbuf_output),
-    helper!(131, "bpf_ringbuf_reserve", ringbuf_reserve),
-    helper!(132, "bpf_ringbuf_submit", ringbuf_submit),
-    helper!(133, "bpf_ringbuf_discard", ringbuf_discard),
-    helper!(134, "bpf_ringbuf_query", ringbuf_query),
-    helper!(160, "bpf_ktime_get_coarse_ns", ktime_get_ns),
-    helper!(164, "bpf_for_each_map_elem", for_each_map_elem),
-    helper!(181, "bpf_loop", bpf_loop),
-    helper!(195, "bpf_map_lookup_percpu_elem", map_lookup_percpu_elem),
-    helper!(208, "bpf_ktime_get_tai_ns", ktime_get_ns),
+    helper!(1, "bpf_map_lookup_elem", map_lookup_elem, MAP_LOOKUP),
+    helper!(2, "bpf_map_update_elem", map_update_elem, MAP_UPDATE),
+    helper!(3, "bpf_map_delete_elem", map_delete_elem, MAP_DELETE),
+    helper!(5, "bpf_ktime_get_ns", ktime_get_ns, NO_ARGS),
+    helper!(6, "bpf_trace_printk", trace_printk, TRACE_PRINTK),
+    helper!(7, "bpf_get_prandom_u32", get_prandom_u32, NO_ARGS),
+    helper!(8, "bpf_get_smp_processor_id", get_smp_processor_id, NO_ARGS),
+    helper!(12, "bpf_tail_call", tail_call, TAIL_CALL),
+    helper!(42, "bpf_get_numa_node_id", |_, _| Ok(0), NO_ARGS),
+    helper!(87, "bpf_map_push_elem", map_push_elem, MAP_PUSH),
+    helper!(88, "bpf_map_pop_elem", map_pop_elem, MAP_POP),
+    helper!(89, "bpf_map_peek_elem", map_peek_elem, MAP_POP),
+    helper!(93, "bpf_spin_lock", spin_lock, SPIN_LOCK),
+    helper!(94, "bpf_spin_unlock", spin_unlock, SPIN_LOCK),
+    helper!(118, "bpf_jiffies64", jiffies64, NO_ARGS),
+    helper!(125, "bpf_ktime_get_boot_ns", ktime_get_ns, NO_ARGS),
+    helper!(130, "bpf_ringbuf_output", ringbuf_output, RINGBUF_OUTPUT),
+    helper!(131, "bpf_ringbuf_reserve", ringbuf_reserve, RINGBUF_RESERVE),
+    helper!(132, "bpf_ringbuf_submit", ringbuf_submit, RINGBUF_COMMIT),
+    helper!(133, "bpf_ringbuf_discard", ringbuf_discard, RINGBUF_COMMIT),
+    helper!(134, "bpf_ringbuf_query", ringbuf_query, RINGBUF_QUERY),
+    helper!(160, "bpf_ktime_get_coarse_ns", ktime_get_ns, NO_ARGS),
+    helper!(
+        164,
+        "bpf_for_each_map_elem",
+        for_each_map_elem,
+        FOR_EACH_MAP_ELEM
+    ),
+    helper!(181, "bpf_loop", bpf_loop, LOOP),
+    helper!(
+        195,
+        "bpf_map_lookup_percpu_elem",
+        map_lookup_percpu_elem,
+        MAP_LOOKUP_PERCPU
+    ),
+    helper!(208, "bpf_ktime_get_tai_ns", ktime_get_ns, NO_ARGS),
 ];
 
 /// The key a map helper's argument points at, read in place.
@@ -594,4 +683,78 @@ pub fn format_printk(st: &RunState, fmt: &[u8], args: &[u64]) -> Result<String, 
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{HelperProto, RetType};
+
+    #[test]
+    fn every_generic_helper_is_declared() {
+        let t = HelperTable::generic();
+        let undeclared: Vec<&str> = t
+            .iter()
+            .filter(|d| !d.proto.declared)
+            .map(|d| d.name)
+            .collect();
+        assert_eq!(undeclared, Vec::<&str>::new());
+        assert_eq!(t.iter().count(), 26);
+    }
+
+    #[test]
+    fn generic_prototypes_are_the_kernels() {
+        let t = HelperTable::generic();
+        let proto = |id: u32| t.get(id).map(|d| d.proto);
+        // kernel/bpf/helpers.c: bpf_map_lookup_elem_proto
+        assert_eq!(
+            proto(1),
+            Some(HelperProto {
+                ret: RetType::PtrToMapValueOrNull,
+                args: [
+                    A::ConstMapPtr,
+                    A::PtrToMapKey,
+                    A::DontCare,
+                    A::DontCare,
+                    A::DontCare
+                ],
+                changes_pkt_data: false,
+                pkt_access: true,
+                gpl_only: false,
+                might_sleep: false,
+                declared: true,
+            })
+        );
+        // kernel/bpf/ringbuf.c: bpf_ringbuf_reserve_proto
+        assert_eq!(
+            proto(131).map(|p| (p.ret, p.args[0], p.args[1], p.args[2])),
+            Some((
+                RetType::PtrToAllocMemOrNull,
+                A::ConstMapPtr,
+                A::ConstAllocSizeOrZero,
+                A::Anything
+            ))
+        );
+        assert_eq!(
+            proto(132).map(|p| (p.ret, p.args[0])),
+            Some((RetType::Void, A::PtrToAllocMemRelease))
+        );
+        // kernel/trace/bpf_trace.c: bpf_trace_printk_proto is GPL-only.
+        assert_eq!(proto(6).map(|p| p.gpl_only), Some(true));
+        assert_eq!(proto(88).map(|p| p.args[1]), Some(A::PtrToUninitMapValue));
+        assert_eq!(proto(88).map(|p| p.pkt_access), Some(false));
+        assert_eq!(
+            proto(181).map(|p| p.args),
+            Some([
+                A::Anything,
+                A::PtrToFunc,
+                A::PtrToStackOrNull,
+                A::Anything,
+                A::DontCare
+            ])
+        );
+        // No generic helper changes packet data (tail calls are handled per
+        // subprogram by the verifier, not by this flag, since 6.17).
+        assert!(t.iter().all(|d| !d.proto.changes_pkt_data));
+    }
 }

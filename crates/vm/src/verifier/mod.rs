@@ -8,6 +8,8 @@
 //! helper calls against their prototypes (`crate::proto`), ctx access rules per
 //! program type, and the availability of features by kernel version.
 
+pub mod ctx;
+
 use std::sync::Arc;
 
 use skiff_isa::Insn;
@@ -88,6 +90,23 @@ pub struct SourceLine {
     pub col: u32,
     /// The source text of the line, as the verifier log prints it (`; text @ file:line`).
     pub text: String,
+}
+
+impl From<&skiff_object::LineInfo> for SourceLine {
+    fn from(l: &skiff_object::LineInfo) -> SourceLine {
+        SourceLine {
+            insn: l.insn,
+            file: l.file.clone(),
+            line: l.line,
+            col: l.col,
+            text: l.text.clone(),
+        }
+    }
+}
+
+/// A program's BTF line info as the verifier takes it (`VerifyOptions::lines`).
+pub fn source_lines(prog: &skiff_object::Program) -> Vec<SourceLine> {
+    prog.lines.iter().map(SourceLine::from).collect()
 }
 
 /// A refusal, as the kernel reports it: errno from BPF_PROG_LOAD and the log.
