@@ -1,12 +1,15 @@
 //! The JIT: eBPF to native code with Cranelift, once per program at load time.
 //! Each eBPF function (the main program, every bpf-to-bpf callee and callback)
-//! becomes one native function `(st, r1..r5, r10) -> r0`. The code keeps the
-//! interpreter's guarantees without a verifier: every load and store is checked
-//! against the run's regions (the packet, the stack and a one-entry cache of the
-//! last map region inline; everything else through the same region table as the
-//! interpreter), loops are bounded by the instruction budget, and any violation
-//! ends the run with the interpreter's error.
+//! becomes one native function `(st, r1..r5, r10) -> r0` (the tags of r1-r5 and
+//! r0 pass through the JitState). The code keeps the interpreter's guarantees
+//! without a verifier: every load and store is checked against the region of its
+//! pointer's provenance tag (crate::mem; tags known at compile time specialise
+//! the check: constant bounds for the program's maps, registers for the packet),
+//! loops are bounded by the instruction budget, and any violation ends the run
+//! with the interpreter's error.
 
+mod access;
+mod analysis;
 pub(crate) mod runtime;
 mod translate;
 
@@ -182,6 +185,7 @@ fn compile_with(
 pub(crate) fn fail_error(code: u64, st: &RunState) -> VmError {
     match code {
         runtime::FAIL_DEPTH => VmError::CallDepth(crate::state::MAX_CALL_FRAMES),
+        runtime::FAIL_JUMP => VmError::BadJump,
         _ => VmError::Budget(st.env.budget),
     }
 }
