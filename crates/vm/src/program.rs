@@ -30,6 +30,8 @@ pub struct Program {
     pub code: Vec<Insn>,
     /// Maps this program references.
     pub maps: Vec<Arc<Map>>,
+    /// Each one's index among the object's maps (`load`'s `maps`).
+    pub map_indices: Vec<usize>,
     /// Their storage (the map's address, its region; EMPTY for a map without
     /// one), `maps` order: tag FIRST_MAP + i in every run (computed once here).
     pub map_storage: Vec<(usize, Region)>,
@@ -65,9 +67,24 @@ impl Program {
         maps: &[Arc<Map>],
         engine: Engine,
     ) -> Result<Program, LoadError> {
+        Self::load_verified(name, prog_type, insns, maps, engine, None)
+    }
+
+    /// As `load_with`, with what the verifier proved of `insns` (one
+    /// `InsnAux` per instruction slot): the JIT emits no bounds check for a
+    /// proven access and charges no budget on a proven-bounded loop.
+    pub fn load_verified(
+        name: &str,
+        prog_type: ProgType,
+        insns: Vec<Insn>,
+        maps: &[Arc<Map>],
+        engine: Engine,
+        verified: Option<&crate::verifier::Verified>,
+    ) -> Result<Program, LoadError> {
         let mut p = Self::link(name, prog_type, insns, maps)?;
         if engine == Engine::Jit {
-            let c = crate::jit::compile(&p).map_err(|e| LoadError::Invalid {
+            let aux = verified.map(|v| v.aux.as_slice());
+            let c = crate::jit::compile(&p, aux).map_err(|e| LoadError::Invalid {
                 prog: name.to_string(),
                 msg: format!("JIT: {e}"),
             })?;
@@ -97,6 +114,7 @@ impl Program {
         })?;
         let mut code = insns.clone();
         let mut used = Vec::new();
+        let mut used_idx = Vec::new();
         let mut pc = 0;
         while pc < code.len() {
             let insn = code[pc];
@@ -116,6 +134,7 @@ impl Program {
                             })?;
                         if !used.iter().any(|m: &Arc<Map>| Arc::ptr_eq(m, map)) {
                             used.push(map.clone());
+                            used_idx.push(insn.imm as usize);
                         }
                         if insn.src == BPF_PSEUDO_MAP_IDX {
                             map_handle(map)
@@ -190,6 +209,7 @@ impl Program {
             insns,
             code,
             maps: used,
+            map_indices: used_idx,
             jit: None,
         })
     }

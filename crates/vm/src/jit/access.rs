@@ -18,6 +18,7 @@ use super::translate::{FnTranslator, MF};
 use crate::mem::{
     ctx_field_tag, ctx_packet_fields, CTX, FIRST_MAP, MAX_TAGS, PACKET, SCALAR, STACK,
 };
+use crate::verifier::MemKind;
 
 fn mem_type(size: u32) -> Type {
     match size {
@@ -55,6 +56,9 @@ impl FnTranslator<'_> {
         no: Block,
     ) {
         let table = if write { off::WBOUNDS } else { off::RBOUNDS };
+        if t != SCALAR {
+            self.checks += 1;
+        }
         let map = (t as usize)
             .checked_sub(FIRST_MAP as usize)
             .filter(|_| t != DYN)
@@ -169,7 +173,7 @@ impl FnTranslator<'_> {
         self.b.append_block_param(done, I64);
         let raw = self.b.create_block();
         let exact = t == CTX && self.ctx_regs & (1 << (base_reg & 0xf)) != 0;
-        if in_own_frame(base_reg, offset, size) {
+        if in_own_frame(base_reg, offset, size) || self.proven_raw(pc) {
             self.b.ins().jump(raw, &[]);
         } else {
             if !self.mem_only
@@ -277,7 +281,7 @@ impl FnTranslator<'_> {
         let a = self.b.ins().iadd_imm_s(base, offset as i64);
         let done = self.b.create_block();
         let raw = self.b.create_block();
-        if in_own_frame(base_reg, offset, size) {
+        if in_own_frame(base_reg, offset, size) || self.proven_raw(pc) {
             self.b.ins().jump(raw, &[]);
         } else {
             let slow = self.b.create_block();
@@ -342,7 +346,16 @@ impl FnTranslator<'_> {
             _ => None,
         };
         let inline = (rmw.is_some() || insn.imm == BPF_CMPXCHG) && t != STACK;
-        if inline {
+        // Proven in bounds and aligned (the verifier's check_atomic), off the
+        // stack (whose slot tag the runtime clears): the native atomic alone.
+        let proven = self
+            .proven(pc)
+            .is_some_and(|k| !matches!(k, MemKind::Ctx | MemKind::Stack));
+        if inline && proven && t != DYN {
+            let fast = self.b.create_block();
+            self.b.ins().jump(fast, &[]);
+            self.native_atomic(fast, done, a, src, r0, rmw, size);
+        } else if inline {
             let fast = self.b.create_block();
             let check = self.b.create_block();
             let mis = self.b.ins().band_imm_u(a, (size - 1) as u64 as i64);
@@ -355,33 +368,11 @@ impl FnTranslator<'_> {
             self.b.ins().brif(ok, check, &[], slow, &[]);
             self.b.switch_to_block(check);
             self.branch_region(t, tv, a, size, true, fast, slow);
-            self.b.switch_to_block(fast);
-            let ty = if size == 8 { I64 } else { I32 };
-            let x = if size == 8 {
-                src
-            } else {
-                self.b.ins().ireduce(I32, src)
-            };
-            let old = match rmw {
-                Some(op) => self.b.ins().atomic_rmw(ty, MF, op, a, x),
-                None => {
-                    let e = if size == 8 {
-                        r0
-                    } else {
-                        self.b.ins().ireduce(I32, r0)
-                    };
-                    self.b.ins().atomic_cas(MF, a, e, x)
-                }
-            };
-            let old = if size == 8 {
-                old
-            } else {
-                self.b.ins().uextend(I64, old)
-            };
-            self.b.ins().jump(done, &[old.into()]);
+            self.native_atomic(fast, done, a, src, r0, rmw, size);
         } else {
             self.b.ins().jump(slow, &[]);
         }
+        // (Unreachable when the access was proven: cranelift drops it.)
         self.b.switch_to_block(slow);
         let tag_bits = self.b.ins().ishl_imm_u(tv, 40);
         let so = self.b.ins().bor_imm_u(
@@ -404,5 +395,48 @@ impl FnTranslator<'_> {
         } else if insn.imm & BPF_FETCH != 0 {
             self.set(insn.src, old);
         }
+    }
+
+    /// A proven access to raw memory (not the context, whose fields are rewritten).
+    fn proven_raw(&self, pc: usize) -> bool {
+        self.proven(pc).is_some_and(|k| k != MemKind::Ctx)
+    }
+
+    /// The native atomic in block `fast`, then to `done` with the old value.
+    #[allow(clippy::too_many_arguments)]
+    fn native_atomic(
+        &mut self,
+        fast: Block,
+        done: Block,
+        a: Value,
+        src: Value,
+        r0: Value,
+        rmw: Option<AtomicRmwOp>,
+        size: u32,
+    ) {
+        self.b.switch_to_block(fast);
+        let ty = if size == 8 { I64 } else { I32 };
+        let x = if size == 8 {
+            src
+        } else {
+            self.b.ins().ireduce(I32, src)
+        };
+        let old = match rmw {
+            Some(op) => self.b.ins().atomic_rmw(ty, MF, op, a, x),
+            None => {
+                let e = if size == 8 {
+                    r0
+                } else {
+                    self.b.ins().ireduce(I32, r0)
+                };
+                self.b.ins().atomic_cas(MF, a, e, x)
+            }
+        };
+        let old = if size == 8 {
+            old
+        } else {
+            self.b.ins().uextend(I64, old)
+        };
+        self.b.ins().jump(done, &[old.into()]);
     }
 }

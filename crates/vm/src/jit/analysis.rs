@@ -295,13 +295,16 @@ pub fn tag_dataflow(f: &TagFacts, end: usize, in_wide: &[bool]) -> Vec<Tags> {
 }
 
 /// bpf_map_lookup_elem calls with r1 an array map the program names (a
-/// ld_imm64 handle in the same basic block): (pc, the map's index).
+/// ld_imm64 handle in the same basic block, or the verifier's `const_map`,
+/// here as an index into the program's maps): (pc, the map's index).
+/// `arrays`: each map's handle, 0 for a map that is no array.
 pub fn inline_lookups(
     code: &[Insn],
     start: usize,
     end: usize,
     leader: &[bool],
     arrays: &[u64],
+    const_maps: &[(usize, usize)],
 ) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut consts: [Option<u64>; 11] = [None; 11];
@@ -312,7 +315,10 @@ pub fn inline_lookups(
         }
         let insn = code[pc];
         if insn.code == CALL && insn.src == 0 && insn.imm == 1 {
-            if let Some(i) = consts[1].and_then(|h| arrays.iter().position(|&a| a == h)) {
+            let proven = const_maps.iter().find(|(p, _)| *p == pc).map(|&(_, m)| m);
+            let known = consts[1].and_then(|h| arrays.iter().position(|&a| a != 0 && a == h));
+            let proven = proven.filter(|&m| arrays.get(m).is_some_and(|&a| a != 0));
+            if let Some(i) = known.or(proven) {
                 out.push((pc, i));
             }
         }

@@ -19,6 +19,7 @@ use cranelift_jit::{JITBuilder, JITModule};
 
 use crate::program::Program;
 use crate::state::RunState;
+use crate::verifier::InsnAux;
 use crate::VmError;
 
 pub(crate) use runtime::{call_function as runtime_call, execute, JitState};
@@ -51,6 +52,14 @@ pub struct JitStats {
     /// Bytes of native code, all functions.
     pub code_size: usize,
     pub functions: usize,
+    /// Inline bounds checks emitted (loads, stores, atomics the verifier did
+    /// not prove).
+    pub checks: usize,
+    /// Budget charges emitted (back-edges of loops not proven bounded, and one
+    /// per function entry).
+    pub budget_charges: usize,
+    /// bpf_map_lookup_elem calls on array maps compiled inline.
+    pub inlined_lookups: usize,
 }
 
 /// A native function: `(run state, r1, r2, r3, r4, r5, r10) -> r0`.
@@ -129,10 +138,11 @@ fn isa() -> Result<cranelift_codegen::isa::OwnedTargetIsa, String> {
         .map_err(|e| format!("host ISA: {e}"))
 }
 
-/// Compile `prog.code` for this machine.
-pub fn compile(prog: &Program) -> Result<Compiled, JitError> {
+/// Compile `prog.code` for this machine; `aux`: what the verifier proved of
+/// each instruction, if it ran.
+pub fn compile(prog: &Program, aux: Option<&[InsnAux]>) -> Result<Compiled, JitError> {
     let isa = isa().map_err(|msg| JitError { pc: 0, msg })?;
-    compile_with(prog, isa)
+    compile_with(prog, isa, aux)
 }
 
 /// Compile `prog.code` for another architecture (a target triple such as
@@ -149,19 +159,21 @@ pub fn compile_for(prog: &Program, triple: &str) -> Result<JitStats, JitError> {
         .map_err(|e| fail(format!("target {triple}: {e}")))?
         .finish(settings::Flags::new(flags))
         .map_err(|e| fail(e.to_string()))?;
-    compile_with(prog, isa).map(|c| c.stats)
+    compile_with(prog, isa, None).map(|c| c.stats)
 }
 
 fn compile_with(
     prog: &Program,
     isa: cranelift_codegen::isa::OwnedTargetIsa,
+    aux: Option<&[InsnAux]>,
 ) -> Result<Compiled, JitError> {
     let start = Instant::now();
     let module = JITModule::new(JITBuilder::with_isa(
         isa,
         cranelift_module::default_libcall_names(),
     ));
-    let (module, funcs, code_size) = translate::translate(module, prog)?;
+    let aux = aux.filter(|a| a.len() == prog.code.len());
+    let (module, funcs, counts) = translate::translate(module, prog, aux)?;
     let n = funcs.len();
     let ctx_wanted = prog
         .code
@@ -175,8 +187,11 @@ fn compile_with(
         ctx_wanted,
         stats: JitStats {
             compile_time: start.elapsed(),
-            code_size,
+            code_size: counts.code_size,
             functions: n,
+            checks: counts.checks,
+            budget_charges: counts.charges,
+            inlined_lookups: counts.inlined,
         },
     })
 }

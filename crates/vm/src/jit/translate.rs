@@ -20,6 +20,7 @@ use super::{JitError, JitFn};
 use crate::mem::{Tag, CTX, FIRST_MAP, SCALAR, STACK};
 use crate::program::{Program, FUNC_TAG};
 use crate::state::MAX_CALL_FRAMES;
+use crate::verifier::{InsnAux, MemKind};
 use skiff_object::ProgType;
 
 fn err(pc: usize, msg: impl Into<String>) -> JitError {
@@ -68,12 +69,26 @@ fn native_signature(module: &JITModule) -> Signature {
     sig
 }
 
-/// Compile every function of `prog`; returns the module (finalized), the
-/// functions by entry and the code size.
+/// What translating emitted, over all functions.
+#[derive(Default)]
+pub(super) struct Counts {
+    pub code_size: usize,
+    pub checks: usize,
+    pub charges: usize,
+    pub inlined: usize,
+}
+
+/// The functions of a compiled program, by entry instruction.
+type Funcs = Vec<(usize, JitFn)>;
+
+/// Compile every function of `prog` (`aux`: the verifier's proofs, one per
+/// instruction); returns the module (finalized), the functions by entry and
+/// what was emitted.
 pub(super) fn translate(
     mut module: JITModule,
     prog: &Program,
-) -> Result<(JITModule, Vec<(usize, JitFn)>, usize), JitError> {
+    aux: Option<&[InsnAux]>,
+) -> Result<(JITModule, Funcs, Counts), JitError> {
     let code = &prog.code;
     if code.is_empty() {
         return Err(err(0, "empty program"));
@@ -89,7 +104,7 @@ pub(super) fn translate(
     }
     let mut ctx = module.make_context();
     let mut fbc = FunctionBuilderContext::new();
-    let mut code_size = 0usize;
+    let mut counts = Counts::default();
     for (i, &start) in entries.iter().enumerate() {
         let end = entries.get(i + 1).copied().unwrap_or(code.len());
         ctx.func.signature = sig.clone();
@@ -100,12 +115,16 @@ pub(super) fn translate(
                 &mut ctx,
                 &mut fbc,
                 prog,
+                aux,
                 start,
                 end,
                 &entries,
                 &ids,
             )?;
             t.body()?;
+            counts.checks += t.checks;
+            counts.charges += t.charges;
+            counts.inlined += t.inlined.len();
             t.b.seal_all_blocks();
             t.b.finalize(fc);
         }
@@ -122,7 +141,7 @@ pub(super) fn translate(
         {
             eprintln!("; {} function at insn {start}\n{d}", prog.name);
         }
-        code_size += ctx
+        counts.code_size += ctx
             .compiled_code()
             .map(|c| c.code_info().total_size as usize)
             .unwrap_or(0);
@@ -143,7 +162,7 @@ pub(super) fn translate(
             (e, f)
         })
         .collect();
-    Ok((module, funcs, code_size))
+    Ok((module, funcs, counts))
 }
 
 pub(super) struct FnTranslator<'a> {
@@ -164,6 +183,11 @@ pub(super) struct FnTranslator<'a> {
     pub(super) map_bounds: Vec<(u64, u64, bool)>,
     /// Helper calls inlined as array lookups: (pc, map index).
     inlined: Vec<(usize, usize)>,
+    /// The verifier's proofs, one per instruction, if it ran.
+    aux: Option<&'a [InsnAux]>,
+    /// Inline bounds checks and budget charges emitted.
+    pub(super) checks: usize,
+    charges: usize,
     inlined_tags: Vec<(usize, Tag)>,
     /// The packet bounds and the budget, kept in registers; written back to /
     /// reloaded from the JitState around calls that may use or change them.
@@ -213,6 +237,7 @@ impl<'a> FnTranslator<'a> {
         ctx: &'a mut Context,
         fbc: &'a mut FunctionBuilderContext,
         prog: &'a Program,
+        aux: Option<&'a [InsnAux]>,
         start: usize,
         end: usize,
         entries: &[usize],
@@ -329,7 +354,18 @@ impl<'a> FnTranslator<'a> {
                 }
             })
             .collect();
-        let inlined = analysis::inline_lookups(code, start, end, &leader, &handles);
+        let const_maps: Vec<(usize, usize)> = aux
+            .map(|a| {
+                a.iter()
+                    .enumerate()
+                    .filter_map(|(pc, x)| {
+                        let m = x.const_map?;
+                        Some((pc, prog.map_indices.iter().position(|&i| i == m)?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let inlined = analysis::inline_lookups(code, start, end, &leader, &handles, &const_maps);
         let inlined_tags: Vec<(usize, Tag)> = inlined
             .iter()
             .map(|&(pc, i)| (pc, FIRST_MAP + i as Tag))
@@ -393,6 +429,9 @@ impl<'a> FnTranslator<'a> {
             map_bounds,
             inlined,
             inlined_tags,
+            aux,
+            checks: 0,
+            charges: 0,
             pkt_lo,
             pkt_hi,
             budget,
@@ -508,6 +547,7 @@ impl<'a> FnTranslator<'a> {
 
     /// Take `cost` from the instruction budget; fail at `pc` when it runs out.
     fn charge(&mut self, pc: usize, cost: u64) {
+        self.charges += 1;
         let budget = self.b.use_var(self.budget);
         let ok = self
             .b
@@ -571,6 +611,18 @@ impl<'a> FnTranslator<'a> {
                 self.b.def_var(self.tags[r], c);
             }
         }
+    }
+
+    /// The back-edge at `pc` closes a loop the verifier proved bounded.
+    fn bounded_loop(&self, pc: usize) -> bool {
+        self.aux
+            .and_then(|a| a.get(pc))
+            .is_some_and(|x| x.bounded_loop)
+    }
+
+    /// The memory access at `pc` was proven in bounds for this pointer kind.
+    pub(super) fn proven(&self, pc: usize) -> Option<MemKind> {
+        self.aux.and_then(|a| a.get(pc)).and_then(|x| x.mem)
     }
 
     pub(super) fn prog_type(&self) -> ProgType {
@@ -839,7 +891,7 @@ impl<'a> FnTranslator<'a> {
                     insn.off as i64
                 };
                 let t = (pc as i64 + 1 + o) as usize;
-                if t <= pc {
+                if t <= pc && !self.bounded_loop(pc) {
                     self.charge(pc, (pc - t + 1) as u64);
                 }
                 let blk = self.block_at(t);
@@ -903,7 +955,7 @@ impl<'a> FnTranslator<'a> {
                 };
                 let t = (pc as i64 + 1 + insn.off as i64) as usize;
                 let fall = self.block_at(pc + 1);
-                if t <= pc {
+                if t <= pc && !self.bounded_loop(pc) {
                     // A backward branch: charge the loop body when it is taken.
                     let charge = self.b.create_block();
                     self.b.ins().brif(c, charge, &[], fall, &[]);
