@@ -341,23 +341,17 @@ struct Regs {
 }
 
 impl Regs {
+    /// A function's entry: r1-r5 and their tags, r10.
     fn new(args: [u64; 5], tags: u64, r10: u64) -> Regs {
-        let mut r = Regs {
-            v: [0; 16],
-            t: [SCALAR; 16],
+        let [a1, a2, a3, a4, a5] = args;
+        let t = |i| unpack_tag(tags, i);
+        #[rustfmt::skip]
+        let r = Regs {
+            v: [0, a1, a2, a3, a4, a5, 0, 0, 0, 0, r10, 0, 0, 0, 0, 0],
+            t: [SCALAR, t(0), t(1), t(2), t(3), t(4), SCALAR, SCALAR, SCALAR, SCALAR, STACK,
+                SCALAR, SCALAR, SCALAR, SCALAR, SCALAR],
         };
-        r.enter(args, tags);
-        r.v[10] = r10;
-        r.t[10] = STACK;
         r
-    }
-
-    /// A function's entry: r1-r5 and their tags.
-    fn enter(&mut self, args: [u64; 5], tags: u64) {
-        self.v[1..6].copy_from_slice(&args);
-        for i in 0..5 {
-            self.t[i + 1] = unpack_tag(tags, i);
-        }
     }
 
     fn arg_tags(&self) -> u64 {

@@ -89,6 +89,8 @@ pub struct Vm {
     scratch: Box<[u8]>,
     regions: Regions,
     maps: Vec<*const Map>,
+    /// Inner maps a run adopted (kept alive until the run ends).
+    keepalive: Vec<Arc<Map>>,
     jit: Box<JitState>,
     /// The program (by id: an address may be reused by the next program) the
     /// static part of `regions` (its maps' tags) and `maps` were last set up
@@ -125,6 +127,7 @@ impl Vm {
             scratch: vec![0u8; SCRATCH_SIZE].into_boxed_slice(),
             regions,
             maps: Vec::new(),
+            keepalive: Vec::new(),
             jit,
             setup_for: None,
             env: Env::default(),
@@ -177,6 +180,7 @@ impl Vm {
         self.setup_for = Some(prog.id);
     }
 
+    #[inline(always)]
     fn run_inner(
         &mut self,
         prog: &Arc<Program>,
@@ -190,13 +194,19 @@ impl Vm {
         let args = args.unwrap_or([ctx_addr as u64, 0, 0, 0, 0]);
         let ctx_size = ctx.ctx_size();
         let ctx_region = match extra.iter().find(|r| r.contains(args[0], 0)) {
-            Some(r) => *r,
+            Some(r) => Region {
+                start: args[0],
+                ..*r
+            },
             None if ctx_size > 0 => Region::new(ctx_addr, ctx_size, RegionKind::Ctx),
             None => Region::EMPTY,
         };
-        self.regions.set(CTX, ctx_region);
+        // The same context as the last run, mostly: nothing to write then.
+        if self.regions.by_tag.get(CTX as usize) != Some(&ctx_region) {
+            self.regions.set(CTX, ctx_region);
+            self.jit.set_bounds(CTX, &ctx_region);
+        }
         let jit = &mut *self.jit;
-        jit.set_bounds(CTX, &ctx_region);
         jit.begin_run(self.env.budget, self.env.cpu);
         let mut st = RunState {
             regions: &mut self.regions,
@@ -208,7 +218,7 @@ impl Vm {
             tail_call_cnt: 0,
             pending_tail_call: None,
             current: ProgRef(Arc::as_ptr(prog)),
-            keepalive: Vec::new(),
+            keepalive: &mut self.keepalive,
             exit_now: None,
             scratch: self.scratch.as_mut_ptr() as usize,
             scratch_tag: SCALAR,
@@ -229,9 +239,10 @@ impl Vm {
             pc,
             error,
         });
-        if !st.keepalive.is_empty() || st.retabled {
-            // Inner maps were adopted, or a tail call set up another program's
-            // tags: the next run starts afresh.
+        if st.retabled || !st.keepalive.is_empty() {
+            // Inner maps were adopted (they are let go now), or a tail call
+            // set up another program's tags: the next run starts afresh.
+            st.keepalive.clear();
             self.setup_for = None;
         }
         res
@@ -293,7 +304,7 @@ pub struct RunState<'a> {
     /// it looked up, the maps of programs it tail-called. Kept alive by the
     /// programs' `Arc`s and by `keepalive`.
     maps: &'a mut Vec<*const Map>,
-    keepalive: Vec<Arc<Map>>,
+    keepalive: &'a mut Vec<Arc<Map>>,
     pub(crate) stack_top: usize,
     pub(crate) tail_call_cnt: u32,
     pub(crate) pending_tail_call: Option<ProgRef>,

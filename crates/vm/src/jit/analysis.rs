@@ -345,6 +345,46 @@ pub fn inline_lookups(
     out
 }
 
+/// What a function keeps in registers: (the packet bounds: some memory
+/// instruction's base may be a packet pointer; the budget: a back-edge not
+/// proven bounded, or it is no main function).
+pub fn register_needs(
+    code: &[Insn],
+    start: usize,
+    end: usize,
+    in_wide: &[bool],
+    tags_in: &[Tags],
+    aux: Option<&[crate::verifier::InsnAux]>,
+) -> (bool, bool) {
+    let mut packet = false;
+    let mut budget = start != 0;
+    for pc in start..end {
+        let i = pc - start;
+        if in_wide[i] {
+            continue;
+        }
+        let insn = code[pc];
+        let class = insn.code & 7;
+        let base = match class {
+            BPF_LDX => Some(insn.src),
+            BPF_ST | BPF_STX => Some(insn.dst),
+            // Inlined lookups load their key through r2.
+            BPF_JMP if insn.code == CALL => Some(2),
+            _ => None,
+        };
+        if let Some(r) = base {
+            let t = tags_in[i][(r & 0xf).min(10) as usize];
+            packet |= t == crate::mem::PACKET || t == DYN;
+        }
+        if class == BPF_JMP || class == BPF_JMP32 {
+            let (_, target) = successors(pc, insn);
+            let proven = aux.and_then(|a| a.get(pc)).is_some_and(|x| x.bounded_loop);
+            budget |= target.is_some_and(|t| t <= pc as i64) && !proven;
+        }
+    }
+    (packet, budget)
+}
+
 /// `r10 + offset` for `size` bytes stays inside the function's own 512-byte
 /// frame: the stack region, no check needed (r10 is read-only).
 pub fn in_own_frame(base_reg: u8, offset: i16, size: u32) -> bool {

@@ -56,7 +56,7 @@ pub struct JitStats {
     /// not prove).
     pub checks: usize,
     /// Budget charges emitted (back-edges of loops not proven bounded, and one
-    /// per function entry).
+    /// at the entry of each function but the main one).
     pub budget_charges: usize,
     /// bpf_map_lookup_elem calls on array maps compiled inline.
     pub inlined_lookups: usize,
@@ -70,6 +70,8 @@ pub struct Compiled {
     module: Option<JITModule>,
     /// (entry instruction, function), sorted by entry; the main program is pc 0.
     pub(crate) funcs: Vec<(usize, JitFn)>,
+    /// The main program's function (funcs[0]), called every run.
+    pub(crate) main: JitFn,
     /// Context slots (4-byte offset / 4) the program reads with 4-byte loads:
     /// what the context shadow is filled with at the start of a run.
     pub(crate) ctx_wanted: u64,
@@ -181,8 +183,15 @@ fn compile_with(
         .filter(|i| i.code == skiff_isa::BPF_LDX | skiff_isa::BPF_MEM | skiff_isa::BPF_W)
         .filter(|i| (0..256).contains(&i.off) && i.off % 4 == 0)
         .fold(0u64, |m, i| m | 1 << (i.off / 4));
+    let Some(&(0, main)) = funcs.first() else {
+        return Err(JitError {
+            pc: 0,
+            msg: "no main function".into(),
+        });
+    };
     Ok(Compiled {
         module: Some(module),
+        main,
         funcs,
         ctx_wanted,
         stats: JitStats {

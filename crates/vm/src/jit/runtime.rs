@@ -249,10 +249,9 @@ unsafe fn state<'a>(js: *mut JitState) -> &'a mut RunState<'static> {
 
 /// Run the current program (JIT compiled) from instruction 0.
 pub(crate) fn execute(st: &mut RunState, args: [u64; 5]) -> Result<u64, (usize, VmError)> {
-    let Some(f) = st.current.jit().and_then(|c| c.func(0)) else {
+    let Some(f) = st.current.jit().map(|c| c.main) else {
         return crate::interp::execute(st, None, 0, args, crate::state::ENTRY_TAGS);
     };
-    st.jit.status = RUN;
     fill_shadow(st);
     st.jit.arg_tags = crate::state::ENTRY_TAGS;
     let r0 = run_native(st, f, args);
@@ -413,7 +412,7 @@ fn tail_call(st: &mut RunState, next: ProgRef, args: [u64; 5]) -> u64 {
     st.enter_program(next);
     fill_shadow(st);
     let native = if st.engine == super::Engine::Jit {
-        next.jit().and_then(|c| c.func(0))
+        next.jit().map(|c| c.main)
     } else {
         None
     };

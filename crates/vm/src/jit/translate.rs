@@ -185,6 +185,12 @@ pub(super) struct FnTranslator<'a> {
     inlined: Vec<(usize, usize)>,
     /// The verifier's proofs, one per instruction, if it ran.
     aux: Option<&'a [InsnAux]>,
+    /// The function may access the packet (a static PACKET or DYN tag at a
+    /// memory instruction): it keeps the packet bounds in registers.
+    uses_packet: bool,
+    /// It charges the budget (a back-edge not proven bounded, or it is no
+    /// main function): it keeps the budget in a register.
+    uses_budget: bool,
     /// Inline bounds checks and budget charges emitted.
     pub(super) checks: usize,
     charges: usize,
@@ -378,6 +384,8 @@ impl<'a> FnTranslator<'a> {
             inlined: &inlined_tags,
         };
         let tags_in = analysis::tag_dataflow(&facts, end, &in_wide);
+        let (uses_packet, uses_budget) =
+            analysis::register_needs(code, start, end, &in_wide, &tags_in, aux);
         let map_bounds = prog
             .map_storage
             .iter()
@@ -430,6 +438,8 @@ impl<'a> FnTranslator<'a> {
             inlined,
             inlined_tags,
             aux,
+            uses_packet,
+            uses_budget,
             checks: 0,
             charges: 0,
             pkt_lo,
@@ -450,8 +460,12 @@ impl<'a> FnTranslator<'a> {
             sig_fail,
         };
         t.reload_state();
-        // Charge one instruction per call, so recursion through callbacks is bounded too.
-        t.charge(start, 1);
+        if start != 0 {
+            // Charge one instruction per call, so recursion through calls and
+            // callbacks is bounded too (the main function is entered once per
+            // run or tail call, which are bounded).
+            t.charge(start, 1);
+        }
         let first = t.blocks[0].expect("entry is a leader");
         t.b.ins().jump(first, &[]);
         Ok(t)
@@ -474,17 +488,26 @@ impl<'a> FnTranslator<'a> {
     }
 
     /// Packet bounds and budget from the JitState (at entry, after calls).
+    /// (Only what the function uses: the packet bounds when it may access the
+    /// packet, the budget when it charges it.)
     fn reload_state(&mut self) {
-        let lo = self.st_load(off::PKT_START);
-        let hi = self.st_load(off::PKT_END);
-        let bu = self.st_load(off::BUDGET);
-        self.b.def_var(self.pkt_lo, lo);
-        self.b.def_var(self.pkt_hi, hi);
-        self.b.def_var(self.budget, bu);
+        if self.uses_packet {
+            let lo = self.st_load(off::PKT_START);
+            let hi = self.st_load(off::PKT_END);
+            self.b.def_var(self.pkt_lo, lo);
+            self.b.def_var(self.pkt_hi, hi);
+        }
+        if self.uses_budget {
+            let bu = self.st_load(off::BUDGET);
+            self.b.def_var(self.budget, bu);
+        }
     }
 
     /// The budget back to the JitState (before calls and returns).
     fn spill_budget(&mut self) {
+        if !self.uses_budget {
+            return;
+        }
         let bu = self.b.use_var(self.budget);
         self.st_store(bu, off::BUDGET);
     }
