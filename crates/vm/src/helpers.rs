@@ -381,10 +381,8 @@ fn tail_call(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
         return Err(VmError::Ctx("bpf_tail_call: r1 is not the context".into()));
     }
     st.tail_call_cnt += 1;
-    // `prog` is kept alive by Env::programs for the run.
-    for m in prog.maps.iter() {
-        st.adopt_map(m);
-    }
+    // `prog` (and so its maps) is kept alive by Env::programs for the run.
+    st.adopt_program_maps(prog);
     st.tail_call_ref(prog);
     Ok(0)
 }

@@ -167,8 +167,9 @@ impl Vm {
                 let (from, to) = (self.regions.static_len, self.regions.len());
                 self.jit.clear_bounds(from, to);
                 self.regions.truncate_dynamic();
-                self.maps.truncate(prog.maps.len());
             }
+            // Handles a tail call made valid are not the program's own.
+            self.maps.truncate(prog.maps.len());
             return;
         }
         let old_len = self.regions.len();
@@ -225,7 +226,7 @@ impl Vm {
             engine: self.engine,
             jit,
             jit_error: None,
-            call_args: [0; 5],
+            call_args: std::ptr::null(),
             retabled: false,
         };
         st.refresh_packet();
@@ -319,8 +320,10 @@ pub struct RunState<'a> {
     /// tags) and what native code reads directly (see jit::runtime).
     pub(crate) jit: &'a mut JitState,
     pub(crate) jit_error: Option<(usize, VmError)>,
-    /// r1-r5 of the helper call being made (their tags: `jit.arg_tags`).
-    call_args: [u64; 5],
+    /// r1-r5 of the helper call being made (their tags: `jit.arg_tags`), or
+    /// null: the caller's array, not a copy (copying a just-written array
+    /// stalled store forwarding on every helper call).
+    call_args: *const [u64; 5],
     /// A tail call replaced the program's tags.
     retabled: bool,
 }
@@ -343,8 +346,20 @@ impl RunState<'_> {
         self.maps.iter().map(|&m| unsafe { &*m })
     }
 
+    /// Make the maps of a tail-call target usable by handle for the rest of
+    /// the run. `Env::programs` keeps the target, and so its maps, alive for
+    /// the run: no reference is taken.
+    pub(crate) fn adopt_program_maps(&mut self, prog: ProgRef) {
+        for m in &prog.maps {
+            let p = Arc::as_ptr(m);
+            if !self.maps.contains(&p) {
+                self.maps.push(p);
+            }
+        }
+    }
+
     /// Make a map usable by handle for the rest of the run (an inner map from an
-    /// *_OF_MAPS lookup, the maps of a tail-called program) and return its handle.
+    /// *_OF_MAPS lookup) and return its handle.
     pub fn adopt_map(&mut self, m: &Arc<Map>) -> u64 {
         let p = Arc::as_ptr(m);
         if !self.maps.contains(&p) {
@@ -392,7 +407,7 @@ impl RunState<'_> {
         tags: u64,
     ) -> Result<u64, VmError> {
         let saved = (self.call_args, self.jit.arg_tags);
-        (self.call_args, self.jit.arg_tags) = (args, tags);
+        (self.call_args, self.jit.arg_tags) = (&args, tags);
         self.jit.ret_tag = SCALAR as u64;
         let helpers = self.helpers;
         let r = helpers.call(self, id, args);
@@ -409,7 +424,14 @@ impl RunState<'_> {
     /// helper derived from it).
     fn arg_region_tag(&self, addr: u64, len: u64) -> Tag {
         let tags = self.jit.arg_tags;
-        let passed = (0..5).find(|&i| self.call_args[i] == addr && unpack_tag(tags, i) != SCALAR);
+        let args = if self.call_args.is_null() {
+            [0; 5]
+        } else {
+            // SAFETY: a non-null `call_args` points at the array `call_helper`
+            // holds on its stack for the whole helper call, which is running.
+            unsafe { *self.call_args }
+        };
+        let passed = (0..5).find(|&i| args[i] == addr && unpack_tag(tags, i) != SCALAR);
         if let Some(i) = passed {
             return unpack_tag(tags, i);
         }

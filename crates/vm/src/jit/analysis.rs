@@ -358,12 +358,11 @@ pub fn register_needs(
 ) -> (bool, bool) {
     let mut packet = false;
     let mut budget = start != 0;
-    for pc in start..end {
-        let i = pc - start;
+    for (i, &insn) in code[start..end].iter().enumerate() {
+        let pc = start + i;
         if in_wide[i] {
             continue;
         }
-        let insn = code[pc];
         let class = insn.code & 7;
         let base = match class {
             BPF_LDX => Some(insn.src),
