@@ -366,7 +366,8 @@ pub(super) unsafe extern "C" fn rt_helper(
     if pkt {
         st.refresh_packet();
     }
-    if ctx {
+    // (A tail call fills the shadow for its target.)
+    if ctx && st.pending_tail_call.is_none() {
         fill_shadow(st);
     }
     let r0 = match r {
