@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use skiff_maps::{Map, MapType};
 
-use crate::mem::{Region, RegionKind};
+use crate::mem::{Region, RegionKind, SCALAR};
 use crate::proto::{ArgType as A, HelperProto as P, RetType as R};
 use crate::state::{ProgRef, RunState, MAX_TAIL_CALL_CNT};
 use crate::{ProgType, VmError};
@@ -259,10 +259,11 @@ fn map_lookup_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
             map.attr().map_type.name(),
             map.attr().name
         ))),
-        _ => Ok(map
-            .lookup(key, st.cpu())
-            .map(|p| p as usize as u64)
-            .unwrap_or(0)),
+        _ => {
+            let v = map.lookup(key, st.cpu()).map_or(0, |p| p as usize as u64);
+            st.ret_map_value(map);
+            Ok(v)
+        }
     }
 }
 
@@ -281,7 +282,9 @@ fn map_lookup_percpu_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError
     if cpu >= map.possible_cpus() {
         return Ok(0);
     }
-    Ok(map.lookup(key, cpu).map(|p| p as usize as u64).unwrap_or(0))
+    let v = map.lookup(key, cpu).map_or(0, |p| p as usize as u64);
+    st.ret_map_value(map);
+    Ok(v)
 }
 
 // kernel/bpf/helpers.c: bpf_map_update_elem
@@ -380,11 +383,13 @@ fn tail_call(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     let Some(prog) = st.env.program(id).map(ProgRef::new) else {
         return Ok(neg(ENOENT));
     };
-    st.tail_call_cnt += 1;
-    // `prog` is kept alive by Env::programs for the run.
-    for m in prog.maps.iter() {
-        st.adopt_map(m);
+    // ARG_PTR_TO_CTX: the target starts with r1 the context, as every program.
+    if st.arg_tag(0) != crate::mem::CTX {
+        return Err(VmError::Ctx("bpf_tail_call: r1 is not the context".into()));
     }
+    st.tail_call_cnt += 1;
+    // `prog` (and so its maps) is kept alive by Env::programs for the run.
+    st.adopt_program_maps(prog);
     st.tail_call_ref(prog);
     Ok(0)
 }
@@ -403,7 +408,8 @@ fn bpf_loop(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
         return Ok(neg(E2BIG) as u32 as u64);
     }
     for i in 0..nr {
-        let ret = st.call_callback(func, [i, ctx, 0, 0, 0])?;
+        let tags = [SCALAR, st.arg_tag(2), SCALAR, SCALAR, SCALAR];
+        let ret = st.call_callback(func, [i, ctx, 0, 0, 0], tags)?;
         if ret != 0 {
             return Ok(i + 1);
         }
@@ -435,13 +441,16 @@ fn for_each_map_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     // The callback gets a pointer to a copy of the key (read-only), as the kernel's
     // key lives in the map element.
     let mut count = 0u64;
+    let (map_tag, ctx_tag) = (st.map_tag(map), st.arg_tag(2));
     for (key, _) in map.dump() {
         let Some(value) = map.lookup(&key, st.cpu()) else {
             continue;
         };
-        let key_addr = st.scratch_key(&key)?;
+        let (key_addr, key_tag) = st.scratch_key(&key)?;
         count += 1;
-        let ret = st.call_callback(func, [a[0], key_addr, value as usize as u64, ctx, 0])?;
+        let args = [a[0], key_addr, value as usize as u64, ctx, 0];
+        let tags = [SCALAR, key_tag, map_tag, ctx_tag, SCALAR];
+        let ret = st.call_callback(func, args, tags)?;
         if ret != 0 {
             break;
         }
@@ -501,11 +510,13 @@ fn ringbuf_reserve(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     let map = ringbuf_of(st, a[0])?;
     Ok(match map.ringbuf_reserve(a[1], a[2]) {
         Some(p) => {
-            st.add_region(Region::new(
+            // RET_PTR_TO_RINGBUF_MEM_OR_NULL: r0 points into this record only.
+            let tag = st.add_region(Region::new(
                 p as usize,
                 a[1] as usize,
                 RegionKind::ReadWrite,
             ));
+            st.set_ret_tag(tag);
             p as usize as u64
         }
         None => 0,

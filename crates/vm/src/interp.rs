@@ -6,36 +6,92 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use skiff_isa::*;
 
-use crate::mem::Target;
-use crate::state::{ProgRef, RunState, MAX_CALL_FRAMES};
+use crate::jit::runtime::SHADOW_SLOTS;
+use crate::mem::{alu_tag, ctx_field_tag, Tag, Target, CTX, SCALAR, STACK};
+use crate::state::{pack_tags, unpack_tag, ProgRef, RunState, ENTRY_TAGS, MAX_CALL_FRAMES};
 use crate::VmError;
 
 #[derive(Clone, Copy, Default)]
 struct Frame {
     ret_pc: usize,
     saved: [u64; 4],
+    saved_tags: [Tag; 4],
 }
 
+/// A load of `size` bytes at `addr` through a pointer tagged `tag`, checked
+/// against that tag's region; the value and its tag (a spilled pointer's, a
+/// packet pointer from the context, else SCALAR). `mem_only`: a helper's memory
+/// argument, where the context is not memory. Both engines come here (the JIT
+/// for what it does not do inline).
 #[inline(always)]
-fn load(st: &mut RunState, addr: u64, size: u32) -> Result<u64, VmError> {
-    match st.regions.translate(addr, size as u64, false)? {
-        // SAFETY: translate() checked [addr, addr+size) lies in a live region.
-        Target::Raw(p) => Ok(unsafe {
+pub(crate) fn load(
+    st: &mut RunState,
+    tag: Tag,
+    addr: u64,
+    size: u32,
+    signed: bool,
+    mem_only: bool,
+) -> Result<(u64, Tag), VmError> {
+    let v = match st.regions.check(tag, addr, size as u64, false)? {
+        // SAFETY: check() put [addr, addr+size) inside the tag's live region.
+        Target::Raw(p) => unsafe {
             match size {
                 1 => *p as u64,
                 2 => (p as *const u16).read_unaligned() as u64,
                 4 => (p as *const u32).read_unaligned() as u64,
                 _ => (p as *const u64).read_unaligned(),
             }
-        }),
-        Target::Ctx(off) => st.ctx.load(off, size),
+        },
+        Target::Ctx(_) if mem_only => {
+            return Err(VmError::OutOfBounds {
+                addr,
+                len: size as u64,
+                write: false,
+            })
+        }
+        Target::Ctx(off) => {
+            let v = st.ctx.load(off, size)?;
+            // Serve this field natively until a helper or a context store.
+            let slot = (off / 4) as usize;
+            if size == 4 && off % 4 == 0 && slot < SHADOW_SLOTS {
+                st.jit.shadow[slot] = v;
+                st.jit.shadow_valid |= 1 << slot;
+            }
+            v
+        }
+    };
+    if signed {
+        let v = match size {
+            1 => v as u8 as i8 as i64 as u64,
+            2 => v as u16 as i16 as i64 as u64,
+            4 => v as u32 as i32 as i64 as u64,
+            _ => v,
+        };
+        return Ok((v, SCALAR));
     }
+    let t = match tag {
+        STACK => st.jit.load_slot_tag(addr, size),
+        CTX => {
+            let start = st.regions.by_tag.get(CTX as usize).map_or(0, |r| r.start);
+            ctx_field_tag(st.current.prog_type, addr.wrapping_sub(start), size)
+        }
+        _ => SCALAR,
+    };
+    Ok((v, t))
 }
 
+/// A store through a pointer tagged `tag` of `v`, itself tagged `vtag`.
 #[inline(always)]
-fn store(st: &mut RunState, addr: u64, size: u32, v: u64) -> Result<(), VmError> {
-    match st.regions.translate(addr, size as u64, true)? {
-        // SAFETY: translate() checked [addr, addr+size) lies in a live writable region.
+pub(crate) fn store(
+    st: &mut RunState,
+    tag: Tag,
+    addr: u64,
+    size: u32,
+    v: u64,
+    vtag: Tag,
+) -> Result<(), VmError> {
+    match st.regions.check(tag, addr, size as u64, true)? {
+        // SAFETY: check() put [addr, addr+size) inside the tag's live writable region.
         Target::Raw(p) => unsafe {
             match size {
                 1 => *p = v as u8,
@@ -43,15 +99,29 @@ fn store(st: &mut RunState, addr: u64, size: u32, v: u64) -> Result<(), VmError>
                 4 => (p as *mut u32).write_unaligned(v as u32),
                 _ => (p as *mut u64).write_unaligned(v),
             }
-            Ok(())
         },
-        Target::Ctx(off) => st.ctx.store(off, size, v),
+        Target::Ctx(off) => {
+            // The fields the store touches are read through `load` again.
+            let first = off / 4;
+            let last = (off + size - 1) / 4;
+            for slot in first..=last.min(SHADOW_SLOTS as u32 - 1) {
+                st.jit.shadow_valid &= !(1u64 << slot);
+            }
+            return st.ctx.store(off, size, v);
+        }
     }
+    if tag == STACK {
+        st.jit.store_slot_tags(addr, size, vtag);
+    }
+    Ok(())
 }
 
-/// BPF_STX | BPF_ATOMIC. Returns the value to put in the fetch register, if any.
+/// BPF_STX | BPF_ATOMIC through a pointer tagged `tag`. Returns the value to
+/// put in the fetch register, if any, and r0's for cmpxchg. The result is a
+/// scalar, and so is the slot it changed.
 pub(crate) fn atomic(
     st: &mut RunState,
+    tag: Tag,
     addr: u64,
     size: u32,
     op: i32,
@@ -64,10 +134,13 @@ pub(crate) fn atomic(
             len: size as u64,
         });
     }
-    let p = match st.regions.translate(addr, size as u64, true)? {
+    let p = match st.regions.check(tag, addr, size as u64, true)? {
         Target::Raw(p) => p,
         Target::Ctx(_) => return Err(VmError::Ctx("atomic operation on the context".into())),
     };
+    if tag == STACK {
+        st.jit.clear_slot_tags(addr, size as u64);
+    }
     let fetch = op & BPF_FETCH != 0;
     // One body for both widths; `$t` is the atomic type, `$v` the integer type.
     macro_rules! rmw {
@@ -243,19 +316,80 @@ fn byteswap(v: u64, bits: i32, to_be: bool) -> u64 {
 }
 
 /// Run from `entry` of `prog` (default: the current program) until the frame it
-/// starts in exits. Errors carry the failing instruction index.
+/// starts in exits, r1-r5 = `args` tagged `tags` (`pack_tags`). Errors carry the
+/// failing instruction index.
 pub(crate) fn execute(
     st: &mut RunState,
     prog: Option<ProgRef>,
     entry: usize,
     args: [u64; 5],
+    tags: u64,
 ) -> Result<u64, (usize, VmError)> {
     // The budget lives in a local while the loop runs (a register, not a store per
     // instruction) and goes back to the run state around helper calls and at the end.
     let mut budget = st.jit.budget;
-    let r = run_loop(st, prog, entry, args, &mut budget);
+    let r = run_loop(st, prog, entry, args, tags, &mut budget);
     st.jit.budget = budget;
     r
+}
+
+/// Registers and their tags (16 slots so a 4-bit register field indexes
+/// without a bounds check; the validator already refused registers above r10).
+struct Regs {
+    v: [u64; 16],
+    t: [Tag; 16],
+}
+
+impl Regs {
+    /// A function's entry: r1-r5 and their tags, r10.
+    fn new(args: [u64; 5], tags: u64, r10: u64) -> Regs {
+        let [a1, a2, a3, a4, a5] = args;
+        let t = |i| unpack_tag(tags, i);
+        #[rustfmt::skip]
+        let r = Regs {
+            v: [0, a1, a2, a3, a4, a5, 0, 0, 0, 0, r10, 0, 0, 0, 0, 0],
+            t: [SCALAR, t(0), t(1), t(2), t(3), t(4), SCALAR, SCALAR, SCALAR, SCALAR, STACK,
+                SCALAR, SCALAR, SCALAR, SCALAR, SCALAR],
+        };
+        r
+    }
+
+    fn arg_tags(&self) -> u64 {
+        pack_tags([self.t[1], self.t[2], self.t[3], self.t[4], self.t[5]])
+    }
+}
+
+/// One ALU instruction on `r` (value and tag).
+#[inline(always)]
+fn alu_insn(r: &mut Regs, insn: Insn, class: u8, dst: usize, srcr: usize) {
+    let op = insn.code & 0xf0;
+    if op == BPF_END {
+        // ALU: BPF_TO_LE/BPF_TO_BE; ALU64|K: unconditional bswap.
+        let to_be = class == BPF_ALU64 || insn.code & BPF_X != 0;
+        r.v[dst] = byteswap(r.v[dst], insn.imm, to_be);
+        r.t[dst] = SCALAR;
+        return;
+    }
+    let x = insn.code & BPF_X != 0;
+    let src = if x {
+        r.v[srcr]
+    } else if class == BPF_ALU64 {
+        insn.imm as i64 as u64
+    } else {
+        insn.imm as u32 as u64
+    };
+    if class == BPF_ALU64 {
+        r.v[dst] = alu64(op, insn.off, r.v[dst], src);
+        let stag = if x { r.t[srcr] } else { SCALAR };
+        r.t[dst] = if op == BPF_MOV && (insn.off != 0 || !x) {
+            SCALAR
+        } else {
+            alu_tag(op, r.t[dst], stag)
+        };
+    } else {
+        r.v[dst] = alu32(op, insn.off, r.v[dst], src);
+        r.t[dst] = SCALAR;
+    }
 }
 
 fn run_loop(
@@ -263,15 +397,13 @@ fn run_loop(
     prog: Option<ProgRef>,
     entry: usize,
     args: [u64; 5],
+    tags: u64,
     budget: &mut u64,
 ) -> Result<u64, (usize, VmError)> {
     let mut cur = prog.unwrap_or(st.current);
-    // 16 slots so a 4-bit register field indexes without a bounds check; the
-    // validator already refused registers above r10.
-    let mut reg = [0u64; 16];
-    reg[1..6].copy_from_slice(&args);
     let base_depth = st.jit.depth;
-    reg[10] = (st.stack_top - base_depth * skiff_isa::MAX_BPF_STACK) as u64;
+    let r10 = (st.stack_top - base_depth * skiff_isa::MAX_BPF_STACK) as u64;
+    let mut r = Regs::new(args, tags, r10);
     let mut frames = [Frame::default(); MAX_CALL_FRAMES];
     let mut nframes = 0usize;
     let mut pc = entry;
@@ -291,25 +423,7 @@ fn run_loop(
             let class = insn.code & 0x07;
             match class {
                 BPF_ALU | BPF_ALU64 => {
-                    let op = insn.code & 0xf0;
-                    if op == BPF_END {
-                        // ALU: BPF_TO_LE/BPF_TO_BE; ALU64|K: unconditional bswap.
-                        let to_be = class == BPF_ALU64 || insn.code & BPF_X != 0;
-                        reg[dst] = byteswap(reg[dst], insn.imm, to_be);
-                    } else {
-                        let src = if insn.code & BPF_X != 0 {
-                            reg[srcr]
-                        } else if class == BPF_ALU64 {
-                            insn.imm as i64 as u64
-                        } else {
-                            insn.imm as u32 as u64
-                        };
-                        reg[dst] = if class == BPF_ALU64 {
-                            alu64(op, insn.off, reg[dst], src)
-                        } else {
-                            alu32(op, insn.off, reg[dst], src)
-                        };
-                    }
+                    alu_insn(&mut r, insn, class, dst, srcr);
                     pc += 1;
                 }
                 BPF_JMP | BPF_JMP32 => {
@@ -325,42 +439,50 @@ fn run_loop(
                         }
                         BPF_EXIT if class == BPF_JMP => {
                             if nframes == 0 {
-                                return Ok(reg[0]);
+                                st.jit.ret_tag = r.t[0] as u64;
+                                return Ok(r.v[0]);
                             }
                             nframes -= 1;
                             let f = frames[nframes];
-                            reg[6..10].copy_from_slice(&f.saved);
-                            reg[10] += skiff_isa::MAX_BPF_STACK as u64;
+                            r.v[6..10].copy_from_slice(&f.saved);
+                            r.t[6..10].copy_from_slice(&f.saved_tags);
+                            r.v[10] += skiff_isa::MAX_BPF_STACK as u64;
                             st.jit.depth -= 1;
                             pc = f.ret_pc;
                         }
                         BPF_CALL if class == BPF_JMP => {
                             if insn.src == BPF_PSEUDO_CALL {
+                                let t = pc as i64 + 1 + insn.imm as i64;
+                                // The main function is entered only with the context in r1.
+                                if t <= 0 {
+                                    return Err((pc, VmError::BadJump));
+                                }
                                 if st.jit.depth + 1 >= MAX_CALL_FRAMES {
                                     return Err((pc, VmError::CallDepth(MAX_CALL_FRAMES)));
                                 }
                                 frames[nframes] = Frame {
                                     ret_pc: pc + 1,
-                                    saved: [reg[6], reg[7], reg[8], reg[9]],
+                                    saved: [r.v[6], r.v[7], r.v[8], r.v[9]],
+                                    saved_tags: [r.t[6], r.t[7], r.t[8], r.t[9]],
                                 };
                                 nframes += 1;
                                 st.jit.depth += 1;
-                                reg[10] -= skiff_isa::MAX_BPF_STACK as u64;
-                                pc = (pc as i64 + 1 + insn.imm as i64) as usize;
+                                r.v[10] -= skiff_isa::MAX_BPF_STACK as u64;
+                                pc = t as usize;
                                 continue;
                             }
                             // Helper call; callx takes the helper id from a register.
                             let id = if insn.code & BPF_X != 0 {
-                                reg[dst] as u32
+                                r.v[dst] as u32
                             } else {
                                 insn.imm as u32
                             };
-                            let helpers = st.helpers;
                             st.jit.budget = *budget;
-                            let r = helpers.call(st, id, [reg[1], reg[2], reg[3], reg[4], reg[5]]);
+                            let args = [r.v[1], r.v[2], r.v[3], r.v[4], r.v[5]];
+                            let res = st.call_helper(id, args, r.arg_tags());
                             *budget = st.jit.budget;
-                            let r = r.map_err(|e| (pc, e))?;
-                            reg[0] = r;
+                            r.v[0] = res.map_err(|e| (pc, e))?;
+                            r.t[0] = st.jit.ret_tag as Tag;
                             // r1-r5 are scratch after a call; the kernel leaves them
                             // undefined, skiff leaves them as they were.
                             st.refresh_packet();
@@ -368,23 +490,29 @@ fn run_loop(
                                 return Ok(v);
                             }
                             if let Some(next) = st.pending_tail_call.take() {
-                                st.current = next;
                                 if nframes == 0 {
+                                    st.enter_program(next);
                                     cur = next;
+                                    r = Regs::new(args, ENTRY_TAGS, r.v[10]);
                                     pc = 0;
                                     continue 'program;
                                 }
                                 // From a subprogram: the target runs in the
-                                // subprogram's place and returns to its caller.
+                                // subprogram's place and returns to its caller,
+                                // whose program and tags come back.
+                                let saved = st.save();
+                                st.enter_program(next);
                                 st.jit.budget = *budget;
-                                let args = [reg[1], reg[2], reg[3], reg[4], reg[5]];
-                                let r = execute(st, Some(next), 0, args);
+                                let res = execute(st, Some(next), 0, args, ENTRY_TAGS);
                                 *budget = st.jit.budget;
-                                reg[0] = r?;
+                                st.restore(saved);
+                                r.v[0] = res?;
+                                r.t[0] = SCALAR;
                                 nframes -= 1;
                                 let f = frames[nframes];
-                                reg[6..10].copy_from_slice(&f.saved);
-                                reg[10] += skiff_isa::MAX_BPF_STACK as u64;
+                                r.v[6..10].copy_from_slice(&f.saved);
+                                r.t[6..10].copy_from_slice(&f.saved_tags);
+                                r.v[10] += skiff_isa::MAX_BPF_STACK as u64;
                                 st.jit.depth -= 1;
                                 pc = f.ret_pc;
                                 continue;
@@ -394,11 +522,11 @@ fn run_loop(
                         _ => {
                             let wide = class == BPF_JMP;
                             let src = if insn.code & BPF_X != 0 {
-                                reg[srcr]
+                                r.v[srcr]
                             } else {
                                 insn.imm as i64 as u64
                             };
-                            if cond(op, reg[dst], src, wide) {
+                            if cond(op, r.v[dst], src, wide) {
                                 pc = (pc as i64 + 1 + insn.off as i64) as usize;
                             } else {
                                 pc += 1;
@@ -408,55 +536,59 @@ fn run_loop(
                 }
                 BPF_LDX => {
                     let size = size_of(insn.code);
-                    let addr = reg[srcr].wrapping_add(insn.off as i64 as u64);
-                    let v = load(st, addr, size).map_err(|e| (pc, e))?;
-                    reg[dst] = if insn.code & 0xe0 == BPF_MEMSX {
-                        match size {
-                            1 => v as u8 as i8 as i64 as u64,
-                            2 => v as u16 as i16 as i64 as u64,
-                            4 => v as u32 as i32 as i64 as u64,
-                            _ => v,
-                        }
-                    } else {
-                        v
-                    };
+                    let addr = r.v[srcr].wrapping_add(insn.off as i64 as u64);
+                    let signed = insn.code & 0xe0 == BPF_MEMSX;
+                    let (v, t) =
+                        load(st, r.t[srcr], addr, size, signed, false).map_err(|e| (pc, e))?;
+                    r.v[dst] = v;
+                    r.t[dst] = t;
                     pc += 1;
                 }
                 BPF_ST => {
                     let size = size_of(insn.code);
-                    let addr = reg[dst].wrapping_add(insn.off as i64 as u64);
-                    store(st, addr, size, insn.imm as i64 as u64).map_err(|e| (pc, e))?;
+                    let addr = r.v[dst].wrapping_add(insn.off as i64 as u64);
+                    let v = insn.imm as i64 as u64;
+                    store(st, r.t[dst], addr, size, v, SCALAR).map_err(|e| (pc, e))?;
                     pc += 1;
                 }
                 BPF_STX => {
                     let size = size_of(insn.code);
-                    let addr = reg[dst].wrapping_add(insn.off as i64 as u64);
+                    let addr = r.v[dst].wrapping_add(insn.off as i64 as u64);
                     if insn.code & 0xe0 == BPF_ATOMIC {
-                        let (fetched, cmp) = atomic(st, addr, size, insn.imm, reg[srcr], reg[0])
-                            .map_err(|e| (pc, e))?;
+                        let (fetched, cmp) =
+                            atomic(st, r.t[dst], addr, size, insn.imm, r.v[srcr], r.v[0])
+                                .map_err(|e| (pc, e))?;
                         if let Some(v) = fetched {
-                            reg[srcr] = v;
+                            r.v[srcr] = v;
+                            r.t[srcr] = SCALAR;
                         }
                         if let Some(v) = cmp {
-                            reg[0] = v;
+                            r.v[0] = v;
+                            r.t[0] = SCALAR;
                         }
                     } else {
-                        store(st, addr, size, reg[srcr]).map_err(|e| (pc, e))?;
+                        store(st, r.t[dst], addr, size, r.v[srcr], r.t[srcr])
+                            .map_err(|e| (pc, e))?;
                     }
                     pc += 1;
                 }
                 BPF_LD => {
                     if insn.code == LD_IMM64 {
-                        let hi = code.get(pc + 1).map(|i| i.imm).unwrap_or(0);
-                        reg[dst] = (insn.imm as u32 as u64) | ((hi as u32 as u64) << 32);
+                        let next = code.get(pc + 1).copied().unwrap_or_default();
+                        r.v[dst] = (insn.imm as u32 as u64) | ((next.imm as u32 as u64) << 32);
+                        // Program::link left the value's tag in the second slot.
+                        r.t[dst] = next.off as u8;
                         pc += 2;
                     } else if insn.code & 0xe0 == BPF_ABS || insn.code & 0xe0 == BPF_IND {
                         let mut off = insn.imm as i64;
                         if insn.code & 0xe0 == BPF_IND {
-                            off += reg[srcr] as u32 as i32 as i64;
+                            off += r.v[srcr] as u32 as i32 as i64;
                         }
                         match ld_abs(st, off, size_of(insn.code)).map_err(|e| (pc, e))? {
-                            Some(v) => reg[0] = v,
+                            Some(v) => {
+                                r.v[0] = v;
+                                r.t[0] = SCALAR;
+                            }
                             None => return Ok(0),
                         }
                         pc += 1;

@@ -31,8 +31,11 @@ pub struct Program {
     pub code: Vec<Insn>,
     /// Maps this program references.
     pub maps: Vec<Arc<Map>>,
-    /// Their storage, as regions of every run (computed once here, not per run).
-    pub map_regions: Vec<Region>,
+    /// Each one's index among the object's maps (`load`'s `maps`).
+    pub map_indices: Vec<usize>,
+    /// Their storage (the map's address, its region; EMPTY for a map without
+    /// one), `maps` order: tag FIRST_MAP + i in every run (computed once here).
+    pub map_storage: Vec<(usize, Region)>,
     /// Native code, when loaded for the JIT.
     jit: Option<crate::jit::Compiled>,
     /// What the verifier proved; None when the program was not verified.
@@ -69,9 +72,24 @@ impl Program {
         maps: &[Arc<Map>],
         engine: Engine,
     ) -> Result<Program, LoadError> {
+        Self::load_verified(name, prog_type, insns, maps, engine, None)
+    }
+
+    /// As `load_with`, with what the verifier proved of `insns` (one
+    /// `InsnAux` per instruction slot): the JIT emits no bounds check for a
+    /// proven access and charges no budget on a proven-bounded loop.
+    pub fn load_verified(
+        name: &str,
+        prog_type: ProgType,
+        insns: Vec<Insn>,
+        maps: &[Arc<Map>],
+        engine: Engine,
+        verified: Option<&crate::verifier::Verified>,
+    ) -> Result<Program, LoadError> {
         let mut p = Self::link(name, prog_type, insns, maps)?;
         if engine == Engine::Jit {
-            let c = crate::jit::compile(&p).map_err(|e| LoadError::Invalid {
+            let aux = verified.map(|v| v.aux.as_slice());
+            let c = crate::jit::compile(&p, aux).map_err(|e| LoadError::Invalid {
                 prog: name.to_string(),
                 msg: format!("JIT: {e}"),
             })?;
@@ -121,11 +139,14 @@ impl Program {
         })?;
         let mut code = insns.clone();
         let mut used = Vec::new();
+        let mut used_idx = Vec::new();
         let mut pc = 0;
         while pc < code.len() {
             let insn = code[pc];
             if insn.code == LD_IMM64 {
                 let next_imm = code.get(pc + 1).map(|i| i.imm).unwrap_or(0);
+                // The value's provenance: a map value's tag, else a scalar.
+                let mut tag = 0usize;
                 let value = match insn.src {
                     0 => (insn.imm as u32 as u64) | ((next_imm as u32 as u64) << 32),
                     BPF_PSEUDO_MAP_IDX | BPF_PSEUDO_MAP_IDX_VALUE => {
@@ -138,10 +159,13 @@ impl Program {
                             })?;
                         if !used.iter().any(|m: &Arc<Map>| Arc::ptr_eq(m, map)) {
                             used.push(map.clone());
+                            used_idx.push(insn.imm as usize);
                         }
                         if insn.src == BPF_PSEUDO_MAP_IDX {
                             map_handle(map)
                         } else {
+                            let i = used.iter().position(|m| Arc::ptr_eq(m, map)).unwrap_or(0);
+                            tag = crate::mem::FIRST_MAP as usize + i;
                             map_value_addr(map, next_imm as u32).ok_or_else(|| {
                                 LoadError::Invalid {
                                     prog: name.to_string(),
@@ -172,8 +196,15 @@ impl Program {
                     }
                 };
                 code[pc] = Insn::new(LD_IMM64, insn.dst, 0, 0, value as u32 as i32);
+                if tag >= crate::mem::MAX_TAGS {
+                    return Err(LoadError::NotSupported {
+                        prog: name.to_string(),
+                        msg: format!("insn {pc}: more than {} maps", crate::mem::MAX_TAGS - 4),
+                    });
+                }
+                // The second slot's `off` carries the tag (both engines read it).
                 if let Some(n) = code.get_mut(pc + 1) {
-                    *n = Insn::new(0, 0, 0, 0, (value >> 32) as u32 as i32);
+                    *n = Insn::new(0, 0, 0, tag as i16, (value >> 32) as u32 as i32);
                 }
                 pc += 2;
                 continue;
@@ -186,15 +217,24 @@ impl Program {
             }
             pc += 1;
         }
-        let map_regions = used.iter().flat_map(|m| map_regions(m)).collect();
+        let map_storage = used
+            .iter()
+            .map(|m| {
+                (
+                    Arc::as_ptr(m) as usize,
+                    map_storage(m).unwrap_or(Region::EMPTY),
+                )
+            })
+            .collect();
         Ok(Program {
-            map_regions,
+            map_storage,
             id: NEXT_PROG_ID.fetch_add(1, Ordering::Relaxed),
             name: name.to_string(),
             prog_type,
             insns,
             code,
             maps: used,
+            map_indices: used_idx,
             jit: None,
             verified: None,
             refusal: None,
@@ -202,22 +242,19 @@ impl Program {
     }
 }
 
-/// A map's storage blocks as run regions.
-pub fn map_regions(m: &Map) -> Vec<Region> {
-    m.regions()
-        .into_iter()
-        .map(|r| {
-            Region::new(
-                r.start,
-                r.len,
-                if r.writable {
-                    RegionKind::ReadWrite
-                } else {
-                    RegionKind::ReadOnly
-                },
-            )
-        })
-        .collect()
+/// A map's storage as a run region (a map has at most one block), if it has one.
+pub fn map_storage(m: &Map) -> Option<Region> {
+    m.regions().into_iter().next().map(|r| {
+        Region::new(
+            r.start,
+            r.len,
+            if r.writable {
+                RegionKind::ReadWrite
+            } else {
+                RegionKind::ReadOnly
+            },
+        )
+    })
 }
 
 /// Address of byte `off` of a single-value map (global data): element 0.

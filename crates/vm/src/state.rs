@@ -8,7 +8,7 @@ use std::time::Instant;
 use skiff_maps::Map;
 
 use crate::jit::JitState;
-use crate::mem::{Region, RegionKind, Regions};
+use crate::mem::{Region, RegionKind, Regions, Tag, CTX, FIRST_MAP, PACKET, SCALAR, STACK};
 use crate::program::{map_handle, Program};
 use crate::{Context, HelperTable, VmError};
 
@@ -80,18 +80,22 @@ impl Env {
 }
 
 /// Memory a worker reuses run after run: the stack, the ctx placeholder whose
-/// address r1 carries, the region table and the JIT's run registers (nothing is
+/// address r1 carries, the tag table and the JIT's run registers (nothing is
 /// allocated or moved per run).
 pub struct Vm {
-    stack: Box<[u8]>,
+    /// u64s so that r10, and every 8-byte stack slot, is 8-aligned.
+    stack: Box<[u64]>,
     ctx_block: Box<[u8]>,
     scratch: Box<[u8]>,
     regions: Regions,
     maps: Vec<*const Map>,
+    /// Inner maps a run adopted (kept alive until the run ends).
+    keepalive: Vec<Arc<Map>>,
     jit: Box<JitState>,
-    /// The program (and number of extra regions) `regions.others` and `maps`
-    /// were last set up for: the next run of the same program reuses them.
-    setup_for: Option<(*const Program, usize)>,
+    /// The program (by id: an address may be reused by the next program) the
+    /// static part of `regions` (its maps' tags) and `maps` were last set up
+    /// for: the next run of the same program reuses them.
+    setup_for: Option<u32>,
     pub env: Env,
     pub helpers: Arc<HelperTable>,
     /// Which engine runs programs (the JIT when the program was compiled).
@@ -108,21 +112,22 @@ unsafe impl Send for Vm {}
 
 impl Vm {
     pub fn new(helpers: Arc<HelperTable>) -> Vm {
-        let mut stack = vec![0u8; STACK_SIZE].into_boxed_slice();
-        let stack_start = stack.as_mut_ptr() as usize;
-        let regions = Regions {
-            stack: Some(Region::new(stack_start, STACK_SIZE, RegionKind::ReadWrite)),
-            ..Regions::default()
-        };
+        let stack = vec![0u64; STACK_SIZE / 8].into_boxed_slice();
+        let stack_start = stack.as_ptr() as usize;
+        let mut regions = Regions::default();
+        let stack_region = Region::new(stack_start, STACK_SIZE, RegionKind::ReadWrite);
+        regions.set(STACK, stack_region);
         let mut jit = Box::<JitState>::default();
         jit.stack_lo = stack_start as u64;
         jit.stack_hi = (stack_start + STACK_SIZE) as u64;
+        jit.set_bounds(STACK, &stack_region);
         Vm {
             stack,
             ctx_block: vec![0u8; 256].into_boxed_slice(),
             scratch: vec![0u8; SCRATCH_SIZE].into_boxed_slice(),
             regions,
             maps: Vec::new(),
+            keepalive: Vec::new(),
             jit,
             setup_for: None,
             env: Env::default(),
@@ -140,8 +145,10 @@ impl Vm {
         self.run_inner(prog, ctx, None, &[])
     }
 
-    /// Run `prog` with explicit r1-r5; `extra` are plain memory regions the
-    /// arguments point into (the conformance suite's input buffer).
+    /// Run `prog` with explicit r1-r5: r1 is the context pointer; when it points
+    /// into one of `extra` (plain memory: the conformance suite's input buffer),
+    /// that region is the context (raw memory, no field rewriting). r2-r5 are
+    /// scalars.
     pub fn run_with_args(
         &mut self,
         prog: &Arc<Program>,
@@ -152,6 +159,29 @@ impl Vm {
         self.run_inner(prog, ctx, Some(args), extra)
     }
 
+    /// The tag table's static part for `prog` (its maps), kept from the last
+    /// run of the same program; regions the last run added are dropped.
+    fn set_up(&mut self, prog: &Arc<Program>) {
+        if self.setup_for == Some(prog.id) {
+            if self.regions.len() > self.regions.static_len {
+                let (from, to) = (self.regions.static_len, self.regions.len());
+                self.jit.clear_bounds(from, to);
+                self.regions.truncate_dynamic();
+            }
+            // Handles a tail call made valid are not the program's own.
+            self.maps.truncate(prog.maps.len());
+            return;
+        }
+        let old_len = self.regions.len();
+        self.regions.set_program(&prog.map_storage);
+        self.jit.clear_bounds(FIRST_MAP as usize, old_len);
+        self.jit.sync_bounds(&self.regions, FIRST_MAP as usize);
+        self.maps.clear();
+        self.maps.extend(prog.maps.iter().map(Arc::as_ptr));
+        self.setup_for = Some(prog.id);
+    }
+
+    #[inline(always)]
     fn run_inner(
         &mut self,
         prog: &Arc<Program>,
@@ -159,33 +189,28 @@ impl Vm {
         args: Option<[u64; 5]>,
         extra: &[Region],
     ) -> Result<u64, crate::Exception> {
+        self.set_up(prog);
         let stack_top = self.stack.as_ptr() as usize + STACK_SIZE;
         let ctx_addr = self.ctx_block.as_ptr() as usize;
+        let args = args.unwrap_or([ctx_addr as u64, 0, 0, 0, 0]);
         let ctx_size = ctx.ctx_size();
-        let regions = &mut self.regions;
-        regions.ctx = (ctx_size > 0).then(|| Region::new(ctx_addr, ctx_size, RegionKind::Ctx));
-        // Static regions: the extra ones, then the program's maps; kept from the
-        // last run of the same program (runs only ever append to them).
-        let key = (Arc::as_ptr(prog), extra.len());
-        if self.setup_for == Some(key) && extra.is_empty() {
-            regions.others.truncate(regions.static_len);
-            self.maps.truncate(prog.maps.len());
-        } else {
-            regions.others.clear();
-            regions.others.extend_from_slice(extra);
-            regions.others.extend_from_slice(&prog.map_regions);
-            regions.static_len = regions.others.len();
-            self.maps.clear();
-            self.maps.extend(prog.maps.iter().map(Arc::as_ptr));
-            self.setup_for = Some(key);
+        let ctx_region = match extra.iter().find(|r| r.contains(args[0], 0)) {
+            Some(r) => Region {
+                start: args[0],
+                ..*r
+            },
+            None if ctx_size > 0 => Region::new(ctx_addr, ctx_size, RegionKind::Ctx),
+            None => Region::EMPTY,
+        };
+        // The same context as the last run, mostly: nothing to write then.
+        if self.regions.by_tag.get(CTX as usize) != Some(&ctx_region) {
+            self.regions.set(CTX, ctx_region);
+            self.jit.set_bounds(CTX, &ctx_region);
         }
         let jit = &mut *self.jit;
-        jit.budget = self.env.budget;
-        jit.cpu = self.env.cpu as u64;
-        jit.depth = 0;
-        jit.status = crate::jit::runtime::RUN;
+        jit.begin_run(self.env.budget, self.env.cpu);
         let mut st = RunState {
-            regions,
+            regions: &mut self.regions,
             ctx,
             env: &mut self.env,
             helpers: &self.helpers,
@@ -194,36 +219,51 @@ impl Vm {
             tail_call_cnt: 0,
             pending_tail_call: None,
             current: ProgRef(Arc::as_ptr(prog)),
-            keepalive: Vec::new(),
+            keepalive: &mut self.keepalive,
             exit_now: None,
             scratch: self.scratch.as_mut_ptr() as usize,
-            scratch_mapped: false,
+            scratch_tag: SCALAR,
             engine: self.engine,
             jit,
             jit_error: None,
+            call_args: std::ptr::null(),
+            retabled: false,
         };
         st.refresh_packet();
-        let args = args.unwrap_or([ctx_addr as u64, 0, 0, 0, 0]);
         let res = if self.engine == crate::Engine::Jit && prog.jit().is_some() {
-            (st.jit.ctx_start, st.jit.ctx_end) = match st.regions.ctx {
-                Some(r) => (r.start, r.end),
-                None => (u64::MAX, 0),
-            };
             crate::jit::execute(&mut st, args)
         } else {
-            crate::interp::execute(&mut st, None, 0, args)
+            crate::interp::execute(&mut st, None, 0, args, ENTRY_TAGS)
         };
         let res = res.map_err(|(pc, error)| crate::Exception {
             prog: st.current.name.clone(),
             pc,
             error,
         });
-        if !st.keepalive.is_empty() || st.scratch_mapped {
-            // Inner maps / scratch were appended: the next run starts afresh.
+        if st.retabled || !st.keepalive.is_empty() {
+            // Inner maps were adopted (they are let go now), or a tail call
+            // set up another program's tags: the next run starts afresh.
+            st.keepalive.clear();
             self.setup_for = None;
         }
         res
     }
+}
+
+/// The tags a program's main function starts with: r1 the context, r2-r5 scalars
+/// (at a run and at a tail call; `pack_tags` order).
+pub const ENTRY_TAGS: u64 = CTX as u64;
+
+/// Tags of r1-r5, one byte each, r1 in the low byte.
+pub fn pack_tags(tags: [Tag; 5]) -> u64 {
+    tags.iter()
+        .enumerate()
+        .fold(0u64, |m, (i, &t)| m | (t as u64) << (8 * i))
+}
+
+/// The tag of argument `i` (0 = r1) in packed tags.
+pub fn unpack_tag(tags: u64, i: usize) -> Tag {
+    (tags >> (8 * (i & 7))) as u8
 }
 
 /// A program the run is executing. Runs hold the owning `Arc`s (the caller's
@@ -246,6 +286,15 @@ impl ProgRef {
     }
 }
 
+/// What a tail call from a subprogram replaces and its return restores: the
+/// current program and its tags.
+pub(crate) struct Saved {
+    current: ProgRef,
+    regions: Vec<Region>,
+    owners: Vec<usize>,
+    static_len: usize,
+}
+
 /// Everything a helper may look at or change during a run.
 pub struct RunState<'a> {
     pub regions: &'a mut Regions,
@@ -256,7 +305,7 @@ pub struct RunState<'a> {
     /// it looked up, the maps of programs it tail-called. Kept alive by the
     /// programs' `Arc`s and by `keepalive`.
     maps: &'a mut Vec<*const Map>,
-    keepalive: Vec<Arc<Map>>,
+    keepalive: &'a mut Vec<Arc<Map>>,
     pub(crate) stack_top: usize,
     pub(crate) tail_call_cnt: u32,
     pub(crate) pending_tail_call: Option<ProgRef>,
@@ -264,16 +313,22 @@ pub struct RunState<'a> {
     /// Set by a helper that ends the program (the conformance suite's `unwind`).
     pub exit_now: Option<u64>,
     scratch: usize,
-    scratch_mapped: bool,
+    /// The tag of the scratch block once a callback key was put there.
+    scratch_tag: Tag,
     pub(crate) engine: crate::Engine,
-    /// The run's registers both engines share (budget, call depth) and what
-    /// native code reads directly (see jit::runtime).
+    /// The run's registers both engines share (budget, call depth, stack slot
+    /// tags) and what native code reads directly (see jit::runtime).
     pub(crate) jit: &'a mut JitState,
     pub(crate) jit_error: Option<(usize, VmError)>,
+    /// r1-r5 of the helper call being made (their tags: `jit.arg_tags`), or
+    /// null: the caller's array, not a copy (copying a just-written array
+    /// stalled store forwarding on every helper call).
+    call_args: *const [u64; 5],
+    /// A tail call replaced the program's tags.
+    retabled: bool,
 }
 
 impl RunState<'_> {
-    /// The map a register value (from ld_imm64 or an inner-map lookup) refers to.
     /// The map a register value (a map handle) refers to. The reference is valid
     /// for the whole run (see `maps`), whatever else the helper does with `self`.
     pub fn map<'r>(&self, handle: u64) -> Result<&'r Map, VmError> {
@@ -291,95 +346,189 @@ impl RunState<'_> {
         self.maps.iter().map(|&m| unsafe { &*m })
     }
 
+    /// Make the maps of a tail-call target usable by handle for the rest of
+    /// the run. `Env::programs` keeps the target, and so its maps, alive for
+    /// the run: no reference is taken.
+    pub(crate) fn adopt_program_maps(&mut self, prog: ProgRef) {
+        for m in &prog.maps {
+            let p = Arc::as_ptr(m);
+            if !self.maps.contains(&p) {
+                self.maps.push(p);
+            }
+        }
+    }
+
     /// Make a map usable by handle for the rest of the run (an inner map from an
-    /// *_OF_MAPS lookup, the maps of a tail-called program) and return its handle.
+    /// *_OF_MAPS lookup) and return its handle.
     pub fn adopt_map(&mut self, m: &Arc<Map>) -> u64 {
         let p = Arc::as_ptr(m);
         if !self.maps.contains(&p) {
             self.maps.push(p);
             self.keepalive.push(m.clone());
-            self.regions.others.extend(crate::program::map_regions(m));
-            self.regions.static_len = self.regions.others.len();
         }
         map_handle(m)
+    }
+
+    /// The tag of `map`'s storage: the current program's, else one added for
+    /// the rest of the run (an inner map).
+    pub fn map_tag(&mut self, map: &Map) -> Tag {
+        let owner = map as *const Map as usize;
+        if let Some(t) = self.regions.tag_of_owner(owner) {
+            return t;
+        }
+        match crate::program::map_storage(map) {
+            Some(r) => self.add_tagged(r, owner),
+            None => SCALAR,
+        }
+    }
+
+    /// The value this helper returns points into `map`'s storage
+    /// (RET_PTR_TO_MAP_VALUE_OR_NULL): r0 gets that map's tag.
+    pub fn ret_map_value(&mut self, map: &Map) {
+        self.jit.ret_tag = self.map_tag(map) as u64;
+    }
+
+    /// The tag r0 gets after this helper returns (SCALAR unless set).
+    pub fn set_ret_tag(&mut self, tag: Tag) {
+        self.jit.ret_tag = tag as u64;
+    }
+
+    /// The tag of argument `i` (0 = r1) of the helper call being made.
+    pub fn arg_tag(&self, i: usize) -> Tag {
+        unpack_tag(self.jit.arg_tags, i)
+    }
+
+    /// Call helper `id` with r1-r5 = `args` tagged `tags` (`pack_tags`); r0's tag
+    /// is left in `jit.ret_tag`.
+    pub(crate) fn call_helper(
+        &mut self,
+        id: u32,
+        args: [u64; 5],
+        tags: u64,
+    ) -> Result<u64, VmError> {
+        let saved = (self.call_args, self.jit.arg_tags);
+        (self.call_args, self.jit.arg_tags) = (&args, tags);
+        self.jit.ret_tag = SCALAR as u64;
+        let helpers = self.helpers;
+        let r = helpers.call(self, id, args);
+        (self.call_args, self.jit.arg_tags) = saved;
+        r
     }
 
     pub fn cpu(&self) -> usize {
         self.env.cpu as usize
     }
 
+    /// The tag a helper's memory argument at `addr` carries: the argument passed
+    /// as that pointer, else an argument whose region holds it (a pointer the
+    /// helper derived from it).
+    fn arg_region_tag(&self, addr: u64, len: u64) -> Tag {
+        let tags = self.jit.arg_tags;
+        let args = if self.call_args.is_null() {
+            [0; 5]
+        } else {
+            // SAFETY: a non-null `call_args` points at the array `call_helper`
+            // holds on its stack for the whole helper call, which is running.
+            unsafe { *self.call_args }
+        };
+        let passed = (0..5).find(|&i| args[i] == addr && unpack_tag(tags, i) != SCALAR);
+        if let Some(i) = passed {
+            return unpack_tag(tags, i);
+        }
+        (0..5)
+            .map(|i| unpack_tag(tags, i))
+            .find(|&t| {
+                t != SCALAR
+                    && self
+                        .regions
+                        .by_tag
+                        .get(t as usize)
+                        .is_some_and(|r| r.contains(addr, len))
+            })
+            .unwrap_or(SCALAR)
+    }
+
+    /// Checked raw pointer to `len` bytes at `addr`, a helper's memory argument
+    /// (ARG_PTR_TO_MEM): checked against the region of the argument it came from.
+    pub fn raw(&self, addr: u64, len: usize, write: bool) -> Result<*mut u8, VmError> {
+        let tag = self.arg_region_tag(addr, len as u64);
+        self.regions.raw(tag, addr, len as u64, write)
+    }
+
     /// Bytes of program memory for a helper argument (ARG_PTR_TO_MEM).
     pub fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, VmError> {
-        let p = self.regions.raw(addr, len as u64, false)?;
-        // SAFETY: `raw` checked that [addr, addr+len) lies inside one live region.
-        Ok(unsafe { std::slice::from_raw_parts(p, len) }.to_vec())
+        Ok(self.bytes(addr, len)?.to_vec())
     }
 
     /// Program memory for a read-only helper argument, without copying it.
     pub fn bytes(&self, addr: u64, len: usize) -> Result<&[u8], VmError> {
-        let p = self.regions.raw(addr, len as u64, false)?;
-        // SAFETY: `raw` checked that [addr, addr+len) lies inside one live region;
-        // the borrow of `self` keeps helpers from changing memory meanwhile.
+        if len == 0 {
+            return Ok(&[]);
+        }
+        let p = self.raw(addr, len, false)?;
+        // SAFETY: `raw` checked that [addr, addr+len) lies inside the region of
+        // the argument it came from; the borrow of `self` keeps helpers from
+        // changing memory meanwhile.
         Ok(unsafe { std::slice::from_raw_parts(p, len) })
     }
 
     pub fn read_into(&self, addr: u64, out: &mut [u8]) -> Result<(), VmError> {
-        let p = self.regions.raw(addr, out.len() as u64, false)?;
-        // SAFETY: as in `read`; `out` is a distinct Rust buffer.
+        let p = self.raw(addr, out.len(), false)?;
+        // SAFETY: as in `bytes`; `out` is a distinct Rust buffer.
         unsafe { std::ptr::copy(p, out.as_mut_ptr(), out.len()) };
         Ok(())
     }
 
     pub fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), VmError> {
-        let p = self.regions.raw(addr, data.len() as u64, true)?;
+        let p = self.raw(addr, data.len(), true)?;
+        // What a helper writes on the stack is no spilled pointer any more.
+        self.jit.clear_slot_tags(addr, data.len() as u64);
         // SAFETY: `raw` checked that the range lies in one writable region.
         unsafe { std::ptr::copy(data.as_ptr(), p, data.len()) };
         Ok(())
     }
 
-    /// Checked raw pointer to `len` bytes at `addr` (for helpers that hand the
-    /// address to a map, e.g. ringbuf submit).
-    pub fn raw(&self, addr: u64, len: usize, write: bool) -> Result<*mut u8, VmError> {
-        self.regions.raw(addr, len as u64, write)
-    }
-
     /// Copy `key` into the run's read-only scratch block and return its address
-    /// (keys handed to bpf_for_each_map_elem callbacks).
-    pub fn scratch_key(&mut self, key: &[u8]) -> Result<u64, VmError> {
+    /// and tag (keys handed to bpf_for_each_map_elem callbacks).
+    pub fn scratch_key(&mut self, key: &[u8]) -> Result<(u64, Tag), VmError> {
         if key.len() > SCRATCH_SIZE {
             return Err(VmError::NotSupported(format!("key of {} bytes", key.len())));
         }
-        if !self.scratch_mapped {
-            self.regions.others.push(Region::new(
-                self.scratch,
-                SCRATCH_SIZE,
-                RegionKind::ReadOnly,
-            ));
-            self.scratch_mapped = true;
+        if self.scratch_tag == SCALAR {
+            let r = Region::new(self.scratch, SCRATCH_SIZE, RegionKind::ReadOnly);
+            self.scratch_tag = self.add_tagged(r, 0);
         }
         // SAFETY: scratch is the Vm's own SCRATCH_SIZE-byte block, alive for the run.
         unsafe { std::ptr::copy_nonoverlapping(key.as_ptr(), self.scratch as *mut u8, key.len()) };
-        Ok(self.scratch as u64)
+        Ok((self.scratch as u64, self.scratch_tag))
     }
 
-    /// Add a region for the rest of the run (e.g. a reserved ringbuf record).
-    pub fn add_region(&mut self, r: Region) {
-        self.regions.others.push(r);
+    /// Add a region for the rest of the run (e.g. a reserved ringbuf record);
+    /// its tag (SCALAR when the tag table is full).
+    pub fn add_region(&mut self, r: Region) -> Tag {
+        self.add_tagged(r, 0)
+    }
+
+    fn add_tagged(&mut self, r: Region, owner: usize) -> Tag {
+        let t = self.regions.add(r, owner);
+        if t != SCALAR {
+            self.jit.set_bounds(t, &r);
+        }
+        t
     }
 
     /// Re-read the packet bounds after a helper moved or resized the packet.
     pub fn refresh_packet(&mut self) {
-        self.regions.packet = self
-            .ctx
-            .packet()
-            .map(|(s, e)| Region::new(s, e - s, RegionKind::ReadWrite));
-        (self.jit.pkt_start, self.jit.pkt_end) = match self.regions.packet {
-            Some(r) => (r.start, r.end),
-            None => (u64::MAX, 0),
+        let r = match self.ctx.packet() {
+            Some((s, e)) => Region::new(s, e.saturating_sub(s), RegionKind::ReadWrite),
+            None => Region::EMPTY,
         };
+        self.regions.set(PACKET, r);
+        self.jit.set_bounds(PACKET, &r);
+        (self.jit.pkt_start, self.jit.pkt_end) = (r.start, r.end);
     }
 
-    /// Request a tail call; the interpreter performs it when the helper returns.
+    /// Request a tail call; the engine performs it when the helper returns.
     /// `prog` must be one of `Env::programs` (which keep it alive).
     pub fn tail_call(&mut self, prog: &Arc<Program>) {
         self.pending_tail_call = Some(ProgRef::new(prog));
@@ -389,30 +538,71 @@ impl RunState<'_> {
         self.pending_tail_call = Some(prog);
     }
 
+    /// Make `next` the current program (a tail call): its maps take the map
+    /// tags; what the run added is dropped (the kernel refuses a tail call with
+    /// references held). From a subprogram, `save` first: its return restores.
+    pub(crate) fn enter_program(&mut self, next: ProgRef) {
+        let old_len = self.regions.len();
+        self.current = next;
+        self.regions.set_program(&next.map_storage);
+        self.jit.clear_bounds(FIRST_MAP as usize, old_len);
+        self.jit.sync_bounds(self.regions, FIRST_MAP as usize);
+        self.scratch_tag = SCALAR;
+        self.retabled = true;
+    }
+
+    pub(crate) fn save(&self) -> Saved {
+        Saved {
+            current: self.current,
+            regions: self.regions.by_tag.clone(),
+            owners: self.regions.owners().to_vec(),
+            static_len: self.regions.static_len,
+        }
+    }
+
+    pub(crate) fn restore(&mut self, s: Saved) {
+        let old_len = self.regions.len();
+        self.current = s.current;
+        self.regions.restore(s.regions, s.owners, s.static_len);
+        self.jit.clear_bounds(FIRST_MAP as usize, old_len);
+        self.jit.sync_bounds(self.regions, FIRST_MAP as usize);
+        self.scratch_tag = SCALAR;
+    }
+
     /// Call a subprogram of the current program (a callback of bpf_loop or
-    /// bpf_for_each_map_elem) and return its r0.
-    pub fn call_callback(&mut self, func: u64, args: [u64; 5]) -> Result<u64, VmError> {
+    /// bpf_for_each_map_elem) with r1-r5 = `args` tagged `tags`; return its r0.
+    pub fn call_callback(
+        &mut self,
+        func: u64,
+        args: [u64; 5],
+        tags: [Tag; 5],
+    ) -> Result<u64, VmError> {
         if func & !0xffff_ffff != crate::program::FUNC_TAG {
             return Err(VmError::BadCallback(func));
         }
         let pc = (func & 0xffff_ffff) as usize;
-        if pc >= self.current.code.len() {
+        // The main function is entered only with the context in r1.
+        if pc == 0 || pc >= self.current.code.len() {
             return Err(VmError::BadCallback(func));
         }
         if self.jit.depth + 1 >= MAX_CALL_FRAMES {
             return Err(VmError::CallDepth(MAX_CALL_FRAMES));
         }
         let prog = self.current;
+        let tags = pack_tags(tags);
+        // The calling helper's own arguments come back after the callback.
+        let saved = (self.call_args, self.jit.arg_tags);
         self.jit.depth += 1;
         let r = match self.engine {
-            crate::Engine::Jit => crate::jit::runtime_call(self, pc, args),
+            crate::Engine::Jit => crate::jit::runtime_call(self, pc, args, tags),
             crate::Engine::Interp => None,
         };
         let r = match r {
             Some(r) => r,
-            None => crate::interp::execute(self, Some(prog), pc, args).map_err(|(_, e)| e),
+            None => crate::interp::execute(self, Some(prog), pc, args, tags).map_err(|(_, e)| e),
         };
         self.jit.depth -= 1;
+        (self.call_args, self.jit.arg_tags) = saved;
         r
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use skiff_isa::{assemble, Insn};
-use skiff_vm::{conformance, HelperTable, NoContext, ProgType, Program, Vm, VmError};
+use skiff_vm::{conformance, Engine, HelperTable, NoContext, ProgType, Program, Vm, VmError};
 
 fn load(text: &str) -> Arc<Program> {
     Arc::new(
@@ -32,6 +32,31 @@ fn out_of_bounds_read_is_an_exception_at_its_insn() {
             write: false
         }
     );
+}
+
+#[test]
+fn one_byte_access_at_the_last_address_is_an_exception() {
+    // r9 is 0: r9 - 1 is u64::MAX, one byte below the wrap (the fuzzer's SIGSEGV:
+    // the JIT's empty-range test let exactly this access through).
+    for engine in [Engine::Jit, Engine::Interp] {
+        for (text, write) in [
+            ("stb [%r9-1], 7\nmov %r0, 0\nexit", true),
+            ("ldxb %r0, [%r9-1]\nexit", false),
+        ] {
+            let insns = assemble(text).expect("assembles");
+            let e = conformance::run_with(engine, insns, &[0u8; 16]).unwrap_err();
+            let want = VmError::OutOfBounds {
+                addr: u64::MAX,
+                len: 1,
+                write,
+            };
+            assert_eq!(
+                e,
+                format!("conformance insn 0: {want}"),
+                "{engine:?} {text}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -1,12 +1,15 @@
 //! The JIT: eBPF to native code with Cranelift, once per program at load time.
 //! Each eBPF function (the main program, every bpf-to-bpf callee and callback)
-//! becomes one native function `(st, r1..r5, r10) -> r0`. The code keeps the
-//! interpreter's guarantees without a verifier: every load and store is checked
-//! against the run's regions (the packet, the stack and a one-entry cache of the
-//! last map region inline; everything else through the same region table as the
-//! interpreter), loops are bounded by the instruction budget, and any violation
-//! ends the run with the interpreter's error.
+//! becomes one native function `(st, r1..r5, r10) -> r0` (the tags of r1-r5 and
+//! r0 pass through the JitState). The code keeps the interpreter's guarantees
+//! without a verifier: every load and store is checked against the region of its
+//! pointer's provenance tag (crate::mem; tags known at compile time specialise
+//! the check: constant bounds for the program's maps, registers for the packet),
+//! loops are bounded by the instruction budget, and any violation ends the run
+//! with the interpreter's error.
 
+mod access;
+mod analysis;
 pub(crate) mod runtime;
 mod translate;
 
@@ -16,6 +19,7 @@ use cranelift_jit::{JITBuilder, JITModule};
 
 use crate::program::Program;
 use crate::state::RunState;
+use crate::verifier::InsnAux;
 use crate::VmError;
 
 pub(crate) use runtime::{call_function as runtime_call, execute, JitState};
@@ -48,6 +52,14 @@ pub struct JitStats {
     /// Bytes of native code, all functions.
     pub code_size: usize,
     pub functions: usize,
+    /// Inline bounds checks emitted (loads, stores, atomics the verifier did
+    /// not prove).
+    pub checks: usize,
+    /// Budget charges emitted (back-edges of loops not proven bounded, and one
+    /// at the entry of each function but the main one).
+    pub budget_charges: usize,
+    /// bpf_map_lookup_elem calls on array maps compiled inline.
+    pub inlined_lookups: usize,
 }
 
 /// A native function: `(run state, r1, r2, r3, r4, r5, r10) -> r0`.
@@ -58,6 +70,8 @@ pub struct Compiled {
     module: Option<JITModule>,
     /// (entry instruction, function), sorted by entry; the main program is pc 0.
     pub(crate) funcs: Vec<(usize, JitFn)>,
+    /// The main program's function (funcs[0]), called every run.
+    pub(crate) main: JitFn,
     /// Context slots (4-byte offset / 4) the program reads with 4-byte loads:
     /// what the context shadow is filled with at the start of a run.
     pub(crate) ctx_wanted: u64,
@@ -126,10 +140,11 @@ fn isa() -> Result<cranelift_codegen::isa::OwnedTargetIsa, String> {
         .map_err(|e| format!("host ISA: {e}"))
 }
 
-/// Compile `prog.code` for this machine.
-pub fn compile(prog: &Program) -> Result<Compiled, JitError> {
+/// Compile `prog.code` for this machine; `aux`: what the verifier proved of
+/// each instruction, if it ran.
+pub fn compile(prog: &Program, aux: Option<&[InsnAux]>) -> Result<Compiled, JitError> {
     let isa = isa().map_err(|msg| JitError { pc: 0, msg })?;
-    compile_with(prog, isa)
+    compile_with(prog, isa, aux)
 }
 
 /// Compile `prog.code` for another architecture (a target triple such as
@@ -146,19 +161,21 @@ pub fn compile_for(prog: &Program, triple: &str) -> Result<JitStats, JitError> {
         .map_err(|e| fail(format!("target {triple}: {e}")))?
         .finish(settings::Flags::new(flags))
         .map_err(|e| fail(e.to_string()))?;
-    compile_with(prog, isa).map(|c| c.stats)
+    compile_with(prog, isa, None).map(|c| c.stats)
 }
 
 fn compile_with(
     prog: &Program,
     isa: cranelift_codegen::isa::OwnedTargetIsa,
+    aux: Option<&[InsnAux]>,
 ) -> Result<Compiled, JitError> {
     let start = Instant::now();
     let module = JITModule::new(JITBuilder::with_isa(
         isa,
         cranelift_module::default_libcall_names(),
     ));
-    let (module, funcs, code_size) = translate::translate(module, prog)?;
+    let aux = aux.filter(|a| a.len() == prog.code.len());
+    let (module, funcs, counts) = translate::translate(module, prog, aux)?;
     let n = funcs.len();
     let ctx_wanted = prog
         .code
@@ -166,14 +183,24 @@ fn compile_with(
         .filter(|i| i.code == skiff_isa::BPF_LDX | skiff_isa::BPF_MEM | skiff_isa::BPF_W)
         .filter(|i| (0..256).contains(&i.off) && i.off % 4 == 0)
         .fold(0u64, |m, i| m | 1 << (i.off / 4));
+    let Some(&(0, main)) = funcs.first() else {
+        return Err(JitError {
+            pc: 0,
+            msg: "no main function".into(),
+        });
+    };
     Ok(Compiled {
         module: Some(module),
+        main,
         funcs,
         ctx_wanted,
         stats: JitStats {
             compile_time: start.elapsed(),
-            code_size,
+            code_size: counts.code_size,
             functions: n,
+            checks: counts.checks,
+            budget_charges: counts.charges,
+            inlined_lookups: counts.inlined,
         },
     })
 }
@@ -182,6 +209,7 @@ fn compile_with(
 pub(crate) fn fail_error(code: u64, st: &RunState) -> VmError {
     match code {
         runtime::FAIL_DEPTH => VmError::CallDepth(crate::state::MAX_CALL_FRAMES),
+        runtime::FAIL_JUMP => VmError::BadJump,
         _ => VmError::Budget(st.env.budget),
     }
 }

@@ -5,7 +5,7 @@
 
 use std::mem::offset_of;
 
-use crate::mem::{RegionKind, Target};
+use crate::mem::{Region, Regions, Tag, MAX_TAGS, SCALAR};
 use crate::state::{ProgRef, RunState};
 use crate::VmError;
 
@@ -25,12 +25,21 @@ pub const MEM_ONLY: u64 = 0x100;
 
 pub const FAIL_BUDGET: u64 = 0;
 pub const FAIL_DEPTH: u64 = 1;
+pub const FAIL_JUMP: u64 = 2;
 
 /// Number of 4-byte context slots the shadow covers (__sk_buff is 192 bytes).
 pub const SHADOW_SLOTS: usize = 64;
 
-/// The part of the run state native code reads and writes directly. An empty
-/// range is `lo = u64::MAX, hi = 0`: no address passes `lo <= a && a <= hi - size`.
+/// An empty range for native code's `lo <= a && a <= hi - size` tests: no
+/// address passes with `lo = hi = u64::MAX` (with `hi = 0`, `hi - size` wrapped
+/// and let a one-byte access at address u64::MAX through: the fuzzer's SIGSEGV).
+pub const EMPTY: (u64, u64) = (u64::MAX, u64::MAX);
+
+/// 8-byte stack slots (each has a tag: what a spilled register pointed to).
+pub const STACK_SLOTS: usize = crate::state::STACK_SIZE / 8;
+
+/// The part of the run state native code reads and writes directly, and the
+/// interpreter shares (budget, depth, tags).
 // Aligned: each worker writes its own every run; two must not share a line.
 #[repr(C, align(128))]
 pub struct JitState {
@@ -38,13 +47,6 @@ pub struct JitState {
     pub pkt_end: u64,
     pub stack_lo: u64,
     pub stack_hi: u64,
-    /// Last non-packet region a load / store went to (map storage, mostly).
-    pub load_lo: u64,
-    pub load_hi: u64,
-    pub store_lo: u64,
-    pub store_hi: u64,
-    pub ctx_start: u64,
-    pub ctx_end: u64,
     /// Bit i: `shadow[i]` holds what a 4-byte context load at offset 4i returns.
     pub shadow_valid: u64,
     pub status: u64,
@@ -56,23 +58,31 @@ pub struct JitState {
     pub depth: usize,
     /// The run state of the current run (set when native code is entered).
     pub st: *mut RunState<'static>,
+    /// Tags of r1-r5 passed to a function or helper (`state::pack_tags`).
+    pub arg_tags: u64,
+    /// r0's tag after a helper or function returns.
+    pub ret_tag: u64,
+    /// The tag of what the runtime's load returned.
+    pub load_tag: u64,
+    /// Nonzero once a pointer was spilled to the stack this run (the slot tags
+    /// are cleared at the next run).
+    pub slots_dirty: u64,
     /// Meaningful only in the slots `shadow_valid` names.
     pub shadow: [u64; SHADOW_SLOTS],
+    /// Each tag's region bounds for reads and for writes (`Region::native_bounds`).
+    pub rbounds: [[u64; 2]; MAX_TAGS],
+    pub wbounds: [[u64; 2]; MAX_TAGS],
+    /// The tag of the pointer each 8-byte stack slot holds (SCALAR: none).
+    pub slot_tags: [u8; STACK_SLOTS],
 }
 
 impl Default for JitState {
     fn default() -> Self {
         JitState {
-            pkt_start: u64::MAX,
-            pkt_end: 0,
-            stack_lo: u64::MAX,
-            stack_hi: 0,
-            load_lo: u64::MAX,
-            load_hi: 0,
-            store_lo: u64::MAX,
-            store_hi: 0,
-            ctx_start: u64::MAX,
-            ctx_end: 0,
+            pkt_start: EMPTY.0,
+            pkt_end: EMPTY.1,
+            stack_lo: EMPTY.0,
+            stack_hi: EMPTY.1,
             shadow_valid: 0,
             status: RUN,
             exit_value: 0,
@@ -80,20 +90,95 @@ impl Default for JitState {
             budget: 0,
             depth: 0,
             st: std::ptr::null_mut(),
+            arg_tags: 0,
+            ret_tag: 0,
+            load_tag: 0,
+            slots_dirty: 0,
             shadow: [0; SHADOW_SLOTS],
+            rbounds: [[EMPTY.0, EMPTY.1]; MAX_TAGS],
+            wbounds: [[EMPTY.0, EMPTY.1]; MAX_TAGS],
+            slot_tags: [SCALAR; STACK_SLOTS],
         }
     }
 }
 
 impl JitState {
-    /// Forget everything a helper may have changed: cached regions (a ringbuf
-    /// record may be gone), context values (the packet may have moved).
-    pub fn invalidate(&mut self) {
-        self.load_lo = u64::MAX;
-        self.load_hi = 0;
-        self.store_lo = u64::MAX;
-        self.store_hi = 0;
-        self.shadow_valid = 0;
+    /// The registers of a new run.
+    pub fn begin_run(&mut self, budget: u64, cpu: u32) {
+        self.budget = budget;
+        self.cpu = cpu as u64;
+        self.depth = 0;
+        self.status = RUN;
+        if self.slots_dirty != 0 {
+            self.slot_tags = [SCALAR; STACK_SLOTS];
+            self.slots_dirty = 0;
+        }
+    }
+
+    pub fn set_bounds(&mut self, tag: Tag, r: &Region) {
+        let (rd, wr) = r.native_bounds();
+        if let (Some(a), Some(b)) = (
+            self.rbounds.get_mut(tag as usize),
+            self.wbounds.get_mut(tag as usize),
+        ) {
+            (*a, *b) = (rd, wr);
+        }
+    }
+
+    /// Tags [from, to) name no region any more.
+    pub fn clear_bounds(&mut self, from: usize, to: usize) {
+        for t in from..to.min(MAX_TAGS) {
+            self.rbounds[t] = [EMPTY.0, EMPTY.1];
+            self.wbounds[t] = [EMPTY.0, EMPTY.1];
+        }
+    }
+
+    /// Bounds of `regions`' tags from `from` on.
+    pub fn sync_bounds(&mut self, regions: &Regions, from: usize) {
+        for (t, r) in regions.by_tag.iter().enumerate().skip(from) {
+            self.set_bounds(t as Tag, r);
+        }
+    }
+
+    fn slot(&self, addr: u64) -> Option<usize> {
+        let i = (addr.wrapping_sub(self.stack_lo) >> 3) as usize;
+        (addr >= self.stack_lo && i < STACK_SLOTS).then_some(i)
+    }
+
+    /// A checked store of `size` bytes at `addr` through a STACK pointer: the
+    /// slots it touches hold no pointer any more, unless it is an aligned 8-byte
+    /// store of a pointer (a spill), whose tag the slot keeps.
+    #[inline(always)]
+    pub fn store_slot_tags(&mut self, addr: u64, size: u32, tag: Tag) {
+        self.clear_slot_tags(addr, size as u64);
+        if size == 8 && addr & 7 == 0 {
+            if let Some(i) = self.slot(addr) {
+                self.slot_tags[i] = tag;
+                self.slots_dirty |= tag as u64;
+            }
+        }
+    }
+
+    /// Stack bytes [addr, addr + len) were overwritten (by a narrow store or a helper).
+    pub fn clear_slot_tags(&mut self, addr: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let (Some(a), Some(b)) = (self.slot(addr), self.slot(addr.wrapping_add(len - 1))) else {
+            return;
+        };
+        for t in &mut self.slot_tags[a..=b] {
+            *t = SCALAR;
+        }
+    }
+
+    /// The tag of an aligned 8-byte load through a STACK pointer (a fill).
+    #[inline(always)]
+    pub fn load_slot_tag(&self, addr: u64, size: u32) -> Tag {
+        if size != 8 || addr & 7 != 0 {
+            return SCALAR;
+        }
+        self.slot(addr).map_or(SCALAR, |i| self.slot_tags[i])
     }
 }
 
@@ -101,23 +186,23 @@ impl JitState {
 /// pointer to the JitState).
 pub mod off {
     use super::*;
-    const JIT: usize = 0;
-    pub const PKT_START: i32 = (JIT + offset_of!(JitState, pkt_start)) as i32;
-    pub const PKT_END: i32 = (JIT + offset_of!(JitState, pkt_end)) as i32;
-    pub const STACK_LO: i32 = (JIT + offset_of!(JitState, stack_lo)) as i32;
-    pub const STACK_HI: i32 = (JIT + offset_of!(JitState, stack_hi)) as i32;
-    pub const LOAD_LO: i32 = (JIT + offset_of!(JitState, load_lo)) as i32;
-    pub const LOAD_HI: i32 = (JIT + offset_of!(JitState, load_hi)) as i32;
-    pub const STORE_LO: i32 = (JIT + offset_of!(JitState, store_lo)) as i32;
-    pub const STORE_HI: i32 = (JIT + offset_of!(JitState, store_hi)) as i32;
-    pub const CTX_START: i32 = (JIT + offset_of!(JitState, ctx_start)) as i32;
-    pub const CTX_END: i32 = (JIT + offset_of!(JitState, ctx_end)) as i32;
-    pub const SHADOW_VALID: i32 = (JIT + offset_of!(JitState, shadow_valid)) as i32;
-    pub const STATUS: i32 = (JIT + offset_of!(JitState, status)) as i32;
-    pub const SHADOW: i32 = (JIT + offset_of!(JitState, shadow)) as i32;
-    pub const CPU: i32 = (JIT + offset_of!(JitState, cpu)) as i32;
+    pub const PKT_START: i32 = offset_of!(JitState, pkt_start) as i32;
+    pub const PKT_END: i32 = offset_of!(JitState, pkt_end) as i32;
+    pub const STACK_LO: i32 = offset_of!(JitState, stack_lo) as i32;
+    pub const STACK_HI: i32 = offset_of!(JitState, stack_hi) as i32;
+    pub const SHADOW_VALID: i32 = offset_of!(JitState, shadow_valid) as i32;
+    pub const STATUS: i32 = offset_of!(JitState, status) as i32;
+    pub const SHADOW: i32 = offset_of!(JitState, shadow) as i32;
+    pub const CPU: i32 = offset_of!(JitState, cpu) as i32;
     pub const BUDGET: i32 = offset_of!(JitState, budget) as i32;
     pub const DEPTH: i32 = offset_of!(JitState, depth) as i32;
+    pub const ARG_TAGS: i32 = offset_of!(JitState, arg_tags) as i32;
+    pub const RET_TAG: i32 = offset_of!(JitState, ret_tag) as i32;
+    pub const LOAD_TAG: i32 = offset_of!(JitState, load_tag) as i32;
+    pub const SLOTS_DIRTY: i32 = offset_of!(JitState, slots_dirty) as i32;
+    pub const RBOUNDS: i32 = offset_of!(JitState, rbounds) as i32;
+    pub const WBOUNDS: i32 = offset_of!(JitState, wbounds) as i32;
+    pub const SLOT_TAGS: i32 = offset_of!(JitState, slot_tags) as i32;
 }
 
 /// Record an error at `pc` and tell native code to unwind.
@@ -164,13 +249,11 @@ unsafe fn state<'a>(js: *mut JitState) -> &'a mut RunState<'static> {
 
 /// Run the current program (JIT compiled) from instruction 0.
 pub(crate) fn execute(st: &mut RunState, args: [u64; 5]) -> Result<u64, (usize, VmError)> {
-    let Some(f) = st.current.jit().and_then(|c| c.func(0)) else {
-        return crate::interp::execute(st, None, 0, args);
+    let Some(f) = st.current.jit().map(|c| c.main) else {
+        return crate::interp::execute(st, None, 0, args, crate::state::ENTRY_TAGS);
     };
-    st.jit.status = RUN;
-    // Regions cached by an earlier run may be gone.
-    st.jit.invalidate();
     fill_shadow(st);
+    st.jit.arg_tags = crate::state::ENTRY_TAGS;
     let r0 = run_native(st, f, args);
     if let Some(e) = st.jit_error.take() {
         return Err(e);
@@ -182,13 +265,16 @@ pub(crate) fn execute(st: &mut RunState, args: [u64; 5]) -> Result<u64, (usize, 
     })
 }
 
-/// Call a function of the current program (a bpf_loop / for_each callback).
+/// Call a function of the current program (a bpf_loop / for_each callback)
+/// with r1-r5 tagged `tags`.
 pub(crate) fn call_function(
     st: &mut RunState,
     pc: usize,
     args: [u64; 5],
+    tags: u64,
 ) -> Option<Result<u64, VmError>> {
     let f = st.current.jit()?.func(pc)?;
+    st.jit.arg_tags = tags;
     let r0 = run_native(st, f, args);
     if st.jit.status == ABORT {
         if let Some((_, e)) = st.jit_error.take() {
@@ -202,102 +288,44 @@ pub(crate) fn call_function(
     Some(Ok(r0))
 }
 
-fn region_of(st: &RunState, addr: u64, len: u64) -> Option<(u64, u64, RegionKind)> {
-    let r = st.regions.others.iter().find(|r| {
-        addr >= r.start && addr.wrapping_add(len) <= r.end && addr.wrapping_add(len) >= addr
-    })?;
-    Some((r.start, r.end, r.kind))
-}
+/// rt_load's size argument: size | MEM_ONLY | tag << 16 | signed << 24.
+pub const LOAD_SIGNED: u64 = 1 << 24;
 
 pub(super) unsafe extern "C" fn rt_load(js: *mut JitState, addr: u64, size: u64, pc: u64) -> u64 {
     // SAFETY: native code passes the JitState it was given, during its run.
     let st = unsafe { state(js) };
     let mem_only = size & MEM_ONLY != 0;
-    let size = size & 0xff;
-    match st.regions.translate(addr, size, false) {
-        Ok(Target::Ctx(_)) if mem_only => fail(
-            st,
-            pc,
-            VmError::OutOfBounds {
-                addr,
-                len: size,
-                write: false,
-            },
-        ),
-        Ok(Target::Raw(p)) => {
-            if let Some((lo, hi, _)) = region_of(st, addr, size) {
-                st.jit.load_lo = lo;
-                st.jit.load_hi = hi;
-            }
-            // SAFETY: translate() checked [addr, addr+size) lies in a live region.
-            unsafe {
-                match size {
-                    1 => *p as u64,
-                    2 => (p as *const u16).read_unaligned() as u64,
-                    4 => (p as *const u32).read_unaligned() as u64,
-                    _ => (p as *const u64).read_unaligned(),
-                }
-            }
+    let tag = (size >> 16) as u8;
+    let signed = size & LOAD_SIGNED != 0;
+    let size = (size & 0xff) as u32;
+    match crate::interp::load(st, tag, addr, size, signed, mem_only) {
+        Ok((v, t)) => {
+            st.jit.load_tag = t as u64;
+            v
         }
-        Ok(Target::Ctx(off)) => match st.ctx.load(off, size as u32) {
-            Ok(v) => {
-                // Serve this field natively until a helper or a context store.
-                let slot = (off / 4) as usize;
-                if size == 4 && off % 4 == 0 && slot < SHADOW_SLOTS {
-                    st.jit.shadow[slot] = v;
-                    st.jit.shadow_valid |= 1 << slot;
-                }
-                v
-            }
-            Err(e) => fail(st, pc, e),
-        },
         Err(e) => fail(st, pc, e),
     }
 }
 
+/// `size_tags` is size | tag << 16 | value tag << 24.
 pub(super) unsafe extern "C" fn rt_store(
     js: *mut JitState,
     addr: u64,
-    size: u64,
+    size_tags: u64,
     value: u64,
     pc: u64,
 ) -> u64 {
     // SAFETY: as in rt_load.
     let st = unsafe { state(js) };
-    match st.regions.translate(addr, size, true) {
-        Ok(Target::Raw(p)) => {
-            if let Some((lo, hi, RegionKind::ReadWrite)) = region_of(st, addr, size) {
-                st.jit.store_lo = lo;
-                st.jit.store_hi = hi;
-            }
-            // SAFETY: translate() checked the range lies in a live writable region.
-            unsafe {
-                match size {
-                    1 => *p = value as u8,
-                    2 => (p as *mut u16).write_unaligned(value as u16),
-                    4 => (p as *mut u32).write_unaligned(value as u32),
-                    _ => (p as *mut u64).write_unaligned(value),
-                }
-            }
-            0
-        }
-        Ok(Target::Ctx(off)) => {
-            // The fields the store touched are read through `load` again.
-            let first = off / 4;
-            let last = (off + size as u32 - 1) / 4;
-            for slot in first..=last.min(SHADOW_SLOTS as u32 - 1) {
-                st.jit.shadow_valid &= !(1u64 << slot);
-            }
-            match st.ctx.store(off, size as u32, value) {
-                Ok(()) => 0,
-                Err(e) => fail(st, pc, e),
-            }
-        }
+    let size = (size_tags & 0xff) as u32;
+    let (tag, vtag) = ((size_tags >> 16) as u8, (size_tags >> 24) as u8);
+    match crate::interp::store(st, tag, addr, size, value, vtag) {
+        Ok(()) => 0,
         Err(e) => fail(st, pc, e),
     }
 }
 
-/// BPF_ATOMIC: `size_op` is the access size | imm << 8. Returns the old value.
+/// BPF_ATOMIC: `size_op` is the access size | imm << 8 | tag << 40. Returns the old value.
 pub(super) unsafe extern "C" fn rt_atomic(
     js: *mut JitState,
     addr: u64,
@@ -310,19 +338,15 @@ pub(super) unsafe extern "C" fn rt_atomic(
     let st = unsafe { state(js) };
     let size = (size_op & 0xff) as u32;
     let op = (size_op >> 8) as u32 as i32;
-    match crate::interp::atomic(st, addr, size, op, src, r0) {
-        Ok((fetched, cmp)) => {
-            if let Some((lo, hi, RegionKind::ReadWrite)) = region_of(st, addr, size as u64) {
-                st.jit.store_lo = lo;
-                st.jit.store_hi = hi;
-            }
-            fetched.or(cmp).unwrap_or(0)
-        }
+    let tag = (size_op >> 40) as u8;
+    match crate::interp::atomic(st, tag, addr, size, op, src, r0) {
+        Ok((fetched, cmp)) => fetched.or(cmp).unwrap_or(0),
         Err(e) => fail(st, pc, e),
     }
 }
 
-/// A helper call (call imm, or callx with the id in a register).
+/// A helper call (call imm, or callx with the id in a register); the tags of
+/// r1-r5 are in `arg_tags`, r0's is left in `ret_tag`.
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe extern "C" fn rt_helper(
     js: *mut JitState,
@@ -336,10 +360,14 @@ pub(super) unsafe extern "C" fn rt_helper(
 ) -> u64 {
     // SAFETY: as in rt_load.
     let st = unsafe { state(js) };
-    let helpers = st.helpers;
-    let r = helpers.call(st, id as u32, [r1, r2, r3, r4, r5]);
-    if !keeps_packet_and_ctx(id) {
+    let tags = st.jit.arg_tags;
+    let r = st.call_helper(id as u32, [r1, r2, r3, r4, r5], tags);
+    let (pkt, ctx) = helper_changes(st, id);
+    if pkt {
         st.refresh_packet();
+    }
+    // (A tail call fills the shadow for its target.)
+    if ctx && st.pending_tail_call.is_none() {
         fill_shadow(st);
     }
     let r0 = match r {
@@ -357,63 +385,60 @@ pub(super) unsafe extern "C" fn rt_helper(
     r0
 }
 
-/// Helpers that change neither the packet nor a context field (the complement
-/// of the kernel's bpf_helper_changes_pkt_data, narrowed to what skiff's
-/// contexts expose): after them native code keeps its packet bounds and
-/// context values. Callbacks (bpf_loop, for_each) refresh them themselves.
-fn keeps_packet_and_ctx(id: u64) -> bool {
-    matches!(
-        id,
-        1 | 2
-            | 3
-            | 5
-            | 6
-            | 7
-            | 8
-            | 12
-            | 23
-            | 25
-            | 28
-            | 51
-            | 69
-            | 87
-            | 88
-            | 89
-            | 93
-            | 94
-            | 118
-            | 125
-            | 130..=134 | 160 | 164 | 181 | 195 | 208
-    )
+/// What a helper may have changed that native code caches: (packet bounds,
+/// context values). From the helper's row: it changes packet data (the
+/// kernel's bpf_helper_changes_pkt_data), it is given the context (only then
+/// can it change a field), it calls back into the program, or it has no
+/// prototype (nothing is known of it).
+fn helper_changes(st: &RunState, id: u64) -> (bool, bool) {
+    use crate::proto::ArgType;
+    let Some(p) = st.helpers.get(id as u32).map(|d| d.proto) else {
+        return (true, true);
+    };
+    let unknown = !p.declared || p.args.contains(&ArgType::PtrToFunc);
+    let pkt = unknown || p.changes_pkt_data;
+    let ctx = pkt
+        || p.args
+            .iter()
+            .any(|a| matches!(a, ArgType::PtrToCtx | ArgType::PtrToCtxOrNull));
+    (pkt, ctx)
 }
 
 /// Run the tail-call target in place of the current function: its r0 is what
 /// the current function returns (the kernel jumps into the target, reusing the
-/// frame; a tail call from a subprogram returns to the subprogram's caller).
+/// frame; a tail call from a subprogram returns to the subprogram's caller,
+/// whose program and tags come back).
 fn tail_call(st: &mut RunState, next: ProgRef, args: [u64; 5]) -> u64 {
-    st.current = next;
+    let saved = (st.jit.depth > 0).then(|| st.save());
+    st.enter_program(next);
     fill_shadow(st);
     let native = if st.engine == super::Engine::Jit {
-        next.jit().and_then(|c| c.func(0))
+        next.jit().map(|c| c.main)
     } else {
         None
     };
-    match native {
+    let r0 = match native {
         Some(f) => {
+            st.jit.arg_tags = crate::state::ENTRY_TAGS;
             let r0 = run_native(st, f, args);
             if st.jit.status == RUN {
                 st.jit.status = RETURN_NOW;
             }
             r0
         }
-        None => match crate::interp::execute(st, Some(next), 0, args) {
+        None => match crate::interp::execute(st, Some(next), 0, args, crate::state::ENTRY_TAGS) {
             Ok(v) => {
                 st.jit.status = RETURN_NOW;
                 v
             }
             Err((pc, e)) => fail(st, pc as u64, e),
         },
+    };
+    if let Some(s) = saved {
+        st.restore(s);
+        fill_shadow(st);
     }
+    r0
 }
 
 /// BPF_LD_ABS / BPF_LD_IND: `size` | (is_ind << 8); `off` already includes the

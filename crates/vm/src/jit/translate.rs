@@ -5,8 +5,7 @@
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{I16, I32, I64, I8};
 use cranelift_codegen::ir::{
-    AbiParam, AtomicRmwOp, Block, FuncRef, InstBuilder, MemFlagsData, SigRef, Signature, Type,
-    Value,
+    AbiParam, Block, FuncRef, InstBuilder, MemFlagsData, SigRef, Signature, Type, Value,
 };
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -15,10 +14,14 @@ use cranelift_module::{FuncId, Linkage, Module};
 
 use skiff_isa::*;
 
-use super::runtime::{self, off, FAIL_BUDGET, FAIL_DEPTH, MEM_ONLY, RETURN_NOW, RUN};
+use super::analysis::{self, size_of, Tags, DYN};
+use super::runtime::{self, off, FAIL_BUDGET, FAIL_DEPTH, FAIL_JUMP, RETURN_NOW, RUN};
 use super::{JitError, JitFn};
+use crate::mem::{Tag, CTX, FIRST_MAP, SCALAR, STACK};
 use crate::program::{Program, FUNC_TAG};
 use crate::state::MAX_CALL_FRAMES;
+use crate::verifier::{InsnAux, MemKind};
+use skiff_object::ProgType;
 
 fn err(pc: usize, msg: impl Into<String>) -> JitError {
     JitError {
@@ -66,12 +69,26 @@ fn native_signature(module: &JITModule) -> Signature {
     sig
 }
 
-/// Compile every function of `prog`; returns the module (finalized), the
-/// functions by entry and the code size.
+/// What translating emitted, over all functions.
+#[derive(Default)]
+pub(super) struct Counts {
+    pub code_size: usize,
+    pub checks: usize,
+    pub charges: usize,
+    pub inlined: usize,
+}
+
+/// The functions of a compiled program, by entry instruction.
+type Funcs = Vec<(usize, JitFn)>;
+
+/// Compile every function of `prog` (`aux`: the verifier's proofs, one per
+/// instruction); returns the module (finalized), the functions by entry and
+/// what was emitted.
 pub(super) fn translate(
     mut module: JITModule,
     prog: &Program,
-) -> Result<(JITModule, Vec<(usize, JitFn)>, usize), JitError> {
+    aux: Option<&[InsnAux]>,
+) -> Result<(JITModule, Funcs, Counts), JitError> {
     let code = &prog.code;
     if code.is_empty() {
         return Err(err(0, "empty program"));
@@ -87,7 +104,7 @@ pub(super) fn translate(
     }
     let mut ctx = module.make_context();
     let mut fbc = FunctionBuilderContext::new();
-    let mut code_size = 0usize;
+    let mut counts = Counts::default();
     for (i, &start) in entries.iter().enumerate() {
         let end = entries.get(i + 1).copied().unwrap_or(code.len());
         ctx.func.signature = sig.clone();
@@ -97,14 +114,17 @@ pub(super) fn translate(
                 &mut module,
                 &mut ctx,
                 &mut fbc,
-                code,
+                prog,
+                aux,
                 start,
                 end,
                 &entries,
                 &ids,
             )?;
-            t.set_program_facts(prog);
             t.body()?;
+            counts.checks += t.checks;
+            counts.charges += t.charges;
+            counts.inlined += t.inlined.len();
             t.b.seal_all_blocks();
             t.b.finalize(fc);
         }
@@ -121,7 +141,7 @@ pub(super) fn translate(
         {
             eprintln!("; {} function at insn {start}\n{d}", prog.name);
         }
-        code_size += ctx
+        counts.code_size += ctx
             .compiled_code()
             .map(|c| c.code_info().total_size as usize)
             .unwrap_or(0);
@@ -142,48 +162,66 @@ pub(super) fn translate(
             (e, f)
         })
         .collect();
-    Ok((module, funcs, code_size))
+    Ok((module, funcs, counts))
 }
 
-struct FnTranslator<'a> {
-    b: FunctionBuilder<'a>,
+pub(super) struct FnTranslator<'a> {
+    pub(super) b: FunctionBuilder<'a>,
     code: &'a [Insn],
     start: usize,
     end: usize,
     regs: [Variable; 11],
+    /// Each register's provenance tag (crate::mem) at run time, where the
+    /// static analysis does not know it.
+    tags: [Variable; 11],
+    /// Static tags (analysis::DYN: read `tags`): now, and at the start of each
+    /// instruction.
+    pub(super) cur: Tags,
+    tags_in: Vec<Tags>,
+    prog_type: ProgType,
+    /// Storage of the program's maps by index (tag FIRST_MAP + i): (start, end, writable).
+    pub(super) map_bounds: Vec<(u64, u64, bool)>,
+    /// Helper calls inlined as array lookups: (pc, map index).
+    inlined: Vec<(usize, usize)>,
+    /// The verifier's proofs, one per instruction, if it ran.
+    aux: Option<&'a [InsnAux]>,
+    /// The function may access the packet (a static PACKET or DYN tag at a
+    /// memory instruction): it keeps the packet bounds in registers.
+    uses_packet: bool,
+    /// It charges the budget (a back-edge not proven bounded, or it is no
+    /// main function): it keeps the budget in a register.
+    uses_budget: bool,
+    /// Inline bounds checks and budget charges emitted.
+    pub(super) checks: usize,
+    charges: usize,
+    inlined_tags: Vec<(usize, Tag)>,
     /// The packet bounds and the budget, kept in registers; written back to /
     /// reloaded from the JitState around calls that may use or change them.
-    pkt_lo: Variable,
-    pkt_hi: Variable,
+    pub(super) pkt_lo: Variable,
+    pub(super) pkt_hi: Variable,
     budget: Variable,
     /// Registers known to hold the context pointer r1 came in with (only in
     /// the main function): now, and at the start of each instruction.
-    ctx_regs: u16,
+    pub(super) ctx_regs: u16,
     ctx_in: Vec<u16>,
-    /// Registers holding a known ld_imm64 value (in the current block).
-    consts: [Option<u64>; 11],
-    /// The program's map storage (fixed for the program's life): checked
-    /// inline with constant bounds, (start, end, writable); empty when there
-    /// are too many (the cached region and the runtime cover them).
-    static_regions: Vec<(u64, u64, bool)>,
-    /// Array maps the program names: handle and layout (lookups inlined).
-    arrays: Vec<(u64, skiff_maps::ArrayLayout)>,
+    /// Array maps the program names, by map index: layout (lookups inlined).
+    arrays: Vec<Option<skiff_maps::ArrayLayout>>,
     /// The load being emitted reads a helper argument (ARG_PTR_TO_MEM): the
     /// context is not memory for it.
-    mem_only: bool,
-    st: Value,
+    pub(super) mem_only: bool,
+    pub(super) st: Value,
     /// Block of each instruction that starts one (index: pc - start).
     blocks: Vec<Option<Block>>,
     callees: Vec<(usize, FuncRef)>,
-    sig_load: SigRef,
-    sig_store: SigRef,
-    sig_atomic: SigRef,
+    pub(super) sig_load: SigRef,
+    pub(super) sig_store: SigRef,
+    pub(super) sig_atomic: SigRef,
     sig_helper: SigRef,
     sig_ld_abs: SigRef,
     sig_fail: SigRef,
 }
 
-const MF: MemFlagsData = MemFlagsData::new().with_notrap();
+pub(super) const MF: MemFlagsData = MemFlagsData::new().with_notrap();
 
 fn sig(module: &JITModule, params: usize) -> Signature {
     let mut s = module.make_signature();
@@ -204,12 +242,14 @@ impl<'a> FnTranslator<'a> {
         module: &mut JITModule,
         ctx: &'a mut Context,
         fbc: &'a mut FunctionBuilderContext,
-        code: &'a [Insn],
+        prog: &'a Program,
+        aux: Option<&'a [InsnAux]>,
         start: usize,
         end: usize,
         entries: &[usize],
         ids: &[FuncId],
     ) -> Result<Self, JitError> {
+        let code: &'a [Insn] = &prog.code;
         let sig_load = sig(module, 4);
         let sig_store = sig(module, 5);
         let sig_atomic = sig(module, 6);
@@ -243,6 +283,7 @@ impl<'a> FnTranslator<'a> {
         let sig_ld_abs = b.import_signature(sig_ld_abs);
         let sig_fail = b.import_signature(sig_fail);
         let regs: [Variable; 11] = std::array::from_fn(|_| b.declare_var(I64));
+        let tags: [Variable; 11] = std::array::from_fn(|_| b.declare_var(I64));
         let pkt_lo = b.declare_var(I64);
         let pkt_hi = b.declare_var(I64);
         let budget = b.declare_var(I64);
@@ -304,7 +345,52 @@ impl<'a> FnTranslator<'a> {
                 "the function falls through its last instruction",
             ));
         }
-        let ctx_in = ctx_dataflow(code, start, end, &leader, &in_wide);
+        let ctx_in = analysis::ctx_dataflow(code, start, end, &in_wide);
+        let arrays: Vec<Option<skiff_maps::ArrayLayout>> =
+            prog.maps.iter().map(|m| m.array_layout()).collect();
+        let handles: Vec<u64> = prog
+            .maps
+            .iter()
+            .zip(&arrays)
+            .map(|(m, a)| {
+                if a.is_some() {
+                    crate::program::map_handle(m)
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let const_maps: Vec<(usize, usize)> = aux
+            .map(|a| {
+                a.iter()
+                    .enumerate()
+                    .filter_map(|(pc, x)| {
+                        let m = x.const_map?;
+                        Some((pc, prog.map_indices.iter().position(|&i| i == m)?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let inlined = analysis::inline_lookups(code, start, end, &leader, &handles, &const_maps);
+        let inlined_tags: Vec<(usize, Tag)> = inlined
+            .iter()
+            .map(|&(pc, i)| (pc, FIRST_MAP + i as Tag))
+            .collect();
+        let facts = analysis::TagFacts {
+            prog_type: prog.prog_type,
+            ctx_in: &ctx_in,
+            start,
+            code,
+            inlined: &inlined_tags,
+        };
+        let tags_in = analysis::tag_dataflow(&facts, end, &in_wide);
+        let (uses_packet, uses_budget) =
+            analysis::register_needs(code, start, end, &in_wide, &tags_in, aux);
+        let map_bounds = prog
+            .map_storage
+            .iter()
+            .map(|(_, r)| (r.start, r.end, r.kind == crate::mem::RegionKind::ReadWrite))
+            .collect();
         let blocks: Vec<Option<Block>> = leader
             .iter()
             .map(|&l| l.then(|| b.create_block()))
@@ -323,20 +409,45 @@ impl<'a> FnTranslator<'a> {
             };
             b.def_var(*r, v);
         }
+        // Argument tags: the main function's are known (r1 the context); the
+        // others' come in the JitState.
+        let arg_tags = (start != 0).then(|| b.ins().load(I64, MF, st, off::ARG_TAGS));
+        for (i, r) in tags.iter().enumerate() {
+            let v = match (i, arg_tags) {
+                (1..=5, Some(a)) => {
+                    let x = b.ins().ushr_imm_u(a, 8 * (i as i64 - 1));
+                    b.ins().band_imm_u(x, 0xff)
+                }
+                (1, None) => b.ins().iconst(I64, CTX as i64),
+                (10, _) => b.ins().iconst(I64, STACK as i64),
+                _ => zero,
+            };
+            b.def_var(*r, v);
+        }
         let mut t = FnTranslator {
             b,
             code,
             start,
             end,
             regs,
+            tags,
+            cur: tags_in[0],
+            tags_in,
+            prog_type: prog.prog_type,
+            map_bounds,
+            inlined,
+            inlined_tags,
+            aux,
+            uses_packet,
+            uses_budget,
+            checks: 0,
+            charges: 0,
             pkt_lo,
             pkt_hi,
             budget,
             ctx_regs: ctx_in[0],
             ctx_in,
-            consts: [None; 11],
-            static_regions: Vec::new(),
-            arrays: Vec::new(),
+            arrays,
             mem_only: false,
             st,
             blocks,
@@ -349,41 +460,54 @@ impl<'a> FnTranslator<'a> {
             sig_fail,
         };
         t.reload_state();
-        // Charge one instruction per call, so recursion through callbacks is bounded too.
-        t.charge(start, 1);
+        if start != 0 {
+            // Charge one instruction per call, so recursion through calls and
+            // callbacks is bounded too (the main function is entered once per
+            // run or tail call, which are bounded).
+            t.charge(start, 1);
+        }
         let first = t.blocks[0].expect("entry is a leader");
         t.b.ins().jump(first, &[]);
         Ok(t)
     }
 
-    fn reg(&mut self, r: u8) -> Value {
+    pub(super) fn reg(&mut self, r: u8) -> Value {
         self.b.use_var(self.regs[r as usize & 0xf])
     }
 
-    fn set(&mut self, r: u8, v: Value) {
+    pub(super) fn set(&mut self, r: u8, v: Value) {
         self.b.def_var(self.regs[r as usize & 0xf], v);
     }
 
-    fn st_load(&mut self, offset: i32) -> Value {
+    pub(super) fn st_load(&mut self, offset: i32) -> Value {
         self.b.ins().load(I64, MF, self.st, offset)
     }
 
-    fn st_store(&mut self, v: Value, offset: i32) {
+    pub(super) fn st_store(&mut self, v: Value, offset: i32) {
         self.b.ins().store(MF, v, self.st, offset);
     }
 
     /// Packet bounds and budget from the JitState (at entry, after calls).
+    /// (Only what the function uses: the packet bounds when it may access the
+    /// packet, the budget when it charges it.)
     fn reload_state(&mut self) {
-        let lo = self.st_load(off::PKT_START);
-        let hi = self.st_load(off::PKT_END);
-        let bu = self.st_load(off::BUDGET);
-        self.b.def_var(self.pkt_lo, lo);
-        self.b.def_var(self.pkt_hi, hi);
-        self.b.def_var(self.budget, bu);
+        if self.uses_packet {
+            let lo = self.st_load(off::PKT_START);
+            let hi = self.st_load(off::PKT_END);
+            self.b.def_var(self.pkt_lo, lo);
+            self.b.def_var(self.pkt_hi, hi);
+        }
+        if self.uses_budget {
+            let bu = self.st_load(off::BUDGET);
+            self.b.def_var(self.budget, bu);
+        }
     }
 
     /// The budget back to the JitState (before calls and returns).
     fn spill_budget(&mut self) {
+        if !self.uses_budget {
+            return;
+        }
         let bu = self.b.use_var(self.budget);
         self.st_store(bu, off::BUDGET);
     }
@@ -392,7 +516,7 @@ impl<'a> FnTranslator<'a> {
         self.blocks[pc - self.start].expect("jump targets are leaders")
     }
 
-    fn call_rt(&mut self, sig: SigRef, f: usize, args: &[Value]) -> Value {
+    pub(super) fn call_rt(&mut self, sig: SigRef, f: usize, args: &[Value]) -> Value {
         let fp = self.b.ins().iconst(I64, f as i64);
         let call = self.b.ins().call_indirect(sig, fp, args);
         self.b.inst_results(call)[0]
@@ -419,7 +543,7 @@ impl<'a> FnTranslator<'a> {
     }
 
     /// Return immediately when the run is aborting (after a slow memory access).
-    fn check_abort(&mut self) {
+    pub(super) fn check_abort(&mut self) {
         let status = self.st_load(off::STATUS);
         let cont = self.b.create_block();
         let out = self.b.create_block();
@@ -446,6 +570,7 @@ impl<'a> FnTranslator<'a> {
 
     /// Take `cost` from the instruction budget; fail at `pc` when it runs out.
     fn charge(&mut self, pc: usize, cost: u64) {
+        self.charges += 1;
         let budget = self.b.use_var(self.budget);
         let ok = self
             .b
@@ -462,270 +587,6 @@ impl<'a> FnTranslator<'a> {
         self.b.def_var(self.budget, left);
     }
 
-    /// Branch to `yes` when `lo <= a && a <= hi - size`, else to `no` (two
-    /// compare-and-branch pairs: cheaper than materialising the conditions).
-    fn branch_in(&mut self, a: Value, lo: Value, hi: Value, size: u32, yes: Block, no: Block) {
-        let second = self.b.create_block();
-        let c1 = self.b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, a, lo);
-        self.b.ins().brif(c1, second, &[], no, &[]);
-        self.b.switch_to_block(second);
-        let last = self.b.ins().iadd_imm_s(hi, -(size as i64));
-        let c2 = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, a, last);
-        self.b.ins().brif(c2, yes, &[], no, &[]);
-    }
-
-    /// Branch through the program's map regions (constant bounds): to `yes`
-    /// when `a` is inside one (a writable one when `write`); ends in the block
-    /// that continues the search.
-    fn branch_in_static(&mut self, a: Value, size: u32, write: bool, yes: Block) {
-        let regions: Vec<(u64, u64, bool)> = self.static_regions.clone();
-        for (lo, hi, writable) in regions {
-            if write && !writable || hi - lo < size as u64 {
-                continue;
-            }
-            let next = self.b.create_block();
-            let lo = self.b.ins().iconst(I64, lo as i64);
-            let hi = self.b.ins().iconst(I64, hi as i64);
-            self.branch_in(a, lo, hi, size, yes, next);
-            self.b.switch_to_block(next);
-        }
-    }
-
-    fn branch_in_packet(&mut self, a: Value, size: u32, yes: Block, no: Block) {
-        let lo = self.b.use_var(self.pkt_lo);
-        let hi = self.b.use_var(self.pkt_hi);
-        self.branch_in(a, lo, hi, size, yes, no);
-    }
-
-    fn branch_in_state(
-        &mut self,
-        a: Value,
-        lo_off: i32,
-        hi_off: i32,
-        size: u32,
-        yes: Block,
-        no: Block,
-    ) {
-        let lo = self.st_load(lo_off);
-        let hi = self.st_load(hi_off);
-        self.branch_in(a, lo, hi, size, yes, no);
-    }
-
-    /// `a` inside the packet for `size` bytes (bounds in registers).
-    fn in_packet(&mut self, a: Value, size: u32) -> Value {
-        let lo = self.b.use_var(self.pkt_lo);
-        let hi = self.b.use_var(self.pkt_hi);
-        let last = self.b.ins().iadd_imm_s(hi, -(size as i64));
-        let c1 = self.b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, a, lo);
-        let c2 = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, a, last);
-        self.b.ins().band(c1, c2)
-    }
-
-    /// `lo <= a && a <= hi - size`, with lo / hi read from the run state.
-    fn in_range(&mut self, a: Value, lo_off: i32, hi_off: i32, size: u32) -> Value {
-        let lo = self.st_load(lo_off);
-        let hi = self.st_load(hi_off);
-        let last = self.b.ins().iadd_imm_s(hi, -(size as i64));
-        let c1 = self.b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, a, lo);
-        let c2 = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, a, last);
-        self.b.ins().band(c1, c2)
-    }
-
-    fn mem_type(size: u32) -> Type {
-        match size {
-            1 => I8,
-            2 => I16,
-            4 => I32,
-            _ => I64,
-        }
-    }
-
-    /// A checked load: packet, then stack, then the cached region, then the
-    /// context shadow, then the full region table.
-    fn load(&mut self, pc: usize, base_reg: u8, offset: i16, size: u32, signed: bool) -> Value {
-        let base = self.reg(base_reg);
-        let a = self.b.ins().iadd_imm_s(base, offset as i64);
-        let done = self.b.create_block();
-        self.b.append_block_param(done, I64);
-        let raw = self.b.create_block();
-        // r10-relative with an offset inside the frame: the stack, no check needed.
-        let frame_ok = in_own_frame(base_reg, offset, size);
-        if frame_ok {
-            self.b.ins().jump(raw, &[]);
-        } else {
-            let generic = self.b.create_block();
-            if !self.mem_only
-                && self.ctx_regs & (1 << base_reg) != 0
-                && size == 4
-                && !signed
-                && offset >= 0
-                && offset % 4 == 0
-                && (offset as usize) < runtime::SHADOW_SLOTS * 4
-            {
-                // The base is the context pointer r1 came in with: the shadow
-                // slot first (base == ctx start, slot valid), the generic path else.
-                let slot = (offset / 4) as i64;
-                let cs = self.st_load(off::CTX_START);
-                let is_ctx = self.b.ins().icmp(IntCC::Equal, base, cs);
-                let t = self.b.create_block();
-                self.b.ins().brif(is_ctx, t, &[], generic, &[]);
-                self.b.switch_to_block(t);
-                let valid = self.st_load(off::SHADOW_VALID);
-                let bit = self.b.ins().band_imm_u(valid, 1i64 << slot);
-                let hit = self.b.create_block();
-                self.b.ins().brif(bit, hit, &[], generic, &[]);
-                self.b.switch_to_block(hit);
-                let v = self
-                    .b
-                    .ins()
-                    .load(I64, MF, self.st, off::SHADOW + 8 * slot as i32);
-                self.b.ins().jump(done, &[v.into()]);
-            } else {
-                self.b.ins().jump(generic, &[]);
-            }
-            self.b.switch_to_block(generic);
-            let t2 = self.b.create_block();
-            self.branch_in_packet(a, size, raw, t2);
-            self.b.switch_to_block(t2);
-            self.branch_in_static(a, size, false, raw);
-            let t3 = self.b.create_block();
-            self.branch_in_state(a, off::STACK_LO, off::STACK_HI, size, raw, t3);
-            self.b.switch_to_block(t3);
-            let t4 = self.b.create_block();
-            self.b.set_cold_block(t4);
-            self.branch_in_state(a, off::LOAD_LO, off::LOAD_HI, size, raw, t4);
-            self.b.switch_to_block(t4);
-            let slow = self.b.create_block();
-            self.b.set_cold_block(slow);
-            if size == 4 && !signed && !self.mem_only {
-                // Context fields the context could precompute (data, data_end, ...).
-                let cs = self.st_load(off::CTX_START);
-                let ce = self.st_load(off::CTX_END);
-                let o = self.b.ins().isub(a, cs);
-                let len = self.b.ins().isub(ce, cs);
-                let inside = self.b.ins().icmp(IntCC::UnsignedLessThan, o, len);
-                let slot = self.b.ins().ushr_imm_u(o, 2);
-                let valid = self.st_load(off::SHADOW_VALID);
-                let bit = self.b.ins().ushr(valid, slot);
-                let bit = self.b.ins().band_imm_u(bit, 1);
-                let aligned = self.b.ins().band_imm_u(o, 3);
-                let aligned = self.b.ins().icmp_imm_s(IntCC::Equal, aligned, 0);
-                let small = self.b.ins().icmp_imm_s(
-                    IntCC::UnsignedLessThan,
-                    o,
-                    (runtime::SHADOW_SLOTS * 4) as i64,
-                );
-                let ok = self.b.ins().band(inside, aligned);
-                let ok = self.b.ins().band(ok, small);
-                let bitset = self.b.ins().icmp_imm_s(IntCC::NotEqual, bit, 0);
-                let ok = self.b.ins().band(ok, bitset);
-                let shadow = self.b.create_block();
-                self.b.set_cold_block(shadow);
-                self.b.ins().brif(ok, shadow, &[], slow, &[]);
-                self.b.switch_to_block(shadow);
-                let idx = self.b.ins().ishl_imm_u(slot, 3);
-                let p = self.b.ins().iadd(self.st, idx);
-                let v = self.b.ins().load(I64, MF, p, off::SHADOW);
-                self.b.ins().jump(done, &[v.into()]);
-            } else {
-                self.b.ins().jump(slow, &[]);
-            }
-            self.b.switch_to_block(slow);
-            let sz = self.b.ins().iconst(
-                I64,
-                size as i64 | if self.mem_only { MEM_ONLY as i64 } else { 0 },
-            );
-            let p = self.b.ins().iconst(I64, pc as i64);
-            let st = self.st;
-            let v = self.call_rt(
-                self.sig_load,
-                runtime::rt_load as *const () as usize,
-                &[st, a, sz, p],
-            );
-            self.check_abort();
-            let v = if signed { self.sign_extend(v, size) } else { v };
-            self.b.ins().jump(done, &[v.into()]);
-        }
-        self.b.switch_to_block(raw);
-        let ty = Self::mem_type(size);
-        let v = if size == 8 {
-            self.b.ins().load(I64, MF, a, 0)
-        } else if signed {
-            match size {
-                1 => self.b.ins().sload8(I64, MF, a, 0),
-                2 => self.b.ins().sload16(I64, MF, a, 0),
-                _ => self.b.ins().sload32(MF, a, 0),
-            }
-        } else {
-            let v = self.b.ins().load(ty, MF, a, 0);
-            self.b.ins().uextend(I64, v)
-        };
-        self.b.ins().jump(done, &[v.into()]);
-        self.b.switch_to_block(done);
-        self.b.block_params(done)[0]
-    }
-
-    fn sign_extend(&mut self, v: Value, size: u32) -> Value {
-        match size {
-            1 => {
-                let n = self.b.ins().ireduce(I8, v);
-                self.b.ins().sextend(I64, n)
-            }
-            2 => {
-                let n = self.b.ins().ireduce(I16, v);
-                self.b.ins().sextend(I64, n)
-            }
-            4 => {
-                let n = self.b.ins().ireduce(I32, v);
-                self.b.ins().sextend(I64, n)
-            }
-            _ => v,
-        }
-    }
-
-    /// A checked store: packet, stack, cached writable region, else the region table.
-    fn store(&mut self, pc: usize, base_reg: u8, offset: i16, size: u32, v: Value) {
-        let base = self.reg(base_reg);
-        let a = self.b.ins().iadd_imm_s(base, offset as i64);
-        let done = self.b.create_block();
-        let raw = self.b.create_block();
-        let frame_ok = in_own_frame(base_reg, offset, size);
-        if frame_ok {
-            self.b.ins().jump(raw, &[]);
-        } else {
-            let t2 = self.b.create_block();
-            self.branch_in_packet(a, size, raw, t2);
-            self.b.switch_to_block(t2);
-            self.branch_in_static(a, size, true, raw);
-            let t3 = self.b.create_block();
-            self.branch_in_state(a, off::STACK_LO, off::STACK_HI, size, raw, t3);
-            self.b.switch_to_block(t3);
-            let slow = self.b.create_block();
-            self.b.set_cold_block(slow);
-            self.branch_in_state(a, off::STORE_LO, off::STORE_HI, size, raw, slow);
-            self.b.switch_to_block(slow);
-            let sz = self.b.ins().iconst(I64, size as i64);
-            let p = self.b.ins().iconst(I64, pc as i64);
-            let st = self.st;
-            self.call_rt(
-                self.sig_store,
-                runtime::rt_store as *const () as usize,
-                &[st, a, sz, v, p],
-            );
-            self.check_abort();
-            self.b.ins().jump(done, &[]);
-        }
-        self.b.switch_to_block(raw);
-        match size {
-            1 => self.b.ins().istore8(MF, v, a, 0),
-            2 => self.b.ins().istore16(MF, v, a, 0),
-            4 => self.b.ins().istore32(MF, v, a, 0),
-            _ => self.b.ins().store(MF, v, a, 0),
-        };
-        self.b.ins().jump(done, &[]);
-        self.b.switch_to_block(done);
-    }
-
     fn body(&mut self) -> Result<(), JitError> {
         let mut pc = self.start;
         // The entry block already jumped to the first instruction's block.
@@ -737,7 +598,7 @@ impl<'a> FnTranslator<'a> {
                 }
                 self.b.switch_to_block(blk);
                 self.ctx_regs = self.ctx_in[pc - self.start];
-                self.consts = [None; 11];
+                self.cur = self.tags_in[pc - self.start];
             } else if terminated {
                 // Unreachable straight-line code after an unconditional jump or exit
                 // that no jump reaches: skip it (leaders cover every reachable insn).
@@ -746,51 +607,114 @@ impl<'a> FnTranslator<'a> {
             }
             let insn = self.code[pc];
             let (next, term) = self.insn(pc, insn)?;
-            self.track_ctx(pc, insn);
+            self.track(pc, insn);
             terminated = term;
             pc = next;
         }
         Ok(())
     }
 
-    fn track_ctx(&mut self, pc: usize, insn: Insn) {
-        self.ctx_regs = ctx_after(self.ctx_regs, insn);
-        // Known ld_imm64 values: set by ld_imm64, copied by mov, forgotten on
-        // any other write.
-        let copied = (insn.code == BPF_ALU64 | BPF_MOV | BPF_X && insn.off == 0)
-            .then(|| self.consts[insn.src as usize % 11]);
-        let w = written(insn);
+    /// After `insn`: the exact context registers and the static tags; a
+    /// written register whose tag is known gets it as a constant (the
+    /// instruction's own code set it where it is not).
+    fn track(&mut self, pc: usize, insn: Insn) {
+        self.ctx_regs = analysis::ctx_after(self.ctx_regs, insn);
+        let facts = analysis::TagFacts {
+            prog_type: self.prog_type,
+            ctx_in: &self.ctx_in,
+            start: self.start,
+            code: self.code,
+            inlined: &self.inlined_tags,
+        };
+        self.cur = analysis::tags_after(&facts, pc, insn, self.cur);
+        let w = analysis::written(insn);
         for r in 0..11 {
-            if w & (1 << r) != 0 {
-                self.consts[r] = None;
+            if w & (1 << r) != 0 && self.cur[r] != DYN {
+                let c = self.b.ins().iconst(I64, self.cur[r] as i64);
+                self.b.def_var(self.tags[r], c);
             }
-        }
-        if insn.code == LD_IMM64 {
-            let hi = self
-                .code
-                .get(pc + 1)
-                .map(|i| i.imm as u32 as u64)
-                .unwrap_or(0);
-            self.consts[insn.dst as usize % 11] = Some(insn.imm as u32 as u64 | hi << 32);
-        } else if let Some(v) = copied {
-            self.consts[insn.dst as usize % 11] = v;
         }
     }
 
-    fn set_program_facts(&mut self, prog: &Program) {
-        let regions: Vec<(u64, u64, bool)> = prog
-            .map_regions
-            .iter()
-            .map(|r| (r.start, r.end, r.kind == crate::mem::RegionKind::ReadWrite))
-            .collect();
-        if regions.len() <= 4 {
-            self.static_regions = regions;
+    /// The back-edge at `pc` closes a loop the verifier proved bounded.
+    fn bounded_loop(&self, pc: usize) -> bool {
+        self.aux
+            .and_then(|a| a.get(pc))
+            .is_some_and(|x| x.bounded_loop)
+    }
+
+    /// The memory access at `pc` was proven in bounds for this pointer kind.
+    pub(super) fn proven(&self, pc: usize) -> Option<MemKind> {
+        self.aux.and_then(|a| a.get(pc)).and_then(|x| x.mem)
+    }
+
+    pub(super) fn prog_type(&self) -> ProgType {
+        self.prog_type
+    }
+
+    /// Register `r`'s tag: (static tag or DYN, its value at run time).
+    pub(super) fn tag(&mut self, r: u8) -> (u8, Value) {
+        let r = (r & 0xf).min(10) as usize;
+        let t = self.cur[r];
+        let v = if t == DYN {
+            self.b.use_var(self.tags[r])
+        } else {
+            self.b.ins().iconst(I64, t as i64)
+        };
+        (t, v)
+    }
+
+    pub(super) fn set_tag(&mut self, r: u8, v: Value) {
+        self.b.def_var(self.tags[(r & 0xf).min(10) as usize], v);
+    }
+
+    /// r1-r5's tags packed (state::pack_tags) into the JitState, for a helper or callee.
+    fn store_arg_tags(&mut self) {
+        let mut packed: Option<Value> = None;
+        let mut known = 0u64;
+        for r in 1..=5u8 {
+            let (t, v) = self.tag(r);
+            if t != DYN {
+                known |= (t as u64) << (8 * (r - 1));
+                continue;
+            }
+            let sh = self.b.ins().ishl_imm_u(v, 8 * (r as i64 - 1));
+            packed = Some(match packed {
+                Some(p) => self.b.ins().bor(p, sh),
+                None => sh,
+            });
         }
-        self.arrays = prog
-            .maps
-            .iter()
-            .filter_map(|m| Some((crate::program::map_handle(m), m.array_layout()?)))
-            .collect();
+        let all = match packed {
+            Some(p) => self.b.ins().bor_imm_u(p, known as i64),
+            None => self.b.ins().iconst(I64, known as i64),
+        };
+        self.st_store(all, off::ARG_TAGS);
+    }
+
+    /// The run-time tag of an ALU64 result (the rule of mem::alu_tag), for a
+    /// register the static analysis leaves DYN.
+    fn alu_tag_value(&mut self, insn: Insn) -> Value {
+        let op = insn.code & 0xf0;
+        let (_, d) = self.tag(insn.dst);
+        if insn.code & BPF_X == 0 {
+            return match op {
+                BPF_ADD | BPF_SUB => d,
+                _ => self.b.ins().iconst(I64, SCALAR as i64),
+            };
+        }
+        let (_, s) = self.tag(insn.src);
+        let zero = self.b.ins().iconst(I64, SCALAR as i64);
+        let s_scalar = self.b.ins().icmp_imm_s(IntCC::Equal, s, SCALAR as i64);
+        match op {
+            BPF_MOV if insn.off == 0 => s,
+            BPF_ADD => {
+                let d_scalar = self.b.ins().icmp_imm_s(IntCC::Equal, d, SCALAR as i64);
+                let other = self.b.ins().select(d_scalar, s, zero);
+                self.b.ins().select(s_scalar, d, other)
+            }
+            BPF_SUB => self.b.ins().select(s_scalar, d, zero),
+            _ => zero,
+        }
     }
 
     /// Translate one instruction; returns the next pc and whether control does
@@ -815,6 +739,12 @@ impl<'a> FnTranslator<'a> {
                     } else {
                         self.b.ins().iconst(I64, insn.imm as u32 as i64)
                     };
+                    // Constant where the analysis knows it (track() sets those).
+                    let dyn_in = |r: u8| self.cur[(r & 0xf).min(10) as usize] == DYN;
+                    if wide && (dyn_in(insn.dst) || dyn_in(insn.src)) {
+                        let t = self.alu_tag_value(insn);
+                        self.set_tag(insn.dst, t);
+                    }
                     let d = self.reg(insn.dst);
                     let v = if wide {
                         self.alu(I64, op, insn.off, d, src)
@@ -832,14 +762,15 @@ impl<'a> FnTranslator<'a> {
             BPF_LDX => {
                 let size = size_of(insn.code);
                 let signed = insn.code & 0xe0 == BPF_MEMSX;
-                let v = self.load(pc, insn.src, insn.off, size, signed);
+                let (v, t) = self.load(pc, insn.src, insn.off, size, signed);
                 self.set(insn.dst, v);
+                self.set_tag(insn.dst, t);
                 Ok((pc + 1, false))
             }
             BPF_ST => {
                 let size = size_of(insn.code);
                 let v = self.b.ins().iconst(I64, insn.imm as i64);
-                self.store(pc, insn.dst, insn.off, size, v);
+                self.store(pc, insn.dst, insn.off, size, v, (SCALAR, v));
                 Ok((pc + 1, false))
             }
             BPF_STX => {
@@ -848,7 +779,8 @@ impl<'a> FnTranslator<'a> {
                     self.atomic(pc, insn, size);
                 } else {
                     let v = self.reg(insn.src);
-                    self.store(pc, insn.dst, insn.off, size, v);
+                    let vt = self.tag(insn.src);
+                    self.store(pc, insn.dst, insn.off, size, v, vt);
                 }
                 Ok((pc + 1, false))
             }
@@ -971,99 +903,6 @@ impl<'a> FnTranslator<'a> {
         }
     }
 
-    fn atomic(&mut self, pc: usize, insn: Insn, size: u32) {
-        let base = self.reg(insn.dst);
-        let a = self.b.ins().iadd_imm_s(base, insn.off as i64);
-        let src = self.reg(insn.src);
-        let r0 = self.reg(0);
-        let done = self.b.create_block();
-        self.b.append_block_param(done, I64);
-        let slow = self.b.create_block();
-        self.b.set_cold_block(slow);
-        let rmw = match insn.imm & !BPF_FETCH {
-            x if x == BPF_ADD as i32 => Some(AtomicRmwOp::Add),
-            x if x == BPF_OR as i32 => Some(AtomicRmwOp::Or),
-            x if x == BPF_AND as i32 => Some(AtomicRmwOp::And),
-            x if x == BPF_XOR as i32 => Some(AtomicRmwOp::Xor),
-            _ if insn.imm == BPF_XCHG => Some(AtomicRmwOp::Xchg),
-            _ => None,
-        };
-        let inline = rmw.is_some() || insn.imm == BPF_CMPXCHG;
-        if inline {
-            // Aligned, in the packet, the stack or the cached writable region:
-            // a native atomic; anything else through the runtime (which reports
-            // the interpreter's error).
-            let fast = self.b.create_block();
-            let mis = self.b.ins().band_imm_u(a, (size - 1) as u64 as i64);
-            let aligned = self.b.ins().icmp_imm_s(IntCC::Equal, mis, 0);
-            let p1 = self.in_packet(a, size);
-            let p2 = self.in_range(a, off::STACK_LO, off::STACK_HI, size);
-            let p3 = self.in_range(a, off::STORE_LO, off::STORE_HI, size);
-            let any = self.b.ins().bor(p1, p2);
-            let mut any = self.b.ins().bor(any, p3);
-            for (lo, hi, writable) in self.static_regions.clone() {
-                if writable && hi - lo >= size as u64 {
-                    let lo = self.b.ins().iconst(I64, lo as i64);
-                    let hi = self.b.ins().iconst(I64, hi as i64);
-                    let last = self.b.ins().iadd_imm_s(hi, -(size as i64));
-                    let c1 = self.b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, a, lo);
-                    let c2 = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, a, last);
-                    let c = self.b.ins().band(c1, c2);
-                    any = self.b.ins().bor(any, c);
-                }
-            }
-            let ok = self.b.ins().band(aligned, any);
-            self.b.ins().brif(ok, fast, &[], slow, &[]);
-            self.b.switch_to_block(fast);
-            let ty = if size == 8 { I64 } else { I32 };
-            let x = if size == 8 {
-                src
-            } else {
-                self.b.ins().ireduce(I32, src)
-            };
-            let old = match rmw {
-                Some(op) => self.b.ins().atomic_rmw(ty, MF, op, a, x),
-                None => {
-                    let e = if size == 8 {
-                        r0
-                    } else {
-                        self.b.ins().ireduce(I32, r0)
-                    };
-                    self.b.ins().atomic_cas(MF, a, e, x)
-                }
-            };
-            let old = if size == 8 {
-                old
-            } else {
-                self.b.ins().uextend(I64, old)
-            };
-            self.b.ins().jump(done, &[old.into()]);
-        } else {
-            self.b.ins().jump(slow, &[]);
-        }
-        self.b.switch_to_block(slow);
-        let so = self
-            .b
-            .ins()
-            .iconst(I64, (size as u64 | (insn.imm as u32 as u64) << 8) as i64);
-        let p = self.b.ins().iconst(I64, pc as i64);
-        let st = self.st;
-        let old = self.call_rt(
-            self.sig_atomic,
-            runtime::rt_atomic as *const () as usize,
-            &[st, a, so, src, r0, p],
-        );
-        self.check_abort();
-        self.b.ins().jump(done, &[old.into()]);
-        self.b.switch_to_block(done);
-        let old = self.b.block_params(done)[0];
-        if insn.imm == BPF_CMPXCHG {
-            self.set(0, old);
-        } else if insn.imm & BPF_FETCH != 0 {
-            self.set(insn.src, old);
-        }
-    }
-
     fn jump(&mut self, pc: usize, insn: Insn) -> Result<(usize, bool), JitError> {
         let class = insn.code & 7;
         let op = insn.code & 0xf0;
@@ -1075,7 +914,7 @@ impl<'a> FnTranslator<'a> {
                     insn.off as i64
                 };
                 let t = (pc as i64 + 1 + o) as usize;
-                if t <= pc {
+                if t <= pc && !self.bounded_loop(pc) {
                     self.charge(pc, (pc - t + 1) as u64);
                 }
                 let blk = self.block_at(t);
@@ -1084,6 +923,11 @@ impl<'a> FnTranslator<'a> {
             }
             BPF_EXIT if class == BPF_JMP => {
                 self.spill_budget();
+                if self.start != 0 {
+                    // A callee's r0 tag, for its caller.
+                    let (_, t) = self.tag(0);
+                    self.st_store(t, off::RET_TAG);
+                }
                 let r0 = self.reg(0);
                 self.b.ins().return_(&[r0]);
                 Ok((pc + 1, true))
@@ -1134,7 +978,7 @@ impl<'a> FnTranslator<'a> {
                 };
                 let t = (pc as i64 + 1 + insn.off as i64) as usize;
                 let fall = self.block_at(pc + 1);
-                if t <= pc {
+                if t <= pc && !self.bounded_loop(pc) {
                     // A backward branch: charge the loop body when it is taken.
                     let charge = self.b.create_block();
                     self.b.ins().brif(c, charge, &[], fall, &[]);
@@ -1159,6 +1003,12 @@ impl<'a> FnTranslator<'a> {
             .find(|(e, _)| *e == t)
             .map(|(_, f)| *f)
             .expect("callees were declared for every call");
+        if t == 0 {
+            // The main function is entered only with the context in r1.
+            self.fail(FAIL_JUMP, pc);
+            let dead = self.b.create_block();
+            self.b.switch_to_block(dead);
+        }
         let depth = self.st_load(off::DEPTH);
         let ok =
             self.b
@@ -1173,6 +1023,7 @@ impl<'a> FnTranslator<'a> {
         self.b.switch_to_block(cont);
         let d1 = self.b.ins().iadd_imm_s(depth, 1);
         self.st_store(d1, off::DEPTH);
+        self.store_arg_tags();
         let mut args = vec![self.st];
         for r in 1..=5 {
             args.push(self.reg(r));
@@ -1186,6 +1037,8 @@ impl<'a> FnTranslator<'a> {
         self.reload_state();
         self.st_store(depth, off::DEPTH);
         self.set(0, r0);
+        let t0 = self.st_load(off::RET_TAG);
+        self.set_tag(0, t0);
         // Only ABORT can come back from a callee (it consumes RETURN_NOW itself).
         let status = self.st_load(off::STATUS);
         let cont = self.b.create_block();
@@ -1199,19 +1052,16 @@ impl<'a> FnTranslator<'a> {
 
     /// bpf_map_lookup_elem on an array map the program names (r1 a known
     /// handle): the address computed inline, as array_map_gen_lookup does.
-    fn inline_array_lookup(&mut self, pc: usize, insn: Insn) -> bool {
-        if insn.code != CALL || insn.src != 0 || insn.imm != 1 {
-            return false;
-        }
-        let Some(h) = self.consts[1] else {
+    fn inline_array_lookup(&mut self, pc: usize) -> bool {
+        let Some(&(_, i)) = self.inlined.iter().find(|(p, _)| *p == pc) else {
             return false;
         };
-        let Some(&(_, l)) = self.arrays.iter().find(|(m, _)| *m == h) else {
+        let Some(Some(l)) = self.arrays.get(i).copied() else {
             return false;
         };
         // The key: 4 bytes at r2, checked like any load (the helper's own check).
         self.mem_only = true;
-        let idx = self.load(pc, 2, 0, 4, false);
+        let (idx, _) = self.load(pc, 2, 0, 4, false);
         self.mem_only = false;
         let in_range = self
             .b
@@ -1237,9 +1087,10 @@ impl<'a> FnTranslator<'a> {
     }
 
     fn helper_call(&mut self, pc: usize, insn: Insn) {
-        if self.inline_array_lookup(pc, insn) {
+        if self.inline_array_lookup(pc) {
             return;
         }
+        self.store_arg_tags();
         let id = if insn.code & BPF_X != 0 {
             let r = self.reg(insn.dst);
             let r32 = self.b.ins().ireduce(I32, r);
@@ -1261,138 +1112,8 @@ impl<'a> FnTranslator<'a> {
         );
         self.reload_state();
         self.set(0, r0);
+        let t0 = self.st_load(off::RET_TAG);
+        self.set_tag(0, t0);
         self.check_status(r0);
-    }
-}
-
-/// `r10 + offset` for `size` bytes stays inside the function's own 512-byte
-/// frame: the stack region, no check needed (r10 is read-only).
-fn in_own_frame(base_reg: u8, offset: i16, size: u32) -> bool {
-    base_reg == 10
-        && (offset as i32) >= -(MAX_BPF_STACK as i32)
-        && (offset as i32) + size as i32 <= 0
-}
-
-/// The registers `insn` writes.
-fn written(insn: Insn) -> u16 {
-    let bit = |r: u8| 1u16 << (r & 0xf);
-    match insn.code & 7 {
-        BPF_ALU | BPF_ALU64 | BPF_LDX => bit(insn.dst),
-        BPF_LD if insn.code == LD_IMM64 => bit(insn.dst),
-        BPF_LD => bit(0),
-        BPF_STX if insn.code & 0xe0 == BPF_ATOMIC => bit(insn.src) | bit(0),
-        BPF_JMP | BPF_JMP32 if insn.code & 0xf0 == BPF_CALL => 0x3f,
-        _ => 0,
-    }
-}
-
-/// Which registers hold the context pointer after `insn`, given `known` before.
-fn ctx_after(known: u16, insn: Insn) -> u16 {
-    let bit = |r: u8| 1u16 << (r & 0xf);
-    match insn.code & 7 {
-        BPF_ALU64 if insn.code == BPF_ALU64 | BPF_MOV | BPF_X && insn.off == 0 => {
-            if known & bit(insn.src) != 0 {
-                known | bit(insn.dst)
-            } else {
-                known & !bit(insn.dst)
-            }
-        }
-        BPF_ALU | BPF_ALU64 | BPF_LDX => known & !bit(insn.dst),
-        BPF_LD => known & !(bit(insn.dst) | bit(0)),
-        BPF_STX if insn.code & 0xe0 == BPF_ATOMIC => known & !(bit(insn.src) | bit(0)),
-        // Calls leave r0-r5 undefined; r6-r9 survive.
-        BPF_JMP | BPF_JMP32 if insn.code & 0xf0 == BPF_CALL => known & !0x3f,
-        _ => known,
-    }
-}
-
-/// Forward dataflow over the function [start, end): the context registers at the
-/// start of every instruction (intersection over predecessors; r1 at the main
-/// program's entry).
-fn ctx_dataflow(
-    code: &[Insn],
-    start: usize,
-    end: usize,
-    leader: &[bool],
-    in_wide: &[bool],
-) -> Vec<u16> {
-    let n = end - start;
-    // u16::MAX = not reached yet (the top of the lattice).
-    let mut at = vec![u16::MAX; n];
-    at[0] = if start == 0 { 1 << 1 } else { 0 };
-    let mut changed = true;
-    let mut rounds = 0;
-    while changed && rounds < 64 {
-        changed = false;
-        rounds += 1;
-        let mut pc = start;
-        while pc < end {
-            let i = pc - start;
-            if in_wide[i] {
-                pc += 1;
-                continue;
-            }
-            let insn = code[pc];
-            let out = if at[i] == u16::MAX {
-                u16::MAX
-            } else {
-                ctx_after(at[i], insn)
-            };
-            let mut flow = |t: usize, v: u16, at: &mut Vec<u16>| {
-                if t >= start && t < end {
-                    let m = at[t - start] & v;
-                    if m != at[t - start] {
-                        at[t - start] = m;
-                        changed = true;
-                    }
-                }
-            };
-            let class = insn.code & 7;
-            let op = insn.code & 0xf0;
-            let next = if insn.code == LD_IMM64 {
-                pc + 2
-            } else {
-                pc + 1
-            };
-            if class == BPF_JMP || class == BPF_JMP32 {
-                if op == BPF_EXIT && class == BPF_JMP {
-                } else if op == BPF_CALL && class == BPF_JMP {
-                    flow(next, out, &mut at);
-                } else {
-                    let o = if op == BPF_JA && class == BPF_JMP32 {
-                        insn.imm as i64
-                    } else {
-                        insn.off as i64
-                    };
-                    let t = pc as i64 + 1 + o;
-                    if t >= 0 {
-                        flow(t as usize, out, &mut at);
-                    }
-                    if op != BPF_JA {
-                        flow(next, out, &mut at);
-                    }
-                }
-            } else {
-                flow(next, out, &mut at);
-            }
-            pc = next;
-        }
-    }
-    if changed {
-        // No fixpoint within the bound: assume nothing.
-        return vec![0; n];
-    }
-    let _ = leader;
-    at.into_iter()
-        .map(|v| if v == u16::MAX { 0 } else { v })
-        .collect()
-}
-
-fn size_of(code: u8) -> u32 {
-    match code & 0x18 {
-        BPF_B => 1,
-        BPF_H => 2,
-        BPF_W => 4,
-        _ => 8,
     }
 }
