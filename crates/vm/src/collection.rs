@@ -117,7 +117,8 @@ impl Program {
     /// Loads program `spec` of an object as `bpf(BPF_PROG_LOAD)` does: the
     /// verifier runs first, on the instructions as the kernel gets them; a
     /// refusal is `LoadError::Refused`, or with `opts.verify` off is kept
-    /// (`refusal`) and the program loads unverified. Then as `load_with`.
+    /// (`refusal`) and the program loads unverified. Then as `load_verified`,
+    /// with the proofs.
     pub fn load_object(
         license: &str,
         spec: &skiff_object::Program,
@@ -136,12 +137,15 @@ impl Program {
             }
             Err(error) => (None, Some(error)),
         };
-        let mut p = Program::load_with(
+        // The JIT drops the run-time checks the verifier's proofs make
+        // redundant (none without a verdict: every access checked).
+        let mut p = Program::load_verified(
             &spec.name,
             spec.prog_type,
             spec.insns.clone(),
             maps,
             opts.engine,
+            verified.as_ref(),
         )?;
         p.set_verdict(verified, refusal);
         Ok(p)
