@@ -422,7 +422,12 @@ impl<'a> Cpu<'a> {
         };
         self.capture_entry(dev, hook, pkt.id, pkt.ts, pkt.skb.data());
         let res = self.tc_classify(dev, dir, pkt);
-        let code = res.action.code();
+        // TC_ACT_CONSUMED (mirred took the skb) is recorded as the STOLEN
+        // it stands for: the packet left this hook.
+        let code = match res.action.code() {
+            TC_ACT_CONSUMED => TC_ACT_STOLEN,
+            c => c,
+        };
         let target = match (
             &pkt.skb.redirect,
             self.sh.trace_on && code == TC_ACT_REDIRECT,
