@@ -210,40 +210,66 @@ impl Cpu<'_> {
             return self.dev_hard_start_xmit(dev, pkt);
         };
         let ts = pkt.ts;
-        // The filters of classful qdiscs (tcf_classify at a qdisc or class);
-        // mirred's copies go once the qdisc lock is released.
-        let mut mirred = Vec::new();
-        let mut classify =
-            |parent: u32, p: &mut Pkt| self.qdisc_classify(dev, parent, p, &mut mirred);
-        let (res, now, shaper, dropped, stolen) = {
-            let mut g = q.lock();
-            let now = g.tick(ts);
-            let mut cx = EnqueueCtx::new(&mut classify);
-            let r = g.enqueue_at(pkt, &mut cx);
-            (r, now, !g.conserving, cx.dropped, cx.stolen)
-        };
-        match res {
-            Ok(()) => {}
-            Err(Refused::Drop(p)) => {
-                self.stats(dev).tx_dropped += 1;
+        let mut next = Some((pkt, false));
+        let mut shaper = false;
+        let mut now = ts;
+        // netem's copies go in again at the root (once: not duplicated).
+        for _ in 0..XMIT_RECURSION_LIMIT {
+            let Some((pkt, no_dup)) = next.take() else {
+                break;
+            };
+            // The filters of classful qdiscs (tcf_classify at a qdisc or
+            // class); mirred's copies go once the qdisc lock is released.
+            let mut mirred = Vec::new();
+            let mut classify =
+                |parent: u32, p: &mut Pkt| self.qdisc_classify(dev, parent, p, &mut mirred);
+            let (res, cx_out) = {
+                let mut g = q.lock();
+                now = g.tick(ts);
+                shaper = !g.conserving;
+                let mut cx = EnqueueCtx::new(&mut classify);
+                cx.now = now;
+                cx.no_duplicate = no_dup;
+                let r = g.enqueue_at(pkt, &mut cx);
+                (r, (cx.dropped, cx.stolen, cx.duplicates))
+            };
+            let (dropped, stolen, dups) = cx_out;
+            match res {
+                Ok(()) => {}
+                Err(Refused::Drop(p)) => {
+                    self.stats(dev).tx_dropped += 1;
+                    self.drop_skb(p, DropReason::QdiscDrop, at(dev, Hook::Xmit));
+                }
+                Err(Refused::Stolen(p)) => self.deliver(dev, p, "qdisc-filter"),
+            }
+            for p in dropped {
+                let p = self.with_id(p);
                 self.drop_skb(p, DropReason::QdiscDrop, at(dev, Hook::Xmit));
             }
-            Err(Refused::Stolen(p)) => self.deliver(dev, p, "qdisc-filter"),
-        }
-        for p in dropped {
-            self.drop_skb(p, DropReason::QdiscDrop, at(dev, Hook::Xmit));
-        }
-        for p in stolen {
-            self.deliver(dev, p, "qdisc-filter");
-        }
-        for (p, to) in mirred {
-            self.mirred_forward(dev, p, to, false);
+            for p in stolen {
+                self.deliver(dev, p, "qdisc-filter");
+            }
+            for (p, to) in mirred {
+                self.mirred_forward(dev, p, to, false);
+            }
+            if let Some(d) = dups.into_iter().next() {
+                next = Some((self.with_id(d), true));
+            }
         }
         if shaper {
             self.qdisc_run(dev, now);
         } else {
             self.st.tx_scheduled = true;
         }
+    }
+
+    /// A packet a qdisc made (netem's copy, id 0) gets its id here.
+    fn with_id(&mut self, mut p: Pkt) -> Pkt {
+        if p.id == 0 {
+            p.id = self.originate();
+            p.skb = self.alloc_skb(*p.skb);
+        }
+        p
     }
 
     /// __qdisc_run: dequeue at `now` (at least the qdisc's own clock) while
@@ -357,6 +383,15 @@ impl Cpu<'_> {
 const WATCHDOG_ROUNDS_MAX: usize = 1 << 20;
 
 impl Datapath {
+    /// The clock moves on to `ts` with nothing arriving: what the qdiscs'
+    /// watchdogs release by then goes out (a replay's idle tail, a test
+    /// waiting for its shapers to drain).
+    pub fn run_until(&mut self, ts: u64) {
+        self.run();
+        self.qdisc_watchdogs(ts);
+        self.now = self.now.max(ts);
+    }
+
     /// The qdisc watchdogs due by `until` fire in time order, each at its
     /// own time, after what was injected before has run (the kernel's
     /// hrtimer -> __netif_schedule -> net_tx_action, on the virtual clock).

@@ -33,6 +33,7 @@ mod htb_tests;
 mod htb_tree;
 pub mod ingress;
 pub mod mq;
+pub mod netem;
 pub mod pfifo_fast;
 pub mod prio;
 pub mod rate;
@@ -127,6 +128,8 @@ pub enum Classified {
 /// What enqueue needs besides the packet: the classifier, and where the
 /// packets it gives up go.
 pub(crate) struct EnqueueCtx<'a> {
+    /// The engine's clock (the packet's time).
+    pub now: u64,
     /// tcf_classify over the filters attached at `parent` (a qdisc handle or
     /// a classid); the packet may be changed by actions.
     pub classify: &'a mut dyn FnMut(u32, &mut Pkt) -> Classified,
@@ -135,14 +138,21 @@ pub(crate) struct EnqueueCtx<'a> {
     pub dropped: Vec<Pkt>,
     /// A consumed packet (Classified::Stolen): ended by the caller as such.
     pub stolen: Vec<Pkt>,
+    /// netem's copies (id 0 until the caller gives them one): enqueued
+    /// again at the root with `no_duplicate` set.
+    pub duplicates: Vec<Pkt>,
+    pub no_duplicate: bool,
 }
 
 impl<'a> EnqueueCtx<'a> {
     pub fn new(classify: &'a mut dyn FnMut(u32, &mut Pkt) -> Classified) -> Self {
         EnqueueCtx {
+            now: 0,
             classify,
             dropped: Vec::new(),
             stolen: Vec::new(),
+            duplicates: Vec::new(),
+            no_duplicate: false,
         }
     }
 }
@@ -368,6 +378,7 @@ pub enum QdiscOptions {
     Prio(prio::PrioOptions),
     Tbf(tbf::TbfOptions),
     Htb(htb::HtbOptions),
+    Netem(netem::NetemOptions),
     /// `ingress` and `clsact`: filter attachment points, no queue.
     Ingress,
     Clsact,
@@ -385,6 +396,7 @@ impl QdiscOptions {
             QdiscOptions::Prio(_) => "prio",
             QdiscOptions::Tbf(_) => "tbf",
             QdiscOptions::Htb(_) => "htb",
+            QdiscOptions::Netem(_) => "netem",
             QdiscOptions::Ingress => "ingress",
             QdiscOptions::Clsact => "clsact",
         }
@@ -401,6 +413,10 @@ impl QdiscOptions {
             "noqueue" => QdiscOptions::Noqueue,
             "prio" => QdiscOptions::Prio(prio::PrioOptions::default()),
             "htb" => QdiscOptions::Htb(htb::HtbOptions::default()),
+            "netem" => QdiscOptions::Netem(netem::NetemOptions {
+                limit: 1000,
+                ..Default::default()
+            }),
             "ingress" => QdiscOptions::Ingress,
             "clsact" => QdiscOptions::Clsact,
             "tbf" => {
@@ -432,6 +448,7 @@ const QDISCS: &[(&str, Ctor)] = &[
     ("prio", prio::Prio::create),
     ("tbf", tbf::Tbf::create),
     ("htb", htb::Htb::create),
+    ("netem", netem::Netem::create),
 ];
 
 fn unknown_kind(kind: &str) -> DatapathError {

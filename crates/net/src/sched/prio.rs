@@ -269,3 +269,58 @@ impl ClassOps for Prio {
         Ok(old_q)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buff::SkBuff;
+
+    fn pkt(id: u64, priority: u32, mark: u32) -> Pkt {
+        let mut skb = SkBuff::new(&[0u8; 100], 64, 2, 1500);
+        skb.priority = priority;
+        skb.mark = mark;
+        Pkt {
+            id,
+            ts: 0,
+            skb: Box::new(skb),
+        }
+    }
+
+    /// prio_classify: skb->priority through the priomap (6 -> band 0,
+    /// 0 -> 1, 2 -> 2); a priority 1:N picks band N-1; a filter's classid
+    /// likewise, out of range -> prio2band[0]; SHOT drops (counted).
+    #[test]
+    fn bands_as_prio_classify_picks_them() {
+        let dev = QdiscDev {
+            txqueuelen: 1000,
+            mtu: 1500,
+            tx_queues: 1,
+        };
+        let mut q = Prio::create(&QdiscOptions::Prio(PrioOptions::default()), &dev).unwrap();
+        q.set_handle(0x1_0000);
+        let mut filters = |_: u32, p: &mut Pkt| match p.skb.mark {
+            1 => Classified::Class(0x1_0003),
+            2 => Classified::Class(0x1_0009),
+            3 => Classified::Shot,
+            _ => Classified::NoMatch,
+        };
+        let mut send = |q: &mut Box<dyn Qdisc>, p: Pkt| {
+            let mut cx = EnqueueCtx::new(&mut filters);
+            q.enqueue_at(p, &mut cx).is_ok()
+        };
+        assert!(send(&mut q, pkt(1, 0, 0))); // band 1
+        assert!(send(&mut q, pkt(2, 2, 0))); // band 2
+        assert!(send(&mut q, pkt(3, 6, 0))); // band 0
+        assert!(send(&mut q, pkt(4, 0x1_0001, 0))); // 1:1 -> band 0
+        assert!(send(&mut q, pkt(5, 0, 1))); // filter 1:3 -> band 2
+        assert!(send(&mut q, pkt(6, 0, 2))); // filter 1:9 -> prio2band[0] = 1
+        assert!(!send(&mut q, pkt(7, 0, 3))); // SHOT
+        let order: Vec<u64> = std::iter::from_fn(|| q.dequeue_at(0).map(|p| p.id)).collect();
+        assert_eq!(order, vec![3, 4, 1, 6, 2, 5]);
+        let s = q.stats();
+        assert_eq!((s.packets, s.drops, s.qlen), (6, 1, 0));
+        let c = q.class_dumps();
+        let sent: Vec<(String, u64)> = c.iter().map(|c| (c.handle.clone(), c.packets)).collect();
+        assert_eq!(sent, vec![("1:1".into(), 2), ("1:2".into(), 2), ("1:3".into(), 2)]);
+    }
+}

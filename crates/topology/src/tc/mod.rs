@@ -12,6 +12,7 @@ mod action_kinds;
 mod class;
 mod filter;
 mod flower;
+mod netem;
 mod qdisc;
 mod u32;
 

@@ -26,9 +26,9 @@ pub struct QdiscLine {
 
 /// Qdisc kinds Linux has that skiff does not run (yet).
 const NOT_SUPPORTED: &[&str] = &[
-    "fq_codel", "fq", "netem", "sfq", "cake", "red", "choke", "codel", "fq_pie", "pie", "hfsc",
-    "drr", "qfq", "ets", "multiq", "mqprio", "taprio", "cbs", "etf", "gred", "hhf", "sfb",
-    "skbprio", "plug", "dualpi2", "atm", "cbq", "dsmark", "teql",
+    "fq_codel", "fq", "sfq", "cake", "red", "choke", "codel", "fq_pie", "pie", "hfsc", "drr",
+    "qfq", "ets", "multiq", "mqprio", "taprio", "cbs", "etf", "gred", "hhf", "sfb", "skbprio",
+    "plug", "dualpi2", "atm", "cbq", "dsmark", "teql",
 ];
 
 fn cmd_of(w: &mut Words) -> Result<QdiscCmd, TcError> {
@@ -141,6 +141,7 @@ fn kind_options(w: &mut Words, at: usize, kind: &str) -> Result<QdiscOptions, Tc
         "prio" => prio(w)?,
         "tbf" => tbf(w)?,
         "htb" => htb(w)?,
+        "netem" => super::netem::parse(w)?,
         "pfifo_fast" | "mq" | "noqueue" | "ingress" | "clsact" => {
             if let Some(x) = w.next() {
                 return Err(TcError::at(

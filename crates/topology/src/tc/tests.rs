@@ -164,9 +164,10 @@ fn errors_name_the_word_and_say_what_tc_says() {
             "Object \"bogus\" is unknown, try \"tc help\".".into()
         )
     );
+    // (was: the placeholder's "not supported: tc filter lines yet")
     assert_eq!(
-        err("filter add dev eth0 parent 1: bpf obj x.o"),
-        (None, "not supported: tc filter lines yet".into())
+        err("filter add dev eth0 parent 1: u32 match ip src 10.0.0.300/32"),
+        (Some(7), "Illegal \"match\"".into())
     );
 }
 
@@ -234,5 +235,54 @@ fn lines_run_in_order_on_the_datapath() {
          lended: 0 borrowed: 0 giants: 0\n tokens: 400000 ctokens: 200000\n\n\
          class tbf 10:1 parent 10: \n \
          Sent 0 bytes 0 pkt (dropped 0, overlimits 0 requeues 0) \n backlog 0b 0p requeues 0\n\n"
+    );
+}
+
+/// Seed 002's tc lines, in its order (a del between the adds of one root).
+#[test]
+fn the_seeds_qdisc_lines_run() {
+    let t = topo(
+        "\"qdisc add dev eth0 root netem delay 200ms\",
+         \"qdisc change dev eth0 root netem delay 100ms 10ms\",
+         \"qdisc del dev eth0 root\",
+         \"qdisc add dev eth0 root netem loss 10%\",
+         \"qdisc del dev eth0 root\",
+         \"qdisc add dev eth0 root tbf rate 1mbit burst 32kbit latency 400ms\",
+         \"qdisc add dev eth0 handle ffff: ingress\"",
+    )
+    .unwrap();
+    let b = t.build(DatapathOptions::default()).unwrap();
+    let host = b.dp.netns("host").unwrap();
+    let eth0 = b.dp.device(host, "eth0").unwrap();
+    let show = b.dp.tc_show(eth0).unwrap();
+    let kinds: Vec<(&str, &str)> = show
+        .qdisc
+        .iter()
+        .map(|q| (q.kind.as_str(), q.handle.as_str()))
+        .collect();
+    // Autohandles as qdisc_alloc_handle gives them: 8001:, 8002:, 8003:.
+    assert_eq!(kinds, vec![("tbf", "8003:"), ("ingress", "ffff:")]);
+    let Ok(TcCommand::Qdisc(q)) = parse_line(
+        "qdisc change dev eth0 root netem delay 100ms 10ms 25% loss 0.1% duplicate 1% seed 5",
+    ) else {
+        panic!("netem line refused");
+    };
+    let Some(QdiscOptions::Netem(n)) = q.opts else {
+        panic!("not netem")
+    };
+    assert_eq!(
+        (n.latency_ns, n.jitter_ns, n.delay_corr),
+        (100_000_000, 10_000_000, 1_073_741_824)
+    );
+    assert_eq!(
+        (n.loss, n.duplicate, n.seed, n.limit),
+        (4_294_967, 42_949_673, Some(5), 1000)
+    );
+    assert_eq!(
+        err("qdisc add dev eth0 root netem reorder 25%"),
+        (
+            None,
+            "reordering not possible without specifying some delay".into()
+        )
     );
 }
