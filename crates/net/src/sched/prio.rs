@@ -321,6 +321,9 @@ mod tests {
         assert_eq!((s.packets, s.drops, s.qlen), (6, 1, 0));
         let c = q.class_dumps();
         let sent: Vec<(String, u64)> = c.iter().map(|c| (c.handle.clone(), c.packets)).collect();
-        assert_eq!(sent, vec![("1:1".into(), 2), ("1:2".into(), 2), ("1:3".into(), 2)]);
+        assert_eq!(
+            sent,
+            vec![("1:1".into(), 2), ("1:2".into(), 2), ("1:3".into(), 2)]
+        );
     }
 }
