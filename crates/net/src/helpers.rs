@@ -6,6 +6,7 @@
 pub mod csum;
 pub mod fib;
 mod skb;
+pub(crate) use skb::skb_get_hash;
 mod xdp;
 
 use skiff_vm::{HelperDef, HelperTable, ProgType, RunState, VmError};

@@ -213,14 +213,14 @@ impl Cpu<'_> {
         let mut next = Some((pkt, false));
         let mut shaper = false;
         let mut now = ts;
+        // mirred's copies go once the qdisc lock is released.
+        let mut mirred = Vec::new();
         // netem's copies go in again at the root (once: not duplicated).
         for _ in 0..XMIT_RECURSION_LIMIT {
             let Some((pkt, no_dup)) = next.take() else {
                 break;
             };
-            // The filters of classful qdiscs (tcf_classify at a qdisc or
-            // class); mirred's copies go once the qdisc lock is released.
-            let mut mirred = Vec::new();
+            // The filters of classful qdiscs (tcf_classify at a qdisc or class).
             let mut classify =
                 |parent: u32, p: &mut Pkt| self.qdisc_classify(dev, parent, p, &mut mirred);
             let (res, cx_out) = {
@@ -249,12 +249,12 @@ impl Cpu<'_> {
             for p in stolen {
                 self.deliver(dev, p, "qdisc-filter");
             }
-            for (p, to) in mirred {
-                self.mirred_forward(dev, p, to, false);
-            }
             if let Some(d) = dups.into_iter().next() {
                 next = Some((self.with_id(d), true));
             }
+        }
+        for (p, to) in mirred {
+            self.mirred_forward(dev, p, to, false);
         }
         if shaper {
             self.qdisc_run(dev, now);
@@ -291,7 +291,16 @@ impl Cpu<'_> {
             p.ts = p.ts.max(now);
             self.dev_hard_start_xmit(dev, p);
         }
-        if let Some(w) = q.lock().next_watchdog() {
+        let (w, dropped) = {
+            let mut g = q.lock();
+            let mut dropped = Vec::new();
+            g.take_dropped(&mut dropped);
+            (g.next_watchdog(), dropped)
+        };
+        for p in dropped {
+            self.drop_skb(p, DropReason::QdiscDrop, at(dev, Hook::Xmit));
+        }
+        if let Some(w) = w {
             sh.next_watchdog.fetch_min(w, Ordering::AcqRel);
         }
     }

@@ -729,6 +729,18 @@ fn flow_hash(skb: &SkBuff) -> (u32, bool) {
     (if h == 0 { 1 } else { h }, ports.is_some())
 }
 
+/// include/linux/skbuff.h: skb_get_hash — the skb's hash, computed (and
+/// kept) from its flow when it has none (qdiscs hash flows with it).
+pub(crate) fn skb_get_hash(skb: &mut SkBuff) -> u32 {
+    if !skb.l4_hash && !skb.sw_hash {
+        let (h, l4) = flow_hash(skb);
+        skb.hash = h;
+        skb.sw_hash = true;
+        skb.l4_hash = l4;
+    }
+    skb.hash
+}
+
 // net/core/filter.c: bpf_get_hash_recalc -> skb_get_hash
 pub fn get_hash_recalc(st: &mut RunState, _a: [u64; 5]) -> Result<u64, VmError> {
     let skb = skb_ctx(st)?;

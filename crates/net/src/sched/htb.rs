@@ -558,6 +558,11 @@ impl Qdisc for Htb {
         self.stats
     }
 
+    fn tree_reduce_backlog(&mut self, n: usize, bytes: u64) {
+        self.stats.qlen = self.stats.qlen.saturating_sub(n as u64);
+        self.stats.backlog = self.stats.backlog.saturating_sub(bytes);
+    }
+
     fn work_conserving(&self) -> bool {
         false
     }

@@ -25,8 +25,10 @@ pub mod cls_flower;
 pub mod cls_fw;
 pub mod cls_matchall;
 pub mod cls_u32;
+mod codel;
 pub mod dump;
 pub mod fifo;
+pub mod fq_codel;
 pub mod htb;
 #[cfg(test)]
 mod htb_tests;
@@ -198,6 +200,16 @@ pub(crate) trait Qdisc: Send {
     fn work_conserving(&self) -> bool {
         true
     }
+    /// Whether dequeue may drop packets (CoDel): they wait in the qdisc for
+    /// `take_dropped`.
+    fn drops_on_dequeue(&self) -> bool {
+        false
+    }
+    /// The packets dequeue dropped since the last call.
+    fn take_dropped(&mut self, _out: &mut Vec<Pkt>) {}
+    /// qdisc_tree_reduce_backlog: `n` packets of `bytes` below this qdisc
+    /// are gone (dropped by a child's dequeue).
+    fn tree_reduce_backlog(&mut self, _n: usize, _bytes: u64) {}
     /// qdisc_watchdog_schedule_ns: the time a shaper asked to run again at.
     fn watchdog(&self) -> Option<u64> {
         None
@@ -273,6 +285,8 @@ pub(crate) struct Sch {
     pub clock: u64,
     /// Work-conserving here and below (`refresh` after a change).
     pub conserving: bool,
+    /// Some qdisc here or below drops at dequeue (`refresh` after a change).
+    pub drops_below: bool,
 }
 
 impl Deref for Sch {
@@ -296,6 +310,7 @@ impl Sch {
             q,
             clock: 0,
             conserving: true,
+            drops_below: false,
         };
         s.refresh();
         s
@@ -335,11 +350,32 @@ impl Sch {
     /// Recomputes `conserving` here and below (after a graft or change).
     pub fn refresh(&mut self) -> bool {
         let mut all = self.q.work_conserving();
+        let mut drops = self.q.drops_on_dequeue();
         for c in self.q.children_mut() {
             all &= c.refresh();
+            drops |= c.drops_below;
         }
         self.conserving = all;
+        self.drops_below = drops;
         all
+    }
+
+    /// What dequeues dropped here and below; each parent's counters lose
+    /// what its children dropped (qdisc_tree_reduce_backlog).
+    pub fn take_dropped(&mut self, out: &mut Vec<Pkt>) {
+        if !self.drops_below {
+            return;
+        }
+        self.q.take_dropped(out);
+        let mut below = Vec::new();
+        for c in self.q.children_mut() {
+            c.take_dropped(&mut below);
+        }
+        if !below.is_empty() {
+            let bytes = below.iter().map(|p| p.skb.len() as u64).sum();
+            self.q.tree_reduce_backlog(below.len(), bytes);
+            out.append(&mut below);
+        }
     }
 
     /// The earliest watchdog here or below.
@@ -379,6 +415,7 @@ pub enum QdiscOptions {
     Tbf(tbf::TbfOptions),
     Htb(htb::HtbOptions),
     Netem(netem::NetemOptions),
+    FqCodel(fq_codel::FqCodelOptions),
     /// `ingress` and `clsact`: filter attachment points, no queue.
     Ingress,
     Clsact,
@@ -397,6 +434,7 @@ impl QdiscOptions {
             QdiscOptions::Tbf(_) => "tbf",
             QdiscOptions::Htb(_) => "htb",
             QdiscOptions::Netem(_) => "netem",
+            QdiscOptions::FqCodel(_) => "fq_codel",
             QdiscOptions::Ingress => "ingress",
             QdiscOptions::Clsact => "clsact",
         }
@@ -413,6 +451,7 @@ impl QdiscOptions {
             "noqueue" => QdiscOptions::Noqueue,
             "prio" => QdiscOptions::Prio(prio::PrioOptions::default()),
             "htb" => QdiscOptions::Htb(htb::HtbOptions::default()),
+            "fq_codel" => QdiscOptions::FqCodel(fq_codel::FqCodelOptions::default()),
             "netem" => QdiscOptions::Netem(netem::NetemOptions {
                 limit: 1000,
                 ..Default::default()
@@ -449,6 +488,7 @@ const QDISCS: &[(&str, Ctor)] = &[
     ("tbf", tbf::Tbf::create),
     ("htb", htb::Htb::create),
     ("netem", netem::Netem::create),
+    ("fq_codel", fq_codel::FqCodel::create),
 ];
 
 fn unknown_kind(kind: &str) -> DatapathError {

@@ -32,17 +32,15 @@ impl PschedRate {
             mult: 1,
             ..Default::default()
         };
-        if rate_bytes_ps > 0 {
-            let mut factor: u64 = NSEC_PER_SEC;
-            loop {
-                let mult = factor / rate_bytes_ps;
-                r.mult = mult.min(u32::MAX as u64) as u32;
-                if mult & (1 << 31) != 0 || mult > u32::MAX as u64 || factor & (1 << 63) != 0 {
-                    break;
-                }
-                factor <<= 1;
-                r.shift += 1;
+        let mut factor: u64 = NSEC_PER_SEC;
+        // A rate of 0 keeps mult 1, shift 0 (checked_div gives None).
+        while let Some(mult) = factor.checked_div(rate_bytes_ps) {
+            r.mult = mult.min(u32::MAX as u64) as u32;
+            if mult & (1 << 31) != 0 || mult > u32::MAX as u64 || factor & (1 << 63) != 0 {
+                break;
             }
+            factor <<= 1;
+            r.shift += 1;
         }
         r
     }

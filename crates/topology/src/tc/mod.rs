@@ -67,6 +67,17 @@ pub struct Words<'a> {
 }
 
 impl<'a> Words<'a> {
+    /// The next word, moving on. (Not an Iterator: its `last` would shadow
+    /// the index-returning `last` below for `&mut Words`.)
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<&'a str> {
+        let w = self.words.get(self.pos).map(|w| w.1);
+        if w.is_some() {
+            self.pos += 1;
+        }
+        w
+    }
+
     /// Whitespace-separated words; a backslash before a line break joins
     /// lines as the shell does.
     pub fn new(line: &'a str) -> Words<'a> {
@@ -87,15 +98,6 @@ impl<'a> Words<'a> {
             words.push((s, &line[s..]));
         }
         Words { words, pos: 0 }
-    }
-
-    /// The next word, moving on.
-    pub fn next(&mut self) -> Option<&'a str> {
-        let w = self.words.get(self.pos).map(|w| w.1);
-        if w.is_some() {
-            self.pos += 1;
-        }
-        w
     }
 
     pub fn peek(&self) -> Option<&'a str> {

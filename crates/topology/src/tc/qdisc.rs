@@ -26,9 +26,9 @@ pub struct QdiscLine {
 
 /// Qdisc kinds Linux has that skiff does not run (yet).
 const NOT_SUPPORTED: &[&str] = &[
-    "fq_codel", "fq", "sfq", "cake", "red", "choke", "codel", "fq_pie", "pie", "hfsc", "drr",
-    "qfq", "ets", "multiq", "mqprio", "taprio", "cbs", "etf", "gred", "hhf", "sfb", "skbprio",
-    "plug", "dualpi2", "atm", "cbq", "dsmark", "teql",
+    "fq", "sfq", "cake", "red", "choke", "codel", "fq_pie", "pie", "hfsc", "drr", "qfq", "ets",
+    "multiq", "mqprio", "taprio", "cbs", "etf", "gred", "hhf", "sfb", "skbprio", "plug", "dualpi2",
+    "atm", "cbq", "dsmark", "teql",
 ];
 
 fn cmd_of(w: &mut Words) -> Result<QdiscCmd, TcError> {
@@ -142,6 +142,7 @@ fn kind_options(w: &mut Words, at: usize, kind: &str) -> Result<QdiscOptions, Tc
         "tbf" => tbf(w)?,
         "htb" => htb(w)?,
         "netem" => super::netem::parse(w)?,
+        "fq_codel" => fq_codel(w)?,
         "pfifo_fast" | "mq" | "noqueue" | "ingress" | "clsact" => {
             if let Some(x) = w.next() {
                 return Err(TcError::at(
@@ -338,6 +339,55 @@ fn tbf(w: &mut Words) -> Result<QdiscOptions, TcError> {
         peakrate: peak,
         mtu: mtu.min(u32::MAX as u64) as u32,
     }))
+}
+
+/// q_fq_codel.c: limit, flows, target, interval, quantum, ce_threshold,
+/// memory_limit, ecn/noecn, drop_batch (times to us as tc sends them).
+fn fq_codel(w: &mut Words) -> Result<QdiscOptions, TcError> {
+    let mut o = skiff_net::sched::fq_codel::FqCodelOptions::default();
+    let illegal = |w: &Words, k: &str| TcError::at(w.last(), format!("Illegal \"{k}\""));
+    while let Some(a) = w.next() {
+        match a {
+            "limit" | "flows" | "quantum" | "drop_batch" => {
+                let v = w.value(a)?;
+                let n = get_u32(v).ok_or_else(|| illegal(w, a))?;
+                match a {
+                    "limit" => o.limit = Some(n),
+                    "flows" => o.flows = Some(n),
+                    "quantum" => o.quantum = Some(n),
+                    _ => o.drop_batch = Some(n),
+                }
+            }
+            "target" | "interval" | "ce_threshold" => {
+                let v = w.value(a)?;
+                let t = get_time_us(v)
+                    .and_then(|t| u32::try_from(t).ok())
+                    .ok_or_else(|| illegal(w, a))?;
+                match a {
+                    "target" => o.target_us = Some(t),
+                    "interval" => o.interval_us = Some(t),
+                    _ => o.ce_threshold_us = Some(t),
+                }
+            }
+            "memory_limit" => {
+                let v = w.value(a)?;
+                let m = get_size(v)
+                    .and_then(|m| u32::try_from(m).ok())
+                    .ok_or_else(|| illegal(w, a))?;
+                o.memory_limit = Some(m);
+            }
+            "ecn" => o.ecn = Some(true),
+            "noecn" => o.ecn = Some(false),
+            _ if matches(a, "ce_threshold_selector") => {
+                return Err(TcError::at(
+                    w.last(),
+                    "not supported: fq_codel ce_threshold_selector",
+                ))
+            }
+            _ => return Err(TcError::at(w.last(), format!("What is \"{a}\"?"))),
+        }
+    }
+    Ok(QdiscOptions::FqCodel(o))
 }
 
 /// q_htb.c: htb_parse_opt — r2q, default (hex), direct_qlen.

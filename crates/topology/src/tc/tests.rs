@@ -93,6 +93,14 @@ fn qdisc_lines_parse_to_the_kernels_attributes() {
             Some(QdiscOptions::Pfifo { limit: Some(5) })
         )
     );
+    let q = qdisc("qdisc add dev eth0 root fq_codel limit 100 target 2ms noecn");
+    let Some(QdiscOptions::FqCodel(f)) = q.opts else {
+        panic!("not fq_codel")
+    };
+    assert_eq!(
+        (f.limit, f.target_us, f.ecn, f.flows),
+        (Some(100), Some(2000), Some(false), None)
+    );
     let q = qdisc("qdisc del dev eth0 root");
     assert_eq!((q.cmd, q.opts), (QdiscCmd::Delete, None));
 }
