@@ -30,9 +30,9 @@ impl TcfEnv for TestEnv {
     fn dev_up(&self, dev: DevId) -> bool {
         !self.down.contains(&dev)
     }
-    fn mirred_clone(&mut self, skb: &SkBuff, to: MirredTarget) -> Result<(), ()> {
+    fn mirred_clone(&mut self, skb: &SkBuff, to: MirredTarget) -> bool {
         self.clones.push((to, skb.data().to_vec()));
-        Ok(())
+        true
     }
 }
 
@@ -161,7 +161,7 @@ fn matchall(classid: u32, a: &[Arc<TcAction>]) -> FilterSpec {
 fn reclassify_loops_sixteen_times_then_shoots() {
     let mut b = TcfBlock::default();
     let a = gact(TC_ACT_RECLASSIFY);
-    b.add_filter(key(1), matchall(0, &[a.clone()]), false)
+    b.add_filter(key(1), matchall(0, std::slice::from_ref(&a)), false)
         .unwrap();
     let mut skb = udp_skb(10);
     let r = tcf_classify(&b, &mut skb, &mut TestEnv::default());
