@@ -70,5 +70,5 @@ fn json_police_and_mirred_counters() {
         (m["stats"]["packets"].as_u64(), m["stats"]["bytes"].as_u64()),
         (Some(20), Some(19_720))
     );
-    assert_eq!(f[2]["parent"], "ffff:fff2");
+    assert_eq!(f[2]["parent"], "ffff:");
 }
