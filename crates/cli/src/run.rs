@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use skiff_io::{Format, Reader, Writer, LINKTYPE_ETHERNET};
-use skiff_net::datapath::{CapturePoint, Datapath, DatapathOptions, DevId, Hook};
+use skiff_net::datapath::{CapturePoint, Datapath, DatapathOptions, DevId, Hook, NsId};
 use skiff_topology::Topology;
 
 #[derive(clap::Args)]
@@ -756,11 +756,36 @@ fn tc_json(dp: &Datapath) -> serde_json::Value {
     for (id, ns, name, _, _) in dp.devices() {
         let Ok(show) = dp.tc_show(id) else { continue };
         let key = format!("{}/{name}", dp.netns_name(ns).unwrap_or("?"));
-        if let Ok(v) = serde_json::to_value(&show) {
+        if let Ok(mut v) = serde_json::to_value(&show) {
+            tc_json_filters(dp, id, ns, &mut v);
             m.insert(key, v);
         }
     }
     serde_json::Value::Object(m)
+}
+
+/// The device's `filter` array (`tc -s -j filter show` entries, each with
+/// the `parent` it is attached at) and its namespace's `action` array
+/// (`tc -s -j actions show`, one object per kind).
+fn tc_json_filters(dp: &Datapath, id: DevId, ns: NsId, v: &mut serde_json::Value) {
+    let Some(o) = v.as_object_mut() else { return };
+    let filters: Vec<serde_json::Value> = dp
+        .tc_filter_show(id)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| {
+            let mut j = f.json;
+            if let Some(e) = j.as_object_mut() {
+                e.insert("parent".into(), serde_json::Value::String(f.parent));
+            }
+            j
+        })
+        .collect();
+    o.insert("filter".into(), serde_json::Value::Array(filters));
+    o.insert(
+        "action".into(),
+        serde_json::Value::Array(dp.tc_actions_show(ns)),
+    );
 }
 
 /// `tc -s qdisc show` then `tc -s class show`, per namespace as `ip netns
@@ -782,6 +807,9 @@ fn tc_text(dp: &Datapath) -> String {
         }
         for c in &show.class {
             out.push_str(&c.to_text());
+        }
+        if let Ok(f) = dp.tc_filter_text(id) {
+            out.push_str(&f.replace("filter parent", &format!("filter dev {name} parent")));
         }
     }
     out

@@ -58,6 +58,15 @@ pub struct FilterShow {
     pub json: Value,
 }
 
+/// The ingress block's parent as tc shows it: "ffff:" on an ingress qdisc,
+/// "ffff:fff2" on clsact.
+fn ingress_parent(d: &NetDev) -> u32 {
+    match d.ingress_qdisc.map(|q| q.kind) {
+        Some(IngressKind::Ingress) => 0xffff_0000,
+        _ => FilterParent::Ingress.handle(),
+    }
+}
+
 fn cls_err(e: crate::sched::cls_api::ClsError) -> DatapathError {
     match e {
         crate::sched::cls_api::ClsError::NotSupported(m) => DatapathError::NotSupported(m),
@@ -162,7 +171,7 @@ impl Datapath {
                 });
             }
         };
-        add(FilterParent::Ingress.handle(), &d.tc_ingress.block);
+        add(ingress_parent(d), &d.tc_ingress.block);
         add(FilterParent::Egress.handle(), &d.tc_egress.block);
         for (h, b) in &d.tc_egress.qdisc_blocks {
             add(*h, b);
@@ -175,7 +184,7 @@ impl Datapath {
         let d = self.dev(dev)?;
         let mut s = String::new();
         let parents = [
-            (FilterParent::Ingress.handle(), &d.tc_ingress.block),
+            (ingress_parent(d), &d.tc_ingress.block),
             (FilterParent::Egress.handle(), &d.tc_egress.block),
         ];
         let qb = d.tc_egress.qdisc_blocks.iter().map(|(h, b)| (*h, b));

@@ -329,7 +329,7 @@ impl TcfEnv for CpuTcfEnv<'_, '_> {
     }
 
     /// act_mirred on a clone: a new packet with the skb's bytes and metadata.
-    fn mirred_clone(&mut self, skb: &SkBuff, to: MirredTarget) -> Result<(), ()> {
+    fn mirred_clone(&mut self, skb: &SkBuff, to: MirredTarget) -> bool {
         let id = self.cpu.originate();
         let mut n = SkBuff::new(skb.data(), crate::buff::NET_SKB_PAD, skb.ifindex, skb.mtu);
         super::skb::copy_skb_meta(skb, &mut n);
@@ -344,7 +344,7 @@ impl TcfEnv for CpuTcfEnv<'_, '_> {
             Some(d) => d.push((pkt, to)),
             None => self.cpu.mirred_forward(self.dev, pkt, to, false),
         }
-        Ok(())
+        true
     }
 }
 
@@ -422,7 +422,12 @@ impl<'a> Cpu<'a> {
         };
         self.capture_entry(dev, hook, pkt.id, pkt.ts, pkt.skb.data());
         let res = self.tc_classify(dev, dir, pkt);
-        let code = res.action.code();
+        // TC_ACT_CONSUMED (mirred took the skb) is recorded as the STOLEN
+        // it stands for: the packet left this hook.
+        let code = match res.action.code() {
+            TC_ACT_CONSUMED => TC_ACT_STOLEN,
+            c => c,
+        };
         let target = match (
             &pkt.skb.redirect,
             self.sh.trace_on && code == TC_ACT_REDIRECT,

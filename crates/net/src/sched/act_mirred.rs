@@ -97,7 +97,7 @@ impl ActOps for Mirred {
             res.redirect = Some(to);
             return TC_ACT_CONSUMED;
         }
-        if env.mirred_clone(skb, to).is_err() {
+        if !env.mirred_clone(skb, to) {
             common.stats.overlimit_inc();
         }
         retval

@@ -77,9 +77,9 @@ pub trait TcfEnv {
     /// Whether the device is up (act_mirred: IFF_UP and carrier).
     fn dev_up(&self, dev: DevId) -> bool;
     /// act_mirred on a clone (mirror, or a redirect that keeps the original):
-    /// send a copy of `skb` to `to` now. Err: the send failed (counted as an
-    /// overlimit).
-    fn mirred_clone(&mut self, skb: &SkBuff, to: MirredTarget) -> Result<(), ()>;
+    /// send a copy of `skb` to `to` now. false: the send failed (counted as
+    /// an overlimit).
+    fn mirred_clone(&mut self, skb: &SkBuff, to: MirredTarget) -> bool;
 }
 
 /// qdisc_pkt_len as classifiers and actions see it: at ingress the MAC

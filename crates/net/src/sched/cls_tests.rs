@@ -13,11 +13,13 @@ pub(crate) struct TestEnv {
     pub rand: Vec<u32>,
     pub clones: Vec<(MirredTarget, Vec<u8>)>,
     pub down: Vec<DevId>,
+    /// What a BPF program does (else it aborts: TC_ACT_SHOT).
+    pub bpf: Option<fn(&mut SkBuff) -> i64>,
 }
 
 impl TcfEnv for TestEnv {
-    fn run_bpf(&mut self, _prog: &Arc<Program>, _skb: &mut SkBuff) -> i64 {
-        TC_ACT_SHOT
+    fn run_bpf(&mut self, _prog: &Arc<Program>, skb: &mut SkBuff) -> i64 {
+        self.bpf.map(|f| f(skb)).unwrap_or(TC_ACT_SHOT)
     }
     fn now_ns(&mut self) -> u64 {
         self.now
@@ -28,9 +30,9 @@ impl TcfEnv for TestEnv {
     fn dev_up(&self, dev: DevId) -> bool {
         !self.down.contains(&dev)
     }
-    fn mirred_clone(&mut self, skb: &SkBuff, to: MirredTarget) -> Result<(), ()> {
+    fn mirred_clone(&mut self, skb: &SkBuff, to: MirredTarget) -> bool {
         self.clones.push((to, skb.data().to_vec()));
-        Ok(())
+        true
     }
 }
 
@@ -159,7 +161,7 @@ fn matchall(classid: u32, a: &[Arc<TcAction>]) -> FilterSpec {
 fn reclassify_loops_sixteen_times_then_shoots() {
     let mut b = TcfBlock::default();
     let a = gact(TC_ACT_RECLASSIFY);
-    b.add_filter(key(1), matchall(0, &[a.clone()]), false)
+    b.add_filter(key(1), matchall(0, std::slice::from_ref(&a)), false)
         .unwrap();
     let mut skb = udp_skb(10);
     let r = tcf_classify(&b, &mut skb, &mut TestEnv::default());
@@ -488,5 +490,57 @@ fn flower_masks_in_first_use_order() {
     assert_eq!(
         (d.ipv4_src, d.ipv4_dst, d.src_port, d.ip_tos, d.ip_ttl),
         (0x0a00_0001, 0x0a00_0002, 1000, 0x10, 64)
+    );
+}
+
+fn bpf_filter(da: bool, classid: u32) -> FilterSpec {
+    let insns = skiff_isa::asm::assemble("mov r0, 0\nexit").unwrap_or_else(|e| panic!("{e}"));
+    let prog = skiff_vm::Program::load("p", skiff_vm::ProgType::SchedCls, insns, &[]);
+    let prog = Arc::new(prog.unwrap_or_else(|e| panic!("{e}")));
+    FilterSpec::Bpf(super::super::cls_bpf::BpfSpec {
+        prog,
+        direct_action: da,
+        classid,
+        name: "p".into(),
+        exts: TcfExts::default(),
+    })
+}
+
+#[test]
+fn cls_bpf_classid_keeps_the_filters_major() {
+    // da: the program sets tc_classid 0x20 (16 bits) and returns OK; the
+    // result is TC_H_MAJ(filter classid 1:5) | 0x20.
+    let mut b = TcfBlock::default();
+    b.add_filter(key(1), bpf_filter(true, 0x10005), false)
+        .unwrap();
+    let mut env = TestEnv {
+        bpf: Some(|skb| {
+            assert_eq!(skb.tc_classid, 5);
+            skb.tc_classid = 0x20;
+            TC_ACT_OK
+        }),
+        ..Default::default()
+    };
+    let r = tcf_classify(&b, &mut udp_skb(0), &mut env);
+    assert_eq!((r.action, r.classid), (TC_ACT_OK, 0x10020));
+    // PIPE is not a direct action: UNSPEC.
+    env.bpf = Some(|_| TC_ACT_PIPE);
+    assert_eq!(
+        tcf_classify(&b, &mut udp_skb(0), &mut env).action,
+        TC_ACT_UNSPEC
+    );
+    // classic: -1 is the filter's classid, another value is the classid.
+    let mut c = TcfBlock::default();
+    c.add_filter(key(1), bpf_filter(false, 0x10005), false)
+        .unwrap();
+    env.bpf = Some(|_| -1);
+    let r = tcf_classify(&c, &mut udp_skb(0), &mut env);
+    assert_eq!((r.action, r.classid), (TC_ACT_OK, 0x10005));
+    env.bpf = Some(|_| 0x30007);
+    assert_eq!(tcf_classify(&c, &mut udp_skb(0), &mut env).classid, 0x30007);
+    env.bpf = Some(|_| 0);
+    assert_eq!(
+        tcf_classify(&c, &mut udp_skb(0), &mut env).action,
+        TC_ACT_UNSPEC
     );
 }

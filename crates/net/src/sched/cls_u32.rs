@@ -561,10 +561,22 @@ fn dump_knode(n: &Knode) -> Value {
         .collect();
     o.insert("match".into(), Value::Array(keys));
     if n.sel.hmask != 0 {
-        o.insert(
-            "hash".into(),
-            json!({"mask": format!("{:08x}", n.sel.hmask), "at": n.sel.hoff}),
-        );
+        o.insert("hash_mask".into(), json!(format!("{:x}", n.sel.hmask)));
+        o.insert("hash_off".into(), json!(n.sel.hoff));
+    }
+    let f = n.sel.flags;
+    if f & (TC_U32_OFFSET | TC_U32_VAROFFSET) != 0 {
+        if f & TC_U32_VAROFFSET != 0 {
+            o.insert("offset_mask".into(), json!(format!("{:x}", n.sel.offmask)));
+            o.insert("offset_shift".into(), json!(n.sel.offshift));
+            o.insert("offset_off".into(), json!(n.sel.offoff));
+        }
+        if f & TC_U32_OFFSET != 0 {
+            o.insert("offset_plus".into(), json!(n.sel.off));
+        }
+    }
+    if f & TC_U32_EAT != 0 {
+        o.insert("eat".into(), json!(true));
     }
     if !n.exts.is_empty() {
         o.insert("actions".into(), Value::Array(n.exts.dump()));

@@ -286,7 +286,8 @@ fn ops(t: &mut TcTarget, a: &ActionSpec) -> Result<Box<dyn ActOps>, TcError> {
         ActKind::Vlan(v) => Box::new(*v),
         ActKind::Nat(n) => Box::new(*n),
         ActKind::Bpf { obj, given, sec } => {
-            let (prog, name) = super::filter::load_prog(t, obj, given, sec)?;
+            let (prog, name) =
+                super::filter::load_prog(t, obj, given, sec, skiff_vm::ProgType::SchedAct)?;
             Box::new(ActBpf { prog, name })
         }
         ActKind::Sample { rate, group, trunc } => Box::new(Sample {

@@ -14,7 +14,7 @@ use skiff_net::sched::cls_bpf::BpfSpec;
 use skiff_net::sched::cls_fw::FwSpec;
 use skiff_net::sched::cls_matchall::MatchallSpec;
 use skiff_net::sched::TC_H_ROOT;
-use skiff_vm::{Collection, LoadOptions, Program};
+use skiff_vm::{Collection, LoadOptions, ProgType, Program};
 
 use super::action::{make_exts, parse_actions, resolve_paths as resolve_action_paths, ActionSpec};
 use super::flower::{self, FlowerLine};
@@ -430,18 +430,23 @@ fn resolve_paths_of(a: &mut [ActionSpec], base: &Path) {
     resolve_action_paths(a, base)
 }
 
-/// Loads the program of section `sec` of an object file (as tc's
-/// bpf_obj_open: maps created for it), registered with the datapath.
-/// Returns it with tc's name for it ("cls.o:[tc]").
+/// Loads the program of section `sec` of an object file as `ty` whatever
+/// the section's name says (as tc's bpf_obj_open: SCHED_CLS for a filter,
+/// SCHED_ACT for an action; maps created for it), registered with the
+/// datapath. Returns it with tc's name for it ("cls.o:[tc]").
 pub fn load_prog(
     t: &mut TcTarget,
     obj: &Path,
     given: &str,
     sec: &str,
+    ty: ProgType,
 ) -> Result<(Arc<Program>, String), TcError> {
     let bytes = std::fs::read(obj)
         .map_err(|e| TcError::line(format!("Cannot open object {}: {e}", obj.display())))?;
-    let o = skiff_object::Object::parse(&bytes)
+    let popts = skiff_object::ParseOptions {
+        force_type: Some(ty),
+    };
+    let o = skiff_object::Object::parse_with(&bytes, &popts)
         .map_err(|e| TcError::line(format!("{}: {e}", obj.display())))?;
     let opts = LoadOptions {
         possible_cpus: t.dp.options().possible_cpus.max(1),
@@ -483,7 +488,7 @@ fn spec(t: &mut TcTarget, f: &FilterLine, k: &KindLine) -> Result<(FilterSpec, u
             classid,
             actions,
         } => {
-            let (prog, name) = load_prog(t, obj, given, sec)?;
+            let (prog, name) = load_prog(t, obj, given, sec, ProgType::SchedCls)?;
             let exts = make_exts(t, actions)?;
             (
                 FilterSpec::Bpf(BpfSpec {

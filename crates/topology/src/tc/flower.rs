@@ -118,6 +118,7 @@ pub fn parse(w: &mut Words, protocol: u16) -> Result<FlowerLine, TcError> {
             break;
         }
         w.next();
+        let kat = w.last();
         let (k, m) = (&mut l.key, &mut l.mask);
         match a {
             "skip_hw" => continue,
@@ -161,7 +162,7 @@ pub fn parse(w: &mut Words, protocol: u16) -> Result<FlowerLine, TcError> {
             }
             _ if !ip(k) => {
                 return Err(TcError::at(
-                    w.last(),
+                    kat,
                     format!("Illegal \"{a}\" for non-IP protocol (give protocol ip or ipv6)"),
                 ))
             }
@@ -178,7 +179,7 @@ pub fn parse(w: &mut Words, protocol: u16) -> Result<FlowerLine, TcError> {
                 (k.ip_ttl, m.ip_ttl) = (x as u8, y as u8);
             }
             "dst_ip" | "src_ip" => ip_addr(w, a, v, k, m)?,
-            "dst_port" | "src_port" | "tcp_flags" | "type" | "code" => l4(w, a, v, k, m)?,
+            "dst_port" | "src_port" | "tcp_flags" | "type" | "code" => l4(w, kat, a, v, k, m)?,
             _ => return Err(TcError::at(w.last(), format!("What is \"{a}\"?"))),
         }
     }
@@ -238,7 +239,14 @@ fn ip_addr(
     Ok(())
 }
 
-fn l4(w: &Words, a: &str, v: &str, k: &mut FlowerKey, m: &mut FlowerKey) -> Result<(), TcError> {
+fn l4(
+    w: &Words,
+    kat: usize,
+    a: &str,
+    v: &str,
+    k: &mut FlowerKey,
+    m: &mut FlowerKey,
+) -> Result<(), TcError> {
     let need = match a {
         "tcp_flags" => k.ip_proto == 6,
         "type" | "code" => k.ip_proto == 1 || k.ip_proto == 58,
@@ -246,7 +254,7 @@ fn l4(w: &Words, a: &str, v: &str, k: &mut FlowerKey, m: &mut FlowerKey) -> Resu
     };
     if !need {
         return Err(TcError::at(
-            w.last(),
+            kat,
             format!("Illegal \"{a}\" without a fitting \"ip_proto\""),
         ));
     }

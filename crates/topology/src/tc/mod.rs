@@ -347,4 +347,6 @@ pub fn get_tc_classid(s: &str) -> Option<u32> {
 }
 
 #[cfg(test)]
+mod cls_tests;
+#[cfg(test)]
 mod tests;

@@ -172,6 +172,11 @@ fn errors_name_the_word_and_say_what_tc_says() {
             "Object \"bogus\" is unknown, try \"tc help\".".into()
         )
     );
+    // (was: the placeholder's "not supported: tc filter lines yet")
+    assert_eq!(
+        err("filter add dev eth0 parent 1: u32 match ip src 10.0.0.300/32"),
+        (Some(7), "Illegal \"match\"".into())
+    );
 }
 
 fn example_dir() -> std::path::PathBuf {

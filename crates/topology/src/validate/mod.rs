@@ -254,7 +254,14 @@ pub(crate) fn validate(cx: &Ctx, raw: RawTopology, dir: &Path) -> Result<Topolog
     }
     let mut namespaces = Vec::new();
     for ((name, ns), devices) in raw.netns.iter().zip(all_devices) {
-        namespaces.push(netns(cx, &names, name.get_ref(), ns.get_ref(), devices)?);
+        namespaces.push(netns(
+            cx,
+            &names,
+            name.get_ref(),
+            ns.get_ref(),
+            devices,
+            dir,
+        )?);
     }
     let objects = object::objects(cx, &names, &raw.object, dir)?;
     Ok(Topology {
@@ -271,6 +278,7 @@ fn netns(
     ns_name: &str,
     ns: &RawNetns,
     devices: Vec<Device>,
+    dir: &Path,
 ) -> Result<Netns, TopologyError> {
     let at = |section: &str, i: usize| At(format!("netns.{ns_name}.{section}[{i}]"));
     let mut addresses = Vec::new();
@@ -312,7 +320,7 @@ fn netns(
             n.get_ref(),
         )?);
     }
-    let tc = tc::lines(cx, names, ns_name, &ns.tc)?;
+    let tc = tc::lines(cx, names, ns_name, &ns.tc, dir)?;
     Ok(Netns {
         name: ns_name.to_string(),
         forwarding: ns.forwarding.as_ref().is_some_and(|v| *v.get_ref()),

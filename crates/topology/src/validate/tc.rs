@@ -14,14 +14,15 @@ pub(super) fn lines(
     names: &Names,
     ns_name: &str,
     raw: &[Spanned<String>],
+    dir: &std::path::Path,
 ) -> Result<Vec<TcLine>, TopologyError> {
     let mut out = Vec::new();
     for (i, l) in raw.iter().enumerate() {
         let field = format!("netns.{ns_name}.tc[{i}]");
         let text = l.get_ref();
         let mut cmd = tc::parse_line(text).map_err(|e| error(cx, l, &field, &e))?;
-        let base = cx.file.parent().unwrap_or(std::path::Path::new("."));
-        tc::resolve_paths(&mut cmd, base);
+        // Object paths are relative to the topology file, as [[object]]'s.
+        tc::resolve_paths(&mut cmd, dir);
         if let Some(dev) = tc::line_dev(&cmd) {
             if !names.exists(ns_name, dev) {
                 let e = TcError::line(format!("Cannot find device \"{dev}\""));
