@@ -172,6 +172,15 @@ impl<'a> Env<'a> {
             return self.einval(format!("invalid func {name}#{func_id}"));
         }
         let def = self.opts.helpers.get(func_id as u32).copied();
+        if def.is_none() {
+            // A helper the kernel has but skiff does not implement: say so,
+            // rather than the kernel's "cannot use" (which would claim the
+            // kernel refuses it for this program type).
+            return Err(self.error(
+                ENOTSUPP,
+                format!("not supported: helper {name}#{func_id} (skiff does not implement it)"),
+            ));
+        }
         let allowed = def.is_some_and(|d| {
             d.prog_types.is_empty() || d.prog_types.contains(&self.opts.prog_type)
         });
