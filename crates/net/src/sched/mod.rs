@@ -91,6 +91,25 @@ impl QdiscStats {
         self.qlen = self.qlen.saturating_sub(1);
     }
 
+    /// A classful parent's enqueue into its child (prio_enqueue, tbf_enqueue:
+    /// qdisc_enqueue, then qlen/backlog up on success, qdisc_qstats_drop when
+    /// the child dropped it).
+    pub(crate) fn enqueue_child(
+        &mut self,
+        child: &mut dyn Qdisc,
+        pkt: Pkt,
+        cx: &mut EnqueueCtx,
+    ) -> Result<(), Refused> {
+        let len = pkt.skb.len();
+        let r = child.enqueue_at(pkt, cx);
+        match &r {
+            Ok(()) => self.queued(len),
+            Err(e) if e.is_drop() => self.drops += 1,
+            Err(_) => {}
+        }
+        r
+    }
+
     pub(crate) fn queued(&mut self, len: usize) {
         self.backlog += len as u64;
         self.qlen += 1;

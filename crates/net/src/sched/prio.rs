@@ -133,23 +133,11 @@ impl Qdisc for Prio {
                 return Err(Refused::Drop(pkt));
             }
         };
-        let len = pkt.skb.len();
         let Some(q) = self.queues.get_mut(band) else {
             self.stats.drops += 1;
             return Err(Refused::Drop(pkt));
         };
-        match q.enqueue_at(pkt, cx) {
-            Ok(()) => {
-                self.stats.queued(len);
-                Ok(())
-            }
-            Err(r) => {
-                if r.is_drop() {
-                    self.stats.drops += 1;
-                }
-                Err(r)
-            }
-        }
+        self.stats.enqueue_child(&mut **q, pkt, cx)
     }
 
     /// prio_dequeue: the first band with a packet.

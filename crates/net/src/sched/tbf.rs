@@ -123,18 +123,7 @@ impl Qdisc for Tbf {
             self.stats.drops += 1;
             return Err(Refused::Drop(pkt));
         }
-        match self.child.enqueue_at(pkt, cx) {
-            Ok(()) => {
-                self.stats.queued(len);
-                Ok(())
-            }
-            Err(r) => {
-                if r.is_drop() {
-                    self.stats.drops += 1;
-                }
-                Err(r)
-            }
-        }
+        self.stats.enqueue_child(&mut *self.child, pkt, cx)
     }
 
     /// tbf_dequeue.
