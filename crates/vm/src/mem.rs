@@ -155,6 +155,20 @@ impl Regions {
         self.static_len = self.by_tag.len();
     }
 
+    /// Whether the table is exactly what `set_program(maps)` makes: the same
+    /// storage at the same tags and nothing the run added.
+    pub fn holds_program(&self, maps: &[(usize, Region)]) -> bool {
+        let first = FIRST_MAP as usize;
+        let n = maps.len().min(MAX_TAGS - first);
+        let (Some(tags), Some(owners)) = (self.by_tag.get(first..), self.owners.get(first..))
+        else {
+            return false;
+        };
+        self.static_len == self.by_tag.len()
+            && tags.iter().eq(maps.iter().take(n).map(|(_, r)| r))
+            && owners.iter().eq(maps.iter().take(n).map(|(o, _)| o))
+    }
+
     /// Add a region for the rest of the run; its tag, or SCALAR when the table is full.
     pub fn add(&mut self, r: Region, owner: usize) -> Tag {
         if self.by_tag.len() >= MAX_TAGS {

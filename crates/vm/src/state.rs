@@ -544,11 +544,16 @@ impl RunState<'_> {
     pub(crate) fn enter_program(&mut self, next: ProgRef) {
         let old_len = self.regions.len();
         self.current = next;
+        self.scratch_tag = SCALAR;
+        self.retabled = true;
+        // A chain whose programs share their maps (one PROG_ARRAY): the tags
+        // and the JIT's bounds already stand.
+        if self.regions.holds_program(&next.map_storage) {
+            return;
+        }
         self.regions.set_program(&next.map_storage);
         self.jit.clear_bounds(FIRST_MAP as usize, old_len);
         self.jit.sync_bounds(self.regions, FIRST_MAP as usize);
-        self.scratch_tag = SCALAR;
-        self.retabled = true;
     }
 
     pub(crate) fn save(&self) -> Saved {

@@ -472,6 +472,8 @@ fn more_cases() -> Vec<Case> {
             skb_ctx(9, 4, [1, 2, 3, 4, 5]),
         ),
         case("tc_perf", "tc_perf"),
+        // a tail call after a context store: the target reads the stored mark
+        ctx(case("tc_tailmark", "mark_head"), skb_ctx(5, 0, [0; 5])),
     ]
 }
 

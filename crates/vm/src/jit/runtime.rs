@@ -225,6 +225,19 @@ pub(crate) fn fill_shadow(st: &mut RunState) {
     st.jit.shadow_valid = mask;
 }
 
+/// The shadow for a tail call's target: bpf_tail_call changes no context
+/// field, so the slots already valid still equal `load`; only the fields the
+/// target reads that the shadow lacks are filled (often none: the chain's
+/// programs read the same fields).
+fn fill_shadow_missing(st: &mut RunState) {
+    let wanted = st.current.jit().map(|c| c.ctx_wanted).unwrap_or(0);
+    let missing = wanted & !st.jit.shadow_valid;
+    if missing != 0 {
+        let mask = st.ctx.fast_loads(missing, &mut st.jit.shadow);
+        st.jit.shadow_valid |= mask;
+    }
+}
+
 /// Run `prog` (already `st.current`) natively from its entry with `args`,
 /// r10 at the frame of the current depth.
 pub(crate) fn run_native(st: &mut RunState, f: JitFn, args: [u64; 5]) -> u64 {
@@ -411,7 +424,7 @@ fn helper_changes(st: &RunState, id: u64) -> (bool, bool) {
 fn tail_call(st: &mut RunState, next: ProgRef, args: [u64; 5]) -> u64 {
     let saved = (st.jit.depth > 0).then(|| st.save());
     st.enter_program(next);
-    fill_shadow(st);
+    fill_shadow_missing(st);
     let native = if st.engine == super::Engine::Jit {
         next.jit().map(|c| c.main)
     } else {
