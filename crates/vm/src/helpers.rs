@@ -348,12 +348,7 @@ fn jiffies64(st: &mut RunState, _: [u64; 5]) -> Result<u64, VmError> {
 // The kernel's is a per-CPU prandom state; skiff's is a xorshift64* stream, seeded
 // per worker (documented in docs/differences.md: values differ, distribution same).
 fn get_prandom_u32(st: &mut RunState, _: [u64; 5]) -> Result<u64, VmError> {
-    let mut x = st.env.prandom;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    st.env.prandom = x;
-    Ok((x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32 as u64)
+    Ok(st.env.prandom_u32() as u64)
 }
 
 fn get_smp_processor_id(st: &mut RunState, _: [u64; 5]) -> Result<u64, VmError> {

@@ -146,6 +146,22 @@ impl HelperProto {
         }
     }
 
+    /// What a call may change that an engine caches: (packet bounds, context
+    /// fields). The packet when the helper changes packet data (the kernel's
+    /// bpf_helper_changes_pkt_data), calls back into the program, or has no
+    /// prototype; context fields then too, and when it is given the context
+    /// (only then can it change a field).
+    pub fn invalidates(&self) -> (bool, bool) {
+        let unknown = !self.declared || self.args.contains(&ArgType::PtrToFunc);
+        let pkt = unknown || self.changes_pkt_data;
+        let ctx = pkt
+            || self
+                .args
+                .iter()
+                .any(|a| matches!(a, ArgType::PtrToCtx | ArgType::PtrToCtxOrNull));
+        (pkt, ctx)
+    }
+
     pub const fn changes_pkt_data(mut self) -> HelperProto {
         self.changes_pkt_data = true;
         self

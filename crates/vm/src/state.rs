@@ -74,6 +74,18 @@ impl Default for Env {
 }
 
 impl Env {
+    /// The next value of this worker's `bpf_get_prandom_u32` stream (a
+    /// xorshift64*; the kernel's is a per-CPU prandom state). Actions that draw
+    /// at random (gact netrand, sample) read the same stream.
+    pub fn prandom_u32(&mut self) -> u32 {
+        let mut x = self.prandom;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.prandom = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
+    }
+
     pub fn program(&self, id: u32) -> Option<&Arc<Program>> {
         self.programs.iter().find(|p| p.id == id)
     }

@@ -316,12 +316,7 @@ impl TcfEnv for CpuTcfEnv<'_, '_> {
 
     /// The same per-CPU xorshift64* stream bpf_get_prandom_u32 reads.
     fn prandom_u32(&mut self) -> u32 {
-        let mut x = self.cpu.st.vm.env.prandom;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.cpu.st.vm.env.prandom = x;
-        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
+        self.cpu.st.vm.env.prandom_u32()
     }
 
     fn dev_up(&self, dev: DevId) -> bool {

@@ -398,23 +398,12 @@ pub(super) unsafe extern "C" fn rt_helper(
     r0
 }
 
-/// What a helper may have changed that native code caches: (packet bounds,
-/// context values). From the helper's row: it changes packet data (the
-/// kernel's bpf_helper_changes_pkt_data), it is given the context (only then
-/// can it change a field), it calls back into the program, or it has no
-/// prototype (nothing is known of it).
+/// What a helper may have changed that native code caches (its prototype's
+/// `invalidates`); a helper with no row: everything.
 fn helper_changes(st: &RunState, id: u64) -> (bool, bool) {
-    use crate::proto::ArgType;
-    let Some(p) = st.helpers.get(id as u32).map(|d| d.proto) else {
-        return (true, true);
-    };
-    let unknown = !p.declared || p.args.contains(&ArgType::PtrToFunc);
-    let pkt = unknown || p.changes_pkt_data;
-    let ctx = pkt
-        || p.args
-            .iter()
-            .any(|a| matches!(a, ArgType::PtrToCtx | ArgType::PtrToCtxOrNull));
-    (pkt, ctx)
+    st.helpers
+        .get(id as u32)
+        .map_or((true, true), |d| d.proto.invalidates())
 }
 
 /// Run the tail-call target in place of the current function: its r0 is what

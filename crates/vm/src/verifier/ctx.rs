@@ -226,6 +226,22 @@ fn bpf_ctx_narrow_access_ok(size: u32, size_default: u32) -> bool {
     size <= size_default && size.is_power_of_two()
 }
 
+// What the walk asks of the program type beyond field rules: the kernel's
+// may_access_direct_pkt_data and may_access_skb.
+
+/// `may_access_direct_pkt_data` for a write (XDP, TC classifiers and actions).
+pub fn may_write_packet(prog_type: ProgType) -> bool {
+    matches!(
+        prog_type,
+        ProgType::Xdp | ProgType::SchedCls | ProgType::SchedAct
+    )
+}
+
+/// `may_access_skb`: LD_ABS/LD_IND (socket filters and TC).
+pub fn may_access_skb(prog_type: ProgType) -> bool {
+    matches!(prog_type, ProgType::SchedCls | ProgType::SchedAct)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

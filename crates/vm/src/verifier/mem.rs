@@ -182,7 +182,7 @@ impl<'a> Env<'a> {
                 MemKind::Stack
             }
             (RegType::Packet | RegType::PacketMeta, _) => {
-                if t == Access::Write && !super::ctx_shim::may_write_packet(self.opts.prog_type) {
+                if t == Access::Write && !super::ctx::may_write_packet(self.opts.prog_type) {
                     return self.eacces("cannot write into packet");
                 }
                 self.check_packet_access(regno, &reg, off, size, false)?;

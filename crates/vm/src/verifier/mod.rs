@@ -14,7 +14,6 @@ mod branch;
 mod call;
 mod cfg;
 pub mod ctx;
-mod ctx_shim;
 mod do_check;
 mod env;
 mod log;

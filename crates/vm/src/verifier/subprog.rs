@@ -213,7 +213,7 @@ impl<'a> Env<'a> {
 
     /// kernel/bpf/verifier.c: check_ld_abs
     pub fn check_ld_abs(&mut self, insn: Insn) -> VResult<()> {
-        if !super::ctx_shim::may_access_skb(self.opts.prog_type) {
+        if !super::ctx::may_access_skb(self.opts.prog_type) {
             return self.einval("BPF_LD_[ABS|IND] instructions not allowed for this program type");
         }
         if insn.dst != 0
