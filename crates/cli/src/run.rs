@@ -23,6 +23,12 @@ pub struct RunArgs {
     /// timestamps go backwards is read whole and sorted first).
     #[arg(long = "pcap-in", value_name = "DEV=FILE")]
     pub pcap_in: Vec<String>,
+    /// Send a pcap/pcapng's frames from a device: DEV=FILE as for --pcap-in,
+    /// each frame leaving as that device's namespace stack would send it
+    /// (dev_queue_xmit: the device's tc egress, qdisc and xmit). Merged with
+    /// the --pcap-in files in timestamp order (ties: --pcap-in first).
+    #[arg(long = "send", value_name = "DEV=FILE")]
+    pub send: Vec<String>,
     /// Write what a NIC transmits: DEV=FILE (pcapng if FILE ends in .pcapng, with
     /// the device's name; pcap otherwise). Repeatable.
     #[arg(long = "pcap-out", value_name = "DEV=FILE")]
@@ -131,6 +137,8 @@ pub fn parse_capture(s: &str) -> Result<(String, Hook, PathBuf)> {
 /// read whole and sorted (stable) as the merge order asks.
 struct Input {
     file: PathBuf,
+    /// `--send`: the frames are sent by their device, not received.
+    send: bool,
     /// The device of each of the file's interfaces.
     devs: Vec<DevId>,
     packets: usize,
@@ -165,10 +173,10 @@ fn scan(file: &Path) -> Result<(Vec<skiff_io::Interface>, usize, bool)> {
 impl Input {
     /// `--pcap-in` SPEC: DEV=FILE, or a pcapng alone (each packet to the device
     /// its interface names); `dev_of` finds a device by `NAME` or `NETNS/NAME`.
-    fn open(spec: &str, dev_of: impl Fn(&str) -> Result<DevId>) -> Result<Input> {
+    fn open(opt: &str, spec: &str, dev_of: impl Fn(&str) -> Result<DevId>) -> Result<Input> {
         let (d, file) = match spec.contains('=') {
             true => {
-                let (d, f) = parse_dev_file("--pcap-in", spec)?;
+                let (d, f) = parse_dev_file(opt, spec)?;
                 (Some(d), f)
             }
             false => (None, PathBuf::from(spec)),
@@ -180,7 +188,7 @@ impl Input {
                 (Some(d), _) => d.clone(),
                 (None, Some(n)) => n.clone(),
                 (None, None) => bail!(
-                    "--pcap-in {spec}: interface {i} of {} has no name (a pcap file never has one): give DEV=FILE",
+                    "{opt} {spec}: interface {i} of {} has no name (a pcap file never has one): give DEV=FILE",
                     file.display()
                 ),
             };
@@ -195,6 +203,7 @@ impl Input {
         }
         let mut input = Input {
             file,
+            send: false,
             devs,
             packets,
             source: Source::Sorted {
@@ -285,7 +294,10 @@ fn inject_chunk(dp: &mut Datapath, inputs: &mut [Input]) -> Result<usize> {
             .min();
         let Some((_, i)) = next else { break };
         if let Some((ts, dev, frame)) = inputs[i].head() {
-            dp.inject(dev, frame, ts)?;
+            match inputs[i].send {
+                true => dp.send(dev, frame, ts)?,
+                false => dp.inject(dev, frame, ts)?,
+            };
         }
         inputs[i].advance()?;
         n += 1;
@@ -374,7 +386,13 @@ fn run(a: &RunArgs) -> Result<i32> {
     let mut inputs = Vec::with_capacity(a.pcap_in.len());
     let mut total = 0;
     for spec in &a.pcap_in {
-        let input = Input::open(spec, |name| dev_of(&dp, "--pcap-in", name))?;
+        let input = Input::open("--pcap-in", spec, |name| dev_of(&dp, "--pcap-in", name))?;
+        total += input.packets;
+        inputs.push(input);
+    }
+    for spec in &a.send {
+        let mut input = Input::open("--send", spec, |name| dev_of(&dp, "--send", name))?;
+        input.send = true;
         total += input.packets;
         inputs.push(input);
     }

@@ -72,7 +72,9 @@ impl Topology {
             }
         }
         for ns in &self.namespaces {
-            self.configure_stack(&mut dp, self.ns_id(&ns_ids, &ns.name)?, ns)?;
+            let id = self.ns_id(&ns_ids, &ns.name)?;
+            self.configure_stack(&mut dp, id, ns)?;
+            self.apply_sysctls(&mut dp, id, ns)?;
         }
         let objects = {
             let dpr = &dp;
@@ -123,7 +125,7 @@ impl Topology {
             .ok_or_else(|| self.ferr(format!("netns {name}")))
     }
 
-    /// `ip link add`; a fixed peer ifindex the datapath cannot give is refused.
+    /// `ip link add`, with the fixed ifindexes the file gives.
     fn add_device(
         &self,
         dp: &mut Datapath,
@@ -139,22 +141,13 @@ impl Topology {
             mtu: d.mtu,
             up: d.up,
             ifindex: d.ifindex,
+            peer_ifindex: d.peer_ifindex,
             txqueuelen: 1000,
         };
-        let dev = dp.add_device(host, spec).map_err(|e: DatapathError| {
+        dp.add_device(host, spec).map_err(|e: DatapathError| {
             d.loc.error(&self.file, format!("device {}: {e}", d.name))
         })?;
-        let (Some(want), Some((pns, peer_name))) = (d.peer_ifindex, peer_of(&d.kind)) else {
-            return Ok(());
-        };
-        let got = dp.peer(dev).and_then(|p| dp.ifindex(p));
-        if got == Some(want) {
-            return Ok(());
-        }
-        Err(d.loc.error(&self.file, format!(
-            "not supported: peer_ifindex {want} for {pns}/{peer_name} (the datapath gave it {}; it takes no peer ifindex yet)",
-            got.map(|g| g.to_string()).unwrap_or_else(|| "none".into())
-        )))
+        Ok(())
     }
 
     /// Forwarding, addresses, routes, rules and neighbours of one namespace.
@@ -207,6 +200,20 @@ impl Topology {
         for (&i, n) in ifx.neighbours.iter().zip(&ns.neighbours) {
             st.add_neighbour(i, n.ip, n.mac)
                 .map_err(|e| serr(format!("neighbour {}", n.ip), &e))?;
+        }
+        Ok(())
+    }
+
+    /// The namespace's `sysctl` settings, in order (`sysctl -w` in it).
+    fn apply_sysctls(&self, dp: &mut Datapath, id: NsId, ns: &Netns) -> Result<(), TopologyError> {
+        for s in &ns.sysctls {
+            let resolved = s
+                .sysctl
+                .resolve(|d| ifindex_of(dp, &ns.name, d))
+                .ok_or_else(|| s.loc.error(&self.file, format!("{}: no such device", s.name)))?;
+            let mut st = dp.stack_mut(id).map_err(|e| self.ferr(e.to_string()))?;
+            st.set_sysctl(&s.name, &resolved, s.value)
+                .map_err(|e| s.loc.error(&self.file, e.to_string()))?;
         }
         Ok(())
     }
@@ -325,19 +332,6 @@ impl Topology {
 fn ifindex_of(dp: &Datapath, ns: &str, dev: &str) -> Option<u32> {
     let n = dp.netns(ns)?;
     dp.device(n, dev).and_then(|d| dp.ifindex(d))
-}
-
-/// A pair's peer: (namespace, name).
-fn peer_of(k: &DeviceKind<String>) -> Option<(&str, &str)> {
-    match k {
-        DeviceKind::Nic { .. } => None,
-        DeviceKind::Veth {
-            peer_name, peer_ns, ..
-        }
-        | DeviceKind::Netkit {
-            peer_name, peer_ns, ..
-        } => Some((peer_ns.as_deref().unwrap_or_default(), peer_name)),
-    }
 }
 
 /// The datapath's device kind: the peer's namespace by id.

@@ -37,6 +37,18 @@ pub struct Netns {
     pub neighbours: Vec<Neighbour>,
     /// The `tc = [...]` lines, parsed, in order.
     pub tc: Vec<TcLine>,
+    /// The `sysctl = { ... }` settings, in name order, applied after
+    /// `forwarding` / `ipv6_forwarding`.
+    pub sysctls: Vec<SysctlSetting>,
+}
+
+/// One `sysctl` entry of a namespace: the name as written, what it sets, the value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SysctlSetting {
+    pub name: String,
+    pub sysctl: skiff_net::stack::Sysctl<String>,
+    pub value: i64,
+    pub loc: Loc,
 }
 
 /// One `tc` line of a namespace: its text, what it parsed to, where it is.

@@ -81,6 +81,7 @@ pub const EPERM: i32 = 1;
 pub const ENOENT: i32 = 2;
 pub const ENXIO: i32 = 6;
 pub const EACCES: i32 = 13;
+pub const EBUSY: i32 = 16;
 pub const EEXIST: i32 = 17;
 pub const ENODEV: i32 = 19;
 pub const EINVAL: i32 = 22;
@@ -296,6 +297,9 @@ pub(crate) struct Namespace {
     pub name: String,
     pub shared: Arc<NsShared>,
     pub lo: DevId,
+    /// net->ifindex: where the next automatic ifindex search starts
+    /// (dev_index_reserve's xa_alloc_cyclic cursor).
+    pub next_ifindex: u32,
 }
 
 /// A frame the XDP bulk queue holds until the end of the poll (xdp_do_flush).
@@ -472,7 +476,10 @@ pub struct Datapath {
     sh: Shared,
     cpus: Vec<CpuState>,
     rec: Records,
-    next_ifindex: u32,
+    /// Datapath-wide device serials (the source of derived MACs): the next
+    /// free one, and those taken.
+    next_serial: u32,
+    serials: HashSet<u32>,
     /// The newest timestamp injected (the virtual clock's now).
     now: u64,
     /// qdisc_alloc_handle's counter (8001:, 8002:, ...).
@@ -544,7 +551,8 @@ impl Datapath {
             },
             cpus: states,
             rec: Records::new(1, 1),
-            next_ifindex: 2,
+            next_serial: 2,
+            serials: HashSet::new(),
             now: 0,
             autohandle: 0x8000_0000,
             tc_actions: HashMap::new(),

@@ -36,6 +36,7 @@ impl Datapath {
             name: name.to_string(),
             shared: shared.clone(),
             lo,
+            next_ifindex: LOOPBACK_IFINDEX + 1,
         });
         for c in &mut self.cpus {
             c.add_netns(shared.clone());
@@ -133,35 +134,70 @@ impl Datapath {
         id
     }
 
-    fn alloc_ifindex(&mut self, ns: NsId, want: Option<u32>) -> Result<u32, DatapathError> {
-        match want {
-            Some(i) => {
-                if i == 0 || i == LOOPBACK_IFINDEX || self.sh.by_ifindex.contains_key(&(ns, i)) {
-                    return Err(errno(
-                        EEXIST,
-                        format!("ifindex {i} is taken in namespace {}", self.sh.ns_name(ns)),
-                    ));
-                }
-                if i > i32::MAX as u32 {
-                    return Err(errno(EINVAL, format!("ifindex {i} above INT_MAX")));
-                }
-                self.next_ifindex = self.next_ifindex.max(i + 1);
-                Ok(i)
+    /// net/core/dev.c: dev_index_reserve. ifindexes are per namespace: a
+    /// fixed one must be free there (xa_insert); otherwise the first free one
+    /// from the namespace's cursor up (xa_alloc_cyclic), which then moves past
+    /// it. `pending` holds indexes this `ip link add` reserved already.
+    fn alloc_ifindex(
+        &mut self,
+        ns: NsId,
+        want: Option<u32>,
+        pending: &[(NsId, u32)],
+    ) -> Result<u32, DatapathError> {
+        let taken = |sh: &Shared, i: u32| {
+            sh.by_ifindex.contains_key(&(ns, i)) || pending.contains(&(ns, i))
+        };
+        if let Some(i) = want {
+            if i == 0 || taken(&self.sh, i) {
+                return Err(errno(
+                    EEXIST,
+                    format!("ifindex {i} is taken in namespace {}", self.sh.ns_name(ns)),
+                ));
             }
-            None => {
-                while self
-                    .sh
-                    .by_ifindex
-                    .keys()
-                    .any(|&(_, i)| i == self.next_ifindex)
-                {
-                    self.next_ifindex += 1;
-                }
-                let i = self.next_ifindex;
-                self.next_ifindex += 1;
-                Ok(i)
+            if i > i32::MAX as u32 {
+                return Err(errno(EINVAL, format!("ifindex {i} above INT_MAX")));
             }
+            return Ok(i);
         }
+        let start = self.sh.namespaces.get(ns.0).map_or(1, |n| n.next_ifindex);
+        // Every device of the namespace and every pending index can push the
+        // search one step; one more is always free (or the range is full).
+        let bound = self.sh.by_ifindex.len() + pending.len() + 1;
+        let mut i = start.clamp(1, i32::MAX as u32);
+        for _ in 0..=bound {
+            if !taken(&self.sh, i) {
+                if let Some(n) = self.sh.namespaces.get_mut(ns.0) {
+                    n.next_ifindex = if i == i32::MAX as u32 { 1 } else { i + 1 };
+                }
+                return Ok(i);
+            }
+            i = if i == i32::MAX as u32 { 1 } else { i + 1 };
+        }
+        Err(errno(
+            EBUSY,
+            format!("no free ifindex in namespace {}", self.sh.ns_name(ns)),
+        ))
+    }
+
+    /// A datapath-wide serial for a new device (its derived MAC): the fixed
+    /// ifindex when it has one and the serial is free, else the next free.
+    fn alloc_serial(&mut self, fixed: Option<u32>) -> u32 {
+        let s = match fixed {
+            Some(i) if !self.serials.contains(&i) => {
+                self.next_serial = self.next_serial.max(i.saturating_add(1));
+                i
+            }
+            _ => {
+                while self.serials.contains(&self.next_serial) {
+                    self.next_serial = self.next_serial.saturating_add(1);
+                }
+                let s = self.next_serial;
+                self.next_serial = self.next_serial.saturating_add(1);
+                s
+            }
+        };
+        self.serials.insert(s);
+        s
     }
 
     fn check_name(&self, ns: NsId, name: &str) -> Result<(), DatapathError> {
@@ -207,14 +243,17 @@ impl Datapath {
             }
             self.check_name(*pns, pname)?;
         }
-        let mut ifindexes = Vec::new();
-        for (i, (pns, _)) in ends.iter().enumerate() {
-            ifindexes.push(self.alloc_ifindex(*pns, if i == 0 { spec.ifindex } else { None })?);
-        }
-        for (i, op) in ops.into_iter().enumerate() {
-            let (pns, pname) = &ends[i];
-            let ifindex = ifindexes[i];
-            let mac = drivers::end_mac(&spec, i, ifindex);
+        let ifindexes = self.pair_ifindexes(&spec, &ends)?;
+        for ((i, op), ifindex) in ops.into_iter().enumerate().zip(ifindexes) {
+            let Some((pns, pname)) = ends.get(i) else {
+                break;
+            };
+            let serial = self.alloc_serial(if i == 0 {
+                spec.ifindex
+            } else {
+                spec.peer_ifindex
+            });
+            let mac = drivers::end_mac(&spec, i, serial);
             let cfg = DevConfig {
                 name: pname.clone(),
                 mtu: spec.mtu,
@@ -224,6 +263,23 @@ impl Datapath {
             self.push_device(*pns, &cfg, ifindex, mac, op);
         }
         Ok(first)
+    }
+
+    /// The ifindex of each end, in `ends` order. A pair's peer is registered
+    /// first, as veth_newlink and netkit_new_link do: in one namespace the
+    /// peer takes the lower index.
+    fn pair_ifindexes(
+        &mut self,
+        spec: &DeviceSpec,
+        ends: &[(NsId, String)],
+    ) -> Result<Vec<u32>, DatapathError> {
+        let mut pending: Vec<(NsId, u32)> = Vec::new();
+        for (i, (pns, _)) in ends.iter().enumerate().rev() {
+            let want = if i == 0 { spec.ifindex } else { spec.peer_ifindex };
+            let ifindex = self.alloc_ifindex(*pns, want, &pending)?;
+            pending.push((*pns, ifindex));
+        }
+        Ok(pending.into_iter().rev().map(|(_, i)| i).collect())
     }
 
     /// The device named `name` in `ns`.

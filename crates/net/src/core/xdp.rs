@@ -35,9 +35,14 @@ enum XdpTarget {
 impl Cpu<'_> {
     /// A frame the driver received (NIC rx ring, veth ring): native XDP, then
     /// the sk_buff (GRO).
-    pub(crate) fn driver_rx(&mut self, dev: DevId, mut p: XPkt) {
+    pub(crate) fn driver_rx(&mut self, dev: DevId, p: XPkt) {
         let len = p.xdp.data_end - p.xdp.data;
         self.count_rx(dev, len);
+        self.xdp_receive(dev, p);
+    }
+
+    /// A received frame, counted by its driver: native XDP, then the sk_buff.
+    pub(crate) fn xdp_receive(&mut self, dev: DevId, mut p: XPkt) {
         let d = self.dev(dev);
         let Some(prog) = &d.xdp_native else {
             let skb = self.skb_from_xdp(p.xdp, dev);

@@ -128,7 +128,7 @@ pub enum DeviceKind<Ns = NsId> {
 pub struct DeviceSpec {
     pub name: String,
     pub kind: DeviceKind,
-    /// None: a locally administered address derived from the ifindex (NIC, veth,
+    /// None: a locally administered address derived from a datapath-wide serial (NIC, veth,
     /// netkit L2); netkit L3 devices have none (all zero) and refuse one (EOPNOTSUPP).
     pub mac: Option<[u8; 6]>,
     pub mtu: u32,
@@ -136,6 +136,9 @@ pub struct DeviceSpec {
     pub up: bool,
     /// A fixed ifindex (must be free in the namespace, and not 1).
     pub ifindex: Option<u32>,
+    /// A pair's fixed peer ifindex, free in the peer's namespace (ignored
+    /// for a NIC).
+    pub peer_ifindex: Option<u32>,
     /// txqueuelen: the egress qdisc's limit (NICs; veth and netkit are noqueue).
     pub txqueuelen: u32,
 }
@@ -149,6 +152,7 @@ impl DeviceSpec {
             mtu: 1500,
             up: true,
             ifindex: None,
+            peer_ifindex: None,
             txqueuelen: 1000,
         }
     }
@@ -165,6 +169,7 @@ impl DeviceSpec {
             mtu: 1500,
             up: true,
             ifindex: None,
+            peer_ifindex: None,
             txqueuelen: 1000,
         }
     }
@@ -187,6 +192,7 @@ impl DeviceSpec {
             mtu: 1500,
             up: true,
             ifindex: None,
+            peer_ifindex: None,
             txqueuelen: 1000,
         }
     }
@@ -351,15 +357,17 @@ pub(crate) fn pair_ends(spec: &DeviceSpec, ns: NsId) -> Vec<(NsId, String)> {
     v
 }
 
-/// A locally administered address derived from the ifindex (skiff's
-/// deterministic eth_hw_addr_random).
-fn local_mac(ifindex: u32) -> [u8; 6] {
-    let b = ifindex.to_be_bytes();
+/// A locally administered address derived from the device's datapath-wide
+/// serial number (skiff's deterministic eth_hw_addr_random; ifindexes repeat
+/// across namespaces, serials do not).
+fn local_mac(serial: u32) -> [u8; 6] {
+    let b = serial.to_be_bytes();
     [0x02, 0x00, b[0], b[1], b[2], b[3]]
 }
 
-/// The MAC of end `end` (0, or 1 for a pair's peer).
-pub(crate) fn end_mac(spec: &DeviceSpec, end: usize, ifindex: u32) -> [u8; 6] {
+/// The MAC of end `end` (0, or 1 for a pair's peer); `serial` is the
+/// device's datapath-wide number.
+pub(crate) fn end_mac(spec: &DeviceSpec, end: usize, serial: u32) -> [u8; 6] {
     let given = match (&spec.kind, end) {
         (_, 0) => spec.mac,
         (DeviceKind::Veth { peer_mac, .. }, _) | (DeviceKind::Netkit { peer_mac, .. }, _) => {
@@ -370,7 +378,7 @@ pub(crate) fn end_mac(spec: &DeviceSpec, end: usize, ifindex: u32) -> [u8; 6] {
     match &spec.kind {
         // netkit L3 devices have no link-layer address.
         DeviceKind::Netkit { mode, .. } if *mode != NetkitMode::L2 => [0; 6],
-        _ => given.unwrap_or(local_mac(ifindex)),
+        _ => given.unwrap_or(local_mac(serial)),
     }
 }
 

@@ -28,11 +28,16 @@ impl Veth {
         }
     }
 
-    /// veth_xdp_rx: into the peer's ring of the running CPU.
+    /// veth_xdp_rx: into the peer's ring of the running CPU. A full ring is
+    /// this end's tx_dropped (priv->dropped); for an XDP frame also the
+    /// peer's rx_dropped (peer_tq_xdp_xmit_err counts in both).
     fn to_peer_ring(&self, cpu: &mut Cpu<'_>, dev: DevId, item: RxItem) {
         let c = cpu.st.cpu;
         if let Err(item) = cpu.dev(self.peer).ops.rx_enqueue(c, item) {
             cpu.stats(dev).tx_dropped += 1;
+            if matches!(item, RxItem::Xdp(_)) {
+                cpu.stats(self.peer).rx_dropped += 1;
+            }
             cpu.drop_item(item, DropReason::FullRing, at(self.peer, Hook::Rx));
         }
     }
@@ -94,19 +99,21 @@ impl NetDevice for Veth {
             pkt.skb.data(),
             target,
         );
-        cpu.count_tx(dev, len);
         let xnet = cpu.dev(dev).ns != p.ns;
         skb_scrub_packet(&mut pkt.skb, xnet);
         let (proto, t) = eth_type_trans(pkt.skb.data(), &p.mac);
         pkt.skb.protocol = proto;
         pkt.skb.pkt_type = t;
         pkt.skb.ifindex = p.ifindex;
+        // This end's tx is what the peer counted received (veth_get_stats64):
+        // at its poll when it runs XDP, else here, once netif_rx took it.
         if p.xdp_native.is_some() {
-            // Counted as received when veth_poll takes it.
             self.to_peer_ring(cpu, dev, RxItem::Skb(pkt));
-        } else {
+        } else if cpu.netif_rx(self.peer, pkt) {
+            cpu.count_tx(dev, len);
             cpu.count_rx(self.peer, len);
-            cpu.netif_rx(self.peer, pkt);
+        } else {
+            cpu.stats(dev).tx_dropped += 1;
         }
     }
 
@@ -115,6 +122,8 @@ impl NetDevice for Veth {
         let p = cpu.dev(self.peer);
         let len = pkt.xdp.data_end - pkt.xdp.data;
         if !(p.up && p.xdp_native.is_some() && len <= p.mtu as usize + ETH_HLEN) {
+            // peer_tq_xdp_xmit_err: the peer's rx_dropped as well.
+            cpu.stats(self.peer).rx_dropped += 1;
             return cpu.xdp_xmit_refused(dev, pkt);
         }
         let target = cpu.sh.trace_on.then(|| cpu.target_name(self.peer));
@@ -128,7 +137,7 @@ impl NetDevice for Veth {
             pkt.xdp.data(),
             target,
         );
-        cpu.count_tx(dev, len);
+        // Counted (here as tx, there as rx) when the peer's poll takes it.
         pkt.xdp.rx_queue_index = 0;
         self.to_peer_ring(cpu, dev, RxItem::Xdp(pkt));
     }

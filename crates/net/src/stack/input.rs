@@ -201,6 +201,9 @@ impl HostStack {
             return dropped(D::IpInvalidSource);
         }
         if dst == Ipv4Addr::BROADCAST || (src.is_unspecified() && dst.is_unspecified()) {
+            if let Err(r) = self.rp_filter_input(ifindex, src, dst) {
+                return dropped(r);
+            }
             return self.ip_local_deliver(ifindex, ip, meta, true, out);
         }
         if src.octets()[0] == 0 {
@@ -241,6 +244,11 @@ impl HostStack {
                 return self.ip_error(ifindex, ip, meta, e, out);
             }
         };
+        if res.kind != RouteKind::Unicast || fwd {
+            if let Err(r) = self.rp_filter_input(ifindex, src, dst) {
+                return dropped(r);
+            }
+        }
         match res.kind {
             RouteKind::Broadcast => self.ip_local_deliver(ifindex, ip, meta, true, out),
             RouteKind::Local => {
@@ -451,6 +459,10 @@ impl HostStack {
                     return dropped(D::NotSpecified);
                 }
                 match self.tcp_check(l4, pseudo_header_v4(src, dst, IPPROTO_TCP, l4.len())) {
+                    Ok((port, _)) if !self.port_open(IPPROTO_TCP, port) => {
+                        self.tcp_v4_send_reset(ip, l4, out);
+                        dropped(D::NoSocket)
+                    }
                     Ok((port, payload)) => self.tcp_sink(port, payload),
                     Err(r) => dropped(r),
                 }
@@ -517,8 +529,8 @@ impl HostStack {
             return dropped(D::NotSpecified);
         };
         let t = msg.msg_type();
-        if bcast && (t == ICMP_ECHO || t == ICMP_TIMESTAMP) {
-            // icmp_echo_ignore_broadcasts = 1
+        if bcast && (t == ICMP_ECHO || t == ICMP_TIMESTAMP) && self.sysctl.icmp_echo_ignore_broadcasts
+        {
             return dropped(D::InvalidProto);
         }
         if t > NR_ICMP_TYPES {
@@ -530,7 +542,13 @@ impl HostStack {
             });
         }
         self.sinks.icmp_echo_requests += 1;
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        if self.sysctl.icmp_echo_ignore_all {
+            // icmp_echo: consumed without an answer.
+            return Fate::Delivered(Delivery::IcmpEcho);
+        }
+        let Some((src, dst)) = self.echo_addresses(ip, bcast) else {
+            return Fate::Delivered(Delivery::IcmpEcho);
+        };
         let mut msg = icmp.to_vec();
         let mut reply = Icmpv4Packet::new_unchecked(&mut msg[..]);
         reply.set_msg_type(ICMP_ECHOREPLY);
@@ -550,6 +568,18 @@ impl HostStack {
             self.sinks.echo_replies_sent += 1;
         }
         Fate::Delivered(Delivery::IcmpEcho)
+    }
+
+    /// (the requester, the reply's source): icmp_reply's fib_compute_spec_dst
+    /// answers a broadcast or multicast echo from the address the route back
+    /// selects, a unicast one from the address asked.
+    fn echo_addresses(&self, ip: Ipv4Packet<&[u8]>, bcast: bool) -> Option<(Ipv4Addr, Ipv4Addr)> {
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        if !bcast {
+            return Some((src, dst));
+        }
+        let r = self.output_route4(src, None)?;
+        Some((src, self.prefsrc4(&r)?))
     }
 
     /// Output route (ip_route_output_key: iif lo, oif 0).
@@ -593,11 +623,12 @@ impl HostStack {
     /// net/ipv4/icmp.c __icmp_send: not for non-host frames, broadcast or
     /// multicast destinations, non-first fragments or ICMP errors; the source is
     /// the prefsrc of the route back; quotes at most 576 - 28 bytes; TOS
-    /// 0xc0|tos, TTL 64, no DF. No rate limit in skiff.
+    /// 0xc0|tos, TTL 64, no DF; rate limited as icmpv4_global_allow and
+    /// icmpv4_xrlim_allow (`ratelimit`).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn icmp_send(
         &mut self,
-        _ifindex: u32,
+        ifindex: u32,
         ip: Ipv4Packet<&[u8]>,
         meta: RxMeta,
         t: u8,
@@ -627,12 +658,20 @@ impl HostStack {
                 _ => return,
             }
         }
+        let limited = !self.icmp_limits.mask_allow_v4(t, code);
+        let Some(apply) = self.icmp_global_gate(ifindex, limited) else {
+            return;
+        };
         let Some(r) = self.output_route4(src, None) else {
             return;
         };
         let Some(saddr) = self.prefsrc4(&r) else {
             return;
         };
+        let timeout = self.icmp_limits.ratelimit_ms;
+        if !self.icmp_peer_gate(apply, r.ifindex, IpAddr::V4(src), timeout) {
+            return;
+        }
         let b = ip.as_bytes();
         let quote = &b[..b.len().min(576 - 28)];
         let msg = icmpv4::message(t, code, info, quote);

@@ -226,6 +226,10 @@ impl HostStack {
                     return dropped(D::NotSpecified);
                 }
                 match self.tcp_check(l4, pseudo(IPPROTO_TCP)) {
+                    Ok((port, _)) if !self.port_open(IPPROTO_TCP, port) => {
+                        self.tcp_v6_send_reset(ip, l4, out);
+                        dropped(D::NoSocket)
+                    }
                     Ok((port, payload)) => self.tcp_sink(port, payload),
                     Err(r) => dropped(r),
                 }
@@ -261,6 +265,9 @@ impl HostStack {
                     return dropped(D::NotSpecified);
                 }
                 self.sinks.icmpv6_echo_requests += 1;
+                if self.sysctl.icmpv6_echo_ignore_all {
+                    return Fate::Delivered(Delivery::Icmpv6Echo);
+                }
                 let mut reply = msg.to_vec();
                 Icmpv6Packet::new_unchecked(&mut reply[..]).set_msg_type(ICMPV6_ECHO_REPLY);
                 let tclass = ip.traffic_class();
@@ -457,11 +464,12 @@ impl HostStack {
     /// net/ipv6/icmp.c icmp6_send: not about multicast destinations (except
     /// packet too big), unspecified/multicast sources or ICMPv6 errors; source =
     /// the original destination when it is ours, else source address
-    /// selection; quotes at most 1280 - 48 bytes; hop limit 64.
+    /// selection; quotes at most 1280 - 48 bytes; hop limit 64; rate limited
+    /// as icmpv6_global_allow and icmpv6_xrlim_allow (`ratelimit`).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn icmp6_send(
         &mut self,
-        _ifindex: u32,
+        ifindex: u32,
         ip: Ipv6Packet<&[u8]>,
         meta: RxMeta,
         t: u8,
@@ -486,6 +494,10 @@ impl HostStack {
         {
             return;
         }
+        let limited = !self.icmp_limits.mask_allow_v6(t);
+        let Some(apply) = self.icmp_global_gate(ifindex, limited) else {
+            return;
+        };
         let Some(r) = self.output_route6(src, None) else {
             return;
         };
@@ -495,6 +507,12 @@ impl HostStack {
             self.ipv6_dev_get_saddr(r.ifindex, src)
         };
         let Some(saddr) = saddr else { return };
+        // icmpv6_xrlim_allow: packet too big is never limited per peer.
+        let timeout = self.icmp_limits.v6_ratelimit_ms;
+        let apply = apply && t != ICMPV6_PKT_TOOBIG;
+        if !self.icmp_peer_gate(apply, r.ifindex, IpAddr::V6(src), timeout) {
+            return;
+        }
         let b = ip.as_bytes();
         let quote = &b[..b.len().min(1280 - 48)];
         let msg = icmpv6::message(t, code, info, quote, saddr, src);

@@ -5,14 +5,18 @@
 //! Files: `route` (FIB tables, policy rules, source address selection and the
 //! `Fib` impl for bpf_fib_lookup), `neigh` (neighbour table, arp_queue,
 //! ip_finish_output2), `input` (ip_rcv, ip_forward, arp_process, icmp, ndisc),
-//! `frame` (the frames the stack builds). Headers are read and written through
+//! `frame` (the frames the stack builds), `tcp` (resets to closed ports),
+//! `ratelimit` (ICMP rate limits), `sysctl` (the sysctls and rp_filter). Headers are read and written through
 //! skiff-wire's views.
 
 mod frame;
 mod input;
 mod ipv6;
 mod neigh;
+mod ratelimit;
 mod route;
+mod sysctl;
+mod tcp;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -20,6 +24,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::drop::DropReason;
 
 pub use neigh::{NeighOutput, NeighState, QueuedPacket};
+pub use sysctl::{Conf4Key, ConfDev, Sysctl, SysctlError, SYSCTL_NAMES};
 
 /// `enum rt_class_t`: the kernel's table ids.
 pub const RT_TABLE_DEFAULT: u32 = 253;
@@ -317,6 +322,10 @@ pub struct HostStack {
     /// The inet_peer redirect state per source (ip_rt_send_redirect):
     /// (rate_last in ns, n_redirects).
     pub(crate) redirect_peers: HashMap<Ipv4Addr, (u64, u32)>,
+    /// The ICMP rate limit sysctls and buckets (`ratelimit`).
+    pub(crate) icmp_limits: ratelimit::IcmpLimits,
+    /// The other sysctls the paths read (`sysctl`).
+    pub(crate) sysctl: sysctl::Sysctls,
 }
 
 impl Default for HostStack {
@@ -361,6 +370,8 @@ impl HostStack {
             listening: None,
             send_redirects: true,
             redirect_peers: HashMap::new(),
+            icmp_limits: ratelimit::IcmpLimits::default(),
+            sysctl: sysctl::Sysctls::default(),
         }
     }
 
@@ -391,6 +402,7 @@ impl HostStack {
             v4: Vec::new(),
             v6: Vec::new(),
         });
+        self.sysctl_new_device(ifindex);
         if up {
             self.set_device_up(ifindex, true);
         }
@@ -774,8 +786,8 @@ impl HostStack {
 
     /// Only these (protocol, port) pairs have a listening socket; a UDP datagram
     /// to another port gets ICMP port unreachable and is dropped NO_SOCKET, a TCP
-    /// segment is dropped NO_SOCKET (skiff sends no RST). By default every port is
-    /// a sink.
+    /// segment gets a RST (tcp_v4_send_reset / tcp_v6_send_reset) and is dropped
+    /// NO_SOCKET. By default every port is a sink.
     pub fn set_listening(&mut self, ports: Option<BTreeSet<(u8, u16)>>) {
         self.listening = ports;
     }

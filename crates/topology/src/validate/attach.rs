@@ -61,8 +61,7 @@ pub(super) fn attach(
 ) -> Result<Attach, TopologyError> {
     let at = At(format!("object[{oi}].attach[{ai}]"));
     let prog = program(cx, &at, a, &p)?;
-    let netns = netns(cx, names, &at, a)?;
-    let dev = names.check_dev(cx, &netns, &a.dev, &at.f("dev"))?;
+    let (netns, dev) = target(cx, names, &at, a)?;
     let info = names
         .info(&netns, &dev)
         .ok_or_else(|| cx.err(&a.dev, &at.f("dev"), "unknown device"))?;
@@ -157,21 +156,85 @@ fn program<'o>(
     }
 }
 
-/// The device's namespace: `netns`, or "host".
-fn netns(cx: &Ctx, names: &Names, at: &At, a: &RawAttach) -> Result<String, TopologyError> {
-    match &a.netns {
-        Some(n) if !names.ns.contains(n.get_ref()) => Err(cx.err(
-            n,
-            &at.f("netns"),
-            format!("unknown netns {:?}", n.get_ref()),
+/// The device's namespace and name: `netns` with `dev`, or `dev` as
+/// `NETNS/DEV`; without either, the one namespace that has a device of that
+/// name (an error naming the candidates when several do: never a silent
+/// `host`).
+fn target(
+    cx: &Ctx,
+    names: &Names,
+    at: &At,
+    a: &RawAttach,
+) -> Result<(String, String), TopologyError> {
+    let (ns_part, dev) = match a.dev.get_ref().split_once('/') {
+        Some((n, d)) => (Some(n), d),
+        None => (None, a.dev.get_ref().as_str()),
+    };
+    let netns = match (&a.netns, ns_part) {
+        (Some(n), Some(p)) if n.get_ref() != p => {
+            return Err(cx.err(
+                n,
+                &at.f("netns"),
+                format!("netns {:?} but dev {:?} names netns {p:?}", n.get_ref(), a.dev.get_ref()),
+            ))
+        }
+        (Some(n), _) => n.get_ref().clone(),
+        (None, Some(p)) => p.to_string(),
+        (None, None) => only_holder(cx, names, at, a, dev)?,
+    };
+    if !names.ns.contains(&netns) {
+        let (span, field) = match &a.netns {
+            Some(n) => (n, at.f("netns")),
+            None => (&a.dev, at.f("dev")),
+        };
+        return Err(cx.err(span, &field, format!("unknown netns {netns:?}")));
+    }
+    if ns_part.is_none() {
+        let dev = names.check_dev(cx, &netns, &a.dev, &at.f("dev"))?;
+        return Ok((netns, dev));
+    }
+    if !names.exists(&netns, dev) {
+        return Err(cx.err(
+            &a.dev,
+            &at.f("dev"),
+            format!("unknown device {dev:?} in netns {netns:?}"),
+        ));
+    }
+    Ok((netns, dev.to_string()))
+}
+
+/// The namespace of `dev` when `netns` is not given: the file's only
+/// namespace, or the only one with a device of that name (none: `host`
+/// when there is one, for its error).
+fn only_holder(
+    cx: &Ctx,
+    names: &Names,
+    at: &At,
+    a: &RawAttach,
+    dev: &str,
+) -> Result<String, TopologyError> {
+    if let [only] = names.ns.as_slice() {
+        return Ok(only.clone());
+    }
+    let holders: Vec<&String> = names.ns.iter().filter(|n| names.exists(n, dev)).collect();
+    match holders.as_slice() {
+        [one] => Ok((*one).clone()),
+        // Nobody has it: `host`, as the rest of the file reads a bare DEV,
+        // so that the error lists what host has.
+        [] if names.ns.iter().any(|n| n == "host") => Ok("host".to_string()),
+        [] => Err(cx.err(
+            &a.dev,
+            &at.f("dev"),
+            format!("no namespace has a device {dev:?}"),
         )),
-        Some(n) => Ok(n.get_ref().clone()),
-        None if !names.ns.iter().any(|n| n == "host") => Err(cx.err(
+        several => Err(cx.err(
             &a.dev,
             &at.f("netns"),
-            "no netns \"host\": say which namespace the device is in with `netns`",
+            format!(
+                "device {dev:?} is in netns {}: say which with `netns = \"NAME\"` or `dev = \"NAME/{dev}\"`",
+                several.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+            ),
         )),
-        None => Ok("host".to_string()),
     }
 }
 

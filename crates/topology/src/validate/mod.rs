@@ -20,7 +20,8 @@ use std::path::Path;
 use toml::Spanned;
 
 use crate::error::{At, Ctx, TopologyError};
-use crate::model::{Device, Netns, Topology};
+use crate::model::{Device, Netns, SysctlSetting, Topology};
+use skiff_net::stack::Sysctl;
 use crate::parse::Cidr;
 use crate::raw::{RawNetns, RawTopology};
 
@@ -321,6 +322,7 @@ fn netns(
         )?);
     }
     let tc = tc::lines(cx, names, ns_name, &ns.tc, dir)?;
+    let sysctls = sysctls(cx, names, ns_name, ns)?;
     Ok(Netns {
         name: ns_name.to_string(),
         forwarding: ns.forwarding.as_ref().is_some_and(|v| *v.get_ref()),
@@ -331,7 +333,39 @@ fn netns(
         rules,
         neighbours,
         tc,
+        sysctls,
     })
+}
+
+/// The namespace's `sysctl` table: every name one skiff implements, every
+/// `conf.DEV.` device one of the namespace's.
+fn sysctls(
+    cx: &Ctx,
+    names: &Names,
+    ns_name: &str,
+    ns: &RawNetns,
+) -> Result<Vec<SysctlSetting>, TopologyError> {
+    let mut out = Vec::new();
+    for (k, v) in &ns.sysctl {
+        let field = format!("netns.{ns_name}.sysctl.{:?}", k.get_ref());
+        let sysctl = Sysctl::parse(k.get_ref()).map_err(|e| cx.err(k, &field, e.to_string()))?;
+        if let Some(d) = sysctl.device() {
+            if !names.exists(ns_name, d) {
+                return Err(cx.err(
+                    k,
+                    &field,
+                    format!("unknown device {d:?} in netns {ns_name:?}"),
+                ));
+            }
+        }
+        out.push(SysctlSetting {
+            name: k.get_ref().clone(),
+            sysctl,
+            value: *v.get_ref(),
+            loc: cx.loc(v, &field),
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -185,10 +185,45 @@ fn attach_fields() {
 }
 
 #[test]
-fn attach_needs_a_host_namespace() {
-    let src = "[netns.a]\n[[netns.a.device]]\nname = \"eth0\"\nkind = \"nic\"\n[[object]]\npath = \"k8s_xdp.o\"\n[[object.attach]]\nprogram = \"k8s_xdp\"\ndev = \"eth0\"\nhook = \"xdp\"\n";
+fn attach_finds_the_namespace_or_asks() {
+    // One namespace: `netns` may be left out.
+    let one = "[netns.a]\n[[netns.a.device]]\nname = \"eth0\"\nkind = \"nic\"\n[[object]]\npath = \"k8s_xdp.o\"\n[[object.attach]]\nprogram = \"k8s_xdp\"\ndev = \"eth0\"\nhook = \"xdp\"\n";
+    assert!(err(one).starts_with("accepted:"), "{}", err(one));
+    // Two namespaces with an eth0: which one must be said.
+    let two = "[netns.a]\n[[netns.a.device]]\nname = \"eth0\"\nkind = \"nic\"\n[netns.b]\n[[netns.b.device]]\nname = \"eth0\"\nkind = \"nic\"\n[[object]]\npath = \"k8s_xdp.o\"\n[[object.attach]]\nprogram = \"k8s_xdp\"\ndev = \"eth0\"\nhook = \"xdp\"\n";
     assert_eq!(
-        err(src),
-        "t.toml:9:7: object[0].attach[0].netns: no netns \"host\": say which namespace the device is in with `netns`"
+        err(two),
+        "t.toml:13:7: object[0].attach[0].netns: device \"eth0\" is in netns \"a\", \"b\": say which with `netns = \"NAME\"` or `dev = \"NAME/eth0\"`"
     );
+    let with = |d: &str| two.replace("dev = \"eth0\"\nhook", d);
+    let b = with("dev = \"b/eth0\"\nhook");
+    assert!(err(&b).starts_with("accepted:"), "{}", err(&b));
+    let b = with("netns = \"b\"\ndev = \"eth0\"\nhook");
+    assert!(err(&b).starts_with("accepted:"), "{}", err(&b));
+    assert_eq!(
+        err(&with("netns = \"a\"\ndev = \"b/eth0\"\nhook")),
+        "t.toml:13:9: object[0].attach[0].netns: netns \"a\" but dev \"b/eth0\" names netns \"b\""
+    );
+    assert_eq!(
+        err(&with("dev = \"c/eth0\"\nhook")),
+        "t.toml:13:7: object[0].attach[0].dev: unknown netns \"c\""
+    );
+    assert_eq!(
+        err(&with("dev = \"b/eth9\"\nhook")),
+        "t.toml:13:7: object[0].attach[0].dev: unknown device \"eth9\" in netns \"b\""
+    );
+}
+
+#[test]
+fn sysctl_names_and_devices() {
+    let src = |body: &str| format!("[netns.host]\n[[netns.host.device]]\nname = \"eth0\"\nkind = \"nic\"\n[netns.host.sysctl]\n{body}");
+    let ok = src("\"net.ipv4.conf.eth0.rp_filter\" = 1\n");
+    assert!(err(&ok).starts_with("accepted:"), "{}", err(&ok));
+    assert_eq!(
+        err(&src("\"net.ipv4.conf.eth1.rp_filter\" = 1\n")),
+        "t.toml:6:1: netns.host.sysctl.\"net.ipv4.conf.eth1.rp_filter\": unknown device \"eth1\" in netns \"host\""
+    );
+    assert!(err(&src("\"net.ipv4.tcp_syncookies\" = 1\n")).starts_with(
+        "t.toml:6:1: netns.host.sysctl.\"net.ipv4.tcp_syncookies\": unknown sysctl \"net.ipv4.tcp_syncookies\" (skiff implements: net.ipv4.icmp_echo_ignore_all,"
+    ));
 }
