@@ -890,8 +890,10 @@ fn netkit_program_verdicts() {
     let t = one_tx(&mut n);
     assert_eq!((t.dev, t.id, &t.frame), (podnic, id, &f));
     assert_eq!(n.dp.hook_count(nk, Hook::Netkit, 7).packets, 1);
-    // eth1 (host) is no name in the pod namespace: dropped after the verdict.
-    set(&c, "cfg", 1, &ifx(&n, n.nic2).to_le_bytes());
+    // An ifindex no device of the pod namespace has: dropped after the
+    // verdict. (ifindexes are per namespace: host's eth1 is 3, as the pod's
+    // eth9 is, so it can no longer stand for "a name the pod lacks".)
+    set(&c, "cfg", 1, &99u32.to_le_bytes());
     let id = n.dp.inject(n.nic1, &f, 0).unwrap();
     n.dp.run();
     let last = n.dp.drops().last().unwrap().clone();

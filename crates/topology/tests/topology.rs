@@ -280,6 +280,12 @@ fn address_route_rule_neighbour_errors() {
 }
 
 fn attach(obj: &str, body: &str) -> String {
+    // eth0 is in host and (the netkit peer) in pod: an attachment that names
+    // no netns says host/eth0, as an ambiguous name is an error.
+    let body = match body.contains("netns") {
+        true => body.to_string(),
+        false => body.replace("dev = \"eth0\"", "dev = \"host/eth0\""),
+    };
     format!(
         "{HOST}[[netns.host.device]]\nname = \"nk0\"\nkind = \"netkit\"\npeer = \"eth0\"\npeer_netns = \"pod\"\n\
          [netns.pod]\n[[object]]\npath = \"{obj}\"\n[[object.attach]]\n{body}"
@@ -482,15 +488,27 @@ fn build_k8s_example() {
 fn build_errors_and_mprog_order() {
     use skiff_net::datapath::DatapathOptions;
     let src = "[netns.host]\n[netns.pod]\n[[netns.host.device]]\nname = \"nk0\"\nkind = \"netkit\"\npeer = \"eth0\"\npeer_netns = \"pod\"\npeer_ifindex = 9\n";
-    let e = parse(src)
+    // peer_ifindex is taken in the peer's namespace (it was refused before
+    // ifindexes were per namespace).
+    let b = parse(src)
+        .unwrap()
+        .build(DatapathOptions::default())
+        .unwrap();
+    let pod = b.dp.netns("pod").unwrap();
+    let eth0 = b.dp.device(pod, "eth0").unwrap();
+    assert_eq!(b.dp.ifindex(eth0), Some(9));
+    assert_eq!(b.dp.ifindex(b.dp.peer(eth0).unwrap()), Some(2));
+    // One taken in that namespace (a's nic got 2 first) is the kernel's EEXIST.
+    let taken = "[netns.a]\n[[netns.a.device]]\nname = \"x\"\nkind = \"nic\"\n[netns.host]\n[[netns.host.device]]\nname = \"nk0\"\nkind = \"netkit\"\npeer = \"eth0\"\npeer_netns = \"a\"\npeer_ifindex = 2\n";
+    let e = parse(taken)
         .unwrap()
         .build(DatapathOptions::default())
         .err()
         .unwrap()
         .to_string();
-    assert!(
-        e.starts_with("t.toml:4:8: netns.host.device[0].name: not supported: peer_ifindex 9 for pod/eth0 (the datapath gave it"),
-        "{e}"
+    assert_eq!(
+        e,
+        "t.toml:7:8: netns.host.device[0].name: device nk0: ifindex 2 is taken in namespace a (errno 17)"
     );
     // two tcx programs, the second before the first
     let src = format!(
