@@ -576,7 +576,7 @@ fn run(a: &RunArgs) -> Result<i32> {
             }
             for c in dp.take_captures() {
                 let key = caps.iter_mut().find(|((i, n, h), _)| {
-                    *i == c.ifindex && n.ends_with(&format!("/{}", c.iface)) && *h == c.hook
+                    *i == c.ifindex && *n == format!("{}/{}", c.netns, c.iface) && *h == c.hook
                 });
                 if let Some((_, o)) = key {
                     let comment = match (c.point, &c.verdict) {
@@ -632,7 +632,7 @@ fn run(a: &RunArgs) -> Result<i32> {
         *sites
             .entry((
                 d.reason.to_string(),
-                format!("{}({})", d.iface, d.ifindex),
+                dev_label(&d.netns, &d.iface, d.ifindex),
                 d.hook.to_string(),
                 at,
             ))
@@ -831,4 +831,13 @@ fn tc_text(dp: &Datapath) -> String {
         }
     }
     out
+}
+
+/// A device in the drop summary: `NAME(IFINDEX)` in `host`, as the topology
+/// file names it, else `NETNS/NAME(IFINDEX)` (ifindexes are per namespace).
+fn dev_label(netns: &str, iface: &str, ifindex: u32) -> String {
+    match netns {
+        "host" => format!("{iface}({ifindex})"),
+        ns => format!("{ns}/{iface}({ifindex})"),
+    }
 }

@@ -128,7 +128,10 @@ fn udp4(dport: u16) -> Vec<u8> {
 }
 
 fn v6(next: u8, tclass: u8, payload: &[u8]) -> Vec<u8> {
-    let (src, dst) = ("2001:db8:1::5".parse().unwrap(), "2001:db8:1::1".parse().unwrap());
+    let (src, dst) = (
+        "2001:db8:1::5".parse().unwrap(),
+        "2001:db8:1::1".parse().unwrap(),
+    );
     let mut l4 = payload.to_vec();
     let pseudo = checksum::pseudo_header_v6(src, dst, next, l4.len());
     if next == IPPROTO_TCP {
@@ -172,11 +175,9 @@ fn syn_to_a_closed_port_gets_the_kernels_rst() {
     assert_eq!(out[0].origin, Origin::Reply);
     // IPv4: TOS without ECN, id 0, DF, TTL 64; TCP: RST|ACK, seq 0, ack 1001,
     // doff 5, window 0.
-    let mut expect = hex(
-        "0200000000aa 02000000000a 0800
+    let mut expect = hex("0200000000aa 02000000000a 0800
          4528 0028 0000 4000 40 06 0000 0a010001 0a010005
-         0051 9c40 00000000 000003e9 5014 0000 0000 0000",
-    );
+         0051 9c40 00000000 000003e9 5014 0000 0000 0000");
     let c = checksum::fold(checksum::sum(&expect[14..34], 0));
     expect[24..26].copy_from_slice(&c.to_be_bytes());
     let pseudo = checksum::pseudo_header_v4([10, 1, 0, 1].into(), [10, 1, 0, 5].into(), 6, 20);
@@ -189,7 +190,10 @@ fn syn_to_a_closed_port_gets_the_kernels_rst() {
     let ack = tcp4(&tcp(40000, 81, 5, 0x0102_0304, 0x10, b"abc"), 0);
     s.receive(A0, &ack, meta(0), 2, &mut out);
     let t = TcpPacket::new_unchecked(&out[0].frame[34..]);
-    assert_eq!((t.seq_number(), t.ack_number(), t.flags()), (0x0102_0304, 0, 0x04));
+    assert_eq!(
+        (t.seq_number(), t.ack_number(), t.flags()),
+        (0x0102_0304, 0, 0x04)
+    );
     // A RST is never answered; an open port is a sink.
     out.clear();
     let rst = tcp4(&tcp(40000, 81, 5, 0, 0x04, b""), 0);
@@ -216,15 +220,30 @@ fn syn_to_a_closed_ipv6_port_gets_a_rst() {
     );
     assert_eq!(out.len(), 1);
     let ip6 = Ipv6Packet::new_unchecked(&out[0].frame[14..]);
-    assert_eq!(ip6.src_addr(), "2001:db8:1::1".parse::<std::net::Ipv6Addr>().unwrap());
-    assert_eq!((ip6.hop_limit(), ip6.traffic_class(), ip6.payload_len()), (64, 0x28, 20));
+    assert_eq!(
+        ip6.src_addr(),
+        "2001:db8:1::1".parse::<std::net::Ipv6Addr>().unwrap()
+    );
+    assert_eq!(
+        (ip6.hop_limit(), ip6.traffic_class(), ip6.payload_len()),
+        (64, 0x28, 20)
+    );
     let t = TcpPacket::new_unchecked(&out[0].frame[54..]);
     assert_eq!(
-        (t.src_port(), t.dst_port(), t.seq_number(), t.ack_number(), t.flags()),
+        (
+            t.src_port(),
+            t.dst_port(),
+            t.seq_number(),
+            t.ack_number(),
+            t.flags()
+        ),
         (81, 40000, 0, 8, 0x14)
     );
     let pseudo = checksum::pseudo_header_v6(ip6.src_addr(), ip6.dst_addr(), 6, 20);
-    assert_eq!(checksum::fold(checksum::sum(&out[0].frame[54..], pseudo)), 0);
+    assert_eq!(
+        checksum::fold(checksum::sum(&out[0].frame[54..], pseudo)),
+        0
+    );
 }
 
 /// Port unreachables answered for `n` datagrams to a closed port at `at`.
@@ -248,7 +267,10 @@ fn port_unreachable_is_rate_limited_per_destination() {
     assert_eq!(unreachables(&mut s, &udp4(9999), 20, 10 * SEC + SEC / 2), 0);
     assert_eq!(unreachables(&mut s, &udp4(9999), 20, 11 * SEC), 1);
     assert_eq!(unreachables(&mut s, &udp6(9999), 7, 20 * SEC), 6);
-    assert_eq!(unreachables(&mut s, &udp6(9999), 7, 20 * SEC + 300_000_000), 3);
+    assert_eq!(
+        unreachables(&mut s, &udp6(9999), 7, 20 * SEC + 300_000_000),
+        3
+    );
     // The limit is a sysctl: 0 turns the per-destination bucket off (the
     // namespace's 50-message burst then applies).
     let mut s = stack();
@@ -359,11 +381,7 @@ fn forwarding_sysctls_per_device() {
     sysctl(&mut s, "net.ipv4.conf.all.forwarding", 1);
     assert_eq!(s.receive(A0, &fwd, meta(0), 3, &mut out), Fate::Forwarded);
     let e = s
-        .set_sysctl(
-            "net.ipv4.ip_forward",
-            &Sysctl::IpForward,
-            2,
-        )
+        .set_sysctl("net.ipv4.ip_forward", &Sysctl::IpForward, 2)
         .unwrap_err();
     assert_eq!(e.to_string(), "net.ipv4.ip_forward = 2: takes 0 or 1");
 }
@@ -378,11 +396,15 @@ fn ifindexes_are_per_namespace_peer_first() {
     let a = dp.add_netns("a").unwrap();
     let b = dp.add_netns("b").unwrap();
     let ifx = |dp: &Datapath, d| dp.ifindex(d).unwrap();
-    let v0 = dp.add_device(a, DeviceSpec::veth("v0", Some(b), "v1")).unwrap();
+    let v0 = dp
+        .add_device(a, DeviceSpec::veth("v0", Some(b), "v1"))
+        .unwrap();
     let v1 = dp.peer(v0).unwrap();
     assert_eq!((ifx(&dp, v0), ifx(&dp, v1)), (2, 2));
     assert_ne!(dp.mac(v0), dp.mac(v1));
-    let x0 = dp.add_device(a, DeviceSpec::veth("x0", None, "x1")).unwrap();
+    let x0 = dp
+        .add_device(a, DeviceSpec::veth("x0", None, "x1"))
+        .unwrap();
     assert_eq!((ifx(&dp, x0), ifx(&dp, dp.peer(x0).unwrap())), (4, 3));
     let y0 = dp
         .add_device(
@@ -394,7 +416,9 @@ fn ifindexes_are_per_namespace_peer_first() {
         )
         .unwrap();
     assert_eq!((ifx(&dp, y0), ifx(&dp, dp.peer(y0).unwrap())), (9, 5));
-    let w0 = dp.add_device(a, DeviceSpec::veth("w0", None, "w1")).unwrap();
+    let w0 = dp
+        .add_device(a, DeviceSpec::veth("w0", None, "w1"))
+        .unwrap();
     assert_eq!((ifx(&dp, w0), ifx(&dp, dp.peer(w0).unwrap())), (7, 6));
     // A fixed peer ifindex, in the peer's namespace.
     let z0 = dp

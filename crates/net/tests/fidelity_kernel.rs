@@ -101,7 +101,11 @@ fn veth_ifindexes_match_the_kernel() {
         dp.add_device(sa, spec).unwrap();
     }
     let (ka, kb) = (kernel_ifindexes(&a), kernel_ifindexes(&b));
-    assert_eq!(ka.get("x1"), Some(&3), "the kernel registers a pair's peer first");
+    assert_eq!(
+        ka.get("x1"),
+        Some(&3),
+        "the kernel registers a pair's peer first"
+    );
     assert_eq!(skiff_ifindexes(&dp, sa), ka);
     assert_eq!(skiff_ifindexes(&dp, sb), kb);
 }

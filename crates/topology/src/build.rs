@@ -163,6 +163,7 @@ impl Topology {
         };
         let mut st = dp.stack_mut(id).map_err(|e| self.ferr(e.to_string()))?;
         st.set_forwarding(ns.forwarding, ns.ipv6_forwarding);
+        st.set_listening(ns.listen.clone());
         for (&i, a) in ifx.addresses.iter().zip(&ns.addresses) {
             st.add_address(i, a.cidr.addr, a.cidr.prefix_len)
                 .map_err(|e| serr(format!("address {} on {}", a.cidr, a.dev), &e))?;
@@ -210,7 +211,10 @@ impl Topology {
             let resolved = s
                 .sysctl
                 .resolve(|d| ifindex_of(dp, &ns.name, d))
-                .ok_or_else(|| s.loc.error(&self.file, format!("{}: no such device", s.name)))?;
+                .ok_or_else(|| {
+                    s.loc
+                        .error(&self.file, format!("{}: no such device", s.name))
+                })?;
             let mut st = dp.stack_mut(id).map_err(|e| self.ferr(e.to_string()))?;
             st.set_sysctl(&s.name, &resolved, s.value)
                 .map_err(|e| s.loc.error(&self.file, e.to_string()))?;

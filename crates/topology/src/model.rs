@@ -37,6 +37,10 @@ pub struct Netns {
     pub neighbours: Vec<Neighbour>,
     /// The `tc = [...]` lines, parsed, in order.
     pub tc: Vec<TcLine>,
+    /// `listen`: the (IP protocol, port) pairs with a listening socket; None:
+    /// every port is a sink. Segments to other ports get the kernel's RST,
+    /// datagrams ICMP port unreachable.
+    pub listen: Option<std::collections::BTreeSet<(u8, u16)>>,
     /// The `sysctl = { ... }` settings, in name order, applied after
     /// `forwarding` / `ipv6_forwarding`.
     pub sysctls: Vec<SysctlSetting>,

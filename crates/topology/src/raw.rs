@@ -33,6 +33,9 @@ pub(crate) struct RawNetns {
     /// tc command lines, run in order as `ip netns exec NAME tc ...`.
     #[serde(default)]
     pub tc: Vec<Spanned<String>>,
+    /// The ports with a listening socket (`["tcp/80", "udp/53"]`); absent:
+    /// every port is a sink.
+    pub listen: Option<Spanned<Vec<Spanned<String>>>>,
     /// `sysctl -w` settings: `"net.ipv4.conf.eth0.rp_filter" = 1`.
     #[serde(default)]
     pub sysctl: BTreeMap<Spanned<String>, Spanned<i64>>,

@@ -171,6 +171,8 @@ pub struct DropRecord {
     pub reason: &'static str,
     pub iface: String,
     pub ifindex: u32,
+    /// The device's namespace (ifindexes repeat across namespaces).
+    pub netns: String,
     pub hook: &'static str,
     /// The program that gave the verdict (after tail calls: the last one run).
     pub prog: Option<String>,

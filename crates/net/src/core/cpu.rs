@@ -407,11 +407,11 @@ impl<'a> Cpu<'a> {
 
     #[cold]
     fn drop_record(&mut self, id: PacketId, reason: DropReason, w: &Where) {
-        let (iface, ifindex) = self
+        let (iface, ifindex, netns) = self
             .sh
             .devices
             .get(w.dev.0)
-            .map(|d| (d.name.clone(), d.ifindex))
+            .map(|d| (d.name.clone(), d.ifindex, self.sh.ns_name(d.ns).to_string()))
             .unwrap_or_default();
         let prog = w.exc.map(|e| e.prog.clone()).or(w.prog.map(String::from));
         if self.rec.drop_log.len() >= DROP_LOG {
@@ -422,6 +422,7 @@ impl<'a> Cpu<'a> {
             reason: reason.name(),
             iface,
             ifindex,
+            netns,
             hook: w.hook.name(),
             prog: prog.clone(),
             insn: w.exc.map(|e| e.pc),
@@ -689,6 +690,7 @@ impl<'a> Cpu<'a> {
         self.rec.captures.push(CaptureRecord {
             ifindex: d.ifindex,
             iface: d.name.clone(),
+            netns: self.sh.ns_name(d.ns).to_string(),
             hook,
             point,
             id,

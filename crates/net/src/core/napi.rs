@@ -60,7 +60,10 @@ impl Datapath {
         if frame.len() < crate::buff::ETH_HLEN {
             return Err(errno(
                 EINVAL,
-                format!("a frame of {} bytes: shorter than an Ethernet header", frame.len()),
+                format!(
+                    "a frame of {} bytes: shorter than an Ethernet header",
+                    frame.len()
+                ),
             ));
         }
         self.qdisc_watchdogs(ts_ns);

@@ -275,7 +275,11 @@ impl Datapath {
     ) -> Result<Vec<u32>, DatapathError> {
         let mut pending: Vec<(NsId, u32)> = Vec::new();
         for (i, (pns, _)) in ends.iter().enumerate().rev() {
-            let want = if i == 0 { spec.ifindex } else { spec.peer_ifindex };
+            let want = if i == 0 {
+                spec.ifindex
+            } else {
+                spec.peer_ifindex
+            };
             let ifindex = self.alloc_ifindex(*pns, want, &pending)?;
             pending.push((*pns, ifindex));
         }

@@ -41,13 +41,18 @@ impl TraceEvent {
         self.tuple = self.five_tuple.map(|t| t.to_pwru()).unwrap_or_default();
     }
 
-    /// One line of text: `#id cpu iface(ifindex) hook prog verdict [-> target] len proto tuple`.
+    /// One line of text: `#id cpu iface(ifindex) hook prog verdict [-> target] len proto tuple`;
+    /// a device outside `host` as `netns/iface`, since ifindexes repeat across namespaces.
     pub fn to_text(&self) -> String {
+        let dev = match self.netns.as_str() {
+            "host" => self.iface.clone(),
+            ns => format!("{ns}/{}", self.iface),
+        };
         let mut s = format!(
             "#{:<6} cpu{} {:>12}({:<3}) {:<12} {:<20} {:<18}",
             self.skb,
             self.cpu,
-            self.iface,
+            dev,
             self.ifindex,
             self.func,
             self.prog.as_deref().unwrap_or("-"),
@@ -134,6 +139,8 @@ pub enum CapturePoint {
 pub struct CaptureRecord {
     pub ifindex: u32,
     pub iface: String,
+    /// The device's namespace (ifindexes repeat across namespaces).
+    pub netns: String,
     pub hook: Hook,
     pub point: CapturePoint,
     pub id: u64,

@@ -529,7 +529,9 @@ impl HostStack {
             return dropped(D::NotSpecified);
         };
         let t = msg.msg_type();
-        if bcast && (t == ICMP_ECHO || t == ICMP_TIMESTAMP) && self.sysctl.icmp_echo_ignore_broadcasts
+        if bcast
+            && (t == ICMP_ECHO || t == ICMP_TIMESTAMP)
+            && self.sysctl.icmp_echo_ignore_broadcasts
         {
             return dropped(D::InvalidProto);
         }

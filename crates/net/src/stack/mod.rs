@@ -24,6 +24,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::drop::DropReason;
 
 pub use neigh::{NeighOutput, NeighState, QueuedPacket};
+/// The protocol numbers `set_listening` takes.
+pub use skiff_wire::{IPPROTO_TCP, IPPROTO_UDP};
 pub use sysctl::{Conf4Key, ConfDev, Sysctl, SysctlError, SYSCTL_NAMES};
 
 /// `enum rt_class_t`: the kernel's table ids.

@@ -144,9 +144,7 @@ impl Sysctl<String> {
     /// The device a `conf.DEV.` name gives.
     pub fn device(&self) -> Option<&str> {
         match self {
-            Sysctl::Conf4(ConfDev::Dev(d), _) | Sysctl::Conf6Forwarding(ConfDev::Dev(d)) => {
-                Some(d)
-            }
+            Sysctl::Conf4(ConfDev::Dev(d), _) | Sysctl::Conf6Forwarding(ConfDev::Dev(d)) => Some(d),
             _ => None,
         }
     }
@@ -242,8 +240,7 @@ impl HostStack {
                 l.ratelimit_ms = ranged(name, value, i64::from(i32::MAX), "takes 0..INT_MAX ms")?
             }
             Sysctl::Icmpv6Ratelimit => {
-                l.v6_ratelimit_ms =
-                    ranged(name, value, i64::from(i32::MAX), "takes 0..INT_MAX ms")?
+                l.v6_ratelimit_ms = ranged(name, value, i64::from(i32::MAX), "takes 0..INT_MAX ms")?
             }
             Sysctl::IcmpRatemask => {
                 let m = ranged(name, value, i64::from(u32::MAX), "takes a 32-bit mask")?;
@@ -431,7 +428,10 @@ mod tests {
     fn names_parse_as_sysctl_spells_them() {
         assert_eq!(
             Sysctl::parse("net.ipv4.conf.eth0.rp_filter"),
-            Ok(Sysctl::Conf4(ConfDev::Dev("eth0".into()), Conf4Key::RpFilter))
+            Ok(Sysctl::Conf4(
+                ConfDev::Dev("eth0".into()),
+                Conf4Key::RpFilter
+            ))
         );
         assert_eq!(
             Sysctl::parse("net/ipv6/conf/all/forwarding"),

@@ -62,8 +62,12 @@ impl HostStack {
             return;
         };
         let (src, dst) = (ip.dst_addr(), ip.src_addr());
-        TcpPacket::new_unchecked(&mut seg[..])
-            .fill_checksum(pseudo_header_v4(src, dst, IPPROTO_TCP, RST_LEN));
+        TcpPacket::new_unchecked(&mut seg[..]).fill_checksum(pseudo_header_v4(
+            src,
+            dst,
+            IPPROTO_TCP,
+            RST_LEN,
+        ));
         let h = Ipv4Repr {
             src_addr: src,
             dst_addr: dst,
@@ -94,8 +98,12 @@ impl HostStack {
             return;
         };
         let (src, dst) = (ip.dst_addr(), ip.src_addr());
-        TcpPacket::new_unchecked(&mut seg[..])
-            .fill_checksum(pseudo_header_v6(src, dst, IPPROTO_TCP, RST_LEN));
+        TcpPacket::new_unchecked(&mut seg[..]).fill_checksum(pseudo_header_v6(
+            src,
+            dst,
+            IPPROTO_TCP,
+            RST_LEN,
+        ));
         let Some(r) = self.output_route6(dst, Some(src)) else {
             return;
         };

@@ -175,7 +175,11 @@ fn target(
             return Err(cx.err(
                 n,
                 &at.f("netns"),
-                format!("netns {:?} but dev {:?} names netns {p:?}", n.get_ref(), a.dev.get_ref()),
+                format!(
+                    "netns {:?} but dev {:?} names netns {p:?}",
+                    n.get_ref(),
+                    a.dev.get_ref()
+                ),
             ))
         }
         (Some(n), _) => n.get_ref().clone(),

@@ -13,7 +13,7 @@ mod route;
 mod rule;
 mod tc;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -21,9 +21,9 @@ use toml::Spanned;
 
 use crate::error::{At, Ctx, TopologyError};
 use crate::model::{Device, Netns, SysctlSetting, Topology};
-use skiff_net::stack::Sysctl;
 use crate::parse::Cidr;
 use crate::raw::{RawNetns, RawTopology};
+use skiff_net::stack::{Sysctl, IPPROTO_TCP, IPPROTO_UDP};
 
 /// What validation knows of a device, by name: declared in its namespace, or
 /// created there as the peer of a pair declared elsewhere.
@@ -323,6 +323,7 @@ fn netns(
     }
     let tc = tc::lines(cx, names, ns_name, &ns.tc, dir)?;
     let sysctls = sysctls(cx, names, ns_name, ns)?;
+    let listen = listen(cx, ns_name, ns)?;
     Ok(Netns {
         name: ns_name.to_string(),
         forwarding: ns.forwarding.as_ref().is_some_and(|v| *v.get_ref()),
@@ -333,8 +334,46 @@ fn netns(
         rules,
         neighbours,
         tc,
+        listen,
         sysctls,
     })
+}
+
+/// The namespace's `listen` list: `tcp/PORT` or `udp/PORT`.
+fn listen(
+    cx: &Ctx,
+    ns_name: &str,
+    ns: &RawNetns,
+) -> Result<Option<BTreeSet<(u8, u16)>>, TopologyError> {
+    let Some(list) = &ns.listen else {
+        return Ok(None);
+    };
+    let mut out = BTreeSet::new();
+    for (i, p) in list.get_ref().iter().enumerate() {
+        let field = format!("netns.{ns_name}.listen[{i}]");
+        let bad = || {
+            cx.err(
+                p,
+                &field,
+                format!(
+                    "{:?}: want tcp/PORT or udp/PORT (PORT 1-65535)",
+                    p.get_ref()
+                ),
+            )
+        };
+        let (proto, port) = p.get_ref().split_once('/').ok_or_else(bad)?;
+        let proto = match proto {
+            "tcp" => IPPROTO_TCP,
+            "udp" => IPPROTO_UDP,
+            _ => return Err(bad()),
+        };
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if port == 0 {
+            return Err(bad());
+        }
+        out.insert((proto, port));
+    }
+    Ok(Some(out))
 }
 
 /// The namespace's `sysctl` table: every name one skiff implements, every

@@ -216,7 +216,9 @@ fn attach_finds_the_namespace_or_asks() {
 
 #[test]
 fn sysctl_names_and_devices() {
-    let src = |body: &str| format!("[netns.host]\n[[netns.host.device]]\nname = \"eth0\"\nkind = \"nic\"\n[netns.host.sysctl]\n{body}");
+    let src = |body: &str| {
+        format!("[netns.host]\n[[netns.host.device]]\nname = \"eth0\"\nkind = \"nic\"\n[netns.host.sysctl]\n{body}")
+    };
     let ok = src("\"net.ipv4.conf.eth0.rp_filter\" = 1\n");
     assert!(err(&ok).starts_with("accepted:"), "{}", err(&ok));
     assert_eq!(
@@ -226,4 +228,27 @@ fn sysctl_names_and_devices() {
     assert!(err(&src("\"net.ipv4.tcp_syncookies\" = 1\n")).starts_with(
         "t.toml:6:1: netns.host.sysctl.\"net.ipv4.tcp_syncookies\": unknown sysctl \"net.ipv4.tcp_syncookies\" (skiff implements: net.ipv4.icmp_echo_ignore_all,"
     ));
+}
+
+#[test]
+fn listen_ports() {
+    let src = |l: &str| format!("[netns.host]\nlisten = {l}\n");
+    let t = Topology::parse(
+        &src("[\"tcp/80\", \"udp/53\"]"),
+        Path::new("t.toml"),
+        &example_dir(),
+    )
+    .unwrap();
+    assert_eq!(
+        t.namespaces[0].listen,
+        Some([(6u8, 80u16), (17, 53)].into_iter().collect())
+    );
+    assert_eq!(
+        err(&src("[\"tcp/80\", \"sctp/9\"]")),
+        "t.toml:2:21: netns.host.listen[1]: \"sctp/9\": want tcp/PORT or udp/PORT (PORT 1-65535)"
+    );
+    assert_eq!(
+        err(&src("[\"udp/0\"]")),
+        "t.toml:2:11: netns.host.listen[0]: \"udp/0\": want tcp/PORT or udp/PORT (PORT 1-65535)"
+    );
 }
