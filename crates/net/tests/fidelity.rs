@@ -444,3 +444,50 @@ fn ifindexes_are_per_namespace_peer_first() {
         "ifindex 2 is taken in namespace b (errno 17)"
     );
 }
+
+#[test]
+fn send_goes_out_through_the_device_and_veth_counts_as_the_kernel() {
+    // Seen with `ip -s link` on the kernel: 10 UDP frames of 142 bytes sent
+    // over a veth whose peer runs no XDP: the sender's tx and the peer's rx
+    // are both 10 packets, 1420 bytes (the whole frame).
+    let mut dp = Datapath::new(DatapathOptions {
+        keep_delivered: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let a = dp.add_netns("a").unwrap();
+    let b = dp.add_netns("b").unwrap();
+    let va = dp
+        .add_device(a, DeviceSpec::veth("va", Some(b), "vb"))
+        .unwrap();
+    let vb = dp.peer(va).unwrap();
+    let ifb = dp.ifindex(vb).unwrap();
+    dp.stack_mut(b)
+        .unwrap()
+        .add_address(ifb, ip("10.9.0.2"), 24)
+        .unwrap();
+    let mut u = vec![0u8; 108];
+    let mut p = UdpPacket::new_unchecked(&mut u[..]);
+    p.set_src_port(40000);
+    p.set_dst_port(7777);
+    p.set_length(108);
+    let mut frame = ipv4([10, 9, 0, 1], [10, 9, 0, 2], IPPROTO_UDP, 0, &u);
+    frame[..6].copy_from_slice(&dp.mac(vb).unwrap());
+    frame[6..12].copy_from_slice(&dp.mac(va).unwrap());
+    assert_eq!(frame.len(), 142);
+    for i in 0..10 {
+        dp.send(va, &frame, i * 1000).unwrap();
+    }
+    dp.run();
+    let delivered = dp.take_delivered();
+    assert_eq!(delivered.len(), 10);
+    assert!(delivered.iter().all(|d| d.dev == vb));
+    let (sa, sb) = (dp.stats(va).unwrap(), dp.stats(vb).unwrap());
+    assert_eq!((sa.tx_packets, sa.tx_bytes, sa.rx_packets), (10, 1420, 0));
+    assert_eq!((sb.rx_packets, sb.rx_bytes, sb.tx_packets), (10, 1420, 0));
+    // A frame shorter than an Ethernet header cannot be sent.
+    assert_eq!(
+        dp.send(va, &frame[..10], 20_000).unwrap_err().to_string(),
+        "a frame of 10 bytes: shorter than an Ethernet header (errno 22)"
+    );
+}
