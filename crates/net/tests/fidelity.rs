@@ -4,12 +4,16 @@
 //! sysctls (echo ignore, rp_filter, forwarding). `fidelity_kernel.rs` checks
 //! the ifindexes against the running kernel itself.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use skiff_net::datapath::{Datapath, DatapathOptions, DeviceSpec};
+use skiff_net::datapath::{Datapath, DatapathOptions, DevId, DeviceSpec, XdpMode};
 use skiff_net::stack::*;
 use skiff_net::DropReason;
+use skiff_vm::{Collection, LoadOptions, Program};
 use skiff_wire::{
     checksum, EthernetRepr, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpPacket, UdpPacket,
     IPPROTO_TCP, IPPROTO_UDP,
@@ -445,11 +449,24 @@ fn ifindexes_are_per_namespace_peer_first() {
     );
 }
 
-#[test]
-fn send_goes_out_through_the_device_and_veth_counts_as_the_kernel() {
-    // Seen with `ip -s link` on the kernel: 10 UDP frames of 142 bytes sent
-    // over a veth whose peer runs no XDP: the sender's tx and the peer's rx
-    // are both 10 packets, 1420 bytes (the whole frame).
+/// The `xdp_pass` program of tests/bpf/datapath.c with its collection, or
+/// None (skip, the reason printed) without clang-19.
+fn xdp_pass() -> Option<(Collection, Arc<Program>)> {
+    let obj = common::bpf_object("datapath")?;
+    let o = skiff_object::Object::parse(&obj).expect("parse");
+    let opts = LoadOptions {
+        verify: false,
+        ..skiff_net::load_options()
+    };
+    let c = Collection::load(&o, &opts).expect("load");
+    let p = c.program("xdp_pass").expect("xdp_pass").clone();
+    Some((c, p))
+}
+
+/// 10 UDP frames of 142 bytes sent by a veth end `va` to its peer `vb` in
+/// another namespace (`xdp`: with a program on vb), all delivered to vb's
+/// stack: the datapath, va and vb.
+fn send_over_veth(xdp: Option<Arc<Program>>) -> (Datapath, DevId, DevId) {
     let mut dp = Datapath::new(DatapathOptions {
         keep_delivered: true,
         ..Default::default()
@@ -475,6 +492,9 @@ fn send_goes_out_through_the_device_and_veth_counts_as_the_kernel() {
     frame[..6].copy_from_slice(&dp.mac(vb).unwrap());
     frame[6..12].copy_from_slice(&dp.mac(va).unwrap());
     assert_eq!(frame.len(), 142);
+    if let Some(p) = xdp {
+        dp.attach_xdp(vb, p, XdpMode::Native).unwrap();
+    }
     for i in 0..10 {
         dp.send(va, &frame, i * 1000).unwrap();
     }
@@ -482,12 +502,35 @@ fn send_goes_out_through_the_device_and_veth_counts_as_the_kernel() {
     let delivered = dp.take_delivered();
     assert_eq!(delivered.len(), 10);
     assert!(delivered.iter().all(|d| d.dev == vb));
+    (dp, va, vb)
+}
+
+#[test]
+fn send_goes_out_through_the_device_and_veth_counts_as_the_kernel() {
+    // Seen with `ip -s link` on the kernel: 10 UDP frames of 142 bytes sent
+    // over a veth whose peer runs no XDP: the sender's tx and the peer's rx
+    // are both 10 packets, 1420 bytes (the whole frame).
+    let (dp, va, vb) = send_over_veth(None);
     let (sa, sb) = (dp.stats(va).unwrap(), dp.stats(vb).unwrap());
     assert_eq!((sa.tx_packets, sa.tx_bytes, sa.rx_packets), (10, 1420, 0));
     assert_eq!((sb.rx_packets, sb.rx_bytes, sb.tx_packets), (10, 1420, 0));
     // A frame shorter than an Ethernet header cannot be sent.
+    let mut dp = dp;
+    let frame = [0u8; 10];
     assert_eq!(
-        dp.send(va, &frame[..10], 20_000).unwrap_err().to_string(),
+        dp.send(va, &frame, 20_000).unwrap_err().to_string(),
         "a frame of 10 bytes: shorter than an Ethernet header (errno 22)"
     );
+}
+
+#[test]
+fn veth_counts_14_bytes_less_when_the_peer_runs_xdp() {
+    // Seen on the kernel with an XDP_PASS program on the peer: each frame
+    // counts skb->len after eth_type_trans (142 - 14), on the peer's rx and
+    // on the sender's tx alike.
+    let Some((_c, p)) = xdp_pass() else { return };
+    let (dp, va, vb) = send_over_veth(Some(p));
+    let (sa, sb) = (dp.stats(va).unwrap(), dp.stats(vb).unwrap());
+    assert_eq!((sa.tx_packets, sa.tx_bytes), (10, 1280));
+    assert_eq!((sb.rx_packets, sb.rx_bytes), (10, 1280));
 }
