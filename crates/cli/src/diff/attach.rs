@@ -1,0 +1,342 @@
+//! The kernel side's objects: loaded with bpf(2) (a pinned map created once
+//! and shared, as libbpf does), their map entries written, their programs
+//! attached with the kernel's own means: BPF_LINK_CREATE for XDP and tcx,
+//! `tc filter ... bpf da object-pinned` for clsact, and for netkit (absent in
+//! this kernel) tcx on the veth end standing in for it.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use skiff_kernel::live::{pin_fd, LinkAttach};
+use skiff_kernel::netns::Netns;
+use skiff_kernel::KernelObject;
+use skiff_topology::{
+    Attach, DeviceKind, Hook, MapDecl, MprogOrder, NetkitSide, ObjectDecl, Piece, TcDirection,
+    Topology, XdpMode,
+};
+
+use super::side::MapDump;
+use super::CannotRun;
+use crate::harness::network::map_report_name;
+
+/// `BPF_MAP_TYPE_PROG_ARRAY`: its values are programs (fds in, ids out).
+const PROG_ARRAY: u32 = 3;
+
+/// The loaded objects and what keeps their programs attached.
+pub struct Attached {
+    /// With the index of their declaration in the topology.
+    objects: Vec<(usize, KernelObject)>,
+    links: Vec<OwnedFd>,
+    /// Where programs attached by `tc` are pinned; removed on drop.
+    pin_dir: PathBuf,
+    kept: bool,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_dir_all(&self.pin_dir);
+        }
+    }
+}
+
+/// The namespaces by the topology's names.
+pub type Namespaces = BTreeMap<String, Netns>;
+
+impl Attached {
+    pub fn new(pin_dir: PathBuf) -> Result<Attached, CannotRun> {
+        std::fs::create_dir_all(&pin_dir).map_err(|e| {
+            CannotRun(format!(
+                "{}: {e} (is a bpffs mounted on /sys/fs/bpf?)",
+                pin_dir.display()
+            ))
+        })?;
+        Ok(Attached {
+            objects: Vec::new(),
+            links: Vec::new(),
+            pin_dir,
+            kept: false,
+        })
+    }
+
+    /// Every object loaded, filled and attached, in file order.
+    pub fn load_all(
+        &mut self,
+        t: &Topology,
+        nss: &Namespaces,
+        notes: &mut Vec<String>,
+    ) -> Result<(), CannotRun> {
+        let mut pinned: BTreeMap<String, OwnedFd> = BTreeMap::new();
+        for (i, decl) in t.objects.iter().enumerate() {
+            let at = |e: &dyn std::fmt::Display| {
+                CannotRun(format!("kernel: {}: {e}", decl.path.display()))
+            };
+            let mut shared = BTreeMap::new();
+            for d in &decl.maps {
+                if let Some(fd) = d.pin.as_ref().and_then(|p| pinned.get(p)) {
+                    shared.insert(d.name.clone(), fd.try_clone().map_err(|e| at(&e))?);
+                }
+            }
+            let ko = KernelObject::load_sharing(&decl.object, &shared).map_err(|e| at(&e))?;
+            for d in &decl.maps {
+                if let Some(p) = &d.pin {
+                    if !pinned.contains_key(p) {
+                        pinned.insert(p.clone(), ko.map_fd(&d.name).map_err(|e| at(&e))?);
+                    }
+                }
+            }
+            // a DEVMAP's ifindexes resolve in the writer's namespace: the
+            // namespace the object's programs are attached in
+            let ns = decl.attach.first().map_or("host", |a| a.netns.as_str());
+            let writer = namespace(nss, ns)?;
+            writer
+                .within(|| {
+                    for d in &decl.maps {
+                        write_entries(&ko, d, nss)
+                            .map_err(|e| skiff_kernel::KernelError::Io(e.0))?;
+                    }
+                    Ok(())
+                })
+                .map_err(|e| at(&e))?;
+            for a in &decl.attach {
+                self.attach(t, decl, &ko, a, nss, notes)?;
+            }
+            self.objects.push((i, ko));
+        }
+        Ok(())
+    }
+
+    fn attach(
+        &mut self,
+        t: &Topology,
+        decl: &ObjectDecl,
+        ko: &KernelObject,
+        a: &Attach,
+        nss: &Namespaces,
+        notes: &mut Vec<String>,
+    ) -> Result<(), CannotRun> {
+        let place = format!("{} on {}/{} ({})", a.program, a.netns, a.dev, a.hook);
+        let err = |e: &dyn std::fmt::Display| CannotRun(format!("kernel: attaching {place}: {e}"));
+        match &a.hook {
+            Hook::Xdp(mode) => {
+                let how = match mode {
+                    XdpMode::Native => LinkAttach::Xdp,
+                    XdpMode::Generic => LinkAttach::XdpGeneric,
+                };
+                self.link(ko, &a.program, namespace(nss, &a.netns)?, &a.dev, how)
+                    .map_err(|e| err(&e))
+            }
+            Hook::Tcx { dir, order } => {
+                if *order != MprogOrder::Append {
+                    notes.push(format!(
+                        "{place}: attached last (the order {order:?} is not rebuilt in the kernel)"
+                    ));
+                }
+                self.link(ko, &a.program, namespace(nss, &a.netns)?, &a.dev, tcx(*dir))
+                    .map_err(|e| err(&e))
+            }
+            Hook::Tc { dir, prio, handle } => {
+                let path = self.pin_dir.join(format!(
+                    "prog-{}-{}",
+                    self.links.len() + self.objects.len(),
+                    a.program
+                ));
+                let path = path.to_string_lossy().into_owned();
+                ko.pin_prog(&a.program, &path).map_err(|e| err(&e))?;
+                let ns = namespace(nss, &a.netns)?;
+                let qdiscs = ns
+                    .tc(&["qdisc", "show", "dev", &a.dev], &t_dir(t))
+                    .map_err(|e| err(&e))?;
+                if !qdiscs.contains("clsact") {
+                    ns.tc(&["qdisc", "add", "dev", &a.dev, "clsact"], &t_dir(t))
+                        .map_err(|e| err(&e))?;
+                }
+                let (prio, handle) = (prio.to_string(), format!("{handle:#x}"));
+                let mut args = vec![
+                    "filter",
+                    "add",
+                    "dev",
+                    &a.dev,
+                    if *dir == TcDirection::Ingress {
+                        "ingress"
+                    } else {
+                        "egress"
+                    },
+                ];
+                if prio != "0" {
+                    args.extend(["prio", prio.as_str()]);
+                }
+                if handle != "0x0" {
+                    args.extend(["handle", handle.as_str()]);
+                }
+                args.extend(["bpf", "da", "object-pinned", path.as_str()]);
+                ns.tc(&args, &t_dir(t)).map_err(|e| err(&e))?;
+                Ok(())
+            }
+            Hook::Netkit { side, .. } => {
+                let (ns, dev) = netkit_stand_in(t, a, *side)?;
+                notes.push(format!(
+                    "{place}: no netkit in this kernel: {} attached at tcx/ingress of {ns}/{dev}, the veth end whose receive follows that netkit xmit (skb->dev the same device)",
+                    a.program
+                ));
+                let _ = decl;
+                self.link(
+                    ko,
+                    &a.program,
+                    namespace(nss, &ns)?,
+                    &dev,
+                    LinkAttach::TcxIngress,
+                )
+                .map_err(|e| err(&e))
+            }
+        }
+    }
+
+    /// BPF_LINK_CREATE in the device's namespace; the link is kept.
+    fn link(
+        &mut self,
+        ko: &KernelObject,
+        prog: &str,
+        ns: &Netns,
+        dev: &str,
+        how: LinkAttach,
+    ) -> Result<(), skiff_kernel::KernelError> {
+        let ifindex = ns.ifindex(dev)?;
+        let fd = ns.within(|| ko.link_create(prog, ifindex, how))?;
+        self.links.push(fd);
+        Ok(())
+    }
+
+    /// Every map after the run, by report name (a shared map once).
+    pub fn dump_maps(&self, t: &Topology) -> Result<BTreeMap<String, MapDump>, CannotRun> {
+        let mut out = BTreeMap::new();
+        for (i, ko) in &self.objects {
+            let Some(decl) = t.objects.get(*i) else {
+                continue;
+            };
+            let dumps = ko.dump_all().map_err(|e| {
+                CannotRun(format!(
+                    "kernel: dumping maps of {}: {e}",
+                    decl.path.display()
+                ))
+            })?;
+            for (name, entries) in dumps {
+                out.entry(map_report_name(decl, &name)).or_insert(entries);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Leaves the pinned programs and pins every link, so that the programs
+    /// stay attached after this process ends; where they are.
+    pub fn keep(&mut self) -> String {
+        self.kept = true;
+        for (i, l) in self.links.iter().enumerate() {
+            let path = self.pin_dir.join(format!("link-{i}"));
+            let _ = pin_fd(l.as_raw_fd(), &path.to_string_lossy());
+        }
+        self.pin_dir.display().to_string()
+    }
+}
+
+fn tcx(dir: TcDirection) -> LinkAttach {
+    match dir {
+        TcDirection::Ingress => LinkAttach::TcxIngress,
+        TcDirection::Egress => LinkAttach::TcxEgress,
+    }
+}
+
+/// The topology file's directory (objects named by tc lines are relative to it).
+pub fn t_dir(t: &Topology) -> PathBuf {
+    t.file
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+pub fn namespace<'a>(nss: &'a Namespaces, name: &str) -> Result<&'a Netns, CannotRun> {
+    nss.get(name)
+        .ok_or_else(|| CannotRun(format!("kernel: no namespace {name}")))
+}
+
+/// Where a netkit program runs on the veth pair standing in for the netkit
+/// pair: a primary-side program runs at the primary's xmit with skb->dev the
+/// peer (drivers/net/netkit.c: netkit_xmit), so on the peer's tc ingress; a
+/// peer-side program on the primary's tc ingress.
+fn netkit_stand_in(
+    t: &Topology,
+    a: &Attach,
+    side: NetkitSide,
+) -> Result<(String, String), CannotRun> {
+    let dev = t
+        .namespaces
+        .iter()
+        .find(|n| n.name == a.netns)
+        .and_then(|n| n.devices.iter().find(|d| d.name == a.dev))
+        .ok_or_else(|| CannotRun(format!("kernel: no device {}/{}", a.netns, a.dev)))?;
+    let DeviceKind::Netkit {
+        peer_name, peer_ns, ..
+    } = &dev.kind
+    else {
+        return Err(CannotRun(format!(
+            "kernel: {}/{} is not a netkit primary",
+            a.netns, a.dev
+        )));
+    };
+    Ok(match side {
+        NetkitSide::Primary => (
+            peer_ns.clone().unwrap_or_else(|| a.netns.clone()),
+            peer_name.clone(),
+        ),
+        NetkitSide::Peer => (a.netns.clone(), a.dev.clone()),
+    })
+}
+
+/// A map's initial entries, as the topology gives them: ifindexes of the
+/// kernel's devices, program fds for a PROG_ARRAY, a per-CPU value on every CPU.
+fn write_entries(ko: &KernelObject, d: &MapDecl, nss: &Namespaces) -> Result<(), CannotRun> {
+    let err = |e: &dyn std::fmt::Display| CannotRun(format!("kernel: map {}: {e}", d.name));
+    let map_type = ko.map_type(&d.name).map_err(|e| err(&e))?;
+    for e in &d.entries {
+        let key = resolve(ko, &e.key, nss)?;
+        if let (PROG_ARRAY, [Piece::Prog(p)]) = (map_type, e.value.as_slice()) {
+            ko.map_update_prog(&d.name, &key, p).map_err(|e| err(&e))?;
+            continue;
+        }
+        let mut value = resolve(ko, &e.value, nss)?;
+        if skiff_kernel::map_type::is_percpu(map_type) {
+            value = percpu(&value)?;
+        }
+        ko.map_update(&d.name, &key, &value, 0)
+            .map_err(|e| err(&e))?;
+    }
+    Ok(())
+}
+
+/// One value for each possible CPU, in 8-byte slots (the syscall's layout).
+fn percpu(v: &[u8]) -> Result<Vec<u8>, CannotRun> {
+    let cpus = skiff_kernel::possible_cpus()?;
+    let slot = v.len().div_ceil(8) * 8;
+    let mut all = Vec::with_capacity(slot.saturating_mul(cpus));
+    for _ in 0..cpus {
+        all.extend_from_slice(v);
+        all.resize(all.len() + slot - v.len(), 0);
+    }
+    Ok(all)
+}
+
+fn resolve(ko: &KernelObject, pieces: &[Piece], nss: &Namespaces) -> Result<Vec<u8>, CannotRun> {
+    let mut v = Vec::new();
+    for p in pieces {
+        match p {
+            Piece::Bytes(b) => v.extend_from_slice(b),
+            Piece::Ifindex { netns, dev } => {
+                let i = namespace(nss, netns)?.ifindex(dev)?;
+                v.extend_from_slice(&i.to_ne_bytes());
+            }
+            Piece::Prog(name) => v.extend_from_slice(&ko.prog_id(name)?.to_ne_bytes()),
+        }
+    }
+    Ok(v)
+}
