@@ -23,7 +23,7 @@ const QUIET: Duration = Duration::from_millis(500);
 /// Frames a NIC transmits later than this after the last frame was sent are
 /// not compared (skiff's run ends at the last frame's time: what a shaper
 /// still holds then stays queued): they are counted in a note.
-const GRACE: Duration = Duration::from_millis(50);
+const GRACE: Duration = Duration::from_millis(2);
 /// The most frames read per NIC.
 const FRAMES_MAX: usize = 200_000;
 
@@ -89,7 +89,12 @@ impl KernelTopology {
             let ns = namespace(&k.namespaces, &n.name)?;
             for l in &n.tc {
                 let args: Vec<&str> = l.text.split_whitespace().collect();
-                ns.tc(&args, &t_dir(t))?;
+                ns.tc(&args, &t_dir(t)).map_err(|e| {
+                    CannotRun(format!(
+                        "kernel: netns {}: the tc line {:?} cannot be built in this kernel: {e}",
+                        n.name, l.text
+                    ))
+                })?;
             }
         }
         let mut attached = Attached::new(format!("/sys/fs/bpf/{}", ns_name("pins")).into())?;
@@ -123,7 +128,8 @@ impl KernelTopology {
     /// as netkit's IFF_NOARP).
     fn add_device(&mut self, ns: &str, d: &Device, devs: &[DevInfo]) -> Result<(), CannotRun> {
         let mut args = vec!["link".to_string(), "add".to_string()];
-        args.extend(link_args(&d.name, info(devs, ns, &d.name)?, d.mtu));
+        let me = info(devs, ns, &d.name)?;
+        args.extend(link_args(&d.name, me, d.mtu));
         args.extend(["type", "veth", "peer"].map(String::from));
         let wire_name = self.wire()?.name().to_string();
         let mut ends = vec![(ns.to_string(), d.name.clone(), d.up)];
@@ -156,7 +162,7 @@ impl KernelTopology {
                     self.notes.push(format!(
                         "netkit {ns}/{} <-> {pns}/{peer_name}: this kernel has no netkit: a veth pair stands in{} (netkit's default policies are not modelled: a veth passes)",
                         d.name,
-                        if arp_off { ", ARP off on both ends for L3 mode (MACs the kernel's)" } else { "" }
+                        if arp_off { format!(", for L3 mode ARP off and one MAC on both ends ({}), so that each end takes what the other sends as PACKET_HOST, as netkit's MAC-less L3 frames are", mac_s(l3_mac(me.ifindex))) } else { String::new() }
                     ));
                 }
                 ends.push((pns, peer_name.clone(), true));
@@ -167,7 +173,10 @@ impl KernelTopology {
         for (ens, dev, up) in &ends {
             let n = namespace(&self.namespaces, ens)?;
             if arp_off {
-                n.ip(&["link", "set", "dev", dev, "arp", "off"])?;
+                // IFF_NOARP: a neighbour's address is the device's own
+                // (arp_constructor), which the other end must take as its own
+                let mac = mac_s(l3_mac(me.ifindex));
+                n.ip(&["link", "set", "dev", dev, "arp", "off", "address", &mac])?;
             }
             if *up {
                 n.ip(&["link", "set", "dev", dev, "up"])?;
@@ -448,6 +457,13 @@ fn rule_args(r: &skiff_topology::Rule) -> Vec<String> {
 
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
+}
+
+/// The one MAC both veth ends standing in for a netkit L3 pair get: locally
+/// administered, `02:6e:6b` ("nk") and the primary's ifindex.
+fn l3_mac(primary_ifindex: u32) -> [u8; 6] {
+    let i = primary_ifindex.to_be_bytes();
+    [0x02, 0x6e, 0x6b, i[1], i[2], i[3]]
 }
 
 fn mac_s(m: [u8; 6]) -> String {
