@@ -12,7 +12,7 @@ use skiff_kernel::live::{pin_fd, LinkAttach};
 use skiff_kernel::netns::Netns;
 use skiff_kernel::KernelObject;
 use skiff_topology::{
-    Attach, DeviceKind, Hook, MapDecl, MprogOrder, NetkitSide, ObjectDecl, Piece, TcDirection,
+    Attach, DeviceKind, Hook, MapDecl, MprogOrder, NetkitMode, NetkitSide, Piece, TcDirection,
     Topology, XdpMode,
 };
 
@@ -31,6 +31,10 @@ pub struct Attached {
     /// Where programs attached by `tc` are pinned; removed on drop.
     pin_dir: PathBuf,
     kept: bool,
+    /// The stand-in program setting netkit L3's pkt_type.
+    l3_pkt_type: Option<KernelObject>,
+    /// Devices it is attached to.
+    l3_fixed: Vec<(String, String)>,
 }
 
 impl Drop for Attached {
@@ -40,6 +44,31 @@ impl Drop for Attached {
         }
     }
 }
+
+/// The stand-in for what a netkit L3 device does to a frame before its
+/// programs run (drivers/net/netkit.c: netkit_xmit, eth_skb_pkt_type against
+/// the all-zero address of an L3 device): a frame to 00:00:00:00:00:00 is
+/// PACKET_HOST (bpf_skb_change_type, helper 32); then TCX_NEXT, so the
+/// topology's program runs next.
+const L3_PKT_TYPE: &str = "
+mov %r6, %r1
+ldxw %r2, [%r1+76]
+ldxw %r3, [%r1+80]
+mov %r4, %r2
+add %r4, 6
+jgt %r4, %r3, out
+ldxw %r5, [%r2]
+jne %r5, 0, out
+ldxh %r5, [%r2+4]
+jne %r5, 0, out
+mov %r1, %r6
+mov %r2, 0
+call 32
+out:
+mov %r0, -1
+exit
+";
+const L3_PKT_TYPE_NAME: &str = "skiff_l3_pkttype";
 
 /// The namespaces by the topology's names.
 pub type Namespaces = BTreeMap<String, Netns>;
@@ -57,6 +86,8 @@ impl Attached {
             links: Vec::new(),
             pin_dir,
             kept: false,
+            l3_pkt_type: None,
+            l3_fixed: Vec::new(),
         })
     }
 
@@ -100,7 +131,7 @@ impl Attached {
                 })
                 .map_err(|e| at(&e))?;
             for a in &decl.attach {
-                self.attach(t, decl, &ko, a, nss, notes)?;
+                self.attach(t, &ko, a, nss, notes)?;
             }
             self.objects.push((i, ko));
         }
@@ -110,7 +141,6 @@ impl Attached {
     fn attach(
         &mut self,
         t: &Topology,
-        decl: &ObjectDecl,
         ko: &KernelObject,
         a: &Attach,
         nss: &Namespaces,
@@ -175,12 +205,20 @@ impl Attached {
                 Ok(())
             }
             Hook::Netkit { side, .. } => {
-                let (ns, dev) = netkit_stand_in(t, a, *side)?;
+                let (ns, dev, l3) = netkit_stand_in(t, a, *side)?;
                 notes.push(format!(
                     "{place}: no netkit in this kernel: {} attached at tcx/ingress of {ns}/{dev}, the veth end whose receive follows that netkit xmit (skb->dev the same device)",
                     a.program
                 ));
-                let _ = decl;
+                let key = (ns.clone(), dev.clone());
+                if l3 && !self.l3_fixed.contains(&key) {
+                    self.attach_l3_pkt_type(namespace(nss, &ns)?, &dev)
+                        .map_err(|e| err(&e))?;
+                    self.l3_fixed.push(key);
+                    notes.push(format!(
+                        "{ns}/{dev}: a stand-in program first at its tcx/ingress makes frames to the all-zero MAC PACKET_HOST, as netkit L3's MAC-less device takes them (eth_skb_pkt_type)"
+                    ));
+                }
                 self.link(
                     ko,
                     &a.program,
@@ -191,6 +229,40 @@ impl Attached {
                 .map_err(|e| err(&e))
             }
         }
+    }
+
+    /// [`L3_PKT_TYPE`] loaded once and linked at the device's tcx ingress.
+    fn attach_l3_pkt_type(
+        &mut self,
+        ns: &Netns,
+        dev: &str,
+    ) -> Result<(), skiff_kernel::KernelError> {
+        if self.l3_pkt_type.is_none() {
+            let insns = skiff_isa::asm::assemble(L3_PKT_TYPE).map_err(|e| {
+                skiff_kernel::KernelError::Io(format!("the L3 pkt_type program: {e}"))
+            })?;
+            let obj = skiff_object::Object {
+                license: "GPL".into(),
+                programs: vec![skiff_object::Program {
+                    name: L3_PKT_TYPE_NAME.into(),
+                    section: "tcx/ingress".into(),
+                    prog_type: skiff_object::ProgType::SchedCls,
+                    expected_attach_type: Some(skiff_object::AttachType::TcxIngress),
+                    frags: false,
+                    insns,
+                    lines: Vec::new(),
+                }],
+                maps: Vec::new(),
+            };
+            self.l3_pkt_type = Some(KernelObject::load(&obj)?);
+        }
+        let ifindex = ns.ifindex(dev)?;
+        let Some(ko) = &self.l3_pkt_type else {
+            return Ok(());
+        };
+        let fd = ns.within(|| ko.link_create(L3_PKT_TYPE_NAME, ifindex, LinkAttach::TcxIngress))?;
+        self.links.push(fd);
+        Ok(())
     }
 
     /// BPF_LINK_CREATE in the device's namespace; the link is kept.
@@ -261,14 +333,14 @@ pub fn namespace<'a>(nss: &'a Namespaces, name: &str) -> Result<&'a Netns, Canno
 }
 
 /// Where a netkit program runs on the veth pair standing in for the netkit
-/// pair: a primary-side program runs at the primary's xmit with skb->dev the
-/// peer (drivers/net/netkit.c: netkit_xmit), so on the peer's tc ingress; a
-/// peer-side program on the primary's tc ingress.
+/// pair, and whether the pair is L3: a primary-side program runs at the
+/// primary's xmit with skb->dev the peer (drivers/net/netkit.c: netkit_xmit),
+/// so on the peer's tc ingress; a peer-side program on the primary's.
 fn netkit_stand_in(
     t: &Topology,
     a: &Attach,
     side: NetkitSide,
-) -> Result<(String, String), CannotRun> {
+) -> Result<(String, String, bool), CannotRun> {
     let dev = t
         .namespaces
         .iter()
@@ -276,7 +348,10 @@ fn netkit_stand_in(
         .and_then(|n| n.devices.iter().find(|d| d.name == a.dev))
         .ok_or_else(|| CannotRun(format!("kernel: no device {}/{}", a.netns, a.dev)))?;
     let DeviceKind::Netkit {
-        peer_name, peer_ns, ..
+        peer_name,
+        peer_ns,
+        mode,
+        ..
     } = &dev.kind
     else {
         return Err(CannotRun(format!(
@@ -284,12 +359,14 @@ fn netkit_stand_in(
             a.netns, a.dev
         )));
     };
+    let l3 = *mode == NetkitMode::L3;
     Ok(match side {
         NetkitSide::Primary => (
             peer_ns.clone().unwrap_or_else(|| a.netns.clone()),
             peer_name.clone(),
+            l3,
         ),
-        NetkitSide::Peer => (a.netns.clone(), a.dev.clone()),
+        NetkitSide::Peer => (a.netns.clone(), a.dev.clone(), l3),
     })
 }
 
