@@ -105,16 +105,24 @@ impl Netns {
         &self,
         f: impl FnOnce() -> Result<T, KernelError> + Send,
     ) -> Result<T, KernelError> {
-        let path = self.path();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                crate::live::enter_netns(&path)?;
-                f()
-            })
-            .join()
-            .map_err(|_| KernelError::Io(format!("thread in netns {} panicked", self.name)))?
-        })
+        within_netns(&self.path(), f)
     }
+}
+
+/// Runs `f` on a thread that entered network namespace `path` (a file such as
+/// `/run/netns/NAME`).
+pub fn within_netns<T: Send>(
+    path: &str,
+    f: impl FnOnce() -> Result<T, KernelError> + Send,
+) -> Result<T, KernelError> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            crate::live::enter_netns(path)?;
+            f()
+        })
+        .join()
+        .map_err(|_| KernelError::Io(format!("thread in netns {path} panicked")))?
+    })
 }
 
 impl Drop for Netns {
@@ -161,6 +169,11 @@ impl PacketSocket {
     /// A non-blocking socket on device `ifindex` of namespace `ns`.
     pub fn open(ns: &Netns, ifindex: u32) -> Result<PacketSocket, KernelError> {
         ns.within(|| PacketSocket::open_here(ifindex))
+    }
+
+    /// A non-blocking socket on device `ifindex` of the namespace at `path`.
+    pub fn open_in(path: &str, ifindex: u32) -> Result<PacketSocket, KernelError> {
+        within_netns(path, || PacketSocket::open_here(ifindex))
     }
 
     /// A non-blocking socket on device `ifindex` of the calling thread's namespace.
