@@ -62,14 +62,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use skiff_kernel::mask::{icmp6_of, normalise};
 use skiff_kernel::netns::{self, CollectLimits, Netns, PacketSocket, PACKET_OUTGOING};
 use skiff_maps::MapValue;
 use skiff_net::datapath::*;
 use skiff_vm::Collection;
-use skiff_wire::checksum::{checksum, pseudo_header_v4};
+use skiff_wire::checksum::pseudo_header_v4;
 use skiff_wire::icmpv6::{NdiscRepr, ICMPV6_ECHO_REQUEST, NDISC_NEIGHBOUR_ADVERTISEMENT};
 use skiff_wire::{
     icmpv4, ipv6, ArpPacket, ArpRepr, EthernetFrame, EthernetRepr, Icmpv4Packet, Icmpv6Packet,

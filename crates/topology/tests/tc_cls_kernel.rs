@@ -151,7 +151,8 @@ fn actions_of(filters: &serde_json::Value) -> Vec<(u64, String, u64, u64, u64)> 
 /// frames sent on a1, what reaches b1 read there.
 fn kernel(tag: &str, tc: &[String]) -> Side {
     // deleted when dropped, also when the test fails
-    let ns = Netns::add(&format!("skiffc-{tag}-{}", std::process::id())).unwrap_or_else(|e| panic!("{e}"));
+    let ns = Netns::add(&format!("skiffc-{tag}-{}", std::process::id()))
+        .unwrap_or_else(|e| panic!("{e}"));
     let n = ns.name().to_string();
     for s in [
         "net.ipv6.conf.all.disable_ipv6=1",

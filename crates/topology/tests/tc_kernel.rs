@@ -137,7 +137,8 @@ fn packet_socket(ifname: &str) -> i32 {
 /// the frames sent on qa at their times, received on qb.
 fn kernel(tag: &str, tc: &[&str], frames: &[(u64, Vec<u8>)], settle: u64) -> Side {
     // deleted when dropped, also when the test fails
-    let ns = Netns::add(&format!("skiffq-{tag}-{}", std::process::id())).unwrap_or_else(|e| panic!("{e}"));
+    let ns = Netns::add(&format!("skiffq-{tag}-{}", std::process::id()))
+        .unwrap_or_else(|e| panic!("{e}"));
     let n = ns.name().to_string();
     for s in [
         "net.ipv6.conf.all.disable_ipv6=1",
