@@ -590,12 +590,13 @@ impl RunState<'_> {
         let old_len = self.regions.len();
         self.current = next;
         self.scratch_tag = SCALAR;
-        self.retabled = true;
         // A chain whose programs share their maps (one PROG_ARRAY): the tags
-        // and the JIT's bounds already stand.
+        // and the JIT's bounds already stand, and still do for the next run
+        // of the first program (whose set-up they are).
         if self.regions.holds_program(&next.tags) {
             return;
         }
+        self.retabled = true;
         self.regions.set_program(&next.tags);
         self.jit.load_program(&next.tags, old_len);
     }
