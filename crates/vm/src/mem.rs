@@ -88,6 +88,39 @@ pub enum Target {
     Ctx(u32),
 }
 
+/// A program's static tags, prepared once when it is loaded: the storage of
+/// its maps (tag FIRST_MAP + i), the maps' addresses (to find a map's tag, and
+/// its handle), and the bounds native code tests against. A run of another
+/// program than the last copies these in; nothing is recomputed per run.
+#[derive(Clone, Debug, Default)]
+pub struct ProgTags {
+    pub(crate) regions: Vec<Region>,
+    pub(crate) owners: Vec<usize>,
+    /// `Region::native_bounds` of each region: (read, write).
+    pub(crate) bounds: Vec<([u64; 2], [u64; 2])>,
+}
+
+impl ProgTags {
+    /// The tags of maps whose (address, storage) are `maps`, at most as many
+    /// as the tag table holds.
+    pub fn new(maps: &[(usize, Region)]) -> ProgTags {
+        let maps = &maps[..maps.len().min(MAX_TAGS - FIRST_MAP as usize)];
+        ProgTags {
+            regions: maps.iter().map(|&(_, r)| r).collect(),
+            owners: maps.iter().map(|&(o, _)| o).collect(),
+            bounds: maps.iter().map(|(_, r)| r.native_bounds()).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.regions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.regions.is_empty()
+    }
+}
+
 /// The region of each tag. Entries up to `static_len` (the fixed tags and the
 /// program's maps) last from run to run; later ones are added during a run.
 pub struct Regions {
@@ -144,29 +177,21 @@ impl Regions {
         }
     }
 
-    /// The static part: fixed tags (set per run) and the storage of `maps`.
-    pub fn set_program(&mut self, maps: &[(usize, Region)]) {
+    /// The static part: fixed tags (set per run) and a program's map tags.
+    pub fn set_program(&mut self, tags: &ProgTags) {
         self.by_tag.truncate(FIRST_MAP as usize);
         self.owners.truncate(FIRST_MAP as usize);
-        for &(owner, r) in maps.iter().take(MAX_TAGS - FIRST_MAP as usize) {
-            self.by_tag.push(r);
-            self.owners.push(owner);
-        }
+        self.by_tag.extend_from_slice(&tags.regions);
+        self.owners.extend_from_slice(&tags.owners);
         self.static_len = self.by_tag.len();
     }
 
-    /// Whether the table is exactly what `set_program(maps)` makes: the same
-    /// storage at the same tags and nothing the run added.
-    pub fn holds_program(&self, maps: &[(usize, Region)]) -> bool {
-        let first = FIRST_MAP as usize;
-        let n = maps.len().min(MAX_TAGS - first);
-        let (Some(tags), Some(owners)) = (self.by_tag.get(first..), self.owners.get(first..))
-        else {
-            return false;
-        };
+    /// Whether the table is exactly what `set_program(tags)` makes: the same
+    /// maps at the same tags (a map's storage never moves) and nothing the run
+    /// added.
+    pub fn holds_program(&self, tags: &ProgTags) -> bool {
         self.static_len == self.by_tag.len()
-            && tags.iter().eq(maps.iter().take(n).map(|(_, r)| r))
-            && owners.iter().eq(maps.iter().take(n).map(|(o, _)| o))
+            && self.owners.get(FIRST_MAP as usize..) == Some(tags.owners.as_slice())
     }
 
     /// Add a region for the rest of the run; its tag, or SCALAR when the table is full.

@@ -9,7 +9,7 @@ use skiff_maps::Map;
 use skiff_object::ProgType;
 
 use crate::collection::LoadError;
-use crate::mem::{Region, RegionKind};
+use crate::mem::{ProgTags, Region, RegionKind};
 use crate::verifier::{Verified, VerifierError};
 use crate::{Engine, JitStats};
 
@@ -36,6 +36,8 @@ pub struct Program {
     /// Their storage (the map's address, its region; EMPTY for a map without
     /// one), `maps` order: tag FIRST_MAP + i in every run (computed once here).
     pub map_storage: Vec<(usize, Region)>,
+    /// The same as the run's static tags, prepared once here.
+    pub(crate) tags: ProgTags,
     /// Native code, when loaded for the JIT.
     jit: Option<crate::jit::Compiled>,
     /// What the verifier proved; None when the program was not verified.
@@ -88,8 +90,7 @@ impl Program {
     ) -> Result<Program, LoadError> {
         let mut p = Self::link(name, prog_type, insns, maps)?;
         if engine == Engine::Jit {
-            let aux = verified.map(|v| v.aux.as_slice());
-            let c = crate::jit::compile(&p, aux).map_err(|e| LoadError::Invalid {
+            let c = crate::jit::compile(&p, verified).map_err(|e| LoadError::Invalid {
                 prog: name.to_string(),
                 msg: format!("JIT: {e}"),
             })?;
@@ -225,8 +226,9 @@ impl Program {
                     map_storage(m).unwrap_or(Region::EMPTY),
                 )
             })
-            .collect();
+            .collect::<Vec<_>>();
         Ok(Program {
+            tags: ProgTags::new(&map_storage),
             map_storage,
             id: NEXT_PROG_ID.fetch_add(1, Ordering::Relaxed),
             name: name.to_string(),

@@ -172,22 +172,33 @@ impl Vm {
     }
 
     /// The tag table's static part for `prog` (its maps), kept from the last
-    /// run of the same program; regions the last run added are dropped.
+    /// run of the same program (regions the last run added are dropped), else
+    /// copied from what the program prepared at load.
+    #[inline(always)]
     fn set_up(&mut self, prog: &Arc<Program>) {
         if self.setup_for == Some(prog.id) {
             if self.regions.len() > self.regions.static_len {
-                let (from, to) = (self.regions.static_len, self.regions.len());
-                self.jit.clear_bounds(from, to);
-                self.regions.truncate_dynamic();
+                self.drop_dynamic();
             }
             // Handles a tail call made valid are not the program's own.
             self.maps.truncate(prog.maps.len());
             return;
         }
+        self.switch_to(prog);
+    }
+
+    #[cold]
+    fn drop_dynamic(&mut self) {
+        let (from, to) = (self.regions.static_len, self.regions.len());
+        self.jit.clear_bounds(from, to);
+        self.regions.truncate_dynamic();
+    }
+
+    /// Another program than the last: its prepared tags replace the table's.
+    fn switch_to(&mut self, prog: &Arc<Program>) {
         let old_len = self.regions.len();
-        self.regions.set_program(&prog.map_storage);
-        self.jit.clear_bounds(FIRST_MAP as usize, old_len);
-        self.jit.sync_bounds(&self.regions, FIRST_MAP as usize);
+        self.regions.set_program(&prog.tags);
+        self.jit.load_program(&prog.tags, old_len);
         self.maps.clear();
         self.maps.extend(prog.maps.iter().map(Arc::as_ptr));
         self.setup_for = Some(prog.id);
@@ -242,23 +253,33 @@ impl Vm {
             retabled: false,
         };
         st.refresh_packet();
-        let res = if self.engine == crate::Engine::Jit && prog.jit().is_some() {
-            crate::jit::execute(&mut st, args)
-        } else {
-            crate::interp::execute(&mut st, None, 0, args, ENTRY_TAGS)
+        // The value comes back alone; an error waits in the run state (the
+        // large Result is built only on the cold path).
+        let r0 = match self.engine {
+            crate::Engine::Jit => crate::jit::execute(&mut st, args),
+            crate::Engine::Interp => st.interp_main(args),
         };
-        let res = res.map_err(|(pc, error)| crate::Exception {
-            prog: st.current.name.clone(),
-            pc,
-            error,
-        });
         if st.retabled || !st.keepalive.is_empty() {
             // Inner maps were adopted (they are let go now), or a tail call
             // set up another program's tags: the next run starts afresh.
             st.keepalive.clear();
             self.setup_for = None;
         }
-        res
+        if let Some((pc, error)) = st.jit_error.take() {
+            return Err(exception(&st, pc, error));
+        }
+        Ok(r0)
+    }
+}
+
+/// The run's error as an Exception (where it happened).
+#[cold]
+#[inline(never)]
+fn exception(st: &RunState, pc: usize, error: VmError) -> crate::Exception {
+    crate::Exception {
+        prog: st.current.name.clone(),
+        pc,
+        error,
     }
 }
 
@@ -427,6 +448,18 @@ impl RunState<'_> {
         r
     }
 
+    /// The interpreter from the current program's entry: r0, or an error left
+    /// in `jit_error` (as the JIT leaves it).
+    pub(crate) fn interp_main(&mut self, args: [u64; 5]) -> u64 {
+        match crate::interp::execute(self, None, 0, args, ENTRY_TAGS) {
+            Ok(v) => v,
+            Err(e) => {
+                self.jit_error = Some(e);
+                0
+            }
+        }
+    }
+
     pub fn cpu(&self) -> usize {
         self.env.cpu as usize
     }
@@ -557,15 +590,15 @@ impl RunState<'_> {
         let old_len = self.regions.len();
         self.current = next;
         self.scratch_tag = SCALAR;
-        self.retabled = true;
         // A chain whose programs share their maps (one PROG_ARRAY): the tags
-        // and the JIT's bounds already stand.
-        if self.regions.holds_program(&next.map_storage) {
+        // and the JIT's bounds already stand, and still do for the next run
+        // of the first program (whose set-up they are).
+        if self.regions.holds_program(&next.tags) {
             return;
         }
-        self.regions.set_program(&next.map_storage);
-        self.jit.clear_bounds(FIRST_MAP as usize, old_len);
-        self.jit.sync_bounds(self.regions, FIRST_MAP as usize);
+        self.retabled = true;
+        self.regions.set_program(&next.tags);
+        self.jit.load_program(&next.tags, old_len);
     }
 
     pub(crate) fn save(&self) -> Saved {

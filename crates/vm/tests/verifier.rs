@@ -197,3 +197,35 @@ fn callback_writes_are_unknown_after_the_call() {
     let e = verify_with(&asm(c.asm), c.prog_type, &c.maps()).unwrap_err();
     assert_eq!((e.errno, e.message.as_str()), (c.errno, c.message));
 }
+
+/// Each reached helper call, with what it may change (the prototype's
+/// `invalidates`), for the JIT to decide at compile time.
+#[test]
+fn helper_sites_say_what_each_call_changes() {
+    use skiff_vm::verifier::HelperSite;
+    // 1: bpf_ktime_get_ns (nothing); 4: bpf_xdp_adjust_head (the packet and
+    // the context); 6: bpf_xdp_get_buff_len (given the context only).
+    let insns = asm("mov %r6, %r1\n\
+                     call 5\n\
+                     mov %r1, %r6\n\
+                     mov %r2, 0\n\
+                     call 44\n\
+                     mov %r1, %r6\n\
+                     call 188\n\
+                     mov %r0, 2\n\
+                     exit");
+    let v = common::verify_xdp(&insns, &[]).unwrap_or_else(|e| panic!("{e}\n{}", e.log));
+    let site = |pc, changes_pkt, changes_ctx| HelperSite {
+        pc,
+        changes_pkt,
+        changes_ctx,
+    };
+    assert_eq!(
+        v.helper_sites,
+        vec![
+            site(1, false, false),
+            site(4, true, true),
+            site(6, false, true)
+        ]
+    );
+}

@@ -14,7 +14,8 @@ use super::{errno, Datapath, DatapathError, DevId, Hook, Pkt, TcAction, EINVAL};
 use crate::buff::{Redirect, SkBuff, ETH_HLEN};
 use crate::drop::DropReason;
 use crate::sched::cls_api::{
-    tcf_classify, ClsError, FilterKey, FilterSpec, MirredTarget, TcfBlock, TcfEnv, ETH_P_ALL,
+    tcf_classify, tcf_classify_direct, ClsError, DirectBpf, FilterKey, FilterSpec, MirredTarget,
+    TcfBlock, TcfEnv, ETH_P_ALL,
 };
 use crate::sched::cls_bpf::BpfSpec;
 use crate::stack::NeighOutput;
@@ -385,6 +386,9 @@ impl<'a> Cpu<'a> {
         if hook.block.is_empty() {
             return out;
         }
+        if let Some(f) = hook.block.direct_bpf() {
+            return self.tc_direct(f, d.ns, pkt, out);
+        }
         // tc_run: tcf_classify over the block; OK/RECLASSIFY copy the
         // class's minor to tc_index.
         let mut env = self.tcf_env(dev, pkt.ts);
@@ -404,6 +408,34 @@ impl<'a> Cpu<'a> {
         out.action = TcAction::from_code(res.action);
         out.reclassify_loop = res.reclassify_loop;
         out.mirred = res.redirect;
+        out
+    }
+
+    /// tc_run over a block whose only filter is one direct-action cls_bpf
+    /// (`tc filter add ... bpf da`): the program run straight from here, as
+    /// tcx's is (the same verdicts as `tcf_classify`).
+    fn tc_direct(
+        &mut self,
+        f: &'a DirectBpf,
+        ns: super::NsId,
+        pkt: &mut Pkt,
+        mut out: TcResult<'a>,
+    ) -> TcResult<'a> {
+        let ts = pkt.ts;
+        let mut exc = None;
+        let res = tcf_classify_direct(f, &mut pkt.skb, |p, skb| {
+            skb.redirect = None;
+            let (r, e) = self.run_prog(p, skb, ns, ts, TC_ACT_SHOT);
+            exc = e;
+            r
+        });
+        if res.action == TC_ACT_OK || res.action == TC_ACT_RECLASSIFY {
+            pkt.skb.tc_index = (res.classid & 0xffff) as u16;
+        }
+        out.prog = Some(&f.prog);
+        out.exc = exc;
+        out.action = TcAction::from_code(res.action);
+        out.reclassify_loop = res.reclassify_loop;
         out
     }
 

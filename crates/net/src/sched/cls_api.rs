@@ -216,6 +216,11 @@ pub trait Classifier: Send + Sync {
     /// The same as `tc -s filter show` text lines, one string per filter
     /// (after "filter protocol P pref N KIND chain C ").
     fn dump_text(&self) -> Vec<String>;
+    /// The program and classid when this tp is one direct-action cls_bpf
+    /// filter without actions (the block's fast path); None otherwise.
+    fn single_direct_bpf(&self) -> Option<(&Arc<Program>, u32)> {
+        None
+    }
 }
 
 /// A new, empty tp of `kind` (tcf_proto_lookup_ops + ops->init).
@@ -251,6 +256,18 @@ pub struct TcfChain {
 pub struct TcfBlock {
     /// Chain 0 first, then by index.
     chains: Vec<TcfChain>,
+    /// Set while the block's only filter is one direct-action cls_bpf
+    /// (`tc filter add ... bpf da`, the common clsact set-up): classified
+    /// without the general walk (`tcf_classify_direct`).
+    direct: Option<DirectBpf>,
+}
+
+/// The one direct-action cls_bpf filter of a block.
+pub struct DirectBpf {
+    pub prog: Arc<Program>,
+    pub classid: u32,
+    /// The tp's protocol (host order; ETH_P_ALL for any).
+    pub protocol: u16,
 }
 
 /// Where `tc filter add|replace` puts a filter and what it asks for.
@@ -277,6 +294,9 @@ impl TcfBlock {
     /// tcf_chain_get: the chain, made when missing (as `goto chain N` and
     /// `tc filter add ... chain N` make it).
     pub fn chain_get(&mut self, index: u32) -> &mut TcfChain {
+        // The caller may change the chain: add/del_filter work the fast path
+        // out again.
+        self.direct = None;
         let pos = match self.chains.binary_search_by_key(&index, |c| c.index) {
             Ok(p) => p,
             Err(p) => {
@@ -348,12 +368,19 @@ impl TcfBlock {
         if res.is_err() && chain.protos[idx].cls.is_empty() {
             chain.protos.remove(idx);
         }
+        self.find_direct();
         res.map(|h| (prio, h))
     }
 
     /// tc_del_tfilter: the filter `handle` of a priority (handle 0: the
     /// whole priority; prio 0: the whole chain).
     pub fn del_filter(&mut self, chain: u32, prio: u16, handle: u32) -> Result<(), ClsError> {
+        let res = self.del_filter_in(chain, prio, handle);
+        self.find_direct();
+        res
+    }
+
+    fn del_filter_in(&mut self, chain: u32, prio: u16, handle: u32) -> Result<(), ClsError> {
         let c = self.chain_get(chain);
         if prio == 0 {
             c.protos.clear();
@@ -373,6 +400,32 @@ impl TcfBlock {
             c.protos.remove(i);
         }
         Ok(())
+    }
+
+    /// The fast path's filter, when the block's only filter (empty chains
+    /// aside) is one direct-action cls_bpf in chain 0.
+    fn find_direct(&mut self) {
+        let mut tps = self
+            .chains
+            .iter()
+            .flat_map(|c| c.protos.iter().map(move |t| (c, t)));
+        let only = match (tps.next(), tps.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
+        };
+        self.direct = only.filter(|(c, _)| c.index == 0).and_then(|(_, tp)| {
+            tp.cls.single_direct_bpf().map(|(prog, classid)| DirectBpf {
+                prog: prog.clone(),
+                classid,
+                protocol: tp.protocol,
+            })
+        });
+    }
+
+    /// The block's one direct-action cls_bpf filter, if that is all it holds.
+    #[inline]
+    pub fn direct_bpf(&self) -> Option<&DirectBpf> {
+        self.direct.as_ref()
     }
 
     /// `tc -s -j filter show`: per tp a header entry, then each filter's.
@@ -509,6 +562,35 @@ pub fn tcf_classify(block: &TcfBlock, skb: &mut SkBuff, env: &mut dyn TcfEnv) ->
             chain = c;
         }
     }
+}
+
+/// tcf_classify for a block whose only filter is `f` (`TcfBlock::direct_bpf`),
+/// with `run` the program run (bpf_prog_run): what the general walk gives,
+/// without a dyn environment. cls_bpf_classify in direct-action mode, then
+/// __tcf_classify's RECLASSIFY loop (a direct-action verdict is never a goto
+/// chain: cls_bpf_exec_opcode).
+#[inline]
+pub fn tcf_classify_direct(
+    f: &DirectBpf,
+    skb: &mut SkBuff,
+    mut run: impl FnMut(&Arc<Program>, &mut SkBuff) -> i64,
+) -> TcfResult {
+    let mut res = TcfResult::default();
+    if f.protocol != skb_protocol(skb) && f.protocol != ETH_P_ALL {
+        return res;
+    }
+    for _ in 0..=MAX_RECLASSIFY_LOOP {
+        skb.tc_classid = f.classid as u16;
+        let code = cls_bpf::cls_bpf_exec_opcode(run(&f.prog, skb));
+        res.classid = (f.classid & 0xffff_0000) | skb.tc_classid as u32;
+        if code != TC_ACT_RECLASSIFY {
+            res.action = code;
+            return res;
+        }
+    }
+    res.action = TC_ACT_SHOT;
+    res.reclassify_loop = true;
+    res
 }
 
 /// One pass over a chain's filters: the first verdict that is not negative,

@@ -127,6 +127,13 @@ impl Classifier for ClsBpf {
             .collect()
     }
 
+    fn single_direct_bpf(&self) -> Option<(&Arc<Program>, u32)> {
+        match self.plist.items.as_slice() {
+            [(_, s)] if s.direct_action && s.exts.is_empty() => Some((&s.prog, s.classid)),
+            _ => None,
+        }
+    }
+
     fn dump_text(&self) -> Vec<String> {
         self.plist
             .iter()

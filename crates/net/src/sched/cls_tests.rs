@@ -544,3 +544,56 @@ fn cls_bpf_classid_keeps_the_filters_major() {
         TC_ACT_UNSPEC
     );
 }
+
+#[test]
+fn direct_bpf_fast_path_gives_the_general_walks_result() {
+    let mut b = TcfBlock::default();
+    b.add_filter(key(1), bpf_filter(true, 0x10005), false)
+        .unwrap();
+    // One direct-action cls_bpf: the fast path is taken.
+    let f = b.direct_bpf().map(|f| (f.classid, f.protocol));
+    assert_eq!(f, Some((0x10005, ETH_P_ALL)));
+    let verdicts: [fn(&mut SkBuff) -> i64; 5] = [
+        |skb| {
+            skb.tc_classid = 0x20;
+            TC_ACT_OK
+        },
+        |_| TC_ACT_SHOT,
+        |_| TC_ACT_PIPE,
+        |_| TC_ACT_REDIRECT,
+        |_| TC_ACT_RECLASSIFY,
+    ];
+    for (i, v) in verdicts.into_iter().enumerate() {
+        let mut env = TestEnv {
+            bpf: Some(v),
+            ..Default::default()
+        };
+        let general = tcf_classify(&b, &mut udp_skb(0), &mut env);
+        let mut runs = 0;
+        let f = b.direct_bpf().unwrap();
+        let direct = tcf_classify_direct(f, &mut udp_skb(0), |_, skb| {
+            runs += 1;
+            v(skb)
+        });
+        assert_eq!(direct, general, "verdict {i}");
+        // RECLASSIFY: the first run and 16 more, then SHOT.
+        let want_runs = if i == 4 { 17 } else { 1 };
+        assert_eq!(runs, want_runs, "verdict {i}");
+    }
+    let shot = tcf_classify_direct(b.direct_bpf().unwrap(), &mut udp_skb(0), |_, _| {
+        TC_ACT_RECLASSIFY
+    });
+    assert_eq!((shot.action, shot.reclassify_loop), (TC_ACT_SHOT, true));
+    // A second filter, a classic-mode filter or another chain: the walk.
+    b.add_filter(key(2), bpf_filter(true, 0), false).unwrap();
+    assert!(b.direct_bpf().is_none());
+    b.del_filter(0, 2, 0).unwrap();
+    assert!(b.direct_bpf().is_some());
+    let mut c = TcfBlock::default();
+    c.add_filter(key(1), bpf_filter(false, 0), false).unwrap();
+    assert!(c.direct_bpf().is_none());
+    let mut d = TcfBlock::default();
+    let k = FilterKey { chain: 1, ..key(1) };
+    d.add_filter(k, bpf_filter(true, 0), false).unwrap();
+    assert!(d.direct_bpf().is_none());
+}

@@ -19,7 +19,7 @@ use cranelift_jit::{JITBuilder, JITModule};
 
 use crate::program::Program;
 use crate::state::RunState;
-use crate::verifier::InsnAux;
+use crate::verifier::Verified;
 use crate::VmError;
 
 pub(crate) use runtime::{call_function as runtime_call, execute, JitState};
@@ -140,11 +140,11 @@ fn isa() -> Result<cranelift_codegen::isa::OwnedTargetIsa, String> {
         .map_err(|e| format!("host ISA: {e}"))
 }
 
-/// Compile `prog.code` for this machine; `aux`: what the verifier proved of
-/// each instruction, if it ran.
-pub fn compile(prog: &Program, aux: Option<&[InsnAux]>) -> Result<Compiled, JitError> {
+/// Compile `prog.code` for this machine, with what the verifier proved of it
+/// if it ran.
+pub fn compile(prog: &Program, verified: Option<&Verified>) -> Result<Compiled, JitError> {
     let isa = isa().map_err(|msg| JitError { pc: 0, msg })?;
-    compile_with(prog, isa, aux)
+    compile_with(prog, isa, verified)
 }
 
 /// Compile `prog.code` for another architecture (a target triple such as
@@ -167,15 +167,22 @@ pub fn compile_for(prog: &Program, triple: &str) -> Result<JitStats, JitError> {
 fn compile_with(
     prog: &Program,
     isa: cranelift_codegen::isa::OwnedTargetIsa,
-    aux: Option<&[InsnAux]>,
+    verified: Option<&Verified>,
 ) -> Result<Compiled, JitError> {
     let start = Instant::now();
     let module = JITModule::new(JITBuilder::with_isa(
         isa,
         cranelift_module::default_libcall_names(),
     ));
-    let aux = aux.filter(|a| a.len() == prog.code.len());
-    let (module, funcs, counts) = translate::translate(module, prog, aux)?;
+    let aux = verified
+        .map(|v| v.aux.as_slice())
+        .filter(|a| a.len() == prog.code.len());
+    // Call-site facts only with the proofs they came with.
+    let sites = match (aux, verified) {
+        (Some(_), Some(v)) => v.helper_sites.as_slice(),
+        _ => &[],
+    };
+    let (module, funcs, counts) = translate::translate(module, prog, aux, sites)?;
     let n = funcs.len();
     let ctx_wanted = prog
         .code

@@ -5,7 +5,7 @@
 
 use std::mem::offset_of;
 
-use crate::mem::{Region, Regions, Tag, MAX_TAGS, SCALAR};
+use crate::mem::{ctx_packet_fields, ProgTags, Region, Regions, Tag, MAX_TAGS, SCALAR};
 use crate::state::{ProgRef, RunState};
 use crate::VmError;
 
@@ -19,6 +19,13 @@ pub const RETURN_NOW: u64 = 1;
 /// Unwind every native frame: an error, or the program ended early (LD_ABS out
 /// of the packet, a helper that ends the program); `exit_value` is r0.
 pub const ABORT: u64 = 2;
+
+/// rt_helper's id argument: the helper id in the low 32 bits; when the
+/// verifier checked the call site, SITE_KNOWN and what the call may change
+/// (decided at compile time instead of looking the helper up per call).
+pub const SITE_KNOWN: u64 = 1 << 32;
+pub const SITE_PKT: u64 = 1 << 33;
+pub const SITE_CTX: u64 = 1 << 34;
 
 /// rt_load's size flag: a helper's memory argument, where the context is not memory.
 pub const MEM_ONLY: u64 = 0x100;
@@ -131,6 +138,18 @@ impl JitState {
             self.rbounds[t] = [EMPTY.0, EMPTY.1];
             self.wbounds[t] = [EMPTY.0, EMPTY.1];
         }
+    }
+
+    /// A program's map tags from FIRST_MAP on, in place of the `old_len`
+    /// tags the table had.
+    pub fn load_program(&mut self, tags: &ProgTags, old_len: usize) {
+        let first = crate::mem::FIRST_MAP as usize;
+        let n = tags.bounds.len().min(MAX_TAGS - first);
+        for (i, &(rd, wr)) in tags.bounds.iter().take(n).enumerate() {
+            self.rbounds[first + i] = rd;
+            self.wbounds[first + i] = wr;
+        }
+        self.clear_bounds(first + n, old_len);
     }
 
     /// Bounds of `regions`' tags from `from` on.
@@ -260,22 +279,20 @@ unsafe fn state<'a>(js: *mut JitState) -> &'a mut RunState<'static> {
     unsafe { &mut *(*js).st }
 }
 
-/// Run the current program (JIT compiled) from instruction 0.
-pub(crate) fn execute(st: &mut RunState, args: [u64; 5]) -> Result<u64, (usize, VmError)> {
+/// Run the current program (JIT compiled) from instruction 0: r0, or an
+/// error left in `st.jit_error`.
+pub(crate) fn execute(st: &mut RunState, args: [u64; 5]) -> u64 {
     let Some(f) = st.current.jit().map(|c| c.main) else {
-        return crate::interp::execute(st, None, 0, args, crate::state::ENTRY_TAGS);
+        return st.interp_main(args);
     };
     fill_shadow(st);
     st.jit.arg_tags = crate::state::ENTRY_TAGS;
     let r0 = run_native(st, f, args);
-    if let Some(e) = st.jit_error.take() {
-        return Err(e);
-    }
-    Ok(if st.jit.status == ABORT {
+    if st.jit.status == ABORT {
         st.jit.exit_value
     } else {
         r0
-    })
+    }
 }
 
 /// Call a function of the current program (a bpf_loop / for_each callback)
@@ -374,14 +391,22 @@ pub(super) unsafe extern "C" fn rt_helper(
     // SAFETY: as in rt_load.
     let st = unsafe { state(js) };
     let tags = st.jit.arg_tags;
+    let (pkt, ctx) = if id & SITE_KNOWN != 0 {
+        (id & SITE_PKT != 0, id & SITE_CTX != 0)
+    } else {
+        helper_changes(st, id as u32)
+    };
     let r = st.call_helper(id as u32, [r1, r2, r3, r4, r5], tags);
-    let (pkt, ctx) = helper_changes(st, id);
     if pkt {
         st.refresh_packet();
     }
     // (A tail call fills the shadow for its target.)
     if ctx && st.pending_tail_call.is_none() {
-        fill_shadow(st);
+        if pkt {
+            fill_shadow(st);
+        } else {
+            refill_unless_layout(st);
+        }
     }
     let r0 = match r {
         Ok(v) => v,
@@ -400,10 +425,32 @@ pub(super) unsafe extern "C" fn rt_helper(
 
 /// What a helper may have changed that native code caches (its prototype's
 /// `invalidates`); a helper with no row: everything.
-fn helper_changes(st: &RunState, id: u64) -> (bool, bool) {
+fn helper_changes(st: &RunState, id: u32) -> (bool, bool) {
     st.helpers
-        .get(id as u32)
+        .get(id)
         .map_or((true, true), |d| d.proto.invalidates())
+}
+
+/// After a helper given the context that does not change packet data: the
+/// fields that follow the packet's layout (data, data_end, data_meta, and
+/// skb->len: only bpf_helper_changes_pkt_data helpers move them) still hold;
+/// the others are read again.
+fn refill_unless_layout(st: &mut RunState) {
+    let wanted = st.current.jit().map(|c| c.ctx_wanted).unwrap_or(0);
+    let again = wanted & !layout_slots(st.current.prog_type);
+    if again == 0 {
+        return;
+    }
+    let got = st.ctx.fast_loads(again, &mut st.jit.shadow);
+    st.jit.shadow_valid = (st.jit.shadow_valid & !again) | got;
+}
+
+/// Shadow slots of the context fields that only a change of packet data
+/// changes (mem::ctx_packet_fields, and __sk_buff's len at offset 0).
+fn layout_slots(prog_type: crate::ProgType) -> u64 {
+    ctx_packet_fields(prog_type)
+        .iter()
+        .fold(1u64, |m, &off| m | 1 << (off / 4))
 }
 
 /// Run the tail-call target in place of the current function: its r0 is what

@@ -20,7 +20,7 @@ use super::{JitError, JitFn};
 use crate::mem::{Tag, CTX, FIRST_MAP, SCALAR, STACK};
 use crate::program::{Program, FUNC_TAG};
 use crate::state::MAX_CALL_FRAMES;
-use crate::verifier::{InsnAux, MemKind};
+use crate::verifier::{HelperSite, InsnAux, MemKind};
 use skiff_object::ProgType;
 
 fn err(pc: usize, msg: impl Into<String>) -> JitError {
@@ -88,6 +88,7 @@ pub(super) fn translate(
     mut module: JITModule,
     prog: &Program,
     aux: Option<&[InsnAux]>,
+    sites: &[HelperSite],
 ) -> Result<(JITModule, Funcs, Counts), JitError> {
     let code = &prog.code;
     if code.is_empty() {
@@ -115,7 +116,7 @@ pub(super) fn translate(
                 &mut ctx,
                 &mut fbc,
                 prog,
-                aux,
+                (aux, sites),
                 start,
                 end,
                 &entries,
@@ -185,6 +186,8 @@ pub(super) struct FnTranslator<'a> {
     inlined: Vec<(usize, usize)>,
     /// The verifier's proofs, one per instruction, if it ran.
     aux: Option<&'a [InsnAux]>,
+    /// The helper calls it checked, by pc.
+    sites: &'a [HelperSite],
     /// The function may access the packet (a static PACKET or DYN tag at a
     /// memory instruction): it keeps the packet bounds in registers.
     uses_packet: bool,
@@ -243,7 +246,7 @@ impl<'a> FnTranslator<'a> {
         ctx: &'a mut Context,
         fbc: &'a mut FunctionBuilderContext,
         prog: &'a Program,
-        aux: Option<&'a [InsnAux]>,
+        (aux, sites): (Option<&'a [InsnAux]>, &'a [HelperSite]),
         start: usize,
         end: usize,
         entries: &[usize],
@@ -438,6 +441,7 @@ impl<'a> FnTranslator<'a> {
             inlined,
             inlined_tags,
             aux,
+            sites,
             uses_packet,
             uses_budget,
             checks: 0,
@@ -641,6 +645,18 @@ impl<'a> FnTranslator<'a> {
         self.aux
             .and_then(|a| a.get(pc))
             .is_some_and(|x| x.bounded_loop)
+    }
+
+    /// What the helper call at `pc` may change, when the verifier checked it
+    /// (rt_helper's SITE_* bits; 0: the runtime looks the helper up).
+    fn site_bits(&self, pc: usize) -> u64 {
+        let Ok(i) = self.sites.binary_search_by_key(&pc, |s| s.pc) else {
+            return 0;
+        };
+        let s = self.sites[i];
+        runtime::SITE_KNOWN
+            | if s.changes_pkt { runtime::SITE_PKT } else { 0 }
+            | if s.changes_ctx { runtime::SITE_CTX } else { 0 }
     }
 
     /// The memory access at `pc` was proven in bounds for this pointer kind.
@@ -1096,7 +1112,10 @@ impl<'a> FnTranslator<'a> {
             let r32 = self.b.ins().ireduce(I32, r);
             self.b.ins().uextend(I64, r32)
         } else {
-            self.b.ins().iconst(I64, insn.imm as u32 as i64)
+            let site = self.site_bits(pc);
+            self.b
+                .ins()
+                .iconst(I64, (insn.imm as u32 as u64 | site) as i64)
         };
         let mut args = vec![self.st, id];
         for r in 1..=5 {

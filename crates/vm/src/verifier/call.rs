@@ -211,6 +211,9 @@ impl<'a> Env<'a> {
             self.check_func_arg(i + 1, *arg, &mut meta, &proto, func_id)?;
         }
         self.record_func_map(meta.map);
+        if let Some(ia) = self.iaux.get_mut(self.insn_idx) {
+            ia.helper = Some(proto.invalidates());
+        }
         if let Some(regno) = meta.release_regno {
             if meta.ref_obj_id != 0 {
                 self.release_reference(meta.ref_obj_id);

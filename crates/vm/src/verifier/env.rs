@@ -27,6 +27,9 @@ pub struct AuxInternal {
     /// `poisoned` once two paths disagree.
     pub map: Option<MapRef>,
     pub map_poisoned: bool,
+    /// A helper call checked against its prototype: what the call may change
+    /// (`HelperProto::invalidates`), for the JIT (`Verified::helper_sites`).
+    pub helper: Option<(bool, bool)>,
     /// A state pruning point (`mark_prune_point`).
     pub prune_point: bool,
     /// A jump target reached by a back-edge (loop head).

@@ -179,11 +179,25 @@ pub struct InsnAux {
     pub const_map: Option<usize>,
 }
 
+/// A helper call the verifier checked on every path that reaches it: its
+/// arguments fit the prototype, and what the call may change (the prototype's
+/// `invalidates`, decided here so the JIT need not look the helper up).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HelperSite {
+    pub pc: usize,
+    /// The packet bounds must be reloaded (bpf_helper_changes_pkt_data).
+    pub changes_pkt: bool,
+    /// Context fields may have changed (the helper was given the context).
+    pub changes_ctx: bool,
+}
+
 /// A program the verifier accepted, and what it proved.
 #[derive(Clone, Debug, Default)]
 pub struct Verified {
     /// One per instruction slot of the program.
     pub aux: Vec<InsnAux>,
+    /// Each reached helper call, by ascending pc.
+    pub helper_sites: Vec<HelperSite>,
     /// The kernel's `insn_processed` (the 1M complexity limit counts these).
     pub insns_processed: u64,
     /// The verifier log (level 1 on success: the summary line).
@@ -288,8 +302,21 @@ fn finish(env: env::Env) -> Verified {
             a.bounded_loop = false;
         }
     }
+    let helper_sites = env
+        .iaux
+        .iter()
+        .enumerate()
+        .filter_map(|(pc, ia)| {
+            ia.helper.map(|(changes_pkt, changes_ctx)| HelperSite {
+                pc,
+                changes_pkt,
+                changes_ctx,
+            })
+        })
+        .collect();
     Verified {
         aux,
+        helper_sites,
         insns_processed: env.insn_processed,
         log: stats_line(&env),
     }
