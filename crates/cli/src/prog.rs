@@ -111,7 +111,12 @@ fn parse(object: &Path, load: &LoadArgs) -> Result<Object> {
             TypeArg::Tc => ProgType::SchedCls,
         }),
     };
-    Object::parse_with(&bytes, &opts).with_context(|| format!("loading {}", object.display()))
+    let obj = Object::parse_with(&bytes, &opts)
+        .with_context(|| format!("loading {}", object.display()))?;
+    for s in &obj.skipped {
+        eprintln!("skiff: note: {}: {}", object.display(), s.note());
+    }
+    Ok(obj)
 }
 
 /// The possible CPUs of this machine (per-CPU maps hold one value each, as in the
@@ -139,7 +144,7 @@ fn pick_prog<'a>(obj: &'a Object, name: Option<&str>) -> Result<&'a skiff_object
     };
     match name {
         Some(n) => obj
-            .program(n)
+            .find_program(n)?
             .ok_or_else(|| anyhow!("no program named {n:?} in the object (programs: {})", all())),
         None => match obj.programs.as_slice() {
             [one] => Ok(one),

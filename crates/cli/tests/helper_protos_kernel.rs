@@ -131,8 +131,10 @@ fn load(t: ProgType, d: &HelperDef, license: &str) -> Result<(), (i32, String)> 
             frags: false,
             insns: program(t, d),
             lines: Vec::new(),
+            funcs: Vec::new(),
         }],
         maps: vec![map_for(d.id)],
+        skipped: Vec::new(),
     };
     match KernelObject::load(&obj) {
         Ok(_) => Ok(()),

@@ -108,7 +108,11 @@ fn program<'o>(
         programs.iter().map(f).collect::<Vec<_>>().join(", ")
     };
     match (&a.program, &a.section) {
-        (Some(n), None) => p.object.program(n.get_ref()).ok_or_else(|| {
+        (Some(n), None) => p
+            .object
+            .find_program(n.get_ref())
+            .map_err(|e| cx.err(n, &at.f("program"), e.to_string()))?
+            .ok_or_else(|| {
             cx.err(
                 n,
                 &at.f("program"),
