@@ -44,20 +44,43 @@ fn add_program(files: &mut BTreeMap<String, FileCov>, c: &Counters) {
     }
 }
 
-/// A source path as lcov should name it: absolute paths as they are; a
-/// relative one (clang records the path it was given) against the first of
-/// `bases` where the file exists, else as recorded.
+/// A source path as lcov should name it: the recorded path (`..` folded)
+/// where that file exists; else the longest tail of it that exists under
+/// one of `bases` (an object built in another checkout, a relative path);
+/// else as recorded.
 fn resolve(file: &str, bases: &[PathBuf]) -> String {
-    let p = Path::new(file);
-    if p.is_absolute() {
-        return file.to_string();
+    let norm = normalize(Path::new(file));
+    if norm.is_absolute() && norm.is_file() {
+        return norm.display().to_string();
     }
-    bases
-        .iter()
-        .map(|b| b.join(p))
-        .find(|c| c.is_file())
-        .and_then(|c| c.canonicalize().ok())
-        .map_or_else(|| file.to_string(), |c| c.display().to_string())
+    let parts: Vec<_> = norm.components().collect();
+    for skip in 0..parts.len() {
+        let tail: PathBuf = parts[skip..].iter().collect();
+        if tail.is_absolute() {
+            continue;
+        }
+        let found = bases.iter().map(|b| b.join(&tail)).find(|c| c.is_file());
+        if let Some(c) = found.and_then(|c| c.canonicalize().ok()) {
+            return c.display().to_string();
+        }
+    }
+    file.to_string()
+}
+
+/// `a/b/../c` as `a/c`, without touching the file system.
+fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir if out.file_name().is_some() => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// The lcov text for `counters`, relative source paths resolved against `bases`.

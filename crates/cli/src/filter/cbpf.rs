@@ -170,7 +170,17 @@ fn convert_alu(code: u8, k: i32, out: &mut Vec<Pending>) {
         out.push(plain(ins(BPF_ALU | BPF_XOR | BPF_X, A, A, 0, 0)));
         out.push(plain(ins(EXIT, 0, 0, 0, 0)));
     }
-    out.push(plain(ins(code, A, X, 0, k)));
+    out.push(plain(operands(code, A, k)));
+}
+
+/// `code` on `dst` with X or K as its source: the other field zero, as eBPF
+/// requires of an operation's unused source.
+fn operands(code: u8, dst: u8, k: i32) -> Insn {
+    if code & 0x08 == BPF_X {
+        ins(code, dst, X, 0, 0)
+    } else {
+        ins(code, dst, 0, 0, k)
+    }
 }
 
 /// Conditional jumps: true to `jt`, false to `jf`, compared in 32 bits (A and
@@ -188,7 +198,7 @@ fn convert_jmp(i: usize, f: &SockFilter, out: &mut Vec<Pending>) {
     }
     let cond = BPF_JMP32 | (code & 0xf8);
     out.push(Pending {
-        insn: ins(cond, A, X, 0, f.k as i32),
+        insn: operands(cond, A, f.k as i32),
         target: Some(next + f.jt as usize),
     });
     if f.jf != 0 {
@@ -212,7 +222,9 @@ fn convert_load(i: usize, f: &SockFilter, out: &mut Vec<Pending>) -> Result<(), 
                     f.k - SKF_AD_OFF
                 ));
             }
-            out.push(plain(ins(code, 0, X, 0, k)));
+            // BPF_IND adds X; BPF_ABS keeps src 0 (check_ld_abs).
+            let src = if code & 0xe0 == BPF_IND { X } else { 0 };
+            out.push(plain(ins(code, 0, src, 0, k)));
         }
         BPF_IMM => out.push(plain(ins(BPF_ALU | BPF_MOV | BPF_K, dst, 0, 0, k))),
         BPF_MEM => out.push(plain(ins(BPF_LDX | BPF_MEM | BPF_W, dst, FP, slot(f.k), 0))),
