@@ -733,8 +733,8 @@ fn run(a: &RunArgs) -> Result<i32> {
         let objs: Vec<&Path> = topo.objects.iter().map(|o| o.path.as_path()).collect();
         let mut files = vec![a.topology.as_path()];
         files.extend(objs);
-        let (progs, srcs) = skiff::coverage::write(p, &skiff::coverage::bases(&files))
-            .map_err(|e| anyhow!(e))?;
+        let (progs, srcs) =
+            skiff::coverage::write(p, &skiff::coverage::bases(&files)).map_err(|e| anyhow!(e))?;
         eprintln!(
             "skiff run: coverage of {progs} programs, {srcs} source files written to {}",
             p.display()

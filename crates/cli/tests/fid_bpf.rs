@@ -51,7 +51,10 @@ fn coverage_of_the_xdp_fw_fixtures() {
         .lines()
         .find_map(|l| l.strip_prefix("SF:"))
         .expect("an SF line");
-    assert!(sf.ends_with("/bpf/xdp_fw.c") && Path::new(sf).is_file(), "{sf}");
+    assert!(
+        sf.ends_with("/bpf/xdp_fw.c") && Path::new(sf).is_file(),
+        "{sf}"
+    );
     let expected = format!(
         "TN:\nSF:{sf}\nFN:38,xdp_fw\nFNDA:3,xdp_fw\nFNF:1\nFNH:1\n\
          DA:37,3\nDA:38,3\nDA:42,3\nDA:43,3\nDA:46,3\nDA:48,3\nDA:51,2\nDA:52,2\n\
@@ -127,7 +130,9 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
     vlan.extend_from_slice(&ipv4(b, c, 17, &udp));
     let echo = [8, 0, 0, 0, 0, 1, 0, 1];
     let reply = [0, 0, 0, 0, 0, 1, 0, 1];
-    let arp = [0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 10, 0, 0, 1];
+    let arp = [
+        0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 10, 0, 0, 1,
+    ];
     vec![
         ("tcp80", eth(0x0800, &ipv4(b, c, 6, &tcp80))),
         ("tcp22", eth(0x0800, &ipv4(b, c, 6, &tcp22))),
@@ -153,10 +158,30 @@ fn matching(f: &mut Filter) -> Vec<&'static str> {
 #[test]
 fn classic_program_converted_and_run() {
     let ip = [
-        SockFilter { code: 0x28, jt: 0, jf: 0, k: 12 },
-        SockFilter { code: 0x15, jt: 0, jf: 1, k: 0x800 },
-        SockFilter { code: 0x06, jt: 0, jf: 0, k: 262144 },
-        SockFilter { code: 0x06, jt: 0, jf: 0, k: 0 },
+        SockFilter {
+            code: 0x28,
+            jt: 0,
+            jf: 0,
+            k: 12,
+        },
+        SockFilter {
+            code: 0x15,
+            jt: 0,
+            jf: 1,
+            k: 0x800,
+        },
+        SockFilter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 262144,
+        },
+        SockFilter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
     ];
     let mut f = Filter::from_classic("ip", &ip).expect("converts");
     assert_eq!(
@@ -164,9 +189,20 @@ fn classic_program_converted_and_run() {
         ["tcp80", "tcp22", "udp_from_a", "udp_b_c", "echo", "reply"]
     );
     // a jump past the end is refused as the kernel's bpf_check_classic does
-    let bad = [SockFilter { code: 0x05, jt: 0, jf: 0, k: 5 }, ip[3]];
+    let bad = [
+        SockFilter {
+            code: 0x05,
+            jt: 0,
+            jf: 0,
+            k: 5,
+        },
+        ip[3],
+    ];
     let e = Filter::from_classic("bad", &bad).err().expect("refused");
-    assert_eq!(e, "--filter \"bad\": classic insn 0 (code 0x0005): jump out of the program");
+    assert_eq!(
+        e,
+        "--filter \"bad\": classic insn 0 (code 0x0005): jump out of the program"
+    );
 }
 
 /// pcap-filter expressions through libpcap, each against every frame.
@@ -179,7 +215,15 @@ fn pcap_filter_expressions() {
         ("icmp[0] == 8", &["echo"]),
         (
             "not arp",
-            &["tcp80", "tcp22", "udp_from_a", "udp_b_c", "vlan", "echo", "reply"],
+            &[
+                "tcp80",
+                "tcp22",
+                "udp_from_a",
+                "udp_b_c",
+                "vlan",
+                "echo",
+                "reply",
+            ],
         ),
     ];
     for (expr, want) in cases {
@@ -194,7 +238,10 @@ fn pcap_filter_expressions() {
         assert_eq!(matching(&mut f), want, "{expr}");
     }
     let e = Filter::new("tcp port").err().expect("refused");
-    assert_eq!(e, "--filter \"tcp port\": can't parse filter expression: syntax error");
+    assert_eq!(
+        e,
+        "--filter \"tcp port\": can't parse filter expression: syntax error"
+    );
 }
 
 fn trace_mix(dir: &Path) -> Option<PathBuf> {
@@ -237,9 +284,21 @@ fn printk_in_trace_and_tracing_sections_skipped() {
     ]);
     assert_eq!(code, 0, "{err}");
     for (prog, sec, ty) in [
-        ("kprobe_rx", "kprobe/__netif_receive_skb_core", "BPF_PROG_TYPE_KPROBE"),
-        ("tp_rx", "tracepoint/net/netif_receive_skb", "BPF_PROG_TYPE_TRACEPOINT"),
-        ("fentry_redirect", "fentry/xdp_do_redirect", "BPF_PROG_TYPE_TRACING"),
+        (
+            "kprobe_rx",
+            "kprobe/__netif_receive_skb_core",
+            "BPF_PROG_TYPE_KPROBE",
+        ),
+        (
+            "tp_rx",
+            "tracepoint/net/netif_receive_skb",
+            "BPF_PROG_TYPE_TRACEPOINT",
+        ),
+        (
+            "fentry_redirect",
+            "fentry/xdp_do_redirect",
+            "BPF_PROG_TYPE_TRACING",
+        ),
     ] {
         let note = format!(
             "program {prog} (section '{sec}') skipped: {ty} programs do not run in skiff (no kernel to trace)"

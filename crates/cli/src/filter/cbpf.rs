@@ -114,10 +114,10 @@ fn check(prog: &[SockFilter]) -> Result<(), String> {
             BPF_LD | BPF_LDX if code & 0xe0 == BPF_MEM && f.k >= MEMWORDS => {
                 return err("scratch index over 15")
             }
-            BPF_ALU if code & 0x08 == BPF_K && matches!(code & 0xf0, BPF_DIV | BPF_MOD) => {
-                if f.k == 0 {
-                    return err("division by zero");
-                }
+            BPF_ALU
+                if code & 0x08 == BPF_K && matches!(code & 0xf0, BPF_DIV | BPF_MOD) && f.k == 0 =>
+            {
+                return err("division by zero")
             }
             _ => {}
         }
@@ -136,7 +136,12 @@ fn slot(k: u32) -> i16 {
 fn convert_one(i: usize, f: &SockFilter, out: &mut Vec<Pending>) -> Result<(), String> {
     let code = f.code as u8;
     let k = f.k as i32;
-    let unsupported = || Err(format!("not supported: classic insn {i} (code {:#06x})", f.code));
+    let unsupported = || {
+        Err(format!(
+            "not supported: classic insn {i} (code {:#06x})",
+            f.code
+        ))
+    };
     match code & 0x07 {
         BPF_ALU => convert_alu(code, k, out),
         BPF_JMP => convert_jmp(i, f, out),

@@ -53,7 +53,8 @@ unsafe fn sym<T: Copy>(lib: *mut c_void, name: &CStr) -> Result<T, String> {
 /// frames. Errors: libpcap missing, or libpcap's own message for a bad
 /// expression (`syntax error`, `unknown host 'x'`, ...).
 pub fn compile(expr: &str) -> Result<Vec<SockFilter>, String> {
-    let cexpr = CString::new(expr).map_err(|_| format!("--filter {expr:?}: contains a NUL byte"))?;
+    let cexpr =
+        CString::new(expr).map_err(|_| format!("--filter {expr:?}: contains a NUL byte"))?;
     // SAFETY: dlopen with a NUL-terminated name; a null result is checked.
     let lib = NAMES
         .iter()

@@ -32,8 +32,14 @@ impl Filter {
         let insns = cbpf::convert(classic).map_err(|e| format!("--filter {expr:?}: {e}"))?;
         // The skb context gives the frame from its MAC header and skb->len,
         // which is what classic loads and BPF_LEN read.
-        let prog = Program::load_with("pcap_filter", ProgType::SchedCls, insns, &[], Engine::Interp)
-            .map_err(|e| format!("--filter {expr:?}: {e}"))?;
+        let prog = Program::load_with(
+            "pcap_filter",
+            ProgType::SchedCls,
+            insns,
+            &[],
+            Engine::Interp,
+        )
+        .map_err(|e| format!("--filter {expr:?}: {e}"))?;
         Ok(Filter {
             expr: expr.to_string(),
             prog: Arc::new(prog),

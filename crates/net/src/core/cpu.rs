@@ -587,7 +587,15 @@ impl<'a> Cpu<'a> {
         let lines: Vec<String> = self.st.vm.env.trace.drain(..).collect();
         for msg in lines {
             let msg = super::trace::printk_message(&msg);
-            let ev = self.event(id, dev, "bpf_trace_printk", prog.map(String::from), msg, None, ts);
+            let ev = self.event(
+                id,
+                dev,
+                "bpf_trace_printk",
+                prog.map(String::from),
+                msg,
+                None,
+                ts,
+            );
             self.rec.trace.push(ev);
         }
     }
