@@ -431,8 +431,10 @@ fn run(a: &RunArgs) -> Result<i32> {
         if vm.env.trace_dropped > 0 {
             println!("trace: ({} older lines dropped)", vm.env.trace_dropped);
         }
+        // as trace_pipe ends the event: `bpf_trace_printk: MESSAGE`, one line
         for line in &vm.env.trace {
-            println!("trace: {line}");
+            let msg = skiff_net::core::trace::printk_message(line);
+            println!("trace: {}: {msg}", skiff_net::core::trace::PRINTK);
         }
         if let Some(e) = &out.exception {
             println!(
