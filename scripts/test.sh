@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need (clang-19, llvm-19, bpftool, libbpf-dev,
-# gcc-multilib) when missing, then runs the whole test suite.
+# gcc-multilib, libpcap0.8, lcov) when missing, then runs the whole test suite.
 # Kernel differential tests need root and the bpf() syscall; without them they
 # skip with a printed reason.
 set -euo pipefail
@@ -12,6 +12,9 @@ command -v llvm-objdump-19 >/dev/null 2>&1 || need+=(llvm-19)
 command -v bpftool >/dev/null 2>&1 || need+=(bpftool)
 [ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 [ -e /usr/include/x86_64-linux-gnu/asm/types.h ] || [ "$(uname -m)" != x86_64 ] || need+=(gcc-multilib)
+# --filter loads libpcap at run time; --coverage's output is checked with genhtml
+ldconfig -p 2>/dev/null | grep -q 'libpcap\.so' || need+=(libpcap0.8)
+command -v genhtml >/dev/null 2>&1 || need+=(lcov)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing: ${need[*]}"

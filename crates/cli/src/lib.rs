@@ -2,10 +2,12 @@
 //! (`benches/corpus.rs` runs [`bench`] with rbpf's engines added), and the API
 //! for testing eBPF programs from `cargo test` ([`Network`], [`Prog`]; see
 //! [`harness`]), which `skiff test` fixtures run on.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod bench;
+pub mod coverage;
 pub mod diff;
+pub mod filter;
 pub mod frames;
 pub mod harness;
 pub mod map;

@@ -111,7 +111,12 @@ fn parse(object: &Path, load: &LoadArgs) -> Result<Object> {
             TypeArg::Tc => ProgType::SchedCls,
         }),
     };
-    Object::parse_with(&bytes, &opts).with_context(|| format!("loading {}", object.display()))
+    let obj = Object::parse_with(&bytes, &opts)
+        .with_context(|| format!("loading {}", object.display()))?;
+    for s in &obj.skipped {
+        eprintln!("skiff: note: {}: {}", object.display(), s.note());
+    }
+    Ok(obj)
 }
 
 /// The possible CPUs of this machine (per-CPU maps hold one value each, as in the
@@ -139,7 +144,7 @@ fn pick_prog<'a>(obj: &'a Object, name: Option<&str>) -> Result<&'a skiff_object
     };
     match name {
         Some(n) => obj
-            .program(n)
+            .find_program(n)?
             .ok_or_else(|| anyhow!("no program named {n:?} in the object (programs: {})", all())),
         None => match obj.programs.as_slice() {
             [one] => Ok(one),
@@ -426,8 +431,10 @@ fn run(a: &RunArgs) -> Result<i32> {
         if vm.env.trace_dropped > 0 {
             println!("trace: ({} older lines dropped)", vm.env.trace_dropped);
         }
+        // as trace_pipe ends the event: `bpf_trace_printk: MESSAGE`, one line
         for line in &vm.env.trace {
-            println!("trace: {line}");
+            let msg = skiff_net::core::trace::printk_message(line);
+            println!("trace: {}: {msg}", skiff_net::core::trace::PRINTK);
         }
         if let Some(e) = &out.exception {
             println!(

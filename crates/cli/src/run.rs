@@ -79,6 +79,15 @@ pub struct RunArgs {
     /// access (each refused program is named on stderr).
     #[arg(long)]
     pub no_verify: bool,
+    /// Write per-source-line hit counts of the programs that ran to FILE as
+    /// lcov (docs/coverage.md); programs then run in the interpreter.
+    #[arg(long, value_name = "FILE")]
+    pub coverage: Option<PathBuf>,
+    /// Keep only frames matching a pcap-filter expression (as tcpdump takes
+    /// it, e.g. "tcp port 80") in --capture, --pcap-out and the traces
+    /// (libpcap compiles it at run time; docs/differences.md).
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -342,6 +351,9 @@ struct Output {
 
 fn run(a: &RunArgs) -> Result<i32> {
     let topo = Topology::load(&a.topology)?;
+    if a.coverage.is_some() {
+        skiff_vm::coverage::enable();
+    }
     let load = skiff_vm::LoadOptions {
         verify: !a.no_verify,
         ..skiff_net::load_options()
@@ -466,6 +478,13 @@ fn run(a: &RunArgs) -> Result<i32> {
         Some(p) => Some(delivered_writer(&dp, p)?),
         None => None,
     };
+    let mut filter = match &a.filter {
+        Some(e) => Some(skiff::filter::Filter::new(e).map_err(|e| anyhow!(e))?),
+        None => None,
+    };
+    // with --filter: the packets whose frame matched at some hook, so that
+    // their frameless events (drops, printk lines) stay in the trace
+    let mut matched: std::collections::HashSet<u64> = Default::default();
     let tracing = a.trace || a.trace_json.is_some();
     dp.set_trace(tracing);
     // The summary lists drops by reason and where.
@@ -501,9 +520,11 @@ fn run(a: &RunArgs) -> Result<i32> {
             // written from the frame's own buffer, which then goes back to the pool
             let mut res = Ok(());
             dp.drain_transmitted(|t| {
+                let keep = filter.as_mut().is_none_or(|f| f.matches(t.frame));
                 if let Some((o, iface)) = outs
                     .get(&t.dev)
                     .and_then(|(fi, iface)| writers.get_mut(*fi).map(|w| (w, *iface)))
+                    .filter(|_| keep)
                 {
                     if res.is_ok() {
                         res = o.writer.write(iface, t.ts_ns, t.frame, None);
@@ -515,6 +536,11 @@ fn run(a: &RunArgs) -> Result<i32> {
             });
             res?;
             for ev in dp.take_trace() {
+                if let Some(f) = filter.as_mut() {
+                    if !trace_passes(f, &mut matched, &ev) {
+                        continue;
+                    }
+                }
                 if a.trace && !a.json {
                     let f = fates.entry(ev.skb).or_insert_with(|| Fate {
                         first: format!("{}/{}", ev.netns, ev.iface),
@@ -578,7 +604,8 @@ fn run(a: &RunArgs) -> Result<i32> {
                 let key = caps.iter_mut().find(|((i, n, h), _)| {
                     *i == c.ifindex && *n == format!("{}/{}", c.netns, c.iface) && *h == c.hook
                 });
-                if let Some((_, o)) = key {
+                let keep = filter.as_mut().is_none_or(|f| f.matches(&c.bytes));
+                if let Some((_, o)) = key.filter(|_| keep) {
                     let comment = match (c.point, &c.verdict) {
                         (CapturePoint::Exit, Some(v)) => format!("id={} verdict={v}", c.id),
                         (CapturePoint::Exit, None) => format!("id={} exit", c.id),
@@ -720,11 +747,40 @@ fn run(a: &RunArgs) -> Result<i32> {
         write!(so, "{}", tc_text(&dp))?;
     }
     so.flush()?;
+    if let Some(p) = &a.coverage {
+        let objs: Vec<&Path> = topo.objects.iter().map(|o| o.path.as_path()).collect();
+        let mut files = vec![a.topology.as_path()];
+        files.extend(objs);
+        let (progs, srcs) =
+            skiff::coverage::write(p, &skiff::coverage::bases(&files)).map_err(|e| anyhow!(e))?;
+        eprintln!(
+            "skiff run: coverage of {progs} programs, {srcs} source files written to {}",
+            p.display()
+        );
+    }
     if !cons.balanced() {
         eprintln!("skiff run: packet conservation violated (a datapath bug): {cons:?}");
         return Ok(1);
     }
     Ok(0)
+}
+
+/// With --filter: an event with a frame passes when the frame matches (its
+/// packet is then remembered); one without (a drop, a printk line) when its
+/// packet matched before.
+fn trace_passes(
+    f: &mut skiff::filter::Filter,
+    matched: &mut std::collections::HashSet<u64>,
+    ev: &skiff_net::core::trace::TraceEvent,
+) -> bool {
+    if ev.frame.is_empty() {
+        return matched.contains(&ev.skb);
+    }
+    let m = f.matches(&ev.frame);
+    if m {
+        matched.insert(ev.skb);
+    }
+    m
 }
 
 type NamedMap = (String, std::sync::Arc<skiff_maps::Map>);

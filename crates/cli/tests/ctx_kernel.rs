@@ -58,8 +58,10 @@ fn program(t: ProgType, devmap: bool, off: i16, size: u32, kind: Kind) -> Object
             frags: false,
             insns,
             lines: Vec::new(),
+            funcs: Vec::new(),
         }],
         maps: Vec::new(),
+        skipped: Vec::new(),
     }
 }
 

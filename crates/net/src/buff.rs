@@ -208,6 +208,9 @@ pub struct SkBuff {
     pub clones: Vec<(u32, bool, Vec<u8>)>,
     /// The namespace of skb->dev in the datapath; None in a test run.
     pub netns: Option<std::sync::Arc<dyn crate::helpers::NetNs>>,
+    /// Tunnel metadata (the kernel's metadata_dst as skb->dst) set by
+    /// bpf_skb_set_tunnel_key; None when the skb has none.
+    pub tunnel: Option<Box<crate::helpers::tunnel::TunnelInfo>>,
 }
 
 pub const PACKET_HOST: u8 = 0;
@@ -265,6 +268,7 @@ impl SkBuff {
             redirect: None,
             clones: Vec::new(),
             netns: None,
+            tunnel: None,
         }
     }
 

@@ -7,6 +7,7 @@ pub mod csum;
 pub mod fib;
 mod skb;
 pub(crate) use skb::skb_get_hash;
+pub mod tunnel;
 mod xdp;
 
 use skiff_vm::{
@@ -204,6 +205,21 @@ const CHECK_MTU: P = P::new(
 )
 .gpl_only();
 
+// net/core/filter.c: bpf_skb_set_tunnel_key_proto
+const SET_TUNNEL_KEY: P = P::new(
+    R::Integer,
+    &[A::PtrToCtx, MEM_RDONLY, A::ConstSize, A::Anything],
+);
+// net/core/filter.c: bpf_skb_get_tunnel_key_proto
+const GET_TUNNEL_KEY: P = P::new(
+    R::Integer,
+    &[A::PtrToCtx, A::PtrToUninitMem, A::ConstSize, A::Anything],
+);
+// net/core/filter.c: bpf_skb_set_tunnel_opt_proto
+const SET_TUNNEL_OPT: P = P::new(R::Integer, &[A::PtrToCtx, MEM_RDONLY, A::ConstSize]);
+// net/core/filter.c: bpf_skb_get_tunnel_opt_proto
+const GET_TUNNEL_OPT: P = P::new(R::Integer, &[A::PtrToCtx, A::PtrToUninitMem, A::ConstSize]);
+
 const DEFS: &[HelperDef] = &[
     // XDP
     def!(44, "bpf_xdp_adjust_head", xdp::adjust_head, XDP, XDP_ADJUST),
@@ -312,6 +328,34 @@ const DEFS: &[HelperDef] = &[
         skb::change_type,
         TC,
         ctx_anything(1)
+    ),
+    def!(
+        21,
+        "bpf_skb_set_tunnel_key",
+        tunnel::set_tunnel_key,
+        TC,
+        SET_TUNNEL_KEY
+    ),
+    def!(
+        20,
+        "bpf_skb_get_tunnel_key",
+        tunnel::get_tunnel_key,
+        TC,
+        GET_TUNNEL_KEY
+    ),
+    def!(
+        30,
+        "bpf_skb_set_tunnel_opt",
+        tunnel::set_tunnel_opt,
+        TC,
+        SET_TUNNEL_OPT
+    ),
+    def!(
+        29,
+        "bpf_skb_get_tunnel_opt",
+        tunnel::get_tunnel_opt,
+        TC,
+        GET_TUNNEL_OPT
     ),
     def!(18, "bpf_skb_vlan_push", skb::vlan_push, TC, CTX_2_CHANGES),
     def!(19, "bpf_skb_vlan_pop", skb::vlan_pop, TC, SKB_VLAN_POP),

@@ -11,7 +11,7 @@ mod maps;
 mod parse;
 mod sections;
 
-pub use sections::classify_section;
+pub use sections::{classify_section, tracing_section};
 
 /// Kernel program types skiff knows (values of `enum bpf_prog_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -91,6 +91,45 @@ pub struct Program {
     /// appended `.text` subprogram move with it, as libbpf relocates them. Empty
     /// when the object has no `.BTF.ext` (built without `-g`).
     pub lines: Vec<LineInfo>,
+    /// The functions placed in `insns`: the program's own first, then each
+    /// appended `.text` subprogram, by start instruction (what coverage
+    /// reports name).
+    pub funcs: Vec<FuncStart>,
+}
+
+/// A function of a linked program: its symbol name and first instruction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FuncStart {
+    pub name: String,
+    pub insn: usize,
+}
+
+/// A program of the object that skiff does not load (a tracing program beside
+/// the packet programs): said as a note, refused when asked for by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub name: String,
+    pub section: String,
+    /// The kernel's name of its program type (`BPF_PROG_TYPE_KPROBE`).
+    pub prog_type: &'static str,
+}
+
+impl Skipped {
+    /// The note a loader prints: which program, which section, why.
+    pub fn note(&self) -> String {
+        format!(
+            "program {} (section '{}') skipped: {} programs do not run in skiff (no kernel to trace)",
+            self.name, self.section, self.prog_type
+        )
+    }
+
+    /// The refusal when the program is asked for by name.
+    pub fn refusal(&self) -> ObjectError {
+        ObjectError::NotSupported(format!(
+            "program type {} (program {}, section '{}')",
+            self.prog_type, self.name, self.section
+        ))
+    }
 }
 
 /// One BTF line-info record (struct bpf_line_info), resolved against the string
@@ -168,6 +207,8 @@ pub struct Object {
     pub license: String,
     pub programs: Vec<Program>,
     pub maps: Vec<MapSpec>,
+    /// Tracing programs left out (`kprobe/`, `tracepoint/`, `fentry/`, ...).
+    pub skipped: Vec<Skipped>,
 }
 
 /// Options for [`Object::parse_with`].
@@ -227,6 +268,16 @@ impl Object {
     /// The program whose function symbol is `name`.
     pub fn program(&self, name: &str) -> Option<&Program> {
         self.programs.iter().find(|p| p.name == name)
+    }
+
+    /// The program `name` as a loader asks for it: `Ok(None)` when there is no
+    /// such program, the "not supported: program type X" refusal when it is a
+    /// skipped tracing program.
+    pub fn find_program(&self, name: &str) -> Result<Option<&Program>, ObjectError> {
+        if let Some(s) = self.skipped.iter().find(|s| s.name == name) {
+            return Err(s.refusal());
+        }
+        Ok(self.program(name))
     }
 
     /// Index into [`Object::maps`] of the map called `name` (symbol name, or section

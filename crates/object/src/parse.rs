@@ -426,9 +426,19 @@ pub fn parse(data: &[u8], opts: &ParseOptions) -> Result<crate::Object, ObjectEr
     };
 
     let mut programs = Vec::with_capacity(prog_funcs.len());
+    let mut skipped = Vec::new();
     for f in &prog_funcs {
         let section = elf.sec_name(f.sec).to_string();
         let kind = crate::sections::classify_section(&section);
+        let tracing = crate::sections::tracing_section(&section);
+        if let (None, None, Some(prog_type)) = (opts.force_type, kind, tracing) {
+            skipped.push(crate::Skipped {
+                name: f.name.clone(),
+                section,
+                prog_type,
+            });
+            continue;
+        }
         let (prog_type, expected_attach_type, frags) = match (opts.force_type, kind) {
             (Some(t), Some(k)) if t == k.prog_type => (t, k.expected_attach_type, k.frags),
             (Some(t), _) => (
@@ -441,6 +451,14 @@ pub fn parse(data: &[u8], opts: &ParseOptions) -> Result<crate::Object, ObjectEr
         };
         let (insns, placed) = link(&ctx, f)?;
         let lines = program_lines(&elf, &line_records, &placed);
+        let mut funcs: Vec<crate::FuncStart> = placed
+            .iter()
+            .map(|(f, base)| crate::FuncStart {
+                name: f.name.clone(),
+                insn: *base,
+            })
+            .collect();
+        funcs.sort_by_key(|f| f.insn);
         programs.push(Program {
             name: f.name.clone(),
             section,
@@ -449,12 +467,14 @@ pub fn parse(data: &[u8], opts: &ParseOptions) -> Result<crate::Object, ObjectEr
             frags,
             insns,
             lines,
+            funcs,
         });
     }
     Ok(crate::Object {
         license,
         programs,
         maps: maps_out.maps,
+        skipped,
     })
 }
 

@@ -64,3 +64,55 @@ pub fn classify_section(name: &str) -> Option<SectionKind> {
     }
     None
 }
+
+/// Section prefixes of tracing programs (libbpf.c: section_defs) and the
+/// kernel's name of their program type (`enum bpf_prog_type`). An object may
+/// carry them beside its packet programs; skiff runs no tracing program, so
+/// they are skipped with a note instead of refusing the object.
+const TRACING: [(&str, &str); 33] = [
+    ("kprobe/", "BPF_PROG_TYPE_KPROBE"),
+    ("kretprobe/", "BPF_PROG_TYPE_KPROBE"),
+    ("uprobe/", "BPF_PROG_TYPE_KPROBE"),
+    ("uretprobe/", "BPF_PROG_TYPE_KPROBE"),
+    ("uprobe.s/", "BPF_PROG_TYPE_KPROBE"),
+    ("uretprobe.s/", "BPF_PROG_TYPE_KPROBE"),
+    ("ksyscall/", "BPF_PROG_TYPE_KPROBE"),
+    ("kretsyscall/", "BPF_PROG_TYPE_KPROBE"),
+    ("usdt/", "BPF_PROG_TYPE_KPROBE"),
+    ("kprobe.multi/", "BPF_PROG_TYPE_KPROBE"),
+    ("kretprobe.multi/", "BPF_PROG_TYPE_KPROBE"),
+    ("kprobe.session/", "BPF_PROG_TYPE_KPROBE"),
+    ("uprobe.multi/", "BPF_PROG_TYPE_KPROBE"),
+    ("tracepoint/", "BPF_PROG_TYPE_TRACEPOINT"),
+    ("tp/", "BPF_PROG_TYPE_TRACEPOINT"),
+    ("raw_tracepoint/", "BPF_PROG_TYPE_RAW_TRACEPOINT"),
+    ("raw_tp/", "BPF_PROG_TYPE_RAW_TRACEPOINT"),
+    ("raw_tracepoint.w/", "BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE"),
+    ("raw_tp.w/", "BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE"),
+    ("tp_btf/", "BPF_PROG_TYPE_TRACING"),
+    ("fentry/", "BPF_PROG_TYPE_TRACING"),
+    ("fexit/", "BPF_PROG_TYPE_TRACING"),
+    ("fmod_ret/", "BPF_PROG_TYPE_TRACING"),
+    ("fentry.s/", "BPF_PROG_TYPE_TRACING"),
+    ("fexit.s/", "BPF_PROG_TYPE_TRACING"),
+    ("fmod_ret.s/", "BPF_PROG_TYPE_TRACING"),
+    ("iter/", "BPF_PROG_TYPE_TRACING"),
+    ("freplace/", "BPF_PROG_TYPE_EXT"),
+    ("lsm/", "BPF_PROG_TYPE_LSM"),
+    ("lsm.s/", "BPF_PROG_TYPE_LSM"),
+    ("lsm_cgroup/", "BPF_PROG_TYPE_LSM"),
+    ("iter.s/", "BPF_PROG_TYPE_TRACING"),
+    ("perf_event", "BPF_PROG_TYPE_PERF_EVENT"),
+];
+
+/// The kernel program type of a tracing section (`kprobe/...`, `fentry/...`,
+/// `tracepoint/...`, ...), `None` for any other section.
+pub fn tracing_section(name: &str) -> Option<&'static str> {
+    if name == "syscall" {
+        return Some("BPF_PROG_TYPE_SYSCALL");
+    }
+    TRACING
+        .iter()
+        .find(|(p, _)| name.starts_with(p))
+        .map(|(_, t)| *t)
+}

@@ -92,10 +92,21 @@ impl Topology {
                 self.attach(&mut dp, &mut chains, lo, a)?;
             }
         }
+        // Tracing programs beside the packet programs are left out, said once.
+        let warnings = self
+            .objects
+            .iter()
+            .flat_map(|o| {
+                o.object
+                    .skipped
+                    .iter()
+                    .map(move |s| format!("{}: {}", o.path.display(), s.note()))
+            })
+            .collect();
         Ok(Built {
             dp,
             objects,
-            warnings: Vec::new(),
+            warnings,
         })
     }
 

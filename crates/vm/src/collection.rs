@@ -137,6 +137,12 @@ impl Program {
             }
             Err(error) => (None, Some(error)),
         };
+        // With coverage on, the interpreter runs it and counts (coverage.rs).
+        let counters = crate::coverage::counters_for(spec, spec.insns.len());
+        let engine = match counters {
+            Some(_) => crate::Engine::Interp,
+            None => opts.engine,
+        };
         // The JIT drops the run-time checks the verifier's proofs make
         // redundant (none without a verdict: every access checked).
         let mut p = Program::load_verified(
@@ -144,10 +150,11 @@ impl Program {
             spec.prog_type,
             spec.insns.clone(),
             maps,
-            opts.engine,
+            engine,
             verified.as_ref(),
         )?;
         p.set_verdict(verified, refusal);
+        p.coverage = counters;
         Ok(p)
     }
 }

@@ -328,7 +328,13 @@ pub(crate) fn execute(
     // The budget lives in a local while the loop runs (a register, not a store per
     // instruction) and goes back to the run state around helper calls and at the end.
     let mut budget = st.jit.budget;
-    let r = run_loop(st, prog, entry, args, tags, &mut budget);
+    // Counting is a separate instance of the loop: none of it when off.
+    let covered = prog.unwrap_or(st.current).coverage.is_some();
+    let r = if covered {
+        run_loop::<true>(st, prog, entry, args, tags, &mut budget)
+    } else {
+        run_loop::<false>(st, prog, entry, args, tags, &mut budget)
+    };
     st.jit.budget = budget;
     r
 }
@@ -392,7 +398,7 @@ fn alu_insn(r: &mut Regs, insn: Insn, class: u8, dst: usize, srcr: usize) {
     }
 }
 
-fn run_loop(
+fn run_loop<const COVER: bool>(
     st: &mut RunState,
     prog: Option<ProgRef>,
     entry: usize,
@@ -418,6 +424,11 @@ fn run_loop(
                 return Err((pc, VmError::Budget(st.env.budget)));
             }
             *budget -= 1;
+            if COVER {
+                if let Some(c) = &prog.coverage {
+                    c.hit(pc);
+                }
+            }
             let dst = insn.dst as usize & 0xf;
             let srcr = insn.src as usize & 0xf;
             let class = insn.code & 0x07;

@@ -9,6 +9,7 @@
 
 pub mod collection;
 pub mod conformance;
+pub mod coverage;
 #[allow(unsafe_code)]
 pub mod helpers;
 #[allow(unsafe_code)]

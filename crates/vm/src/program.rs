@@ -44,6 +44,9 @@ pub struct Program {
     verified: Option<Verified>,
     /// Why the verifier refused it, when it was loaded with verification off.
     refusal: Option<VerifierError>,
+    /// Per-instruction hit counters, when loaded with coverage on (the
+    /// interpreter counts; see `coverage`).
+    pub(crate) coverage: Option<Arc<crate::coverage::Counters>>,
 }
 
 /// The value a map reference has in a register: the map's address, as the kernel
@@ -107,6 +110,11 @@ impl Program {
     ) {
         self.verified = verified;
         self.refusal = refusal;
+    }
+
+    /// Its coverage counters, when it was loaded with coverage on.
+    pub fn coverage(&self) -> Option<&Arc<crate::coverage::Counters>> {
+        self.coverage.as_ref()
     }
 
     /// What the verifier proved, when the program was loaded verified.
@@ -240,6 +248,7 @@ impl Program {
             jit: None,
             verified: None,
             refusal: None,
+            coverage: None,
         })
     }
 }

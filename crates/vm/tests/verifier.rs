@@ -73,8 +73,10 @@ fn kernel_object(c: &cases::Case) -> skiff_object::Object {
             frags: false,
             insns: asm(c.asm),
             lines: Vec::new(),
+            funcs: Vec::new(),
         }],
         maps,
+        skipped: Vec::new(),
     }
 }
 

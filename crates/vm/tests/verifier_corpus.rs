@@ -111,6 +111,7 @@ fn kernel_verdicts(path: &Path) -> Vec<Verdict> {
                 license: obj.license.clone(),
                 programs: vec![p.clone()],
                 maps: maps.clone(),
+                skipped: Vec::new(),
             };
             match skiff_kernel::KernelObject::load(&one) {
                 Ok(_) => None,

@@ -32,6 +32,7 @@ fn spec(text: &str) -> skiff_object::Program {
                 text: "\tgoto far;".into(),
             },
         ],
+        funcs: Vec::new(),
     }
 }
 

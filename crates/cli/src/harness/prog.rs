@@ -45,6 +45,8 @@ impl Prog {
         };
         let bytes = std::fs::read(&path).map_err(|e| oerr(e.to_string()))?;
         let obj = Object::parse(&bytes).map_err(|e| oerr(e.to_string()))?;
+        // A tracing program asked for by name: "not supported: program type X".
+        obj.find_program(program).map_err(|e| oerr(e.to_string()))?;
         let coll = Collection::load(
             &obj,
             &LoadOptions {

@@ -27,6 +27,10 @@ pub struct TestArgs {
     /// (snapshot style; comments and order kept).
     #[arg(long)]
     pub update: bool,
+    /// Write per-source-line hit counts of the programs the cases ran to
+    /// FILE as lcov (docs/coverage.md); programs then run in the interpreter.
+    #[arg(long, value_name = "FILE")]
+    pub coverage: Option<PathBuf>,
 }
 
 /// Exit codes: 0 every case passed, 1 a case failed, 2 a file could not be
@@ -79,6 +83,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<String>, depth: usi
 pub fn main(a: TestArgs) -> i32 {
     let mut errors = Vec::new();
     let files = collect(&a.paths, &mut errors);
+    if a.coverage.is_some() {
+        skiff_vm::coverage::enable();
+    }
     let mut suites = Vec::new();
     let (mut passed, mut failed, mut broken) = (0usize, 0usize, 0usize);
     for file in &files {
@@ -112,6 +119,19 @@ pub fn main(a: TestArgs) -> i32 {
         if let Err(e) = std::fs::write(p, junit::render(&suites)) {
             eprintln!("skiff test: --junit {}: {e}", p.display());
             return EXIT_ERROR;
+        }
+    }
+    if let Some(p) = &a.coverage {
+        let paths: Vec<&Path> = files.iter().map(|f| f.as_path()).collect();
+        match crate::coverage::write(p, &crate::coverage::bases(&paths)) {
+            Ok((progs, srcs)) => eprintln!(
+                "skiff test: coverage of {progs} program loads, {srcs} source files written to {}",
+                p.display()
+            ),
+            Err(e) => {
+                eprintln!("skiff test: {e}");
+                return EXIT_ERROR;
+            }
         }
     }
     let total = passed + failed + broken;

@@ -474,6 +474,8 @@ fn more_cases() -> Vec<Case> {
         case("tc_perf", "tc_perf"),
         // a tail call after a context store: the target reads the stored mark
         ctx(case("tc_tailmark", "mark_head"), skb_ctx(5, 0, [0; 5])),
+        // the tunnel metadata helpers, good and bad arguments
+        case("tc_tunnel", "tunnel_probe"),
     ]
 }
 

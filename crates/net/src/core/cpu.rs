@@ -303,6 +303,7 @@ impl<'a> Cpu<'a> {
             skb.redirect = None;
             skb.clones = Vec::new();
             skb.netns = None;
+            skb.tunnel = None;
             self.st.skb_cache.push(skb);
         }
     }
@@ -580,6 +581,26 @@ impl<'a> Cpu<'a> {
     // ---- trace, hook counters, captures ---------------------------------------
 
     #[allow(clippy::too_many_arguments)]
+    /// The program's `bpf_trace_printk` lines of this run as trace events
+    /// of packet `id` (func "bpf_trace_printk", the message as trace_pipe
+    /// prints it), ahead of the hook's own event.
+    fn printk_events(&mut self, dev: DevId, prog: Option<&str>, id: PacketId, ts: u64) {
+        let lines: Vec<String> = self.st.vm.env.trace.drain(..).collect();
+        for msg in lines {
+            let msg = super::trace::printk_message(&msg);
+            let ev = self.event(
+                id,
+                dev,
+                "bpf_trace_printk",
+                prog.map(String::from),
+                msg,
+                None,
+                ts,
+            );
+            self.rec.trace.push(ev);
+        }
+    }
+
     pub fn event(
         &self,
         id: PacketId,
@@ -611,6 +632,7 @@ impl<'a> Cpu<'a> {
             tuple: String::new(),
             ts_ns: ts,
             five_tuple: None,
+            frame: Vec::new(),
         }
     }
 
@@ -649,6 +671,7 @@ impl<'a> Cpu<'a> {
         target: Option<String>,
     ) {
         if self.sh.trace_on {
+            self.printk_events(dev, prog, id, ts);
             let verdict = verdict_name(hook, code).to_string();
             let mut ev = self.event(
                 id,

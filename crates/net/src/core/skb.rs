@@ -74,6 +74,8 @@ pub(crate) fn copy_skb_meta(from: &SkBuff, to: &mut SkBuff) {
 /// net/core/skbuff.c: skb_scrub_packet.
 pub(crate) fn skb_scrub_packet(skb: &mut SkBuff, xnet: bool) {
     skb.pkt_type = PACKET_HOST;
+    // skb_dst_drop: a bpf_skb_set_tunnel_key metadata_dst goes with the dst.
+    skb.tunnel = None;
     skb.ingress_ifindex = 0;
     if xnet {
         skb.mark = 0;

@@ -31,6 +31,21 @@ pub struct TraceEvent {
     /// The frame's addresses and ports, for `to_pwru_json`'s tuple object.
     #[serde(skip)]
     pub five_tuple: Option<FiveTuple>,
+    /// The frame at this hook (what `skiff run --filter` matches against);
+    /// empty for events without one (drops, printk lines).
+    #[serde(skip)]
+    pub frame: Vec<u8>,
+}
+
+/// The trace event name of a program's `bpf_trace_printk` output (the
+/// kernel's trace event: kernel/trace/bpf_trace.h, TRACE_EVENT(bpf_trace_printk)).
+pub const PRINTK: &str = "bpf_trace_printk";
+
+/// A trace_printk buffer as trace_pipe shows it: the event's `%s`, one line
+/// (the tracer ends each event with a newline; the program's own trailing
+/// newline is not doubled).
+pub fn printk_message(buf: &str) -> String {
+    buf.strip_suffix('\n').unwrap_or(buf).to_string()
 }
 
 impl TraceEvent {
@@ -39,15 +54,29 @@ impl TraceEvent {
         self.proto = super::flow::ethertype(frame).map(|(p, _)| p).unwrap_or(0);
         self.five_tuple = five_tuple(frame);
         self.tuple = self.five_tuple.map(|t| t.to_pwru()).unwrap_or_default();
+        self.frame = frame.to_vec();
     }
 
     /// One line of text: `#id cpu iface(ifindex) hook prog verdict [-> target] len proto tuple`;
-    /// a device outside `host` as `netns/iface`, since ifindexes repeat across namespaces.
+    /// a device outside `host` as `netns/iface`, since ifindexes repeat across namespaces;
+    /// a `bpf_trace_printk` line: `#id cpu iface(ifindex) prog: bpf_trace_printk: MESSAGE`,
+    /// the message as the kernel's trace_pipe ends its line.
     pub fn to_text(&self) -> String {
         let dev = match self.netns.as_str() {
             "host" => self.iface.clone(),
             ns => format!("{ns}/{}", self.iface),
         };
+        if self.func == PRINTK {
+            return format!(
+                "#{:<6} cpu{} {:>12}({:<3}) {}: {PRINTK}: {}",
+                self.skb,
+                self.cpu,
+                dev,
+                self.ifindex,
+                self.prog.as_deref().unwrap_or("-"),
+                self.verdict
+            );
+        }
         let mut s = format!(
             "#{:<6} cpu{} {:>12}({:<3}) {:<12} {:<20} {:<18}",
             self.skb,

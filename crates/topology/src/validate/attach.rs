@@ -107,18 +107,22 @@ fn program<'o>(
         programs.iter().map(f).collect::<Vec<_>>().join(", ")
     };
     match (&a.program, &a.section) {
-        (Some(n), None) => p.object.program(n.get_ref()).ok_or_else(|| {
-            cx.err(
-                n,
-                &at.f("program"),
-                format!(
-                    "program {:?} not found in {} (it has: {})",
-                    n.get_ref(),
-                    p.path.display(),
-                    list(|p| &p.name)
-                ),
-            )
-        }),
+        (Some(n), None) => p
+            .object
+            .find_program(n.get_ref())
+            .map_err(|e| cx.err(n, &at.f("program"), e.to_string()))?
+            .ok_or_else(|| {
+                cx.err(
+                    n,
+                    &at.f("program"),
+                    format!(
+                        "program {:?} not found in {} (it has: {})",
+                        n.get_ref(),
+                        p.path.display(),
+                        list(|p| &p.name)
+                    ),
+                )
+            }),
         (None, Some(s)) => {
             let mut found = programs.iter().filter(|p| &p.section == s.get_ref());
             let first = found.next().ok_or_else(|| {
