@@ -73,6 +73,12 @@ pub struct RunArgs {
     /// access (each refused program is named on stderr).
     #[arg(long)]
     pub no_verify: bool,
+    /// Forward real traffic: the devices with a `backend` (docs/topology.md)
+    /// receive from and transmit to their real interfaces, on the monotonic
+    /// clock, until SIGINT/SIGTERM; then the summary as after a replay.
+    /// --pcap-in files are injected as they are read.
+    #[arg(long)]
+    pub live: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -99,6 +105,20 @@ pub fn main(a: RunArgs) -> i32 {
 }
 
 use skiff::harness::network::{named_maps, split_dev};
+
+/// The device `spec` (NAME in namespace "host", or NETNS/NAME) names, for
+/// option `opt`'s error.
+pub(crate) fn dev_of(dp: &Datapath, topology: &Path, opt: &str, spec: &str) -> Result<DevId> {
+    let (ns, name) = split_dev(spec);
+    let n = dp.netns(ns).ok_or_else(|| {
+        anyhow!(
+            "{opt} {spec}: no network namespace {ns:?} in {}",
+            topology.display()
+        )
+    })?;
+    dp.device(n, name)
+        .ok_or_else(|| anyhow!("{opt} {spec}: no device {name:?} in netns {ns:?}"))
+}
 
 /// `DEV=FILE`.
 pub fn parse_dev_file(opt: &str, s: &str) -> Result<(String, PathBuf)> {
@@ -129,11 +149,11 @@ pub fn parse_capture(s: &str) -> Result<(String, Hook, PathBuf)> {
 /// One `--pcap-in` file: streamed when its timestamps never go backwards (a
 /// first pass checks that, and every record, before anything is injected), else
 /// read whole and sorted (stable) as the merge order asks.
-struct Input {
+pub(crate) struct Input {
     file: PathBuf,
     /// The device of each of the file's interfaces.
     devs: Vec<DevId>,
-    packets: usize,
+    pub(crate) packets: usize,
     source: Source,
 }
 
@@ -165,7 +185,7 @@ fn scan(file: &Path) -> Result<(Vec<skiff_io::Interface>, usize, bool)> {
 impl Input {
     /// `--pcap-in` SPEC: DEV=FILE, or a pcapng alone (each packet to the device
     /// its interface names); `dev_of` finds a device by `NAME` or `NETNS/NAME`.
-    fn open(spec: &str, dev_of: impl Fn(&str) -> Result<DevId>) -> Result<Input> {
+    pub(crate) fn open(spec: &str, dev_of: impl Fn(&str) -> Result<DevId>) -> Result<Input> {
         let (d, file) = match spec.contains('=') {
             true => {
                 let (d, f) = parse_dev_file("--pcap-in", spec)?;
@@ -237,7 +257,7 @@ impl Input {
     }
 
     /// The next packet: timestamp, device, frame.
-    fn head(&self) -> Option<(u64, DevId, &[u8])> {
+    pub(crate) fn head(&self) -> Option<(u64, DevId, &[u8])> {
         match &self.source {
             Source::Stream { reader, dev } => {
                 let p = reader.current()?;
@@ -250,7 +270,7 @@ impl Input {
     }
 
     /// Steps past the head.
-    fn advance(&mut self) -> Result<()> {
+    pub(crate) fn advance(&mut self) -> Result<()> {
         let found = match &mut self.source {
             Source::Stream { reader, .. } => {
                 reader.advance()?;
@@ -334,8 +354,9 @@ fn run(a: &RunArgs) -> Result<i32> {
         verify: !a.no_verify,
         ..skiff_net::load_options()
     };
-    let built = topo.build_with(
+    let mut built = topo.build_with(
         DatapathOptions {
+            deterministic: !a.live,
             workers: a.workers,
             threads: a.threads,
             possible_cpus: a.workers.max(1),
@@ -356,19 +377,12 @@ fn run(a: &RunArgs) -> Result<i32> {
     for w in &built.warnings {
         eprintln!("skiff run: warning: {w}");
     }
+    if a.live {
+        return crate::live::run_live(a, &topo, &mut built, &mut crate::live::NoService);
+    }
     let maps = chosen_maps(named_maps(&topo, &built), &a.maps)?;
     let mut dp = built.dp;
-    let dev_of = |dp: &skiff_net::datapath::Datapath, opt: &str, spec: &str| -> Result<DevId> {
-        let (ns, name) = split_dev(spec);
-        let n = dp.netns(ns).ok_or_else(|| {
-            anyhow!(
-                "{opt} {spec}: no network namespace {ns:?} in {}",
-                a.topology.display()
-            )
-        })?;
-        dp.device(n, name)
-            .ok_or_else(|| anyhow!("{opt} {spec}: no device {name:?} in netns {ns:?}"))
-    };
+    let dev_of = |dp: &Datapath, opt: &str, spec: &str| dev_of(dp, &a.topology, opt, spec);
 
     // inputs, merged in timestamp order (stable: file order, then packet order)
     let mut inputs = Vec::with_capacity(a.pcap_in.len());
@@ -469,12 +483,6 @@ fn run(a: &RunArgs) -> Result<i32> {
         b
     });
     let mut transmitted_out: BTreeMap<String, u64> = BTreeMap::new();
-    // with --trace: where each packet came in and where it ended
-    struct Fate {
-        first: String,
-        hook: String,
-        end: String,
-    }
     let mut fates: BTreeMap<u64, Fate> = BTreeMap::new();
     let stdout = std::io::stdout();
     let mut so = stdout.lock();
@@ -602,6 +610,46 @@ fn run(a: &RunArgs) -> Result<i32> {
         w.flush().with_context(|| format!("{}", p.display()))?;
     }
 
+    summary(
+        a,
+        &dp,
+        &maps,
+        total,
+        &transmitted_out,
+        &fates,
+        &mut so,
+        Extra::default(),
+    )
+}
+
+/// with --trace: where each packet came in and where it ended
+pub(crate) struct Fate {
+    first: String,
+    hook: String,
+    end: String,
+}
+
+/// What a live run adds to the summary: a JSON member and text lines before
+/// the conservation line.
+#[derive(Default)]
+pub(crate) struct Extra {
+    pub json: Option<(&'static str, serde_json::Value)>,
+    pub text: String,
+}
+
+/// The summary after a run: per-device counters, drops by reason and where,
+/// what was written, the conservation line (or all of it as one JSON
+/// object); exit code 1 when packets are not conserved.
+pub(crate) fn summary(
+    a: &RunArgs,
+    dp: &Datapath,
+    maps: &[NamedMap],
+    total: usize,
+    transmitted_out: &BTreeMap<String, u64>,
+    fates: &BTreeMap<u64, Fate>,
+    so: &mut std::io::StdoutLock,
+    extra: Extra,
+) -> Result<i32> {
     let report = dp.counters();
     let cons = report.conservation;
     // drops grouped by reason and where
@@ -621,7 +669,7 @@ fn run(a: &RunArgs) -> Result<i32> {
             .or_default() += 1;
     }
     if a.json {
-        let v = serde_json::json!({
+        let mut v = serde_json::json!({
             "topology": a.topology.display().to_string(),
             "packets": total,
             "conservation": cons,
@@ -636,13 +684,16 @@ fn run(a: &RunArgs) -> Result<i32> {
                 "cpu": cpu, "polled": n
             })).collect::<Vec<_>>(),
             "maps": maps_after(&maps),
-            "tc": tc_json(&dp),
+            "tc": tc_json(dp),
         });
+        if let (Some((k, x)), Some(o)) = (extra.json, v.as_object_mut()) {
+            o.insert(k.to_string(), x);
+        }
         writeln!(so, "{v}")?;
     } else {
         if a.trace {
             writeln!(so, "\nwhere every packet went (first seen -> end):")?;
-            for (id, f) in &fates {
+            for (id, f) in fates {
                 writeln!(so, "  #{id:<6} {:<16} -> {}", f.first, f.end)?;
             }
             writeln!(so)?;
@@ -683,9 +734,10 @@ fn run(a: &RunArgs) -> Result<i32> {
                 writeln!(so, "  {n:>6}  {r:<28} {dev} {hook} {prog}")?;
             }
         }
-        for (path, n) in &transmitted_out {
+        for (path, n) in transmitted_out {
             writeln!(so, "wrote {n} packets to {path}")?;
         }
+        write!(so, "{}", extra.text)?;
         writeln!(
             so,
             "\nconservation: in {} + originated {} = transmitted {} + delivered {} + dropped {} + in flight {}{}",
@@ -709,11 +761,11 @@ fn run(a: &RunArgs) -> Result<i32> {
     Ok(0)
 }
 
-type NamedMap = (String, std::sync::Arc<skiff_maps::Map>);
+pub(crate) type NamedMap = (String, std::sync::Arc<skiff_maps::Map>);
 
 /// The maps `--maps` names (all when empty): a name as `maps` keys it, or a
 /// bare MAP for OBJECT/MAP.
-fn chosen_maps(all: Vec<NamedMap>, names: &[String]) -> Result<Vec<NamedMap>> {
+pub(crate) fn chosen_maps(all: Vec<NamedMap>, names: &[String]) -> Result<Vec<NamedMap>> {
     if names.is_empty() {
         return Ok(all);
     }
