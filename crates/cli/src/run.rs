@@ -610,16 +610,13 @@ fn run(a: &RunArgs) -> Result<i32> {
         w.flush().with_context(|| format!("{}", p.display()))?;
     }
 
-    summary(
-        a,
-        &dp,
-        &maps,
+    let ran = Ran {
+        maps: &maps,
         total,
-        &transmitted_out,
-        &fates,
-        &mut so,
-        Extra::default(),
-    )
+        transmitted_out: &transmitted_out,
+        fates: &fates,
+    };
+    summary(a, &dp, ran, &mut so, Extra::default())
 }
 
 /// with --trace: where each packet came in and where it ended
@@ -627,6 +624,17 @@ pub(crate) struct Fate {
     first: String,
     hook: String,
     end: String,
+}
+
+/// What the run did that the summary reports besides the datapath's counters.
+pub(crate) struct Ran<'a> {
+    pub maps: &'a [NamedMap],
+    /// Packets read from the inputs.
+    pub total: usize,
+    /// Frames written per --pcap-out file.
+    pub transmitted_out: &'a BTreeMap<String, u64>,
+    /// With --trace: where each packet went.
+    pub fates: &'a BTreeMap<u64, Fate>,
 }
 
 /// What a live run adds to the summary: a JSON member and text lines before
@@ -643,13 +651,16 @@ pub(crate) struct Extra {
 pub(crate) fn summary(
     a: &RunArgs,
     dp: &Datapath,
-    maps: &[NamedMap],
-    total: usize,
-    transmitted_out: &BTreeMap<String, u64>,
-    fates: &BTreeMap<u64, Fate>,
+    ran: Ran<'_>,
     so: &mut std::io::StdoutLock,
     extra: Extra,
 ) -> Result<i32> {
+    let Ran {
+        maps,
+        total,
+        transmitted_out,
+        fates,
+    } = ran;
     let report = dp.counters();
     let cons = report.conservation;
     // drops grouped by reason and where
@@ -683,7 +694,7 @@ pub(crate) fn summary(
             "workers": report.cpu_polled.iter().enumerate().map(|(cpu, n)| serde_json::json!({
                 "cpu": cpu, "polled": n
             })).collect::<Vec<_>>(),
-            "maps": maps_after(&maps),
+            "maps": maps_after(maps),
             "tc": tc_json(dp),
         });
         if let (Some((k, x)), Some(o)) = (extra.json, v.as_object_mut()) {
@@ -751,7 +762,7 @@ pub(crate) fn summary(
         )?;
     }
     if a.tc_stats {
-        write!(so, "{}", tc_text(&dp))?;
+        write!(so, "{}", tc_text(dp))?;
     }
     so.flush()?;
     if !cons.balanced() {

@@ -88,16 +88,13 @@ pub fn run_live(
     let extra = report(&ports);
     let stdout = std::io::stdout();
     let mut so = stdout.lock();
-    crate::run::summary(
-        args,
-        dp,
-        &maps,
-        total + lp.received as usize,
-        &BTreeMap::new(),
-        &BTreeMap::new(),
-        &mut so,
-        extra,
-    )
+    let ran = crate::run::Ran {
+        maps: &maps,
+        total: total + lp.received as usize,
+        transmitted_out: &BTreeMap::new(),
+        fates: &BTreeMap::new(),
+    };
+    crate::run::summary(args, dp, ran, &mut so, extra)
 }
 
 /// The options that only make sense for a replay (or are not done live yet).
