@@ -88,6 +88,12 @@ pub struct RunArgs {
     /// (libpcap compiles it at run time; docs/differences.md).
     #[arg(long, value_name = "EXPR")]
     pub filter: Option<String>,
+    /// Forward real traffic: the devices with a `backend` (docs/topology.md)
+    /// receive from and transmit to their real interfaces, on the monotonic
+    /// clock, until SIGINT/SIGTERM; then the summary as after a replay.
+    /// --pcap-in files are injected as they are read.
+    #[arg(long)]
+    pub live: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -114,6 +120,20 @@ pub fn main(a: RunArgs) -> i32 {
 }
 
 use skiff::harness::network::{named_maps, split_dev};
+
+/// The device `spec` (NAME in namespace "host", or NETNS/NAME) names, for
+/// option `opt`'s error.
+pub(crate) fn dev_of(dp: &Datapath, topology: &Path, opt: &str, spec: &str) -> Result<DevId> {
+    let (ns, name) = split_dev(spec);
+    let n = dp.netns(ns).ok_or_else(|| {
+        anyhow!(
+            "{opt} {spec}: no network namespace {ns:?} in {}",
+            topology.display()
+        )
+    })?;
+    dp.device(n, name)
+        .ok_or_else(|| anyhow!("{opt} {spec}: no device {name:?} in netns {ns:?}"))
+}
 
 /// `DEV=FILE`.
 pub fn parse_dev_file(opt: &str, s: &str) -> Result<(String, PathBuf)> {
@@ -144,13 +164,13 @@ pub fn parse_capture(s: &str) -> Result<(String, Hook, PathBuf)> {
 /// One `--pcap-in` file: streamed when its timestamps never go backwards (a
 /// first pass checks that, and every record, before anything is injected), else
 /// read whole and sorted (stable) as the merge order asks.
-struct Input {
+pub(crate) struct Input {
     file: PathBuf,
     /// `--send`: the frames are sent by their device, not received.
     send: bool,
     /// The device of each of the file's interfaces.
     devs: Vec<DevId>,
-    packets: usize,
+    pub(crate) packets: usize,
     source: Source,
 }
 
@@ -182,7 +202,7 @@ fn scan(file: &Path) -> Result<(Vec<skiff_io::Interface>, usize, bool)> {
 impl Input {
     /// `--pcap-in` SPEC: DEV=FILE, or a pcapng alone (each packet to the device
     /// its interface names); `dev_of` finds a device by `NAME` or `NETNS/NAME`.
-    fn open(opt: &str, spec: &str, dev_of: impl Fn(&str) -> Result<DevId>) -> Result<Input> {
+    pub(crate) fn open(opt: &str, spec: &str, dev_of: impl Fn(&str) -> Result<DevId>) -> Result<Input> {
         let (d, file) = match spec.contains('=') {
             true => {
                 let (d, f) = parse_dev_file(opt, spec)?;
@@ -255,7 +275,7 @@ impl Input {
     }
 
     /// The next packet: timestamp, device, frame.
-    fn head(&self) -> Option<(u64, DevId, &[u8])> {
+    pub(crate) fn head(&self) -> Option<(u64, DevId, &[u8])> {
         match &self.source {
             Source::Stream { reader, dev } => {
                 let p = reader.current()?;
@@ -268,7 +288,7 @@ impl Input {
     }
 
     /// Steps past the head.
-    fn advance(&mut self) -> Result<()> {
+    pub(crate) fn advance(&mut self) -> Result<()> {
         let found = match &mut self.source {
             Source::Stream { reader, .. } => {
                 reader.advance()?;
@@ -358,8 +378,9 @@ fn run(a: &RunArgs) -> Result<i32> {
         verify: !a.no_verify,
         ..skiff_net::load_options()
     };
-    let built = topo.build_with(
+    let mut built = topo.build_with(
         DatapathOptions {
+            deterministic: !a.live,
             workers: a.workers,
             threads: a.threads,
             possible_cpus: a.workers.max(1),
@@ -380,19 +401,12 @@ fn run(a: &RunArgs) -> Result<i32> {
     for w in &built.warnings {
         eprintln!("skiff run: warning: {w}");
     }
+    if a.live {
+        return crate::live::run_live(a, &topo, &mut built, &mut crate::live::NoService);
+    }
     let maps = chosen_maps(named_maps(&topo, &built), &a.maps)?;
     let mut dp = built.dp;
-    let dev_of = |dp: &skiff_net::datapath::Datapath, opt: &str, spec: &str| -> Result<DevId> {
-        let (ns, name) = split_dev(spec);
-        let n = dp.netns(ns).ok_or_else(|| {
-            anyhow!(
-                "{opt} {spec}: no network namespace {ns:?} in {}",
-                a.topology.display()
-            )
-        })?;
-        dp.device(n, name)
-            .ok_or_else(|| anyhow!("{opt} {spec}: no device {name:?} in netns {ns:?}"))
-    };
+    let dev_of = |dp: &Datapath, opt: &str, spec: &str| dev_of(dp, &a.topology, opt, spec);
 
     // inputs, merged in timestamp order (stable: file order, then packet order)
     let mut inputs = Vec::with_capacity(a.pcap_in.len());
@@ -506,12 +520,6 @@ fn run(a: &RunArgs) -> Result<i32> {
         b
     });
     let mut transmitted_out: BTreeMap<String, u64> = BTreeMap::new();
-    // with --trace: where each packet came in and where it ended
-    struct Fate {
-        first: String,
-        hook: String,
-        end: String,
-    }
     let mut fates: BTreeMap<u64, Fate> = BTreeMap::new();
     let stdout = std::io::stdout();
     let mut so = stdout.lock();
@@ -647,6 +655,57 @@ fn run(a: &RunArgs) -> Result<i32> {
         w.flush().with_context(|| format!("{}", p.display()))?;
     }
 
+    let ran = Ran {
+        maps: &maps,
+        total,
+        transmitted_out: &transmitted_out,
+        fates: &fates,
+    };
+    summary(a, &dp, ran, &mut so, Extra::default())
+}
+
+/// with --trace: where each packet came in and where it ended
+pub(crate) struct Fate {
+    first: String,
+    hook: String,
+    end: String,
+}
+
+/// What the run did that the summary reports besides the datapath's counters.
+pub(crate) struct Ran<'a> {
+    pub maps: &'a [NamedMap],
+    /// Packets read from the inputs.
+    pub total: usize,
+    /// Frames written per --pcap-out file.
+    pub transmitted_out: &'a BTreeMap<String, u64>,
+    /// With --trace: where each packet went.
+    pub fates: &'a BTreeMap<u64, Fate>,
+}
+
+/// What a live run adds to the summary: a JSON member and text lines before
+/// the conservation line.
+#[derive(Default)]
+pub(crate) struct Extra {
+    pub json: Option<(&'static str, serde_json::Value)>,
+    pub text: String,
+}
+
+/// The summary after a run: per-device counters, drops by reason and where,
+/// what was written, the conservation line (or all of it as one JSON
+/// object); exit code 1 when packets are not conserved.
+pub(crate) fn summary(
+    a: &RunArgs,
+    dp: &Datapath,
+    ran: Ran<'_>,
+    so: &mut std::io::StdoutLock,
+    extra: Extra,
+) -> Result<i32> {
+    let Ran {
+        maps,
+        total,
+        transmitted_out,
+        fates,
+    } = ran;
     let report = dp.counters();
     let cons = report.conservation;
     // drops grouped by reason and where
@@ -666,7 +725,7 @@ fn run(a: &RunArgs) -> Result<i32> {
             .or_default() += 1;
     }
     if a.json {
-        let v = serde_json::json!({
+        let mut v = serde_json::json!({
             "topology": a.topology.display().to_string(),
             "packets": total,
             "conservation": cons,
@@ -680,14 +739,17 @@ fn run(a: &RunArgs) -> Result<i32> {
             "workers": report.cpu_polled.iter().enumerate().map(|(cpu, n)| serde_json::json!({
                 "cpu": cpu, "polled": n
             })).collect::<Vec<_>>(),
-            "maps": maps_after(&maps),
-            "tc": tc_json(&dp),
+            "maps": maps_after(maps),
+            "tc": tc_json(dp),
         });
+        if let (Some((k, x)), Some(o)) = (extra.json, v.as_object_mut()) {
+            o.insert(k.to_string(), x);
+        }
         writeln!(so, "{v}")?;
     } else {
         if a.trace {
             writeln!(so, "\nwhere every packet went (first seen -> end):")?;
-            for (id, f) in &fates {
+            for (id, f) in fates {
                 writeln!(so, "  #{id:<6} {:<16} -> {}", f.first, f.end)?;
             }
             writeln!(so)?;
@@ -728,9 +790,10 @@ fn run(a: &RunArgs) -> Result<i32> {
                 writeln!(so, "  {n:>6}  {r:<28} {dev} {hook} {prog}")?;
             }
         }
-        for (path, n) in &transmitted_out {
+        for (path, n) in transmitted_out {
             writeln!(so, "wrote {n} packets to {path}")?;
         }
+        write!(so, "{}", extra.text)?;
         writeln!(
             so,
             "\nconservation: in {} + originated {} = transmitted {} + delivered {} + dropped {} + in flight {}{}",
@@ -744,7 +807,7 @@ fn run(a: &RunArgs) -> Result<i32> {
         )?;
     }
     if a.tc_stats {
-        write!(so, "{}", tc_text(&dp))?;
+        write!(so, "{}", tc_text(dp))?;
     }
     so.flush()?;
     if let Some(p) = &a.coverage {
@@ -783,11 +846,11 @@ fn trace_passes(
     m
 }
 
-type NamedMap = (String, std::sync::Arc<skiff_maps::Map>);
+pub(crate) type NamedMap = (String, std::sync::Arc<skiff_maps::Map>);
 
 /// The maps `--maps` names (all when empty): a name as `maps` keys it, or a
 /// bare MAP for OBJECT/MAP.
-fn chosen_maps(all: Vec<NamedMap>, names: &[String]) -> Result<Vec<NamedMap>> {
+pub(crate) fn chosen_maps(all: Vec<NamedMap>, names: &[String]) -> Result<Vec<NamedMap>> {
     if names.is_empty() {
         return Ok(all);
     }

@@ -252,3 +252,28 @@ fn listen_ports() {
         "t.toml:2:11: netns.host.listen[0]: \"udp/0\": want tcp/PORT or udp/PORT (PORT 1-65535)"
     );
 }
+
+#[test]
+fn live_backends() {
+    let ok = dev(
+        "nic",
+        "backend = \"af_packet\"\nhost_ifname = \"veth-x\"\nhost_netns = \"skiff-x\"\n",
+    );
+    let t = Topology::parse(&ok, Path::new("t.toml"), &example_dir()).expect("accepted");
+    let live = t.namespaces[0].devices[0].live.clone();
+    assert_eq!(
+        live,
+        Some(skiff_io::live::LiveSpec {
+            backend: skiff_io::live::Backend::AfPacket,
+            host_ifname: "veth-x".into(),
+            host_netns: Some("skiff-x".into()),
+        })
+    );
+    assert_eq!(err(&dev("nic", "backend = \"tap\"\n")), "t.toml:5:11: netns.host.device[0].host_ifname: a device with a backend needs `host_ifname` (the real interface's name)");
+    assert_eq!(err(&dev("nic", "host_ifname = \"x0\"\n")), "t.toml:5:15: netns.host.device[0].backend: host_ifname/host_netns need `backend` (tap, af_packet or af_xdp)");
+    assert_eq!(
+        err(&dev("nic", "backend = \"dpdk\"\nhost_ifname = \"x0\"\n")),
+        "t.toml:5:11: netns.host.device[0].backend: \"dpdk\" is not one of tap, af_packet, af_xdp"
+    );
+    assert_eq!(err(&dev("veth", "peer = \"p0\"\nbackend = \"tap\"\n")), "t.toml:6:11: netns.host.device[0].backend: field `backend` does not apply to a veth device");
+}
