@@ -5,10 +5,12 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod control;
 pub mod frames;
 pub mod harness;
 pub mod map;
 pub mod maps;
+pub mod stats;
 pub mod test;
 
 pub use harness::{bytes, Error, MapRef, Network, Outcome, Prog, ProgOutcome};

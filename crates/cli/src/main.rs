@@ -47,6 +47,17 @@ enum Command {
     /// expected verdicts, frames out, maps and drops checked. Exit 0 all pass,
     /// 1 a case failed, 2 a file could not be read or a case could not run.
     Test(skiff::test::TestArgs),
+    /// The counters of a running `skiff run --live` (docs/control.md), as a
+    /// replay's summary prints them: per device, hook and verdict, drops by
+    /// reason and where, the conservation line.
+    Stats {
+        /// NAME (/run/skiff/NAME.sock) or the socket's path.
+        #[arg(long, value_name = "NAME|PATH")]
+        run: String,
+        /// One JSON object (the summary's counters keys).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() {
@@ -58,6 +69,9 @@ fn main() {
         Command::Bench(a) => bench::main(a),
         Command::Run(a) => run::main(a),
         Command::Test(a) => skiff::test::main(a),
+        Command::Stats { run, json } => {
+            skiff::control::client::main(&run, &skiff::control::Request::Stats { json }, json)
+        }
     };
     std::process::exit(code);
 }

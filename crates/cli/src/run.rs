@@ -604,41 +604,16 @@ fn run(a: &RunArgs) -> Result<i32> {
 
     let report = dp.counters();
     let cons = report.conservation;
-    // drops grouped by reason and where
-    let mut sites: BTreeMap<(String, String, String, String), u64> = BTreeMap::new();
-    for d in dp.drops() {
-        let at = match d.insn {
-            Some(i) => format!("{} insn {i}", d.prog.as_deref().unwrap_or("-")),
-            None => d.prog.clone().unwrap_or_else(|| "-".into()),
-        };
-        *sites
-            .entry((
-                d.reason.to_string(),
-                format!("{}({})", d.iface, d.ifindex),
-                d.hook.to_string(),
-                at,
-            ))
-            .or_default() += 1;
-    }
+    let mut sites = skiff::stats::DropSites::default();
+    sites.add(&dp, dp.drops());
     if a.json {
-        let v = serde_json::json!({
-            "topology": a.topology.display().to_string(),
-            "packets": total,
-            "conservation": cons,
-            "balanced": cons.balanced(),
-            "devices": report.devices,
-            "drops": report.drops,
-            "drop_sites": sites.iter().map(|((r, dev, hook, prog), n)| serde_json::json!({
-                "reason": r, "iface": dev, "hook": hook, "prog": prog, "packets": n
-            })).collect::<Vec<_>>(),
-            "pcap_out": transmitted_out,
-            "workers": report.cpu_polled.iter().enumerate().map(|(cpu, n)| serde_json::json!({
-                "cpu": cpu, "polled": n
-            })).collect::<Vec<_>>(),
-            "maps": maps_after(&maps),
-            "tc": tc_json(&dp),
-        });
-        writeln!(so, "{v}")?;
+        let mut v = skiff::stats::json_fields(&report, &sites);
+        v.insert("topology".into(), a.topology.display().to_string().into());
+        v.insert("packets".into(), total.into());
+        v.insert("pcap_out".into(), serde_json::json!(transmitted_out));
+        v.insert("maps".into(), maps_after(&maps));
+        v.insert("tc".into(), tc_json(&dp));
+        writeln!(so, "{}", serde_json::Value::Object(v))?;
     } else {
         if a.trace {
             writeln!(so, "\nwhere every packet went (first seen -> end):")?;
@@ -647,56 +622,12 @@ fn run(a: &RunArgs) -> Result<i32> {
             }
             writeln!(so)?;
         }
-        writeln!(
-            so,
-            "{:<16} {:>7}  {:<12} {:<16} {:>8} {:>10}",
-            "device", "ifindex", "hook", "verdict", "packets", "bytes"
-        )?;
-        for d in &report.devices {
-            let name = format!("{}/{}", d.netns, d.name);
-            writeln!(
-                so,
-                "{:<16} {:>7}  {:<12} rx {} pkts {} bytes ({} dropped), tx {} pkts {} bytes ({} dropped)",
-                name,
-                d.ifindex,
-                "stats",
-                d.stats.rx_packets,
-                d.stats.rx_bytes,
-                d.stats.rx_dropped,
-                d.stats.tx_packets,
-                d.stats.tx_bytes,
-                d.stats.tx_dropped
-            )?;
-            for (hook, verdicts) in &d.hooks {
-                for (verdict, pb) in verdicts {
-                    writeln!(
-                        so,
-                        "{:<16} {:>7}  {:<12} {:<16} {:>8} {:>10}",
-                        name, d.ifindex, hook, verdict, pb.packets, pb.bytes
-                    )?;
-                }
-            }
-        }
-        if !sites.is_empty() {
-            writeln!(so, "\ndrops (reason, where):")?;
-            for ((r, dev, hook, prog), n) in &sites {
-                writeln!(so, "  {n:>6}  {r:<28} {dev} {hook} {prog}")?;
-            }
-        }
+        skiff::stats::write_devices(&mut so, &report)?;
+        skiff::stats::write_drop_sites(&mut so, &sites)?;
         for (path, n) in &transmitted_out {
             writeln!(so, "wrote {n} packets to {path}")?;
         }
-        writeln!(
-            so,
-            "\nconservation: in {} + originated {} = transmitted {} + delivered {} + dropped {} + in flight {}{}",
-            cons.input,
-            cons.originated,
-            cons.transmitted,
-            cons.delivered,
-            cons.dropped,
-            cons.in_flight,
-            if cons.balanced() { "" } else { "  NOT BALANCED" }
-        )?;
+        skiff::stats::write_conservation(&mut so, &report)?;
     }
     if a.tc_stats {
         write!(so, "{}", tc_text(&dp))?;
