@@ -91,6 +91,18 @@ impl State {
         let old = hook.programs(built, dev_id);
         hook.attach(built, dev_id, p.clone(), &old, replace)
             .with_context(|| format!("attaching {prog} to {dev} {}", hook.name()))?;
+        self.name_maps(object, &loaded);
+        self.attached.push(loaded);
+        Ok((
+            format!("attached {prog} (id {}) to {dev} {}\n", p.id, hook.name()),
+            0,
+        ))
+    }
+
+    /// The maps of an object attached later: a pinned one keeps its pin
+    /// name; a new one is `OBJECT/MAP`, or `OBJECT.N/MAP` (N = 2, 3, ...)
+    /// when an object of that stem already has a map of that name.
+    fn name_maps(&mut self, object: &Path, loaded: &LoadedObject) {
         let stem = object
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -99,15 +111,16 @@ impl State {
         for (name, map) in &loaded.maps {
             let key = match self.pins.iter().find(|(_, m)| Arc::ptr_eq(m, map)) {
                 Some((pin, _)) => pin.clone(),
-                None => format!("{stem}/{name}"),
+                None => (1u32..)
+                    .map(|n| match n {
+                        1 => format!("{stem}/{name}"),
+                        n => format!("{stem}.{n}/{name}"),
+                    })
+                    .find(|k| !self.maps.maps.iter().any(|m| m.name == *k))
+                    .unwrap_or_default(),
             };
             self.maps.add(key, map.clone(), elf.as_deref(), name);
         }
-        self.attached.push(loaded);
-        Ok((
-            format!("attached {prog} (id {}) to {dev} {}\n", p.id, hook.name()),
-            0,
-        ))
     }
 
     /// As the topology loader loads an object: a map the object pins by name

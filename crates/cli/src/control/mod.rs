@@ -105,3 +105,6 @@ impl Reply {
 /// The longest request or reply line read (a map dump of a large map is the
 /// biggest reply).
 pub const MAX_LINE: u64 = 64 << 20;
+
+#[cfg(test)]
+mod tests;

@@ -105,6 +105,8 @@ impl Control {
     /// Between batches: the queued requests executed and answered, the drop
     /// log counted, the metrics snapshot refreshed every 100 ms.
     pub fn service(&mut self, built: &mut Built) {
+        // drops by site come from the drop records (kept from now on)
+        built.dp.set_record_drops(true);
         loop {
             match self.jobs.try_recv() {
                 Ok(job) => {
