@@ -3,6 +3,7 @@
 
 mod conformance;
 use skiff::maps;
+mod live;
 mod prog;
 mod run;
 mod verify;

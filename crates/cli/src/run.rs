@@ -73,6 +73,20 @@ pub struct RunArgs {
     /// access (each refused program is named on stderr).
     #[arg(long)]
     pub no_verify: bool,
+    /// Forward real traffic: the devices with a `backend` (docs/topology.md)
+    /// receive from and transmit to their real interfaces, on the monotonic
+    /// clock, until SIGINT/SIGTERM; then the summary as after a replay.
+    /// --pcap-in files are injected as they are read.
+    #[arg(long)]
+    pub live: bool,
+    /// With --live: the control socket is RUN_DIR/NAME.sock (RUN_DIR
+    /// /run/skiff, or $SKIFF_RUN_DIR; docs/control.md). Default: the
+    /// topology file's stem.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// With --live: serve Prometheus metrics on GET http://ADDR:PORT/metrics.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -99,6 +113,20 @@ pub fn main(a: RunArgs) -> i32 {
 }
 
 use skiff::harness::network::{named_maps, split_dev};
+
+/// The device `spec` (NAME in namespace "host", or NETNS/NAME) names, for
+/// option `opt`'s error.
+pub(crate) fn dev_of(dp: &Datapath, topology: &Path, opt: &str, spec: &str) -> Result<DevId> {
+    let (ns, name) = split_dev(spec);
+    let n = dp.netns(ns).ok_or_else(|| {
+        anyhow!(
+            "{opt} {spec}: no network namespace {ns:?} in {}",
+            topology.display()
+        )
+    })?;
+    dp.device(n, name)
+        .ok_or_else(|| anyhow!("{opt} {spec}: no device {name:?} in netns {ns:?}"))
+}
 
 /// `DEV=FILE`.
 pub fn parse_dev_file(opt: &str, s: &str) -> Result<(String, PathBuf)> {
@@ -129,11 +157,11 @@ pub fn parse_capture(s: &str) -> Result<(String, Hook, PathBuf)> {
 /// One `--pcap-in` file: streamed when its timestamps never go backwards (a
 /// first pass checks that, and every record, before anything is injected), else
 /// read whole and sorted (stable) as the merge order asks.
-struct Input {
+pub(crate) struct Input {
     file: PathBuf,
     /// The device of each of the file's interfaces.
     devs: Vec<DevId>,
-    packets: usize,
+    pub(crate) packets: usize,
     source: Source,
 }
 
@@ -165,7 +193,7 @@ fn scan(file: &Path) -> Result<(Vec<skiff_io::Interface>, usize, bool)> {
 impl Input {
     /// `--pcap-in` SPEC: DEV=FILE, or a pcapng alone (each packet to the device
     /// its interface names); `dev_of` finds a device by `NAME` or `NETNS/NAME`.
-    fn open(spec: &str, dev_of: impl Fn(&str) -> Result<DevId>) -> Result<Input> {
+    pub(crate) fn open(spec: &str, dev_of: impl Fn(&str) -> Result<DevId>) -> Result<Input> {
         let (d, file) = match spec.contains('=') {
             true => {
                 let (d, f) = parse_dev_file("--pcap-in", spec)?;
@@ -237,7 +265,7 @@ impl Input {
     }
 
     /// The next packet: timestamp, device, frame.
-    fn head(&self) -> Option<(u64, DevId, &[u8])> {
+    pub(crate) fn head(&self) -> Option<(u64, DevId, &[u8])> {
         match &self.source {
             Source::Stream { reader, dev } => {
                 let p = reader.current()?;
@@ -250,7 +278,7 @@ impl Input {
     }
 
     /// Steps past the head.
-    fn advance(&mut self) -> Result<()> {
+    pub(crate) fn advance(&mut self) -> Result<()> {
         let found = match &mut self.source {
             Source::Stream { reader, .. } => {
                 reader.advance()?;
@@ -334,8 +362,9 @@ fn run(a: &RunArgs) -> Result<i32> {
         verify: !a.no_verify,
         ..skiff_net::load_options()
     };
-    let built = topo.build_with(
+    let mut built = topo.build_with(
         DatapathOptions {
+            deterministic: !a.live,
             workers: a.workers,
             threads: a.threads,
             possible_cpus: a.workers.max(1),
@@ -356,19 +385,22 @@ fn run(a: &RunArgs) -> Result<i32> {
     for w in &built.warnings {
         eprintln!("skiff run: warning: {w}");
     }
+    if a.live {
+        let mut ctl = control(a, &topo, &built, load)?;
+        return crate::live::run_live(a, &topo, &mut built, &mut ctl);
+    }
+    if let Some(opt) = [
+        ("--name", a.name.is_some()),
+        ("--metrics", a.metrics.is_some()),
+    ]
+    .iter()
+    .find_map(|(o, on)| on.then_some(o))
+    {
+        bail!("{opt} is for a live run: add --live");
+    }
     let maps = chosen_maps(named_maps(&topo, &built), &a.maps)?;
     let mut dp = built.dp;
-    let dev_of = |dp: &skiff_net::datapath::Datapath, opt: &str, spec: &str| -> Result<DevId> {
-        let (ns, name) = split_dev(spec);
-        let n = dp.netns(ns).ok_or_else(|| {
-            anyhow!(
-                "{opt} {spec}: no network namespace {ns:?} in {}",
-                a.topology.display()
-            )
-        })?;
-        dp.device(n, name)
-            .ok_or_else(|| anyhow!("{opt} {spec}: no device {name:?} in netns {ns:?}"))
-    };
+    let dev_of = |dp: &Datapath, opt: &str, spec: &str| dev_of(dp, &a.topology, opt, spec);
 
     // inputs, merged in timestamp order (stable: file order, then packet order)
     let mut inputs = Vec::with_capacity(a.pcap_in.len());
@@ -469,12 +501,6 @@ fn run(a: &RunArgs) -> Result<i32> {
         b
     });
     let mut transmitted_out: BTreeMap<String, u64> = BTreeMap::new();
-    // with --trace: where each packet came in and where it ended
-    struct Fate {
-        first: String,
-        hook: String,
-        end: String,
-    }
     let mut fates: BTreeMap<u64, Fate> = BTreeMap::new();
     let stdout = std::io::stdout();
     let mut so = stdout.lock();
@@ -602,32 +628,118 @@ fn run(a: &RunArgs) -> Result<i32> {
         w.flush().with_context(|| format!("{}", p.display()))?;
     }
 
+    summary(
+        a,
+        &dp,
+        &maps,
+        total,
+        &transmitted_out,
+        &fates,
+        &mut so,
+        Extra::default(),
+    )
+}
+
+/// A live run's control socket (and `--metrics`), its path printed.
+fn control(
+    a: &RunArgs,
+    topo: &Topology,
+    built: &skiff_topology::Built,
+    load: skiff_vm::LoadOptions,
+) -> Result<skiff::control::Control> {
+    let name = match &a.name {
+        Some(n) => n.clone(),
+        None => a
+            .topology
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        bail!("--name {name:?}: want a plain name (the socket is RUN_DIR/NAME.sock)");
+    }
+    let path = skiff::control::run_dir().join(format!("{name}.sock"));
+    let ctl = skiff::control::Control::start(&path, topo, built, load, a.metrics.as_deref())?;
+    eprintln!("skiff run --live: control socket {}", ctl.path().display());
+    if let Some(m) = ctl.metrics_addr() {
+        eprintln!("skiff run --live: metrics on http://{m}/metrics");
+    }
+    Ok(ctl)
+}
+
+/// The control socket serves between the live loop's batches.
+impl crate::live::LiveService for skiff::control::Control {
+    fn service(&mut self, built: &mut skiff_topology::Built) {
+        skiff::control::Control::service(self, built);
+    }
+
+    fn drop_sites(&self) -> skiff::stats::DropSites {
+        skiff::control::Control::drop_sites(self).clone()
+    }
+}
+
+/// with --trace: where each packet came in and where it ended
+pub(crate) struct Fate {
+    first: String,
+    hook: String,
+    end: String,
+}
+
+/// What a live run adds to the summary: a JSON member and text lines before
+/// the conservation line.
+#[derive(Default)]
+pub(crate) struct Extra {
+    pub json: Option<(&'static str, serde_json::Value)>,
+    pub text: String,
+    /// Drops counted before the run ended (by the control socket, which
+    /// drains the drop log); the log's remaining records are added.
+    pub drop_sites: skiff::stats::DropSites,
+}
+
+/// The summary after a run: per-device counters, drops by reason and where,
+/// what was written, the conservation line (or all of it as one JSON
+/// object); exit code 1 when packets are not conserved.
+pub(crate) fn summary(
+    a: &RunArgs,
+    dp: &Datapath,
+    maps: &[NamedMap],
+    total: usize,
+    transmitted_out: &BTreeMap<String, u64>,
+    fates: &BTreeMap<u64, Fate>,
+    so: &mut std::io::StdoutLock,
+    extra: Extra,
+) -> Result<i32> {
     let report = dp.counters();
     let cons = report.conservation;
-    let mut sites = skiff::stats::DropSites::default();
-    sites.add(&dp, dp.drops());
+    // a live run's control socket counted the drops it drained so far
+    let mut sites = extra.drop_sites;
+    sites.add(dp, dp.drops());
     if a.json {
         let mut v = skiff::stats::json_fields(&report, &sites);
         v.insert("topology".into(), a.topology.display().to_string().into());
         v.insert("packets".into(), total.into());
         v.insert("pcap_out".into(), serde_json::json!(transmitted_out));
-        v.insert("maps".into(), maps_after(&maps));
-        v.insert("tc".into(), tc_json(&dp));
+        v.insert("maps".into(), maps_after(maps));
+        v.insert("tc".into(), tc_json(dp));
+        if let Some((k, x)) = extra.json {
+            v.insert(k.to_string(), x);
+        }
         writeln!(so, "{}", serde_json::Value::Object(v))?;
     } else {
         if a.trace {
             writeln!(so, "\nwhere every packet went (first seen -> end):")?;
-            for (id, f) in &fates {
+            for (id, f) in fates {
                 writeln!(so, "  #{id:<6} {:<16} -> {}", f.first, f.end)?;
             }
             writeln!(so)?;
         }
-        skiff::stats::write_devices(&mut so, &report)?;
-        skiff::stats::write_drop_sites(&mut so, &sites)?;
-        for (path, n) in &transmitted_out {
+        skiff::stats::write_devices(so, &report)?;
+        skiff::stats::write_drop_sites(so, &sites)?;
+        for (path, n) in transmitted_out {
             writeln!(so, "wrote {n} packets to {path}")?;
         }
-        skiff::stats::write_conservation(&mut so, &report)?;
+        write!(so, "{}", extra.text)?;
+        skiff::stats::write_conservation(so, &report)?;
     }
     if a.tc_stats {
         write!(so, "{}", tc_text(&dp))?;
@@ -640,11 +752,11 @@ fn run(a: &RunArgs) -> Result<i32> {
     Ok(0)
 }
 
-type NamedMap = (String, std::sync::Arc<skiff_maps::Map>);
+pub(crate) type NamedMap = (String, std::sync::Arc<skiff_maps::Map>);
 
 /// The maps `--maps` names (all when empty): a name as `maps` keys it, or a
 /// bare MAP for OBJECT/MAP.
-fn chosen_maps(all: Vec<NamedMap>, names: &[String]) -> Result<Vec<NamedMap>> {
+pub(crate) fn chosen_maps(all: Vec<NamedMap>, names: &[String]) -> Result<Vec<NamedMap>> {
     if names.is_empty() {
         return Ok(all);
     }

@@ -61,6 +61,9 @@ pub struct Device {
     /// A pair's fixed peer ifindex (`peer_ifindex`).
     pub peer_ifindex: Option<u32>,
     pub up: bool,
+    /// A NIC whose wire is a real interface (`backend`, `host_ifname`,
+    /// `host_netns`): what `skiff run --live` opens.
+    pub live: Option<skiff_io::live::LiveSpec>,
     pub loc: Loc,
 }
 

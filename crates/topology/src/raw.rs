@@ -54,6 +54,10 @@ pub(crate) struct RawDevice {
     pub peer_policy: Option<Spanned<String>>,
     pub scrub: Option<Spanned<String>>,
     pub peer_scrub: Option<Spanned<String>>,
+    /// A NIC whose wire is a real interface: tap, af_packet or af_xdp.
+    pub backend: Option<Spanned<String>>,
+    pub host_ifname: Option<Spanned<String>>,
+    pub host_netns: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

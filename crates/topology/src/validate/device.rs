@@ -1,5 +1,6 @@
 //! `[[netns.NAME.device]]`: NICs, veth and netkit pairs.
 
+use skiff_io::live::{Backend, LiveSpec};
 use skiff_net::datapath::{DeviceKind, NetkitMode, NetkitPolicy, NetkitScrub};
 
 use super::{choose_or, one_of, DevInfo, Names};
@@ -67,6 +68,7 @@ fn device(
         ifindex,
         peer_ifindex,
         up: d.up.as_ref().map(|u| *u.get_ref()).unwrap_or(true),
+        live: live(cx, at, d)?,
         loc: cx.loc(&d.name, &at.f("name")),
     })
 }
@@ -74,7 +76,7 @@ fn device(
 /// The kind-specific fields a device of another kind may not carry.
 fn fields_fit(cx: &Ctx, at: &At, d: &RawDevice, kind: &str) -> Result<(), TopologyError> {
     let allowed: &[&str] = match kind {
-        "nic" => &["rx_queues"],
+        "nic" => &["rx_queues", "backend", "host_ifname", "host_netns"],
         "veth" => &["peer", "peer_netns", "peer_mac", "peer_ifindex"],
         _ => &[
             "peer",
@@ -87,7 +89,7 @@ fn fields_fit(cx: &Ctx, at: &At, d: &RawDevice, kind: &str) -> Result<(), Topolo
             "peer_scrub",
         ],
     };
-    let given: [(&str, Option<&dyn SpanOf>); 10] = [
+    let given: [(&str, Option<&dyn SpanOf>); 13] = [
         ("rx_queues", d.rx_queues.as_ref().map(|v| v as _)),
         ("peer", d.peer.as_ref().map(|v| v as _)),
         ("peer_netns", d.peer_netns.as_ref().map(|v| v as _)),
@@ -98,6 +100,9 @@ fn fields_fit(cx: &Ctx, at: &At, d: &RawDevice, kind: &str) -> Result<(), Topolo
         ("peer_policy", d.peer_policy.as_ref().map(|v| v as _)),
         ("scrub", d.scrub.as_ref().map(|v| v as _)),
         ("peer_scrub", d.peer_scrub.as_ref().map(|v| v as _)),
+        ("backend", d.backend.as_ref().map(|v| v as _)),
+        ("host_ifname", d.host_ifname.as_ref().map(|v| v as _)),
+        ("host_netns", d.host_netns.as_ref().map(|v| v as _)),
     ];
     match given
         .iter()
@@ -153,6 +158,46 @@ fn nic(cx: &Ctx, at: &At, d: &RawDevice) -> Result<DeviceKind<String>, TopologyE
         None => 1,
     };
     Ok(DeviceKind::Nic { rx_queues })
+}
+
+/// A NIC's live wire: `backend` with `host_ifname` (the interface, or the
+/// tap skiff creates) and optionally `host_netns` (where it lives; default:
+/// the namespace skiff runs in). The name is checked as the kernel checks
+/// one (dev_valid_name).
+fn live(cx: &Ctx, at: &At, d: &RawDevice) -> Result<Option<LiveSpec>, TopologyError> {
+    let Some(b) = &d.backend else {
+        if let Some(v) = d.host_ifname.as_ref().or(d.host_netns.as_ref()) {
+            return Err(cx.err(
+                v,
+                &at.f("backend"),
+                "host_ifname/host_netns need `backend` (tap, af_packet or af_xdp)",
+            ));
+        }
+        return Ok(None);
+    };
+    let name = one_of(cx, b, &at.f("backend"), &["tap", "af_packet", "af_xdp"])?;
+    let backend = Backend::from_name(name)
+        .ok_or_else(|| cx.err(b, &at.f("backend"), format!("unknown backend {name:?}")))?;
+    let ifname = d.host_ifname.as_ref().ok_or_else(|| {
+        cx.err(
+            b,
+            &at.f("host_ifname"),
+            "a device with a backend needs `host_ifname` (the real interface's name)",
+        )
+    })?;
+    valid_dev_name(ifname.get_ref()).map_err(|m| cx.err(ifname, &at.f("host_ifname"), m))?;
+    let host_netns = match &d.host_netns {
+        Some(n) if n.get_ref().is_empty() => {
+            return Err(cx.err(n, &at.f("host_netns"), "an empty namespace name"))
+        }
+        Some(n) => Some(n.get_ref().clone()),
+        None => None,
+    };
+    Ok(Some(LiveSpec {
+        backend,
+        host_ifname: ifname.get_ref().clone(),
+        host_netns,
+    }))
 }
 
 /// A veth or netkit pair (and its fixed peer ifindex): the peer is claimed in
