@@ -8,7 +8,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -107,15 +107,10 @@ impl Control {
     pub fn service(&mut self, built: &mut Built) {
         // drops by site come from the drop records (kept from now on)
         built.dp.set_record_drops(true);
-        loop {
-            match self.jobs.try_recv() {
-                Ok(job) => {
-                    let reply = self.state.execute(built, &job.req);
-                    // the client may have gone: nothing to answer then
-                    let _ = job.reply.try_send(reply);
-                }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
+        while let Ok(job) = self.jobs.try_recv() {
+            let reply = self.state.execute(built, &job.req);
+            // the client may have gone: nothing to answer then
+            let _ = job.reply.try_send(reply);
         }
         self.state.drain_drops(built);
         let due = self
