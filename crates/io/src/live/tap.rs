@@ -160,8 +160,11 @@ impl LiveDevice for Tap {
             let e = std::io::Error::last_os_error();
             self.cnt.tx_dropped += 1;
             return match e.raw_os_error() {
-                // the host's backlog is full, or the frame does not fit: dropped
-                Some(libc::EAGAIN) | Some(libc::EINVAL) | Some(libc::EMSGSIZE) => Ok(false),
+                // the host's backlog is full, the frame does not fit, or
+                // the tap is down (EIO, tun_get_user): dropped, as a NIC
+                // without carrier drops
+                Some(libc::EAGAIN) | Some(libc::EINVAL) | Some(libc::EMSGSIZE)
+                | Some(libc::EIO) => Ok(false),
                 _ => Err(LiveError::Io {
                     iface: self.ifname.clone(),
                     what: "write to the tap",

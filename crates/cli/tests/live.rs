@@ -1,0 +1,389 @@
+//! `skiff run --live` with real namespaces (examples/live-pair): ping and a
+//! TCP transfer through skiff's XDP and TC programs with the AF_PACKET and
+//! TAP backends, and a device removed and brought back while running. Each
+//! test makes its own namespaces `skiff-l<pid>-<tag>-{a,b,x}`, removed also
+//! when it fails; every wait is bounded. Skipped (with the reason printed)
+//! when not root.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    if uid != 0 {
+        eprintln!("skipped: live tests need root (network namespaces, AF_PACKET, /dev/net/tun)");
+    }
+    uid == 0
+}
+
+/// Runs `cmd args`; on failure its output goes to stderr (the test's log).
+fn sh(cmd: &str, args: &[&str]) -> bool {
+    match Command::new(cmd).args(args).output() {
+        Ok(o) if o.status.success() => true,
+        Ok(o) => {
+            eprintln!(
+                "{cmd} {}: {}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("{cmd}: {e}");
+            false
+        }
+    }
+}
+
+/// The namespaces of one test, removed on drop.
+struct Net {
+    prefix: String,
+}
+
+impl Net {
+    fn new(tag: &str) -> Net {
+        Net {
+            prefix: format!("skiff-l{}-{tag}", std::process::id()),
+        }
+    }
+
+    fn ns(&self, which: &str) -> String {
+        format!("{}-{which}", self.prefix)
+    }
+
+    /// examples/live-pair/setup.sh with this prefix.
+    fn setup(&self) {
+        let ok = Command::new(root().join("examples/live-pair/setup.sh"))
+            .env("PREFIX", &self.prefix)
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "setup.sh for {}", self.prefix);
+    }
+
+    /// The example's topology with this test's namespaces and `backend`;
+    /// with tap, skiff's taps are a0 in -a and b0 in -b themselves.
+    fn topology(&self, backend: &str) -> PathBuf {
+        let obj = root().join("examples/live-pair/live_pair.o");
+        let mut t = std::fs::read_to_string(root().join("examples/live-pair/topology.toml"))
+            .expect("read the example")
+            .replace(
+                "\"live_pair.o\"",
+                &format!("{:?}", obj.display().to_string()),
+            )
+            .replace("\"af_packet\"", &format!("{backend:?}"));
+        if backend == "tap" {
+            t = t
+                .replace(
+                    "host_ifname = \"skiff-xa\"\nhost_netns = \"skiff-x\"",
+                    &format!("host_ifname = \"a0\"\nhost_netns = \"{}\"", self.ns("a")),
+                )
+                .replace(
+                    "host_ifname = \"skiff-xb\"\nhost_netns = \"skiff-x\"",
+                    &format!("host_ifname = \"b0\"\nhost_netns = \"{}\"", self.ns("b")),
+                );
+        } else {
+            t = t.replace("\"skiff-x\"", &format!("{:?}", self.ns("x")));
+        }
+        let p = std::env::temp_dir().join(format!("{}.toml", self.prefix));
+        std::fs::write(&p, t).expect("write the topology");
+        p
+    }
+
+    fn exec(&self, which: &str, args: &[&str]) -> bool {
+        let ns = self.ns(which);
+        let mut a = vec!["netns", "exec", ns.as_str()];
+        a.extend_from_slice(args);
+        sh("ip", &a)
+    }
+
+    fn ping(&self, n: &str) -> bool {
+        self.exec("a", &["ping", "-c", n, "-i", "0.2", "-W", "2", "10.9.0.2"])
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for w in ["a", "b", "x"] {
+            sh("ip", &["netns", "del", &self.ns(w)]);
+        }
+        let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{}.toml", self.prefix)));
+    }
+}
+
+/// A running `skiff run --live --json`, its stderr lines on a channel;
+/// killed on drop if still running.
+struct Skiff {
+    child: Child,
+    err: Receiver<String>,
+    seen: String,
+}
+
+impl Skiff {
+    fn start(topology: &Path) -> Skiff {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["run", "--live", "--json", "--maps", "flows"])
+            .arg(topology)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start skiff");
+        let (tx, err) = channel();
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut s = Skiff {
+            child,
+            err,
+            seen: String::new(),
+        };
+        s.wait_for(
+            "running; SIGINT or SIGTERM ends it",
+            Duration::from_secs(120),
+        );
+        s
+    }
+
+    /// Waits (bounded) for a stderr line containing `what`.
+    fn wait_for(&mut self, what: &str, limit: Duration) {
+        let end = Instant::now() + limit;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.err.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push_str(&l);
+                    self.seen.push('\n');
+                    if l.contains(what) {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no {what:?} from skiff within {limit:?}; stderr so far:\n{}",
+            self.seen
+        );
+    }
+
+    /// SIGTERM, then the summary (bounded wait).
+    fn stop(mut self) -> serde_json::Value {
+        // SAFETY: kill on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                break s;
+            }
+            assert!(
+                Instant::now() < end,
+                "skiff did not end within 60 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut out = String::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            o.read_to_string(&mut out).expect("read the summary");
+        }
+        assert_eq!(status.code(), Some(0), "{out}\n{}", self.seen);
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+}
+
+impl Drop for Skiff {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `flows` map's packet count for IPv4 `src` -> `dst` (0 when absent):
+/// `--json`'s "maps" gives keys and values as hex strings.
+fn flow(v: &serde_json::Value, src: [u8; 4], dst: [u8; 4]) -> u64 {
+    let key: String = src.iter().chain(&dst).map(|b| format!("{b:02x}")).collect();
+    let entries = v["maps"]["live_pair/flows"]["entries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    entries
+        .iter()
+        .find(|e| e["key"] == key.as_str())
+        .and_then(|e| {
+            let hex = e["value"].as_str()?;
+            let b: Vec<u8> = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+                .collect::<Option<_>>()?;
+            Some(u64::from_le_bytes(b.try_into().ok()?))
+        })
+        .unwrap_or(0)
+}
+
+fn ping_through(backend: &str, tag: &str) {
+    if !is_root() {
+        return;
+    }
+    let net = Net::new(tag);
+    match backend {
+        "tap" => {
+            for w in ["a", "b"] {
+                assert!(sh("ip", &["netns", "add", &net.ns(w)]));
+            }
+        }
+        _ => net.setup(),
+    }
+    let skiff = Skiff::start(&net.topology(backend));
+    if backend == "tap" {
+        for (w, dev, ip) in [("a", "a0", "10.9.0.1/24"), ("b", "b0", "10.9.0.2/24")] {
+            assert!(sh("ip", &["-n", &net.ns(w), "addr", "add", ip, "dev", dev]));
+            assert!(sh("ip", &["-n", &net.ns(w), "link", "set", dev, "up"]));
+        }
+    }
+    assert!(net.ping("3"), "ping through skiff ({backend})");
+    let v = skiff.stop();
+    assert_eq!(v["balanced"], true, "{v}");
+    // 3 echo requests through XDP (eth0), 3 replies through tc (eth1)
+    assert_eq!(flow(&v, [10, 9, 0, 1], [10, 9, 0, 2]), 3, "{}", v["maps"]);
+    assert_eq!(flow(&v, [10, 9, 0, 2], [10, 9, 0, 1]), 3, "{}", v["maps"]);
+    let live = v["live"].as_array().expect("live");
+    assert_eq!(live.len(), 2);
+    assert_eq!(live[0]["backend"], backend);
+    assert_eq!(live[0]["down"], 0);
+}
+
+#[test]
+fn ping_through_af_packet() {
+    ping_through("af_packet", "p");
+}
+
+#[test]
+fn ping_through_tap() {
+    ping_through("tap", "t");
+}
+
+/// 8 MiB over TCP from skiff-a to skiff-b through skiff (checksum offload on:
+/// skiff finishes the partial checksums), every byte checked.
+#[test]
+fn tcp_through_af_packet() {
+    if !is_root() {
+        return;
+    }
+    let net = Net::new("c");
+    net.setup();
+    let skiff = Skiff::start(&net.topology("af_packet"));
+    const LEN: usize = 8 << 20;
+    let pattern = |i: usize| (i % 251) as u8;
+    let (bns, ans) = (net.ns("b"), net.ns("a"));
+    let (ready_tx, ready) = channel();
+    let server = std::thread::spawn(move || -> Result<usize, String> {
+        skiff_kernel::live::enter_netns(&format!("/run/netns/{bns}")).map_err(|e| e.to_string())?;
+        let l = std::net::TcpListener::bind("10.9.0.2:5201").map_err(|e| e.to_string())?;
+        let _ = ready_tx.send(());
+        let (mut s, _) = l.accept().map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .map_err(|e| e.to_string())?;
+        let (mut got, mut buf) = (0usize, vec![0u8; 1 << 16]);
+        loop {
+            let n = s
+                .read(&mut buf)
+                .map_err(|e| format!("after {got} bytes: {e}"))?;
+            if n == 0 {
+                return Ok(got);
+            }
+            if let Some((i, _)) = buf[..n]
+                .iter()
+                .enumerate()
+                .find(|(i, b)| **b != pattern(got + i))
+            {
+                return Err(format!("byte {} differs", got + i));
+            }
+            got += n;
+        }
+    });
+    ready
+        .recv_timeout(Duration::from_secs(10))
+        .expect("server listening");
+    let client = std::thread::spawn(move || -> Result<(), String> {
+        skiff_kernel::live::enter_netns(&format!("/run/netns/{ans}")).map_err(|e| e.to_string())?;
+        let addr = "10.9.0.2:5201"
+            .parse()
+            .map_err(|e: std::net::AddrParseError| e.to_string())?;
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        s.set_write_timeout(Some(Duration::from_secs(20)))
+            .map_err(|e| e.to_string())?;
+        let data: Vec<u8> = (0..LEN).map(pattern).collect();
+        s.write_all(&data).map_err(|e| e.to_string())?;
+        Ok(())
+    });
+    assert_eq!(client.join().expect("client"), Ok(()));
+    assert_eq!(server.join().expect("server"), Ok(LEN));
+    let v = skiff.stop();
+    assert_eq!(v["balanced"], true, "{v}");
+    // the data went a -> b through XDP, the ACKs b -> a through tc
+    assert!(
+        flow(&v, [10, 9, 0, 1], [10, 9, 0, 2]) >= (LEN / 1448) as u64,
+        "{}",
+        v["maps"]
+    );
+    assert!(
+        v["live"][0]["rx_csum_completed"].as_u64().unwrap_or(0) > 0,
+        "{}",
+        v["live"]
+    );
+}
+
+/// skiff-b's veth is deleted while skiff runs, then made again: counted once
+/// down and once reopened, and ping works again.
+#[test]
+fn device_removed_and_back() {
+    if !is_root() {
+        return;
+    }
+    let net = Net::new("r");
+    net.setup();
+    // b0 comes back with the same MAC, so that skiff-a's neighbour entry holds
+    const B0_MAC: &str = "02:00:00:00:0b:00";
+    assert!(sh(
+        "ip",
+        &["-n", &net.ns("b"), "link", "set", "b0", "address", B0_MAC]
+    ));
+    let mut skiff = Skiff::start(&net.topology("af_packet"));
+    assert!(net.ping("1"), "ping before the removal");
+    let (b, x) = (net.ns("b"), net.ns("x"));
+    assert!(sh("ip", &["-n", &x, "link", "del", "skiff-xb"]));
+    skiff.wait_for("closed, retrying", Duration::from_secs(20));
+    assert!(sh(
+        "ip",
+        &["-n", &b, "link", "add", "b0", "type", "veth", "peer", "name", "skiff-xb", "netns", &x]
+    ));
+    assert!(sh(
+        "ip",
+        &["-n", &b, "link", "set", "b0", "address", B0_MAC]
+    ));
+    assert!(sh(
+        "ip",
+        &["-n", &b, "addr", "add", "10.9.0.2/24", "dev", "b0"]
+    ));
+    assert!(sh("ip", &["-n", &b, "link", "set", "b0", "up"]));
+    assert!(sh("ip", &["-n", &x, "link", "set", "skiff-xb", "up"]));
+    skiff.wait_for("skiff-xb is back", Duration::from_secs(20));
+    assert!(net.ping("3"), "ping after the device came back");
+    let v = skiff.stop();
+    assert_eq!(v["balanced"], true, "{v}");
+    assert_eq!(v["live"][1]["down"], 1, "{}", v["live"]);
+    assert_eq!(v["live"][1]["reopened"], 1, "{}", v["live"]);
+    assert_eq!(v["live"][0]["down"], 0, "{}", v["live"]);
+}
