@@ -265,6 +265,20 @@ fn operate_a_live_run() {
         dump,
         "[{\"formatted\":{\"key\":0,\"value\":3},\"key\":[\"0x00\",\"0x00\",\"0x00\",\"0x00\"],\"value\":[\"0x03\",\"0x00\",\"0x00\",\"0x00\"]}]\n"
     );
+    let (code, out, _) = live.skiff(&["map", "show"]);
+    assert_eq!(code, 0);
+    let names: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split("  name ").nth(1))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "tx_port  flags 0x80",
+            "tc_port  flags 0x0",
+            "flows  flags 0x0"
+        ]
+    );
     let (code, out, err) = live.skiff(&["map", "dump", "name", "nope"]);
     assert_eq!((code, out.as_str()), (1, ""));
     assert_eq!(

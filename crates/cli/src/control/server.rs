@@ -29,6 +29,9 @@ struct Job {
 
 /// How often the listener looks at its stop flag while no client comes.
 const ACCEPT_POLL: Duration = Duration::from_millis(20);
+/// How long a second client waits for the first to finish before it is
+/// told the run is busy.
+const TURN_WAIT: Duration = Duration::from_millis(500);
 /// How long a client's request may wait for the loop (it serves within
 /// 10 ms unless the datapath is stuck).
 const SERVE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -224,7 +227,7 @@ fn listen(l: UnixListener, jobs: SyncSender<Job>, stop: Arc<AtomicBool>) {
                 continue;
             }
         };
-        if busy.swap(true, Ordering::AcqRel) {
+        if !wait_turn(&busy) {
             let e = Reply::error(
                 "busy: another client is connected to this run (one at a time); try again",
             );
@@ -242,6 +245,21 @@ fn listen(l: UnixListener, jobs: SyncSender<Job>, stop: Arc<AtomicBool>) {
         if spawned.is_err() {
             busy.store(false, Ordering::Release);
         }
+    }
+}
+
+/// Takes the one client slot, waiting up to `TURN_WAIT` for a client that is
+/// finishing (its thread sees the close a moment after the next one connects).
+fn wait_turn(busy: &AtomicBool) -> bool {
+    let end = Instant::now() + TURN_WAIT;
+    loop {
+        if !busy.swap(true, Ordering::AcqRel) {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

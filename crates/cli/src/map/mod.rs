@@ -36,7 +36,8 @@ pub enum MapCmd {
 pub struct MapArgs {
     /// The eBPF object (ELF); with --run there is none (this is then the
     /// first keyword).
-    object: PathBuf,
+    #[arg(required_unless_present = "run")]
+    object: Option<PathBuf>,
     /// bpftool's keyword arguments: `name MAP`, `key HEX`, `value HEX` (hex
     /// bytes in memory order, as --map-update takes them; spaces allowed).
     words: Vec<String>,
@@ -160,10 +161,14 @@ impl MapSet {
 }
 
 fn load(a: &MapArgs) -> Result<MapSet> {
-    let bytes = std::fs::read(&a.object)
-        .with_context(|| format!("reading object {}", a.object.display()))?;
+    let object = a
+        .object
+        .as_deref()
+        .ok_or_else(|| anyhow!("map verbs want an OBJECT or --run"))?;
+    let bytes =
+        std::fs::read(object).with_context(|| format!("reading object {}", object.display()))?;
     let obj = skiff_object::Object::parse(&bytes)
-        .with_context(|| format!("loading {}", a.object.display()))?;
+        .with_context(|| format!("loading {}", object.display()))?;
     let coll = Collection::load(
         &obj,
         &LoadOptions {
@@ -217,8 +222,8 @@ fn remote(a: &MapArgs, verb: &str, run: &str) -> Result<(String, i32)> {
     if !a.map_update.is_empty() {
         bail!("--map-update is for an object; with --run use `skiff map update --run`");
     }
-    let mut words = vec![a.object.to_string_lossy().into_owned()];
-    words.extend(a.words.iter().cloned());
+    let first = a.object.iter().map(|o| o.to_string_lossy().into_owned());
+    let words: Vec<String> = first.chain(a.words.iter().cloned()).collect();
     let req = crate::control::Request::Map {
         verb: verb.to_string(),
         words,
