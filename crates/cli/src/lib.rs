@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod bench;
+pub mod control;
 pub mod coverage;
 pub mod diff;
 pub mod filter;
@@ -12,6 +13,7 @@ pub mod frames;
 pub mod harness;
 pub mod map;
 pub mod maps;
+pub mod stats;
 pub mod test;
 
 pub use harness::{bytes, Error, MapRef, Network, Outcome, Prog, ProgOutcome};

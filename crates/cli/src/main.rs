@@ -52,6 +52,17 @@ enum Command {
     /// frames into both, and print where skiff and the kernel differ
     /// (docs/diff.md). Exit 0 identical, 1 different, 2 could not run.
     Diff(skiff::diff::DiffArgs),
+    /// The counters of a running `skiff run --live` (docs/control.md), as a
+    /// replay's summary prints them: per device, hook and verdict, drops by
+    /// reason and where, the conservation line.
+    Stats {
+        /// NAME (/run/skiff/NAME.sock) or the socket's path.
+        #[arg(long, value_name = "NAME|PATH")]
+        run: String,
+        /// One JSON object (the summary's counters keys).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() {
@@ -64,6 +75,9 @@ fn main() {
         Command::Run(a) => run::main(a),
         Command::Test(a) => skiff::test::main(a),
         Command::Diff(a) => skiff::diff::main(a),
+        Command::Stats { run, json } => {
+            skiff::control::client::main(&run, &skiff::control::Request::Stats { json }, json)
+        }
     };
     std::process::exit(code);
 }

@@ -9,16 +9,40 @@ use skiff_object::{Object, ParseOptions, ProgType};
 use skiff_vm::{Collection, LoadOptions, Vm};
 
 use crate::maps;
+use skiff::control::Request;
 
 #[derive(Subcommand)]
 pub enum ProgCmd {
-    /// List the programs and maps of an object.
+    /// List the programs and maps of an object, or (--run) the programs
+    /// attached in a running datapath.
     Show {
-        object: PathBuf,
+        #[arg(required_unless_present = "run")]
+        object: Option<PathBuf>,
         #[command(flatten)]
         load: LoadArgs,
         #[arg(long)]
         json: bool,
+        /// A running `skiff run --live` (NAME: /run/skiff/NAME.sock, or a path).
+        #[arg(long, value_name = "NAME|PATH", conflicts_with = "object")]
+        run: Option<String>,
+    },
+    /// Attach a program of OBJECT to a hook of a running datapath (the run
+    /// loads and verifies it; maps pinned by name are shared).
+    Attach(AttachArgs),
+    /// Detach a program from a hook of a running datapath.
+    Detach {
+        /// A running `skiff run --live` (NAME or socket path).
+        #[arg(long, value_name = "NAME|PATH")]
+        run: String,
+        /// NETNS/DEV (or DEV in netns host).
+        #[arg(long)]
+        dev: String,
+        /// xdp, tc/ingress, tc/egress, netkit/primary or netkit/peer.
+        #[arg(long)]
+        hook: String,
+        /// The program, when the hook has several.
+        #[arg(long)]
+        prog: Option<String>,
     },
     /// Disassemble a program, bpftool-style.
     Dump {
@@ -45,6 +69,27 @@ pub enum ProgCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args)]
+pub struct AttachArgs {
+    /// A running `skiff run --live` (NAME: /run/skiff/NAME.sock, or a path).
+    #[arg(long, value_name = "NAME|PATH")]
+    run: String,
+    /// The eBPF object (ELF) holding the program.
+    object: PathBuf,
+    #[arg(long)]
+    prog: String,
+    /// NETNS/DEV (or DEV in netns host).
+    #[arg(long)]
+    dev: String,
+    /// xdp, tc/ingress, tc/egress (tcx), netkit/primary or netkit/peer.
+    #[arg(long)]
+    hook: String,
+    /// Take the place of the hook's program of the same name (or its only
+    /// one), as bpf_link_update: no packet in flight is lost.
+    #[arg(long)]
+    replace: bool,
 }
 
 #[derive(Args)]
@@ -159,7 +204,27 @@ fn pick_prog<'a>(obj: &'a Object, name: Option<&str>) -> Result<&'a skiff_object
 
 pub fn main(cmd: ProgCmd) -> i32 {
     let (json_mode, res) = match cmd {
-        ProgCmd::Show { object, load, json } => (json, show(&object, &load, json)),
+        ProgCmd::Show {
+            run: Some(run),
+            json,
+            ..
+        } => return skiff::control::client::main(&run, &Request::ProgShow { json }, json),
+        ProgCmd::Show {
+            object, load, json, ..
+        } => match object {
+            Some(o) => (json, show(&o, &load, json)),
+            None => (json, Err(anyhow!("prog show wants an OBJECT or --run"))),
+        },
+        ProgCmd::Attach(a) => return attach_remote(a),
+        ProgCmd::Detach {
+            run,
+            dev,
+            hook,
+            prog,
+        } => {
+            let req = Request::ProgDetach { dev, hook, prog };
+            return skiff::control::client::main(&run, &req, false);
+        }
         ProgCmd::Dump { object, prog, load } => (false, dump(&object, prog.as_deref(), &load)),
         ProgCmd::Run(args) => (args.json, run(&args)),
         ProgCmd::Verify {
@@ -201,6 +266,25 @@ pub(crate) fn type_name(t: ProgType) -> &'static str {
         ProgType::SchedCls => "sched_cls",
         ProgType::SchedAct => "sched_act",
     }
+}
+
+/// `prog attach --run`: the object's path made absolute for the server.
+fn attach_remote(a: AttachArgs) -> i32 {
+    let object = match std::path::absolute(&a.object) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("Error: {}: {e}", a.object.display());
+            return 1;
+        }
+    };
+    let req = Request::ProgAttach {
+        object,
+        prog: a.prog,
+        dev: a.dev,
+        hook: a.hook,
+        replace: a.replace,
+    };
+    skiff::control::client::main(&a.run, &req, false)
 }
 
 fn show(object: &Path, load: &LoadArgs, as_json: bool) -> Result<i32> {

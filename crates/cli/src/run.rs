@@ -94,6 +94,14 @@ pub struct RunArgs {
     /// --pcap-in files are injected as they are read.
     #[arg(long)]
     pub live: bool,
+    /// With --live: the control socket is RUN_DIR/NAME.sock (RUN_DIR
+    /// /run/skiff, or $SKIFF_RUN_DIR; docs/control.md). Default: the
+    /// topology file's stem.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// With --live: serve Prometheus metrics on GET http://ADDR:PORT/metrics.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -402,7 +410,17 @@ fn run(a: &RunArgs) -> Result<i32> {
         eprintln!("skiff run: warning: {w}");
     }
     if a.live {
-        return crate::live::run_live(a, &topo, &mut built, &mut crate::live::NoService);
+        let mut ctl = control(a, &topo, &built, load)?;
+        return crate::live::run_live(a, &topo, &mut built, &mut ctl);
+    }
+    if let Some(opt) = [
+        ("--name", a.name.is_some()),
+        ("--metrics", a.metrics.is_some()),
+    ]
+    .iter()
+    .find_map(|(o, on)| on.then_some(o))
+    {
+        bail!("{opt} is for a live run: add --live");
     }
     let maps = chosen_maps(named_maps(&topo, &built), &a.maps)?;
     let mut dp = built.dp;
@@ -664,6 +682,44 @@ fn run(a: &RunArgs) -> Result<i32> {
     summary(a, &dp, ran, &mut so, Extra::default())
 }
 
+/// A live run's control socket (and `--metrics`), its path printed.
+fn control(
+    a: &RunArgs,
+    topo: &Topology,
+    built: &skiff_topology::Built,
+    load: skiff_vm::LoadOptions,
+) -> Result<skiff::control::Control> {
+    let name = match &a.name {
+        Some(n) => n.clone(),
+        None => a
+            .topology
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        bail!("--name {name:?}: want a plain name (the socket is RUN_DIR/NAME.sock)");
+    }
+    let path = skiff::control::run_dir().join(format!("{name}.sock"));
+    let ctl = skiff::control::Control::start(&path, topo, built, load, a.metrics.as_deref())?;
+    eprintln!("skiff run --live: control socket {}", ctl.path().display());
+    if let Some(m) = ctl.metrics_addr() {
+        eprintln!("skiff run --live: metrics on http://{m}/metrics");
+    }
+    Ok(ctl)
+}
+
+/// The control socket serves between the live loop's batches.
+impl crate::live::LiveService for skiff::control::Control {
+    fn service(&mut self, built: &mut skiff_topology::Built) {
+        skiff::control::Control::service(self, built);
+    }
+
+    fn drop_sites(&self) -> skiff::stats::DropSites {
+        skiff::control::Control::drop_sites(self).clone()
+    }
+}
+
 /// with --trace: where each packet came in and where it ended
 pub(crate) struct Fate {
     first: String,
@@ -688,6 +744,9 @@ pub(crate) struct Ran<'a> {
 pub(crate) struct Extra {
     pub json: Option<(&'static str, serde_json::Value)>,
     pub text: String,
+    /// Drops counted before the run ended (by the control socket, which
+    /// drains the drop log); the log's remaining records are added.
+    pub drop_sites: skiff::stats::DropSites,
 }
 
 /// The summary after a run: per-device counters, drops by reason and where,
@@ -708,44 +767,20 @@ pub(crate) fn summary(
     } = ran;
     let report = dp.counters();
     let cons = report.conservation;
-    // drops grouped by reason and where
-    let mut sites: BTreeMap<(String, String, String, String), u64> = BTreeMap::new();
-    for d in dp.drops() {
-        let at = match d.insn {
-            Some(i) => format!("{} insn {i}", d.prog.as_deref().unwrap_or("-")),
-            None => d.prog.clone().unwrap_or_else(|| "-".into()),
-        };
-        *sites
-            .entry((
-                d.reason.to_string(),
-                dev_label(&d.netns, &d.iface, d.ifindex),
-                d.hook.to_string(),
-                at,
-            ))
-            .or_default() += 1;
-    }
+    // a live run's control socket counted the drops it drained so far
+    let mut sites = extra.drop_sites;
+    sites.add(dp, dp.drops());
     if a.json {
-        let mut v = serde_json::json!({
-            "topology": a.topology.display().to_string(),
-            "packets": total,
-            "conservation": cons,
-            "balanced": cons.balanced(),
-            "devices": report.devices,
-            "drops": report.drops,
-            "drop_sites": sites.iter().map(|((r, dev, hook, prog), n)| serde_json::json!({
-                "reason": r, "iface": dev, "hook": hook, "prog": prog, "packets": n
-            })).collect::<Vec<_>>(),
-            "pcap_out": transmitted_out,
-            "workers": report.cpu_polled.iter().enumerate().map(|(cpu, n)| serde_json::json!({
-                "cpu": cpu, "polled": n
-            })).collect::<Vec<_>>(),
-            "maps": maps_after(maps),
-            "tc": tc_json(dp),
-        });
-        if let (Some((k, x)), Some(o)) = (extra.json, v.as_object_mut()) {
-            o.insert(k.to_string(), x);
+        let mut v = skiff::stats::json_fields(&report, &sites);
+        v.insert("topology".into(), a.topology.display().to_string().into());
+        v.insert("packets".into(), total.into());
+        v.insert("pcap_out".into(), serde_json::json!(transmitted_out));
+        v.insert("maps".into(), maps_after(maps));
+        v.insert("tc".into(), tc_json(dp));
+        if let Some((k, x)) = extra.json {
+            v.insert(k.to_string(), x);
         }
-        writeln!(so, "{v}")?;
+        writeln!(so, "{}", serde_json::Value::Object(v))?;
     } else {
         if a.trace {
             writeln!(so, "\nwhere every packet went (first seen -> end):")?;
@@ -754,57 +789,13 @@ pub(crate) fn summary(
             }
             writeln!(so)?;
         }
-        writeln!(
-            so,
-            "{:<16} {:>7}  {:<12} {:<16} {:>8} {:>10}",
-            "device", "ifindex", "hook", "verdict", "packets", "bytes"
-        )?;
-        for d in &report.devices {
-            let name = format!("{}/{}", d.netns, d.name);
-            writeln!(
-                so,
-                "{:<16} {:>7}  {:<12} rx {} pkts {} bytes ({} dropped), tx {} pkts {} bytes ({} dropped)",
-                name,
-                d.ifindex,
-                "stats",
-                d.stats.rx_packets,
-                d.stats.rx_bytes,
-                d.stats.rx_dropped,
-                d.stats.tx_packets,
-                d.stats.tx_bytes,
-                d.stats.tx_dropped
-            )?;
-            for (hook, verdicts) in &d.hooks {
-                for (verdict, pb) in verdicts {
-                    writeln!(
-                        so,
-                        "{:<16} {:>7}  {:<12} {:<16} {:>8} {:>10}",
-                        name, d.ifindex, hook, verdict, pb.packets, pb.bytes
-                    )?;
-                }
-            }
-        }
-        if !sites.is_empty() {
-            writeln!(so, "\ndrops (reason, where):")?;
-            for ((r, dev, hook, prog), n) in &sites {
-                writeln!(so, "  {n:>6}  {r:<28} {dev} {hook} {prog}")?;
-            }
-        }
+        skiff::stats::write_devices(so, &report)?;
+        skiff::stats::write_drop_sites(so, &sites)?;
         for (path, n) in transmitted_out {
             writeln!(so, "wrote {n} packets to {path}")?;
         }
         write!(so, "{}", extra.text)?;
-        writeln!(
-            so,
-            "\nconservation: in {} + originated {} = transmitted {} + delivered {} + dropped {} + in flight {}{}",
-            cons.input,
-            cons.originated,
-            cons.transmitted,
-            cons.delivered,
-            cons.dropped,
-            cons.in_flight,
-            if cons.balanced() { "" } else { "  NOT BALANCED" }
-        )?;
+        skiff::stats::write_conservation(so, &report)?;
     }
     if a.tc_stats {
         write!(so, "{}", tc_text(dp))?;
@@ -952,11 +943,3 @@ fn tc_text(dp: &Datapath) -> String {
     out
 }
 
-/// A device in the drop summary: `NAME(IFINDEX)` in `host`, as the topology
-/// file names it, else `NETNS/NAME(IFINDEX)` (ifindexes are per namespace).
-fn dev_label(netns: &str, iface: &str, ifindex: u32) -> String {
-    match netns {
-        "host" => format!("{iface}({ifindex})"),
-        ns => format!("{ns}/{iface}({ifindex})"),
-    }
-}

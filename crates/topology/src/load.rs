@@ -63,36 +63,49 @@ impl Topology {
         opts: &LoadOptions,
         ifindex: IfindexOf,
     ) -> Result<Vec<LoadedObject>, TopologyError> {
-        let possible_cpus = opts.possible_cpus;
         let mut pinned: HashMap<String, Arc<Map>> = HashMap::new();
         let mut out = Vec::new();
         for o in &self.objects {
-            let oerr = |msg: String| {
-                o.loc
-                    .error(&self.file, format!("{}: {msg}", o.path.display()))
-            };
-            let (maps, reused) = create_maps(o, &mut pinned, possible_cpus).map_err(oerr)?;
-            let refs: Vec<Arc<Map>> = maps.iter().map(|(_, m)| m.clone()).collect();
-            let mut programs = Vec::new();
-            for p in &o.object.programs {
-                let prog = Program::load_object(&o.object.license, p, &refs, opts)
-                    .map_err(|e| oerr(e.to_string()))?;
-                programs.push(Arc::new(prog));
-            }
-            let loaded = LoadedObject {
-                path: o.path.clone(),
-                maps,
-                programs,
-            };
-            for spec in &o.object.maps {
-                fill_slots(&loaded, spec, reused.contains(&spec.name)).map_err(oerr)?;
-            }
-            for d in &o.maps {
-                self.write_entries(&loaded, d, ifindex)?;
-            }
-            out.push(loaded);
+            out.push(self.load_object(o, &mut pinned, opts, ifindex)?);
         }
         Ok(out)
+    }
+
+    /// One object as `load_objects_with` loads each: a map whose decl has a
+    /// pin name in `pinned` is that map, a new pinned one joins `pinned`.
+    /// Also how a running datapath loads an object attached later (`skiff
+    /// prog attach --run`), with the pins of the objects loaded before.
+    pub fn load_object(
+        &self,
+        o: &ObjectDecl,
+        pinned: &mut HashMap<String, Arc<Map>>,
+        opts: &LoadOptions,
+        ifindex: IfindexOf,
+    ) -> Result<LoadedObject, TopologyError> {
+        let oerr = |msg: String| {
+            o.loc
+                .error(&self.file, format!("{}: {msg}", o.path.display()))
+        };
+        let (maps, reused) = create_maps(o, pinned, opts.possible_cpus).map_err(oerr)?;
+        let refs: Vec<Arc<Map>> = maps.iter().map(|(_, m)| m.clone()).collect();
+        let mut programs = Vec::new();
+        for p in &o.object.programs {
+            let prog = Program::load_object(&o.object.license, p, &refs, opts)
+                .map_err(|e| oerr(e.to_string()))?;
+            programs.push(Arc::new(prog));
+        }
+        let loaded = LoadedObject {
+            path: o.path.clone(),
+            maps,
+            programs,
+        };
+        for spec in &o.object.maps {
+            fill_slots(&loaded, spec, reused.contains(&spec.name)).map_err(oerr)?;
+        }
+        for d in &o.maps {
+            self.write_entries(&loaded, d, ifindex)?;
+        }
+        Ok(loaded)
     }
 
     /// A map's initial entries from the file.

@@ -251,8 +251,10 @@ impl Attached {
                     frags: false,
                     insns,
                     lines: Vec::new(),
+                    funcs: Vec::new(),
                 }],
                 maps: Vec::new(),
+                skipped: Vec::new(),
             };
             self.l3_pkt_type = Some(KernelObject::load(&obj)?);
         }

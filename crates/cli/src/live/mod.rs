@@ -30,13 +30,11 @@ use port::{Port, WireDrop};
 /// packet and lose none.
 pub trait LiveService {
     fn service(&mut self, built: &mut Built);
-}
-
-/// The service of a run without a control socket.
-pub struct NoService;
-
-impl LiveService for NoService {
-    fn service(&mut self, _: &mut Built) {}
+    /// The drops the service counted from the drop log it drained, for the
+    /// summary (the log's remaining records are added to them).
+    fn drop_sites(&self) -> skiff::stats::DropSites {
+        Default::default()
+    }
 }
 
 /// The longest the loop sleeps in poll(): the service's period.
@@ -85,7 +83,8 @@ pub fn run_live(
     let dp = &mut built.dp;
     transmit(dp, &mut ports);
     discard_records(dp);
-    let extra = report(&ports);
+    let mut extra = report(&ports);
+    extra.drop_sites = service.drop_sites();
     let stdout = std::io::stdout();
     let mut so = stdout.lock();
     let ran = crate::run::Ran {
@@ -241,5 +240,6 @@ fn report(ports: &[Port]) -> Extra {
     Extra {
         json: Some(("live", serde_json::Value::Array(json))),
         text,
+        ..Default::default()
     }
 }

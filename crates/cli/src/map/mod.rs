@@ -7,6 +7,7 @@
 mod btf;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{Args, Subcommand};
@@ -33,8 +34,10 @@ pub enum MapCmd {
 
 #[derive(Args)]
 pub struct MapArgs {
-    /// The eBPF object (ELF).
-    object: PathBuf,
+    /// The eBPF object (ELF); with --run there is none (this is then the
+    /// first keyword).
+    #[arg(required_unless_present = "run")]
+    object: Option<PathBuf>,
     /// bpftool's keyword arguments: `name MAP`, `key HEX`, `value HEX` (hex
     /// bytes in memory order, as --map-update takes them; spaces allowed).
     words: Vec<String>,
@@ -44,6 +47,11 @@ pub struct MapArgs {
     /// Print as `bpftool -j`.
     #[arg(long)]
     json: bool,
+    /// The maps of a running `skiff run --live` (NAME: /run/skiff/NAME.sock,
+    /// or the socket's path), named as its `--json` "maps" keys them (the
+    /// pin name or OBJECT/MAP; a bare MAP when only one object has it).
+    #[arg(long, value_name = "NAME|PATH")]
+    run: Option<String>,
 }
 
 /// The keyword arguments.
@@ -86,16 +94,81 @@ fn possible_cpus() -> usize {
         .unwrap_or(1)
 }
 
-struct Loaded {
-    coll: Collection,
-    btf: Option<MapBtf>,
+/// One map a verb can name, and the BTF of the object it came from (with
+/// its name there) for `"formatted"`.
+pub struct NamedMap {
+    pub name: String,
+    pub map: Arc<Map>,
+    btf: Option<(Arc<MapBtf>, String)>,
 }
 
-fn load(a: &MapArgs) -> Result<Loaded> {
-    let bytes = std::fs::read(&a.object)
-        .with_context(|| format!("reading object {}", a.object.display()))?;
+/// The maps a verb works on: an object's, or a running datapath's.
+#[derive(Default)]
+pub struct MapSet {
+    pub maps: Vec<NamedMap>,
+}
+
+impl MapSet {
+    /// An object's maps, by their names in it.
+    fn of_object(maps: &[(String, Arc<Map>)], btf: Option<MapBtf>) -> MapSet {
+        let btf = btf.map(Arc::new);
+        MapSet {
+            maps: maps
+                .iter()
+                .map(|(n, m)| NamedMap {
+                    name: n.clone(),
+                    map: m.clone(),
+                    btf: btf.clone().map(|b| (b, n.clone())),
+                })
+                .collect(),
+        }
+    }
+
+    /// Adds `name` for `map`, which the object `elf` names `in_object`
+    /// (nothing if a map of that name is there already).
+    pub fn add(&mut self, name: String, map: Arc<Map>, elf: Option<&[u8]>, in_object: &str) {
+        if self.maps.iter().any(|m| m.name == name) {
+            return;
+        }
+        let btf = elf
+            .and_then(MapBtf::load)
+            .map(|b| (Arc::new(b), in_object.to_string()));
+        self.maps.push(NamedMap { name, map, btf });
+    }
+
+    /// By its name, or a bare MAP for the one OBJECT/MAP.
+    fn find(&self, n: &str) -> Result<&NamedMap> {
+        if let Some(m) = self.maps.iter().find(|m| m.name == n) {
+            return Ok(m);
+        }
+        let tail: Vec<&NamedMap> = self
+            .maps
+            .iter()
+            .filter(|m| m.name.rsplit('/').next() == Some(n))
+            .collect();
+        match tail.as_slice() {
+            [one] => Ok(one),
+            _ => {
+                let all: Vec<&str> = self.maps.iter().map(|m| m.name.as_str()).collect();
+                let why = match tail.is_empty() {
+                    true => "no map named",
+                    false => "more than one map ends in",
+                };
+                Err(anyhow!("{why} {n:?} (maps: {})", all.join(", ")))
+            }
+        }
+    }
+}
+
+fn load(a: &MapArgs) -> Result<MapSet> {
+    let object = a
+        .object
+        .as_deref()
+        .ok_or_else(|| anyhow!("map verbs want an OBJECT or --run"))?;
+    let bytes =
+        std::fs::read(object).with_context(|| format!("reading object {}", object.display()))?;
     let obj = skiff_object::Object::parse(&bytes)
-        .with_context(|| format!("loading {}", a.object.display()))?;
+        .with_context(|| format!("loading {}", object.display()))?;
     let coll = Collection::load(
         &obj,
         &LoadOptions {
@@ -108,10 +181,7 @@ fn load(a: &MapArgs) -> Result<Loaded> {
             maps::update(&coll, m, k, v)?;
         }
     }
-    Ok(Loaded {
-        coll,
-        btf: MapBtf::load(&bytes),
-    })
+    Ok(MapSet::of_object(&coll.maps, MapBtf::load(&bytes)))
 }
 
 pub fn main(cmd: MapCmd) -> i32 {
@@ -122,69 +192,91 @@ pub fn main(cmd: MapCmd) -> i32 {
         MapCmd::Update(a) => (a, "update"),
         MapCmd::Delete(a) => (a, "delete"),
     };
-    match run(a, verb) {
-        Ok(code) => code,
+    let result = match &a.run {
+        Some(run) => remote(a, verb, run),
+        None => load(a).and_then(|set| execute(&set, verb, &a.words, a.json)),
+    };
+    match result {
+        Ok((out, code)) => {
+            print!("{out}");
+            code
+        }
         Err(e) => {
-            if a.json {
-                println!("{}", json!({ "error": format!("{e:#}") }));
-            } else {
-                eprintln!("Error: {e:#}");
-            }
+            print_error(a.json, &format!("{e:#}"));
             1
         }
     }
 }
 
-fn run(a: &MapArgs, verb: &str) -> Result<i32> {
-    let w = words(&a.words)?;
-    let l = load(a)?;
-    let map = |w: &Words| -> Result<(String, std::sync::Arc<Map>)> {
+/// An error as `skiff map` prints it: `{"error": ...}` on stdout with --json.
+pub fn print_error(as_json: bool, e: &str) {
+    if as_json {
+        println!("{}", json!({ "error": e }));
+    } else {
+        eprintln!("Error: {e}");
+    }
+}
+
+/// The verb sent to a running datapath (`--run`): OBJECT is the first word.
+fn remote(a: &MapArgs, verb: &str, run: &str) -> Result<(String, i32)> {
+    if !a.map_update.is_empty() {
+        bail!("--map-update is for an object; with --run use `skiff map update --run`");
+    }
+    let first = a.object.iter().map(|o| o.to_string_lossy().into_owned());
+    let words: Vec<String> = first.chain(a.words.iter().cloned()).collect();
+    let req = crate::control::Request::Map {
+        verb: verb.to_string(),
+        words,
+        json: a.json,
+    };
+    crate::control::client::call(run, &req)
+}
+
+/// One verb on `set` with bpftool's keyword arguments: what it prints and
+/// its exit code (what `skiff map` and a running datapath's control socket
+/// both answer).
+pub fn execute(set: &MapSet, verb: &str, words_in: &[String], json: bool) -> Result<(String, i32)> {
+    let w = words(words_in)?;
+    let map = |w: &Words| -> Result<&NamedMap> {
         let n = w
             .name
             .as_deref()
             .ok_or_else(|| anyhow!("{verb} wants name MAP"))?;
-        let m = l.coll.map(n).map_err(|_| {
-            let all: Vec<&str> = l.coll.maps.iter().map(|(n, _)| n.as_str()).collect();
-            anyhow!("no map named {n:?} (maps: {})", all.join(", "))
-        })?;
-        Ok((n.to_string(), m.clone()))
+        set.find(n)
     };
     let key = |w: &Words| w.key.clone().ok_or_else(|| anyhow!("{verb} wants key HEX"));
-    match verb {
-        "show" => show(&l, w.name.as_deref(), a.json),
-        "dump" => {
-            let (n, m) = map(&w)?;
-            dump(&l, &n, &m, a.json)
-        }
-        "lookup" => {
-            let (n, m) = map(&w)?;
-            lookup(&l, &n, &m, &key(&w)?, a.json)
-        }
+    let mut out = String::new();
+    let code = match verb {
+        "show" => show(&mut out, set, w.name.as_deref(), json)?,
+        "dump" => dump(&mut out, map(&w)?, json)?,
+        "lookup" => lookup(&mut out, map(&w)?, &key(&w)?, json)?,
         "update" => {
-            let (_, m) = map(&w)?;
+            let m = map(&w)?;
             let v = w
                 .value
                 .clone()
                 .ok_or_else(|| anyhow!("update wants value HEX"))?;
-            maps::update_bytes(&m, &key(&w)?, &v).map_err(|e| anyhow!("update failed: {e}"))?;
-            print_done(a.json);
-            Ok(0)
+            maps::update_bytes(&m.map, &key(&w)?, &v).map_err(|e| anyhow!("update failed: {e}"))?;
+            done(&mut out, json)
         }
-        _ => {
-            let (_, m) = map(&w)?;
-            m.sys_delete(&key(&w)?)
+        "delete" => {
+            let m = map(&w)?;
+            m.map
+                .sys_delete(&key(&w)?)
                 .map_err(|e| anyhow!("delete failed: {}", maps::errno_name(e)))?;
-            print_done(a.json);
-            Ok(0)
+            done(&mut out, json)
         }
-    }
+        other => bail!("unknown map verb {other:?} (show, dump, lookup, update, delete)"),
+    };
+    Ok((out, code))
 }
 
 /// bpftool -j prints `null` for a command with nothing to say.
-fn print_done(json: bool) {
+fn done(out: &mut String, json: bool) -> i32 {
     if json {
-        println!("null");
+        out.push_str("null\n");
     }
+    0
 }
 
 fn show_json(m: &Map) -> Value {
@@ -201,37 +293,50 @@ fn show_json(m: &Map) -> Value {
     })
 }
 
-fn show(l: &Loaded, name: Option<&str>, as_json: bool) -> Result<i32> {
-    let chosen: Vec<&std::sync::Arc<Map>> = match name {
-        Some(n) => vec![l.coll.map(n).map_err(|_| anyhow!("no map named {n:?}"))?],
-        None => l.coll.maps.iter().map(|(_, m)| m).collect(),
+fn show(out: &mut String, set: &MapSet, name: Option<&str>, as_json: bool) -> Result<i32> {
+    let chosen: Vec<&NamedMap> = match name {
+        Some(n) => vec![set.find(n)?],
+        None => set.maps.iter().collect(),
     };
     if as_json {
-        let v: Vec<Value> = chosen.iter().map(|m| show_json(m)).collect();
+        let v: Vec<Value> = chosen.iter().map(|m| show_json(&m.map)).collect();
         match (name, v.as_slice()) {
-            (Some(_), [one]) => println!("{one}"),
-            _ => println!("{}", Value::Array(v)),
+            (Some(_), [one]) => line(out, one),
+            _ => line(out, Value::Array(v)),
         }
         return Ok(0);
     }
     for m in chosen {
-        let a = m.attr();
-        println!(
-            "{}: {}  name {}  flags 0x{:x}",
-            m.id(),
-            a.map_type.name(),
-            a.name,
-            a.map_flags
+        let (a, m) = (m.map.attr(), &m.map);
+        line(
+            out,
+            format_args!(
+                "{}: {}  name {}  flags 0x{:x}",
+                m.id(),
+                a.map_type.name(),
+                a.name,
+                a.map_flags
+            ),
         );
-        println!(
-            "\tkey {}B  value {}B  max_entries {}",
-            a.key_size, a.value_size, a.max_entries
+        line(
+            out,
+            format_args!(
+                "\tkey {}B  value {}B  max_entries {}",
+                a.key_size, a.value_size, a.max_entries
+            ),
         );
         if m.is_frozen() {
-            println!("\tfrozen");
+            line(out, "\tfrozen");
         }
     }
     Ok(0)
+}
+
+/// `println!` into the verb's output.
+fn line(out: &mut String, s: impl std::fmt::Display) {
+    use std::fmt::Write as _;
+    // writing into a String cannot fail
+    let _ = writeln!(out, "{s}");
 }
 
 /// bpftool's JSON bytes: ["0x0a", "0x00", ...].
@@ -240,8 +345,11 @@ fn hex_bytes(b: &[u8]) -> Value {
 }
 
 /// One entry as `bpftool -j map dump` prints it.
-fn entry_json(l: &Loaded, name: &str, k: &[u8], v: &MapValue) -> Value {
-    let types = l.btf.as_ref().and_then(|b| b.types(name).map(|t| (b, t)));
+fn entry_json(m: &NamedMap, k: &[u8], v: &MapValue) -> Value {
+    let types = m
+        .btf
+        .as_ref()
+        .and_then(|(b, name)| b.types(name).map(|t| (b, t)));
     let mut o = serde_json::Map::new();
     o.insert("key".into(), hex_bytes(k));
     let mut f = serde_json::Map::new();
@@ -302,40 +410,40 @@ fn entry_text(k: &[u8], v: &MapValue) -> String {
     }
 }
 
-fn dump(l: &Loaded, name: &str, m: &Map, as_json: bool) -> Result<i32> {
-    if m.attr().map_type == skiff_maps::MapType::Ringbuf {
+fn dump(out: &mut String, m: &NamedMap, as_json: bool) -> Result<i32> {
+    if m.map.attr().map_type == skiff_maps::MapType::Ringbuf {
         bail!("not supported: dumping a ring buffer (it has no keys; `prog run --json` shows its records)");
     }
-    let entries = m.dump();
+    let entries = m.map.dump();
     if as_json {
-        let v: Vec<Value> = entries
-            .iter()
-            .map(|(k, v)| entry_json(l, name, k, v))
-            .collect();
-        println!("{}", Value::Array(v));
+        let v: Vec<Value> = entries.iter().map(|(k, v)| entry_json(m, k, v)).collect();
+        line(out, Value::Array(v));
         return Ok(0);
     }
     for (k, v) in &entries {
-        println!("{}", entry_text(k, v));
+        line(out, entry_text(k, v));
     }
     let n = entries.len();
-    println!("Found {n} element{}", if n == 1 { "" } else { "s" });
+    line(
+        out,
+        format_args!("Found {n} element{}", if n == 1 { "" } else { "s" }),
+    );
     Ok(0)
 }
 
-fn lookup(l: &Loaded, name: &str, m: &Map, key: &[u8], as_json: bool) -> Result<i32> {
-    match m.sys_lookup(key) {
+fn lookup(out: &mut String, m: &NamedMap, key: &[u8], as_json: bool) -> Result<i32> {
+    match m.map.sys_lookup(key) {
         Ok(v) => {
             match as_json {
-                true => println!("{}", entry_json(l, name, key, &v)),
-                false => println!("{}", entry_text(key, &v)),
+                true => line(out, entry_json(m, key, &v)),
+                false => line(out, entry_text(key, &v)),
             }
             Ok(0)
         }
         Err(2) => {
             match as_json {
-                true => println!("null"),
-                false => println!("key:\n{}\n\nNot found", spaced(key)),
+                true => line(out, "null"),
+                false => line(out, format_args!("key:\n{}\n\nNot found", spaced(key))),
             }
             Ok(1)
         }

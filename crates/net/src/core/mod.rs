@@ -43,6 +43,7 @@ pub(crate) mod cpu;
 mod dev;
 pub mod flow;
 pub mod gro;
+mod links;
 mod napi;
 mod rtnl;
 mod rtnl_cls;
@@ -69,6 +70,7 @@ pub use action::{NetkitAction, TcAction, XdpAction};
 pub use counters::{
     Conservation, CountersReport, DevStats, DeviceReport, DropRecord, Hook, PktBytes,
 };
+pub use links::{AttachedProg, QueueDepth};
 pub use rtnl_cls::{FilterCmd, FilterParent, FilterShow};
 pub use rtnl_tc::{ClassCmd, QdiscCmd, TcParent};
 pub use tc::{MprogOrder, TcAttach, TcDirection};
