@@ -3,8 +3,8 @@
 
 use std::net::IpAddr;
 
-use skiff_net::netfilter::x_tables::{Policy, XtChain, XtCounters, XtTable};
-use skiff_net::netfilter::{HookFn, NfHook, NfHookOps, NfProto, TableId, NF_MAX_HOOKS};
+use skiff_net::netfilter::x_tables::{Policy, TableTemplate, XtCounters};
+use skiff_net::netfilter::{NfHook, NfProto, TableId};
 use skiff_net::stack::*;
 use skiff_net::DropReason;
 use skiff_wire::{checksum, EthernetRepr, Ipv4Packet, Ipv4Repr, UdpPacket, IPPROTO_UDP};
@@ -84,28 +84,16 @@ fn meta() -> RxMeta {
 
 /// A table on one hook whose built-in chain has `policy`, registered at `prio`.
 fn add_table(s: &mut HostStack, name: &str, hook: NfHook, prio: i32, policy: Policy) -> usize {
-    let nf = s.netfilter_mut();
-    let mut hook_chain = [None; NF_MAX_HOOKS];
-    hook_chain[hook.index()] = Some(0);
-    nf.tables.push(XtTable {
-        name: name.into(),
-        family: NfProto::Ipv4,
-        chains: vec![XtChain {
-            name: hook.chain_name().into(),
-            policy: Some(policy),
-            policy_counters: XtCounters::default(),
-        }],
-        hook_chain,
-    });
-    let t = nf.tables.len() - 1;
-    nf.register_hook(NfHookOps {
-        pf: NfProto::Ipv4,
-        hook,
+    let hooks: &'static [NfHook] = std::slice::from_ref(Box::leak(Box::new(hook)));
+    let name: &'static str = Box::leak(name.to_string().into_boxed_str());
+    let t = TableTemplate {
+        name,
+        hooks,
         priority: prio,
-        dev: None,
-        hook_fn: HookFn::Table(TableId(t)),
-    })
-    .unwrap();
+    };
+    let nf = s.netfilter_mut();
+    let TableId(t) = nf.table(NfProto::Ipv4, &t).unwrap();
+    nf.tables[t].chains[0].policy = Some(policy);
     t
 }
 

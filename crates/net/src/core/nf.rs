@@ -32,6 +32,8 @@ impl Cpu<'_> {
             in_name: name.filter(|_| ingress),
             out_name: name.filter(|_| !ingress),
             now_ns: pkt.ts,
+            // No route lookup at the device hooks.
+            addr_types: (0, 0),
         };
         let (mut mark, mut nfct) = (pkt.skb.mark, None);
         let v = {

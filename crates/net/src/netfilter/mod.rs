@@ -8,10 +8,22 @@
 //! ones); the device path calls it at the netdev ingress and egress hooks.
 
 pub mod conntrack;
+pub mod ip_tables;
+pub mod ipt_reject;
+pub mod targets;
 pub mod x_tables;
+pub mod xt_addrtype;
+pub mod xt_comment;
+pub mod xt_log;
+pub mod xt_mark;
+pub mod xt_match;
+pub mod xt_multiport;
+pub mod xt_statistic;
+pub mod xt_tcpudp;
 
 use conntrack::{Conntrack, NfCt};
-use x_tables::XtTable;
+use ipt_reject::RejectWith;
+use x_tables::{TableTemplate, XtTable};
 
 /// include/uapi/linux/netfilter.h NFPROTO_*: the family a hook list belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -158,6 +170,9 @@ pub struct NfHookState {
     pub in_name: Option<IfName>,
     pub out_name: Option<IfName>,
     pub now_ns: u64,
+    /// XT_ADDRTYPE_* bits of the source and destination addresses (the
+    /// stack's inet_addr_type), for `-m addrtype`; 0 where unknown.
+    pub addr_types: (u16, u16),
 }
 
 /// The packet as the hooks see it: the L3 packet (from the IP header), its
@@ -190,6 +205,29 @@ pub struct NfHookOps {
     pub hook_fn: HookFn,
 }
 
+/// A reply a REJECT target asked for: the stack sends it after the hook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NfReply {
+    pub with: RejectWith,
+    pub pf: NfProto,
+    pub hook: NfHook,
+    pub in_ifindex: Option<u32>,
+    /// The rejected packet (L3).
+    pub pkt: Vec<u8>,
+}
+
+/// One hook entry a packet crossed, for the datapath's trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NfTraceEntry {
+    pub pf: NfProto,
+    pub hook: NfHook,
+    pub hook_fn: HookFn,
+    pub verdict: NfVerdict,
+}
+
+/// How many LOG lines a namespace keeps (the oldest go first).
+pub const LOG_LINES_MAX: usize = 10_000;
+
 /// Per namespace: the hook entries per (pf, hook) sorted by priority, the
 /// tables, the conntrack table.
 #[derive(Debug, Default)]
@@ -197,6 +235,41 @@ pub struct Netfilter {
     hooks: [[Vec<NfHookOps>; NF_MAX_HOOKS]; 3],
     pub tables: Vec<XtTable>,
     pub conntrack: Conntrack,
+    /// The seed-driven generator `-m statistic --mode random` draws from
+    /// (the kernel's get_random_u32), so a replay makes the same choices.
+    prandom: u64,
+    /// REJECT replies waiting for the stack.
+    pub replies: Vec<NfReply>,
+    /// LOG lines, oldest first.
+    pub log: std::collections::VecDeque<String>,
+    /// Record each entry a packet crosses in `trace_log`.
+    pub trace: bool,
+    pub trace_log: Vec<NfTraceEntry>,
+}
+
+/// What the rule tables' matches and targets may use besides the packet.
+pub struct XtEnv<'a> {
+    prandom: &'a mut u64,
+    pub replies: &'a mut Vec<NfReply>,
+    log: &'a mut std::collections::VecDeque<String>,
+}
+
+impl XtEnv<'_> {
+    /// A 32-bit draw (splitmix64 of the namespace's state).
+    pub fn prandom_u32(&mut self) -> u32 {
+        *self.prandom = self.prandom.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *self.prandom;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 32) as u32
+    }
+
+    pub fn log_line(&mut self, line: String) {
+        if self.log.len() >= LOG_LINES_MAX {
+            self.log.pop_front();
+        }
+        self.log.push_back(line);
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -210,6 +283,47 @@ pub enum NfError {
 impl Netfilter {
     pub fn new() -> Netfilter {
         Netfilter::default()
+    }
+
+    /// Seeds the generator `-m statistic --mode random` draws from.
+    pub fn set_seed(&mut self, seed: u64) {
+        self.prandom = seed;
+    }
+
+    /// The family's built-in table `t`, made and registered on its hooks
+    /// the first time (the kernel loads iptable_nat etc. on first use).
+    pub fn table(&mut self, pf: NfProto, t: &TableTemplate) -> Result<TableId, NfError> {
+        if let Some(i) = self
+            .tables
+            .iter()
+            .position(|x| x.family == pf && x.name == t.name)
+        {
+            return Ok(TableId(i));
+        }
+        let id = TableId(self.tables.len());
+        self.tables.push(XtTable::builtin(pf, t));
+        for &hook in t.hooks {
+            self.register_hook(NfHookOps {
+                pf,
+                hook,
+                priority: x_tables::table_hook_priority(t, hook),
+                dev: None,
+                hook_fn: HookFn::Table(id),
+            })?;
+        }
+        Ok(id)
+    }
+
+    /// The table of family `pf` named `name`, if made.
+    pub fn find_table(&self, pf: NfProto, name: &str) -> Option<&XtTable> {
+        self.tables
+            .iter()
+            .find(|x| x.family == pf && x.name == name)
+    }
+
+    /// The REJECT replies to send, in order.
+    pub fn take_replies(&mut self) -> Vec<NfReply> {
+        std::mem::take(&mut self.replies)
     }
 
     /// net/netfilter/core.c nf_register_net_hook: inserted after the
@@ -270,11 +384,45 @@ impl Netfilter {
 
 /// One entry's function on the packet (nf_hook_entry_hookfn).
 fn run_entry(nf: &mut Netfilter, f: HookFn, skb: &mut NfSkb, st: &NfHookState) -> NfVerdict {
-    match f {
-        HookFn::Table(TableId(t)) => match nf.tables.get_mut(t) {
-            Some(table) => x_tables::ipt_do_table(table, skb, st),
-            // An entry whose table is gone accepts, as an unregistered hook would.
-            None => NfVerdict::Accept,
+    let v = match f {
+        HookFn::Table(t) => do_table(nf, t, skb, st).verdict,
+    };
+    if nf.trace {
+        nf.trace_log.push(NfTraceEntry {
+            pf: st.pf,
+            hook: st.hook,
+            hook_fn: f,
+            verdict: v,
+        });
+    }
+    v
+}
+
+/// ipt_do_table on table `t` of `nf`.
+pub fn do_table(
+    nf: &mut Netfilter,
+    TableId(t): TableId,
+    skb: &mut NfSkb,
+    st: &NfHookState,
+) -> x_tables::XtResult {
+    let Netfilter {
+        tables,
+        prandom,
+        replies,
+        log,
+        ..
+    } = nf;
+    let mut env = XtEnv {
+        prandom,
+        replies,
+        log,
+    };
+    match tables.get_mut(t) {
+        Some(table) => x_tables::ipt_do_table(table, skb, st, &mut env),
+        // An entry whose table is gone accepts, as an unregistered hook would.
+        None => x_tables::XtResult {
+            verdict: NfVerdict::Accept,
+            rule: None,
         },
     }
 }

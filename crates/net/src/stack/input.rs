@@ -195,7 +195,7 @@ impl HostStack {
         }
         let ip = Ipv4Packet::new_unchecked(&pkt[..usize::from(ip.total_len())]);
         let mut nf_buf = Vec::new();
-        let ip = match self.nf_rx4(NfHook::PreRouting, ifindex, ip, &mut meta, &mut nf_buf) {
+        let ip = match self.nf_rx4(NfHook::PreRouting, ifindex, ip, &mut meta, &mut nf_buf, out) {
             Ok(ip) => ip,
             Err(fate) => return fate,
         };
@@ -356,9 +356,14 @@ impl HostStack {
                 out,
             );
         }
-        if let Some(fate) =
-            self.nf_forward(NfProto::Ipv4, ifindex, res.ifindex, &mut frame, &mut meta)
-        {
+        if let Some(fate) = self.nf_forward(
+            NfProto::Ipv4,
+            ifindex,
+            res.ifindex,
+            &mut frame,
+            &mut meta,
+            out,
+        ) {
             return fate;
         }
         if len <= mtu {
@@ -433,7 +438,7 @@ impl HostStack {
         out: &mut Vec<StackOutput>,
     ) -> Fate {
         let mut nf_buf = Vec::new();
-        let ip = match self.nf_rx4(NfHook::LocalIn, ifindex, ip, &mut meta, &mut nf_buf) {
+        let ip = match self.nf_rx4(NfHook::LocalIn, ifindex, ip, &mut meta, &mut nf_buf, out) {
             Ok(ip) => ip,
             Err(fate) => return fate,
         };
@@ -604,7 +609,7 @@ impl HostStack {
         let nh = r.gateway.unwrap_or(IpAddr::V4(dst));
         let mut frame = frame;
         if self
-            .nf_local_out(NfProto::Ipv4, r.ifindex, &mut frame)
+            .nf_local_out(NfProto::Ipv4, r.ifindex, &mut frame, out)
             .is_some()
         {
             return false;
@@ -671,7 +676,7 @@ impl HostStack {
         };
         let mut frame = ipv4_frame(&h, &msg);
         if self
-            .nf_local_out(NfProto::Ipv4, r.ifindex, &mut frame)
+            .nf_local_out(NfProto::Ipv4, r.ifindex, &mut frame, out)
             .is_some()
         {
             return;

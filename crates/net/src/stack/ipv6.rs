@@ -68,7 +68,7 @@ impl HostStack {
         let ip =
             Ipv6Packet::new_unchecked(&pkt[..ipv6::HEADER_LEN + usize::from(ip.payload_len())]);
         let mut nf_buf = Vec::new();
-        let ip = match self.nf_rx6(NfHook::PreRouting, ifindex, ip, &mut meta, &mut nf_buf) {
+        let ip = match self.nf_rx6(NfHook::PreRouting, ifindex, ip, &mut meta, &mut nf_buf, out) {
             Ok(ip) => ip,
             Err(fate) => return fate,
         };
@@ -168,9 +168,14 @@ impl HostStack {
         let mut frame = eth_frame(ETH_P_IPV6, len);
         frame.extend_from_slice(ip.as_bytes());
         Ipv6Packet::new_unchecked(&mut frame[ETH_HLEN..]).set_hop_limit(hop - 1);
-        if let Some(fate) =
-            self.nf_forward(NfProto::Ipv6, ifindex, res.ifindex, &mut frame, &mut meta)
-        {
+        if let Some(fate) = self.nf_forward(
+            NfProto::Ipv6,
+            ifindex,
+            res.ifindex,
+            &mut frame,
+            &mut meta,
+            out,
+        ) {
             return fate;
         }
         fate_of(self.neigh_xmit(res.ifindex, frame, nh, Origin::Forwarded, Some(tag), out))
@@ -187,7 +192,7 @@ impl HostStack {
         out: &mut Vec<StackOutput>,
     ) -> Fate {
         let mut nf_buf = Vec::new();
-        let ip = match self.nf_rx6(NfHook::LocalIn, ifindex, ip, &mut meta, &mut nf_buf) {
+        let ip = match self.nf_rx6(NfHook::LocalIn, ifindex, ip, &mut meta, &mut nf_buf, out) {
             Ok(ip) => ip,
             Err(fate) => return fate,
         };
@@ -295,7 +300,7 @@ impl HostStack {
                 Icmpv6Packet::new_unchecked(&mut reply[..]).fill_checksum(saddr, src);
                 let mut frame = ipv6_frame(&icmpv6_header(saddr, src, 64, tclass), &reply);
                 if self
-                    .nf_local_out(NfProto::Ipv6, r.ifindex, &mut frame)
+                    .nf_local_out(NfProto::Ipv6, r.ifindex, &mut frame, out)
                     .is_some()
                 {
                     return Fate::Delivered(Delivery::Icmpv6Echo);
@@ -452,7 +457,7 @@ impl HostStack {
         .to_message(saddr, daddr);
         let mut frame = ipv6_frame(&icmpv6_header(saddr, daddr, 255, 0), &msg);
         if self
-            .nf_local_out(NfProto::Ipv6, ifindex, &mut frame)
+            .nf_local_out(NfProto::Ipv6, ifindex, &mut frame, out)
             .is_some()
         {
             return;
@@ -529,7 +534,7 @@ impl HostStack {
         let msg = icmpv6::message(t, code, info, quote, saddr, src);
         let mut frame = ipv6_frame(&icmpv6_header(saddr, src, 64, 0), &msg);
         if self
-            .nf_local_out(NfProto::Ipv6, r.ifindex, &mut frame)
+            .nf_local_out(NfProto::Ipv6, r.ifindex, &mut frame, out)
             .is_some()
         {
             return;
