@@ -264,6 +264,7 @@ mod tests {
     fn ipv6_walks_extension_headers_and_stops_at_fragments() {
         let mut p = vec![0u8; 40 + 8 + 8];
         p[0] = 0x60;
+        p[5] = 16; // payload length
         p[6] = NEXTHDR_HOP;
         p[40] = IPPROTO_UDP; // hop-by-hop: next = UDP, len 0 (8 bytes)
         let l4 = get_l4proto(&p, NfProto::Ipv6).unwrap();
