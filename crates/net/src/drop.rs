@@ -61,11 +61,13 @@ pub enum DropReason {
     SkiffXdpRedirectError,
     /// A CPU's backlog held netdev_max_backlog skbs (enqueue_to_backlog).
     CpuBacklog,
+    /// A netfilter hook's NF_DROP (nf_hook_slow).
+    NetfilterDrop,
 }
 
 impl DropReason {
     /// Every reason, in declaration order (`index()` is the position).
-    pub const ALL: [DropReason; 45] = [
+    pub const ALL: [DropReason; 46] = [
         DropReason::NotSpecified,
         DropReason::NoSocket,
         DropReason::PktTooSmall,
@@ -111,6 +113,7 @@ impl DropReason {
         DropReason::SkiffLoop,
         DropReason::SkiffXdpRedirectError,
         DropReason::CpuBacklog,
+        DropReason::NetfilterDrop,
     ];
 
     /// A dense index (per-CPU drop counters are an array).
@@ -167,6 +170,7 @@ impl DropReason {
             SkiffXdpRedirectError => "SKIFF_XDP_REDIRECT_ERROR",
             SkiffLoop => "SKIFF_LOOP",
             CpuBacklog => "CPU_BACKLOG",
+            NetfilterDrop => "NETFILTER_DROP",
         }
     }
 

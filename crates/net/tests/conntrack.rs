@@ -78,6 +78,8 @@ fn state(hook: NfHook, now_ns: u64) -> NfHookState {
         pf: NfProto::Ipv4,
         in_ifindex: Some(2),
         out_ifindex: Some(3),
+        in_name: None,
+        out_name: None,
         now_ns,
     }
 }

@@ -10,6 +10,7 @@ use super::tc::{Ingress, TcDirection};
 use super::*;
 use crate::buff::PACKET_HOST;
 use crate::drop::DropReason;
+use crate::netfilter::NfHook;
 use crate::sched::{EnqueueCtx, Refused};
 use crate::stack::{Fate, Origin, RxMeta, StackOutput};
 use flow::{ETH_P_8021AD, ETH_P_8021Q};
@@ -56,6 +57,13 @@ impl Cpu<'_> {
                     continue;
                 }
             }
+            // nf_ingress, after tc ingress.
+            if self.dev(dev).nf_ingress {
+                match self.nf_netdev_hook(dev, pkt, NfHook::NetdevIngress) {
+                    Some(p) => pkt = p,
+                    None => return,
+                }
+            }
             return self.stack_receive(dev, pkt);
         }
     }
@@ -87,6 +95,7 @@ impl Cpu<'_> {
             Fate::Forwarded => 1,
             Fate::Queued => 2,
             Fate::Dropped(_) => 3,
+            Fate::Stolen => 4,
         };
         self.hook_done(
             dev,
@@ -107,6 +116,7 @@ impl Cpu<'_> {
                 self.free_skb(pkt.skb);
             }
             Fate::Dropped(r) => self.drop_skb(pkt, r, at(dev, Hook::Stack)),
+            Fate::Stolen => self.deliver(dev, pkt, "netfilter"),
         }
         if !out.is_empty() {
             self.stack_outputs(d.ns, out, ts);
@@ -158,6 +168,16 @@ impl Cpu<'_> {
         self.st.xmit_depth += 1;
         pkt.skb.ifindex = d.ifindex;
         pkt.skb.mtu = d.mtu;
+        // nf_hook_egress, before tc egress.
+        if d.nf_egress {
+            match self.nf_netdev_hook(dev, pkt, NfHook::NetdevEgress) {
+                Some(p) => pkt = p,
+                None => {
+                    self.st.xmit_depth -= 1;
+                    return;
+                }
+            }
+        }
         if let Some(pkt) = self.sch_handle_egress(dev, pkt) {
             self.xmit_queue(dev, pkt);
         }

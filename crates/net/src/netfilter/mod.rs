@@ -1,20 +1,47 @@
-//! Netfilter: the hooks, the rule tables, conntrack and NAT (net/netfilter/).
-//! This file is nf-hooks' (the hook lists and tables); until its skeleton is
-//! merged it holds only the shared interface types conntrack and NAT use.
+//! Netfilter of one network namespace (net/netfilter/core.c): the hook
+//! entries per (family, hook) sorted by priority, `nf_hook` running them as
+//! nf_hook_slow does, the rule tables they run (x_tables) and conntrack.
+//!
+//! The host stack calls [`nf_hook`] at the kernel's places (ip_rcv ->
+//! PRE_ROUTING, ip_local_deliver -> LOCAL_IN, ip_forward -> FORWARD,
+//! __ip_local_out -> LOCAL_OUT, ip_output -> POST_ROUTING, and the IPv6
+//! ones); the device path calls it at the netdev ingress and egress hooks.
 
 pub mod conntrack;
 pub mod nat;
 pub mod nat_proto;
+pub mod x_tables;
 
-/// NFPROTO_IPV4 / NFPROTO_IPV6.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+use conntrack::{Conntrack, NfCt};
+use x_tables::XtTable;
+
+/// include/uapi/linux/netfilter.h NFPROTO_*: the family a hook list belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum NfProto {
     Ipv4,
     Ipv6,
+    /// NFPROTO_NETDEV: the per-device ingress/egress hooks.
+    Netdev,
 }
 
-/// The hook points (enum nf_inet_hooks plus the netdev hooks).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+impl NfProto {
+    const ALL: [NfProto; 3] = [NfProto::Ipv4, NfProto::Ipv6, NfProto::Netdev];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NfProto::Ipv4 => "ipv4",
+            NfProto::Ipv6 => "ipv6",
+            NfProto::Netdev => "netdev",
+        }
+    }
+}
+
+/// enum nf_inet_hooks and enum nf_dev_hooks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum NfHook {
     PreRouting,
     LocalIn,
@@ -25,21 +52,72 @@ pub enum NfHook {
     NetdevEgress,
 }
 
-/// The hook priorities (enum nf_ip_hook_priorities).
+/// NF_INET_NUMHOOKS plus the two netdev hooks.
+pub const NF_MAX_HOOKS: usize = 7;
+
+impl NfHook {
+    pub const ALL: [NfHook; NF_MAX_HOOKS] = [
+        NfHook::PreRouting,
+        NfHook::LocalIn,
+        NfHook::Forward,
+        NfHook::LocalOut,
+        NfHook::PostRouting,
+        NfHook::NetdevIngress,
+        NfHook::NetdevEgress,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The chain name iptables gives the hook (`PREROUTING`); nft's hook
+    /// names are [`NfHook::nft_name`].
+    pub fn chain_name(self) -> &'static str {
+        match self {
+            NfHook::PreRouting => "PREROUTING",
+            NfHook::LocalIn => "INPUT",
+            NfHook::Forward => "FORWARD",
+            NfHook::LocalOut => "OUTPUT",
+            NfHook::PostRouting => "POSTROUTING",
+            NfHook::NetdevIngress => "INGRESS",
+            NfHook::NetdevEgress => "EGRESS",
+        }
+    }
+
+    /// nft's hook keyword (`prerouting`, `input`, ..., `ingress`, `egress`).
+    pub fn nft_name(self) -> &'static str {
+        match self {
+            NfHook::PreRouting => "prerouting",
+            NfHook::LocalIn => "input",
+            NfHook::Forward => "forward",
+            NfHook::LocalOut => "output",
+            NfHook::PostRouting => "postrouting",
+            NfHook::NetdevIngress => "ingress",
+            NfHook::NetdevEgress => "egress",
+        }
+    }
+}
+
+/// include/uapi/linux/netfilter_ipv4.h `enum nf_ip_hook_priorities` (the
+/// IPv6 ones are the same numbers).
 pub mod prio {
     pub const CONNTRACK_DEFRAG: i32 = -400;
     pub const RAW: i32 = -300;
+    pub const SELINUX_FIRST: i32 = -225;
     pub const CONNTRACK: i32 = -200;
     pub const MANGLE: i32 = -150;
     pub const NAT_DST: i32 = -100;
     pub const FILTER: i32 = 0;
     pub const SECURITY: i32 = 50;
     pub const NAT_SRC: i32 = 100;
+    pub const SELINUX_LAST: i32 = 225;
+    pub const CONNTRACK_HELPER: i32 = 300;
     pub const CONNTRACK_CONFIRM: i32 = i32::MAX;
 }
 
-/// A hook function's verdict (NF_ACCEPT, NF_DROP, ...).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a hook function decides (NF_ACCEPT, NF_DROP, NF_STOLEN, NF_QUEUE
+/// with its queue number and bypass flag, NF_REPEAT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NfVerdict {
     Accept,
     Drop,
@@ -48,20 +126,195 @@ pub enum NfVerdict {
     Repeat,
 }
 
+/// IFNAMSIZ: interface names are compared as the kernel's 16-byte arrays.
+pub const IFNAMSIZ: usize = 16;
+
+/// A device name as the kernel stores it (NUL padded).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct IfName(pub [u8; IFNAMSIZ]);
+
+impl IfName {
+    /// The name, cut to IFNAMSIZ - 1 bytes as the kernel stores it.
+    pub fn new(name: &str) -> IfName {
+        let mut a = [0u8; IFNAMSIZ];
+        for (d, s) in a.iter_mut().zip(name.bytes().take(IFNAMSIZ - 1)) {
+            *d = s;
+        }
+        IfName(a)
+    }
+
+    pub fn as_str(&self) -> &str {
+        let n = self.0.iter().position(|&b| b == 0).unwrap_or(IFNAMSIZ);
+        std::str::from_utf8(self.0.get(..n).unwrap_or(&[])).unwrap_or("")
+    }
+}
+
 /// struct nf_hook_state: where the packet is.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NfHookState {
     pub hook: NfHook,
     pub pf: NfProto,
     pub in_ifindex: Option<u32>,
     pub out_ifindex: Option<u32>,
+    /// The devices' names (state->in->name, state->out->name) for `-i`/`-o`.
+    pub in_name: Option<IfName>,
+    pub out_name: Option<IfName>,
     pub now_ns: u64,
 }
 
 /// The packet as the hooks see it: the L3 packet (from the IP header), its
-/// mark, its conntrack (skb->_nfct).
+/// mark, its conntrack.
 pub struct NfSkb<'a> {
     pub pkt: &'a mut Vec<u8>,
     pub mark: &'a mut u32,
-    pub nfct: &'a mut Option<conntrack::NfCt>,
+    pub nfct: &'a mut Option<NfCt>,
+}
+
+/// Which of the namespace's tables an entry runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TableId(pub usize);
+
+/// What a hook entry runs (the kernel's nf_hook_entry's hook function and its priv).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookFn {
+    /// An x_tables table's chain for the hook (ipt_do_table / ip6t_do_table).
+    Table(TableId),
+}
+
+/// struct nf_hook_ops: one registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NfHookOps {
+    pub pf: NfProto,
+    pub hook: NfHook,
+    pub priority: i32,
+    /// The device of a netdev-family hook (ops->dev); None for the inet hooks.
+    pub dev: Option<u32>,
+    pub hook_fn: HookFn,
+}
+
+/// Per namespace: the hook entries per (pf, hook) sorted by priority, the
+/// tables, the conntrack table.
+#[derive(Debug, Default)]
+pub struct Netfilter {
+    hooks: [[Vec<NfHookOps>; NF_MAX_HOOKS]; 3],
+    pub tables: Vec<XtTable>,
+    pub conntrack: Conntrack,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NfError {
+    #[error("{pf} hook {hook:?} is not a hook of that family")]
+    BadHook { pf: &'static str, hook: NfHook },
+    #[error("a netdev hook needs a device, an {pf} hook takes none")]
+    BadDevice { pf: &'static str },
+}
+
+impl Netfilter {
+    pub fn new() -> Netfilter {
+        Netfilter::default()
+    }
+
+    /// net/netfilter/core.c nf_register_net_hook: inserted after the
+    /// entries of lower or equal priority (nf_hook_entries_grow).
+    pub fn register_hook(&mut self, ops: NfHookOps) -> Result<(), NfError> {
+        let netdev_hook = matches!(ops.hook, NfHook::NetdevIngress | NfHook::NetdevEgress);
+        if netdev_hook != (ops.pf == NfProto::Netdev) {
+            return Err(NfError::BadHook {
+                pf: ops.pf.name(),
+                hook: ops.hook,
+            });
+        }
+        if netdev_hook != ops.dev.is_some() {
+            return Err(NfError::BadDevice { pf: ops.pf.name() });
+        }
+        let list = &mut self.hooks[ops.pf.index()][ops.hook.index()];
+        let pos = list.partition_point(|e| e.priority <= ops.priority);
+        list.insert(pos, ops);
+        Ok(())
+    }
+
+    /// nf_unregister_net_hook: every registration equal to `ops`.
+    pub fn unregister_hook(&mut self, ops: &NfHookOps) {
+        self.hooks[ops.pf.index()][ops.hook.index()].retain(|e| e != ops);
+    }
+
+    /// The entries of (pf, hook), in the order they run.
+    pub fn hook_entries(&self, pf: NfProto, hook: NfHook) -> &[NfHookOps] {
+        &self.hooks[pf.index()][hook.index()]
+    }
+
+    /// Whether (pf, hook) has entries (for a device: entries of that device):
+    /// nf_hook's `if (hook_head)`, so an empty hook costs no copy of the packet.
+    pub fn hook_active(&self, pf: NfProto, hook: NfHook, dev: Option<u32>) -> bool {
+        self.hooks[pf.index()][hook.index()]
+            .iter()
+            .any(|e| e.dev.is_none() || e.dev == dev)
+    }
+
+    /// The devices that have netdev entries for `hook` (the kernel's
+    /// dev->nf_hooks_ingress / nf_hooks_egress being set).
+    pub fn netdev_devices(&self, hook: NfHook) -> impl Iterator<Item = u32> + '_ {
+        self.hooks[NfProto::Netdev.index()][hook.index()]
+            .iter()
+            .filter_map(|e| e.dev)
+    }
+
+    /// Every (pf, hook) with entries.
+    pub fn active_hooks(&self) -> impl Iterator<Item = (NfProto, NfHook)> + '_ {
+        NfProto::ALL.into_iter().flat_map(move |pf| {
+            NfHook::ALL
+                .into_iter()
+                .filter(move |h| !self.hooks[pf.index()][h.index()].is_empty())
+                .map(move |h| (pf, h))
+        })
+    }
+}
+
+/// One entry's function on the packet (nf_hook_entry_hookfn).
+fn run_entry(nf: &mut Netfilter, f: HookFn, skb: &mut NfSkb, st: &NfHookState) -> NfVerdict {
+    match f {
+        HookFn::Table(TableId(t)) => match nf.tables.get_mut(t) {
+            Some(table) => x_tables::ipt_do_table(table, skb, st),
+            // An entry whose table is gone accepts, as an unregistered hook would.
+            None => NfVerdict::Accept,
+        },
+    }
+}
+
+/// How many times an entry may answer NF_REPEAT before the packet is dropped
+/// (the kernel re-runs it without bound; a rule set that always repeats
+/// would spin forever).
+const REPEAT_LIMIT: u32 = 16;
+
+/// net/netfilter/core.c nf_hook_slow: the entries of (pf, hook) in priority
+/// order; NF_ACCEPT goes on to the next, NF_DROP and NF_STOLEN end the walk,
+/// NF_QUEUE with no listener (skiff has no nfnetlink_queue) goes on when the
+/// bypass flag is set and drops otherwise (nf_queue's -ESRCH), NF_REPEAT runs
+/// the same entry again. Returns Accept when the packet may go on (okfn).
+pub fn nf_hook(nf: &mut Netfilter, skb: &mut NfSkb, state: &NfHookState) -> NfVerdict {
+    let (pf, hook) = (state.pf.index(), state.hook.index());
+    let dev = match state.hook {
+        NfHook::NetdevEgress => state.out_ifindex,
+        _ => state.in_ifindex,
+    };
+    let mut i = 0;
+    let mut repeats = 0;
+    while let Some(e) = nf.hooks[pf][hook].get(i).copied() {
+        if e.dev.is_some() && e.dev != dev {
+            i += 1;
+            continue;
+        }
+        match run_entry(nf, e.hook_fn, skb, state) {
+            NfVerdict::Accept => {}
+            NfVerdict::Queue { bypass: true, .. } => {}
+            NfVerdict::Repeat if repeats < REPEAT_LIMIT => {
+                repeats += 1;
+                continue;
+            }
+            NfVerdict::Repeat => return NfVerdict::Drop,
+            v => return v,
+        }
+        i += 1;
+    }
+    NfVerdict::Accept
 }

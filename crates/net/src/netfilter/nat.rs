@@ -232,6 +232,7 @@ fn setup_target(
                 match st.pf {
                     NfProto::Ipv4 => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
                     NfProto::Ipv6 => Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+                    NfProto::Netdev => None,
                 }
             } else {
                 st.in_ifindex.and_then(|i| devs.primary_addr(i, st.pf))
@@ -650,7 +651,7 @@ fn nf_nat_icmp_reply_translation(
     let Some(c) = ct.get(id) else { return true };
     let dir = info.dir();
     let manip = NfNatManipType::of_hook(hook);
-    let is_redirect = tuple::get_l4proto(skb.pkt, NfProto::Ipv4)
+    let is_redirect = tuple::get_l4proto(skb.pkt, c.l3num())
         .is_some_and(|l4| l4.protonum == IPPROTO_ICMP && l4.l4(skb.pkt).first() == Some(&5));
     if is_redirect
         && (c.status & IPS_NAT_DONE_MASK != IPS_NAT_DONE_MASK || c.status & IPS_NAT_MASK != 0)
@@ -671,9 +672,9 @@ fn nf_nat_icmp_reply_translation(
     let Some(mut outer) = tuple::invert_tuple(&inner_target) else {
         return false;
     };
-    outer.protonum = match c.l3num() {
-        NfProto::Ipv4 => IPPROTO_ICMP,
-        NfProto::Ipv6 => IPPROTO_ICMPV6,
+    outer.protonum = match inner_target.src {
+        IpAddr::V4(_) => IPPROTO_ICMP,
+        IpAddr::V6(_) => IPPROTO_ICMPV6,
     };
     nat_proto::icmp_reply_translation(skb.pkt, &inner_target, &outer, manip)
 }

@@ -12,6 +12,7 @@ mod frame;
 mod input;
 mod ipv6;
 mod neigh;
+mod nf;
 mod route;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -207,6 +208,8 @@ pub enum Fate {
     /// `neigh_timeout` or `flush_unresolved`).
     Queued,
     Dropped(DropReason),
+    /// A netfilter hook took the packet (NF_STOLEN).
+    Stolen,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -317,6 +320,11 @@ pub struct HostStack {
     /// The inet_peer redirect state per source (ip_rt_send_redirect):
     /// (rate_last in ns, n_redirects).
     pub(crate) redirect_peers: HashMap<Ipv4Addr, (u64, u32)>,
+    /// The namespace's netfilter (hooks, tables, conntrack).
+    pub(crate) nf: crate::netfilter::Netfilter,
+    /// The conntrack reference of the packet being received (skb->_nfct),
+    /// from PRE_ROUTING to LOCAL_IN or FORWARD/POST_ROUTING.
+    pub(crate) nf_rx_ct: Option<crate::netfilter::conntrack::NfCt>,
 }
 
 impl Default for HostStack {
@@ -361,6 +369,8 @@ impl HostStack {
             listening: None,
             send_redirects: true,
             redirect_peers: HashMap::new(),
+            nf: crate::netfilter::Netfilter::new(),
+            nf_rx_ct: None,
         }
     }
 
@@ -783,6 +793,15 @@ impl HostStack {
     /// /proc/sys/net/ipv4/neigh/default/unres_qlen_bytes (212992 by default).
     pub fn set_unres_qlen_bytes(&mut self, bytes: usize) {
         self.unres_qlen_bytes = bytes;
+    }
+
+    /// The namespace's netfilter: hooks, tables, conntrack.
+    pub fn netfilter(&self) -> &crate::netfilter::Netfilter {
+        &self.nf
+    }
+
+    pub fn netfilter_mut(&mut self) -> &mut crate::netfilter::Netfilter {
+        &mut self.nf
     }
 
     pub fn sinks(&self) -> &Sinks {

@@ -167,6 +167,7 @@ const UNCONFIRMED_GRACE_NS: u64 = 1_000_000_000;
 
 /// One network namespace's conntrack table (nf_conntrack_hash plus the
 /// unconfirmed list), bounded by nf_conntrack_max.
+#[derive(Debug)]
 pub struct Conntrack {
     /// Every entry by id: confirmed, unconfirmed, templates. Ordered, so
     /// dumps and early_drop are deterministic.

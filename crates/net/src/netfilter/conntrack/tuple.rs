@@ -89,6 +89,8 @@ pub fn get_l4proto(pkt: &[u8], pf: NfProto) -> Option<L4Info> {
     match pf {
         NfProto::Ipv4 => ipv4_get_l4proto(pkt),
         NfProto::Ipv6 => ipv6_get_l4proto(pkt),
+        // The netdev hooks see frames of any protocol: no conntrack there.
+        NfProto::Netdev => None,
     }
 }
 
@@ -233,8 +235,8 @@ pub fn invert_tuple(t: &NfConntrackTuple) -> Option<NfConntrackTuple> {
 /// The unspecified address of a tuple's family (for sorting and defaults).
 pub fn unspecified(pf: NfProto) -> IpAddr {
     match pf {
-        NfProto::Ipv4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         NfProto::Ipv6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        NfProto::Ipv4 | NfProto::Netdev => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     }
 }
 
