@@ -266,7 +266,7 @@ fn dnat_to_a_backend_and_the_reply_back() {
     assert_eq!(r, udp("10.96.0.10", 53, "10.0.0.1", 40000));
     assert_eq!(
         ct.dump(SEC),
-        ["udp      17 29 src=10.0.0.1 dst=10.96.0.10 sport=40000 dport=53 src=10.244.1.5 dst=10.0.0.1 sport=5353 dport=40000 mark=0 use=1"]
+        ["udp      17 30 src=10.0.0.1 dst=10.96.0.10 sport=40000 dport=53 src=10.244.1.5 dst=10.0.0.1 sport=5353 dport=40000 mark=0 use=1"]
     );
 }
 
