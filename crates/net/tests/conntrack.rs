@@ -159,13 +159,32 @@ fn udp_timeouts_on_the_engine_clock() {
     let mut ct = Conntrack::default();
     let mut q = udp("10.0.0.1", 5000, "10.0.0.2", 53);
     rx(&mut ct, &mut q, 0);
-    assert_eq!(ct.dump(10 * SEC)[0].split(' ').filter(|s| !s.is_empty()).nth(2), Some("20"));
+    assert_eq!(
+        ct.dump(10 * SEC)[0]
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .nth(2),
+        Some("20")
+    );
     // Expired at 30 s: gone from the dump, and the next packet is NEW.
     assert_eq!(ct.dump(30 * SEC).len(), 0);
-    let n = rx(&mut ct, &mut udp("10.0.0.1", 5000, "10.0.0.2", 53), 31 * SEC).unwrap();
+    let n = rx(
+        &mut ct,
+        &mut udp("10.0.0.1", 5000, "10.0.0.2", 53),
+        31 * SEC,
+    )
+    .unwrap();
     assert_eq!(n.info, IpConntrackInfo::New);
-    rx(&mut ct, &mut udp("10.0.0.2", 53, "10.0.0.1", 5000), 32 * SEC);
-    rx(&mut ct, &mut udp("10.0.0.1", 5000, "10.0.0.2", 53), 34 * SEC);
+    rx(
+        &mut ct,
+        &mut udp("10.0.0.2", 53, "10.0.0.1", 5000),
+        32 * SEC,
+    );
+    rx(
+        &mut ct,
+        &mut udp("10.0.0.1", 5000, "10.0.0.2", 53),
+        34 * SEC,
+    );
     assert_eq!(
         ct.dump(34 * SEC),
         ["udp      17 120 src=10.0.0.1 dst=10.0.0.2 sport=5000 dport=53 src=10.0.0.2 dst=10.0.0.1 sport=53 dport=5000 [ASSURED] mark=0 use=1"]
@@ -200,7 +219,12 @@ fn table_full_early_drops_unassured_then_drops() {
 fn range(addr: &str, port: u16) -> NfNatRange2 {
     let a: IpAddr = addr.parse().unwrap();
     NfNatRange2 {
-        flags: NF_NAT_RANGE_MAP_IPS | if port != 0 { NF_NAT_RANGE_PROTO_SPECIFIED } else { 0 },
+        flags: NF_NAT_RANGE_MAP_IPS
+            | if port != 0 {
+                NF_NAT_RANGE_PROTO_SPECIFIED
+            } else {
+                0
+            },
         min_addr: a,
         max_addr: a,
         min_proto: port,
@@ -227,7 +251,9 @@ fn forward(
     };
     let st = state(NfHook::PreRouting, now);
     assert_eq!(nf_conntrack_in(ct, &mut skb, &st), NfVerdict::Accept);
-    let v = nf_nat_fn(ct, &mut skb, &st, NfNatManipType::Dst, &mut |_, _| (NfVerdict::Accept, pre));
+    let v = nf_nat_fn(ct, &mut skb, &st, NfNatManipType::Dst, &mut |_, _| {
+        (NfVerdict::Accept, pre)
+    });
     assert_eq!(v, NfVerdict::Accept);
     let st = state(NfHook::PostRouting, now);
     let v = nf_nat_fn_dev(ct, &mut skb, &st, NfNatManipType::Src, devs, &mut |_, _| {
@@ -252,14 +278,18 @@ impl NatDevices for Devs {
 fn dnat_to_a_backend_and_the_reply_back() {
     let mut ct = Conntrack::default();
     let mut q = udp("10.0.0.1", 40000, "10.96.0.10", 53);
-    let n = forward(&mut ct, &mut q, 0, Some(NatTarget::Dnat(range("10.244.1.5", 5353))), None, &Devs)
-        .unwrap();
+    let n = forward(
+        &mut ct,
+        &mut q,
+        0,
+        Some(NatTarget::Dnat(range("10.244.1.5", 5353))),
+        None,
+        &Devs,
+    )
+    .unwrap();
     // The packet as built for the backend, checksums included.
     assert_eq!(q, udp("10.0.0.1", 40000, "10.244.1.5", 5353));
-    assert_eq!(
-        xt::ctstate(&ct, &Some(n)),
-        8 | xt::XT_CONNTRACK_STATE_DNAT
-    );
+    assert_eq!(xt::ctstate(&ct, &Some(n)), 8 | xt::XT_CONNTRACK_STATE_DNAT);
     let mut r = udp("10.244.1.5", 5353, "10.0.0.1", 40000);
     let rn = forward(&mut ct, &mut r, SEC, None, None, &Devs).unwrap();
     assert_eq!(rn.info, IpConntrackInfo::EstablishedReply);
@@ -286,7 +316,10 @@ fn masquerade_keeps_the_port_until_it_clashes() {
     assert_eq!(b, tcp("192.168.0.1", port, "1.1.1.1", 80, SYN, 1, 0));
     assert_eq!(ct.stats.found, 1);
     let reply = ct.get(n.id).unwrap().tuplehash[1];
-    assert_eq!((reply.dst, reply.dst_u), ("192.168.0.1".parse().unwrap(), port));
+    assert_eq!(
+        (reply.dst, reply.dst_u),
+        ("192.168.0.1".parse().unwrap(), port)
+    );
     assert_eq!(xt::ctstate(&ct, &Some(n)), 8 | xt::XT_CONNTRACK_STATE_SNAT);
 }
 
@@ -294,7 +327,14 @@ fn masquerade_keeps_the_port_until_it_clashes() {
 fn icmp_error_is_related_and_translated() {
     let mut ct = Conntrack::default();
     let mut q = udp("10.0.0.1", 40000, "10.96.0.10", 53);
-    forward(&mut ct, &mut q, 0, Some(NatTarget::Dnat(range("10.244.1.5", 5353))), None, &Devs);
+    forward(
+        &mut ct,
+        &mut q,
+        0,
+        Some(NatTarget::Dnat(range("10.244.1.5", 5353))),
+        None,
+        &Devs,
+    );
     // The backend answers with port unreachable, quoting the DNATed packet.
     let mut icmp = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
     icmp.extend_from_slice(&q);
@@ -313,12 +353,31 @@ fn connmark_save_restore_and_notrack() {
     let mut ct = Conntrack::default();
     let n = rx(&mut ct, &mut udp("10.0.0.1", 1, "10.0.0.2", 2), 0);
     let mut mark = 0x55;
-    xt::connmark_target(&mut ct, &n, &mut mark, ConnmarkMode::Save { ctmask: !0, nfmask: !0 });
+    xt::connmark_target(
+        &mut ct,
+        &n,
+        &mut mark,
+        ConnmarkMode::Save {
+            ctmask: !0,
+            nfmask: !0,
+        },
+    );
     assert_eq!(xt::connmark(&ct, &n), Some(0x55));
     let mut other = 0xff00;
-    xt::connmark_target(&mut ct, &n, &mut other, ConnmarkMode::Restore { ctmask: 0xf, nfmask: 0xff });
+    xt::connmark_target(
+        &mut ct,
+        &n,
+        &mut other,
+        ConnmarkMode::Restore {
+            ctmask: 0xf,
+            nfmask: 0xff,
+        },
+    );
     assert_eq!(other, 0xff05);
-    assert_eq!(ct.dump(0)[0].contains("mark=85 use=1"), true);
+    assert_eq!(
+        ct.dump(0),
+        ["udp      17 30 src=10.0.0.1 dst=10.0.0.2 sport=1 dport=2 [UNREPLIED] src=10.0.0.2 dst=10.0.0.1 sport=2 dport=1 mark=85 use=1"]
+    );
     let mut u = None;
     xt::notrack(&mut u);
     let (mut m, mut pkt) = (0, udp("10.0.0.1", 9, "10.0.0.2", 9));
@@ -330,4 +389,70 @@ fn connmark_save_restore_and_notrack() {
     nf_conntrack_in(&mut ct, &mut skb, &state(NfHook::PreRouting, 0));
     assert_eq!(xt::ctstate(&ct, &u), xt::XT_CONNTRACK_STATE_UNTRACKED);
     assert_eq!(ct.count(), 1);
+}
+
+fn udp6(src: &str, sport: u16, dst: &str, dport: u16) -> Vec<u8> {
+    use skiff_wire::checksum::pseudo_header_v6;
+    let (s, d): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+        (src.parse().unwrap(), dst.parse().unwrap());
+    let mut p = vec![0u8; 40];
+    p[0] = 0x60;
+    p[4..6].copy_from_slice(&12u16.to_be_bytes());
+    p[6] = UDP;
+    p[7] = 64;
+    p[8..24].copy_from_slice(&s.octets());
+    p[24..40].copy_from_slice(&d.octets());
+    let mut u = vec![0u8; 8];
+    u[0..2].copy_from_slice(&sport.to_be_bytes());
+    u[2..4].copy_from_slice(&dport.to_be_bytes());
+    u[4..6].copy_from_slice(&12u16.to_be_bytes());
+    u.extend_from_slice(b"data");
+    let c = fold(sum(&u, pseudo_header_v6(s, d, UDP, 12)));
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&u);
+    p
+}
+
+#[test]
+fn ipv6_dnat_checksum_matches_a_fresh_packet() {
+    let mut ct = Conntrack::default();
+    let mut pkt = udp6("fd00::1", 40000, "fd00:96::10", 53);
+    let (mut mark, mut nfct) = (0u32, None);
+    let mut skb = NfSkb {
+        pkt: &mut pkt,
+        mark: &mut mark,
+        nfct: &mut nfct,
+    };
+    let st = NfHookState {
+        pf: NfProto::Ipv6,
+        ..state(NfHook::PreRouting, 0)
+    };
+    assert_eq!(nf_conntrack_in(&mut ct, &mut skb, &st), NfVerdict::Accept);
+    let target = Some(NatTarget::Dnat(range("fd00:244::5", 5353)));
+    let v = nf_nat_fn(&mut ct, &mut skb, &st, NfNatManipType::Dst, &mut |_, _| {
+        (NfVerdict::Accept, target)
+    });
+    assert_eq!(v, NfVerdict::Accept);
+    assert_eq!(pkt, udp6("fd00::1", 40000, "fd00:244::5", 5353));
+}
+
+#[test]
+fn snat_of_an_echo_request_keeps_its_id_when_free() {
+    let mut ct = Conntrack::default();
+    let echo = |src: &str, id: u16| {
+        let mut icmp = vec![8u8, 0, 0, 0, 0, 0, 0, 1];
+        icmp[4..6].copy_from_slice(&id.to_be_bytes());
+        ipv4(src, "1.1.1.1", 1, icmp)
+    };
+    let snat = Some(NatTarget::Snat(range("192.168.0.1", 0)));
+    let mut a = echo("10.1.0.1", 0x1234);
+    forward(&mut ct, &mut a, 0, None, snat, &Devs);
+    assert_eq!(a, echo("192.168.0.1", 0x1234));
+    // The same id from another host: the id moves (ICMP ids search 0-65535).
+    let mut b = echo("10.1.0.2", 0x1234);
+    forward(&mut ct, &mut b, 0, None, snat, &Devs);
+    let id = u16::from_be_bytes([b[24], b[25]]);
+    assert_ne!(id, 0x1234);
+    assert_eq!(b, echo("192.168.0.1", id));
+    assert_eq!(ct.dump(0).len(), 2);
 }

@@ -34,7 +34,11 @@ fn sh(args: &[&str]) -> String {
         .args(&args[1..])
         .output()
         .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -56,7 +60,9 @@ fn tools_missing() -> Option<String> {
             .status()
             .is_ok_and(|s| s.success());
         if !found {
-            return Some(format!("`{t}` not found (apt-get install conntrack iptables ethtool)"));
+            return Some(format!(
+                "`{t}` not found (apt-get install conntrack iptables ethtool)"
+            ));
         }
     }
     None
@@ -69,11 +75,28 @@ fn setup() -> Netns {
         sh(&["ip", "netns", "add", ns]);
     }
     sh(&[
-        "ip", "link", "add", "skiff-ctk0", "netns", C, "type", "veth", "peer", "name", "skiff-ctk1",
-        "netns", R,
+        "ip",
+        "link",
+        "add",
+        "skiff-ctk0",
+        "netns",
+        C,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "skiff-ctk1",
+        "netns",
+        R,
     ]);
-    in_ns(C, &["ip", "addr", "add", "10.77.0.1/24", "dev", "skiff-ctk0"]);
-    in_ns(R, &["ip", "addr", "add", "10.77.0.2/24", "dev", "skiff-ctk1"]);
+    in_ns(
+        C,
+        &["ip", "addr", "add", "10.77.0.1/24", "dev", "skiff-ctk0"],
+    );
+    in_ns(
+        R,
+        &["ip", "addr", "add", "10.77.0.2/24", "dev", "skiff-ctk1"],
+    );
     for (ns, dev) in [(C, "skiff-ctk0"), (R, "skiff-ctk1")] {
         in_ns(ns, &["ip", "link", "set", dev, "up"]);
         in_ns(ns, &["ip", "link", "set", "lo", "up"]);
@@ -150,7 +173,14 @@ fn st(hook: NfHook) -> NfHookState {
 
 /// One packet through conntrack, the nat hook of `hook` (the table chose
 /// `target`), and the confirm hook: the packet as it leaves.
-fn through(ct: &mut Conntrack, mut pkt: Vec<u8>, first: NfHook, last: NfHook, dnat: Option<NatTarget>, snat: Option<NatTarget>) -> Vec<u8> {
+fn through(
+    ct: &mut Conntrack,
+    mut pkt: Vec<u8>,
+    first: NfHook,
+    last: NfHook,
+    dnat: Option<NatTarget>,
+    snat: Option<NatTarget>,
+) -> Vec<u8> {
     let (mut mark, mut nfct) = (0u32, None);
     let mut skb = NfSkb {
         pkt: &mut pkt,
@@ -158,11 +188,22 @@ fn through(ct: &mut Conntrack, mut pkt: Vec<u8>, first: NfHook, last: NfHook, dn
         nfct: &mut nfct,
     };
     assert_eq!(nf_conntrack_in(ct, &mut skb, &st(first)), NfVerdict::Accept);
-    let v = nf_nat_fn(ct, &mut skb, &st(first), NfNatManipType::Dst, &mut |_, _| (NfVerdict::Accept, dnat));
+    let v = nf_nat_fn(
+        ct,
+        &mut skb,
+        &st(first),
+        NfNatManipType::Dst,
+        &mut |_, _| (NfVerdict::Accept, dnat),
+    );
     assert_eq!(v, NfVerdict::Accept);
-    let v = nf_nat_fn(ct, &mut skb, &st(last), NfNatManipType::Src, &mut |_, _| (NfVerdict::Accept, snat));
+    let v = nf_nat_fn(ct, &mut skb, &st(last), NfNatManipType::Src, &mut |_, _| {
+        (NfVerdict::Accept, snat)
+    });
     assert_eq!(v, NfVerdict::Accept);
-    assert_eq!(nf_conntrack_confirm(ct, &mut skb, &st(last)), NfVerdict::Accept);
+    assert_eq!(
+        nf_conntrack_confirm(ct, &mut skb, &st(last)),
+        NfVerdict::Accept
+    );
     pkt
 }
 
@@ -202,8 +243,46 @@ fn dnat_and_snat_tables_and_frames_match_the_kernel() {
         return;
     }
     let _g = setup();
-    in_ns(R, &["iptables", "-t", "nat", "-A", "PREROUTING", "-p", "udp", "-d", "10.77.0.2", "--dport", "53", "-j", "DNAT", "--to-destination", "10.77.0.2:5353"]);
-    in_ns(R, &["iptables", "-t", "nat", "-A", "POSTROUTING", "-p", "udp", "-d", "10.77.0.1", "--dport", "9", "-j", "SNAT", "--to-source", "10.77.0.2:7000"]);
+    in_ns(
+        R,
+        &[
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-p",
+            "udp",
+            "-d",
+            "10.77.0.2",
+            "--dport",
+            "53",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            "10.77.0.2:5353",
+        ],
+    );
+    in_ns(
+        R,
+        &[
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-p",
+            "udp",
+            "-d",
+            "10.77.0.1",
+            "--dport",
+            "9",
+            "-j",
+            "SNAT",
+            "--to-source",
+            "10.77.0.2:7000",
+        ],
+    );
     // The capture in C runs while R sends.
     let cap = Command::new("ip")
         .args(["netns", "exec", C, "python3", "-c", CAPTURE])
@@ -225,9 +304,23 @@ fn dnat_and_snat_tables_and_frames_match_the_kernel() {
     let mut ct = Conntrack::default();
     // C's datagram arrives at R (PREROUTING .. INPUT), R's leaves (OUTPUT .. POSTROUTING).
     let dnat = Some(NatTarget::Dnat(range("10.77.0.2", 5353)));
-    through(&mut ct, udp([10, 77, 0, 1], 40000, [10, 77, 0, 2], 53, 1), NfHook::PreRouting, NfHook::LocalIn, dnat, None);
+    through(
+        &mut ct,
+        udp([10, 77, 0, 1], 40000, [10, 77, 0, 2], 53, 1),
+        NfHook::PreRouting,
+        NfHook::LocalIn,
+        dnat,
+        None,
+    );
     let snat = Some(NatTarget::Snat(range("10.77.0.2", 7000)));
-    let frame = through(&mut ct, udp([10, 77, 0, 2], 6000, [10, 77, 0, 1], 9, 2), NfHook::LocalOut, NfHook::PostRouting, None, snat);
+    let frame = through(
+        &mut ct,
+        udp([10, 77, 0, 2], 6000, [10, 77, 0, 1], 9, 2),
+        NfHook::LocalOut,
+        NfHook::PostRouting,
+        None,
+        snat,
+    );
     assert_eq!(mask_timeouts(ct.dump(0)), kernel);
     assert_eq!(kernel.len(), 2, "{kernel:?}");
     assert_eq!(mask_ip_id(frame), mask_ip_id(kernel_frame));

@@ -6,10 +6,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::conntrack::tuple::{self, NfConntrackTuple, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+use super::conntrack::tuple::{
+    self, NfConntrackTuple, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+};
 use super::conntrack::{
-    Conntrack, Dir, IpConntrackInfo, IPS_DST_NAT, IPS_DST_NAT_DONE, IPS_NAT_DONE_MASK, IPS_NAT_MASK,
-    IPS_SRC_NAT, IPS_SRC_NAT_DONE,
+    Conntrack, Dir, IpConntrackInfo, IPS_DST_NAT, IPS_DST_NAT_DONE, IPS_NAT_DONE_MASK,
+    IPS_NAT_MASK, IPS_SRC_NAT, IPS_SRC_NAT_DONE,
 };
 use super::nat_proto;
 use super::{NfHook, NfHookState, NfProto, NfSkb, NfVerdict};
@@ -46,7 +48,8 @@ pub const NF_NAT_RANGE_PROTO_RANDOM: u32 = 1 << 2;
 pub const NF_NAT_RANGE_PERSISTENT: u32 = 1 << 3;
 pub const NF_NAT_RANGE_PROTO_RANDOM_FULLY: u32 = 1 << 4;
 pub const NF_NAT_RANGE_PROTO_OFFSET: u32 = 1 << 5;
-pub const NF_NAT_RANGE_PROTO_RANDOM_ALL: u32 = NF_NAT_RANGE_PROTO_RANDOM | NF_NAT_RANGE_PROTO_RANDOM_FULLY;
+pub const NF_NAT_RANGE_PROTO_RANDOM_ALL: u32 =
+    NF_NAT_RANGE_PROTO_RANDOM | NF_NAT_RANGE_PROTO_RANDOM_FULLY;
 
 /// NF_NAT_MAX_ATTEMPTS.
 const NF_NAT_MAX_ATTEMPTS: u32 = 128;
@@ -129,7 +132,10 @@ pub fn nf_nat_fn_dev(
         return NfVerdict::Accept;
     };
     let done_bit = done_bit(manip);
-    let related = matches!(nfct.info, IpConntrackInfo::Related | IpConntrackInfo::RelatedReply);
+    let related = matches!(
+        nfct.info,
+        IpConntrackInfo::Related | IpConntrackInfo::RelatedReply
+    );
     if related && is_icmp_error(skb.pkt, st.pf) {
         return if nf_nat_icmp_reply_translation(ct, skb, nfct.id, nfct.info, st.hook) {
             NfVerdict::Accept
@@ -339,7 +345,10 @@ fn addr_in_range(a: IpAddr, r: &NfNatRange2) -> bool {
 }
 
 fn has_ports(protonum: u8) -> bool {
-    matches!(protonum, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMP | IPPROTO_ICMPV6)
+    matches!(
+        protonum,
+        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMP | IPPROTO_ICMPV6
+    )
 }
 
 /// The per-protocol key NAT may change: the ICMP id (either manip), or the
@@ -452,7 +461,12 @@ fn raw_words(a: IpAddr) -> [u32; 4] {
 /// find_best_ips_proto: one address from the range, spread by a hash of
 /// the source and destination addresses (deterministic: jhash2 with a
 /// seed from the tuple, not a random one).
-fn find_best_ips_proto(zone: u16, t: &mut NfConntrackTuple, range: &NfNatRange2, manip: NfNatManipType) {
+fn find_best_ips_proto(
+    zone: u16,
+    t: &mut NfConntrackTuple,
+    range: &NfNatRange2,
+    manip: NfNatManipType,
+) {
     if range.flags & NF_NAT_RANGE_MAP_IPS == 0 {
         return;
     }
@@ -467,7 +481,11 @@ fn find_best_ips_proto(zone: u16, t: &mut NfConntrackTuple, range: &NfNatRange2,
     let max = if matches!(t.src, IpAddr::V4(_)) { 0 } else { 3 };
     let dst = raw_words(t.dst);
     let persistent = range.flags & NF_NAT_RANGE_PERSISTENT != 0;
-    let seed = if persistent { 0 } else { dst[max] ^ u32::from(zone) };
+    let seed = if persistent {
+        0
+    } else {
+        dst[max] ^ u32::from(zone)
+    };
     let mut j = jhash2(&raw_words(t.src), seed);
     let (minw, maxw) = (be_words(range.min_addr), be_words(range.max_addr));
     let mut out = [0u32; 4];
@@ -575,7 +593,10 @@ fn nf_nat_l4proto_unique_tuple(
     let cur = key(t, manip).map_or(0, |k| *k);
     let specified = range.flags & NF_NAT_RANGE_PROTO_SPECIFIED != 0;
     let (min, range_size): (u32, u32) = if specified {
-        let (lo, hi) = (range.min_proto.min(range.max_proto), range.min_proto.max(range.max_proto));
+        let (lo, hi) = (
+            range.min_proto.min(range.max_proto),
+            range.min_proto.max(range.max_proto),
+        );
         (u32::from(lo), u32::from(hi) - u32::from(lo) + 1)
     } else if icmp {
         (0, 65536)
@@ -618,7 +639,13 @@ fn nf_nat_l4proto_unique_tuple(
 
 /// nf_nat_packet: mangle for the manip types this hook does, in this
 /// direction (the reply direction undoes the other side's binding).
-fn nf_nat_packet(ct: &Conntrack, skb: &mut NfSkb, id: u32, info: IpConntrackInfo, hook: NfHook) -> bool {
+fn nf_nat_packet(
+    ct: &Conntrack,
+    skb: &mut NfSkb,
+    id: u32,
+    info: IpConntrackInfo,
+    hook: NfHook,
+) -> bool {
     let Some(c) = ct.get(id) else { return true };
     let manip = NfNatManipType::of_hook(hook);
     let dir = info.dir();

@@ -49,7 +49,11 @@ fn csum_replace_addr(check: u16, old: IpAddr, new: IpAddr) -> u16 {
 }
 
 /// The L3 address the manip rewrites: (old, new).
-fn l3_change(pkt: &[u8], target: &NfConntrackTuple, manip: NfNatManipType) -> Option<(IpAddr, IpAddr)> {
+fn l3_change(
+    pkt: &[u8],
+    target: &NfConntrackTuple,
+    manip: NfNatManipType,
+) -> Option<(IpAddr, IpAddr)> {
     let l4 = tuple::get_l4proto(pkt, target.pf())?;
     Some(match manip {
         NfNatManipType::Src => (l4.src, target.src),
@@ -120,7 +124,12 @@ fn l4proto_manip_pkt(
 
 /// tcp_manip_pkt: inside an ICMP error only 8 bytes may be there; then the
 /// port changes and the checksum (out of reach) does not.
-fn tcp_manip_pkt(l4: &mut [u8], port_off: usize, newport: u16, (old, new): (IpAddr, IpAddr)) -> Option<()> {
+fn tcp_manip_pkt(
+    l4: &mut [u8],
+    port_off: usize,
+    newport: u16,
+    (old, new): (IpAddr, IpAddr),
+) -> Option<()> {
     let oldport = be16_at(l4, port_off)?;
     put16(l4, port_off, newport)?;
     if l4.len() < 20 {
@@ -131,7 +140,12 @@ fn tcp_manip_pkt(l4: &mut [u8], port_off: usize, newport: u16, (old, new): (IpAd
 }
 
 /// udp_manip_pkt: a zero checksum (none, IPv4) stays zero.
-fn udp_manip_pkt(l4: &mut [u8], port_off: usize, newport: u16, (old, new): (IpAddr, IpAddr)) -> Option<()> {
+fn udp_manip_pkt(
+    l4: &mut [u8],
+    port_off: usize,
+    newport: u16,
+    (old, new): (IpAddr, IpAddr),
+) -> Option<()> {
     let oldport = be16_at(l4, port_off)?;
     let check = be16_at(l4, 6)?;
     if check != 0 {
@@ -197,9 +211,10 @@ fn icmp_reply_inner(
     }
     put16(icmp, 2, 0)?;
     let c = match (src, dst) {
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            fold(sum(icmp, pseudo_header_v6(s, d, IPPROTO_ICMPV6, icmp.len())))
-        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => fold(sum(
+            icmp,
+            pseudo_header_v6(s, d, IPPROTO_ICMPV6, icmp.len()),
+        )),
         _ => checksum(icmp),
     };
     put16(icmp, 2, c)?;

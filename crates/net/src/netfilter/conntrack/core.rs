@@ -19,6 +19,7 @@ const GENERIC_TIMEOUT: u64 = 600 * SEC;
 /// nf_conntrack_in: attaches the packet's connection (creating an
 /// unconfirmed one for a new flow) and runs the protocol's state machine.
 pub fn nf_conntrack_in(ct: &mut Conntrack, skb: &mut NfSkb, st: &NfHookState) -> NfVerdict {
+    ct.now_ns = ct.now_ns.max(st.now_ns);
     let mut zone = 0u16;
     if let Some(nfct) = *skb.nfct {
         let tmpl = ct.get(nfct.id).filter(|c| c.status & IPS_TEMPLATE != 0);
@@ -34,10 +35,10 @@ pub fn nf_conntrack_in(ct: &mut Conntrack, skb: &mut NfSkb, st: &NfHookState) ->
         ct.stats.invalid += 1;
         return NfVerdict::Accept;
     };
-    if l4.protonum == IPPROTO_ICMP || l4.protonum == IPPROTO_ICMPV6 {
-        if handle_icmp(ct, skb, st, &l4, zone) {
-            return NfVerdict::Accept;
-        }
+    if (l4.protonum == IPPROTO_ICMP || l4.protonum == IPPROTO_ICMPV6)
+        && handle_icmp(ct, skb, st, &l4, zone)
+    {
+        return NfVerdict::Accept;
     }
     // Bounded: a TCP reopen kills the entry it found, so the second lookup
     // creates a new one, which cannot ask to repeat.
@@ -75,7 +76,13 @@ pub fn nf_conntrack_in(ct: &mut Conntrack, skb: &mut NfSkb, st: &NfHookState) ->
 
 /// nf_conntrack_handle_icmp: errors find the flow they quote (RELATED).
 /// True when the packet is done with (related, untracked or a bad error).
-fn handle_icmp(ct: &mut Conntrack, skb: &mut NfSkb, st: &NfHookState, l4: &L4Info, zone: u16) -> bool {
+fn handle_icmp(
+    ct: &mut Conntrack,
+    skb: &mut NfSkb,
+    st: &NfHookState,
+    l4: &L4Info,
+    zone: u16,
+) -> bool {
     let verify = ct.checksum && st.hook == NfHook::PreRouting;
     match proto_icmp::icmp_error(skb.pkt, l4, st.pf, verify) {
         IcmpError::NotError => false,
@@ -122,7 +129,13 @@ enum Resolved {
 
 /// resolve_normal_ct: find the entry or make a new unconfirmed one
 /// (init_conntrack), and say what the packet is to it.
-fn resolve_normal_ct(ct: &mut Conntrack, skb: &mut NfSkb, st: &NfHookState, l4: &L4Info, zone: u16) -> Resolved {
+fn resolve_normal_ct(
+    ct: &mut Conntrack,
+    skb: &mut NfSkb,
+    st: &NfHookState,
+    l4: &L4Info,
+    zone: u16,
+) -> Resolved {
     let Some(t) = tuple::pkt_to_tuple(skb.pkt, l4) else {
         return Resolved::NoCt;
     };
@@ -154,7 +167,13 @@ fn resolve_normal_ct(ct: &mut Conntrack, skb: &mut NfSkb, st: &NfHookState, l4: 
 }
 
 /// nf_conntrack_handle_packet: the protocol's tracker.
-fn handle_packet(ct: &mut Conntrack, skb: &NfSkb, st: &NfHookState, l4: &L4Info, nfct: NfCt) -> PacketVerdict {
+fn handle_packet(
+    ct: &mut Conntrack,
+    skb: &NfSkb,
+    st: &NfHookState,
+    l4: &L4Info,
+    nfct: NfCt,
+) -> PacketVerdict {
     let seg = l4.l4(skb.pkt);
     let verify = ct.checksum && st.hook == NfHook::PreRouting;
     match l4.protonum {
@@ -198,7 +217,14 @@ fn handle_packet(ct: &mut Conntrack, skb: &NfSkb, st: &NfHookState, l4: &L4Info,
 }
 
 /// nf_conntrack_tcp_packet with tcp_error and tcp_new in front.
-fn tcp_packet(ct: &mut Conntrack, skb: &NfSkb, l4: &L4Info, nfct: NfCt, verify: bool, now: u64) -> PacketVerdict {
+fn tcp_packet(
+    ct: &mut Conntrack,
+    skb: &NfSkb,
+    l4: &L4Info,
+    nfct: NfCt,
+    verify: bool,
+    now: u64,
+) -> PacketVerdict {
     let Some(seg) = proto_tcp::tcp_parse(l4.l4(skb.pkt)) else {
         return PacketVerdict::Invalid;
     };
@@ -237,9 +263,9 @@ fn tcp_packet(ct: &mut Conntrack, skb: &NfSkb, l4: &L4Info, nfct: NfCt, verify: 
 /// held is freed; the packet carries no ct any more.
 pub fn nf_ct_put(ct: &mut Conntrack, nfct: &mut Option<NfCt>) {
     if let Some(n) = nfct.take() {
-        let free = ct
-            .get(n.id)
-            .is_some_and(|c| c.status & IPS_TEMPLATE == 0 && (!c.is_confirmed() || c.status & IPS_DYING != 0));
+        let free = ct.get(n.id).is_some_and(|c| {
+            c.status & IPS_TEMPLATE == 0 && (!c.is_confirmed() || c.status & IPS_DYING != 0)
+        });
         if free {
             ct.delete(n.id);
         }

@@ -67,7 +67,9 @@ impl Conntrack {
     /// first, as the kernel's dump skips them.
     pub fn dump(&mut self, now_ns: u64) -> Vec<String> {
         self.gc(now_ns);
-        self.confirmed().map(|(_, c)| entry_text(c, now_ns)).collect()
+        self.confirmed()
+            .map(|(_, c)| entry_text(c, now_ns))
+            .collect()
     }
 
     /// `conntrack -S` for one CPU (skiff's table is one).

@@ -187,6 +187,9 @@ pub struct Conntrack {
     pub stats: ConntrackStats,
     /// get_random_u16 for NAT port search offsets (seeded: replays repeat).
     pub(crate) rnd: RndState,
+    /// The latest engine time a hook brought (what a dump after the run
+    /// counts the timeouts from).
+    pub now_ns: u64,
 }
 
 impl Default for Conntrack {
@@ -207,6 +210,7 @@ impl Conntrack {
             checksum: true,
             stats: ConntrackStats::default(),
             rnd: RndState::seeded(0),
+            now_ns: 0,
         }
     }
 
@@ -389,7 +393,13 @@ impl Conntrack {
 
     /// __nf_conntrack_alloc: a new unconfirmed entry, or None when the table
     /// is full and nothing could be evicted ("table full, dropping packet").
-    fn alloc(&mut self, orig: NfConntrackTuple, reply: NfConntrackTuple, zone: u16, now: u64) -> Option<u32> {
+    fn alloc(
+        &mut self,
+        orig: NfConntrackTuple,
+        reply: NfConntrackTuple,
+        zone: u16,
+        now: u64,
+    ) -> Option<u32> {
         if self.max != 0 && self.count >= self.max {
             self.gc(now);
             if self.count >= self.max && !self.early_drop() {

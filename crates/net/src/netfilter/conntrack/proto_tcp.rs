@@ -608,25 +608,24 @@ pub fn tcp_packet(st: &mut IpCtTcp, seg: &TcpSeg, cx: &TcpCtx) -> TcpOutcome {
             }
         }
         Next::Iv => return invalid(),
-        Next::S(T::TimeWait) => {
+        // An RFC 5961 challenge ACK does not acknowledge the last FIN.
+        Next::S(T::TimeWait)
             if old_state == T::LastAck
                 && index == TcpBitSet::Ack
                 && st.last_dir != dir as u8
                 && st.last_index == TcpBitSet::Syn
-                && st.last_flags & EXP_CHALLENGE_ACK != 0
-            {
-                st.last_flags &= !EXP_CHALLENGE_ACK;
-                return accept_only();
-            }
+                && st.last_flags & EXP_CHALLENGE_ACK != 0 =>
+        {
+            st.last_flags &= !EXP_CHALLENGE_ACK;
+            return accept_only();
         }
         Next::S(T::SynSent2) => st.last_flags |= SIMULTANEOUS_OPEN,
-        Next::S(T::SynRecv) => {
+        Next::S(T::SynRecv)
             if dir == Dir::Reply
                 && index == TcpBitSet::Ack
-                && st.last_flags & SIMULTANEOUS_OPEN != 0
-            {
-                new_state = ES;
-            }
+                && st.last_flags & SIMULTANEOUS_OPEN != 0 =>
+        {
+            new_state = ES;
         }
         Next::S(T::Close) if index == TcpBitSet::Rst => {
             match tcp_rst_checks(st, seg, dir, old_state, cx.status) {
@@ -902,7 +901,10 @@ mod tests {
         );
         let rst = seg(TCPHDR_RST | TCPHDR_ACK, 0, 1001, 0, 0);
         let o = run(&mut st, Dir::Reply, 0, &rst);
-        assert_eq!((o.verdict, o.kill, st.state), (PacketVerdict::Accept, true, T::Close));
+        assert_eq!(
+            (o.verdict, o.kill, st.state),
+            (PacketVerdict::Accept, true, T::Close)
+        );
     }
 
     #[test]
@@ -910,8 +912,18 @@ mod tests {
         let syn = seg(TCPHDR_SYN, 1000, 0, 1000, 0);
         let mut st = tcp_new(&tcp_parse(&syn).unwrap()).unwrap();
         run(&mut st, Dir::Original, 0, &syn);
-        run(&mut st, Dir::Reply, 0, &seg(TCPHDR_SYN | TCPHDR_ACK, 5000, 1001, 1000, 0));
-        run(&mut st, Dir::Original, IPS_SEEN_REPLY, &seg(TCPHDR_ACK, 1001, 5001, 1000, 0));
+        run(
+            &mut st,
+            Dir::Reply,
+            0,
+            &seg(TCPHDR_SYN | TCPHDR_ACK, 5000, 1001, 1000, 0),
+        );
+        run(
+            &mut st,
+            Dir::Original,
+            IPS_SEEN_REPLY,
+            &seg(TCPHDR_ACK, 1001, 5001, 1000, 0),
+        );
         // The receiver advertised 1000 bytes: a segment starting 5000 bytes
         // ahead is over the upper bound.
         let far = seg(TCPHDR_ACK, 6001, 5001, 1000, 10);

@@ -2,7 +2,7 @@
 //! (net/netfilter/xt_conntrack.c, xt_state.c, xt_connmark.c, xt_CT.c): nf-hooks
 //! parses the rules and calls these.
 
-use super::{Conntrack, IpConntrackInfo, NfCt, NfConn, IPS_DST_NAT, IPS_SRC_NAT};
+use super::{Conntrack, IpConntrackInfo, NfConn, NfCt, IPS_DST_NAT, IPS_SRC_NAT};
 
 /// XT_CONNTRACK_STATE_INVALID.
 pub const XT_CONNTRACK_STATE_INVALID: u32 = 1 << 0;
@@ -21,7 +21,10 @@ pub fn state_bit(info: IpConntrackInfo) -> u32 {
 }
 
 /// nf_ct_get: the packet's entry and ctinfo (None for no ct and untracked).
-pub fn nf_ct_get<'a>(ct: &'a Conntrack, nfct: &Option<NfCt>) -> Option<(&'a NfConn, IpConntrackInfo)> {
+pub fn nf_ct_get<'a>(
+    ct: &'a Conntrack,
+    nfct: &Option<NfCt>,
+) -> Option<(&'a NfConn, IpConntrackInfo)> {
     let n = (*nfct)?;
     if n.info == IpConntrackInfo::Untracked {
         return None;
@@ -85,7 +88,12 @@ pub enum ConnmarkMode {
 }
 
 /// connmark_tg_shift: applies a CONNMARK rule (always XT_CONTINUE).
-pub fn connmark_target(ct: &mut Conntrack, nfct: &Option<NfCt>, skb_mark: &mut u32, mode: ConnmarkMode) {
+pub fn connmark_target(
+    ct: &mut Conntrack,
+    nfct: &Option<NfCt>,
+    skb_mark: &mut u32,
+    mode: ConnmarkMode,
+) {
     let Some(n) = *nfct else { return };
     if n.info == IpConntrackInfo::Untracked {
         return;
