@@ -10,6 +10,8 @@
 pub mod conntrack;
 pub mod ip_tables;
 pub mod ipt_reject;
+pub mod nat;
+pub mod nat_proto;
 pub mod targets;
 pub mod x_tables;
 pub mod xt_addrtype;
