@@ -34,6 +34,8 @@ impl Cpu<'_> {
             now_ns: pkt.ts,
             // No route lookup at the device hooks.
             addr_types: (0, 0),
+            masq_addr: None,
+            redirect_addr: None,
         };
         let (mut mark, mut nfct) = (pkt.skb.mark, None);
         let v = {

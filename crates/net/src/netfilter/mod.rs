@@ -171,6 +171,11 @@ pub struct NfHookState {
     /// The devices' names (state->in->name, state->out->name) for `-i`/`-o`.
     pub in_name: Option<IfName>,
     pub out_name: Option<IfName>,
+    /// The address MASQUERADE takes (inet_select_addr on the out device
+    /// towards the destination) and REDIRECT's (the in device's primary),
+    /// given by the stack where it has them.
+    pub masq_addr: Option<std::net::IpAddr>,
+    pub redirect_addr: Option<std::net::IpAddr>,
     pub now_ns: u64,
     /// XT_ADDRTYPE_* bits of the source and destination addresses (the
     /// stack's inet_addr_type), for `-m addrtype`; 0 where unknown.
@@ -194,6 +199,15 @@ pub struct TableId(pub usize);
 pub enum HookFn {
     /// An x_tables table's chain for the hook (ipt_do_table / ip6t_do_table).
     Table(TableId),
+    /// ipv4_conntrack_in / ipv4_conntrack_local (nf_conntrack_in).
+    ConntrackIn,
+    /// ipv4_confirm (nf_conntrack_confirm).
+    ConntrackConfirm,
+    /// nf_nat_ipv4_ops: nf_nat_inet_fn running the nat table's chain.
+    Nat {
+        table: TableId,
+        manip: nat::NfNatManipType,
+    },
 }
 
 /// struct nf_hook_ops: one registration.
@@ -254,6 +268,8 @@ pub struct XtEnv<'a> {
     prandom: &'a mut u64,
     pub replies: &'a mut Vec<NfReply>,
     log: &'a mut std::collections::VecDeque<String>,
+    /// The namespace's conntrack (None inside the nat table, whose caller holds it).
+    pub ct: Option<&'a mut Conntrack>,
 }
 
 impl XtEnv<'_> {
@@ -304,16 +320,66 @@ impl Netfilter {
         }
         let id = TableId(self.tables.len());
         self.tables.push(XtTable::builtin(pf, t));
+        let nat = t.name == "nat";
+        if nat {
+            self.conntrack_enable(pf)?;
+        }
         for &hook in t.hooks {
+            let hook_fn = if nat {
+                HookFn::Nat {
+                    table: id,
+                    manip: nat::NfNatManipType::of_hook(hook),
+                }
+            } else {
+                HookFn::Table(id)
+            };
             self.register_hook(NfHookOps {
                 pf,
                 hook,
                 priority: x_tables::table_hook_priority(t, hook),
                 dev: None,
-                hook_fn: HookFn::Table(id),
+                hook_fn,
             })?;
         }
         Ok(id)
+    }
+
+    /// nf_ct_netns_get: conntrack's hooks for the family, once (a nat table,
+    /// a conntrack/state/connmark match or a CONNMARK/CT target needs them):
+    /// nf_conntrack_in at PRE_ROUTING and LOCAL_OUT (priority CONNTRACK),
+    /// nf_conntrack_confirm at POST_ROUTING and LOCAL_IN (CONNTRACK_CONFIRM).
+    pub fn conntrack_enable(&mut self, pf: NfProto) -> Result<(), NfError> {
+        let on = self
+            .hook_entries(pf, NfHook::PreRouting)
+            .iter()
+            .any(|e| e.hook_fn == HookFn::ConntrackIn);
+        if on || pf == NfProto::Netdev {
+            return Ok(());
+        }
+        let entries = [
+            (NfHook::PreRouting, prio::CONNTRACK, HookFn::ConntrackIn),
+            (NfHook::LocalOut, prio::CONNTRACK, HookFn::ConntrackIn),
+            (
+                NfHook::PostRouting,
+                prio::CONNTRACK_CONFIRM,
+                HookFn::ConntrackConfirm,
+            ),
+            (
+                NfHook::LocalIn,
+                prio::CONNTRACK_CONFIRM,
+                HookFn::ConntrackConfirm,
+            ),
+        ];
+        for (hook, priority, hook_fn) in entries {
+            self.register_hook(NfHookOps {
+                pf,
+                hook,
+                priority,
+                dev: None,
+                hook_fn,
+            })?;
+        }
+        Ok(())
     }
 
     /// The table of family `pf` named `name`, if made.
@@ -388,6 +454,9 @@ impl Netfilter {
 fn run_entry(nf: &mut Netfilter, f: HookFn, skb: &mut NfSkb, st: &NfHookState) -> NfVerdict {
     let v = match f {
         HookFn::Table(t) => do_table(nf, t, skb, st).verdict,
+        HookFn::ConntrackIn => conntrack::nf_conntrack_in(&mut nf.conntrack, skb, st),
+        HookFn::ConntrackConfirm => conntrack::nf_conntrack_confirm(&mut nf.conntrack, skb, st),
+        HookFn::Nat { table, manip } => nat_hook(nf, table, manip, skb, st),
     };
     if nf.trace {
         nf.trace_log.push(NfTraceEntry {
@@ -398,6 +467,59 @@ fn run_entry(nf: &mut Netfilter, f: HookFn, skb: &mut NfSkb, st: &NfHookState) -
         });
     }
     v
+}
+
+/// The addresses MASQUERADE and REDIRECT use, from the hook state.
+struct StateDevices<'a>(&'a NfHookState);
+
+impl nat::NatDevices for StateDevices<'_> {
+    fn masquerade_addr(
+        &self,
+        out_ifindex: u32,
+        _daddr: std::net::IpAddr,
+    ) -> Option<std::net::IpAddr> {
+        self.0
+            .masq_addr
+            .filter(|_| self.0.out_ifindex == Some(out_ifindex))
+    }
+    fn primary_addr(&self, ifindex: u32, _pf: NfProto) -> Option<std::net::IpAddr> {
+        self.0
+            .redirect_addr
+            .filter(|_| self.0.in_ifindex == Some(ifindex))
+    }
+}
+
+/// nf_nat_ipv4_fn / nf_nat_ipv6_fn: nf-ct's nf_nat_fn with the nat table's
+/// chain for this hook (the table sees no conntrack: the NAT core holds it).
+fn nat_hook(
+    nf: &mut Netfilter,
+    TableId(t): TableId,
+    manip: nat::NfNatManipType,
+    skb: &mut NfSkb,
+    st: &NfHookState,
+) -> NfVerdict {
+    let Netfilter {
+        tables,
+        prandom,
+        replies,
+        log,
+        conntrack,
+        ..
+    } = nf;
+    let Some(table) = tables.get_mut(t) else {
+        return NfVerdict::Accept;
+    };
+    let mut run = |skb: &mut NfSkb, st: &NfHookState| {
+        let mut env = XtEnv {
+            prandom,
+            replies,
+            log,
+            ct: None,
+        };
+        let r = x_tables::ipt_do_table(table, skb, st, &mut env);
+        (r.verdict, r.rule.and_then(|rule| table.nat_target(rule)))
+    };
+    nat::nf_nat_fn_dev(conntrack, skb, st, manip, &StateDevices(st), &mut run)
 }
 
 /// ipt_do_table on table `t` of `nf`.
@@ -412,12 +534,14 @@ pub fn do_table(
         prandom,
         replies,
         log,
+        conntrack,
         ..
     } = nf;
     let mut env = XtEnv {
         prandom,
         replies,
         log,
+        ct: Some(conntrack),
     };
     match tables.get_mut(t) {
         Some(table) => x_tables::ipt_do_table(table, skb, st, &mut env),

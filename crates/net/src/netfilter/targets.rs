@@ -2,8 +2,10 @@
 //! jumps, and the extension targets; each extension's logic is in its own
 //! file named as the kernel names it (xt_mark, ipt_REJECT, xt_LOG).
 
+use super::conntrack::xt::{self, ConnmarkMode};
 use super::ip_tables::XtPkt;
 use super::ipt_reject::RejectWith;
+use super::nat::NatTarget;
 use super::xt_log::XtLog;
 use super::xt_mark::XtMarkTarget;
 use super::{NfHookState, NfReply, NfSkb, NfVerdict, XtEnv};
@@ -27,6 +29,13 @@ pub enum XtTarget {
     Reject(RejectWith),
     Mark(XtMarkTarget),
     Log(XtLog),
+    /// DNAT, SNAT, MASQUERADE, REDIRECT: the nat hook binds the connection
+    /// (nf-ct's nf_nat_setup_info); the verdict is NF_ACCEPT.
+    Nat(NatTarget),
+    /// CONNMARK --set-xmark / --save-mark / --restore-mark.
+    Connmark(ConnmarkMode),
+    /// CT --notrack.
+    Notrack,
 }
 
 impl XtTarget {
@@ -74,6 +83,17 @@ impl XtTarget {
             }
             XtTarget::Log(l) => {
                 env.log_line(l.line(p, skb, st));
+                None
+            }
+            XtTarget::Nat(_) => Some(NfVerdict::Accept),
+            XtTarget::Connmark(mode) => {
+                if let Some(ct) = env.ct.as_deref_mut() {
+                    xt::connmark_target(ct, skb.nfct, skb.mark, *mode);
+                }
+                None
+            }
+            XtTarget::Notrack => {
+                xt::notrack(skb.nfct);
                 None
             }
         }

@@ -168,6 +168,14 @@ impl XtTable {
         }
     }
 
+    /// The NAT target of rule (chain, index), if it has one.
+    pub fn nat_target(&self, (c, i): (usize, usize)) -> Option<super::nat::NatTarget> {
+        match self.chains.get(c)?.rules.get(i)?.target {
+            XtTarget::Nat(t) => Some(t),
+            _ => None,
+        }
+    }
+
     pub fn chain_index(&self, name: &str) -> Option<usize> {
         self.chains.iter().position(|c| c.name == name)
     }

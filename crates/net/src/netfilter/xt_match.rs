@@ -1,6 +1,7 @@
 //! A rule's matches (`-m NAME ...`), one kernel match per variant; each
 //! match's logic is in its own file named as the kernel names it.
 
+use super::conntrack::xt;
 use super::ip_tables::XtPkt;
 use super::xt_addrtype::XtAddrtype;
 use super::xt_mark::XtMarkMatch;
@@ -19,6 +20,22 @@ pub enum XtMatch {
     Comment(String),
     Statistic(XtStatistic),
     Addrtype(XtAddrtype),
+    /// `-m conntrack --ctstate S` (xt_conntrack's state bits).
+    Conntrack {
+        statemask: u32,
+        invert: bool,
+    },
+    /// `-m state --state S`.
+    State {
+        statemask: u32,
+        invert: bool,
+    },
+    /// `-m connmark --mark V[/M]`.
+    Connmark {
+        mark: u32,
+        mask: u32,
+        invert: bool,
+    },
 }
 
 impl XtMatch {
@@ -32,6 +49,9 @@ impl XtMatch {
             XtMatch::Comment(_) => "comment",
             XtMatch::Statistic(_) => "statistic",
             XtMatch::Addrtype(_) => "addrtype",
+            XtMatch::Conntrack { .. } => "conntrack",
+            XtMatch::State { .. } => "state",
+            XtMatch::Connmark { .. } => "connmark",
         }
     }
 
@@ -45,6 +65,26 @@ impl XtMatch {
             XtMatch::Comment(_) => true,
             XtMatch::Statistic(m) => m.matches(|| env.prandom_u32()),
             XtMatch::Addrtype(m) => m.matches(st.addr_types.0, st.addr_types.1),
+            // conntrack_mt / state_mt / connmark_mt on nf-ct's table (no table:
+            // no entry, INVALID).
+            XtMatch::Conntrack { statemask, invert } => {
+                let bits = match env.ct.as_deref() {
+                    Some(ct) => xt::ctstate(ct, skb.nfct),
+                    None => xt::XT_CONNTRACK_STATE_INVALID,
+                };
+                (bits & *statemask != 0) ^ *invert
+            }
+            XtMatch::State { statemask, invert } => {
+                let bits = match env.ct.as_deref() {
+                    Some(ct) => xt::state(ct, skb.nfct),
+                    None => xt::XT_CONNTRACK_STATE_INVALID,
+                };
+                (bits & *statemask != 0) ^ *invert
+            }
+            XtMatch::Connmark { mark, mask, invert } => {
+                let m = env.ct.as_deref().and_then(|ct| xt::connmark(ct, skb.nfct));
+                m.is_some_and(|m| ((m & *mask) == *mark) ^ *invert)
+            }
         }
     }
 }

@@ -90,6 +90,21 @@ impl HostStack {
         }
     }
 
+    /// MASQUERADE's address (nf_nat_masquerade_ipv4: inet_select_addr on the
+    /// out device towards the destination; IPv6: source address selection)
+    /// and REDIRECT's (nf_nat_redirect_ipv4/6: the in device's first address).
+    fn nf_nat_addrs(&self, at: &NfAt, dst: IpAddr) -> (Option<IpAddr>, Option<IpAddr>) {
+        let masq = at.out_if.and_then(|o| match dst {
+            IpAddr::V4(d) => self.inet_select_addr(o, Some(d), 0).map(IpAddr::V4),
+            IpAddr::V6(d) => self.ipv6_dev_get_saddr(o, d).map(IpAddr::V6),
+        });
+        let redirect = at.in_if.and_then(|i| self.dev(i)).and_then(|d| match dst {
+            IpAddr::V4(_) => d.v4.first().map(|a| IpAddr::V4(a.addr)),
+            IpAddr::V6(_) => d.v6.first().map(|a| IpAddr::V6(a.0)),
+        });
+        (masq, redirect)
+    }
+
     /// NF_HOOK for one hook on an L3 packet, then the REJECT replies.
     fn nf_run(
         &mut self,
@@ -99,9 +114,14 @@ impl HostStack {
         nfct: &mut Option<NfCt>,
         out: &mut Vec<StackOutput>,
     ) -> NfVerdict {
-        let addr_types = match XtPkt::parse(at.pf, pkt) {
+        let parsed = XtPkt::parse(at.pf, pkt);
+        let addr_types = match &parsed {
             Some(p) => (self.nf_addr_type(p.src), self.nf_addr_type(p.dst)),
             None => (0, 0),
+        };
+        let (masq_addr, redirect_addr) = match &parsed {
+            Some(p) => self.nf_nat_addrs(&at, p.dst),
+            None => (None, None),
         };
         let state = NfHookState {
             hook: at.hook,
@@ -110,6 +130,8 @@ impl HostStack {
             out_ifindex: at.out_if,
             in_name: self.nf_ifname(at.in_if),
             out_name: self.nf_ifname(at.out_if),
+            masq_addr,
+            redirect_addr,
             now_ns: self.now_ns,
             addr_types,
         };
