@@ -37,6 +37,16 @@ pub struct Netns {
     pub neighbours: Vec<Neighbour>,
     /// The `tc = [...]` lines, parsed, in order.
     pub tc: Vec<TcLine>,
+    /// The `iptables = [...]` then `ip6tables = [...]` lines, parsed, in order.
+    pub iptables: Vec<NfLine>,
+}
+
+/// One iptables/ip6tables line of a namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NfLine {
+    pub text: String,
+    pub cmd: crate::netfilter::IptCommand,
+    pub loc: Loc,
 }
 
 /// One `tc` line of a namespace: its text, what it parsed to, where it is.

@@ -33,6 +33,14 @@ pub(crate) struct RawNetns {
     /// tc command lines, run in order as `ip netns exec NAME tc ...`.
     #[serde(default)]
     pub tc: Vec<Spanned<String>>,
+    /// iptables command lines (without `iptables`), run in order.
+    #[serde(default)]
+    pub iptables: Vec<Spanned<String>>,
+    /// ip6tables command lines.
+    #[serde(default)]
+    pub ip6tables: Vec<Spanned<String>>,
+    /// An nft -f rule set (not supported yet: refused at load).
+    pub nft: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

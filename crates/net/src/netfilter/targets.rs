@@ -10,7 +10,7 @@ use super::xt_log::XtLog;
 use super::xt_mark::XtMarkTarget;
 use super::{NfHookState, NfReply, NfSkb, NfVerdict, XtEnv};
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum XtTarget {
     /// No target: the rule only counts (XT_CONTINUE).
     None,

@@ -48,7 +48,7 @@ impl Policy {
 
 /// One rule: the IP header part (-s/-d/-p/-i/-o/-f), the matches (-m), the
 /// target (-j/-g) and its counters.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct XtRule {
     pub ip: IptIp,
     pub matches: Vec<XtMatch>,
@@ -57,7 +57,7 @@ pub struct XtRule {
 }
 
 /// A chain: built-in (with a policy and its counters) or user-defined.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct XtChain {
     pub name: String,
     /// Some for a built-in chain.
@@ -78,7 +78,7 @@ impl XtChain {
 }
 
 /// One table (`filter`, `nat`, ...) of one family.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct XtTable {
     pub name: String,
     pub family: NfProto,
@@ -188,23 +188,21 @@ impl XtTable {
     }
 
     /// translate_table's mark_source_chains: no chain may reach itself by
-    /// jumps and gotos (ELOOP). Returns the name of a chain in a loop.
+    /// jumps and gotos (ELOOP). Returns the name of the chain a loop comes back to.
     pub fn find_loop(&self) -> Option<&str> {
         // 0 unvisited, 1 on the path, 2 done.
         let mut state = vec![0u8; self.chains.len()];
-        for start in 0..self.chains.len() {
-            if self.visit_loop(start, &mut state) {
-                return self.chains.get(start).map(|c| c.name.as_str());
-            }
-        }
-        None
+        (0..self.chains.len())
+            .find_map(|start| self.visit_loop(start, &mut state))
+            .and_then(|c| self.chains.get(c))
+            .map(|c| c.name.as_str())
     }
 
-    fn visit_loop(&self, c: usize, state: &mut [u8]) -> bool {
+    fn visit_loop(&self, c: usize, state: &mut [u8]) -> Option<usize> {
         match state.get(c) {
-            Some(1) => return true,
+            Some(1) => return Some(c),
             Some(0) => {}
-            _ => return false,
+            _ => return None,
         }
         state[c] = 1;
         let targets: Vec<usize> = self
@@ -213,12 +211,12 @@ impl XtTable {
             .map(|ch| ch.rules.iter().filter_map(|r| r.target.chain()).collect())
             .unwrap_or_default();
         for t in targets {
-            if self.visit_loop(t, state) {
-                return true;
+            if let Some(l) = self.visit_loop(t, state) {
+                return Some(l);
             }
         }
         state[c] = 2;
-        false
+        None
     }
 }
 

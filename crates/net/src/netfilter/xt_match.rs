@@ -10,7 +10,7 @@ use super::xt_statistic::XtStatistic;
 use super::xt_tcpudp::{XtTcp, XtUdp};
 use super::{NfHookState, NfSkb, XtEnv};
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum XtMatch {
     Tcp(XtTcp),
     Udp(XtUdp),
