@@ -74,6 +74,10 @@ pub struct RunArgs {
     /// packet's time).
     #[arg(long)]
     pub conntrack: bool,
+    /// After the run, print each namespace's iptables/ip6tables tables as
+    /// `iptables -t TABLE -L -v -n -x` prints them (rule and policy counters).
+    #[arg(long = "nf-stats")]
+    pub nf_stats: bool,
     /// Load even programs the verifier refuses, with run-time checks on every
     /// access (each refused program is named on stderr).
     #[arg(long)]
@@ -643,6 +647,7 @@ fn run(a: &RunArgs) -> Result<i32> {
             "maps": maps_after(&maps),
             "tc": tc_json(&dp),
             "conntrack": conntrack_json(&mut dp),
+            "netfilter": netfilter_json(&mut dp),
         });
         writeln!(so, "{v}")?;
     } else {
@@ -706,6 +711,9 @@ fn run(a: &RunArgs) -> Result<i32> {
     }
     if a.tc_stats {
         write!(so, "{}", tc_text(&dp))?;
+    }
+    if a.nf_stats && !a.json {
+        write!(so, "{}", netfilter_text(&mut dp))?;
     }
     if a.conntrack && !a.json {
         write!(so, "{}", conntrack_text(&mut dp))?;
@@ -813,6 +821,37 @@ fn conntrack_json(dp: &mut Datapath) -> serde_json::Value {
         }
     }
     serde_json::Value::Object(m)
+}
+
+/// Each namespace's netfilter tables (docs/netfilter.md: family -> table ->
+/// chain -> policy, counters, rules), keyed by namespace name.
+fn netfilter_json(dp: &mut Datapath) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for i in 0.. {
+        let ns = NsId(i);
+        let Some(name) = dp.netns_name(ns).map(String::from) else {
+            break;
+        };
+        if let Ok(st) = dp.stack_mut(ns) {
+            m.insert(name, skiff_net::netfilter::dump::to_json(st.netfilter()));
+        }
+    }
+    serde_json::Value::Object(m)
+}
+
+/// `iptables -t TABLE -L -v -n -x` for every table of every namespace.
+fn netfilter_text(dp: &mut Datapath) -> String {
+    let mut out = String::new();
+    for i in 0.. {
+        let ns = NsId(i);
+        let Some(name) = dp.netns_name(ns).map(String::from) else {
+            break;
+        };
+        if let Ok(st) = dp.stack_mut(ns) {
+            out += &skiff_net::netfilter::dump::list_all(st.netfilter(), &name);
+        }
+    }
+    out
 }
 
 /// `conntrack -L` per namespace, headed as `ip netns exec NETNS conntrack -L`.

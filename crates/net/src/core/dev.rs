@@ -83,13 +83,20 @@ impl Cpu<'_> {
             now_ns: pkt.ts,
         };
         let mut out = Vec::new();
-        let fate = self.sh.namespaces[d.ns.0].shared.stack_write().receive(
-            d.ifindex,
-            pkt.skb.data(),
-            meta,
-            pkt.id,
-            &mut out,
-        );
+        let (fate, nf_trace) = {
+            let mut stack = self.sh.namespaces[d.ns.0].shared.stack_write();
+            stack.netfilter_mut().trace = self.sh.trace_on;
+            let fate = stack.receive(d.ifindex, pkt.skb.data(), meta, pkt.id, &mut out);
+            let t = if self.sh.trace_on {
+                stack.netfilter_mut().take_trace()
+            } else {
+                Vec::new()
+            };
+            (fate, t)
+        };
+        if !nf_trace.is_empty() {
+            self.nf_trace(dev, pkt.id, pkt.ts, pkt.skb.data(), nf_trace);
+        }
         let code = match &fate {
             Fate::Delivered(_) => 0,
             Fate::Forwarded => 1,
@@ -114,6 +121,9 @@ impl Cpu<'_> {
             Fate::Queued => {
                 self.sh.stack_queued.insert(pkt.id);
                 self.free_skb(pkt.skb);
+            }
+            Fate::Dropped(r @ DropReason::NetfilterDrop) => {
+                self.drop_skb(pkt, r, at(dev, Hook::Netfilter))
             }
             Fate::Dropped(r) => self.drop_skb(pkt, r, at(dev, Hook::Stack)),
             Fate::Stolen => self.deliver(dev, pkt, "netfilter"),

@@ -68,6 +68,31 @@ impl Cpu<'_> {
     }
 }
 
+impl Cpu<'_> {
+    /// The netfilter entries the stack ran on a packet: counted per verdict
+    /// at the device's netfilter hook, traced as `nf-prerouting` with the
+    /// table as the program.
+    pub(crate) fn nf_trace(
+        &mut self,
+        dev: DevId,
+        id: PacketId,
+        ts: u64,
+        frame: &[u8],
+        entries: Vec<(NfHook, String, NfVerdict)>,
+    ) {
+        for (hook, what, v) in entries {
+            let code = NfHook::verdict_code(v);
+            self.st.cnt.hooks[dev.0].slots[Hook::Netfilter.index()]
+                [super::counters::verdict_slot(code)]
+            .add(frame.len());
+            let verdict = super::counters::verdict_name(Hook::Netfilter, code).to_string();
+            let mut ev = self.event(id, dev, hook.trace_name(), Some(what), verdict, None, ts);
+            ev.fill_frame(frame);
+            self.rec.trace.push(ev);
+        }
+    }
+}
+
 impl Datapath {
     /// Changes the namespace's netfilter (hooks, tables, conntrack) under its
     /// lock, then marks the devices that have netdev-family entries so the

@@ -8,6 +8,7 @@
 //! ones); the device path calls it at the netdev ingress and egress hooks.
 
 pub mod conntrack;
+pub mod dump;
 pub mod ip_tables;
 pub mod ipt_reject;
 pub mod nat;
@@ -93,6 +94,30 @@ impl NfHook {
             NfHook::PostRouting => "POSTROUTING",
             NfHook::NetdevIngress => "INGRESS",
             NfHook::NetdevEgress => "EGRESS",
+        }
+    }
+
+    /// The trace's name for the hook (`nf-prerouting`).
+    pub fn trace_name(self) -> &'static str {
+        match self {
+            NfHook::PreRouting => "nf-prerouting",
+            NfHook::LocalIn => "nf-input",
+            NfHook::Forward => "nf-forward",
+            NfHook::LocalOut => "nf-output",
+            NfHook::PostRouting => "nf-postrouting",
+            NfHook::NetdevIngress => "nf-ingress",
+            NfHook::NetdevEgress => "nf-egress",
+        }
+    }
+
+    /// include/uapi/linux/netfilter.h NF_DROP 0 .. NF_REPEAT 4.
+    pub fn verdict_code(v: NfVerdict) -> i64 {
+        match v {
+            NfVerdict::Drop => 0,
+            NfVerdict::Accept => 1,
+            NfVerdict::Stolen => 2,
+            NfVerdict::Queue { .. } => 3,
+            NfVerdict::Repeat => 4,
         }
     }
 
@@ -387,6 +412,29 @@ impl Netfilter {
         self.tables
             .iter()
             .find(|x| x.family == pf && x.name == name)
+    }
+
+    /// The entries crossed since the last call, as (hook, what ran: the
+    /// table's name or `conntrack` / `conntrack-confirm`, verdict).
+    pub fn take_trace(&mut self) -> Vec<(NfHook, String, NfVerdict)> {
+        let log = std::mem::take(&mut self.trace_log);
+        log.into_iter()
+            .map(|e| {
+                let what = match e.hook_fn {
+                    HookFn::Table(TableId(t))
+                    | HookFn::Nat {
+                        table: TableId(t), ..
+                    } => self
+                        .tables
+                        .get(t)
+                        .map(|x| x.name.clone())
+                        .unwrap_or_default(),
+                    HookFn::ConntrackIn => "conntrack".into(),
+                    HookFn::ConntrackConfirm => "conntrack-confirm".into(),
+                };
+                (e.hook, what, e.verdict)
+            })
+            .collect()
     }
 
     /// The REJECT replies to send, in order.
