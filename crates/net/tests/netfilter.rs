@@ -176,3 +176,135 @@ fn local_out_drop_stops_the_stack_s_own_replies() {
     assert_eq!(fate, Fate::Dropped(DropReason::NoSocket));
     assert!(out.is_empty());
 }
+
+// ---- the rule engine through the stack -----------------------------------
+
+use skiff_net::netfilter::ip_tables::IptIp;
+use skiff_net::netfilter::ipt_reject::RejectWith;
+use skiff_net::netfilter::targets::XtTarget;
+use skiff_net::netfilter::x_tables::{table_template, XtChain, XtRule};
+use skiff_net::netfilter::xt_mark::{XtMarkMatch, XtMarkTarget};
+use skiff_net::netfilter::xt_match::XtMatch;
+use skiff_net::netfilter::xt_statistic::XtStatistic;
+use skiff_net::netfilter::xt_tcpudp::XtUdp;
+
+fn rule(ip: IptIp, matches: Vec<XtMatch>, target: XtTarget) -> XtRule {
+    XtRule {
+        ip,
+        matches,
+        target,
+        counters: XtCounters::default(),
+    }
+}
+
+/// The filter table of `s` with a user chain `name` added; (table, INPUT, user chain).
+fn filter_with_chain(s: &mut HostStack, name: &str) -> (usize, usize, usize) {
+    let nf = s.netfilter_mut();
+    let TableId(t) = nf
+        .table(NfProto::Ipv4, table_template("filter").unwrap())
+        .unwrap();
+    let table = &mut nf.tables[t];
+    table.chains.push(XtChain::new(name, None));
+    let input = table.chain_index("INPUT").unwrap();
+    (t, input, table.chains.len() - 1)
+}
+
+#[test]
+fn jump_return_goto_and_counters() {
+    let mut s = stack();
+    let (t, input, user) = filter_with_chain(&mut s, "USER");
+    let udp53 = XtMatch::Udp(XtUdp {
+        spts: (0, 0xffff),
+        dpts: (53, 53),
+        invflags: 0,
+    });
+    {
+        let table = &mut s.netfilter_mut().tables[t];
+        // INPUT: jump USER; then mark 7 (reached after USER returns); policy ACCEPT.
+        table.chains[input].rules = vec![
+            rule(IptIp::default(), vec![], XtTarget::Jump(user)),
+            rule(
+                IptIp::default(),
+                vec![],
+                XtTarget::Mark(XtMarkTarget { mark: 7, mask: u32::MAX }),
+            ),
+            rule(
+                IptIp::default(),
+                vec![XtMatch::Mark(XtMarkMatch { mark: 7, mask: 0xff, invert: false })],
+                XtTarget::Drop,
+            ),
+        ];
+        // USER: udp dport 53 -> RETURN; anything else falls off the end.
+        table.chains[user].rules = vec![rule(IptIp::default(), vec![udp53], XtTarget::Return)];
+    }
+    let mut out = Vec::new();
+    let fate = s.receive(A0, &udp_frame([10, 1, 0, 1]), meta(), 1, &mut out);
+    assert_eq!(fate, Fate::Dropped(DropReason::NetfilterDrop));
+    let table = &s.netfilter().tables[t];
+    let counts: Vec<u64> = table.chains[input].rules.iter().map(|r| r.counters.pcnt).collect();
+    assert_eq!(counts, vec![1, 1, 1]);
+    assert_eq!(table.chains[user].rules[0].counters, XtCounters { pcnt: 1, bcnt: 32 });
+    assert_eq!(table.chains[input].policy_counters.pcnt, 0);
+
+    // A goto to USER: its end (no RETURN match for port 54) goes to the
+    // policy of INPUT, not back to INPUT's next rule.
+    let mut s = stack();
+    let (t, input, user) = filter_with_chain(&mut s, "USER");
+    {
+        let table = &mut s.netfilter_mut().tables[t];
+        table.chains[input].rules = vec![
+            rule(IptIp::default(), vec![], XtTarget::Goto(user)),
+            rule(IptIp::default(), vec![], XtTarget::Drop),
+        ];
+    }
+    let fate = s.receive(A0, &udp_frame([10, 1, 0, 1]), meta(), 1, &mut out);
+    assert_eq!(fate, Fate::Delivered(Delivery::Udp { port: 53 }));
+    let table = &s.netfilter().tables[t];
+    assert_eq!(table.chains[input].rules[1].counters.pcnt, 0);
+    assert_eq!(table.chains[input].policy_counters, XtCounters { pcnt: 1, bcnt: 32 });
+}
+
+#[test]
+fn statistic_nth_every_2_matches_the_first_and_third() {
+    let mut s = stack();
+    let (t, input, _) = filter_with_chain(&mut s, "USER");
+    s.netfilter_mut().tables[t].chains[input].rules = vec![rule(
+        IptIp::default(),
+        vec![XtMatch::Statistic(XtStatistic::nth(2, 0, false))],
+        XtTarget::Drop,
+    )];
+    let mut out = Vec::new();
+    let fates: Vec<Fate> = (0..4)
+        .map(|i| s.receive(A0, &udp_frame([10, 1, 0, 1]), meta(), i, &mut out))
+        .collect();
+    let drop = Fate::Dropped(DropReason::NetfilterDrop);
+    let ok = Fate::Delivered(Delivery::Udp { port: 53 });
+    assert_eq!(fates, vec![drop, ok, drop, ok]);
+}
+
+#[test]
+fn reject_sends_port_unreachable_quoting_the_packet() {
+    let mut s = stack();
+    s.add_neighbour(A0, v4("10.1.0.5"), PEER).unwrap();
+    let (t, input, _) = filter_with_chain(&mut s, "USER");
+    s.netfilter_mut().tables[t].chains[input].rules = vec![rule(
+        IptIp::default(),
+        vec![],
+        XtTarget::Reject(RejectWith::IcmpUnreach(3)),
+    )];
+    let mut out = Vec::new();
+    let f = udp_frame([10, 1, 0, 1]);
+    let fate = s.receive(A0, &f, meta(), 1, &mut out);
+    assert_eq!(fate, Fate::Dropped(DropReason::NetfilterDrop));
+    assert_eq!(out.len(), 1);
+    let o = &out[0].frame;
+    assert_eq!(out[0].ifindex, A0);
+    assert_eq!(&o[..6], &PEER);
+    let ip = Ipv4Packet::new_checked(&o[14..]).unwrap();
+    assert_eq!(ip.src_addr(), std::net::Ipv4Addr::new(10, 1, 0, 1));
+    assert_eq!(ip.dst_addr(), std::net::Ipv4Addr::new(10, 1, 0, 5));
+    assert_eq!(ip.protocol(), 1);
+    let icmp = ip.payload();
+    assert_eq!(&icmp[..2], &[3, 3]);
+    assert_eq!(&icmp[8..], &f[14..]);
+}
