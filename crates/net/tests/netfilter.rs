@@ -226,11 +226,18 @@ fn jump_return_goto_and_counters() {
             rule(
                 IptIp::default(),
                 vec![],
-                XtTarget::Mark(XtMarkTarget { mark: 7, mask: u32::MAX }),
+                XtTarget::Mark(XtMarkTarget {
+                    mark: 7,
+                    mask: u32::MAX,
+                }),
             ),
             rule(
                 IptIp::default(),
-                vec![XtMatch::Mark(XtMarkMatch { mark: 7, mask: 0xff, invert: false })],
+                vec![XtMatch::Mark(XtMarkMatch {
+                    mark: 7,
+                    mask: 0xff,
+                    invert: false,
+                })],
                 XtTarget::Drop,
             ),
         ];
@@ -241,9 +248,16 @@ fn jump_return_goto_and_counters() {
     let fate = s.receive(A0, &udp_frame([10, 1, 0, 1]), meta(), 1, &mut out);
     assert_eq!(fate, Fate::Dropped(DropReason::NetfilterDrop));
     let table = &s.netfilter().tables[t];
-    let counts: Vec<u64> = table.chains[input].rules.iter().map(|r| r.counters.pcnt).collect();
+    let counts: Vec<u64> = table.chains[input]
+        .rules
+        .iter()
+        .map(|r| r.counters.pcnt)
+        .collect();
     assert_eq!(counts, vec![1, 1, 1]);
-    assert_eq!(table.chains[user].rules[0].counters, XtCounters { pcnt: 1, bcnt: 32 });
+    assert_eq!(
+        table.chains[user].rules[0].counters,
+        XtCounters { pcnt: 1, bcnt: 32 }
+    );
     assert_eq!(table.chains[input].policy_counters.pcnt, 0);
 
     // A goto to USER: its end (no RETURN match for port 54) goes to the
@@ -261,7 +275,10 @@ fn jump_return_goto_and_counters() {
     assert_eq!(fate, Fate::Delivered(Delivery::Udp { port: 53 }));
     let table = &s.netfilter().tables[t];
     assert_eq!(table.chains[input].rules[1].counters.pcnt, 0);
-    assert_eq!(table.chains[input].policy_counters, XtCounters { pcnt: 1, bcnt: 32 });
+    assert_eq!(
+        table.chains[input].policy_counters,
+        XtCounters { pcnt: 1, bcnt: 32 }
+    );
 }
 
 #[test]

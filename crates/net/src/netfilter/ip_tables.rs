@@ -68,7 +68,7 @@ impl IfMatch {
 
 /// struct ipt_ip / ip6t_ip6: addresses with masks, interfaces, protocol,
 /// the -f flag and the inversions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IptIp {
     pub src: Option<(IpAddr, u8)>,
     pub dst: Option<(IpAddr, u8)>,
@@ -79,20 +79,6 @@ pub struct IptIp {
     /// `-f`: only second and later fragments (IPv4).
     pub frag: bool,
     pub invflags: u8,
-}
-
-impl Default for IptIp {
-    fn default() -> Self {
-        IptIp {
-            src: None,
-            dst: None,
-            iniface: None,
-            outiface: None,
-            proto: 0,
-            frag: false,
-            invflags: 0,
-        }
-    }
 }
 
 /// The masked address comparison (addr & mask) == net.
