@@ -75,6 +75,15 @@ pub struct RunArgs {
     /// qdisc show` and `tc -s class show` print them.
     #[arg(long = "tc-stats")]
     pub tc_stats: bool,
+    /// After the run, print each namespace's conntrack table as `ip netns
+    /// exec NETNS conntrack -L` prints it (timeouts counted from the last
+    /// packet's time).
+    #[arg(long)]
+    pub conntrack: bool,
+    /// After the run, print each namespace's iptables/ip6tables tables as
+    /// `iptables -t TABLE -L -v -n -x` prints them (rule and policy counters).
+    #[arg(long = "nf-stats")]
+    pub nf_stats: bool,
     /// Load even programs the verifier refuses, with run-time checks on every
     /// access (each refused program is named on stderr).
     #[arg(long)]
@@ -679,7 +688,18 @@ fn run(a: &RunArgs) -> Result<i32> {
         transmitted_out: &transmitted_out,
         fates: &fates,
     };
-    summary(a, &dp, ran, &mut so, Extra::default())
+    if let Some(p) = &a.coverage {
+        let objs: Vec<&Path> = topo.objects.iter().map(|o| o.path.as_path()).collect();
+        let mut files = vec![a.topology.as_path()];
+        files.extend(objs);
+        let (progs, srcs) =
+            skiff::coverage::write(p, &skiff::coverage::bases(&files)).map_err(|e| anyhow!(e))?;
+        eprintln!(
+            "skiff run: coverage of {progs} programs, {srcs} source files written to {}",
+            p.display()
+        );
+    }
+    summary(a, &mut dp, ran, &mut so, Extra::default())
 }
 
 /// A live run's control socket (and `--metrics`), its path printed.
@@ -754,7 +774,7 @@ pub(crate) struct Extra {
 /// object); exit code 1 when packets are not conserved.
 pub(crate) fn summary(
     a: &RunArgs,
-    dp: &Datapath,
+    dp: &mut Datapath,
     ran: Ran<'_>,
     so: &mut std::io::StdoutLock,
     extra: Extra,
@@ -777,6 +797,8 @@ pub(crate) fn summary(
         v.insert("pcap_out".into(), serde_json::json!(transmitted_out));
         v.insert("maps".into(), maps_after(maps));
         v.insert("tc".into(), tc_json(dp));
+        v.insert("conntrack".into(), conntrack_json(dp));
+        v.insert("netfilter".into(), netfilter_json(dp));
         if let Some((k, x)) = extra.json {
             v.insert(k.to_string(), x);
         }
@@ -800,18 +822,13 @@ pub(crate) fn summary(
     if a.tc_stats {
         write!(so, "{}", tc_text(dp))?;
     }
-    so.flush()?;
-    if let Some(p) = &a.coverage {
-        let objs: Vec<&Path> = topo.objects.iter().map(|o| o.path.as_path()).collect();
-        let mut files = vec![a.topology.as_path()];
-        files.extend(objs);
-        let (progs, srcs) =
-            skiff::coverage::write(p, &skiff::coverage::bases(&files)).map_err(|e| anyhow!(e))?;
-        eprintln!(
-            "skiff run: coverage of {progs} programs, {srcs} source files written to {}",
-            p.display()
-        );
+    if a.nf_stats && !a.json {
+        write!(so, "{}", netfilter_text(dp))?;
     }
+    if a.conntrack && !a.json {
+        write!(so, "{}", conntrack_text(dp))?;
+    }
+    so.flush()?;
     if !cons.balanced() {
         eprintln!("skiff run: packet conservation violated (a datapath bug): {cons:?}");
         return Ok(1);
@@ -914,6 +931,82 @@ fn tc_json_filters(dp: &Datapath, id: DevId, ns: NsId, v: &mut serde_json::Value
         "action".into(),
         serde_json::Value::Array(dp.tc_actions_show(ns)),
     );
+}
+
+/// Each namespace's conntrack table (`conntrack -L` lines, count,
+/// `conntrack -S` counters), keyed by namespace name.
+fn conntrack_json(dp: &mut Datapath) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for i in 0.. {
+        let ns = NsId(i);
+        let Some(name) = dp.netns_name(ns).map(String::from) else {
+            break;
+        };
+        if let Ok(mut st) = dp.stack_mut(ns) {
+            let ct = &mut st.netfilter_mut().conntrack;
+            let now = ct.now_ns;
+            m.insert(name, ct.to_json(now));
+        }
+    }
+    serde_json::Value::Object(m)
+}
+
+/// Each namespace's netfilter tables (docs/netfilter.md: family -> table ->
+/// chain -> policy, counters, rules), keyed by namespace name.
+fn netfilter_json(dp: &mut Datapath) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for i in 0.. {
+        let ns = NsId(i);
+        let Some(name) = dp.netns_name(ns).map(String::from) else {
+            break;
+        };
+        if let Ok(st) = dp.stack_mut(ns) {
+            m.insert(name, skiff_net::netfilter::dump::to_json(st.netfilter()));
+        }
+    }
+    serde_json::Value::Object(m)
+}
+
+/// `iptables -t TABLE -L -v -n -x` for every table of every namespace.
+fn netfilter_text(dp: &mut Datapath) -> String {
+    let mut out = String::new();
+    for i in 0.. {
+        let ns = NsId(i);
+        let Some(name) = dp.netns_name(ns).map(String::from) else {
+            break;
+        };
+        if let Ok(st) = dp.stack_mut(ns) {
+            out += &skiff_net::netfilter::dump::list_all(st.netfilter(), &name);
+        }
+    }
+    out
+}
+
+/// `conntrack -L` per namespace, headed as `ip netns exec NETNS conntrack -L`.
+fn conntrack_text(dp: &mut Datapath) -> String {
+    let mut out = String::new();
+    for i in 0.. {
+        let ns = NsId(i);
+        let Some(name) = dp.netns_name(ns).map(String::from) else {
+            break;
+        };
+        if let Ok(mut st) = dp.stack_mut(ns) {
+            let ct = &mut st.netfilter_mut().conntrack;
+            let now = ct.now_ns;
+            let lines = ct.dump(now);
+            // The tool's "N flow entries have been shown." goes to stderr;
+            // here it heads the namespace's lines.
+            out.push_str(&format!(
+                "\nconntrack -L ({name}): {} flow entries\n",
+                lines.len()
+            ));
+            for l in &lines {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 /// `tc -s qdisc show` then `tc -s class show`, per namespace as `ip netns

@@ -63,6 +63,9 @@ pub enum DropReason {
     CpuBacklog,
     /// The reverse-path filter refused the source (fib_validate_source: -EXDEV).
     IpRpfilter,
+
+    /// A netfilter hook's NF_DROP (nf_hook_slow).
+    NetfilterDrop,
 }
 
 impl DropReason {
@@ -114,6 +117,8 @@ impl DropReason {
         DropReason::SkiffXdpRedirectError,
         DropReason::CpuBacklog,
         DropReason::IpRpfilter,
+
+        DropReason::NetfilterDrop,
     ];
 
     /// A dense index (per-CPU drop counters are an array).
@@ -171,6 +176,8 @@ impl DropReason {
             SkiffLoop => "SKIFF_LOOP",
             CpuBacklog => "CPU_BACKLOG",
             IpRpfilter => "IP_RPFILTER",
+
+            NetfilterDrop => "NETFILTER_DROP",
         }
     }
 

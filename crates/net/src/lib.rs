@@ -11,6 +11,7 @@ pub mod ctx;
 pub mod drivers;
 pub mod drop;
 pub mod helpers;
+pub mod netfilter;
 pub mod sched;
 pub mod stack;
 pub mod test_run;

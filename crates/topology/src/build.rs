@@ -85,6 +85,7 @@ impl Topology {
         }
         for ns in &self.namespaces {
             self.run_tc(&mut dp, self.ns_id(&ns_ids, &ns.name)?, ns)?;
+            self.run_iptables(&mut dp, self.ns_id(&ns_ids, &ns.name)?, ns)?;
         }
         let mut chains = Chains::new();
         for (o, lo) in self.objects.iter().zip(&objects) {
@@ -118,6 +119,21 @@ impl Topology {
                 l.loc
                     .error(&self.file, format!("tc {:?}: {}", l.text, e.msg))
             })?;
+        }
+        Ok(())
+    }
+
+    /// The namespace's iptables/ip6tables lines, in order, as `ip netns exec
+    /// NS iptables ...`.
+    fn run_iptables(&self, dp: &mut Datapath, ns: NsId, n: &Netns) -> Result<(), TopologyError> {
+        for l in &n.iptables {
+            let tool = match l.cmd.family {
+                skiff_net::netfilter::NfProto::Ipv6 => "ip6tables",
+                _ => "iptables",
+            };
+            dp.netfilter_update(ns, |nf| crate::netfilter::apply(nf, &l.cmd))
+                .map_err(|e| self.ferr(e.to_string()))?
+                .map_err(|e| l.loc.error(&self.file, format!("{tool} {:?}: {e}", l.text)))?;
         }
         Ok(())
     }

@@ -22,6 +22,7 @@ mod build;
 mod error;
 mod load;
 mod model;
+pub mod netfilter;
 mod parse;
 mod raw;
 pub mod tc;

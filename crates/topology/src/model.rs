@@ -52,6 +52,16 @@ pub struct SysctlSetting {
     pub name: String,
     pub sysctl: skiff_net::stack::Sysctl<String>,
     pub value: i64,
+
+    /// The `iptables = [...]` then `ip6tables = [...]` lines, parsed, in order.
+    pub iptables: Vec<NfLine>,
+}
+
+/// One iptables/ip6tables line of a namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NfLine {
+    pub text: String,
+    pub cmd: crate::netfilter::IptCommand,
     pub loc: Loc,
 }
 

@@ -39,6 +39,15 @@ pub(crate) struct RawNetns {
     /// `sysctl -w` settings: `"net.ipv4.conf.eth0.rp_filter" = 1`.
     #[serde(default)]
     pub sysctl: BTreeMap<Spanned<String>, Spanned<i64>>,
+
+    /// iptables command lines (without `iptables`), run in order.
+    #[serde(default)]
+    pub iptables: Vec<Spanned<String>>,
+    /// ip6tables command lines.
+    #[serde(default)]
+    pub ip6tables: Vec<Spanned<String>>,
+    /// An nft -f rule set (not supported yet: refused at load).
+    pub nft: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -29,9 +29,11 @@ pub enum Hook {
     Xmit,
     /// Device receive (before any hook): rx queue, backlog.
     Rx,
+    /// A netfilter hook (the netdev hooks, and the stack's hooks' drops).
+    Netfilter,
 }
 
-pub const N_HOOKS: usize = 10;
+pub const N_HOOKS: usize = 11;
 
 impl Hook {
     pub fn name(self) -> &'static str {
@@ -46,6 +48,7 @@ impl Hook {
             Hook::Stack => "stack",
             Hook::Xmit => "xmit",
             Hook::Rx => "rx",
+            Hook::Netfilter => "netfilter",
         }
     }
     pub fn index(self) -> usize {
@@ -67,6 +70,7 @@ pub const ALL_HOOKS: [Hook; N_HOOKS] = [
     Hook::Stack,
     Hook::Xmit,
     Hook::Rx,
+    Hook::Netfilter,
 ];
 
 /// `ip -s link` statistics (struct rtnl_link_stats64, the fields skiff moves).
@@ -240,7 +244,17 @@ pub fn verdict_name(hook: Hook, code: i64) -> &'static str {
             1 => "FORWARDED",
             2 => "QUEUED",
             3 => "DROPPED",
+            4 => "STOLEN",
             _ => "INVALID",
+        },
+        // include/uapi/linux/netfilter.h NF_DROP .. NF_REPEAT.
+        Hook::Netfilter => match code {
+            0 => "NF_DROP",
+            1 => "NF_ACCEPT",
+            2 => "NF_STOLEN",
+            3 => "NF_QUEUE",
+            4 => "NF_REPEAT",
+            _ => "NF_INVALID",
         },
         Hook::Xmit | Hook::Rx => match code {
             0 => "OK",

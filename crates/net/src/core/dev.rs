@@ -10,6 +10,7 @@ use super::tc::{Ingress, TcDirection};
 use super::*;
 use crate::buff::PACKET_HOST;
 use crate::drop::DropReason;
+use crate::netfilter::NfHook;
 use crate::sched::{EnqueueCtx, Refused};
 use crate::stack::{Fate, Origin, RxMeta, StackOutput};
 use flow::{ETH_P_8021AD, ETH_P_8021Q};
@@ -56,6 +57,13 @@ impl Cpu<'_> {
                     continue;
                 }
             }
+            // nf_ingress, after tc ingress.
+            if self.dev(dev).nf_ingress {
+                match self.nf_netdev_hook(dev, pkt, NfHook::NetdevIngress) {
+                    Some(p) => pkt = p,
+                    None => return,
+                }
+            }
             return self.stack_receive(dev, pkt);
         }
     }
@@ -75,18 +83,26 @@ impl Cpu<'_> {
             now_ns: pkt.ts,
         };
         let mut out = Vec::new();
-        let fate = self.sh.namespaces[d.ns.0].shared.stack_write().receive(
-            d.ifindex,
-            pkt.skb.data(),
-            meta,
-            pkt.id,
-            &mut out,
-        );
+        let (fate, nf_trace) = {
+            let mut stack = self.sh.namespaces[d.ns.0].shared.stack_write();
+            stack.netfilter_mut().trace = self.sh.trace_on;
+            let fate = stack.receive(d.ifindex, pkt.skb.data(), meta, pkt.id, &mut out);
+            let t = if self.sh.trace_on {
+                stack.netfilter_mut().take_trace()
+            } else {
+                Vec::new()
+            };
+            (fate, t)
+        };
+        if !nf_trace.is_empty() {
+            self.nf_trace(dev, pkt.id, pkt.ts, pkt.skb.data(), nf_trace);
+        }
         let code = match &fate {
             Fate::Delivered(_) => 0,
             Fate::Forwarded => 1,
             Fate::Queued => 2,
             Fate::Dropped(_) => 3,
+            Fate::Stolen => 4,
         };
         self.hook_done(
             dev,
@@ -106,7 +122,11 @@ impl Cpu<'_> {
                 self.sh.stack_queued.insert(pkt.id);
                 self.free_skb(pkt.skb);
             }
+            Fate::Dropped(r @ DropReason::NetfilterDrop) => {
+                self.drop_skb(pkt, r, at(dev, Hook::Netfilter))
+            }
             Fate::Dropped(r) => self.drop_skb(pkt, r, at(dev, Hook::Stack)),
+            Fate::Stolen => self.deliver(dev, pkt, "netfilter"),
         }
         if !out.is_empty() {
             self.stack_outputs(d.ns, out, ts);
@@ -158,6 +178,16 @@ impl Cpu<'_> {
         self.st.xmit_depth += 1;
         pkt.skb.ifindex = d.ifindex;
         pkt.skb.mtu = d.mtu;
+        // nf_hook_egress, before tc egress.
+        if d.nf_egress {
+            match self.nf_netdev_hook(dev, pkt, NfHook::NetdevEgress) {
+                Some(p) => pkt = p,
+                None => {
+                    self.st.xmit_depth -= 1;
+                    return;
+                }
+            }
+        }
         if let Some(pkt) = self.sch_handle_egress(dev, pkt) {
             self.xmit_queue(dev, pkt);
         }

@@ -45,6 +45,7 @@ pub mod flow;
 pub mod gro;
 mod links;
 mod napi;
+mod nf;
 mod rtnl;
 mod rtnl_cls;
 mod rtnl_tc;
@@ -345,6 +346,10 @@ pub struct NetDev {
     pub(crate) qdisc: Option<Mutex<Sch>>,
     /// `tc qdisc add dev X ingress|clsact` (the filters' attachment point).
     pub(crate) ingress_qdisc: Option<IngressQdisc>,
+    /// The namespace's netfilter has netdev-family entries on this device
+    /// (dev->nf_hooks_ingress / nf_hooks_egress): the device path runs them.
+    pub(crate) nf_ingress: bool,
+    pub(crate) nf_egress: bool,
     pub(crate) ops: Box<dyn NetDevice>,
 }
 

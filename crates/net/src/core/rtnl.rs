@@ -126,6 +126,8 @@ impl Datapath {
             tc_egress: Default::default(),
             qdisc,
             ingress_qdisc: None,
+            nf_ingress: false,
+            nf_egress: false,
             ops,
         });
         for c in &mut self.cpus {

@@ -25,6 +25,7 @@ use super::{
     PACKET_OTHERHOST,
 };
 use crate::drop::DropReason;
+use crate::netfilter::{NfHook, NfProto};
 
 pub(super) type D = DropReason;
 
@@ -173,7 +174,7 @@ impl HostStack {
         &mut self,
         ifindex: u32,
         pkt: &[u8],
-        meta: RxMeta,
+        mut meta: RxMeta,
         tag: u64,
         out: &mut Vec<StackOutput>,
     ) -> Fate {
@@ -193,6 +194,11 @@ impl HostStack {
             Err(_) => return dropped(D::IpInhdr),
         }
         let ip = Ipv4Packet::new_unchecked(&pkt[..usize::from(ip.total_len())]);
+        let mut nf_buf = Vec::new();
+        let ip = match self.nf_rx4(NfHook::PreRouting, ifindex, ip, &mut meta, &mut nf_buf, out) {
+            Ok(ip) => ip,
+            Err(fate) => return fate,
+        };
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let is_lo = self.dev(ifindex).is_some_and(|d| d.cfg.loopback);
 
@@ -295,7 +301,7 @@ impl HostStack {
         &mut self,
         ifindex: u32,
         ip: Ipv4Packet<&[u8]>,
-        meta: RxMeta,
+        mut meta: RxMeta,
         res: super::route::FibRes,
         tag: u64,
         out: &mut Vec<StackOutput>,
@@ -357,6 +363,16 @@ impl HostStack {
                 false,
                 out,
             );
+        }
+        if let Some(fate) = self.nf_forward(
+            NfProto::Ipv4,
+            ifindex,
+            res.ifindex,
+            &mut frame,
+            &mut meta,
+            out,
+        ) {
+            return fate;
         }
         if len <= mtu {
             return fate_of(self.neigh_xmit(
@@ -425,10 +441,15 @@ impl HostStack {
         &mut self,
         ifindex: u32,
         ip: Ipv4Packet<&[u8]>,
-        meta: RxMeta,
+        mut meta: RxMeta,
         bcast: bool,
         out: &mut Vec<StackOutput>,
     ) -> Fate {
+        let mut nf_buf = Vec::new();
+        let ip = match self.nf_rx4(NfHook::LocalIn, ifindex, ip, &mut meta, &mut nf_buf, out) {
+            Ok(ip) => ip,
+            Err(fate) => return fate,
+        };
         let proto = ip.protocol();
         if ip.is_fragment() {
             // skiff does not reassemble (ip_defrag).
@@ -618,6 +639,13 @@ impl HostStack {
             return false;
         };
         let nh = r.gateway.unwrap_or(IpAddr::V4(dst));
+        let mut frame = frame;
+        if self
+            .nf_local_out(NfProto::Ipv4, r.ifindex, &mut frame, out)
+            .is_some()
+        {
+            return false;
+        }
         self.neigh_xmit(r.ifindex, frame, nh, origin, None, out)
             .is_ok()
     }
@@ -687,7 +715,13 @@ impl HostStack {
             dont_frag: false,
             payload_len: msg.len(),
         };
-        let frame = ipv4_frame(&h, &msg);
+        let mut frame = ipv4_frame(&h, &msg);
+        if self
+            .nf_local_out(NfProto::Ipv4, r.ifindex, &mut frame, out)
+            .is_some()
+        {
+            return;
+        }
         let nh = r.gateway.unwrap_or(IpAddr::V4(src));
         let _ = self.neigh_xmit(r.ifindex, frame, nh, Origin::Error, None, out);
     }

@@ -26,6 +26,7 @@ use super::{
 };
 
 use super::input::{dropped, fate_of, udp_check, D};
+use crate::netfilter::{NfHook, NfProto};
 
 impl HostStack {
     /// net/ipv6/ip6_input.c ip6_rcv_core + ip6_rcv_finish (ip6_route_input).
@@ -33,7 +34,7 @@ impl HostStack {
         &mut self,
         ifindex: u32,
         pkt: &[u8],
-        meta: RxMeta,
+        mut meta: RxMeta,
         tag: u64,
         out: &mut Vec<StackOutput>,
     ) -> Fate {
@@ -66,6 +67,12 @@ impl HostStack {
         }
         let ip =
             Ipv6Packet::new_unchecked(&pkt[..ipv6::HEADER_LEN + usize::from(ip.payload_len())]);
+        let mut nf_buf = Vec::new();
+        let ip = match self.nf_rx6(NfHook::PreRouting, ifindex, ip, &mut meta, &mut nf_buf, out) {
+            Ok(ip) => ip,
+            Err(fate) => return fate,
+        };
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
         if dst.is_multicast() {
             if self.mc_joined6(ifindex, dst) {
                 return self.ip6_local_deliver(ifindex, ip, meta, true, out);
@@ -125,7 +132,7 @@ impl HostStack {
         &mut self,
         ifindex: u32,
         ip: Ipv6Packet<&[u8]>,
-        meta: RxMeta,
+        mut meta: RxMeta,
         res: super::route::FibRes,
         tag: u64,
         out: &mut Vec<StackOutput>,
@@ -161,6 +168,16 @@ impl HostStack {
         let mut frame = eth_frame(ETH_P_IPV6, len);
         frame.extend_from_slice(ip.as_bytes());
         Ipv6Packet::new_unchecked(&mut frame[ETH_HLEN..]).set_hop_limit(hop - 1);
+        if let Some(fate) = self.nf_forward(
+            NfProto::Ipv6,
+            ifindex,
+            res.ifindex,
+            &mut frame,
+            &mut meta,
+            out,
+        ) {
+            return fate;
+        }
         fate_of(self.neigh_xmit(res.ifindex, frame, nh, Origin::Forwarded, Some(tag), out))
     }
 
@@ -170,10 +187,15 @@ impl HostStack {
         &mut self,
         ifindex: u32,
         ip: Ipv6Packet<&[u8]>,
-        meta: RxMeta,
+        mut meta: RxMeta,
         mcast: bool,
         out: &mut Vec<StackOutput>,
     ) -> Fate {
+        let mut nf_buf = Vec::new();
+        let ip = match self.nf_rx6(NfHook::LocalIn, ifindex, ip, &mut meta, &mut nf_buf, out) {
+            Ok(ip) => ip,
+            Err(fate) => return fate,
+        };
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let b = ip.as_bytes();
         let mut nh = ip.next_header();
@@ -283,7 +305,13 @@ impl HostStack {
                     return Fate::Delivered(Delivery::Icmpv6Echo);
                 };
                 Icmpv6Packet::new_unchecked(&mut reply[..]).fill_checksum(saddr, src);
-                let frame = ipv6_frame(&icmpv6_header(saddr, src, 64, tclass), &reply);
+                let mut frame = ipv6_frame(&icmpv6_header(saddr, src, 64, tclass), &reply);
+                if self
+                    .nf_local_out(NfProto::Ipv6, r.ifindex, &mut frame, out)
+                    .is_some()
+                {
+                    return Fate::Delivered(Delivery::Icmpv6Echo);
+                }
                 let nh = r.gateway.unwrap_or(IpAddr::V6(src));
                 if self
                     .neigh_xmit(r.ifindex, frame, nh, Origin::Reply, None, out)
@@ -434,7 +462,13 @@ impl HostStack {
             lladdr: tllao.then_some(mac),
         }
         .to_message(saddr, daddr);
-        let frame = ipv6_frame(&icmpv6_header(saddr, daddr, 255, 0), &msg);
+        let mut frame = ipv6_frame(&icmpv6_header(saddr, daddr, 255, 0), &msg);
+        if self
+            .nf_local_out(NfProto::Ipv6, ifindex, &mut frame, out)
+            .is_some()
+        {
+            return;
+        }
         if self
             .neigh_xmit(ifindex, frame, IpAddr::V6(daddr), Origin::Reply, None, out)
             .is_ok()
@@ -516,7 +550,13 @@ impl HostStack {
         let b = ip.as_bytes();
         let quote = &b[..b.len().min(1280 - 48)];
         let msg = icmpv6::message(t, code, info, quote, saddr, src);
-        let frame = ipv6_frame(&icmpv6_header(saddr, src, 64, 0), &msg);
+        let mut frame = ipv6_frame(&icmpv6_header(saddr, src, 64, 0), &msg);
+        if self
+            .nf_local_out(NfProto::Ipv6, r.ifindex, &mut frame, out)
+            .is_some()
+        {
+            return;
+        }
         let nh = r.gateway.unwrap_or(IpAddr::V6(src));
         let _ = self.neigh_xmit(r.ifindex, frame, nh, Origin::Error, None, out);
     }

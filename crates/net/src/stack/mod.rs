@@ -14,6 +14,8 @@ mod input;
 mod ipv6;
 mod neigh;
 mod ratelimit;
+
+mod nf;
 mod route;
 mod sysctl;
 mod tcp;
@@ -214,6 +216,8 @@ pub enum Fate {
     /// `neigh_timeout` or `flush_unresolved`).
     Queued,
     Dropped(DropReason),
+    /// A netfilter hook took the packet (NF_STOLEN).
+    Stolen,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -328,6 +332,12 @@ pub struct HostStack {
     pub(crate) icmp_limits: ratelimit::IcmpLimits,
     /// The other sysctls the paths read (`sysctl`).
     pub(crate) sysctl: sysctl::Sysctls,
+
+    /// The namespace's netfilter (hooks, tables, conntrack).
+    pub(crate) nf: crate::netfilter::Netfilter,
+    /// The conntrack reference of the packet being received (skb->_nfct),
+    /// from PRE_ROUTING to LOCAL_IN or FORWARD/POST_ROUTING.
+    pub(crate) nf_rx_ct: Option<crate::netfilter::conntrack::NfCt>,
 }
 
 impl Default for HostStack {
@@ -374,6 +384,9 @@ impl HostStack {
             redirect_peers: HashMap::new(),
             icmp_limits: ratelimit::IcmpLimits::default(),
             sysctl: sysctl::Sysctls::default(),
+
+            nf: crate::netfilter::Netfilter::new(),
+            nf_rx_ct: None,
         }
     }
 
@@ -797,6 +810,15 @@ impl HostStack {
     /// /proc/sys/net/ipv4/neigh/default/unres_qlen_bytes (212992 by default).
     pub fn set_unres_qlen_bytes(&mut self, bytes: usize) {
         self.unres_qlen_bytes = bytes;
+    }
+
+    /// The namespace's netfilter: hooks, tables, conntrack.
+    pub fn netfilter(&self) -> &crate::netfilter::Netfilter {
+        &self.nf
+    }
+
+    pub fn netfilter_mut(&mut self) -> &mut crate::netfilter::Netfilter {
+        &mut self.nf
     }
 
     pub fn sinks(&self) -> &Sinks {

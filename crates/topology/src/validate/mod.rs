@@ -8,6 +8,7 @@ mod attach;
 mod device;
 mod map;
 mod neighbour;
+mod netfilter;
 mod object;
 mod route;
 mod rule;
@@ -324,6 +325,24 @@ fn netns(
     let tc = tc::lines(cx, names, ns_name, &ns.tc, dir)?;
     let sysctls = sysctls(cx, names, ns_name, ns)?;
     let listen = listen(cx, ns_name, ns)?;
+
+    if let Some(n) = &ns.nft {
+        return Err(netfilter::nft(cx, ns_name, n));
+    }
+    let mut iptables = netfilter::lines(
+        cx,
+        ns_name,
+        "iptables",
+        &ns.iptables,
+        skiff_net::netfilter::NfProto::Ipv4,
+    )?;
+    iptables.extend(netfilter::lines(
+        cx,
+        ns_name,
+        "ip6tables",
+        &ns.ip6tables,
+        skiff_net::netfilter::NfProto::Ipv6,
+    )?);
     Ok(Netns {
         name: ns_name.to_string(),
         forwarding: ns.forwarding.as_ref().is_some_and(|v| *v.get_ref()),
@@ -336,6 +355,8 @@ fn netns(
         tc,
         listen,
         sysctls,
+
+        iptables,
     })
 }
 
