@@ -80,6 +80,9 @@ fn state(hook: NfHook, now_ns: u64) -> NfHookState {
         out_ifindex: Some(3),
         in_name: None,
         out_name: None,
+        masq_addr: None,
+        redirect_addr: None,
+        addr_types: (0, 0),
         now_ns,
     }
 }

@@ -167,6 +167,9 @@ fn st(hook: NfHook) -> NfHookState {
         out_ifindex: None,
         in_name: None,
         out_name: None,
+        masq_addr: None,
+        redirect_addr: None,
+        addr_types: (0, 0),
         now_ns: 0,
     }
 }
