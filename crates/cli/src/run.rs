@@ -219,7 +219,11 @@ fn scan(file: &Path) -> Result<(Vec<skiff_io::Interface>, usize, bool)> {
 impl Input {
     /// `--pcap-in` SPEC: DEV=FILE, or a pcapng alone (each packet to the device
     /// its interface names); `dev_of` finds a device by `NAME` or `NETNS/NAME`.
-    pub(crate) fn open(opt: &str, spec: &str, dev_of: impl Fn(&str) -> Result<DevId>) -> Result<Input> {
+    pub(crate) fn open(
+        opt: &str,
+        spec: &str,
+        dev_of: impl Fn(&str) -> Result<DevId>,
+    ) -> Result<Input> {
         let (d, file) = match spec.contains('=') {
             true => {
                 let (d, f) = parse_dev_file(opt, spec)?;
@@ -1035,4 +1039,3 @@ fn tc_text(dp: &Datapath) -> String {
     }
     out
 }
-

@@ -70,7 +70,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order (`index()` is the position).
-    pub const ALL: [DropReason; 46] = [
+    pub const ALL: [DropReason; 47] = [
         DropReason::NotSpecified,
         DropReason::NoSocket,
         DropReason::PktTooSmall,
@@ -117,7 +117,6 @@ impl DropReason {
         DropReason::SkiffXdpRedirectError,
         DropReason::CpuBacklog,
         DropReason::IpRpfilter,
-
         DropReason::NetfilterDrop,
     ];
 

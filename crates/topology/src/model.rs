@@ -44,6 +44,8 @@ pub struct Netns {
     /// The `sysctl = { ... }` settings, in name order, applied after
     /// `forwarding` / `ipv6_forwarding`.
     pub sysctls: Vec<SysctlSetting>,
+    /// The `iptables = [...]` then `ip6tables = [...]` lines, parsed, in order.
+    pub iptables: Vec<NfLine>,
 }
 
 /// One `sysctl` entry of a namespace: the name as written, what it sets, the value.
@@ -52,9 +54,7 @@ pub struct SysctlSetting {
     pub name: String,
     pub sysctl: skiff_net::stack::Sysctl<String>,
     pub value: i64,
-
-    /// The `iptables = [...]` then `ip6tables = [...]` lines, parsed, in order.
-    pub iptables: Vec<NfLine>,
+    pub loc: Loc,
 }
 
 /// One iptables/ip6tables line of a namespace.
