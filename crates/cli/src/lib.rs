@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod diff;
 pub mod frames;
 pub mod harness;
 pub mod map;

@@ -47,6 +47,10 @@ enum Command {
     /// expected verdicts, frames out, maps and drops checked. Exit 0 all pass,
     /// 1 a case failed, 2 a file could not be read or a case could not run.
     Test(skiff::test::TestArgs),
+    /// Build a topology in real network namespaces too (root), inject the same
+    /// frames into both, and print where skiff and the kernel differ
+    /// (docs/diff.md). Exit 0 identical, 1 different, 2 could not run.
+    Diff(skiff::diff::DiffArgs),
 }
 
 fn main() {
@@ -58,6 +62,7 @@ fn main() {
         Command::Bench(a) => bench::main(a),
         Command::Run(a) => run::main(a),
         Command::Test(a) => skiff::test::main(a),
+        Command::Diff(a) => skiff::diff::main(a),
     };
     std::process::exit(code);
 }

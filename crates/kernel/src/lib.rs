@@ -5,6 +5,8 @@
 
 pub mod clang;
 pub mod live;
+pub mod mask;
+pub mod netns;
 pub mod refusals;
 mod sys;
 #[cfg(feature = "testpkt")]
@@ -265,8 +267,28 @@ impl KernelObject {
     /// maps as `fd_array`, then fills the BTF `.values` slots of prog arrays and
     /// map-in-maps.
     pub fn load(obj: &Object) -> Result<KernelObject, KernelError> {
+        KernelObject::load_sharing(obj, &BTreeMap::new())
+    }
+
+    /// As [`KernelObject::load`], except that a map named in `shared` is that
+    /// map (a duplicate of its descriptor), not a new one: a pinned map reused
+    /// by a second object, as libbpf's `bpf_object__reuse_map` does.
+    pub fn load_sharing(
+        obj: &Object,
+        shared: &BTreeMap<String, OwnedFd>,
+    ) -> Result<KernelObject, KernelError> {
         let mut maps = Vec::with_capacity(obj.maps.len());
         for spec in &obj.maps {
+            if let Some(fd) = shared.get(&spec.name) {
+                let fd = fd.try_clone().map_err(|e| {
+                    KernelError::Io(format!("dup of shared map `{}`: {e}", spec.name))
+                })?;
+                maps.push(KMap {
+                    spec: spec.clone(),
+                    fd,
+                });
+                continue;
+            }
             let fd = create_map(spec)?;
             if let (Some(data), MapOrigin::GlobalData { readonly, .. }) =
                 (&spec.initial_data, &spec.origin)
@@ -400,6 +422,14 @@ impl KernelObject {
             .find(|p| p.name == name)
             .map(|p| p.fd.as_raw_fd())
             .ok_or_else(|| KernelError::NoSuchProg(name.to_string()))
+    }
+
+    /// A duplicate of map `map`'s descriptor (to share it with another object).
+    pub fn map_fd(&self, map: &str) -> Result<OwnedFd, KernelError> {
+        self.map(map)?
+            .fd
+            .try_clone()
+            .map_err(|e| KernelError::Io(format!("dup of map `{map}`: {e}")))
     }
 
     /// Names of the maps, in object order (global data maps by section name).

@@ -11,6 +11,7 @@ use crate::sys::{self, Attr};
 use crate::{KernelError, KernelObject};
 
 const BPF_LINK_CREATE: u32 = 28;
+const BPF_OBJ_PIN: u32 = 6;
 /// `BPF_F_TEST_XDP_LIVE_FRAMES` (include/uapi/linux/bpf.h).
 pub const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 /// `TEST_XDP_MAX_BATCH` (net/bpf/test_run.c): the largest live batch.
@@ -21,15 +22,20 @@ pub const TEST_XDP_MAX_BATCH: u32 = 256;
 pub enum LinkAttach {
     /// BPF_XDP (37): native XDP where the driver has it (veth does).
     Xdp,
+    /// BPF_XDP (37) with XDP_FLAGS_SKB_MODE: generic XDP.
+    XdpGeneric,
     /// BPF_TCX_INGRESS (46).
     TcxIngress,
+    /// BPF_TCX_EGRESS (47).
+    TcxEgress,
 }
 
 impl LinkAttach {
     fn kernel_id(self) -> u32 {
         match self {
-            LinkAttach::Xdp => 37,
+            LinkAttach::Xdp | LinkAttach::XdpGeneric => 37,
             LinkAttach::TcxIngress => 46,
+            LinkAttach::TcxEgress => 47,
         }
     }
 }
@@ -98,11 +104,40 @@ impl KernelObject {
         a.put_u32(0, fd as u32);
         a.put_u32(4, ifindex);
         a.put_u32(8, attach.kernel_id());
+        if attach == LinkAttach::XdpGeneric {
+            // link_create.flags: XDP_FLAGS_SKB_MODE (include/uapi/linux/if_link.h)
+            a.put_u32(12, 1 << 1);
+        }
         sys::bpf_fd(BPF_LINK_CREATE, &mut a).map_err(|errno| KernelError::Attach {
             what: format!("program `{prog}` to ifindex {ifindex} ({attach:?}, BPF_LINK_CREATE)"),
             errno,
         })
     }
+}
+
+impl KernelObject {
+    /// BPF_OBJ_PIN: pins program `prog` at `path` (a file on a bpffs), so that
+    /// `tc filter ... bpf object-pinned PATH` can attach this very program.
+    pub fn pin_prog(&self, prog: &str, path: &str) -> Result<(), KernelError> {
+        pin_fd(self.prog_fd(prog)?, path)
+    }
+}
+
+/// BPF_OBJ_PIN of a program, map or link descriptor at `path` (on a bpffs):
+/// the object lives on after the descriptor is closed, until the file is
+/// removed.
+pub fn pin_fd(fd: i32, path: &str) -> Result<(), KernelError> {
+    let c = std::ffi::CString::new(path)
+        .map_err(|_| KernelError::Io(format!("pin path {path:?} holds a NUL")))?;
+    let mut a = Attr::new();
+    a.put_u64(0, sys::ptr(c.as_ptr()));
+    a.put_u32(8, fd as u32);
+    sys::bpf(BPF_OBJ_PIN, &mut a)
+        .map(|_| ())
+        .map_err(|errno| KernelError::Attach {
+            what: format!("fd {fd} pinned at {path} (BPF_OBJ_PIN)"),
+            errno,
+        })
 }
 
 /// Moves the calling thread into network namespace `path` (a file such as

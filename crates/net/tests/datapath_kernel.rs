@@ -59,16 +59,17 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use skiff_kernel::mask::{icmp6_of, normalise};
+use skiff_kernel::netns::{self, CollectLimits, Netns, PacketSocket, PACKET_OUTGOING};
 use skiff_maps::MapValue;
 use skiff_net::datapath::*;
 use skiff_vm::Collection;
-use skiff_wire::checksum::{checksum, pseudo_header_v4};
+use skiff_wire::checksum::pseudo_header_v4;
 use skiff_wire::icmpv6::{NdiscRepr, ICMPV6_ECHO_REQUEST, NDISC_NEIGHBOUR_ADVERTISEMENT};
 use skiff_wire::{
     icmpv4, ipv6, ArpPacket, ArpRepr, EthernetFrame, EthernetRepr, Icmpv4Packet, Icmpv6Packet,
@@ -96,8 +97,6 @@ const SIDE_IP: [u8; 4] = [10, 1, 0, 3];
 const MAC_SIDE: [u8; 6] = [2, 0, 0, 0, 0, 0x33];
 
 const MARKER: &[u8] = b"skiff-dp-";
-const ETH_P_ALL: u16 = 0x0003;
-const PACKET_OUTGOING: u8 = 4;
 /// How long the kernel side waits for more frames after the last one.
 const QUIET: Duration = Duration::from_millis(200);
 /// The longest it collects, and how many frames per device at most.
@@ -301,72 +300,6 @@ fn is_na(f: &[u8]) -> bool {
     icmp6_of(f).is_some_and(|(_, m)| m.first() == Some(&NDISC_NEIGHBOUR_ADVERTISEMENT))
 }
 
-/// The IPv6 header and ICMPv6 message (to the end of the frame) of an
-/// Ethernet/IPv6/ICMPv6 frame.
-fn icmp6_of(f: &[u8]) -> Option<(Ipv6Packet<&[u8]>, &[u8])> {
-    let eth = EthernetFrame::new_checked(f).ok()?;
-    let l3 = f.get(skiff_wire::ethernet::HEADER_LEN..)?;
-    if eth.ethertype() != ETH_P_IPV6 || l3.len() < ipv6::HEADER_LEN {
-        return None;
-    }
-    let ip = Ipv6Packet::new_unchecked(l3);
-    (ip.next_header() == IPPROTO_ICMPV6).then(|| (ip, &l3[ipv6::HEADER_LEN..]))
-}
-
-/// The ICMPv6 checksum over the pseudo-header of an Ethernet/IPv6 frame
-/// (0 when valid and the frame is whole).
-fn icmp6_csum(f: &[u8]) -> Option<u16> {
-    let ip = Ipv6Packet::new_checked(f.get(skiff_wire::ethernet::HEADER_LEN..)?).ok()?;
-    let m = ip.payload();
-    let pseudo = skiff_wire::checksum::pseudo_header_v6(
-        ip.src_addr(),
-        ip.dst_addr(),
-        IPPROTO_ICMPV6,
-        m.len(),
-    );
-    Some(skiff_wire::checksum::fold(skiff_wire::checksum::sum(
-        m, pseudo,
-    )))
-}
-
-/// Checks what can be checked on one side and masks what the kernel
-/// randomises (see the module doc): returns the comparable bytes and problems.
-fn normalise(f: &[u8]) -> (Vec<u8>, Vec<String>) {
-    let mut v = f.to_vec();
-    let mut bad = Vec::new();
-    let eth = EthernetFrame::new_checked(f).ok();
-    let l3 = f.get(skiff_wire::ethernet::HEADER_LEN..).unwrap_or(&[]);
-    let ethertype = eth.map(|e| e.ethertype());
-    if ethertype == Some(ETH_P_IP) && l3.len() >= skiff_wire::ipv4::HEADER_LEN {
-        let ip = Ipv4Packet::new_unchecked(l3);
-        let ihl = ip.header_len();
-        if l3.len() >= ihl && checksum(&l3[..ihl]) != 0 {
-            bad.push("bad IPv4 header checksum".to_string());
-        }
-        if ip.protocol() == IPPROTO_ICMP {
-            if let Some(m) = l3.get(ihl..usize::from(ip.total_len())) {
-                if !Icmpv4Packet::new_unchecked(m).verify_checksum() {
-                    bad.push("bad ICMP checksum".to_string());
-                }
-            }
-            let mut vip = ip_of(&mut v);
-            vip.set_ident(0);
-            vip.set_checksum(0);
-        }
-    }
-    if icmp6_of(f).is_some() {
-        if icmp6_csum(f) != Some(0) {
-            bad.push("bad ICMPv6 checksum".to_string());
-        }
-        // The kernel's flow label of its own packets is a hash with a
-        // per-boot key (auto_flowlabels); not comparable.
-        let mut ip = Ipv6Packet::new_unchecked(&mut v[skiff_wire::ethernet::HEADER_LEN..]);
-        let (version, tc) = (ip.version(), ip.traffic_class());
-        ip.set_version_tc_flow(version, tc, 0);
-    }
-    (v, bad)
-}
-
 // ---- the kernel side -----------------------------------------------------------
 
 fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
@@ -417,22 +350,14 @@ fn ip_s(a: [u8; 4]) -> String {
 
 /// The namespaces; deleted on drop (their devices and programs go with them).
 struct Namespaces {
-    names: Vec<String>,
+    list: Vec<Netns>,
 }
 
 impl Namespaces {
     fn add(&mut self, name: String) -> String {
-        must("ip", &["netns", "add", &name]);
-        self.names.push(name.clone());
+        let ns = Netns::add(&name).unwrap_or_else(|e| panic!("{e}"));
+        self.list.push(ns);
         name
-    }
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for n in &self.names {
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
-        }
     }
 }
 
@@ -516,134 +441,35 @@ fn build_kernel(nss: &mut Namespaces, ifx: &Ifindexes) -> Kernel {
     Kernel { a, r, b }
 }
 
-/// An AF_PACKET socket bound to `ifindex` in namespace `ns` (made on a thread
-/// that entered it; the socket stays in that namespace), non-blocking.
-fn packet_socket(ns: &str, ifindex: u32) -> OwnedFd {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(&path).expect("open netns");
-        // SAFETY: setns on a valid namespace fd; it affects only this thread.
-        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {path}");
-        // SAFETY: plain socket(2) call; the result is checked.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                ETH_P_ALL.to_be() as i32,
-            )
-        };
-        assert!(
-            fd >= 0,
-            "AF_PACKET socket: {}",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: fd is a socket we just opened and own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = ETH_P_ALL.to_be();
-        sll.sll_ifindex = ifindex as i32;
-        // SAFETY: sll is a valid sockaddr_ll of the size given.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
-        fd
-    })
-    .join()
-    .expect("socket thread")
-}
-
-fn send(fd: &OwnedFd, frame: &[u8]) {
-    // SAFETY: frame is a valid buffer of frame.len() bytes.
-    let n = unsafe { libc::send(fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-    assert_eq!(
-        n,
-        frame.len() as isize,
-        "send: {}",
-        std::io::Error::last_os_error()
-    );
-}
-
-/// One frame waiting on `fd`, with its packet type; None when there is none.
-fn recv_one(fd: &OwnedFd) -> Option<(u8, Vec<u8>)> {
-    let mut buf = vec![0u8; 65536];
-    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-    // SAFETY: buf and sll are valid for the sizes given.
-    let n = unsafe {
-        libc::recvfrom(
-            fd.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT,
-            &mut sll as *mut libc::sockaddr_ll as *mut libc::sockaddr,
-            &mut len,
-        )
-    };
-    if n < 0 {
-        return None;
-    }
-    buf.truncate(n as usize);
-    Some((sll.sll_pkttype, buf))
+/// An AF_PACKET socket bound to `ifindex` in namespace `ns`, non-blocking.
+fn packet_socket(ns: &str, ifindex: u32) -> PacketSocket {
+    PacketSocket::open_in(&format!("/run/netns/{ns}"), ifindex).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Everything waiting now, thrown away.
-fn drain(socks: &[(&str, &OwnedFd)]) {
-    for (_, fd) in socks {
-        let mut n = 0;
-        while n < 10_000 && recv_one(fd).is_some() {
-            n += 1;
-        }
+fn drain(socks: &[(&str, &PacketSocket)]) {
+    for (_, s) in socks {
+        s.drain(10_000);
     }
 }
 
 /// Incoming frames on each socket until none came for QUIET (at most
 /// COLLECT_MAX, FRAMES_MAX per device), the relevant ones only.
-fn collect(socks: &[(&str, &OwnedFd)]) -> BTreeMap<String, Vec<Vec<u8>>> {
-    let mut got: BTreeMap<String, Vec<Vec<u8>>> =
-        socks.iter().map(|(n, _)| (n.to_string(), vec![])).collect();
-    let start = Instant::now();
-    let mut last = Instant::now();
-    while start.elapsed() < COLLECT_MAX && last.elapsed() < QUIET {
-        let mut pfds: Vec<libc::pollfd> = socks
-            .iter()
-            .map(|(_, fd)| libc::pollfd {
-                fd: fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        let wait = QUIET.saturating_sub(last.elapsed()).as_millis() as i32 + 1;
-        // SAFETY: pfds is a valid array of pollfd of the length given.
-        let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, wait) };
-        if rc <= 0 {
-            continue;
-        }
-        for (i, (name, fd)) in socks.iter().enumerate() {
-            if pfds[i].revents & libc::POLLIN == 0 {
-                continue;
-            }
-            let mut n = 0;
-            while n < FRAMES_MAX {
-                let Some((t, f)) = recv_one(fd) else { break };
-                n += 1;
-                let v = got.entry(name.to_string()).or_default();
-                if t != PACKET_OUTGOING && relevant(&f) && v.len() < FRAMES_MAX {
-                    v.push(f);
-                    last = Instant::now();
-                }
-            }
-        }
-    }
-    got
+fn collect(socks: &[(&str, &PacketSocket)]) -> BTreeMap<String, Vec<Vec<u8>>> {
+    let limits = CollectLimits {
+        quiet: QUIET,
+        max_time: COLLECT_MAX,
+        max_frames: FRAMES_MAX,
+    };
+    let only: Vec<&PacketSocket> = socks.iter().map(|(_, s)| *s).collect();
+    let got = netns::collect(&only, limits, None, |_, t, f| {
+        t != PACKET_OUTGOING && relevant(f)
+    });
+    socks
+        .iter()
+        .zip(got)
+        .map(|((n, _), v)| (n.to_string(), v.into_iter().map(|(_, f)| f).collect()))
+        .collect()
 }
 
 fn json(s: &str) -> serde_json::Value {
@@ -1184,12 +1010,12 @@ fn datapath_matches_kernel() {
         eprintln!("skipping: clang-19 not available or failed for tests/bpf/datapath_kernel.c");
         return;
     };
-    let mut nss = Namespaces { names: vec![] };
+    let mut nss = Namespaces { list: vec![] };
     let k = build_kernel(&mut nss, &ifx);
     let tx_a0 = packet_socket(&k.a, ifx.a0);
     let rx_a0 = packet_socket(&k.a, ifx.a0);
     let rx_b0 = packet_socket(&k.b, ifx.b0);
-    let socks: [(&str, &OwnedFd); 2] = [("a0", &rx_a0), ("b0", &rx_b0)];
+    let socks: [(&str, &PacketSocket); 2] = [("a0", &rx_a0), ("b0", &rx_b0)];
 
     let mut problems: Vec<String> = Vec::new();
     let (mut n_frames, mut n_compared, mut n_map_entries) = (0usize, 0usize, 0usize);
@@ -1244,7 +1070,7 @@ fn datapath_matches_kernel() {
         }
         drain(&socks);
         for f in &sc.frames {
-            send(&tx_a0, f);
+            tx_a0.send(f).unwrap_or_else(|e| panic!("{e}"));
         }
         let kgot = collect(&socks);
         let mut kmaps = Vec::new();

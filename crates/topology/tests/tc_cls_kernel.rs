@@ -11,6 +11,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use skiff_kernel::netns::Netns;
 use std::time::{Duration, Instant};
 
 use skiff_net::datapath::DatapathOptions;
@@ -37,15 +39,6 @@ fn sh(args: &[&str]) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// A namespace deleted when dropped (also when the test fails).
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
 }
 
 /// A UDP frame from 10.0.0.2 to 10.1.0.`dst` with IP id `id`, UDP
@@ -157,9 +150,10 @@ fn actions_of(filters: &serde_json::Value) -> Vec<(u64, String, u64, u64, u64)> 
 /// The kernel: veth a0/a1 and b0/b1; the lines on a0 (mirred to b0); the
 /// frames sent on a1, what reaches b1 read there.
 fn kernel(tag: &str, tc: &[String]) -> Side {
-    let ns = Netns(format!("skiffc-{tag}-{}", std::process::id()));
-    let n = ns.0.clone();
-    sh(&["ip", "netns", "add", &n]);
+    // deleted when dropped, also when the test fails
+    let ns = Netns::add(&format!("skiffc-{tag}-{}", std::process::id()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let n = ns.name().to_string();
     for s in [
         "net.ipv6.conf.all.disable_ipv6=1",
         "net.ipv6.conf.default.disable_ipv6=1",

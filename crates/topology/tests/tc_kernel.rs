@@ -10,6 +10,8 @@
 
 use std::path::Path;
 use std::process::Command;
+
+use skiff_kernel::netns::Netns;
 use std::time::{Duration, Instant};
 
 use skiff_net::datapath::DatapathOptions;
@@ -93,15 +95,6 @@ fn sh(args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
-/// A namespace deleted when dropped (also when the test fails).
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 /// A packet socket bound to `ifname` in the calling thread's namespace.
 fn packet_socket(ifname: &str) -> i32 {
     // SAFETY: plain socket calls with checked results; sll is zeroed.
@@ -143,9 +136,10 @@ fn packet_socket(ifname: &str) -> i32 {
 /// The kernel side: veth qa/qb in a fresh namespace, the tc lines on qa,
 /// the frames sent on qa at their times, received on qb.
 fn kernel(tag: &str, tc: &[&str], frames: &[(u64, Vec<u8>)], settle: u64) -> Side {
-    let ns = Netns(format!("skiffq-{tag}-{}", std::process::id()));
-    let n = ns.0.clone();
-    sh(&["ip", "netns", "add", &n]).unwrap();
+    // deleted when dropped, also when the test fails
+    let ns = Netns::add(&format!("skiffq-{tag}-{}", std::process::id()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let n = ns.name().to_string();
     for s in [
         "net.ipv6.conf.all.disable_ipv6=1",
         "net.ipv6.conf.default.disable_ipv6=1",

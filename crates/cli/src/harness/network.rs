@@ -131,24 +131,32 @@ pub fn resolve_dev(dp: &Datapath, spec: &str) -> Result<DevId, Error> {
 pub fn named_maps(topology: &Topology, built: &Built) -> Vec<(String, Arc<Map>)> {
     let mut out: Vec<(String, Arc<Map>)> = Vec::new();
     for (decl, lo) in topology.objects.iter().zip(&built.objects) {
-        let stem = decl
-            .path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
         for (name, map) in &lo.maps {
-            let pin = decl
-                .maps
-                .iter()
-                .find(|d| &d.name == name)
-                .and_then(|d| d.pin.clone());
-            let key = pin.unwrap_or_else(|| format!("{stem}/{name}"));
+            let key = map_report_name(decl, name);
             if !out.iter().any(|(k, _)| *k == key) {
                 out.push((key, map.clone()));
             }
         }
     }
     out
+}
+
+/// The name map `map` of object `decl` is reported under: its pin name, else
+/// `OBJECT/MAP` with OBJECT the object file's stem.
+pub fn map_report_name(decl: &skiff_topology::ObjectDecl, map: &str) -> String {
+    let pin = decl
+        .maps
+        .iter()
+        .find(|d| d.name == map)
+        .and_then(|d| d.pin.clone());
+    pin.unwrap_or_else(|| {
+        let stem = decl
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        format!("{stem}/{map}")
+    })
 }
 
 impl Network {
