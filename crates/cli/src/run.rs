@@ -456,7 +456,7 @@ fn run(a: &RunArgs) -> Result<i32> {
                 dp.capture_tap(dev, Tap::Tx);
                 tap_outs.insert((dp.ifindex(dev).unwrap_or(0), dev_key(&dp, dev, &name)), dev);
             }
-            _ => bail!("--pcap-out {spec}: not supported: {d} is a {kind} device; only NICs and veths transmit out of the datapath (use --capture {d}:tx=FILE.pcapng for what it sends)"),
+            _ => bail!("--pcap-out {spec}: not supported: {d} is a {kind} device; only NICs transmit out of the datapath, and a veth's file is its tx tap (use --capture {d}:tx=FILE.pcapng for what it sends)"),
         }
         let fi = match files.iter().position(|(p, _)| *p == file) {
             Some(i) => i,
