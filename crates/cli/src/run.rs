@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use skiff_io::{Format, Reader, Writer, LINKTYPE_ETHERNET};
-use skiff_net::datapath::{CapturePoint, Datapath, DatapathOptions, DevId, Hook, NsId};
+use skiff_net::datapath::{CapturePoint, Datapath, DatapathOptions, DevId, Hook, NsId, Tap};
 use skiff_topology::Topology;
 
 #[derive(clap::Args)]
@@ -30,7 +30,8 @@ pub struct RunArgs {
     #[arg(long = "send", value_name = "DEV=FILE")]
     pub send: Vec<String>,
     /// Write what a NIC transmits: DEV=FILE (pcapng if FILE ends in .pcapng, with
-    /// the device's name; pcap otherwise). Repeatable.
+    /// the device's name; pcap otherwise); on a veth, what tcpdump -Q out on it
+    /// sees (its tx tap). Repeatable.
     #[arg(long = "pcap-out", value_name = "DEV=FILE")]
     pub pcap_out: Vec<String>,
     /// Write what the stacks received and the hooks consumed (TC_ACT_STOLEN,
@@ -54,7 +55,9 @@ pub struct RunArgs {
     pub maps: Vec<String>,
     /// Write what enters and leaves a hook to a pcapng: DEV:HOOK=FILE, HOOK one of
     /// xdp, xdp-generic, tc-ingress, tc-egress, netkit, xmit. Each packet's comment
-    /// names its id and, on exit, the verdict. Repeatable.
+    /// names its id and, on exit, the verdict. HOOK rx or tx: what tcpdump on
+    /// the device sees (AF_PACKET taps): rx after XDP and before tc ingress, tx
+    /// after tc egress and the qdisc. Repeatable.
     #[arg(long, value_name = "DEV:HOOK=FILE")]
     pub capture: Vec<String>,
     /// Print the summary as one JSON object.
@@ -163,19 +166,41 @@ pub fn parse_dev_file(opt: &str, s: &str) -> Result<(String, PathBuf)> {
     Ok((d.to_string(), PathBuf::from(f)))
 }
 
+/// Where `--capture` records: a hook's entry and exit, or an AF_PACKET tap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CaptureAt {
+    Hook(Hook),
+    Tap(Tap),
+}
+
+impl CaptureAt {
+    /// Where a capture record was taken.
+    fn of(point: CapturePoint, hook: Hook) -> CaptureAt {
+        match (point, hook) {
+            (CapturePoint::Tap, Hook::Rx) => CaptureAt::Tap(Tap::Rx),
+            (CapturePoint::Tap, _) => CaptureAt::Tap(Tap::Tx),
+            _ => CaptureAt::Hook(hook),
+        }
+    }
+}
+
 /// `DEV:HOOK=FILE`.
-pub fn parse_capture(s: &str) -> Result<(String, Hook, PathBuf)> {
+pub fn parse_capture(s: &str) -> Result<(String, CaptureAt, PathBuf)> {
     let (dh, f) = parse_dev_file("--capture", s)?;
     let (d, h) = dh
         .rsplit_once(':')
         .ok_or_else(|| anyhow!("--capture {s:?}: want DEV:HOOK=FILE"))?;
-    let hname = h.replace('/', "-");
-    let hook = Hook::from_name(&hname)
-        .filter(|h| !matches!(h, Hook::Rx | Hook::Stack))
-        .ok_or_else(|| {
-            anyhow!("--capture {s:?}: unknown hook {h:?} (xdp, xdp-generic, xdp-devmap, xdp-cpumap, tc-ingress, tc-egress, netkit, xmit)")
-        })?;
-    Ok((d.to_string(), hook, f))
+    let at = match h {
+        "rx" => CaptureAt::Tap(Tap::Rx),
+        "tx" => CaptureAt::Tap(Tap::Tx),
+        _ => Hook::from_name(&h.replace('/', "-"))
+            .filter(|h| !matches!(h, Hook::Rx | Hook::Stack))
+            .map(CaptureAt::Hook)
+            .ok_or_else(|| {
+                anyhow!("--capture {s:?}: unknown hook {h:?} (xdp, xdp-generic, xdp-devmap, xdp-cpumap, tc-ingress, tc-egress, netkit, xmit, rx, tx)")
+            })?,
+    };
+    Ok((d.to_string(), at, f))
 }
 
 /// One `--pcap-in` file: streamed when its timestamps never go backwards (a
@@ -202,6 +227,15 @@ enum Source {
         packets: Vec<(u64, DevId, Vec<u8>)>,
         next: usize,
     },
+}
+
+/// `NETNS/NAME` of a device, as capture records name it.
+fn dev_key(dp: &Datapath, dev: DevId, name: &str) -> String {
+    let ns = dp
+        .dev_netns(dev)
+        .and_then(|n| dp.netns_name(n))
+        .unwrap_or("host");
+    format!("{ns}/{name}")
 }
 
 /// A first pass over a capture: its interfaces, packets, and whether the
@@ -460,6 +494,8 @@ fn run(a: &RunArgs) -> Result<i32> {
     let mut files: Vec<(PathBuf, Vec<String>)> = Vec::new();
     // device -> (file index, interface index in that file)
     let mut outs: BTreeMap<DevId, (usize, u32)> = BTreeMap::new();
+    // a veth's --pcap-out: its tx tap's records, by (ifindex, NETNS/NAME)
+    let mut tap_outs: BTreeMap<(u32, String), DevId> = BTreeMap::new();
     for spec in &a.pcap_out {
         let (d, file) = parse_dev_file("--pcap-out", spec)?;
         let dev = dev_of(&dp, "--pcap-out", &d)?;
@@ -469,10 +505,16 @@ fn run(a: &RunArgs) -> Result<i32> {
             .find(|(id, ..)| *id == dev)
             .map(|(_, _, _, _, k)| k)
             .unwrap_or("?");
-        if kind != "nic" {
-            bail!("--pcap-out {spec}: not supported: {d} is a {kind} device; only NICs transmit out of the datapath (use --capture {d}:xmit=FILE.pcapng for what it sends)");
-        }
         let name = dp.dev_name(dev).unwrap_or(&d).to_string();
+        match kind {
+            "nic" => {}
+            // what tcpdump -Q out on the veth sees: its transmit tap
+            "veth" => {
+                dp.capture_tap(dev, Tap::Tx);
+                tap_outs.insert((dp.ifindex(dev).unwrap_or(0), dev_key(&dp, dev, &name)), dev);
+            }
+            _ => bail!("--pcap-out {spec}: not supported: {d} is a {kind} device; only NICs transmit out of the datapath, and a veth's file is its tx tap (use --capture {d}:tx=FILE.pcapng for what it sends)"),
+        }
         let fi = match files.iter().position(|(p, _)| *p == file) {
             Some(i) => i,
             None => {
@@ -501,21 +543,19 @@ fn run(a: &RunArgs) -> Result<i32> {
             writer,
         });
     }
-    let mut caps: BTreeMap<(u32, String, Hook), Output> = BTreeMap::new();
+    let mut caps: BTreeMap<(u32, String, CaptureAt), Output> = BTreeMap::new();
     for spec in &a.capture {
-        let (d, hook, file) = parse_capture(spec)?;
+        let (d, at, file) = parse_capture(spec)?;
         let dev = dev_of(&dp, "--capture", &d)?;
-        dp.capture(dev, hook);
+        match at {
+            CaptureAt::Hook(hook) => dp.capture(dev, hook),
+            CaptureAt::Tap(tap) => dp.capture_tap(dev, tap),
+        }
         let name = dp.dev_name(dev).unwrap_or(&d).to_string();
         let ifindex = dp.ifindex(dev).unwrap_or(0);
-        let ns = dp
-            .dev_netns(dev)
-            .and_then(|n| dp.netns_name(n))
-            .unwrap_or("host")
-            .to_string();
         let writer = Writer::create(&file, Format::Pcapng, &[(&name, LINKTYPE_ETHERNET)])?;
         caps.insert(
-            (ifindex, format!("{ns}/{name}"), hook),
+            (ifindex, dev_key(&dp, dev, &name), at),
             Output { path: file, writer },
         );
     }
@@ -640,15 +680,28 @@ fn run(a: &RunArgs) -> Result<i32> {
                 }
             }
             for c in dp.take_captures() {
-                let key = caps.iter_mut().find(|((i, n, h), _)| {
-                    *i == c.ifindex && *n == format!("{}/{}", c.netns, c.iface) && *h == c.hook
-                });
-                let keep = filter.as_mut().is_none_or(|f| f.matches(&c.bytes));
-                if let Some((_, o)) = key.filter(|_| keep) {
+                let dev = (c.ifindex, format!("{}/{}", c.netns, c.iface));
+                let at = CaptureAt::of(c.point, c.hook);
+                if !filter.as_mut().is_none_or(|f| f.matches(&c.bytes)) {
+                    continue;
+                }
+                if at == CaptureAt::Tap(Tap::Tx) {
+                    let out = tap_outs.get(&dev).and_then(|d| outs.get(d));
+                    if let Some((o, iface)) =
+                        out.and_then(|(fi, iface)| writers.get_mut(*fi).map(|w| (w, *iface)))
+                    {
+                        o.writer.write(iface, c.ts_ns, &c.bytes, None)?;
+                        *transmitted_out
+                            .entry(o.path.display().to_string())
+                            .or_default() += 1;
+                    }
+                }
+                if let Some(o) = caps.get_mut(&(dev.0, dev.1, at)) {
                     let comment = match (c.point, &c.verdict) {
                         (CapturePoint::Exit, Some(v)) => format!("id={} verdict={v}", c.id),
                         (CapturePoint::Exit, None) => format!("id={} exit", c.id),
                         (CapturePoint::Entry, _) => format!("id={} entry", c.id),
+                        (CapturePoint::Tap, _) => format!("id={}", c.id),
                     };
                     o.writer.write(0, c.ts_ns, &c.bytes, Some(&comment))?;
                 }

@@ -12,7 +12,7 @@ use skiff_vm::{Clock, Context, Exception, Program, Vm};
 
 use super::counters::{verdict_name, verdict_slot, Conservation, DevStats, Hook, HookCounters};
 use super::gro::GroTable;
-use super::trace::{CapturePoint, CaptureRecord, TraceEvent};
+use super::trace::{CapturePoint, CaptureRecord, Tap, TraceEvent};
 use super::*;
 use crate::buff::{Redirect, PAGE_SIZE, SKB_SHARED_INFO_SIZE, XDP_PACKET_HEADROOM};
 use crate::drop::DropReason;
@@ -696,6 +696,34 @@ impl<'a> Cpu<'a> {
         if !self.sh.capture_on.is_empty() && self.sh.capture_on.contains(&(dev, hook)) {
             self.capture_rec(dev, hook, CapturePoint::Entry, id, None, ts, frame);
         }
+    }
+
+    /// An AF_PACKET tap (ptype_all's deliver_skb / dev_queue_xmit_nit) when
+    /// asked for on `dev`. An offloaded VLAN tag is shown in the frame, as
+    /// libpcap puts it back from PACKET_AUXDATA.
+    #[inline]
+    pub fn capture_tap(&mut self, dev: DevId, tap: Tap, pkt: &Pkt) {
+        if !self.sh.tap_on.is_empty() && self.sh.tap_on.contains(&(dev, tap)) {
+            self.capture_tap_rec(dev, tap, pkt);
+        }
+    }
+
+    #[cold]
+    fn capture_tap_rec(&mut self, dev: DevId, tap: Tap, pkt: &Pkt) {
+        let data = pkt.skb.data();
+        let frame = match (pkt.skb.vlan_present, data.get(..12), data.get(12..)) {
+            (true, Some(macs), Some(rest)) => {
+                let mut f = Vec::with_capacity(data.len() + 4);
+                f.extend_from_slice(macs);
+                f.extend_from_slice(&pkt.skb.vlan_proto.to_be_bytes());
+                f.extend_from_slice(&pkt.skb.vlan_tci.to_be_bytes());
+                f.extend_from_slice(rest);
+                f
+            }
+            _ => data.to_vec(),
+        };
+        let (id, ts) = (pkt.id, pkt.ts);
+        self.capture_rec(dev, tap.hook(), CapturePoint::Tap, id, None, ts, &frame);
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -44,6 +44,8 @@ impl Cpu<'_> {
                     }
                 }
             }
+            // ptype_all taps (tcpdump): after XDP, before tc ingress
+            self.capture_tap(dev, Tap::Rx, &pkt);
             match self.sch_handle_ingress(dev, pkt) {
                 Ingress::Continue(p) => pkt = p,
                 Ingress::Done => return,
@@ -382,9 +384,10 @@ impl Cpu<'_> {
         }
     }
 
-    /// dev_hard_start_xmit: the offloaded VLAN tag back in, then the driver's
-    /// ndo_start_xmit.
+    /// dev_hard_start_xmit / xmit_one: the taps (dev_queue_xmit_nit), the
+    /// offloaded VLAN tag back in, then the driver's ndo_start_xmit.
     pub(crate) fn dev_hard_start_xmit(&mut self, dev: DevId, mut pkt: Pkt) {
+        self.capture_tap(dev, Tap::Tx, &pkt);
         if pkt.skb.vlan_present {
             skb_vlan_push_inline(&mut pkt.skb);
         }

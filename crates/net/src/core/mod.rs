@@ -75,7 +75,7 @@ pub use links::{AttachedProg, QueueDepth};
 pub use rtnl_cls::{FilterCmd, FilterParent, FilterShow};
 pub use rtnl_tc::{ClassCmd, QdiscCmd, TcParent};
 pub use tc::{MprogOrder, TcAttach, TcDirection};
-pub use trace::{CapturePoint, CaptureRecord, TraceEvent};
+pub use trace::{CapturePoint, CaptureRecord, Tap, TraceEvent};
 
 use counters::HookCounters;
 use cpu::{CpuState, Records};
@@ -427,6 +427,8 @@ pub(crate) struct Shared {
     pub trace_on: bool,
     pub record_drops: bool,
     pub capture_on: HashSet<(DevId, Hook)>,
+    /// AF_PACKET tap points recorded (`--capture DEV:rx|tx`).
+    pub tap_on: HashSet<(DevId, Tap)>,
     /// The earliest time a qdisc asked to be run again at
     /// (qdisc_watchdog_schedule_ns); u64::MAX for none.
     pub next_watchdog: std::sync::atomic::AtomicU64,
@@ -554,6 +556,7 @@ impl Datapath {
                 trace_on: false,
                 record_drops: false,
                 capture_on: HashSet::new(),
+                tap_on: HashSet::new(),
                 next_watchdog: std::sync::atomic::AtomicU64::new(u64::MAX),
             },
             cpus: states,
@@ -612,6 +615,12 @@ impl Datapath {
     /// Record what enters and leaves `hook` on `dev`.
     pub fn capture(&mut self, dev: DevId, hook: Hook) {
         self.sh.capture_on.insert((dev, hook));
+    }
+
+    /// Record what an AF_PACKET socket on `dev` sees at `tap` (tcpdump -i
+    /// DEV: both taps; `-Q in` / `-Q out`: one).
+    pub fn capture_tap(&mut self, dev: DevId, tap: Tap) {
+        self.sh.tap_on.insert((dev, tap));
     }
 
     pub fn take_captures(&mut self) -> Vec<CaptureRecord> {

@@ -160,6 +160,39 @@ impl TraceEvent {
 pub enum CapturePoint {
     Entry,
     Exit,
+    /// An AF_PACKET tap (what tcpdump on the device sees): `hook` is
+    /// `Hook::Rx` for the receive tap, `Hook::Xmit` for the transmit tap.
+    Tap,
+}
+
+/// The AF_PACKET tap points of a device (ptype_all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Tap {
+    /// net/core/dev.c: __netif_receive_skb_core's ptype_all loop: after
+    /// native and generic XDP passed the frame, before tc ingress; again on
+    /// a bpf_redirect_peer target (another_round).
+    Rx,
+    /// net/core/dev.c: dev_queue_xmit_nit from xmit_one: after tc egress and
+    /// the qdisc, as the driver gets the skb (not XDP_TX / ndo_xdp_xmit
+    /// frames, which never are skbs).
+    Tx,
+}
+
+impl Tap {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tap::Rx => "rx",
+            Tap::Tx => "tx",
+        }
+    }
+
+    /// The hook a tap's capture records carry.
+    pub fn hook(self) -> Hook {
+        match self {
+            Tap::Rx => Hook::Rx,
+            Tap::Tx => Hook::Xmit,
+        }
+    }
 }
 
 /// A packet as it entered or left a hook (exit: after the program ran, with
