@@ -365,18 +365,25 @@ impl Input {
 }
 
 /// Injects up to `Datapath::run_batch` frames (NAPI_POLL_WEIGHT without
-/// --threads), the earliest first across the inputs (ties: the earlier
-/// `--pcap-in`): how many.
+/// --threads) that share the earliest timestamp, the earliest first across
+/// the inputs (ties: the earlier `--pcap-in`): how many. Frames with distinct
+/// timestamps go one poll each, as on a wire.
 fn inject_chunk(dp: &mut Datapath, inputs: &mut [Input]) -> Result<usize> {
     let mut n = 0;
     let batch = dp.run_batch();
+    // the poll's virtual time: the first frame's; a later frame has not
+    // arrived yet when the poll runs (napi_poll takes what the ring holds)
+    let mut poll_ts = None;
     while n < batch {
         let next = inputs
             .iter()
             .enumerate()
             .filter_map(|(i, s)| s.head().map(|(ts, ..)| (ts, i)))
             .min();
-        let Some((_, i)) = next else { break };
+        let Some((ts, i)) = next else { break };
+        if *poll_ts.get_or_insert(ts) != ts {
+            break;
+        }
         if let Some((ts, dev, frame)) = inputs[i].head() {
             match inputs[i].send {
                 true => dp.send(dev, frame, ts)?,

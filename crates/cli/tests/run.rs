@@ -305,10 +305,11 @@ fn k8s_node_end_to_end() {
     let to_22 = delivered(&input[4], None);
     let r1 = records(&nk1);
     let r2 = records(&nk2);
-    // pod1's echo reply to pod2's address (id 1: pod1's first packet), after
-    // k8s_from_pod: TTL 63, MACs rewritten
+    // pod1's echo reply to pod2's address (id 2: pod1's second packet; its
+    // first answers the earlier ping from outside, frames completing one by
+    // one in time order as on a wire), after k8s_from_pod: TTL 63, MACs rewritten
     let reply = delivered(
-        &echo_reply([10, 0, 1, 11], [10, 0, 1, 12], 1, 64, &input[8]),
+        &echo_reply([10, 0, 1, 11], [10, 0, 1, 12], 2, 64, &input[8]),
         None,
     );
     assert_eq!(exits(&r2, "NETKIT_PASS"), vec![svc_pod2, udp_pod2, reply]);
@@ -350,8 +351,9 @@ fn k8s_node_end_to_end() {
     let mut node_reply = echo_reply([192, 168, 1, 10], [203, 0, 113, 5], 1, 64, &input[6]);
     node_reply[0..6].copy_from_slice(&gw);
     node_reply[6..12].copy_from_slice(&node);
-    // pod1's reply, forwarded by the host (TTL 63) to the gateway
-    let mut pod_reply = echo_reply([10, 0, 1, 11], [203, 0, 113, 5], 2, 63, &input[7]);
+    // pod1's reply (id 1: its first packet), forwarded by the host (TTL 63)
+    // to the gateway
+    let mut pod_reply = echo_reply([10, 0, 1, 11], [203, 0, 113, 5], 1, 63, &input[7]);
     pod_reply[0..6].copy_from_slice(&gw);
     pod_reply[6..12].copy_from_slice(&node);
     let sent: Vec<Vec<u8>> = read_cap(&out).packets.into_iter().map(|p| p.data).collect();
@@ -444,8 +446,8 @@ fn k8s_node_text_output() {
         "  #1      host/eth0        -> delivered to pod2's stack (eth0)\n",
         "  #4      host/eth0        -> dropped SKIFF_XDP_DROP at host/eth0 xdp (k8s_xdp)\n",
         "  #5      host/eth0        -> dropped NOT_SPECIFIED at host/nk-pod1 netkit (k8s_to_pod)\n",
-        "  #12     pod1/eth0        -> delivered to pod2's stack (eth0)\n",
-        "  #13     pod1/eth0        -> transmitted by host/eth0\n",
+        "  #11     pod1/eth0        -> transmitted by host/eth0\n",
+        "  #13     pod1/eth0        -> delivered to pod2's stack (eth0)\n",
     ] {
         assert!(stdout.contains(line), "{line}{stdout}");
     }
@@ -768,14 +770,15 @@ fn pcap_delivered_holds_what_the_stacks_took() {
         })
         .collect();
     let want = [
-        ("host/eth0", "id=6 by=stack", 42),
-        ("host/eth0", "id=7 by=stack", 74),
+        // in time order: each frame completes before the next arrives
         ("pod2/eth0", "id=1 by=stack", 54),
-        ("pod1/eth0", "id=9 by=stack", 74),
         ("pod1/eth0", "id=2 by=stack", 54),
         ("pod2/eth0", "id=3 by=stack", 54),
-        ("pod1/eth0", "id=8 by=stack", 74),
-        ("pod2/eth0", "id=12 by=stack", 74),
+        ("host/eth0", "id=6 by=stack", 42),
+        ("host/eth0", "id=8 by=stack", 74),
+        ("pod1/eth0", "id=10 by=stack", 74),
+        ("pod1/eth0", "id=12 by=stack", 74),
+        ("pod2/eth0", "id=13 by=stack", 74),
     ];
     let want: Vec<(&str, String, usize)> = want
         .iter()
