@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need (clang-19, llvm-19, bpftool, libbpf-dev,
-# gcc-multilib, libpcap0.8, lcov) when missing, then runs the whole test suite.
+# gcc-multilib, libpcap0.8, lcov, iproute2, iptables, conntrack, ethtool,
+# iputils-ping) when missing, then runs the whole test suite.
 # Kernel differential tests need root and the bpf() syscall; without them they
 # skip with a printed reason.
 set -euo pipefail
@@ -15,6 +16,12 @@ command -v bpftool >/dev/null 2>&1 || need+=(bpftool)
 # --filter loads libpcap at run time; --coverage's output is checked with genhtml
 ldconfig -p 2>/dev/null | grep -q 'libpcap\.so' || need+=(libpcap0.8)
 command -v genhtml >/dev/null 2>&1 || need+=(lcov)
+# namespaces, tc lines, netfilter and live-mode tests against the kernel
+command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || need+=(iproute2)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
+command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
+command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
+command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing: ${need[*]}"
