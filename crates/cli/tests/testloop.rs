@@ -78,12 +78,15 @@ fn the_bundled_examples_fixtures_pass() {
   ok       the node answers ARP for 192.168.1.10
   ok       the node answers a ping through its gateway
   ok       the example's traffic.pcap, all nine frames
+examples/k8s-node-kube-proxy/fixtures/k8s-node-kube-proxy.toml
+  ok       the blocked prefix 198.51.100.0/24 is dropped by the raw table at PREROUTING
+  ok       service VIP 10.96.0.10:53/udp is DNATed to 10.0.1.12:5353 and masqueraded to pod2
 examples/xdp_fw/fixtures/xdp_fw.toml
   ok       a source in a blocked /24 is dropped and counted
   ok       a source outside the blocked prefixes passes unchanged
   ok       an ARP request is not IPv4: passes
 
-10 cases: 10 passed, 0 failed, 0 could not run
+12 cases: 12 passed, 0 failed, 0 could not run
 "
     );
 }
