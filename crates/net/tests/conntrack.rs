@@ -459,3 +459,31 @@ fn snat_of_an_echo_request_keeps_its_id_when_free() {
     assert_eq!(b, echo("192.168.0.1", id));
     assert_eq!(ct.dump(0).len(), 2);
 }
+
+#[test]
+fn an_unconfirmed_entry_whose_packet_vanished_is_freed() {
+    let mut ct = Conntrack::default();
+    // PREROUTING only: the packet is dropped later without nf_ct_put.
+    let (mut mark, mut nfct) = (0u32, None);
+    let mut pkt = udp("10.0.0.1", 1, "10.0.0.2", 2);
+    let mut skb = NfSkb {
+        pkt: &mut pkt,
+        mark: &mut mark,
+        nfct: &mut nfct,
+    };
+    nf_conntrack_in(&mut ct, &mut skb, &state(NfHook::PreRouting, 0));
+    assert_eq!(ct.count(), 1);
+    // Within the grace time it stays; after it, the next allocation frees it.
+    rx(
+        &mut ct,
+        &mut udp("10.0.0.1", 3, "10.0.0.2", 4),
+        1_000_000_000,
+    );
+    assert_eq!(ct.count(), 2);
+    rx(
+        &mut ct,
+        &mut udp("10.0.0.1", 5, "10.0.0.2", 6),
+        1_000_000_001,
+    );
+    assert_eq!((ct.count(), ct.dump(1_000_000_001).len()), (2, 2));
+}

@@ -12,7 +12,7 @@ pub mod proto_udp;
 pub mod tuple;
 pub mod xt;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 pub use self::core::{nf_conntrack_confirm, nf_conntrack_in, nf_ct_put};
 pub use tuple::NfConntrackTuple;
@@ -178,6 +178,10 @@ pub struct Conntrack {
     /// of entries with a source binding, newest last.
     pub(crate) bysource: HashMap<(u16, u8, std::net::IpAddr, u16), Vec<u32>>,
     next_id: u32,
+    /// Unconfirmed entries in allocation order: those whose packet never
+    /// reached the confirm hook nor nf_ct_put are freed after
+    /// UNCONFIRMED_GRACE_NS, a few at each allocation.
+    unconfirmed: VecDeque<u32>,
     /// Entries counted against `max` (not templates): net->ct.count.
     count: usize,
     /// net.netfilter.nf_conntrack_max (0: unbounded, as the kernel).
@@ -205,6 +209,7 @@ impl Conntrack {
             hash: HashMap::new(),
             bysource: HashMap::new(),
             next_id: 1,
+            unconfirmed: VecDeque::new(),
             count: 0,
             max,
             checksum: true,
@@ -400,6 +405,7 @@ impl Conntrack {
         zone: u16,
         now: u64,
     ) -> Option<u32> {
+        self.reap_unconfirmed(now);
         if self.max != 0 && self.count >= self.max {
             self.gc(now);
             if self.count >= self.max && !self.early_drop() {
@@ -421,7 +427,26 @@ impl Conntrack {
             },
         );
         self.count += 1;
+        self.unconfirmed.push_back(id);
         Some(id)
+    }
+
+    /// Frees, from the oldest, unconfirmed entries whose packet is gone
+    /// (dropped or stolen without nf_ct_put); stops at the first one that is
+    /// still young. Confirmed or freed ids just leave the queue.
+    fn reap_unconfirmed(&mut self, now: u64) {
+        while let Some(&id) = self.unconfirmed.front() {
+            match self.entries.get(&id) {
+                Some(c) if !c.is_confirmed() => {
+                    if now.saturating_sub(c.created_ns) <= UNCONFIRMED_GRACE_NS {
+                        return;
+                    }
+                    self.delete(id);
+                }
+                _ => {}
+            }
+            self.unconfirmed.pop_front();
+        }
     }
 
     /// __nf_conntrack_confirm's insertion: both tuples into the hash, the

@@ -347,16 +347,12 @@ fn init_sender_from_syn(st: &mut IpCtTcp, d: usize, seg: &TcpSeg) {
     tcp_options(seg.options, sender);
 }
 
-/// tcp_in_window (6.18's shape, no NAT sequence offsets).
-fn tcp_in_window(st: &mut IpCtTcp, dir: Dir, index: TcpBitSet, seg: &TcpSeg) -> WinRes {
-    let (d, r) = (dir as usize, 1 - dir as usize);
-    let (mut seq, mut ack) = (seg.seq, seg.ack_seq);
-    let mut sack = ack;
-    let mut end = seg.end;
-    let mut win = u32::from(seg.window);
-    if st.seen[r].flags & FLAG_SACK_PERM != 0 {
-        tcp_sack(seg.options, &mut sack);
-    }
+/// tcp_in_window's first part: a sender seen for the first time takes its
+/// window data from this segment (a SYN, or midstream); a SYN re-sent with a
+/// higher sequence while opening re-initialises it. True when the segment
+/// is accepted right away (a SYN without ACK: simultaneous open).
+fn sender_init(st: &mut IpCtTcp, d: usize, seg: &TcpSeg, sack: u32) -> bool {
+    let r = 1 - d;
     if st.seen[d].td_maxwin == 0 {
         if seg.syn() {
             init_sender_from_syn(st, d, seg);
@@ -368,14 +364,14 @@ fn tcp_in_window(st: &mut IpCtTcp, dir: Dir, index: TcpBitSet, seg: &TcpSeg) -> 
                 st.seen[r].td_scale = 0;
             }
             if !seg.ack() {
-                return WinRes::Accept;
+                return true;
             }
         } else {
             let sender = &mut st.seen[d];
-            sender.td_end = end;
-            let swin = win << sender.td_scale;
+            sender.td_end = seg.end;
+            let swin = u32::from(seg.window) << sender.td_scale;
             sender.td_maxwin = swin.max(1);
-            sender.td_maxend = end.wrapping_add(sender.td_maxwin);
+            sender.td_maxend = seg.end.wrapping_add(sender.td_maxwin);
             let receiver = &mut st.seen[r];
             if receiver.td_maxwin == 0 {
                 receiver.td_end = sack;
@@ -385,10 +381,26 @@ fn tcp_in_window(st: &mut IpCtTcp, dir: Dir, index: TcpBitSet, seg: &TcpSeg) -> 
             }
         }
     } else if seg.syn()
-        && after(end, st.seen[d].td_end)
+        && after(seg.end, st.seen[d].td_end)
         && matches!(st.state, T::SynSent | T::SynRecv)
     {
         init_sender_from_syn(st, d, seg);
+    }
+    false
+}
+
+/// tcp_in_window (6.18's shape, no NAT sequence offsets).
+fn tcp_in_window(st: &mut IpCtTcp, dir: Dir, index: TcpBitSet, seg: &TcpSeg) -> WinRes {
+    let (d, r) = (dir as usize, 1 - dir as usize);
+    let (mut seq, mut ack) = (seg.seq, seg.ack_seq);
+    let mut sack = ack;
+    let mut end = seg.end;
+    let mut win = u32::from(seg.window);
+    if st.seen[r].flags & FLAG_SACK_PERM != 0 {
+        tcp_sack(seg.options, &mut sack);
+    }
+    if sender_init(st, d, seg, sack) {
+        return WinRes::Accept;
     }
     if !seg.ack() || (seg.rst() && ack == 0) {
         ack = st.seen[r].td_end;
