@@ -42,11 +42,13 @@ fn example() -> PathBuf {
 /// The namespaces of this run; deleted when the test ends, passed or failed.
 struct Nets {
     pid: u32,
+    /// Tells apart the tests of one process (they run in parallel).
+    case: &'static str,
 }
 
 impl Nets {
     fn ns(&self, role: &str) -> String {
-        format!("skiff-nf{}-{role}", self.pid)
+        format!("skiff-nf{}-{}-{role}", self.pid, self.case)
     }
 }
 
@@ -286,22 +288,24 @@ fn unhex(s: &str) -> Vec<u8> {
 
 /// The kernel run: rules, frames in, then what each pod got, every table's
 /// listing and the conntrack table.
-fn kernel_run(n: &Nets, lines: &[String], frames: &[Vec<u8>]) -> Side {
+fn kernel_run(n: &Nets, lines: &[String], frames: &[Vec<u8>], tables: &[&str]) -> Side {
     kernel_node(n);
     apply_rules(n, lines);
-    let caps: Vec<_> = (1..=2)
-        .map(|i| {
+    let taps = [("pod1", "skp1"), ("pod2", "skp2"), ("out", "sko-eth")];
+    let caps: Vec<_> = taps
+        .iter()
+        .map(|(ns, dev)| {
             Command::new("ip")
                 .args([
                     "netns",
                     "exec",
-                    &n.ns(&format!("pod{i}")),
+                    &n.ns(ns),
                     "timeout",
                     "20",
                     "python3",
                     "-c",
                     CAPTURE,
-                    &format!("skp{i}"),
+                    dev,
                 ])
                 .stdout(Stdio::piped())
                 .spawn()
@@ -313,7 +317,7 @@ fn kernel_run(n: &Nets, lines: &[String], frames: &[Vec<u8>]) -> Side {
     let mut args = vec!["timeout", "20", "python3", "-c", SEND, "sko-eth"];
     args.extend(hexes.iter().map(String::as_str));
     in_ns(&n.ns("out"), &args);
-    let pods = caps
+    let seen = caps
         .into_iter()
         .map(|c| {
             let out = c.wait_with_output().expect("capture output");
@@ -324,7 +328,7 @@ fn kernel_run(n: &Nets, lines: &[String], frames: &[Vec<u8>]) -> Side {
         })
         .collect();
     let h = n.ns("host");
-    let tables = ["raw", "filter", "nat"]
+    let tables = tables
         .iter()
         .map(|t| in_ns(&h, &[IPTABLES, "-t", t, "-L", "-v", "-n", "-x"]))
         .collect();
@@ -332,23 +336,23 @@ fn kernel_run(n: &Nets, lines: &[String], frames: &[Vec<u8>]) -> Side {
         .lines()
         .map(String::from)
         .collect();
-    Side { pods, tables, ct }
+    Side { seen, tables, ct }
 }
 
-/// What a run gives: per pod the IPv4 packets it received, the raw, filter
-/// and nat listings, the host's `conntrack -L` lines.
+/// What a run gives: the IPv4 packets pod1, pod2 and the outside (the
+/// node's eth0 sent) received, the tables' listings, the host's
+/// `conntrack -L` lines.
 #[derive(Debug)]
 struct Side {
-    pods: Vec<Vec<Vec<u8>>>,
+    seen: Vec<Vec<Vec<u8>>>,
     tables: Vec<String>,
     ct: Vec<String>,
 }
 
-/// skiff's run of the same topology (statistic made nth) and frames.
-fn skiff_run(dir: &Path, frames: &[Vec<u8>]) -> Side {
-    let src = std::fs::read_to_string(example()).expect("example");
+/// skiff's run of topology `src` with the frames into eth0.
+fn skiff_run(dir: &Path, src: &str, frames: &[Vec<u8>], tables: &[&str]) -> Side {
     let topo = dir.join("topology.toml");
-    std::fs::write(&topo, src.replace(RANDOM, NTH)).expect("write topology");
+    std::fs::write(&topo, src).expect("write topology");
     let pin = dir.join("in.pcap");
     let mut w =
         skiff_io::Writer::create(&pin, skiff_io::Format::Pcap, &[("eth0", 1)]).expect("pcap");
@@ -357,13 +361,17 @@ fn skiff_run(dir: &Path, frames: &[Vec<u8>]) -> Side {
             .expect("pcap write");
     }
     w.finish().expect("pcap finish");
-    let caps: Vec<PathBuf> = (1..=2).map(|i| dir.join(format!("pod{i}.pcap"))).collect();
+    let caps: Vec<PathBuf> = ["pod1", "pod2", "out"]
+        .iter()
+        .map(|c| dir.join(format!("{c}.pcap")))
+        .collect();
     let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
         .arg("run")
         .arg(&topo)
         .arg(format!("--pcap-in=eth0={}", pin.display()))
         .arg(format!("--capture=nk-pod1:netkit={}", caps[0].display()))
         .arg(format!("--capture=nk-pod2:netkit={}", caps[1].display()))
+        .arg(format!("--pcap-out=eth0={}", caps[2].display()))
         .args(["--nf-stats", "--conntrack"])
         .output()
         .expect("skiff run");
@@ -373,7 +381,7 @@ fn skiff_run(dir: &Path, frames: &[Vec<u8>]) -> Side {
         "{so}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let pods = caps
+    let seen = caps
         .iter()
         .map(|p| {
             let c = skiff_io::read(p).expect("capture");
@@ -381,8 +389,8 @@ fn skiff_run(dir: &Path, frames: &[Vec<u8>]) -> Side {
         })
         .collect();
     Side {
-        pods,
-        tables: skiff_tables(&so),
+        seen,
+        tables: skiff_tables(&so, tables),
         ct: skiff_ct(&so),
     }
 }
@@ -395,9 +403,9 @@ fn ipv4_of(f: Vec<u8>) -> Vec<u8> {
     }
 }
 
-/// The host's raw, filter and nat listings out of `--nf-stats`.
-fn skiff_tables(so: &str) -> Vec<String> {
-    ["raw", "filter", "nat"]
+/// The host's listings of `tables` out of `--nf-stats`.
+fn skiff_tables(so: &str, tables: &[&str]) -> Vec<String> {
+    tables
         .iter()
         .map(|t| {
             let head = format!("# ip netns exec host iptables -t {t} -L -v -n -x\n");
@@ -476,12 +484,14 @@ fn mask_ct(lines: &[String]) -> Vec<String> {
     v
 }
 
-/// IPv4 checksum zeroed; for packets from the node (masqueraded) the source
+/// IPv4 id and checksum zeroed (as crates/net/tests/conntrack_kernel.rs
+/// masks them); for packets from the node (masqueraded) the source
 /// port and the TCP/UDP checksum zeroed too.
 fn mask_pkt(mut p: Vec<u8>) -> Vec<u8> {
     if p.len() < 20 {
         return p;
     }
+    p[4..6].copy_from_slice(&[0, 0]);
     p[10..12].copy_from_slice(&[0, 0]);
     let hl = usize::from(p[0] & 0xf) * 4;
     let from_node = p[12..16] == [192, 168, 1, 10];
@@ -508,6 +518,7 @@ fn kube_proxy_example_frames_counters_and_conntrack_match_the_kernel() {
     }
     let n = Nets {
         pid: std::process::id(),
+        case: "kp",
     };
     let dir = std::env::temp_dir().join(n.ns("run"));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -518,21 +529,104 @@ fn kube_proxy_example_frames_counters_and_conntrack_match_the_kernel() {
         "the example's statistic rule is gone"
     );
     let frames = frames();
-    let k = kernel_run(&n, &lines, &frames);
-    let s = skiff_run(&dir, &frames);
+    let tables = ["raw", "filter", "nat"];
+    let k = kernel_run(&n, &lines, &frames, &tables);
+    let src = std::fs::read_to_string(example()).expect("example");
+    let s = skiff_run(&dir, &src.replace(RANDOM, NTH), &frames, &tables);
     let _ = std::fs::remove_dir_all(&dir);
-    for (i, (kp, sp)) in k.pods.iter().zip(&s.pods).enumerate() {
+    assert_same(&k, &s, &tables);
+    assert_eq!(
+        k.seen.iter().take(2).map(Vec::len).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(k.ct.len(), 4, "{:?}", k.ct);
+}
+
+/// Same packets into pod1, pod2 and out of eth0 (masked), same listings.
+fn assert_same(k: &Side, s: &Side, tables: &[&str]) {
+    for (who, (kp, sp)) in ["pod1", "pod2", "eth0 out"]
+        .iter()
+        .zip(k.seen.iter().zip(&s.seen))
+    {
         let kp: Vec<String> = kp.iter().map(|p| hex(&mask_pkt(p.clone()))).collect();
         let sp: Vec<String> = sp.iter().map(|p| hex(&mask_pkt(p.clone()))).collect();
-        assert_eq!(sp, kp, "pod{} received", i + 1);
+        assert_eq!(sp, kp, "{who} received");
     }
-    assert_eq!(k.pods.iter().map(Vec::len).collect::<Vec<_>>(), [1, 2]);
-    for (t, (kt, st)) in ["raw", "filter", "nat"]
-        .iter()
-        .zip(k.tables.iter().zip(&s.tables))
-    {
+    for (t, (kt, st)) in tables.iter().zip(k.tables.iter().zip(&s.tables)) {
         assert_eq!(norm(st), norm(kt), "iptables -t {t} -L -v -n -x");
     }
     assert_eq!(mask_ct(&s.ct), mask_ct(&k.ct));
-    assert_eq!(k.ct.len(), 4, "{:?}", k.ct);
+}
+
+/// The filter-table case's rules: INPUT rejects ssh with a RST and port 9
+/// with port unreachable, drops a source; FORWARD (policy DROP) lets
+/// established flows and pod1's 8080 through.
+const FILTER_RULES: [&str; 6] = [
+    "-P FORWARD DROP",
+    "-A INPUT -s 203.0.113.6/32 -j DROP",
+    "-A INPUT -p tcp -m tcp --dport 22 -j REJECT --reject-with tcp-reset",
+    "-A INPUT -p udp -m udp --dport 9 -j REJECT --reject-with icmp-port-unreachable",
+    "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+    "-A FORWARD -d 10.0.1.11/32 -p tcp -m tcp --dport 8080 -j ACCEPT",
+];
+
+/// The example's node with the filter rules instead of kube-proxy's.
+fn filter_topology() -> String {
+    let src = std::fs::read_to_string(example()).expect("example");
+    let (head, rest) = src.split_once("\niptables = [").expect("iptables block");
+    let (_, tail) = rest.split_once("\n]\n").expect("block end");
+    let lines: Vec<String> = FILTER_RULES.iter().map(|r| format!("  {r:?},")).collect();
+    format!("{head}\niptables = [\n{}\n]\n{tail}", lines.join("\n"))
+}
+
+/// Frames for the filter case: ssh (RST), port 9 (ICMP unreachable), the
+/// dropped source, pod1:8080 (forwarded), pod1:9999 (policy DROP).
+fn filter_frames() -> Vec<Vec<u8>> {
+    let node = [192, 168, 1, 10];
+    let (c1, c2, pod1) = ([203, 0, 113, 5], [203, 0, 113, 6], [10, 0, 1, 11]);
+    let ip = |s: [u8; 4], d: [u8; 4], proto: u8, l4: Vec<u8>| {
+        eth(
+            NODE_MAC,
+            GW_MAC,
+            0x0800,
+            &ipv4(s, d, proto, 0x4000, &[], &l4),
+        )
+    };
+    vec![
+        ip(c1, node, 6, tcp(&c1, &node, 40000, 22, 0x02, &[])),
+        ip(c1, node, 17, udp(&c1, &node, 5000, 9, &[0, 1, 2, 3])),
+        ip(c2, node, 1, icmp_echo(0x1234, 1, b"ping")),
+        ip(c1, pod1, 6, tcp(&c1, &pod1, 40001, 8080, 0x02, &[])),
+        ip(c1, pod1, 6, tcp(&c1, &pod1, 40002, 9999, 0x02, &[])),
+    ]
+}
+
+#[test]
+fn filter_table_reject_and_policies_match_the_kernel() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let n = Nets {
+        pid: std::process::id(),
+        case: "f",
+    };
+    let dir = std::env::temp_dir().join(n.ns("run"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let lines: Vec<String> = FILTER_RULES.iter().map(|r| r.to_string()).collect();
+    let frames = filter_frames();
+    let tables = ["filter"];
+    let k = kernel_run(&n, &lines, &frames, &tables);
+    let s = skiff_run(&dir, &filter_topology(), &frames, &tables);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_same(&k, &s, &tables);
+    assert_eq!(k.seen.iter().map(Vec::len).collect::<Vec<_>>(), [1, 0, 2]);
+    let listing = norm(&k.tables[0]);
+    for line in [
+        "Chain INPUT (policy ACCEPT 0 packets, 0 bytes)",
+        "Chain FORWARD (policy DROP 1 packets, 40 bytes)",
+        "Chain OUTPUT (policy ACCEPT 2 packets, 100 bytes)",
+    ] {
+        assert!(listing.iter().any(|l| l == line), "{line}: {listing:#?}");
+    }
 }
