@@ -39,7 +39,8 @@ fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/k8s-node-kube-proxy/topology.toml")
 }
 
-/// The namespaces of this run; deleted when the test ends, passed or failed.
+/// The namespaces and scratch directory of this run; deleted when the test
+/// ends, passed or failed.
 struct Nets {
     pid: u32,
     /// Tells apart the tests of one process (they run in parallel).
@@ -47,6 +48,11 @@ struct Nets {
 }
 
 impl Nets {
+    /// The scratch directory of skiff's side (topology, pcaps).
+    fn dir(&self) -> PathBuf {
+        std::env::temp_dir().join(self.ns("run"))
+    }
+
     fn ns(&self, role: &str) -> String {
         format!("skiff-nf{}-{}-{role}", self.pid, self.case)
     }
@@ -59,6 +65,7 @@ impl Drop for Nets {
                 .args(["netns", "del", &self.ns(role)])
                 .status();
         }
+        let _ = std::fs::remove_dir_all(self.dir());
     }
 }
 
@@ -520,7 +527,7 @@ fn kube_proxy_example_frames_counters_and_conntrack_match_the_kernel() {
         pid: std::process::id(),
         case: "kp",
     };
-    let dir = std::env::temp_dir().join(n.ns("run"));
+    let dir = n.dir();
     std::fs::create_dir_all(&dir).expect("temp dir");
     let topo = Topology::load(&example()).expect("example topology");
     let lines = rules(&topo);
@@ -533,7 +540,6 @@ fn kube_proxy_example_frames_counters_and_conntrack_match_the_kernel() {
     let k = kernel_run(&n, &lines, &frames, &tables);
     let src = std::fs::read_to_string(example()).expect("example");
     let s = skiff_run(&dir, &src.replace(RANDOM, NTH), &frames, &tables);
-    let _ = std::fs::remove_dir_all(&dir);
     assert_same(&k, &s, &tables);
     assert_eq!(
         k.seen.iter().take(2).map(Vec::len).collect::<Vec<_>>(),
@@ -611,14 +617,13 @@ fn filter_table_reject_and_policies_match_the_kernel() {
         pid: std::process::id(),
         case: "f",
     };
-    let dir = std::env::temp_dir().join(n.ns("run"));
+    let dir = n.dir();
     std::fs::create_dir_all(&dir).expect("temp dir");
     let lines: Vec<String> = FILTER_RULES.iter().map(|r| r.to_string()).collect();
     let frames = filter_frames();
     let tables = ["filter"];
     let k = kernel_run(&n, &lines, &frames, &tables);
     let s = skiff_run(&dir, &filter_topology(), &frames, &tables);
-    let _ = std::fs::remove_dir_all(&dir);
     assert_same(&k, &s, &tables);
     assert_eq!(k.seen.iter().map(Vec::len).collect::<Vec<_>>(), [1, 0, 2]);
     let listing = norm(&k.tables[0]);
