@@ -853,7 +853,7 @@ pub(crate) fn summary(
     let cons = report.conservation;
     // a live run's control socket counted the drops it drained so far
     let mut sites = extra.drop_sites;
-    sites.add(dp, dp.drops());
+    sites.add(dp.drops());
     if a.json {
         let mut v = skiff::stats::json_fields(&report, &sites);
         v.insert("topology".into(), a.topology.display().to_string().into());

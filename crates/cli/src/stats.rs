@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use serde_json::{json, Map, Value};
-use skiff_net::datapath::{CountersReport, Datapath, DropRecord};
+use skiff_net::datapath::{CountersReport, DropRecord};
 
 /// Where drops happened: reason, device, hook and the program (with the
 /// instruction of an exception), counted.
@@ -20,7 +20,7 @@ pub struct DropSites {
 
 impl DropSites {
     /// Counts `records` (the datapath's drop log) in.
-    pub fn add<'a>(&mut self, _dp: &Datapath, records: impl IntoIterator<Item = &'a DropRecord>) {
+    pub fn add<'a>(&mut self, records: impl IntoIterator<Item = &'a DropRecord>) {
         for d in records {
             let at = match d.insn {
                 Some(i) => format!("{} insn {i}", d.prog.as_deref().unwrap_or("-")),

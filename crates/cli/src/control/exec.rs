@@ -63,7 +63,7 @@ impl State {
     /// Counts the drop records made since the last call.
     pub fn drain_drops(&mut self, built: &mut Built) {
         let recs = built.dp.take_drops();
-        self.drops.add(&built.dp, &recs);
+        self.drops.add(&recs);
     }
 
     /// `prog attach --run`: loads OBJECT (verified, pinned maps shared) and

@@ -468,23 +468,36 @@ impl LiveDevice for AfPacket {
 /// sendmmsg of `bufs` on a bound packet socket: how many went, and the error
 /// that stopped the rest.
 pub(crate) fn send_batch(fd: RawFd, bufs: &[Vec<u8>]) -> (usize, Option<std::io::Error>) {
-    let mut iov: Vec<libc::iovec> = bufs
-        .iter()
-        .map(|b| libc::iovec {
-            iov_base: b.as_ptr() as *mut libc::c_void,
-            iov_len: b.len(),
-        })
-        .collect();
-    let mut msgs: Vec<libc::mmsghdr> = iov
-        .iter_mut()
-        .map(|v| {
-            // SAFETY: mmsghdr is plain data; all-zero is a valid value.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = v;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
+    let mut sent = 0;
+    for chunk in bufs.chunks(TX_BATCH) {
+        let (n, err) = send_chunk(fd, chunk);
+        sent += n;
+        if err.is_some() {
+            return (sent, err);
+        }
+    }
+    (sent, None)
+}
+
+/// One sendmmsg round of at most TX_BATCH frames, its headers on the stack:
+/// a flush allocates nothing.
+fn send_chunk(fd: RawFd, bufs: &[Vec<u8>]) -> (usize, Option<std::io::Error>) {
+    const NO_IOV: libc::iovec = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    let mut iov = [NO_IOV; TX_BATCH];
+    for (v, b) in iov.iter_mut().zip(bufs) {
+        v.iov_base = b.as_ptr() as *mut libc::c_void;
+        v.iov_len = b.len();
+    }
+    // SAFETY: mmsghdr is plain data; all-zero is a valid value.
+    let mut msgs: [libc::mmsghdr; TX_BATCH] = unsafe { std::mem::zeroed() };
+    for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
+        m.msg_hdr.msg_iov = v;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    let msgs = &mut msgs[..bufs.len().min(TX_BATCH)];
     let mut sent = 0;
     while sent < msgs.len() {
         let rest = &mut msgs[sent..];

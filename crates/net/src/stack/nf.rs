@@ -24,16 +24,6 @@ use crate::netfilter::{nf_hook, IfName, NfHook, NfHookState, NfProto, NfReply, N
 use super::frame::{ipv4_frame, ETH_HLEN};
 use super::{Fate, HostStack, Origin, RouteKind, RxMeta, StackOutput, PACKET_HOST, RT_TABLE_LOCAL};
 
-/// What a receive-side hook did with the packet.
-pub(super) enum NfRx {
-    /// No entries ran: go on with the packet as it was.
-    Same,
-    /// The hooks accepted it: go on with this packet (maybe changed).
-    Changed(Vec<u8>),
-    /// The hooks dropped or kept it.
-    Done(Fate),
-}
-
 /// What the stack does with a hook's final verdict: NF_DROP is
 /// SKB_DROP_REASON_NETFILTER_DROP; a queue without a listener (no bypass) is
 /// nf_queue's kfree_skb; NF_STOLEN: a hook took the packet.
@@ -147,27 +137,31 @@ impl HostStack {
 
     /// A receive-side hook (PRE_ROUTING, LOCAL_IN) on the L3 packet `l3`
     /// that arrived on `ifindex`. PRE_ROUTING starts the packet's conntrack
-    /// reference; LOCAL_IN carries it on.
+    /// reference; LOCAL_IN carries it on. Ok(false): no entry ran, go on with
+    /// `l3`; Ok(true): the hooks accepted what `buf` now holds (maybe changed);
+    /// Err: they dropped or kept it.
     fn nf_rx_hook(
         &mut self,
         at: NfAt,
         l3: &[u8],
         meta: &mut RxMeta,
+        buf: &mut Vec<u8>,
         out: &mut Vec<StackOutput>,
-    ) -> NfRx {
+    ) -> Result<bool, Fate> {
         if at.hook == NfHook::PreRouting {
             self.nf_rx_ct = None;
         }
         if !self.nf.hook_active(at.pf, at.hook, None) {
-            return NfRx::Same;
+            return Ok(false);
         }
-        let mut pkt = l3.to_vec();
+        buf.clear();
+        buf.extend_from_slice(l3);
         let mut nfct = self.nf_rx_ct;
-        let v = self.nf_run(at, &mut pkt, &mut meta.mark, &mut nfct, out);
+        let v = self.nf_run(at, buf, &mut meta.mark, &mut nfct, out);
         self.nf_rx_ct = nfct;
         match verdict_fate(v) {
-            Some(f) => NfRx::Done(f),
-            None => NfRx::Changed(pkt),
+            Some(f) => Err(f),
+            None => Ok(true),
         }
     }
 
@@ -259,20 +253,16 @@ impl HostStack {
             in_if: Some(ifindex),
             out_if: None,
         };
-        match self.nf_rx_hook(at, ip.as_bytes(), meta, out) {
-            NfRx::Same => Ok(ip),
-            NfRx::Done(f) => Err(f),
-            NfRx::Changed(p) => {
-                *buf = p;
-                let ip = Ipv4Packet::new_unchecked(&buf[..]);
-                // A hook that broke the header (it cannot, but a packet is
-                // never read unchecked): ip_rcv_core's verdict.
-                if ip.check_header().is_err() || ip.check_total_len().is_err() {
-                    return Err(Fate::Dropped(DropReason::IpInhdr));
-                }
-                Ok(ip)
-            }
+        if !self.nf_rx_hook(at, ip.as_bytes(), meta, buf, out)? {
+            return Ok(ip);
         }
+        let ip = Ipv4Packet::new_unchecked(&buf[..]);
+        // A hook that broke the header (it cannot, but a packet is never
+        // read unchecked): ip_rcv_core's verdict.
+        if ip.check_header().is_err() || ip.check_total_len().is_err() {
+            return Err(Fate::Dropped(DropReason::IpInhdr));
+        }
+        Ok(ip)
     }
 
     /// [`HostStack::nf_rx4`] for IPv6.
@@ -291,18 +281,14 @@ impl HostStack {
             in_if: Some(ifindex),
             out_if: None,
         };
-        match self.nf_rx_hook(at, ip.as_bytes(), meta, out) {
-            NfRx::Same => Ok(ip),
-            NfRx::Done(f) => Err(f),
-            NfRx::Changed(p) => {
-                *buf = p;
-                let ip = Ipv6Packet::new_unchecked(&buf[..]);
-                if ip.check_header().is_err() || ip.check_payload_len().is_err() {
-                    return Err(Fate::Dropped(DropReason::IpInhdr));
-                }
-                Ok(ip)
-            }
+        if !self.nf_rx_hook(at, ip.as_bytes(), meta, buf, out)? {
+            return Ok(ip);
         }
+        let ip = Ipv6Packet::new_unchecked(&buf[..]);
+        if ip.check_header().is_err() || ip.check_payload_len().is_err() {
+            return Err(Fate::Dropped(DropReason::IpInhdr));
+        }
+        Ok(ip)
     }
 
     /// REJECT's reply: nf_send_unreach / nf_send_unreach6 (icmp_send, only
