@@ -70,42 +70,18 @@ impl Drop for Nets {
 }
 
 fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    skiff_kernel::netns::run(args[0], &args[1..]).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn in_ns(ns: &str, args: &[&str]) -> String {
-    let mut v = vec!["ip", "netns", "exec", ns];
-    v.extend_from_slice(args);
-    sh(&v)
+    skiff_kernel::netns::run_netns(ns, args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root (needs network namespaces)".into());
-    }
-    for t in ["ip", IPTABLES, "conntrack", "ethtool", "python3"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            return Some(format!(
-                "`{t}` not found (apt-get install iptables conntrack)"
-            ));
-        }
-    }
-    None
+    skiff_kernel::netns::missing(
+        &["ip", IPTABLES, "conntrack", "ethtool", "python3"],
+        "apt-get install iptables conntrack",
+    )
 }
 
 /// A veth pair from namespace `a` (device `da`, MAC `ma`) to `b` (`db`, `mb`).

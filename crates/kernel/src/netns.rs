@@ -157,6 +157,31 @@ fn run_in(cmd: &str, args: &[&str], dir: Option<&Path>) -> Result<String, Kernel
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Runs a command inside the named namespace (`ip netns exec NS ...`).
+pub fn run_netns(ns: &str, args: &[&str]) -> Result<String, KernelError> {
+    let mut v = vec!["netns", "exec", ns];
+    v.extend_from_slice(args);
+    run("ip", &v)
+}
+
+/// Why a test that builds namespaces with `tools` cannot run here: not root,
+/// or the first tool not on PATH (with `hint`, what installs it); None: it can.
+#[allow(unsafe_code)]
+pub fn missing(tools: &[&str], hint: &str) -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root (needs network namespaces)".into());
+    }
+    let on_path = |t: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()))
+    };
+    tools
+        .iter()
+        .find(|t| !on_path(t))
+        .map(|t| format!("`{t}` not found ({hint})"))
+}
+
 /// An AF_PACKET socket (SOCK_RAW, ETH_P_ALL) bound to one device: frames
 /// written to it leave that device; it reads every frame the device sends or
 /// receives, as tcpdump does (after native XDP, before tc ingress).
