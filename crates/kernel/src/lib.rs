@@ -8,7 +8,7 @@ pub mod live;
 pub mod mask;
 pub mod netns;
 pub mod refusals;
-mod sys;
+pub mod sys;
 #[cfg(feature = "testpkt")]
 pub mod testpkt;
 

@@ -20,6 +20,12 @@ pub const BPF_OBJ_GET_INFO_BY_FD: u32 = 15;
 #[repr(C, align(8))]
 pub struct Attr([u8; 160]);
 
+impl Default for Attr {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Attr {
     pub fn new() -> Self {
         Attr([0; 160])

@@ -35,7 +35,8 @@ pub struct Port {
     pub label: String,
     pub spec: LiveSpec,
     handle: Option<Box<dyn LiveDevice>>,
-    /// When a closed device is tried again.
+    /// When a closed device is tried again, or an open one checked
+    /// (LiveDevice::check).
     retry_at: Instant,
     /// Counters of handles closed before (a reopened device starts at 0).
     closed: LiveCounters,
@@ -129,12 +130,19 @@ impl Port {
         }
     }
 
-    /// A closed device is reopened when its retry time has come.
+    /// A closed device is reopened when its retry time has come; an open
+    /// one is checked as often (closed when gone).
     pub fn retry_if_due(&mut self, now: Instant, every: Duration) {
-        if self.handle.is_some() || now < self.retry_at {
+        if now < self.retry_at {
             return;
         }
         self.retry_at = now + every;
+        if let Some(h) = self.handle.as_mut() {
+            if let Err(e) = h.check() {
+                self.close(&e);
+            }
+            return;
+        }
         if self.try_open() {
             self.reopened += 1;
             eprintln!(

@@ -9,7 +9,9 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::{io_err, monotonic_ns, LiveCounters, LiveDevice, LiveError, RxCsum, RxFrame};
+use super::{
+    io_err, monotonic_ns, socket_error, LiveCounters, LiveDevice, LiveError, RxCsum, RxFrame,
+};
 
 // include/uapi/linux/if_packet.h
 const PACKET_RX_RING: libc::c_int = 5;
@@ -232,28 +234,6 @@ impl AfPacket {
         }
         u64::from(st[1])
     }
-
-    /// The socket's pending error (SO_ERROR), e.g. ENETDOWN once the
-    /// interface went down or away.
-    fn pending_error(&self) -> Option<LiveError> {
-        let mut e: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `e` and `len` are writable for the call.
-        let r = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&mut e as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        (r == 0 && e != 0).then(|| LiveError::Io {
-            iface: self.ifname.clone(),
-            what: "receive",
-            source: std::io::Error::from_raw_os_error(e),
-        })
-    }
 }
 
 /// PACKET_RX_RING with TPACKET_V3 blocks, then mmap.
@@ -377,7 +357,7 @@ impl LiveDevice for AfPacket {
     }
 
     fn recv(&mut self, max: usize, f: &mut dyn FnMut(RxFrame<'_>)) -> Result<usize, LiveError> {
-        if let Some(e) = self.pending_error() {
+        if let Some(e) = socket_error(self.fd.as_raw_fd(), &self.ifname, "receive") {
             return Err(e);
         }
         let mut n = 0;

@@ -1,5 +1,5 @@
 //! Live devices: real interfaces whose frames enter skiff and to which skiff
-//! transmits. One backend per file (AF_PACKET, TAP; AF_XDP), each behind
+//! transmits. One backend per file (AF_PACKET, TAP, AF_XDP), each behind
 //! [`LiveDevice`]: a batch received into the backend's own buffers (a ring,
 //! reused), a batch sent, a descriptor to poll, counters.
 //!
@@ -9,6 +9,7 @@
 //! before a program reads the frame.
 
 pub mod af_packet;
+pub mod af_xdp;
 pub mod csum;
 pub mod netns;
 pub mod tap;
@@ -139,6 +140,28 @@ pub(crate) fn io_err(iface: &str, what: &'static str) -> LiveError {
     }
 }
 
+/// The socket's pending error (SO_ERROR; reading clears it), e.g. ENETDOWN
+/// once the interface went down or away, as `what` failing on `iface`.
+pub(crate) fn socket_error(fd: RawFd, iface: &str, what: &'static str) -> Option<LiveError> {
+    let mut e: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `e` and `len` are writable for the call.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut e as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (r == 0 && e != 0).then(|| LiveError::Io {
+        iface: iface.to_string(),
+        what,
+        source: std::io::Error::from_raw_os_error(e),
+    })
+}
+
 /// A real interface skiff receives from and transmits to.
 pub trait LiveDevice: Send {
     /// The interface's name (as the host sees it).
@@ -153,6 +176,12 @@ pub trait LiveDevice: Send {
     fn send(&mut self, frame: &[u8]) -> Result<bool, LiveError>;
     /// Sends what [`LiveDevice::send`] queued.
     fn flush(&mut self) -> Result<(), LiveError>;
+    /// Whether the device is still there, for a backend whose descriptor
+    /// does not poll readable when it went (AF_XDP: xsk_poll reports no
+    /// error); called a few times a second.
+    fn check(&mut self) -> Result<(), LiveError> {
+        Ok(())
+    }
     fn counters(&self) -> LiveCounters;
 }
 
@@ -169,10 +198,10 @@ pub fn open(spec: &LiveSpec) -> Result<Box<dyn LiveDevice>, LiveError> {
             let d = netns::within(ns, name, || tap::Tap::open(name))??;
             Ok(Box::new(d))
         }
-        Backend::AfXdp => Err(LiveError::NotSupported {
-            iface: name.to_string(),
-            what: "the af_xdp backend (see docs/differences.md)".into(),
-        }),
+        Backend::AfXdp => {
+            let d = netns::within(ns, name, || af_xdp::AfXdp::open(name))??;
+            Ok(Box::new(d))
+        }
     }
 }
 
