@@ -1,9 +1,11 @@
 //! `skiff run --live` with real namespaces (examples/live-pair): ping and a
-//! TCP transfer through skiff's XDP and TC programs with the AF_PACKET and
-//! TAP backends, and a device removed and brought back while running. Each
-//! test makes its own namespaces `skiff-l<pid>-<tag>-{a,b,x}`, removed also
-//! when it fails; every wait is bounded. Skipped (with the reason printed)
-//! when not root.
+//! TCP transfer through skiff's XDP and TC programs with the AF_PACKET,
+//! AF_XDP and TAP backends (AF_XDP: the redirect program gone from the
+//! interfaces once skiff exits), and a device removed and brought back while
+//! running. Each test makes its own namespaces `skiff-l<pid>-<tag>-{a,b,x}`,
+//! removed also when it fails; every wait is bounded. Skipped (with the
+//! reason printed) when not root, or for AF_XDP when the kernel has no
+//! AF_XDP sockets.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -60,10 +62,11 @@ impl Net {
         format!("{}-{which}", self.prefix)
     }
 
-    /// examples/live-pair/setup.sh with this prefix.
-    fn setup(&self) {
+    /// examples/live-pair/setup.sh with this prefix, for `backend`.
+    fn setup(&self, backend: &str) {
         let ok = Command::new(root().join("examples/live-pair/setup.sh"))
             .env("PREFIX", &self.prefix)
+            .env("BACKEND", backend)
             .stdout(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
@@ -231,8 +234,38 @@ fn flow(v: &serde_json::Value, src: [u8; 4], dst: [u8; 4]) -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether the kernel makes AF_XDP sockets (CONFIG_XDP_SOCKETS); says why
+/// the test is skipped when not.
+fn has_af_xdp() -> bool {
+    // SAFETY: plain socket(2); the descriptor is closed right after.
+    let fd = unsafe { libc::socket(44, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        eprintln!(
+            "skipped: no AF_XDP sockets here: {}",
+            std::io::Error::last_os_error()
+        );
+        return false;
+    }
+    // SAFETY: closing the descriptor just made.
+    unsafe { libc::close(fd) };
+    true
+}
+
+/// What `ip -d link show` says about `dev` in namespace `ns`.
+fn link_show(ns: &str, dev: &str) -> String {
+    let o = Command::new("ip")
+        .args(["-n", ns, "-d", "link", "show", dev])
+        .output()
+        .expect("run ip link show");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn usable(backend: &str) -> bool {
+    is_root() && (backend != "af_xdp" || has_af_xdp())
+}
+
 fn ping_through(backend: &str, tag: &str) {
-    if !is_root() {
+    if !usable(backend) {
         return;
     }
     let net = Net::new(tag);
@@ -242,9 +275,15 @@ fn ping_through(backend: &str, tag: &str) {
                 assert!(sh("ip", &["netns", "add", &net.ns(w)]));
             }
         }
-        _ => net.setup(),
+        _ => net.setup(backend),
     }
     let skiff = Skiff::start(&net.topology(backend));
+    if backend == "af_xdp" {
+        for dev in ["skiff-xa", "skiff-xb"] {
+            let l = link_show(&net.ns("x"), dev);
+            assert!(l.contains("prog/xdp") && l.contains("name skiff_xsk"), "{l}");
+        }
+    }
     if backend == "tap" {
         for (w, dev, ip) in [("a", "a0", "10.9.0.1/24"), ("b", "b0", "10.9.0.2/24")] {
             assert!(sh("ip", &["-n", &net.ns(w), "addr", "add", ip, "dev", dev]));
@@ -261,6 +300,13 @@ fn ping_through(backend: &str, tag: &str) {
     assert_eq!(live.len(), 2);
     assert_eq!(live[0]["backend"], backend);
     assert_eq!(live[0]["down"], 0);
+    if backend == "af_xdp" {
+        // the XDP link's descriptor closed with skiff: nothing left behind
+        for dev in ["skiff-xa", "skiff-xb"] {
+            let l = link_show(&net.ns("x"), dev);
+            assert!(l.contains(dev) && !l.contains("xdp"), "{l}");
+        }
+    }
 }
 
 #[test]
@@ -269,20 +315,37 @@ fn ping_through_af_packet() {
 }
 
 #[test]
+fn ping_through_af_xdp() {
+    ping_through("af_xdp", "x");
+}
+
+#[test]
 fn ping_through_tap() {
     ping_through("tap", "t");
 }
 
-/// 8 MiB over TCP from skiff-a to skiff-b through skiff (checksum offload on:
-/// skiff finishes the partial checksums), every byte checked.
+/// 8 MiB over TCP from skiff-a to skiff-b through skiff (AF_PACKET:
+/// checksum offload on, skiff finishes the partial checksums), every byte
+/// checked.
 #[test]
 fn tcp_through_af_packet() {
-    if !is_root() {
+    tcp_through("af_packet", "c");
+}
+
+/// The same through AF_XDP (setup.sh turns tx checksum offload off: the
+/// kernel's XDP path loses the partial-checksum mark).
+#[test]
+fn tcp_through_af_xdp() {
+    tcp_through("af_xdp", "cx");
+}
+
+fn tcp_through(backend: &str, tag: &str) {
+    if !usable(backend) {
         return;
     }
-    let net = Net::new("c");
-    net.setup();
-    let skiff = Skiff::start(&net.topology("af_packet"));
+    let net = Net::new(tag);
+    net.setup(backend);
+    let skiff = Skiff::start(&net.topology(backend));
     const LEN: usize = 8 << 20;
     let pattern = |i: usize| (i % 251) as u8;
     let (bns, ans) = (net.ns("b"), net.ns("a"));
@@ -338,29 +401,41 @@ fn tcp_through_af_packet() {
         "{}",
         v["maps"]
     );
-    assert!(
-        v["live"][0]["rx_csum_completed"].as_u64().unwrap_or(0) > 0,
-        "{}",
-        v["live"]
-    );
+    let finished = v["live"][0]["rx_csum_completed"].as_u64().unwrap_or(0);
+    match backend {
+        "af_packet" => assert!(finished > 0, "{}", v["live"]),
+        // every frame came with its checksum complete (offload off)
+        _ => assert_eq!(finished, 0, "{}", v["live"]),
+    }
 }
 
 /// skiff-b's veth is deleted while skiff runs, then made again: counted once
 /// down and once reopened, and ping works again.
 #[test]
 fn device_removed_and_back() {
-    if !is_root() {
+    removed_and_back("af_packet", "r");
+}
+
+/// The same with AF_XDP: the socket learns of the removal from its pending
+/// error (ENETDOWN, xsk_notifier), checked a few times a second.
+#[test]
+fn device_removed_and_back_af_xdp() {
+    removed_and_back("af_xdp", "rx");
+}
+
+fn removed_and_back(backend: &str, tag: &str) {
+    if !usable(backend) {
         return;
     }
-    let net = Net::new("r");
-    net.setup();
+    let net = Net::new(tag);
+    net.setup(backend);
     // b0 comes back with the same MAC, so that skiff-a's neighbour entry holds
     const B0_MAC: &str = "02:00:00:00:0b:00";
     assert!(sh(
         "ip",
         &["-n", &net.ns("b"), "link", "set", "b0", "address", B0_MAC]
     ));
-    let mut skiff = Skiff::start(&net.topology("af_packet"));
+    let mut skiff = Skiff::start(&net.topology(backend));
     assert!(net.ping("1"), "ping before the removal");
     let (b, x) = (net.ns("b"), net.ns("x"));
     assert!(sh("ip", &["-n", &x, "link", "del", "skiff-xb"]));

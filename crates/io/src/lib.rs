@@ -3,7 +3,7 @@
 //! crate, with errors naming the file and the packet's index and byte offset.
 //! Both directions stream: [`Reader`] holds one record at a time, [`Writer`]
 //! writes each packet as it comes; [`read`] collects a whole file.
-//! Live devices (AF_PACKET, TAP) are in [`live`]; they are the only code
+//! Live devices (AF_PACKET, TAP, AF_XDP) are in [`live`]; they are the only code
 //! here that needs `unsafe` (system calls), each block with its SAFETY note.
 #![deny(unsafe_code)]
 
