@@ -68,7 +68,8 @@ const QUEUE: u32 = 0;
 
 pub struct AfXdp {
     ifname: String,
-    /// Dropped last: the socket is closed after the link is gone.
+    /// Dropped first (fields drop in order): the program leaves the
+    /// interface before the socket closes.
     redirect: Redirect,
     fd: OwnedFd,
     umem: Mapping,
