@@ -281,7 +281,10 @@ fn ping_through(backend: &str, tag: &str) {
     if backend == "af_xdp" {
         for dev in ["skiff-xa", "skiff-xb"] {
             let l = link_show(&net.ns("x"), dev);
-            assert!(l.contains("prog/xdp") && l.contains("name skiff_xsk"), "{l}");
+            assert!(
+                l.contains("prog/xdp") && l.contains("name skiff_xsk"),
+                "{l}"
+            );
         }
     }
     if backend == "tap" {
