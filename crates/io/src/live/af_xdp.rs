@@ -501,3 +501,19 @@ impl LiveDevice for AfXdp {
         c
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An interface that does not exist: the error names the backend, the
+    /// interface and the step (no privilege needed to get this far).
+    #[test]
+    fn error_names_interface_and_step() {
+        let e = AfXdp::open("skiff-nosuch0").err().map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("af_xdp skiff-nosuch0: no such interface (if_nametoindex): No such device (os error 19)")
+        );
+    }
+}
