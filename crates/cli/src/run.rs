@@ -504,7 +504,8 @@ fn run(a: &RunArgs) -> Result<i32> {
     }
     if a.live {
         let name = run_name(a)?;
-        let pins = crate::live::pins::Pins::restore(&topo, &built, &crate::live::pins::dir(&topo, &name))?;
+        let pins =
+            crate::live::pins::Pins::restore(&topo, &built, &crate::live::pins::dir(&topo, &name))?;
         let mut ctl = control(a, &name, &topo, &built, load)?;
         let code = crate::live::run_live(a, &topo, &mut built, &mut ctl);
         // kept also when the run failed: what it changed is not lost

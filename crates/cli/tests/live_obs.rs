@@ -77,7 +77,10 @@ impl Live {
             run_dir: run_dir.to_path_buf(),
             name: name.to_string(),
         };
-        l.wait_for("running; SIGINT or SIGTERM ends it", Duration::from_secs(60));
+        l.wait_for(
+            "running; SIGINT or SIGTERM ends it",
+            Duration::from_secs(60),
+        );
         l
     }
 
@@ -96,7 +99,10 @@ impl Live {
                 Err(_) => break,
             }
         }
-        panic!("no {what:?} from skiff within {limit:?}; stderr:\n{}", self.seen);
+        panic!(
+            "no {what:?} from skiff within {limit:?}; stderr:\n{}",
+            self.seen
+        );
     }
 
     /// `skiff ARGS --run NAME`: exit code and stdout.
@@ -124,7 +130,7 @@ impl Live {
         let end = Instant::now() + Duration::from_secs(30);
         loop {
             let s = self.stats();
-            if s["conservation"]["input"] == n || Instant::now() > end {
+            if s["conservation"]["in"] == n || Instant::now() > end {
                 return s;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -140,7 +146,10 @@ impl Live {
             if let Ok(Some(s)) = self.child.try_wait() {
                 break s;
             }
-            assert!(Instant::now() < end, "skiff did not end within 30 s of SIGINT");
+            assert!(
+                Instant::now() < end,
+                "skiff did not end within 30 s of SIGINT"
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
         let mut out = String::new();
@@ -152,7 +161,11 @@ impl Live {
             self.seen.push('\n');
         }
         let v = serde_json::from_str(out.trim()).unwrap_or(Value::Null);
-        (status.code().unwrap_or(-1), v, std::mem::take(&mut self.seen))
+        (
+            status.code().unwrap_or(-1),
+            v,
+            std::mem::take(&mut self.seen),
+        )
     }
 }
 
@@ -178,30 +191,39 @@ fn k8s_topology(dir: &Scratch) -> PathBuf {
     p
 }
 
-/// Per packet id, its trace events without the time (a live run's clock
-/// differs), in order.
-fn trace_by_packet(file: &Path) -> std::collections::BTreeMap<u64, Vec<Value>> {
-    let mut out: std::collections::BTreeMap<u64, Vec<Value>> = Default::default();
+/// Each packet's trace events, in order, without the time and the packet
+/// id (a live run's clock differs, and it polls its 9 frames in one batch
+/// where a replay polls each at its own time, so the packets the stacks
+/// send are numbered in another order); sorted.
+fn trace_by_packet(file: &Path) -> Vec<Vec<Value>> {
+    let mut by_id: std::collections::BTreeMap<u64, Vec<Value>> = Default::default();
     let text = std::fs::read_to_string(file).expect("read the trace");
     for l in text.lines() {
         let mut v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
         let id = v["skb"].as_u64().expect("skb");
         if let Some(o) = v.as_object_mut() {
             o.remove("ts_ns");
+            o.remove("skb");
         }
-        out.entry(id).or_default().push(v);
+        by_id.entry(id).or_default().push(v);
     }
+    let mut out: Vec<Vec<Value>> = by_id.into_values().collect();
+    out.sort_by_key(|evs| serde_json::to_string(evs).unwrap_or_default());
     out
 }
 
-/// A capture file's (comment, frame) records, sorted (live polls may batch
-/// differently from a replay; each packet's records are the same).
+/// A capture file's (comment without the packet id, frame) records, sorted
+/// (see `trace_by_packet`).
 fn capture_records(file: &Path) -> Vec<(String, Vec<u8>)> {
     let cap = skiff_io::read(file).expect("read the capture");
     let mut v: Vec<(String, Vec<u8>)> = cap
         .packets
         .into_iter()
-        .map(|p| (p.comment.unwrap_or_default(), p.data))
+        .map(|p| {
+            let c = p.comment.unwrap_or_default();
+            let rest = c.split_once(' ').map(|(_, r)| r.to_string());
+            (rest.unwrap_or_default(), p.data)
+        })
         .collect();
     v.sort();
     v
@@ -253,13 +275,13 @@ fn trace_json_and_capture_live_match_the_replay() {
     args.push(&t);
     let live = Live::start(&dir.path("run"), "obs", &args);
     let s = live.wait_input(packets);
-    assert_eq!(s["conservation"]["input"], packets, "{s}");
+    assert_eq!(s["conservation"]["in"], packets, "{s}");
     let (code, sum, err) = live.stop();
     assert_eq!(code, 0, "{err}");
 
     let (rtrace, ltrace) = (trace_by_packet(&rt), trace_by_packet(&lt));
     assert_eq!(ltrace, rtrace);
-    let events: usize = ltrace.values().map(Vec::len).sum();
+    let events: usize = ltrace.iter().map(Vec::len).sum();
     assert!(events > packets as usize, "{events} events");
     assert_eq!(capture_records(&lx), capture_records(&rx));
     assert_eq!(capture_records(&ltx), capture_records(&rtx));
@@ -301,9 +323,22 @@ fn pinned_map_kept_across_a_restart() {
     let run = dir.path("run");
     let live = Live::start(&run, "pins", &[&t]);
     let up = ["map", "update", "name", "flows", "key", KEY, "value"];
-    assert_eq!(live.ctl(&[&up[..], &["2a00000000000000"]].concat()), (0, String::new()));
-    let up = ["map", "update", "name", "live_pair/tc_port", "key", "00000000"];
-    assert_eq!(live.ctl(&[&up[..], &["value", "09000000"]].concat()), (0, String::new()));
+    assert_eq!(
+        live.ctl(&[&up[..], &["2a00000000000000"]].concat()),
+        (0, String::new())
+    );
+    let up = [
+        "map",
+        "update",
+        "name",
+        "live_pair/tc_port",
+        "key",
+        "00000000",
+    ];
+    assert_eq!(
+        live.ctl(&[&up[..], &["value", "09000000"]].concat()),
+        (0, String::new())
+    );
     let (code, _, err) = live.stop();
     assert_eq!(code, 0, "{err}");
     let note = format!("1 pinned maps saved in {}", dir.path("pins").display());
@@ -316,7 +351,8 @@ fn pinned_map_kept_across_a_restart() {
 
     let live = Live::start(&run, "pins", &[&t]);
     assert!(
-        live.seen.contains("pinned map \"flows\": 1 entries restored from"),
+        live.seen
+            .contains("pinned map \"flows\": 1 entries restored from"),
         "{}",
         live.seen
     );
@@ -328,7 +364,14 @@ fn pinned_map_kept_across_a_restart() {
         )
     );
     assert_eq!(
-        live.ctl(&["map", "lookup", "name", "live_pair/tc_port", "key", "00000000"]),
+        live.ctl(&[
+            "map",
+            "lookup",
+            "name",
+            "live_pair/tc_port",
+            "key",
+            "00000000"
+        ]),
         (0, "key: 00 00 00 00  value: 07 00 00 00\n".into())
     );
     let (code, _, err) = live.stop();
@@ -376,7 +419,11 @@ fn ip(args: &[&str]) -> bool {
     match Command::new("ip").args(args).output() {
         Ok(o) if o.status.success() => true,
         Ok(o) => {
-            eprintln!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr));
+            eprintln!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stderr)
+            );
             false
         }
         Err(e) => {
@@ -412,7 +459,9 @@ impl Netns {
 
     fn ping(&self) -> bool {
         let a = self.ns("a");
-        let args = ["netns", "exec", &a, "ping", "-c", "3", "-i", "0.2", "-W", "2", "10.9.0.2"];
+        let args = [
+            "netns", "exec", &a, "ping", "-c", "3", "-i", "0.2", "-W", "2", "10.9.0.2",
+        ];
         ip(&args)
     }
 }
@@ -430,7 +479,10 @@ fn tap_topology(dir: &Scratch, net: &Netns) -> PathBuf {
     let obj = root().join("examples/live-pair/live_pair.o");
     let t = std::fs::read_to_string(root().join("examples/live-pair/topology.toml"))
         .expect("read the example")
-        .replace("\"live_pair.o\"", &format!("{:?}", obj.display().to_string()))
+        .replace(
+            "\"live_pair.o\"",
+            &format!("{:?}", obj.display().to_string()),
+        )
         .replace("\"af_packet\"", "\"tap\"")
         .replace(
             "host_ifname = \"skiff-xa\"\nhost_netns = \"skiff-x\"",
@@ -453,8 +505,10 @@ fn scrape(line: &str) -> String {
         .and_then(|r| r.strip_suffix("/metrics"))
         .expect("metrics address");
     let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics");
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("request");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("response");
     out
@@ -494,13 +548,22 @@ fn restart_comes_back_clean() {
         let s = live.stats();
         let w = &s["workers"][0];
         let (busy, idle) = (w["busy_ns"].as_u64(), w["idle_ns"].as_u64());
-        assert!(busy.is_some_and(|b| b > 0) && idle.is_some_and(|i| i > 0), "{s}");
+        assert!(
+            busy.is_some_and(|b| b > 0) && idle.is_some_and(|i| i > 0),
+            "{s}"
+        );
         assert_eq!(s["records"]["trace_json"]["dropped"], 0, "{s}");
         // a snapshot is taken at most every 100 ms
         std::thread::sleep(Duration::from_millis(250));
         let m = scrape(&at);
-        assert!(sample(&m, "skiff_worker_busy_seconds_total{worker=\"0\"}") > 0.0, "{m}");
-        assert!(sample(&m, "skiff_worker_idle_seconds_total{worker=\"0\"}") > 0.0, "{m}");
+        assert!(
+            sample(&m, "skiff_worker_busy_seconds_total{worker=\"0\"}") > 0.0,
+            "{m}"
+        );
+        assert!(
+            sample(&m, "skiff_worker_idle_seconds_total{worker=\"0\"}") > 0.0,
+            "{m}"
+        );
         assert_eq!(sample(&m, "skiff_trace_dropped_total"), 0.0, "{m}");
         assert_eq!(sample(&m, "skiff_capture_dropped_total"), 0.0, "{m}");
         let (code, v, err) = live.stop();
@@ -513,7 +576,10 @@ fn restart_comes_back_clean() {
                 .args(["-n", &net.ns(w), "link", "show", dev])
                 .output()
                 .expect("ip link show");
-            assert!(!o.status.success(), "tap {dev} left behind after run {round}");
+            assert!(
+                !o.status.success(),
+                "tap {dev} left behind after run {round}"
+            );
         }
     }
 }

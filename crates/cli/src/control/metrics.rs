@@ -167,10 +167,26 @@ impl Snapshot {
             }
         }
         for (name, help, v) in [
-            ("skiff_trace_events_total", "Trace events written to --trace-json.", l.trace_written),
-            ("skiff_trace_dropped_total", "Trace events dropped: the --trace-json writer fell behind (its queue was full).", l.trace_dropped),
-            ("skiff_capture_packets_total", "Packets written to the --capture files.", l.capture_written),
-            ("skiff_capture_dropped_total", "Packets not captured: the --capture writer fell behind (its queue was full).", l.capture_dropped),
+            (
+                "skiff_trace_events_total",
+                "Trace events written to --trace-json.",
+                l.trace_written,
+            ),
+            (
+                "skiff_trace_dropped_total",
+                "Trace events dropped: the --trace-json writer fell behind (its queue was full).",
+                l.trace_dropped,
+            ),
+            (
+                "skiff_capture_packets_total",
+                "Packets written to the --capture files.",
+                l.capture_written,
+            ),
+            (
+                "skiff_capture_dropped_total",
+                "Packets not captured: the --capture writer fell behind (its queue was full).",
+                l.capture_dropped,
+            ),
         ] {
             header(o, name, help, "counter");
             let _ = writeln!(o, "{name} {v}");

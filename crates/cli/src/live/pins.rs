@@ -134,7 +134,8 @@ fn saved(m: &Map) -> Saved {
 
 /// Replaces `m`'s contents with the file's: how many entries.
 fn load(file: &Path, pin: &str, m: &Map) -> Result<usize> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let s: Saved = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a saved pinned map", file.display()))?;
     reuse_compat(&s, m).map_err(|what| {

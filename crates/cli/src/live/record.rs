@@ -33,9 +33,10 @@ struct Sink<T> {
 impl<T: Send + 'static> Sink<T> {
     fn start(
         name: &str,
+        capacity: usize,
         write: impl FnOnce(Receiver<T>) -> Result<()> + Send + 'static,
     ) -> Result<Sink<T>> {
-        let (tx, rx) = sync_channel(QUEUE);
+        let (tx, rx) = sync_channel(capacity);
         let thread = std::thread::Builder::new()
             .name(format!("skiff-{name}"))
             .spawn(move || write(rx))
@@ -101,7 +102,7 @@ impl Recorder {
                     filter: a.filter.clone(),
                     written: counters.clone(),
                 };
-                Some(Sink::start("trace-json", move |rx| w.run(rx))?)
+                Some(Sink::start("trace-json", QUEUE, move |rx| w.run(rx))?)
             }
             None => None,
         };
@@ -113,7 +114,7 @@ impl Recorder {
                     filter: a.filter.clone(),
                     written: counters.clone(),
                 };
-                Some(Sink::start("capture", move |rx| w.run(rx))?)
+                Some(Sink::start("capture", QUEUE, move |rx| w.run(rx))?)
             }
         };
         Ok(Recorder {
@@ -216,4 +217,30 @@ impl CaptureWriter {
 fn compile(expr: Option<&str>) -> Result<Option<skiff::filter::Filter>> {
     expr.map(|e| skiff::filter::Filter::new(e).map_err(|e| anyhow!(e)))
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that has not started reading: what exceeds the queue is
+    /// dropped and counted, the rest written when it reads.
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let (go_tx, go) = std::sync::mpsc::channel::<()>();
+        let got = Arc::new(AtomicU64::new(0));
+        let g = got.clone();
+        let mut sink = Sink::start("test", 4, move |rx: Receiver<u32>| {
+            let _ = go.recv();
+            g.store(rx.iter().count() as u64, Ordering::Relaxed);
+            Ok(())
+        })
+        .expect("start");
+        let dropped = AtomicU64::new(0);
+        sink.offer((0..10).collect(), &dropped);
+        assert_eq!(dropped.load(Ordering::Relaxed), 6);
+        go_tx.send(()).expect("go");
+        sink.finish().expect("finish");
+        assert_eq!(got.load(Ordering::Relaxed), 4);
+    }
 }
