@@ -175,7 +175,7 @@ pub enum CaptureAt {
 
 impl CaptureAt {
     /// Where a capture record was taken.
-    fn of(point: CapturePoint, hook: Hook) -> CaptureAt {
+    pub(crate) fn of(point: CapturePoint, hook: Hook) -> CaptureAt {
         match (point, hook) {
             (CapturePoint::Tap, Hook::Rx) => CaptureAt::Tap(Tap::Rx),
             (CapturePoint::Tap, _) => CaptureAt::Tap(Tap::Tx),
@@ -230,7 +230,7 @@ enum Source {
 }
 
 /// `NETNS/NAME` of a device, as capture records name it.
-fn dev_key(dp: &Datapath, dev: DevId, name: &str) -> String {
+pub(crate) fn dev_key(dp: &Datapath, dev: DevId, name: &str) -> String {
     let ns = dp
         .dev_netns(dev)
         .and_then(|n| dp.netns_name(n))
@@ -426,9 +426,48 @@ fn delivered_writer(dp: &Datapath, path: &Path) -> Result<(FileWriter, BTreeMap<
 
 type FileWriter = Writer<BufWriter<std::fs::File>>;
 
-struct Output {
-    path: PathBuf,
-    writer: FileWriter,
+pub(crate) struct Output {
+    pub path: PathBuf,
+    pub writer: FileWriter,
+}
+
+/// Where a capture file's records go: (ifindex, NETNS/NAME, point).
+pub(crate) type CaptureKey = (u32, String, CaptureAt);
+
+/// The `--capture DEV:HOOK=FILE` files, created (pcapng, one interface),
+/// their points turned on in the datapath.
+pub(crate) fn capture_outputs(
+    a: &RunArgs,
+    dp: &mut Datapath,
+) -> Result<BTreeMap<CaptureKey, Output>> {
+    let mut caps = BTreeMap::new();
+    for spec in &a.capture {
+        let (d, at, file) = parse_capture(spec)?;
+        let dev = dev_of(dp, &a.topology, "--capture", &d)?;
+        match at {
+            CaptureAt::Hook(hook) => dp.capture(dev, hook),
+            CaptureAt::Tap(tap) => dp.capture_tap(dev, tap),
+        }
+        let name = dp.dev_name(dev).unwrap_or(&d).to_string();
+        let ifindex = dp.ifindex(dev).unwrap_or(0);
+        let writer = Writer::create(&file, Format::Pcapng, &[(&name, LINKTYPE_ETHERNET)])?;
+        caps.insert(
+            (ifindex, dev_key(dp, dev, &name), at),
+            Output { path: file, writer },
+        );
+    }
+    Ok(caps)
+}
+
+/// A capture record's pcapng comment: its packet id and, on a hook's exit,
+/// the verdict.
+pub(crate) fn capture_comment(c: &skiff_net::core::trace::CaptureRecord) -> String {
+    match (c.point, &c.verdict) {
+        (CapturePoint::Exit, Some(v)) => format!("id={} verdict={v}", c.id),
+        (CapturePoint::Exit, None) => format!("id={} exit", c.id),
+        (CapturePoint::Entry, _) => format!("id={} entry", c.id),
+        (CapturePoint::Tap, _) => format!("id={}", c.id),
+    }
 }
 
 fn run(a: &RunArgs) -> Result<i32> {
@@ -464,8 +503,14 @@ fn run(a: &RunArgs) -> Result<i32> {
         eprintln!("skiff run: warning: {w}");
     }
     if a.live {
-        let mut ctl = control(a, &topo, &built, load)?;
-        return crate::live::run_live(a, &topo, &mut built, &mut ctl);
+        let name = run_name(a)?;
+        let pins =
+            crate::live::pins::Pins::restore(&topo, &built, &crate::live::pins::dir(&topo, &name))?;
+        let mut ctl = control(a, &name, &topo, &built, load)?;
+        let code = crate::live::run_live(a, &topo, &mut built, &mut ctl);
+        // kept also when the run failed: what it changed is not lost
+        let saved = pins.save();
+        return code.and_then(|c| saved.map(|_| c));
     }
     if let Some(opt) = [
         ("--name", a.name.is_some()),
@@ -550,22 +595,7 @@ fn run(a: &RunArgs) -> Result<i32> {
             writer,
         });
     }
-    let mut caps: BTreeMap<(u32, String, CaptureAt), Output> = BTreeMap::new();
-    for spec in &a.capture {
-        let (d, at, file) = parse_capture(spec)?;
-        let dev = dev_of(&dp, "--capture", &d)?;
-        match at {
-            CaptureAt::Hook(hook) => dp.capture(dev, hook),
-            CaptureAt::Tap(tap) => dp.capture_tap(dev, tap),
-        }
-        let name = dp.dev_name(dev).unwrap_or(&d).to_string();
-        let ifindex = dp.ifindex(dev).unwrap_or(0);
-        let writer = Writer::create(&file, Format::Pcapng, &[(&name, LINKTYPE_ETHERNET)])?;
-        caps.insert(
-            (ifindex, dev_key(&dp, dev, &name), at),
-            Output { path: file, writer },
-        );
-    }
+    let mut caps = capture_outputs(a, &mut dp)?;
     let mut delivered_out = match &a.pcap_delivered {
         Some(p) => Some(delivered_writer(&dp, p)?),
         None => None,
@@ -704,12 +734,7 @@ fn run(a: &RunArgs) -> Result<i32> {
                     }
                 }
                 if let Some(o) = caps.get_mut(&(dev.0, dev.1, at)) {
-                    let comment = match (c.point, &c.verdict) {
-                        (CapturePoint::Exit, Some(v)) => format!("id={} verdict={v}", c.id),
-                        (CapturePoint::Exit, None) => format!("id={} exit", c.id),
-                        (CapturePoint::Entry, _) => format!("id={} entry", c.id),
-                        (CapturePoint::Tap, _) => format!("id={}", c.id),
-                    };
+                    let comment = capture_comment(&c);
                     o.writer.write(0, c.ts_ns, &c.bytes, Some(&comment))?;
                 }
             }
@@ -766,13 +791,8 @@ fn run(a: &RunArgs) -> Result<i32> {
     summary(a, &mut dp, ran, &mut so, Extra::default())
 }
 
-/// A live run's control socket (and `--metrics`), its path printed.
-fn control(
-    a: &RunArgs,
-    topo: &Topology,
-    built: &skiff_topology::Built,
-    load: skiff_vm::LoadOptions,
-) -> Result<skiff::control::Control> {
+/// A live run's name: `--name`, or the topology file's stem.
+fn run_name(a: &RunArgs) -> Result<String> {
     let name = match &a.name {
         Some(n) => n.clone(),
         None => a
@@ -784,6 +804,17 @@ fn control(
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
         bail!("--name {name:?}: want a plain name (the socket is RUN_DIR/NAME.sock)");
     }
+    Ok(name)
+}
+
+/// A live run's control socket (and `--metrics`), its path printed.
+fn control(
+    a: &RunArgs,
+    name: &str,
+    topo: &Topology,
+    built: &skiff_topology::Built,
+    load: skiff_vm::LoadOptions,
+) -> Result<skiff::control::Control> {
     let path = skiff::control::run_dir().join(format!("{name}.sock"));
     let ctl = skiff::control::Control::start(&path, topo, built, load, a.metrics.as_deref())?;
     eprintln!("skiff run --live: control socket {}", ctl.path().display());
@@ -801,6 +832,15 @@ impl crate::live::LiveService for skiff::control::Control {
 
     fn drop_sites(&self) -> skiff::stats::DropSites {
         skiff::control::Control::drop_sites(self).clone()
+    }
+
+    fn observe(
+        &mut self,
+        built: &mut skiff_topology::Built,
+        start: std::time::Instant,
+        records: std::sync::Arc<skiff::stats::RecordCounters>,
+    ) {
+        skiff::control::Control::observe(self, built, start, records);
     }
 }
 
@@ -831,6 +871,8 @@ pub(crate) struct Extra {
     /// Drops counted before the run ended (by the control socket, which
     /// drains the drop log); the log's remaining records are added.
     pub drop_sites: skiff::stats::DropSites,
+    /// A live run's worker times and record counters.
+    pub live: Option<skiff::stats::LiveStats>,
 }
 
 /// The summary after a run: per-device counters, drops by reason and where,
@@ -866,6 +908,9 @@ pub(crate) fn summary(
         if let Some((k, x)) = extra.json {
             v.insert(k.to_string(), x);
         }
+        if let Some(l) = &extra.live {
+            skiff::stats::live_fields(&mut v, &report, l);
+        }
         writeln!(so, "{}", serde_json::Value::Object(v))?;
     } else {
         if a.trace {
@@ -881,6 +926,9 @@ pub(crate) fn summary(
             writeln!(so, "wrote {n} packets to {path}")?;
         }
         write!(so, "{}", extra.text)?;
+        if let Some(l) = &extra.live {
+            skiff::stats::write_live(so, &report, l)?;
+        }
         skiff::stats::write_conservation(so, &report)?;
     }
     if a.tc_stats {
@@ -903,7 +951,7 @@ pub(crate) fn summary(
 /// With --filter: an event with a frame passes when the frame matches (its
 /// packet is then remembered); one without (a drop, a printk line) when its
 /// packet matched before.
-fn trace_passes(
+pub(crate) fn trace_passes(
     f: &mut skiff::filter::Filter,
     matched: &mut std::collections::HashSet<u64>,
     ev: &skiff_net::core::trace::TraceEvent,

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{json, Map, Value};
 use skiff_net::datapath::{CountersReport, DropRecord};
@@ -132,17 +133,123 @@ pub fn json_fields(report: &CountersReport, sites: &DropSites) -> Map<String, Va
     o
 }
 
-/// `skiff stats --run`: the summary's counters, as text or one JSON object.
-pub fn render(report: &CountersReport, sites: &DropSites, as_json: bool) -> String {
+/// `skiff stats --run`: the summary's counters, as text or one JSON object;
+/// a live run adds its workers' busy and idle time and its records.
+pub fn render(
+    report: &CountersReport,
+    sites: &DropSites,
+    live: Option<&LiveStats>,
+    as_json: bool,
+) -> String {
     if as_json {
-        return format!("{}\n", Value::Object(json_fields(report, sites)));
+        let mut o = json_fields(report, sites);
+        if let Some(l) = live {
+            live_fields(&mut o, report, l);
+        }
+        return format!("{}\n", Value::Object(o));
     }
     let mut out = Vec::new();
     // writing into a Vec cannot fail
     let _ = write_devices(&mut out, report)
         .and_then(|_| write_drop_sites(&mut out, sites))
+        .and_then(|_| match live {
+            Some(l) => write_live(&mut out, report, l),
+            None => Ok(()),
+        })
         .and_then(|_| write_conservation(&mut out, report));
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What `--trace-json` and `--capture` of a live run wrote and what their
+/// bounded queues dropped (the writer thread too slow), counted by the run
+/// loop and read by `skiff stats`, the metrics and the summary.
+#[derive(Debug, Default)]
+pub struct RecordCounters {
+    pub trace_written: AtomicU64,
+    pub trace_dropped: AtomicU64,
+    pub capture_written: AtomicU64,
+    pub capture_dropped: AtomicU64,
+}
+
+/// A live run's measures at one moment (see [`RecordCounters`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LiveStats {
+    /// Nanoseconds since the run started: each worker's busy plus idle time.
+    pub elapsed_ns: u64,
+    pub trace_written: u64,
+    pub trace_dropped: u64,
+    pub capture_written: u64,
+    pub capture_dropped: u64,
+}
+
+impl LiveStats {
+    pub fn read(elapsed_ns: u64, r: &RecordCounters) -> LiveStats {
+        LiveStats {
+            elapsed_ns,
+            trace_written: r.trace_written.load(Ordering::Relaxed),
+            trace_dropped: r.trace_dropped.load(Ordering::Relaxed),
+            capture_written: r.capture_written.load(Ordering::Relaxed),
+            capture_dropped: r.capture_dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Per worker: (busy, idle) nanoseconds; busy is the time in NAPI polls
+    /// that took something, idle the rest of the run.
+    pub fn workers(&self, report: &CountersReport) -> Vec<(u64, u64)> {
+        report
+            .cpu_busy_ns
+            .iter()
+            .map(|b| (*b, self.elapsed_ns.saturating_sub(*b)))
+            .collect()
+    }
+}
+
+/// A live run's JSON members: "workers" with busy_ns and idle_ns, and
+/// "records" (trace_json, capture: written and dropped).
+pub fn live_fields(o: &mut Map<String, Value>, report: &CountersReport, l: &LiveStats) {
+    let workers = report
+        .cpu_polled
+        .iter()
+        .zip(l.workers(report))
+        .enumerate()
+        .map(|(cpu, (n, (busy, idle)))| {
+            json!({ "cpu": cpu, "polled": n, "busy_ns": busy, "idle_ns": idle })
+        })
+        .collect();
+    o.insert("workers".into(), Value::Array(workers));
+    o.insert(
+        "records".into(),
+        json!({
+            "trace_json": { "written": l.trace_written, "dropped": l.trace_dropped },
+            "capture": { "written": l.capture_written, "dropped": l.capture_dropped },
+        }),
+    );
+}
+
+/// A live run's text lines: each worker's busy and idle time, the records.
+pub fn write_live(
+    so: &mut impl Write,
+    report: &CountersReport,
+    l: &LiveStats,
+) -> std::io::Result<()> {
+    writeln!(so)?;
+    for (cpu, (busy, idle)) in l.workers(report).into_iter().enumerate() {
+        let share = match l.elapsed_ns {
+            0 => 0.0,
+            t => 100.0 * busy as f64 / t as f64,
+        };
+        writeln!(
+            so,
+            "worker {cpu}: busy {:.3} s, idle {:.3} s ({share:.1}% busy)",
+            busy as f64 / 1e9,
+            idle as f64 / 1e9
+        )?;
+    }
+    writeln!(
+        so,
+        "records: trace-json {} written, {} dropped (queue full); capture {} written, {} dropped (queue full)",
+        l.trace_written, l.trace_dropped, l.capture_written, l.capture_dropped
+    )
 }
 
 /// A device in the drop summary: `NAME(IFINDEX)` in `host`, as the topology

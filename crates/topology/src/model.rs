@@ -19,6 +19,10 @@ pub struct Topology {
     /// Namespaces in name order.
     pub namespaces: Vec<Netns>,
     pub objects: Vec<ObjectDecl>,
+    /// `pin_dir`: where a live run saves its pinned maps at exit and restores
+    /// them from at start (relative paths from the file's directory); None:
+    /// the run's default (`skiff run --live`: RUN_DIR/NAME/pins).
+    pub pin_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

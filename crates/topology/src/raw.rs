@@ -13,6 +13,8 @@ pub(crate) struct RawTopology {
     pub netns: BTreeMap<Spanned<String>, Spanned<RawNetns>>,
     #[serde(default)]
     pub object: Vec<Spanned<RawObject>>,
+    /// Where a live run keeps its pinned maps across restarts.
+    pub pin_dir: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +142,8 @@ pub(crate) struct RawObject {
 pub(crate) struct RawMap {
     pub name: Spanned<String>,
     pub pin: Option<Spanned<String>>,
+    /// libbpf's pinning attribute: "by_name" (LIBBPF_PIN_BY_NAME) or "none".
+    pub pinning: Option<Spanned<String>>,
     #[serde(default)]
     pub entries: Vec<Spanned<RawEntry>>,
 }

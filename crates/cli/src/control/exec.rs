@@ -16,7 +16,7 @@ use skiff_vm::{LoadOptions, Program};
 use super::{Reply, Request};
 use crate::harness::network::split_dev;
 use crate::map::MapSet;
-use crate::stats::DropSites;
+use crate::stats::{DropSites, LiveStats, RecordCounters};
 
 /// What the control plane keeps between requests.
 pub(crate) struct State {
@@ -31,6 +31,9 @@ pub(crate) struct State {
     pub load: LoadOptions,
     /// Drops counted from the datapath's drop log as it is drained.
     pub drops: DropSites,
+    /// A live run's start and record counters (`Control::observe`): stats
+    /// and metrics then show worker busy/idle time and the records.
+    pub live: Option<(std::time::Instant, Arc<RecordCounters>)>,
 }
 
 impl State {
@@ -51,13 +54,23 @@ impl State {
             Request::Stats { json } => {
                 self.drain_drops(built);
                 let report = built.dp.counters();
-                Ok((crate::stats::render(&report, &self.drops, *json), 0))
+                let live = self.live_stats();
+                let text = crate::stats::render(&report, &self.drops, live.as_ref(), *json);
+                Ok((text, 0))
             }
         };
         match r {
             Ok((out, code)) => Reply::ok(out, code),
             Err(e) => Reply::error(format!("{e:#}")),
         }
+    }
+
+    /// The live run's measures now (None before `Control::observe`).
+    pub fn live_stats(&self) -> Option<LiveStats> {
+        self.live.as_ref().map(|(start, r)| {
+            let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            LiveStats::read(ns, r)
+        })
     }
 
     /// Counts the drop records made since the last call.
@@ -173,6 +186,7 @@ impl State {
             file: path.to_path_buf(),
             namespaces: Vec::new(),
             objects: Vec::new(),
+            pin_dir: None,
         };
         let load = LoadOptions {
             possible_cpus: built.dp.options().possible_cpus.max(1),

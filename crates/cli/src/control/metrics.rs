@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use skiff_net::datapath::{CountersReport, Datapath};
 
-use crate::stats::DropSites;
+use crate::stats::{DropSites, LiveStats};
 
 /// What one scrape shows.
 #[derive(Clone, Debug)]
@@ -25,12 +25,12 @@ pub struct Snapshot {
     pub drops: BTreeMap<(String, String, String, String), u64>,
     /// (netns, device) -> (frames in rx rings, packets in the root qdisc).
     pub queues: BTreeMap<(String, String), (usize, usize)>,
-    /// Per worker: (busy, total) nanoseconds of the run loop, when it measures them.
-    pub utilisation: Vec<(u64, u64)>,
+    /// A live run's worker times and record counters.
+    pub live: Option<LiveStats>,
 }
 
 impl Snapshot {
-    pub fn take(dp: &Datapath, sites: &DropSites) -> Snapshot {
+    pub fn take(dp: &Datapath, sites: &DropSites, live: Option<LiveStats>) -> Snapshot {
         let mut drops = BTreeMap::new();
         for ((reason, dev, hook, _, netns), n) in &sites.sites {
             // "iface(ifindex)" -> iface
@@ -57,7 +57,7 @@ impl Snapshot {
             report: dp.counters(),
             drops,
             queues,
-            utilisation: Vec::new(),
+            live,
         }
     }
 
@@ -147,23 +147,49 @@ impl Snapshot {
         for (w, n) in self.report.cpu_polled.iter().enumerate() {
             sample(o, name, &[("worker", &w.to_string())], *n);
         }
-        if self.utilisation.is_empty() {
-            return;
+        let Some(l) = &self.live else { return };
+        for (name, help, busy) in [
+            (
+                "skiff_worker_busy_seconds_total",
+                "Time a worker spent in NAPI polls that took packets.",
+                true,
+            ),
+            (
+                "skiff_worker_idle_seconds_total",
+                "Time of the run a worker was not busy.",
+                false,
+            ),
+        ] {
+            header(o, name, help, "counter");
+            for (w, (b, i)) in l.workers(&self.report).iter().enumerate() {
+                let secs = if busy { *b } else { *i } as f64 / 1e9;
+                let _ = writeln!(o, "{name}{{worker=\"{w}\"}} {secs:.9}");
+            }
         }
-        let name = "skiff_worker_utilisation";
-        header(
-            o,
-            name,
-            "Share of the last interval a worker spent processing packets (0 to 1).",
-            "gauge",
-        );
-        for (w, (busy, total)) in self.utilisation.iter().enumerate() {
-            let u = if *total == 0 {
-                0.0
-            } else {
-                *busy as f64 / *total as f64
-            };
-            let _ = writeln!(o, "{name}{{worker=\"{w}\"}} {u:.4}");
+        for (name, help, v) in [
+            (
+                "skiff_trace_events_total",
+                "Trace events written to --trace-json.",
+                l.trace_written,
+            ),
+            (
+                "skiff_trace_dropped_total",
+                "Trace events dropped: the --trace-json writer fell behind (its queue was full).",
+                l.trace_dropped,
+            ),
+            (
+                "skiff_capture_packets_total",
+                "Packets written to the --capture files.",
+                l.capture_written,
+            ),
+            (
+                "skiff_capture_dropped_total",
+                "Packets not captured: the --capture writer fell behind (its queue was full).",
+                l.capture_dropped,
+            ),
+        ] {
+            header(o, name, help, "counter");
+            let _ = writeln!(o, "{name} {v}");
         }
     }
 

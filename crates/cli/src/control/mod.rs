@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use server::Control;
+pub use server::{pinned_maps, Control};
 
 /// The directory of the control sockets; `SKIFF_RUN_DIR` overrides it (tests
 /// that run without root, several runs side by side).

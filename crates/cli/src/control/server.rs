@@ -86,10 +86,11 @@ impl Control {
             listener: Some(thread),
             state: State {
                 maps: map_set(topo, built),
-                pins: pins(topo, built),
+                pins: pinned_maps(topo, built),
                 attached: Vec::new(),
                 load,
                 drops: Default::default(),
+                live: None,
             },
             metrics,
             snapshot_at: None,
@@ -120,9 +121,28 @@ impl Control {
             .snapshot_at
             .is_none_or(|t| t.elapsed() >= SNAPSHOT_EVERY);
         if let (Some(m), true) = (&self.metrics, due) {
-            m.publish(Snapshot::take(&built.dp, &self.state.drops));
+            let live = self.state.live_stats();
+            m.publish(Snapshot::take(&built.dp, &self.state.drops, live));
             self.snapshot_at = Some(Instant::now());
         }
+    }
+
+    /// A live run: from now on stats and metrics show each worker's busy
+    /// and idle time since `start` (the datapath measures its polls) and
+    /// what `records` counts.
+    pub fn observe(
+        &mut self,
+        built: &mut Built,
+        start: Instant,
+        records: Arc<crate::stats::RecordCounters>,
+    ) {
+        built.dp.set_measure_busy(true);
+        self.state.live = Some((start, records));
+    }
+
+    /// The live run's measures now, for the summary at exit.
+    pub fn live_stats(&self) -> Option<crate::stats::LiveStats> {
+        self.state.live_stats()
     }
 
     /// The drops counted so far (for the summary at exit).
@@ -168,7 +188,7 @@ fn map_set(topo: &Topology, built: &Built) -> MapSet {
 }
 
 /// The topology's pinned maps by pin name.
-fn pins(topo: &Topology, built: &Built) -> HashMap<String, Arc<skiff_maps::Map>> {
+pub fn pinned_maps(topo: &Topology, built: &Built) -> HashMap<String, Arc<skiff_maps::Map>> {
     let mut out = HashMap::new();
     for (decl, lo) in topo.objects.iter().zip(&built.objects) {
         for d in &decl.maps {

@@ -11,7 +11,9 @@
 //! nothing is in flight. A device that goes down or away is closed, counted
 //! and reopened when it comes back.
 
+pub mod pins;
 mod port;
+mod record;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -30,6 +32,15 @@ use port::{Port, WireDrop};
 /// packet and lose none.
 pub trait LiveService {
     fn service(&mut self, built: &mut Built);
+    /// The run starts now: the service may show worker times since `start`
+    /// and what `records` counts.
+    fn observe(
+        &mut self,
+        _built: &mut Built,
+        _start: Instant,
+        _records: std::sync::Arc<skiff::stats::RecordCounters>,
+    ) {
+    }
     /// The drops the service counted from the drop log it drained, for the
     /// summary (the log's remaining records are added to them).
     fn drop_sites(&self) -> skiff::stats::DropSites {
@@ -67,6 +78,9 @@ pub fn run_live(
     for p in &ports {
         eprintln!("skiff run --live: {}", p.describe());
     }
+    let recorder = record::Recorder::start(args, &mut built.dp)?;
+    let started = Instant::now();
+    service.observe(built, started, recorder.counters());
     eprintln!("skiff run --live: running; SIGINT or SIGTERM ends it");
     let mut lp = Loop {
         poller: Poller::default(),
@@ -78,14 +92,22 @@ pub fn run_live(
     };
     while !skiff_kernel::live::interrupted() {
         lp.step(&mut built.dp, &mut ports, &mut inputs)?;
+        recorder.drain(&mut built.dp);
         service.service(built);
     }
     built.dp.finish();
     let dp = &mut built.dp;
     transmit(dp, &mut ports);
     discard_records(dp);
+    recorder.drain(dp);
+    let elapsed = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let counters = recorder.counters();
+    if let Err(e) = recorder.finish() {
+        eprintln!("skiff run --live: {e:#}");
+    }
     let mut extra = report(&ports);
     extra.drop_sites = service.drop_sites();
+    extra.live = Some(skiff::stats::LiveStats::read(elapsed, &counters));
     let stdout = std::io::stdout();
     let mut so = stdout.lock();
     let ran = crate::run::Ran {
@@ -103,11 +125,8 @@ fn refuse_replay_only(a: &RunArgs) -> Result<()> {
         ("--pcap-out", !a.pcap_out.is_empty()),
         ("--pcap-delivered", a.pcap_delivered.is_some()),
         ("--trace", a.trace),
-        ("--trace-json", a.trace_json.is_some()),
-        ("--capture", !a.capture.is_empty()),
         ("--send", !a.send.is_empty()),
         ("--coverage", a.coverage.is_some()),
-        ("--filter", a.filter.is_some()),
     ];
     if let Some((opt, _)) = given.iter().find(|(_, on)| *on) {
         bail!("{opt} with --live: not supported (see docs/differences.md)");

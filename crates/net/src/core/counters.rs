@@ -196,6 +196,9 @@ pub struct CountersReport {
     /// Per CPU (worker i is CPU i): packets it took from a queue (NIC rx ring,
     /// veth ring, CPUMAP queue, backlog); a packet counts once per queue it passes.
     pub cpu_polled: Vec<u64>,
+    /// Per CPU: nanoseconds spent in NAPI polls that did work; zeros unless
+    /// `Datapath::set_measure_busy(true)`.
+    pub cpu_busy_ns: Vec<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -314,6 +317,7 @@ impl Datapath {
             drops,
             consumed: self.cpus.iter().map(|s| s.cnt.consumed).sum(),
             cpu_polled: self.cpus.iter().map(|s| s.cnt.polled).collect(),
+            cpu_busy_ns: self.cpus.iter().map(|s| s.cnt.busy_ns).collect(),
         }
     }
 

@@ -29,6 +29,8 @@ pub(crate) struct CpuCounters {
     pub consumed: u64,
     /// Packets this CPU took from a queue.
     pub polled: u64,
+    /// Nanoseconds in NAPI polls that did work (when measured).
+    pub busy_ns: u64,
     /// Per device (DevId index).
     pub dev: Vec<DevStats>,
     pub hooks: Vec<HookCounters>,
@@ -113,6 +115,7 @@ impl CpuState {
                 cons: Conservation::default(),
                 consumed: 0,
                 polled: 0,
+                busy_ns: 0,
                 dev: Vec::new(),
                 hooks: Vec::new(),
                 drops: [0; DropReason::ALL.len()],

@@ -426,6 +426,8 @@ pub(crate) struct Shared {
     pub stack_queued: QueuedIds,
     pub trace_on: bool,
     pub record_drops: bool,
+    /// Time each CPU's NAPI polls (`set_measure_busy`).
+    pub measure_busy: bool,
     pub capture_on: HashSet<(DevId, Hook)>,
     /// AF_PACKET tap points recorded (`--capture DEV:rx|tx`).
     pub tap_on: HashSet<(DevId, Tap)>,
@@ -554,6 +556,7 @@ impl Datapath {
                 programs: Vec::new(),
                 stack_queued: QueuedIds::default(),
                 trace_on: false,
+                measure_busy: false,
                 record_drops: false,
                 capture_on: HashSet::new(),
                 tap_on: HashSet::new(),
@@ -606,6 +609,13 @@ impl Datapath {
     /// are always counted by reason. Tracing records them too.
     pub fn set_record_drops(&mut self, on: bool) {
         self.sh.record_drops = on;
+    }
+
+    /// Count the time each CPU spends in NAPI polls that did work
+    /// (`CountersReport::cpu_busy_ns`): two clock reads per poll, so only
+    /// when asked (a live run's utilisation metrics).
+    pub fn set_measure_busy(&mut self, on: bool) {
+        self.sh.measure_busy = on;
     }
 
     pub fn take_trace(&mut self) -> Vec<TraceEvent> {

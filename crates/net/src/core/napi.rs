@@ -147,7 +147,7 @@ impl Datapath {
         loop {
             let mut progress = false;
             for cpu in 0..self.cpus.len() {
-                progress |= self.cpu_ctx(cpu).poll_once(workers);
+                progress |= self.cpu_ctx(cpu).poll_measured(workers);
             }
             if !progress {
                 break;
@@ -315,7 +315,7 @@ fn receive_share(sh: &Shared, group: &mut [&mut CpuState], rec: &mut Records, i:
         n += 1;
         if n % NAPI_POLL_WEIGHT == 0 {
             for st in group.iter_mut() {
-                Cpu { sh, st, rec }.poll_once(workers);
+                Cpu { sh, st, rec }.poll_measured(workers);
             }
         }
     }
@@ -335,7 +335,7 @@ fn thread_loop(
         loop {
             let mut progress = false;
             for st in group.iter_mut() {
-                progress |= Cpu { sh, st, rec }.poll_once(workers);
+                progress |= Cpu { sh, st, rec }.poll_measured(workers);
             }
             if !progress {
                 break;
@@ -420,6 +420,21 @@ impl Cpu<'_> {
         skb.l4_hash = false;
         self.dev_queue_xmit(dev, Pkt { id, ts: ts_ns, skb });
         id
+    }
+
+    /// `poll_once`, its time added to the CPU's busy time when it took
+    /// something and `Datapath::set_measure_busy` asked for it.
+    pub(crate) fn poll_measured(&mut self, workers: usize) -> bool {
+        if !self.sh.measure_busy {
+            return self.poll_once(workers);
+        }
+        let start = std::time::Instant::now();
+        let worked = self.poll_once(workers);
+        if worked {
+            let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.st.cnt.busy_ns = self.st.cnt.busy_ns.saturating_add(ns);
+        }
+        worked
     }
 
     /// One round of this CPU's polls. Returns whether it took anything.

@@ -36,14 +36,7 @@ pub(super) fn maps(
                 ),
             ));
         }
-        let pin = match &m.pin {
-            Some(p) if p.get_ref().is_empty() || p.get_ref().contains('/') => {
-                return Err(cx.err(p, &at.f("pin"), "a pin name is non-empty and has no '/'"))
-            }
-            Some(p) => Some(p.get_ref().clone()),
-            None if spec.pinning == 1 => Some(spec.name.clone()),
-            None => None,
-        };
+        let pin = pin_name(cx, &at, m, spec)?;
         let mut entries = Vec::new();
         for (ei, e) in m.entries.iter().enumerate() {
             let at = At(format!("{}.entries[{ei}]", at.0));
@@ -68,6 +61,43 @@ pub(super) fn maps(
         }
     }
     Ok(maps)
+}
+
+/// The map's pin name: `pin`, or its own name when `pinning = "by_name"`
+/// or the object asks for LIBBPF_PIN_BY_NAME (`pinning = "none"` overrides
+/// the object).
+fn pin_name(
+    cx: &Ctx,
+    at: &At,
+    m: &RawMap,
+    spec: &MapSpec,
+) -> Result<Option<String>, TopologyError> {
+    let by_name = match &m.pinning {
+        None => spec.pinning == 1,
+        Some(p) => match p.get_ref().as_str() {
+            "by_name" => true,
+            "none" => false,
+            other => {
+                return Err(cx.err(
+                    p,
+                    &at.f("pinning"),
+                    format!("pinning {other:?}: want \"by_name\" (LIBBPF_PIN_BY_NAME) or \"none\""),
+                ))
+            }
+        },
+    };
+    match (&m.pin, &m.pinning) {
+        (Some(p), _) if p.get_ref().is_empty() || p.get_ref().contains('/') => {
+            Err(cx.err(p, &at.f("pin"), "a pin name is non-empty and has no '/'"))
+        }
+        (Some(_), Some(p)) => Err(cx.err(
+            p,
+            &at.f("pinning"),
+            "give `pin = NAME` or `pinning`, not both",
+        )),
+        (Some(p), None) => Ok(Some(p.get_ref().clone())),
+        (None, _) => Ok(by_name.then(|| spec.name.clone())),
+    }
 }
 
 fn find_spec<'o>(

@@ -266,10 +266,18 @@ pub(crate) fn validate(cx: &Ctx, raw: RawTopology, dir: &Path) -> Result<Topolog
         )?);
     }
     let objects = object::objects(cx, &names, &raw.object, dir)?;
+    let pin_dir = match &raw.pin_dir {
+        Some(p) if p.get_ref().is_empty() => {
+            return Err(cx.err(p, "pin_dir", "pin_dir is a directory path, not empty"))
+        }
+        Some(p) => Some(dir.join(p.get_ref())),
+        None => None,
+    };
     Ok(Topology {
         file: cx.file.to_path_buf(),
         namespaces,
         objects,
+        pin_dir,
     })
 }
 

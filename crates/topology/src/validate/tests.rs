@@ -277,3 +277,35 @@ fn live_backends() {
     );
     assert_eq!(err(&dev("veth", "peer = \"p0\"\nbackend = \"tap\"\n")), "t.toml:6:11: netns.host.device[0].backend: field `backend` does not apply to a veth device");
 }
+
+#[test]
+fn map_pinning_and_pin_dir() {
+    let map = |m: &str| {
+        host(&format!(
+            "[[object]]\npath = \"k8s_xdp.o\"\n[[object.map]]\nname = \"backends\"\n{m}"
+        ))
+    };
+    assert_eq!(
+        err(&map("pinning = \"always\"\n")),
+        "t.toml:12:11: object[0].map[0].pinning: pinning \"always\": want \"by_name\" (LIBBPF_PIN_BY_NAME) or \"none\""
+    );
+    assert_eq!(
+        err(&map("pin = \"x\"\npinning = \"by_name\"\n")),
+        "t.toml:13:11: object[0].map[0].pinning: give `pin = NAME` or `pinning`, not both"
+    );
+    assert_eq!(
+        err(&format!("pin_dir = \"\"\n{}", host(""))),
+        "t.toml:1:11: pin_dir: pin_dir is a directory path, not empty"
+    );
+    let parse = |src: &str| Topology::parse(src, Path::new("t.toml"), &example_dir());
+    let t = parse(&map("pinning = \"by_name\"\n")).expect("by_name");
+    assert_eq!(t.objects[0].maps[0].pin.as_deref(), Some("backends"));
+    assert_eq!(t.pin_dir, None);
+    let t = parse(&format!(
+        "pin_dir = \"pins\"\n{}",
+        map("pinning = \"none\"\n")
+    ))
+    .expect("none");
+    assert_eq!(t.objects[0].maps[0].pin, None);
+    assert_eq!(t.pin_dir, Some(example_dir().join("pins")));
+}
