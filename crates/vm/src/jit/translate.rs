@@ -212,6 +212,8 @@ pub(super) struct FnTranslator<'a> {
     /// The load being emitted reads a helper argument (ARG_PTR_TO_MEM): the
     /// context is not memory for it.
     pub(super) mem_only: bool,
+    /// The context layout whose fields are loaded and stored directly.
+    pub(super) layout: Option<&'static crate::CtxLayout>,
     pub(super) st: Value,
     /// Block of each instruction that starts one (index: pc - start).
     blocks: Vec<Option<Block>>,
@@ -453,6 +455,7 @@ impl<'a> FnTranslator<'a> {
             ctx_in,
             arrays,
             mem_only: false,
+            layout: prog.ctx_layout,
             st,
             blocks,
             callees,
