@@ -205,8 +205,8 @@ fn compile_with(
         main,
         funcs,
         ctx_wanted,
-        layout: prog.ctx_layout,
-        direct_slots: prog.ctx_layout.map_or(0, |l| l.load_slots()),
+        layout: direct_layout(prog),
+        direct_slots: direct_layout(prog).map_or(0, |l| l.load_slots()),
         stats: JitStats {
             compile_time: start.elapsed(),
             code_size: counts.code_size,
@@ -216,6 +216,27 @@ fn compile_with(
             inlined_lookups: counts.inlined,
         },
     })
+}
+
+/// The program's context layout when one of its memory instructions may be a
+/// direct field access (the translator emits one only there): otherwise a run
+/// need not ask the context for its base.
+fn direct_layout(prog: &Program) -> Option<&'static crate::CtxLayout> {
+    use skiff_isa::{BPF_B, BPF_H, BPF_LDX, BPF_MEM, BPF_ST, BPF_STX, BPF_W};
+    let layout = prog.ctx_layout?;
+    let direct = |i: &skiff_isa::Insn| {
+        let class = i.code & 7;
+        let size = match i.code & 0x18 {
+            BPF_W => 4,
+            BPF_H => 2,
+            BPF_B => 1,
+            _ => 8,
+        };
+        i.code & 0xe0 == BPF_MEM
+            && matches!(class, BPF_LDX | BPF_ST | BPF_STX)
+            && layout.find(i.off as i64, size, class != BPF_LDX).is_some()
+    };
+    prog.code.iter().any(direct).then_some(layout)
 }
 
 /// Errors the native code reports, by code (the first argument of `rt_fail`).
