@@ -425,6 +425,7 @@ impl FnTranslator<'_> {
     /// context is the layout's (returned, current), else on in another (the
     /// runtime's path, a context of another kind: cold).
     fn branch_direct(&mut self) -> (Value, Block) {
+        self.direct += 1;
         let base = self.st_load(off::CTX_BASE);
         let direct = self.b.create_block();
         let other = self.b.create_block();

@@ -188,6 +188,8 @@ fn compile_with(
     };
     let (module, funcs, counts) = translate::translate(module, prog, aux, sites)?;
     let n = funcs.len();
+    // Without a direct access the run need not ask the context for its base.
+    let layout = prog.ctx_layout.filter(|_| counts.direct > 0);
     let ctx_wanted = prog
         .code
         .iter()
@@ -205,8 +207,8 @@ fn compile_with(
         main,
         funcs,
         ctx_wanted,
-        layout: direct_layout(prog),
-        direct_slots: direct_layout(prog).map_or(0, |l| l.load_slots()),
+        layout,
+        direct_slots: layout.map_or(0, |l| l.load_slots()),
         stats: JitStats {
             compile_time: start.elapsed(),
             code_size: counts.code_size,
@@ -216,27 +218,6 @@ fn compile_with(
             inlined_lookups: counts.inlined,
         },
     })
-}
-
-/// The program's context layout when one of its memory instructions may be a
-/// direct field access (the translator emits one only there): otherwise a run
-/// need not ask the context for its base.
-fn direct_layout(prog: &Program) -> Option<&'static crate::CtxLayout> {
-    use skiff_isa::{BPF_B, BPF_H, BPF_LDX, BPF_MEM, BPF_ST, BPF_STX, BPF_W};
-    let layout = prog.ctx_layout?;
-    let direct = |i: &skiff_isa::Insn| {
-        let class = i.code & 7;
-        let size = match i.code & 0x18 {
-            BPF_W => 4,
-            BPF_H => 2,
-            BPF_B => 1,
-            _ => 8,
-        };
-        i.code & 0xe0 == BPF_MEM
-            && matches!(class, BPF_LDX | BPF_ST | BPF_STX)
-            && layout.find(i.off as i64, size, class != BPF_LDX).is_some()
-    };
-    prog.code.iter().any(direct).then_some(layout)
 }
 
 /// Errors the native code reports, by code (the first argument of `rt_fail`).

@@ -267,6 +267,17 @@ pub(crate) fn fill_shadow(st: &mut RunState) {
     st.jit.shadow_valid = mask;
 }
 
+/// The shadow filled again after a helper that may change any field (the
+/// direct base stays: the context is the same structure).
+fn refill_shadow(st: &mut RunState) {
+    let wanted = shadow_wanted(st);
+    st.jit.shadow_valid = if wanted == 0 {
+        0
+    } else {
+        st.ctx.fast_loads(wanted, &mut st.jit.shadow)
+    };
+}
+
 /// The shadow slots the current program's code reads from the shadow.
 fn shadow_wanted(st: &RunState) -> u64 {
     st.current.jit().map_or(0, |c| c.ctx_wanted) & !st.jit.direct_slots
@@ -439,7 +450,7 @@ pub(super) unsafe extern "C" fn rt_helper(
     // (A tail call fills the shadow for its target.)
     if ctx && st.pending_tail_call.is_none() {
         if pkt {
-            fill_shadow(st);
+            refill_shadow(st);
         } else {
             refill_unless_layout(st);
         }
