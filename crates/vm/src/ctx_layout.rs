@@ -66,13 +66,17 @@ impl CtxLayout {
             let inside = off - f.off;
             let fits = matches!(size, 1 | 2 | 4 | 8)
                 && off.is_multiple_of(size)
-                && inside + size <= f.len
-                && inside + size <= f.host_len;
-            return fits.then_some(DirectAccess {
-                host_off: f.host_off + inside,
-                host_len: size,
-                store: f.store,
-            });
+                && inside
+                    .checked_add(size)
+                    .is_some_and(|end| end <= f.len && end <= f.host_len);
+            return fits
+                .then(|| f.host_off.checked_add(inside))
+                .flatten()
+                .map(|host_off| DirectAccess {
+                    host_off,
+                    host_len: size,
+                    store: f.store,
+                });
         }
         (off == f.off && size == f.len).then_some(DirectAccess {
             host_off: f.host_off,

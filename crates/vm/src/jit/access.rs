@@ -418,7 +418,9 @@ impl FnTranslator<'_> {
         if !exact || signed || self.mem_only {
             return None;
         }
-        self.layout?.find(offset as i64, size, write)
+        let d = self.layout?.find(offset as i64, size, write)?;
+        // (Native loads and stores take an i32 displacement.)
+        i32::try_from(d.host_off).is_ok().then_some(d)
     }
 
     /// Branch on the run's direct base: to a new block with the base when the
