@@ -4,8 +4,9 @@
 //! bpf_skb_is_valid_access / bpf_convert_ctx_access).
 
 use std::any::Any;
+use std::mem::offset_of;
 
-use skiff_vm::{Context, VmError};
+use skiff_vm::{Context, CtxField, CtxLayout, FieldStore, VmError};
 
 use crate::buff::{SkBuff, XdpBuff};
 
@@ -39,6 +40,44 @@ pub mod xdp_md {
     pub const EGRESS_IFINDEX: u32 = 20;
     pub const SIZE: usize = 24;
 }
+
+/// A UAPI field kept as a `host_len`-byte integer at `host_off` of the host structure.
+const fn field(off: u32, len: u32, host_off: usize, host_len: u32, store: FieldStore) -> CtxField {
+    CtxField {
+        off,
+        len,
+        host_off: host_off as u32,
+        host_len,
+        bytes: false,
+        store,
+    }
+}
+
+const RO: FieldStore = FieldStore::Runtime;
+const RW: FieldStore = FieldStore::Store;
+
+/// The `xdp_md` fields native code reads in the `XdpBuff` directly
+/// (xdp_convert_ctx_access: ingress_ifindex and rx_queue_index are plain loads;
+/// the packet pointers are computed from the buffer, served by the shadow).
+pub static XDP_MD_LAYOUT: CtxLayout = CtxLayout {
+    name: "xdp_md",
+    fields: &[
+        field(
+            xdp_md::INGRESS_IFINDEX,
+            4,
+            offset_of!(XdpBuff, ingress_ifindex),
+            4,
+            RO,
+        ),
+        field(
+            xdp_md::RX_QUEUE_INDEX,
+            4,
+            offset_of!(XdpBuff, rx_queue_index),
+            4,
+            RO,
+        ),
+    ],
+};
 
 impl XdpBuff {
     // __is_valid_xdp_access: aligned u32 loads only; no writes.
@@ -109,6 +148,10 @@ impl Context for XdpBuff {
     fn fast_loads(&self, wanted: u64, shadow: &mut [u64; 64]) -> u64 {
         fast_loads_with(wanted, shadow, |off| self.load4(off))
     }
+
+    fn direct_base(&mut self, layout: &CtxLayout) -> Option<*mut u8> {
+        std::ptr::eq(layout, &XDP_MD_LAYOUT).then_some(self as *mut XdpBuff as *mut u8)
+    }
 }
 
 /// struct __sk_buff field offsets (include/uapi/linux/bpf.h).
@@ -145,6 +188,63 @@ pub mod sk_buff {
     pub const HWTSTAMP: u32 = 184;
     pub const SIZE: usize = 192;
 }
+
+/// The `__sk_buff` fields native code loads and stores in the `SkBuff`
+/// directly, each as the kernel rewrites it into one access of the sk_buff
+/// (bpf_convert_ctx_access): the writable mark, priority, tc_index, cb[],
+/// tc_classid and queue_mapping (tc_cls_act_is_valid_access) and the fields
+/// that are plain integers. len, protocol, vlan_proto and the packet pointers
+/// are computed (the context shadow serves them); tstamp stores keep the
+/// runtime's path (the kernel's tstamp_type rule on writes).
+pub static SK_BUFF_LAYOUT: CtxLayout = {
+    use sk_buff::*;
+    CtxLayout {
+        name: "__sk_buff",
+        fields: &[
+            field(PKT_TYPE, 4, offset_of!(SkBuff, pkt_type), 1, RO),
+            field(MARK, 4, offset_of!(SkBuff, mark), 4, RW),
+            field(
+                QUEUE_MAPPING,
+                4,
+                offset_of!(SkBuff, queue_mapping),
+                2,
+                FieldStore::StoreBelow(NO_QUEUE_MAPPING),
+            ),
+            field(VLAN_PRESENT, 4, offset_of!(SkBuff, vlan_present), 1, RO),
+            field(VLAN_TCI, 4, offset_of!(SkBuff, vlan_tci), 2, RO),
+            field(PRIORITY, 4, offset_of!(SkBuff, priority), 4, RW),
+            field(
+                INGRESS_IFINDEX,
+                4,
+                offset_of!(SkBuff, ingress_ifindex),
+                4,
+                RO,
+            ),
+            field(IFINDEX, 4, offset_of!(SkBuff, ifindex), 4, RO),
+            field(TC_INDEX, 4, offset_of!(SkBuff, tc_index), 2, RW),
+            CtxField {
+                off: CB,
+                len: CB_END - CB,
+                host_off: offset_of!(SkBuff, cb) as u32,
+                host_len: 20,
+                bytes: true,
+                store: RW,
+            },
+            field(HASH, 4, offset_of!(SkBuff, hash), 4, RO),
+            field(TC_CLASSID, 4, offset_of!(SkBuff, tc_classid), 2, RW),
+            field(NAPI_ID, 4, offset_of!(SkBuff, napi_id), 4, RO),
+            field(TSTAMP, 8, offset_of!(SkBuff, tstamp), 8, RO),
+            field(WIRE_LEN, 4, offset_of!(SkBuff, wire_len), 4, RO),
+            field(GSO_SEGS, 4, offset_of!(SkBuff, gso_segs), 4, RO),
+            field(GSO_SIZE, 4, offset_of!(SkBuff, gso_size), 4, RO),
+            field(HWTSTAMP, 8, offset_of!(SkBuff, hwtstamp), 8, RO),
+        ],
+    }
+};
+
+/// include/linux/skbuff.h: NO_QUEUE_MAPPING. A queue_mapping store of this
+/// value or above leaves the field as it was.
+const NO_QUEUE_MAPPING: u64 = 0xffff;
 
 impl SkBuff {
     /// `struct __sk_buff` load of `size` bytes at `off` (bpf_convert_ctx_access).
@@ -282,6 +382,10 @@ impl Context for SkBuff {
         fast_loads_with(wanted, shadow, |off| self.load4(off))
     }
 
+    fn direct_base(&mut self, layout: &CtxLayout) -> Option<*mut u8> {
+        std::ptr::eq(layout, &SK_BUFF_LAYOUT).then_some(self as *mut SkBuff as *mut u8)
+    }
+
     // tc_cls_act_is_valid_access: writable are mark, tc_index, priority, cb[],
     // tc_classid, tstamp, queue_mapping.
     fn store(&mut self, off: u32, size: u32, value: u64) -> Result<(), VmError> {
@@ -315,9 +419,10 @@ impl Context for SkBuff {
             // Stored in 16 bits (skb->tc_index, qdisc_skb_cb->tc_classid).
             TC_INDEX => self.tc_index = v as u16,
             TC_CLASSID => self.tc_classid = v as u16,
-            // bpf_convert_ctx_access: values >= NO_QUEUE_MAPPING (0xffff) are ignored.
+            // bpf_convert_ctx_access: a register value >= NO_QUEUE_MAPPING (a
+            // 64-bit compare) is ignored.
             QUEUE_MAPPING => {
-                if v < 0xffff {
+                if value < NO_QUEUE_MAPPING {
                     self.queue_mapping = v as u16
                 }
             }

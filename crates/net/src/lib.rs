@@ -41,7 +41,17 @@ use std::sync::Arc;
 pub fn helper_table() -> Arc<skiff_vm::HelperTable> {
     let mut t = skiff_vm::HelperTable::generic();
     helpers::register(&mut t);
+    register_ctx_layouts(&mut t);
     Arc::new(t)
+}
+
+/// The program contexts' direct fields (ctx.rs): XDP and TC programs loaded
+/// with this table reach them without a call.
+pub fn register_ctx_layouts(t: &mut skiff_vm::HelperTable) {
+    use skiff_vm::ProgType;
+    t.set_ctx_layout(ProgType::Xdp, &ctx::XDP_MD_LAYOUT);
+    t.set_ctx_layout(ProgType::SchedCls, &ctx::SK_BUFF_LAYOUT);
+    t.set_ctx_layout(ProgType::SchedAct, &ctx::SK_BUFF_LAYOUT);
 }
 
 /// Load options for XDP and TC programs: the defaults (verified, privileged,

@@ -145,13 +145,14 @@ impl Program {
         };
         // The JIT drops the run-time checks the verifier's proofs make
         // redundant (none without a verdict: every access checked).
-        let mut p = Program::load_verified(
+        let mut p = Program::load_for_context(
             &spec.name,
             spec.prog_type,
             spec.insns.clone(),
             maps,
             engine,
             verified.as_ref(),
+            opts.helpers.ctx_layout(spec.prog_type),
         )?;
         p.set_verdict(verified, refusal);
         p.coverage = counters;

@@ -9,7 +9,7 @@ use skiff_maps::{Map, MapType};
 use crate::mem::{Region, RegionKind, SCALAR};
 use crate::proto::{ArgType as A, HelperProto as P, RetType as R};
 use crate::state::{ProgRef, RunState, MAX_TAIL_CALL_CNT};
-use crate::{ProgType, VmError};
+use crate::{CtxLayout, ProgType, VmError};
 
 pub type HelperFn = fn(&mut RunState, [u64; 5]) -> Result<u64, VmError>;
 
@@ -28,6 +28,9 @@ pub struct HelperDef {
 #[derive(Clone, Default)]
 pub struct HelperTable {
     slots: Vec<Option<HelperDef>>,
+    /// Each program type's context layout (ctx_layout): programs loaded with
+    /// this table are compiled to reach those fields directly.
+    ctx_layouts: Vec<(ProgType, &'static CtxLayout)>,
 }
 
 impl std::fmt::Debug for HelperTable {
@@ -53,7 +56,24 @@ pub const XDP_TC: &[ProgType] = &[ProgType::Xdp, ProgType::SchedCls, ProgType::S
 
 impl HelperTable {
     pub fn empty() -> Self {
-        HelperTable { slots: Vec::new() }
+        HelperTable {
+            slots: Vec::new(),
+            ctx_layouts: Vec::new(),
+        }
+    }
+
+    /// Programs of `prog_type` loaded with this table see their context as
+    /// `layout` describes it (the crate that owns the context registers it).
+    pub fn set_ctx_layout(&mut self, prog_type: ProgType, layout: &'static CtxLayout) {
+        self.ctx_layouts.retain(|&(t, _)| t != prog_type);
+        self.ctx_layouts.push((prog_type, layout));
+    }
+
+    pub fn ctx_layout(&self, prog_type: ProgType) -> Option<&'static CtxLayout> {
+        self.ctx_layouts
+            .iter()
+            .find(|&&(t, _)| t == prog_type)
+            .map(|&(_, l)| l)
     }
 
     /// The generic helpers every program type has.

@@ -10,6 +10,7 @@
 pub mod collection;
 pub mod conformance;
 pub mod coverage;
+pub mod ctx_layout;
 #[allow(unsafe_code)]
 pub mod helpers;
 #[allow(unsafe_code)]
@@ -26,6 +27,7 @@ pub mod verifier;
 pub use collection::{
     license_is_gpl_compatible, Collection, LoadError, LoadOptions, LOG_TAIL_LINES,
 };
+pub use ctx_layout::{CtxField, CtxLayout, FieldStore};
 pub use helpers::{HelperDef, HelperFn, HelperTable};
 pub use jit::{Engine, JitStats};
 pub use mem::{Region, RegionKind, Regions};
@@ -107,6 +109,13 @@ pub trait Context: Any {
     /// by default).
     fn fast_loads(&self, _wanted: u64, _shadow: &mut [u64; 64]) -> u64 {
         0
+    }
+    /// The address of the structure behind the context when `layout` is its
+    /// own: for this run, native code compiled for `layout` loads and stores
+    /// the layout's fields there directly (the kernel's rewritten accesses).
+    /// None (the default): every access goes through `load` / `store`.
+    fn direct_base(&mut self, _layout: &CtxLayout) -> Option<*mut u8> {
+        None
     }
 }
 

@@ -40,6 +40,9 @@ pub struct Program {
     pub(crate) tags: ProgTags,
     /// Native code, when loaded for the JIT.
     jit: Option<crate::jit::Compiled>,
+    /// The context layout the native code reaches fields through directly
+    /// (the helper table's for the program type, when loaded with one).
+    pub(crate) ctx_layout: Option<&'static crate::CtxLayout>,
     /// What the verifier proved; None when the program was not verified.
     verified: Option<Verified>,
     /// Why the verifier refused it, when it was loaded with verification off.
@@ -91,7 +94,22 @@ impl Program {
         engine: Engine,
         verified: Option<&crate::verifier::Verified>,
     ) -> Result<Program, LoadError> {
+        Self::load_for_context(name, prog_type, insns, maps, engine, verified, None)
+    }
+
+    /// As `load_verified`, compiled to reach the fields `layout` describes
+    /// directly when the run's context is that layout's (`Context::direct_base`).
+    pub fn load_for_context(
+        name: &str,
+        prog_type: ProgType,
+        insns: Vec<Insn>,
+        maps: &[Arc<Map>],
+        engine: Engine,
+        verified: Option<&crate::verifier::Verified>,
+        layout: Option<&'static crate::CtxLayout>,
+    ) -> Result<Program, LoadError> {
         let mut p = Self::link(name, prog_type, insns, maps)?;
+        p.ctx_layout = layout;
         if engine == Engine::Jit {
             let c = crate::jit::compile(&p, verified).map_err(|e| LoadError::Invalid {
                 prog: name.to_string(),
@@ -246,6 +264,7 @@ impl Program {
             maps: used,
             map_indices: used_idx,
             jit: None,
+            ctx_layout: None,
             verified: None,
             refusal: None,
             coverage: None,

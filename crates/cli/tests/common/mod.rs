@@ -472,6 +472,13 @@ fn more_cases() -> Vec<Case> {
             skb_ctx(9, 4, [1, 2, 3, 4, 5]),
         ),
         case("tc_perf", "tc_perf"),
+        // a store to each writable __sk_buff field, read back (JIT: direct stores)
+        case("tc_ctxstore", "tc_ctxstore"),
+        cfg2(case("tc_ctxstore", "tc_ctxstore"), 0xa5a5_0000, 0xfffe),
+        ctx(
+            cfg2(case("tc_ctxstore", "tc_ctxstore"), 7, 0xffff),
+            skb_ctx(0x1234, 9, [1, 2, 3, 4, 5]),
+        ),
         // a tail call after a context store: the target reads the stored mark
         ctx(case("tc_tailmark", "mark_head"), skb_ctx(5, 0, [0; 5])),
         // the tunnel metadata helpers, good and bad arguments

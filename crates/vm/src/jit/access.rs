@@ -19,6 +19,7 @@ use crate::mem::{
     ctx_field_tag, ctx_packet_fields, CTX, FIRST_MAP, MAX_TAGS, PACKET, SCALAR, STACK,
 };
 use crate::verifier::MemKind;
+use crate::{ctx_layout::DirectAccess, FieldStore};
 
 fn mem_type(size: u32) -> Type {
     match size {
@@ -173,6 +174,9 @@ impl FnTranslator<'_> {
         self.b.append_block_param(done, I64);
         let raw = self.b.create_block();
         let exact = t == CTX && self.ctx_regs & (1 << (base_reg & 0xf)) != 0;
+        if let Some(d) = self.direct_field(exact, offset, size, signed, false) {
+            self.load_direct(d, done);
+        }
         if in_own_frame(base_reg, offset, size) || self.proven_raw(pc) {
             self.b.ins().jump(raw, &[]);
         } else {
@@ -281,6 +285,10 @@ impl FnTranslator<'_> {
         let a = self.b.ins().iadd_imm_s(base, offset as i64);
         let done = self.b.create_block();
         let raw = self.b.create_block();
+        let exact = t == CTX && self.ctx_regs & (1 << (base_reg & 0xf)) != 0;
+        if let Some(d) = self.direct_field(exact, offset, size, false, true) {
+            self.store_direct(d, v, done);
+        }
         if in_own_frame(base_reg, offset, size) || self.proven_raw(pc) {
             self.b.ins().jump(raw, &[]);
         } else {
@@ -395,6 +403,82 @@ impl FnTranslator<'_> {
         } else if insn.imm & BPF_FETCH != 0 {
             self.set(insn.src, old);
         }
+    }
+
+    /// The direct form of a context field access through the context pointer
+    /// r1 came in with (`exact`), when the program's layout has one.
+    fn direct_field(
+        &self,
+        exact: bool,
+        offset: i16,
+        size: u32,
+        signed: bool,
+        write: bool,
+    ) -> Option<DirectAccess> {
+        if !exact || signed || self.mem_only {
+            return None;
+        }
+        let d = self.layout?.find(offset as i64, size, write)?;
+        // (Native loads and stores take an i32 displacement.)
+        i32::try_from(d.host_off).is_ok().then_some(d)
+    }
+
+    /// Branch on the run's direct base: to a new block with the base when the
+    /// context is the layout's (returned, current), else on in another (the
+    /// runtime's path, a context of another kind: cold).
+    fn branch_direct(&mut self) -> (Value, Block) {
+        self.direct += 1;
+        let base = self.st_load(off::CTX_BASE);
+        let direct = self.b.create_block();
+        let other = self.b.create_block();
+        self.b.set_cold_block(other);
+        self.b.ins().brif(base, direct, &[], other, &[]);
+        self.b.switch_to_block(direct);
+        (base, other)
+    }
+
+    // net/core/filter.c: bpf_convert_ctx_access (a field load becomes one
+    // load from the sk_buff, zero-extended from the field's width).
+    /// A direct field load to `done` (value, SCALAR); the current block is
+    /// then the path for other contexts.
+    fn load_direct(&mut self, d: DirectAccess, done: Block) {
+        let (base, other) = self.branch_direct();
+        let o = d.host_off as i32;
+        let v = if d.host_len == 8 {
+            self.b.ins().load(I64, MF, base, o)
+        } else {
+            let v = self.b.ins().load(mem_type(d.host_len), MF, base, o);
+            self.b.ins().uextend(I64, v)
+        };
+        let t = self.b.ins().iconst(I64, SCALAR as i64);
+        self.b.ins().jump(done, &[v.into(), t.into()]);
+        self.b.switch_to_block(other);
+    }
+
+    // net/core/filter.c: bpf_convert_ctx_access (a field store becomes one
+    // store of the field's width; queue_mapping skips values >= NO_QUEUE_MAPPING).
+    /// A direct field store of `v`, then to `done`; the current block is then
+    /// the path for other contexts.
+    fn store_direct(&mut self, d: DirectAccess, v: Value, done: Block) {
+        let (base, other) = self.branch_direct();
+        if let FieldStore::StoreBelow(limit) = d.store {
+            let store = self.b.create_block();
+            let over = self
+                .b
+                .ins()
+                .icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, v, limit as i64);
+            self.b.ins().brif(over, done, &[], store, &[]);
+            self.b.switch_to_block(store);
+        }
+        let o = d.host_off as i32;
+        match d.host_len {
+            1 => self.b.ins().istore8(MF, v, base, o),
+            2 => self.b.ins().istore16(MF, v, base, o),
+            4 => self.b.ins().istore32(MF, v, base, o),
+            _ => self.b.ins().store(MF, v, base, o),
+        };
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(other);
     }
 
     /// A proven access to raw memory (not the context, whose fields are rewritten).

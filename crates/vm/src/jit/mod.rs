@@ -75,6 +75,10 @@ pub struct Compiled {
     /// Context slots (4-byte offset / 4) the program reads with 4-byte loads:
     /// what the context shadow is filled with at the start of a run.
     pub(crate) ctx_wanted: u64,
+    /// The context layout the code reaches fields through directly, and the
+    /// slots of `ctx_wanted` it then loads directly (not from the shadow).
+    pub(crate) layout: Option<&'static crate::CtxLayout>,
+    pub(crate) direct_slots: u64,
     pub stats: JitStats,
 }
 
@@ -184,6 +188,8 @@ fn compile_with(
     };
     let (module, funcs, counts) = translate::translate(module, prog, aux, sites)?;
     let n = funcs.len();
+    // Without a direct access the run need not ask the context for its base.
+    let layout = prog.ctx_layout.filter(|_| counts.direct > 0);
     let ctx_wanted = prog
         .code
         .iter()
@@ -201,6 +207,8 @@ fn compile_with(
         main,
         funcs,
         ctx_wanted,
+        layout,
+        direct_slots: layout.map_or(0, |l| l.load_slots()),
         stats: JitStats {
             compile_time: start.elapsed(),
             code_size: counts.code_size,

@@ -74,6 +74,14 @@ pub struct JitState {
     /// Nonzero once a pointer was spilled to the stack this run (the slot tags
     /// are cleared at the next run).
     pub slots_dirty: u64,
+    /// The structure behind the context (`Context::direct_base`) for the
+    /// layout `layout` points to, or 0: native code compiled for that layout
+    /// loads and stores its fields at this address (else through the runtime).
+    pub ctx_base: u64,
+    pub layout: *const crate::CtxLayout,
+    /// The shadow slots native code reads at `ctx_base` this run (they may
+    /// be stale in the shadow).
+    pub direct_slots: u64,
     /// Meaningful only in the slots `shadow_valid` names.
     pub shadow: [u64; SHADOW_SLOTS],
     /// Each tag's region bounds for reads and for writes (`Region::native_bounds`).
@@ -101,6 +109,9 @@ impl Default for JitState {
             ret_tag: 0,
             load_tag: 0,
             slots_dirty: 0,
+            ctx_base: 0,
+            layout: std::ptr::null(),
+            direct_slots: 0,
             shadow: [0; SHADOW_SLOTS],
             rbounds: [[EMPTY.0, EMPTY.1]; MAX_TAGS],
             wbounds: [[EMPTY.0, EMPTY.1]; MAX_TAGS],
@@ -212,6 +223,7 @@ pub mod off {
     pub const SHADOW_VALID: i32 = offset_of!(JitState, shadow_valid) as i32;
     pub const STATUS: i32 = offset_of!(JitState, status) as i32;
     pub const SHADOW: i32 = offset_of!(JitState, shadow) as i32;
+    pub const CTX_BASE: i32 = offset_of!(JitState, ctx_base) as i32;
     pub const CPU: i32 = offset_of!(JitState, cpu) as i32;
     pub const BUDGET: i32 = offset_of!(JitState, budget) as i32;
     pub const DEPTH: i32 = offset_of!(JitState, depth) as i32;
@@ -233,9 +245,20 @@ fn fail(st: &mut RunState, pc: u64, e: VmError) -> u64 {
     0
 }
 
-/// Fill the context shadow (at the start of a run and after a miss).
+/// Set up the context for the current program's code (at the start of a run,
+/// and when a tail call or a return changes the code): the direct fields'
+/// base when the context is the layout the code was compiled for, and the
+/// shadow filled with the other fields the code reads.
 pub(crate) fn fill_shadow(st: &mut RunState) {
-    let wanted = st.current.jit().map(|c| c.ctx_wanted).unwrap_or(0);
+    let (wanted, layout, direct) = st
+        .current
+        .jit()
+        .map_or((0, None, 0), |c| (c.ctx_wanted, c.layout, c.direct_slots));
+    let base = layout.and_then(|l| st.ctx.direct_base(l));
+    st.jit.ctx_base = base.map_or(0, |p| p as u64);
+    st.jit.layout = layout.map_or(std::ptr::null(), |l| l as *const crate::CtxLayout);
+    st.jit.direct_slots = if base.is_some() { direct } else { 0 };
+    let wanted = wanted & !st.jit.direct_slots;
     if wanted == 0 {
         st.jit.shadow_valid = 0;
         return;
@@ -244,13 +267,37 @@ pub(crate) fn fill_shadow(st: &mut RunState) {
     st.jit.shadow_valid = mask;
 }
 
+/// The shadow filled again after a helper that may change any field (the
+/// direct base stays: the context is the same structure).
+fn refill_shadow(st: &mut RunState) {
+    let wanted = shadow_wanted(st);
+    st.jit.shadow_valid = if wanted == 0 {
+        0
+    } else {
+        st.ctx.fast_loads(wanted, &mut st.jit.shadow)
+    };
+}
+
+/// The shadow slots the current program's code reads from the shadow.
+fn shadow_wanted(st: &RunState) -> u64 {
+    st.current.jit().map_or(0, |c| c.ctx_wanted) & !st.jit.direct_slots
+}
+
 /// The shadow for a tail call's target: bpf_tail_call changes no context
 /// field, so the slots already valid still equal `load`; only the fields the
 /// target reads that the shadow lacks are filled (often none: the chain's
-/// programs read the same fields).
+/// programs read the same fields). A target compiled for another layout (or
+/// none) sets the context up afresh: the direct slots may be stale.
 fn fill_shadow_missing(st: &mut RunState) {
-    let wanted = st.current.jit().map(|c| c.ctx_wanted).unwrap_or(0);
-    let missing = wanted & !st.jit.shadow_valid;
+    let layout = st
+        .current
+        .jit()
+        .and_then(|c| c.layout)
+        .map_or(std::ptr::null(), |l| l as *const crate::CtxLayout);
+    if layout != st.jit.layout {
+        return fill_shadow(st);
+    }
+    let missing = shadow_wanted(st) & !st.jit.shadow_valid;
     if missing != 0 {
         let mask = st.ctx.fast_loads(missing, &mut st.jit.shadow);
         st.jit.shadow_valid |= mask;
@@ -403,7 +450,7 @@ pub(super) unsafe extern "C" fn rt_helper(
     // (A tail call fills the shadow for its target.)
     if ctx && st.pending_tail_call.is_none() {
         if pkt {
-            fill_shadow(st);
+            refill_shadow(st);
         } else {
             refill_unless_layout(st);
         }
@@ -436,8 +483,7 @@ fn helper_changes(st: &RunState, id: u32) -> (bool, bool) {
 /// skb->len: only bpf_helper_changes_pkt_data helpers move them) still hold;
 /// the others are read again.
 fn refill_unless_layout(st: &mut RunState) {
-    let wanted = st.current.jit().map(|c| c.ctx_wanted).unwrap_or(0);
-    let again = wanted & !layout_slots(st.current.prog_type);
+    let again = shadow_wanted(st) & !layout_slots(st.current.prog_type);
     if again == 0 {
         return;
     }

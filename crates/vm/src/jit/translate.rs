@@ -76,6 +76,8 @@ pub(super) struct Counts {
     pub checks: usize,
     pub charges: usize,
     pub inlined: usize,
+    /// Context field accesses compiled as direct loads and stores.
+    pub direct: usize,
 }
 
 /// The functions of a compiled program, by entry instruction.
@@ -126,6 +128,7 @@ pub(super) fn translate(
             counts.checks += t.checks;
             counts.charges += t.charges;
             counts.inlined += t.inlined.len();
+            counts.direct += t.direct;
             t.b.seal_all_blocks();
             t.b.finalize(fc);
         }
@@ -212,6 +215,10 @@ pub(super) struct FnTranslator<'a> {
     /// The load being emitted reads a helper argument (ARG_PTR_TO_MEM): the
     /// context is not memory for it.
     pub(super) mem_only: bool,
+    /// The context layout whose fields are loaded and stored directly.
+    pub(super) layout: Option<&'static crate::CtxLayout>,
+    /// Direct field accesses emitted.
+    pub(super) direct: usize,
     pub(super) st: Value,
     /// Block of each instruction that starts one (index: pc - start).
     blocks: Vec<Option<Block>>,
@@ -453,6 +460,8 @@ impl<'a> FnTranslator<'a> {
             ctx_in,
             arrays,
             mem_only: false,
+            layout: prog.ctx_layout,
+            direct: 0,
             st,
             blocks,
             callees,
