@@ -3,7 +3,7 @@
 //! redirect arrays (DEVMAP, CPUMAP, XSKMAP: 8-byte entries, read-only for programs).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -179,6 +179,13 @@ impl ArrayMap {
     }
 }
 
+/// A PROG_ARRAY slot's hint when the engine gave none.
+pub const NO_HINT: u32 = u32::MAX;
+
+fn prog_word(id: u32, hint: u32) -> u64 {
+    id as u64 | (hint as u64) << 32
+}
+
 pub(crate) enum FdSlot {
     Prog(u32),
     Perf(u32),
@@ -189,9 +196,12 @@ pub(crate) enum FdSlot {
 pub(crate) struct FdArray {
     max: u32,
     slots: Mutex<BTreeMap<u32, FdSlot>>,
-    /// PROG_ARRAY: the program id of every slot (0: empty), read without the
-    /// lock by tail calls (the kernel reads prog_array->ptrs[] under RCU).
-    progs: Option<Box<[AtomicU32]>>,
+    /// PROG_ARRAY: every slot's program id (low 32 bits, 0: empty) and the
+    /// engine's hint where to find that program (high 32 bits, NO_HINT: none),
+    /// read without the lock by tail calls (the kernel reads
+    /// prog_array->ptrs[] under RCU). One word, so a reader never pairs one
+    /// program's id with another's hint.
+    progs: Option<Box<[AtomicU64]>>,
 }
 
 impl FdArray {
@@ -202,7 +212,7 @@ impl FdArray {
             return None;
         }
         let progs = (attr.map_type == MapType::ProgArray)
-            .then(|| (0..attr.max_entries).map(|_| AtomicU32::new(0)).collect());
+            .then(|| (0..attr.max_entries).map(|_| AtomicU64::new(0)).collect());
         Some(FdArray {
             max: attr.max_entries,
             slots: Mutex::new(BTreeMap::new()),
@@ -210,9 +220,36 @@ impl FdArray {
         })
     }
 
+    /// A new program (or 0) in slot `index`: any hint is for the old one.
     fn publish(&self, index: u32, prog: u32) {
         if let Some(p) = self.progs.as_ref().and_then(|p| p.get(index as usize)) {
-            p.store(prog, Ordering::Release);
+            p.store(prog_word(prog, NO_HINT), Ordering::Release);
+        }
+    }
+
+    /// PROG_ARRAY slot `index` as (program id, hint), lock-free; None when
+    /// the slot is empty or out of range.
+    #[inline]
+    pub(crate) fn prog_slot(&self, index: u32) -> Option<(u32, u32)> {
+        let w = self
+            .progs
+            .as_ref()?
+            .get(index as usize)?
+            .load(Ordering::Acquire);
+        let (id, hint) = (w as u32, (w >> 32) as u32);
+        (id != 0).then_some((id, hint))
+    }
+
+    /// Record `hint` for slot `index` if it still holds program `id` with no
+    /// hint (a slot updated meanwhile keeps its new program's word).
+    pub(crate) fn set_prog_hint(&self, index: u32, id: u32, hint: u32) {
+        if let Some(p) = self.progs.as_ref().and_then(|p| p.get(index as usize)) {
+            let _ = p.compare_exchange(
+                prog_word(id, NO_HINT),
+                prog_word(id, hint),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -271,11 +308,8 @@ impl FdArray {
     }
 
     pub(crate) fn get_prog(&self, index: u32) -> Option<u32> {
-        if let Some(p) = &self.progs {
-            return match p.get(index as usize)?.load(Ordering::Acquire) {
-                0 => None,
-                id => Some(id),
-            };
+        if self.progs.is_some() {
+            return self.prog_slot(index).map(|(id, _)| id);
         }
         match self.slots.lock().get(&index) {
             Some(FdSlot::Prog(id)) => Some(*id),

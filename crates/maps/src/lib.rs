@@ -59,6 +59,8 @@ mod ringbuf;
 mod storage;
 mod syscall;
 
+pub use array::NO_HINT;
+
 /// Positive errno value (libc numbering).
 pub type Errno = i32;
 
@@ -845,6 +847,28 @@ impl Map {
         match &self.kind {
             Kind::Fd(f) => f.get_prog(index),
             _ => None,
+        }
+    }
+
+    /// The PROG_ARRAY slot `index` as (program id, hint): the hint is what an
+    /// engine recorded with `hint_prog` for this program in this slot
+    /// (`NO_HINT` until then; every update clears it), so a tail call
+    /// finds its target without a search by id, as the kernel's slot holds
+    /// the program itself (kernel/bpf/arraymap.c: prog_fd_array_get_ptr).
+    #[inline]
+    pub fn lookup_prog_hinted(&self, index: u32) -> Option<(u32, u32)> {
+        match &self.kind {
+            Kind::Fd(f) => f.prog_slot(index),
+            _ => None,
+        }
+    }
+
+    /// Record where program `id` of PROG_ARRAY slot `index` is found (an
+    /// engine's own index); ignored when the slot holds another program or
+    /// has a hint already.
+    pub fn hint_prog(&self, index: u32, id: u32, hint: u32) {
+        if let Kind::Fd(f) = &self.kind {
+            f.set_prog_hint(index, id, hint);
         }
     }
 

@@ -3,13 +3,14 @@
 //! Networking helpers are registered into the same table by skiff-net.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use skiff_maps::{Map, MapType};
 
 use crate::mem::{Region, RegionKind, SCALAR};
 use crate::proto::{ArgType as A, HelperProto as P, RetType as R};
 use crate::state::{ProgRef, RunState, MAX_TAIL_CALL_CNT};
-use crate::{CtxLayout, ProgType, VmError};
+use crate::{CtxLayout, ProgType, Program, VmError};
 
 pub type HelperFn = fn(&mut RunState, [u64; 5]) -> Result<u64, VmError>;
 
@@ -385,28 +386,62 @@ fn tail_call(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
             map.attr().map_type.name()
         )));
     }
-    let index = a[2] as u32;
-    if index >= map.attr().max_entries {
-        return Ok(neg(E2BIG));
-    }
-    if st.tail_call_cnt >= MAX_TAIL_CALL_CNT {
-        return Ok(neg(E2BIG));
-    }
-    let Some(id) = map.lookup_prog(index) else {
-        return Ok(neg(ENOENT));
-    };
-    let Some(prog) = st.env.program(id).map(ProgRef::new) else {
-        return Ok(neg(ENOENT));
+    let prog = match tail_call_target(st, map, a[2] as u32) {
+        Ok(p) => p,
+        Err(r0) => return Ok(r0),
     };
     // ARG_PTR_TO_CTX: the target starts with r1 the context, as every program.
     if st.arg_tag(0) != crate::mem::CTX {
         return Err(VmError::Ctx("bpf_tail_call: r1 is not the context".into()));
     }
-    st.tail_call_cnt += 1;
-    // `prog` (and so its maps) is kept alive by Env::programs for the run.
-    st.adopt_program_maps(prog);
+    begin_tail_call(st, prog);
     st.tail_call_ref(prog);
     Ok(0)
+}
+
+/// The target of a tail call through PROG_ARRAY `map` at `index`, or what
+/// bpf_tail_call returns when it falls through. The checks in the kernel's
+/// order (arch/x86/net/bpf_jit_comp.c: emit_bpf_tail_call_indirect): index <
+/// max_entries, tail_call_cnt < MAX_TAIL_CALL_CNT, a program in the slot (the
+/// count goes up only for a call made: `begin_tail_call`).
+pub(crate) fn tail_call_target(st: &RunState, map: &Map, index: u32) -> Result<ProgRef, u64> {
+    if index >= map.attr().max_entries || st.tail_call_cnt >= MAX_TAIL_CALL_CNT {
+        return Err(neg(E2BIG));
+    }
+    slot_program(&st.env.programs, map, index).ok_or(neg(ENOENT))
+}
+
+/// The program in PROG_ARRAY slot `index`, among the worker's programs: at the
+/// position the slot's hint names (no search by id), else found by id and the
+/// hint recorded for the next call. A program not in `programs` is not
+/// reachable (as before: `Env::programs` keeps what a run may enter alive).
+fn slot_program(programs: &[Arc<Program>], map: &Map, index: u32) -> Option<ProgRef> {
+    let (id, hint) = map.lookup_prog_hinted(index)?;
+    if let Some(p) = programs.get(hint as usize).filter(|p| p.id == id) {
+        return Some(ProgRef::new(p));
+    }
+    let at = programs.iter().position(|p| p.id == id)?;
+    if let Ok(h) = u32::try_from(at) {
+        map.hint_prog(index, id, h);
+    }
+    programs.get(at).map(ProgRef::new)
+}
+
+/// A tail call to `prog` is made: it counts, and its maps are valid by handle
+/// for the rest of the run (`Env::programs` keeps `prog`, and so its maps,
+/// alive for the run).
+pub(crate) fn begin_tail_call(st: &mut RunState, prog: ProgRef) {
+    st.tail_call_cnt += 1;
+    st.adopt_program_maps(prog);
+}
+
+/// Whether helper 12 of `table` is this module's bpf_tail_call (the JIT's
+/// direct tail calls do what it does; another table's helper 12 is called
+/// through the table).
+pub(crate) fn is_own_tail_call(table: &HelperTable) -> bool {
+    table
+        .get(12)
+        .is_some_and(|d| d.func as usize == tail_call as HelperFn as usize)
 }
 
 const BPF_MAX_LOOPS: u64 = 8 * 1024 * 1024;

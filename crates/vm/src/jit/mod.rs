@@ -10,6 +10,7 @@
 
 mod access;
 mod analysis;
+mod calls;
 pub(crate) mod runtime;
 mod translate;
 

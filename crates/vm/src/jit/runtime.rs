@@ -470,6 +470,44 @@ pub(super) unsafe extern "C" fn rt_helper(
     r0
 }
 
+/// bpf_tail_call at a call site the verifier checked (r1 the context, r2 the
+/// constant PROG_ARRAY whose address is `map`); the emitted code already
+/// checked index < max_entries. The slot gives the target (no helper table,
+/// no search by map handle or program id), whose native entry runs in place
+/// of the current function (arch/x86/net/bpf_jit_comp.c:
+/// emit_bpf_tail_call_indirect). Falling through returns what the helper
+/// returns; nothing cached is stale then (a tail call changes nothing).
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe extern "C" fn rt_tail_call(
+    js: *mut JitState,
+    map: u64,
+    r1: u64,
+    r2: u64,
+    r3: u64,
+    r4: u64,
+    r5: u64,
+    pc: u64,
+) -> u64 {
+    // SAFETY: as in rt_load.
+    let st = unsafe { state(js) };
+    if !crate::helpers::is_own_tail_call(st.helpers) {
+        st.jit.arg_tags = crate::state::ENTRY_TAGS;
+        // SAFETY: as above.
+        return unsafe { rt_helper(js, 12, r1, r2, r3, r4, r5, pc) };
+    }
+    // SAFETY: `map` is the address of one of the running program's maps (the
+    // compiler took it from `Program::maps`); the program, which holds it, is
+    // kept alive for the run.
+    let map = unsafe { &*(map as usize as *const skiff_maps::Map) };
+    match crate::helpers::tail_call_target(st, map, r3 as u32) {
+        Ok(next) => {
+            crate::helpers::begin_tail_call(st, next);
+            tail_call(st, next, [r1, r2, r3, r4, r5])
+        }
+        Err(r0) => r0,
+    }
+}
+
 /// What a helper may have changed that native code caches (its prototype's
 /// `invalidates`); a helper with no row: everything.
 fn helper_changes(st: &RunState, id: u32) -> (bool, bool) {

@@ -171,6 +171,7 @@ pub(super) fn translate(
 
 pub(super) struct FnTranslator<'a> {
     pub(super) b: FunctionBuilder<'a>,
+    prog: &'a Program,
     code: &'a [Insn],
     start: usize,
     end: usize,
@@ -188,7 +189,7 @@ pub(super) struct FnTranslator<'a> {
     /// Helper calls inlined as array lookups: (pc, map index).
     inlined: Vec<(usize, usize)>,
     /// The verifier's proofs, one per instruction, if it ran.
-    aux: Option<&'a [InsnAux]>,
+    pub(super) aux: Option<&'a [InsnAux]>,
     /// The helper calls it checked, by pc.
     sites: &'a [HelperSite],
     /// The function may access the packet (a static PACKET or DYN tag at a
@@ -226,7 +227,7 @@ pub(super) struct FnTranslator<'a> {
     pub(super) sig_load: SigRef,
     pub(super) sig_store: SigRef,
     pub(super) sig_atomic: SigRef,
-    sig_helper: SigRef,
+    pub(super) sig_helper: SigRef,
     sig_ld_abs: SigRef,
     sig_fail: SigRef,
 }
@@ -436,6 +437,7 @@ impl<'a> FnTranslator<'a> {
         }
         let mut t = FnTranslator {
             b,
+            prog,
             code,
             start,
             end,
@@ -503,7 +505,7 @@ impl<'a> FnTranslator<'a> {
     /// Packet bounds and budget from the JitState (at entry, after calls).
     /// (Only what the function uses: the packet bounds when it may access the
     /// packet, the budget when it charges it.)
-    fn reload_state(&mut self) {
+    pub(super) fn reload_state(&mut self) {
         if self.uses_packet {
             let lo = self.st_load(off::PKT_START);
             let hi = self.st_load(off::PKT_END);
@@ -517,7 +519,7 @@ impl<'a> FnTranslator<'a> {
     }
 
     /// The budget back to the JitState (before calls and returns).
-    fn spill_budget(&mut self) {
+    pub(super) fn spill_budget(&mut self) {
         if !self.uses_budget {
             return;
         }
@@ -537,7 +539,7 @@ impl<'a> FnTranslator<'a> {
 
     /// After a runtime call: if `status` is not RUN, return (RETURN_NOW is
     /// consumed here: a tail call ran in this function's place).
-    fn check_status(&mut self, r0: Value) {
+    pub(super) fn check_status(&mut self, r0: Value) {
         let status = self.st_load(off::STATUS);
         let cont = self.b.create_block();
         let out = self.b.create_block();
@@ -659,13 +661,22 @@ impl<'a> FnTranslator<'a> {
     /// What the helper call at `pc` may change, when the verifier checked it
     /// (rt_helper's SITE_* bits; 0: the runtime looks the helper up).
     fn site_bits(&self, pc: usize) -> u64 {
-        let Ok(i) = self.sites.binary_search_by_key(&pc, |s| s.pc) else {
+        let Some(s) = self.site(pc) else {
             return 0;
         };
-        let s = self.sites[i];
         runtime::SITE_KNOWN
             | if s.changes_pkt { runtime::SITE_PKT } else { 0 }
             | if s.changes_ctx { runtime::SITE_CTX } else { 0 }
+    }
+
+    /// The helper call at `pc`, when the verifier checked it.
+    pub(super) fn site(&self, pc: usize) -> Option<HelperSite> {
+        let i = self.sites.binary_search_by_key(&pc, |s| s.pc).ok()?;
+        self.sites.get(i).copied()
+    }
+
+    pub(super) fn prog(&self) -> &Program {
+        self.prog
     }
 
     /// The memory access at `pc` was proven in bounds for this pointer kind.
@@ -1112,7 +1123,7 @@ impl<'a> FnTranslator<'a> {
     }
 
     fn helper_call(&mut self, pc: usize, insn: Insn) {
-        if self.inline_array_lookup(pc) {
+        if self.inline_array_lookup(pc) || self.direct_tail_call(pc, insn) {
             return;
         }
         self.store_arg_tags();
