@@ -161,9 +161,12 @@ fn rss_queues_have_their_own_worker_and_per_cpu_values() {
     assert_balanced(&dp);
 }
 
+/// What `two_worker_run` returns: its counters.
+type WorkerRun = (Vec<u64>, Vec<u64>, String, Vec<u64>);
+
 /// One run of `rounds` x the 32 flows through eth0 (w_xdp_count, then the
 /// stack) with two workers, on OS threads or in turn: its counters.
-fn two_worker_run(threads: bool, rounds: u64) -> Option<(Vec<u64>, Vec<u64>, String, Vec<u64>)> {
+fn two_worker_run(threads: bool, rounds: u64) -> Option<WorkerRun> {
     let c = load_w(2)?;
     let mut dp = Datapath::new(DatapathOptions {
         workers: 2,
