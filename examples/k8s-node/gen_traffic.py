@@ -18,6 +18,10 @@ traffic and commit the result. Checksums are valid everywhere. Packets, in order
  8  ICMP echo 10.0.1.12 -> 10.0.1.11             pod-to-pod reply path: pod1 answers pod2's
                                                   address; k8s_from_pod sends the reply
                                                   straight to nk-pod2 (NETKIT_REDIRECT)
+
+The pods have no sockets (the topology's `listen = []`): 0 and 1 are answered
+with a TCP RST, 2 with ICMP port unreachable, out of eth0, as the kernel's pods
+answer them (`skiff diff`).
 """
 import struct
 import sys

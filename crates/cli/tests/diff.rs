@@ -273,3 +273,33 @@ fn a_tc_action_the_kernel_lacks_exits_2_naming_the_line() {
         "{why}"
     );
 }
+
+/// The skiff side alone (no root): the tc-htb example's shaper holds most of
+/// the 750 frames; by the last frame's time 255 have left, and in the 2 ms the
+/// kernel side also compares, one more (the kernel's count on a quiet
+/// machine); the rest of the second skiff's clock runs on is cut, as the note
+/// says. A kernel that sent its last frame 10 ms late compares 12 ms: skiff
+/// cuts at the same time, two frames later.
+#[test]
+fn skiff_side_runs_its_clock_on_to_the_kernel_s_window() {
+    let ex = examples().join("tc-htb");
+    let t = skiff_topology::Topology::load(&ex.join("topology.toml")).expect("topology");
+    let spec = format!("eth0={}", ex.join("traffic.pcap").display());
+    let frames = skiff::diff::read_inputs(&[spec]).expect("traffic.pcap");
+    let span = frames.last().map_or(0, |f| f.ts_ns) - frames[0].ts_ns;
+    let sent = |window_ns: u64| {
+        let mut r = skiff::diff::run_skiff(&t, &frames).expect("skiff side");
+        let notes = r.trim(std::time::Duration::from_nanos(window_ns));
+        (r.result.frames["host/eth1"].len(), notes)
+    };
+    assert_eq!(frames.len(), 750);
+    assert_eq!(sent(span).0, 255);
+    let (n, notes) = sent(span + 2_000_000);
+    assert_eq!(n, 256);
+    assert_eq!(
+        notes,
+        ["skiff: 248 frame(s) out of host/eth1 left more than 2 ms after the last frame's time: not compared"]
+    );
+    let late = "skiff: 246 frame(s) out of host/eth1 left more than 12 ms after the last frame's time: not compared";
+    assert_eq!(sent(span + 12_000_000), (258, vec![late.to_string()]));
+}

@@ -140,6 +140,10 @@ fn echo_reply(src: [u8; 4], dst: [u8; 4], ip_id: u16, ttl: u8, request: &[u8]) -
     f
 }
 
+fn unhex(s: &str) -> Vec<u8> {
+    hex::decode(s).expect("hex")
+}
+
 fn read_cap(path: &str) -> skiff_io::Capture {
     let p = Path::new(path);
     let p = if p.is_absolute() {
@@ -213,13 +217,17 @@ fn k8s_node_end_to_end() {
     // conservation
     let c = &v["conservation"];
     assert_eq!(c["in"], 9);
-    // made here: the ARP reply, the node's echo reply, pod1's two echo replies
-    assert_eq!(c["originated"], 4);
-    // out of eth0: the ARP reply, the node's echo reply, pod1's reply to 203.0.113.5
-    assert_eq!(c["transmitted"], 3);
-    // 5 into pods, ARP and ping at the node, pod1's reply to pod2 in pod2
-    assert_eq!(c["delivered"], 8);
-    assert_eq!(c["dropped"], 2);
+    // made here: the pods' two RSTs and ICMP port unreachable (no sockets:
+    // the topology's `listen = []`, as the kernel's pods in `skiff diff`),
+    // the ARP reply, the node's echo reply, pod1's two echo replies
+    assert_eq!(c["originated"], 7);
+    // out of eth0: the RSTs, the port unreachable, the ARP reply, the node's
+    // echo reply, pod1's reply to 203.0.113.5
+    assert_eq!(c["transmitted"], 6);
+    // pod1's two pings, ARP and ping at the node, pod1's reply to pod2 in pod2
+    assert_eq!(c["delivered"], 5);
+    // the blocked prefix, port 22, the two SYNs and the datagram (NO_SOCKET)
+    assert_eq!(c["dropped"], 5);
     assert_eq!(c["in_flight"], 0);
     assert_eq!(v["balanced"], true);
     assert_eq!(v["packets"], 9);
@@ -250,16 +258,18 @@ fn k8s_node_end_to_end() {
     assert_eq!(nkp1["stats"]["tx_dropped"], 1);
     let nkp2 = dev("host", "nk-pod2");
     assert_eq!(nkp2["hooks"]["netkit"]["NETKIT_PASS"]["packets"], 3);
-    assert_eq!(nkp1["hooks"]["stack"]["FORWARDED"]["packets"], 1);
+    // pod1's RST and its echo reply to the outside, forwarded by the host
+    assert_eq!(nkp1["hooks"]["stack"]["FORWARDED"]["packets"], 2);
     let pod1 = dev("pod1", "eth0");
     assert_eq!(pod1["stats"]["rx_packets"], 3);
-    assert_eq!(pod1["stats"]["tx_packets"], 2);
-    // pod1's peer-side chain: its reply to pod2 goes straight across, the other to the host
+    assert_eq!(pod1["stats"]["tx_packets"], 3);
+    // pod1's peer-side chain: its reply to pod2 goes straight across, the
+    // RST and the other reply to the host
     assert_eq!(pod1["hooks"]["netkit"]["NETKIT_REDIRECT"]["packets"], 1);
-    assert_eq!(pod1["hooks"]["netkit"]["NETKIT_PASS"]["packets"], 1);
+    assert_eq!(pod1["hooks"]["netkit"]["NETKIT_PASS"]["packets"], 2);
     assert_eq!(dev("pod2", "eth0")["stats"]["rx_packets"], 3);
-    assert_eq!(eth0["stats"]["tx_packets"], 3);
-    assert_eq!(eth0["hooks"]["xmit"]["OK"]["packets"], 3);
+    assert_eq!(eth0["stats"]["tx_packets"], 6);
+    assert_eq!(eth0["hooks"]["xmit"]["OK"]["packets"], 6);
 
     // drops: reason and where
     let sites: Vec<(String, String, String, String, u64)> = v["drop_sites"]
@@ -285,6 +295,20 @@ fn k8s_node_end_to_end() {
                 "netkit".into(),
                 "k8s_to_pod".into(),
                 1
+            ),
+            (
+                "NO_SOCKET".into(),
+                "pod1/eth0(2)".into(),
+                "stack".into(),
+                "-".into(),
+                1
+            ),
+            (
+                "NO_SOCKET".into(),
+                "pod2/eth0(2)".into(),
+                "stack".into(),
+                "-".into(),
+                2
             ),
             (
                 "SKIFF_XDP_DROP".into(),
@@ -356,9 +380,17 @@ fn k8s_node_end_to_end() {
     let mut pod_reply = echo_reply([10, 0, 1, 11], [203, 0, 113, 5], 1, 63, &input[7]);
     pod_reply[0..6].copy_from_slice(&gw);
     pod_reply[6..12].copy_from_slice(&node);
+    // first the pods' answers to the service packets, as the kernel's pods
+    // send them (`skiff diff`): pod2's RST (tcp_v4_send_reset: id 0, DF, seq
+    // 0, ack 1001, RST|ACK, window 0) from 10.0.1.12:8080, pod1's from
+    // 10.0.1.11:8080, pod2's ICMP port unreachable for 5353 quoting the
+    // datagram (TOS 0xc0, its first IPv4 id); all forwarded by the host, TTL 63
+    let rst2 = unhex("0200000000fe020000000001080045000028000040003f06f4be0a00010ccb0071051f909c4000000000000003e950140000a9050000");
+    let rst1 = unhex("0200000000fe020000000001080045000028000040003f06f4be0a00010bcb0071061f909c4000000000000003e950140000a9050000");
+    let unreach = unhex("0200000000fe020000000001080045c00044000100003f0133e70a00010ccb007105030344340000000045000028000340003f11f4b0cb0071050a00010c138814e90014fd3a736b6966662d717565727921");
     let sent: Vec<Vec<u8>> = read_cap(&out).packets.into_iter().map(|p| p.data).collect();
-    assert_eq!(sent, vec![arp, node_reply, pod_reply]);
-    for f in &sent[1..] {
+    assert_eq!(sent, vec![rst2, rst1, unreach, arp, node_reply, pod_reply]);
+    for f in sent.iter().filter(|f| f[12..14] == [8, 0]) {
         assert!(checksums_valid(f));
     }
 
@@ -402,7 +434,8 @@ fn k8s_node_end_to_end() {
             ("eth0".into(), "xdp".into(), "XDP_PASS".into()),
             ("eth0".into(), "tc-ingress".into(), "TC_ACT_REDIRECT".into()),
             ("nk-pod2".into(), "netkit".into(), "NETKIT_PASS".into()),
-            ("eth0".into(), "stack".into(), "DELIVERED".into()),
+            ("eth0".into(), "stack".into(), "DROPPED".into()),
+            ("eth0".into(), "kfree_skb".into(), "NO_SOCKET".into()),
         ]
     );
 }
@@ -439,15 +472,16 @@ fn k8s_node_text_output() {
         stdout.contains("     1  SKIFF_XDP_DROP               eth0(2) xdp k8s_xdp"),
         "{stdout}"
     );
-    assert!(stdout.contains("conservation: in 9 + originated 4 = transmitted 3 + delivered 8 + dropped 2 + in flight 0\n"), "{stdout}");
+    assert!(stdout.contains("conservation: in 9 + originated 7 = transmitted 6 + delivered 5 + dropped 5 + in flight 0\n"), "{stdout}");
     assert!(stderr.is_empty(), "{stderr}");
     // where every packet went
     for line in [
-        "  #1      host/eth0        -> delivered to pod2's stack (eth0)\n",
-        "  #4      host/eth0        -> dropped SKIFF_XDP_DROP at host/eth0 xdp (k8s_xdp)\n",
-        "  #5      host/eth0        -> dropped NOT_SPECIFIED at host/nk-pod1 netkit (k8s_to_pod)\n",
-        "  #11     pod1/eth0        -> transmitted by host/eth0\n",
-        "  #13     pod1/eth0        -> delivered to pod2's stack (eth0)\n",
+        "  #1      host/eth0        -> dropped NO_SOCKET at pod2/eth0 stack\n",
+        "  #2      pod2/eth0        -> transmitted by host/eth0\n",
+        "  #7      host/eth0        -> dropped SKIFF_XDP_DROP at host/eth0 xdp (k8s_xdp)\n",
+        "  #8      host/eth0        -> dropped NOT_SPECIFIED at host/nk-pod1 netkit (k8s_to_pod)\n",
+        "  #14     pod1/eth0        -> transmitted by host/eth0\n",
+        "  #16     pod1/eth0        -> delivered to pod2's stack (eth0)\n",
     ] {
         assert!(stdout.contains(line), "{line}{stdout}");
     }
@@ -456,7 +490,7 @@ fn k8s_node_text_output() {
         .nth(1)
         .unwrap();
     let n = fates.lines().take_while(|l| l.starts_with("  #")).count();
-    assert_eq!(n, 13, "{fates}");
+    assert_eq!(n, 16, "{fates}");
 }
 
 #[test]
@@ -615,9 +649,9 @@ fn pcapng_in_by_interface_name() {
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["conservation"]["in"], 9);
-    assert_eq!(v["conservation"]["transmitted"], 3);
-    assert_eq!(v["conservation"]["delivered"], 8);
-    assert_eq!(v["conservation"]["dropped"], 2);
+    assert_eq!(v["conservation"]["transmitted"], 6);
+    assert_eq!(v["conservation"]["delivered"], 5);
+    assert_eq!(v["conservation"]["dropped"], 5);
 
     let bad = t.path("bad.pcapng");
     let w = skiff_io::Writer::create(
@@ -736,7 +770,7 @@ fn pcap_delivered_holds_what_the_stacks_took() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("= transmitted 3 + delivered 8 + dropped 2 + in flight 0"),
+        stdout.contains("= transmitted 6 + delivered 5 + dropped 5 + in flight 0"),
         "{stdout}"
     );
     let cap = read_cap(&out);
@@ -770,15 +804,13 @@ fn pcap_delivered_holds_what_the_stacks_took() {
         })
         .collect();
     let want = [
-        // in time order: each frame completes before the next arrives
-        ("pod2/eth0", "id=1 by=stack", 54),
-        ("pod1/eth0", "id=2 by=stack", 54),
-        ("pod2/eth0", "id=3 by=stack", 54),
-        ("host/eth0", "id=6 by=stack", 42),
-        ("host/eth0", "id=8 by=stack", 74),
-        ("pod1/eth0", "id=10 by=stack", 74),
-        ("pod1/eth0", "id=12 by=stack", 74),
-        ("pod2/eth0", "id=13 by=stack", 74),
+        // in time order: each frame completes before the next arrives (the
+        // SYNs and the datagram the pods answer are not taken: no socket)
+        ("host/eth0", "id=9 by=stack", 42),
+        ("host/eth0", "id=11 by=stack", 74),
+        ("pod1/eth0", "id=13 by=stack", 74),
+        ("pod1/eth0", "id=15 by=stack", 74),
+        ("pod2/eth0", "id=16 by=stack", 74),
     ];
     let want: Vec<(&str, String, usize)> = want
         .iter()
@@ -788,7 +820,7 @@ fn pcap_delivered_holds_what_the_stacks_took() {
     // the interface names lead each packet back to its device
     let (code, stdout, stderr) = skiff(&["run", TOPO, "--pcap-in", &out]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("\nconservation: in 8 + "), "{stdout}");
+    assert!(stdout.contains("\nconservation: in 5 + "), "{stdout}");
 
     // a pcap holds one device
     let (code, _, stderr) = skiff(&["run", TOPO, "--pcap-delivered", &t.path("d.pcap")]);

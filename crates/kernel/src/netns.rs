@@ -182,6 +182,10 @@ pub fn missing(tools: &[&str], hint: &str) -> Option<String> {
         .map(|t| format!("`{t}` not found ({hint})"))
 }
 
+/// include/uapi/linux/sockios.h: SIOCGSTAMPNS_OLD, which 64-bit time_t
+/// targets use (libc does not export it for them).
+const SIOCGSTAMPNS: libc::c_ulong = 0x8907;
+
 /// An AF_PACKET socket (SOCK_RAW, ETH_P_ALL) bound to one device: frames
 /// written to it leave that device; it reads every frame the device sends or
 /// receives, as tcpdump does (after native XDP, before tc ingress).
@@ -239,7 +243,42 @@ impl PacketSocket {
         if rc != 0 {
             return Err(err("bind"));
         }
-        Ok(PacketSocket { fd })
+        let s = PacketSocket { fd };
+        // the first SIOCGSTAMPNS turns receive timestamps on (sock_gettstamp:
+        // sock_enable_timestamp); nothing read yet, so it answers ENOENT
+        let _ = s.stamp_age();
+        Ok(s)
+    }
+
+    /// How long ago the kernel received the frame last read (its skb
+    /// timestamp, SIOCGSTAMPNS: set by netif_rx when the peer's xmit handed
+    /// it over), so that a reader the machine's load delayed still knows
+    /// when it came; None before any frame.
+    #[allow(unsafe_code)]
+    pub fn stamp_age(&self) -> Option<Duration> {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: ts is a valid timespec for the ioctl to fill.
+        let rc = unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                SIOCGSTAMPNS,
+                &mut ts as *mut libc::timespec,
+            )
+        };
+        if rc != 0 {
+            return None;
+        }
+        let at = Duration::new(
+            u64::try_from(ts.tv_sec).ok()?,
+            u32::try_from(ts.tv_nsec).ok()?,
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        Some(now.saturating_sub(at))
     }
 
     /// Sends one frame out of the bound device.
@@ -300,8 +339,8 @@ pub struct CollectLimits {
     pub max_frames: usize,
 }
 
-/// A frame a [`collect`] kept: when it was read (since the collect began) and
-/// its bytes.
+/// A frame a [`collect`] kept: when the kernel received it (since the collect
+/// began; its read time less [`PacketSocket::stamp_age`]) and its bytes.
 pub type Received = (Duration, Vec<u8>);
 
 /// The frames each socket reads until the limits end it; `keep(socket index,
@@ -338,7 +377,8 @@ pub fn collect(
                 n += 1;
                 let Some(v) = got.get_mut(i) else { break };
                 if keep(i, t, &f) && v.len() < limits.max_frames {
-                    v.push((start.elapsed(), f));
+                    let age = s.stamp_age().unwrap_or_default();
+                    v.push((start.elapsed().saturating_sub(age), f));
                     last = Instant::now();
                 }
             }

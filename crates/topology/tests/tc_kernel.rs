@@ -11,7 +11,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use skiff_kernel::netns::Netns;
+use skiff_kernel::netns::{Netns, PacketSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use skiff_net::datapath::DatapathOptions;
@@ -95,47 +97,48 @@ fn sh(args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
-/// A packet socket bound to `ifname` in the calling thread's namespace.
-fn packet_socket(ifname: &str) -> i32 {
-    // SAFETY: plain socket calls with checked results; sll is zeroed.
-    unsafe {
-        let fd = libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW,
-            (libc::ETH_P_ALL as u16).to_be() as i32,
+/// A kernel run whose sender was later than this with any frame was
+/// disturbed by the machine's load (its frames reached the qdisc at other
+/// times than skiff's): it is measured again.
+const LATE_MAX: Duration = Duration::from_millis(1);
+/// Kernel runs tried per measurement before the last one is compared as it is.
+const ATTEMPTS: usize = 3;
+/// The receiver's hard stop, whatever the sender does.
+const RECEIVE_MAX: Duration = Duration::from_secs(30);
+
+/// The kernel side, measured again (at most ATTEMPTS runs) while its sender
+/// could not keep the frames' times, saying so: under load the sending
+/// thread is preempted and frames reach the qdisc late, a different input
+/// than skiff's. When no run keeps time, the least late one is compared.
+fn kernel(tag: &str, tc: &[&str], frames: &[(u64, Vec<u8>)], settle: u64) -> Side {
+    let mut best: Option<(Side, Duration)> = None;
+    for attempt in 1..=ATTEMPTS {
+        let (side, late) = kernel_once(&format!("{tag}{attempt}"), tc, frames, settle);
+        if late <= LATE_MAX {
+            return side;
+        }
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let load = load.split_whitespace().next().unwrap_or("?").to_string();
+        eprintln!(
+            "{tag}: kernel run {attempt}: a frame sent {} us late (load average {load})",
+            late.as_micros()
         );
-        assert!(fd >= 0, "socket");
-        let name = std::ffi::CString::new(ifname).unwrap();
-        let ifindex = libc::if_nametoindex(name.as_ptr());
-        assert!(ifindex > 0, "no {ifname}");
-        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        sll.sll_ifindex = ifindex as i32;
-        let r = libc::bind(
-            fd,
-            &sll as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        );
-        assert_eq!(r, 0, "bind {ifname}");
-        let tv = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 200_000,
-        };
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &tv as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::timeval>() as u32,
-        );
-        fd
+        if best.as_ref().is_none_or(|b| late < b.1) {
+            best = Some((side, late));
+        }
     }
+    let (side, late) = best.expect("ATTEMPTS > 0");
+    eprintln!(
+        "{tag}: no kernel run kept time: the least late ({} us) is compared",
+        late.as_micros()
+    );
+    side
 }
 
-/// The kernel side: veth qa/qb in a fresh namespace, the tc lines on qa,
-/// the frames sent on qa at their times, received on qb.
-fn kernel(tag: &str, tc: &[&str], frames: &[(u64, Vec<u8>)], settle: u64) -> Side {
+/// One kernel run: veth qa/qb in a fresh namespace, the tc lines on qa, the
+/// frames sent on qa at their times, received on qb; and how late the
+/// sender was at worst.
+fn kernel_once(tag: &str, tc: &[&str], frames: &[(u64, Vec<u8>)], settle: u64) -> (Side, Duration) {
     // deleted when dropped, also when the test fails
     let ns = Netns::add(&format!("skiffq-{tag}-{}", std::process::id()))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -161,52 +164,19 @@ fn kernel(tag: &str, tc: &[&str], frames: &[(u64, Vec<u8>)], settle: u64) -> Sid
         );
         sh(&args).unwrap();
     }
-    let path = format!("/var/run/netns/{n}");
+    let qa = PacketSocket::open(&ns, ns.ifindex("qa").unwrap()).unwrap();
+    let qb = PacketSocket::open(&ns, ns.ifindex("qb").unwrap()).unwrap();
     let start = Instant::now();
-    let rx_path = path.clone();
-    let last = frames.last().map(|f| f.0).unwrap_or(0);
-    let until = last + settle;
-    let rx = std::thread::spawn(move || {
-        skiff_kernel::live::enter_netns(&rx_path).unwrap();
-        let fd = packet_socket("qb");
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 2048];
-        while (start.elapsed().as_nanos() as u64) < until + 300 * MS {
-            // SAFETY: buf is a valid writable buffer of its length.
-            let n = unsafe { libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
-            if n <= 0 {
-                continue;
-            }
-            if let Some(id) = id_of(&buf[..n as usize]) {
-                out.push((start.elapsed().as_nanos() as u64, id));
-            }
-        }
-        // SAFETY: fd is ours.
-        unsafe { libc::close(fd) };
-        out
+    let sent = Arc::new(AtomicU64::new(u64::MAX));
+    let rx = std::thread::spawn({
+        let sent = sent.clone();
+        move || receive(&qb, start, settle, &sent)
     });
     let tx = std::thread::spawn({
         let frames = frames.to_vec();
-        let path = path.clone();
-        move || {
-            skiff_kernel::live::enter_netns(&path).unwrap();
-            let fd = packet_socket("qa");
-            std::thread::sleep(Duration::from_millis(50));
-            let t0 = Instant::now();
-            for (t, f) in &frames {
-                while (t0.elapsed().as_nanos() as u64) < *t {
-                    std::hint::spin_loop();
-                }
-                // SAFETY: f is a valid buffer of its length. A qdisc drop
-                // is ENOBUFS here (NET_XMIT_DROP); the counters show it.
-                unsafe { libc::send(fd, f.as_ptr() as *const libc::c_void, f.len(), 0) };
-            }
-            // SAFETY: fd is ours.
-            unsafe { libc::close(fd) };
-            t0.duration_since(start).as_nanos() as u64
-        }
+        move || send_paced(&qa, &frames, start, &sent)
     });
-    let t0 = tx.join().unwrap();
+    let (t0, late) = tx.join().unwrap();
     let got = rx.join().unwrap();
     let qdisc = sh(&[
         "ip", "netns", "exec", &n, "tc", "-s", "-j", "qdisc", "show", "dev", "qa",
@@ -216,14 +186,64 @@ fn kernel(tag: &str, tc: &[&str], frames: &[(u64, Vec<u8>)], settle: u64) -> Sid
         "ip", "netns", "exec", &n, "tc", "-s", "class", "show", "dev", "qa",
     ])
     .unwrap();
-    Side {
+    let side = Side {
         out: got
             .into_iter()
             .map(|(t, id)| (t.saturating_sub(t0), id))
             .collect(),
         qdisc: serde_json::from_str(&qdisc).unwrap(),
         class,
+    };
+    (side, late)
+}
+
+/// Reads what qb receives until `settle` + 300 ms after the last frame was
+/// sent (`sent`: ns since `start`), each frame with the time the kernel
+/// received it (ns since `start`: `PacketSocket::stamp_age`), not when this
+/// thread got to read it, which load delays.
+fn receive(qb: &PacketSocket, start: Instant, settle: u64, sent: &AtomicU64) -> Vec<(u64, u16)> {
+    let mut out = Vec::new();
+    while start.elapsed() < RECEIVE_MAX {
+        let last = sent.load(Ordering::SeqCst);
+        if last != u64::MAX && start.elapsed().as_nanos() as u64 > last + settle + 300 * MS {
+            break;
+        }
+        let Some((_, f)) = qb.recv() else {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        };
+        if let Some(id) = id_of(&f) {
+            let at = start
+                .elapsed()
+                .saturating_sub(qb.stamp_age().unwrap_or_default());
+            out.push((at.as_nanos() as u64, id));
+        }
     }
+    out
+}
+
+/// Sends the frames on qa at their times (spinning, not sleeping, for
+/// precision); returns when the first went (ns since `start`) and the
+/// latest any frame went out after its time.
+fn send_paced(
+    qa: &PacketSocket,
+    frames: &[(u64, Vec<u8>)],
+    start: Instant,
+    sent: &AtomicU64,
+) -> (u64, Duration) {
+    std::thread::sleep(Duration::from_millis(50));
+    let t0 = Instant::now();
+    let mut late = Duration::ZERO;
+    for (t, f) in frames {
+        while (t0.elapsed().as_nanos() as u64) < *t {
+            std::hint::spin_loop();
+        }
+        late = late.max(t0.elapsed().saturating_sub(Duration::from_nanos(*t)));
+        // A qdisc drop is ENOBUFS here (NET_XMIT_DROP); the counters show it.
+        let _ = qa.send(f);
+    }
+    sent.store(start.elapsed().as_nanos() as u64, Ordering::SeqCst);
+    (t0.duration_since(start).as_nanos() as u64, late)
 }
 
 const TOPOLOGY: &str = r#"

@@ -17,7 +17,8 @@ use std::path::PathBuf;
 use skiff_topology::Topology;
 
 pub use compare::{compare, Comparison};
-pub use side::{MapKind, SideResult};
+pub use inputs::{read as read_inputs, Frame};
+pub use side::{run_skiff, MapKind, SideResult, SkiffRun};
 
 /// Exit codes: identical, different, could not run.
 pub const EXIT_IDENTICAL: i32 = 0;
@@ -74,7 +75,7 @@ fn run(a: &DiffArgs) -> Result<Comparison, CannotRun> {
     preconditions()?;
     let topology = Topology::load(&a.topology)?;
     let frames = inputs::read(&a.pcap_in)?;
-    let skiff = side::run_skiff(&topology, &frames)?;
+    let mut skiff = side::run_skiff(&topology, &frames)?;
     skiff_kernel::live::catch_interrupts()?;
     let mut kernel = netns::KernelTopology::build(&topology, &skiff.devices)?;
     let outcome = kernel.run(&topology, &frames);
@@ -82,10 +83,11 @@ fn run(a: &DiffArgs) -> Result<Comparison, CannotRun> {
     if a.keep {
         notes.push(kernel.keep());
     }
-    let kernel_side = outcome?;
+    let (kernel_side, window) = outcome?;
     if skiff_kernel::live::interrupted() {
         return Err(CannotRun("interrupted (SIGINT/SIGTERM)".into()));
     }
+    notes.extend(skiff.trim(window));
     let kinds = side::map_kinds(&topology);
     let mut c = compare(&skiff.result, &kernel_side, &kinds);
     c.notes = notes;

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use skiff_kernel::netns::{collect, CollectLimits, Netns, PacketSocket, PACKET_OUTGOING};
+use skiff_net::netfilter::NfProto;
+use skiff_topology::netfilter::ShellWords;
 use skiff_topology::{Device, DeviceKind, NetkitMode, RouteKind, RuleAction, Topology};
 
 use super::attach::{namespace, t_dir, Attached, Namespaces};
@@ -21,9 +23,10 @@ use super::CannotRun;
 /// nothing more came.
 const QUIET: Duration = Duration::from_millis(500);
 /// Frames a NIC transmits later than this after the last frame was sent are
-/// not compared (skiff's run ends at the last frame's time: what a shaper
-/// still holds then stays queued): they are counted in a note.
-const GRACE: Duration = Duration::from_millis(2);
+/// not compared (a shaper's backlog leaves for as long as it lasts: skiff's
+/// frames are cut at the same time, `SkiffRun::trim`): they are counted in a
+/// note.
+pub(super) const GRACE: Duration = Duration::from_millis(2);
 /// The most frames read per NIC.
 const FRAMES_MAX: usize = 200_000;
 
@@ -97,6 +100,9 @@ impl KernelTopology {
                 })?;
             }
         }
+        for n in &t.namespaces {
+            k.apply_iptables(n)?;
+        }
         let mut attached = Attached::new(format!("/sys/fs/bpf/{}", ns_name("pins")).into())?;
         let mut notes = Vec::new();
         attached.load_all(t, &k.namespaces, &mut notes)?;
@@ -113,6 +119,49 @@ impl KernelTopology {
         if !self.ipv6 {
             ns.sysctl("net.ipv6.conf.all.disable_ipv6=1")?;
             ns.sysctl("net.ipv6.conf.default.disable_ipv6=1")?;
+        }
+        Ok(())
+    }
+
+    /// The namespace's `iptables`/`ip6tables` lines, run in order with the
+    /// x_tables front ends (iptables-legacy where installed: skiff's tables
+    /// are x_tables'). `statistic --mode random` draws the kernel's random
+    /// numbers, skiff's a seeded generator's: said in a note.
+    fn apply_iptables(&mut self, n: &skiff_topology::Netns) -> Result<(), CannotRun> {
+        if n.iptables.is_empty() {
+            return Ok(());
+        }
+        let ns = namespace(&self.namespaces, &n.name)?.name().to_string();
+        for l in &n.iptables {
+            let tool = match l.cmd.family {
+                NfProto::Ipv6 => "ip6tables",
+                _ => "iptables",
+            };
+            let words = ShellWords::new(&l.text).map_err(|at| {
+                CannotRun(format!(
+                    "netns {}: the {tool} line {:?}: unterminated quote at {at}",
+                    n.name, l.text
+                ))
+            })?;
+            let legacy = format!("{tool}-legacy");
+            let bin = match std::process::Command::new(&legacy).arg("-V").output() {
+                Ok(_) => legacy.as_str(),
+                Err(_) => tool,
+            };
+            let mut args = vec![bin];
+            args.extend(words.words.iter().map(|(_, w)| w.as_str()));
+            skiff_kernel::netns::run_netns(&ns, &args).map_err(|e| {
+                CannotRun(format!(
+                    "kernel: netns {}: the {tool} line {:?} cannot be applied: {e}",
+                    n.name, l.text
+                ))
+            })?;
+        }
+        if n.iptables.iter().any(|l| l.text.contains("random")) {
+            self.notes.push(format!(
+                "netns {}: `-m statistic --mode random` (or --random/--random-fully) draws the kernel's random numbers, skiff's a seeded generator's: which rule or port a connection gets can differ",
+                n.name
+            ));
         }
         Ok(())
     }
@@ -248,8 +297,13 @@ impl KernelTopology {
     }
 
     /// Sends the frames with their pcap timing, reads what the NICs transmit,
-    /// then dumps the maps.
-    pub fn run(&mut self, t: &Topology, frames: &[Frame]) -> Result<SideResult, CannotRun> {
+    /// then dumps the maps; also the window compared (from the first frame's
+    /// sending to GRACE after the last's).
+    pub fn run(
+        &mut self,
+        t: &Topology,
+        frames: &[Frame],
+    ) -> Result<(SideResult, Duration), CannotRun> {
         let mut idx = Vec::with_capacity(frames.len());
         for f in frames {
             let i = self.nics.iter().position(|n| n.dev == f.dev).ok_or_else(|| {
@@ -293,7 +347,7 @@ impl KernelTopology {
                 frames.into_iter().partition(|(at, _)| *at <= end + GRACE);
             if !late.is_empty() {
                 self.notes.push(format!(
-                    "kernel: {} frame(s) out of {} came more than {} ms after the last frame was sent: not compared (skiff's run ends at the last frame's time; what a shaper holds then stays queued)",
+                    "kernel: {} frame(s) out of {} came more than {} ms after the last frame was sent: not compared (skiff's frames are cut at the same time)",
                     late.len(), nic.dev, GRACE.as_millis()
                 ));
             }
@@ -303,7 +357,7 @@ impl KernelTopology {
         if let Some(a) = &self.attached {
             out.maps = a.dump_maps(t)?;
         }
-        Ok(out)
+        Ok((out, end + GRACE))
     }
 
     /// The kernel's names of this run's namespaces.

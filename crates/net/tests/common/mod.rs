@@ -27,3 +27,6 @@ pub fn bpf_object(name: &str) -> Option<Vec<u8>> {
         }
     }
 }
+
+pub mod datapath;
+pub mod datapath_kernel;
