@@ -661,11 +661,7 @@ fn replies6(frames: Vec<Vec<u8>>) -> Vec<String> {
                 Some([0x86, 0xdd]) => f.get(14..)?.to_vec(),
                 _ => f,
             };
-            let keep = match (p.get(6), p.get(40)) {
-                (Some(6), _) => true,
-                (Some(58), Some(1)) => true,
-                _ => false,
-            };
+            let keep = matches!((p.get(6), p.get(40)), (Some(6), _) | (Some(58), Some(1)));
             if !keep {
                 return None;
             }

@@ -3,6 +3,9 @@
 //! the stack (nf_send_unreach: icmp_send; nf_send_reset: a RST by
 //! ip_local_out) after the hook returned NF_DROP.
 
+/// A `--reject-with` name and its ICMP(v6) code.
+type RejectName = (&'static str, u8);
+
 /// enum ipt_reject_with / ip6t_reject_with, as `--reject-with` names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RejectWith {
@@ -59,7 +62,7 @@ impl RejectWith {
         if name == "tcp-reset" {
             return Some(RejectWith::TcpReset);
         }
-        let (names, aliases): (&[(&str, u8)], &[(&str, u8)]) = if v6 {
+        let (names, aliases): (&[RejectName], &[RejectName]) = if v6 {
             (&REJECT_NAMES6, &REJECT_ALIASES6)
         } else {
             (&REJECT_NAMES4, &REJECT_ALIASES4)

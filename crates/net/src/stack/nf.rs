@@ -12,9 +12,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use skiff_wire::checksum::{pseudo_header_v4, pseudo_header_v6};
 use skiff_wire::icmpv4::ICMP_DEST_UNREACH;
 use skiff_wire::icmpv6::ICMPV6_DEST_UNREACH;
-use skiff_wire::{
-    checksum, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, IPPROTO_TCP, IPPROTO_UDP,
-};
+use skiff_wire::{checksum, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, IPPROTO_TCP, IPPROTO_UDP};
 
 use crate::drop::DropReason;
 use crate::netfilter::conntrack::NfCt;
@@ -368,9 +366,8 @@ impl HostStack {
         let (IpAddr::V6(src), IpAddr::V6(dst)) = (p.src, p.dst) else {
             return;
         };
-        let unicast = |a: Ipv6Addr| {
-            !a.is_multicast() && !a.is_unspecified() && a.to_ipv4_mapped().is_none()
-        };
+        let unicast =
+            |a: Ipv6Addr| !a.is_multicast() && !a.is_unspecified() && a.to_ipv4_mapped().is_none();
         if !unicast(src) || !unicast(dst) {
             return;
         }
