@@ -803,3 +803,40 @@ fn ip6tables_reject_replies_match_the_kernel() {
     assert_eq!(k.len(), 5, "{k:#?}");
     assert_eq!(norm(&sl), norm(&kl), "ip6tables -L INPUT -v -n -x");
 }
+
+/// The example's topology with its `iptables` lines replaced by
+/// `iptables_save` text.
+fn save_topology(save: &str) -> String {
+    let src = std::fs::read_to_string(example()).expect("example");
+    let (head, rest) = src.split_once("\niptables = [").expect("iptables block");
+    let (_, tail) = rest.split_once("\n]\n").expect("block end");
+    format!("{head}\niptables_save = '''\n{save}'''\n{tail}")
+}
+
+#[test]
+fn kube_proxy_example_loaded_from_the_kernels_iptables_save_matches_the_kernel() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let n = Nets {
+        pid: std::process::id(),
+        case: "ks",
+    };
+    let dir = n.dir();
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let topo = Topology::load(&example()).expect("example topology");
+    let lines = rules(&topo);
+    let frames = frames();
+    let tables = ["raw", "filter", "nat"];
+    let k = kernel_run(&n, &lines, &frames, &tables);
+    // What the kernel holds, as iptables-save prints it (with the counters
+    // of the run, which a restore without -c does not load).
+    let save = in_ns(&n.ns("host"), &["iptables-legacy-save", "-c"]);
+    assert!(
+        save.contains("*nat\n") && save.contains("--mode nth"),
+        "{save}"
+    );
+    let s = skiff_run(&dir, &save_topology(&save), &frames, &tables);
+    assert_same(&k, &s, &tables);
+}
