@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use skiff_kernel::testpkt::{eth, icmp_echo, ipv4, tcp, udp};
+use skiff_kernel::testpkt::{eth, icmp_echo, ipv4, ipv6, tcp, udp};
 use skiff_topology::netfilter::ShellWords;
 use skiff_topology::Topology;
 
@@ -618,4 +618,233 @@ fn filter_table_reject_and_policies_match_the_kernel() {
     ] {
         assert!(listing.iter().any(|l| l == line), "{line}: {listing:#?}");
     }
+}
+
+/// The IPv6 REJECT case's rules (ip6t_REJECT: a RST, port unreachable by
+/// name and by default, administratively prohibited).
+const REJECT6_RULES: [&str; 4] = [
+    "-A INPUT -p tcp -m tcp --dport 22 -j REJECT --reject-with tcp-reset",
+    "-A INPUT -p udp -m udp --dport 9 -j REJECT --reject-with icmp6-port-unreachable",
+    "-A INPUT -p tcp -m tcp --dport 23 -j REJECT --reject-with icmp6-adm-prohibited",
+    "-A INPUT -p tcp -m tcp --dport 24 -j REJECT",
+];
+const NODE6: [u8; 16] = [
+    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
+const GW6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+/// The node with one IPv6 address on its eth0 and the REJECT rules.
+fn reject6_topology() -> String {
+    let rules: Vec<String> = REJECT6_RULES.iter().map(|r| format!("  {r:?},")).collect();
+    format!(
+        "[netns.host]\nip6tables = [\n{}\n]\n\n[[netns.host.device]]\nname = \"eth0\"\n\
+         kind = \"nic\"\nifindex = 2\nmac = \"02:00:00:00:00:01\"\n\n[[netns.host.address]]\n\
+         dev = \"eth0\"\ncidr = \"2001:db8::10/64\"\n\n[[netns.host.neighbour]]\ndev = \"eth0\"\n\
+         ip = \"2001:db8::1\"\nmac = \"02:00:00:00:00:fe\"\n",
+        rules.join("\n")
+    )
+}
+
+/// From the gateway to the node: SYN to 22 (RST+ACK), ACK to 22 (RST with
+/// the ACK's number), a datagram to 9, SYNs to 23 and 24 (ICMPv6 errors).
+fn reject6_frames() -> Vec<Vec<u8>> {
+    let ip = |next: u8, l4: Vec<u8>| eth(NODE_MAC, GW_MAC, 0x86dd, &ipv6(GW6, NODE6, next, &l4));
+    vec![
+        ip(6, tcp(&GW6, &NODE6, 40000, 22, 0x02, &[])),
+        ip(6, tcp(&GW6, &NODE6, 40001, 22, 0x10, b"data")),
+        ip(17, udp(&GW6, &NODE6, 5000, 9, &[0, 1, 2, 3])),
+        ip(6, tcp(&GW6, &NODE6, 40002, 23, 0x02, &[])),
+        ip(6, tcp(&GW6, &NODE6, 40003, 24, 0x02, &[])),
+    ]
+}
+
+/// The IPv6 packets (from the node) a capture holds: TCP, and ICMPv6
+/// destination unreachable, with the flow label masked (the kernel's
+/// icmp6_send draws an automatic flow label, nf_send_reset6 sets 0).
+fn replies6(frames: Vec<Vec<u8>>) -> Vec<String> {
+    frames
+        .into_iter()
+        .filter_map(|f| {
+            let mut p = match f.get(12..14) {
+                Some([0x86, 0xdd]) => f.get(14..)?.to_vec(),
+                _ => f,
+            };
+            let keep = matches!((p.get(6), p.get(40)), (Some(6), _) | (Some(58), Some(1)));
+            if !keep {
+                return None;
+            }
+            if let Some(b) = p.get_mut(1) {
+                *b &= 0xf0;
+            }
+            p.get_mut(2..4)?.copy_from_slice(&[0, 0]);
+            Some(hex(&p))
+        })
+        .collect()
+}
+
+/// The kernel's side: out -> host over a veth, ip6tables-legacy's rules,
+/// what the node sends back and its INPUT listing.
+fn reject6_kernel(n: &Nets, frames: &[Vec<u8>]) -> (Vec<String>, String) {
+    for role in ["host", "out"] {
+        sh(&["ip", "netns", "add", &n.ns(role)]);
+        in_ns(&n.ns(role), &["ip", "link", "set", "lo", "up"]);
+    }
+    let (h, o) = (n.ns("host"), n.ns("out"));
+    veth(
+        &h,
+        "skh-eth",
+        "02:00:00:00:00:01",
+        &o,
+        "sko-eth",
+        "02:00:00:00:00:fe",
+    );
+    in_ns(
+        &h,
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "2001:db8::10/64",
+            "dev",
+            "skh-eth",
+            "nodad",
+        ],
+    );
+    in_ns(
+        &h,
+        &[
+            "ip",
+            "-6",
+            "neigh",
+            "replace",
+            "2001:db8::1",
+            "lladdr",
+            "02:00:00:00:00:fe",
+            "dev",
+            "skh-eth",
+            "nud",
+            "permanent",
+        ],
+    );
+    for line in REJECT6_RULES {
+        let w = ShellWords::new(line).unwrap_or_else(|at| panic!("{line}: quote at {at}"));
+        let mut args = vec!["ip6tables-legacy"];
+        args.extend(w.words.iter().map(|(_, s)| s.as_str()));
+        in_ns(&h, &args);
+    }
+    let cap = CAPTURE.replace("htons(0x0800)", "htons(0x86dd)");
+    let c = Command::new("ip")
+        .args([
+            "netns", "exec", &o, "timeout", "20", "python3", "-c", &cap, "sko-eth",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("capture");
+    std::thread::sleep(Duration::from_millis(500));
+    let hexes: Vec<String> = frames.iter().map(|f| hex(f)).collect();
+    let mut args = vec!["timeout", "20", "python3", "-c", SEND, "sko-eth"];
+    args.extend(hexes.iter().map(String::as_str));
+    in_ns(&o, &args);
+    let out = c.wait_with_output().expect("capture output");
+    let seen = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(unhex)
+        .collect();
+    let listing = in_ns(&h, &["ip6tables-legacy", "-L", "INPUT", "-v", "-n", "-x"]);
+    (replies6(seen), listing)
+}
+
+/// skiff's side: the topology run with the frames into eth0.
+fn reject6_skiff(dir: &Path, frames: &[Vec<u8>]) -> (Vec<String>, String) {
+    let topo = dir.join("topology.toml");
+    std::fs::write(&topo, reject6_topology()).expect("write topology");
+    let (pin, pout) = (dir.join("in.pcap"), dir.join("out.pcap"));
+    let mut w =
+        skiff_io::Writer::create(&pin, skiff_io::Format::Pcap, &[("eth0", 1)]).expect("pcap");
+    for (i, f) in frames.iter().enumerate() {
+        w.write(0, 1_000_000 * (i as u64 + 1), f, None)
+            .expect("pcap write");
+    }
+    w.finish().expect("pcap finish");
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .arg("run")
+        .arg(&topo)
+        .arg(format!("--pcap-in=eth0={}", pin.display()))
+        .arg(format!("--pcap-out=eth0={}", pout.display()))
+        .arg("--nf-stats")
+        .output()
+        .expect("skiff run");
+    let so = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{so}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = skiff_io::read(&pout).expect("capture");
+    let seen = replies6(c.packets.into_iter().map(|p| p.data).collect());
+    let head = "# ip netns exec host ip6tables -t filter -L -v -n -x\n";
+    let listing = so.split_once(head).map_or("", |(_, r)| r);
+    let input = listing.split("\n\n").next().unwrap_or("").to_string();
+    (seen, input)
+}
+
+#[test]
+fn ip6tables_reject_replies_match_the_kernel() {
+    if let Some(why) = skiff_kernel::netns::missing(
+        &["ip", "ip6tables-legacy", "ethtool", "python3"],
+        "apt-get install iptables",
+    ) {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let n = Nets {
+        pid: std::process::id(),
+        case: "r6",
+    };
+    let dir = n.dir();
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let frames = reject6_frames();
+    let (k, kl) = reject6_kernel(&n, &frames);
+    let (s, sl) = reject6_skiff(&dir, &frames);
+    assert_eq!(s, k, "the node's replies (IPv6, flow label masked)");
+    assert_eq!(k.len(), 5, "{k:#?}");
+    assert_eq!(norm(&sl), norm(&kl), "ip6tables -L INPUT -v -n -x");
+}
+
+/// The example's topology with its `iptables` lines replaced by
+/// `iptables_save` text.
+fn save_topology(save: &str) -> String {
+    let src = std::fs::read_to_string(example()).expect("example");
+    let (head, rest) = src.split_once("\niptables = [").expect("iptables block");
+    let (_, tail) = rest.split_once("\n]\n").expect("block end");
+    format!("{head}\niptables_save = '''\n{save}'''\n{tail}")
+}
+
+#[test]
+fn kube_proxy_example_loaded_from_the_kernels_iptables_save_matches_the_kernel() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let n = Nets {
+        pid: std::process::id(),
+        case: "ks",
+    };
+    let dir = n.dir();
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let topo = Topology::load(&example()).expect("example topology");
+    let lines = rules(&topo);
+    let frames = frames();
+    let tables = ["raw", "filter", "nat"];
+    let k = kernel_run(&n, &lines, &frames, &tables);
+    // What the kernel holds, as iptables-save prints it (with the counters
+    // of the run, which a restore without -c does not load).
+    let save = in_ns(&n.ns("host"), &["iptables-legacy-save", "-c"]);
+    assert!(
+        save.contains("*nat\n") && save.contains("--mode nth"),
+        "{save}"
+    );
+    let s = skiff_run(&dir, &save_topology(&save), &frames, &tables);
+    assert_same(&k, &s, &tables);
 }

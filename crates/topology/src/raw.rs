@@ -50,6 +50,11 @@ pub(crate) struct RawNetns {
     pub ip6tables: Vec<Spanned<String>>,
     /// An nft -f rule set (not supported yet: refused at load).
     pub nft: Option<Spanned<String>>,
+    /// iptables-save text, loaded as iptables-restore loads it (before the
+    /// `iptables` lines).
+    pub iptables_save: Option<Spanned<String>>,
+    /// ip6tables-save text.
+    pub ip6tables_save: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -21,6 +21,10 @@ pub struct Observed {
     pub drops: Vec<DropExpect>,
     /// Per `expect.map` entry, the value found (None: absent).
     pub maps: Vec<Option<Vec<u8>>>,
+    /// Per `expect.rule` entry, its (packets, bytes) or why there is none.
+    pub rules: Vec<Result<(u64, u64), String>>,
+    /// Per `expect.conntrack` namespace, its `conntrack -L` lines.
+    pub conntrack: super::netfilter::ConntrackExpect,
 }
 
 /// `host/eth0` as `eth0`; other namespaces stay `NETNS/NAME`.
@@ -104,13 +108,17 @@ fn run_topology(path: &std::path::Path, case: &Case) -> Result<Observed, Error> 
     out.transmitted.extend(end.transmitted);
     out.drops.extend(end.drops);
     let mut obs = Observed::default();
-    // the programs' verdicts; drops are the `drop` list's
+    // the programs' verdicts and netfilter's (`DEV:nf-HOOK:TABLE`, one
+    // list per table or conntrack entry); drops are the `drop` list's
     for s in out
         .steps
         .iter()
         .filter(|s| s.prog.is_some() && s.hook != "kfree_skb")
     {
-        let key = format!("{}:{}", short_dev(&s.dev), s.hook);
+        let key = match (&s.prog, s.hook.starts_with("nf-")) {
+            (Some(table), true) => format!("{}:{}:{table}", short_dev(&s.dev), s.hook),
+            _ => format!("{}:{}", short_dev(&s.dev), s.hook),
+        };
         match obs.hooks.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => v.push(s.verdict.clone()),
             None => obs.hooks.push((key, vec![s.verdict.clone()])),
@@ -133,6 +141,10 @@ fn run_topology(path: &std::path::Path, case: &Case) -> Result<Observed, Error> 
     for m in &case.expect.maps {
         let key = resolve(&m.key, Some(&mut net))?;
         obs.maps.push(net.map(&m.map)?.lookup(&key)?);
+    }
+    obs.rules = super::netfilter::observe_rules(net.datapath(), &case.expect.rules);
+    if let Some(want) = &case.expect.conntrack {
+        obs.conntrack = super::netfilter::observe_conntrack(net.datapath(), want);
     }
     Ok(obs)
 }
@@ -167,6 +179,10 @@ pub fn compare(x: &Expect, o: &Observed) -> Vec<String> {
     }
     if let Some(want) = &x.drops {
         compare_drops(want, &o.drops, &mut d);
+    }
+    super::netfilter::compare_rules(&x.rules, &o.rules, &mut d);
+    if let Some(want) = &x.conntrack {
+        super::netfilter::compare_conntrack(want, &o.conntrack, &mut d);
     }
     d
 }

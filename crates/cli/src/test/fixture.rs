@@ -69,6 +69,10 @@ pub struct Expect {
     pub maps: Vec<MapExpect>,
     /// Every drop, in order (None: not checked).
     pub drops: Option<Vec<DropExpect>>,
+    /// Netfilter rule and policy counters (topology).
+    pub rules: Vec<super::netfilter::RuleExpect>,
+    /// Conntrack entries per namespace (topology; None: not checked).
+    pub conntrack: Option<super::netfilter::ConntrackExpect>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -379,6 +383,11 @@ fn read_expect(e: &Item, at: &At, is_topo: bool) -> Result<Expect, String> {
             });
         }
         x.drops = Some(ds);
+    }
+    x.rules = super::netfilter::read_rules(e, at)?;
+    x.conntrack = super::netfilter::read_conntrack(e, at)?;
+    if !is_topo && (!x.rules.is_empty() || x.conntrack.is_some()) {
+        return Err(at.err("rule/conntrack need a topology"));
     }
     Ok(x)
 }

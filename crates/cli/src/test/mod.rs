@@ -6,6 +6,7 @@ pub mod expect;
 pub mod fixture;
 pub mod frames;
 pub mod junit;
+pub mod netfilter;
 mod update;
 
 use std::path::{Path, PathBuf};

@@ -357,7 +357,9 @@ fn rule_line(r: &XtRule, table: &XtTable) -> String {
             if ip.frag { 'f' } else { '-' }
         );
     } else {
-        s.push_str("   ");
+        // ip6tables 1.8.9 prints the fragment column as `--` too (IPv6 has
+        // no -f flag).
+        s.push_str("-- ");
     }
     let _ = write!(
         s,

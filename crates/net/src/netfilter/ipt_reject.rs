@@ -3,6 +3,9 @@
 //! the stack (nf_send_unreach: icmp_send; nf_send_reset: a RST by
 //! ip_local_out) after the hook returned NF_DROP.
 
+/// A `--reject-with` name and its ICMP(v6) code.
+type RejectName = (&'static str, u8);
+
 /// enum ipt_reject_with / ip6t_reject_with, as `--reject-with` names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RejectWith {
@@ -22,16 +25,55 @@ pub const REJECT_NAMES4: [(&str, u8); 7] = [
     ("icmp-admin-prohibited", 13),
 ];
 
-/// (ip6tables name, ICMPv6 code) for IPv6.
-pub const REJECT_NAMES6: [(&str, u8); 5] = [
+/// (ip6tables name, ICMPv6 code) for IPv6 (reject_tg6's IP6T_ICMP6_* ->
+/// ICMPV6_* mapping).
+pub const REJECT_NAMES6: [(&str, u8); 6] = [
     ("icmp6-no-route", 0),
     ("icmp6-adm-prohibited", 1),
     ("icmp6-addr-unreachable", 3),
     ("icmp6-port-unreachable", 4),
     ("icmp6-policy-fail", 5),
+    ("icmp6-reject-route", 6),
+];
+
+/// The short names libipt_REJECT / libip6t_REJECT also take.
+const REJECT_ALIASES4: [(&str, u8); 7] = [
+    ("net-unreach", 0),
+    ("host-unreach", 1),
+    ("proto-unreach", 2),
+    ("port-unreach", 3),
+    ("net-prohib", 9),
+    ("host-prohib", 10),
+    ("admin-prohib", 13),
+];
+const REJECT_ALIASES6: [(&str, u8); 6] = [
+    ("no-route", 0),
+    ("adm-prohibited", 1),
+    ("addr-unreach", 3),
+    ("port-unreach", 4),
+    ("policy-fail", 5),
+    ("reject-route", 6),
 ];
 
 impl RejectWith {
+    /// `--reject-with NAME` as libipt_REJECT / libip6t_REJECT parse it
+    /// (the long name, its short alias, or `tcp-reset`).
+    pub fn parse(name: &str, v6: bool) -> Option<RejectWith> {
+        if name == "tcp-reset" {
+            return Some(RejectWith::TcpReset);
+        }
+        let (names, aliases): (&[RejectName], &[RejectName]) = if v6 {
+            (&REJECT_NAMES6, &REJECT_ALIASES6)
+        } else {
+            (&REJECT_NAMES4, &REJECT_ALIASES4)
+        };
+        names
+            .iter()
+            .chain(aliases)
+            .find(|(n, _)| *n == name)
+            .map(|(_, c)| RejectWith::IcmpUnreach(*c))
+    }
+
     /// The name `iptables -L` prints (`reject-with icmp-port-unreachable`).
     pub fn name(self, v6: bool) -> &'static str {
         match self {

@@ -7,12 +7,12 @@
 //! it. REJECT's replies are sent here after the hook (nf_reject_ipv4.c,
 //! nf_reject_ipv6.c).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use skiff_wire::checksum::{pseudo_header_v4, pseudo_header_v6};
 use skiff_wire::icmpv4::ICMP_DEST_UNREACH;
 use skiff_wire::icmpv6::ICMPV6_DEST_UNREACH;
-use skiff_wire::{checksum, Ipv4Packet, Ipv4Repr, Ipv6Packet, IPPROTO_TCP, IPPROTO_UDP};
+use skiff_wire::{checksum, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, IPPROTO_TCP, IPPROTO_UDP};
 
 use crate::drop::DropReason;
 use crate::netfilter::conntrack::NfCt;
@@ -21,7 +21,7 @@ use crate::netfilter::ipt_reject::RejectWith;
 use crate::netfilter::xt_addrtype::*;
 use crate::netfilter::{nf_hook, IfName, NfHook, NfHookState, NfProto, NfReply, NfSkb, NfVerdict};
 
-use super::frame::{ipv4_frame, ETH_HLEN};
+use super::frame::{ipv4_frame, ipv6_frame, ETH_HLEN};
 use super::{Fate, HostStack, Origin, RouteKind, RxMeta, StackOutput, PACKET_HOST, RT_TABLE_LOCAL};
 
 /// What the stack does with a hook's final verdict: NF_DROP is
@@ -319,49 +319,26 @@ impl HostStack {
             (RejectWith::TcpReset, NfProto::Ipv4) if p.proto == IPPROTO_TCP => {
                 self.nf_send_reset4(&p, &r.pkt, out)
             }
+            (RejectWith::TcpReset, NfProto::Ipv6) if p.proto == IPPROTO_TCP => {
+                self.nf_send_reset6(&p, &r.pkt, out)
+            }
             _ => {}
         }
     }
 
-    /// net/ipv4/netfilter/nf_reject_ipv4.c nf_send_reset: no reply to a RST;
-    /// the RST has the ports swapped, seq = the segment's ack_seq when it
-    /// had ACK, else ACK with ack_seq = seq + SYN + FIN + payload; IP id 0,
-    /// DF, TTL 64 (ip4_dst_hoplimit); sent by ip_local_out.
+    /// net/ipv4/netfilter/nf_reject_ipv4.c nf_send_reset: the RST
+    /// (nf_reject_ip_tcphdr_put) in an IPv4 header with id 0, DF, TTL 64
+    /// (ip4_dst_hoplimit), sent by ip_local_out.
     fn nf_send_reset4(&mut self, p: &XtPkt, pkt: &[u8], out: &mut Vec<StackOutput>) {
         let (IpAddr::V4(src), IpAddr::V4(dst)) = (p.src, p.dst) else {
             return;
         };
-        let th = p.l4(pkt);
-        let (Some(h), Some(&doff)) = (th.get(..20), th.get(12)) else {
+        let Some(mut t) = reset_tcphdr(p.l4(pkt)) else {
             return;
         };
-        let flags = h.get(13).copied().unwrap_or(0);
-        if flags & 0x04 != 0 {
-            return;
-        }
-        let be32 = |o: usize| {
-            h.get(o..o + 4)
-                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-                .unwrap_or(0)
-        };
-        let (seq, ack_seq) = (be32(4), be32(8));
-        let payload = th.len().saturating_sub(usize::from(doff >> 4) * 4) as u32;
-        let mut t = vec![0u8; 20];
-        t[0..2].copy_from_slice(&h[2..4]);
-        t[2..4].copy_from_slice(&h[0..2]);
-        t[12] = 5 << 4;
-        if flags & 0x10 != 0 {
-            t[4..8].copy_from_slice(&ack_seq.to_be_bytes());
-            t[13] = 0x04;
-        } else {
-            let syn_fin = u32::from(flags & 0x02 != 0) + u32::from(flags & 0x01 != 0);
-            let ack = seq.wrapping_add(syn_fin).wrapping_add(payload);
-            t[8..12].copy_from_slice(&ack.to_be_bytes());
-            t[13] = 0x14;
-        }
         let c = checksum::fold(checksum::sum(
             &t,
-            pseudo_header_v4(dst, src, IPPROTO_TCP, 20),
+            pseudo_header_v4(dst, src, IPPROTO_TCP, t.len()),
         ));
         t[16..18].copy_from_slice(&c.to_be_bytes());
         let h = Ipv4Repr {
@@ -372,11 +349,87 @@ impl HostStack {
             ttl: 64,
             ident: 0,
             dont_frag: true,
-            payload_len: 20,
+            payload_len: t.len(),
         };
         let frame = ipv4_frame(&h, &t);
         let _ = self.ip_output4(frame, Some(dst), src, Origin::Reply, out);
     }
+
+    /// net/ipv6/netfilter/nf_reject_ipv6.c nf_send_reset6: only between
+    /// unicast addresses (ipv6_addr_type & IPV6_ADDR_UNICAST: not
+    /// multicast, unspecified or v4-mapped); the RST (nf_reject_ip6_tcphdr_put)
+    /// in an IPv6 header with traffic class 0, flow label 0, hop limit 64
+    /// (ip6_dst_hoplimit), routed from the original destination back to the
+    /// source (ip6_route_output) and sent by ip6_local_out (LOCAL_OUT,
+    /// POST_ROUTING).
+    fn nf_send_reset6(&mut self, p: &XtPkt, pkt: &[u8], out: &mut Vec<StackOutput>) {
+        let (IpAddr::V6(src), IpAddr::V6(dst)) = (p.src, p.dst) else {
+            return;
+        };
+        let unicast =
+            |a: Ipv6Addr| !a.is_multicast() && !a.is_unspecified() && a.to_ipv4_mapped().is_none();
+        if !unicast(src) || !unicast(dst) {
+            return;
+        }
+        let Some(mut t) = reset_tcphdr(p.l4(pkt)) else {
+            return;
+        };
+        let c = checksum::fold(checksum::sum(
+            &t,
+            pseudo_header_v6(dst, src, IPPROTO_TCP, t.len()),
+        ));
+        t[16..18].copy_from_slice(&c.to_be_bytes());
+        let Some(r) = self.output_route6(src, Some(dst)) else {
+            return;
+        };
+        let h = Ipv6Repr {
+            src_addr: dst,
+            dst_addr: src,
+            next_header: IPPROTO_TCP,
+            hop_limit: 64,
+            traffic_class: 0,
+            payload_len: t.len(),
+        };
+        let mut frame = ipv6_frame(&h, &t);
+        if self
+            .nf_local_out(NfProto::Ipv6, r.ifindex, &mut frame, out)
+            .is_some()
+        {
+            return;
+        }
+        let nh = r.gateway.unwrap_or(IpAddr::V6(src));
+        let _ = self.neigh_xmit(r.ifindex, frame, nh, Origin::Reply, None, out);
+    }
+}
+
+/// nf_reject_ip_tcphdr_get + nf_reject_ip_tcphdr_put (IPv4) and their
+/// IPv6 twins: no reply to a RST or to a segment shorter than a TCP header;
+/// the RST has the ports swapped, seq = the segment's ack_seq when it had
+/// ACK, else ACK with ack_seq = seq + SYN + FIN + payload; doff 5, window 0;
+/// the checksum left to the caller.
+fn reset_tcphdr(th: &[u8]) -> Option<[u8; 20]> {
+    let h: &[u8; 20] = th.get(..20)?.try_into().ok()?;
+    let (doff, flags) = (h[12], h[13]);
+    if flags & 0x04 != 0 {
+        return None;
+    }
+    let seq = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+    let ack_seq = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
+    let payload = th.len().saturating_sub(usize::from(doff >> 4) * 4) as u32;
+    let mut t = [0u8; 20];
+    t[0..2].copy_from_slice(&h[2..4]);
+    t[2..4].copy_from_slice(&h[0..2]);
+    t[12] = 5 << 4;
+    if flags & 0x10 != 0 {
+        t[4..8].copy_from_slice(&ack_seq.to_be_bytes());
+        t[13] = 0x04;
+    } else {
+        let syn_fin = u32::from(flags & 0x02 != 0) + u32::from(flags & 0x01 != 0);
+        let ack = seq.wrapping_add(syn_fin).wrapping_add(payload);
+        t[8..12].copy_from_slice(&ack.to_be_bytes());
+        t[13] = 0x14;
+    }
+    Some(t)
 }
 
 /// nf_reject_verify_csum + nf_ip_checksum / nf_ip6_checksum: TCP, UDP (a

@@ -4,6 +4,7 @@
 //! `ip netns exec NS iptables ...` would (the table made on first use, user
 //! chains made by -N before a rule jumps to them).
 
+pub mod restore;
 mod rule;
 mod words;
 
@@ -52,6 +53,10 @@ pub enum IptOp {
     Policy { chain: String, policy: Policy },
     /// -F [CHAIN]
     Flush(Option<String>),
+    /// iptables-restore's `*TABLE`: the table is replaced, so its rules are
+    /// flushed and its user chains deleted (for_each_chain(flush_entries),
+    /// for_each_chain(delete_chain)); policies stay until `:CHAIN` sets them.
+    Restore,
 }
 
 /// One iptables/ip6tables line, parsed.
@@ -75,15 +80,32 @@ fn chain_arg(w: &mut ShellWords, opt: usize, name: &str) -> Result<String, NfLin
 
 /// Parses one line (without the leading `iptables`).
 pub fn parse_line(line: &str, family: NfProto) -> Result<IptCommand, NfLineError> {
+    parse_line_in(line, family, None)
+}
+
+/// [`parse_line`]; `restore_table`: a line of iptables-restore input inside
+/// `*TABLE`, where the table is given and `-t` is refused (iptables-restore's
+/// "The -t option cannot be used in iptables-restore").
+pub(crate) fn parse_line_in(
+    line: &str,
+    family: NfProto,
+    restore_table: Option<&str>,
+) -> Result<IptCommand, NfLineError> {
     let mut w =
         ShellWords::new(line).map_err(|_| NfLineError::line("unterminated quote in the line"))?;
-    let mut table = "filter".to_string();
+    let mut table = restore_table.unwrap_or("filter").to_string();
     let mut cmd: Option<(usize, &'static str, String, Option<usize>)> = None;
     let mut policy: Option<(usize, String)> = None;
     let mut rest = Vec::new();
     while let Some((i, word)) = w.next_word() {
         let word = word.to_string();
         let op: Option<&'static str> = match word.as_str() {
+            "-t" | "--table" if restore_table.is_some() => {
+                return Err(NfLineError::at(
+                    i,
+                    "The -t option cannot be used in iptables-restore",
+                ))
+            }
             "-t" | "--table" => {
                 table = chain_arg(&mut w, i, "-t")?;
                 None
@@ -221,6 +243,17 @@ pub fn apply(nf: &mut Netfilter, c: &IptCommand) -> Result<(), String> {
             ch.policy = Some(*policy);
         }
         IptOp::Flush(None) => table.chains.iter_mut().for_each(|ch| ch.rules.clear()),
+        IptOp::Restore => {
+            // Built-in chains come first (XtTable::builtin), so deleting the
+            // user chains keeps hook_chain's indexes.
+            let builtins = table
+                .chains
+                .iter()
+                .take_while(|ch| ch.policy.is_some())
+                .count();
+            table.chains.truncate(builtins);
+            table.chains.iter_mut().for_each(|ch| ch.rules.clear());
+        }
         IptOp::Flush(Some(chain)) => {
             let i = chain_of(chain)?;
             if let Some(ch) = table.chains.get_mut(i) {

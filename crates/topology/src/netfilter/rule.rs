@@ -10,7 +10,7 @@ use skiff_net::netfilter::conntrack::xt::{
     XT_CONNTRACK_STATE_UNTRACKED,
 };
 use skiff_net::netfilter::ip_tables::*;
-use skiff_net::netfilter::ipt_reject::{RejectWith, REJECT_NAMES4, REJECT_NAMES6};
+use skiff_net::netfilter::ipt_reject::RejectWith;
 use skiff_net::netfilter::nat::*;
 use skiff_net::netfilter::targets::XtTarget;
 use skiff_net::netfilter::xt_addrtype::{XtAddrtype, ADDRTYPE_NAMES};
@@ -581,17 +581,9 @@ fn target(name: &str, ni: usize, w: &mut ShellWords, family: NfProto) -> R<Targe
                 if o != "--reject-with" {
                     return Err(unknown(*i, o));
                 }
-                let names: &[(&str, u8)] = if v6 { &REJECT_NAMES6 } else { &REJECT_NAMES4 };
-                with = match names.iter().find(|(n, _)| *n == v) {
-                    Some((_, c)) => RejectWith::IcmpUnreach(*c),
-                    None if v == "tcp-reset" && !v6 => RejectWith::TcpReset,
-                    None => {
-                        return Err(NfLineError::at(
-                            *i + 1,
-                            format!("not supported: --reject-with {v}"),
-                        ))
-                    }
-                };
+                with = RejectWith::parse(v, v6).ok_or_else(|| {
+                    NfLineError::at(*i + 1, format!("not supported: --reject-with {v}"))
+                })?;
             }
             XtTarget::Reject(with)
         }
@@ -809,11 +801,14 @@ pub fn parse_rule(w: &mut ShellWords, family: NfProto) -> R<RuleSpec> {
                     return Err(NfLineError::at(i, "multiple -j flags not allowed"));
                 }
                 let name = value(w, i, &word)?;
-                target = Some(if word.starts_with("-g") || word == "--goto" {
-                    TargetSpec::Goto(name)
-                } else {
-                    target_of(&name, i + 1, w, family)?
-                });
+                target = Some((
+                    i + 1,
+                    if word.starts_with("-g") || word == "--goto" {
+                        TargetSpec::Goto(name)
+                    } else {
+                        target_of(&name, i + 1, w, family)?
+                    },
+                ));
             }
             o if o.starts_with("--") => {
                 // The latest match takes it; -p tcp/udp load theirs implicitly.
@@ -862,10 +857,22 @@ pub fn parse_rule(w: &mut ShellWords, family: NfProto) -> R<RuleSpec> {
         }
         out.push(m);
     }
+    // ipt_REJECT.c reject_tg_check / ip6t_REJECT.c reject_tg6_check: a TCP
+    // reset needs `-p tcp`, not inverted (the kernel's -EINVAL).
+    if let Some((ti, TargetSpec::Builtin(XtTarget::Reject(RejectWith::TcpReset)))) = &target {
+        if ip.proto != 6 || ip.invflags & IPT_INV_PROTO != 0 {
+            return Err(NfLineError::at(
+                *ti,
+                "REJECT --reject-with tcp-reset needs `-p tcp' (the kernel's reject_tg_check: Invalid argument)",
+            ));
+        }
+    }
     Ok(RuleSpec {
         ip,
         matches: out,
-        target: target.unwrap_or(TargetSpec::Builtin(XtTarget::None)),
+        target: target
+            .map(|(_, t)| t)
+            .unwrap_or(TargetSpec::Builtin(XtTarget::None)),
     })
 }
 

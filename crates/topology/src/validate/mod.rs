@@ -337,13 +337,14 @@ fn netns(
     if let Some(n) = &ns.nft {
         return Err(netfilter::nft(cx, ns_name, n));
     }
-    let mut iptables = netfilter::lines(
+    let mut iptables = netfilter::save(cx, ns_name, ns)?;
+    iptables.extend(netfilter::lines(
         cx,
         ns_name,
         "iptables",
         &ns.iptables,
         skiff_net::netfilter::NfProto::Ipv4,
-    )?;
+    )?);
     iptables.extend(netfilter::lines(
         cx,
         ns_name,

@@ -1,12 +1,16 @@
 //! `iptables = [...]` / `ip6tables = [...]` lines: each parsed as iptables
 //! parses it; an error names the line, the word and what went wrong.
-//! `nft = '''...'''` is refused as not supported (docs/differences.md).
+//! `iptables_save = '''...'''` / `ip6tables_save`: iptables-save text, each
+//! command of it at its own line of the file. `nft = '''...'''` is refused
+//! as not supported (docs/differences.md).
 
 use toml::Spanned;
 
 use crate::error::{line_col, Ctx, Loc, TopologyError};
 use crate::model::NfLine;
+use crate::netfilter::restore::{parse_restore, RestoreError};
 use crate::netfilter::{self, NfLineError, ShellWords};
+use crate::raw::RawNetns;
 use skiff_net::netfilter::NfProto;
 
 pub(super) fn lines(
@@ -28,6 +32,61 @@ pub(super) fn lines(
         });
     }
     Ok(out)
+}
+
+/// The namespace's `iptables_save` then `ip6tables_save` text, as the
+/// commands iptables-restore runs, in order.
+pub(super) fn save(cx: &Ctx, ns_name: &str, ns: &RawNetns) -> Result<Vec<NfLine>, TopologyError> {
+    let mut out = Vec::new();
+    for (key, raw, family) in [
+        ("iptables_save", &ns.iptables_save, NfProto::Ipv4),
+        ("ip6tables_save", &ns.ip6tables_save, NfProto::Ipv6),
+    ] {
+        let Some(raw) = raw else { continue };
+        let field = format!("netns.{ns_name}.{key}");
+        let at = |line: usize, col: usize| text_loc(cx, raw, &field, line, col);
+        let lines = parse_restore(raw.get_ref(), family).map_err(|e: RestoreError| {
+            let what = match &e.word {
+                Some(w) => format!("{key} line {}: at \"{w}\": {}", e.line + 1, e.msg),
+                None => format!("{key} line {}: {}", e.line + 1, e.msg),
+            };
+            at(e.line, e.col).error(cx.file, what)
+        })?;
+        out.extend(lines.into_iter().map(|l| NfLine {
+            loc: at(l.line, l.col),
+            text: l.text,
+            cmd: l.cmd,
+        }));
+    }
+    Ok(out)
+}
+
+/// Where line `line` (from 0), byte `col` of a multi-line string's text is
+/// in the file: exact for a '''literal''' string (its text is the source),
+/// by line for a """basic""" one (escapes may shift the column); a one-line
+/// string is pointed at as a whole.
+fn text_loc(cx: &Ctx, raw: &Spanned<String>, field: &str, line: usize, col: usize) -> Loc {
+    let start = raw.span().start;
+    let src = cx.src.get(start..raw.span().end).unwrap_or("");
+    let Some(body) = src
+        .strip_prefix("'''")
+        .or_else(|| src.strip_prefix("\"\"\""))
+    else {
+        return cx.loc(raw, field);
+    };
+    let skip = if body.starts_with("\r\n") {
+        2
+    } else {
+        usize::from(body.starts_with('\n'))
+    };
+    let body = body.get(skip..).unwrap_or("");
+    let line_start: usize = body.split_inclusive('\n').take(line).map(str::len).sum();
+    let (line, col) = line_col(cx.src, start + 3 + skip + line_start + col);
+    Loc {
+        line,
+        col,
+        field: field.to_string(),
+    }
 }
 
 /// `nft` text: not supported yet.
