@@ -326,9 +326,6 @@ fn netns(
     let sysctls = sysctls(cx, names, ns_name, ns)?;
     let listen = listen(cx, ns_name, ns)?;
 
-    if let Some(n) = &ns.nft {
-        return Err(netfilter::nft(cx, ns_name, n));
-    }
     let mut iptables = netfilter::lines(
         cx,
         ns_name,
@@ -357,6 +354,7 @@ fn netns(
         sysctls,
 
         iptables,
+        nft: ns.nft.as_ref().map(|n| netfilter::nft(cx, ns_name, n)).transpose()?,
     })
 }
 
