@@ -88,16 +88,30 @@ impl<'a> Cur<'a> {
         }
     }
 
-    /// The text of tokens `from..self.i`, joined by spaces.
+    /// The text of tokens `from..self.i` as nft prints it: words joined by
+    /// spaces, `,` tight in a list (`established,related`) and followed by
+    /// a space inside braces.
     pub fn text_since(&self, from: usize) -> String {
-        let parts: Vec<String> = self
-            .toks
-            .get(from..self.i)
-            .unwrap_or(&[])
-            .iter()
-            .map(Token::text)
-            .collect();
-        let s = parts.join(" ");
-        s.replace(" ,", ",")
+        let mut s = String::new();
+        let mut depth = 0i32;
+        let mut tight = false;
+        for t in self.toks.get(from..self.i).unwrap_or(&[]) {
+            match t.tok {
+                Tok::Comma => {
+                    s.push(',');
+                    tight = depth == 0;
+                    continue;
+                }
+                Tok::LBrace => depth += 1,
+                Tok::RBrace => depth -= 1,
+                _ => {}
+            }
+            if !s.is_empty() && !tight {
+                s.push(' ');
+            }
+            tight = false;
+            s += &t.text();
+        }
+        s
     }
 }

@@ -121,7 +121,7 @@ pub fn commands(toks: &[Token]) -> Result<Vec<Cmd>, NftParseError> {
         p.i += 1;
         match t.word().unwrap_or("") {
             "flush" => flush(&mut p, &mut out)?,
-            "table" => table(&mut p, &mut out, t, true)?,
+            "table" => table(&mut p, &mut out, true)?,
             "add" | "create" | "insert" => add(&mut p, &mut out, t)?,
             w @ ("delete" | "destroy" | "list" | "reset" | "rename" | "replace" | "describe" | "monitor" | "export" | "import" | "include" | "undefine" | "redefine") => {
                 return Err(t.err(format!("not supported: nft {w} (a topology's rule set is built, not edited)")))
@@ -162,15 +162,18 @@ fn add(p: &mut P, out: &mut Vec<Cmd>, cmd: &Token) -> Result<(), NftParseError> 
         return Err(unexpected(t, "rule"));
     }
     match what {
-        "table" => table(p, out, t, false),
+        "table" => table(p, out, false),
         "chain" => {
             let family = p.family()?;
             let table = p.name("a table name")?;
             let at = p.word("a chain name")?.clone();
             let name = at.word().map(String::from).unwrap_or_else(|| at.text().trim_matches('"').to_string());
             if p.peek().map(|t| &t.tok) == Some(&Tok::LBrace) {
-                let (inside, end) = p.block()?;
-                chain_block(inside, end, family, &table, &name, &at, out)
+                let (inside, _) = p.block()?;
+                let mut rules = Vec::new();
+                chain_block(inside, family, &table, &name, &at, out, &mut rules)?;
+                out.extend(rules);
+                Ok(())
             } else {
                 out.push(Cmd::Chain { family, table, name, base: None, at });
                 Ok(())
@@ -206,7 +209,7 @@ fn add(p: &mut P, out: &mut Vec<Cmd>, cmd: &Token) -> Result<(), NftParseError> 
 }
 
 /// `table FAMILY NAME { ... }` (the block optional after `add table`).
-fn table(p: &mut P, out: &mut Vec<Cmd>, at: &Token, block_needed: bool) -> Result<(), NftParseError> {
+fn table(p: &mut P, out: &mut Vec<Cmd>, block_needed: bool) -> Result<(), NftParseError> {
     let family = p.family()?;
     let name = p.name("a table name")?;
     out.push(Cmd::Table { family, name: name.clone() });
@@ -215,21 +218,27 @@ fn table(p: &mut P, out: &mut Vec<Cmd>, at: &Token, block_needed: bool) -> Resul
     }
     let (inside, _) = p.block()?;
     let mut b = P { toks: inside, i: 0 };
+    // nft_cmd_expand: the table's chains, then its sets, then the rules.
+    let (mut sets, mut rules) = (Vec::new(), Vec::new());
     loop {
         b.skip_seps();
-        let Some(t) = b.peek() else { return Ok(()) };
+        let Some(t) = b.peek() else {
+            out.extend(sets);
+            out.extend(rules);
+            return Ok(());
+        };
         b.i += 1;
         match t.word().unwrap_or("") {
             "chain" => {
                 let cat = b.word("a chain name")?.clone();
                 let cname = cat.word().map(String::from).unwrap_or_default();
-                let (ci, end) = b.block()?;
-                chain_block(ci, end, family, &name, &cname, &cat, out)?;
+                let (ci, _) = b.block()?;
+                chain_block(ci, family, &name, &cname, &cat, out, &mut rules)?;
             }
             "set" | "map" => {
                 let sat = b.word("a set name")?.clone();
                 let (si, end) = b.block()?;
-                out.push(Cmd::Set { family, table: name.clone(), name: sat.word().unwrap_or("").into(), toks: si.to_vec(), end, at: sat });
+                sets.push(Cmd::Set { family, table: name.clone(), name: sat.word().unwrap_or("").into(), toks: si.to_vec(), end, at: sat });
             }
             "comment" => {
                 b.word("a comment")?;
@@ -237,44 +246,46 @@ fn table(p: &mut P, out: &mut Vec<Cmd>, at: &Token, block_needed: bool) -> Resul
             "flags" => return Err(t.err("not supported: nft table flags (dormant, owner)")),
             _ => return Err(unexpected(t, "chain, set, map or comment")),
         }
-        let _ = at;
     }
 }
 
 /// nft's std_prio_table for the ip, ip6 and inet families, and the hooks
-/// dstnat and srcnat are valid at (std_prio_family_hook_compat).
+/// dstnat and srcnat are valid at (std_prio_family_hook_compat: prerouting
+/// and postrouting only, as nft 1.0.6 answers).
 fn std_prio(name: &str, hook: NfHook) -> Option<i32> {
     use skiff_net::netfilter::prio;
     Some(match name {
         "raw" => prio::RAW,
         "mangle" => prio::MANGLE,
-        "dstnat" if matches!(hook, NfHook::PreRouting | NfHook::LocalOut) => prio::NAT_DST,
+        "dstnat" if hook == NfHook::PreRouting => prio::NAT_DST,
         "filter" => prio::FILTER,
         "security" => prio::SECURITY,
-        "srcnat" if matches!(hook, NfHook::PostRouting | NfHook::LocalIn) => prio::NAT_SRC,
+        "srcnat" if hook == NfHook::PostRouting => prio::NAT_SRC,
         _ => return None,
     })
 }
 
-/// `priority N | NAME [+|- N]`.
+/// `priority N | NAME [+|- N]` (the sign may touch the number or the name).
 fn priority(words: &[&Token], hook: NfHook, at: &Token) -> Result<(i32, String), NftParseError> {
-    let ws: Vec<&str> = words.iter().filter_map(|t| t.word()).collect();
-    let text = ws.join(" ");
-    let num = |w: &str, t: &Token| w.parse::<i32>().map_err(|_| t.err(format!("invalid priority '{w}'")));
-    match (ws.as_slice(), words) {
-        ([n], [t]) if n.parse::<i32>().is_ok() => Ok((num(n, t)?, text)),
-        ([name, rest @ ..], [t, ..]) => {
-            let base = std_prio(name, hook).ok_or_else(|| t.err(format!("'{name}' is invalid priority in this context.")))?;
-            let off = match rest {
-                [] => 0,
-                ["+", n] => num(n, words[2])?,
-                ["-", n] => -num(n, words[2])?,
-                _ => return Err(t.err(format!("invalid priority '{text}'"))),
-            };
-            Ok((base + off, text))
-        }
-        _ => Err(at.err("syntax error, expecting a priority")),
+    let joined: String = words.iter().filter_map(|t| t.word()).collect();
+    let t = words.first().copied().unwrap_or(at);
+    let bad = || t.err("invalid priority expression value in this context.");
+    if let Ok(n) = joined.parse::<i32>() {
+        return Ok((n, n.to_string()));
     }
+    let split = joined.find(['+', '-']).unwrap_or(joined.len());
+    let (name, off) = joined.split_at(split);
+    let base = std_prio(name, hook).ok_or_else(bad)?;
+    let off: i32 = match off {
+        "" => 0,
+        o => o.strip_prefix('+').unwrap_or(o).parse().map_err(|_| bad())?,
+    };
+    let text = match off {
+        0 => name.to_string(),
+        o if o > 0 => format!("{name} + {o}"),
+        o => format!("{name} - {}", o.unsigned_abs()),
+    };
+    Ok((base.saturating_add(off), text))
 }
 
 fn hook_by_name(t: &Token) -> Result<NfHook, NftParseError> {
@@ -319,8 +330,8 @@ fn base_spec(p: &mut P) -> Result<NftBaseChain, NftParseError> {
     Ok(NftBaseChain { ty, hook, priority, prio_text, policy: Policy::Accept })
 }
 
-/// A chain's block: its hook spec and policy, then its rules.
-fn chain_block(inside: &[Token], end: (usize, usize), family: NftFamily, table: &str, name: &str, at: &Token, out: &mut Vec<Cmd>) -> Result<(), NftParseError> {
+/// A chain's block: the chain into `out`, its rules into `rules`.
+fn chain_block(inside: &[Token], family: NftFamily, table: &str, name: &str, at: &Token, out: &mut Vec<Cmd>, rules_out: &mut Vec<Cmd>) -> Result<(), NftParseError> {
     let mut p = P { toks: inside, i: 0 };
     let mut base: Option<NftBaseChain> = None;
     let mut rules = Vec::new();
@@ -359,10 +370,9 @@ fn chain_block(inside: &[Token], end: (usize, usize), family: NftFamily, table: 
             }
         }
     }
-    let _ = end;
     out.push(Cmd::Chain { family, table: table.into(), name: name.into(), base, at: at.clone() });
     for (toks, rend) in rules {
-        out.push(Cmd::Rule { family, table: table.into(), chain: name.into(), toks, end: rend, insert: false, at: at.clone() });
+        rules_out.push(Cmd::Rule { family, table: table.into(), chain: name.into(), toks, end: rend, insert: false, at: at.clone() });
     }
     Ok(())
 }
