@@ -170,10 +170,16 @@ pub fn expand_defines(toks: Vec<Token>) -> Result<Vec<Token>, NftParseError> {
     let mut at_start = true;
     while let Some(t) = it.next() {
         if at_start && t.word() == Some("define") {
-            let name = it.next().filter(|n| n.word().is_some()).ok_or_else(|| t.err("define needs a name"))?;
+            let name = it
+                .next()
+                .filter(|n| n.word().is_some())
+                .ok_or_else(|| t.err("define needs a name"))?;
             let eq = it.next().ok_or_else(|| name.err("define needs `='"))?;
             if eq.word() != Some("=") {
-                return Err(eq.err(format!("syntax error, unexpected '{}', expecting '='", eq.text())));
+                return Err(eq.err(format!(
+                    "syntax error, unexpected '{}', expecting '='",
+                    eq.text()
+                )));
             }
             let mut value = Vec::new();
             let mut depth = 0i32;

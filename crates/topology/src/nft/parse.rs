@@ -18,13 +18,20 @@ struct P<'a> {
 }
 
 fn unexpected(t: &Token, what: &str) -> NftParseError {
-    t.err(format!("syntax error, unexpected '{}', expecting {what}", t.text()))
+    t.err(format!(
+        "syntax error, unexpected '{}', expecting {what}",
+        t.text()
+    ))
 }
 
 impl<'a> P<'a> {
     fn eof(&self) -> NftParseError {
         let (line, col) = self.toks.last().map_or((1, 1), |t| (t.line, t.col));
-        NftParseError { line, col, msg: "syntax error, unexpected end of file".into() }
+        NftParseError {
+            line,
+            col,
+            msg: "syntax error, unexpected end of file".into(),
+        }
     }
 
     fn next(&mut self) -> Result<&'a Token, NftParseError> {
@@ -64,7 +71,9 @@ impl<'a> P<'a> {
             "inet" => NftFamily::Inet,
             "arp" | "bridge" | "netdev" => {
                 let t = self.next()?;
-                return Err(t.err(format!("not supported: nft {w} family tables (docs/differences.md)")));
+                return Err(t.err(format!(
+                    "not supported: nft {w} family tables (docs/differences.md)"
+                )));
             }
             _ => return Ok(NftFamily::Ip),
         };
@@ -73,7 +82,10 @@ impl<'a> P<'a> {
     }
 
     fn skip_seps(&mut self) {
-        while self.peek().is_some_and(|t| matches!(t.tok, Tok::Newline | Tok::Semi)) {
+        while self
+            .peek()
+            .is_some_and(|t| matches!(t.tok, Tok::Newline | Tok::Semi))
+        {
             self.i += 1;
         }
     }
@@ -94,7 +106,10 @@ impl<'a> P<'a> {
             out.push(t.clone());
             self.i += 1;
         }
-        let end = self.peek().or(self.toks.last()).map_or((1, 1), |t| (t.line, t.col));
+        let end = self
+            .peek()
+            .or(self.toks.last())
+            .map_or((1, 1), |t| (t.line, t.col));
         (out, end)
     }
 
@@ -105,7 +120,10 @@ impl<'a> P<'a> {
             return Err(unexpected(t, "'{'"));
         }
         let (inside, after) = braced(self.toks, self.i - 1)?;
-        let end = self.toks.get(after - 1).map_or((t.line, t.col), |x| (x.line, x.col));
+        let end = self
+            .toks
+            .get(after - 1)
+            .map_or((t.line, t.col), |x| (x.line, x.col));
         self.i = after;
         Ok((inside, end))
     }
@@ -123,8 +141,11 @@ pub fn commands(toks: &[Token]) -> Result<Vec<Cmd>, NftParseError> {
             "flush" => flush(&mut p, &mut out)?,
             "table" => table(&mut p, &mut out, true)?,
             "add" | "create" | "insert" => add(&mut p, &mut out, t)?,
-            w @ ("delete" | "destroy" | "list" | "reset" | "rename" | "replace" | "describe" | "monitor" | "export" | "import" | "include" | "undefine" | "redefine") => {
-                return Err(t.err(format!("not supported: nft {w} (a topology's rule set is built, not edited)")))
+            w @ ("delete" | "destroy" | "list" | "reset" | "rename" | "replace" | "describe"
+            | "monitor" | "export" | "import" | "include" | "undefine" | "redefine") => {
+                return Err(t.err(format!(
+                    "not supported: nft {w} (a topology's rule set is built, not edited)"
+                )))
             }
             _ => return Err(unexpected(t, "a command")),
         }
@@ -149,8 +170,18 @@ fn flush(p: &mut P, out: &mut Vec<Cmd>) -> Result<(), NftParseError> {
     };
     let family = p.family()?;
     let table = p.name("a table name")?;
-    let name = if obj == Obj::Table { String::new() } else { p.name("a name")? };
-    out.push(Cmd::Flush { obj, family, table, name, at: t.clone() });
+    let name = if obj == Obj::Table {
+        String::new()
+    } else {
+        p.name("a name")?
+    };
+    out.push(Cmd::Flush {
+        obj,
+        family,
+        table,
+        name,
+        at: t.clone(),
+    });
     Ok(())
 }
 
@@ -167,7 +198,10 @@ fn add(p: &mut P, out: &mut Vec<Cmd>, cmd: &Token) -> Result<(), NftParseError> 
             let family = p.family()?;
             let table = p.name("a table name")?;
             let at = p.word("a chain name")?.clone();
-            let name = at.word().map(String::from).unwrap_or_else(|| at.text().trim_matches('"').to_string());
+            let name = at
+                .word()
+                .map(String::from)
+                .unwrap_or_else(|| at.text().trim_matches('"').to_string());
             if p.peek().map(|t| &t.tok) == Some(&Tok::LBrace) {
                 let (inside, _) = p.block()?;
                 let mut rules = Vec::new();
@@ -175,7 +209,13 @@ fn add(p: &mut P, out: &mut Vec<Cmd>, cmd: &Token) -> Result<(), NftParseError> 
                 out.extend(rules);
                 Ok(())
             } else {
-                out.push(Cmd::Chain { family, table, name, base: None, at });
+                out.push(Cmd::Chain {
+                    family,
+                    table,
+                    name,
+                    base: None,
+                    at,
+                });
                 Ok(())
             }
         }
@@ -185,7 +225,15 @@ fn add(p: &mut P, out: &mut Vec<Cmd>, cmd: &Token) -> Result<(), NftParseError> 
             let at = p.word("a chain name")?.clone();
             let chain = at.word().map(String::from).unwrap_or_default();
             let (toks, end) = p.line();
-            out.push(Cmd::Rule { family, table, chain, toks, end, insert, at });
+            out.push(Cmd::Rule {
+                family,
+                table,
+                chain,
+                toks,
+                end,
+                insert,
+                at,
+            });
             Ok(())
         }
         "set" | "map" => {
@@ -193,7 +241,14 @@ fn add(p: &mut P, out: &mut Vec<Cmd>, cmd: &Token) -> Result<(), NftParseError> 
             let table = p.name("a table name")?;
             let at = p.word("a set name")?.clone();
             let (inside, end) = p.block()?;
-            out.push(Cmd::Set { family, table, name: at.word().unwrap_or("").into(), toks: inside.to_vec(), end, at });
+            out.push(Cmd::Set {
+                family,
+                table,
+                name: at.word().unwrap_or("").into(),
+                toks: inside.to_vec(),
+                end,
+                at,
+            });
             Ok(())
         }
         "element" => {
@@ -201,7 +256,14 @@ fn add(p: &mut P, out: &mut Vec<Cmd>, cmd: &Token) -> Result<(), NftParseError> 
             let table = p.name("a table name")?;
             let at = p.word("a set name")?.clone();
             let (inside, end) = p.block()?;
-            out.push(Cmd::Element { family, table, set: at.word().unwrap_or("").into(), toks: inside.to_vec(), end, at });
+            out.push(Cmd::Element {
+                family,
+                table,
+                set: at.word().unwrap_or("").into(),
+                toks: inside.to_vec(),
+                end,
+                at,
+            });
             Ok(())
         }
         _ => Err(unexpected(t, "table, chain, rule, set, map or element")),
@@ -212,7 +274,10 @@ fn add(p: &mut P, out: &mut Vec<Cmd>, cmd: &Token) -> Result<(), NftParseError> 
 fn table(p: &mut P, out: &mut Vec<Cmd>, block_needed: bool) -> Result<(), NftParseError> {
     let family = p.family()?;
     let name = p.name("a table name")?;
-    out.push(Cmd::Table { family, name: name.clone() });
+    out.push(Cmd::Table {
+        family,
+        name: name.clone(),
+    });
     if !block_needed && p.peek().map(|t| &t.tok) != Some(&Tok::LBrace) {
         return Ok(());
     }
@@ -238,7 +303,14 @@ fn table(p: &mut P, out: &mut Vec<Cmd>, block_needed: bool) -> Result<(), NftPar
             "set" | "map" => {
                 let sat = b.word("a set name")?.clone();
                 let (si, end) = b.block()?;
-                sets.push(Cmd::Set { family, table: name.clone(), name: sat.word().unwrap_or("").into(), toks: si.to_vec(), end, at: sat });
+                sets.push(Cmd::Set {
+                    family,
+                    table: name.clone(),
+                    name: sat.word().unwrap_or("").into(),
+                    toks: si.to_vec(),
+                    end,
+                    at: sat,
+                });
             }
             "comment" => {
                 b.word("a comment")?;
@@ -278,7 +350,11 @@ fn priority(words: &[&Token], hook: NfHook, at: &Token) -> Result<(i32, String),
     let base = std_prio(name, hook).ok_or_else(bad)?;
     let off: i32 = match off {
         "" => 0,
-        o => o.strip_prefix('+').unwrap_or(o).parse().map_err(|_| bad())?,
+        o => o
+            .strip_prefix('+')
+            .unwrap_or(o)
+            .parse()
+            .map_err(|_| bad())?,
     };
     let text = match off {
         0 => name.to_string(),
@@ -295,7 +371,9 @@ fn hook_by_name(t: &Token) -> Result<NfHook, NftParseError> {
         "forward" => NfHook::Forward,
         "output" => NfHook::LocalOut,
         "postrouting" => NfHook::PostRouting,
-        "ingress" | "egress" => return Err(t.err("not supported: nft ingress/egress hooks (docs/differences.md)")),
+        "ingress" | "egress" => {
+            return Err(t.err("not supported: nft ingress/egress hooks (docs/differences.md)"))
+        }
         w => return Err(t.err(format!("unknown chain hook '{w}'"))),
     })
 }
@@ -327,11 +405,25 @@ fn base_spec(p: &mut P) -> Result<NftBaseChain, NftParseError> {
         p.i += 1;
     }
     let (priority, prio_text) = priority(&words, hook, pt)?;
-    Ok(NftBaseChain { ty, hook, priority, prio_text, policy: Policy::Accept })
+    Ok(NftBaseChain {
+        ty,
+        hook,
+        priority,
+        prio_text,
+        policy: Policy::Accept,
+    })
 }
 
 /// A chain's block: the chain into `out`, its rules into `rules`.
-fn chain_block(inside: &[Token], family: NftFamily, table: &str, name: &str, at: &Token, out: &mut Vec<Cmd>, rules_out: &mut Vec<Cmd>) -> Result<(), NftParseError> {
+fn chain_block(
+    inside: &[Token],
+    family: NftFamily,
+    table: &str,
+    name: &str,
+    at: &Token,
+    out: &mut Vec<Cmd>,
+    rules_out: &mut Vec<Cmd>,
+) -> Result<(), NftParseError> {
     let mut p = P { toks: inside, i: 0 };
     let mut base: Option<NftBaseChain> = None;
     let mut rules = Vec::new();
@@ -356,7 +448,12 @@ fn chain_block(inside: &[Token], family: NftFamily, table: &str, name: &str, at:
                     None => return Err(pt.err("a policy needs a base chain (type ... hook ...)")),
                 }
             }
-            Some("comment") if rules.is_empty() && p.toks.get(p.i + 2).is_none_or(|n| matches!(n.tok, Tok::Newline | Tok::Semi)) => {
+            Some("comment")
+                if rules.is_empty()
+                    && p.toks
+                        .get(p.i + 2)
+                        .is_none_or(|n| matches!(n.tok, Tok::Newline | Tok::Semi)) =>
+            {
                 p.i += 1;
                 p.word("a comment")?;
             }
@@ -370,9 +467,23 @@ fn chain_block(inside: &[Token], family: NftFamily, table: &str, name: &str, at:
             }
         }
     }
-    out.push(Cmd::Chain { family, table: table.into(), name: name.into(), base, at: at.clone() });
+    out.push(Cmd::Chain {
+        family,
+        table: table.into(),
+        name: name.into(),
+        base,
+        at: at.clone(),
+    });
     for (toks, rend) in rules {
-        rules_out.push(Cmd::Rule { family, table: table.into(), chain: name.into(), toks, end: rend, insert: false, at: at.clone() });
+        rules_out.push(Cmd::Rule {
+            family,
+            table: table.into(),
+            chain: name.into(),
+            toks,
+            end: rend,
+            insert: false,
+            at: at.clone(),
+        });
     }
     Ok(())
 }

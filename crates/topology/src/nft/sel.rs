@@ -17,7 +17,11 @@ pub enum Load {
     Payload(PayloadBase, u32, u32),
     Meta(MetaKey),
     Ct(CtKey),
-    Numgen { modulus: u32, offset: u32, kind: NumgenKind },
+    Numgen {
+        modulus: u32,
+        offset: u32,
+        kind: NumgenKind,
+    },
 }
 
 /// A dependency: `meta l4proto P` or (inet) `meta nfproto N`.
@@ -59,12 +63,18 @@ fn payload(base: PayloadBase, off: u32, ty: Ty, deps: Vec<Dep>) -> Sel {
 
 fn field<'a>(c: &mut Cur<'a>, proto: &str) -> Result<&'a str, NftParseError> {
     let t = c.next_tok(&format!("a {proto} header field"))?;
-    t.word()
-        .ok_or_else(|| t.err(format!("syntax error, unexpected '{}', expecting a {proto} field", t.text())))
+    t.word().ok_or_else(|| {
+        t.err(format!(
+            "syntax error, unexpected '{}', expecting a {proto} field",
+            t.text()
+        ))
+    })
 }
 
 fn bad_field(c: &Cur, proto: &str, f: &str) -> NftParseError {
-    c.prev_err(format!("not supported: nft {proto} {f} (docs/differences.md)"))
+    c.prev_err(format!(
+        "not supported: nft {proto} {f} (docs/differences.md)"
+    ))
 }
 
 /// The family dependency of an ip / ip6 header field.
@@ -121,7 +131,10 @@ fn l4_sel(c: &mut Cur, proto: &str, family: NftFamily) -> Result<Sel, NftParseEr
         ("icmp", NftFamily::Inet) => deps.insert(0, Dep::Nf(2)),
         ("icmpv6", NftFamily::Inet) => deps.insert(0, Dep::Nf(10)),
         ("icmp", NftFamily::Ip6) | ("icmpv6", NftFamily::Ip) => {
-            return Err(c.prev_err(format!("conflicting protocols specified: {} vs. {proto}", family.name())))
+            return Err(c.prev_err(format!(
+                "conflicting protocols specified: {} vs. {proto}",
+                family.name()
+            )))
         }
         _ => {}
     }
@@ -171,7 +184,11 @@ fn numgen_sel(c: &mut Cur) -> Result<Sel, NftParseError> {
     let kind = match c.next_word("inc or random")? {
         "inc" => NumgenKind::Inc { counter: 0 },
         "random" => NumgenKind::Random,
-        w => return Err(c.prev_err(format!("syntax error, unexpected '{w}', expecting inc or random"))),
+        w => {
+            return Err(c.prev_err(format!(
+                "syntax error, unexpected '{w}', expecting inc or random"
+            )))
+        }
     };
     c.expect("mod")?;
     let m = c.next_word("a modulus")?;
@@ -189,11 +206,17 @@ fn numgen_sel(c: &mut Cur) -> Result<Sel, NftParseError> {
     }
     // nft_ng_inc_init: the counter starts at modulus - 1, so the first draw is 0.
     let kind = match kind {
-        NumgenKind::Inc { .. } => NumgenKind::Inc { counter: modulus - 1 },
+        NumgenKind::Inc { .. } => NumgenKind::Inc {
+            counter: modulus - 1,
+        },
         k => k,
     };
     Ok(Sel {
-        load: Load::Numgen { modulus, offset, kind },
+        load: Load::Numgen {
+            modulus,
+            offset,
+            kind,
+        },
         ty: Ty::Integer,
         deps: vec![],
     })
@@ -203,8 +226,20 @@ fn numgen_sel(c: &mut Cur) -> Result<Sel, NftParseError> {
 pub fn starts_selector(w: &str) -> bool {
     matches!(
         w,
-        "ip" | "ip6" | "tcp" | "udp" | "th" | "icmp" | "icmpv6" | "meta" | "ct" | "numgen" | "mark" | "iifname"
-            | "oifname" | "iif" | "oif"
+        "ip" | "ip6"
+            | "tcp"
+            | "udp"
+            | "th"
+            | "icmp"
+            | "icmpv6"
+            | "meta"
+            | "ct"
+            | "numgen"
+            | "mark"
+            | "iifname"
+            | "oifname"
+            | "iif"
+            | "oif"
     ) || UNSUPPORTED.contains(&w)
 }
 
@@ -252,7 +287,10 @@ pub fn sel_expr(c: &mut Cur, family: NftFamily) -> Result<SelExpr, NftParseError
         sels.push(selector(c, family)?);
     }
     let mut binop: Option<(Vec<u8>, Vec<u8>)> = None;
-    while let Some(op) = c.peek_word().filter(|w| matches!(*w, "&" | "|" | "^" | "and" | "or" | "xor")) {
+    while let Some(op) = c
+        .peek_word()
+        .filter(|w| matches!(*w, "&" | "|" | "^" | "and" | "or" | "xor"))
+    {
         let op = op.to_string();
         c.next_word("op")?;
         let [s] = sels.as_slice() else {
@@ -269,7 +307,12 @@ pub fn sel_expr(c: &mut Cur, family: NftFamily) -> Result<SelExpr, NftParseError
         let (m1, x1) = binop.take().unwrap_or((ones, vec![0u8; v.len()]));
         // ((x & m1) ^ x1) & m2 ^ x2 = (x & (m1 & m2)) ^ ((x1 & m2) ^ x2)
         let m: Vec<u8> = m1.iter().zip(&m2).map(|(a, b)| a & b).collect();
-        let x: Vec<u8> = x1.iter().zip(&m2).zip(&x2).map(|((a, b), c)| (a & b) ^ c).collect();
+        let x: Vec<u8> = x1
+            .iter()
+            .zip(&m2)
+            .zip(&x2)
+            .map(|((a, b), c)| (a & b) ^ c)
+            .collect();
         binop = Some((m, x));
     }
     Ok(SelExpr { sels, binop })

@@ -25,7 +25,11 @@ impl DataTy {
         match self {
             DataTy::None => SetData::None,
             DataTy::Verdict => SetData::Verdict,
-            DataTy::Values(v) => SetData::Bytes(v.iter().map(|t| pad4(vec![0; t.len() as usize]).len() as u32).sum()),
+            DataTy::Values(v) => SetData::Bytes(
+                v.iter()
+                    .map(|t| pad4(vec![0; t.len() as usize]).len() as u32)
+                    .sum(),
+            ),
         }
     }
 }
@@ -91,25 +95,44 @@ pub fn verdict(c: &mut Cur, t: &NftTable) -> Result<NftVerdict, NftParseError> {
         "return" => NftVerdict::Return,
         "jump" | "goto" => {
             let name = c.next_name("a chain name")?;
-            let i = t
-                .chain_index(name)
-                .ok_or_else(|| c.prev_err(format!("Could not process rule: No such file or directory: chain '{name}'")))?;
+            let i = t.chain_index(name).ok_or_else(|| {
+                c.prev_err(format!(
+                    "Could not process rule: No such file or directory: chain '{name}'"
+                ))
+            })?;
             if w == "jump" {
                 NftVerdict::Jump(i)
             } else {
                 NftVerdict::Goto(i)
             }
         }
-        _ => return Err(c.prev_err(format!("syntax error, unexpected '{w}', expecting a verdict"))),
+        _ => {
+            return Err(c.prev_err(format!(
+                "syntax error, unexpected '{w}', expecting a verdict"
+            )))
+        }
     })
 }
 
 /// The elements between braces (the tokens inside), for key types `key`
 /// and data `data`.
-pub fn elements(toks: &[Token], end: (usize, usize), key: &[Ty], data: &DataTy, t: &NftTable) -> Result<Vec<SetElem>, NftParseError> {
-    let toks: Vec<Token> = toks.iter().filter(|t| t.tok != Tok::Newline).cloned().collect();
+pub fn elements(
+    toks: &[Token],
+    end: (usize, usize),
+    key: &[Ty],
+    data: &DataTy,
+    t: &NftTable,
+) -> Result<Vec<SetElem>, NftParseError> {
+    let toks: Vec<Token> = toks
+        .iter()
+        .filter(|t| t.tok != Tok::Newline)
+        .cloned()
+        .collect();
     let mut out = Vec::new();
-    for e in toks.split(|t| t.tok == Tok::Comma).filter(|e| !e.is_empty()) {
+    for e in toks
+        .split(|t| t.tok == Tok::Comma)
+        .filter(|e| !e.is_empty())
+    {
         let colon = e.iter().position(|t| t.word() == Some(":"));
         let (k, d) = match colon {
             Some(i) => (&e[..i], Some(&e[i + 1..])),
@@ -121,7 +144,10 @@ pub fn elements(toks: &[Token], end: (usize, usize), key: &[Ty], data: &DataTy, 
             return Err(NftParseError {
                 line: at.0,
                 col: at.1,
-                msg: format!("element does not match the set's key of {} field(s)", key.len()),
+                msg: format!(
+                    "element does not match the set's key of {} field(s)",
+                    key.len()
+                ),
             });
         }
         let (mut start, mut stop) = (Vec::new(), Vec::new());
@@ -142,7 +168,12 @@ pub fn elements(toks: &[Token], end: (usize, usize), key: &[Ty], data: &DataTy, 
     Ok(out)
 }
 
-fn elem_data(d: Option<&[Token]>, end: (usize, usize), data: &DataTy, t: &NftTable) -> Result<ElemData, NftParseError> {
+fn elem_data(
+    d: Option<&[Token]>,
+    end: (usize, usize),
+    data: &DataTy,
+    t: &NftTable,
+) -> Result<ElemData, NftParseError> {
     match (d, data) {
         (None, DataTy::None) => Ok(ElemData::None),
         (Some(d), DataTy::Verdict) => {
@@ -156,7 +187,11 @@ fn elem_data(d: Option<&[Token]>, end: (usize, usize), data: &DataTy, t: &NftTab
         (Some(d), DataTy::Values(tys)) => {
             let df = fields(d);
             if df.len() != tys.len() || df.iter().any(|f| f.len() != 1) {
-                return Err(NftParseError { line: end.0, col: end.1, msg: "map data does not match the map's type".into() });
+                return Err(NftParseError {
+                    line: end.0,
+                    col: end.1,
+                    msg: "map data does not match the map's type".into(),
+                });
             }
             let mut b = Vec::new();
             for (f, ty) in df.iter().zip(tys) {
@@ -165,10 +200,18 @@ fn elem_data(d: Option<&[Token]>, end: (usize, usize), data: &DataTy, t: &NftTab
             }
             Ok(ElemData::Bytes(b))
         }
-        (None, _) => Err(NftParseError { line: end.0, col: end.1, msg: "map element needs data (`key : value')".into() }),
+        (None, _) => Err(NftParseError {
+            line: end.0,
+            col: end.1,
+            msg: "map element needs data (`key : value')".into(),
+        }),
         (Some(d), DataTy::None) => {
             let at = d.first().map_or(end, |t| (t.line, t.col));
-            Err(NftParseError { line: at.0, col: at.1, msg: "a set's element takes no data".into() })
+            Err(NftParseError {
+                line: at.0,
+                col: at.1,
+                msg: "a set's element takes no data".into(),
+            })
         }
     }
 }
@@ -188,7 +231,11 @@ pub fn braced(toks: &[Token], open: usize) -> Result<(&[Token], usize), NftParse
             _ => {}
         }
     }
-    let t = toks.get(open).cloned().unwrap_or(Token { tok: Tok::LBrace, line: 1, col: 1 });
+    let t = toks.get(open).cloned().unwrap_or(Token {
+        tok: Tok::LBrace,
+        line: 1,
+        col: 1,
+    });
     Err(t.err("syntax error, unexpected end of file, expecting '}'"))
 }
 
@@ -232,7 +279,13 @@ fn set_type(c: &mut Cur, family: NftFamily, of: bool) -> Result<(Vec<Ty>, DataTy
 }
 
 /// A named set's body: the set (its elements added) with its key types.
-pub fn set_body(name: &str, toks: &[Token], end: (usize, usize), family: NftFamily, t: &NftTable) -> Result<NftSet, NftParseError> {
+pub fn set_body(
+    name: &str,
+    toks: &[Token],
+    end: (usize, usize),
+    family: NftFamily,
+    t: &NftTable,
+) -> Result<NftSet, NftParseError> {
     let mut c = Cur::new(toks, end);
     let mut key: Option<(Vec<Ty>, DataTy)> = None;
     let mut interval = false;
@@ -251,7 +304,11 @@ pub fn set_body(name: &str, toks: &[Token], end: (usize, usize), family: NftFami
                 match c.next_word("a set flag")? {
                     "interval" => interval = true,
                     "constant" => {}
-                    f => return Err(c.prev_err(format!("not supported: nft set flag {f} (docs/differences.md)"))),
+                    f => {
+                        return Err(c.prev_err(format!(
+                            "not supported: nft set flag {f} (docs/differences.md)"
+                        )))
+                    }
                 }
                 if c.peek().map(|t| &t.tok) != Some(&Tok::Comma) {
                     break;
@@ -259,7 +316,10 @@ pub fn set_body(name: &str, toks: &[Token], end: (usize, usize), family: NftFami
                 c.i += 1;
             },
             "comment" | "auto-merge" | "policy" | "size" => {
-                if !matches!(c.peek().map(|t| &t.tok), Some(Tok::Newline | Tok::Semi) | None) {
+                if !matches!(
+                    c.peek().map(|t| &t.tok),
+                    Some(Tok::Newline | Tok::Semi) | None
+                ) {
                     c.next_name("a value")?;
                 }
             }
@@ -274,14 +334,25 @@ pub fn set_body(name: &str, toks: &[Token], end: (usize, usize), family: NftFami
         }
         decl.push(c.text_since(from));
     }
-    let (kt, dt) = key.ok_or_else(|| NftParseError { line: end.0, col: end.1, msg: format!("set '{name}' needs a type") })?;
-    let fields = kt.iter().map(|t| pad4(vec![0; t.len() as usize]).len() as u32).collect();
+    let (kt, dt) = key.ok_or_else(|| NftParseError {
+        line: end.0,
+        col: end.1,
+        msg: format!("set '{name}' needs a type"),
+    })?;
+    let fields = kt
+        .iter()
+        .map(|t| pad4(vec![0; t.len() as usize]).len() as u32)
+        .collect();
     let mut set = NftSet::new(name, fields, interval, dt.set_data());
     set.decl = decl;
     if let Some((open, _)) = elems {
         let (inside, _) = braced(toks, open)?;
         for e in elements(inside, end, &kt, &dt, t)? {
-            set.insert(e).map_err(|e| NftParseError { line: end.0, col: end.1, msg: e.to_string() })?;
+            set.insert(e).map_err(|e| NftParseError {
+                line: end.0,
+                col: end.1,
+                msg: e.to_string(),
+            })?;
         }
     }
     Ok(set)
@@ -291,7 +362,12 @@ pub fn set_body(name: &str, toks: &[Token], end: (usize, usize), family: NftFami
 /// kernel model; a later `add element` reads them from the declaration
 /// text of the set (`type ...` / `typeof ...`).
 pub fn declared_types(s: &NftSet, family: NftFamily) -> Result<(Vec<Ty>, DataTy), NftParseError> {
-    let decl = s.decl.iter().find(|d| d.starts_with("type")).cloned().unwrap_or_default();
+    let decl = s
+        .decl
+        .iter()
+        .find(|d| d.starts_with("type"))
+        .cloned()
+        .unwrap_or_default();
     let toks = super::lex::scan(&decl)?;
     let mut c = Cur::new(&toks, (1, 1));
     let of = c.next_word("type")? == "typeof";

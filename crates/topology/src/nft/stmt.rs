@@ -5,7 +5,9 @@
 //! anonymous or named set); verdicts, vmaps, counter, nat, reject, log,
 //! notrack and mark setting are the statements.
 
-use skiff_net::netfilter::nat::{NF_NAT_RANGE_PERSISTENT, NF_NAT_RANGE_PROTO_RANDOM, NF_NAT_RANGE_PROTO_RANDOM_FULLY};
+use skiff_net::netfilter::nat::{
+    NF_NAT_RANGE_PERSISTENT, NF_NAT_RANGE_PROTO_RANDOM, NF_NAT_RANGE_PROTO_RANDOM_FULLY,
+};
 use skiff_net::netfilter::nf_tables::expr::{
     CmpOp, CtKey, MetaKey, NatKind, NftExpr, NftVerdict, RejectKind, NFT_REG_1, NFT_REG_VERDICT,
 };
@@ -38,11 +40,19 @@ struct Rule<'t> {
 }
 
 /// Compiles a rule's tokens for table `t`.
-pub fn compile(toks: &[Token], end: (usize, usize), t: &NftTable) -> Result<Compiled, NftParseError> {
+pub fn compile(
+    toks: &[Token],
+    end: (usize, usize),
+    t: &NftTable,
+) -> Result<Compiled, NftParseError> {
     let mut r = Rule {
         t,
         family: t.family,
-        out: Compiled { exprs: Vec::new(), text: Vec::new(), anon: Vec::new() },
+        out: Compiled {
+            exprs: Vec::new(),
+            text: Vec::new(),
+            anon: Vec::new(),
+        },
         l4: None,
         nf: None,
     };
@@ -53,7 +63,11 @@ pub fn compile(toks: &[Token], end: (usize, usize), t: &NftTable) -> Result<Comp
     while !c.at_end() {
         let from = c.i;
         let counter = r.statement(&mut c)?;
-        r.out.text.push(if counter { RuleText::Counter } else { RuleText::Text(c.text_since(from)) });
+        r.out.text.push(if counter {
+            RuleText::Counter
+        } else {
+            RuleText::Text(c.text_since(from))
+        });
     }
     Ok(r.out)
 }
@@ -79,8 +93,15 @@ impl Rule<'_> {
             }
             _ => return,
         };
-        self.push(NftExpr::Meta { key, dreg: NFT_REG_1 });
-        self.push(NftExpr::Cmp { op: CmpOp::Eq, sreg: NFT_REG_1, data: vec![v] });
+        self.push(NftExpr::Meta {
+            key,
+            dreg: NFT_REG_1,
+        });
+        self.push(NftExpr::Cmp {
+            op: CmpOp::Eq,
+            sreg: NFT_REG_1,
+            data: vec![v],
+        });
     }
 
     /// Loads the selector expression from register 1 on; returns the key
@@ -94,17 +115,40 @@ impl Rule<'_> {
             }
             let dreg = reg32(word);
             self.push(match s.load {
-                Load::Payload(base, offset, l) => NftExpr::Payload { base, offset, len: l, dreg },
+                Load::Payload(base, offset, l) => NftExpr::Payload {
+                    base,
+                    offset,
+                    len: l,
+                    dreg,
+                },
                 Load::Meta(key) => NftExpr::Meta { key, dreg },
                 Load::Ct(key) => NftExpr::Ct { key, dreg },
-                Load::Numgen { modulus, offset, kind } => NftExpr::Numgen { dreg, modulus, offset, kind },
+                Load::Numgen {
+                    modulus,
+                    offset,
+                    kind,
+                } => NftExpr::Numgen {
+                    dreg,
+                    modulus,
+                    offset,
+                    kind,
+                },
             });
-            let l = if e.sels.len() > 1 { pad4(vec![0; s.ty.len() as usize]).len() as u32 } else { s.ty.len() };
+            let l = if e.sels.len() > 1 {
+                pad4(vec![0; s.ty.len() as usize]).len() as u32
+            } else {
+                s.ty.len()
+            };
             word = word.saturating_add((s.ty.len().div_ceil(4)) as u8);
             len += l;
         }
         if let Some((mask, xor)) = &e.binop {
-            self.push(NftExpr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, mask: mask.clone(), xor: xor.clone() });
+            self.push(NftExpr::Bitwise {
+                sreg: NFT_REG_1,
+                dreg: NFT_REG_1,
+                mask: mask.clone(),
+                xor: xor.clone(),
+            });
         }
         (len, e.sels.iter().map(|s| s.ty).collect())
     }
@@ -148,9 +192,13 @@ impl Rule<'_> {
                 c.i += 1;
                 c.next_name("a comment")?;
             }
-            "limit" | "quota" | "meter" | "fwd" | "dup" | "tproxy" | "synproxy" | "flow" | "add" | "update" | "delete" | "set" | "reset" | "last" | "xt" | "secmark" | "synproxy_ct" => {
+            "limit" | "quota" | "meter" | "fwd" | "dup" | "tproxy" | "synproxy" | "flow"
+            | "add" | "update" | "delete" | "set" | "reset" | "last" | "xt" | "secmark"
+            | "synproxy_ct" => {
                 c.i += 1;
-                return Err(c.prev_err(format!("not supported: nft {w} statement (docs/differences.md)")));
+                return Err(c.prev_err(format!(
+                    "not supported: nft {w} statement (docs/differences.md)"
+                )));
             }
             w if starts_selector(w) => self.selector_stmt(c)?,
             w => {
@@ -169,7 +217,9 @@ impl Rule<'_> {
                 Some("num") => {
                     c.i += 1;
                     let w = c.next_word("a queue number")?;
-                    num = number(w).and_then(|n| u16::try_from(n).ok()).ok_or_else(|| c.prev_err(format!("invalid queue number '{w}'")))?;
+                    num = number(w)
+                        .and_then(|n| u16::try_from(n).ok())
+                        .ok_or_else(|| c.prev_err(format!("invalid queue number '{w}'")))?;
                 }
                 Some("bypass") => {
                     c.i += 1;
@@ -201,12 +251,20 @@ impl Rule<'_> {
                 Some("level") => {
                     c.i += 1;
                     let l = c.next_word("a level")?;
-                    let names = ["emerg", "alert", "crit", "err", "warn", "notice", "info", "debug"];
-                    level = names.iter().position(|n| *n == l).ok_or_else(|| c.prev_err(format!("invalid log level '{l}'")))? as u8;
+                    let names = [
+                        "emerg", "alert", "crit", "err", "warn", "notice", "info", "debug",
+                    ];
+                    level = names
+                        .iter()
+                        .position(|n| *n == l)
+                        .ok_or_else(|| c.prev_err(format!("invalid log level '{l}'")))?
+                        as u8;
                 }
                 Some("flags" | "group" | "snaplen" | "queue-threshold") => {
                     c.i += 1;
-                    return Err(c.prev_err("not supported: nft log flags/group (docs/differences.md)"));
+                    return Err(
+                        c.prev_err("not supported: nft log flags/group (docs/differences.md)")
+                    );
                 }
                 _ => break,
             }
@@ -239,10 +297,34 @@ impl Rule<'_> {
         }
         let name = c.next_word("a reject code")?;
         let codes: &[(&str, u8)] = match kind {
-            "icmp" => &[("net-unreachable", 0), ("host-unreachable", 1), ("prot-unreachable", 2), ("port-unreachable", 3), ("net-prohibited", 9), ("host-prohibited", 10), ("admin-prohibited", 13)],
-            "icmpv6" => &[("no-route", 0), ("admin-prohibited", 1), ("addr-unreachable", 3), ("port-unreachable", 4), ("policy-fail", 5), ("reject-route", 6)],
-            "icmpx" => &[("no-route", 0), ("port-unreachable", 1), ("host-unreachable", 2), ("admin-prohibited", 3)],
-            k => return Err(c.prev_err(format!("syntax error, unexpected '{k}', expecting icmp, icmpv6, icmpx or tcp"))),
+            "icmp" => &[
+                ("net-unreachable", 0),
+                ("host-unreachable", 1),
+                ("prot-unreachable", 2),
+                ("port-unreachable", 3),
+                ("net-prohibited", 9),
+                ("host-prohibited", 10),
+                ("admin-prohibited", 13),
+            ],
+            "icmpv6" => &[
+                ("no-route", 0),
+                ("admin-prohibited", 1),
+                ("addr-unreachable", 3),
+                ("port-unreachable", 4),
+                ("policy-fail", 5),
+                ("reject-route", 6),
+            ],
+            "icmpx" => &[
+                ("no-route", 0),
+                ("port-unreachable", 1),
+                ("host-unreachable", 2),
+                ("admin-prohibited", 3),
+            ],
+            k => {
+                return Err(c.prev_err(format!(
+                    "syntax error, unexpected '{k}', expecting icmp, icmpv6, icmpx or tcp"
+                )))
+            }
         };
         let code = codes
             .iter()
@@ -288,13 +370,20 @@ impl Rule<'_> {
     /// registers 3 (and 4).
     fn ports(&mut self, c: &Cur, spec: &str) -> Result<(u8, u8), NftParseError> {
         let (a, b) = spec.split_once('-').unwrap_or((spec, spec));
-        let p = |w: &str| value(Ty::InetService, w).ok_or_else(|| c.prev_err(format!("invalid port '{w}'")));
+        let p = |w: &str| {
+            value(Ty::InetService, w).ok_or_else(|| c.prev_err(format!("invalid port '{w}'")))
+        };
         let (pa, pb) = (p(a)?, p(b)?);
         if self.l4.is_none() {
-            return Err(c.prev_err("transport protocol mapping is only valid after transport protocol match"));
+            return Err(c.prev_err(
+                "transport protocol mapping is only valid after transport protocol match",
+            ));
         }
         let (r3, r4) = (NFT_REG_1 + 8, NFT_REG_1 + 12);
-        self.push(NftExpr::Immediate { dreg: r3, data: pa.clone() });
+        self.push(NftExpr::Immediate {
+            dreg: r3,
+            data: pa.clone(),
+        });
         if pa == pb {
             return Ok((r3, r3));
         }
@@ -304,7 +393,11 @@ impl Rule<'_> {
 
     fn masq(&mut self, c: &mut Cur) -> Result<(), NftParseError> {
         let w = c.next_word("masquerade")?;
-        let kind = if w == "masquerade" { NatKind::Masq } else { NatKind::Redir };
+        let kind = if w == "masquerade" {
+            NatKind::Masq
+        } else {
+            NatKind::Redir
+        };
         let mut proto = None;
         if c.peek_word() == Some("to") {
             c.i += 1;
@@ -318,12 +411,22 @@ impl Rule<'_> {
             // The packet's own family (nft_masq_inet_eval).
             NftFamily::Inet => NfProto::Netdev,
         };
-        self.push(NftExpr::Nat { kind, pf, addr: None, proto, flags });
+        self.push(NftExpr::Nat {
+            kind,
+            pf,
+            addr: None,
+            proto,
+            flags,
+        });
         Ok(())
     }
 
     fn nat(&mut self, c: &mut Cur) -> Result<(), NftParseError> {
-        let kind = if c.next_word("nat")? == "snat" { NatKind::Snat } else { NatKind::Dnat };
+        let kind = if c.next_word("nat")? == "snat" {
+            NatKind::Snat
+        } else {
+            NatKind::Dnat
+        };
         let mut pf = match self.family {
             NftFamily::Ip6 => Some(NfProto::Ipv6),
             NftFamily::Ip => Some(NfProto::Ipv4),
@@ -349,14 +452,27 @@ impl Rule<'_> {
             self.nat_literal(c, spec, pf)?
         };
         let flags = self.nat_flags(c)?;
-        self.push(NftExpr::Nat { kind, pf, addr, proto, flags });
+        self.push(NftExpr::Nat {
+            kind,
+            pf,
+            addr,
+            proto,
+            flags,
+        });
         Ok(())
     }
 
     /// `A`, `A:P`, `A-B`, `A-B:P-Q`, `[v6]:P`.
-    fn nat_literal(&mut self, c: &Cur, spec: &str, pf: Option<NfProto>) -> Result<(Option<(u8, u8)>, Option<(u8, u8)>, NfProto), NftParseError> {
+    fn nat_literal(
+        &mut self,
+        c: &Cur,
+        spec: &str,
+        pf: Option<NfProto>,
+    ) -> Result<(Option<(u8, u8)>, Option<(u8, u8)>, NfProto), NftParseError> {
         let (addrs, ports) = if let Some(rest) = spec.strip_prefix('[') {
-            let (a, p) = rest.split_once(']').ok_or_else(|| c.prev_err(format!("invalid address '{spec}'")))?;
+            let (a, p) = rest
+                .split_once(']')
+                .ok_or_else(|| c.prev_err(format!("invalid address '{spec}'")))?;
             (a, p.strip_prefix(':'))
         } else if spec.matches(':').count() == 1 {
             let (a, p) = spec.split_once(':').unwrap_or((spec, ""));
@@ -364,13 +480,31 @@ impl Rule<'_> {
         } else {
             (spec, None)
         };
-        let pf = pf.unwrap_or(if addrs.contains(':') { NfProto::Ipv6 } else { NfProto::Ipv4 });
-        let ty = if pf == NfProto::Ipv6 { Ty::Ipv6Addr } else { Ty::Ipv4Addr };
+        let pf = pf.unwrap_or(if addrs.contains(':') {
+            NfProto::Ipv6
+        } else {
+            NfProto::Ipv4
+        });
+        let ty = if pf == NfProto::Ipv6 {
+            Ty::Ipv6Addr
+        } else {
+            Ty::Ipv4Addr
+        };
         let (lo, hi) = addrs.split_once('-').unwrap_or((addrs, addrs));
-        let v = |w: &str| value(ty, w).ok_or_else(|| c.prev_err(format!("Could not parse {}: '{w}'", super::set::ty_name(ty))));
+        let v = |w: &str| {
+            value(ty, w).ok_or_else(|| {
+                c.prev_err(format!(
+                    "Could not parse {}: '{w}'",
+                    super::set::ty_name(ty)
+                ))
+            })
+        };
         let (a, b) = (v(lo)?, v(hi)?);
         let (r1, r2) = (NFT_REG_1, NFT_REG_1 + 4);
-        self.push(NftExpr::Immediate { dreg: r1, data: a.clone() });
+        self.push(NftExpr::Immediate {
+            dreg: r1,
+            data: a.clone(),
+        });
         let addr = if a == b {
             (r1, r1)
         } else {
@@ -385,11 +519,19 @@ impl Rule<'_> {
     }
 
     /// `dnat to SEL map { KEY : ADDR [. PORT], ... }`.
-    fn nat_map(&mut self, c: &mut Cur, pf: Option<NfProto>) -> Result<(Option<(u8, u8)>, Option<(u8, u8)>, NfProto), NftParseError> {
+    fn nat_map(
+        &mut self,
+        c: &mut Cur,
+        pf: Option<NfProto>,
+    ) -> Result<(Option<(u8, u8)>, Option<(u8, u8)>, NfProto), NftParseError> {
         let e = sel_expr(c, self.family)?;
         c.expect("map")?;
         let pf = pf.unwrap_or(NfProto::Ipv4);
-        let aty = if pf == NfProto::Ipv6 { Ty::Ipv6Addr } else { Ty::Ipv4Addr };
+        let aty = if pf == NfProto::Ipv6 {
+            Ty::Ipv6Addr
+        } else {
+            Ty::Ipv4Addr
+        };
         let (len, key) = self.load(&e);
         let tok = c.peek().cloned();
         let (set, data) = self.set_ref(c, len, &key, None)?;
@@ -399,33 +541,71 @@ impl Rule<'_> {
         let port = match d.as_slice() {
             [a] if *a == aty => false,
             [a, Ty::InetService] if *a == aty => true,
-            _ => return Err(tok.map_or_else(|| c.end_err("a map"), |t| t.err("a nat map's data must be an address or address . port"))),
+            _ => {
+                return Err(tok.map_or_else(
+                    || c.end_err("a map"),
+                    |t| t.err("a nat map's data must be an address or address . port"),
+                ))
+            }
         };
         if port && self.l4.is_none() {
-            return Err(c.prev_err("transport protocol mapping is only valid after transport protocol match"));
+            return Err(c.prev_err(
+                "transport protocol mapping is only valid after transport protocol match",
+            ));
         }
-        self.push(NftExpr::Lookup { sreg: NFT_REG_1, set, dreg: Some(NFT_REG_1), invert: false });
+        self.push(NftExpr::Lookup {
+            sreg: NFT_REG_1,
+            set,
+            dreg: Some(NFT_REG_1),
+            invert: false,
+        });
         let pword = NFT_REG_1 + (aty.len() / 4) as u8;
-        Ok((Some((NFT_REG_1, NFT_REG_1)), port.then_some((pword, pword)), pf))
+        Ok((
+            Some((NFT_REG_1, NFT_REG_1)),
+            port.then_some((pword, pword)),
+            pf,
+        ))
     }
 
     /// `@name` or `{ ... }` at the cursor: the set's index (an anonymous
     /// one is made) and its data type. `data` is the data type an
     /// anonymous map's elements have (None: take it from the elements).
-    fn set_ref(&mut self, c: &mut Cur, len: u32, key: &[Ty], vmap: Option<bool>) -> Result<(usize, DataTy), NftParseError> {
+    fn set_ref(
+        &mut self,
+        c: &mut Cur,
+        len: u32,
+        key: &[Ty],
+        vmap: Option<bool>,
+    ) -> Result<(usize, DataTy), NftParseError> {
         let t = c.next_tok("a set")?;
         if let Some(name) = t.word().and_then(|w| w.strip_prefix('@')) {
-            let i = self.t.set_index(name).ok_or_else(|| t.err(format!("Could not process rule: No such file or directory: set '{name}'")))?;
+            let i = self.t.set_index(name).ok_or_else(|| {
+                t.err(format!(
+                    "Could not process rule: No such file or directory: set '{name}'"
+                ))
+            })?;
             let s = &self.t.sets[i];
-            let klen: u32 = if key.len() > 1 { key.iter().map(|k| pad4(vec![0; k.len() as usize]).len() as u32).sum() } else { pad4(vec![0; len as usize]).len() as u32 };
+            let klen: u32 = if key.len() > 1 {
+                key.iter()
+                    .map(|k| pad4(vec![0; k.len() as usize]).len() as u32)
+                    .sum()
+            } else {
+                pad4(vec![0; len as usize]).len() as u32
+            };
             if s.key_len != klen {
-                return Err(t.err(format!("datatype mismatch, set '{name}' has {}-byte keys, expression has {klen}", s.key_len)));
+                return Err(t.err(format!(
+                    "datatype mismatch, set '{name}' has {}-byte keys, expression has {klen}",
+                    s.key_len
+                )));
             }
             let (_, d) = declared_types(s, self.family)?;
             return Ok((i, d));
         }
         if t.tok != Tok::LBrace {
-            return Err(t.err(format!("syntax error, unexpected '{}', expecting a set", t.text())));
+            return Err(t.err(format!(
+                "syntax error, unexpected '{}', expecting a set",
+                t.text()
+            )));
         }
         let (inside, after) = braced(c.toks, c.i - 1)?;
         let data = match vmap {
@@ -436,7 +616,10 @@ impl Rule<'_> {
         let elems = elements(inside, (t.line, t.col), key, &data, self.t)?;
         c.i = after;
         let interval = elems.iter().any(|e| e.key != e.key_end);
-        let fields = key.iter().map(|k| pad4(vec![0; k.len() as usize]).len() as u32).collect();
+        let fields = key
+            .iter()
+            .map(|k| pad4(vec![0; k.len() as usize]).len() as u32)
+            .collect();
         let idx = self.t.sets.len() + self.out.anon.len();
         let mut s = NftSet::new(&format!("__set{idx}"), fields, interval, data.set_data());
         s.anonymous = true;
@@ -461,7 +644,12 @@ impl Rule<'_> {
             if data != DataTy::Verdict {
                 return Err(c.prev_err("a vmap needs a verdict map"));
             }
-            self.push(NftExpr::Lookup { sreg: NFT_REG_1, set, dreg: Some(NFT_REG_VERDICT), invert: false });
+            self.push(NftExpr::Lookup {
+                sreg: NFT_REG_1,
+                set,
+                dreg: Some(NFT_REG_VERDICT),
+                invert: false,
+            });
             return Ok(());
         }
         let op = match c.peek_word() {
@@ -495,18 +683,33 @@ impl Rule<'_> {
             self.load(&v);
         } else {
             let w = c.next_word("a value")?;
-            let v = value(Ty::Mark, w).ok_or_else(|| c.prev_err(format!("Could not parse packet mark: '{w}'")))?;
-            self.push(NftExpr::Immediate { dreg: NFT_REG_1, data: v });
+            let v = value(Ty::Mark, w)
+                .ok_or_else(|| c.prev_err(format!("Could not parse packet mark: '{w}'")))?;
+            self.push(NftExpr::Immediate {
+                dreg: NFT_REG_1,
+                data: v,
+            });
         }
         self.push(match target {
-            Load::Ct(_) => NftExpr::CtSet { key: CtKey::Mark, sreg: NFT_REG_1 },
-            _ => NftExpr::MetaSet { key: MetaKey::Mark, sreg: NFT_REG_1 },
+            Load::Ct(_) => NftExpr::CtSet {
+                key: CtKey::Mark,
+                sreg: NFT_REG_1,
+            },
+            _ => NftExpr::MetaSet {
+                key: MetaKey::Mark,
+                sreg: NFT_REG_1,
+            },
         });
         Ok(())
     }
 
     /// The right-hand side of a match.
-    fn match_rhs(&mut self, c: &mut Cur, e: &SelExpr, op: Option<CmpOp>) -> Result<(), NftParseError> {
+    fn match_rhs(
+        &mut self,
+        c: &mut Cur,
+        e: &SelExpr,
+        op: Option<CmpOp>,
+    ) -> Result<(), NftParseError> {
         let t = c.peek().ok_or_else(|| c.end_err("a value"))?;
         let is_set = t.tok == Tok::LBrace || t.word().is_some_and(|w| w.starts_with('@'));
         if is_set {
@@ -517,7 +720,12 @@ impl Rule<'_> {
                 Some(CmpOp::Neq) => true,
                 _ => return Err(t.err("a set lookup takes == or !=")),
             };
-            self.push(NftExpr::Lookup { sreg: NFT_REG_1, set, dreg: None, invert });
+            self.push(NftExpr::Lookup {
+                sreg: NFT_REG_1,
+                set,
+                dreg: None,
+                invert,
+            });
             return Ok(());
         }
         // A value, a concatenation of values, or a `,` list.
@@ -534,7 +742,13 @@ impl Rule<'_> {
         self.match_values(c, e, op, &vals)
     }
 
-    fn match_values(&mut self, c: &Cur, e: &SelExpr, op: Option<CmpOp>, vals: &[&Token]) -> Result<(), NftParseError> {
+    fn match_values(
+        &mut self,
+        c: &Cur,
+        e: &SelExpr,
+        op: Option<CmpOp>,
+        vals: &[&Token],
+    ) -> Result<(), NftParseError> {
         let first = vals.first().copied().ok_or_else(|| c.end_err("a value"))?;
         let (len, tys) = self.load(e);
         let ty = tys.first().copied().unwrap_or(Ty::Integer);
@@ -547,7 +761,9 @@ impl Rule<'_> {
             for (v, ty) in vals.iter().zip(&tys) {
                 let (a, b) = interval_value(*ty, v)?;
                 if a != b {
-                    return Err(v.err("not supported: nft a range or prefix in a concatenation outside a set"));
+                    return Err(v.err(
+                        "not supported: nft a range or prefix in a concatenation outside a set",
+                    ));
                 }
                 key.extend(pad4(a));
             }
@@ -557,20 +773,47 @@ impl Rule<'_> {
             let mut mask = vec![0u8; len as usize];
             for v in vals {
                 let w = v.word().unwrap_or("");
-                let b = value(ty, w).ok_or_else(|| v.err(format!("Could not parse {}: '{w}'", super::set::ty_name(ty))))?;
+                let b = value(ty, w).ok_or_else(|| {
+                    v.err(format!(
+                        "Could not parse {}: '{w}'",
+                        super::set::ty_name(ty)
+                    ))
+                })?;
                 mask.iter_mut().zip(&b).for_each(|(m, b)| *m |= b);
             }
             // A flag test: (x & mask) != 0 (== 0 for `!=`).
-            self.push(NftExpr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, mask, xor: vec![0; len as usize] });
-            let cop = if op == CmpOp::Neq { CmpOp::Eq } else { CmpOp::Neq };
-            self.push(NftExpr::Cmp { op: cop, sreg: NFT_REG_1, data: vec![0; len as usize] });
+            self.push(NftExpr::Bitwise {
+                sreg: NFT_REG_1,
+                dreg: NFT_REG_1,
+                mask,
+                xor: vec![0; len as usize],
+            });
+            let cop = if op == CmpOp::Neq {
+                CmpOp::Eq
+            } else {
+                CmpOp::Neq
+            };
+            self.push(NftExpr::Cmp {
+                op: cop,
+                sreg: NFT_REG_1,
+                data: vec![0; len as usize],
+            });
             return Ok(());
         }
         if vals.len() > 1 {
-            return Err(vals[1].err(format!("not supported: nft a list of values here; write {{ ... }}")));
+            return Err(vals[1].err(format!(
+                "not supported: nft a list of values here; write {{ ... }}"
+            )));
         }
         if ty == Ty::IfName {
-            if let Some(p) = first.word().or(match &first.tok { Tok::Str(s) => Some(s.as_str()), _ => None }).and_then(|w| w.strip_suffix('*')) {
+            if let Some(p) = first
+                .word()
+                .or(match &first.tok {
+                    Tok::Str(s) => Some(s.as_str()),
+                    _ => None,
+                })
+                .and_then(|w| w.strip_suffix('*'))
+            {
                 return self.cmp(op, p.as_bytes().to_vec(), first);
             }
         }
@@ -581,7 +824,12 @@ impl Rule<'_> {
         let w = first.word().unwrap_or("");
         if w.contains('/') {
             let mask: Vec<u8> = a.iter().zip(&b).map(|(x, y)| !(x ^ y)).collect();
-            self.push(NftExpr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, mask, xor: vec![0; a.len()] });
+            self.push(NftExpr::Bitwise {
+                sreg: NFT_REG_1,
+                dreg: NFT_REG_1,
+                mask,
+                xor: vec![0; a.len()],
+            });
             return self.cmp(op, a, first);
         }
         let neq = match op {
@@ -589,7 +837,12 @@ impl Rule<'_> {
             CmpOp::Neq => true,
             _ => return Err(first.err("a range takes == or !=")),
         };
-        self.push(NftExpr::Range { neq, sreg: NFT_REG_1, from: a, to: b });
+        self.push(NftExpr::Range {
+            neq,
+            sreg: NFT_REG_1,
+            from: a,
+            to: b,
+        });
         Ok(())
     }
 
@@ -601,12 +854,28 @@ impl Rule<'_> {
         // An equality on the protocol or family is the dependency it satisfies.
         if op == CmpOp::Eq && data.len() == 1 {
             match self.out.exprs.last() {
-                Some(NftExpr::Meta { key: MetaKey::L4proto, .. }) | Some(NftExpr::Payload { offset: 9, len: 1, .. }) | Some(NftExpr::Payload { offset: 6, len: 1, .. }) => self.l4 = Some(data[0]),
-                Some(NftExpr::Meta { key: MetaKey::Nfproto, .. }) => self.nf = Some(data[0]),
+                Some(NftExpr::Meta {
+                    key: MetaKey::L4proto,
+                    ..
+                })
+                | Some(NftExpr::Payload {
+                    offset: 9, len: 1, ..
+                })
+                | Some(NftExpr::Payload {
+                    offset: 6, len: 1, ..
+                }) => self.l4 = Some(data[0]),
+                Some(NftExpr::Meta {
+                    key: MetaKey::Nfproto,
+                    ..
+                }) => self.nf = Some(data[0]),
                 _ => {}
             }
         }
-        self.push(NftExpr::Cmp { op, sreg: NFT_REG_1, data });
+        self.push(NftExpr::Cmp {
+            op,
+            sreg: NFT_REG_1,
+            data,
+        });
         Ok(())
     }
 }
@@ -614,7 +883,11 @@ impl Rule<'_> {
 /// An anonymous map's data type from its first element's data: a verdict
 /// or addresses/ports.
 fn guess_map_data(inside: &[Token], _nkey: usize) -> Result<DataTy, NftParseError> {
-    let elem: Vec<&Token> = inside.iter().filter(|t| t.tok != Tok::Newline).take_while(|t| t.tok != Tok::Comma).collect();
+    let elem: Vec<&Token> = inside
+        .iter()
+        .filter(|t| t.tok != Tok::Newline)
+        .take_while(|t| t.tok != Tok::Comma)
+        .collect();
     let Some(colon) = elem.iter().position(|t| t.word() == Some(":")) else {
         return Ok(DataTy::None);
     };

@@ -354,7 +354,11 @@ fn netns(
         sysctls,
 
         iptables,
-        nft: ns.nft.as_ref().map(|n| netfilter::nft(cx, ns_name, n)).transpose()?,
+        nft: ns
+            .nft
+            .as_ref()
+            .map(|n| netfilter::nft(cx, ns_name, n))
+            .transpose()?,
     })
 }
 

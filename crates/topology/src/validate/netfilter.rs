@@ -33,7 +33,11 @@ pub(super) fn lines(
 }
 
 /// `nft` text: parsed, then applied to a scratch netfilter.
-pub(super) fn nft(cx: &Ctx, ns_name: &str, raw: &Spanned<String>) -> Result<NftScript, TopologyError> {
+pub(super) fn nft(
+    cx: &Ctx,
+    ns_name: &str,
+    raw: &Spanned<String>,
+) -> Result<NftScript, TopologyError> {
     let field = format!("netns.{ns_name}.nft");
     let text = raw.get_ref();
     let loc = nft_text_start(cx, raw, &field);
@@ -54,7 +58,11 @@ fn nft_text_start(cx: &Ctx, raw: &Spanned<String>, field: &str) -> Loc {
     let rest = cx.src.get(start..).unwrap_or("");
     let skip = if rest.starts_with("'''") || rest.starts_with("\"\"\"") {
         let after = rest.get(3..).unwrap_or("");
-        3 + if after.starts_with("\r\n") { 2 } else { usize::from(after.starts_with('\n')) }
+        3 + if after.starts_with("\r\n") {
+            2
+        } else {
+            usize::from(after.starts_with('\n'))
+        }
     } else {
         1
     };

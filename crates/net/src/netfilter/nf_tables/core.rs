@@ -6,7 +6,7 @@
 use super::super::ip_tables::XtPkt;
 use super::super::nat::{self, NatTarget, NfNatManipType};
 use super::super::x_tables::Policy;
-use super::super::{NfHookState, NfSkb, NfVerdict, Netfilter, StateDevices, XtEnv};
+use super::super::{Netfilter, NfHookState, NfSkb, NfVerdict, StateDevices, XtEnv};
 use super::expr::{EvalCx, NftExpr, NftRegs, NftVerdict, NFT_REG_VERDICT};
 use super::set::NftSet;
 use super::{NftRule, NftTable, NFT_JUMP_STACK_SIZE};
@@ -36,7 +36,13 @@ fn run_rule(rule: &mut NftRule, regs: &mut NftRegs, cx: &mut EvalCx) -> NftVerdi
 /// jump pushes the next rule (at most NFT_JUMP_STACK_SIZE deep, else drop),
 /// a goto does not, return or a chain's end pops; the base chain's end is
 /// its policy.
-pub fn nft_do_chain(t: &mut NftTable, base: usize, skb: &mut NfSkb, st: &NfHookState, env: &mut XtEnv) -> NftOutcome {
+pub fn nft_do_chain(
+    t: &mut NftTable,
+    base: usize,
+    skb: &mut NfSkb,
+    st: &NfHookState,
+    env: &mut XtEnv,
+) -> NftOutcome {
     let NftTable { chains, sets, .. } = t;
     let policy = chains
         .get(base)
@@ -98,7 +104,10 @@ pub fn nft_do_chain(t: &mut NftTable, base: usize, skb: &mut NfSkb, st: &NfHookS
 }
 
 fn outcome(verdict: NfVerdict, cx: &EvalCx) -> NftOutcome {
-    NftOutcome { verdict, nat: cx.nat }
+    NftOutcome {
+        verdict,
+        nat: cx.nat,
+    }
 }
 
 /// The env the expressions use, from the namespace's netfilter parts.
@@ -115,7 +124,13 @@ macro_rules! env {
 
 /// nft_do_chain_ipv4 / _ipv6 / _inet: a filter or route base chain's hook
 /// function.
-pub fn run_base_chain(nf: &mut Netfilter, table: usize, chain: usize, skb: &mut NfSkb, st: &NfHookState) -> NfVerdict {
+pub fn run_base_chain(
+    nf: &mut Netfilter,
+    table: usize,
+    chain: usize,
+    skb: &mut NfSkb,
+    st: &NfHookState,
+) -> NfVerdict {
     let Netfilter {
         nft,
         prandom,
@@ -135,7 +150,12 @@ pub fn run_base_chain(nf: &mut Netfilter, table: usize, chain: usize, skb: &mut 
 /// (nf_nat_lookup_hook_priv->entries): run by priority until one does not
 /// accept or binds; the NAT core then binds (or makes a null binding) and
 /// mangles.
-pub fn run_nat(nf: &mut Netfilter, manip: NfNatManipType, skb: &mut NfSkb, st: &NfHookState) -> NfVerdict {
+pub fn run_nat(
+    nf: &mut Netfilter,
+    manip: NfNatManipType,
+    skb: &mut NfSkb,
+    st: &NfHookState,
+) -> NfVerdict {
     let Netfilter {
         nft,
         prandom,
@@ -146,8 +166,13 @@ pub fn run_nat(nf: &mut Netfilter, manip: NfNatManipType, skb: &mut NfSkb, st: &
     } = nf;
     let super::NfTables { tables, nat_chains } = nft;
     let mut run = |skb: &mut NfSkb, st: &NfHookState| {
-        for n in nat_chains.iter().filter(|n| n.pf == st.pf && n.hook == st.hook) {
-            let Some(t) = tables.get_mut(n.table) else { continue };
+        for n in nat_chains
+            .iter()
+            .filter(|n| n.pf == st.pf && n.hook == st.hook)
+        {
+            let Some(t) = tables.get_mut(n.table) else {
+                continue;
+            };
             let mut env = env!(&mut *prandom, &mut *replies, &mut *log, None);
             let o = nft_do_chain(t, n.chain, skb, st, &mut env);
             if o.verdict != NfVerdict::Accept || o.nat.is_some() {

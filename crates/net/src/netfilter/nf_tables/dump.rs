@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{NftChain, NftRule, NftSet, NftTable, NfTables, RuleText};
+use super::{NfTables, NftChain, NftRule, NftSet, NftTable, RuleText};
 
 /// A rule's text with its counters filled in (`counter packets N bytes M`).
 pub fn rule_text(r: &NftRule) -> String {

@@ -8,7 +8,9 @@ use super::super::conntrack::xt as ctxt;
 use super::super::conntrack::{IpConntrackInfo, IPS_CONFIRMED};
 use super::super::ip_tables::XtPkt;
 use super::super::ipt_reject::RejectWith;
-use super::super::nat::{NatTarget, NfNatRange2, NF_NAT_RANGE_MAP_IPS, NF_NAT_RANGE_PROTO_SPECIFIED};
+use super::super::nat::{
+    NatTarget, NfNatRange2, NF_NAT_RANGE_MAP_IPS, NF_NAT_RANGE_PROTO_SPECIFIED,
+};
 use super::super::x_tables::XtCounters;
 use super::super::xt_log::XtLog;
 use super::super::{NfHookState, NfProto, NfReply, NfSkb, NfVerdict, XtEnv};
@@ -33,7 +35,10 @@ pub enum NftVerdict {
     Break,
     Accept,
     Drop,
-    Queue { num: u16, bypass: bool },
+    Queue {
+        num: u16,
+        bypass: bool,
+    },
     Jump(usize),
     Goto(usize),
     Return,
@@ -131,7 +136,9 @@ pub enum CmpOp {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NumgenKind {
     /// NFT_NG_INCREMENTAL: the counter starts at modulus - 1.
-    Inc { counter: u32 },
+    Inc {
+        counter: u32,
+    },
     Random,
 }
 
@@ -157,26 +164,79 @@ pub enum RejectKind {
 /// One expression.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NftExpr {
-    Payload { base: PayloadBase, offset: u32, len: u32, dreg: u8 },
-    Meta { key: MetaKey, dreg: u8 },
-    MetaSet { key: MetaKey, sreg: u8 },
-    Cmp { op: CmpOp, sreg: u8, data: Vec<u8> },
+    Payload {
+        base: PayloadBase,
+        offset: u32,
+        len: u32,
+        dreg: u8,
+    },
+    Meta {
+        key: MetaKey,
+        dreg: u8,
+    },
+    MetaSet {
+        key: MetaKey,
+        sreg: u8,
+    },
+    Cmp {
+        op: CmpOp,
+        sreg: u8,
+        data: Vec<u8>,
+    },
     /// dreg = (sreg & mask) ^ xor over mask.len() bytes.
-    Bitwise { sreg: u8, dreg: u8, mask: Vec<u8>, xor: Vec<u8> },
+    Bitwise {
+        sreg: u8,
+        dreg: u8,
+        mask: Vec<u8>,
+        xor: Vec<u8>,
+    },
     /// NFT_RANGE_EQ (`neq` false) / NFT_RANGE_NEQ.
-    Range { neq: bool, sreg: u8, from: Vec<u8>, to: Vec<u8> },
+    Range {
+        neq: bool,
+        sreg: u8,
+        from: Vec<u8>,
+        to: Vec<u8>,
+    },
     /// A set (dreg None) or map lookup; a verdict map's dreg is NFT_REG_VERDICT.
-    Lookup { sreg: u8, set: usize, dreg: Option<u8>, invert: bool },
-    Immediate { dreg: u8, data: Vec<u8> },
+    Lookup {
+        sreg: u8,
+        set: usize,
+        dreg: Option<u8>,
+        invert: bool,
+    },
+    Immediate {
+        dreg: u8,
+        data: Vec<u8>,
+    },
     Verdict(NftVerdict),
     Counter(XtCounters),
-    Ct { key: CtKey, dreg: u8 },
-    CtSet { key: CtKey, sreg: u8 },
-    Numgen { dreg: u8, modulus: u32, offset: u32, kind: NumgenKind },
+    Ct {
+        key: CtKey,
+        dreg: u8,
+    },
+    CtSet {
+        key: CtKey,
+        sreg: u8,
+    },
+    Numgen {
+        dreg: u8,
+        modulus: u32,
+        offset: u32,
+        kind: NumgenKind,
+    },
     /// Address registers (min, max) and port registers (min, max).
-    Nat { kind: NatKind, pf: NfProto, addr: Option<(u8, u8)>, proto: Option<(u8, u8)>, flags: u32 },
+    Nat {
+        kind: NatKind,
+        pf: NfProto,
+        addr: Option<(u8, u8)>,
+        proto: Option<(u8, u8)>,
+        flags: u32,
+    },
     Reject(RejectKind),
-    Log { prefix: String, level: u8 },
+    Log {
+        prefix: String,
+        level: u8,
+    },
     Notrack,
 }
 
@@ -196,19 +256,42 @@ impl NftExpr {
     /// Whether loading the expression takes conntrack (nf_ct_netns_get in
     /// nft_ct_get_init, nft_nat_init, nft_masq_init, nft_redir_init).
     pub fn needs_conntrack(&self) -> bool {
-        matches!(self, NftExpr::Ct { .. } | NftExpr::CtSet { .. } | NftExpr::Nat { .. })
+        matches!(
+            self,
+            NftExpr::Ct { .. } | NftExpr::CtSet { .. } | NftExpr::Nat { .. }
+        )
     }
 
     /// The expression's eval; a failure to load sets NFT_BREAK.
     pub fn eval(&mut self, regs: &mut NftRegs, cx: &mut EvalCx) {
         let ok = match self {
-            NftExpr::Payload { base, offset, len, dreg } => payload(regs, cx, *base, *offset, *len, *dreg),
+            NftExpr::Payload {
+                base,
+                offset,
+                len,
+                dreg,
+            } => payload(regs, cx, *base, *offset, *len, *dreg),
             NftExpr::Meta { key, dreg } => meta(regs, cx, *key, *dreg),
             NftExpr::MetaSet { key, sreg } => meta_set(regs, cx, *key, *sreg),
             NftExpr::Cmp { op, sreg, data } => cmp(regs, *op, *sreg, data),
-            NftExpr::Bitwise { sreg, dreg, mask, xor } => bitwise(regs, *sreg, *dreg, mask, xor),
-            NftExpr::Range { neq, sreg, from, to } => range(regs, *neq, *sreg, from, to),
-            NftExpr::Lookup { sreg, set, dreg, invert } => lookup(regs, cx, *sreg, *set, *dreg, *invert),
+            NftExpr::Bitwise {
+                sreg,
+                dreg,
+                mask,
+                xor,
+            } => bitwise(regs, *sreg, *dreg, mask, xor),
+            NftExpr::Range {
+                neq,
+                sreg,
+                from,
+                to,
+            } => range(regs, *neq, *sreg, from, to),
+            NftExpr::Lookup {
+                sreg,
+                set,
+                dreg,
+                invert,
+            } => lookup(regs, cx, *sreg, *set, *dreg, *invert),
             NftExpr::Immediate { dreg, data } => regs.store(*dreg, data),
             NftExpr::Verdict(v) => {
                 regs.verdict = *v;
@@ -220,16 +303,26 @@ impl NftExpr {
             }
             NftExpr::Ct { key, dreg } => ct(regs, cx, *key, *dreg),
             NftExpr::CtSet { key, sreg } => ct_set(regs, cx, *key, *sreg),
-            NftExpr::Numgen { dreg, modulus, offset, kind } => {
-                numgen(regs, cx, *dreg, *modulus, *offset, kind)
-            }
-            NftExpr::Nat { kind, pf, addr, proto, flags } => {
-                nat(regs, cx, *kind, *pf, *addr, *proto, *flags)
-            }
+            NftExpr::Numgen {
+                dreg,
+                modulus,
+                offset,
+                kind,
+            } => numgen(regs, cx, *dreg, *modulus, *offset, kind),
+            NftExpr::Nat {
+                kind,
+                pf,
+                addr,
+                proto,
+                flags,
+            } => nat(regs, cx, *kind, *pf, *addr, *proto, *flags),
             NftExpr::Reject(k) => reject(regs, cx, *k),
             NftExpr::Log { prefix, level } => {
                 if let Some(p) = &cx.xt {
-                    let l = XtLog { prefix: prefix.clone(), level: *level };
+                    let l = XtLog {
+                        prefix: prefix.clone(),
+                        level: *level,
+                    };
                     let line = l.line(p, cx.skb, cx.st);
                     cx.env.log_line(line);
                 }
@@ -248,7 +341,14 @@ impl NftExpr {
 
 /// net/netfilter/nft_payload.c: nft_payload_eval (the transport header only
 /// when the packet has one and is not a later fragment).
-fn payload(regs: &mut NftRegs, cx: &EvalCx, base: PayloadBase, offset: u32, len: u32, dreg: u8) -> bool {
+fn payload(
+    regs: &mut NftRegs,
+    cx: &EvalCx,
+    base: PayloadBase,
+    offset: u32,
+    len: u32,
+    dreg: u8,
+) -> bool {
     let start = match base {
         PayloadBase::Network => 0,
         PayloadBase::Transport => match &cx.xt {
@@ -281,7 +381,11 @@ fn meta(regs: &mut NftRegs, cx: &EvalCx, key: MetaKey, dreg: u8) -> bool {
     match key {
         MetaKey::Len => regs.store(dreg, &(cx.skb.pkt.len() as u32).to_ne_bytes()),
         MetaKey::Protocol => {
-            let p: u16 = if st.pf == NfProto::Ipv6 { 0x86dd } else { 0x0800 };
+            let p: u16 = if st.pf == NfProto::Ipv6 {
+                0x86dd
+            } else {
+                0x0800
+            };
             regs.store(dreg, &p.to_be_bytes())
         }
         MetaKey::Nfproto => regs.store(dreg, &[nfproto_num(st.pf)]),
@@ -356,7 +460,14 @@ fn range(regs: &NftRegs, neq: bool, sreg: u8, from: &[u8], to: &[u8]) -> bool {
 
 /// net/netfilter/nft_lookup.c: nft_lookup_eval (a map copies the element's
 /// data, a verdict map its verdict).
-fn lookup(regs: &mut NftRegs, cx: &EvalCx, sreg: u8, set: usize, dreg: Option<u8>, invert: bool) -> bool {
+fn lookup(
+    regs: &mut NftRegs,
+    cx: &EvalCx,
+    sreg: u8,
+    set: usize,
+    dreg: Option<u8>,
+    invert: bool,
+) -> bool {
     let Some(s) = cx.sets.get(set) else {
         return false;
     };
@@ -433,10 +544,21 @@ fn ct_set(regs: &NftRegs, cx: &mut EvalCx, key: CtKey, sreg: u8) -> bool {
 
 /// net/netfilter/nft_numgen.c: nft_ng_inc_gen / nft_ng_random_eval
 /// (reciprocal_scale of a draw from the namespace's seeded generator).
-fn numgen(regs: &mut NftRegs, cx: &mut EvalCx, dreg: u8, modulus: u32, offset: u32, kind: &mut NumgenKind) -> bool {
+fn numgen(
+    regs: &mut NftRegs,
+    cx: &mut EvalCx,
+    dreg: u8,
+    modulus: u32,
+    offset: u32,
+    kind: &mut NumgenKind,
+) -> bool {
     let v = match kind {
         NumgenKind::Inc { counter } => {
-            let n = if counter.saturating_add(1) < modulus { *counter + 1 } else { 0 };
+            let n = if counter.saturating_add(1) < modulus {
+                *counter + 1
+            } else {
+                0
+            };
             *counter = n;
             n
         }
@@ -487,7 +609,11 @@ fn nat(
     if cx.skb.nfct.is_none() || confirmed {
         return false;
     }
-    let unspec = super::super::conntrack::tuple::unspecified(if pf == NfProto::Netdev { cx.st.pf } else { pf });
+    let unspec = super::super::conntrack::tuple::unspecified(if pf == NfProto::Netdev {
+        cx.st.pf
+    } else {
+        pf
+    });
     let mut r = NfNatRange2 {
         flags,
         min_addr: unspec,

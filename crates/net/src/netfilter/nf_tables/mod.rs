@@ -17,7 +17,7 @@ pub mod expr;
 pub mod set;
 
 use super::x_tables::Policy;
-use super::{nat::NfNatManipType, prio, HookFn, NfError, NfHook, NfHookOps, NfProto, Netfilter};
+use super::{nat::NfNatManipType, prio, HookFn, Netfilter, NfError, NfHook, NfHookOps, NfProto};
 pub use expr::NftExpr;
 pub use set::NftSet;
 
@@ -199,7 +199,6 @@ impl NfTables {
         self.table_index(family, name)
             .ok_or_else(|| NftError::NoTable(format!("{} {name}", family.name())))
     }
-
 }
 
 /// nf_tables_newtable: `add table` (an existing table is kept).
@@ -308,7 +307,11 @@ fn register_base_chain(
         nf.conntrack_enable(pf)?;
         let manip = NfNatManipType::of_hook(b.hook);
         let entry = HookFn::NftNat { manip };
-        if !nf.hook_entries(pf, b.hook).iter().any(|e| e.hook_fn == entry) {
+        if !nf
+            .hook_entries(pf, b.hook)
+            .iter()
+            .any(|e| e.hook_fn == entry)
+        {
             let priority = match manip {
                 NfNatManipType::Dst => prio::NAT_DST,
                 NfNatManipType::Src => prio::NAT_SRC,
@@ -363,7 +366,14 @@ pub fn add_rule(
         .get_mut(chain)
         .ok_or_else(|| NftError::NoChain(chain.to_string()))?;
     let at = pos.unwrap_or(c.rules.len()).min(c.rules.len());
-    c.rules.insert(at, NftRule { exprs, handle, text });
+    c.rules.insert(
+        at,
+        NftRule {
+            exprs,
+            handle,
+            text,
+        },
+    );
     if let Some(l) = core::find_loop(t) {
         let name = t.chains.get(l).map(|c| c.name.clone()).unwrap_or_default();
         if let Some(c) = t.chains.get_mut(chain) {
@@ -376,7 +386,12 @@ pub fn add_rule(
 
 /// `flush chain`: the chain's rules go.
 pub fn flush_chain(nf: &mut Netfilter, table: usize, chain: usize) {
-    if let Some(c) = nf.nft.tables.get_mut(table).and_then(|t| t.chains.get_mut(chain)) {
+    if let Some(c) = nf
+        .nft
+        .tables
+        .get_mut(table)
+        .and_then(|t| t.chains.get_mut(chain))
+    {
         c.rules.clear();
     }
 }

@@ -152,7 +152,9 @@ impl NftSet {
         let mut at = 0usize;
         for &f in &self.fields {
             let end = at + f as usize;
-            let (Some(k), Some(lo), Some(hi)) = (key.get(at..end), e.key.get(at..end), e.key_end.get(at..end)) else {
+            let (Some(k), Some(lo), Some(hi)) =
+                (key.get(at..end), e.key.get(at..end), e.key_end.get(at..end))
+            else {
                 return false;
             };
             if k < lo || k > hi {
