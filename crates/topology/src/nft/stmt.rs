@@ -72,10 +72,6 @@ pub fn compile(
     Ok(r.out)
 }
 
-fn reg32(word: u8) -> u8 {
-    word
-}
-
 impl Rule<'_> {
     fn push(&mut self, e: NftExpr) {
         self.out.exprs.push(e);
@@ -113,7 +109,7 @@ impl Rule<'_> {
             for d in s.deps.clone() {
                 self.dep(d);
             }
-            let dreg = reg32(word);
+            let dreg = word;
             self.push(match s.load {
                 Load::Payload(base, offset, l) => NftExpr::Payload {
                     base,
@@ -611,7 +607,7 @@ impl Rule<'_> {
         let data = match vmap {
             Some(true) => DataTy::Verdict,
             Some(false) => DataTy::None,
-            None => guess_map_data(inside, key.len())?,
+            None => guess_map_data(inside)?,
         };
         let elems = elements(inside, (t.line, t.col), key, &data, self.t)?;
         c.i = after;
@@ -753,6 +749,11 @@ impl Rule<'_> {
         let (len, tys) = self.load(e);
         let ty = tys.first().copied().unwrap_or(Ty::Integer);
         let op = op.unwrap_or(CmpOp::Eq);
+        // cmp compares with memcmp: an ordering on a host-order value
+        // would need nft's byteorder expression, which skiff does not make.
+        if !matches!(op, CmpOp::Eq | CmpOp::Neq) && !ty.ordered() {
+            return Err(first.err("not supported: nft <, >, <=, >= on a host-order value (mark, ct state, numgen)"));
+        }
         if tys.len() > 1 {
             if vals.len() != tys.len() {
                 return Err(first.err("the value does not match the concatenation"));
@@ -767,7 +768,7 @@ impl Rule<'_> {
                 }
                 key.extend(pad4(a));
             }
-            return self.cmp(op, key, first);
+            return self.cmp(op, key);
         }
         if ty.is_bitmask() {
             let mut mask = vec![0u8; len as usize];
@@ -814,12 +815,12 @@ impl Rule<'_> {
                 })
                 .and_then(|w| w.strip_suffix('*'))
             {
-                return self.cmp(op, p.as_bytes().to_vec(), first);
+                return self.cmp(op, p.as_bytes().to_vec());
             }
         }
         let (a, b) = interval_value(ty, first)?;
         if a == b {
-            return self.cmp(op, a, first);
+            return self.cmp(op, a);
         }
         let w = first.word().unwrap_or("");
         if w.contains('/') {
@@ -830,7 +831,7 @@ impl Rule<'_> {
                 mask,
                 xor: vec![0; a.len()],
             });
-            return self.cmp(op, a, first);
+            return self.cmp(op, a);
         }
         let neq = match op {
             CmpOp::Eq => false,
@@ -846,11 +847,7 @@ impl Rule<'_> {
         Ok(())
     }
 
-    fn cmp(&mut self, op: CmpOp, data: Vec<u8>, at: &Token) -> Result<(), NftParseError> {
-        let ty_ok = self.out.exprs.last().is_some();
-        if !matches!(op, CmpOp::Eq | CmpOp::Neq) && !ty_ok {
-            return Err(at.err("a comparison needs an expression"));
-        }
+    fn cmp(&mut self, op: CmpOp, data: Vec<u8>) -> Result<(), NftParseError> {
         // An equality on the protocol or family is the dependency it satisfies.
         if op == CmpOp::Eq && data.len() == 1 {
             match self.out.exprs.last() {
@@ -882,7 +879,7 @@ impl Rule<'_> {
 
 /// An anonymous map's data type from its first element's data: a verdict
 /// or addresses/ports.
-fn guess_map_data(inside: &[Token], _nkey: usize) -> Result<DataTy, NftParseError> {
+fn guess_map_data(inside: &[Token]) -> Result<DataTy, NftParseError> {
     let elem: Vec<&Token> = inside
         .iter()
         .filter(|t| t.tok != Tok::Newline)
