@@ -748,6 +748,7 @@ impl Rule<'_> {
         let first = vals.first().copied().ok_or_else(|| c.end_err("a value"))?;
         let (len, tys) = self.load(e);
         let ty = tys.first().copied().unwrap_or(Ty::Integer);
+        let implicit = op.is_none();
         let op = op.unwrap_or(CmpOp::Eq);
         // cmp compares with memcmp: an ordering on a host-order value
         // would need nft's byteorder expression, which skiff does not make.
@@ -782,20 +783,19 @@ impl Rule<'_> {
                 })?;
                 mask.iter_mut().zip(&b).for_each(|(m, b)| *m |= b);
             }
-            // A flag test: (x & mask) != 0 (== 0 for `!=`).
+            if !implicit {
+                // An explicit comparison compares the whole value (`tcp flags & (syn|ack) == syn`).
+                return self.cmp(op, mask);
+            }
+            // The implicit operator is a flag test: (x & mask) != 0.
             self.push(NftExpr::Bitwise {
                 sreg: NFT_REG_1,
                 dreg: NFT_REG_1,
                 mask,
                 xor: vec![0; len as usize],
             });
-            let cop = if op == CmpOp::Neq {
-                CmpOp::Eq
-            } else {
-                CmpOp::Neq
-            };
             self.push(NftExpr::Cmp {
-                op: cop,
+                op: CmpOp::Neq,
                 sreg: NFT_REG_1,
                 data: vec![0; len as usize],
             });
