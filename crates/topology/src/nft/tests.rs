@@ -189,3 +189,20 @@ fn flags_lists_prefixes_ranges_and_anonymous_sets() {
         (vec![0, 80, 0, 0], vec![0, 90, 0, 0])
     );
 }
+
+#[test]
+fn an_error_is_placed_at_its_line_and_column_in_the_file() {
+    let start = crate::error::Loc {
+        line: 10,
+        col: 8,
+        field: "netns.host.nft".into(),
+    };
+    let at = |line, col| NftParseError {
+        line,
+        col,
+        msg: String::new(),
+    };
+    let first = loc_in_file(&start, &at(1, 3));
+    let third = loc_in_file(&start, &at(3, 5));
+    assert_eq!((first.line, first.col, third.line, third.col), (10, 10, 12, 5));
+}
