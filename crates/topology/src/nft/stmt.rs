@@ -753,7 +753,9 @@ impl Rule<'_> {
         // cmp compares with memcmp: an ordering on a host-order value
         // would need nft's byteorder expression, which skiff does not make.
         if !matches!(op, CmpOp::Eq | CmpOp::Neq) && !ty.ordered() {
-            return Err(first.err("not supported: nft <, >, <=, >= on a host-order value (mark, ct state, numgen)"));
+            return Err(first.err(
+                "not supported: nft <, >, <=, >= on a host-order value (mark, ct state, numgen)",
+            ));
         }
         if tys.len() > 1 {
             if vals.len() != tys.len() {

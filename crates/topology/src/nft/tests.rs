@@ -2,6 +2,7 @@ use skiff_net::netfilter::nf_tables::expr::{
     CmpOp, MetaKey, NftVerdict, PayloadBase, NFT_REG_1, NFT_REG_VERDICT,
 };
 use skiff_net::netfilter::nf_tables::NftExpr;
+use skiff_net::netfilter::x_tables::Policy;
 use skiff_net::netfilter::{NfHook, NfProto};
 
 use super::*;
@@ -204,5 +205,8 @@ fn an_error_is_placed_at_its_line_and_column_in_the_file() {
     };
     let first = loc_in_file(&start, &at(1, 3));
     let third = loc_in_file(&start, &at(3, 5));
-    assert_eq!((first.line, first.col, third.line, third.col), (10, 10, 12, 5));
+    assert_eq!(
+        (first.line, first.col, third.line, third.col),
+        (10, 10, 12, 5)
+    );
 }

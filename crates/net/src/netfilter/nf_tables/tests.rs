@@ -1,3 +1,4 @@
+use super::expr::NftVerdict;
 use super::expr::{CmpOp, MetaKey, NumgenKind, PayloadBase, NFT_REG_1, NFT_REG_VERDICT};
 use super::set::{ElemData, SetData, SetElem};
 use super::*;
