@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need (clang-19, llvm-19, bpftool, libbpf-dev,
-# gcc-multilib, libpcap0.8, lcov, iproute2, iptables, conntrack, ethtool,
+# gcc-multilib, libpcap0.8, lcov, iproute2, iptables, nftables, conntrack, ethtool,
 # iputils-ping, python3) when missing, then runs the whole test suite.
 # Kernel differential tests need root and the bpf() syscall; without them they
 # skip with a printed reason.
@@ -20,6 +20,7 @@ command -v genhtml >/dev/null 2>&1 || need+=(lcov)
 command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || need+=(iproute2)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
 command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 command -v python3 >/dev/null 2>&1 || need+=(python3)

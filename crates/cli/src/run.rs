@@ -1073,13 +1073,22 @@ fn netfilter_json(dp: &mut Datapath) -> serde_json::Value {
             break;
         };
         if let Ok(st) = dp.stack_mut(ns) {
-            m.insert(name, skiff_net::netfilter::dump::to_json(st.netfilter()));
+            let nf = st.netfilter();
+            let mut v = skiff_net::netfilter::dump::to_json(nf);
+            // The nf_tables tables beside the x_tables families (docs/netfilter.md).
+            if let (Some(o), false) = (v.as_object_mut(), nf.nft.tables.is_empty()) {
+                o.insert("nft".into(), nft_dump::to_json(&nf.nft));
+            }
+            m.insert(name, v);
         }
     }
     serde_json::Value::Object(m)
 }
 
-/// `iptables -t TABLE -L -v -n -x` for every table of every namespace.
+use skiff_net::netfilter::nf_tables::dump as nft_dump;
+
+/// `iptables -t TABLE -L -v -n -x` for every table of every namespace, and
+/// `nft list ruleset` where it has nf_tables tables.
 fn netfilter_text(dp: &mut Datapath) -> String {
     let mut out = String::new();
     for i in 0.. {
@@ -1089,6 +1098,10 @@ fn netfilter_text(dp: &mut Datapath) -> String {
         };
         if let Ok(st) = dp.stack_mut(ns) {
             out += &skiff_net::netfilter::dump::list_all(st.netfilter(), &name);
+            if !st.netfilter().nft.tables.is_empty() {
+                out += &format!("\n# ip netns exec {name} nft list ruleset\n");
+                out += &nft_dump::list_ruleset(&st.netfilter().nft);
+            }
         }
     }
     out

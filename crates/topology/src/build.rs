@@ -86,6 +86,7 @@ impl Topology {
         for ns in &self.namespaces {
             self.run_tc(&mut dp, self.ns_id(&ns_ids, &ns.name)?, ns)?;
             self.run_iptables(&mut dp, self.ns_id(&ns_ids, &ns.name)?, ns)?;
+            self.run_nft(&mut dp, self.ns_id(&ns_ids, &ns.name)?, ns)?;
         }
         let mut chains = Chains::new();
         for (o, lo) in self.objects.iter().zip(&objects) {
@@ -136,6 +137,14 @@ impl Topology {
                 .map_err(|e| l.loc.error(&self.file, format!("{tool} {:?}: {e}", l.text)))?;
         }
         Ok(())
+    }
+
+    /// The namespace's nft rule set, as `ip netns exec NS nft -f FILE`.
+    fn run_nft(&self, dp: &mut Datapath, ns: NsId, n: &Netns) -> Result<(), TopologyError> {
+        let Some(s) = &n.nft else { return Ok(()) };
+        dp.netfilter_update(ns, |nf| crate::nft::apply(nf, &s.cmds))
+            .map_err(|e| self.ferr(e.to_string()))?
+            .map_err(|e| crate::nft::loc_in_file(&s.loc, &e).error(&self.file, e.to_string()))
     }
 
     fn ferr(&self, msg: String) -> TopologyError {

@@ -23,6 +23,7 @@ mod error;
 mod load;
 mod model;
 pub mod netfilter;
+pub mod nft;
 mod parse;
 mod raw;
 pub mod tc;

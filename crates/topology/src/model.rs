@@ -50,6 +50,17 @@ pub struct Netns {
     pub sysctls: Vec<SysctlSetting>,
     /// The `iptables = [...]` then `ip6tables = [...]` lines, parsed, in order.
     pub iptables: Vec<NfLine>,
+    /// The `nft = '''...'''` rule set, parsed.
+    pub nft: Option<NftScript>,
+}
+
+/// A namespace's `nft` text: the text, its commands, where it is (the
+/// line of its first line in the file, and that line's column).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NftScript {
+    pub text: String,
+    pub cmds: Vec<crate::nft::Cmd>,
+    pub loc: Loc,
 }
 
 /// One `sysctl` entry of a namespace: the name as written, what it sets, the value.

@@ -48,7 +48,8 @@ pub(crate) struct RawNetns {
     /// ip6tables command lines.
     #[serde(default)]
     pub ip6tables: Vec<Spanned<String>>,
-    /// An nft -f rule set (not supported yet: refused at load).
+    /// An nft -f rule set (the text `nft -f` reads), applied after the
+    /// iptables lines.
     pub nft: Option<Spanned<String>>,
     /// iptables-save text, loaded as iptables-restore loads it (before the
     /// `iptables` lines).

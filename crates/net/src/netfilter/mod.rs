@@ -13,6 +13,7 @@ pub mod ip_tables;
 pub mod ipt_reject;
 pub mod nat;
 pub mod nat_proto;
+pub mod nf_tables;
 pub mod targets;
 pub mod x_tables;
 pub mod xt_addrtype;
@@ -233,6 +234,11 @@ pub enum HookFn {
         table: TableId,
         manip: nat::NfNatManipType,
     },
+    /// An nf_tables filter/route base chain (nft_do_chain_ipv4 / _ipv6 / _inet).
+    Nft { table: usize, chain: usize },
+    /// The NAT core's hook with the nf_tables nat chains of its hook
+    /// (nf_nat_inet_fn over nf_nat_lookup_hook_priv->entries).
+    NftNat { manip: nat::NfNatManipType },
 }
 
 /// struct nf_hook_ops: one registration.
@@ -275,6 +281,8 @@ pub const LOG_LINES_MAX: usize = 10_000;
 pub struct Netfilter {
     hooks: [[Vec<NfHookOps>; NF_MAX_HOOKS]; 3],
     pub tables: Vec<XtTable>,
+    /// The nf_tables tables and their nat chains.
+    pub nft: nf_tables::NfTables,
     pub conntrack: Conntrack,
     /// The seed-driven generator `-m statistic --mode random` draws from
     /// (the kernel's get_random_u32), so a replay makes the same choices.
@@ -431,6 +439,16 @@ impl Netfilter {
                         .unwrap_or_default(),
                     HookFn::ConntrackIn => "conntrack".into(),
                     HookFn::ConntrackConfirm => "conntrack-confirm".into(),
+                    HookFn::Nft { table, chain } => self
+                        .nft
+                        .tables
+                        .get(table)
+                        .map(|t| {
+                            let c = t.chains.get(chain).map_or("", |c| c.name.as_str());
+                            format!("nft {} {} {}", t.family.name(), t.name, c)
+                        })
+                        .unwrap_or_default(),
+                    HookFn::NftNat { .. } => "nft nat".into(),
                 };
                 (e.hook, what, e.verdict)
             })
@@ -505,6 +523,8 @@ fn run_entry(nf: &mut Netfilter, f: HookFn, skb: &mut NfSkb, st: &NfHookState) -
         HookFn::ConntrackIn => conntrack::nf_conntrack_in(&mut nf.conntrack, skb, st),
         HookFn::ConntrackConfirm => conntrack::nf_conntrack_confirm(&mut nf.conntrack, skb, st),
         HookFn::Nat { table, manip } => nat_hook(nf, table, manip, skb, st),
+        HookFn::Nft { table, chain } => nf_tables::core::run_base_chain(nf, table, chain, skb, st),
+        HookFn::NftNat { manip } => nf_tables::core::run_nat(nf, manip, skb, st),
     };
     if nf.trace {
         nf.trace_log.push(NfTraceEntry {

@@ -334,9 +334,6 @@ fn netns(
     let sysctls = sysctls(cx, names, ns_name, ns)?;
     let listen = listen(cx, ns_name, ns)?;
 
-    if let Some(n) = &ns.nft {
-        return Err(netfilter::nft(cx, ns_name, n));
-    }
     let mut iptables = netfilter::save(cx, ns_name, ns)?;
     iptables.extend(netfilter::lines(
         cx,
@@ -364,8 +361,12 @@ fn netns(
         tc,
         listen,
         sysctls,
-
         iptables,
+        nft: ns
+            .nft
+            .as_ref()
+            .map(|n| netfilter::nft(cx, ns_name, n))
+            .transpose()?,
     })
 }
 

@@ -1,13 +1,15 @@
 //! `iptables = [...]` / `ip6tables = [...]` lines: each parsed as iptables
 //! parses it; an error names the line, the word and what went wrong.
 //! `iptables_save = '''...'''` / `ip6tables_save`: iptables-save text, each
-//! command of it at its own line of the file. `nft = '''...'''` is refused
-//! as not supported (docs/differences.md).
+//! command of it at its own line of the file.
+//! `nft = '''...'''`: parsed and applied to a scratch netfilter, so every
+//! error (syntax, unknown chain or set, unsupported expression) is found at
+//! load, at its line and column in the file.
 
 use toml::Spanned;
 
 use crate::error::{line_col, Ctx, Loc, TopologyError};
-use crate::model::NfLine;
+use crate::model::{NfLine, NftScript};
 use crate::netfilter::restore::{parse_restore, RestoreError};
 use crate::netfilter::{self, NfLineError, ShellWords};
 use crate::raw::RawNetns;
@@ -89,13 +91,51 @@ fn text_loc(cx: &Ctx, raw: &Spanned<String>, field: &str, line: usize, col: usiz
     }
 }
 
-/// `nft` text: not supported yet.
-pub(super) fn nft(cx: &Ctx, ns_name: &str, raw: &Spanned<String>) -> TopologyError {
+/// `nft` text: parsed, then applied to a scratch netfilter.
+pub(super) fn nft(
+    cx: &Ctx,
+    ns_name: &str,
+    raw: &Spanned<String>,
+) -> Result<NftScript, TopologyError> {
     let field = format!("netns.{ns_name}.nft");
-    cx.loc(raw, &field).error(
-        cx.file,
-        "not supported: nft rule sets (use iptables = [...] lines; see docs/differences.md)",
-    )
+    let text = raw.get_ref();
+    let loc = nft_text_start(cx, raw, &field);
+    let cmds = crate::nft::parse(text).map_err(|e| nft_error(cx, &loc, &e))?;
+    let mut scratch = skiff_net::netfilter::Netfilter::new();
+    crate::nft::apply(&mut scratch, &cmds).map_err(|e| nft_error(cx, &loc, &e))?;
+    Ok(NftScript {
+        text: text.clone(),
+        cmds,
+        loc,
+    })
+}
+
+/// Where the text's first line is in the file: after `'''` or `"""` and
+/// the newline TOML trims there, or after a one-line string's quote.
+fn nft_text_start(cx: &Ctx, raw: &Spanned<String>, field: &str) -> Loc {
+    let start = raw.span().start;
+    let rest = cx.src.get(start..).unwrap_or("");
+    let skip = if rest.starts_with("'''") || rest.starts_with("\"\"\"") {
+        let after = rest.get(3..).unwrap_or("");
+        3 + if after.starts_with("\r\n") {
+            2
+        } else {
+            usize::from(after.starts_with('\n'))
+        }
+    } else {
+        1
+    };
+    let (line, col) = line_col(cx.src, start + skip);
+    Loc {
+        line,
+        col,
+        field: field.to_string(),
+    }
+}
+
+/// An nft error at its place in the file.
+fn nft_error(cx: &Ctx, at: &Loc, e: &crate::nft::NftParseError) -> TopologyError {
+    crate::nft::loc_in_file(at, e).error(cx.file, e.to_string())
 }
 
 /// The error at the word it is about (column inside the string).
