@@ -155,10 +155,15 @@ impl<'a> Env<'a> {
                     alu_string(op)
                 ));
             }
-            // scalar += pointer
+            // scalar += pointer: the pointer's new offset depends on the scalar.
+            self.mark_chain_precision(insn.dst);
             return self.adjust_ptr_min_max_vals(insn, src, dst, alu64, true);
         }
         if !dst.is_scalar() {
+            if insn.source() == BPF_X {
+                // pointer += scalar
+                self.mark_chain_precision(insn.src);
+            }
             return self.adjust_ptr_min_max_vals(insn, dst, src, alu64, false);
         }
         let mut dst_s = dst.s;

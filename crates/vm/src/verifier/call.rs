@@ -439,6 +439,7 @@ impl<'a> Env<'a> {
                     return self.eacces(format!("R{regno} is not a known constant'"));
                 };
                 meta.mem_size = v;
+                self.mark_chain_precision(regno as u8);
             }
             ArgType::PtrToLong | ArgType::PtrToInt => {
                 let size = if arg == ArgType::PtrToLong { 8 } else { 4 };
@@ -549,6 +550,8 @@ impl<'a> Env<'a> {
         if write && !raw {
             self.check_helper_mem_access(mem_regno, &mem, reg.s.umax_value, true, zero_ok)?;
         }
+        // The access was checked against the size's bounds.
+        self.mark_chain_precision(regno as u8);
         meta.mem_size = reg.s.umax_value;
         Ok(())
     }

@@ -265,6 +265,11 @@ impl<'a> Env<'a> {
                 "write into map forbidden, value_size={value_size} off={off} size={size}"
             ));
         }
+        if t == Access::Read && self.map_wronly_prog(m) {
+            return self.eacces(format!(
+                "read from map forbidden, value_size={value_size} off={off} size={size}"
+            ));
+        }
         self.check_mem_region_access(regno, reg, off, size, value_size, false)?;
         if let (Access::Read, Some(v)) = (t, value_regno) {
             let val = self.read_rdonly_map(m, reg, off, size);

@@ -18,6 +18,7 @@ mod do_check;
 mod env;
 mod log;
 mod mem;
+mod precision;
 mod prune;
 mod refs;
 pub mod report;
@@ -248,12 +249,7 @@ pub fn verify(insns: &[Insn], opts: &VerifyOptions) -> Result<Verified, Verifier
         aux: vec![InsnAux::default(); n],
         iaux: vec![env::AuxInternal::default(); n],
         subprogs: Vec::new(),
-        cur: state::VerifierState {
-            frames: Vec::new(),
-            refs: Vec::new(),
-            parent: None,
-            insn_idx: 0,
-        },
+        cur: state::VerifierState::new(Vec::new()),
         pending: Vec::new(),
         explored: prune::Explored::new(n),
         log: log::Log::default(),
@@ -266,6 +262,7 @@ pub fn verify(insns: &[Insn], opts: &VerifyOptions) -> Result<Verified, Verifier
         prev_jmps_processed: 0,
         id_gen: 0,
         max_pkt_offset: 0,
+        hist_pushed_here: false,
     };
     let result = run(&mut env);
     match result {

@@ -167,6 +167,11 @@ impl<'a> Env<'a> {
             }
             _ => None,
         };
+        if spill.is_some_and(|r| r.is_scalar()) {
+            // A scalar spill: backtracking follows it from a later fill.
+            let frameno = ptr.frameno;
+            self.note_stack_access(frameno, off);
+        }
         let Some(f) = self.frame_of(ptr) else {
             return Ok(());
         };
@@ -274,6 +279,9 @@ impl<'a> Env<'a> {
             if size == BPF_REG_SIZE as i32 && spill_size == BPF_REG_SIZE {
                 if let Some(d) = dst {
                     self.set_reg(d, spilled);
+                    if spilled.is_scalar() {
+                        self.note_stack_access(ptr.frameno, off);
+                    }
                 }
                 return Ok(());
             }
@@ -289,6 +297,7 @@ impl<'a> Env<'a> {
                     r.id = 0;
                 }
                 self.set_reg(d, r);
+                self.note_stack_access(ptr.frameno, off);
                 return Ok(());
             }
             return self.read_bytes(frame, off, size, Some(d), spilled.is_null());

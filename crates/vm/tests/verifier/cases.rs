@@ -537,6 +537,38 @@ pub const CASES: &[Case] = &[
         errno: EINVAL,
         message: "R4 offset is outside of the packet",
     },
+    Case {
+        // Precision tracking: r7 is 0 on the path explored first and 1 on the
+        // other. The decided `jeq %r7, 0` makes r7 precise in the checkpoint at
+        // `join`, so the second path is not pruned there (as it would be with
+        // r7 imprecise) and reaches the read below the frame.
+        name: "precise_scalar_blocks_pruning",
+        prog_type: ProgType::Xdp,
+        maps: &[],
+        asm: "call 7\n\
+              mov %r6, %r0\n\
+              ja a\n\
+              a:\n\
+              ja b\n\
+              b:\n\
+              ja c\n\
+              c:\n\
+              mov %r8, 0\n\
+              mov %r8, 0\n\
+              mov %r8, 0\n\
+              mov %r7, 1\n\
+              jgt %r6, 5, join\n\
+              mov %r7, 0\n\
+              join:\n\
+              mov %r0, 0\n\
+              jeq %r7, 0, ok\n\
+              ldxdw %r0, [%r10-520]\n\
+              ok:\n\
+              mov %r0, 2\n\
+              exit",
+        errno: EACCES,
+        message: "invalid read from stack R10 off=-520 size=8",
+    },
 ];
 
 /// Refused by skiff, accepted by the kernel (docs/differences.md): skiff does not
