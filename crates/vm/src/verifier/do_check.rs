@@ -172,11 +172,13 @@ impl<'a> Env<'a> {
 
     fn check_jmp_class(&mut self, insn: Insn) -> VResult<Next> {
         let idx = self.insn_idx;
+        // do_check counts every jump-class instruction (calls and exits too)
+        // for the checkpoint heuristics.
+        self.jmps_processed += 1;
         match insn.op() {
             BPF_CALL => self.check_call(insn),
             BPF_EXIT => self.check_exit(),
             BPF_JA => {
-                self.jmps_processed += 1;
                 let rel = if insn.class() == BPF_JMP32 {
                     insn.imm as i64
                 } else {
@@ -185,10 +187,7 @@ impl<'a> Env<'a> {
                 Ok(Next::Goto(target(idx, rel)))
             }
             BPF_JCOND => self.check_may_goto(insn),
-            _ => {
-                self.jmps_processed += 1;
-                self.check_cond_jmp_op(insn)
-            }
+            _ => self.check_cond_jmp_op(insn),
         }
     }
 
