@@ -16,6 +16,7 @@ mod cfg;
 pub mod ctx;
 mod do_check;
 mod env;
+mod liveness;
 mod log;
 mod mem;
 mod precision;

@@ -7,9 +7,11 @@
 use std::collections::HashMap;
 
 use super::env::{Env, VResult};
+use super::liveness::SlotMasks;
 use super::precision::Masks;
 use super::state::{
     FuncState, Reg, RegType, SlotType, StackSlot, VerifierState, BPF_REG_SIZE, MAX_BPF_REG,
+    MAX_CALL_FRAMES,
 };
 use super::EINVAL;
 
@@ -19,6 +21,8 @@ pub struct Stored {
     /// Its precise scalars (the kernel's `reg->precise`), marked by
     /// backtracking from the paths below it.
     pub prec: Masks,
+    /// Its stack slots some path below it read (REG_LIVE_READ).
+    pub read: SlotMasks,
     pub miss_cnt: u32,
     pub hit_cnt: u32,
 }
@@ -74,6 +78,7 @@ impl Explored {
         self.arena.push(Stored {
             st,
             prec: Masks::default(),
+            read: [0; MAX_CALL_FRAMES],
             miss_cnt: 0,
             hit_cnt: 0,
         });
@@ -236,11 +241,16 @@ fn stacksafe(
     exact: bool,
     privileged: bool,
     precise: u64,
+    read: u64,
 ) -> bool {
     let invalid = StackSlot::invalid();
     for (spi, os) in old.stack.iter().enumerate() {
         let cs = cur.stack.get(spi);
         let slot_precise = spi < 64 && precise & (1 << spi) != 0;
+        if !exact && spi < 64 && read & (1 << spi) == 0 {
+            // No path below the old state read this slot.
+            continue;
+        }
         if exact {
             let c = cs.unwrap_or(&invalid);
             if os.slot_type != c.slot_type {
@@ -301,7 +311,7 @@ impl<'a> Env<'a> {
     fn states_equal(
         &self,
         old: &VerifierState,
-        prec: &Masks,
+        (prec, read): (&Masks, &SlotMasks),
         cur: &VerifierState,
         exact: bool,
     ) -> bool {
@@ -336,7 +346,11 @@ impl<'a> Env<'a> {
                 }
             }
             let stack_prec = prec.stack.get(i).copied().unwrap_or(0);
-            if !stacksafe(of, cf, &mut idmap, exact, self.opts.privileged, stack_prec) {
+            let stack_read = read.get(i).copied().unwrap_or(0);
+            let privileged = self.opts.privileged;
+            if !stacksafe(
+                of, cf, &mut idmap, exact, privileged, stack_prec, stack_read,
+            ) {
                 return false;
             }
         }
@@ -364,6 +378,7 @@ impl<'a> Env<'a> {
                 self.push_jmp_history(None, Vec::new());
             }
             self.propagate_precision(old);
+            self.propagate_stack_liveness(old);
             return Ok(true);
         }
         if add {
@@ -376,6 +391,7 @@ impl<'a> Env<'a> {
             self.cur.parent = Some(sid);
             self.cur.first_insn_idx = idx;
             self.cur.jmp_history.clear();
+            self.cur.stack_written = [0; MAX_CALL_FRAMES];
         }
         if jmp_point {
             self.push_jmp_history(None, Vec::new());
@@ -393,7 +409,7 @@ impl<'a> Env<'a> {
             let stored = self.explored.arena.get(sid)?;
             let looping = stored.st.frames.len() == self.cur.frames.len()
                 && stored.st.cur().regs == self.cur.cur().regs
-                && self.states_equal(&stored.st, &stored.prec, &self.cur, true);
+                && self.states_equal(&stored.st, (&stored.prec, &stored.read), &self.cur, true);
             looping.then(|| super::log::state_str(stored.st.cur()))
         });
         let Some(old) = found else {
@@ -419,7 +435,7 @@ impl<'a> Env<'a> {
             let Some(stored) = self.explored.arena.get(sid) else {
                 continue;
             };
-            if self.states_equal(&stored.st, &stored.prec, &self.cur, false) {
+            if self.states_equal(&stored.st, (&stored.prec, &stored.read), &self.cur, false) {
                 if let Some(s) = self.explored.arena.get_mut(sid) {
                     s.hit_cnt += 1;
                 }

@@ -327,6 +327,10 @@ pub struct VerifierState {
     /// Jumps and stack spills/fills since `first_insn_idx` (the kernel's jump
     /// history), for precision backtracking.
     pub jmp_history: Vec<super::precision::HistEntry>,
+    /// Per frame: stack slots written whole since `first_insn_idx`
+    /// (REG_LIVE_WRITTEN): a read of them does not depend on the checkpoints
+    /// above. A frame called into in the segment is all written.
+    pub stack_written: [u64; MAX_CALL_FRAMES],
 }
 
 impl VerifierState {
@@ -340,6 +344,7 @@ impl VerifierState {
             first_insn_idx: 0,
             last_insn_idx: 0,
             jmp_history: Vec::new(),
+            stack_written: [0; MAX_CALL_FRAMES],
         }
     }
 

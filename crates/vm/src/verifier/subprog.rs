@@ -33,6 +33,7 @@ impl<'a> Env<'a> {
             caller.regs[r] = Reg::not_init();
         }
         self.cur.frames.push(callee);
+        self.new_frame_written(depth);
         Ok(Next::Goto(start))
     }
 
@@ -157,6 +158,7 @@ impl<'a> Env<'a> {
         let after = self.cur.clone();
         self.push_stack(after, idx + 1)?;
         self.cur.frames.push(callee);
+        self.new_frame_written(depth);
         Ok(sub as usize)
     }
 
