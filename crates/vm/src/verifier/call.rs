@@ -593,6 +593,12 @@ impl<'a> Env<'a> {
                         reg.off
                     ));
                 }
+                if !write && self.map_wronly_prog(m) {
+                    return self.eacces(format!(
+                        "read from map forbidden, value_size={vs} off={} size={size}",
+                        reg.off
+                    ));
+                }
                 self.check_mem_region_access(regno, reg, reg.off, size, vs, zero_size_allowed)
             }
             RegType::Mem => {

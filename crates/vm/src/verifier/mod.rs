@@ -282,13 +282,12 @@ fn run(env: &mut env::Env) -> env::VResult<()> {
 
 /// The summary line the kernel prints on success (print_verification_stats).
 fn stats_line(env: &env::Env) -> String {
-    let states = env.explored.arena.len();
     format!(
         "processed {} insns (limit 1000000) max_states_per_insn {} total_states {} peak_states {} mark_read 0",
         env.insn_processed,
         env.explored.max_per_insn(),
-        states,
-        states
+        env.explored.arena.len(),
+        env.explored.peak
     )
 }
 

@@ -44,6 +44,10 @@ pub struct Explored {
     live_count: Vec<u32>,
     live: HashMap<(usize, u64), Vec<usize>>,
     finished: Vec<Vec<usize>>,
+    /// States dropped as useless (the kernel frees them).
+    pub evicted: usize,
+    /// The most states kept at once (`peak_states`).
+    pub peak: usize,
 }
 
 impl Explored {
@@ -88,6 +92,7 @@ impl Explored {
             *c += 1;
         }
         self.live.entry((idx, hash)).or_default().push(sid);
+        self.peak = self.peak.max(self.arena.len() - self.evicted);
         sid
     }
 
@@ -453,6 +458,7 @@ impl<'a> Env<'a> {
             if let Some(l) = self.explored.finished.get_mut(idx) {
                 l.retain(|s| !evict.contains(s));
             }
+            self.explored.evicted += evict.len();
             for sid in evict {
                 if let Some(s) = self.explored.arena.get_mut(sid) {
                     // Nothing below it is live: its content is no longer needed.
