@@ -337,3 +337,43 @@ fn a_32_bit_copy_of_a_32_bit_value_is_linked() {
                      exit");
     common::verify_xdp(&insns, &[]).unwrap_or_else(|e| panic!("{e}\n{}", e.log));
 }
+
+/// A tail call from a subprogram invalidates the packet pointers of every
+/// frame; one from the main program does not (the running kernel: the kernel
+/// selftest verifier_sock/invalidate_pkt_pointers_by_tail_call is refused with
+/// `invalid mem access`, the same program with the tail call in the main
+/// program is accepted). The kernel loads the subprogram form only with BTF
+/// func info, which these hand-assembled programs do not carry.
+#[test]
+fn a_tail_call_in_a_subprogram_invalidates_packet_pointers() {
+    let check_then = |call: &str, tail: &str| {
+        format!(
+            "mov %r7, %r1\n\
+             ldxw %r6, [%r1+76]\n\
+             ldxw %r2, [%r1+80]\n\
+             mov %r3, %r6\n\
+             add %r3, 4\n\
+             jgt %r3, %r2, out\n\
+             mov %r1, %r7\n\
+             {call}\n\
+             stw [%r6+0], 42\n\
+             out:\n\
+             mov %r0, 0\n\
+             exit\n{tail}"
+        )
+    };
+    let maps = [common::map(skiff_maps::MapType::ProgArray, 4, 4, 1)];
+    let tail_call = "ldmap %r2, 0\nmov %r3, 0\ncall 12";
+    let in_subprog = check_then(
+        "call local tc",
+        &format!("tc:\n{tail_call}\nmov %r0, 0\nexit"),
+    );
+    let e = verify_with(&asm(&in_subprog), skiff_object::ProgType::SchedCls, &maps).unwrap_err();
+    assert_eq!(
+        (e.errno, e.message.as_str(), e.insn),
+        (13, "R6 invalid mem access 'scalar'", 8)
+    );
+    let in_main = check_then(tail_call, "");
+    verify_with(&asm(&in_main), skiff_object::ProgType::SchedCls, &maps)
+        .unwrap_or_else(|e| panic!("{e}\n{}", e.log));
+}

@@ -236,7 +236,12 @@ impl<'a> Env<'a> {
             self.set_reg(r, Reg::not_init());
         }
         self.set_return(proto.ret, &meta, func_id)?;
-        if proto.changes_pkt_data {
+        // A tail call from a subprogram may have run programs that changed the
+        // packet when its caller goes on: the kernel counts it among what makes
+        // a subprogram change packet data (a main program's tail call does not
+        // invalidate its pointers on this kernel).
+        let tail_call_in_subprog = func_id == BPF_FUNC_TAIL_CALL && self.cur.curframe() > 0;
+        if proto.changes_pkt_data || tail_call_in_subprog {
             self.clear_all_pkt_pointers();
         }
         if matches!(func_id, BPF_FUNC_LOOP | BPF_FUNC_FOR_EACH_MAP_ELEM) {
