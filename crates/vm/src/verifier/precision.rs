@@ -296,11 +296,10 @@ fn backtrack_jmp(
             }
         }
         BPF_JA | BPF_JCOND => {}
-        _ if insn.source() == BPF_X => {
-            if bt.is_reg_set(insn.dst) || bt.is_reg_set(insn.src) {
-                bt.set_reg(insn.src);
-                bt.set_reg(insn.dst);
-            }
+        // dst <cond> src: both needed their values before the jump.
+        _ if insn.source() == BPF_X && (bt.is_reg_set(insn.dst) || bt.is_reg_set(insn.src)) => {
+            bt.set_reg(insn.src);
+            bt.set_reg(insn.dst);
         }
         _ => {}
     }
