@@ -231,3 +231,149 @@ fn helper_sites_say_what_each_call_changes() {
         ]
     );
 }
+
+/// `n` diamonds, each shifting a random bit into r7, then r7 returned: r7 is
+/// live to the end but nothing decides on its value.
+fn imprecise_diamonds(n: usize) -> String {
+    let mut text = String::from("mov %r7, 0\n");
+    for k in 0..n {
+        text.push_str(&format!(
+            "call 7\nlsh %r7, 1\njgt %r0, 5, l{k}\nor %r7, 1\nl{k}:\n"
+        ));
+    }
+    text.push_str("mov %r0, %r7\nexit");
+    text
+}
+
+/// Precision tracking: an imprecise scalar does not keep states apart, so the
+/// 2^22 paths of 22 diamonds collapse at each join (kernel/bpf/verifier.c:
+/// regsafe, `!rold->precise`). The running kernel (6.18.44, root, the same
+/// instructions from clang's inline asm) processes 196 instructions; without
+/// precision tracking skiff ran into the 1M limit.
+#[test]
+fn imprecise_scalars_do_not_keep_states_apart() {
+    const KERNEL_PROCESSED: u64 = 196;
+    let insns = asm(&imprecise_diamonds(22));
+    let v = common::verify_xdp(&insns, &[]).unwrap_or_else(|e| panic!("{e}\n{}", e.log));
+    assert!(
+        v.insns_processed <= 2 * KERNEL_PROCESSED,
+        "{} processed, the kernel {KERNEL_PROCESSED}",
+        v.insns_processed
+    );
+}
+
+/// `n` diamonds, each spilling a pointer (one way) or a scalar (the other)
+/// into a stack slot of its own that nothing reads afterwards.
+fn dead_slot_diamonds(n: usize) -> String {
+    let mut text = String::new();
+    for k in 0..n {
+        let off = 8 * (k + 1);
+        text.push_str(&format!(
+            "call 7\njgt %r0, 5, l{k}\nstxdw [%r10-{off}], %r10\nja m{k}\n\
+             l{k}:\nstxdw [%r10-{off}], %r0\nm{k}:\n"
+        ));
+    }
+    text.push_str("mov %r0, 2\nexit");
+    text
+}
+
+/// Stack liveness: a slot no path below a state reads does not keep states
+/// apart, whatever it holds, so 22 slots holding a pointer or a scalar do not
+/// make 2^22 states. The running kernel (6.18.44, root, the same instructions)
+/// processes 200 instructions.
+#[test]
+fn stack_slots_nothing_reads_do_not_keep_states_apart() {
+    const KERNEL_PROCESSED: u64 = 200;
+    let insns = asm(&dead_slot_diamonds(22));
+    let v = common::verify_xdp(&insns, &[]).unwrap_or_else(|e| panic!("{e}\n{}", e.log));
+    assert!(
+        v.insns_processed <= 2 * KERNEL_PROCESSED,
+        "{} processed, the kernel {KERNEL_PROCESSED}",
+        v.insns_processed
+    );
+}
+
+/// A program may not read a map created with BPF_F_WRONLY_PROG
+/// (kernel/bpf/verifier.c: check_map_access_type).
+#[test]
+fn write_only_maps_refuse_reads() {
+    let mut attr = skiff_maps::MapAttr::new(skiff_maps::MapType::Array, 4, 8, 1);
+    attr.map_flags = 1 << 8;
+    let m = skiff_maps::Map::create(attr, 1).unwrap();
+    let insns = asm("stw [%r10-4], 0\n\
+                     mov %r2, %r10\n\
+                     add %r2, -4\n\
+                     ldmap %r1, 0\n\
+                     call 1\n\
+                     jeq %r0, 0, out\n\
+                     stdw [%r0+0], 1\n\
+                     ldxdw %r1, [%r0+0]\n\
+                     out:\n\
+                     mov %r0, 2\n\
+                     exit");
+    let e = common::verify_xdp(&insns, &[m]).unwrap_err();
+    assert_eq!(
+        (e.errno, e.message.as_str(), e.insn),
+        (13, "read from map forbidden, value_size=8 off=0 size=8", 8)
+    );
+}
+
+/// A 32-bit copy of a value that fits in 32 bits stays linked to it, so a
+/// comparison of one bounds the other (the kernel selftest
+/// verifier_reg_equal/subreg_equality_1): the path through `sub %r0, %r1`
+/// (r1 unset) is never taken.
+#[test]
+fn a_32_bit_copy_of_a_32_bit_value_is_linked() {
+    let insns = asm("call 5\n\
+                     stxdw [%r10-8], %r0\n\
+                     ldxw %r2, [%r10-8]\n\
+                     mov32 %r3, %r2\n\
+                     jlt32 %r2, 9, l0\n\
+                     exit\n\
+                     l0:\n\
+                     jlt %r3, 9, l1\n\
+                     sub %r0, %r1\n\
+                     l1:\n\
+                     exit");
+    common::verify_xdp(&insns, &[]).unwrap_or_else(|e| panic!("{e}\n{}", e.log));
+}
+
+/// A tail call from a subprogram invalidates the packet pointers of every
+/// frame; one from the main program does not (the running kernel: the kernel
+/// selftest verifier_sock/invalidate_pkt_pointers_by_tail_call is refused with
+/// `invalid mem access`, the same program with the tail call in the main
+/// program is accepted). The kernel loads the subprogram form only with BTF
+/// func info, which these hand-assembled programs do not carry.
+#[test]
+fn a_tail_call_in_a_subprogram_invalidates_packet_pointers() {
+    let check_then = |call: &str, tail: &str| {
+        format!(
+            "mov %r7, %r1\n\
+             ldxw %r6, [%r1+76]\n\
+             ldxw %r2, [%r1+80]\n\
+             mov %r3, %r6\n\
+             add %r3, 4\n\
+             jgt %r3, %r2, out\n\
+             mov %r1, %r7\n\
+             {call}\n\
+             stw [%r6+0], 42\n\
+             out:\n\
+             mov %r0, 0\n\
+             exit\n{tail}"
+        )
+    };
+    let maps = [common::map(skiff_maps::MapType::ProgArray, 4, 4, 1)];
+    let tail_call = "ldmap %r2, 0\nmov %r3, 0\ncall 12";
+    let in_subprog = check_then(
+        "call local tc",
+        &format!("tc:\n{tail_call}\nmov %r0, 0\nexit"),
+    );
+    let e = verify_with(&asm(&in_subprog), skiff_object::ProgType::SchedCls, &maps).unwrap_err();
+    assert_eq!(
+        (e.errno, e.message.as_str(), e.insn),
+        (13, "R6 invalid mem access 'scalar'", 8)
+    );
+    let in_main = check_then(tail_call, "");
+    verify_with(&asm(&in_main), skiff_object::ProgType::SchedCls, &maps)
+        .unwrap_or_else(|e| panic!("{e}\n{}", e.log));
+}

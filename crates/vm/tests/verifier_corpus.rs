@@ -76,10 +76,11 @@ fn verify_object(path: &Path, report: &mut Vec<String>) -> Vec<(String, Verdict)
         match r {
             Ok(v) => {
                 report.push(format!(
-                    "{name}: {} insns, {} processed, {:.1} ms",
+                    "{name}: {} insns, {} processed, {:.1} ms ({})",
                     p.insns.len(),
                     v.insns_processed,
-                    dt.as_secs_f64() * 1e3
+                    dt.as_secs_f64() * 1e3,
+                    v.log.trim()
                 ));
                 verdicts.push((name, None));
             }

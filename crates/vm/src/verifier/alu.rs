@@ -92,6 +92,16 @@ impl<'a> Env<'a> {
             self.set_reg(d, src);
             return Ok(());
         }
+        if !alu64 && off == 0 && src.is_scalar() && src.s.umax_value <= u32::MAX as u64 {
+            // A 32-bit copy of a value that fits in 32 bits is the same value:
+            // linked as a 64-bit copy is (check_alu_op's is_src_reg_u32).
+            if src.id == 0 && src.const_value().is_none() {
+                src.id = self.new_id();
+                self.set_reg(s, src);
+            }
+            self.set_reg(d, src);
+            return Ok(());
+        }
         if !src.is_scalar() {
             if off != 0 && alu64 {
                 return self.eacces(format!("R{} sign-extension part of pointer", insn.src));
@@ -155,10 +165,15 @@ impl<'a> Env<'a> {
                     alu_string(op)
                 ));
             }
-            // scalar += pointer
+            // scalar += pointer: the pointer's new offset depends on the scalar.
+            self.mark_chain_precision(insn.dst);
             return self.adjust_ptr_min_max_vals(insn, src, dst, alu64, true);
         }
         if !dst.is_scalar() {
+            if insn.source() == BPF_X {
+                // pointer += scalar
+                self.mark_chain_precision(insn.src);
+            }
             return self.adjust_ptr_min_max_vals(insn, dst, src, alu64, false);
         }
         let mut dst_s = dst.s;
@@ -244,6 +259,7 @@ impl<'a> Env<'a> {
                 let sum = (ptr.off as i64).checked_add(smin_val);
                 if let Some(sum) = sum.filter(|v| known && *v == *v as i32 as i64) {
                     dst.off = sum as i32;
+                    clear_pkt_end_mark(&mut dst, smin_val);
                 } else {
                     dst.s = super::scalar_ops::ptr_add(ptr.s, off_reg.s);
                     if ptr.ty.is_pkt_pointer() {
@@ -268,6 +284,7 @@ impl<'a> Env<'a> {
                 let diff = (ptr.off as i64).checked_sub(smin_val);
                 if let Some(diff) = diff.filter(|v| known && *v == *v as i32 as i64) {
                     dst.off = diff as i32;
+                    clear_pkt_end_mark(&mut dst, smin_val);
                 } else {
                     dst.s = super::scalar_ops::ptr_sub(ptr.s, off_reg.s);
                     if ptr.ty.is_pkt_pointer() {
@@ -322,5 +339,15 @@ impl<'a> Env<'a> {
             ));
         }
         Ok(())
+    }
+}
+
+/// A packet pointer known to be at or beyond data_end (mark_pkt_end's negative
+/// range) moved by a constant is no longer known to be there: its range is
+/// cleared (the kernel selftests verifier_direct_packet_access
+/// pkt_range_clear_after_add/_sub refuse the access that follows).
+fn clear_pkt_end_mark(dst: &mut Reg, moved_by: i64) {
+    if dst.ty.is_pkt_pointer() && dst.range < 0 && moved_by != 0 {
+        dst.range = 0;
     }
 }

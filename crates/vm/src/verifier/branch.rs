@@ -123,12 +123,34 @@ impl<'a> Env<'a> {
             Reg::known(insn.imm as i64 as u64)
         };
         let tgt = target(idx, insn.off as i64);
+        // The scalars sharing an id with the compared ones are refined with
+        // them: their precision goes together (collect_linked_regs).
+        let ids: Vec<u32> = [(dst, true), (src, x)]
+            .iter()
+            .filter(|(r, used)| *used && r.is_scalar() && r.id != 0)
+            .map(|(r, _)| r.id)
+            .collect();
+        if !ids.is_empty() {
+            let linked = self.collect_linked_regs(&ids);
+            if linked.len() > 1 {
+                self.push_jmp_history(None, linked);
+            }
+        }
         let same_reg = x && insn.src == insn.dst && dst.is_scalar();
         let taken = if same_reg {
             scalar_ops::branch_taken_same_reg(dst.s, op, jmp32)
         } else {
             is_branch_taken(&dst, &src, op, jmp32)
         };
+        if taken.is_some() {
+            // The outcome rests on the scalars' values.
+            if dst.is_scalar() {
+                self.mark_chain_precision(insn.dst);
+            }
+            if x && src.is_scalar() {
+                self.mark_chain_precision(insn.src);
+            }
+        }
         match taken {
             Some(true) => return Ok(Next::Goto(tgt)),
             Some(false) => return Ok(Next::Step(1)),

@@ -236,7 +236,12 @@ impl<'a> Env<'a> {
             self.set_reg(r, Reg::not_init());
         }
         self.set_return(proto.ret, &meta, func_id)?;
-        if proto.changes_pkt_data {
+        // A tail call from a subprogram may have run programs that changed the
+        // packet when its caller goes on: the kernel counts it among what makes
+        // a subprogram change packet data (a main program's tail call does not
+        // invalidate its pointers on this kernel).
+        let tail_call_in_subprog = func_id == BPF_FUNC_TAIL_CALL && self.cur.curframe() > 0;
+        if proto.changes_pkt_data || tail_call_in_subprog {
             self.clear_all_pkt_pointers();
         }
         if matches!(func_id, BPF_FUNC_LOOP | BPF_FUNC_FOR_EACH_MAP_ELEM) {
@@ -439,6 +444,7 @@ impl<'a> Env<'a> {
                     return self.eacces(format!("R{regno} is not a known constant'"));
                 };
                 meta.mem_size = v;
+                self.mark_chain_precision(regno as u8);
             }
             ArgType::PtrToLong | ArgType::PtrToInt => {
                 let size = if arg == ArgType::PtrToLong { 8 } else { 4 };
@@ -549,6 +555,8 @@ impl<'a> Env<'a> {
         if write && !raw {
             self.check_helper_mem_access(mem_regno, &mem, reg.s.umax_value, true, zero_ok)?;
         }
+        // The access was checked against the size's bounds.
+        self.mark_chain_precision(regno as u8);
         meta.mem_size = reg.s.umax_value;
         Ok(())
     }
@@ -587,6 +595,12 @@ impl<'a> Env<'a> {
                 if write && (self.map_rdonly_prog(m) || reg.rdonly) {
                     return self.eacces(format!(
                         "write into map forbidden, value_size={vs} off={} size={size}",
+                        reg.off
+                    ));
+                }
+                if !write && self.map_wronly_prog(m) {
+                    return self.eacces(format!(
+                        "read from map forbidden, value_size={vs} off={} size={size}",
                         reg.off
                     ));
                 }

@@ -10,7 +10,7 @@ use super::call::{BPF_FUNC_FOR_EACH_MAP_ELEM, BPF_FUNC_LOOP};
 use super::do_check::target;
 use super::env::{Env, Subprog, VResult};
 use super::state::MAX_BPF_STACK;
-use super::EACCES;
+use super::{E2BIG, EACCES};
 
 /// Successors of instruction `t` within the CFG, and whether the second is a
 /// branch target (prune point) rather than the fall-through.
@@ -268,8 +268,8 @@ impl<'a> Env<'a> {
         let depth = |sp: &Subprog| (sp.stack_depth.max(1) + 31) / 32 * 32;
         let index_of = |start: usize, sps: &[Subprog]| sps.iter().position(|s| s.start == start);
         let subs = self.subprogs.clone();
-        // (subprogram, chain depth so far, frames so far); the call graph is acyclic
-        // (recursion cannot verify), and the walk is bounded by the frame limit.
+        // (subprogram, chain depth so far, frames so far); the walk is bounded by
+        // the frame limit.
         let mut work = vec![(0usize, 0i32, 1usize)];
         while let Some((i, above, frames)) = work.pop() {
             let Some(sp) = subs.get(i) else {
@@ -282,15 +282,20 @@ impl<'a> Env<'a> {
                     format!("combined stack size of {frames} calls is {total}. Too large"),
                 ));
             }
-            if frames >= super::state::MAX_CALL_FRAMES {
-                continue;
-            }
             let end = subs.get(i + 1).map_or(self.insns.len(), |s| s.start);
             for t in sp.start..end {
                 let insn = self.insns[t];
                 let calls = (insn.code == CALL && insn.src == BPF_PSEUDO_CALL)
                     || (insn.is_ld_imm64() && insn.src == BPF_PSEUDO_FUNC);
                 if calls {
+                    // check_max_stack_depth_subprog follows every call, so a
+                    // recursion (even one bounded at run time) runs out of frames.
+                    if frames >= super::state::MAX_CALL_FRAMES {
+                        return Err(self.error(
+                            E2BIG,
+                            format!("the call stack of {frames} frames is too deep !"),
+                        ));
+                    }
                     if let Some(j) = index_of(target(t, insn.imm as i64), &subs) {
                         work.push((j, total, frames + 1));
                     }

@@ -40,12 +40,7 @@ impl<'a> Env<'a> {
     pub fn init_state(&mut self) {
         let mut f = FuncState::new(0, 0, 0);
         f.regs[1] = Reg::ptr(RegType::Ctx);
-        self.cur = VerifierState {
-            frames: vec![f],
-            refs: Vec::new(),
-            parent: None,
-            insn_idx: 0,
-        };
+        self.cur = VerifierState::new(vec![f]);
     }
 
     /// kernel/bpf/verifier.c: do_check
@@ -67,13 +62,20 @@ impl<'a> Env<'a> {
                     format!("BPF program is too large. Processed {n} insn"),
                 ));
             }
+            // The path came here by a jump, a call or a return: the jump
+            // history records where from (is_jmp_point).
+            self.hist_pushed_here = false;
+            let jmp_point = self.prev_insn_idx + 1 != idx && self.insn_processed > 1;
             let prune = self.iaux.get(idx).is_some_and(|a| a.prune_point);
-            if prune && self.is_state_visited(idx)? {
+            if prune && self.is_state_visited(idx, jmp_point)? {
                 self.log.safe(idx);
                 if !self.path_done() {
                     return Ok(());
                 }
                 continue;
+            }
+            if jmp_point && !prune {
+                self.push_jmp_history(None, Vec::new());
             }
             self.log.insn(idx, self.opts.lines);
             if let Some(a) = self.aux.get_mut(idx) {
@@ -170,11 +172,13 @@ impl<'a> Env<'a> {
 
     fn check_jmp_class(&mut self, insn: Insn) -> VResult<Next> {
         let idx = self.insn_idx;
+        // do_check counts every jump-class instruction (calls and exits too)
+        // for the checkpoint heuristics.
+        self.jmps_processed += 1;
         match insn.op() {
             BPF_CALL => self.check_call(insn),
             BPF_EXIT => self.check_exit(),
             BPF_JA => {
-                self.jmps_processed += 1;
                 let rel = if insn.class() == BPF_JMP32 {
                     insn.imm as i64
                 } else {
@@ -183,10 +187,7 @@ impl<'a> Env<'a> {
                 Ok(Next::Goto(target(idx, rel)))
             }
             BPF_JCOND => self.check_may_goto(insn),
-            _ => {
-                self.jmps_processed += 1;
-                self.check_cond_jmp_op(insn)
-            }
+            _ => self.check_cond_jmp_op(insn),
         }
     }
 

@@ -74,6 +74,9 @@ pub struct Env<'a> {
     pub id_gen: u32,
     /// `env->prog->aux->max_pkt_offset`.
     pub max_pkt_offset: u32,
+    /// A jump-history record was pushed for the current instruction
+    /// (`env->cur_hist_ent`).
+    pub hist_pushed_here: bool,
 }
 
 impl<'a> Env<'a> {
@@ -150,6 +153,14 @@ impl<'a> Env<'a> {
                     .maps
                     .get(m.index as usize)
                     .is_some_and(|map| map.is_frozen() && map.attr().name.ends_with(".rodata")))
+    }
+
+    /// A write-only map for the program (`BPF_F_WRONLY_PROG`): kernel/bpf/verifier.c
+    /// check_map_access_type refuses reads.
+    pub fn map_wronly_prog(&self, m: MapRef) -> bool {
+        const BPF_F_WRONLY_PROG: u32 = 1 << 8;
+        self.map_attr(m)
+            .is_some_and(|a| a.map_flags & BPF_F_WRONLY_PROG != 0)
     }
 
     /// Records the pointer kind of a memory instruction (`save_aux_ptr_type`): the

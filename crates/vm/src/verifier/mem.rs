@@ -114,6 +114,19 @@ impl<'a> Env<'a> {
         } else {
             None
         };
+        // check_ptr_alignment with strict_alignment_once (the stack is checked
+        // in check_mem_access).
+        let desc = match dst.ty {
+            // check_ptr_alignment switches on the type with its flags.
+            RegType::MapValue | RegType::MapKey if dst.maybe_null => Some(""),
+            RegType::MapValue => Some("value "),
+            RegType::MapKey => Some("key "),
+            RegType::Mem => Some(""),
+            _ => None,
+        };
+        if let Some(desc) = desc {
+            self.check_generic_alignment(&dst, desc, insn.off as i32, size)?;
+        }
         // Read then write the same location (the kernel checks both ways).
         self.check_mem_access(
             insn.dst as usize,
@@ -146,7 +159,7 @@ impl<'a> Env<'a> {
     ) -> VResult<()> {
         let reg = self.reg(regno);
         if reg.ty == RegType::Stack {
-            self.check_stack_alignment(regno, &reg, off, size)?;
+            self.check_generic_alignment(&reg, "stack ", off, size)?;
         }
         let off = off.saturating_add(reg.off);
         let kind = match (reg.ty, reg.maybe_null) {
@@ -217,15 +230,16 @@ impl<'a> Env<'a> {
         }
     }
 
-    /// kernel/bpf/verifier.c: check_ptr_alignment for PTR_TO_STACK (always strict).
-    fn check_stack_alignment(
+    /// kernel/bpf/verifier.c: check_generic_ptr_alignment, strict (the stack
+    /// always; atomics: `strict_alignment_once`). `desc`: the kernel's
+    /// pointer_desc ("stack ", "value ", ...).
+    fn check_generic_alignment(
         &mut self,
-        regno: usize,
         reg: &Reg,
+        desc: &str,
         off: i32,
         size: i32,
     ) -> VResult<()> {
-        let _ = regno;
         if size <= 1 {
             return Ok(());
         }
@@ -238,7 +252,7 @@ impl<'a> Env<'a> {
                 None => reg.s.var_off.to_string(),
             };
             return self.eacces(format!(
-                "misaligned stack access off {var}+{}+{off} size {size}",
+                "misaligned {desc}access off {var}+{}+{off} size {size}",
                 reg.off
             ));
         }
@@ -263,6 +277,11 @@ impl<'a> Env<'a> {
         if t == Access::Write && (self.map_rdonly_prog(m) || reg.rdonly) {
             return self.eacces(format!(
                 "write into map forbidden, value_size={value_size} off={off} size={size}"
+            ));
+        }
+        if t == Access::Read && self.map_wronly_prog(m) {
+            return self.eacces(format!(
+                "read from map forbidden, value_size={value_size} off={off} size={size}"
             ));
         }
         self.check_mem_region_access(regno, reg, off, size, value_size, false)?;

@@ -16,8 +16,10 @@ mod cfg;
 pub mod ctx;
 mod do_check;
 mod env;
+mod liveness;
 mod log;
 mod mem;
+mod precision;
 mod prune;
 mod refs;
 pub mod report;
@@ -248,12 +250,7 @@ pub fn verify(insns: &[Insn], opts: &VerifyOptions) -> Result<Verified, Verifier
         aux: vec![InsnAux::default(); n],
         iaux: vec![env::AuxInternal::default(); n],
         subprogs: Vec::new(),
-        cur: state::VerifierState {
-            frames: Vec::new(),
-            refs: Vec::new(),
-            parent: None,
-            insn_idx: 0,
-        },
+        cur: state::VerifierState::new(Vec::new()),
         pending: Vec::new(),
         explored: prune::Explored::new(n),
         log: log::Log::default(),
@@ -266,6 +263,7 @@ pub fn verify(insns: &[Insn], opts: &VerifyOptions) -> Result<Verified, Verifier
         prev_jmps_processed: 0,
         id_gen: 0,
         max_pkt_offset: 0,
+        hist_pushed_here: false,
     };
     let result = run(&mut env);
     match result {
@@ -284,13 +282,12 @@ fn run(env: &mut env::Env) -> env::VResult<()> {
 
 /// The summary line the kernel prints on success (print_verification_stats).
 fn stats_line(env: &env::Env) -> String {
-    let states = env.explored.arena.len();
     format!(
         "processed {} insns (limit 1000000) max_states_per_insn {} total_states {} peak_states {} mark_read 0",
         env.insn_processed,
         env.explored.max_per_insn(),
-        states,
-        states
+        env.explored.arena.len(),
+        env.explored.peak
     )
 }
 

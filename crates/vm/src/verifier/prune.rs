@@ -7,14 +7,22 @@
 use std::collections::HashMap;
 
 use super::env::{Env, VResult};
+use super::liveness::SlotMasks;
+use super::precision::Masks;
 use super::state::{
     FuncState, Reg, RegType, SlotType, StackSlot, VerifierState, BPF_REG_SIZE, MAX_BPF_REG,
+    MAX_CALL_FRAMES,
 };
 use super::EINVAL;
 
 /// One explored state (`struct bpf_verifier_state_list`).
 pub struct Stored {
     pub st: VerifierState,
+    /// Its precise scalars (the kernel's `reg->precise`), marked by
+    /// backtracking from the paths below it.
+    pub prec: Masks,
+    /// Its stack slots some path below it read (REG_LIVE_READ).
+    pub read: SlotMasks,
     pub miss_cnt: u32,
     pub hit_cnt: u32,
 }
@@ -36,6 +44,10 @@ pub struct Explored {
     live_count: Vec<u32>,
     live: HashMap<(usize, u64), Vec<usize>>,
     finished: Vec<Vec<usize>>,
+    /// States dropped as useless (the kernel frees them).
+    pub evicted: usize,
+    /// The most states kept at once (`peak_states`).
+    pub peak: usize,
 }
 
 impl Explored {
@@ -69,6 +81,8 @@ impl Explored {
         let sid = self.arena.len();
         self.arena.push(Stored {
             st,
+            prec: Masks::default(),
+            read: [0; MAX_CALL_FRAMES],
             miss_cnt: 0,
             hit_cnt: 0,
         });
@@ -78,6 +92,7 @@ impl Explored {
             *c += 1;
         }
         self.live.entry((idx, hash)).or_default().push(sid);
+        self.peak = self.peak.max(self.arena.len() - self.evicted);
         sid
     }
 
@@ -164,8 +179,9 @@ fn regs_exact(old: &Reg, cur: &Reg, idmap: &mut IdMap) -> bool {
         && idmap.check(old.ref_obj_id, cur.ref_obj_id)
 }
 
-/// kernel/bpf/verifier.c: regsafe
-fn regsafe(old: &Reg, cur: &Reg, idmap: &mut IdMap, exact: bool) -> bool {
+/// kernel/bpf/verifier.c: regsafe. `precise`: the old register is a scalar
+/// whose value some path below it relied on.
+fn regsafe(old: &Reg, cur: &Reg, idmap: &mut IdMap, exact: bool, precise: bool) -> bool {
     if exact {
         return regs_exact(old, cur, idmap);
     }
@@ -183,10 +199,14 @@ fn regsafe(old: &Reg, cur: &Reg, idmap: &mut IdMap, exact: bool) -> bool {
         return false;
     }
     match old.ty {
-        // Every scalar counts as precise (skiff tracks no precision): the old
-        // range must contain the new one. An old scalar with no links did not
-        // rely on links, so only its own links must hold in the current state.
-        RegType::Scalar => scalar_within(old, cur) && idmap.check_scalar(old.id, cur.id),
+        // An imprecise old scalar stands for any scalar; a precise one's range
+        // must contain the new one. An old scalar with no links did not rely on
+        // links, so only its own links must hold in the current state.
+        RegType::Scalar => {
+            regs_exact(old, cur, idmap)
+                || !precise
+                || (scalar_within(old, cur) && idmap.check_scalar(old.id, cur.id))
+        }
         RegType::MapKey | RegType::MapValue | RegType::Mem => {
             old.off == cur.off
                 && old.map == cur.map
@@ -225,10 +245,17 @@ fn stacksafe(
     idmap: &mut IdMap,
     exact: bool,
     privileged: bool,
+    precise: u64,
+    read: u64,
 ) -> bool {
     let invalid = StackSlot::invalid();
     for (spi, os) in old.stack.iter().enumerate() {
         let cs = cur.stack.get(spi);
+        let slot_precise = spi < 64 && precise & (1 << spi) != 0;
+        if !exact && spi < 64 && read & (1 << spi) == 0 {
+            // No path below the old state read this slot.
+            continue;
+        }
         if exact {
             let c = cs.unwrap_or(&invalid);
             if os.slot_type != c.slot_type {
@@ -251,7 +278,9 @@ fn stacksafe(
             scalar_for_stack(os, privileged),
             scalar_for_stack(cs, privileged),
         ) {
-            if !regsafe(&o, &c, idmap, false) {
+            // An all-misc old slot is an imprecise unknown scalar.
+            let p = slot_precise && os.is_spilled_reg();
+            if !regsafe(&o, &c, idmap, false, p) {
                 return false;
             }
             continue;
@@ -265,7 +294,7 @@ fn stacksafe(
                 return false;
             }
         }
-        if os.is_spilled_reg() && !regsafe(&os.spilled, &cs.spilled, idmap, false) {
+        if os.is_spilled_reg() && !regsafe(&os.spilled, &cs.spilled, idmap, false, slot_precise) {
             return false;
         }
     }
@@ -284,7 +313,13 @@ fn refsafe(old: &VerifierState, cur: &VerifierState, idmap: &mut IdMap) -> bool 
 
 impl<'a> Env<'a> {
     /// kernel/bpf/verifier.c: states_equal
-    fn states_equal(&self, old: &VerifierState, cur: &VerifierState, exact: bool) -> bool {
+    fn states_equal(
+        &self,
+        old: &VerifierState,
+        (prec, read): (&Masks, &SlotMasks),
+        cur: &VerifierState,
+        exact: bool,
+    ) -> bool {
         if old.frames.len() != cur.frames.len() {
             return false;
         }
@@ -308,11 +343,19 @@ impl<'a> Env<'a> {
             };
             let live = self.iaux.get(at).map_or(0x7ff, |a| a.live_regs);
             for r in 0..MAX_BPF_REG {
-                if live & (1 << r) != 0 && !regsafe(&of.regs[r], &cf.regs[r], &mut idmap, exact) {
+                let precise = prec.reg(i, r);
+                if live & (1 << r) != 0
+                    && !regsafe(&of.regs[r], &cf.regs[r], &mut idmap, exact, precise)
+                {
                     return false;
                 }
             }
-            if !stacksafe(of, cf, &mut idmap, exact, self.opts.privileged) {
+            let stack_prec = prec.stack.get(i).copied().unwrap_or(0);
+            let stack_read = read.get(i).copied().unwrap_or(0);
+            let privileged = self.opts.privileged;
+            if !stacksafe(
+                of, cf, &mut idmap, exact, privileged, stack_prec, stack_read,
+            ) {
                 return false;
             }
         }
@@ -320,8 +363,9 @@ impl<'a> Env<'a> {
     }
 
     /// kernel/bpf/verifier.c: is_state_visited. True: the current path is safe
-    /// (pruned).
-    pub fn is_state_visited(&mut self, idx: usize) -> VResult<bool> {
+    /// (pruned). `jmp_point`: the path came to `idx` by a jump (its history
+    /// record is pushed here, after a new checkpoint).
+    pub fn is_state_visited(&mut self, idx: usize, jmp_point: bool) -> VResult<bool> {
         let mut add = self.jmps_processed - self.prev_jmps_processed >= 2
             && self.insn_processed - self.prev_insn_processed >= 8;
         let hash = self.cur.regs_hash();
@@ -334,18 +378,29 @@ impl<'a> Env<'a> {
                 add = false;
             }
         }
-        if self.prune_against_finished(idx) {
+        if let Some(old) = self.prune_against_finished(idx) {
+            if jmp_point {
+                self.push_jmp_history(None, Vec::new());
+            }
+            self.propagate_precision(old);
+            self.propagate_stack_liveness(old);
             return Ok(true);
         }
-        if !add {
-            return Ok(false);
+        if add {
+            self.prev_insn_processed = self.insn_processed;
+            self.prev_jmps_processed = self.jmps_processed;
+            let mut st = self.cur.clone();
+            st.insn_idx = idx;
+            st.last_insn_idx = self.prev_insn_idx;
+            let sid = self.explored.push(st, idx, hash);
+            self.cur.parent = Some(sid);
+            self.cur.first_insn_idx = idx;
+            self.cur.jmp_history.clear();
+            self.cur.stack_written = [0; MAX_CALL_FRAMES];
         }
-        self.prev_insn_processed = self.insn_processed;
-        self.prev_jmps_processed = self.jmps_processed;
-        let mut st = self.cur.clone();
-        st.insn_idx = idx;
-        let sid = self.explored.push(st, idx, hash);
-        self.cur.parent = Some(sid);
+        if jmp_point {
+            self.push_jmp_history(None, Vec::new());
+        }
         Ok(false)
     }
 
@@ -359,7 +414,7 @@ impl<'a> Env<'a> {
             let stored = self.explored.arena.get(sid)?;
             let looping = stored.st.frames.len() == self.cur.frames.len()
                 && stored.st.cur().regs == self.cur.cur().regs
-                && self.states_equal(&stored.st, &self.cur, true);
+                && self.states_equal(&stored.st, (&stored.prec, &stored.read), &self.cur, true);
             looping.then(|| super::log::state_str(stored.st.cur()))
         });
         let Some(old) = found else {
@@ -374,10 +429,10 @@ impl<'a> Env<'a> {
 
     /// The pruning part of is_state_visited: the current state is within a
     /// finished one. States that keep missing are dropped, as the kernel does.
-    fn prune_against_finished(&mut self, idx: usize) -> bool {
+    fn prune_against_finished(&mut self, idx: usize) -> Option<usize> {
         let len = self.explored.finished.get(idx).map_or(0, |l| l.len());
         let mut evict = Vec::new();
-        let mut hit = false;
+        let mut hit = None;
         for k in 0..len {
             let Some(&sid) = self.explored.finished.get(idx).and_then(|l| l.get(k)) else {
                 continue;
@@ -385,11 +440,11 @@ impl<'a> Env<'a> {
             let Some(stored) = self.explored.arena.get(sid) else {
                 continue;
             };
-            if self.states_equal(&stored.st, &self.cur, false) {
+            if self.states_equal(&stored.st, (&stored.prec, &stored.read), &self.cur, false) {
                 if let Some(s) = self.explored.arena.get_mut(sid) {
                     s.hit_cnt += 1;
                 }
-                hit = true;
+                hit = Some(sid);
                 break;
             }
             if let Some(s) = self.explored.arena.get_mut(sid) {
@@ -403,6 +458,7 @@ impl<'a> Env<'a> {
             if let Some(l) = self.explored.finished.get_mut(idx) {
                 l.retain(|s| !evict.contains(s));
             }
+            self.explored.evicted += evict.len();
             for sid in evict {
                 if let Some(s) = self.explored.arena.get_mut(sid) {
                     // Nothing below it is live: its content is no longer needed.

@@ -167,6 +167,12 @@ impl<'a> Env<'a> {
             }
             _ => None,
         };
+        self.mark_stack_written(ptr.frameno as usize, off, size);
+        if spill.is_some_and(|r| r.is_scalar()) {
+            // A scalar spill: backtracking follows it from a later fill.
+            let frameno = ptr.frameno;
+            self.note_stack_access(frameno, off);
+        }
         let Some(f) = self.frame_of(ptr) else {
             return Ok(());
         };
@@ -254,6 +260,7 @@ impl<'a> Env<'a> {
             return Ok(());
         };
         let frame = ptr.frameno as usize;
+        self.mark_stack_read(frame, off, off + size as i64);
         let Some(slot) = self
             .cur
             .frames
@@ -274,6 +281,9 @@ impl<'a> Env<'a> {
             if size == BPF_REG_SIZE as i32 && spill_size == BPF_REG_SIZE {
                 if let Some(d) = dst {
                     self.set_reg(d, spilled);
+                    if spilled.is_scalar() {
+                        self.note_stack_access(ptr.frameno, off);
+                    }
                 }
                 return Ok(());
             }
@@ -289,6 +299,7 @@ impl<'a> Env<'a> {
                     r.id = 0;
                 }
                 self.set_reg(d, r);
+                self.note_stack_access(ptr.frameno, off);
                 return Ok(());
             }
             return self.read_bytes(frame, off, size, Some(d), spilled.is_null());
@@ -339,6 +350,7 @@ impl<'a> Env<'a> {
 
     /// kernel/bpf/verifier.c: check_stack_read_var_off (mark_reg_stack_read).
     fn stack_read_var(&mut self, ptr: &Reg, min_off: i64, max_off: i64, dst: Option<usize>) {
+        self.mark_stack_read(ptr.frameno as usize, min_off, max_off);
         let Some(d) = dst else {
             return;
         };
@@ -376,6 +388,9 @@ impl<'a> Env<'a> {
         let (min_off, max_off) = self.check_stack_within_bounds(regno, reg, off, size, extra)?;
         let privileged = self.opts.privileged;
         let frame = reg.frameno as usize;
+        // Helpers' accesses count as reads, writes too (the kernel cannot tell
+        // whether the helper wrote every byte).
+        self.mark_stack_read(frame, min_off, max_off);
         for o in min_off..max_off {
             let Some((spi, i)) = byte_pos(o) else {
                 continue;

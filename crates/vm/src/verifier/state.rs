@@ -318,9 +318,36 @@ pub struct VerifierState {
     pub parent: Option<usize>,
     /// Instruction this state was taken at (for stored states).
     pub insn_idx: usize,
+    /// The instruction this path's segment began at: its parent checkpoint's
+    /// `insn_idx` (`first_insn_idx`).
+    pub first_insn_idx: usize,
+    /// Stored states: the instruction processed just before this checkpoint
+    /// (`last_insn_idx`).
+    pub last_insn_idx: usize,
+    /// Jumps and stack spills/fills since `first_insn_idx` (the kernel's jump
+    /// history), for precision backtracking.
+    pub jmp_history: Vec<super::precision::HistEntry>,
+    /// Per frame: stack slots written whole since `first_insn_idx`
+    /// (REG_LIVE_WRITTEN): a read of them does not depend on the checkpoints
+    /// above. A frame called into in the segment is all written.
+    pub stack_written: [u64; MAX_CALL_FRAMES],
 }
 
 impl VerifierState {
+    /// A path's first state: the given frames, no references, no history.
+    pub fn new(frames: Vec<FuncState>) -> VerifierState {
+        VerifierState {
+            frames,
+            refs: Vec::new(),
+            parent: None,
+            insn_idx: 0,
+            first_insn_idx: 0,
+            last_insn_idx: 0,
+            jmp_history: Vec::new(),
+            stack_written: [0; MAX_CALL_FRAMES],
+        }
+    }
+
     pub fn cur(&self) -> &FuncState {
         // A state always has at least its main frame.
         self.frames.last().expect("a verifier state has a frame")

@@ -33,6 +33,7 @@ impl<'a> Env<'a> {
             caller.regs[r] = Reg::not_init();
         }
         self.cur.frames.push(callee);
+        self.new_frame_written(depth);
         Ok(Next::Goto(start))
     }
 
@@ -69,6 +70,8 @@ impl<'a> Env<'a> {
             if !r0.is_scalar() {
                 return self.eacces("R0 not a scalar value");
             }
+            // The range check relies on r0's value.
+            self.mark_chain_precision(0);
             let (lo, hi) = callee.callback_ret_range;
             if !(lo <= r0.s.smin_value && r0.s.smax_value <= hi) {
                 let mut line = "At callback return the register R0 has".to_string();
@@ -155,6 +158,7 @@ impl<'a> Env<'a> {
         let after = self.cur.clone();
         self.push_stack(after, idx + 1)?;
         self.cur.frames.push(callee);
+        self.new_frame_written(depth);
         Ok(sub as usize)
     }
 

@@ -537,6 +537,102 @@ pub const CASES: &[Case] = &[
         errno: EINVAL,
         message: "R4 offset is outside of the packet",
     },
+    Case {
+        // Precision tracking: r7 is 0 on the path explored first and 1 on the
+        // other. The decided `jeq %r7, 0` makes r7 precise in the checkpoint at
+        // `join`, so the second path is not pruned there (as it would be with
+        // r7 imprecise) and reaches the read below the frame.
+        name: "precise_scalar_blocks_pruning",
+        prog_type: ProgType::Xdp,
+        maps: &[],
+        asm: "call 7\n\
+              mov %r6, %r0\n\
+              ja a\n\
+              a:\n\
+              ja b\n\
+              b:\n\
+              ja c\n\
+              c:\n\
+              mov %r8, 0\n\
+              mov %r8, 0\n\
+              mov %r8, 0\n\
+              mov %r7, 1\n\
+              jgt %r6, 5, join\n\
+              mov %r7, 0\n\
+              join:\n\
+              mov %r0, 0\n\
+              jeq %r7, 0, ok\n\
+              ldxdw %r0, [%r10-520]\n\
+              ok:\n\
+              mov %r0, 2\n\
+              exit",
+        errno: EACCES,
+        message: "invalid read from stack R10 off=-520 size=8",
+    },
+    Case {
+        // A recursion bounded at run time: check_max_stack_depth follows every
+        // call of the call graph and runs out of frames.
+        name: "bounded_recursion",
+        prog_type: ProgType::Xdp,
+        maps: &[],
+        asm: "mov %r1, 0\n\
+              call local sub\n\
+              exit\n\
+              sub:\n\
+              add %r1, 1\n\
+              mov %r0, %r1\n\
+              jlt %r1, 4, again\n\
+              exit\n\
+              again:\n\
+              call local sub\n\
+              exit",
+        errno: E2BIG,
+        message: "the call stack of 8 frames is too deep !",
+    },
+    Case {
+        // A packet pointer found at or beyond data_end, moved back by a
+        // constant: no longer known to be there, so the comparison that
+        // follows is not decided and the access is checked (the kernel
+        // selftest verifier_direct_packet_access/pkt_range_clear_after_sub).
+        name: "pkt_end_mark_cleared_by_constant",
+        prog_type: ProgType::SchedCls,
+        maps: &[],
+        asm: "ldxw %r9, [%r1+76]\n\
+              ldxw %r8, [%r1+80]\n\
+              add %r9, 256\n\
+              jge %r9, %r8, l0\n\
+              mov %r0, 0\n\
+              exit\n\
+              l0:\n\
+              sub %r9, 256\n\
+              jlt %r9, %r8, l1\n\
+              mov %r0, 0\n\
+              exit\n\
+              l1:\n\
+              ldxb %r0, [%r9+0]\n\
+              mov %r0, 0\n\
+              exit",
+        errno: EACCES,
+        message: "invalid access to packet, off=0 size=1, R9(id=0,off=0,r=0)\nR9 offset is outside of the packet",
+    },
+    Case {
+        // An atomic add at a misaligned map value offset: atomics are checked
+        // with strict alignment (check_atomic's strict_alignment_once).
+        name: "atomic_misaligned_map_value",
+        prog_type: ProgType::Xdp,
+        maps: ARRAY8,
+        asm: concat!(
+            lookup!(),
+            "jeq %r0, 0, out\n\
+             mov %r1, 1\n\
+             lock add32 [%r0+3], %r1\n\
+             out:\n\
+             mov %r0, 2\n\
+             exit"
+        ),
+        errno: EACCES,
+        message: "misaligned value access off 0+0+3 size 4",
+    },
 ];
 
 /// Refused by skiff, accepted by the kernel (docs/differences.md): skiff does not
