@@ -45,4 +45,12 @@ for i in 1 2; do
 		>/dev/null 2>&1 &
 	echo $! >"/run/$ns.http.pid"
 done
+for i in 1 2; do # each server listening before we return (at most 10 s)
+	n=0
+	until ip netns exec $P-pod$i ss -Hltn 'sport = :8080' | grep -q LISTEN; do
+		n=$((n + 1))
+		[ $n -le 100 ] || { echo "live-setup.sh: no server on $P-pod$i:8080 after 10 s" >&2; exit 1; }
+		sleep 0.1
+	done
+done
 echo "namespaces $C (192.168.1.100) $P-pod1 (10.0.1.11) $P-pod2 (10.0.1.12), skiff's wire $N/skiff-xc"
