@@ -10,9 +10,11 @@
 #                 MAC is skiff's nk-pod1/nk-pod2 (a permanent neighbour: the
 #                 pod ARPs for nothing, as behind Cilium's L3 devices), and
 #                 `python3 -m http.server 8080` answering "podN".
-# The client's checksum and segmentation offloads are off: k8s_xdp rewrites
-# TCP checksums by hand (RFC 1624), which is right only for a finished
-# checksum (XDP sees no CHECKSUM_PARTIAL), and skiff does not segment GSO frames.
+# TSO is off on the client's c0 (skiff does not segment GSO frames);
+# checksum offload stays on: the AF_PACKET backend finishes partial checksums
+# before k8s_xdp rewrites them by hand (RFC 1624), and the pods' replies
+# (partial from the tap) are rewritten with bpf_l4_csum_replace, which keeps
+# a partial checksum partial as the kernel's inet_proto_csum_replace4 does.
 set -eu
 P=${PREFIX:-skiff}
 C=$P-client N=$P-node
@@ -30,7 +32,7 @@ ip -n $C addr add 192.168.1.100/24 dev c0
 ip -n $C link set c0 up
 ip -n $N link set skiff-xc up
 ip -n $C route add 10.96.0.10/32 via 192.168.1.10 dev c0
-ip netns exec $C ethtool -K c0 tx off tso off >/dev/null
+ip netns exec $C ethtool -K c0 tso off >/dev/null
 for i in 1 2; do
 	ns=$P-pod$i
 	ip -n $ns tuntap add dev eth0 mode tap vnet_hdr
