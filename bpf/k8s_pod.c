@@ -8,8 +8,9 @@
  *   address must be the pod's own (its `endpoints` entry names this pair's primary,
  *   which is skb->ifindex here) or NETKIT_DROP; a packet for another pod on this node
  *   is delivered to it directly (TTL, MACs, bpf_redirect to that pod's primary:
- *   NETKIT_REDIRECT), anything else NETKIT_PASS to the host stack, after the
- *   reverse NAT of a service's reply: a TCP/UDP packet whose source (saddr,
+ *   NETKIT_REDIRECT), anything else NETKIT_PASS to the host stack.
+ * Built with K8S_REV_NAT (bpf/k8s_pod_revnat.c, for examples/k8s-node/live.toml),
+ *   k8s_from_pod first does the reverse NAT of a service's reply: a TCP/UDP packet whose source (saddr,
  *   sport, proto) is in HASH `rev_nat` (a backend of a service k8s_xdp DNATs to)
  *   leaves with the service's (VIP, port) as its source, checksums fixed with
  *   bpf_l3_csum_replace / bpf_l4_csum_replace as Cilium's lb4_rev_nat does. Keyed
@@ -39,6 +40,7 @@ struct allow_key {
 	__u8 pad;
 };
 
+#ifdef K8S_REV_NAT
 /* rev_nat's value: the service address a backend's replies carry */
 struct rev_nat_val {
 	__u32 vip;
@@ -52,6 +54,7 @@ struct rev_nat_val {
 #define L4_OFF (ETH_HLEN + sizeof(struct iphdr))
 #define TCP_CSUM_OFF (L4_OFF + offsetof(struct tcphdr, check))
 #define UDP_CSUM_OFF (L4_OFF + offsetof(struct udphdr, check))
+#endif
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -68,12 +71,14 @@ struct {
 	__type(value, __u32);
 } pod_allow SEC(".maps");
 
+#ifdef K8S_REV_NAT
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
 	__type(key, struct allow_key);
 	__type(value, struct rev_nat_val);
 } rev_nat SEC(".maps");
+#endif
 
 static __always_inline int l4_port(struct iphdr *iph, void *data_end, __u16 *port)
 {
@@ -95,6 +100,7 @@ static __always_inline int l4_port(struct iphdr *iph, void *data_end, __u16 *por
 	return 0;
 }
 
+#ifdef K8S_REV_NAT
 /* The source port of a TCP/UDP packet without IP options; -1 otherwise. */
 static __always_inline int l4_sport(struct iphdr *iph, void *data_end, __u16 *port)
 {
@@ -142,6 +148,7 @@ static __always_inline int rev_nat_source(struct __sk_buff *skb, struct iphdr *i
 		return NETKIT_DROP;
 	return NETKIT_PASS;
 }
+#endif
 
 SEC("netkit/primary")
 int k8s_to_pod(struct __sk_buff *skb)
@@ -177,8 +184,13 @@ int k8s_from_pod(struct __sk_buff *skb)
 	if (!src || src->ifindex != skb->ifindex)
 		return NETKIT_DROP;
 	dst = bpf_map_lookup_elem(&endpoints, &iph->daddr);
+#ifdef K8S_REV_NAT
 	if (!dst)
 		return rev_nat_source(skb, iph, data_end);
+#else
+	if (!dst)
+		return NETKIT_PASS;
+#endif
 	if (iph->ttl <= 1)
 		return NETKIT_PASS;
 	old = *(__u16 *)&iph->ttl;

@@ -65,7 +65,7 @@ impl Net {
     fn topology(&self) -> PathBuf {
         let dir = root().join("examples/k8s-node");
         let mut t = std::fs::read_to_string(dir.join("live.toml")).expect("read live.toml");
-        for obj in ["k8s_xdp.o", "k8s_tc.o", "k8s_pod.o"] {
+        for obj in ["k8s_xdp.o", "k8s_tc.o", "k8s_pod_revnat.o"] {
             let abs = dir.join(obj).display().to_string();
             t = t.replace(&format!("{obj:?}"), &format!("{abs:?}"));
         }
