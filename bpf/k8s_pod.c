@@ -9,6 +9,15 @@
  *   which is skb->ifindex here) or NETKIT_DROP; a packet for another pod on this node
  *   is delivered to it directly (TTL, MACs, bpf_redirect to that pod's primary:
  *   NETKIT_REDIRECT), anything else NETKIT_PASS to the host stack.
+ * Built with K8S_REV_NAT (bpf/k8s_pod_revnat.c, for examples/k8s-node/live.toml),
+ *   k8s_from_pod first does the reverse NAT of a service's reply: a TCP/UDP packet whose source (saddr,
+ *   sport, proto) is in HASH `rev_nat` (a backend of a service k8s_xdp DNATs to)
+ *   leaves with the service's (VIP, port) as its source, checksums fixed with
+ *   bpf_l3_csum_replace / bpf_l4_csum_replace as Cilium's lb4_rev_nat does. Keyed
+ *   by the backend alone (no conntrack): every packet from that port toward the
+ *   outside is rewritten, so an outside client cannot reach the backend port
+ *   directly while the entry exists (docs/differences.md). Pod-to-pod packets are
+ *   not rewritten (k8s_xdp only DNATs what comes in on the NIC).
  * `endpoints` is pinned by name and shared with k8s_tc.o. */
 #include "common.h"
 
@@ -31,6 +40,22 @@ struct allow_key {
 	__u8 pad;
 };
 
+#ifdef K8S_REV_NAT
+/* rev_nat's value: the service address a backend's replies carry */
+struct rev_nat_val {
+	__u32 vip;
+	__u16 port;
+	__u16 pad;
+};
+
+/* Offsets for the helpers, IPv4 without options behind Ethernet */
+#define IP_CSUM_OFF (ETH_HLEN + offsetof(struct iphdr, check))
+#define IP_SRC_OFF (ETH_HLEN + offsetof(struct iphdr, saddr))
+#define L4_OFF (ETH_HLEN + sizeof(struct iphdr))
+#define TCP_CSUM_OFF (L4_OFF + offsetof(struct tcphdr, check))
+#define UDP_CSUM_OFF (L4_OFF + offsetof(struct udphdr, check))
+#endif
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 256);
@@ -45,6 +70,15 @@ struct {
 	__type(key, struct allow_key);
 	__type(value, __u32);
 } pod_allow SEC(".maps");
+
+#ifdef K8S_REV_NAT
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct allow_key);
+	__type(value, struct rev_nat_val);
+} rev_nat SEC(".maps");
+#endif
 
 static __always_inline int l4_port(struct iphdr *iph, void *data_end, __u16 *port)
 {
@@ -65,6 +99,56 @@ static __always_inline int l4_port(struct iphdr *iph, void *data_end, __u16 *por
 	}
 	return 0;
 }
+
+#ifdef K8S_REV_NAT
+/* The source port of a TCP/UDP packet without IP options; -1 otherwise. */
+static __always_inline int l4_sport(struct iphdr *iph, void *data_end, __u16 *port)
+{
+	struct udphdr *uh = (void *)(iph + 1); /* source port first in both */
+
+	if (iph->ihl != 5 || (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP))
+		return -1;
+	if ((void *)(uh + 1) > data_end)
+		return -1;
+	*port = uh->source;
+	return 0;
+}
+
+/* A backend's reply leaves as the service's: the source rewritten to rev_nat's
+ * (VIP, port). Cilium: bpf/lib/lb.h lb4_rev_nat. The packet pointers are
+ * invalid after this (the helpers may move the data). */
+static __always_inline int rev_nat_source(struct __sk_buff *skb, struct iphdr *iph,
+					  void *data_end)
+{
+	struct allow_key key = {};
+	struct rev_nat_val *nat;
+	__u32 old_ip = iph->saddr;
+	__u64 flags = 0, csum_off = TCP_CSUM_OFF;
+	__u32 new_ip;
+	__u16 new_port;
+
+	if (l4_sport(iph, data_end, &key.port))
+		return NETKIT_PASS;
+	key.ip = old_ip;
+	key.proto = iph->protocol;
+	nat = bpf_map_lookup_elem(&rev_nat, &key);
+	if (!nat)
+		return NETKIT_PASS;
+	new_ip = nat->vip;
+	new_port = nat->port;
+	if (key.proto == IPPROTO_UDP) {
+		csum_off = UDP_CSUM_OFF;
+		flags = BPF_F_MARK_MANGLED_0; /* a UDP checksum 0 means none */
+	}
+	if (bpf_l4_csum_replace(skb, csum_off, old_ip, new_ip, flags | BPF_F_PSEUDO_HDR | 4) ||
+	    bpf_l4_csum_replace(skb, csum_off, key.port, new_port, flags | 2) ||
+	    bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_ip, new_ip, 4) ||
+	    bpf_skb_store_bytes(skb, IP_SRC_OFF, &new_ip, 4, 0) ||
+	    bpf_skb_store_bytes(skb, L4_OFF, &new_port, 2, 0))
+		return NETKIT_DROP;
+	return NETKIT_PASS;
+}
+#endif
 
 SEC("netkit/primary")
 int k8s_to_pod(struct __sk_buff *skb)
@@ -100,8 +184,13 @@ int k8s_from_pod(struct __sk_buff *skb)
 	if (!src || src->ifindex != skb->ifindex)
 		return NETKIT_DROP;
 	dst = bpf_map_lookup_elem(&endpoints, &iph->daddr);
+#ifdef K8S_REV_NAT
+	if (!dst)
+		return rev_nat_source(skb, iph, data_end);
+#else
 	if (!dst)
 		return NETKIT_PASS;
+#endif
 	if (iph->ttl <= 1)
 		return NETKIT_PASS;
 	old = *(__u16 *)&iph->ttl;
