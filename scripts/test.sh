@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need (clang-19, llvm-19, bpftool, libbpf-dev,
 # gcc-multilib, libpcap0.8, lcov, iproute2, iptables, nftables, conntrack, ethtool,
-# iputils-ping, python3) when missing, then runs the whole test suite.
+# iputils-ping, python3, curl) when missing, then runs the whole test suite.
 # Kernel differential tests need root and the bpf() syscall; without them they
 # skip with a printed reason.
 set -euo pipefail
@@ -24,6 +24,7 @@ command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
 command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing: ${need[*]}"

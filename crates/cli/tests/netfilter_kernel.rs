@@ -812,10 +812,10 @@ fn ip6tables_reject_replies_match_the_kernel() {
     assert_eq!(norm(&sl), norm(&kl), "ip6tables -L INPUT -v -n -x");
 }
 
-/// The example's topology with its `iptables` lines replaced by
-/// `iptables_save` text.
+/// The example's topology for skiff's side (`example_src`) with its
+/// `iptables` lines replaced by `iptables_save` text.
 fn save_topology(save: &str) -> String {
-    let src = std::fs::read_to_string(example()).expect("example");
+    let src = example_src();
     let (head, rest) = src.split_once("\niptables = [").expect("iptables block");
     let (_, tail) = rest.split_once("\n]\n").expect("block end");
     format!("{head}\niptables_save = '''\n{save}'''\n{tail}")
