@@ -178,6 +178,7 @@ fn datapath_suite_json() {
             "xdp_redirect",
             "tc_redirect_peer",
             "k8s_node",
+            "k8s_node_kube_proxy",
             "xdp_drop_threads"
         ]
     );
@@ -237,8 +238,31 @@ fn datapath_suite_json() {
         k8s["kernel_error"],
         "not supported: the k8s-node topology needs netkit, which this machine's kernel lacks"
     );
+    // the same node with kube-proxy's iptables rules, beside it: its 9-packet
+    // pcap twice, every packet accounted for, no kernel column
+    let kp = &rows[5];
+    assert_eq!(kp["error"], serde_json::Value::Null, "{kp}");
+    let c = &kp["conservation"];
+    assert_eq!(c["in"], 18, "{kp}");
+    assert_eq!(c["in_flight"], 0, "{kp}");
+    let n = |k: &str| c[k].as_u64().expect("a count");
+    assert_eq!(
+        n("in") + n("originated"),
+        n("transmitted") + n("delivered") + n("dropped"),
+        "{kp}"
+    );
+    assert!(
+        kp["ns_per_packet"].as_f64().is_some_and(|ns| ns > 0.0),
+        "{kp}"
+    );
+    assert!(
+        kp["kernel_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("not supported: timing the kernel")),
+        "{kp}"
+    );
     // xdp_drop on two worker threads: the same ends, and a speed-up figure
-    let th = &rows[5];
+    let th = &rows[6];
     assert_eq!(th["error"], serde_json::Value::Null, "{th}");
     assert_eq!(th["conservation"], cons(0, 128), "{th}");
     assert_eq!(

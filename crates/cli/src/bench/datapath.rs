@@ -53,7 +53,8 @@ pub struct DatapathArgs {
     #[arg(long, default_value_t = 20_000, requires = "datapath")]
     pub replays: u32,
     /// With --datapath: the rows of examples/bench-datapath (XDP_DROP, XDP_TX,
-    /// XDP_REDIRECT, tc bpf_redirect_peer; k8s-node; 1 -> 2 threads) in skiff
+    /// XDP_REDIRECT, tc bpf_redirect_peer; k8s-node and k8s-node-kube-proxy side by
+    /// side; 1 -> 2 threads) in skiff
     /// and, as root, in the kernel (BPF_PROG_TEST_RUN, live frames), rounds
     /// interleaved, with skiff/kernel.
     #[arg(long, requires = "datapath", conflicts_with_all = ["topology", "pcap_in"])]

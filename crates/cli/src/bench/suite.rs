@@ -5,6 +5,8 @@
 //! whose peer runs XDP), `tc_redirect_peer` (XDP_PASS, tc ingress
 //! bpf_redirect_peer into a veth's peer in another namespace, tc there),
 //! `k8s_node` (examples/k8s-node, skiff only: the kernel here has no netkit)
+//! and `k8s_node_kube_proxy` beside it (the same node with kube-proxy's
+//! iptables rules, skiff only)
 //! and a 1 -> 2 thread scaling row on xdp_drop (skiff only).
 //!
 //! skiff's side is [`SkiffSide`]: the row's topology from memory, `--replays`
@@ -39,9 +41,33 @@ use super::{median, BenchArgs, SkiffEngine};
 /// Where the suite's objects and topologies are (relative to the working
 /// directory, as the k8s-node defaults are).
 const DIR: &str = "examples/bench-datapath";
-/// The k8s-node row's topology and traffic.
-const K8S_TOPOLOGY: &str = "examples/k8s-node/topology.toml";
-const K8S_TRAFFIC: &str = "eth0=examples/k8s-node/traffic.pcap";
+/// The rows skiff alone runs, side by side: the k8s-node example
+/// (XDP/TC/netkit) and the same node with kube-proxy's iptables rules (seed
+/// 003's two receive paths), each on its own 9-packet pcap.
+struct NodeRow {
+    name: &'static str,
+    topology: &'static str,
+    traffic: &'static str,
+    what: &'static str,
+    no_kernel: &'static str,
+}
+
+const NODE_ROWS: [NodeRow; 2] = [
+    NodeRow {
+        name: "k8s_node",
+        topology: "examples/k8s-node/topology.toml",
+        traffic: "eth0=examples/k8s-node/traffic.pcap",
+        what: "examples/k8s-node (9-packet pcap)",
+        no_kernel: "not supported: the k8s-node topology needs netkit, which this machine's kernel lacks",
+    },
+    NodeRow {
+        name: "k8s_node_kube_proxy",
+        topology: "examples/k8s-node-kube-proxy/topology.toml",
+        traffic: "eth0=examples/k8s-node-kube-proxy/traffic.pcap",
+        what: "examples/k8s-node-kube-proxy (iptables, 9-packet pcap)",
+        no_kernel: "not supported: timing the kernel's iptables node (its frames, counters and conntrack are compared in crates/cli/tests/netfilter_kernel.rs)",
+    },
+];
 /// Frames a replay: one NAPI batch.
 const FRAMES: usize = 64;
 /// Bytes a frame (Ethernet header to the end of the UDP payload, no FCS).
@@ -584,7 +610,10 @@ fn measure(a: &BenchArgs) -> Result<Suite, String> {
     let replays = u64::from(d.replays.max(1));
     let warmup = replays.clamp(1, 1000);
     let t = traffic()?;
-    let k8s_t = read_traffic(K8S_TRAFFIC)?;
+    let node_t = NODE_ROWS
+        .iter()
+        .map(|r| read_traffic(r.traffic))
+        .collect::<Result<Vec<_>, _>>()?;
     let frames = u32::try_from(replays.saturating_mul(FRAMES as u64))
         .map_err(|_| format!("--replays {replays}: more than 2^32 frames a kernel round"))?;
     let (mut kernel, kernel_skipped) = match KernelEnv::new(&t.packets[0].1) {
@@ -598,12 +627,18 @@ fn measure(a: &BenchArgs) -> Result<Suite, String> {
             Side::new(topo, &t, Ok(DatapathOptions::default()), warmup)
         })
         .collect();
-    let mut k8s = Side::new(
-        load_topology(K8S_TOPOLOGY),
-        &k8s_t,
-        Ok(DatapathOptions::default()),
-        warmup,
-    );
+    let mut nodes: Vec<Side> = NODE_ROWS
+        .iter()
+        .zip(&node_t)
+        .map(|(r, t)| {
+            Side::new(
+                load_topology(r.topology),
+                t,
+                Ok(DatapathOptions::default()),
+                warmup,
+            )
+        })
+        .collect();
     let mut threads = unpinned(|| {
         Side::new(
             load_topology(&format!("{DIR}/xdp_drop.toml")),
@@ -633,7 +668,9 @@ fn measure(a: &BenchArgs) -> Result<Suite, String> {
                 }
             }
         }
-        k8s.round(&k8s_t, replays);
+        for (side, t) in nodes.iter_mut().zip(&node_t) {
+            side.round(t, replays);
+        }
         unpinned(|| threads.round(&t, replays));
         if live::interrupted() {
             return Err("interrupted (SIGINT/SIGTERM): namespaces removed".into());
@@ -664,20 +701,19 @@ fn measure(a: &BenchArgs) -> Result<Suite, String> {
             kernel_error: error,
         });
     }
-    let (skiff, _) = k8s.finish(None);
-    rows.push(SuiteRow {
-        name: "k8s_node",
-        what: "examples/k8s-node (9-packet pcap)".into(),
-        skiff,
-        end: None,
-        kernel_rounds: Vec::new(),
-        kernel_walls: Vec::new(),
-        kernel_end: None,
-        kernel_error: Some(
-            "not supported: the k8s-node topology needs netkit, which this machine's kernel lacks"
-                .into(),
-        ),
-    });
+    for (spec, side) in NODE_ROWS.iter().zip(nodes) {
+        let (skiff, _) = side.finish(None);
+        rows.push(SuiteRow {
+            name: spec.name,
+            what: spec.what.into(),
+            skiff,
+            end: None,
+            kernel_rounds: Vec::new(),
+            kernel_walls: Vec::new(),
+            kernel_end: None,
+            kernel_error: Some(spec.no_kernel.into()),
+        });
+    }
     let one = rows.first().and_then(|r| r.skiff.wall_ns_per_packet);
     let (two, _) = threads.finish(None);
     let speedup = match (one, two.wall_ns_per_packet) {
@@ -760,7 +796,7 @@ fn notes(s: &Suite) -> Vec<String> {
         if let Some(e) = r
             .kernel_error
             .as_ref()
-            .filter(|_| s.kernel_skipped.is_none() || r.name == "k8s_node")
+            .filter(|_| s.kernel_skipped.is_none() || NODE_ROWS.iter().any(|n| n.name == r.name))
         {
             v.push(format!("{} (kernel): {e}", r.name));
         }
