@@ -12,7 +12,10 @@ command -v clang-19 >/dev/null 2>&1 || need+=(clang-19)
 command -v llvm-objdump-19 >/dev/null 2>&1 || need+=(llvm-19)
 command -v bpftool >/dev/null 2>&1 || need+=(bpftool)
 [ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
-[ -e /usr/include/x86_64-linux-gnu/asm/types.h ] || [ "$(uname -m)" != x86_64 ] || need+=(gcc-multilib)
+# clang -target bpf is no x86_64 target: glibc's headers then want gnu/stubs-32.h
+# (gcc-multilib); asm/types.h alone (linux-libc-dev) is not enough
+[ -e /usr/include/x86_64-linux-gnu/gnu/stubs-32.h ] && [ -e /usr/include/x86_64-linux-gnu/asm/types.h ] \
+  || [ "$(uname -m)" != x86_64 ] || need+=(gcc-multilib)
 # --filter loads libpcap at run time; --coverage's output is checked with genhtml
 ldconfig -p 2>/dev/null | grep -q 'libpcap\.so' || need+=(libpcap0.8)
 command -v genhtml >/dev/null 2>&1 || need+=(lcov)
