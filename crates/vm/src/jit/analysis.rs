@@ -163,7 +163,8 @@ pub struct TagFacts<'a> {
     pub start: usize,
     /// The instruction after each ld_imm64 (its `off` is the value's tag).
     pub code: &'a [Insn],
-    /// Helper calls inlined as array lookups: r0's tag (the map's), by pc.
+    /// Helper calls whose r0 tag the compiler knows (inlined array lookups,
+    /// direct map calls), by pc.
     pub inlined: &'a [(usize, Tag)],
 }
 

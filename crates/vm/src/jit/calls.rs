@@ -1,11 +1,14 @@
 //! Calls the verifier proved, emitted without the helper table's run-time
 //! checks: bpf_tail_call through the PROG_ARRAY slot (the kernel's JIT
 //! jumps through the slot's program; arch/x86/net/bpf_jit_comp.c:
-//! emit_bpf_tail_call_indirect).
+//! emit_bpf_tail_call_indirect), and map lookups, updates and deletes on a
+//! constant map as a direct call into the map (the kernel's JIT calls the
+//! map's `map_lookup_elem` op, rewritten by do_misc_fixups: no helper
+//! dispatch, no argument checks at run time).
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{I32, I64};
-use cranelift_codegen::ir::InstBuilder;
+use cranelift_codegen::ir::{AbiParam, InstBuilder, SigRef};
 
 use skiff_isa::{Insn, BPF_X};
 use skiff_maps::{Map, MapType};
@@ -13,10 +16,91 @@ use skiff_maps::{Map, MapType};
 use super::runtime;
 use super::translate::FnTranslator;
 use crate::helpers::{neg, E2BIG};
-use crate::mem::SCALAR;
+use crate::mem::{Tag, FIRST_MAP, MAX_TAGS, SCALAR};
+use crate::program::Program;
+use crate::verifier::{HelperSite, InsnAux};
 
 /// Kernel helper id of bpf_tail_call.
 const BPF_FUNC_TAIL_CALL: i32 = 12;
+
+/// bpf_map_lookup_elem, bpf_map_update_elem, bpf_map_delete_elem.
+const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
+const BPF_FUNC_MAP_UPDATE_ELEM: i32 = 2;
+const BPF_FUNC_MAP_DELETE_ELEM: i32 = 3;
+
+/// A map helper call compiled as a direct call into its map.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct DirectMapCall {
+    pub pc: usize,
+    /// Index into `Program::maps`.
+    pub map: usize,
+    pub helper: i32,
+}
+
+impl DirectMapCall {
+    /// r0's tag after the call: the map's storage for a lookup (what
+    /// `RunState::ret_map_value` gives at run time), else a scalar.
+    pub fn ret_tag(&self) -> Tag {
+        if self.helper == BPF_FUNC_MAP_LOOKUP_ELEM {
+            FIRST_MAP + self.map as Tag
+        } else {
+            SCALAR
+        }
+    }
+}
+
+/// The map helper calls in `start..end` the verifier checked with a constant
+/// map (`sites`, `aux`) that go straight to the map: every one whose helper
+/// does nothing but the map's lookup, update or delete (map-in-map lookups
+/// and the maps a lookup refuses keep the helper), but array lookups already
+/// inlined (`inlined`, by pc).
+pub(super) fn direct_map_calls(
+    prog: &Program,
+    (start, end): (usize, usize),
+    aux: Option<&[InsnAux]>,
+    sites: &[HelperSite],
+    inlined: &[(usize, usize)],
+) -> Vec<DirectMapCall> {
+    let Some(aux) = aux else {
+        return Vec::new();
+    };
+    let of_site = |s: &HelperSite| -> Option<DirectMapCall> {
+        let insn = *prog.code.get(s.pc)?;
+        let helper = insn.imm;
+        let is_map_call = insn.code == skiff_isa::CALL
+            && insn.src == 0
+            && (BPF_FUNC_MAP_LOOKUP_ELEM..=BPF_FUNC_MAP_DELETE_ELEM).contains(&helper);
+        if !is_map_call || inlined.iter().any(|&(p, _)| p == s.pc) {
+            return None;
+        }
+        let m = aux.get(s.pc)?.const_map?;
+        let map = prog.map_indices.iter().position(|&x| x == m)?;
+        // Beyond the static tag table the run gives the map a tag of its own.
+        if map >= MAX_TAGS - FIRST_MAP as usize {
+            return None;
+        }
+        let lookup_is_plain = !matches!(
+            prog.maps.get(map)?.attr().map_type,
+            MapType::ArrayOfMaps
+                | MapType::HashOfMaps
+                | MapType::ProgArray
+                | MapType::PerfEventArray
+                | MapType::Ringbuf
+                | MapType::Queue
+                | MapType::Stack
+        );
+        (helper != BPF_FUNC_MAP_LOOKUP_ELEM || lookup_is_plain).then_some(DirectMapCall {
+            pc: s.pc,
+            map,
+            helper,
+        })
+    };
+    sites
+        .iter()
+        .filter(|s| (start..end).contains(&s.pc))
+        .filter_map(of_site)
+        .collect()
+}
 
 impl FnTranslator<'_> {
     /// The PROG_ARRAY of the bpf_tail_call at `pc`, when the verifier checked
@@ -78,5 +162,35 @@ impl FnTranslator<'_> {
         let t0 = self.b.ins().iconst(I64, SCALAR as i64);
         self.set_tag(0, t0);
         true
+    }
+
+    /// A map helper call of `direct_map_calls`: the map's address a constant,
+    /// r2 (and r3, r4 for an update) passed as they are.
+    pub(super) fn direct_map_call(&mut self, pc: usize) -> bool {
+        let Some(d) = self.direct_map(pc) else {
+            return false;
+        };
+        let addr = std::sync::Arc::as_ptr(&self.prog().maps[d.map]) as usize;
+        let mut args = vec![self.st, self.b.ins().iconst(I64, addr as i64), self.reg(2)];
+        let f = match d.helper {
+            BPF_FUNC_MAP_LOOKUP_ELEM => runtime::rt_map_lookup as *const () as usize,
+            BPF_FUNC_MAP_UPDATE_ELEM => {
+                args.push(self.reg(3));
+                args.push(self.reg(4));
+                runtime::rt_map_update as *const () as usize
+            }
+            _ => runtime::rt_map_delete as *const () as usize,
+        };
+        let sig = self.sig_with(args.len());
+        let r0 = self.call_rt(sig, f, &args);
+        self.set(0, r0);
+        true
+    }
+
+    /// A runtime function's signature: `params` 64-bit arguments, one result.
+    fn sig_with(&mut self, params: usize) -> SigRef {
+        let mut sig = self.b.func.dfg.signatures[self.sig_helper].clone();
+        sig.params = vec![AbiParam::new(I64); params];
+        self.b.import_signature(sig)
     }
 }

@@ -61,6 +61,9 @@ pub struct JitStats {
     pub budget_charges: usize,
     /// bpf_map_lookup_elem calls on array maps compiled inline.
     pub inlined_lookups: usize,
+    /// bpf_map_lookup/update/delete_elem calls on a constant map compiled as
+    /// direct calls into the map (no helper dispatch, no argument checks).
+    pub direct_map_calls: usize,
 }
 
 /// A native function: `(run state, r1, r2, r3, r4, r5, r10) -> r0`.
@@ -217,6 +220,7 @@ fn compile_with(
             checks: counts.checks,
             budget_charges: counts.charges,
             inlined_lookups: counts.inlined,
+            direct_map_calls: counts.direct_maps,
         },
     })
 }

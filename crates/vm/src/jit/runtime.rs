@@ -508,6 +508,66 @@ pub(super) unsafe extern "C" fn rt_tail_call(
     }
 }
 
+// bpf_map_lookup_elem / update / delete at a call site the verifier checked
+// with a constant map: `map` is the address of one of the running program's
+// maps (the compiler took it from `Program::maps`; the program holds it for
+// the run). The verifier proved `key` (key_size bytes) and `value`
+// (value_size bytes) readable there, and the kernel's JIT trusts it as these
+// do: no region check, no helper table, no search of the run's maps, and
+// nothing native code caches changes.
+
+/// The map behind `map`, and key_size bytes at `key`.
+///
+/// # Safety
+/// As above: `map` a live map's address, `key` proved readable for key_size.
+unsafe fn map_and_key<'m>(map: u64, key: u64) -> (&'m skiff_maps::Map, &'m [u8]) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let map = &*(map as usize as *const skiff_maps::Map);
+        let n = map.attr().key_size as usize;
+        (
+            map,
+            std::slice::from_raw_parts(key as usize as *const u8, n),
+        )
+    }
+}
+
+fn errno(r: Result<(), i32>) -> u64 {
+    r.map_or_else(|e| crate::helpers::neg(e as i64), |()| 0)
+}
+
+/// bpf_map_lookup_elem: the value's address or 0.
+pub(super) unsafe extern "C" fn rt_map_lookup(js: *mut JitState, map: u64, key: u64) -> u64 {
+    // SAFETY: see above; `js` is the run's JitState.
+    let ((map, key), cpu) = unsafe { (map_and_key(map, key), (*js).cpu as usize) };
+    map.lookup(key, cpu).map_or(0, |p| p as usize as u64)
+}
+
+/// bpf_map_update_elem.
+pub(super) unsafe extern "C" fn rt_map_update(
+    js: *mut JitState,
+    map: u64,
+    key: u64,
+    value: u64,
+    flags: u64,
+) -> u64 {
+    // SAFETY: see above; value_size bytes at `value` proved readable.
+    let ((map, key), cpu, value) = unsafe {
+        let (m, k) = map_and_key(map, key);
+        let n = m.attr().value_size as usize;
+        let v = std::slice::from_raw_parts(value as usize as *const u8, n);
+        ((m, k), (*js).cpu as usize, v)
+    };
+    errno(map.update(key, value, flags, cpu))
+}
+
+/// bpf_map_delete_elem.
+pub(super) unsafe extern "C" fn rt_map_delete(_js: *mut JitState, map: u64, key: u64) -> u64 {
+    // SAFETY: see above.
+    let (map, key) = unsafe { map_and_key(map, key) };
+    errno(map.delete(key))
+}
+
 /// What a helper may have changed that native code caches (its prototype's
 /// `invalidates`); a helper with no row: everything.
 fn helper_changes(st: &RunState, id: u32) -> (bool, bool) {

@@ -78,6 +78,8 @@ pub(super) struct Counts {
     pub inlined: usize,
     /// Context field accesses compiled as direct loads and stores.
     pub direct: usize,
+    /// Map helper calls compiled as direct calls into the map.
+    pub direct_maps: usize,
 }
 
 /// The functions of a compiled program, by entry instruction.
@@ -129,6 +131,7 @@ pub(super) fn translate(
             counts.charges += t.charges;
             counts.inlined += t.inlined.len();
             counts.direct += t.direct;
+            counts.direct_maps += t.direct_maps.len();
             t.b.seal_all_blocks();
             t.b.finalize(fc);
         }
@@ -202,6 +205,8 @@ pub(super) struct FnTranslator<'a> {
     pub(super) checks: usize,
     charges: usize,
     inlined_tags: Vec<(usize, Tag)>,
+    /// Map helper calls compiled as direct calls into the map.
+    direct_maps: Vec<super::calls::DirectMapCall>,
     /// The packet bounds and the budget, kept in registers; written back to /
     /// reloaded from the JitState around calls that may use or change them.
     pub(super) pkt_lo: Variable,
@@ -383,9 +388,12 @@ impl<'a> FnTranslator<'a> {
             })
             .unwrap_or_default();
         let inlined = analysis::inline_lookups(code, start, end, &leader, &handles, &const_maps);
+        let direct_maps = super::calls::direct_map_calls(prog, (start, end), aux, sites, &inlined);
+        // r0's tag after each call whose result the compiler knows.
         let inlined_tags: Vec<(usize, Tag)> = inlined
             .iter()
             .map(|&(pc, i)| (pc, FIRST_MAP + i as Tag))
+            .chain(direct_maps.iter().map(|d| (d.pc, d.ret_tag())))
             .collect();
         let facts = analysis::TagFacts {
             prog_type: prog.prog_type,
@@ -449,6 +457,7 @@ impl<'a> FnTranslator<'a> {
             map_bounds,
             inlined,
             inlined_tags,
+            direct_maps,
             aux,
             sites,
             uses_packet,
@@ -673,6 +682,10 @@ impl<'a> FnTranslator<'a> {
     pub(super) fn site(&self, pc: usize) -> Option<HelperSite> {
         let i = self.sites.binary_search_by_key(&pc, |s| s.pc).ok()?;
         self.sites.get(i).copied()
+    }
+
+    pub(super) fn direct_map(&self, pc: usize) -> Option<super::calls::DirectMapCall> {
+        self.direct_maps.iter().find(|d| d.pc == pc).copied()
     }
 
     pub(super) fn prog(&self) -> &Program {
@@ -1123,7 +1136,10 @@ impl<'a> FnTranslator<'a> {
     }
 
     fn helper_call(&mut self, pc: usize, insn: Insn) {
-        if self.inline_array_lookup(pc) || self.direct_tail_call(pc, insn) {
+        if self.inline_array_lookup(pc)
+            || self.direct_tail_call(pc, insn)
+            || self.direct_map_call(pc)
+        {
             return;
         }
         self.store_arg_tags();
