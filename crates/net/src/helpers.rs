@@ -469,14 +469,14 @@ pub(crate) fn device_exists(netns: Option<&dyn NetNs>, ifindex: u32, own: u32) -
 }
 
 // net/core/filter.c: bpf_csum_diff
-fn csum_diff(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn csum_diff(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let from = st.bytes(a[0], a[1] as u32 as usize)?;
     let to = st.bytes(a[2], a[3] as u32 as usize)?;
     Ok(csum::csum_diff(from, to, a[4] as u32) as u64)
 }
 
 // net/core/filter.c: bpf_xdp_redirect / bpf_redirect
-fn redirect(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn redirect(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     if is_xdp(st) {
         xdp::redirect(st, a)
     } else {
@@ -485,7 +485,7 @@ fn redirect(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 }
 
 // net/core/filter.c: bpf_xdp_event_output / bpf_skb_event_output
-fn perf_event_output(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn perf_event_output(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let pkt_len = if is_xdp(st) {
         let x = xdp_ctx(st)?;
         x.data_end - x.data
@@ -499,7 +499,7 @@ pub const BPF_F_INDEX_MASK: u64 = 0xffff_ffff;
 pub const BPF_F_CURRENT_CPU: u64 = BPF_F_INDEX_MASK;
 pub const BPF_F_CTXLEN_MASK: u64 = 0xf_ffff << 32;
 
-fn event_output(st: &mut RunState, a: [u64; 5], pkt_len: usize) -> Result<u64, VmError> {
+fn event_output(st: &mut RunState, a: &[u64; 5], pkt_len: usize) -> Result<u64, VmError> {
     let map = st.map(a[1])?;
     if map.attr().map_type != skiff_maps::MapType::PerfEventArray {
         return Err(VmError::Helper(format!(
@@ -532,7 +532,7 @@ fn event_output(st: &mut RunState, a: [u64; 5], pkt_len: usize) -> Result<u64, V
 }
 
 // net/core/filter.c: bpf_xdp_fib_lookup / bpf_skb_fib_lookup
-fn fib_lookup(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn fib_lookup(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let plen = a[2] as u32 as i32;
     let flags = a[3] as u32;
     let len = (plen.max(0) as usize).min(FIB_LOOKUP_SIZE);
@@ -581,7 +581,7 @@ pub const BPF_MTU_CHK_RET_SUCCESS: u64 = 0;
 pub const BPF_MTU_CHK_RET_FRAG_NEEDED: u64 = 1;
 
 // net/core/filter.c: bpf_xdp_check_mtu / bpf_skb_check_mtu
-fn check_mtu(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn check_mtu(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let ifindex = a[1] as u32;
     let mut m = [0u8; 4];
     st.read_into(a[2], &mut m)?;

@@ -13,7 +13,7 @@ use crate::{
 
 /// Helper 5 of the suite: ends the program with r0 = 0 when r1 is 0, else
 /// returns r1.
-fn unwind(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn unwind(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     if a[0] == 0 {
         st.exit_now = Some(0);
     }

@@ -12,7 +12,7 @@ use crate::proto::{ArgType as A, HelperProto as P, RetType as R};
 use crate::state::{ProgRef, RunState, MAX_TAIL_CALL_CNT};
 use crate::{CtxLayout, ProgType, Program, VmError};
 
-pub type HelperFn = fn(&mut RunState, [u64; 5]) -> Result<u64, VmError>;
+pub type HelperFn = fn(&mut RunState, &[u64; 5]) -> Result<u64, VmError>;
 
 #[derive(Clone, Copy)]
 pub struct HelperDef {
@@ -108,7 +108,7 @@ impl HelperTable {
     }
 
     #[inline]
-    pub fn call(&self, st: &mut RunState, id: u32, args: [u64; 5]) -> Result<u64, VmError> {
+    pub fn call(&self, st: &mut RunState, id: u32, args: &[u64; 5]) -> Result<u64, VmError> {
         let def = self.get(id).ok_or(VmError::UnknownHelper(id))?;
         if !def.prog_types.is_empty() && !def.prog_types.contains(&st.current.prog_type) {
             return Err(VmError::HelperNotAllowed {
@@ -263,7 +263,7 @@ fn errno_ret(r: Result<(), i32>) -> u64 {
 }
 
 // kernel/bpf/helpers.c: bpf_map_lookup_elem
-fn map_lookup_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn map_lookup_elem(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let map = st.map(a[0])?;
     let key = key_of(st, map, a[1])?;
     match map.attr().map_type {
@@ -290,7 +290,7 @@ fn map_lookup_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 
 // kernel/bpf/helpers.c: bpf_map_lookup_percpu_elem (per-CPU array and hash maps;
 // NULL for a CPU that does not exist)
-fn map_lookup_percpu_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn map_lookup_percpu_elem(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let map = st.map(a[0])?;
     if !map.attr().map_type.is_percpu() {
         return Err(VmError::Helper(format!(
@@ -309,35 +309,35 @@ fn map_lookup_percpu_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError
 }
 
 // kernel/bpf/helpers.c: bpf_map_update_elem
-fn map_update_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn map_update_elem(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let map = st.map(a[0])?;
     let key = key_of(st, map, a[1])?;
     let value = st.bytes(a[2], map.attr().value_size as usize)?;
     Ok(errno_ret(map.update(key, value, a[3], st.cpu())))
 }
 
-fn map_delete_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn map_delete_elem(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let map = st.map(a[0])?;
     let key = key_of(st, map, a[1])?;
     Ok(errno_ret(map.delete(key)))
 }
 
 // kernel/bpf/helpers.c: bpf_map_push_elem / pop / peek
-fn map_push_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn map_push_elem(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let map = st.map(a[0])?;
     let value = st.bytes(a[1], map.attr().value_size as usize)?;
     Ok(errno_ret(map.push(value, a[2])))
 }
 
-fn map_pop_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn map_pop_elem(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     pop_or_peek(st, a, false)
 }
 
-fn map_peek_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn map_peek_elem(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     pop_or_peek(st, a, true)
 }
 
-fn pop_or_peek(st: &mut RunState, a: [u64; 5], peek: bool) -> Result<u64, VmError> {
+fn pop_or_peek(st: &mut RunState, a: &[u64; 5], peek: bool) -> Result<u64, VmError> {
     let map = st.map(a[0])?;
     let mut out = vec![0u8; map.attr().value_size as usize];
     let r = if peek {
@@ -351,7 +351,7 @@ fn pop_or_peek(st: &mut RunState, a: [u64; 5], peek: bool) -> Result<u64, VmErro
     Ok(errno_ret(r))
 }
 
-fn ktime_get_ns(st: &mut RunState, _: [u64; 5]) -> Result<u64, VmError> {
+fn ktime_get_ns(st: &mut RunState, _: &[u64; 5]) -> Result<u64, VmError> {
     Ok(st.env.clock.now_ns())
 }
 
@@ -362,23 +362,23 @@ pub const INITIAL_JIFFIES: u64 = (-300i64 * HZ as i64) as u32 as u64;
 
 // kernel/bpf/helpers.c: bpf_jiffies64 (jiffies start at INITIAL_JIFFIES with the
 // engine clock, so they are never 0, as on a running kernel).
-fn jiffies64(st: &mut RunState, _: [u64; 5]) -> Result<u64, VmError> {
+fn jiffies64(st: &mut RunState, _: &[u64; 5]) -> Result<u64, VmError> {
     Ok(INITIAL_JIFFIES + st.env.clock.now_ns() / (1_000_000_000 / HZ))
 }
 
 // The kernel's is a per-CPU prandom state; skiff's is a xorshift64* stream, seeded
 // per worker (documented in docs/differences.md: values differ, distribution same).
-fn get_prandom_u32(st: &mut RunState, _: [u64; 5]) -> Result<u64, VmError> {
+fn get_prandom_u32(st: &mut RunState, _: &[u64; 5]) -> Result<u64, VmError> {
     Ok(st.env.prandom_u32() as u64)
 }
 
-fn get_smp_processor_id(st: &mut RunState, _: [u64; 5]) -> Result<u64, VmError> {
+fn get_smp_processor_id(st: &mut RunState, _: &[u64; 5]) -> Result<u64, VmError> {
     Ok(st.env.cpu as u64)
 }
 
 // kernel/bpf/core.c: ___bpf_prog_run JMP_TAIL_CALL. A failed tail call returns to
 // the program, which goes on with the next instruction.
-fn tail_call(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn tail_call(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let map = st.map(a[1])?;
     if map.attr().map_type != MapType::ProgArray {
         return Err(VmError::Helper(format!(
@@ -447,7 +447,7 @@ pub(crate) fn is_own_tail_call(table: &HelperTable) -> bool {
 const BPF_MAX_LOOPS: u64 = 8 * 1024 * 1024;
 
 // kernel/bpf/bpf_iter.c: bpf_loop
-fn bpf_loop(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn bpf_loop(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let (nr, func, ctx, flags) = (a[0] as u32 as u64, a[1], a[2], a[3]);
     if flags != 0 {
         return Ok(neg(EINVAL));
@@ -468,7 +468,7 @@ fn bpf_loop(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 }
 
 // kernel/bpf/bpf_iter.c: bpf_for_each_map_elem (array and hash maps)
-fn for_each_map_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn for_each_map_elem(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let map = st.map(a[0])?;
     let (func, ctx, flags) = (a[1], a[2], a[3]);
     if flags != 0 {
@@ -509,7 +509,7 @@ fn for_each_map_elem(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 }
 
 // kernel/bpf/helpers.c: bpf_spin_lock. The lock word is a u32 in a map value.
-fn spin_lock(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn spin_lock(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let p = lock_word(st, a[0])?;
     for _ in 0..10_000_000u32 {
         if p.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
@@ -524,7 +524,7 @@ fn spin_lock(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     ))
 }
 
-fn spin_unlock(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn spin_unlock(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     lock_word(st, a[0])?.store(0, Ordering::Release);
     Ok(0)
 }
@@ -550,13 +550,13 @@ fn ringbuf_of<'r>(st: &RunState, handle: u64) -> Result<&'r Map, VmError> {
 }
 
 // kernel/bpf/ringbuf.c: bpf_ringbuf_output
-fn ringbuf_output(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn ringbuf_output(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let map = ringbuf_of(st, a[0])?;
     let data = st.bytes(a[1], a[2] as usize)?;
     Ok(errno_ret(map.ringbuf_output(data, a[3])))
 }
 
-fn ringbuf_reserve(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn ringbuf_reserve(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let map = ringbuf_of(st, a[0])?;
     Ok(match map.ringbuf_reserve(a[1], a[2]) {
         Some(p) => {
@@ -573,7 +573,7 @@ fn ringbuf_reserve(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
     })
 }
 
-fn ringbuf_commit(st: &mut RunState, a: [u64; 5], discard: bool) -> Result<u64, VmError> {
+fn ringbuf_commit(st: &mut RunState, a: &[u64; 5], discard: bool) -> Result<u64, VmError> {
     let rings: Vec<&Map> = st
         .maps()
         .filter(|m| m.attr().map_type == MapType::Ringbuf)
@@ -594,20 +594,20 @@ fn ringbuf_commit(st: &mut RunState, a: [u64; 5], discard: bool) -> Result<u64, 
     )))
 }
 
-fn ringbuf_submit(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn ringbuf_submit(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     ringbuf_commit(st, a, false)
 }
 
-fn ringbuf_discard(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn ringbuf_discard(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     ringbuf_commit(st, a, true)
 }
 
-fn ringbuf_query(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn ringbuf_query(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     Ok(ringbuf_of(st, a[0])?.ringbuf_query(a[1]))
 }
 
 // kernel/trace/bpf_trace.c: bpf_trace_printk (format checks of bpf_bprintf_prepare)
-fn trace_printk(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+fn trace_printk(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let fmt = st.read(a[0], a[1] as usize)?;
     match format_printk(st, &fmt, &a[2..5]) {
         Ok(s) => {

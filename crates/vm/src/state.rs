@@ -443,7 +443,7 @@ impl RunState<'_> {
         (self.call_args, self.jit.arg_tags) = (&args, tags);
         self.jit.ret_tag = SCALAR as u64;
         let helpers = self.helpers;
-        let r = helpers.call(self, id, args);
+        let r = helpers.call(self, id, &args);
         (self.call_args, self.jit.arg_tags) = saved;
         r
     }

@@ -86,7 +86,7 @@ fn skb_clear_hash(skb: &mut SkBuff) {
 }
 
 // net/core/filter.c: bpf_skb_store_bytes
-pub fn store_bytes(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn store_bytes(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let (offset, len, flags) = (a[1] as u32 as u64, a[3] as u32 as usize, a[4]);
     let src = st.read(a[2], len)?;
     let skb = skb_ctx(st)?;
@@ -111,7 +111,7 @@ pub fn store_bytes(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 }
 
 // net/core/filter.c: bpf_skb_load_bytes
-pub fn load_bytes(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn load_bytes(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let (offset, len) = (a[1] as u32 as u64, a[3] as u32 as usize);
     st.raw(a[2], len, true)?;
     let skb = skb_ctx(st)?;
@@ -143,7 +143,7 @@ fn finish_load(
 }
 
 // net/core/filter.c: bpf_skb_load_bytes_relative
-pub fn load_bytes_relative(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn load_bytes_relative(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let (offset, len, hdr) = (
         a[1] as u32 as usize,
         a[3] as u32 as usize,
@@ -182,7 +182,7 @@ fn set_sum16(skb: &mut SkBuff, off: usize, v: u16) {
 }
 
 // net/core/filter.c: bpf_l3_csum_replace
-pub fn l3_csum_replace(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn l3_csum_replace(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let (offset, from, to, flags) = (a[1] as u32 as u64, a[2], a[3], a[4]);
     let skb = skb_ctx(st)?;
     if flags & !BPF_F_HDR_FIELD_MASK != 0 {
@@ -209,7 +209,7 @@ pub fn l3_csum_replace(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 }
 
 // net/core/filter.c: bpf_l4_csum_replace
-pub fn l4_csum_replace(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn l4_csum_replace(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let (offset, from, to, flags) = (a[1] as u32 as u64, a[2], a[3], a[4]);
     let is_pseudo = flags & BPF_F_PSEUDO_HDR != 0;
     let is_mmzero = flags & BPF_F_MARK_MANGLED_0 != 0;
@@ -278,7 +278,7 @@ pub fn l4_csum_replace(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 }
 
 // net/core/filter.c: bpf_csum_update
-pub fn csum_update(st: &mut RunState, _a: [u64; 5]) -> Result<u64, VmError> {
+pub fn csum_update(st: &mut RunState, _a: &[u64; 5]) -> Result<u64, VmError> {
     let skb = skb_ctx(st)?;
     if ip_summed(skb) == IpSummed::Complete {
         return Err(VmError::NotSupported(
@@ -294,7 +294,7 @@ pub const BPF_CSUM_LEVEL_DEC: u64 = 2;
 pub const BPF_CSUM_LEVEL_RESET: u64 = 3;
 
 // net/core/filter.c: bpf_csum_level
-pub fn csum_level(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn csum_level(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let skb = skb_ctx(st)?;
     match a[1] {
         BPF_CSUM_LEVEL_INC | BPF_CSUM_LEVEL_DEC | BPF_CSUM_LEVEL_RESET => {
@@ -314,7 +314,7 @@ pub fn csum_level(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 }
 
 // net/core/filter.c: bpf_skb_pull_data
-pub fn pull_data(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn pull_data(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let skb = skb_ctx(st)?;
     let len = a[1] as u32 as u64;
     let len = if len == 0 { skb.len() as u64 } else { len };
@@ -338,7 +338,7 @@ fn min_len(skb: &SkBuff) -> u64 {
 }
 
 // net/core/filter.c: bpf_skb_change_tail
-pub fn change_tail(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn change_tail(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let skb = skb_ctx(st)?;
     let (new_len, flags) = (a[1] as u32 as u64, a[2]);
     if flags != 0 || new_len > BPF_SKB_MAX_LEN || new_len < min_len(skb) {
@@ -364,7 +364,7 @@ pub fn change_tail(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 }
 
 // net/core/filter.c: bpf_skb_change_head
-pub fn change_head(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn change_head(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let skb = skb_ctx(st)?;
     let (head_room, flags) = (a[1] as u32, a[2]);
     let new_len = (skb.len() as u32).wrapping_add(head_room);
@@ -434,7 +434,7 @@ fn net_base_len(skb: &SkBuff) -> u32 {
 }
 
 // net/core/filter.c: bpf_skb_adjust_room
-pub fn adjust_room(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn adjust_room(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let skb = skb_ctx(st)?;
     let len_diff = a[1] as u32 as i32;
     let (mode, flags) = (a[2] as u32 as u64, a[3]);
@@ -546,7 +546,7 @@ fn net_shrink(skb: &mut SkBuff, off: usize, len_diff: usize, flags: u64) -> Resu
 }
 
 // net/core/filter.c: bpf_skb_change_proto (bpf_skb_proto_4_to_6 / _6_to_4)
-pub fn change_proto(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn change_proto(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let skb = skb_ctx(st)?;
     let (to, flags) = ((a[1] as u16).swap_bytes(), a[2]);
     if flags != 0 {
@@ -572,7 +572,7 @@ pub fn change_proto(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 }
 
 // net/core/filter.c: bpf_skb_change_type
-pub fn change_type(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn change_type(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let skb = skb_ctx(st)?;
     let t = a[1] as u32;
     // skb_pkt_type_ok: up to PACKET_OTHERHOST
@@ -588,7 +588,7 @@ fn eth_type_vlan(p: u16) -> bool {
 }
 
 // net/core/filter.c: bpf_skb_vlan_push -> net/core/skbuff.c: skb_vlan_push
-pub fn vlan_push(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn vlan_push(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let skb = skb_ctx(st)?;
     let mut proto = (a[1] as u16).swap_bytes();
     let tci = a[2] as u16;
@@ -655,7 +655,7 @@ fn skb_vlan_pop_payload(skb: &mut SkBuff) -> Result<u16, i64> {
 }
 
 // net/core/filter.c: bpf_skb_vlan_pop -> net/core/skbuff.c: skb_vlan_pop
-pub fn vlan_pop(st: &mut RunState, _a: [u64; 5]) -> Result<u64, VmError> {
+pub fn vlan_pop(st: &mut RunState, _a: &[u64; 5]) -> Result<u64, VmError> {
     let skb = skb_ctx(st)?;
     if skb.vlan_present {
         skb.vlan_present = false;
@@ -742,7 +742,7 @@ pub(crate) fn skb_get_hash(skb: &mut SkBuff) -> u32 {
 }
 
 // net/core/filter.c: bpf_get_hash_recalc -> skb_get_hash
-pub fn get_hash_recalc(st: &mut RunState, _a: [u64; 5]) -> Result<u64, VmError> {
+pub fn get_hash_recalc(st: &mut RunState, _a: &[u64; 5]) -> Result<u64, VmError> {
     let skb = skb_ctx(st)?;
     if !skb.l4_hash && !skb.sw_hash {
         let (h, l4) = flow_hash(skb);
@@ -754,13 +754,13 @@ pub fn get_hash_recalc(st: &mut RunState, _a: [u64; 5]) -> Result<u64, VmError> 
 }
 
 // net/core/filter.c: bpf_set_hash_invalid
-pub fn set_hash_invalid(st: &mut RunState, _a: [u64; 5]) -> Result<u64, VmError> {
+pub fn set_hash_invalid(st: &mut RunState, _a: &[u64; 5]) -> Result<u64, VmError> {
     skb_clear_hash(skb_ctx(st)?);
     Ok(0)
 }
 
 // net/core/filter.c: bpf_set_hash (__skb_set_sw_hash(skb, hash, true))
-pub fn set_hash(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn set_hash(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let skb = skb_ctx(st)?;
     skb.hash = a[1] as u32;
     skb.sw_hash = true;
@@ -769,7 +769,7 @@ pub fn set_hash(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 }
 
 // net/core/filter.c: bpf_redirect
-pub fn redirect(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn redirect(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let flags = a[1];
     if flags & !BPF_F_INGRESS != 0 {
         return Ok(TC_ACT_SHOT);
@@ -782,7 +782,7 @@ pub fn redirect(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 }
 
 // net/core/filter.c: bpf_redirect_peer
-pub fn redirect_peer(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn redirect_peer(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     if a[1] != 0 {
         return Ok(TC_ACT_SHOT);
     }
@@ -796,7 +796,7 @@ pub fn redirect_peer(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 const REDIR_NEIGH_SIZE: i32 = 20;
 
 // net/core/filter.c: bpf_redirect_neigh
-pub fn redirect_neigh(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn redirect_neigh(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let plen = a[2] as u32 as i32;
     let params = st.read(a[1], plen.max(0) as usize)?;
     if (plen != 0 && plen < REDIR_NEIGH_SIZE) || a[3] != 0 {
@@ -821,7 +821,7 @@ pub fn redirect_neigh(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 
 // net/core/filter.c: bpf_clone_redirect (the clone is handed to the datapath
 // through `skb.clones`; __bpf_redirect_common's checks apply to it here).
-pub fn clone_redirect(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn clone_redirect(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let (ifindex, flags) = (a[1] as u32, a[2]);
     let skb = skb_ctx(st)?;
     if flags & !BPF_F_INGRESS != 0 {

@@ -115,7 +115,7 @@ fn layout_ok(size: usize) -> bool {
 }
 
 // net/core/filter.c: bpf_skb_set_tunnel_key
-pub fn set_tunnel_key(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn set_tunnel_key(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let (size, flags) = (a[2] as u32 as usize, a[3]);
     let allowed = BPF_F_TUNINFO_IPV6
         | BPF_F_ZERO_CSUM_TX
@@ -173,7 +173,7 @@ pub fn set_tunnel_key(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 }
 
 // net/core/filter.c: bpf_skb_get_tunnel_key
-pub fn get_tunnel_key(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn get_tunnel_key(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let (to, size, flags) = (a[1], a[2] as u32 as usize, a[3]);
     let info = skb_ctx(st)?.tunnel.clone();
     let r = encode_key(info.as_deref(), size, flags);
@@ -231,7 +231,7 @@ fn encode_key(info: Option<&TunnelInfo>, size: usize, flags: u64) -> Result<Vec<
 }
 
 // net/core/filter.c: bpf_skb_set_tunnel_opt
-pub fn set_tunnel_opt(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn set_tunnel_opt(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let size = a[2] as u32 as u64;
     // Only on the metadata bpf_skb_set_tunnel_key attached.
     let has_md = skb_ctx(st)?.tunnel.is_some();
@@ -253,7 +253,7 @@ pub fn set_tunnel_opt(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 }
 
 // net/core/filter.c: bpf_skb_get_tunnel_opt
-pub fn get_tunnel_opt(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn get_tunnel_opt(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let (to, size) = (a[1], a[2] as u32 as usize);
     let info = skb_ctx(st)?.tunnel.clone();
     let (bytes, ret) = match info.as_deref() {

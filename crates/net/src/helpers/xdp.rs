@@ -24,7 +24,7 @@ fn offset_arg(v: u64) -> i64 {
 }
 
 // net/core/filter.c: bpf_xdp_adjust_head
-pub fn adjust_head(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn adjust_head(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let x = xdp_ctx(st)?;
     let offset = offset_arg(a[1]);
     let metalen = x.metalen() as i64;
@@ -44,7 +44,7 @@ pub fn adjust_head(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 }
 
 // net/core/filter.c: bpf_xdp_adjust_meta
-pub fn adjust_meta(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn adjust_meta(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let x = xdp_ctx(st)?;
     let offset = offset_arg(a[1]);
     if !x.meta_valid {
@@ -64,7 +64,7 @@ pub fn adjust_meta(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 }
 
 // net/core/filter.c: bpf_xdp_adjust_tail (linear buffer)
-pub fn adjust_tail(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn adjust_tail(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let x = xdp_ctx(st)?;
     let offset = offset_arg(a[1]);
     let data_end = x.data_end as i64 + offset;
@@ -85,7 +85,7 @@ pub fn adjust_tail(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 }
 
 // net/core/filter.c: bpf_xdp_get_buff_len
-pub fn get_buff_len(st: &mut RunState, _a: [u64; 5]) -> Result<u64, VmError> {
+pub fn get_buff_len(st: &mut RunState, _a: &[u64; 5]) -> Result<u64, VmError> {
     let x = xdp_ctx(st)?;
     Ok((x.data_end - x.data) as u64)
 }
@@ -103,7 +103,7 @@ fn xdp_pointer(st: &mut RunState, offset: u32, len: u32) -> Result<Result<usize,
 }
 
 // net/core/filter.c: bpf_xdp_load_bytes
-pub fn load_bytes(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn load_bytes(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let len = a[3] as u32;
     // ARG_PTR_TO_UNINIT_MEM: the verifier proves the destination writable.
     st.raw(a[2], len as usize, true)?;
@@ -123,7 +123,7 @@ pub fn load_bytes(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 }
 
 // net/core/filter.c: bpf_xdp_store_bytes
-pub fn store_bytes(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn store_bytes(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let len = a[3] as u32;
     let src = st.read(a[2], len as usize)?;
     match xdp_pointer(st, a[1] as u32, len)? {
@@ -139,7 +139,7 @@ pub fn store_bytes(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 }
 
 // net/core/filter.c: bpf_xdp_redirect
-pub fn redirect(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn redirect(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let x = xdp_ctx(st)?;
     if a[1] != 0 {
         return Ok(XDP_ABORTED);
@@ -153,7 +153,7 @@ pub fn redirect(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
 
 // net/core/filter.c: bpf_xdp_redirect_map -> map_redirect ->
 // include/linux/filter.h: __bpf_xdp_redirect_map
-pub fn redirect_map(st: &mut RunState, a: [u64; 5]) -> Result<u64, VmError> {
+pub fn redirect_map(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let map = st.map(a[0])?;
     let ty = map.attr().map_type;
     let flag_mask = match ty {
