@@ -6,7 +6,7 @@
 use std::any::Any;
 use std::mem::offset_of;
 
-use skiff_vm::{Context, CtxField, CtxLayout, FieldStore, VmError};
+use skiff_vm::{Context, CtxField, CtxLayout, FieldStore, PacketView, VmError};
 
 use crate::buff::{SkBuff, XdpBuff};
 
@@ -127,18 +127,27 @@ impl Context for XdpBuff {
     }
 
     fn packet(&self) -> Option<(usize, usize)> {
-        let base = self.buf.as_ptr() as usize;
-        let start = if self.meta_valid {
-            self.data_meta
-        } else {
-            self.data
-        };
-        Some((base + start, base + self.data_end))
+        self.packet_view().map(|v| (v.start, v.end))
     }
 
     fn data(&self) -> Option<(usize, usize)> {
         let base = self.buf.as_ptr() as usize;
         Some((base + self.data, base + self.data_end))
+    }
+
+    fn packet_view(&self) -> Option<PacketView> {
+        let base = self.buf.as_ptr() as usize;
+        let data = base + self.data;
+        Some(PacketView {
+            start: if self.meta_valid {
+                base + self.data_meta
+            } else {
+                data
+            },
+            data,
+            end: base + self.data_end,
+            fields: Some([xdp_md::DATA_META, xdp_md::DATA, xdp_md::DATA_END]),
+        })
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
@@ -432,13 +441,22 @@ impl Context for SkBuff {
     }
 
     fn packet(&self) -> Option<(usize, usize)> {
-        let base = self.buf.as_ptr() as usize;
-        Some((base + self.data - self.meta_len, base + self.tail))
+        self.packet_view().map(|v| (v.start, v.end))
     }
 
     fn data(&self) -> Option<(usize, usize)> {
         let base = self.buf.as_ptr() as usize;
         Some((base + self.data, base + self.tail))
+    }
+
+    fn packet_view(&self) -> Option<PacketView> {
+        let base = self.buf.as_ptr() as usize;
+        Some(PacketView {
+            start: base + self.data - self.meta_len,
+            data: base + self.data,
+            end: base + self.tail,
+            fields: Some([sk_buff::DATA_META, sk_buff::DATA, sk_buff::DATA_END]),
+        })
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {

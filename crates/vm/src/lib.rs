@@ -85,6 +85,19 @@ pub struct Exception {
     pub error: VmError,
 }
 
+/// The packet a context holds (`Context::packet_view`): host addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketView {
+    /// data_meta (or data), the first byte the program may access.
+    pub start: usize,
+    pub data: usize,
+    /// data_end.
+    pub end: usize,
+    /// The UAPI offsets of the context's data_meta, data and data_end fields,
+    /// when their 4-byte loads give `start`, `data` and `end`.
+    pub fields: Option<[u32; 3]>,
+}
+
 /// A program context as the program sees it through r1: the kernel rewrites loads
 /// and stores of `struct xdp_md` / `struct __sk_buff` fields into accesses of the
 /// real kernel structures (`convert_ctx_access`); skiff routes every access that
@@ -101,6 +114,20 @@ pub trait Context: Any {
     /// Start of packet data (skb->data), for legacy BPF_LD_ABS/IND.
     fn data(&self) -> Option<(usize, usize)> {
         self.packet()
+    }
+    /// `packet` and where its data starts, in one call (asked at the start of
+    /// every run and after every helper that moves the packet). A context whose
+    /// data_meta, data and data_end fields load as exactly those addresses says
+    /// where they are (`PacketView::fields`): both engines then serve those
+    /// loads from the run's packet bounds, as the kernel's rewrite loads
+    /// xdp->data / skb->data, without asking the context.
+    fn packet_view(&self) -> Option<PacketView> {
+        self.packet().map(|(start, end)| PacketView {
+            start,
+            data: start,
+            end,
+            fields: None,
+        })
     }
     fn as_any_mut(&mut self) -> &mut dyn Any;
     /// Values the JIT may serve without calling `load`: for each 4-byte slot i

@@ -564,13 +564,19 @@ impl RunState<'_> {
 
     /// Re-read the packet bounds after a helper moved or resized the packet.
     pub fn refresh_packet(&mut self) {
-        let r = match self.ctx.packet() {
-            Some((s, e)) => Region::new(s, e.saturating_sub(s), RegionKind::ReadWrite),
+        let view = self.ctx.packet_view();
+        let r = match view {
+            Some(v) => Region::new(
+                v.start,
+                v.end.saturating_sub(v.start),
+                RegionKind::ReadWrite,
+            ),
             None => Region::EMPTY,
         };
         self.regions.set(PACKET, r);
         self.jit.set_bounds(PACKET, &r);
         (self.jit.pkt_start, self.jit.pkt_end) = (r.start, r.end);
+        self.jit.set_packet_fields(view);
     }
 
     /// Request a tail call; the engine performs it when the helper returns.

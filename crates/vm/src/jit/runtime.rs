@@ -82,6 +82,10 @@ pub struct JitState {
     /// The shadow slots native code reads at `ctx_base` this run (they may
     /// be stale in the shadow).
     pub direct_slots: u64,
+    /// The shadow slots of the packet fields (data_meta, data, data_end) the
+    /// last `refresh_packet` wrote: current until the packet moves, when it
+    /// writes them again (the shadow's other fills leave them).
+    pub pkt_slots: u64,
     /// Meaningful only in the slots `shadow_valid` names.
     pub shadow: [u64; SHADOW_SLOTS],
     /// Each tag's region bounds for reads and for writes (`Region::native_bounds`).
@@ -112,6 +116,7 @@ impl Default for JitState {
             ctx_base: 0,
             layout: std::ptr::null(),
             direct_slots: 0,
+            pkt_slots: 0,
             shadow: [0; SHADOW_SLOTS],
             rbounds: [[EMPTY.0, EMPTY.1]; MAX_TAGS],
             wbounds: [[EMPTY.0, EMPTY.1]; MAX_TAGS],
@@ -131,6 +136,28 @@ impl JitState {
             self.slot_tags = [SCALAR; STACK_SLOTS];
             self.slots_dirty = 0;
         }
+    }
+
+    /// The context's packet fields into the shadow (`Context::packet_view`),
+    /// so no run asks the context for them (`fast_loads`).
+    pub fn set_packet_fields(&mut self, view: Option<crate::PacketView>) {
+        let mut slots = 0u64;
+        if let Some(v) = view {
+            for (off, addr) in v
+                .fields
+                .unwrap_or_default()
+                .into_iter()
+                .zip([v.start, v.data, v.end])
+            {
+                let slot = (off / 4) as usize;
+                if v.fields.is_some() && off % 4 == 0 && slot < SHADOW_SLOTS {
+                    self.shadow[slot] = addr as u64;
+                    slots |= 1 << slot;
+                }
+            }
+        }
+        self.shadow_valid = (self.shadow_valid & !self.pkt_slots) | slots;
+        self.pkt_slots = slots;
     }
 
     pub fn set_bounds(&mut self, tag: Tag, r: &Region) {
@@ -258,29 +285,34 @@ pub(crate) fn fill_shadow(st: &mut RunState) {
     st.jit.ctx_base = base.map_or(0, |p| p as u64);
     st.jit.layout = layout.map_or(std::ptr::null(), |l| l as *const crate::CtxLayout);
     st.jit.direct_slots = if base.is_some() { direct } else { 0 };
-    let wanted = wanted & !st.jit.direct_slots;
+    let pkt = st.jit.pkt_slots;
+    let wanted = wanted & !st.jit.direct_slots & !pkt;
+    let kept = st.jit.shadow_valid & pkt;
     if wanted == 0 {
-        st.jit.shadow_valid = 0;
+        st.jit.shadow_valid = kept;
         return;
     }
     let mask = st.ctx.fast_loads(wanted, &mut st.jit.shadow);
-    st.jit.shadow_valid = mask;
+    st.jit.shadow_valid = kept | mask;
 }
 
 /// The shadow filled again after a helper that may change any field (the
 /// direct base stays: the context is the same structure).
 fn refill_shadow(st: &mut RunState) {
     let wanted = shadow_wanted(st);
-    st.jit.shadow_valid = if wanted == 0 {
-        0
-    } else {
-        st.ctx.fast_loads(wanted, &mut st.jit.shadow)
-    };
+    let kept = st.jit.shadow_valid & st.jit.pkt_slots;
+    st.jit.shadow_valid = kept
+        | if wanted == 0 {
+            0
+        } else {
+            st.ctx.fast_loads(wanted, &mut st.jit.shadow)
+        };
 }
 
-/// The shadow slots the current program's code reads from the shadow.
+/// The shadow slots the current program's code reads from the shadow and
+/// the context fills (not the direct ones, not the packet fields).
 fn shadow_wanted(st: &RunState) -> u64 {
-    st.current.jit().map_or(0, |c| c.ctx_wanted) & !st.jit.direct_slots
+    st.current.jit().map_or(0, |c| c.ctx_wanted) & !st.jit.direct_slots & !st.jit.pkt_slots
 }
 
 /// The shadow for a tail call's target: bpf_tail_call changes no context
