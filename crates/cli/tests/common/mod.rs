@@ -2,6 +2,8 @@
 //! (corpus object, program, map contents, repeat, ctx) and the kernel's result for a
 //! case and packet, normalised so skiff's result can be compared field by field.
 //! Needs dev-dependencies `skiff-kernel` (feature `testpkt`) and `skiff-object`.
+//! Its submodules serve other test files: [`node`] the netfilter kernel tests.
+// Each test binary uses part of it.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -10,6 +12,10 @@ use std::path::PathBuf;
 use skiff_kernel::testpkt;
 use skiff_kernel::{KernelObject, TestRun};
 
+pub mod node;
+
+// differential.rs's; the other users of this module do not re-export it
+#[allow(unused_imports)]
 pub use skiff_kernel::testpkt::packets;
 
 /// A map update a case makes before running.
