@@ -2,7 +2,8 @@
 //! (corpus object, program, map contents, repeat, ctx) and the kernel's result for a
 //! case and packet, normalised so skiff's result can be compared field by field.
 //! Needs dev-dependencies `skiff-kernel` (feature `testpkt`) and `skiff-object`.
-//! Its submodules serve other test files: [`node`] the netfilter kernel tests.
+//! Its submodules serve other test files: [`node`] the netfilter kernel tests,
+//! [`live`] the `skiff run --live` tests.
 // Each test binary uses part of it.
 #![allow(dead_code)]
 
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 use skiff_kernel::testpkt;
 use skiff_kernel::{KernelObject, TestRun};
 
+pub mod live;
 pub mod node;
 
 // differential.rs's; the other users of this module do not re-export it
