@@ -277,17 +277,12 @@ fn a_packet_keeps_its_cpu_through_tc_redirect_and_veth() {
     wset(&c, "wcfg", 1, &dp.ifindex(veth).unwrap().to_le_bytes());
     dp.attach_xdp(nic, prog(&c, "w_xdp_count"), XdpMode::Native)
         .unwrap();
-    let cls = TcAttach::ClsBpf {
-        prio: 1,
-        handle: 1,
-        classid: 0,
-    };
-    dp.attach_tc(nic, TcDirection::Ingress, cls, prog(&c, "w_tc_redirect"))
+    dp.attach_tc(nic, TcDirection::Ingress, cls(1), prog(&c, "w_tc_redirect"))
         .unwrap();
     // The peer runs native XDP: veth_xmit puts the skb in its ring (NAPI).
     dp.attach_xdp(peer, prog(&c, "w_xdp_peer"), XdpMode::Native)
         .unwrap();
-    dp.attach_tc(peer, TcDirection::Ingress, cls, prog(&c, "w_tc_peer"))
+    dp.attach_tc(peer, TcDirection::Ingress, cls(1), prog(&c, "w_tc_peer"))
         .unwrap();
     let (frames, per_q) = traffic();
     for (i, (_, f, _)) in frames.iter().enumerate() {
@@ -319,12 +314,7 @@ fn cpumap_redirect_lands_on_the_target_cpus_worker() {
     wset(&c, "wcfg", 0, &1u32.to_le_bytes());
     dp.attach_xdp(nic, prog(&c, "w_xdp_cpumap"), XdpMode::Native)
         .unwrap();
-    let cls = TcAttach::ClsBpf {
-        prio: 1,
-        handle: 1,
-        classid: 0,
-    };
-    dp.attach_tc(nic, TcDirection::Ingress, cls, prog(&c, "w_tc_count"))
+    dp.attach_tc(nic, TcDirection::Ingress, cls(1), prog(&c, "w_tc_count"))
         .unwrap();
     let (frames, per_q) = traffic();
     for (i, (_, f, _)) in frames.iter().enumerate() {
@@ -442,24 +432,12 @@ proptest! {
         let veth = dp.add_device(host, DeviceSpec::veth("veth0", Some(pod), "eth0")).unwrap();
         addr(&mut dp, nic1);
         let devs = [nic1, nic2, veth, dp.peer(veth).unwrap()];
-        let ifx = |d: DevId| dp.ifindex(d).unwrap();
-        cfg(&c, ifx(devs[target]));
-        set(&c, "devmap", 0, &[&ifx(nic2).to_le_bytes()[..], &[0, 0, 0, 0]].concat());
-        set(&c, "devhash", 1, &ifx(nic1).to_le_bytes());
-        set(&c, "devhash", 2, &ifx(veth).to_le_bytes());
+        point_redirects(&c, &dp, devs[target], [nic1, nic2, veth]);
         // xdp_cpumap redirects to CPU 1 (key 1), when the entry exists.
         if with_cpumap {
             set(&c, "cpus", 1, &[64, 0, 0, 0, 0, 0, 0, 0]);
         }
-        set(&c, "xsks", 0, &7u32.to_le_bytes());
-        for (d, p, generic) in xdp {
-            let mode = if generic { XdpMode::Generic } else { XdpMode::Native };
-            let _ = dp.attach_xdp(devs[d], prog(&c, XDP_PROGS[p]), mode);
-        }
-        for (i, (d, ingress, p)) in tc.into_iter().enumerate() {
-            let dir = if ingress { TcDirection::Ingress } else { TcDirection::Egress };
-            let _ = dp.attach_tc(devs[d], dir, TcAttach::ClsBpf { prio: i as u16 + 1, handle: 1, classid: 0 }, prog(&c, TC_PROGS[p]));
-        }
+        attach_random(&mut dp, &c, &devs, (xdp, XDP_PROGS), (tc, TC_PROGS));
         dp.set_trace(true);
         let mut first_cpu = std::collections::HashMap::new();
         for (i, (d, port, bcast)) in traffic.iter().enumerate() {
@@ -478,12 +456,7 @@ proptest! {
             }
         }
         dp.finish();
-        let cons = dp.conservation();
-        prop_assert_eq!(cons.in_flight, 0);
-        prop_assert!(cons.balanced(), "{:?}", cons);
-        prop_assert_eq!(cons.input, traffic.len() as u64);
-        let by_reason: u64 = dp.counters().drops.values().sum();
-        prop_assert_eq!(by_reason, cons.dropped);
+        prop_conserved(&dp, traffic.len())?;
         // Every hook ran on a CPU that exists; each packet's first hook on
         // the CPU it came in on.
         for e in dp.take_trace() {
