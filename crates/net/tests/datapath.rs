@@ -232,10 +232,7 @@ fn gro_merges_in_order_segments_and_gso_cuts_them_again() {
 fn xdp_tx_ping_pong_between_veth_peers_is_stopped() {
     let Some(c) = load() else { return };
     let mut n = net();
-    let veth = n.pod_veth();
-    let peer = n.dp.peer(veth).unwrap();
-    cfg(&c, ifx(&n, veth));
-    n.xdp(n.nic1, &c, "xdp_redirect_ifindex");
+    let (veth, peer) = n.xdp_redirect_to_veth(&c);
     n.xdp(veth, &c, "xdp_tx");
     n.xdp(peer, &c, "xdp_tx");
     n.send(n.nic1, &udp(MAC1, MAC3, 1000));

@@ -173,13 +173,7 @@ fn netkit_scrub_clears_mark_across_namespaces() {
     let Some(c) = load() else { return };
     let (mut n, nk, peer) = netkit_net(&c, NetkitPolicy::Pass);
     // tcx on eth0 sets mark 0x77 and returns NEXT; cls redirects to nk0.
-    n.dp.attach_tc(
-        n.nic1,
-        TcDirection::Ingress,
-        TcAttach::Tcx(MprogOrder::Append),
-        prog(&c, "tc_unspec"),
-    )
-    .unwrap();
+    n.tcx(n.nic1, TcDirection::Ingress, &c, "tc_unspec");
     n.tc(peer, TcDirection::Ingress, &c, "tc_record");
     n.send(n.nic1, &udp(MAC1, MAC3, 1000));
     assert_eq!(res(&c, 4), 0, "mark scrubbed (NETKIT_SCRUB_DEFAULT)");

@@ -49,13 +49,7 @@ fn tc_unspec_and_pipe_fall_through_to_the_next_filter() {
     let f = udp(MAC1, MAC3, 1000);
     // tcx returns TCX_NEXT: cls_bpf runs; prio 1 PIPE (UNSPEC in da mode), prio 2 records.
     let mut n = net();
-    n.dp.attach_tc(
-        n.nic1,
-        TcDirection::Ingress,
-        TcAttach::Tcx(MprogOrder::Append),
-        prog(&c, "tc_unspec"),
-    )
-    .unwrap();
+    n.tcx(n.nic1, TcDirection::Ingress, &c, "tc_unspec");
     n.dp.attach_tc(n.nic1, TcDirection::Ingress, cls(2), prog(&c, "tc_record"))
         .unwrap();
     n.tc(n.nic1, TcDirection::Ingress, &c, "tc_pipe");

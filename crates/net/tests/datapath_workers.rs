@@ -92,6 +92,14 @@ fn wnet(workers: usize, cpus: usize) -> (Datapath, NsId, DevId) {
 
 const PORTS: std::ops::Range<u16> = 1000..1032;
 
+/// Each flow's frame into `nic`, 1 µs apart, then a poll.
+fn inject_all(dp: &mut Datapath, nic: DevId, frames: &[Flow]) {
+    for (i, (_, f, _)) in frames.iter().enumerate() {
+        dp.inject(nic, f, i as u64 * 1000).unwrap();
+    }
+    dp.run();
+}
+
 /// (UDP source port, frame, rx queue of 2).
 type Flow = (u16, Vec<u8>, u32);
 
@@ -113,8 +121,7 @@ fn traffic() -> (Vec<Flow>, [u64; 2]) {
 fn rss_queues_have_their_own_worker_and_per_cpu_values() {
     let Some(c) = load_w(2) else { return };
     let (mut dp, _, nic) = wnet(2, 2);
-    dp.attach_xdp(nic, prog(&c, "w_xdp_count"), XdpMode::Native)
-        .unwrap();
+    attach_xdp(&mut dp, nic, &c, "w_xdp_count");
     dp.set_trace(true);
     let (frames, per_q) = traffic();
     assert!(
@@ -180,8 +187,7 @@ fn two_worker_run(threads: bool, rounds: u64) -> Option<WorkerRun> {
         .add_device(host, DeviceSpec::nic("eth0", MAC1, 2))
         .unwrap();
     addr(&mut dp, nic);
-    dp.attach_xdp(nic, prog(&c, "w_xdp_count"), XdpMode::Native)
-        .unwrap();
+    attach_xdp(&mut dp, nic, &c, "w_xdp_count");
     let (frames, _) = traffic();
     let mut ts = 0;
     for _ in 0..rounds {
@@ -248,13 +254,9 @@ fn threads_are_bounded_by_the_machine_s_cpus() {
 fn one_worker_serves_every_queue_on_cpu_0() {
     let Some(c) = load_w(2) else { return };
     let (mut dp, _, nic) = wnet(1, 2);
-    dp.attach_xdp(nic, prog(&c, "w_xdp_count"), XdpMode::Native)
-        .unwrap();
+    attach_xdp(&mut dp, nic, &c, "w_xdp_count");
     let (frames, _) = traffic();
-    for (i, (_, f, _)) in frames.iter().enumerate() {
-        dp.inject(nic, f, i as u64 * 1000).unwrap();
-    }
-    dp.run();
+    inject_all(&mut dp, nic, &frames);
     assert_eq!(percpu(&c, 0), vec![frames.len() as u64, 0]);
     for (p, _, _) in &frames {
         assert_eq!(seen(&c, *p, 0), 1);
@@ -275,20 +277,13 @@ fn a_packet_keeps_its_cpu_through_tc_redirect_and_veth() {
         .unwrap();
     let peer = dp.peer(veth).unwrap();
     wset(&c, "wcfg", 1, &dp.ifindex(veth).unwrap().to_le_bytes());
-    dp.attach_xdp(nic, prog(&c, "w_xdp_count"), XdpMode::Native)
-        .unwrap();
-    dp.attach_tc(nic, TcDirection::Ingress, cls(1), prog(&c, "w_tc_redirect"))
-        .unwrap();
+    attach_xdp(&mut dp, nic, &c, "w_xdp_count");
+    attach_cls(&mut dp, nic, TcDirection::Ingress, &c, "w_tc_redirect");
     // The peer runs native XDP: veth_xmit puts the skb in its ring (NAPI).
-    dp.attach_xdp(peer, prog(&c, "w_xdp_peer"), XdpMode::Native)
-        .unwrap();
-    dp.attach_tc(peer, TcDirection::Ingress, cls(1), prog(&c, "w_tc_peer"))
-        .unwrap();
+    attach_xdp(&mut dp, peer, &c, "w_xdp_peer");
+    attach_cls(&mut dp, peer, TcDirection::Ingress, &c, "w_tc_peer");
     let (frames, per_q) = traffic();
-    for (i, (_, f, _)) in frames.iter().enumerate() {
-        dp.inject(nic, f, i as u64 * 1000).unwrap();
-    }
-    dp.run();
+    inject_all(&mut dp, nic, &frames);
     for (p, _, q) in &frames {
         for stage in 0..4 {
             assert_eq!(seen(&c, *p, stage), q + 1, "port {p} stage {stage}");
@@ -312,15 +307,10 @@ fn cpumap_redirect_lands_on_the_target_cpus_worker() {
     dp.set_trace(true);
     wset(&c, "wcpus", 1, &[64, 0, 0, 0, 0, 0, 0, 0]);
     wset(&c, "wcfg", 0, &1u32.to_le_bytes());
-    dp.attach_xdp(nic, prog(&c, "w_xdp_cpumap"), XdpMode::Native)
-        .unwrap();
-    dp.attach_tc(nic, TcDirection::Ingress, cls(1), prog(&c, "w_tc_count"))
-        .unwrap();
+    attach_xdp(&mut dp, nic, &c, "w_xdp_cpumap");
+    attach_cls(&mut dp, nic, TcDirection::Ingress, &c, "w_tc_count");
     let (frames, per_q) = traffic();
-    for (i, (_, f, _)) in frames.iter().enumerate() {
-        dp.inject(nic, f, i as u64 * 1000).unwrap();
-    }
-    dp.run();
+    inject_all(&mut dp, nic, &frames);
     for (p, _, q) in &frames {
         assert_eq!(
             seen(&c, *p, 0),
@@ -351,13 +341,9 @@ fn multi_worker_runs_are_reproducible() {
         let (mut dp, _, nic) = wnet(2, 2);
         dp.set_trace(true);
         wset(&c, "wcpus", 0, &[64, 0, 0, 0, 0, 0, 0, 0]);
-        dp.attach_xdp(nic, prog(&c, "w_xdp_cpumap"), XdpMode::Native)
-            .unwrap();
+        attach_xdp(&mut dp, nic, &c, "w_xdp_cpumap");
         let (frames, _) = traffic();
-        for (i, (_, f, _)) in frames.iter().enumerate() {
-            dp.inject(nic, f, i as u64 * 1000).unwrap();
-        }
-        dp.run();
+        inject_all(&mut dp, nic, &frames);
         Some(
             dp.take_trace()
                 .iter()

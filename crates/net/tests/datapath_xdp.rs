@@ -188,10 +188,7 @@ fn xdp_xskmap_fills_the_user_queue() {
 fn xdp_redirect_into_veth_needs_xdp_on_the_peer() {
     let Some(c) = load() else { return };
     let mut n = net();
-    let veth = n.pod_veth();
-    let peer = n.dp.peer(veth).unwrap();
-    cfg(&c, ifx(&n, veth));
-    n.xdp(n.nic1, &c, "xdp_redirect_ifindex");
+    let (_, peer) = n.xdp_redirect_to_veth(&c);
     let f = udp(MAC1, MAC3, 1000);
     n.send(n.nic1, &f);
     assert_eq!(

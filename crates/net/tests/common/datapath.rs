@@ -153,14 +153,18 @@ impl Net {
 
     /// Program `name` of `c` as cls_bpf prio 1 on `dev`'s `dir` hook.
     pub fn tc(&mut self, dev: DevId, dir: TcDirection, c: &Collection, name: &str) {
-        self.dp.attach_tc(dev, dir, cls(1), prog(c, name)).unwrap();
+        attach_cls(&mut self.dp, dev, dir, c, name);
+    }
+
+    /// Program `name` of `c` appended to `dev`'s tcx `dir` chain.
+    pub fn tcx(&mut self, dev: DevId, dir: TcDirection, c: &Collection, name: &str) {
+        let at = TcAttach::Tcx(MprogOrder::Append);
+        self.dp.attach_tc(dev, dir, at, prog(c, name)).unwrap();
     }
 
     /// Program `name` of `c` as native XDP on `dev`.
     pub fn xdp(&mut self, dev: DevId, c: &Collection, name: &str) {
-        self.dp
-            .attach_xdp(dev, prog(c, name), XdpMode::Native)
-            .unwrap();
+        attach_xdp(&mut self.dp, dev, c, name);
     }
 
     /// A namespace "pod" and a veth pair into it: the host's end, veth0
@@ -170,6 +174,26 @@ impl Net {
         let spec = DeviceSpec::veth("veth0", Some(pod), "eth0");
         self.dp.add_device(self.host, spec).unwrap()
     }
+
+    /// [`Net::pod_veth`] with eth0's XDP redirecting to veth0
+    /// (xdp_redirect_ifindex): veth0 and its peer.
+    pub fn xdp_redirect_to_veth(&mut self, c: &Collection) -> (DevId, DevId) {
+        let veth = self.pod_veth();
+        let peer = self.dp.peer(veth).unwrap();
+        cfg(c, ifx(self, veth));
+        self.xdp(self.nic1, c, "xdp_redirect_ifindex");
+        (veth, peer)
+    }
+}
+
+/// Program `name` of `c` as cls_bpf prio 1 on `dev`'s `dir` hook.
+pub fn attach_cls(dp: &mut Datapath, dev: DevId, dir: TcDirection, c: &Collection, name: &str) {
+    dp.attach_tc(dev, dir, cls(1), prog(c, name)).unwrap();
+}
+
+/// Program `name` of `c` as native XDP on `dev`.
+pub fn attach_xdp(dp: &mut Datapath, dev: DevId, c: &Collection, name: &str) {
+    dp.attach_xdp(dev, prog(c, name), XdpMode::Native).unwrap();
 }
 
 /// 10.0.0.2/24 on `dev`: the stack delivers the test frames there.
