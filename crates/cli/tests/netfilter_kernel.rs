@@ -23,11 +23,11 @@ mod common;
 use std::path::Path;
 
 use common::node::{
-    assert_same_seen, example, hex, host_and_out, in_ns, in_ns_line, kernel_ct, kernel_node,
-    kernel_node_seen, kube_proxy_frames, mask_ct, send_and_capture, skiff_ct, skiff_node_run,
-    skiff_run, to_node, write_pcap, Nets, GW_MAC, NODE_MAC,
+    assert_same_seen, example, firewall_frames, hex, host_and_out, in_ns, in_ns_line, kernel_ct,
+    kernel_node, kernel_node_seen, kube_proxy_frames, mask_ct, send_and_capture, skiff_ct,
+    skiff_node_run, skiff_run, write_pcap, Nets, GW_MAC, NODE_MAC,
 };
-use skiff_kernel::testpkt::{eth, icmp_echo, ipv6, tcp, udp};
+use skiff_kernel::testpkt::{eth, ipv6, tcp, udp};
 use skiff_topology::netfilter::ShellWords;
 use skiff_topology::Topology;
 
@@ -160,13 +160,10 @@ fn norm(t: &str) -> Vec<String> {
 
 #[test]
 fn kube_proxy_example_frames_counters_and_conntrack_match_the_kernel() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping: {why}");
+    let Some(n) = Nets::unless(skip_reason(), "skiff-nf", "kp") else {
         return;
-    }
-    let n = Nets::new("skiff-nf", "kp");
+    };
     let dir = n.dir();
-    std::fs::create_dir_all(&dir).expect("temp dir");
     let topo = Topology::load(&example(EXAMPLE)).expect("example topology");
     let lines = rules(&topo);
     assert!(
@@ -221,31 +218,14 @@ fn filter_topology() -> String {
     with_rules(&format!("iptables = [\n{}\n]\n", lines.join("\n")))
 }
 
-/// Frames for the filter case: ssh (RST), port 9 (ICMP unreachable), the
-/// dropped source, pod1:8080 (forwarded), pod1:9999 (policy DROP).
-fn filter_frames() -> Vec<Vec<u8>> {
-    let node = [192, 168, 1, 10];
-    let (c1, c2, pod1) = ([203, 0, 113, 5], [203, 0, 113, 6], [10, 0, 1, 11]);
-    vec![
-        to_node(c1, node, 6, tcp(&c1, &node, 40000, 22, 0x02, &[])),
-        to_node(c1, node, 17, udp(&c1, &node, 5000, 9, &[0, 1, 2, 3])),
-        to_node(c2, node, 1, icmp_echo(0x1234, 1, b"ping")),
-        to_node(c1, pod1, 6, tcp(&c1, &pod1, 40001, 8080, 0x02, &[])),
-        to_node(c1, pod1, 6, tcp(&c1, &pod1, 40002, 9999, 0x02, &[])),
-    ]
-}
-
 #[test]
 fn filter_table_reject_and_policies_match_the_kernel() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping: {why}");
+    let Some(n) = Nets::unless(skip_reason(), "skiff-nf", "f") else {
         return;
-    }
-    let n = Nets::new("skiff-nf", "f");
+    };
     let dir = n.dir();
-    std::fs::create_dir_all(&dir).expect("temp dir");
     let lines: Vec<String> = FILTER_RULES.iter().map(|r| r.to_string()).collect();
-    let frames = filter_frames();
+    let frames = firewall_frames();
     let tables = ["filter"];
     let k = kernel_side(&n, &lines, &frames, &tables);
     let s = skiff_side(&dir, &filter_topology(), &frames, &tables);
@@ -360,16 +340,14 @@ fn reject6_skiff(dir: &Path, frames: &[Vec<u8>]) -> (Vec<String>, String) {
 
 #[test]
 fn ip6tables_reject_replies_match_the_kernel() {
-    if let Some(why) = skiff_kernel::netns::missing(
+    let skip = skiff_kernel::netns::missing(
         &["ip", "ip6tables-legacy", "ethtool", "python3"],
         "apt-get install iptables",
-    ) {
-        eprintln!("skipping: {why}");
+    );
+    let Some(n) = Nets::unless(skip, "skiff-nf", "r6") else {
         return;
-    }
-    let n = Nets::new("skiff-nf", "r6");
+    };
     let dir = n.dir();
-    std::fs::create_dir_all(&dir).expect("temp dir");
     let frames = reject6_frames();
     let (k, kl) = reject6_kernel(&n, &frames);
     let (s, sl) = reject6_skiff(&dir, &frames);
@@ -386,13 +364,10 @@ fn save_topology(save: &str) -> String {
 
 #[test]
 fn kube_proxy_example_loaded_from_the_kernels_iptables_save_matches_the_kernel() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping: {why}");
+    let Some(n) = Nets::unless(skip_reason(), "skiff-nf", "ks") else {
         return;
-    }
-    let n = Nets::new("skiff-nf", "ks");
+    };
     let dir = n.dir();
-    std::fs::create_dir_all(&dir).expect("temp dir");
     let topo = Topology::load(&example(EXAMPLE)).expect("example topology");
     let lines = rules(&topo);
     let frames = kube_proxy_frames();

@@ -22,10 +22,10 @@ mod common;
 use std::path::Path;
 
 use common::node::{
-    assert_same_seen, example, in_ns, kernel_ct, kernel_node, kernel_node_seen, kube_proxy_frames,
-    mask_ct, skiff_ct, skiff_node_run, to_node, Nets,
+    assert_same_seen, example, firewall_frames, in_ns, kernel_ct, kernel_node, kernel_node_seen,
+    kube_proxy_frames, mask_ct, skiff_ct, skiff_node_run, to_node, Nets,
 };
-use skiff_kernel::testpkt::{icmp_echo, tcp, udp};
+use skiff_kernel::testpkt::icmp_echo;
 
 fn skip_reason() -> Option<String> {
     skiff_kernel::netns::missing(
@@ -54,7 +54,6 @@ struct Side {
 
 /// The kernel's run: the node, `rules` in its host, the frames in.
 fn kernel_side(n: &Nets, rules: &str, frames: &[Vec<u8>]) -> Side {
-    std::fs::create_dir_all(n.dir()).expect("temp dir");
     kernel_node(n, |pod| nft_f(n, pod, POD_DROP));
     let h = n.ns("host");
     nft_f(n, &h, rules);
@@ -133,11 +132,9 @@ fn nft_text(src: &str) -> (&str, &str, &str) {
 
 #[test]
 fn kube_proxy_nft_frames_counters_and_conntrack_match_the_kernel() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping: {why}");
+    let Some(n) = Nets::unless(skip_reason(), "skiff-n", "kp") else {
         return;
-    }
-    let n = Nets::new("skiff-n", "kp");
+    };
     let src = std::fs::read_to_string(example("topology-nft.toml"))
         .expect("example")
         .replace("numgen random", "numgen inc");
@@ -179,26 +176,20 @@ const FILTER: &str = "table inet filter {
 }
 ";
 
+/// The firewall frames and, after the blocked source's, a ping from an
+/// allowed one (`meta l4proto icmp` accepts it).
 fn filter_frames() -> Vec<Vec<u8>> {
-    let node = [192, 168, 1, 10];
-    let (c1, c2, pod1) = ([203, 0, 113, 5], [203, 0, 113, 6], [10, 0, 1, 11]);
-    vec![
-        to_node(c1, node, 6, tcp(&c1, &node, 40000, 22, 0x02, &[])),
-        to_node(c1, node, 17, udp(&c1, &node, 5000, 9, &[0, 1, 2, 3])),
-        to_node(c2, node, 1, icmp_echo(0x1234, 1, b"ping")),
-        to_node(c1, node, 1, icmp_echo(0x1234, 2, b"ping")),
-        to_node(c1, pod1, 6, tcp(&c1, &pod1, 40001, 8080, 0x02, &[])),
-        to_node(c1, pod1, 6, tcp(&c1, &pod1, 40002, 9999, 0x02, &[])),
-    ]
+    let (c1, node) = ([203, 0, 113, 5], [192, 168, 1, 10]);
+    let mut f = firewall_frames();
+    f.insert(3, to_node(c1, node, 1, icmp_echo(0x1234, 2, b"ping")));
+    f
 }
 
 #[test]
 fn nft_filter_table_reject_sets_and_policies_match_the_kernel() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipping: {why}");
+    let Some(n) = Nets::unless(skip_reason(), "skiff-n", "f") else {
         return;
-    }
-    let n = Nets::new("skiff-n", "f");
+    };
     let src = std::fs::read_to_string(example("topology-nft.toml")).expect("example");
     let (head, _, tail) = nft_text(&src);
     let topo = format!("{head}nft = '''\n{FILTER}'''\n{tail}");

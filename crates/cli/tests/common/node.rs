@@ -37,12 +37,20 @@ pub struct Nets {
 }
 
 impl Nets {
-    pub fn new(prefix: &'static str, case: &'static str) -> Nets {
-        Nets {
+    /// The case's names and its scratch directory (made), or None where
+    /// the test cannot run: `skip`, the reason why not, is printed.
+    pub fn unless(skip: Option<String>, prefix: &'static str, case: &'static str) -> Option<Nets> {
+        if let Some(why) = skip {
+            eprintln!("skipping: {why}");
+            return None;
+        }
+        let n = Nets {
             prefix,
             pid: std::process::id(),
             case,
-        }
+        };
+        std::fs::create_dir_all(n.dir()).expect("temp dir");
+        Some(n)
     }
 
     /// The scratch directory (nft files, skiff's topology and pcaps).
@@ -263,6 +271,21 @@ pub fn kube_proxy_frames() -> Vec<Vec<u8>> {
         syn(c1, vip, 40000, 80),
         syn(c2, vip, 40000, 80),
         to_node(c1, [192, 168, 1, 10], 1, icmp_echo(0x1234, 1, b"ping")),
+    ]
+}
+
+/// The firewall cases' frames: ssh and port 9 to the node (rejected),
+/// a ping from the blocked source, pod1:8080 (let through) and pod1:9999
+/// (forward policy drop).
+pub fn firewall_frames() -> Vec<Vec<u8>> {
+    let node = [192, 168, 1, 10];
+    let (c1, c2, pod1) = ([203, 0, 113, 5], [203, 0, 113, 6], [10, 0, 1, 11]);
+    vec![
+        to_node(c1, node, 6, tcp(&c1, &node, 40000, 22, 0x02, &[])),
+        to_node(c1, node, 17, udp(&c1, &node, 5000, 9, &[0, 1, 2, 3])),
+        to_node(c2, node, 1, icmp_echo(0x1234, 1, b"ping")),
+        to_node(c1, pod1, 6, tcp(&c1, &pod1, 40001, 8080, 0x02, &[])),
+        to_node(c1, pod1, 6, tcp(&c1, &pod1, 40002, 9999, 0x02, &[])),
     ]
 }
 
