@@ -76,12 +76,16 @@ fn queue_of(f: &[u8], n: u32) -> u32 {
 
 /// A host with eth0 (2 rx queues, 10.0.0.2/24), `workers` workers on `cpus` CPUs.
 fn wnet(workers: usize, cpus: usize) -> (Datapath, NsId, DevId) {
-    let mut dp = Datapath::new(DatapathOptions {
+    wnet_with(DatapathOptions {
         workers,
         possible_cpus: cpus,
         ..Default::default()
     })
-    .unwrap();
+}
+
+/// [`wnet`] with the datapath made with `opts`.
+fn wnet_with(opts: DatapathOptions) -> (Datapath, NsId, DevId) {
+    let mut dp = Datapath::new(opts).unwrap();
     let host = dp.add_netns("host").unwrap();
     let nic = dp
         .add_device(host, DeviceSpec::nic("eth0", MAC1, 2))
@@ -175,18 +179,12 @@ type WorkerRun = (Vec<u64>, Vec<u64>, String, Vec<u64>);
 /// stack) with two workers, on OS threads or in turn: its counters.
 fn two_worker_run(threads: bool, rounds: u64) -> Option<WorkerRun> {
     let c = load_w(2)?;
-    let mut dp = Datapath::new(DatapathOptions {
+    let (mut dp, _, nic) = wnet_with(DatapathOptions {
         workers: 2,
         possible_cpus: 2,
         threads,
         ..Default::default()
-    })
-    .unwrap();
-    let host = dp.add_netns("host").unwrap();
-    let nic = dp
-        .add_device(host, DeviceSpec::nic("eth0", MAC1, 2))
-        .unwrap();
-    addr(&mut dp, nic);
+    });
     attach_xdp(&mut dp, nic, &c, "w_xdp_count");
     let (frames, _) = traffic();
     let mut ts = 0;
