@@ -7,209 +7,39 @@
 //! reason printed) when not root, or for AF_XDP when the kernel has no
 //! AF_XDP sockets.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::time::{Duration, Instant};
+mod common;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::channel;
+use std::time::Duration;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let uid = unsafe { libc::geteuid() };
-    if uid != 0 {
-        eprintln!("skipped: live tests need root (network namespaces, AF_PACKET, /dev/net/tun)");
-    }
-    uid == 0
-}
+use common::live::{is_root, sh, Net, Running};
 
-/// Runs `cmd args`; on failure its output goes to stderr (the test's log).
-fn sh(cmd: &str, args: &[&str]) -> bool {
-    match Command::new(cmd).args(args).output() {
-        Ok(o) if o.status.success() => true,
-        Ok(o) => {
-            eprintln!(
-                "{cmd} {}: {}{}",
-                args.join(" "),
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            );
-            false
-        }
-        Err(e) => {
-            eprintln!("{cmd}: {e}");
-            false
-        }
-    }
-}
-
-/// The namespaces of one test, removed on drop.
-struct Net {
-    prefix: String,
-}
-
-impl Net {
-    fn new(tag: &str) -> Net {
-        Net {
-            prefix: format!("skiff-l{}-{tag}", std::process::id()),
-        }
-    }
-
-    fn ns(&self, which: &str) -> String {
-        format!("{}-{which}", self.prefix)
-    }
-
-    /// examples/live-pair/setup.sh with this prefix, for `backend`.
-    fn setup(&self, backend: &str) {
-        let ok = Command::new(root().join("examples/live-pair/setup.sh"))
-            .env("PREFIX", &self.prefix)
-            .env("BACKEND", backend)
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "setup.sh for {}", self.prefix);
-    }
-
-    /// The example's topology with this test's namespaces and `backend`;
-    /// with tap, skiff's taps are a0 in -a and b0 in -b themselves.
-    fn topology(&self, backend: &str) -> PathBuf {
-        let obj = root().join("examples/live-pair/live_pair.o");
-        let mut t = std::fs::read_to_string(root().join("examples/live-pair/topology.toml"))
-            .expect("read the example")
-            .replace(
-                "\"live_pair.o\"",
-                &format!("{:?}", obj.display().to_string()),
-            )
-            .replace("\"af_packet\"", &format!("{backend:?}"));
-        if backend == "tap" {
-            t = t
-                .replace(
-                    "host_ifname = \"skiff-xa\"\nhost_netns = \"skiff-x\"",
-                    &format!("host_ifname = \"a0\"\nhost_netns = \"{}\"", self.ns("a")),
-                )
-                .replace(
-                    "host_ifname = \"skiff-xb\"\nhost_netns = \"skiff-x\"",
-                    &format!("host_ifname = \"b0\"\nhost_netns = \"{}\"", self.ns("b")),
-                );
-        } else {
-            t = t.replace("\"skiff-x\"", &format!("{:?}", self.ns("x")));
-        }
-        let p = std::env::temp_dir().join(format!("{}.toml", self.prefix));
-        std::fs::write(&p, t).expect("write the topology");
-        p
-    }
-
-    fn exec(&self, which: &str, args: &[&str]) -> bool {
-        let ns = self.ns(which);
-        let mut a = vec!["netns", "exec", ns.as_str()];
-        a.extend_from_slice(args);
-        sh("ip", &a)
-    }
-
-    fn ping(&self, n: &str) -> bool {
-        self.exec("a", &["ping", "-c", n, "-i", "0.2", "-W", "2", "10.9.0.2"])
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for w in ["a", "b", "x"] {
-            sh("ip", &["netns", "del", &self.ns(w)]);
-        }
-        let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{}.toml", self.prefix)));
-    }
-}
-
-/// A running `skiff run --live --json`, its stderr lines on a channel;
-/// killed on drop if still running.
-struct Skiff {
-    child: Child,
-    err: Receiver<String>,
-    seen: String,
-}
+/// A running `skiff run --live --json` of a topology; killed on drop if
+/// still running.
+struct Skiff(Running);
 
 impl Skiff {
-    fn start(topology: &Path) -> Skiff {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["run", "--live", "--json", "--maps", "flows"])
+    fn start(topology: &std::path::Path) -> Skiff {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_skiff"));
+        cmd.args(["run", "--live", "--json", "--maps", "flows"])
             .arg(topology)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start skiff");
-        let (tx, err) = channel();
-        let stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut s = Skiff {
-            child,
-            err,
-            seen: String::new(),
-        };
-        s.wait_for(
-            "running; SIGINT or SIGTERM ends it",
-            Duration::from_secs(120),
-        );
-        s
+            .stdout(Stdio::piped());
+        Skiff(Running::start(cmd, Duration::from_secs(120)))
     }
 
-    /// Waits (bounded) for a stderr line containing `what`.
     fn wait_for(&mut self, what: &str, limit: Duration) {
-        let end = Instant::now() + limit;
-        while let Some(left) = end.checked_duration_since(Instant::now()) {
-            match self.err.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push_str(&l);
-                    self.seen.push('\n');
-                    if l.contains(what) {
-                        return;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!(
-            "no {what:?} from skiff within {limit:?}; stderr so far:\n{}",
-            self.seen
-        );
+        self.0.wait_for(what, limit);
     }
 
     /// SIGTERM, then the summary (bounded wait).
     fn stop(mut self) -> serde_json::Value {
-        // SAFETY: kill on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let end = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                break s;
-            }
-            assert!(
-                Instant::now() < end,
-                "skiff did not end within 60 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut out = String::new();
-        if let Some(mut o) = self.child.stdout.take() {
-            o.read_to_string(&mut out).expect("read the summary");
-        }
-        assert_eq!(status.code(), Some(0), "{out}\n{}", self.seen);
+        let status = self.0.end(libc::SIGTERM, Duration::from_secs(60));
+        let status = status.expect("skiff did not end within 60 s of SIGTERM");
+        let out = self.0.stdout();
+        assert_eq!(status.code(), Some(0), "{out}\n{}", self.0.seen);
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
-    }
-}
-
-impl Drop for Skiff {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -268,13 +98,9 @@ fn ping_through(backend: &str, tag: &str) {
     if !usable(backend) {
         return;
     }
-    let net = Net::new(tag);
+    let net = Net::new("skiff-l", tag);
     match backend {
-        "tap" => {
-            for w in ["a", "b"] {
-                assert!(sh("ip", &["netns", "add", &net.ns(w)]));
-            }
-        }
+        "tap" => net.add_a_b(),
         _ => net.setup(backend),
     }
     let skiff = Skiff::start(&net.topology(backend));
@@ -288,10 +114,7 @@ fn ping_through(backend: &str, tag: &str) {
         }
     }
     if backend == "tap" {
-        for (w, dev, ip) in [("a", "a0", "10.9.0.1/24"), ("b", "b0", "10.9.0.2/24")] {
-            assert!(sh("ip", &["-n", &net.ns(w), "addr", "add", ip, "dev", dev]));
-            assert!(sh("ip", &["-n", &net.ns(w), "link", "set", dev, "up"]));
-        }
+        net.address_taps();
     }
     assert!(net.ping("3"), "ping through skiff ({backend})");
     let v = skiff.stop();
@@ -346,7 +169,7 @@ fn tcp_through(backend: &str, tag: &str) {
     if !usable(backend) {
         return;
     }
-    let net = Net::new(tag);
+    let net = Net::new("skiff-l", tag);
     net.setup(backend);
     let skiff = Skiff::start(&net.topology(backend));
     const LEN: usize = 8 << 20;
@@ -430,7 +253,7 @@ fn removed_and_back(backend: &str, tag: &str) {
     if !usable(backend) {
         return;
     }
-    let net = Net::new(tag);
+    let net = Net::new("skiff-l", tag);
     net.setup(backend);
     // b0 comes back with the same MAC, so that skiff-a's neighbour entry holds
     const B0_MAC: &str = "02:00:00:00:0b:00";

@@ -7,35 +7,24 @@
 //! removed also when the test fails; every wait is bounded. Skipped (with the
 //! reason printed) when not root or without curl, python3 or ethtool.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::time::{Duration, Instant};
+mod common;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::live::{root, Running};
 
 /// Root and the tools live-setup.sh and the request need; says why not.
 fn can_run() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: live tests need root (network namespaces, AF_PACKET, /dev/net/tun)");
-        return false;
+    let why = skiff_kernel::netns::missing(
+        &["curl", "python3", "ethtool"],
+        "live-setup.sh and the request need it",
+    );
+    if let Some(why) = &why {
+        eprintln!("skipped: {why}");
     }
-    for tool in ["curl", "python3", "ethtool"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            eprintln!("skipped: {tool} not found (live-setup.sh and the request need it)");
-            return false;
-        }
-    }
-    true
+    why.is_none()
 }
 
 /// The test's namespaces (live-setup.sh with PREFIX), removed on drop.
@@ -110,66 +99,24 @@ impl Drop for Net {
     }
 }
 
-/// A running `skiff run --live`, killed on drop.
-struct Skiff {
-    child: Child,
-    err: Receiver<String>,
-}
+/// A running `skiff run --live`; on drop SIGTERM (skiff removes its
+/// socket), SIGKILL after 10 s.
+struct Skiff(Running);
 
 impl Skiff {
     fn start(topology: &Path, name: &str) -> Skiff {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["run", "--live", "--name", name])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_skiff"));
+        cmd.args(["run", "--live", "--name", name])
             .arg(topology)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start skiff");
-        let (tx, err) = channel();
-        let stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let s = Skiff { child, err };
-        s.wait_running(Duration::from_secs(120));
-        s
-    }
-
-    fn wait_running(&self, limit: Duration) {
-        let end = Instant::now() + limit;
-        let mut seen = String::new();
-        while let Some(left) = end.checked_duration_since(Instant::now()) {
-            let Ok(l) = self.err.recv_timeout(left) else {
-                break;
-            };
-            seen.push_str(&l);
-            seen.push('\n');
-            if l.contains("running; SIGINT or SIGTERM ends it") {
-                return;
-            }
-        }
-        panic!("skiff not running within {limit:?}; stderr:\n{seen}");
+            .stdout(Stdio::null());
+        Skiff(Running::start(cmd, Duration::from_secs(120)))
     }
 }
 
 impl Drop for Skiff {
-    /// SIGTERM (skiff removes its socket), SIGKILL after 10 s.
     fn drop(&mut self) {
-        // SAFETY: kill on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let end = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // the kill, if it still runs, is Running's drop
+        let _ = self.0.end(libc::SIGTERM, Duration::from_secs(10));
     }
 }
 

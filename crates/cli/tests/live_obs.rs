@@ -7,17 +7,15 @@
 //! skips with a printed reason otherwise (namespaces `skiff-o<pid>-*`,
 //! removed also on failure). Every wait is bounded.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::live::{is_root, root, Net, Running};
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// A scratch directory (the run dir, topology, outputs), removed on drop.
 struct Scratch(PathBuf);
@@ -41,68 +39,26 @@ impl Drop for Scratch {
     }
 }
 
-/// A running `skiff run --live`, its stderr lines on a channel; killed on
-/// drop if still running.
+/// A running `skiff run --live --json --name NAME` with its run directory;
+/// killed on drop if still running.
 struct Live {
-    child: Child,
-    err: Receiver<String>,
-    seen: String,
+    run: Running,
     run_dir: PathBuf,
     name: String,
 }
 
 impl Live {
     fn start(run_dir: &Path, name: &str, args: &[&str]) -> Live {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["run", "--live", "--json", "--name", name])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_skiff"));
+        cmd.args(["run", "--live", "--json", "--name", name])
             .args(args)
             .env("SKIFF_RUN_DIR", run_dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start skiff");
-        let (tx, err) = channel();
-        let stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut l = Live {
-            child,
-            err,
-            seen: String::new(),
+            .stdout(std::process::Stdio::piped());
+        Live {
+            run: Running::start(cmd, Duration::from_secs(60)),
             run_dir: run_dir.to_path_buf(),
             name: name.to_string(),
-        };
-        l.wait_for(
-            "running; SIGINT or SIGTERM ends it",
-            Duration::from_secs(60),
-        );
-        l
-    }
-
-    /// Waits (bounded) for a stderr line containing `what`; the line.
-    fn wait_for(&mut self, what: &str, limit: Duration) -> String {
-        let end = Instant::now() + limit;
-        while let Some(left) = end.checked_duration_since(Instant::now()) {
-            match self.err.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push_str(&l);
-                    self.seen.push('\n');
-                    if l.contains(what) {
-                        return l;
-                    }
-                }
-                Err(_) => break,
-            }
         }
-        panic!(
-            "no {what:?} from skiff within {limit:?}; stderr:\n{}",
-            self.seen
-        );
     }
 
     /// `skiff ARGS --run NAME`: exit code and stdout.
@@ -139,40 +95,16 @@ impl Live {
 
     /// SIGINT, then the exit code, the summary and the rest of stderr.
     fn stop(mut self) -> (i32, Value, String) {
-        // SAFETY: kill on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let end = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                break s;
-            }
-            assert!(
-                Instant::now() < end,
-                "skiff did not end within 30 s of SIGINT"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut out = String::new();
-        if let Some(mut o) = self.child.stdout.take() {
-            o.read_to_string(&mut out).expect("read the summary");
-        }
-        while let Ok(l) = self.err.recv_timeout(Duration::from_secs(2)) {
-            self.seen.push_str(&l);
-            self.seen.push('\n');
-        }
+        let status = self.run.end(libc::SIGINT, Duration::from_secs(30));
+        let status = status.expect("skiff did not end within 30 s of SIGINT");
+        let out = self.run.stdout();
+        self.run.drain();
         let v = serde_json::from_str(out.trim()).unwrap_or(Value::Null);
         (
             status.code().unwrap_or(-1),
             v,
-            std::mem::take(&mut self.seen),
+            std::mem::take(&mut self.run.seen),
         )
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -351,10 +283,11 @@ fn pinned_map_kept_across_a_restart() {
 
     let live = Live::start(&run, "pins", &[&t]);
     assert!(
-        live.seen
+        live.run
+            .seen
             .contains("pinned map \"flows\": 1 entries restored from"),
         "{}",
-        live.seen
+        live.run.seen
     );
     assert_eq!(
         live.ctl(&["map", "lookup", "name", "flows", "key", KEY]),
@@ -405,98 +338,6 @@ fn pinned_map_mismatch_refused() {
     assert!(!dir.path("run/mm.sock").exists());
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let uid = unsafe { libc::geteuid() };
-    if uid != 0 {
-        eprintln!("skipped: needs root (network namespaces, /dev/net/tun)");
-    }
-    uid == 0
-}
-
-/// Runs `ip ARGS`: whether it succeeded (its output on stderr if not).
-fn ip(args: &[&str]) -> bool {
-    match Command::new("ip").args(args).output() {
-        Ok(o) if o.status.success() => true,
-        Ok(o) => {
-            eprintln!(
-                "ip {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&o.stderr)
-            );
-            false
-        }
-        Err(e) => {
-            eprintln!("ip: {e}");
-            false
-        }
-    }
-}
-
-/// Namespaces `skiff-o<pid>-{a,b}`, removed on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Netns {
-        let n = Netns(format!("skiff-o{}", std::process::id()));
-        for w in ["a", "b"] {
-            assert!(ip(&["netns", "add", &n.ns(w)]));
-        }
-        n
-    }
-
-    fn ns(&self, w: &str) -> String {
-        format!("{}-{w}", self.0)
-    }
-
-    /// Addresses on skiff's taps (they are new after each start).
-    fn address(&self) {
-        for (w, dev, addr) in [("a", "a0", "10.9.0.1/24"), ("b", "b0", "10.9.0.2/24")] {
-            assert!(ip(&["-n", &self.ns(w), "addr", "add", addr, "dev", dev]));
-            assert!(ip(&["-n", &self.ns(w), "link", "set", dev, "up"]));
-        }
-    }
-
-    fn ping(&self) -> bool {
-        let a = self.ns("a");
-        let args = [
-            "netns", "exec", &a, "ping", "-c", "3", "-i", "0.2", "-W", "2", "10.9.0.2",
-        ];
-        ip(&args)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for w in ["a", "b"] {
-            ip(&["netns", "del", &self.ns(w)]);
-        }
-    }
-}
-
-/// examples/live-pair with skiff's taps a0 and b0 in the test's namespaces.
-fn tap_topology(dir: &Scratch, net: &Netns) -> PathBuf {
-    let obj = root().join("examples/live-pair/live_pair.o");
-    let t = std::fs::read_to_string(root().join("examples/live-pair/topology.toml"))
-        .expect("read the example")
-        .replace(
-            "\"live_pair.o\"",
-            &format!("{:?}", obj.display().to_string()),
-        )
-        .replace("\"af_packet\"", "\"tap\"")
-        .replace(
-            "host_ifname = \"skiff-xa\"\nhost_netns = \"skiff-x\"",
-            &format!("host_ifname = \"a0\"\nhost_netns = \"{}\"", net.ns("a")),
-        )
-        .replace(
-            "host_ifname = \"skiff-xb\"\nhost_netns = \"skiff-x\"",
-            &format!("host_ifname = \"b0\"\nhost_netns = \"{}\"", net.ns("b")),
-        );
-    let p = dir.path("pair.toml");
-    std::fs::write(&p, t).expect("write the topology");
-    p
-}
-
 /// GET /metrics from the address the run printed.
 fn scrape(line: &str) -> String {
     let addr = line
@@ -531,20 +372,22 @@ fn restart_comes_back_clean() {
         return;
     }
     let dir = Scratch::new("restart");
-    let net = Netns::new();
-    let topo = tap_topology(&dir, &net);
+    let net = Net::new("skiff-o", "t");
+    net.add_a_b();
+    let topo = net.topology("tap");
     let t = topo.display().to_string();
     let run = dir.path("run");
     for round in 0..2 {
         let live = Live::start(&run, "pair", &["--metrics", "127.0.0.1:0", &t]);
         let at = live
+            .run
             .seen
             .lines()
             .find(|l| l.contains("metrics on http://"))
             .expect("the metrics address printed")
             .to_string();
-        net.address();
-        assert!(net.ping(), "ping through skiff, run {round}");
+        net.address_taps();
+        assert!(net.ping("3"), "ping through skiff, run {round}");
         let s = live.stats();
         let w = &s["workers"][0];
         let (busy, idle) = (w["busy_ns"].as_u64(), w["idle_ns"].as_u64());

@@ -20,18 +20,10 @@ fn trace_follows_one_id_through_a_redirect() {
     let mut n = net();
     n.dp.set_trace(true);
     cfg(&c, ifx(&n, n.nic2));
-    n.dp.attach_xdp(n.nic1, prog(&c, "xdp_pass"), XdpMode::Native)
-        .unwrap();
-    n.dp.attach_tc(
-        n.nic1,
-        TcDirection::Ingress,
-        cls(1),
-        prog(&c, "tc_redirect_egress"),
-    )
-    .unwrap();
+    n.xdp(n.nic1, &c, "xdp_pass");
+    n.tc(n.nic1, TcDirection::Ingress, &c, "tc_redirect_egress");
     n.dp.capture(n.nic1, Hook::TcIngress);
-    let id = n.dp.inject(n.nic1, &udp(MAC1, MAC3, 1000), 0).unwrap();
-    n.dp.run();
+    let id = n.send(n.nic1, &udp(MAC1, MAC3, 1000));
     let tr = n.dp.take_trace();
     let path: Vec<_> = tr
         .iter()
@@ -147,21 +139,9 @@ mod prop {
             }
             let nk = dp.add_device(host, spec).unwrap();
             let devs = [nic1, nic2, veth, dp.peer(veth).unwrap(), dp.peer(nk).unwrap(), nk];
-            let ifx = |d: DevId| dp.ifindex(d).unwrap();
-            cfg(&c, ifx(devs[target]));
-            set(&c, "devmap", 0, &[&ifx(nic2).to_le_bytes()[..], &[0, 0, 0, 0]].concat());
-            set(&c, "devhash", 1, &ifx(nic1).to_le_bytes());
-            set(&c, "devhash", 2, &ifx(veth).to_le_bytes());
+            point_redirects(&c, &dp, devs[target], [nic1, nic2, veth]);
             set(&c, "cpus", 1, &[0, 1, 0, 0, 0, 0, 0, 0]);
-            set(&c, "xsks", 0, &7u32.to_le_bytes());
-            for (d, p, generic) in xdp {
-                let mode = if generic { XdpMode::Generic } else { XdpMode::Native };
-                let _ = dp.attach_xdp(devs[d], prog(&c, XDP_PROGS[p]), mode);
-            }
-            for (i, (d, ingress, p)) in tc.into_iter().enumerate() {
-                let dir = if ingress { TcDirection::Ingress } else { TcDirection::Egress };
-                let _ = dp.attach_tc(devs[d], dir, TcAttach::ClsBpf { prio: i as u16 + 1, handle: 1, classid: 0 }, prog(&c, TC_PROGS[p]));
-            }
+            attach_random(&mut dp, &c, &devs, (xdp, XDP_PROGS), (tc, TC_PROGS));
             for (side, p) in nkp {
                 let side = if side { NetkitSide::Primary } else { NetkitSide::Peer };
                 let _ = dp.attach_netkit(nk, side, MprogOrder::Append, prog(&c, NK_PROGS[p]));
@@ -174,13 +154,8 @@ mod prop {
                 }
             }
             dp.finish();
+            prop_conserved(&dp, traffic.len())?;
             let cons = dp.conservation();
-            prop_assert_eq!(cons.in_flight, 0);
-            prop_assert!(cons.balanced(), "{:?}", cons);
-            prop_assert_eq!(cons.input, traffic.len() as u64);
-            // Every drop is counted by reason, and the counters add up.
-            let by_reason: u64 = dp.counters().drops.values().sum();
-            prop_assert_eq!(by_reason, cons.dropped);
             let tx = dp.take_transmitted().len() as u64;
             let xsk: u64 = dp.xsk_queues().len() as u64;
             prop_assert!(tx <= cons.transmitted && (tx > 0 || xsk > 0 || cons.transmitted == 0));
@@ -215,13 +190,7 @@ fn gro_merges_in_order_segments_and_gso_cuts_them_again() {
     let mut n = net();
     n.dp.set_trace(true);
     cfg(&c, ifx(&n, n.nic2));
-    n.dp.attach_tc(
-        n.nic1,
-        TcDirection::Ingress,
-        cls(1),
-        prog(&c, "tc_redirect_egress"),
-    )
-    .unwrap();
+    n.tc(n.nic1, TcDirection::Ingress, &c, "tc_redirect_egress");
     let segs: Vec<Vec<u8>> = (0..3)
         .map(|i| tcp(1000 + i * 100, 5 + i as u16, 100))
         .collect();
@@ -252,13 +221,7 @@ fn gro_merges_in_order_segments_and_gso_cuts_them_again() {
     assert_balanced(&n.dp);
     // Out of order: not merged.
     let mut n = net();
-    n.dp.attach_tc(
-        n.nic1,
-        TcDirection::Ingress,
-        cls(1),
-        prog(&c, "tc_redirect_egress"),
-    )
-    .unwrap();
+    n.tc(n.nic1, TcDirection::Ingress, &c, "tc_redirect_egress");
     n.dp.inject(n.nic1, &tcp(1000, 1, 100), 0).unwrap();
     n.dp.inject(n.nic1, &tcp(1300, 2, 100), 0).unwrap();
     n.dp.run();
@@ -269,20 +232,10 @@ fn gro_merges_in_order_segments_and_gso_cuts_them_again() {
 fn xdp_tx_ping_pong_between_veth_peers_is_stopped() {
     let Some(c) = load() else { return };
     let mut n = net();
-    let pod = n.dp.add_netns("pod").unwrap();
-    let veth =
-        n.dp.add_device(n.host, DeviceSpec::veth("veth0", Some(pod), "eth0"))
-            .unwrap();
-    let peer = n.dp.peer(veth).unwrap();
-    cfg(&c, ifx(&n, veth));
-    n.dp.attach_xdp(n.nic1, prog(&c, "xdp_redirect_ifindex"), XdpMode::Native)
-        .unwrap();
-    n.dp.attach_xdp(veth, prog(&c, "xdp_tx"), XdpMode::Native)
-        .unwrap();
-    n.dp.attach_xdp(peer, prog(&c, "xdp_tx"), XdpMode::Native)
-        .unwrap();
-    n.dp.inject(n.nic1, &udp(MAC1, MAC3, 1000), 0).unwrap();
-    n.dp.run();
+    let (veth, peer) = n.xdp_redirect_to_veth(&c);
+    n.xdp(veth, &c, "xdp_tx");
+    n.xdp(peer, &c, "xdp_tx");
+    n.send(n.nic1, &udp(MAC1, MAC3, 1000));
     assert_eq!(n.dp.counters().drops.get("SKIFF_LOOP"), Some(&1));
     assert_balanced(&n.dp);
 }
@@ -298,17 +251,14 @@ fn fib_lookup_answers_from_the_namespace_stack() {
         s.add_address(nic2, "10.1.0.1".parse().unwrap(), 24)
             .unwrap();
     }
-    n.dp.attach_tc(n.nic1, TcDirection::Ingress, cls(1), prog(&c, "tc_fib"))
-        .unwrap();
-    n.dp.inject(n.nic1, &udp(MAC1, MAC3, 1000), 0).unwrap();
-    n.dp.run();
+    n.tc(n.nic1, TcDirection::Ingress, &c, "tc_fib");
+    n.send(n.nic1, &udp(MAC1, MAC3, 1000));
     // No neighbour yet: BPF_FIB_LKUP_RET_NO_NEIGH with the egress device.
     assert_eq!((res(&c, 0), res(&c, 1)), (7, nic2 as u64));
     n.dp.stack_mut(n.host)
         .unwrap()
         .add_neighbour(nic2, "10.1.0.9".parse().unwrap(), [2, 0, 0, 0, 0, 0x42])
         .unwrap();
-    n.dp.inject(n.nic1, &udp(MAC1, MAC3, 1000), 0).unwrap();
-    n.dp.run();
+    n.send(n.nic1, &udp(MAC1, MAC3, 1000));
     assert_eq!((res(&c, 0), res(&c, 1), res(&c, 2)), (0, nic2 as u64, 0x42));
 }

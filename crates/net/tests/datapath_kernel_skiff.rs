@@ -10,6 +10,14 @@ use skiff_vm::Collection;
 
 use common::datapath_kernel::*;
 
+/// The captures of frames leaving a device (the Xmit hook's exit), taken.
+fn transmitted(s: &mut Skiff) -> Vec<CaptureRecord> {
+    s.dp.take_captures()
+        .into_iter()
+        .filter(|c| c.point == CapturePoint::Exit && c.hook == Hook::Xmit)
+        .collect()
+}
+
 /// Without root: what the kernel test relies on in skiff alone — a frame
 /// injected on a veth end that runs native XDP passes that program (as a frame
 /// from the peer's xmit does in veth_poll), and one without XDP does not.
@@ -37,11 +45,7 @@ fn inject_on_a_veth_runs_its_native_xdp() {
     assert_eq!(s.dp.hook_count(s.r0, Hook::Xdp, 2).packets, 1);
     assert_eq!(s.dp.hook_count(s.r0, Hook::Xdp, 1).packets, 1);
     assert_eq!(s.dp.stats(s.r0).unwrap().rx_packets, 2);
-    let out: Vec<_> =
-        s.dp.take_captures()
-            .into_iter()
-            .filter(|c| c.point == CapturePoint::Exit && c.hook == Hook::Xmit)
-            .collect();
+    let out = transmitted(&mut s);
     assert_eq!(out.len(), 1, "only the passed frame is forwarded");
     assert_eq!((out[0].ifindex, out[0].bytes[22]), (IFX_R1, 63));
     let c = s.dp.conservation();
@@ -64,12 +68,10 @@ fn set_mtu_reaches_the_stack() {
     s.dp.inject(s.r0, &df, 1).unwrap();
     s.dp.inject(s.r0, &no_df, 2).unwrap();
     s.dp.run();
-    let out: Vec<_> =
-        s.dp.take_captures()
-            .into_iter()
-            .filter(|c| c.point == CapturePoint::Exit && c.hook == Hook::Xmit)
-            .map(|c| (c.ifindex, c.bytes))
-            .collect();
+    let out: Vec<_> = transmitted(&mut s)
+        .into_iter()
+        .map(|c| (c.ifindex, c.bytes))
+        .collect();
     assert_eq!(out.len(), 3, "one ICMP error and two fragments");
     let (ifx, icmp) = &out[0];
     assert_eq!(*ifx, s.dp.ifindex(s.r0).unwrap());
@@ -99,12 +101,10 @@ fn forwarding_back_out_sends_one_redirect() {
         s.dp.inject(s.r0, &f, ts).unwrap();
         s.dp.run();
     }
-    let out: Vec<_> =
-        s.dp.take_captures()
-            .into_iter()
-            .filter(|c| c.point == CapturePoint::Exit && c.hook == Hook::Xmit)
-            .map(|c| (c.ifindex, c.bytes))
-            .collect();
+    let out: Vec<_> = transmitted(&mut s)
+        .into_iter()
+        .map(|c| (c.ifindex, c.bytes))
+        .collect();
     // redirect, frame; frame (within 40 ms); redirect, frame (after 40 ms).
     let kinds: Vec<_> = out.iter().map(|(i, b)| (*i, b[23], b[34])).collect();
     assert_eq!(
@@ -127,10 +127,6 @@ fn forwarding_back_out_sends_one_redirect() {
     s.dp.stack_mut(r).unwrap().set_send_redirects(false);
     s.dp.inject(s.r0, &f, 1).unwrap();
     s.dp.run();
-    let n =
-        s.dp.take_captures()
-            .iter()
-            .filter(|c| c.point == CapturePoint::Exit && c.hook == Hook::Xmit)
-            .count();
+    let n = transmitted(&mut s).len();
     assert_eq!(n, 1);
 }

@@ -23,13 +23,7 @@ fn netkit_net(c: &Collection, policy: NetkitPolicy) -> (Net, DevId, DevId) {
     let peer = n.dp.peer(nk).unwrap();
     addr(&mut n.dp, peer);
     cfg(c, ifx(&n, nk));
-    n.dp.attach_tc(
-        n.nic1,
-        TcDirection::Ingress,
-        cls(1),
-        prog(c, "tc_redirect_egress"),
-    )
-    .unwrap();
+    n.tc(n.nic1, TcDirection::Ingress, c, "tc_redirect_egress");
     (n, nk, peer)
 }
 
@@ -38,8 +32,7 @@ fn netkit_default_policies() {
     let Some(c) = load() else { return };
     let f = udp([0; 6], MAC3, 1000);
     let (mut n, nk, peer) = netkit_net(&c, NetkitPolicy::Pass);
-    let id = n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    let id = n.send(n.nic1, &f);
     let d = n.dp.take_delivered();
     assert_eq!((d.len(), d[0].dev, d[0].id, &d[0].frame), (1, peer, id, &f));
     assert_eq!(n.dp.stats(nk).unwrap().tx_packets, 1);
@@ -47,8 +40,7 @@ fn netkit_default_policies() {
 
     let c = load().unwrap();
     let (mut n, nk, _) = netkit_net(&c, NetkitPolicy::Drop);
-    n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    n.send(n.nic1, &f);
     assert_eq!(
         drops(&n.dp),
         vec![("nk0".into(), "NOT_SPECIFIED", "netkit".into())]
@@ -75,8 +67,7 @@ fn netkit_program_verdicts() {
             n.dp.attach_netkit(nk, NetkitSide::Primary, MprogOrder::Append, prog(&c, p))
                 .unwrap();
         }
-        n.dp.inject(n.nic1, &f, 0).unwrap();
-        n.dp.run();
+        n.send(n.nic1, &f);
         let d = n.dp.take_delivered();
         assert_eq!(d.len(), delivered as usize, "{progs:?}");
         if delivered {
@@ -106,8 +97,7 @@ fn netkit_program_verdicts() {
         prog(&c, "nk_redirect"),
     )
     .unwrap();
-    let id = n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    let id = n.send(n.nic1, &f);
     let t = one_tx(&mut n);
     assert_eq!((t.dev, t.id, &t.frame), (podnic, id, &f));
     assert_eq!(n.dp.hook_count(nk, Hook::Netkit, 7).packets, 1);
@@ -115,8 +105,7 @@ fn netkit_program_verdicts() {
     // verdict. (ifindexes are per namespace: host's eth1 is 3, as the pod's
     // eth9 is, so it can no longer stand for "a name the pod lacks".)
     set(&c, "cfg", 1, &99u32.to_le_bytes());
-    let id = n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    let id = n.send(n.nic1, &f);
     let last = n.dp.drops().last().unwrap().clone();
     assert_eq!((last.id, last.reason), (id, "NOT_SPECIFIED"));
     assert_balanced(&n.dp);
@@ -140,13 +129,7 @@ fn netkit_peer_side_redirect_to_a_host_nic() {
     // pod NIC ingress redirects (egress) to nk1: nk1 transmits, its chain (the
     // PEER side, attached through the primary) redirects to eth1 in the host.
     cfg(&c, ifx(&n, peer));
-    n.dp.attach_tc(
-        pv,
-        TcDirection::Ingress,
-        cls(1),
-        prog(&c, "tc_redirect_egress"),
-    )
-    .unwrap();
+    n.tc(pv, TcDirection::Ingress, &c, "tc_redirect_egress");
     n.dp.attach_netkit(
         nk,
         NetkitSide::Peer,
@@ -174,8 +157,7 @@ fn netkit_peer_side_redirect_to_a_host_nic() {
     }
     addr(&mut n.dp, nk);
     let f = udp([0; 6], MAC1, 1000);
-    let id = n.dp.inject(pv, &f, 0).unwrap();
-    n.dp.run();
+    let id = n.send(pv, &f);
     let d = n.dp.take_delivered();
     assert_eq!(
         (d.len(), d[0].dev, d[0].id),
@@ -191,17 +173,9 @@ fn netkit_scrub_clears_mark_across_namespaces() {
     let Some(c) = load() else { return };
     let (mut n, nk, peer) = netkit_net(&c, NetkitPolicy::Pass);
     // tcx on eth0 sets mark 0x77 and returns NEXT; cls redirects to nk0.
-    n.dp.attach_tc(
-        n.nic1,
-        TcDirection::Ingress,
-        TcAttach::Tcx(MprogOrder::Append),
-        prog(&c, "tc_unspec"),
-    )
-    .unwrap();
-    n.dp.attach_tc(peer, TcDirection::Ingress, cls(1), prog(&c, "tc_record"))
-        .unwrap();
-    n.dp.inject(n.nic1, &udp(MAC1, MAC3, 1000), 0).unwrap();
-    n.dp.run();
+    n.tcx(n.nic1, TcDirection::Ingress, &c, "tc_unspec");
+    n.tc(peer, TcDirection::Ingress, &c, "tc_record");
+    n.send(n.nic1, &udp(MAC1, MAC3, 1000));
     assert_eq!(res(&c, 4), 0, "mark scrubbed (NETKIT_SCRUB_DEFAULT)");
     assert_eq!(res(&c, 5), ifx(&n, peer) as u64);
     let _ = nk;

@@ -16,19 +16,15 @@ fn tc_ingress_ok_shot_stolen() {
     let Some(c) = load() else { return };
     let f = udp(MAC1, MAC3, 1000);
     let mut n = net();
-    n.dp.attach_tc(n.nic1, TcDirection::Ingress, cls(1), prog(&c, "tc_ok"))
-        .unwrap();
-    n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    n.tc(n.nic1, TcDirection::Ingress, &c, "tc_ok");
+    n.send(n.nic1, &f);
     let d = n.dp.take_delivered();
     assert_eq!((d.len(), d[0].by), (1, "stack"));
     assert_eq!(n.dp.hook_count(n.nic1, Hook::TcIngress, 0).packets, 1);
 
     let mut n = net();
-    n.dp.attach_tc(n.nic1, TcDirection::Ingress, cls(1), prog(&c, "tc_shot"))
-        .unwrap();
-    n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    n.tc(n.nic1, TcDirection::Ingress, &c, "tc_shot");
+    n.send(n.nic1, &f);
     assert_eq!(
         drops(&n.dp),
         vec![("eth0".into(), "TC_INGRESS", "tc-ingress".into())]
@@ -39,10 +35,8 @@ fn tc_ingress_ok_shot_stolen() {
     );
 
     let mut n = net();
-    n.dp.attach_tc(n.nic1, TcDirection::Ingress, cls(1), prog(&c, "tc_stolen"))
-        .unwrap();
-    n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    n.tc(n.nic1, TcDirection::Ingress, &c, "tc_stolen");
+    n.send(n.nic1, &f);
     let d = n.dp.take_delivered();
     assert_eq!((d.len(), d[0].by), (1, "tc-ingress"));
     assert_eq!(n.dp.counters().consumed, 1);
@@ -55,19 +49,11 @@ fn tc_unspec_and_pipe_fall_through_to_the_next_filter() {
     let f = udp(MAC1, MAC3, 1000);
     // tcx returns TCX_NEXT: cls_bpf runs; prio 1 PIPE (UNSPEC in da mode), prio 2 records.
     let mut n = net();
-    n.dp.attach_tc(
-        n.nic1,
-        TcDirection::Ingress,
-        TcAttach::Tcx(MprogOrder::Append),
-        prog(&c, "tc_unspec"),
-    )
-    .unwrap();
+    n.tcx(n.nic1, TcDirection::Ingress, &c, "tc_unspec");
     n.dp.attach_tc(n.nic1, TcDirection::Ingress, cls(2), prog(&c, "tc_record"))
         .unwrap();
-    n.dp.attach_tc(n.nic1, TcDirection::Ingress, cls(1), prog(&c, "tc_pipe"))
-        .unwrap();
-    n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    n.tc(n.nic1, TcDirection::Ingress, &c, "tc_pipe");
+    n.send(n.nic1, &f);
     assert_eq!(
         res(&c, 4),
         0x77,
@@ -91,23 +77,14 @@ fn tc_redirect_egress_and_egress_shot_and_qdisc_drop() {
     let f = udp(MAC1, MAC3, 1000);
     let mut n = net();
     cfg(&c, ifx(&n, n.nic2));
-    n.dp.attach_tc(
-        n.nic1,
-        TcDirection::Ingress,
-        cls(1),
-        prog(&c, "tc_redirect_egress"),
-    )
-    .unwrap();
-    let id = n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    n.tc(n.nic1, TcDirection::Ingress, &c, "tc_redirect_egress");
+    let id = n.send(n.nic1, &f);
     let t = one_tx(&mut n);
     assert_eq!((t.dev, t.id, &t.frame), (n.nic2, id, &f));
     assert_eq!(n.dp.hook_count(n.nic1, Hook::TcIngress, 7).packets, 1);
 
-    n.dp.attach_tc(n.nic2, TcDirection::Egress, cls(1), prog(&c, "tc_shot"))
-        .unwrap();
-    n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    n.tc(n.nic2, TcDirection::Egress, &c, "tc_shot");
+    n.send(n.nic1, &f);
     assert_eq!(
         drops(&n.dp),
         vec![("eth1".into(), "TC_EGRESS", "tc-egress".into())]
@@ -125,13 +102,7 @@ fn tc_redirect_egress_and_egress_shot_and_qdisc_drop() {
         )
         .unwrap();
     cfg(&c, ifx(&n, nic3));
-    n.dp.attach_tc(
-        n.nic1,
-        TcDirection::Ingress,
-        cls(1),
-        prog(&c, "tc_redirect_egress"),
-    )
-    .unwrap();
+    n.tc(n.nic1, TcDirection::Ingress, &c, "tc_redirect_egress");
     let mut nic1_single = n.dp;
     // One rx queue's worth: same flow, same queue, one poll.
     for _ in 0..5 {
@@ -148,10 +119,7 @@ fn qdiscs_are_the_kernel_s_defaults_and_count() {
     let Some(c) = load() else { return };
     let f = udp(MAC1, MAC3, 1000);
     let mut n = net();
-    let pod = n.dp.add_netns("pod").unwrap();
-    let veth =
-        n.dp.add_device(n.host, DeviceSpec::veth("veth0", Some(pod), "eth0"))
-            .unwrap();
+    let veth = n.pod_veth();
     let lo = n.dp.loopback(n.host).unwrap();
     let kind = |dp: &Datapath, d: DevId| dp.qdisc_stats(d).unwrap().0;
     // attach_default_qdiscs: mq on a multiqueue NIC, pfifo_fast on one queue,
@@ -175,13 +143,7 @@ fn qdiscs_are_the_kernel_s_defaults_and_count() {
     // eth1 passes it, and `tc -s qdisc` counts it.
     n.dp.set_qdisc(n.nic2, "pfifo").unwrap();
     cfg(&c, ifx(&n, n.nic2));
-    n.dp.attach_tc(
-        n.nic1,
-        TcDirection::Ingress,
-        cls(1),
-        prog(&c, "tc_redirect_egress"),
-    )
-    .unwrap();
+    n.tc(n.nic1, TcDirection::Ingress, &c, "tc_redirect_egress");
     for _ in 0..3 {
         n.dp.inject(n.nic1, &f, 0).unwrap();
     }
@@ -201,23 +163,13 @@ fn tc_redirect_ingress_peer_and_clone() {
     let Some(c) = load() else { return };
     // bpf_redirect(veth0, BPF_F_INGRESS): received on veth0 in the host.
     let mut n = net();
-    let pod = n.dp.add_netns("pod").unwrap();
-    let veth =
-        n.dp.add_device(n.host, DeviceSpec::veth("veth0", Some(pod), "eth0"))
-            .unwrap();
+    let veth = n.pod_veth();
     let _peer = n.dp.peer(veth).unwrap();
     cfg(&c, ifx(&n, veth));
     addr(&mut n.dp, veth);
     let f = udp(n.dp.mac(veth).unwrap(), MAC3, 1000);
-    n.dp.attach_tc(
-        n.nic1,
-        TcDirection::Ingress,
-        cls(1),
-        prog(&c, "tc_redirect_ingress"),
-    )
-    .unwrap();
-    let id = n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    n.tc(n.nic1, TcDirection::Ingress, &c, "tc_redirect_ingress");
+    let id = n.send(n.nic1, &f);
     let d = n.dp.take_delivered();
     assert_eq!((d.len(), d[0].dev, d[0].id, &d[0].frame), (1, veth, id, &f));
 
@@ -225,25 +177,14 @@ fn tc_redirect_ingress_peer_and_clone() {
     // the host end never sees it.
     let c = load().unwrap();
     let mut n = net();
-    let pod = n.dp.add_netns("pod").unwrap();
-    let veth =
-        n.dp.add_device(n.host, DeviceSpec::veth("veth0", Some(pod), "eth0"))
-            .unwrap();
+    let veth = n.pod_veth();
     let peer = n.dp.peer(veth).unwrap();
     cfg(&c, ifx(&n, veth));
-    n.dp.attach_tc(
-        n.nic1,
-        TcDirection::Ingress,
-        cls(1),
-        prog(&c, "tc_redirect_peer"),
-    )
-    .unwrap();
-    n.dp.attach_tc(peer, TcDirection::Ingress, cls(1), prog(&c, "tc_record"))
-        .unwrap();
+    n.tc(n.nic1, TcDirection::Ingress, &c, "tc_redirect_peer");
+    n.tc(peer, TcDirection::Ingress, &c, "tc_record");
     addr(&mut n.dp, peer);
     let f = udp(MAC1, MAC3, 1000);
-    let id = n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    let id = n.send(n.nic1, &f);
     let d = n.dp.take_delivered();
     assert_eq!((d.len(), d[0].dev, d[0].id), (1, peer, id));
     assert_eq!(res(&c, 5), ifx(&n, peer) as u64);
@@ -256,28 +197,12 @@ fn tc_redirect_ingress_peer_and_clone() {
     // bpf_redirect_peer from egress is dropped after the program returned.
     let c = load().unwrap();
     let mut n = net();
-    let pod = n.dp.add_netns("pod").unwrap();
-    let veth =
-        n.dp.add_device(n.host, DeviceSpec::veth("veth0", Some(pod), "eth0"))
-            .unwrap();
+    let veth = n.pod_veth();
     cfg(&c, ifx(&n, veth));
-    n.dp.attach_tc(
-        n.nic1,
-        TcDirection::Ingress,
-        cls(1),
-        prog(&c, "tc_redirect_egress"),
-    )
-    .unwrap();
+    n.tc(n.nic1, TcDirection::Ingress, &c, "tc_redirect_egress");
     cfg(&c, ifx(&n, n.nic2));
-    n.dp.attach_tc(
-        n.nic2,
-        TcDirection::Egress,
-        cls(1),
-        prog(&c, "tc_redirect_peer"),
-    )
-    .unwrap();
-    n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    n.tc(n.nic2, TcDirection::Egress, &c, "tc_redirect_peer");
+    n.send(n.nic1, &f);
     assert_eq!(
         drops(&n.dp),
         vec![("eth1".into(), "NOT_SPECIFIED", "tc-egress".into())]
@@ -288,10 +213,8 @@ fn tc_redirect_ingress_peer_and_clone() {
     let c = load().unwrap();
     let mut n = net();
     cfg(&c, ifx(&n, n.nic2));
-    n.dp.attach_tc(n.nic1, TcDirection::Ingress, cls(1), prog(&c, "tc_clone"))
-        .unwrap();
-    let id = n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    n.tc(n.nic1, TcDirection::Ingress, &c, "tc_clone");
+    let id = n.send(n.nic1, &f);
     let t = one_tx(&mut n);
     assert_eq!((t.dev, &t.frame), (n.nic2, &f));
     assert_ne!(t.id, id);
@@ -320,15 +243,8 @@ fn tc_redirect_neigh_uses_the_neighbour_table() {
         )
         .unwrap();
     }
-    n.dp.attach_tc(
-        n.nic1,
-        TcDirection::Ingress,
-        cls(1),
-        prog(&c, "tc_redirect_neigh"),
-    )
-    .unwrap();
-    let id = n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    n.tc(n.nic1, TcDirection::Ingress, &c, "tc_redirect_neigh");
+    let id = n.send(n.nic1, &f);
     n.dp.finish();
     let t = n.dp.take_transmitted();
     assert_eq!((t.len(), t[0].dev, t[0].id), (1, n.nic2, id));

@@ -76,12 +76,16 @@ fn queue_of(f: &[u8], n: u32) -> u32 {
 
 /// A host with eth0 (2 rx queues, 10.0.0.2/24), `workers` workers on `cpus` CPUs.
 fn wnet(workers: usize, cpus: usize) -> (Datapath, NsId, DevId) {
-    let mut dp = Datapath::new(DatapathOptions {
+    wnet_with(DatapathOptions {
         workers,
         possible_cpus: cpus,
         ..Default::default()
     })
-    .unwrap();
+}
+
+/// [`wnet`] with the datapath made with `opts`.
+fn wnet_with(opts: DatapathOptions) -> (Datapath, NsId, DevId) {
+    let mut dp = Datapath::new(opts).unwrap();
     let host = dp.add_netns("host").unwrap();
     let nic = dp
         .add_device(host, DeviceSpec::nic("eth0", MAC1, 2))
@@ -91,6 +95,14 @@ fn wnet(workers: usize, cpus: usize) -> (Datapath, NsId, DevId) {
 }
 
 const PORTS: std::ops::Range<u16> = 1000..1032;
+
+/// Each flow's frame into `nic`, 1 µs apart, then a poll.
+fn inject_all(dp: &mut Datapath, nic: DevId, frames: &[Flow]) {
+    for (i, (_, f, _)) in frames.iter().enumerate() {
+        dp.inject(nic, f, i as u64 * 1000).unwrap();
+    }
+    dp.run();
+}
 
 /// (UDP source port, frame, rx queue of 2).
 type Flow = (u16, Vec<u8>, u32);
@@ -113,8 +125,7 @@ fn traffic() -> (Vec<Flow>, [u64; 2]) {
 fn rss_queues_have_their_own_worker_and_per_cpu_values() {
     let Some(c) = load_w(2) else { return };
     let (mut dp, _, nic) = wnet(2, 2);
-    dp.attach_xdp(nic, prog(&c, "w_xdp_count"), XdpMode::Native)
-        .unwrap();
+    attach_xdp(&mut dp, nic, &c, "w_xdp_count");
     dp.set_trace(true);
     let (frames, per_q) = traffic();
     assert!(
@@ -168,20 +179,13 @@ type WorkerRun = (Vec<u64>, Vec<u64>, String, Vec<u64>);
 /// stack) with two workers, on OS threads or in turn: its counters.
 fn two_worker_run(threads: bool, rounds: u64) -> Option<WorkerRun> {
     let c = load_w(2)?;
-    let mut dp = Datapath::new(DatapathOptions {
+    let (mut dp, _, nic) = wnet_with(DatapathOptions {
         workers: 2,
         possible_cpus: 2,
         threads,
         ..Default::default()
-    })
-    .unwrap();
-    let host = dp.add_netns("host").unwrap();
-    let nic = dp
-        .add_device(host, DeviceSpec::nic("eth0", MAC1, 2))
-        .unwrap();
-    addr(&mut dp, nic);
-    dp.attach_xdp(nic, prog(&c, "w_xdp_count"), XdpMode::Native)
-        .unwrap();
+    });
+    attach_xdp(&mut dp, nic, &c, "w_xdp_count");
     let (frames, _) = traffic();
     let mut ts = 0;
     for _ in 0..rounds {
@@ -248,13 +252,9 @@ fn threads_are_bounded_by_the_machine_s_cpus() {
 fn one_worker_serves_every_queue_on_cpu_0() {
     let Some(c) = load_w(2) else { return };
     let (mut dp, _, nic) = wnet(1, 2);
-    dp.attach_xdp(nic, prog(&c, "w_xdp_count"), XdpMode::Native)
-        .unwrap();
+    attach_xdp(&mut dp, nic, &c, "w_xdp_count");
     let (frames, _) = traffic();
-    for (i, (_, f, _)) in frames.iter().enumerate() {
-        dp.inject(nic, f, i as u64 * 1000).unwrap();
-    }
-    dp.run();
+    inject_all(&mut dp, nic, &frames);
     assert_eq!(percpu(&c, 0), vec![frames.len() as u64, 0]);
     for (p, _, _) in &frames {
         assert_eq!(seen(&c, *p, 0), 1);
@@ -275,25 +275,13 @@ fn a_packet_keeps_its_cpu_through_tc_redirect_and_veth() {
         .unwrap();
     let peer = dp.peer(veth).unwrap();
     wset(&c, "wcfg", 1, &dp.ifindex(veth).unwrap().to_le_bytes());
-    dp.attach_xdp(nic, prog(&c, "w_xdp_count"), XdpMode::Native)
-        .unwrap();
-    let cls = TcAttach::ClsBpf {
-        prio: 1,
-        handle: 1,
-        classid: 0,
-    };
-    dp.attach_tc(nic, TcDirection::Ingress, cls, prog(&c, "w_tc_redirect"))
-        .unwrap();
+    attach_xdp(&mut dp, nic, &c, "w_xdp_count");
+    attach_cls(&mut dp, nic, TcDirection::Ingress, &c, "w_tc_redirect");
     // The peer runs native XDP: veth_xmit puts the skb in its ring (NAPI).
-    dp.attach_xdp(peer, prog(&c, "w_xdp_peer"), XdpMode::Native)
-        .unwrap();
-    dp.attach_tc(peer, TcDirection::Ingress, cls, prog(&c, "w_tc_peer"))
-        .unwrap();
+    attach_xdp(&mut dp, peer, &c, "w_xdp_peer");
+    attach_cls(&mut dp, peer, TcDirection::Ingress, &c, "w_tc_peer");
     let (frames, per_q) = traffic();
-    for (i, (_, f, _)) in frames.iter().enumerate() {
-        dp.inject(nic, f, i as u64 * 1000).unwrap();
-    }
-    dp.run();
+    inject_all(&mut dp, nic, &frames);
     for (p, _, q) in &frames {
         for stage in 0..4 {
             assert_eq!(seen(&c, *p, stage), q + 1, "port {p} stage {stage}");
@@ -317,20 +305,10 @@ fn cpumap_redirect_lands_on_the_target_cpus_worker() {
     dp.set_trace(true);
     wset(&c, "wcpus", 1, &[64, 0, 0, 0, 0, 0, 0, 0]);
     wset(&c, "wcfg", 0, &1u32.to_le_bytes());
-    dp.attach_xdp(nic, prog(&c, "w_xdp_cpumap"), XdpMode::Native)
-        .unwrap();
-    let cls = TcAttach::ClsBpf {
-        prio: 1,
-        handle: 1,
-        classid: 0,
-    };
-    dp.attach_tc(nic, TcDirection::Ingress, cls, prog(&c, "w_tc_count"))
-        .unwrap();
+    attach_xdp(&mut dp, nic, &c, "w_xdp_cpumap");
+    attach_cls(&mut dp, nic, TcDirection::Ingress, &c, "w_tc_count");
     let (frames, per_q) = traffic();
-    for (i, (_, f, _)) in frames.iter().enumerate() {
-        dp.inject(nic, f, i as u64 * 1000).unwrap();
-    }
-    dp.run();
+    inject_all(&mut dp, nic, &frames);
     for (p, _, q) in &frames {
         assert_eq!(
             seen(&c, *p, 0),
@@ -361,13 +339,9 @@ fn multi_worker_runs_are_reproducible() {
         let (mut dp, _, nic) = wnet(2, 2);
         dp.set_trace(true);
         wset(&c, "wcpus", 0, &[64, 0, 0, 0, 0, 0, 0, 0]);
-        dp.attach_xdp(nic, prog(&c, "w_xdp_cpumap"), XdpMode::Native)
-            .unwrap();
+        attach_xdp(&mut dp, nic, &c, "w_xdp_cpumap");
         let (frames, _) = traffic();
-        for (i, (_, f, _)) in frames.iter().enumerate() {
-            dp.inject(nic, f, i as u64 * 1000).unwrap();
-        }
-        dp.run();
+        inject_all(&mut dp, nic, &frames);
         Some(
             dp.take_trace()
                 .iter()
@@ -442,24 +416,12 @@ proptest! {
         let veth = dp.add_device(host, DeviceSpec::veth("veth0", Some(pod), "eth0")).unwrap();
         addr(&mut dp, nic1);
         let devs = [nic1, nic2, veth, dp.peer(veth).unwrap()];
-        let ifx = |d: DevId| dp.ifindex(d).unwrap();
-        cfg(&c, ifx(devs[target]));
-        set(&c, "devmap", 0, &[&ifx(nic2).to_le_bytes()[..], &[0, 0, 0, 0]].concat());
-        set(&c, "devhash", 1, &ifx(nic1).to_le_bytes());
-        set(&c, "devhash", 2, &ifx(veth).to_le_bytes());
+        point_redirects(&c, &dp, devs[target], [nic1, nic2, veth]);
         // xdp_cpumap redirects to CPU 1 (key 1), when the entry exists.
         if with_cpumap {
             set(&c, "cpus", 1, &[64, 0, 0, 0, 0, 0, 0, 0]);
         }
-        set(&c, "xsks", 0, &7u32.to_le_bytes());
-        for (d, p, generic) in xdp {
-            let mode = if generic { XdpMode::Generic } else { XdpMode::Native };
-            let _ = dp.attach_xdp(devs[d], prog(&c, XDP_PROGS[p]), mode);
-        }
-        for (i, (d, ingress, p)) in tc.into_iter().enumerate() {
-            let dir = if ingress { TcDirection::Ingress } else { TcDirection::Egress };
-            let _ = dp.attach_tc(devs[d], dir, TcAttach::ClsBpf { prio: i as u16 + 1, handle: 1, classid: 0 }, prog(&c, TC_PROGS[p]));
-        }
+        attach_random(&mut dp, &c, &devs, (xdp, XDP_PROGS), (tc, TC_PROGS));
         dp.set_trace(true);
         let mut first_cpu = std::collections::HashMap::new();
         for (i, (d, port, bcast)) in traffic.iter().enumerate() {
@@ -478,12 +440,7 @@ proptest! {
             }
         }
         dp.finish();
-        let cons = dp.conservation();
-        prop_assert_eq!(cons.in_flight, 0);
-        prop_assert!(cons.balanced(), "{:?}", cons);
-        prop_assert_eq!(cons.input, traffic.len() as u64);
-        let by_reason: u64 = dp.counters().drops.values().sum();
-        prop_assert_eq!(by_reason, cons.dropped);
+        prop_conserved(&dp, traffic.len())?;
         // Every hook ran on a CPU that exists; each packet's first hook on
         // the CPU it came in on.
         for e in dp.take_trace() {

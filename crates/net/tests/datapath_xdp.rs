@@ -14,8 +14,7 @@ use common::datapath::*;
 fn xdp_pass_goes_to_the_stack() {
     let Some(c) = load() else { return };
     let mut n = net();
-    n.dp.attach_xdp(n.nic1, prog(&c, "xdp_pass"), XdpMode::Native)
-        .unwrap();
+    n.xdp(n.nic1, &c, "xdp_pass");
     let f = udp(MAC1, MAC3, 1000);
     let id = n.dp.inject(n.nic1, &f, 5).unwrap();
     n.dp.run();
@@ -46,8 +45,7 @@ fn xdp_drop_and_aborted() {
         let mut n = net();
         n.dp.attach_xdp(n.nic1, prog(&c, p), XdpMode::Native)
             .unwrap();
-        n.dp.inject(n.nic1, &udp(MAC1, MAC3, 1000), 0).unwrap();
-        n.dp.run();
+        n.send(n.nic1, &udp(MAC1, MAC3, 1000));
         assert!(n.dp.take_delivered().is_empty() && n.dp.take_transmitted().is_empty());
         assert_eq!(
             drops(&n.dp),
@@ -64,10 +62,8 @@ fn xdp_drop_and_aborted() {
 fn xdp_exception_is_aborted_with_where() {
     let Some(c) = load() else { return };
     let mut n = net();
-    n.dp.attach_xdp(n.nic1, prog(&c, "xdp_oob"), XdpMode::Native)
-        .unwrap();
-    n.dp.inject(n.nic1, &udp(MAC1, MAC3, 1000), 0).unwrap();
-    n.dp.run();
+    n.xdp(n.nic1, &c, "xdp_oob");
+    n.send(n.nic1, &udp(MAC1, MAC3, 1000));
     let d: Vec<_> = n.dp.drops().cloned().collect();
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].reason, "SKIFF_XDP_ABORTED");
@@ -79,11 +75,9 @@ fn xdp_exception_is_aborted_with_where() {
 fn xdp_tx_goes_back_out_with_swapped_macs() {
     let Some(c) = load() else { return };
     let mut n = net();
-    n.dp.attach_xdp(n.nic1, prog(&c, "xdp_tx"), XdpMode::Native)
-        .unwrap();
+    n.xdp(n.nic1, &c, "xdp_tx");
     let f = udp(MAC1, MAC3, 1000);
-    let id = n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    let id = n.send(n.nic1, &f);
     let t = one_tx(&mut n);
     let mut want = f.clone();
     want[..6].copy_from_slice(&MAC3);
@@ -98,11 +92,9 @@ fn xdp_redirect_ifindex_and_devmap() {
     let Some(c) = load() else { return };
     let mut n = net();
     cfg(&c, ifx(&n, n.nic2));
-    n.dp.attach_xdp(n.nic1, prog(&c, "xdp_redirect_ifindex"), XdpMode::Native)
-        .unwrap();
+    n.xdp(n.nic1, &c, "xdp_redirect_ifindex");
     let f = udp(MAC1, MAC3, 1000);
-    let id = n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    let id = n.send(n.nic1, &f);
     let t = one_tx(&mut n);
     assert_eq!((t.dev, t.id, &t.frame), (n.nic2, id, &f));
     assert_eq!(n.dp.hook_count(n.nic1, Hook::Xdp, 4).packets, 1);
@@ -115,10 +107,8 @@ fn xdp_redirect_ifindex_and_devmap() {
     let mut v = ifx(&n, n.nic2).to_le_bytes().to_vec();
     v.extend_from_slice(&dm.id.to_le_bytes());
     set(&c2, "devmap", 0, &v);
-    n.dp.attach_xdp(n.nic1, prog(&c2, "xdp_redirect_devmap"), XdpMode::Native)
-        .unwrap();
-    n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    n.xdp(n.nic1, &c2, "xdp_redirect_devmap");
+    n.send(n.nic1, &f);
     let t = one_tx(&mut n);
     let mut want = f.clone();
     want[59] = 0xee;
@@ -142,11 +132,9 @@ fn xdp_devmap_hash_broadcast_excludes_ingress() {
     for (k, d) in [(10u32, n.nic1), (20, n.nic2), (30, nic3)] {
         set(&c, "devhash", k, &ifx(&n, d).to_le_bytes());
     }
-    n.dp.attach_xdp(n.nic1, prog(&c, "xdp_broadcast"), XdpMode::Native)
-        .unwrap();
+    n.xdp(n.nic1, &c, "xdp_broadcast");
     let f = udp(MAC1, MAC3, 1000);
-    n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    n.send(n.nic1, &f);
     let mut t = n.dp.take_transmitted();
     t.sort_by_key(|x| x.ifindex);
     assert_eq!(t.len(), 2);
@@ -163,11 +151,9 @@ fn xdp_cpumap_reaches_the_stack_on_that_cpu() {
     let mut n = net();
     n.dp.set_trace(true);
     set(&c, "cpus", 1, &[0, 1, 0, 0, 0, 0, 0, 0]);
-    n.dp.attach_xdp(n.nic1, prog(&c, "xdp_cpumap"), XdpMode::Native)
-        .unwrap();
+    n.xdp(n.nic1, &c, "xdp_cpumap");
     let f = udp(MAC1, MAC3, 1000);
-    let id = n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    let id = n.send(n.nic1, &f);
     let d = n.dp.take_delivered();
     assert_eq!((d.len(), d[0].id, &d[0].frame), (1, id, &f));
     let tr = n.dp.take_trace();
@@ -183,11 +169,9 @@ fn xdp_xskmap_fills_the_user_queue() {
     for q in 0..2u32 {
         set(&c, "xsks", q, &(100 + q).to_le_bytes());
     }
-    n.dp.attach_xdp(n.nic1, prog(&c, "xdp_xsk"), XdpMode::Native)
-        .unwrap();
+    n.xdp(n.nic1, &c, "xdp_xsk");
     let f = udp(MAC1, MAC3, 1000);
-    let id = n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    let id = n.send(n.nic1, &f);
     let queues = n.dp.xsk_queues();
     assert_eq!(queues.len(), 1);
     let (dev, q) = queues[0];
@@ -204,28 +188,18 @@ fn xdp_xskmap_fills_the_user_queue() {
 fn xdp_redirect_into_veth_needs_xdp_on_the_peer() {
     let Some(c) = load() else { return };
     let mut n = net();
-    let pod = n.dp.add_netns("pod").unwrap();
-    let veth =
-        n.dp.add_device(n.host, DeviceSpec::veth("veth0", Some(pod), "eth0"))
-            .unwrap();
-    let peer = n.dp.peer(veth).unwrap();
-    cfg(&c, ifx(&n, veth));
-    n.dp.attach_xdp(n.nic1, prog(&c, "xdp_redirect_ifindex"), XdpMode::Native)
-        .unwrap();
+    let (_, peer) = n.xdp_redirect_to_veth(&c);
     let f = udp(MAC1, MAC3, 1000);
-    n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    n.send(n.nic1, &f);
     assert_eq!(
         drops(&n.dp),
         vec![("veth0".into(), "SKIFF_XDP_REDIRECT_ERROR", "xmit".into())]
     );
     // With XDP on the peer the frame arrives there (veth_xdp_rcv) and passes on.
-    n.dp.attach_xdp(peer, prog(&c, "xdp_pass"), XdpMode::Native)
-        .unwrap();
+    n.xdp(peer, &c, "xdp_pass");
     addr(&mut n.dp, peer);
     let f = udp(n.dp.mac(peer).unwrap(), MAC3, 1000);
-    let id = n.dp.inject(n.nic1, &f, 0).unwrap();
-    n.dp.run();
+    let id = n.send(n.nic1, &f);
     let d = n.dp.take_delivered();
     assert_eq!((d.len(), d[0].dev, d[0].id), (1, peer, id));
     assert_eq!(n.dp.hook_count(peer, Hook::Xdp, 2).packets, 1);
@@ -236,21 +210,9 @@ fn xdp_redirect_into_veth_needs_xdp_on_the_peer() {
 fn xdp_metadata_reaches_tc() {
     let Some(c) = load() else { return };
     let mut n = net();
-    n.dp.attach_xdp(n.nic1, prog(&c, "xdp_meta"), XdpMode::Native)
-        .unwrap();
-    n.dp.attach_tc(
-        n.nic1,
-        TcDirection::Ingress,
-        TcAttach::ClsBpf {
-            prio: 1,
-            handle: 1,
-            classid: 0,
-        },
-        prog(&c, "tc_read_meta"),
-    )
-    .unwrap();
-    n.dp.inject(n.nic1, &udp(MAC1, MAC3, 1000), 0).unwrap();
-    n.dp.run();
+    n.xdp(n.nic1, &c, "xdp_meta");
+    n.tc(n.nic1, TcDirection::Ingress, &c, "tc_read_meta");
+    n.send(n.nic1, &udp(MAC1, MAC3, 1000));
     assert_eq!(res(&c, 0), 0xdeadbeef);
 }
 
@@ -265,8 +227,7 @@ fn xdp_generic_on_netkit_and_native_refused() {
         Err(DatapathError::Errno { errno, .. }) => assert_eq!(errno, EOPNOTSUPP),
         r => panic!("{r:?}"),
     }
-    n.dp.attach_xdp(n.nic1, prog(&c, "xdp_pass"), XdpMode::Native)
-        .unwrap();
+    n.xdp(n.nic1, &c, "xdp_pass");
     match n
         .dp
         .attach_xdp(n.nic1, prog(&c, "xdp_drop"), XdpMode::Generic)
@@ -277,8 +238,7 @@ fn xdp_generic_on_netkit_and_native_refused() {
     // Generic XDP on eth1 drops with the skb reason XDP.
     n.dp.attach_xdp(n.nic2, prog(&c, "xdp_drop"), XdpMode::Generic)
         .unwrap();
-    n.dp.inject(n.nic2, &udp(MAC2, MAC3, 1000), 0).unwrap();
-    n.dp.run();
+    n.send(n.nic2, &udp(MAC2, MAC3, 1000));
     assert_eq!(
         drops(&n.dp),
         vec![("eth1".into(), "XDP", "xdp-generic".into())]

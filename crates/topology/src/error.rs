@@ -101,7 +101,12 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     pub fn loc(&self, s: &dyn SpanOf, field: &str) -> Loc {
-        let (line, col) = line_col(self.src, s.start());
+        self.loc_at(s.start(), field)
+    }
+
+    /// The place of byte `offset` of the file.
+    pub fn loc_at(&self, offset: usize, field: &str) -> Loc {
+        let (line, col) = line_col(self.src, offset);
         Loc {
             line,
             col,

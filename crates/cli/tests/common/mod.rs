@@ -2,6 +2,9 @@
 //! (corpus object, program, map contents, repeat, ctx) and the kernel's result for a
 //! case and packet, normalised so skiff's result can be compared field by field.
 //! Needs dev-dependencies `skiff-kernel` (feature `testpkt`) and `skiff-object`.
+//! Its submodules serve other test files: [`node`] the netfilter kernel tests,
+//! [`live`] the `skiff run --live` tests.
+// Each test binary uses part of it.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -10,6 +13,11 @@ use std::path::PathBuf;
 use skiff_kernel::testpkt;
 use skiff_kernel::{KernelObject, TestRun};
 
+pub mod live;
+pub mod node;
+
+// differential.rs's; the other users of this module do not re-export it
+#[allow(unused_imports)]
 pub use skiff_kernel::testpkt::packets;
 
 /// A map update a case makes before running.
@@ -51,6 +59,9 @@ impl Case {
     }
 }
 
+/// Every map's (key, value) entries, by map name.
+pub type MapDump = BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CaseResult {
     /// The program's return value, or the errno of a run the kernel refused.
@@ -59,7 +70,7 @@ pub struct CaseResult {
     pub data_out: Vec<u8>,
     pub ctx_out: Option<Vec<u8>>,
     /// Every dumpable map (RINGBUF is not), normalised by [`normalise_maps`].
-    pub maps: BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>,
+    pub maps: MapDump,
 }
 
 fn u32k(i: u32) -> Vec<u8> {
@@ -523,7 +534,7 @@ pub fn skip_reason() -> Option<String> {
 
 /// Time-dependent bytes zeroed so kernel and skiff results compare: tc_police's
 /// `buckets` values hold `last_ns` (bpf_ktime_get_ns) at bytes 24..32.
-pub fn mask_time(object: &str, maps: &mut BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>) {
+pub fn mask_time(object: &str, maps: &mut MapDump) {
     if object == "tc_police" {
         if let Some(entries) = maps.get_mut("buckets") {
             for (_, v) in entries.iter_mut() {

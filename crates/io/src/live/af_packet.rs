@@ -9,8 +9,10 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::mapping::Mapping;
 use super::{
-    io_err, monotonic_ns, socket_error, LiveCounters, LiveDevice, LiveError, RxCsum, RxFrame,
+    getsockopt, if_index, io_err, monotonic_ns, setsockopt, socket_error, LiveCounters, LiveDevice,
+    LiveError, RxCsum, RxFrame,
 };
 
 // include/uapi/linux/if_packet.h
@@ -62,43 +64,26 @@ const H_SLL: usize = 48;
 /// sockaddr_ll's sll_pkttype.
 const SLL_PKTTYPE: usize = 10;
 
-/// The mapped receive ring (unmapped on drop).
-struct Ring {
-    base: *mut u8,
-    len: usize,
-}
-
-// SAFETY: the mapping belongs to this Ring alone; moving it to another thread
-// moves that ownership (the kernel side is synchronised by block_status).
-unsafe impl Send for Ring {}
-
-impl Drop for Ring {
-    fn drop(&mut self) {
-        // SAFETY: base/len are exactly what mmap returned; nothing borrows
-        // from the ring past the lifetime of &mut self.
-        unsafe { libc::munmap(self.base.cast(), self.len) };
-    }
-}
+/// The mapped receive ring: BLOCK_NR blocks of BLOCK_SIZE bytes.
+struct Ring(Mapping);
 
 impl Ring {
-    /// Block `b`'s bytes (b < BLOCK_NR).
+    /// Block `b`'s bytes (b taken modulo BLOCK_NR). The block is read and
+    /// written by skiff only while its status says TP_STATUS_USER (the
+    /// kernel does not touch it then).
     fn block(&mut self, b: usize) -> &mut [u8] {
         let off = (b % BLOCK_NR) * BLOCK_SIZE;
-        debug_assert!(off + BLOCK_SIZE <= self.len);
-        // SAFETY: off + BLOCK_SIZE <= len (BLOCK_NR blocks were mapped);
-        // the block is read and written by skiff only while its status says
-        // TP_STATUS_USER (the kernel does not touch it then), and the
-        // returned slice borrows self mutably, so there is one user.
-        unsafe { std::slice::from_raw_parts_mut(self.base.add(off), BLOCK_SIZE) }
+        // BLOCK_NR blocks were mapped: never empty
+        self.0.slice_mut(off as u64, BLOCK_SIZE).unwrap_or_default()
     }
 
-    /// Block `b`'s status word, shared with the kernel.
-    fn status(&self, b: usize) -> &AtomicU32 {
+    /// Block `b`'s status word, shared with the kernel (read and written
+    /// atomically only).
+    fn status(&self, b: usize) -> Option<&AtomicU32> {
         let off = (b % BLOCK_NR) * BLOCK_SIZE + BD_STATUS;
-        // SAFETY: in bounds (as above) and 4-aligned (a block starts on a
-        // page; BD_STATUS is 8); the kernel writes it, so it is read and
-        // written atomically only.
-        unsafe { &*(self.base.add(off) as *const AtomicU32) }
+        // SAFETY: `word` checked it in bounds and 4-aligned; it lives as
+        // long as the mapping, which &self borrows.
+        self.0.word(off as u64).map(|w| unsafe { &*w })
     }
 }
 
@@ -135,31 +120,14 @@ fn le16(b: &[u8], o: usize) -> u16 {
 }
 
 fn setsockopt_int(fd: RawFd, opt: libc::c_int, v: libc::c_int) -> libc::c_int {
-    // SAFETY: `v` lives for the call; the length is its size.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_PACKET,
-            opt,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    }
+    setsockopt(fd, libc::SOL_PACKET, opt, &v)
 }
 
 impl AfPacket {
     /// A packet socket on `ifname` (in the calling thread's namespace) with
     /// its ring mapped.
     pub fn open(ifname: &str) -> Result<AfPacket, LiveError> {
-        let cname = std::ffi::CString::new(ifname).map_err(|_| LiveError::NotSupported {
-            iface: ifname.to_string(),
-            what: "an interface name with a NUL byte".into(),
-        })?;
-        // SAFETY: a NUL-terminated name that lives for the call.
-        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-        if ifindex == 0 {
-            return Err(io_err(ifname, "no such interface (if_nametoindex)"));
-        }
+        let ifindex = if_index(ifname, ifname)?;
         // SAFETY: plain socket(2) call; the descriptor is owned right after.
         let raw = unsafe {
             libc::socket(
@@ -203,9 +171,9 @@ impl AfPacket {
 
     /// Gives the current block back to the kernel and moves to the next.
     fn release_block(&mut self) {
-        self.ring
-            .status(self.cur.block)
-            .store(TP_STATUS_KERNEL, Ordering::Release);
+        if let Some(st) = self.ring.status(self.cur.block) {
+            st.store(TP_STATUS_KERNEL, Ordering::Release);
+        }
         self.cur = Cursor {
             block: (self.cur.block + 1) % BLOCK_NR,
             done: 0,
@@ -218,18 +186,8 @@ impl AfPacket {
     fn ring_drops(&self) -> u64 {
         // struct tpacket_stats_v3: tp_packets, tp_drops, tp_freeze_q_cnt
         let mut st = [0u32; 3];
-        let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
-        // SAFETY: `st` is writable for `len` bytes, `len` is writable.
-        let r = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                PACKET_STATISTICS,
-                st.as_mut_ptr().cast(),
-                &mut len,
-            )
-        };
-        if r < 0 {
+        let fd = self.fd.as_raw_fd();
+        if !getsockopt(fd, libc::SOL_PACKET, PACKET_STATISTICS, &mut st) {
             return 0;
         }
         u64::from(st[1])
@@ -248,39 +206,17 @@ fn map_ring(fd: RawFd, ifname: &str) -> Result<Ring, LiveError> {
         0,
         0,
     ];
-    // SAFETY: `req` lives for the call; the length is its size.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_PACKET,
-            PACKET_RX_RING,
-            req.as_ptr().cast(),
-            std::mem::size_of_val(&req) as libc::socklen_t,
-        )
-    };
-    if r < 0 {
+    if setsockopt(fd, libc::SOL_PACKET, PACKET_RX_RING, &req) < 0 {
         return Err(io_err(ifname, "setsockopt(PACKET_RX_RING)"));
     }
-    let len = BLOCK_SIZE * BLOCK_NR;
-    // SAFETY: a fresh shared mapping of the ring the kernel just allocated
-    // for `fd`; nothing else maps it in this process.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_LOCKED | libc::MAP_POPULATE,
-            fd,
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(io_err(ifname, "mmap of the TPACKET_V3 ring"));
-    }
-    Ok(Ring {
-        base: base.cast(),
-        len,
-    })
+    let m = Mapping::new(Some(fd), BLOCK_SIZE * BLOCK_NR, 0, libc::MAP_LOCKED).map_err(|e| {
+        LiveError::Io {
+            iface: ifname.to_string(),
+            what: "mmap of the TPACKET_V3 ring",
+            source: e,
+        }
+    })?;
+    Ok(Ring(m))
 }
 
 fn bind(fd: RawFd, ifindex: u32, ifname: &str) -> Result<(), LiveError> {
@@ -363,7 +299,8 @@ impl LiveDevice for AfPacket {
         let mut n = 0;
         while n < max {
             let b = self.cur.block;
-            if self.ring.status(b).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
+            let status = self.ring.status(b).map_or(0, |s| s.load(Ordering::Acquire));
+            if status & TP_STATUS_USER == 0 {
                 break;
             }
             let blk = self.ring.block(b);

@@ -29,10 +29,13 @@ mod ring;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use super::{monotonic_ns, socket_error, LiveCounters, LiveDevice, LiveError, RxCsum, RxFrame};
+use super::mapping::Mapping;
+use super::{
+    if_index, monotonic_ns, socket_error, LiveCounters, LiveDevice, LiveError, RxCsum, RxFrame,
+};
 pub use redirect::XdpMode;
 use redirect::{Redirect, StepError};
-use ring::{Mapping, Ring, RingOffsets};
+use ring::{Ring, RingOffsets};
 
 // include/uapi/linux/if_xdp.h
 const AF_XDP: libc::c_int = 44;
@@ -71,12 +74,7 @@ pub struct AfXdp {
     /// Dropped first (fields drop in order): the program leaves the
     /// interface before the socket closes.
     redirect: Redirect,
-    fd: OwnedFd,
-    umem: Mapping,
-    fill: Ring,
-    comp: Ring,
-    rx: Ring,
-    tx: Ring,
+    rings: Rings,
     /// Tx frames (UMEM addresses) not in the tx or completion ring.
     tx_free: Vec<u64>,
     /// Each tx frame's length, by frame number, counted when completed.
@@ -87,47 +85,36 @@ pub struct AfXdp {
     cnt: LiveCounters,
 }
 
+/// How this backend's errors name interface `ifname`: "af_xdp IFACE".
+fn iface(ifname: &str) -> String {
+    format!("af_xdp {ifname}")
+}
+
 /// What failed, on which interface, as "af_xdp IFACE: STEP: errno".
 fn fail(ifname: &str, what: &'static str) -> LiveError {
+    io(ifname, what, std::io::Error::last_os_error())
+}
+
+fn io(ifname: &str, what: &'static str, source: std::io::Error) -> LiveError {
     LiveError::Io {
-        iface: format!("af_xdp {ifname}"),
+        iface: iface(ifname),
         what,
-        source: std::io::Error::last_os_error(),
+        source,
     }
 }
 
 fn fail_step(ifname: &str, e: StepError) -> LiveError {
-    LiveError::Io {
-        iface: format!("af_xdp {ifname}"),
-        what: "bpf",
-        source: std::io::Error::new(
-            std::io::Error::from_raw_os_error(e.errno).kind(),
-            format!("{}: {}", e.what, std::io::Error::from_raw_os_error(e.errno)),
-        ),
-    }
+    let errno = std::io::Error::from_raw_os_error(e.errno);
+    let source = std::io::Error::new(errno.kind(), format!("{}: {errno}", e.what));
+    io(ifname, "bpf", source)
 }
 
 fn setsockopt<T>(fd: RawFd, opt: libc::c_int, v: &T) -> libc::c_int {
-    // SAFETY: `v` is a plain value that lives for the call; the length is
-    // its size.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            SOL_XDP,
-            opt,
-            (v as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    }
+    super::setsockopt(fd, SOL_XDP, opt, v)
 }
 
-/// getsockopt(SOL_XDP, opt) into `out` (plain integers); false on error.
 fn getsockopt<T>(fd: RawFd, opt: libc::c_int, out: &mut T) -> bool {
-    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
-    // SAFETY: `out` is writable for `len` bytes, `len` is writable; T is an
-    // array or integer the kernel fills as bytes.
-    let r = unsafe { libc::getsockopt(fd, SOL_XDP, opt, (out as *mut T).cast(), &mut len) };
-    r == 0
+    super::getsockopt(fd, SOL_XDP, opt, out)
 }
 
 /// XDP_UMEM_REG of `umem` (struct xdp_umem_reg: addr, len, chunk_size,
@@ -195,7 +182,8 @@ fn bind(fd: RawFd, ifindex: u32) -> libc::c_int {
     }
 }
 
-/// The socket with its UMEM registered and its four rings sized and mapped.
+/// The socket with its UMEM registered and its four rings sized and mapped
+/// (dropped in this order, after the redirect program).
 struct Rings {
     fd: OwnedFd,
     umem: Mapping,
@@ -216,7 +204,7 @@ fn make_rings(ifname: &str) -> Result<Rings, LiveError> {
     }
     // SAFETY: `raw` is a fresh descriptor nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let umem = Mapping::new(None, FRAMES * FRAME_SIZE, 0)
+    let umem = Mapping::new(None, FRAMES * FRAME_SIZE, 0, 0)
         .map_err(|e| io(ifname, "mmap of the UMEM", e))?;
     if register_umem(raw, &umem) < 0 {
         return Err(err("XDP_UMEM_REG"));
@@ -250,27 +238,11 @@ fn make_rings(ifname: &str) -> Result<Rings, LiveError> {
     })
 }
 
-fn io(ifname: &str, what: &'static str, source: std::io::Error) -> LiveError {
-    LiveError::Io {
-        iface: format!("af_xdp {ifname}"),
-        what,
-        source,
-    }
-}
-
 impl AfXdp {
     /// An AF_XDP socket on queue 0 of `ifname` (in the calling thread's
     /// namespace), the redirect program attached.
     pub fn open(ifname: &str) -> Result<AfXdp, LiveError> {
-        let cname = std::ffi::CString::new(ifname).map_err(|_| LiveError::NotSupported {
-            iface: ifname.to_string(),
-            what: "an interface name with a NUL byte".into(),
-        })?;
-        // SAFETY: a NUL-terminated name that lives for the call.
-        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-        if ifindex == 0 {
-            return Err(fail(ifname, "no such interface (if_nametoindex)"));
-        }
+        let ifindex = if_index(ifname, &iface(ifname))?;
         let r = make_rings(ifname)?;
         let mut redirect = Redirect::load(QUEUE + 1).map_err(|e| fail_step(ifname, e))?;
         if bind(r.fd.as_raw_fd(), ifindex) < 0 {
@@ -286,12 +258,7 @@ impl AfXdp {
         let mut d = AfXdp {
             ifname: ifname.to_string(),
             redirect,
-            fd: r.fd,
-            umem: r.umem,
-            fill: r.fill,
-            comp: r.comp,
-            rx: r.rx,
-            tx: r.tx,
+            rings: r,
             tx_free: (RING_SIZE as usize..FRAMES)
                 .rev()
                 .map(|i| (i * FRAME_SIZE) as u64)
@@ -302,9 +269,9 @@ impl AfXdp {
             cnt: LiveCounters::default(),
         };
         for i in 0..RING_SIZE as usize {
-            d.fill.push_addr((i * FRAME_SIZE) as u64);
+            d.rings.fill.push_addr((i * FRAME_SIZE) as u64);
         }
-        d.fill.publish();
+        d.rings.fill.publish();
         Ok(d)
     }
 
@@ -321,7 +288,7 @@ impl AfXdp {
     /// A syscall the kernel waits for (XDP_USE_NEED_WAKEUP): sendto() moves
     /// the tx ring, recvfrom() the fill ring (zero-copy drivers).
     fn wakeup(&self, tx: bool) -> Result<(), std::io::Error> {
-        let fd = self.fd.as_raw_fd();
+        let fd = self.rings.fd.as_raw_fd();
         // SAFETY: no buffer: a zero-length send/receive on our socket.
         let r = unsafe {
             match tx {
@@ -351,9 +318,9 @@ impl AfXdp {
 
     /// Completed tx frames back to the free list, counted as sent.
     fn reap(&mut self) {
-        let n = self.comp.available(RING_SIZE);
+        let n = self.rings.comp.available(RING_SIZE);
         for k in 0..n {
-            let Some(addr) = self.comp.read_addr(k) else {
+            let Some(addr) = self.rings.comp.read_addr(k) else {
                 continue;
             };
             let frame = (addr as usize) / FRAME_SIZE;
@@ -362,15 +329,16 @@ impl AfXdp {
             self.cnt.tx_bytes += u64::from(len);
             self.tx_free.push(addr - addr % FRAME_SIZE as u64);
         }
-        self.comp.release(n);
+        self.rings.comp.release(n);
     }
 
     /// Publishes the tx ring and kicks the kernel until it took everything
     /// (bounded), or the device is busy (the rest goes next time).
     fn kick(&mut self) -> Result<(), LiveError> {
-        self.tx.publish();
+        self.rings.tx.publish();
         for _ in 0..MAX_KICKS {
-            if self.tx.outstanding() == 0 || (self.zerocopy && !self.tx.needs_wakeup()) {
+            if self.rings.tx.outstanding() == 0 || (self.zerocopy && !self.rings.tx.needs_wakeup())
+            {
                 break;
             }
             match self.wakeup(true) {
@@ -393,7 +361,7 @@ impl AfXdp {
     /// rx_invalid_descs, tx_invalid_descs, rx_ring_full, ...).
     fn ring_drops(&self) -> u64 {
         let mut st = [0u64; 6];
-        if !getsockopt(self.fd.as_raw_fd(), XDP_STATISTICS, &mut st) {
+        if !getsockopt(self.rings.fd.as_raw_fd(), XDP_STATISTICS, &mut st) {
             return 0;
         }
         st[0] + st[3]
@@ -406,18 +374,21 @@ impl LiveDevice for AfXdp {
     }
 
     fn fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.rings.fd.as_raw_fd()
     }
 
     fn recv(&mut self, max: usize, f: &mut dyn FnMut(RxFrame<'_>)) -> Result<usize, LiveError> {
-        let n = self.rx.available(u32::try_from(max).unwrap_or(u32::MAX));
+        let n = self
+            .rings
+            .rx
+            .available(u32::try_from(max).unwrap_or(u32::MAX));
         let ts_ns = monotonic_ns();
         let mut lent = 0;
         for k in 0..n {
-            let Some((addr, len)) = self.rx.read_desc(k) else {
+            let Some((addr, len)) = self.rings.rx.read_desc(k) else {
                 continue;
             };
-            if let Some(data) = self.umem.slice_mut(addr, len as usize) {
+            if let Some(data) = self.rings.umem.slice_mut(addr, len as usize) {
                 f(RxFrame {
                     data,
                     wire_len: len as usize,
@@ -432,15 +403,15 @@ impl LiveDevice for AfXdp {
             }
             self.rx_spare.push(addr - addr % FRAME_SIZE as u64);
         }
-        self.rx.release(n);
+        self.rings.rx.release(n);
         while let Some(a) = self.rx_spare.pop() {
-            if !self.fill.push_addr(a) {
+            if !self.rings.fill.push_addr(a) {
                 self.rx_spare.push(a);
                 break;
             }
         }
-        self.fill.publish();
-        if self.zerocopy && self.fill.needs_wakeup() {
+        self.rings.fill.publish();
+        if self.zerocopy && self.rings.fill.needs_wakeup() {
             let _ = self.wakeup(false);
         }
         Ok(lent)
@@ -462,10 +433,11 @@ impl LiveDevice for AfXdp {
             return Ok(false);
         };
         let copied = self
+            .rings
             .umem
             .slice_mut(addr, frame.len())
             .map(|b| b.copy_from_slice(frame));
-        if copied.is_none() || !self.tx.push_desc(addr, u32::from(len)) {
+        if copied.is_none() || !self.rings.tx.push_desc(addr, u32::from(len)) {
             self.tx_free.push(addr);
             self.cnt.tx_dropped += 1;
             return Ok(false);
@@ -473,14 +445,14 @@ impl LiveDevice for AfXdp {
         if let Some(l) = self.tx_len.get_mut((addr as usize) / FRAME_SIZE) {
             *l = len;
         }
-        if self.tx.unpublished() >= TX_BATCH {
+        if self.rings.tx.unpublished() >= TX_BATCH {
             self.kick()?;
         }
         Ok(true)
     }
 
     fn flush(&mut self) -> Result<(), LiveError> {
-        if self.tx.unpublished() > 0 || self.tx.outstanding() > 0 {
+        if self.rings.tx.unpublished() > 0 || self.rings.tx.outstanding() > 0 {
             self.kick()?;
         } else {
             self.reap();
@@ -489,7 +461,7 @@ impl LiveDevice for AfXdp {
     }
 
     fn check(&mut self) -> Result<(), LiveError> {
-        match socket_error(self.fd.as_raw_fd(), &self.ifname, "receive") {
+        match socket_error(self.rings.fd.as_raw_fd(), &self.ifname, "receive") {
             Some(e) => Err(e),
             None => Ok(()),
         }

@@ -11,6 +11,7 @@
 pub mod af_packet;
 pub mod af_xdp;
 pub mod csum;
+mod mapping;
 pub mod netns;
 pub mod tap;
 
@@ -140,22 +141,53 @@ pub(crate) fn io_err(iface: &str, what: &'static str) -> LiveError {
     }
 }
 
+/// The index of interface `ifname` (if_nametoindex, in the calling thread's
+/// namespace); an error names `iface` (as the backend's errors say it).
+pub(crate) fn if_index(ifname: &str, iface: &str) -> Result<u32, LiveError> {
+    let cname = std::ffi::CString::new(ifname).map_err(|_| LiveError::NotSupported {
+        iface: ifname.to_string(),
+        what: "an interface name with a NUL byte".into(),
+    })?;
+    // SAFETY: a NUL-terminated name that lives for the call.
+    let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    if ifindex == 0 {
+        return Err(io_err(iface, "no such interface (if_nametoindex)"));
+    }
+    Ok(ifindex)
+}
+
+/// setsockopt(level, opt) of `v`, a plain value (an integer, an array of
+/// them or a repr(C) struct of them); the syscall's result.
+pub(crate) fn setsockopt<T>(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: &T) -> libc::c_int {
+    // SAFETY: `v` is a plain value that lives for the call; the length is
+    // its size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (v as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    }
+}
+
+/// getsockopt(level, opt) into `out` (an integer or an array of them);
+/// false on error.
+pub(crate) fn getsockopt<T>(fd: RawFd, level: libc::c_int, opt: libc::c_int, out: &mut T) -> bool {
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: `out` is writable for `len` bytes, `len` is writable; T is an
+    // array or integer the kernel fills as bytes.
+    let r = unsafe { libc::getsockopt(fd, level, opt, (out as *mut T).cast(), &mut len) };
+    r == 0
+}
+
 /// The socket's pending error (SO_ERROR; reading clears it), e.g. ENETDOWN
 /// once the interface went down or away, as `what` failing on `iface`.
 pub(crate) fn socket_error(fd: RawFd, iface: &str, what: &'static str) -> Option<LiveError> {
     let mut e: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `e` and `len` are writable for the call.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut e as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    (r == 0 && e != 0).then(|| LiveError::Io {
+    let ok = getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, &mut e);
+    (ok && e != 0).then(|| LiveError::Io {
         iface: iface.to_string(),
         what,
         source: std::io::Error::from_raw_os_error(e),

@@ -5,6 +5,7 @@
 use std::net::Ipv4Addr;
 use std::sync::{Arc, OnceLock};
 
+use proptest::prelude::*;
 use skiff_maps::MapValue;
 use skiff_net::datapath::*;
 use skiff_vm::{Collection, LoadOptions, Program};
@@ -142,6 +143,59 @@ pub fn net() -> Net {
     }
 }
 
+impl Net {
+    /// `frame` in on `dev` at time 0, then a poll: the packet's id.
+    pub fn send(&mut self, dev: DevId, frame: &[u8]) -> PacketId {
+        let id = self.dp.inject(dev, frame, 0).unwrap();
+        self.dp.run();
+        id
+    }
+
+    /// Program `name` of `c` as cls_bpf prio 1 on `dev`'s `dir` hook.
+    pub fn tc(&mut self, dev: DevId, dir: TcDirection, c: &Collection, name: &str) {
+        attach_cls(&mut self.dp, dev, dir, c, name);
+    }
+
+    /// Program `name` of `c` appended to `dev`'s tcx `dir` chain.
+    pub fn tcx(&mut self, dev: DevId, dir: TcDirection, c: &Collection, name: &str) {
+        let at = TcAttach::Tcx(MprogOrder::Append);
+        self.dp.attach_tc(dev, dir, at, prog(c, name)).unwrap();
+    }
+
+    /// Program `name` of `c` as native XDP on `dev`.
+    pub fn xdp(&mut self, dev: DevId, c: &Collection, name: &str) {
+        attach_xdp(&mut self.dp, dev, c, name);
+    }
+
+    /// A namespace "pod" and a veth pair into it: the host's end, veth0
+    /// (its peer is the pod's eth0).
+    pub fn pod_veth(&mut self) -> DevId {
+        let pod = self.dp.add_netns("pod").unwrap();
+        let spec = DeviceSpec::veth("veth0", Some(pod), "eth0");
+        self.dp.add_device(self.host, spec).unwrap()
+    }
+
+    /// [`Net::pod_veth`] with eth0's XDP redirecting to veth0
+    /// (xdp_redirect_ifindex): veth0 and its peer.
+    pub fn xdp_redirect_to_veth(&mut self, c: &Collection) -> (DevId, DevId) {
+        let veth = self.pod_veth();
+        let peer = self.dp.peer(veth).unwrap();
+        cfg(c, ifx(self, veth));
+        self.xdp(self.nic1, c, "xdp_redirect_ifindex");
+        (veth, peer)
+    }
+}
+
+/// Program `name` of `c` as cls_bpf prio 1 on `dev`'s `dir` hook.
+pub fn attach_cls(dp: &mut Datapath, dev: DevId, dir: TcDirection, c: &Collection, name: &str) {
+    dp.attach_tc(dev, dir, cls(1), prog(c, name)).unwrap();
+}
+
+/// Program `name` of `c` as native XDP on `dev`.
+pub fn attach_xdp(dp: &mut Datapath, dev: DevId, c: &Collection, name: &str) {
+    dp.attach_xdp(dev, prog(c, name), XdpMode::Native).unwrap();
+}
+
 /// 10.0.0.2/24 on `dev`: the stack delivers the test frames there.
 pub fn addr(dp: &mut Datapath, dev: DevId) {
     let ns = dp.dev_netns(dev).unwrap();
@@ -180,4 +234,66 @@ pub fn cls(prio: u16) -> TcAttach {
         handle: 1,
         classid: 0,
     }
+}
+
+/// The maps the redirecting programs read, pointed at the test's devices:
+/// cfg at `target`, devmap slot 0 at `nic2`, devhash 1 and 2 at `nic1` and
+/// `veth`, xsks queue 0 at socket 7.
+pub fn point_redirects(
+    c: &Collection,
+    dp: &Datapath,
+    target: DevId,
+    [nic1, nic2, veth]: [DevId; 3],
+) {
+    let ifx = |d: DevId| dp.ifindex(d).unwrap();
+    cfg(c, ifx(target));
+    set(
+        c,
+        "devmap",
+        0,
+        &[&ifx(nic2).to_le_bytes()[..], &[0, 0, 0, 0]].concat(),
+    );
+    set(c, "devhash", 1, &ifx(nic1).to_le_bytes());
+    set(c, "devhash", 2, &ifx(veth).to_le_bytes());
+    set(c, "xsks", 0, &7u32.to_le_bytes());
+}
+
+/// A proptest's attachments: XDP as (device, program, generic), cls_bpf as
+/// (device, ingress, program) at prio 1, 2, ...; indexes into `devs` and
+/// the program lists. A refused attachment is part of what is tried: ignored.
+pub fn attach_random(
+    dp: &mut Datapath,
+    c: &Collection,
+    devs: &[DevId],
+    (xdp, xdp_progs): (Vec<(usize, usize, bool)>, &[&str]),
+    (tc, tc_progs): (Vec<(usize, bool, usize)>, &[&str]),
+) {
+    for (d, p, generic) in xdp {
+        let mode = if generic {
+            XdpMode::Generic
+        } else {
+            XdpMode::Native
+        };
+        let _ = dp.attach_xdp(devs[d], prog(c, xdp_progs[p]), mode);
+    }
+    for (i, (d, ingress, p)) in tc.into_iter().enumerate() {
+        let dir = if ingress {
+            TcDirection::Ingress
+        } else {
+            TcDirection::Egress
+        };
+        let _ = dp.attach_tc(devs[d], dir, cls(i as u16 + 1), prog(c, tc_progs[p]));
+    }
+}
+
+/// Packet conservation after `input` packets, as a proptest checks it:
+/// none in flight, each ended once, every drop counted by its reason.
+pub fn prop_conserved(dp: &Datapath, input: usize) -> Result<(), TestCaseError> {
+    let cons = dp.conservation();
+    prop_assert_eq!(cons.in_flight, 0);
+    prop_assert!(cons.balanced(), "{:?}", cons);
+    prop_assert_eq!(cons.input, input as u64);
+    let by_reason: u64 = dp.counters().drops.values().sum();
+    prop_assert_eq!(by_reason, cons.dropped);
+    Ok(())
 }

@@ -68,27 +68,32 @@ pub(super) fn save(cx: &Ctx, ns_name: &str, ns: &RawNetns) -> Result<Vec<NfLine>
 /// by line for a """basic""" one (escapes may shift the column); a one-line
 /// string is pointed at as a whole.
 fn text_loc(cx: &Ctx, raw: &Spanned<String>, field: &str, line: usize, col: usize) -> Loc {
-    let start = raw.span().start;
-    let src = cx.src.get(start..raw.span().end).unwrap_or("");
-    let Some(body) = src
-        .strip_prefix("'''")
-        .or_else(|| src.strip_prefix("\"\"\""))
-    else {
+    let (at, true) = text_start(cx, raw) else {
         return cx.loc(raw, field);
     };
-    let skip = if body.starts_with("\r\n") {
+    let body = cx.src.get(at..raw.span().end).unwrap_or("");
+    let line_start: usize = body.split_inclusive('\n').take(line).map(str::len).sum();
+    cx.loc_at(at + line_start + col, field)
+}
+
+/// Where a string's text starts in the file (a byte offset), and whether
+/// the string is multi-line: after `'''` or `"""` and the newline TOML trims
+/// there, or after a one-line string's quote.
+fn text_start(cx: &Ctx, raw: &Spanned<String>) -> (usize, bool) {
+    let start = raw.span().start;
+    let rest = cx.src.get(start..).unwrap_or("");
+    let Some(after) = rest
+        .strip_prefix("'''")
+        .or_else(|| rest.strip_prefix("\"\"\""))
+    else {
+        return (start + 1, false);
+    };
+    let newline = if after.starts_with("\r\n") {
         2
     } else {
-        usize::from(body.starts_with('\n'))
+        usize::from(after.starts_with('\n'))
     };
-    let body = body.get(skip..).unwrap_or("");
-    let line_start: usize = body.split_inclusive('\n').take(line).map(str::len).sum();
-    let (line, col) = line_col(cx.src, start + 3 + skip + line_start + col);
-    Loc {
-        line,
-        col,
-        field: field.to_string(),
-    }
+    (start + 3 + newline, true)
 }
 
 /// `nft` text: parsed, then applied to a scratch netfilter.
@@ -99,7 +104,8 @@ pub(super) fn nft(
 ) -> Result<NftScript, TopologyError> {
     let field = format!("netns.{ns_name}.nft");
     let text = raw.get_ref();
-    let loc = nft_text_start(cx, raw, &field);
+    // where the text's first line is: nft errors count from there
+    let loc = cx.loc_at(text_start(cx, raw).0, &field);
     let cmds = crate::nft::parse(text).map_err(|e| nft_error(cx, &loc, &e))?;
     let mut scratch = skiff_net::netfilter::Netfilter::new();
     crate::nft::apply(&mut scratch, &cmds).map_err(|e| nft_error(cx, &loc, &e))?;
@@ -108,29 +114,6 @@ pub(super) fn nft(
         cmds,
         loc,
     })
-}
-
-/// Where the text's first line is in the file: after `'''` or `"""` and
-/// the newline TOML trims there, or after a one-line string's quote.
-fn nft_text_start(cx: &Ctx, raw: &Spanned<String>, field: &str) -> Loc {
-    let start = raw.span().start;
-    let rest = cx.src.get(start..).unwrap_or("");
-    let skip = if rest.starts_with("'''") || rest.starts_with("\"\"\"") {
-        let after = rest.get(3..).unwrap_or("");
-        3 + if after.starts_with("\r\n") {
-            2
-        } else {
-            usize::from(after.starts_with('\n'))
-        }
-    } else {
-        1
-    };
-    let (line, col) = line_col(cx.src, start + skip);
-    Loc {
-        line,
-        col,
-        field: field.to_string(),
-    }
 }
 
 /// An nft error at its place in the file.

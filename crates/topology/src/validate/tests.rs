@@ -309,3 +309,27 @@ fn map_pinning_and_pin_dir() {
     assert_eq!(t.objects[0].maps[0].pin, None);
     assert_eq!(t.pin_dir, Some(example_dir().join("pins")));
 }
+
+#[test]
+fn netfilter_text_errors_are_placed_in_the_file() {
+    // a '''literal''' nft text: its line 2 is the file's line 4, columns exact
+    assert_eq!(
+        err("[netns.host]\nnft = '''\nadd table ip t\nadd rule ip t c accept\n'''\n"),
+        "t.toml:4:15: netns.host.nft: nft: line 2:15: Could not process rule: No such file or directory: chain `c' does not exist"
+    );
+    // a one-line nft string: columns count from after its quote
+    assert_eq!(
+        err("[netns.host]\nnft = \"add rule ip t c accept\"\n"),
+        "t.toml:2:22: netns.host.nft: nft: line 1:15: Could not process rule: No such file or directory: table `ip t' does not exist"
+    );
+    // iptables_save: the failing command at its line and word of the text
+    assert_eq!(
+        err("[netns.host]\niptables_save = \"\"\"\n*filter\n:FORWARD REJECT [0:0]\nCOMMIT\n\"\"\"\n"),
+        "t.toml:4:10: netns.host.iptables_save: iptables_save line 2: at \"REJECT\": Can't set policy `REJECT' on `FORWARD': Bad policy name"
+    );
+    // a one-line iptables_save string is pointed at as a whole
+    assert_eq!(
+        err("[netns.host]\niptables_save = \":FORWARD REJECT [0:0]\"\n"),
+        "t.toml:2:17: netns.host.iptables_save: iptables_save line 1: at \":FORWARD\": not inside a table: a *TABLE line must come first"
+    );
+}

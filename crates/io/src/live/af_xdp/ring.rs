@@ -9,6 +9,8 @@
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::live::mapping::Mapping;
+
 /// struct xdp_ring_offset (include/uapi/linux/if_xdp.h), bytes from the
 /// start of a ring's mapping.
 #[derive(Clone, Copy, Debug, Default)]
@@ -22,99 +24,9 @@ pub(super) struct RingOffsets {
 /// XDP_RING_NEED_WAKEUP: the kernel waits for a syscall to go on.
 const XDP_RING_NEED_WAKEUP: u32 = 1;
 
-/// A shared or anonymous mapping, unmapped on drop.
-pub(super) struct Mapping {
-    base: *mut u8,
-    len: usize,
-}
-
-// SAFETY: the mapping belongs to its owner alone; moving it to another thread
-// moves that ownership (what the kernel shares is synchronised by the rings'
-// acquire/release indices).
-unsafe impl Send for Mapping {}
-
 // SAFETY: the index pointers point into the Ring's own mapping, which moves
 // with it; nothing else in the process uses them.
 unsafe impl Send for Ring {}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: base/len are what mmap returned; nothing borrows from the
-        // mapping past &mut self's lifetime.
-        unsafe { libc::munmap(self.base.cast(), self.len) };
-    }
-}
-
-impl Mapping {
-    /// `len` bytes of `fd` at page offset `pgoff` (a ring, populated), or
-    /// anonymous memory (`fd` None: the UMEM, populated when XDP_UMEM_REG
-    /// pins it).
-    pub fn new(fd: Option<RawFd>, len: usize, pgoff: u64) -> Result<Mapping, std::io::Error> {
-        let (flags, fd) = match fd {
-            Some(fd) => (libc::MAP_SHARED | libc::MAP_POPULATE, fd),
-            None => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1),
-        };
-        let off = libc::off_t::try_from(pgoff)
-            .map_err(|_| std::io::Error::from_raw_os_error(libc::EOVERFLOW))?;
-        // SAFETY: a fresh mapping nothing else in the process refers to; the
-        // kernel checks `fd`, `len` and `off`.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                fd,
-                off,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        if fd < 0 {
-            // Huge pages where transparent huge pages are enabled: each
-            // received frame is a new page of the UMEM, and a TLB miss per
-            // frame showed in the profile. Only advice: refused (THP off),
-            // the UMEM works with small pages.
-            // SAFETY: the range is the mapping just made.
-            let _ = unsafe { libc::madvise(base, len, libc::MADV_HUGEPAGE) };
-        }
-        Ok(Mapping {
-            base: base.cast(),
-            len,
-        })
-    }
-
-    pub fn addr(&self) -> u64 {
-        self.base as usize as u64
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Bytes `at..at + len` (None when outside the mapping).
-    pub fn slice_mut(&mut self, at: u64, len: usize) -> Option<&mut [u8]> {
-        let at = usize::try_from(at).ok()?;
-        at.checked_add(len).filter(|end| *end <= self.len)?;
-        // SAFETY: at + len <= self.len (checked above); the slice borrows
-        // self mutably, so skiff has one view; the kernel writes a frame only
-        // while it owns it (in the fill ring), never while skiff holds it.
-        Some(unsafe { std::slice::from_raw_parts_mut(self.base.add(at), len) })
-    }
-
-    /// The 32-bit word at `off`, shared with the kernel (None when outside
-    /// the mapping or misaligned); valid as long as the mapping.
-    fn word(&self, off: u64) -> Option<*const AtomicU32> {
-        let off = usize::try_from(off).ok()?;
-        if off % 4 != 0 || off.checked_add(4).is_none_or(|end| end > self.len) {
-            return None;
-        }
-        // SAFETY: off + 4 <= len (checked): the result points into the
-        // mapping.
-        Some(unsafe { self.base.add(off) } as *const AtomicU32)
-    }
-}
 
 /// One ring: `size` entries of `entry` bytes (8: a UMEM address, fill and
 /// completion; 16: struct xdp_desc, rx and tx).
@@ -149,7 +61,7 @@ impl Ring {
             .checked_mul(entry)
             .and_then(|b| usize::try_from(off.desc).ok()?.checked_add(b))
             .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EOVERFLOW))?;
-        let map = Mapping::new(Some(fd), bytes, pgoff)?;
+        let map = Mapping::new(Some(fd), bytes, pgoff, 0)?;
         let word = |o: u64| {
             map.word(o)
                 .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))
