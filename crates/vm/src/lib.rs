@@ -94,7 +94,8 @@ pub struct PacketView {
     /// data_end.
     pub end: usize,
     /// The UAPI offsets of the context's data_meta, data and data_end fields,
-    /// when their 4-byte loads give `start`, `data` and `end`.
+    /// when their aligned 4-byte loads give `start`, `data` and `end` (each
+    /// below 256: the shadow's 64 slots).
     pub fields: Option<[u32; 3]>,
 }
 

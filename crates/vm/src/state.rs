@@ -432,18 +432,24 @@ impl RunState<'_> {
     }
 
     /// Call helper `id` with r1-r5 = `args` tagged `tags` (`pack_tags`); r0's tag
-    /// is left in `jit.ret_tag`.
+    /// is left in `jit.ret_tag`. `verified`: the verifier checked this call
+    /// site (the helper exists and the program's type may call it).
     pub(crate) fn call_helper(
         &mut self,
         id: u32,
         args: [u64; 5],
         tags: u64,
+        verified: bool,
     ) -> Result<u64, VmError> {
         let saved = (self.call_args, self.jit.arg_tags);
         (self.call_args, self.jit.arg_tags) = (&args, tags);
         self.jit.ret_tag = SCALAR as u64;
         let helpers = self.helpers;
-        let r = helpers.call(self, id, &args);
+        let r = if verified {
+            helpers.call_verified(self, id, &args)
+        } else {
+            helpers.call(self, id, &args)
+        };
         (self.call_args, self.jit.arg_tags) = saved;
         r
     }
@@ -563,6 +569,7 @@ impl RunState<'_> {
     }
 
     /// Re-read the packet bounds after a helper moved or resized the packet.
+    #[inline]
     pub fn refresh_packet(&mut self) {
         let view = self.ctx.packet_view();
         let r = match view {

@@ -79,11 +79,15 @@ pub(super) fn direct_map_calls(
         if map >= MAX_TAGS - FIRST_MAP as usize {
             return None;
         }
+        let ty = prog.maps.get(map)?.attr().map_type;
+        // An inner map's calls carry the outer map's index (MemKind::MapValue):
+        // with a map-in-map the call may be on any of its inner maps.
+        if matches!(ty, MapType::ArrayOfMaps | MapType::HashOfMaps) {
+            return None;
+        }
         let lookup_is_plain = !matches!(
-            prog.maps.get(map)?.attr().map_type,
-            MapType::ArrayOfMaps
-                | MapType::HashOfMaps
-                | MapType::ProgArray
+            ty,
+            MapType::ProgArray
                 | MapType::PerfEventArray
                 | MapType::Ringbuf
                 | MapType::Queue

@@ -140,20 +140,21 @@ impl JitState {
 
     /// The context's packet fields into the shadow (`Context::packet_view`),
     /// so no run asks the context for them (`fast_loads`).
+    #[inline]
     pub fn set_packet_fields(&mut self, view: Option<crate::PacketView>) {
         let mut slots = 0u64;
-        if let Some(v) = view {
-            for (off, addr) in v
-                .fields
-                .unwrap_or_default()
-                .into_iter()
-                .zip([v.start, v.data, v.end])
-            {
-                let slot = (off / 4) as usize;
-                if v.fields.is_some() && off % 4 == 0 && slot < SHADOW_SLOTS {
-                    self.shadow[slot] = addr as u64;
-                    slots |= 1 << slot;
-                }
+        if let Some(crate::PacketView {
+            start,
+            data,
+            end,
+            fields: Some(offs),
+        }) = view
+        {
+            for (off, addr) in offs.into_iter().zip([start, data, end]) {
+                debug_assert!(off % 4 == 0 && (off as usize) < SHADOW_SLOTS * 4);
+                let slot = (off / 4) as usize & (SHADOW_SLOTS - 1);
+                self.shadow[slot] = addr as u64;
+                slots |= 1 << slot;
             }
         }
         self.shadow_valid = (self.shadow_valid & !self.pkt_slots) | slots;
@@ -475,7 +476,7 @@ pub(super) unsafe extern "C" fn rt_helper(
     } else {
         helper_changes(st, id as u32)
     };
-    let r = st.call_helper(id as u32, [r1, r2, r3, r4, r5], tags);
+    let r = st.call_helper(id as u32, [r1, r2, r3, r4, r5], tags, id & SITE_KNOWN != 0);
     if pkt {
         st.refresh_packet();
     }

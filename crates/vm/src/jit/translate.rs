@@ -515,7 +515,12 @@ impl<'a> FnTranslator<'a> {
     /// (Only what the function uses: the packet bounds when it may access the
     /// packet, the budget when it charges it.)
     pub(super) fn reload_state(&mut self) {
-        if self.uses_packet {
+        self.reload_state_after(true);
+    }
+
+    /// `reload_state` after a call that moved the packet (`packet`) or not.
+    fn reload_state_after(&mut self, packet: bool) {
+        if self.uses_packet && packet {
             let lo = self.st_load(off::PKT_START);
             let hi = self.st_load(off::PKT_END);
             self.b.def_var(self.pkt_lo, lo);
@@ -1165,7 +1170,9 @@ impl<'a> FnTranslator<'a> {
             runtime::rt_helper as *const () as usize,
             &args,
         );
-        self.reload_state();
+        // A checked call that does not change packet data leaves the bounds.
+        let moved = insn.code & BPF_X != 0 || self.site(pc).is_none_or(|s| s.changes_pkt);
+        self.reload_state_after(moved);
         self.set(0, r0);
         let t0 = self.st_load(off::RET_TAG);
         self.set_tag(0, t0);

@@ -294,7 +294,8 @@ fn stats_line(env: &env::Env) -> String {
 fn finish(env: env::Env) -> Verified {
     let mut aux = env.aux.clone();
     for (a, ia) in aux.iter_mut().zip(&env.iaux) {
-        a.const_map = ia.map.map(|m| m.index as usize);
+        // (An inner map of a map-in-map is no constant map: any inner map.)
+        a.const_map = ia.map.filter(|m| !m.inner).map(|m| m.index as usize);
         if !a.seen {
             a.bounded_loop = false;
         }
