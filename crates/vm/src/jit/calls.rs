@@ -1,5 +1,6 @@
-//! Calls the verifier proved, emitted without the helper table's run-time
-//! checks: bpf_tail_call through the PROG_ARRAY slot (the kernel's JIT
+//! Helper calls: through the runtime's helper table (`rt_helper`), array
+//! lookups inlined, and the calls the verifier proved emitted without the
+//! helper table's run-time checks: bpf_tail_call through the PROG_ARRAY slot (the kernel's JIT
 //! jumps through the slot's program; arch/x86/net/bpf_jit_comp.c:
 //! emit_bpf_tail_call_indirect), and map lookups, updates and deletes on a
 //! constant map as a direct call into the map (the kernel's JIT calls the
@@ -13,7 +14,7 @@ use cranelift_codegen::ir::{AbiParam, InstBuilder, SigRef};
 use skiff_isa::{Insn, BPF_X};
 use skiff_maps::{Map, MapType};
 
-use super::runtime;
+use super::runtime::{self, off};
 use super::translate::FnTranslator;
 use crate::helpers::{neg, E2BIG};
 use crate::mem::{Tag, FIRST_MAP, MAX_TAGS, SCALAR};
@@ -196,5 +197,80 @@ impl FnTranslator<'_> {
         let mut sig = self.b.func.dfg.signatures[self.sig_helper].clone();
         sig.params = vec![AbiParam::new(I64); params];
         self.b.import_signature(sig)
+    }
+
+    /// bpf_map_lookup_elem on an array map the program names (r1 a known
+    /// handle): the address computed inline, as array_map_gen_lookup does.
+    fn inline_array_lookup(&mut self, pc: usize) -> bool {
+        let Some(&(_, i)) = self.inlined.iter().find(|(p, _)| *p == pc) else {
+            return false;
+        };
+        let Some(Some(l)) = self.arrays.get(i).copied() else {
+            return false;
+        };
+        // The key: 4 bytes at r2, checked like any load (the helper's own check).
+        self.mem_only = true;
+        let (idx, _) = self.load(pc, 2, 0, 4, false);
+        self.mem_only = false;
+        let in_range = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedLessThan, idx, l.max_entries as i64);
+        let cpu = self.st_load(off::CPU);
+        let cpu_ok = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedLessThan, cpu, l.possible_cpus as i64);
+        let ok = self.b.ins().band(in_range, cpu_ok);
+        let off_i = self.b.ins().imul_imm_s(idx, l.index_stride as i64);
+        let base = self.b.ins().iconst(I64, l.base as i64);
+        let mut p = self.b.ins().iadd(base, off_i);
+        if l.percpu {
+            let off_c = self.b.ins().imul_imm_s(cpu, l.cpu_stride as i64);
+            p = self.b.ins().iadd(p, off_c);
+        }
+        let zero = self.b.ins().iconst(I64, 0);
+        let r0 = self.b.ins().select(ok, p, zero);
+        self.set(0, r0);
+        true
+    }
+
+    pub(super) fn helper_call(&mut self, pc: usize, insn: Insn) {
+        if self.inline_array_lookup(pc)
+            || self.direct_tail_call(pc, insn)
+            || self.direct_map_call(pc)
+        {
+            return;
+        }
+        self.store_arg_tags();
+        let id = if insn.code & BPF_X != 0 {
+            let r = self.reg(insn.dst);
+            let r32 = self.b.ins().ireduce(I32, r);
+            self.b.ins().uextend(I64, r32)
+        } else {
+            let site = self.site_bits(pc);
+            self.b
+                .ins()
+                .iconst(I64, (insn.imm as u32 as u64 | site) as i64)
+        };
+        let mut args = vec![self.st, id];
+        for r in 1..=5 {
+            args.push(self.reg(r));
+        }
+        let p = self.b.ins().iconst(I64, pc as i64);
+        args.push(p);
+        self.spill_budget();
+        let r0 = self.call_rt(
+            self.sig_helper,
+            runtime::rt_helper as *const () as usize,
+            &args,
+        );
+        // A checked call that does not change packet data leaves the bounds.
+        let moved = insn.code & BPF_X != 0 || self.site(pc).is_none_or(|s| s.changes_pkt);
+        self.reload_state_after(moved);
+        self.set(0, r0);
+        let t0 = self.st_load(off::RET_TAG);
+        self.set_tag(0, t0);
+        self.check_status(r0);
     }
 }

@@ -190,7 +190,7 @@ pub(super) struct FnTranslator<'a> {
     /// Storage of the program's maps by index (tag FIRST_MAP + i): (start, end, writable).
     pub(super) map_bounds: Vec<(u64, u64, bool)>,
     /// Helper calls inlined as array lookups: (pc, map index).
-    inlined: Vec<(usize, usize)>,
+    pub(super) inlined: Vec<(usize, usize)>,
     /// The verifier's proofs, one per instruction, if it ran.
     pub(super) aux: Option<&'a [InsnAux]>,
     /// The helper calls it checked, by pc.
@@ -217,7 +217,7 @@ pub(super) struct FnTranslator<'a> {
     pub(super) ctx_regs: u16,
     ctx_in: Vec<u16>,
     /// Array maps the program names, by map index: layout (lookups inlined).
-    arrays: Vec<Option<skiff_maps::ArrayLayout>>,
+    pub(super) arrays: Vec<Option<skiff_maps::ArrayLayout>>,
     /// The load being emitted reads a helper argument (ARG_PTR_TO_MEM): the
     /// context is not memory for it.
     pub(super) mem_only: bool,
@@ -519,7 +519,7 @@ impl<'a> FnTranslator<'a> {
     }
 
     /// `reload_state` after a call that moved the packet (`packet`) or not.
-    fn reload_state_after(&mut self, packet: bool) {
+    pub(super) fn reload_state_after(&mut self, packet: bool) {
         if self.uses_packet && packet {
             let lo = self.st_load(off::PKT_START);
             let hi = self.st_load(off::PKT_END);
@@ -674,7 +674,7 @@ impl<'a> FnTranslator<'a> {
 
     /// What the helper call at `pc` may change, when the verifier checked it
     /// (rt_helper's SITE_* bits; 0: the runtime looks the helper up).
-    fn site_bits(&self, pc: usize) -> u64 {
+    pub(super) fn site_bits(&self, pc: usize) -> u64 {
         let Some(s) = self.site(pc) else {
             return 0;
         };
@@ -723,7 +723,7 @@ impl<'a> FnTranslator<'a> {
     }
 
     /// r1-r5's tags packed (state::pack_tags) into the JitState, for a helper or callee.
-    fn store_arg_tags(&mut self) {
+    pub(super) fn store_arg_tags(&mut self) {
         let mut packed: Option<Value> = None;
         let mut known = 0u64;
         for r in 1..=5u8 {
@@ -1102,80 +1102,5 @@ impl<'a> FnTranslator<'a> {
         self.b.switch_to_block(out);
         self.b.ins().return_(&[r0]);
         self.b.switch_to_block(cont);
-    }
-
-    /// bpf_map_lookup_elem on an array map the program names (r1 a known
-    /// handle): the address computed inline, as array_map_gen_lookup does.
-    fn inline_array_lookup(&mut self, pc: usize) -> bool {
-        let Some(&(_, i)) = self.inlined.iter().find(|(p, _)| *p == pc) else {
-            return false;
-        };
-        let Some(Some(l)) = self.arrays.get(i).copied() else {
-            return false;
-        };
-        // The key: 4 bytes at r2, checked like any load (the helper's own check).
-        self.mem_only = true;
-        let (idx, _) = self.load(pc, 2, 0, 4, false);
-        self.mem_only = false;
-        let in_range = self
-            .b
-            .ins()
-            .icmp_imm_s(IntCC::UnsignedLessThan, idx, l.max_entries as i64);
-        let cpu = self.st_load(off::CPU);
-        let cpu_ok = self
-            .b
-            .ins()
-            .icmp_imm_s(IntCC::UnsignedLessThan, cpu, l.possible_cpus as i64);
-        let ok = self.b.ins().band(in_range, cpu_ok);
-        let off_i = self.b.ins().imul_imm_s(idx, l.index_stride as i64);
-        let base = self.b.ins().iconst(I64, l.base as i64);
-        let mut p = self.b.ins().iadd(base, off_i);
-        if l.percpu {
-            let off_c = self.b.ins().imul_imm_s(cpu, l.cpu_stride as i64);
-            p = self.b.ins().iadd(p, off_c);
-        }
-        let zero = self.b.ins().iconst(I64, 0);
-        let r0 = self.b.ins().select(ok, p, zero);
-        self.set(0, r0);
-        true
-    }
-
-    fn helper_call(&mut self, pc: usize, insn: Insn) {
-        if self.inline_array_lookup(pc)
-            || self.direct_tail_call(pc, insn)
-            || self.direct_map_call(pc)
-        {
-            return;
-        }
-        self.store_arg_tags();
-        let id = if insn.code & BPF_X != 0 {
-            let r = self.reg(insn.dst);
-            let r32 = self.b.ins().ireduce(I32, r);
-            self.b.ins().uextend(I64, r32)
-        } else {
-            let site = self.site_bits(pc);
-            self.b
-                .ins()
-                .iconst(I64, (insn.imm as u32 as u64 | site) as i64)
-        };
-        let mut args = vec![self.st, id];
-        for r in 1..=5 {
-            args.push(self.reg(r));
-        }
-        let p = self.b.ins().iconst(I64, pc as i64);
-        args.push(p);
-        self.spill_budget();
-        let r0 = self.call_rt(
-            self.sig_helper,
-            runtime::rt_helper as *const () as usize,
-            &args,
-        );
-        // A checked call that does not change packet data leaves the bounds.
-        let moved = insn.code & BPF_X != 0 || self.site(pc).is_none_or(|s| s.changes_pkt);
-        self.reload_state_after(moved);
-        self.set(0, r0);
-        let t0 = self.st_load(off::RET_TAG);
-        self.set_tag(0, t0);
-        self.check_status(r0);
     }
 }
