@@ -271,11 +271,24 @@ fn key_of<'s>(st: &'s RunState, map: &Map, addr: u64) -> Result<&'s [u8], VmErro
     st.bytes(addr, map.attr().key_size as usize)
 }
 
-fn errno_ret(r: Result<(), i32>) -> u64 {
+pub(crate) fn errno_ret(r: Result<(), i32>) -> u64 {
     match r {
         Ok(()) => 0,
         Err(e) => neg(e as i64),
     }
+}
+
+/// Map types whose values a program cannot look up (no value to point to):
+/// bpf_map_lookup_elem on them is an error (the verifier refuses it first).
+pub(crate) fn lookup_refused(t: MapType) -> bool {
+    matches!(
+        t,
+        MapType::ProgArray
+            | MapType::PerfEventArray
+            | MapType::Ringbuf
+            | MapType::Queue
+            | MapType::Stack
+    )
 }
 
 // kernel/bpf/helpers.c: bpf_map_lookup_elem
@@ -287,11 +300,7 @@ fn map_lookup_elem(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
             Some(inner) => st.adopt_map(&inner),
             None => 0,
         }),
-        MapType::ProgArray
-        | MapType::PerfEventArray
-        | MapType::Ringbuf
-        | MapType::Queue
-        | MapType::Stack => Err(VmError::Helper(format!(
+        t if lookup_refused(t) => Err(VmError::Helper(format!(
             "bpf_map_lookup_elem on {} map {}",
             map.attr().map_type.name(),
             map.attr().name

@@ -19,15 +19,10 @@ use super::translate::FnTranslator;
 use crate::helpers::{neg, E2BIG};
 use crate::mem::{Tag, FIRST_MAP, MAX_TAGS, SCALAR};
 use crate::program::Program;
-use crate::verifier::{HelperSite, InsnAux};
-
-/// Kernel helper id of bpf_tail_call.
-const BPF_FUNC_TAIL_CALL: i32 = 12;
-
-/// bpf_map_lookup_elem, bpf_map_update_elem, bpf_map_delete_elem.
-const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
-const BPF_FUNC_MAP_UPDATE_ELEM: i32 = 2;
-const BPF_FUNC_MAP_DELETE_ELEM: i32 = 3;
+use crate::verifier::{
+    HelperSite, InsnAux, BPF_FUNC_MAP_DELETE_ELEM, BPF_FUNC_MAP_LOOKUP_ELEM,
+    BPF_FUNC_MAP_UPDATE_ELEM, BPF_FUNC_TAIL_CALL,
+};
 
 /// A map helper call compiled as a direct call into its map.
 #[derive(Clone, Copy, Debug)]
@@ -86,14 +81,7 @@ pub(super) fn direct_map_calls(
         if matches!(ty, MapType::ArrayOfMaps | MapType::HashOfMaps) {
             return None;
         }
-        let lookup_is_plain = !matches!(
-            ty,
-            MapType::ProgArray
-                | MapType::PerfEventArray
-                | MapType::Ringbuf
-                | MapType::Queue
-                | MapType::Stack
-        );
+        let lookup_is_plain = !crate::helpers::lookup_refused(ty);
         (helper != BPF_FUNC_MAP_LOOKUP_ELEM || lookup_is_plain).then_some(DirectMapCall {
             pc: s.pc,
             map,

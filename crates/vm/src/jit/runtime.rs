@@ -526,7 +526,18 @@ pub(super) unsafe extern "C" fn rt_tail_call(
     if !crate::helpers::is_own_tail_call(st.helpers) {
         st.jit.arg_tags = crate::state::ENTRY_TAGS;
         // SAFETY: as above.
-        return unsafe { rt_helper(js, 12, r1, r2, r3, r4, r5, pc) };
+        return unsafe {
+            rt_helper(
+                js,
+                crate::verifier::BPF_FUNC_TAIL_CALL as u64,
+                r1,
+                r2,
+                r3,
+                r4,
+                r5,
+                pc,
+            )
+        };
     }
     // SAFETY: `map` is the address of one of the running program's maps (the
     // compiler took it from `Program::maps`); the program, which holds it, is
@@ -565,10 +576,6 @@ unsafe fn map_and_key<'m>(map: u64, key: u64) -> (&'m skiff_maps::Map, &'m [u8])
     }
 }
 
-fn errno(r: Result<(), i32>) -> u64 {
-    r.map_or_else(|e| crate::helpers::neg(e as i64), |()| 0)
-}
-
 /// bpf_map_lookup_elem: the value's address or 0.
 pub(super) unsafe extern "C" fn rt_map_lookup(js: *mut JitState, map: u64, key: u64) -> u64 {
     // SAFETY: see above; `js` is the run's JitState.
@@ -591,14 +598,14 @@ pub(super) unsafe extern "C" fn rt_map_update(
         let v = std::slice::from_raw_parts(value as usize as *const u8, n);
         ((m, k), (*js).cpu as usize, v)
     };
-    errno(map.update(key, value, flags, cpu))
+    crate::helpers::errno_ret(map.update(key, value, flags, cpu))
 }
 
 /// bpf_map_delete_elem.
 pub(super) unsafe extern "C" fn rt_map_delete(_js: *mut JitState, map: u64, key: u64) -> u64 {
     // SAFETY: see above.
     let (map, key) = unsafe { map_and_key(map, key) };
-    errno(map.delete(key))
+    crate::helpers::errno_ret(map.delete(key))
 }
 
 /// What a helper may have changed that native code caches (its prototype's

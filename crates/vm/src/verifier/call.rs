@@ -19,6 +19,8 @@ const BPF_FUNC_MAX_ID: i32 = 212;
 const BPF_MAX_VAR_SIZ: u64 = 1 << 29;
 
 pub const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
+pub const BPF_FUNC_MAP_UPDATE_ELEM: i32 = 2;
+pub const BPF_FUNC_MAP_DELETE_ELEM: i32 = 3;
 pub const BPF_FUNC_TAIL_CALL: i32 = 12;
 pub const BPF_FUNC_SPIN_LOCK: i32 = 93;
 pub const BPF_FUNC_SPIN_UNLOCK: i32 = 94;

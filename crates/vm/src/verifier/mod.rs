@@ -12,6 +12,10 @@ mod alu;
 pub mod availability;
 mod branch;
 mod call;
+pub(crate) use call::{
+    BPF_FUNC_MAP_DELETE_ELEM, BPF_FUNC_MAP_LOOKUP_ELEM, BPF_FUNC_MAP_UPDATE_ELEM,
+    BPF_FUNC_TAIL_CALL,
+};
 mod cfg;
 pub mod ctx;
 mod do_check;
