@@ -12,6 +12,7 @@ mod access;
 mod analysis;
 mod calls;
 pub(crate) mod runtime;
+mod tail;
 mod translate;
 
 use std::time::{Duration, Instant};

@@ -693,6 +693,11 @@ impl<'a> FnTranslator<'a> {
         self.direct_maps.iter().find(|d| d.pc == pc).copied()
     }
 
+    /// This function is the program's main function (not a callee).
+    pub(super) fn is_main(&self) -> bool {
+        self.start == 0
+    }
+
     pub(super) fn prog(&self) -> &Program {
         self.prog
     }
