@@ -469,7 +469,7 @@ pub(crate) fn is_own_tail_call(table: &HelperTable) -> bool {
         .is_some_and(|d| d.func as usize == tail_call as HelperFn as usize)
 }
 
-const BPF_MAX_LOOPS: u64 = 8 * 1024 * 1024;
+pub(crate) const BPF_MAX_LOOPS: u64 = 8 * 1024 * 1024;
 
 // kernel/bpf/bpf_iter.c: bpf_loop
 fn bpf_loop(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {

@@ -16,10 +16,11 @@ use skiff_maps::MapType;
 
 use super::runtime::{self, off};
 use super::translate::FnTranslator;
+use crate::helpers::{neg, BPF_MAX_LOOPS, E2BIG};
 use crate::mem::{Tag, FIRST_MAP, MAX_TAGS, SCALAR};
 use crate::program::Program;
 use crate::verifier::{
-    HelperSite, InsnAux, BPF_FUNC_MAP_DELETE_ELEM, BPF_FUNC_MAP_LOOKUP_ELEM,
+    HelperSite, InsnAux, BPF_FUNC_LOOP, BPF_FUNC_MAP_DELETE_ELEM, BPF_FUNC_MAP_LOOKUP_ELEM,
     BPF_FUNC_MAP_UPDATE_ELEM,
 };
 
@@ -161,8 +162,77 @@ impl FnTranslator<'_> {
         true
     }
 
+    /// bpf_loop at a call site the verifier found fit (flags 0 and one
+    /// callback on every path: `InsnAux::loop_callback`): the loop in native
+    /// code, calling the callback's function with r1 = the iteration and
+    /// r2 = r3's context, until it returns nonzero, as the kernel's
+    /// inline_bpf_loop rewrites it (r0: the iterations made; past
+    /// BPF_MAX_LOOPS its 32-bit -E2BIG). r1 is taken as the helper's u32.
+    fn inline_bpf_loop(&mut self, pc: usize, insn: Insn) -> bool {
+        if insn.code & BPF_X != 0 || insn.imm != BPF_FUNC_LOOP || self.site(pc).is_none() {
+            return false;
+        }
+        let Some(cb) = self
+            .aux
+            .and_then(|a| a.get(pc))
+            .and_then(|a| a.loop_callback)
+        else {
+            return false;
+        };
+        let Some(fr) = self.callee(cb) else {
+            return false;
+        };
+        self.inlined_loops += 1;
+        let r1 = self.reg(1);
+        let nr32 = self.b.ins().ireduce(I32, r1);
+        let nr = self.b.ins().uextend(I64, nr32);
+        let ctx = self.reg(3);
+        // The callback's r2 carries r3's tag; r1, r3-r5 are scalars.
+        let (t3, v3) = self.tag(3);
+        let tags = if t3 == super::analysis::DYN {
+            self.b.ins().ishl_imm_u(v3, 8)
+        } else {
+            self.b.ins().iconst(I64, (t3 as i64) << 8)
+        };
+        let (head, body, done) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        let i = self.b.append_block_param(head, I64);
+        let r0 = self.b.append_block_param(done, I64);
+        let too_many =
+            self.b
+                .ins()
+                .icmp_imm_s(IntCC::UnsignedGreaterThan, nr, BPF_MAX_LOOPS as i64);
+        let e2big = self.b.ins().iconst(I64, neg(E2BIG) as u32 as i64);
+        let zero = self.b.ins().iconst(I64, 0);
+        self.b
+            .ins()
+            .brif(too_many, done, &[e2big.into()], head, &[zero.into()]);
+
+        self.b.switch_to_block(head);
+        let more = self.b.ins().icmp(IntCC::UnsignedLessThan, i, nr);
+        self.b.ins().brif(more, body, &[], done, &[i.into()]);
+
+        self.b.switch_to_block(body);
+        let regs = [i, ctx, zero, zero, zero];
+        let ret = self.call_frame(pc, fr, regs, Some(tags));
+        let next = self.b.ins().iadd_imm_s(i, 1);
+        self.b
+            .ins()
+            .brif(ret, done, &[next.into()], head, &[next.into()]);
+
+        self.b.switch_to_block(done);
+        self.set(0, r0);
+        let t0 = self.b.ins().iconst(I64, SCALAR as i64);
+        self.set_tag(0, t0);
+        true
+    }
+
     pub(super) fn helper_call(&mut self, pc: usize, insn: Insn) {
         if self.inline_array_lookup(pc)
+            || self.inline_bpf_loop(pc, insn)
             || self.direct_tail_call(pc, insn)
             || self.direct_map_call(pc)
         {

@@ -65,6 +65,9 @@ pub struct JitStats {
     /// bpf_map_lookup/update/delete_elem calls on a constant map compiled as
     /// direct calls into the map (no helper dispatch, no argument checks).
     pub direct_map_calls: usize,
+    /// bpf_loop calls compiled as a native loop calling the callback (the
+    /// verifier found flags 0 and one callback on every path).
+    pub inlined_loops: usize,
 }
 
 /// A native function: `(run state, r1, r2, r3, r4, r5, r10) -> r0`.
@@ -222,6 +225,7 @@ fn compile_with(
             budget_charges: counts.charges,
             inlined_lookups: counts.inlined,
             direct_map_calls: counts.direct_maps,
+            inlined_loops: counts.inlined_loops,
         },
     })
 }
