@@ -82,11 +82,18 @@ impl JitState {
     }
 }
 
-/// The entry of a call from program `from` to program `id` (consecutive ids
-/// of a chain's stages land in distinct entries).
-fn cache_index(id: u32, from: u32) -> usize {
-    (id.wrapping_mul(2).wrapping_add(from)) as usize & (TAIL_CACHE - 1)
+/// Each compiled tail-call site's entry in `tail_cache`: sites numbered in
+/// the order they are compiled (a chain's stages, compiled one after another,
+/// get distinct entries; two sites that share one take turns through the
+/// runtime). Fixed at compile time, so native code finds its entry at a
+/// constant offset, without waiting for the slot's word.
+fn next_site() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & (TAIL_CACHE - 1)
 }
+
+/// rt_tail_call's `pc` argument: the instruction, and the site's entry above.
+const SITE_SHIFT: u32 = 32;
 
 /// The target's native main function, when native code may call it itself
 /// from now on: the JIT runs the program, the call is made from the main
@@ -109,14 +116,14 @@ fn native_entry(st: &RunState, next: ProgRef) -> Option<JitFn> {
     same.then_some(code.main)
 }
 
-/// Record the tail call from `from` to `next` for native code, holding
-/// `next` (from the worker's programs) so its code stays alive.
-fn remember(st: &mut RunState, from: u32, next: ProgRef, code: JitFn) {
+/// Record the tail call from `from` to `next` at site entry `i` for native
+/// code, holding `next` (from the worker's programs) so its code stays alive.
+fn remember(st: &mut RunState, i: usize, from: u32, next: ProgRef, code: JitFn) {
     let Some(keep) = st.env.programs().iter().find(|p| p.id == next.id).cloned() else {
         return;
     };
     let wanted = next.jit().map_or(0, |c| c.ctx_wanted);
-    let i = cache_index(next.id, from);
+    let i = i & (TAIL_CACHE - 1);
     st.jit.tail_cache[i] = TailEntry {
         id: next.id as u64,
         from: from as u64,
@@ -143,8 +150,9 @@ pub(super) unsafe extern "C" fn rt_tail_call(
     r3: u64,
     r4: u64,
     r5: u64,
-    pc: u64,
+    site_pc: u64,
 ) -> u64 {
+    let (site, pc) = ((site_pc >> SITE_SHIFT) as usize, site_pc & 0xffff_ffff);
     // SAFETY: as in rt_load.
     let st = unsafe { state(js) };
     if !crate::helpers::is_own_tail_call(st.helpers) {
@@ -173,7 +181,7 @@ pub(super) unsafe extern "C" fn rt_tail_call(
             let native = native_entry(st, next);
             crate::helpers::begin_tail_call(st, next);
             if let Some(code) = native {
-                remember(st, from, next, code);
+                remember(st, site, from, next, code);
             }
             tail_call(st, next, [r1, r2, r3, r4, r5])
         }
@@ -285,14 +293,16 @@ impl FnTranslator<'_> {
         self.b.ins().jump(join, &[e2big.into()]);
 
         self.b.switch_to_block(call);
+        let site = next_site();
         if let (Some(words), true) = (words, self.is_main()) {
-            self.native_tail_call(words, idx, join);
+            self.native_tail_call(words, idx, site, join);
         }
         let mut args = vec![self.st, self.b.ins().iconst(I64, addr as i64)];
         for r in 1..=5 {
             args.push(self.reg(r));
         }
-        args.push(self.b.ins().iconst(I64, pc as i64));
+        let site_pc = (site as u64) << SITE_SHIFT | pc as u64;
+        args.push(self.b.ins().iconst(I64, site_pc as i64));
         self.spill_budget();
         let sig = self.sig_helper;
         let v = self.call_rt(sig, rt_tail_call as *const () as usize, &args);
@@ -314,7 +324,7 @@ impl FnTranslator<'_> {
     /// its r0 returned; an empty slot falls through to `join` (as the
     /// runtime's call returns, with -ENOENT). Else goes on to the runtime's
     /// call.
-    fn native_tail_call(&mut self, words: usize, idx: Value, join: Block) {
+    fn native_tail_call(&mut self, words: usize, idx: Value, site: usize, join: Block) {
         let from = self.prog().id;
         let base = self.b.ins().iconst(I64, words as i64);
         let at = self.b.ins().imul_imm_s(idx, 8);
@@ -326,13 +336,11 @@ impl FnTranslator<'_> {
         let enoent = self.b.ins().iconst(I64, neg(ENOENT) as i64);
         self.b.ins().brif(id, full, &[], join, &[enoent.into()]);
         self.b.switch_to_block(full);
-        // The entry: st + TAIL_CACHE + cache_index(id, from) * SIZE.
-        let i = self.b.ins().imul_imm_s(id, 2);
-        let i = self.b.ins().iadd_imm_s(i, from as i64);
-        let i = self.b.ins().band_imm_s(i, (TAIL_CACHE - 1) as i64);
-        let i = self.b.ins().imul_imm_s(i, entry::SIZE);
-        let e = self.b.ins().iadd(self.st, i);
-        let e = self.b.ins().iadd_imm_s(e, off::TAIL_CACHE as i64);
+        // The site's entry, at a constant offset in the JitState.
+        let e = self
+            .b
+            .ins()
+            .iadd_imm_s(self.st, off::TAIL_CACHE as i64 + site as i64 * entry::SIZE);
         let field = |t: &mut Self, o: i32| t.b.ins().load(I64, MF, e, o);
         let (e_id, e_from) = (field(self, entry::ID), field(self, entry::FROM));
         let cnt = self.st_load(off::TAIL_CALL_CNT);
