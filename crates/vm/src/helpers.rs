@@ -14,6 +14,12 @@ use crate::{CtxLayout, ProgType, Program, VmError};
 
 pub type HelperFn = fn(&mut RunState, &[u64; 5]) -> Result<u64, VmError>;
 
+/// A helper whose r1 is a map, given that map (the kernel's map ops that
+/// do_misc_fixups calls straight at a verified site, map_redirect for
+/// bpf_redirect_map): the JIT passes the constant map the verifier proved r1
+/// to be, with no search of the run's maps by handle. `a` is r1-r5 as passed.
+pub type MapOpFn = fn(&mut RunState, &Map, &[u64; 5]) -> Result<u64, VmError>;
+
 #[derive(Clone, Copy)]
 pub struct HelperDef {
     /// Kernel helper id (`enum bpf_func_id`).
@@ -24,6 +30,9 @@ pub struct HelperDef {
     pub prog_types: &'static [ProgType],
     /// The kernel's prototype (`struct bpf_func_proto`).
     pub proto: crate::HelperProto,
+    /// What `func` does once it has found the map r1 names, for call sites
+    /// with a constant map (`MapOpFn`); `func` must be that search and this.
+    pub map_op: Option<MapOpFn>,
 }
 
 #[derive(Clone, Default)]
@@ -145,6 +154,7 @@ macro_rules! helper {
             func: $f,
             prog_types: &[],
             proto: $proto,
+            map_op: None,
         }
     };
 }

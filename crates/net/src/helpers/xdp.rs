@@ -1,7 +1,7 @@
 //! XDP helpers over `XdpBuff` (net/core/filter.c). Offsets are into `buf`, whose
 //! start is data_hard_start; frames are linear (no frags).
 
-use skiff_maps::MapType;
+use skiff_maps::{Map, MapType};
 use skiff_vm::{RunState, VmError};
 
 use super::{neg, xdp_ctx, EFAULT, EINVAL};
@@ -151,10 +151,17 @@ pub fn redirect(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     Ok(XDP_REDIRECT)
 }
 
-// net/core/filter.c: bpf_xdp_redirect_map -> map_redirect ->
-// include/linux/filter.h: __bpf_xdp_redirect_map
+// net/core/filter.c: bpf_xdp_redirect_map -> map->ops->map_redirect
 pub fn redirect_map(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let map = st.map(a[0])?;
+    map_redirect(st, map, a)
+}
+
+/// The map's `map_redirect` op (dev_map_redirect, dev_hash_map_redirect,
+/// cpu_map_redirect, xsk_map_redirect -> include/linux/filter.h:
+/// __bpf_xdp_redirect_map), which the JIT calls straight when r1 is a
+/// constant map (do_misc_fixups).
+pub fn map_redirect(st: &mut RunState, map: &Map, a: &[u64; 5]) -> Result<u64, VmError> {
     let ty = map.attr().map_type;
     let flag_mask = match ty {
         MapType::Devmap | MapType::DevmapHash => BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS,

@@ -64,6 +64,11 @@ pub struct JitStats {
     /// bpf_map_lookup/update/delete_elem calls on a constant map compiled as
     /// direct calls into the map (no helper dispatch, no argument checks).
     pub direct_map_calls: usize,
+    /// Helper calls at verified sites compiled as calls of the function the
+    /// verifier resolved (no helper table, no id dispatch); of them, calls of
+    /// the helper's map op with the constant map r1 was proved to be.
+    pub resolved_helper_calls: usize,
+    pub map_op_calls: usize,
 }
 
 /// A native function: `(run state, r1, r2, r3, r4, r5, r10) -> r0`.
@@ -221,6 +226,8 @@ fn compile_with(
             budget_charges: counts.charges,
             inlined_lookups: counts.inlined,
             direct_map_calls: counts.direct_maps,
+            resolved_helper_calls: counts.resolved,
+            map_op_calls: counts.map_ops,
         },
     })
 }
