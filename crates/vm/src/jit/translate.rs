@@ -84,6 +84,8 @@ pub(super) struct Counts {
     /// map op with a constant map.
     pub resolved: usize,
     pub map_ops: usize,
+    /// Context slots (4-byte offset / 4) native code reads from the shadow.
+    pub shadow_slots: u64,
 }
 
 /// The functions of a compiled program, by entry instruction.
@@ -138,6 +140,7 @@ pub(super) fn translate(
             counts.direct_maps += t.direct_maps.len();
             counts.resolved += t.resolved;
             counts.map_ops += t.map_ops;
+            counts.shadow_slots |= t.shadow_slots;
             t.b.seal_all_blocks();
             t.b.finalize(fc);
         }
@@ -213,6 +216,8 @@ pub(super) struct FnTranslator<'a> {
     charges: usize,
     pub(super) resolved: usize,
     pub(super) map_ops: usize,
+    /// Context slots read through the shadow (`Counts::shadow_slots`).
+    pub(super) shadow_slots: u64,
     inlined_tags: Vec<(usize, Tag)>,
     /// Map helper calls compiled as direct calls into the map.
     direct_maps: Vec<super::calls::DirectMapCall>,
@@ -476,6 +481,7 @@ impl<'a> FnTranslator<'a> {
             charges: 0,
             resolved: 0,
             map_ops: 0,
+            shadow_slots: 0,
             pkt_lo,
             pkt_hi,
             budget,
