@@ -473,7 +473,7 @@ fn run(a: &RunArgs) -> Result<i32> {
     };
     let mut vm = Vm::new(skiff_net::helper_table());
     vm.engine = engine;
-    vm.env.programs = coll.programs.clone();
+    vm.env.set_programs(coll.programs.clone());
     let out = skiff_net::test_run::test_run(
         &mut vm,
         &prog,

@@ -45,7 +45,7 @@ fn skiff_result(engine: Engine, case: &common::Case, pkt: &[u8]) -> Result<CaseR
     let prog = coll.program(case.prog).map_err(|e| e.to_string())?.clone();
     let mut vm = Vm::new(skiff_net::helper_table());
     vm.engine = engine;
-    vm.env.programs = coll.programs.clone();
+    vm.env.set_programs(coll.programs.clone());
     let run = skiff_net::test_run::test_run(
         &mut vm,
         &prog,

@@ -240,6 +240,10 @@ impl FdArray {
         (id != 0).then_some((id, hint))
     }
 
+    pub(crate) fn prog_words(&self) -> Option<&[AtomicU64]> {
+        self.progs.as_deref()
+    }
+
     /// Record `hint` for slot `index` if it still holds program `id` with no
     /// hint (a slot updated meanwhile keeps its new program's word).
     pub(crate) fn set_prog_hint(&self, index: u32, id: u32, hint: u32) {

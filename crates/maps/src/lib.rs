@@ -863,6 +863,17 @@ impl Map {
         }
     }
 
+    /// PROG_ARRAY: every slot's word as `lookup_prog_hinted` reads it (the
+    /// program id in the low 32 bits, 0: empty; the hint above), for native
+    /// code that reads a slot itself (a JIT's tail call, as the kernel's JIT
+    /// reads `array->ptrs[index]`). The words never move while the map lives.
+    pub fn prog_slot_words(&self) -> Option<&[std::sync::atomic::AtomicU64]> {
+        match &self.kind {
+            Kind::Fd(f) => f.prog_words(),
+            _ => None,
+        }
+    }
+
     /// Record where program `id` of PROG_ARRAY slot `index` is found (an
     /// engine's own index); ignored when the slot holds another program or
     /// has a hint already.

@@ -455,10 +455,10 @@ fn tail_call(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
 /// max_entries, tail_call_cnt < MAX_TAIL_CALL_CNT, a program in the slot (the
 /// count goes up only for a call made: `begin_tail_call`).
 pub(crate) fn tail_call_target(st: &RunState, map: &Map, index: u32) -> Result<ProgRef, u64> {
-    if index >= map.attr().max_entries || st.tail_call_cnt >= MAX_TAIL_CALL_CNT {
+    if index >= map.attr().max_entries || st.jit.tail_call_cnt >= MAX_TAIL_CALL_CNT as u64 {
         return Err(neg(E2BIG));
     }
-    slot_program(&st.env.programs, map, index).ok_or(neg(ENOENT))
+    slot_program(st.env.programs(), map, index).ok_or(neg(ENOENT))
 }
 
 /// The program in PROG_ARRAY slot `index`, among the worker's programs: at the
@@ -481,7 +481,7 @@ fn slot_program(programs: &[Arc<Program>], map: &Map, index: u32) -> Option<Prog
 /// for the rest of the run (`Env::programs` keeps `prog`, and so its maps,
 /// alive for the run).
 pub(crate) fn begin_tail_call(st: &mut RunState, prog: ProgRef) {
-    st.tail_call_cnt += 1;
+    st.jit.tail_call_cnt += 1;
     st.adopt_program_maps(prog);
 }
 
@@ -494,7 +494,7 @@ pub(crate) fn is_own_tail_call(table: &HelperTable) -> bool {
         .is_some_and(|d| d.func as usize == tail_call as HelperFn as usize)
 }
 
-const BPF_MAX_LOOPS: u64 = 8 * 1024 * 1024;
+pub(crate) const BPF_MAX_LOOPS: u64 = 8 * 1024 * 1024;
 
 // kernel/bpf/bpf_iter.c: bpf_loop
 fn bpf_loop(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {

@@ -186,12 +186,17 @@ impl Regions {
         self.static_len = self.by_tag.len();
     }
 
-    /// Whether the table is exactly what `set_program(tags)` makes: the same
-    /// maps at the same tags (a map's storage never moves) and nothing the run
-    /// added.
+    /// Whether the table serves a program with `tags` as `set_program(tags)`
+    /// would: its maps at the same tags (a map's storage never moves) and
+    /// nothing the run added. Tags after them may name other maps (a chain
+    /// whose last program uses fewer maps): the program's code never makes
+    /// pointers with those tags.
     pub fn holds_program(&self, tags: &ProgTags) -> bool {
         self.static_len == self.by_tag.len()
-            && self.owners.get(FIRST_MAP as usize..) == Some(tags.owners.as_slice())
+            && self
+                .owners
+                .get(FIRST_MAP as usize..)
+                .is_some_and(|o| o.starts_with(&tags.owners))
     }
 
     /// Add a region for the rest of the run; its tag, or SCALAR when the table is full.

@@ -29,7 +29,8 @@ pub struct Program {
     /// What the engines execute: ld_imm64 slots hold their final 64-bit value (low
     /// half in the first slot's imm, high half in the second's) with src 0.
     pub code: Vec<Insn>,
-    /// Maps this program references.
+    /// Maps this program may reference: the object's up to the last one it
+    /// references (`used_maps`).
     pub maps: Vec<Arc<Map>>,
     /// Each one's index among the object's maps (`load`'s `maps`).
     pub map_indices: Vec<usize>,
@@ -165,8 +166,7 @@ impl Program {
             msg: e.to_string(),
         })?;
         let mut code = insns.clone();
-        let mut used = Vec::new();
-        let mut used_idx = Vec::new();
+        let (used, used_idx) = used_maps(&insns, maps);
         let mut pc = 0;
         while pc < code.len() {
             let insn = code[pc];
@@ -184,10 +184,6 @@ impl Program {
                                 prog: name.to_string(),
                                 msg: format!("insn {pc}: map index {} out of range", insn.imm),
                             })?;
-                        if !used.iter().any(|m: &Arc<Map>| Arc::ptr_eq(m, map)) {
-                            used.push(map.clone());
-                            used_idx.push(insn.imm as usize);
-                        }
                         if insn.src == BPF_PSEUDO_MAP_IDX {
                             map_handle(map)
                         } else {
@@ -270,6 +266,40 @@ impl Program {
             coverage: None,
         })
     }
+}
+
+/// The maps a program of an object with `maps` keeps, and their indices
+/// there: the object's maps up to the last one `insns` reference (by
+/// ld_imm64 index), those between included, so the tag tables of programs
+/// from one object agree: one program's maps are a prefix of another's (a
+/// dispatcher and the programs it tail-calls share one table, which a tail
+/// call then keeps). When that many maps would not fit the tag table, only
+/// the maps referenced, in the object's order.
+fn used_maps(insns: &[Insn], maps: &[Arc<Map>]) -> (Vec<Arc<Map>>, Vec<usize>) {
+    let mut idx: Vec<usize> = insns
+        .iter()
+        .filter(|i| {
+            i.code == LD_IMM64 && matches!(i.src, BPF_PSEUDO_MAP_IDX | BPF_PSEUDO_MAP_IDX_VALUE)
+        })
+        .filter_map(|i| usize::try_from(i.imm).ok())
+        .filter(|&i| i < maps.len())
+        .collect();
+    idx.sort_unstable();
+    idx.dedup();
+    if let Some(&last) = idx.last() {
+        if last < crate::mem::MAX_TAGS - crate::mem::FIRST_MAP as usize {
+            idx = (0..=last).collect();
+        }
+    }
+    let mut used: Vec<Arc<Map>> = Vec::new();
+    let mut used_idx = Vec::new();
+    for i in idx {
+        if !used.iter().any(|m| Arc::ptr_eq(m, &maps[i])) {
+            used.push(maps[i].clone());
+            used_idx.push(i);
+        }
+    }
+    (used, used_idx)
 }
 
 /// A map's storage as a run region (a map has at most one block), if it has one.

@@ -55,8 +55,11 @@ pub struct Env {
     /// TRACE_LINES, older ones dropped and counted, as a ring buffer does.
     pub trace: std::collections::VecDeque<String>,
     pub trace_dropped: u64,
-    /// Programs a PROG_ARRAY may name (by `Program::id`).
-    pub programs: Vec<Arc<Program>>,
+    /// Programs a PROG_ARRAY may name (by `Program::id`): `set_programs`.
+    programs: Vec<Arc<Program>>,
+    /// Bumped by every `set_programs` (native tail calls recorded before
+    /// may name a program no longer among them).
+    programs_gen: u64,
     pub budget: u64,
 }
 
@@ -69,12 +72,24 @@ impl Default for Env {
             trace: Default::default(),
             trace_dropped: 0,
             programs: Vec::new(),
+            programs_gen: 0,
             budget: DEFAULT_BUDGET,
         }
     }
 }
 
 impl Env {
+    /// The programs a PROG_ARRAY may name (by `Program::id`).
+    pub fn programs(&self) -> &[Arc<Program>] {
+        &self.programs
+    }
+
+    /// Make `programs` the ones a PROG_ARRAY may name in this worker.
+    pub fn set_programs(&mut self, programs: Vec<Arc<Program>>) {
+        self.programs = programs;
+        self.programs_gen += 1;
+    }
+
     /// The next value of this worker's `bpf_get_prandom_u32` stream (a
     /// xorshift64*; the kernel's is a per-CPU prandom state). Actions that draw
     /// at random (gact netrand, sample) read the same stream.
@@ -109,6 +124,8 @@ pub struct Vm {
     /// static part of `regions` (its maps' tags) and `maps` were last set up
     /// for: the next run of the same program reuses them.
     setup_for: Option<u32>,
+    /// The `Env::programs_gen` the JIT's recorded tail calls were made with.
+    tail_gen: u64,
     pub env: Env,
     pub helpers: Arc<HelperTable>,
     /// Which engine runs programs (the JIT when the program was compiled).
@@ -143,6 +160,7 @@ impl Vm {
             keepalive: Vec::new(),
             jit,
             setup_for: None,
+            tail_gen: 0,
             env: Env::default(),
             helpers,
             engine: crate::Engine::default(),
@@ -157,6 +175,12 @@ impl Vm {
         ctx: &mut C,
     ) -> Result<u64, crate::Exception> {
         self.run_inner(prog, ctx, None, &[])
+    }
+
+    /// Tail calls the JIT's native code now makes without the runtime (each
+    /// from one program to another, recorded when the runtime made it).
+    pub fn native_tail_calls(&self) -> usize {
+        self.jit.tail_keep.iter().flatten().count()
     }
 
     /// Run `prog` with explicit r1-r5: r1 is the context pointer; when it points
@@ -196,11 +220,14 @@ impl Vm {
         self.regions.truncate_dynamic();
     }
 
-    /// Another program than the last: its prepared tags replace the table's.
+    /// Another program than the last: its prepared tags replace the table's,
+    /// unless the table holds them already (a program of the same object).
     fn switch_to(&mut self, prog: &Arc<Program>) {
-        let old_len = self.regions.len();
-        self.regions.set_program(&prog.tags);
-        self.jit.load_program(&prog.tags, old_len);
+        if !self.regions.holds_program(&prog.tags) {
+            let old_len = self.regions.len();
+            self.regions.set_program(&prog.tags);
+            self.jit.load_program(&prog.tags, old_len);
+        }
         self.maps.clear();
         self.maps.extend(prog.maps.iter().map(Arc::as_ptr));
         self.setup_for = Some(prog.id);
@@ -232,6 +259,10 @@ impl Vm {
             self.regions.set(CTX, ctx_region);
             self.jit.set_bounds(CTX, &ctx_region);
         }
+        if self.tail_gen != self.env.programs_gen {
+            self.jit.forget_tail_calls();
+            self.tail_gen = self.env.programs_gen;
+        }
         let jit = &mut *self.jit;
         jit.begin_run(self.env.budget, self.env.cpu);
         let mut st = RunState {
@@ -242,7 +273,6 @@ impl Vm {
             helpers: &self.helpers,
             maps: &mut self.maps,
             stack_top,
-            tail_call_cnt: 0,
             pending_tail_call: None,
             current: ProgRef(Arc::as_ptr(prog)),
             keepalive: &mut self.keepalive,
@@ -305,7 +335,9 @@ pub fn unpack_tag(tags: u64, i: usize) -> Tag {
 /// A program the run is executing. Runs hold the owning `Arc`s (the caller's
 /// program, `Env::programs` for tail calls), so the pointer stays valid for the run
 /// without an atomic reference count per run.
+// Transparent: native code writes `RunState::current` as a pointer (jit::tail).
 #[derive(Clone, Copy)]
+#[repr(transparent)]
 pub struct ProgRef(*const Program);
 
 impl std::ops::Deref for ProgRef {
@@ -346,7 +378,6 @@ pub struct RunState<'a> {
     maps: &'a mut Vec<*const Map>,
     keepalive: &'a mut Vec<Arc<Map>>,
     pub(crate) stack_top: usize,
-    pub(crate) tail_call_cnt: u32,
     pub(crate) pending_tail_call: Option<ProgRef>,
     pub current: ProgRef,
     /// Set by a helper that ends the program (the conformance suite's `unwind`).
@@ -610,6 +641,7 @@ impl RunState<'_> {
         let t = self.regions.add(r, owner);
         if t != SCALAR {
             self.jit.set_bounds(t, &r);
+            self.jit.regions_dynamic = 1;
         }
         t
     }
@@ -658,6 +690,7 @@ impl RunState<'_> {
         self.retabled = true;
         self.regions.set_program(&next.tags);
         self.jit.load_program(&next.tags, old_len);
+        self.jit.regions_dynamic = 0;
     }
 
     pub(crate) fn save(&self) -> Saved {
@@ -675,6 +708,7 @@ impl RunState<'_> {
         self.regions.restore(s.regions, s.owners, s.static_len);
         self.jit.clear_bounds(FIRST_MAP as usize, old_len);
         self.jit.sync_bounds(self.regions, FIRST_MAP as usize);
+        self.jit.regions_dynamic = (self.regions.len() > self.regions.static_len) as u64;
         self.scratch_tag = SCALAR;
     }
 

@@ -318,3 +318,63 @@ fn helper_calls_at_verified_sites_go_straight_to_the_resolved_function() {
         );
     }
 }
+
+/// bpf_loop(nr, callback, &acc, 0) from a program the verifier checked: the
+/// callback adds i to acc and stops (returns 1) at i == `stop`; r0 = the
+/// loop's return + (acc << 32).
+fn loop_program(nr: i32, stop: i32) -> Vec<Insn> {
+    let mut p = assemble(&format!("stdw [%r10-8], 0\nmov %r1, {nr}")).expect("asm");
+    // r2 = the callback: 9 instructions on from the ld_imm64's second slot.
+    p.extend([
+        Insn::new(LD_IMM64, 2, BPF_PSEUDO_FUNC, 0, 9),
+        Insn::new(0, 0, 0, 0, 0),
+    ]);
+    let main = "mov %r3, %r10\nadd %r3, -8\nmov %r4, 0\ncall 181\n\
+                ldxdw %r1, [%r10-8]\nlsh %r1, 32\nadd %r0, %r1\nexit";
+    p.extend(assemble(main).expect("asm"));
+    let callback = format!(
+        "ldxdw %r3, [%r2+0]\nadd %r3, %r1\nstxdw [%r2+0], %r3\n\
+         mov %r0, 0\njne %r1, {stop}, +1\nmov %r0, 1\nexit"
+    );
+    p.extend(assemble(&callback).expect("asm"));
+    p
+}
+
+#[test]
+fn a_bpf_loop_with_flags_0_and_one_callback_is_a_native_loop() {
+    let helpers = HelperTable::generic();
+    let e2big = (-7i64) as u32 as u64; // inline_bpf_loop's 32-bit -E2BIG
+    for (nr, stop, want) in [
+        (16, 100, 16 | 120 << 32),
+        (16, 3, 4 | 6 << 32),
+        (0, 0, 0),
+        (8 * 1024 * 1024 + 1, 0, e2big),
+    ] {
+        let insns = loop_program(nr, stop);
+        let opts = skiff_vm::verifier::VerifyOptions {
+            prog_type: ProgType::Xdp,
+            name: "loop",
+            maps: &[],
+            helpers: &helpers,
+            privileged: true,
+            kernel: skiff_vm::verifier::KernelVersion::LATEST,
+            gpl: true,
+            lines: None,
+        };
+        let v = skiff_vm::verifier::verify(&insns, &opts).expect("verifies");
+        let call = insns.iter().position(|i| i.code == CALL && i.imm == 181);
+        assert!(v.aux[call.expect("a call")].loop_callback.is_some());
+        for engine in [Engine::Jit, Engine::Interp] {
+            let p =
+                Program::load_verified("loop", ProgType::Xdp, insns.clone(), &[], engine, Some(&v))
+                    .expect("loads");
+            if engine == Engine::Jit {
+                assert_eq!(p.jit_stats().expect("compiled").inlined_loops, 1);
+            }
+            let mut vm = Vm::new(Arc::new(HelperTable::generic()));
+            vm.engine = engine;
+            let got = vm.run(&Arc::new(p), &mut NoContext).expect("runs");
+            assert_eq!(got, want, "{engine:?}: nr {nr} stop {stop}");
+        }
+    }
+}

@@ -19,6 +19,11 @@ fn counter() -> Arc<Map> {
 /// r1 = the context; tail call slot 0 of map 0; on fall-through r0 = `fall`.
 /// With `count`, first add 1 to the u64 at map 1's value.
 fn caller(fall: i32, count: bool) -> Vec<Insn> {
+    counting_caller(0, fall, count)
+}
+
+/// `caller` with slot `index`.
+fn counting_caller(index: i32, fall: i32, count: bool) -> Vec<Insn> {
     let mut p = Vec::new();
     if count {
         p.extend([
@@ -31,7 +36,8 @@ fn caller(fall: i32, count: bool) -> Vec<Insn> {
         Insn::new(LD_IMM64, 2, BPF_PSEUDO_MAP_IDX, 0, 0),
         Insn::new(0, 0, 0, 0, 0),
     ]);
-    p.extend(assemble(&format!("mov %r3, 0\ncall 12\nmov %r0, {fall}\nexit")).expect("asm"));
+    let body = format!("mov %r3, {index}\ncall 12\nmov %r0, {fall}\nexit");
+    p.extend(assemble(&body).expect("asm"));
     p
 }
 
@@ -43,7 +49,8 @@ fn load(name: &str, insns: Vec<Insn>, maps: &[Arc<Map>], engine: Engine) -> Arc<
 fn vm(engine: Engine, programs: &[&Arc<Program>]) -> Vm {
     let mut vm = Vm::new(Arc::new(HelperTable::generic()));
     vm.engine = engine;
-    vm.env.programs = programs.iter().map(|p| Arc::clone(p)).collect();
+    vm.env
+        .set_programs(programs.iter().map(|p| Arc::clone(p)).collect());
     vm
 }
 
@@ -111,13 +118,7 @@ fn load_checked(name: &str, insns: Vec<Insn>, maps: &[Arc<Map>], engine: Engine)
 
 /// r1 = the context; tail call slot `index` of map 0; on fall-through r0 = `fall`.
 fn caller_at(index: i32, fall: i32) -> Vec<Insn> {
-    let mut p = vec![
-        Insn::new(LD_IMM64, 2, BPF_PSEUDO_MAP_IDX, 0, 0),
-        Insn::new(0, 0, 0, 0, 0),
-    ];
-    let body = format!("mov %r3, {index}\ncall 12\nmov %r0, {fall}\nexit");
-    p.extend(assemble(&body).expect("asm"));
-    p
+    counting_caller(index, fall, false)
 }
 
 #[test]
@@ -190,4 +191,100 @@ fn a_slot_program_the_worker_does_not_hold_falls_through() {
             "{engine:?}"
         );
     }
+}
+
+/// The JIT's native tail calls (jit/tail.rs) keep the runtime's answers:
+/// a worker whose programs change no longer reaches one it let go; a slot
+/// update between runs is seen; the count still stops a chain at 33.
+#[test]
+fn native_tail_calls_follow_the_workers_programs_and_the_slot() {
+    let slots = prog_array();
+    let maps = [slots.clone()];
+    let a = load_checked("a", caller_at(0, 99), &maps, Engine::Jit);
+    let ret = |v| assemble(&format!("mov %r0, {v}\nexit")).expect("asm");
+    let b = load_checked("b", ret(1), &[], Engine::Jit);
+    let c = load_checked("c", ret(2), &[], Engine::Jit);
+    let key = 0u32.to_ne_bytes();
+    slots.sys_update_prog(&key, b.id, 0).expect("update");
+    let mut vm = vm(Engine::Jit, &[&a, &b, &c]);
+    let run = |vm: &mut Vm| vm.run(&a, &mut NoContext).expect("runs");
+    assert_eq!(run(&mut vm), 1, "through the runtime");
+    assert_eq!(vm.native_tail_calls(), 1, "a -> b recorded");
+    assert_eq!(run(&mut vm), 1, "natively");
+    slots.sys_update_prog(&key, c.id, 0).expect("update");
+    assert_eq!(run(&mut vm), 2, "slot 0 = c");
+    assert_eq!(run(&mut vm), 2, "slot 0 = c, natively");
+    // The worker lets c go: the slot still names it, but no run reaches it.
+    vm.env.set_programs(vec![a.clone(), b.clone()]);
+    assert_eq!(run(&mut vm), 99, "c is not the worker's any more");
+    assert_eq!(vm.native_tail_calls(), 0);
+}
+
+/// A chain of three verified programs of one object (maps: the counter, the
+/// PROG_ARRAY) counting into one array: the last one needs no PROG_ARRAY
+/// (its maps a prefix of the others': native calls), and a caller with only
+/// the PROG_ARRAY calls the first (its maps not a prefix of the target's:
+/// the runtime sets the target's up). Both engines, many runs, the same
+/// counts.
+#[test]
+fn chains_of_programs_with_different_maps_count_alike_in_both_engines() {
+    let mut counts = Vec::new();
+    for engine in [Engine::Jit, Engine::Interp] {
+        let (n, slots) = (counter(), prog_array());
+        let object = [n.clone(), slots.clone()];
+        // s0, s1: count into map 0, tail call slot `next` of map 1.
+        let stage = |next: i32| {
+            let mut p = vec![
+                Insn::new(LD_IMM64, 7, BPF_PSEUDO_MAP_IDX_VALUE, 0, 0),
+                Insn::new(0, 0, 0, 0, 0),
+            ];
+            p.extend(assemble("ldxdw %r0, [%r7+0]\nadd %r0, 1\nstxdw [%r7+0], %r0").expect("asm"));
+            p.extend([
+                Insn::new(LD_IMM64, 2, BPF_PSEUDO_MAP_IDX, 0, 1),
+                Insn::new(0, 0, 0, 0, 0),
+            ]);
+            let tail = format!("mov %r3, {next}\ncall 12\nmov %r0, 9\nexit");
+            p.extend(assemble(&tail).expect("asm"));
+            p
+        };
+        let s0 = load_checked("s0", stage(1), &object, engine);
+        let s1 = load_checked("s1", stage(2), &object, engine);
+        let last = [
+            Insn::new(LD_IMM64, 7, BPF_PSEUDO_MAP_IDX_VALUE, 0, 0),
+            Insn::new(0, 0, 0, 0, 0),
+        ]
+        .into_iter()
+        .chain(
+            assemble("ldxdw %r0, [%r7+0]\nadd %r0, 1\nstxdw [%r7+0], %r0\nmov %r0, 3\nexit")
+                .expect("asm"),
+        )
+        .collect();
+        let s2 = load_checked("s2", last, &object, engine);
+        let t = load_checked("t", caller_at(3, 9), std::slice::from_ref(&slots), engine);
+        for (i, p) in [(1u32, &s1), (2, &s2), (3, &s0)] {
+            slots
+                .sys_update_prog(&i.to_ne_bytes(), p.id, 0)
+                .expect("update");
+        }
+        let mut vm = vm(engine, &[&t, &s0, &s1, &s2]);
+        for _ in 0..5 {
+            assert_eq!(vm.run(&s0, &mut NoContext).expect("runs"), 3, "{engine:?}");
+            assert_eq!(vm.run(&t, &mut NoContext).expect("runs"), 3, "{engine:?}");
+        }
+        let got = n.sys_lookup_raw(&0u32.to_ne_bytes()).expect("lookup");
+        assert_eq!(
+            got,
+            30u64.to_ne_bytes().to_vec(),
+            "{engine:?}: 3 stages x 10 runs"
+        );
+        counts.push(got);
+        if engine == Engine::Jit {
+            assert_eq!(
+                vm.native_tail_calls(),
+                2,
+                "s0 -> s1 -> s2 natively, t -> s0 not"
+            );
+        }
+    }
+    assert_eq!(counts[0], counts[1]);
 }

@@ -277,7 +277,7 @@ fn skiff_load(obj: &Object, en: &Entry, engine: SkiffEngine) -> Result<SkiffSide
     }
     let prog = coll.program(en.prog).map_err(|e| format!("{e}"))?.clone();
     let mut vm = Vm::new(skiff_net::helper_table());
-    vm.env.programs = coll.programs.clone();
+    vm.env.set_programs(coll.programs.clone());
     engine.select(&mut vm);
     Ok(SkiffSide { vm, prog })
 }

@@ -64,7 +64,7 @@ impl Prog {
             })?
             .clone();
         let mut vm = Vm::new(skiff_net::helper_table());
-        vm.env.programs = coll.programs.clone();
+        vm.env.set_programs(coll.programs.clone());
         Ok(Prog {
             path,
             coll,

@@ -596,7 +596,7 @@ impl Datapath {
             }
         }
         for c in &mut self.cpus {
-            c.vm.env.programs = self.sh.programs.clone();
+            c.vm.env.set_programs(self.sh.programs.clone());
         }
     }
 

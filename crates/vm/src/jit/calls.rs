@@ -5,23 +5,25 @@
 //! emit_bpf_tail_call_indirect), and map lookups, updates and deletes on a
 //! constant map as a direct call into the map (the kernel's JIT calls the
 //! map's `map_lookup_elem` op, rewritten by do_misc_fixups: no helper
-//! dispatch, no argument checks at run time).
+//! dispatch, no argument checks at run time); every other call at a verified
+//! site goes to the function the verifier resolved, or to the helper's map
+//! op with its constant map (`resolved_call`).
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{I32, I64};
 use cranelift_codegen::ir::{AbiParam, InstBuilder, SigRef};
 
 use skiff_isa::{Insn, BPF_X};
-use skiff_maps::{Map, MapType};
+use skiff_maps::MapType;
 
 use super::runtime::{self, off};
 use super::translate::FnTranslator;
-use crate::helpers::{neg, E2BIG};
+use crate::helpers::{neg, BPF_MAX_LOOPS, E2BIG};
 use crate::mem::{Tag, FIRST_MAP, MAX_TAGS, SCALAR};
 use crate::program::Program;
 use crate::verifier::{
-    HelperSite, InsnAux, BPF_FUNC_MAP_DELETE_ELEM, BPF_FUNC_MAP_LOOKUP_ELEM,
-    BPF_FUNC_MAP_UPDATE_ELEM, BPF_FUNC_TAIL_CALL,
+    HelperSite, InsnAux, BPF_FUNC_LOOP, BPF_FUNC_MAP_DELETE_ELEM, BPF_FUNC_MAP_LOOKUP_ELEM,
+    BPF_FUNC_MAP_UPDATE_ELEM,
 };
 
 /// A map helper call compiled as a direct call into its map.
@@ -115,67 +117,6 @@ pub(super) fn resolved_ret_tags<'a>(
 }
 
 impl FnTranslator<'_> {
-    /// The PROG_ARRAY of the bpf_tail_call at `pc`, when the verifier checked
-    /// the call (r1 the context) and r2 was the same map on every path.
-    fn tail_call_map(&self, pc: usize, insn: Insn) -> Option<&Map> {
-        if insn.code & BPF_X != 0 || insn.imm != BPF_FUNC_TAIL_CALL {
-            return None;
-        }
-        self.site(pc)?;
-        let m = self.aux?.get(pc)?.const_map?;
-        let prog = self.prog();
-        let i = prog.map_indices.iter().position(|&x| x == m)?;
-        let map = prog.maps.get(i)?;
-        (map.attr().map_type == MapType::ProgArray).then_some(&**map)
-    }
-
-    /// bpf_tail_call at a verified site: index < max_entries checked here
-    /// (max_entries is fixed at map creation), the count and the slot by
-    /// `rt_tail_call`, which enters the target's native code. Returns false
-    /// when the site is not one (the call goes through the helper table).
-    pub(super) fn direct_tail_call(&mut self, pc: usize, insn: Insn) -> bool {
-        let Some(map) = self.tail_call_map(pc, insn) else {
-            return false;
-        };
-        let (addr, max) = (map as *const Map as usize, map.attr().max_entries);
-        let r3 = self.reg(3);
-        let idx32 = self.b.ins().ireduce(I32, r3);
-        let idx = self.b.ins().uextend(I64, idx32);
-        let in_range = self
-            .b
-            .ins()
-            .icmp_imm_s(IntCC::UnsignedLessThan, idx, max as i64);
-        let call = self.b.create_block();
-        let miss = self.b.create_block();
-        let join = self.b.create_block();
-        self.b.set_cold_block(miss);
-        let r0 = self.b.append_block_param(join, I64);
-        self.b.ins().brif(in_range, call, &[], miss, &[]);
-
-        self.b.switch_to_block(miss);
-        let e2big = self.b.ins().iconst(I64, neg(E2BIG) as i64);
-        self.b.ins().jump(join, &[e2big.into()]);
-
-        self.b.switch_to_block(call);
-        let mut args = vec![self.st, self.b.ins().iconst(I64, addr as i64)];
-        for r in 1..=5 {
-            args.push(self.reg(r));
-        }
-        args.push(self.b.ins().iconst(I64, pc as i64));
-        self.spill_budget();
-        let sig = self.sig_helper;
-        let v = self.call_rt(sig, runtime::rt_tail_call as *const () as usize, &args);
-        self.reload_state();
-        self.check_status(v);
-        self.b.ins().jump(join, &[v.into()]);
-
-        self.b.switch_to_block(join);
-        self.set(0, r0);
-        let t0 = self.b.ins().iconst(I64, SCALAR as i64);
-        self.set_tag(0, t0);
-        true
-    }
-
     /// A map helper call of `direct_map_calls`: the map's address a constant,
     /// r2 (and r3, r4 for an update) passed as they are.
     pub(super) fn direct_map_call(&mut self, pc: usize) -> bool {
@@ -200,7 +141,7 @@ impl FnTranslator<'_> {
     }
 
     /// A runtime function's signature: `params` 64-bit arguments, one result.
-    fn sig_with(&mut self, params: usize) -> SigRef {
+    pub(super) fn sig_with(&mut self, params: usize) -> SigRef {
         let mut sig = self.b.func.dfg.signatures[self.sig_helper].clone();
         sig.params = vec![AbiParam::new(I64); params];
         self.b.import_signature(sig)
@@ -292,8 +233,77 @@ impl FnTranslator<'_> {
         true
     }
 
+    /// bpf_loop at a call site the verifier found fit (flags 0 and one
+    /// callback on every path: `InsnAux::loop_callback`): the loop in native
+    /// code, calling the callback's function with r1 = the iteration and
+    /// r2 = r3's context, until it returns nonzero, as the kernel's
+    /// inline_bpf_loop rewrites it (r0: the iterations made; past
+    /// BPF_MAX_LOOPS its 32-bit -E2BIG). r1 is taken as the helper's u32.
+    fn inline_bpf_loop(&mut self, pc: usize, insn: Insn) -> bool {
+        if insn.code & BPF_X != 0 || insn.imm != BPF_FUNC_LOOP || self.site(pc).is_none() {
+            return false;
+        }
+        let Some(cb) = self
+            .aux
+            .and_then(|a| a.get(pc))
+            .and_then(|a| a.loop_callback)
+        else {
+            return false;
+        };
+        let Some(fr) = self.callee(cb) else {
+            return false;
+        };
+        self.inlined_loops += 1;
+        let r1 = self.reg(1);
+        let nr32 = self.b.ins().ireduce(I32, r1);
+        let nr = self.b.ins().uextend(I64, nr32);
+        let ctx = self.reg(3);
+        // The callback's r2 carries r3's tag; r1, r3-r5 are scalars.
+        let (t3, v3) = self.tag(3);
+        let tags = if t3 == super::analysis::DYN {
+            self.b.ins().ishl_imm_u(v3, 8)
+        } else {
+            self.b.ins().iconst(I64, (t3 as i64) << 8)
+        };
+        let (head, body, done) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        let i = self.b.append_block_param(head, I64);
+        let r0 = self.b.append_block_param(done, I64);
+        let too_many =
+            self.b
+                .ins()
+                .icmp_imm_s(IntCC::UnsignedGreaterThan, nr, BPF_MAX_LOOPS as i64);
+        let e2big = self.b.ins().iconst(I64, neg(E2BIG) as u32 as i64);
+        let zero = self.b.ins().iconst(I64, 0);
+        self.b
+            .ins()
+            .brif(too_many, done, &[e2big.into()], head, &[zero.into()]);
+
+        self.b.switch_to_block(head);
+        let more = self.b.ins().icmp(IntCC::UnsignedLessThan, i, nr);
+        self.b.ins().brif(more, body, &[], done, &[i.into()]);
+
+        self.b.switch_to_block(body);
+        let regs = [i, ctx, zero, zero, zero];
+        let ret = self.call_frame(pc, fr, regs, Some(tags));
+        let next = self.b.ins().iadd_imm_s(i, 1);
+        self.b
+            .ins()
+            .brif(ret, done, &[next.into()], head, &[next.into()]);
+
+        self.b.switch_to_block(done);
+        self.set(0, r0);
+        let t0 = self.b.ins().iconst(I64, SCALAR as i64);
+        self.set_tag(0, t0);
+        true
+    }
+
     pub(super) fn helper_call(&mut self, pc: usize, insn: Insn) {
         if self.inline_array_lookup(pc)
+            || self.inline_bpf_loop(pc, insn)
             || self.direct_tail_call(pc, insn)
             || self.direct_map_call(pc)
             || self.resolved_call(pc, insn)

@@ -12,6 +12,7 @@ mod access;
 mod analysis;
 mod calls;
 pub(crate) mod runtime;
+mod tail;
 mod translate;
 
 use std::time::{Duration, Instant};
@@ -69,6 +70,9 @@ pub struct JitStats {
     /// the helper's map op with the constant map r1 was proved to be.
     pub resolved_helper_calls: usize,
     pub map_op_calls: usize,
+    /// bpf_loop calls compiled as a native loop calling the callback (the
+    /// verifier found flags 0 and one callback on every path).
+    pub inlined_loops: usize,
 }
 
 /// A native function: `(run state, r1, r2, r3, r4, r5, r10) -> r0`.
@@ -223,6 +227,7 @@ fn compile_with(
             direct_map_calls: counts.direct_maps,
             resolved_helper_calls: counts.resolved,
             map_op_calls: counts.map_ops,
+            inlined_loops: counts.inlined_loops,
         },
     })
 }

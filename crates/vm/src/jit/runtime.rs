@@ -6,7 +6,7 @@
 use std::mem::offset_of;
 
 use crate::mem::{ctx_packet_fields, ProgTags, Region, Regions, Tag, MAX_TAGS, SCALAR};
-use crate::state::{ProgRef, RunState};
+use crate::state::RunState;
 use crate::VmError;
 
 use super::JitFn;
@@ -87,6 +87,13 @@ pub struct JitState {
     /// last `refresh_packet` wrote: current until the packet moves, when it
     /// writes them again (the shadow's other fills leave them).
     pub pkt_slots: u64,
+    /// Tail calls made this run (the kernel's tail_call_cnt; both engines).
+    pub tail_call_cnt: u64,
+    /// Nonzero once the run added regions to the tag table (it holds more
+    /// than a program's static part): native tail calls take the runtime.
+    pub regions_dynamic: u64,
+    /// The tail calls native code makes without the runtime (jit::tail).
+    pub tail_cache: [super::tail::TailEntry; super::tail::TAIL_CACHE],
     /// Meaningful only in the slots `shadow_valid` names.
     pub shadow: [u64; SHADOW_SLOTS],
     /// Each tag's region bounds for reads and for writes (`Region::native_bounds`).
@@ -94,6 +101,8 @@ pub struct JitState {
     pub wbounds: [[u64; 2]; MAX_TAGS],
     /// The tag of the pointer each 8-byte stack slot holds (SCALAR: none).
     pub slot_tags: [u8; STACK_SLOTS],
+    /// The programs `tail_cache` names, held so its code stays alive.
+    pub(crate) tail_keep: [Option<std::sync::Arc<crate::Program>>; super::tail::TAIL_CACHE],
 }
 
 impl Default for JitState {
@@ -118,10 +127,14 @@ impl Default for JitState {
             layout: std::ptr::null(),
             direct_slots: 0,
             pkt_slots: 0,
+            tail_call_cnt: 0,
+            regions_dynamic: 0,
+            tail_cache: Default::default(),
             shadow: [0; SHADOW_SLOTS],
             rbounds: [[EMPTY.0, EMPTY.1]; MAX_TAGS],
             wbounds: [[EMPTY.0, EMPTY.1]; MAX_TAGS],
             slot_tags: [SCALAR; STACK_SLOTS],
+            tail_keep: Default::default(),
         }
     }
 }
@@ -133,6 +146,9 @@ impl JitState {
         self.cpu = cpu as u64;
         self.depth = 0;
         self.status = RUN;
+        self.tail_call_cnt = 0;
+        // (The run's set-up dropped what the last run added.)
+        self.regions_dynamic = 0;
         if self.slots_dirty != 0 {
             self.slot_tags = [SCALAR; STACK_SLOTS];
             self.slots_dirty = 0;
@@ -263,10 +279,17 @@ pub mod off {
     pub const RBOUNDS: i32 = offset_of!(JitState, rbounds) as i32;
     pub const WBOUNDS: i32 = offset_of!(JitState, wbounds) as i32;
     pub const SLOT_TAGS: i32 = offset_of!(JitState, slot_tags) as i32;
+    pub const TAIL_CALL_CNT: i32 = offset_of!(JitState, tail_call_cnt) as i32;
+    pub const REGIONS_DYNAMIC: i32 = offset_of!(JitState, regions_dynamic) as i32;
+    pub const DIRECT_SLOTS: i32 = offset_of!(JitState, direct_slots) as i32;
+    pub const PKT_SLOTS: i32 = offset_of!(JitState, pkt_slots) as i32;
+    pub const TAIL_CACHE: i32 = offset_of!(JitState, tail_cache) as i32;
+    /// The run state (RunState::current is written through it).
+    pub const ST: i32 = offset_of!(JitState, st) as i32;
 }
 
 /// Record an error at `pc` and tell native code to unwind.
-fn fail(st: &mut RunState, pc: u64, e: VmError) -> u64 {
+pub(super) fn fail(st: &mut RunState, pc: u64, e: VmError) -> u64 {
     if st.jit_error.is_none() {
         st.jit_error = Some((pc as usize, e));
     }
@@ -313,29 +336,8 @@ fn refill_shadow(st: &mut RunState) {
 
 /// The shadow slots the current program's code reads from the shadow and
 /// the context fills (not the direct ones, not the packet fields).
-fn shadow_wanted(st: &RunState) -> u64 {
+pub(super) fn shadow_wanted(st: &RunState) -> u64 {
     st.current.jit().map_or(0, |c| c.ctx_wanted) & !st.jit.direct_slots & !st.jit.pkt_slots
-}
-
-/// The shadow for a tail call's target: bpf_tail_call changes no context
-/// field, so the slots already valid still equal `load`; only the fields the
-/// target reads that the shadow lacks are filled (often none: the chain's
-/// programs read the same fields). A target compiled for another layout (or
-/// none) sets the context up afresh: the direct slots may be stale.
-fn fill_shadow_missing(st: &mut RunState) {
-    let layout = st
-        .current
-        .jit()
-        .and_then(|c| c.layout)
-        .map_or(std::ptr::null(), |l| l as *const crate::CtxLayout);
-    if layout != st.jit.layout {
-        return fill_shadow(st);
-    }
-    let missing = shadow_wanted(st) & !st.jit.shadow_valid;
-    if missing != 0 {
-        let mask = st.ctx.fast_loads(missing, &mut st.jit.shadow);
-        st.jit.shadow_valid |= mask;
-    }
 }
 
 /// Run `prog` (already `st.current`) natively from its entry with `args`,
@@ -354,7 +356,7 @@ pub(crate) fn run_native(st: &mut RunState, f: JitFn, args: [u64; 5]) -> u64 {
 ///
 /// # Safety
 /// `js` is the pointer `run_native` passed to native code, during that run.
-unsafe fn state<'a>(js: *mut JitState) -> &'a mut RunState<'static> {
+pub(super) unsafe fn state<'a>(js: *mut JitState) -> &'a mut RunState<'static> {
     // SAFETY: run_native set `st` to the live run state before entering native
     // code; the JitState itself is only reached through it from here on.
     unsafe { &mut *(*js).st }
@@ -514,7 +516,7 @@ fn after_helper(
         return v;
     }
     if let Some(next) = st.pending_tail_call.take() {
-        return tail_call(st, next, args);
+        return super::tail::tail_call(st, next, args);
     }
     r0
 }
@@ -581,55 +583,6 @@ pub(super) unsafe extern "C" fn rt_map_op(
     let r = st.with_args(&args, |st| op(st, m, &args));
     let (pc, changed) = site_of(pc_site);
     after_helper(st, r, changed, args, pc)
-}
-
-/// bpf_tail_call at a call site the verifier checked (r1 the context, r2 the
-/// constant PROG_ARRAY whose address is `map`); the emitted code already
-/// checked index < max_entries. The slot gives the target (no helper table,
-/// no search by map handle or program id), whose native entry runs in place
-/// of the current function (arch/x86/net/bpf_jit_comp.c:
-/// emit_bpf_tail_call_indirect). Falling through returns what the helper
-/// returns; nothing cached is stale then (a tail call changes nothing).
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe extern "C" fn rt_tail_call(
-    js: *mut JitState,
-    map: u64,
-    r1: u64,
-    r2: u64,
-    r3: u64,
-    r4: u64,
-    r5: u64,
-    pc: u64,
-) -> u64 {
-    // SAFETY: as in rt_load.
-    let st = unsafe { state(js) };
-    if !crate::helpers::is_own_tail_call(st.helpers) {
-        st.jit.arg_tags = crate::state::ENTRY_TAGS;
-        // SAFETY: as above.
-        return unsafe {
-            rt_helper(
-                js,
-                crate::verifier::BPF_FUNC_TAIL_CALL as u64,
-                r1,
-                r2,
-                r3,
-                r4,
-                r5,
-                pc,
-            )
-        };
-    }
-    // SAFETY: `map` is the address of one of the running program's maps (the
-    // compiler took it from `Program::maps`); the program, which holds it, is
-    // kept alive for the run.
-    let map = unsafe { &*(map as usize as *const skiff_maps::Map) };
-    match crate::helpers::tail_call_target(st, map, r3 as u32) {
-        Ok(next) => {
-            crate::helpers::begin_tail_call(st, next);
-            tail_call(st, next, [r1, r2, r3, r4, r5])
-        }
-        Err(r0) => r0,
-    }
 }
 
 // bpf_map_lookup_elem / update / delete at a call site the verifier checked
@@ -715,43 +668,6 @@ fn layout_slots(prog_type: crate::ProgType) -> u64 {
     ctx_packet_fields(prog_type)
         .iter()
         .fold(1u64, |m, &off| m | 1 << (off / 4))
-}
-
-/// Run the tail-call target in place of the current function: its r0 is what
-/// the current function returns (the kernel jumps into the target, reusing the
-/// frame; a tail call from a subprogram returns to the subprogram's caller,
-/// whose program and tags come back).
-fn tail_call(st: &mut RunState, next: ProgRef, args: [u64; 5]) -> u64 {
-    let saved = (st.jit.depth > 0).then(|| st.save());
-    st.enter_program(next);
-    fill_shadow_missing(st);
-    let native = if st.engine == super::Engine::Jit {
-        next.jit().map(|c| c.main)
-    } else {
-        None
-    };
-    let r0 = match native {
-        Some(f) => {
-            st.jit.arg_tags = crate::state::ENTRY_TAGS;
-            let r0 = run_native(st, f, args);
-            if st.jit.status == RUN {
-                st.jit.status = RETURN_NOW;
-            }
-            r0
-        }
-        None => match crate::interp::execute(st, Some(next), 0, args, crate::state::ENTRY_TAGS) {
-            Ok(v) => {
-                st.jit.status = RETURN_NOW;
-                v
-            }
-            Err((pc, e)) => fail(st, pc as u64, e),
-        },
-    };
-    if let Some(s) = saved {
-        st.restore(s);
-        fill_shadow(st);
-    }
-    r0
 }
 
 /// BPF_LD_ABS / BPF_LD_IND: `size` | (is_ind << 8); `off` already includes the

@@ -86,6 +86,8 @@ pub(super) struct Counts {
     pub map_ops: usize,
     /// Context slots (4-byte offset / 4) native code reads from the shadow.
     pub shadow_slots: u64,
+    /// bpf_loop calls compiled as native loops.
+    pub inlined_loops: usize,
 }
 
 /// The functions of a compiled program, by entry instruction.
@@ -141,6 +143,7 @@ pub(super) fn translate(
             counts.resolved += t.resolved;
             counts.map_ops += t.map_ops;
             counts.shadow_slots |= t.shadow_slots;
+            counts.inlined_loops += t.inlined_loops;
             t.b.seal_all_blocks();
             t.b.finalize(fc);
         }
@@ -221,6 +224,8 @@ pub(super) struct FnTranslator<'a> {
     inlined_tags: Vec<(usize, Tag)>,
     /// Map helper calls compiled as direct calls into the map.
     direct_maps: Vec<super::calls::DirectMapCall>,
+    /// bpf_loop calls compiled as native loops.
+    pub(super) inlined_loops: usize,
     /// The packet bounds and the budget, kept in registers; written back to /
     /// reloaded from the JitState around calls that may use or change them.
     pub(super) pkt_lo: Variable,
@@ -291,11 +296,14 @@ impl<'a> FnTranslator<'a> {
         let mut wanted = Vec::new();
         for pc in start..end {
             let insn = code[pc];
-            if insn.code == CALL && insn.src == BPF_PSEUDO_CALL {
-                let t = (pc as i64 + 1 + insn.imm as i64) as usize;
-                if !wanted.contains(&t) {
-                    wanted.push(t);
-                }
+            let t = if insn.code == CALL && insn.src == BPF_PSEUDO_CALL {
+                Some((pc as i64 + 1 + insn.imm as i64) as usize)
+            } else {
+                // An inlined bpf_loop calls its callback (calls.rs).
+                aux.and_then(|a| a.get(pc)).and_then(|a| a.loop_callback)
+            };
+            if let Some(t) = t.filter(|t| !wanted.contains(t)) {
+                wanted.push(t);
             }
         }
         for t in wanted {
@@ -473,6 +481,7 @@ impl<'a> FnTranslator<'a> {
             inlined,
             inlined_tags,
             direct_maps,
+            inlined_loops: 0,
             aux,
             sites,
             uses_packet,
@@ -709,6 +718,19 @@ impl<'a> FnTranslator<'a> {
 
     pub(super) fn direct_map(&self, pc: usize) -> Option<super::calls::DirectMapCall> {
         self.direct_maps.iter().find(|d| d.pc == pc).copied()
+    }
+
+    /// The function entered at `entry`, when this function calls it.
+    pub(super) fn callee(&self, entry: usize) -> Option<FuncRef> {
+        self.callees
+            .iter()
+            .find(|(e, _)| *e == entry)
+            .map(|(_, f)| *f)
+    }
+
+    /// This function is the program's main function (not a callee).
+    pub(super) fn is_main(&self) -> bool {
+        self.start == 0
     }
 
     pub(super) fn prog(&self) -> &Program {
@@ -1070,10 +1092,7 @@ impl<'a> FnTranslator<'a> {
     fn bpf_call(&mut self, pc: usize, insn: Insn) {
         let t = (pc as i64 + 1 + insn.imm as i64) as usize;
         let fr = self
-            .callees
-            .iter()
-            .find(|(e, _)| *e == t)
-            .map(|(_, f)| *f)
+            .callee(t)
             .expect("callees were declared for every call");
         if t == 0 {
             // The main function is entered only with the context in r1.
@@ -1081,6 +1100,24 @@ impl<'a> FnTranslator<'a> {
             let dead = self.b.create_block();
             self.b.switch_to_block(dead);
         }
+        let regs = [1, 2, 3, 4, 5].map(|r| self.reg(r));
+        let r0 = self.call_frame(pc, fr, regs, None);
+        self.set(0, r0);
+        let t0 = self.st_load(off::RET_TAG);
+        self.set_tag(0, t0);
+    }
+
+    /// Call native function `fr` (a callee or callback of this program) one
+    /// frame deeper with r1-r5 = `regs` tagged `tags` (None: their own
+    /// tags), its frame below this one's; returns its r0. Too deep a call
+    /// fails at `pc`; a callee that aborts makes this function return.
+    pub(super) fn call_frame(
+        &mut self,
+        pc: usize,
+        fr: FuncRef,
+        regs: [Value; 5],
+        tags: Option<Value>,
+    ) -> Value {
         let depth = self.st_load(off::DEPTH);
         let ok =
             self.b
@@ -1095,11 +1132,12 @@ impl<'a> FnTranslator<'a> {
         self.b.switch_to_block(cont);
         let d1 = self.b.ins().iadd_imm_s(depth, 1);
         self.st_store(d1, off::DEPTH);
-        self.store_arg_tags();
-        let mut args = vec![self.st];
-        for r in 1..=5 {
-            args.push(self.reg(r));
+        match tags {
+            Some(t) => self.st_store(t, off::ARG_TAGS),
+            None => self.store_arg_tags(),
         }
+        let mut args = vec![self.st];
+        args.extend(regs);
         let r10 = self.reg(10);
         let r10 = self.b.ins().iadd_imm_s(r10, -(MAX_BPF_STACK as i64));
         args.push(r10);
@@ -1108,9 +1146,6 @@ impl<'a> FnTranslator<'a> {
         let r0 = self.b.inst_results(call)[0];
         self.reload_state();
         self.st_store(depth, off::DEPTH);
-        self.set(0, r0);
-        let t0 = self.st_load(off::RET_TAG);
-        self.set_tag(0, t0);
         // Only ABORT can come back from a callee (it consumes RETURN_NOW itself).
         let status = self.st_load(off::STATUS);
         let cont = self.b.create_block();
@@ -1120,5 +1155,6 @@ impl<'a> FnTranslator<'a> {
         self.b.switch_to_block(out);
         self.b.ins().return_(&[r0]);
         self.b.switch_to_block(cont);
+        r0
     }
 }

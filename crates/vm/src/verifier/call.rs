@@ -8,7 +8,7 @@ use skiff_isa::Insn;
 use skiff_maps::MapType;
 
 use super::do_check::{Next, RegArg};
-use super::env::{Env, VResult};
+use super::env::{Env, LoopInline, VResult};
 use super::state::{MapRef, Reg, RegType};
 use super::ENOTSUPP;
 use crate::proto::{ArgType, HelperProto, RetType};
@@ -214,6 +214,9 @@ impl<'a> Env<'a> {
             self.check_func_arg(i + 1, *arg, &mut meta, &proto, func_id)?;
         }
         self.record_func_map(meta.map);
+        if func_id == BPF_FUNC_LOOP {
+            self.update_loop_inline_state(meta.subprog);
+        }
         if let Some(ia) = self.iaux.get_mut(self.insn_idx) {
             ia.helper = Some(super::HelperSite::of(&def));
         }
@@ -252,6 +255,24 @@ impl<'a> Env<'a> {
             return Ok(Next::Goto(start));
         }
         Ok(Next::Step(1))
+    }
+
+    /// kernel/bpf/verifier.c: update_loop_inline_state (loop_flag_is_zero:
+    /// r4 a known 0).
+    fn update_loop_inline_state(&mut self, subprog: Option<u32>) {
+        let flags_zero = self.reg(4).const_value() == Some(0);
+        // (A PTR_TO_FUNC register's `subprog` is the callback's first insn.)
+        let callback = subprog
+            .map(|s| s as usize)
+            .filter(|&s| self.subprogs.iter().any(|p| p.start == s));
+        let Some(ia) = self.iaux.get_mut(self.insn_idx) else {
+            return;
+        };
+        ia.loop_inline = match (ia.loop_inline, callback) {
+            (LoopInline::Unseen, Some(c)) if flags_zero => LoopInline::Fit(c),
+            (LoopInline::Fit(was), Some(c)) if flags_zero && was == c => LoopInline::Fit(c),
+            _ => LoopInline::Unfit,
+        };
     }
 
     /// The return register (check_helper_call's `switch (base_type(ret_type))`).

@@ -30,12 +30,26 @@ pub struct AuxInternal {
     /// A helper call checked against its prototype: what the call may change
     /// and the helper it calls, for the JIT (`Verified::helper_sites`).
     pub helper: Option<super::HelperSite>,
+    /// bpf_loop: its callback and flags on the paths seen so far
+    /// (`bpf_loop_inline_state`).
+    pub loop_inline: LoopInline,
     /// A state pruning point (`mark_prune_point`).
     pub prune_point: bool,
     /// A jump target reached by a back-edge (loop head).
     pub loop_head: bool,
     /// Registers live before this instruction (`compute_live_registers`), bit i = ri.
     pub live_regs: u16,
+}
+
+/// kernel/bpf/verifier.c: struct bpf_loop_inline_state. A bpf_loop call is
+/// fit to be inlined when every path gives it flags 0 and the same callback.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LoopInline {
+    #[default]
+    Unseen,
+    /// The callback's first instruction.
+    Fit(usize),
+    Unfit,
 }
 
 /// One path waiting to be explored (`struct bpf_verifier_stack_elem`).

@@ -13,7 +13,7 @@ pub mod availability;
 mod branch;
 mod call;
 pub(crate) use call::{
-    BPF_FUNC_MAP_DELETE_ELEM, BPF_FUNC_MAP_LOOKUP_ELEM, BPF_FUNC_MAP_UPDATE_ELEM,
+    BPF_FUNC_LOOP, BPF_FUNC_MAP_DELETE_ELEM, BPF_FUNC_MAP_LOOKUP_ELEM, BPF_FUNC_MAP_UPDATE_ELEM,
     BPF_FUNC_TAIL_CALL,
 };
 mod cfg;
@@ -183,6 +183,10 @@ pub struct InsnAux {
     /// A call to a helper whose map argument was the same constant map on every
     /// path: its index in `VerifyOptions::maps` (map_lookup_elem inlining).
     pub const_map: Option<usize>,
+    /// bpf_loop with flags 0 and the same callback on every path: the
+    /// callback's first instruction (the kernel inlines the loop:
+    /// inline_bpf_loop).
+    pub loop_callback: Option<usize>,
 }
 
 /// A helper call the verifier checked on every path that reaches it: its
@@ -326,6 +330,9 @@ fn finish(env: env::Env) -> Verified {
     for (a, ia) in aux.iter_mut().zip(&env.iaux) {
         // (An inner map of a map-in-map is no constant map: any inner map.)
         a.const_map = ia.map.filter(|m| !m.inner).map(|m| m.index as usize);
+        if let env::LoopInline::Fit(c) = ia.loop_inline {
+            a.loop_callback = Some(c);
+        }
         if !a.seen {
             a.bounded_loop = false;
         }
