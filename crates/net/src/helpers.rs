@@ -49,12 +49,16 @@ fn neg(e: i64) -> u64 {
 
 macro_rules! def {
     ($id:expr, $name:expr, $f:expr, $types:expr, $proto:expr) => {
+        def!($id, $name, $f, $types, $proto, None)
+    };
+    ($id:expr, $name:expr, $f:expr, $types:expr, $proto:expr, $map_op:expr) => {
         HelperDef {
             id: $id,
             name: $name,
             func: $f,
             prog_types: $types,
             proto: $proto,
+            map_op: $map_op,
         }
     };
 }
@@ -251,7 +255,8 @@ const DEFS: &[HelperDef] = &[
         "bpf_redirect_map",
         xdp::redirect_map,
         XDP,
-        XDP_REDIRECT_MAP
+        XDP_REDIRECT_MAP,
+        Some(xdp::map_redirect)
     ),
     // TC
     def!(
@@ -417,18 +422,28 @@ fn is_xdp(st: &RunState) -> bool {
 
 /// The program's `struct xdp_md` context (the verifier guarantees ARG_PTR_TO_CTX).
 pub(crate) fn xdp_ctx<'a>(st: &'a mut RunState) -> Result<&'a mut XdpBuff, VmError> {
-    st.ctx
-        .as_any_mut()
-        .downcast_mut::<XdpBuff>()
+    st.ctx_as::<XdpBuff>()
         .ok_or_else(|| VmError::Ctx("helper needs an xdp_md context".into()))
 }
 
 /// The program's `struct __sk_buff` context.
 pub(crate) fn skb_ctx<'a>(st: &'a mut RunState) -> Result<&'a mut SkBuff, VmError> {
-    st.ctx
-        .as_any_mut()
-        .downcast_mut::<SkBuff>()
+    st.ctx_as::<SkBuff>()
         .ok_or_else(|| VmError::Ctx("helper needs a __sk_buff context".into()))
+}
+
+/// Bytes a helper moves between the packet and program memory go through a
+/// buffer on the stack up to this size (no allocation per packet; the
+/// kernel copies straight).
+const BOUNCE: usize = 128;
+
+/// `f` given a zeroed buffer of `len` bytes (on the stack up to BOUNCE).
+pub(crate) fn with_buffer<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    let mut small = [0u8; BOUNCE];
+    match small.get_mut(..len) {
+        Some(b) => f(b),
+        None => f(&mut vec![0u8; len]),
+    }
 }
 
 /// A device as helpers see it in the packet's namespace.

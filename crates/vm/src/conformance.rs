@@ -28,6 +28,7 @@ pub fn helpers() -> Arc<HelperTable> {
         func: unwind,
         prog_types: &[],
         proto: crate::HelperProto::new(crate::RetType::Integer, &[crate::ArgType::Anything]),
+        map_op: None,
     });
     Arc::new(t)
 }

@@ -14,6 +14,12 @@ use crate::{CtxLayout, ProgType, Program, VmError};
 
 pub type HelperFn = fn(&mut RunState, &[u64; 5]) -> Result<u64, VmError>;
 
+/// A helper whose r1 is a map, given that map (the kernel's map ops that
+/// do_misc_fixups calls straight at a verified site, map_redirect for
+/// bpf_redirect_map): the JIT passes the constant map the verifier proved r1
+/// to be, with no search of the run's maps by handle. `a` is r1-r5 as passed.
+pub type MapOpFn = fn(&mut RunState, &Map, &[u64; 5]) -> Result<u64, VmError>;
+
 #[derive(Clone, Copy)]
 pub struct HelperDef {
     /// Kernel helper id (`enum bpf_func_id`).
@@ -24,6 +30,9 @@ pub struct HelperDef {
     pub prog_types: &'static [ProgType],
     /// The kernel's prototype (`struct bpf_func_proto`).
     pub proto: crate::HelperProto,
+    /// What `func` does once it has found the map r1 names, for call sites
+    /// with a constant map (`MapOpFn`); `func` must be that search and this.
+    pub map_op: Option<MapOpFn>,
 }
 
 #[derive(Clone, Default)]
@@ -145,6 +154,25 @@ macro_rules! helper {
             func: $f,
             prog_types: &[],
             proto: $proto,
+            map_op: None,
+        }
+    };
+}
+
+/// A helper whose r1 is a map, written as its map op `$op`: the function
+/// finds the map by handle, the JIT calls the op with a constant map.
+macro_rules! map_helper {
+    ($id:expr, $name:expr, $op:expr, $proto:expr) => {
+        HelperDef {
+            id: $id,
+            name: $name,
+            func: |st, a| {
+                let map = st.map(a[0])?;
+                $op(st, map, a)
+            },
+            prog_types: &[],
+            proto: $proto,
+            map_op: Some($op),
         }
     };
 }
@@ -237,27 +265,27 @@ const GENERIC: &[HelperDef] = &[
     helper!(8, "bpf_get_smp_processor_id", get_smp_processor_id, NO_ARGS),
     helper!(12, "bpf_tail_call", tail_call, TAIL_CALL),
     helper!(42, "bpf_get_numa_node_id", |_, _| Ok(0), NO_ARGS),
-    helper!(87, "bpf_map_push_elem", map_push_elem, MAP_PUSH),
-    helper!(88, "bpf_map_pop_elem", map_pop_elem, MAP_POP),
-    helper!(89, "bpf_map_peek_elem", map_peek_elem, MAP_POP),
+    map_helper!(87, "bpf_map_push_elem", map_push_elem, MAP_PUSH),
+    map_helper!(88, "bpf_map_pop_elem", map_pop_elem, MAP_POP),
+    map_helper!(89, "bpf_map_peek_elem", map_peek_elem, MAP_POP),
     helper!(93, "bpf_spin_lock", spin_lock, SPIN_LOCK),
     helper!(94, "bpf_spin_unlock", spin_unlock, SPIN_LOCK),
     helper!(118, "bpf_jiffies64", jiffies64, NO_ARGS),
     helper!(125, "bpf_ktime_get_boot_ns", ktime_get_ns, NO_ARGS),
-    helper!(130, "bpf_ringbuf_output", ringbuf_output, RINGBUF_OUTPUT),
-    helper!(131, "bpf_ringbuf_reserve", ringbuf_reserve, RINGBUF_RESERVE),
+    map_helper!(130, "bpf_ringbuf_output", ringbuf_output, RINGBUF_OUTPUT),
+    map_helper!(131, "bpf_ringbuf_reserve", ringbuf_reserve, RINGBUF_RESERVE),
     helper!(132, "bpf_ringbuf_submit", ringbuf_submit, RINGBUF_COMMIT),
     helper!(133, "bpf_ringbuf_discard", ringbuf_discard, RINGBUF_COMMIT),
-    helper!(134, "bpf_ringbuf_query", ringbuf_query, RINGBUF_QUERY),
+    map_helper!(134, "bpf_ringbuf_query", ringbuf_query, RINGBUF_QUERY),
     helper!(160, "bpf_ktime_get_coarse_ns", ktime_get_ns, NO_ARGS),
-    helper!(
+    map_helper!(
         164,
         "bpf_for_each_map_elem",
         for_each_map_elem,
         FOR_EACH_MAP_ELEM
     ),
     helper!(181, "bpf_loop", bpf_loop, LOOP),
-    helper!(
+    map_helper!(
         195,
         "bpf_map_lookup_percpu_elem",
         map_lookup_percpu_elem,
@@ -315,8 +343,7 @@ fn map_lookup_elem(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
 
 // kernel/bpf/helpers.c: bpf_map_lookup_percpu_elem (per-CPU array and hash maps;
 // NULL for a CPU that does not exist)
-fn map_lookup_percpu_elem(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
-    let map = st.map(a[0])?;
+fn map_lookup_percpu_elem(st: &mut RunState, map: &Map, a: &[u64; 5]) -> Result<u64, VmError> {
     if !map.attr().map_type.is_percpu() {
         return Err(VmError::Helper(format!(
             "bpf_map_lookup_percpu_elem on {} map",
@@ -348,22 +375,20 @@ fn map_delete_elem(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
 }
 
 // kernel/bpf/helpers.c: bpf_map_push_elem / pop / peek
-fn map_push_elem(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
-    let map = st.map(a[0])?;
+fn map_push_elem(st: &mut RunState, map: &Map, a: &[u64; 5]) -> Result<u64, VmError> {
     let value = st.bytes(a[1], map.attr().value_size as usize)?;
     Ok(errno_ret(map.push(value, a[2])))
 }
 
-fn map_pop_elem(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
-    pop_or_peek(st, a, false)
+fn map_pop_elem(st: &mut RunState, map: &Map, a: &[u64; 5]) -> Result<u64, VmError> {
+    pop_or_peek(st, map, a, false)
 }
 
-fn map_peek_elem(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
-    pop_or_peek(st, a, true)
+fn map_peek_elem(st: &mut RunState, map: &Map, a: &[u64; 5]) -> Result<u64, VmError> {
+    pop_or_peek(st, map, a, true)
 }
 
-fn pop_or_peek(st: &mut RunState, a: &[u64; 5], peek: bool) -> Result<u64, VmError> {
-    let map = st.map(a[0])?;
+fn pop_or_peek(st: &mut RunState, map: &Map, a: &[u64; 5], peek: bool) -> Result<u64, VmError> {
     let mut out = vec![0u8; map.attr().value_size as usize];
     let r = if peek {
         map.peek(&mut out)
@@ -493,8 +518,7 @@ fn bpf_loop(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
 }
 
 // kernel/bpf/bpf_iter.c: bpf_for_each_map_elem (array and hash maps)
-fn for_each_map_elem(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
-    let map = st.map(a[0])?;
+fn for_each_map_elem(st: &mut RunState, map: &Map, a: &[u64; 5]) -> Result<u64, VmError> {
     let (func, ctx, flags) = (a[1], a[2], a[3]);
     if flags != 0 {
         return Ok(neg(EINVAL));
@@ -563,8 +587,7 @@ fn lock_word<'a>(st: &RunState, addr: u64) -> Result<&'a AtomicU32, VmError> {
     Ok(unsafe { AtomicU32::from_ptr(p as *mut u32) })
 }
 
-fn ringbuf_of<'r>(st: &RunState, handle: u64) -> Result<&'r Map, VmError> {
-    let map = st.map(handle)?;
+fn ringbuf_of(map: &Map) -> Result<&Map, VmError> {
     if map.attr().map_type != MapType::Ringbuf {
         return Err(VmError::Helper(format!(
             "{} is not a ringbuf map",
@@ -575,14 +598,14 @@ fn ringbuf_of<'r>(st: &RunState, handle: u64) -> Result<&'r Map, VmError> {
 }
 
 // kernel/bpf/ringbuf.c: bpf_ringbuf_output
-fn ringbuf_output(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
-    let map = ringbuf_of(st, a[0])?;
+fn ringbuf_output(st: &mut RunState, map: &Map, a: &[u64; 5]) -> Result<u64, VmError> {
+    let map = ringbuf_of(map)?;
     let data = st.bytes(a[1], a[2] as usize)?;
     Ok(errno_ret(map.ringbuf_output(data, a[3])))
 }
 
-fn ringbuf_reserve(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
-    let map = ringbuf_of(st, a[0])?;
+fn ringbuf_reserve(st: &mut RunState, map: &Map, a: &[u64; 5]) -> Result<u64, VmError> {
+    let map = ringbuf_of(map)?;
     Ok(match map.ringbuf_reserve(a[1], a[2]) {
         Some(p) => {
             // RET_PTR_TO_RINGBUF_MEM_OR_NULL: r0 points into this record only.
@@ -627,8 +650,8 @@ fn ringbuf_discard(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     ringbuf_commit(st, a, true)
 }
 
-fn ringbuf_query(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
-    Ok(ringbuf_of(st, a[0])?.ringbuf_query(a[1]))
+fn ringbuf_query(_: &mut RunState, map: &Map, a: &[u64; 5]) -> Result<u64, VmError> {
+    Ok(ringbuf_of(map)?.ringbuf_query(a[1]))
 }
 
 // kernel/trace/bpf_trace.c: bpf_trace_printk (format checks of bpf_bprintf_prepare)

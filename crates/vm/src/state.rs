@@ -2,6 +2,7 @@
 //! environment that outlives runs: CPU number, clock, random state, trace buffer,
 //! the programs a tail call can reach.
 
+use std::any::TypeId;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -166,11 +167,12 @@ impl Vm {
         }
     }
 
-    /// Run `prog` with r1 pointing at `ctx`.
-    pub fn run(
+    /// Run `prog` with r1 pointing at `ctx` (helpers reach it as a `C`
+    /// without a dynamic type check: `RunState::ctx_as`).
+    pub fn run<C: Context>(
         &mut self,
         prog: &Arc<Program>,
-        ctx: &mut dyn Context,
+        ctx: &mut C,
     ) -> Result<u64, crate::Exception> {
         self.run_inner(prog, ctx, None, &[])
     }
@@ -185,10 +187,10 @@ impl Vm {
     /// into one of `extra` (plain memory: the conformance suite's input buffer),
     /// that region is the context (raw memory, no field rewriting). r2-r5 are
     /// scalars.
-    pub fn run_with_args(
+    pub fn run_with_args<C: Context>(
         &mut self,
         prog: &Arc<Program>,
-        ctx: &mut dyn Context,
+        ctx: &mut C,
         args: [u64; 5],
         extra: &[Region],
     ) -> Result<u64, crate::Exception> {
@@ -232,10 +234,10 @@ impl Vm {
     }
 
     #[inline(always)]
-    fn run_inner(
+    fn run_inner<C: Context>(
         &mut self,
         prog: &Arc<Program>,
-        ctx: &mut dyn Context,
+        ctx: &mut C,
         args: Option<[u64; 5]>,
         extra: &[Region],
     ) -> Result<u64, crate::Exception> {
@@ -266,6 +268,7 @@ impl Vm {
         let mut st = RunState {
             regions: &mut self.regions,
             ctx,
+            ctx_type: TypeId::of::<C>(),
             env: &mut self.env,
             helpers: &self.helpers,
             maps: &mut self.maps,
@@ -363,7 +366,10 @@ pub(crate) struct Saved {
 /// Everything a helper may look at or change during a run.
 pub struct RunState<'a> {
     pub regions: &'a mut Regions,
-    pub ctx: &'a mut dyn Context,
+    /// (Not public: `ctx_type` must stay the type of what it points to.)
+    pub(crate) ctx: &'a mut dyn Context,
+    /// The concrete type `ctx` was made from (`Vm::run`'s `C`).
+    ctx_type: TypeId,
     pub env: &'a mut Env,
     pub helpers: &'a HelperTable,
     /// Maps whose handles are valid in this run: the program's, the inner maps
@@ -393,6 +399,27 @@ pub struct RunState<'a> {
 }
 
 impl RunState<'_> {
+    /// The context as its concrete type `T` (None when it is another): a
+    /// comparison of type ids known at compile time when the run was given a
+    /// `T` (helpers reach their `xdp_buff` / `sk_buff` as the kernel's get
+    /// it in r1, with no dynamic call), else through `Context::as_any_mut`.
+    #[inline]
+    pub fn ctx_as<T: Context>(&mut self) -> Option<&mut T> {
+        if self.ctx_type == TypeId::of::<T>() {
+            let p = &mut *self.ctx as *mut dyn Context as *mut T;
+            // SAFETY: `ctx` was made from a `&mut C` with TypeId::of::<C>() ==
+            // `ctx_type` (run_inner; neither field changes after), so it points
+            // at a T; the borrow of `self` keeps it unique.
+            return Some(unsafe { &mut *p });
+        }
+        self.ctx.as_any_mut().downcast_mut::<T>()
+    }
+
+    /// The context, for what any context offers.
+    pub fn ctx(&mut self) -> &mut dyn Context {
+        &mut *self.ctx
+    }
+
     /// The map a register value (a map handle) refers to. The reference is valid
     /// for the whole run (see `maps`), whatever else the helper does with `self`.
     pub fn map<'r>(&self, handle: u64) -> Result<&'r Map, VmError> {
@@ -472,16 +499,35 @@ impl RunState<'_> {
         tags: u64,
         verified: bool,
     ) -> Result<u64, VmError> {
-        let saved = (self.call_args, self.jit.arg_tags);
-        (self.call_args, self.jit.arg_tags) = (&args, tags);
-        self.jit.ret_tag = SCALAR as u64;
+        let saved = self.jit.arg_tags;
+        self.jit.arg_tags = tags;
         let helpers = self.helpers;
-        let r = if verified {
-            helpers.call_verified(self, id, &args)
-        } else {
-            helpers.call(self, id, &args)
-        };
-        (self.call_args, self.jit.arg_tags) = saved;
+        let r = self.with_args(&args, |st| {
+            if verified {
+                helpers.call_verified(st, id, &args)
+            } else {
+                helpers.call(st, id, &args)
+            }
+        });
+        self.jit.arg_tags = saved;
+        r
+    }
+
+    /// Make `call` the helper call with r1-r5 = `args` (their tags already in
+    /// `jit.arg_tags`): a memory argument is checked against the region of
+    /// the argument it came from (`raw`), r0's tag is SCALAR unless the
+    /// helper sets it.
+    #[inline(always)]
+    pub(crate) fn with_args(
+        &mut self,
+        args: &[u64; 5],
+        call: impl FnOnce(&mut Self) -> Result<u64, VmError>,
+    ) -> Result<u64, VmError> {
+        let saved = self.call_args;
+        self.call_args = args;
+        self.jit.ret_tag = SCALAR as u64;
+        let r = call(self);
+        self.call_args = saved;
         r
     }
 
@@ -509,8 +555,8 @@ impl RunState<'_> {
         let args = if self.call_args.is_null() {
             [0; 5]
         } else {
-            // SAFETY: a non-null `call_args` points at the array `call_helper`
-            // holds on its stack for the whole helper call, which is running.
+            // SAFETY: a non-null `call_args` points at the array `with_args`
+            // was given, alive for the whole helper call, which is running.
             unsafe { *self.call_args }
         };
         let passed = (0..5).find(|&i| args[i] == addr && unpack_tag(tags, i) != SCALAR);

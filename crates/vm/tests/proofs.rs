@@ -7,8 +7,11 @@ use std::sync::Arc;
 
 use skiff_isa::*;
 use skiff_maps::{Map, MapAttr, MapType};
-use skiff_vm::verifier::{InsnAux, MemKind, Verified};
-use skiff_vm::{Engine, HelperTable, NoContext, ProgType, Program, Region, RegionKind, Vm};
+use skiff_vm::verifier::{HelperSite, InsnAux, MemKind, Verified};
+use skiff_vm::{
+    ArgType, Engine, HelperDef, HelperFn, HelperProto, HelperTable, MapOpFn, NoContext, ProgType,
+    Program, Region, RegionKind, RetType, RunState, Vm, VmError,
+};
 
 fn array() -> Arc<Map> {
     let attr = MapAttr {
@@ -186,7 +189,7 @@ fn map_calls_on_a_constant_map_go_straight_to_the_map() {
         aux: vec![InsnAux::default(); p.len()],
         helper_sites: calls
             .iter()
-            .map(|&pc| skiff_vm::verifier::HelperSite {
+            .map(|&pc| HelperSite {
                 pc,
                 ..Default::default()
             })
@@ -225,6 +228,94 @@ fn map_calls_on_a_constant_map_go_straight_to_the_map() {
         let value = maps[0].lookup(&2u32.to_le_bytes(), 0).expect("h[2]");
         // SAFETY: a hash value of 8 bytes, alive with the map.
         assert_eq!(unsafe { *(value as *const u64) }, 8);
+    }
+}
+
+const PROBE: i32 = 200;
+const PLAIN: i32 = 201;
+
+/// A helper whose r1 is a map: `probe_op` once the map is found.
+fn probe(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
+    let map = st.map(a[0])?;
+    probe_op(st, map, a)
+}
+
+fn probe_op(_: &mut RunState, map: &Map, a: &[u64; 5]) -> Result<u64, VmError> {
+    Ok(map.attr().max_entries as u64 * 1000 + a[1])
+}
+
+fn plain(_: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
+    Ok(a[0] * 2 + a[1])
+}
+
+fn probe_table() -> HelperTable {
+    let mut t = HelperTable::generic();
+    let proto = HelperProto::new(RetType::Integer, &[ArgType::ConstMapPtr, ArgType::Anything]);
+    let def = |id: i32, name, func: HelperFn, map_op| HelperDef {
+        id: id as u32,
+        name,
+        func,
+        prog_types: &[],
+        proto,
+        map_op,
+    };
+    t.register(def(PROBE, "probe", probe, Some(probe_op as MapOpFn)));
+    t.register(def(PLAIN, "plain", plain, None));
+    t
+}
+
+#[test]
+fn helper_calls_at_verified_sites_go_straight_to_the_resolved_function() {
+    // probe(h, 7) with h the proven constant map (its map op, given h),
+    // probe(h, 9) with no proof of which map (the function, which searches
+    // the run's maps), plain(5, 3); r0 = the sum: 4007 + 4009 + 13.
+    let mut p = Vec::new();
+    for (r2, call) in [(7, PROBE), (9, PROBE)] {
+        p.push(Insn::new(LD_IMM64, 1, BPF_PSEUDO_MAP_IDX, 0, 0));
+        p.push(Insn::new(0, 0, 0, 0, 0));
+        p.extend(assemble(&format!("mov %r2, {r2}\ncall {call}\nadd %r6, %r0")).expect("asm"));
+    }
+    p.extend(assemble("mov %r1, 5\nmov %r2, 3\ncall 201\nadd %r0, %r6\nexit").expect("asm"));
+    let calls: Vec<usize> = (0..p.len()).filter(|&i| p[i].code == CALL).collect();
+    let table = probe_table();
+    let site = |pc: usize| {
+        let def = table.get(p[pc].imm as u32).expect("registered");
+        HelperSite {
+            pc,
+            ret_scalar: true,
+            func: Some(def.func),
+            map_op: def.map_op,
+            ..Default::default()
+        }
+    };
+    let mut v = Verified {
+        aux: vec![InsnAux::default(); p.len()],
+        helper_sites: calls.iter().map(|&pc| site(pc)).collect(),
+        ..Verified::default()
+    };
+    v.aux[calls[0]].const_map = Some(0);
+    let table = Arc::new(table);
+    for (engine, verified) in [
+        (Engine::Jit, Some(&v)),
+        (Engine::Jit, None),
+        (Engine::Interp, None),
+    ] {
+        let maps = [hash()];
+        let prog = Program::load_verified("p", ProgType::Xdp, p.clone(), &maps, engine, verified)
+            .expect("loads");
+        if engine == Engine::Jit {
+            let s = prog.jit_stats().expect("jit");
+            let want = if verified.is_some() { (3, 1) } else { (0, 0) };
+            assert_eq!((s.resolved_helper_calls, s.map_op_calls), want);
+        }
+        let mut vm = Vm::new(table.clone());
+        let r0 = vm.run(&Arc::new(prog), &mut NoContext).expect("runs");
+        assert_eq!(
+            r0,
+            4007 + 4009 + 13,
+            "{engine:?} verified {}",
+            verified.is_some()
+        );
     }
 }
 

@@ -217,17 +217,21 @@ fn helper_sites_say_what_each_call_changes() {
                      mov %r0, 2\n\
                      exit");
     let v = common::verify_xdp(&insns, &[]).unwrap_or_else(|e| panic!("{e}\n{}", e.log));
-    let site = |pc, changes_pkt, changes_ctx| HelperSite {
-        pc,
-        changes_pkt,
-        changes_ctx,
+    let table = skiff_net::helper_table();
+    let facts = |s: &HelperSite| {
+        let insn = insns[s.pc];
+        // The function the JIT calls is the table's for the call's id.
+        let func = table.get(insn.imm as u32).map(|d| d.func as usize);
+        assert_eq!(s.func.map(|f| f as usize), func, "insn {}", s.pc);
+        assert!(s.map_op.is_none(), "insn {}", s.pc);
+        (s.pc, s.changes_pkt, s.changes_ctx, s.ret_scalar)
     };
     assert_eq!(
-        v.helper_sites,
+        v.helper_sites.iter().map(facts).collect::<Vec<_>>(),
         vec![
-            site(1, false, false),
-            site(4, true, true),
-            site(6, false, true)
+            (1, false, false, true),
+            (4, true, true, true),
+            (6, false, true, true)
         ]
     );
 }

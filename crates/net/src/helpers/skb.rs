@@ -6,7 +6,8 @@ use skiff_vm::{RunState, VmError};
 
 use super::csum::{self, IpSummed};
 use super::{
-    device_exists, neg, skb_ctx, EACCES, EALREADY, EFAULT, EINVAL, ENOMEM, ENOTSUPP, ERANGE,
+    device_exists, neg, skb_ctx, with_buffer, EACCES, EALREADY, EFAULT, EINVAL, ENOMEM, ENOTSUPP,
+    ERANGE,
 };
 use crate::buff::{Redirect, SkBuff, ETH_HLEN, NET_SKB_PAD, SKB_SHARED_INFO_SIZE};
 
@@ -88,58 +89,56 @@ fn skb_clear_hash(skb: &mut SkBuff) {
 // net/core/filter.c: bpf_skb_store_bytes
 pub fn store_bytes(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let (offset, len, flags) = (a[1] as u32 as u64, a[3] as u32 as usize, a[4]);
-    let src = st.read(a[2], len)?;
-    let skb = skb_ctx(st)?;
-    if flags & !(BPF_F_RECOMPUTE_CSUM | BPF_F_INVALIDATE_HASH) != 0 {
-        return Ok(neg(EINVAL));
-    }
-    if offset > INT_MAX {
-        return Ok(neg(EFAULT));
-    }
-    if !may_pull(skb, offset + len as u64) {
-        return Ok(neg(EFAULT));
-    }
-    // BPF_F_RECOMPUTE_CSUM only changes skb->csum under CHECKSUM_COMPLETE.
-    let start = skb.data + offset as usize;
-    if let Some(d) = skb.buf.get_mut(start..start + len) {
-        d.copy_from_slice(&src);
-    }
-    if flags & BPF_F_INVALIDATE_HASH != 0 {
-        skb_clear_hash(skb);
-    }
-    Ok(0)
+    with_buffer(len, |src| {
+        st.read_into(a[2], src)?;
+        let skb = skb_ctx(st)?;
+        if flags & !(BPF_F_RECOMPUTE_CSUM | BPF_F_INVALIDATE_HASH) != 0 {
+            return Ok(neg(EINVAL));
+        }
+        if offset > INT_MAX {
+            return Ok(neg(EFAULT));
+        }
+        if !may_pull(skb, offset + len as u64) {
+            return Ok(neg(EFAULT));
+        }
+        // BPF_F_RECOMPUTE_CSUM only changes skb->csum under CHECKSUM_COMPLETE.
+        let start = skb.data + offset as usize;
+        if let Some(d) = skb.buf.get_mut(start..start + len) {
+            d.copy_from_slice(src);
+        }
+        if flags & BPF_F_INVALIDATE_HASH != 0 {
+            skb_clear_hash(skb);
+        }
+        Ok(0)
+    })
 }
 
 // net/core/filter.c: bpf_skb_load_bytes
 pub fn load_bytes(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let (offset, len) = (a[1] as u32 as u64, a[3] as u32 as usize);
     st.raw(a[2], len, true)?;
-    let skb = skb_ctx(st)?;
-    let bytes = if offset > INT_MAX || offset + len as u64 > skb.len() as u64 {
-        None
-    } else {
-        let s = skb.data + offset as usize;
-        skb.buf.get(s..s + len).map(|b| b.to_vec())
-    };
-    finish_load(st, a[2], len, bytes)
+    load_into(st, a[2], len, |skb| {
+        let inside = offset <= INT_MAX && offset + len as u64 <= skb.len() as u64;
+        inside.then(|| skb.data + offset as usize)
+    })
 }
 
-fn finish_load(
+/// Copy `len` bytes of the skb's buffer, from where `start` says, into
+/// program memory at `to`; zeros and -EFAULT when it says nowhere (the
+/// kernel's memset on the error path).
+fn load_into(
     st: &mut RunState,
     to: u64,
     len: usize,
-    bytes: Option<Vec<u8>>,
+    start: impl FnOnce(&SkBuff) -> Option<usize>,
 ) -> Result<u64, VmError> {
-    match bytes {
-        Some(b) => {
-            st.write(to, &b)?;
-            Ok(0)
-        }
-        None => {
-            st.write(to, &vec![0u8; len])?;
-            Ok(neg(EFAULT))
-        }
-    }
+    with_buffer(len, |b| {
+        let skb = skb_ctx(st)?;
+        let src = start(skb).and_then(|s| skb.buf.get(s..s + len));
+        let found = src.map(|s| b.copy_from_slice(s)).is_some();
+        st.write(to, b)?;
+        Ok(if found { 0 } else { neg(EFAULT) })
+    })
 }
 
 // net/core/filter.c: bpf_skb_load_bytes_relative
@@ -150,20 +149,14 @@ pub fn load_bytes_relative(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmErr
         a[4] as u32 as u64,
     );
     st.raw(a[2], len, true)?;
-    let skb = skb_ctx(st)?;
-    let start = match hdr {
-        BPF_HDR_START_MAC => Some(skb.mac_header),
-        BPF_HDR_START_NET => Some(skb.network_header),
-        _ => None,
-    };
-    let bytes = match start {
-        Some(s) if offset <= 0xffff && s + offset + len <= skb.tail => skb
-            .buf
-            .get(s + offset..s + offset + len)
-            .map(|b| b.to_vec()),
-        _ => None,
-    };
-    finish_load(st, a[2], len, bytes)
+    load_into(st, a[2], len, |skb| {
+        let start = match hdr {
+            BPF_HDR_START_MAC => skb.mac_header,
+            BPF_HDR_START_NET => skb.network_header,
+            _ => return None,
+        };
+        (offset <= 0xffff && start + offset + len <= skb.tail).then_some(start + offset)
+    })
 }
 
 fn sum16_at(skb: &SkBuff, off: usize) -> u16 {

@@ -1,10 +1,10 @@
 //! XDP helpers over `XdpBuff` (net/core/filter.c). Offsets are into `buf`, whose
 //! start is data_hard_start; frames are linear (no frags).
 
-use skiff_maps::MapType;
+use skiff_maps::{Map, MapType};
 use skiff_vm::{RunState, VmError};
 
-use super::{neg, xdp_ctx, EFAULT, EINVAL};
+use super::{neg, with_buffer, xdp_ctx, EFAULT, EINVAL};
 use crate::buff::{Redirect, ETH_HLEN, XDP_FRAME_SIZE};
 
 pub const XDP_ABORTED: u64 = 0;
@@ -109,33 +109,33 @@ pub fn load_bytes(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     st.raw(a[2], len as usize, true)?;
     match xdp_pointer(st, a[1] as u32, len)? {
         Err(e) => Ok(neg(e)),
-        Ok(off) => {
+        Ok(off) => with_buffer(len as usize, |b| {
             let x = xdp_ctx(st)?;
-            let bytes = x
-                .buf
-                .get(off..off + len as usize)
-                .map(|b| b.to_vec())
-                .unwrap_or_default();
-            st.write(a[2], &bytes)?;
+            if let Some(s) = x.buf.get(off..off + b.len()) {
+                b.copy_from_slice(s);
+            }
+            st.write(a[2], b)?;
             Ok(0)
-        }
+        }),
     }
 }
 
 // net/core/filter.c: bpf_xdp_store_bytes
 pub fn store_bytes(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let len = a[3] as u32;
-    let src = st.read(a[2], len as usize)?;
-    match xdp_pointer(st, a[1] as u32, len)? {
-        Err(e) => Ok(neg(e)),
-        Ok(off) => {
-            let x = xdp_ctx(st)?;
-            if let Some(d) = x.buf.get_mut(off..off + src.len()) {
-                d.copy_from_slice(&src);
+    with_buffer(len as usize, |src| {
+        st.read_into(a[2], src)?;
+        match xdp_pointer(st, a[1] as u32, len)? {
+            Err(e) => Ok(neg(e)),
+            Ok(off) => {
+                let x = xdp_ctx(st)?;
+                if let Some(d) = x.buf.get_mut(off..off + src.len()) {
+                    d.copy_from_slice(src);
+                }
+                Ok(0)
             }
-            Ok(0)
         }
-    }
+    })
 }
 
 // net/core/filter.c: bpf_xdp_redirect
@@ -151,10 +151,17 @@ pub fn redirect(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     Ok(XDP_REDIRECT)
 }
 
-// net/core/filter.c: bpf_xdp_redirect_map -> map_redirect ->
-// include/linux/filter.h: __bpf_xdp_redirect_map
+// net/core/filter.c: bpf_xdp_redirect_map -> map->ops->map_redirect
 pub fn redirect_map(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
     let map = st.map(a[0])?;
+    map_redirect(st, map, a)
+}
+
+/// The map's `map_redirect` op (dev_map_redirect, dev_hash_map_redirect,
+/// cpu_map_redirect, xsk_map_redirect -> include/linux/filter.h:
+/// __bpf_xdp_redirect_map), which the JIT calls straight when r1 is a
+/// constant map (do_misc_fixups).
+pub fn map_redirect(st: &mut RunState, map: &Map, a: &[u64; 5]) -> Result<u64, VmError> {
     let ty = map.attr().map_type;
     let flag_mask = match ty {
         MapType::Devmap | MapType::DevmapHash => BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS,

@@ -190,6 +190,7 @@ impl FnTranslator<'_> {
             {
                 // A field of the context r1 came in with: the shadow slot first.
                 let slot = (offset / 4) as i64;
+                self.shadow_slots |= 1 << slot;
                 let valid = self.st_load(off::SHADOW_VALID);
                 let bit = self.b.ins().band_imm_u(valid, 1i64 << slot);
                 let hit = self.b.create_block();

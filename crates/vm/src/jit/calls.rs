@@ -5,7 +5,9 @@
 //! emit_bpf_tail_call_indirect), and map lookups, updates and deletes on a
 //! constant map as a direct call into the map (the kernel's JIT calls the
 //! map's `map_lookup_elem` op, rewritten by do_misc_fixups: no helper
-//! dispatch, no argument checks at run time).
+//! dispatch, no argument checks at run time); every other call at a verified
+//! site goes to the function the verifier resolved, or to the helper's map
+//! op with its constant map (`resolved_call`).
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{I32, I64};
@@ -69,18 +71,12 @@ pub(super) fn direct_map_calls(
         if !is_map_call || inlined.iter().any(|&(p, _)| p == s.pc) {
             return None;
         }
-        let m = aux.get(s.pc)?.const_map?;
-        let map = prog.map_indices.iter().position(|&x| x == m)?;
+        let map = const_map(prog, aux, s.pc)?;
         // Beyond the static tag table the run gives the map a tag of its own.
         if map >= MAX_TAGS - FIRST_MAP as usize {
             return None;
         }
         let ty = prog.maps.get(map)?.attr().map_type;
-        // An inner map's calls carry the outer map's index (MemKind::MapValue):
-        // with a map-in-map the call may be on any of its inner maps.
-        if matches!(ty, MapType::ArrayOfMaps | MapType::HashOfMaps) {
-            return None;
-        }
         let lookup_is_plain = !crate::helpers::lookup_refused(ty);
         (helper != BPF_FUNC_MAP_LOOKUP_ELEM || lookup_is_plain).then_some(DirectMapCall {
             pc: s.pc,
@@ -93,6 +89,31 @@ pub(super) fn direct_map_calls(
         .filter(|s| (start..end).contains(&s.pc))
         .filter_map(of_site)
         .collect()
+}
+
+/// The constant map the verifier proved the map argument of the helper call
+/// at `pc` to be, as an index into `Program::maps`; none for a map-in-map (an
+/// inner map's calls carry the outer map's index, MemKind::MapValue: the call
+/// may be on any of its inner maps).
+fn const_map(prog: &Program, aux: &[InsnAux], pc: usize) -> Option<usize> {
+    let m = aux.get(pc)?.const_map?;
+    let map = prog.map_indices.iter().position(|&x| x == m)?;
+    let ty = prog.maps.get(map)?.attr().map_type;
+    (!matches!(ty, MapType::ArrayOfMaps | MapType::HashOfMaps)).then_some(map)
+}
+
+/// r0's tag after each helper call in `start..end` that `resolved_call`
+/// compiles and whose prototype returns a scalar.
+pub(super) fn resolved_ret_tags<'a>(
+    prog: &'a Program,
+    (start, end): (usize, usize),
+    sites: &'a [HelperSite],
+) -> impl Iterator<Item = (usize, Tag)> + 'a {
+    sites
+        .iter()
+        .filter(move |s| (start..end).contains(&s.pc) && s.ret_scalar && s.func.is_some())
+        .filter(|s| prog.code.get(s.pc).is_some_and(|i| i.code & BPF_X == 0))
+        .map(|s| (s.pc, SCALAR))
 }
 
 impl FnTranslator<'_> {
@@ -159,6 +180,56 @@ impl FnTranslator<'_> {
         let zero = self.b.ins().iconst(I64, 0);
         let r0 = self.b.ins().select(ok, p, zero);
         self.set(0, r0);
+        true
+    }
+
+    /// A helper call at a site the verifier checked, straight to the
+    /// function it resolved (`rt_call`), or, when r1 is a constant map and
+    /// the helper has a map op, to the op with the map's address (`rt_map_op`:
+    /// no search of the run's maps by handle). Returns false when the site
+    /// is not one.
+    fn resolved_call(&mut self, pc: usize, insn: Insn) -> bool {
+        let Some(site) = self.site(pc).filter(|_| insn.code & BPF_X == 0) else {
+            return false;
+        };
+        let Some(func) = site.func else {
+            return false;
+        };
+        let map = self.aux.and_then(|aux| const_map(self.prog(), aux, pc));
+        self.store_arg_tags();
+        let mut args = vec![self.st];
+        let f = match (site.map_op, map) {
+            (Some(op), Some(m)) => {
+                let addr = std::sync::Arc::as_ptr(&self.prog().maps[m]) as usize;
+                args.push(self.b.ins().iconst(I64, op as usize as i64));
+                args.push(self.b.ins().iconst(I64, addr as i64));
+                self.map_ops += 1;
+                runtime::rt_map_op as *const () as usize
+            }
+            _ => {
+                args.push(self.b.ins().iconst(I64, func as usize as i64));
+                args.push(self.reg(1));
+                runtime::rt_call as *const () as usize
+            }
+        };
+        for r in 2..=5 {
+            args.push(self.reg(r));
+        }
+        let pc_site = pc as u64 | self.site_bits(pc) & (runtime::SITE_PKT | runtime::SITE_CTX);
+        args.push(self.b.ins().iconst(I64, pc_site as i64));
+        self.spill_budget();
+        let r0 = self.call_rt(self.sig_helper, f, &args);
+        self.reload_state_after(site.changes_pkt);
+        self.set(0, r0);
+        // (resolved_ret_tags told the tag analysis the same.)
+        let t0 = if site.ret_scalar {
+            self.b.ins().iconst(I64, SCALAR as i64)
+        } else {
+            self.st_load(off::RET_TAG)
+        };
+        self.set_tag(0, t0);
+        self.check_status(r0);
+        self.resolved += 1;
         true
     }
 
@@ -235,6 +306,7 @@ impl FnTranslator<'_> {
             || self.inline_bpf_loop(pc, insn)
             || self.direct_tail_call(pc, insn)
             || self.direct_map_call(pc)
+            || self.resolved_call(pc, insn)
         {
             return;
         }

@@ -65,6 +65,11 @@ pub struct JitStats {
     /// bpf_map_lookup/update/delete_elem calls on a constant map compiled as
     /// direct calls into the map (no helper dispatch, no argument checks).
     pub direct_map_calls: usize,
+    /// Helper calls at verified sites compiled as calls of the function the
+    /// verifier resolved (no helper table, no id dispatch); of them, calls of
+    /// the helper's map op with the constant map r1 was proved to be.
+    pub resolved_helper_calls: usize,
+    pub map_op_calls: usize,
     /// bpf_loop calls compiled as a native loop calling the callback (the
     /// verifier found flags 0 and one callback on every path).
     pub inlined_loops: usize,
@@ -80,8 +85,9 @@ pub struct Compiled {
     pub(crate) funcs: Vec<(usize, JitFn)>,
     /// The main program's function (funcs[0]), called every run.
     pub(crate) main: JitFn,
-    /// Context slots (4-byte offset / 4) the program reads with 4-byte loads:
-    /// what the context shadow is filled with at the start of a run.
+    /// Context slots (4-byte offset / 4) the code reads through the shadow
+    /// (4-byte loads of the context r1 came in with): what the shadow is
+    /// filled with at the start of a run and after a helper call.
     pub(crate) ctx_wanted: u64,
     /// The context layout the code reaches fields through directly, and the
     /// slots of `ctx_wanted` it then loads directly (not from the shadow).
@@ -198,12 +204,6 @@ fn compile_with(
     let n = funcs.len();
     // Without a direct access the run need not ask the context for its base.
     let layout = prog.ctx_layout.filter(|_| counts.direct > 0);
-    let ctx_wanted = prog
-        .code
-        .iter()
-        .filter(|i| i.code == skiff_isa::BPF_LDX | skiff_isa::BPF_MEM | skiff_isa::BPF_W)
-        .filter(|i| (0..256).contains(&i.off) && i.off % 4 == 0)
-        .fold(0u64, |m, i| m | 1 << (i.off / 4));
     let Some(&(0, main)) = funcs.first() else {
         return Err(JitError {
             pc: 0,
@@ -214,7 +214,7 @@ fn compile_with(
         module: Some(module),
         main,
         funcs,
-        ctx_wanted,
+        ctx_wanted: counts.shadow_slots,
         layout,
         direct_slots: layout.map_or(0, |l| l.load_slots()),
         stats: JitStats {
@@ -225,6 +225,8 @@ fn compile_with(
             budget_charges: counts.charges,
             inlined_lookups: counts.inlined,
             direct_map_calls: counts.direct_maps,
+            resolved_helper_calls: counts.resolved,
+            map_op_calls: counts.map_ops,
             inlined_loops: counts.inlined_loops,
         },
     })

@@ -23,6 +23,7 @@ pub const ABORT: u64 = 2;
 /// rt_helper's id argument: the helper id in the low 32 bits; when the
 /// verifier checked the call site, SITE_KNOWN and what the call may change
 /// (decided at compile time instead of looking the helper up per call).
+/// SITE_PKT and SITE_CTX also go with the pc to rt_call and rt_map_op.
 pub const SITE_KNOWN: u64 = 1 << 32;
 pub const SITE_PKT: u64 = 1 << 33;
 pub const SITE_CTX: u64 = 1 << 34;
@@ -479,6 +480,21 @@ pub(super) unsafe extern "C" fn rt_helper(
         helper_changes(st, id as u32)
     };
     let r = st.call_helper(id as u32, [r1, r2, r3, r4, r5], tags, id & SITE_KNOWN != 0);
+    after_helper(st, r, (pkt, ctx), [r1, r2, r3, r4, r5], pc)
+}
+
+/// What follows every helper call: the packet bounds and the context's
+/// shadow again as far as the call may have changed them (`changed`: the
+/// packet, the context), then an error, an early end or a requested tail
+/// call handled; else r0.
+#[inline(always)]
+fn after_helper(
+    st: &mut RunState,
+    r: Result<u64, VmError>,
+    (pkt, ctx): (bool, bool),
+    args: [u64; 5],
+    pc: u64,
+) -> u64 {
     if pkt {
         st.refresh_packet();
     }
@@ -500,9 +516,73 @@ pub(super) unsafe extern "C" fn rt_helper(
         return v;
     }
     if let Some(next) = st.pending_tail_call.take() {
-        return super::tail::tail_call(st, next, [r1, r2, r3, r4, r5]);
+        return super::tail::tail_call(st, next, args);
     }
     r0
+}
+
+// Helper calls at a site the verifier checked go to the function it resolved
+// there (`HelperSite::func`, `map_op`), as the kernel's JIT calls the address
+// do_misc_fixups put in the instruction: no helper table, no id, no program
+// type check. `pc_site` is the call's pc | SITE_PKT | SITE_CTX (what the
+// call may change, decided at compile time).
+
+/// `pc_site`'s pc and what the call may change.
+fn site_of(pc_site: u64) -> (u64, (bool, bool)) {
+    let changed = (pc_site & SITE_PKT != 0, pc_site & SITE_CTX != 0);
+    (pc_site & 0xffff_ffff, changed)
+}
+
+/// A call of the helper function `f`.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe extern "C" fn rt_call(
+    js: *mut JitState,
+    f: u64,
+    r1: u64,
+    r2: u64,
+    r3: u64,
+    r4: u64,
+    r5: u64,
+    pc_site: u64,
+) -> u64 {
+    // SAFETY: as in rt_load.
+    let st = unsafe { state(js) };
+    // SAFETY: the compiler took `f` from a `HelperSite::func`, a HelperFn.
+    let f = unsafe { std::mem::transmute::<usize, crate::HelperFn>(f as usize) };
+    let args = [r1, r2, r3, r4, r5];
+    let r = st.with_args(&args, |st| f(st, &args));
+    let (pc, changed) = site_of(pc_site);
+    after_helper(st, r, changed, args, pc)
+}
+
+/// A call of the map op `op` of a helper whose r1 is the constant map at
+/// address `map`.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe extern "C" fn rt_map_op(
+    js: *mut JitState,
+    op: u64,
+    map: u64,
+    r2: u64,
+    r3: u64,
+    r4: u64,
+    r5: u64,
+    pc_site: u64,
+) -> u64 {
+    // SAFETY: as in rt_load.
+    let st = unsafe { state(js) };
+    // SAFETY: the compiler took `op` from a `HelperSite::map_op`, a MapOpFn,
+    // and `map` from `Program::maps` (the program, which holds the map, is
+    // kept alive for the run).
+    let (op, m) = unsafe {
+        (
+            std::mem::transmute::<usize, crate::MapOpFn>(op as usize),
+            &*(map as usize as *const skiff_maps::Map),
+        )
+    };
+    let args = [map, r2, r3, r4, r5];
+    let r = st.with_args(&args, |st| op(st, m, &args));
+    let (pc, changed) = site_of(pc_site);
+    after_helper(st, r, changed, args, pc)
 }
 
 // bpf_map_lookup_elem / update / delete at a call site the verifier checked

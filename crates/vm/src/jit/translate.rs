@@ -80,6 +80,12 @@ pub(super) struct Counts {
     pub direct: usize,
     /// Map helper calls compiled as direct calls into the map.
     pub direct_maps: usize,
+    /// Helper calls to the function the verifier resolved; of them, to a
+    /// map op with a constant map.
+    pub resolved: usize,
+    pub map_ops: usize,
+    /// Context slots (4-byte offset / 4) native code reads from the shadow.
+    pub shadow_slots: u64,
     /// bpf_loop calls compiled as native loops.
     pub inlined_loops: usize,
 }
@@ -134,6 +140,9 @@ pub(super) fn translate(
             counts.inlined += t.inlined.len();
             counts.direct += t.direct;
             counts.direct_maps += t.direct_maps.len();
+            counts.resolved += t.resolved;
+            counts.map_ops += t.map_ops;
+            counts.shadow_slots |= t.shadow_slots;
             counts.inlined_loops += t.inlined_loops;
             t.b.seal_all_blocks();
             t.b.finalize(fc);
@@ -204,9 +213,14 @@ pub(super) struct FnTranslator<'a> {
     /// It charges the budget (a back-edge not proven bounded, or it is no
     /// main function): it keeps the budget in a register.
     uses_budget: bool,
-    /// Inline bounds checks and budget charges emitted.
+    /// Inline bounds checks and budget charges emitted; helper calls to the
+    /// resolved function, and to a map op.
     pub(super) checks: usize,
     charges: usize,
+    pub(super) resolved: usize,
+    pub(super) map_ops: usize,
+    /// Context slots read through the shadow (`Counts::shadow_slots`).
+    pub(super) shadow_slots: u64,
     inlined_tags: Vec<(usize, Tag)>,
     /// Map helper calls compiled as direct calls into the map.
     direct_maps: Vec<super::calls::DirectMapCall>,
@@ -402,6 +416,7 @@ impl<'a> FnTranslator<'a> {
             .iter()
             .map(|&(pc, i)| (pc, FIRST_MAP + i as Tag))
             .chain(direct_maps.iter().map(|d| (d.pc, d.ret_tag())))
+            .chain(super::calls::resolved_ret_tags(prog, (start, end), sites))
             .collect();
         let facts = analysis::TagFacts {
             prog_type: prog.prog_type,
@@ -473,6 +488,9 @@ impl<'a> FnTranslator<'a> {
             uses_budget,
             checks: 0,
             charges: 0,
+            resolved: 0,
+            map_ops: 0,
+            shadow_slots: 0,
             pkt_lo,
             pkt_hi,
             budget,

@@ -168,7 +168,7 @@ impl<'a> Env<'a> {
     }
 
     /// Looks the helper up: unknown ids, helpers of other program types, GPL.
-    fn helper_proto(&mut self, func_id: i32) -> VResult<HelperProto> {
+    fn helper_def(&mut self, func_id: i32) -> VResult<crate::HelperDef> {
         let name = func_name(func_id);
         if !(0..BPF_FUNC_MAX_ID).contains(&func_id) {
             return self.einval(format!("invalid func {name}#{func_id}"));
@@ -201,13 +201,14 @@ impl<'a> Env<'a> {
             return self
                 .einval("cannot call GPL-restricted function from non-GPL compatible program");
         }
-        Ok(def.proto)
+        Ok(def)
     }
 
     /// kernel/bpf/verifier.c: check_helper_call
     fn check_helper_call(&mut self, insn: Insn) -> VResult<Next> {
         let func_id = insn.imm;
-        let proto = self.helper_proto(func_id)?;
+        let def = self.helper_def(func_id)?;
+        let proto = def.proto;
         let mut meta = ArgMeta::default();
         for (i, arg) in proto.args.iter().enumerate() {
             self.check_func_arg(i + 1, *arg, &mut meta, &proto, func_id)?;
@@ -217,7 +218,7 @@ impl<'a> Env<'a> {
             self.update_loop_inline_state(meta.subprog);
         }
         if let Some(ia) = self.iaux.get_mut(self.insn_idx) {
-            ia.helper = Some(proto.invalidates());
+            ia.helper = Some(super::HelperSite::of(&def));
         }
         if let Some(regno) = meta.release_regno {
             if meta.ref_obj_id != 0 {

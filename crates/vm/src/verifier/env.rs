@@ -28,8 +28,8 @@ pub struct AuxInternal {
     pub map: Option<MapRef>,
     pub map_poisoned: bool,
     /// A helper call checked against its prototype: what the call may change
-    /// (`HelperProto::invalidates`), for the JIT (`Verified::helper_sites`).
-    pub helper: Option<(bool, bool)>,
+    /// and the helper it calls, for the JIT (`Verified::helper_sites`).
+    pub helper: Option<super::HelperSite>,
     /// bpf_loop: its callback and flags on the paths seen so far
     /// (`bpf_loop_inline_state`).
     pub loop_inline: LoopInline,

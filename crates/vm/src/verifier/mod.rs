@@ -192,13 +192,39 @@ pub struct InsnAux {
 /// A helper call the verifier checked on every path that reaches it: its
 /// arguments fit the prototype, and what the call may change (the prototype's
 /// `invalidates`, decided here so the JIT need not look the helper up).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct HelperSite {
     pub pc: usize,
     /// The packet bounds must be reloaded (bpf_helper_changes_pkt_data).
     pub changes_pkt: bool,
     /// Context fields may have changed (the helper was given the context).
     pub changes_ctx: bool,
+    /// r0 is a scalar after the call (RET_INTEGER, RET_VOID).
+    pub ret_scalar: bool,
+    /// The helper's function in the table the program was verified against,
+    /// and its map op: the call resolved once, at load, as the kernel's
+    /// do_misc_fixups resolves `insn->imm` to the function (the JIT calls it
+    /// straight, with no table lookup per call).
+    pub func: Option<crate::HelperFn>,
+    pub map_op: Option<crate::MapOpFn>,
+}
+
+impl HelperSite {
+    /// A site that calls `def` (pc set when the walk is done).
+    pub(crate) fn of(def: &crate::HelperDef) -> HelperSite {
+        let (changes_pkt, changes_ctx) = def.proto.invalidates();
+        HelperSite {
+            pc: 0,
+            changes_pkt,
+            changes_ctx,
+            ret_scalar: matches!(
+                def.proto.ret,
+                crate::RetType::Integer | crate::RetType::Void
+            ),
+            func: Some(def.func),
+            map_op: def.map_op,
+        }
+    }
 }
 
 /// A program the verifier accepted, and what it proved.
@@ -315,13 +341,7 @@ fn finish(env: env::Env) -> Verified {
         .iaux
         .iter()
         .enumerate()
-        .filter_map(|(pc, ia)| {
-            ia.helper.map(|(changes_pkt, changes_ctx)| HelperSite {
-                pc,
-                changes_pkt,
-                changes_ctx,
-            })
-        })
+        .filter_map(|(pc, ia)| ia.helper.map(|site| HelperSite { pc, ..site }))
         .collect();
     Verified {
         aux,
