@@ -245,7 +245,8 @@ impl Vm {
         let stack_top = self.stack.as_ptr() as usize + STACK_SIZE;
         let ctx_addr = self.ctx_block.as_ptr() as usize;
         let args = args.unwrap_or([ctx_addr as u64, 0, 0, 0, 0]);
-        let ctx_size = ctx.ctx_size();
+        // (Asked of the context's own type, not through `dyn Context`.)
+        let (ctx_size, view) = (ctx.ctx_size(), ctx.packet_view());
         let ctx_region = match extra.iter().find(|r| r.contains(args[0], 0)) {
             Some(r) => Region {
                 start: args[0],
@@ -285,7 +286,7 @@ impl Vm {
             call_args: std::ptr::null(),
             retabled: false,
         };
-        st.refresh_packet();
+        st.set_packet(view);
         // The value comes back alone; an error waits in the run state (the
         // large Result is built only on the cold path).
         let r0 = match self.engine {
@@ -650,6 +651,12 @@ impl RunState<'_> {
     #[inline]
     pub fn refresh_packet(&mut self) {
         let view = self.ctx.packet_view();
+        self.set_packet(view);
+    }
+
+    /// The packet bounds (and packet fields) of `view`.
+    #[inline]
+    fn set_packet(&mut self, view: Option<crate::PacketView>) {
         let r = match view {
             Some(v) => Region::new(
                 v.start,
