@@ -126,38 +126,42 @@ impl Index {
         ((h ^ (h >> 32)) as usize) & self.mask
     }
 
+    // The tables as slices of atomics, indexed: an element number comes from
+    // a u32 link, so `2 * elem + 1` and `elem * words + w` fit a usize, and
+    // `get` bounds each access.
+
     fn head(&self, bucket: usize) -> Option<&AtomicU32> {
-        self.heads.atomic_u32(bucket.checked_mul(4)?)
+        self.heads.atomic_u32s().get(bucket)
     }
 
     fn next(&self, elem: usize) -> Option<&AtomicU32> {
-        self.links.atomic_u32(elem.checked_mul(LINKS)?)
+        self.links.atomic_u32s().get(elem.wrapping_mul(LINKS / 4))
     }
 
     fn seq(&self, elem: usize) -> Option<&AtomicU32> {
         self.links
-            .atomic_u32(elem.checked_mul(LINKS)?.checked_add(4)?)
+            .atomic_u32s()
+            .get(elem.wrapping_mul(LINKS / 4).wrapping_add(1))
     }
 
     fn key_word(&self, elem: usize, w: usize) -> Option<&AtomicU64> {
-        // (key_eq inlines this for the lookup path)
-        let off = elem
-            .checked_mul(self.words)?
-            .checked_add(w)?
-            .checked_mul(8)?;
-        self.keys.atomic_u64(off)
+        self.keys
+            .atomic_u64s()
+            .get(elem.wrapping_mul(self.words).wrapping_add(w))
     }
 
     fn key_eq(&self, elem: usize, key: &[u8]) -> bool {
-        let Some(first) = elem.checked_mul(self.words) else {
+        let first = elem.wrapping_mul(self.words);
+        let Some(words) = self
+            .keys
+            .atomic_u64s()
+            .get(first..first.wrapping_add(self.words))
+        else {
             return false;
         };
-        key.chunks(8).enumerate().all(|(w, c)| {
-            first
-                .checked_add(w)
-                .and_then(|x| self.keys.atomic_u64(x.checked_mul(8)?))
-                .is_some_and(|a| a.load(Ordering::Relaxed) == word(c))
-        })
+        key.chunks(8)
+            .zip(words)
+            .all(|(c, a)| a.load(Ordering::Relaxed) == word(c))
     }
 
     /// One walk of `bucket`'s chain (kernel/bpf/hashtab.c: lookup_nulls_elem_raw).

@@ -130,6 +130,22 @@ impl Block {
         Some(unsafe { AtomicU64::from_ptr(p.cast::<u64>()) })
     }
 
+    /// The whole block as 4-byte atomics (its last len % 4 bytes left out):
+    /// for a table of links read in a loop, one bounds check per access by
+    /// index instead of an offset's alignment, overflow and bounds checks.
+    pub(crate) fn atomic_u32s(&self) -> &[AtomicU32] {
+        // SAFETY: as `atomic_u32`, for every 4-byte-aligned word inside the
+        // allocation (the block is 64-aligned): len / 4 of them, living as
+        // long as `&self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<AtomicU32>(), self.len / 4) }
+    }
+
+    /// The whole block as 8-byte atomics (as `atomic_u32s`).
+    pub(crate) fn atomic_u64s(&self) -> &[AtomicU64] {
+        // SAFETY: as `atomic_u32s`, 8-byte words.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<AtomicU64>(), self.len / 8) }
+    }
+
     pub(crate) fn load_u32_acquire(&self, offset: usize) -> Option<u32> {
         self.atomic_u32(offset).map(|a| a.load(Ordering::Acquire))
     }
