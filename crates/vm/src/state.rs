@@ -266,6 +266,16 @@ impl Vm {
         }
         let jit = &mut *self.jit;
         jit.begin_run(self.env.budget, self.env.cpu);
+        set_packet(&mut self.regions, jit, view);
+        // The context set up for the program's code through the context's
+        // own type (no `dyn Context` calls at every run).
+        let native = match self.engine {
+            crate::Engine::Jit => prog.jit().map(|c| {
+                crate::jit::fill_shadow_for(jit, c, ctx);
+                c.main
+            }),
+            crate::Engine::Interp => None,
+        };
         let mut st = RunState {
             regions: &mut self.regions,
             ctx,
@@ -286,12 +296,11 @@ impl Vm {
             call_args: std::ptr::null(),
             retabled: false,
         };
-        st.set_packet(view);
         // The value comes back alone; an error waits in the run state (the
         // large Result is built only on the cold path).
-        let r0 = match self.engine {
-            crate::Engine::Jit => crate::jit::execute(&mut st, args),
-            crate::Engine::Interp => st.interp_main(args),
+        let r0 = match native {
+            Some(f) => crate::jit::execute(&mut st, f, args),
+            None => st.interp_main(args),
         };
         if st.retabled || !st.keepalive.is_empty() {
             // Inner maps were adopted (they are let go now), or a tail call
@@ -304,6 +313,24 @@ impl Vm {
         }
         Ok(r0)
     }
+}
+
+/// The packet bounds (and packet fields) of `view`, for both engines: the
+/// PACKET tag's region, the JIT's bounds and the shadow's packet fields.
+#[inline]
+fn set_packet(regions: &mut Regions, jit: &mut JitState, view: Option<crate::PacketView>) {
+    let r = match view {
+        Some(v) => Region::new(
+            v.start,
+            v.end.saturating_sub(v.start),
+            RegionKind::ReadWrite,
+        ),
+        None => Region::EMPTY,
+    };
+    regions.set(PACKET, r);
+    jit.set_bounds(PACKET, &r);
+    (jit.pkt_start, jit.pkt_end) = (r.start, r.end);
+    jit.set_packet_fields(view);
 }
 
 /// The run's error as an Exception (where it happened).
@@ -657,18 +684,7 @@ impl RunState<'_> {
     /// The packet bounds (and packet fields) of `view`.
     #[inline]
     fn set_packet(&mut self, view: Option<crate::PacketView>) {
-        let r = match view {
-            Some(v) => Region::new(
-                v.start,
-                v.end.saturating_sub(v.start),
-                RegionKind::ReadWrite,
-            ),
-            None => Region::EMPTY,
-        };
-        self.regions.set(PACKET, r);
-        self.jit.set_bounds(PACKET, &r);
-        (self.jit.pkt_start, self.jit.pkt_end) = (r.start, r.end);
-        self.jit.set_packet_fields(view);
+        set_packet(self.regions, self.jit, view);
     }
 
     /// Request a tail call; the engine performs it when the helper returns.

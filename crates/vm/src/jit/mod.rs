@@ -24,7 +24,7 @@ use crate::state::RunState;
 use crate::verifier::Verified;
 use crate::VmError;
 
-pub(crate) use runtime::{call_function as runtime_call, execute, JitState};
+pub(crate) use runtime::{call_function as runtime_call, execute, fill_shadow_for, JitState};
 
 /// Which engine runs a program.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

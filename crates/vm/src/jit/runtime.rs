@@ -302,23 +302,41 @@ pub(super) fn fail(st: &mut RunState, pc: u64, e: VmError) -> u64 {
 /// base when the context is the layout the code was compiled for, and the
 /// shadow filled with the other fields the code reads.
 pub(crate) fn fill_shadow(st: &mut RunState) {
-    let (wanted, layout, direct) = st
-        .current
-        .jit()
-        .map_or((0, None, 0), |c| (c.ctx_wanted, c.layout, c.direct_slots));
-    let base = layout.and_then(|l| st.ctx.direct_base(l));
-    st.jit.ctx_base = base.map_or(0, |p| p as u64);
-    st.jit.layout = layout.map_or(std::ptr::null(), |l| l as *const crate::CtxLayout);
-    st.jit.direct_slots = if base.is_some() { direct } else { 0 };
-    let pkt = st.jit.pkt_slots;
-    let wanted = wanted & !st.jit.direct_slots & !pkt;
-    let kept = st.jit.shadow_valid & pkt;
-    if wanted == 0 {
-        st.jit.shadow_valid = kept;
-        return;
+    let current = st.current;
+    match current.jit() {
+        Some(code) => fill_shadow_for(st.jit, code, st.ctx),
+        None => fill_shadow_none(st.jit),
     }
-    let mask = st.ctx.fast_loads(wanted, &mut st.jit.shadow);
-    st.jit.shadow_valid = kept | mask;
+}
+
+/// `fill_shadow` for `code` and the context `ctx` (at a run's start, of the
+/// context's own type: its calls inline).
+pub(crate) fn fill_shadow_for<C: crate::Context + ?Sized>(
+    jit: &mut JitState,
+    code: &super::Compiled,
+    ctx: &mut C,
+) {
+    let layout = code.layout;
+    let base = layout.and_then(|l| ctx.direct_base(l));
+    jit.ctx_base = base.map_or(0, |p| p as u64);
+    jit.layout = layout.map_or(std::ptr::null(), |l| l as *const crate::CtxLayout);
+    jit.direct_slots = if base.is_some() { code.direct_slots } else { 0 };
+    let pkt = jit.pkt_slots;
+    let wanted = code.ctx_wanted & !jit.direct_slots & !pkt;
+    let kept = jit.shadow_valid & pkt;
+    jit.shadow_valid = kept
+        | if wanted == 0 {
+            0
+        } else {
+            ctx.fast_loads(wanted, &mut jit.shadow)
+        };
+}
+
+/// `fill_shadow` for code without native code (the interpreter's): nothing
+/// is read directly or from the shadow.
+fn fill_shadow_none(jit: &mut JitState) {
+    (jit.ctx_base, jit.layout, jit.direct_slots) = (0, std::ptr::null(), 0);
+    jit.shadow_valid &= jit.pkt_slots;
 }
 
 /// The shadow filled again after a helper that may change any field (the
@@ -362,13 +380,10 @@ pub(super) unsafe fn state<'a>(js: *mut JitState) -> &'a mut RunState<'static> {
     unsafe { &mut *(*js).st }
 }
 
-/// Run the current program (JIT compiled) from instruction 0: r0, or an
-/// error left in `st.jit_error`.
-pub(crate) fn execute(st: &mut RunState, args: [u64; 5]) -> u64 {
-    let Some(f) = st.current.jit().map(|c| c.main) else {
-        return st.interp_main(args);
-    };
-    fill_shadow(st);
+/// Run the current program's native main function `f` from instruction 0
+/// (the context already set up for it: `fill_shadow_for`): r0, or an error
+/// left in `st.jit_error`.
+pub(crate) fn execute(st: &mut RunState, f: JitFn, args: [u64; 5]) -> u64 {
     st.jit.arg_tags = crate::state::ENTRY_TAGS;
     let r0 = run_native(st, f, args);
     if st.jit.status == ABORT {
