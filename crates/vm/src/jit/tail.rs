@@ -27,15 +27,15 @@ use crate::verifier::BPF_FUNC_TAIL_CALL;
 /// Entries of `JitState::tail_cache` (a power of two).
 pub const TAIL_CACHE: usize = 16;
 
-/// A tail call the worker made through the runtime, which native code may
-/// make again by itself: from the code of program `from` to program `id`,
-/// whose native main function is `code`. Recorded only when the target
+/// A tail call the worker made through the runtime at one site, which native
+/// code may make again by itself: from the code of program `from` to program
+/// `id`, whose native main function is `code`. Recorded only when the target
 /// needed no set-up of its own: the tag table already held the target's maps
 /// (the same maps at the same tags, among the caller's own, which its code
-/// always runs with) and its context layout was the caller's. What can change between runs
-/// native code checks itself: the slot's program, the count, the call depth,
-/// regions the run added, the context fields the target reads (`wanted`)
-/// still valid in the shadow.
+/// always runs with) and its context layout was the caller's. What can change
+/// between runs native code checks itself: the slot's program, the count, the
+/// call depth, regions the run added, the context fields the target reads
+/// (`wanted`) still valid in the shadow.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct TailEntry {
