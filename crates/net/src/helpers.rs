@@ -432,20 +432,6 @@ pub(crate) fn skb_ctx<'a>(st: &'a mut RunState) -> Result<&'a mut SkBuff, VmErro
         .ok_or_else(|| VmError::Ctx("helper needs a __sk_buff context".into()))
 }
 
-/// Bytes a helper moves between the packet and program memory go through a
-/// buffer on the stack up to this size (no allocation per packet; the
-/// kernel copies straight).
-const BOUNCE: usize = 128;
-
-/// `f` given a zeroed buffer of `len` bytes (on the stack up to BOUNCE).
-pub(crate) fn with_buffer<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
-    let mut small = [0u8; BOUNCE];
-    match small.get_mut(..len) {
-        Some(b) => f(b),
-        None => f(&mut vec![0u8; len]),
-    }
-}
-
 /// A device as helpers see it in the packet's namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NsDevice {

@@ -128,22 +128,6 @@ impl HelperTable {
         }
         (def.func)(st, args)
     }
-
-    /// `call` at a call site the verifier checked against this table (the
-    /// helper exists, the program's type may call it: check_helper_call):
-    /// nothing to check again.
-    #[inline]
-    pub fn call_verified(
-        &self,
-        st: &mut RunState,
-        id: u32,
-        args: &[u64; 5],
-    ) -> Result<u64, VmError> {
-        match self.get(id) {
-            Some(def) => (def.func)(st, args),
-            None => Err(VmError::UnknownHelper(id)),
-        }
-    }
 }
 
 macro_rules! helper {
@@ -389,16 +373,27 @@ fn map_peek_elem(st: &mut RunState, map: &Map, a: &[u64; 5]) -> Result<u64, VmEr
 }
 
 fn pop_or_peek(st: &mut RunState, map: &Map, a: &[u64; 5], peek: bool) -> Result<u64, VmError> {
-    let mut out = vec![0u8; map.attr().value_size as usize];
-    let r = if peek {
-        map.peek(&mut out)
-    } else {
-        map.pop(&mut out)
-    };
-    if r.is_ok() {
-        st.write(a[1], &out)?;
+    with_buffer(map.attr().value_size as usize, |out| {
+        let r = if peek { map.peek(out) } else { map.pop(out) };
+        if r.is_ok() {
+            st.write(a[1], out)?;
+        }
+        Ok(errno_ret(r))
+    })
+}
+
+/// Bytes a helper moves between a map or the packet and program memory go
+/// through a buffer on the stack up to this size (no allocation per call;
+/// the kernel copies straight).
+const BOUNCE: usize = 128;
+
+/// `f` given a zeroed buffer of `len` bytes (on the stack up to BOUNCE).
+pub fn with_buffer<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    let mut small = [0u8; BOUNCE];
+    match small.get_mut(..len) {
+        Some(b) => f(b),
+        None => f(&mut vec![0u8; len]),
     }
-    Ok(errno_ret(r))
 }
 
 fn ktime_get_ns(st: &mut RunState, _: &[u64; 5]) -> Result<u64, VmError> {
@@ -622,24 +617,22 @@ fn ringbuf_reserve(st: &mut RunState, map: &Map, a: &[u64; 5]) -> Result<u64, Vm
 }
 
 fn ringbuf_commit(st: &mut RunState, a: &[u64; 5], discard: bool) -> Result<u64, VmError> {
-    let rings: Vec<&Map> = st
-        .maps()
-        .filter(|m| m.attr().map_type == MapType::Ringbuf)
-        .collect();
-    for m in rings {
-        if m.regions()
-            .iter()
-            .any(|r| (a[0] as usize) >= r.start && (a[0] as usize) < r.start + r.len)
-        {
-            m.ringbuf_submit(a[0] as usize as *mut u8, discard, a[1])
-                .map_err(|e| VmError::Helper(format!("ringbuf submit: errno {e}")))?;
-            return Ok(0);
-        }
-    }
-    Err(VmError::Helper(format!(
-        "{:#x} is not a reserved ringbuf record",
-        a[0]
-    )))
+    let at = a[0] as usize;
+    let ring = st.maps().find(|m| {
+        m.attr().map_type == MapType::Ringbuf
+            && m.regions()
+                .iter()
+                .any(|r| at >= r.start && at < r.start + r.len)
+    });
+    let Some(m) = ring else {
+        return Err(VmError::Helper(format!(
+            "{:#x} is not a reserved ringbuf record",
+            a[0]
+        )));
+    };
+    m.ringbuf_submit(at as *mut u8, discard, a[1])
+        .map_err(|e| VmError::Helper(format!("ringbuf submit: errno {e}")))?;
+    Ok(0)
 }
 
 fn ringbuf_submit(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {

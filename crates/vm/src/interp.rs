@@ -490,7 +490,7 @@ fn run_loop<const COVER: bool>(
                             };
                             st.jit.budget = *budget;
                             let args = [r.v[1], r.v[2], r.v[3], r.v[4], r.v[5]];
-                            let res = st.call_helper(id, args, r.arg_tags(), false);
+                            let res = st.call_helper(id, args, r.arg_tags());
                             *budget = st.jit.budget;
                             r.v[0] = res.map_err(|e| (pc, e))?;
                             r.t[0] = st.jit.ret_tag as Tag;

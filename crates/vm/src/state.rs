@@ -518,25 +518,18 @@ impl RunState<'_> {
     }
 
     /// Call helper `id` with r1-r5 = `args` tagged `tags` (`pack_tags`); r0's tag
-    /// is left in `jit.ret_tag`. `verified`: the verifier checked this call
-    /// site (the helper exists and the program's type may call it).
+    /// is left in `jit.ret_tag`. (A call site the verifier checked goes to
+    /// the function it resolved instead: jit::calls.)
     pub(crate) fn call_helper(
         &mut self,
         id: u32,
         args: [u64; 5],
         tags: u64,
-        verified: bool,
     ) -> Result<u64, VmError> {
         let saved = self.jit.arg_tags;
         self.jit.arg_tags = tags;
         let helpers = self.helpers;
-        let r = self.with_args(&args, |st| {
-            if verified {
-                helpers.call_verified(st, id, &args)
-            } else {
-                helpers.call(st, id, &args)
-            }
-        });
+        let r = self.with_args(&args, |st| helpers.call(st, id, &args));
         self.jit.arg_tags = saved;
         r
     }
@@ -678,12 +671,6 @@ impl RunState<'_> {
     #[inline]
     pub fn refresh_packet(&mut self) {
         let view = self.ctx.packet_view();
-        self.set_packet(view);
-    }
-
-    /// The packet bounds (and packet fields) of `view`.
-    #[inline]
-    fn set_packet(&mut self, view: Option<crate::PacketView>) {
         set_packet(self.regions, self.jit, view);
     }
 

@@ -80,6 +80,51 @@ fn run(prog: &Arc<Program>, engine: Engine) -> u64 {
     .expect("runs")
 }
 
+/// r1 = map 0's handle, through a spill to [r10-16] (a register the JIT
+/// cannot see through: only the verifier's const_map says which map it is),
+/// then `rest`.
+fn with_spilled_map_handle(rest: &str) -> Vec<Insn> {
+    let mut p = vec![
+        Insn::new(LD_IMM64, 1, BPF_PSEUDO_MAP_IDX, 0, 0),
+        Insn::new(0, 0, 0, 0, 0),
+    ];
+    p.extend(assemble(&format!("stxdw [%r10-16], %r1\n{rest}")).expect("assembles"));
+    p
+}
+
+/// `p` loaded on a fresh map from `map` three ways: the JIT given the proofs
+/// `v`, the JIT without them, the interpreter; each with its map and whether
+/// it had the proofs.
+fn three_ways(
+    p: &[Insn],
+    v: &Verified,
+    map: fn() -> Arc<Map>,
+) -> Vec<(Arc<Program>, Arc<Map>, bool)> {
+    [
+        (Engine::Jit, Some(v)),
+        (Engine::Jit, None),
+        (Engine::Interp, None),
+    ]
+    .into_iter()
+    .map(|(engine, verified)| {
+        let m = map();
+        let maps = std::slice::from_ref(&m);
+        let prog = Program::load_verified("p", ProgType::Xdp, p.to_vec(), maps, engine, verified)
+            .expect("loads");
+        (Arc::new(prog), m, verified.is_some())
+    })
+    .collect()
+}
+
+/// The engine a program was loaded for (the JIT when it was compiled).
+fn engine_of(prog: &Program) -> Engine {
+    if prog.jit_stats().is_some() {
+        Engine::Jit
+    } else {
+        Engine::Interp
+    }
+}
+
 #[test]
 fn proven_accesses_carry_no_check_and_proven_loops_no_charge() {
     let maps = [array()];
@@ -119,34 +164,22 @@ fn proven_accesses_carry_no_check_and_proven_loops_no_charge() {
 
 #[test]
 fn a_lookup_in_a_constant_array_map_is_inlined() {
-    // r1 comes from a register the JIT cannot see through (a spill and fill);
-    // the verifier's const_map says which map it is.
-    let mut p = vec![
-        Insn::new(LD_IMM64, 1, BPF_PSEUDO_MAP_IDX, 0, 0),
-        Insn::new(0, 0, 0, 0, 0),
-    ];
-    p.extend(
-        assemble(
-            "stxdw [%r10-16], %r1\nstw [%r10-4], 2\nldxdw %r1, [%r10-16]\nmov %r2, %r10\n\
-             add %r2, -4\ncall 1\njeq %r0, 0, +2\nstdw [%r0+0], 5\nldxdw %r0, [%r0+0]\nexit",
-        )
-        .expect("assembles"),
+    let p = with_spilled_map_handle(
+        "stw [%r10-4], 2\nldxdw %r1, [%r10-16]\nmov %r2, %r10\n\
+         add %r2, -4\ncall 1\njeq %r0, 0, +2\nstdw [%r0+0], 5\nldxdw %r0, [%r0+0]\nexit",
     );
-    let maps = [array()];
     let mut v = Verified {
         aux: vec![InsnAux::default(); p.len()],
         ..Verified::default()
     };
     v.aux[7].const_map = Some(0);
-    let plain =
-        Program::load_with("p", ProgType::Xdp, p.clone(), &maps, Engine::Jit).expect("loads");
-    let proven =
-        Program::load_verified("p", ProgType::Xdp, p, &maps, Engine::Jit, Some(&v)).expect("loads");
-    assert_eq!(plain.jit_stats().expect("jit").inlined_lookups, 0);
-    assert_eq!(proven.jit_stats().expect("jit").inlined_lookups, 1);
-    for prog in [plain, proven] {
+    for (prog, _, proven) in three_ways(&p, &v, array) {
+        if let Some(s) = prog.jit_stats() {
+            assert_eq!(s.inlined_lookups, usize::from(proven));
+        }
         let mut vm = Vm::new(Arc::new(HelperTable::generic()));
-        assert_eq!(vm.run(&Arc::new(prog), &mut NoContext).expect("runs"), 5);
+        vm.engine = engine_of(&prog);
+        assert_eq!(vm.run(&prog, &mut NoContext).expect("runs"), 5);
     }
 }
 
@@ -168,20 +201,13 @@ fn map_calls_on_a_constant_map_go_straight_to_the_map() {
     // update h[2] = 7, look it up, add 1 through the pointer, delete h[3]
     // (absent: -ENOENT), r0 = value + the delete's errno. r1 comes through a
     // spill and fill: only the verifier's const_map says which map it is.
-    let mut p = vec![
-        Insn::new(LD_IMM64, 1, BPF_PSEUDO_MAP_IDX, 0, 0),
-        Insn::new(0, 0, 0, 0, 0),
-    ];
-    p.extend(
-        assemble(
-            "stxdw [%r10-16], %r1\nstw [%r10-4], 2\nstdw [%r10-24], 7\n\
-             mov %r2, %r10\nadd %r2, -4\nmov %r3, %r10\nadd %r3, -24\nmov %r4, 0\ncall 2\n\
-             ldxdw %r1, [%r10-16]\nmov %r2, %r10\nadd %r2, -4\ncall 1\njeq %r0, 0, +8\n\
-             mov %r6, 1\nlock add [%r0+0], %r6\nldxdw %r6, [%r0+0]\n\
-             ldxdw %r1, [%r10-16]\nstw [%r10-4], 3\nmov %r2, %r10\nadd %r2, -4\ncall 3\n\
-             add %r0, %r6\nexit",
-        )
-        .expect("assembles"),
+    let p = with_spilled_map_handle(
+        "stw [%r10-4], 2\nstdw [%r10-24], 7\n\
+         mov %r2, %r10\nadd %r2, -4\nmov %r3, %r10\nadd %r3, -24\nmov %r4, 0\ncall 2\n\
+         ldxdw %r1, [%r10-16]\nmov %r2, %r10\nadd %r2, -4\ncall 1\njeq %r0, 0, +8\n\
+         mov %r6, 1\nlock add [%r0+0], %r6\nldxdw %r6, [%r0+0]\n\
+         ldxdw %r1, [%r10-16]\nstw [%r10-4], 3\nmov %r2, %r10\nadd %r2, -4\ncall 3\n\
+         add %r0, %r6\nexit",
     );
     let calls: Vec<usize> = (0..p.len()).filter(|&i| p[i].code == CALL).collect();
     assert_eq!(calls.len(), 3, "{calls:?}");
@@ -210,22 +236,16 @@ fn map_calls_on_a_constant_map_go_straight_to_the_map() {
         }
     }
     let want = 8u64.wrapping_add(-2i64 as u64); // h[2] after the add, -ENOENT
-    for (engine, verified) in [
-        (Engine::Jit, Some(&v)),
-        (Engine::Jit, None),
-        (Engine::Interp, None),
-    ] {
-        let maps = [hash()];
-        let prog = Program::load_verified("p", ProgType::Xdp, p.clone(), &maps, engine, verified)
-            .expect("loads");
-        if engine == Engine::Jit {
-            let direct = prog.jit_stats().expect("jit").direct_map_calls;
-            assert_eq!(direct, if verified.is_some() { 3 } else { 0 });
+    for (prog, map, proven) in three_ways(&p, &v, hash) {
+        let engine = engine_of(&prog);
+        if let Some(s) = prog.jit_stats() {
+            assert_eq!(s.direct_map_calls, if proven { 3 } else { 0 });
         }
         let mut vm = Vm::new(Arc::new(HelperTable::generic()));
-        let r0 = vm.run(&Arc::new(prog), &mut NoContext).expect("runs");
-        assert_eq!(r0, want, "{engine:?} verified {}", verified.is_some());
-        let value = maps[0].lookup(&2u32.to_le_bytes(), 0).expect("h[2]");
+        vm.engine = engine;
+        let r0 = vm.run(&prog, &mut NoContext).expect("runs");
+        assert_eq!(r0, want, "{engine:?} verified {proven}");
+        let value = map.lookup(&2u32.to_le_bytes(), 0).expect("h[2]");
         // SAFETY: a hash value of 8 bytes, alive with the map.
         assert_eq!(unsafe { *(value as *const u64) }, 8);
     }
@@ -295,27 +315,16 @@ fn helper_calls_at_verified_sites_go_straight_to_the_resolved_function() {
     };
     v.aux[calls[0]].const_map = Some(0);
     let table = Arc::new(table);
-    for (engine, verified) in [
-        (Engine::Jit, Some(&v)),
-        (Engine::Jit, None),
-        (Engine::Interp, None),
-    ] {
-        let maps = [hash()];
-        let prog = Program::load_verified("p", ProgType::Xdp, p.clone(), &maps, engine, verified)
-            .expect("loads");
-        if engine == Engine::Jit {
-            let s = prog.jit_stats().expect("jit");
-            let want = if verified.is_some() { (3, 1) } else { (0, 0) };
+    for (prog, _, proven) in three_ways(&p, &v, hash) {
+        let engine = engine_of(&prog);
+        if let Some(s) = prog.jit_stats() {
+            let want = if proven { (3, 1) } else { (0, 0) };
             assert_eq!((s.resolved_helper_calls, s.map_op_calls), want);
         }
         let mut vm = Vm::new(table.clone());
-        let r0 = vm.run(&Arc::new(prog), &mut NoContext).expect("runs");
-        assert_eq!(
-            r0,
-            4007 + 4009 + 13,
-            "{engine:?} verified {}",
-            verified.is_some()
-        );
+        vm.engine = engine;
+        let r0 = vm.run(&prog, &mut NoContext).expect("runs");
+        assert_eq!(r0, 4007 + 4009 + 13, "{engine:?} verified {proven}");
     }
 }
 

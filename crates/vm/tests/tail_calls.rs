@@ -19,23 +19,28 @@ fn counter() -> Arc<Map> {
 /// r1 = the context; tail call slot 0 of map 0; on fall-through r0 = `fall`.
 /// With `count`, first add 1 to the u64 at map 1's value.
 fn caller(fall: i32, count: bool) -> Vec<Insn> {
-    counting_caller(0, fall, count)
+    let mut p = if count { count_into(1) } else { Vec::new() };
+    p.extend(tail_call_to(0, 0, fall));
+    p
 }
 
-/// `caller` with slot `index`.
-fn counting_caller(index: i32, fall: i32, count: bool) -> Vec<Insn> {
-    let mut p = Vec::new();
-    if count {
-        p.extend([
-            Insn::new(LD_IMM64, 7, BPF_PSEUDO_MAP_IDX_VALUE, 0, 1),
-            Insn::new(0, 0, 0, 0, 0),
-        ]);
-        p.extend(assemble("ldxdw %r0, [%r7+0]\nadd %r0, 1\nstxdw [%r7+0], %r0").expect("asm"));
-    }
-    p.extend([
-        Insn::new(LD_IMM64, 2, BPF_PSEUDO_MAP_IDX, 0, 0),
+/// Add 1 to the u64 at map `map`'s value (r7 its address, r0 the count).
+fn count_into(map: i32) -> Vec<Insn> {
+    let mut p = vec![
+        Insn::new(LD_IMM64, 7, BPF_PSEUDO_MAP_IDX_VALUE, 0, map),
         Insn::new(0, 0, 0, 0, 0),
-    ]);
+    ];
+    p.extend(assemble("ldxdw %r0, [%r7+0]\nadd %r0, 1\nstxdw [%r7+0], %r0").expect("asm"));
+    p
+}
+
+/// Tail call slot `index` of map `slots` (r1 the context); on fall-through
+/// r0 = `fall`.
+fn tail_call_to(slots: i32, index: i32, fall: i32) -> Vec<Insn> {
+    let mut p = vec![
+        Insn::new(LD_IMM64, 2, BPF_PSEUDO_MAP_IDX, 0, slots),
+        Insn::new(0, 0, 0, 0, 0),
+    ];
     let body = format!("mov %r3, {index}\ncall 12\nmov %r0, {fall}\nexit");
     p.extend(assemble(&body).expect("asm"));
     p
@@ -118,7 +123,7 @@ fn load_checked(name: &str, insns: Vec<Insn>, maps: &[Arc<Map>], engine: Engine)
 
 /// r1 = the context; tail call slot `index` of map 0; on fall-through r0 = `fall`.
 fn caller_at(index: i32, fall: i32) -> Vec<Insn> {
-    counting_caller(index, fall, false)
+    tail_call_to(0, index, fall)
 }
 
 #[test]
@@ -233,32 +238,10 @@ fn chains_of_programs_with_different_maps_count_alike_in_both_engines() {
         let (n, slots) = (counter(), prog_array());
         let object = [n.clone(), slots.clone()];
         // s0, s1: count into map 0, tail call slot `next` of map 1.
-        let stage = |next: i32| {
-            let mut p = vec![
-                Insn::new(LD_IMM64, 7, BPF_PSEUDO_MAP_IDX_VALUE, 0, 0),
-                Insn::new(0, 0, 0, 0, 0),
-            ];
-            p.extend(assemble("ldxdw %r0, [%r7+0]\nadd %r0, 1\nstxdw [%r7+0], %r0").expect("asm"));
-            p.extend([
-                Insn::new(LD_IMM64, 2, BPF_PSEUDO_MAP_IDX, 0, 1),
-                Insn::new(0, 0, 0, 0, 0),
-            ]);
-            let tail = format!("mov %r3, {next}\ncall 12\nmov %r0, 9\nexit");
-            p.extend(assemble(&tail).expect("asm"));
-            p
-        };
+        let stage = |next: i32| [count_into(0), tail_call_to(1, next, 9)].concat();
         let s0 = load_checked("s0", stage(1), &object, engine);
         let s1 = load_checked("s1", stage(2), &object, engine);
-        let last = [
-            Insn::new(LD_IMM64, 7, BPF_PSEUDO_MAP_IDX_VALUE, 0, 0),
-            Insn::new(0, 0, 0, 0, 0),
-        ]
-        .into_iter()
-        .chain(
-            assemble("ldxdw %r0, [%r7+0]\nadd %r0, 1\nstxdw [%r7+0], %r0\nmov %r0, 3\nexit")
-                .expect("asm"),
-        )
-        .collect();
+        let last = [count_into(0), assemble("mov %r0, 3\nexit").expect("asm")].concat();
         let s2 = load_checked("s2", last, &object, engine);
         let t = load_checked("t", caller_at(3, 9), std::slice::from_ref(&slots), engine);
         for (i, p) in [(1u32, &s1), (2, &s2), (3, &s0)] {

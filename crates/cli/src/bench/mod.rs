@@ -778,9 +778,8 @@ pub mod nokernel {
     pub fn unsupported(prog: &skiff_vm::Program) -> Option<String> {
         if !prog.maps.is_empty() {
             return Some(format!(
-                "not supported: rbpf has no maps ({} uses {})",
-                prog.name,
-                prog.maps.len()
+                "not supported: rbpf has no maps ({} uses maps)",
+                prog.name
             ));
         }
         if prog.prog_type != ProgType::Xdp {

@@ -2,12 +2,11 @@
 //! linear and never GSO/cloned, so the kernel's uncloning and linearising steps
 //! reduce to bounds checks.
 
-use skiff_vm::{RunState, VmError};
+use skiff_vm::{with_buffer, RunState, VmError};
 
 use super::csum::{self, IpSummed};
 use super::{
-    device_exists, neg, skb_ctx, with_buffer, EACCES, EALREADY, EFAULT, EINVAL, ENOMEM, ENOTSUPP,
-    ERANGE,
+    device_exists, neg, skb_ctx, EACCES, EALREADY, EFAULT, EINVAL, ENOMEM, ENOTSUPP, ERANGE,
 };
 use crate::buff::{Redirect, SkBuff, ETH_HLEN, NET_SKB_PAD, SKB_SHARED_INFO_SIZE};
 

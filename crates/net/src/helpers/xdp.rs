@@ -2,9 +2,9 @@
 //! start is data_hard_start; frames are linear (no frags).
 
 use skiff_maps::{Map, MapType};
-use skiff_vm::{RunState, VmError};
+use skiff_vm::{with_buffer, RunState, VmError};
 
-use super::{neg, with_buffer, xdp_ctx, EFAULT, EINVAL};
+use super::{neg, xdp_ctx, EFAULT, EINVAL};
 use crate::buff::{Redirect, ETH_HLEN, XDP_FRAME_SIZE};
 
 pub const XDP_ABORTED: u64 = 0;

@@ -215,7 +215,17 @@ impl FnTranslator<'_> {
         for r in 2..=5 {
             args.push(self.reg(r));
         }
-        let pc_site = pc as u64 | self.site_bits(pc) & (runtime::SITE_PKT | runtime::SITE_CTX);
+        let pc_site = pc as u64
+            | if site.changes_pkt {
+                runtime::SITE_PKT
+            } else {
+                0
+            }
+            | if site.changes_ctx {
+                runtime::SITE_CTX
+            } else {
+                0
+            };
         args.push(self.b.ins().iconst(I64, pc_site as i64));
         self.spill_budget();
         let r0 = self.call_rt(self.sig_helper, f, &args);
@@ -316,10 +326,7 @@ impl FnTranslator<'_> {
             let r32 = self.b.ins().ireduce(I32, r);
             self.b.ins().uextend(I64, r32)
         } else {
-            let site = self.site_bits(pc);
-            self.b
-                .ins()
-                .iconst(I64, (insn.imm as u32 as u64 | site) as i64)
+            self.b.ins().iconst(I64, insn.imm as u32 as i64)
         };
         let mut args = vec![self.st, id];
         for r in 1..=5 {

@@ -20,11 +20,9 @@ pub const RETURN_NOW: u64 = 1;
 /// of the packet, a helper that ends the program); `exit_value` is r0.
 pub const ABORT: u64 = 2;
 
-/// rt_helper's id argument: the helper id in the low 32 bits; when the
-/// verifier checked the call site, SITE_KNOWN and what the call may change
-/// (decided at compile time instead of looking the helper up per call).
-/// SITE_PKT and SITE_CTX also go with the pc to rt_call and rt_map_op.
-pub const SITE_KNOWN: u64 = 1 << 32;
+/// rt_call's and rt_map_op's `pc_site` argument: the call's pc, and what
+/// the call may change (the verifier's HelperSite, decided at compile time
+/// instead of looking the helper up per call).
 pub const SITE_PKT: u64 = 1 << 33;
 pub const SITE_CTX: u64 = 1 << 34;
 
@@ -321,15 +319,21 @@ pub(crate) fn fill_shadow_for<C: crate::Context + ?Sized>(
     jit.ctx_base = base.map_or(0, |p| p as u64);
     jit.layout = layout.map_or(std::ptr::null(), |l| l as *const crate::CtxLayout);
     jit.direct_slots = if base.is_some() { code.direct_slots } else { 0 };
-    let pkt = jit.pkt_slots;
-    let wanted = code.ctx_wanted & !jit.direct_slots & !pkt;
-    let kept = jit.shadow_valid & pkt;
-    jit.shadow_valid = kept
-        | if wanted == 0 {
-            0
-        } else {
-            ctx.fast_loads(wanted, &mut jit.shadow)
-        };
+    let wanted = code.ctx_wanted & !jit.direct_slots & !jit.pkt_slots;
+    jit.shadow_valid &= jit.pkt_slots;
+    load_shadow(jit, ctx, wanted);
+}
+
+/// The shadow slots `wanted` filled from the context (`fast_loads`), and
+/// marked valid as far as it filled them.
+pub(super) fn load_shadow<C: crate::Context + ?Sized>(
+    jit: &mut JitState,
+    ctx: &mut C,
+    wanted: u64,
+) {
+    if wanted != 0 {
+        jit.shadow_valid |= ctx.fast_loads(wanted, &mut jit.shadow);
+    }
 }
 
 /// `fill_shadow` for code without native code (the interpreter's): nothing
@@ -343,13 +347,8 @@ fn fill_shadow_none(jit: &mut JitState) {
 /// direct base stays: the context is the same structure).
 fn refill_shadow(st: &mut RunState) {
     let wanted = shadow_wanted(st);
-    let kept = st.jit.shadow_valid & st.jit.pkt_slots;
-    st.jit.shadow_valid = kept
-        | if wanted == 0 {
-            0
-        } else {
-            st.ctx.fast_loads(wanted, &mut st.jit.shadow)
-        };
+    st.jit.shadow_valid &= st.jit.pkt_slots;
+    load_shadow(st.jit, st.ctx, wanted);
 }
 
 /// The shadow slots the current program's code reads from the shadow and
@@ -489,13 +488,9 @@ pub(super) unsafe extern "C" fn rt_helper(
     // SAFETY: as in rt_load.
     let st = unsafe { state(js) };
     let tags = st.jit.arg_tags;
-    let (pkt, ctx) = if id & SITE_KNOWN != 0 {
-        (id & SITE_PKT != 0, id & SITE_CTX != 0)
-    } else {
-        helper_changes(st, id as u32)
-    };
-    let r = st.call_helper(id as u32, [r1, r2, r3, r4, r5], tags, id & SITE_KNOWN != 0);
-    after_helper(st, r, (pkt, ctx), [r1, r2, r3, r4, r5], pc)
+    let changed = helper_changes(st, id as u32);
+    let r = st.call_helper(id as u32, [r1, r2, r3, r4, r5], tags);
+    after_helper(st, r, changed, [r1, r2, r3, r4, r5], pc)
 }
 
 /// What follows every helper call: the packet bounds and the context's
@@ -560,14 +555,10 @@ pub(super) unsafe extern "C" fn rt_call(
     r5: u64,
     pc_site: u64,
 ) -> u64 {
-    // SAFETY: as in rt_load.
-    let st = unsafe { state(js) };
     // SAFETY: the compiler took `f` from a `HelperSite::func`, a HelperFn.
     let f = unsafe { std::mem::transmute::<usize, crate::HelperFn>(f as usize) };
-    let args = [r1, r2, r3, r4, r5];
-    let r = st.with_args(&args, |st| f(st, &args));
-    let (pc, changed) = site_of(pc_site);
-    after_helper(st, r, changed, args, pc)
+    // SAFETY: as in rt_load.
+    unsafe { call_resolved(js, [r1, r2, r3, r4, r5], pc_site, f) }
 }
 
 /// A call of the map op `op` of a helper whose r1 is the constant map at
@@ -583,8 +574,6 @@ pub(super) unsafe extern "C" fn rt_map_op(
     r5: u64,
     pc_site: u64,
 ) -> u64 {
-    // SAFETY: as in rt_load.
-    let st = unsafe { state(js) };
     // SAFETY: the compiler took `op` from a `HelperSite::map_op`, a MapOpFn,
     // and `map` from `Program::maps` (the program, which holds the map, is
     // kept alive for the run).
@@ -594,8 +583,24 @@ pub(super) unsafe extern "C" fn rt_map_op(
             &*(map as usize as *const skiff_maps::Map),
         )
     };
-    let args = [map, r2, r3, r4, r5];
-    let r = st.with_args(&args, |st| op(st, m, &args));
+    // SAFETY: as in rt_load.
+    unsafe { call_resolved(js, [map, r2, r3, r4, r5], pc_site, |st, a| op(st, m, a)) }
+}
+
+/// The helper call `call` with r1-r5 = `args`, at `pc_site`, and what follows
+/// it (`after_helper`).
+///
+/// # Safety
+/// As `state`: `js` is the run's JitState, during the run.
+unsafe fn call_resolved(
+    js: *mut JitState,
+    args: [u64; 5],
+    pc_site: u64,
+    call: impl FnOnce(&mut RunState, &[u64; 5]) -> Result<u64, VmError>,
+) -> u64 {
+    // SAFETY: the caller's contract.
+    let st = unsafe { state(js) };
+    let r = st.with_args(&args, |st| call(st, &args));
     let (pc, changed) = site_of(pc_site);
     after_helper(st, r, changed, args, pc)
 }
@@ -670,11 +675,8 @@ fn helper_changes(st: &RunState, id: u32) -> (bool, bool) {
 /// the others are read again.
 fn refill_unless_layout(st: &mut RunState) {
     let again = shadow_wanted(st) & !layout_slots(st.current.prog_type);
-    if again == 0 {
-        return;
-    }
-    let got = st.ctx.fast_loads(again, &mut st.jit.shadow);
-    st.jit.shadow_valid = (st.jit.shadow_valid & !again) | got;
+    st.jit.shadow_valid &= !again;
+    load_shadow(st.jit, st.ctx, again);
 }
 
 /// Shadow slots of the context fields that only a change of packet data

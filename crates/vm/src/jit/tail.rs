@@ -15,7 +15,8 @@ use skiff_isa::{Insn, BPF_X};
 use skiff_maps::{Map, MapType};
 
 use super::runtime::{
-    fail, fill_shadow, off, rt_helper, run_native, shadow_wanted, state, JitState, RETURN_NOW, RUN,
+    fail, fill_shadow, load_shadow, off, rt_helper, run_native, shadow_wanted, state, JitState,
+    RETURN_NOW, RUN,
 };
 use super::translate::{FnTranslator, MF};
 use super::JitFn;
@@ -96,13 +97,14 @@ fn next_site() -> usize {
 const SITE_SHIFT: u32 = 32;
 
 /// The target's native main function, when native code may call it itself
-/// from now on: the JIT runs the program, the call is made from the main
+/// from now on: the call is made from the main
 /// function (no frame to restore after), no region was added to the tag
 /// table and the table already holds the target's maps, all with static tags
 /// (then its maps are valid by handle too), and the target's code reads the
 /// context as the caller's does.
 fn native_entry(st: &RunState, next: ProgRef) -> Option<JitFn> {
-    if st.engine != super::Engine::Jit || st.jit.depth != 0 || st.jit.regions_dynamic != 0 {
+    // (Only native code calls rt_tail_call: the engine is the JIT.)
+    if st.jit.depth != 0 || st.jit.regions_dynamic != 0 {
         return None;
     }
     let (code, cur) = (next.jit()?, st.current.jit()?);
@@ -119,7 +121,7 @@ fn native_entry(st: &RunState, next: ProgRef) -> Option<JitFn> {
 /// Record the tail call from `from` to `next` at site entry `i` for native
 /// code, holding `next` (from the worker's programs) so its code stays alive.
 fn remember(st: &mut RunState, i: usize, from: u32, next: ProgRef, code: JitFn) {
-    let Some(keep) = st.env.programs().iter().find(|p| p.id == next.id).cloned() else {
+    let Some(keep) = st.env.program(next.id).cloned() else {
         return;
     };
     let wanted = next.jit().map_or(0, |c| c.ctx_wanted);
@@ -241,10 +243,7 @@ fn fill_shadow_missing(st: &mut RunState) {
         return fill_shadow(st);
     }
     let missing = shadow_wanted(st) & !st.jit.shadow_valid;
-    if missing != 0 {
-        let mask = st.ctx.fast_loads(missing, &mut st.jit.shadow);
-        st.jit.shadow_valid |= mask;
-    }
+    load_shadow(st.jit, st.ctx, missing);
 }
 
 impl FnTranslator<'_> {
@@ -332,9 +331,21 @@ impl FnTranslator<'_> {
         let word = self.b.ins().atomic_load(I64, MF, slot);
         let id32 = self.b.ins().ireduce(I32, word);
         let id = self.b.ins().uextend(I64, id32);
+        let cnt = self.st_load(off::TAIL_CALL_CNT);
+        let count_ok =
+            self.b
+                .ins()
+                .icmp_imm_s(IntCC::UnsignedLessThan, cnt, MAX_TAIL_CALL_CNT as i64);
+        // An empty slot falls through with the runtime's r0 (the count is
+        // checked first, as emit_bpf_tail_call_indirect does).
+        let (enoent, e2big) = (neg(ENOENT) as i64, neg(E2BIG) as i64);
+        let (enoent, e2big) = (
+            self.b.ins().iconst(I64, enoent),
+            self.b.ins().iconst(I64, e2big),
+        );
+        let empty_r0 = self.b.ins().select(count_ok, enoent, e2big);
         let full = self.b.create_block();
-        let enoent = self.b.ins().iconst(I64, neg(ENOENT) as i64);
-        self.b.ins().brif(id, full, &[], join, &[enoent.into()]);
+        self.b.ins().brif(id, full, &[], join, &[empty_r0.into()]);
         self.b.switch_to_block(full);
         // The site's entry, at a constant offset in the JitState.
         let e = self
@@ -343,7 +354,6 @@ impl FnTranslator<'_> {
             .iadd_imm_s(self.st, off::TAIL_CACHE as i64 + site as i64 * entry::SIZE);
         let field = |t: &mut Self, o: i32| t.b.ins().load(I64, MF, e, o);
         let (e_id, e_from) = (field(self, entry::ID), field(self, entry::FROM));
-        let cnt = self.st_load(off::TAIL_CALL_CNT);
         // Every condition, each 0 when it holds.
         let mut miss = self.b.ins().bxor(e_id, id);
         let f = self.b.ins().bxor_imm_s(e_from, from as i64);
@@ -360,10 +370,6 @@ impl FnTranslator<'_> {
         let wanted = field(self, entry::WANTED);
         let lacking = self.b.ins().band_not(wanted, have);
         miss = self.b.ins().bor(miss, lacking);
-        let count_ok =
-            self.b
-                .ins()
-                .icmp_imm_s(IntCC::UnsignedLessThan, cnt, MAX_TAIL_CALL_CNT as i64);
         let none = self.b.ins().icmp_imm_s(IntCC::Equal, miss, 0);
         let go = self.b.ins().band(none, count_ok);
         let fast = self.b.create_block();

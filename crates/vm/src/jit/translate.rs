@@ -699,17 +699,6 @@ impl<'a> FnTranslator<'a> {
             .is_some_and(|x| x.bounded_loop)
     }
 
-    /// What the helper call at `pc` may change, when the verifier checked it
-    /// (rt_helper's SITE_* bits; 0: the runtime looks the helper up).
-    pub(super) fn site_bits(&self, pc: usize) -> u64 {
-        let Some(s) = self.site(pc) else {
-            return 0;
-        };
-        runtime::SITE_KNOWN
-            | if s.changes_pkt { runtime::SITE_PKT } else { 0 }
-            | if s.changes_ctx { runtime::SITE_CTX } else { 0 }
-    }
-
     /// The helper call at `pc`, when the verifier checked it.
     pub(super) fn site(&self, pc: usize) -> Option<HelperSite> {
         let i = self.sites.binary_search_by_key(&pc, |s| s.pc).ok()?;
