@@ -14,16 +14,7 @@ use skiff_vm::{
 };
 
 fn array() -> Arc<Map> {
-    let attr = MapAttr {
-        map_type: MapType::Array,
-        key_size: 4,
-        value_size: 8,
-        max_entries: 4,
-        map_flags: 0,
-        name: "a".into(),
-        inner: None,
-    };
-    Map::create(attr, 1).expect("array map")
+    Map::create(MapAttr::new(MapType::Array, 4, 8, 4), 1).expect("array map")
 }
 
 /// r1 = input (16 bytes); sum its 8 bytes into a[0] in a loop, through the
@@ -184,16 +175,7 @@ fn a_lookup_in_a_constant_array_map_is_inlined() {
 }
 
 fn hash() -> Arc<Map> {
-    let attr = MapAttr {
-        map_type: MapType::Hash,
-        key_size: 4,
-        value_size: 8,
-        max_entries: 4,
-        map_flags: 0,
-        name: "h".into(),
-        inner: None,
-    };
-    Map::create(attr, 1).expect("hash map")
+    Map::create(MapAttr::new(MapType::Hash, 4, 8, 4), 1).expect("hash map")
 }
 
 #[test]
