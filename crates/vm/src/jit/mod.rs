@@ -11,6 +11,7 @@
 mod access;
 mod analysis;
 mod calls;
+mod memory;
 pub(crate) mod runtime;
 mod tail;
 mod translate;
@@ -188,10 +189,9 @@ fn compile_with(
     verified: Option<&Verified>,
 ) -> Result<Compiled, JitError> {
     let start = Instant::now();
-    let module = JITModule::new(JITBuilder::with_isa(
-        isa,
-        cranelift_module::default_libcall_names(),
-    ));
+    let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+    builder.memory_provider(Box::new(memory::Staggered::new()));
+    let module = JITModule::new(builder);
     let aux = verified
         .map(|v| v.aux.as_slice())
         .filter(|a| a.len() == prog.code.len());
