@@ -81,6 +81,46 @@ fn word(chunk: &[u8]) -> u64 {
     u64::from_le(v)
 }
 
+/// A key as a lookup holds it: its bucket hash (the key's words folded as
+/// FxHasher folds integers, rotate, xor, multiply; keys have the map's fixed
+/// length, mostly one or two words: a multiply or two where hashing them as
+/// a byte string cost half of each lookup) and its comparison with an
+/// element's key words.
+trait Probe: Copy {
+    fn hash(self) -> u64;
+    fn matches(self, words: &[AtomicU64]) -> bool;
+}
+
+impl Probe for &[u8] {
+    fn hash(self) -> u64 {
+        self.chunks(8).fold(0u64, |h, c| {
+            (h.rotate_left(5) ^ word(c)).wrapping_mul(FX_SEED)
+        })
+    }
+
+    fn matches(self, words: &[AtomicU64]) -> bool {
+        self.chunks(8)
+            .zip(words)
+            .all(|(c, a)| a.load(Ordering::Relaxed) == word(c))
+    }
+}
+
+/// A one-word key (`word` of its bytes): hashed and compared as the bytes are.
+#[derive(Clone, Copy)]
+struct OneWord(u64);
+
+impl Probe for OneWord {
+    fn hash(self) -> u64 {
+        self.0.wrapping_mul(FX_SEED)
+    }
+
+    fn matches(self, words: &[AtomicU64]) -> bool {
+        words
+            .first()
+            .is_some_and(|a| a.load(Ordering::Relaxed) == self.0)
+    }
+}
+
 pub(crate) struct Index {
     key_len: usize,
     /// Key words (8 bytes each) per element.
@@ -114,15 +154,13 @@ impl Index {
         })
     }
 
-    /// The key's words folded as FxHasher folds integers (rotate, xor,
-    /// multiply), the high half then folded into the low bits the mask keeps
-    /// (a multiply leaves them weakest). Keys have the map's fixed length,
-    /// mostly one or two words: this is a multiply or two where hashing them
-    /// as a byte string (FxHasher::write) cost half of each lookup.
     fn bucket(&self, key: &[u8]) -> usize {
-        let h = key.chunks(8).fold(0u64, |h, c| {
-            (h.rotate_left(5) ^ word(c)).wrapping_mul(FX_SEED)
-        });
+        self.bucket_of(key.hash())
+    }
+
+    /// The high half of the hash folded into the low bits the mask keeps (a
+    /// multiply leaves them weakest).
+    fn bucket_of(&self, h: u64) -> usize {
         ((h ^ (h >> 32)) as usize) & self.mask
     }
 
@@ -150,22 +188,16 @@ impl Index {
             .get(elem.wrapping_mul(self.words).wrapping_add(w))
     }
 
-    fn key_eq(&self, elem: usize, key: &[u8]) -> bool {
+    /// Element `elem`'s key words.
+    fn key_words(&self, elem: usize) -> Option<&[AtomicU64]> {
         let first = elem.wrapping_mul(self.words);
-        let Some(words) = self
-            .keys
+        self.keys
             .atomic_u64s()
             .get(first..first.wrapping_add(self.words))
-        else {
-            return false;
-        };
-        key.chunks(8)
-            .zip(words)
-            .all(|(c, a)| a.load(Ordering::Relaxed) == word(c))
     }
 
     /// One walk of `bucket`'s chain (kernel/bpf/hashtab.c: lookup_nulls_elem_raw).
-    fn walk(&self, bucket: usize, key: &[u8]) -> Walk {
+    fn walk<K: Probe>(&self, bucket: usize, key: K) -> Walk {
         let Some(head) = self.head(bucket) else {
             return Walk::Missing;
         };
@@ -176,7 +208,7 @@ impl Index {
     }
 
     /// The rest of a walk of `bucket`'s chain from `link`.
-    fn walk_from(&self, bucket: usize, mut link: u32, key: &[u8]) -> Walk {
+    fn walk_from<K: Probe>(&self, bucket: usize, mut link: u32, key: K) -> Walk {
         for _ in 0..=self.capacity {
             if link & END != 0 {
                 // ended in another bucket's chain: an element we passed was reused
@@ -191,7 +223,7 @@ impl Index {
                 return Walk::Restart;
             };
             let before = seq.load(Ordering::Acquire);
-            if before & 1 == 0 && self.key_eq(elem, key) {
+            if before & 1 == 0 && self.key_words(elem).is_some_and(|w| key.matches(w)) {
                 fence(Ordering::Acquire);
                 if seq.load(Ordering::Relaxed) == before {
                     return Walk::Found(elem);
@@ -210,7 +242,17 @@ impl Index {
     /// elements under this reader MAX_RESTARTS times (call `find_locked` under the
     /// update lock then).
     pub(crate) fn find(&self, key: &[u8]) -> Option<Option<usize>> {
-        let bucket = self.bucket(key);
+        // Keys of at most 8 bytes (an ifindex, an address, a port pair) are
+        // read once into a register that the walk compares with one word
+        // per element.
+        if self.words == 1 && key.len() <= 8 {
+            return self.find_probe(OneWord(word(key)));
+        }
+        self.find_probe(key)
+    }
+
+    fn find_probe<K: Probe>(&self, key: K) -> Option<Option<usize>> {
+        let bucket = self.bucket_of(key.hash());
         for _ in 0..MAX_RESTARTS {
             match self.walk(bucket, key) {
                 Walk::Found(e) => return Some(Some(e)),
@@ -365,18 +407,46 @@ mod tests {
         // ... while element 0 is deleted and reused for a key of the other bucket
         assert!(ix.unlink(0, &a));
         assert!(ix.link(0, &b));
-        assert!(matches!(ix.walk_from(bucket, standing, &a), Walk::Restart));
+        assert!(matches!(
+            ix.walk_from(bucket, standing, &a[..]),
+            Walk::Restart
+        ));
         // a reader standing on an element deleted but not reused may still return it
         // (as the kernel: the lookup raced with the delete)
         assert!(ix.unlink(0, &b));
         assert!(ix.link(1, &a));
-        assert!(matches!(ix.walk_from(bucket, 2, &a), Walk::Found(1)));
+        assert!(matches!(ix.walk_from(bucket, 2, &a[..]), Walk::Found(1)));
         assert!(ix.unlink(1, &a));
-        assert!(matches!(ix.walk_from(bucket, 2, &a), Walk::Found(1)));
+        assert!(matches!(ix.walk_from(bucket, 2, &a[..]), Walk::Found(1)));
         assert_eq!(ix.find(&a), Some(None));
         // an element whose key is being rewritten (odd sequence) is never matched
         assert!(ix.link(1, &a));
         ix.seq(1).unwrap().fetch_add(1, Ordering::Relaxed);
-        assert!(matches!(ix.walk_from(bucket, 2, &a), Walk::Missing));
+        assert!(matches!(ix.walk_from(bucket, 2, &a[..]), Walk::Missing));
+    }
+
+    /// Keys of 1 to 8 bytes are found through one word as through their
+    /// bytes (same bucket, same comparison), and a key differing in any byte
+    /// is not.
+    #[test]
+    fn one_word_keys_are_found_as_their_bytes() {
+        for len in 1..=8usize {
+            let ix = Index::new(len, 16, 4).unwrap();
+            let keys: Vec<Vec<u8>> = (0..16u8)
+                .map(|k| (0..len as u8).map(|b| k.wrapping_mul(37) ^ b).collect())
+                .collect();
+            for (e, k) in keys.iter().enumerate() {
+                assert!(ix.link(e, k));
+            }
+            for (e, k) in keys.iter().enumerate() {
+                assert_eq!(ix.find(k), Some(Some(e)), "len {len}");
+                assert_eq!(ix.find_probe(&k[..]), Some(Some(e)), "len {len}");
+                let mut other = k.clone();
+                other[len - 1] ^= 0x80;
+                if !keys.contains(&other) {
+                    assert_eq!(ix.find(&other), Some(None), "len {len}");
+                }
+            }
+        }
     }
 }
