@@ -331,6 +331,21 @@ fn loop_program(nr: i32, stop: i32) -> Vec<Insn> {
     p
 }
 
+/// What the verifier proves of `insns` (XDP, privileged, the latest kernel).
+fn verify(insns: &[Insn], maps: &[Arc<Map>], helpers: &HelperTable) -> Verified {
+    let opts = skiff_vm::verifier::VerifyOptions {
+        prog_type: ProgType::Xdp,
+        name: "p",
+        maps,
+        helpers,
+        privileged: true,
+        kernel: skiff_vm::verifier::KernelVersion::LATEST,
+        gpl: true,
+        lines: None,
+    };
+    skiff_vm::verifier::verify(insns, &opts).expect("verifies")
+}
+
 #[test]
 fn a_bpf_loop_with_flags_0_and_one_callback_is_a_native_loop() {
     let helpers = HelperTable::generic();
@@ -342,17 +357,7 @@ fn a_bpf_loop_with_flags_0_and_one_callback_is_a_native_loop() {
         (8 * 1024 * 1024 + 1, 0, e2big),
     ] {
         let insns = loop_program(nr, stop);
-        let opts = skiff_vm::verifier::VerifyOptions {
-            prog_type: ProgType::Xdp,
-            name: "loop",
-            maps: &[],
-            helpers: &helpers,
-            privileged: true,
-            kernel: skiff_vm::verifier::KernelVersion::LATEST,
-            gpl: true,
-            lines: None,
-        };
-        let v = skiff_vm::verifier::verify(&insns, &opts).expect("verifies");
+        let v = verify(&insns, &[], &helpers);
         let call = insns.iter().position(|i| i.code == CALL && i.imm == 181);
         assert!(v.aux[call.expect("a call")].loop_callback.is_some());
         for engine in [Engine::Jit, Engine::Interp] {
@@ -366,6 +371,68 @@ fn a_bpf_loop_with_flags_0_and_one_callback_is_a_native_loop() {
             vm.engine = engine;
             let got = vm.run(&Arc::new(p), &mut NoContext).expect("runs");
             assert_eq!(got, want, "{engine:?}: nr {nr} stop {stop}");
+        }
+    }
+}
+
+/// A program that keeps the lookup key's address in r2 (`how` "keep"), or
+/// spills it to the stack and fills it back ("pointer"), or spills a scalar
+/// beside it ("scalar"); it returns the value of hash key 3 (or 99 when
+/// missing).
+fn lookup_key(how: &str) -> Vec<Insn> {
+    let mut p = vec![
+        Insn::new(LD_IMM64, 1, BPF_PSEUDO_MAP_IDX, 0, 0),
+        Insn::new(0, 0, 0, 0, 0),
+    ];
+    let middle = match how {
+        "pointer" => "stxdw [%r10-16], %r2\nldxdw %r2, [%r10-16]\n",
+        "scalar" => "stdw [%r10-16], 5\nldxdw %r3, [%r10-16]\n",
+        _ => "",
+    };
+    let text = format!(
+        "stw [%r10-4], 3\nmov %r2, %r10\nadd %r2, -4\n{middle}call 1\n\
+         jeq %r0, 0, +2\nldxdw %r0, [%r0+0]\nexit\nmov %r0, 99\nexit"
+    );
+    p.extend(assemble(&text).expect("assembles"));
+    p
+}
+
+#[test]
+fn stack_slot_tags_are_kept_only_where_a_pointer_reaches_the_stack() {
+    let helpers = HelperTable::generic();
+    for (how, scalars_only) in [("keep", true), ("scalar", true), ("pointer", false)] {
+        let insns = lookup_key(how);
+        let m = hash();
+        m.sys_update(&3u32.to_ne_bytes(), &42u64.to_ne_bytes(), 0)
+            .expect("update");
+        let maps = [m];
+        let v = verify(&insns, &maps, &helpers);
+        assert_eq!(v.stack_scalars_only, scalars_only, "{how}");
+        // The same proofs without the verifier's word on the stack: slot
+        // tags kept at every store and read at every fill.
+        let kept = Verified {
+            stack_scalars_only: false,
+            ..v.clone()
+        };
+        let load = |e, v: &Verified| {
+            let p = Program::load_verified("p", ProgType::Xdp, insns.clone(), &maps, e, Some(v));
+            Arc::new(p.expect("loads"))
+        };
+        let (lean, full) = (load(Engine::Jit, &v), load(Engine::Jit, &kept));
+        let size = |p: &Program| p.jit_stats().expect("compiled").code_size;
+        if scalars_only && how == "scalar" {
+            assert!(size(&lean) < size(&full), "{how}: no tag bookkeeping");
+        } else if !scalars_only {
+            assert_eq!(size(&lean), size(&full), "{how}");
+        }
+        for (p, e) in [
+            (lean, Engine::Jit),
+            (full, Engine::Jit),
+            (load(Engine::Interp, &v), Engine::Interp),
+        ] {
+            let mut vm = Vm::new(Arc::new(HelperTable::generic()));
+            vm.engine = e;
+            assert_eq!(vm.run(&p, &mut NoContext).expect("runs"), 42, "{how} {e:?}");
         }
     }
 }

@@ -123,7 +123,7 @@ impl FnTranslator<'_> {
     fn raw_load_tag(&mut self, t: u8, tv: Value, a: Value, exact: (bool, i16), size: u32) -> Value {
         let scalar = self.b.ins().iconst(I64, SCALAR as i64);
         match (t, size) {
-            (STACK, 8) | (DYN, 8) => {
+            (STACK, 8) | (DYN, 8) if self.stack_tags => {
                 let p = self.slot_addr(a);
                 let slot = self.b.ins().uload8(I64, MF, p, off::SLOT_TAGS);
                 let mis = self.b.ins().band_imm_u(a, 7);
@@ -319,6 +319,7 @@ impl FnTranslator<'_> {
             _ => self.b.ins().store(MF, v, a, 0),
         };
         match t {
+            _ if !self.stack_tags => {}
             STACK => self.store_slot_tags(a, size, vt),
             DYN => {
                 let on_stack = self.b.create_block();

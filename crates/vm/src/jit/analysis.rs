@@ -166,16 +166,20 @@ pub struct TagFacts<'a> {
     /// Helper calls whose r0 tag the compiler knows (inlined array lookups,
     /// direct map calls), by pc.
     pub inlined: &'a [(usize, Tag)],
+    /// Stack slots may hold pointers (`translate::Proofs::stack_tags`).
+    pub stack_tags: bool,
 }
 
 /// The tag of a load's result, known at compile time or DYN: a fill from the
-/// stack and a load through a pointer of unknown provenance are read at run time.
-pub fn load_tag(base: u8, exact_ctx: bool, off: i16, size: u32, signed: bool, pt: ProgType) -> u8 {
+/// stack (where it may hold pointers, `stack_tags`) and a load through a
+/// pointer of unknown provenance are read at run time.
+pub fn load_tag(base: u8, exact_ctx: bool, off: i16, size: u32, signed: bool, f: &TagFacts) -> u8 {
     if signed {
         return SCALAR;
     }
+    let pt = f.prog_type;
     match base {
-        STACK if size == 8 => DYN,
+        STACK if size == 8 && f.stack_tags => DYN,
         CTX if size == 4 && exact_ctx => ctx_field_tag(pt, off as i64 as u64, size),
         CTX if size == 4 => DYN,
         DYN if size == 8 || size == 4 => DYN,
@@ -227,14 +231,7 @@ pub fn tags_after(f: &TagFacts, pc: usize, insn: Insn, mut t: Tags) -> Tags {
                 .get(pc - f.start)
                 .is_some_and(|m| m & (1 << s) != 0);
             let signed = insn.code & 0xe0 == BPF_MEMSX;
-            t[d] = load_tag(
-                t[s],
-                exact,
-                insn.off,
-                size_of(insn.code),
-                signed,
-                f.prog_type,
-            );
+            t[d] = load_tag(t[s], exact, insn.off, size_of(insn.code), signed, f);
         }
         BPF_LD if insn.code == LD_IMM64 => {
             t[d] = f.code.get(pc + 1).map_or(SCALAR, |n| n.off as u8);

@@ -200,7 +200,15 @@ fn compile_with(
         (Some(_), Some(v)) => v.helper_sites.as_slice(),
         _ => &[],
     };
-    let (module, funcs, counts) = translate::translate(module, prog, aux, sites)?;
+    // Without the verifier's word that no pointer reaches the stack, the
+    // stack's slot tags are kept.
+    let stack_tags = aux.is_none() || verified.is_none_or(|v| !v.stack_scalars_only);
+    let proofs = translate::Proofs {
+        aux,
+        sites,
+        stack_tags,
+    };
+    let (module, funcs, counts) = translate::translate(module, prog, proofs)?;
     let n = funcs.len();
     // Without a direct access the run need not ask the context for its base.
     let layout = prog.ctx_layout.filter(|_| counts.direct > 0);

@@ -93,14 +93,26 @@ pub(super) struct Counts {
 /// The functions of a compiled program, by entry instruction.
 type Funcs = Vec<(usize, JitFn)>;
 
+/// What the verifier proved of a program, as the translator uses it.
+#[derive(Clone, Copy)]
+pub(super) struct Proofs<'a> {
+    /// One per instruction, if it ran.
+    pub aux: Option<&'a [InsnAux]>,
+    /// The helper calls it checked, by pc.
+    pub sites: &'a [HelperSite],
+    /// A pointer may reach the stack (or the verifier did not say): the tag
+    /// of each stack slot is kept at every store and read at every 8-byte
+    /// fill. Else every fill is a scalar (`Verified::stack_scalars_only`).
+    pub stack_tags: bool,
+}
+
 /// Compile every function of `prog` (`aux`: the verifier's proofs, one per
 /// instruction); returns the module (finalized), the functions by entry and
 /// what was emitted.
 pub(super) fn translate(
     mut module: JITModule,
     prog: &Program,
-    aux: Option<&[InsnAux]>,
-    sites: &[HelperSite],
+    proofs: Proofs,
 ) -> Result<(JITModule, Funcs, Counts), JitError> {
     let code = &prog.code;
     if code.is_empty() {
@@ -128,7 +140,7 @@ pub(super) fn translate(
                 &mut ctx,
                 &mut fbc,
                 prog,
-                (aux, sites),
+                proofs,
                 start,
                 end,
                 &entries,
@@ -207,6 +219,8 @@ pub(super) struct FnTranslator<'a> {
     pub(super) aux: Option<&'a [InsnAux]>,
     /// The helper calls it checked, by pc.
     sites: &'a [HelperSite],
+    /// Stack slot tags are kept and read (`Proofs::stack_tags`).
+    pub(super) stack_tags: bool,
     /// The function may access the packet (a static PACKET or DYN tag at a
     /// memory instruction): it keeps the packet bounds in registers.
     uses_packet: bool,
@@ -278,12 +292,17 @@ impl<'a> FnTranslator<'a> {
         ctx: &'a mut Context,
         fbc: &'a mut FunctionBuilderContext,
         prog: &'a Program,
-        (aux, sites): (Option<&'a [InsnAux]>, &'a [HelperSite]),
+        proofs: Proofs<'a>,
         start: usize,
         end: usize,
         entries: &[usize],
         ids: &[FuncId],
     ) -> Result<Self, JitError> {
+        let Proofs {
+            aux,
+            sites,
+            stack_tags,
+        } = proofs;
         let code: &'a [Insn] = &prog.code;
         let sig_load = sig(module, 4);
         let sig_store = sig(module, 5);
@@ -424,6 +443,7 @@ impl<'a> FnTranslator<'a> {
             start,
             code,
             inlined: &inlined_tags,
+            stack_tags,
         };
         let tags_in = analysis::tag_dataflow(&facts, end, &in_wide);
         let (uses_packet, uses_budget) =
@@ -484,6 +504,7 @@ impl<'a> FnTranslator<'a> {
             inlined_loops: 0,
             aux,
             sites,
+            stack_tags,
             uses_packet,
             uses_budget,
             checks: 0,
@@ -681,6 +702,7 @@ impl<'a> FnTranslator<'a> {
             start: self.start,
             code: self.code,
             inlined: &self.inlined_tags,
+            stack_tags: self.stack_tags,
         };
         self.cur = analysis::tags_after(&facts, pc, insn, self.cur);
         let w = analysis::written(insn);

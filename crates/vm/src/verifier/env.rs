@@ -81,6 +81,8 @@ pub struct Env<'a> {
     pub insn_idx: usize,
     pub prev_insn_idx: usize,
     pub insn_processed: u64,
+    /// Some path stores a pointer to the stack (a spill).
+    pub stack_pointers: bool,
     pub jmps_processed: u64,
     pub prev_insn_processed: u64,
     pub prev_jmps_processed: u64,

@@ -238,6 +238,12 @@ pub struct Verified {
     pub insns_processed: u64,
     /// The verifier log (level 1 on success: the summary line).
     pub log: String,
+    /// No path of the program stores a pointer to the stack: every stack
+    /// slot it reads holds a scalar (its own stores, a helper's bytes, or
+    /// what the verifier lets it read uninitialised as an unknown scalar),
+    /// so the JIT neither keeps nor reads the pointer tags of stack slots.
+    /// (False, the safe side, in proofs made by hand.)
+    pub stack_scalars_only: bool,
 }
 
 /// Verifies `insns` (a whole linked program, in fd_array form, subprograms
@@ -292,6 +298,7 @@ pub fn verify(insns: &[Insn], opts: &VerifyOptions) -> Result<Verified, Verifier
         insn_idx: 0,
         prev_insn_idx: 0,
         insn_processed: 0,
+        stack_pointers: false,
         jmps_processed: 0,
         prev_insn_processed: 0,
         prev_jmps_processed: 0,
@@ -347,6 +354,7 @@ fn finish(env: env::Env) -> Verified {
         aux,
         helper_sites,
         insns_processed: env.insn_processed,
+        stack_scalars_only: !env.stack_pointers,
         log: stats_line(&env),
     }
 }

@@ -120,6 +120,9 @@ impl<'a> Env<'a> {
             " write to"
         };
         let (min_off, max_off) = self.check_stack_within_bounds(regno, reg, off, size, extra)?;
+        if t == Access::Write && value_regno.is_some_and(|v| self.reg(v).ty.is_pointer()) {
+            self.stack_pointers = true;
+        }
         let fixed = reg.const_value().is_some();
         match (t, fixed) {
             (Access::Write, true) => self.stack_write_fixed(reg, min_off, size, value_regno),
