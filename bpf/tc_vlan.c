@@ -3,13 +3,14 @@
  * change) and records the return, vlan_present and vlan_tci after it; tc_vlan_pop
  * pops it again; tc_adjust_room grows the room after the IP header by 8 bytes
  * (BPF_ADJ_ROOM_NET) and records the return. ARRAY `vlan_rets`: [0] push ret,
- * [1] vlan_present, [2] vlan_tci, [3] pop ret, [4] adjust_room ret, [5] len after.
+ * [1] vlan_present, [2] vlan_tci, [3] pop ret, [4] adjust_room ret, [5] len after,
+ * [6] vlan_proto after the push (a __be16, network order as the field holds it).
  * All return TC_ACT_OK. */
 #include "common.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 6);
+	__uint(max_entries, 7);
 	__type(key, __u32);
 	__type(value, __s64);
 } vlan_rets SEC(".maps");
@@ -28,6 +29,7 @@ int tc_vlan_push(struct __sk_buff *skb)
 	put(0, bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), 100));
 	put(1, skb->vlan_present);
 	put(2, skb->vlan_tci);
+	put(6, skb->vlan_proto);
 	return TC_ACT_OK;
 }
 

@@ -691,6 +691,8 @@ fn tc_vlan_and_helpers() {
         ),
         (0, 1, 100)
     );
+    // vlan_proto as the __be16 field holds it.
+    assert_eq!(i64_slot(&k, "vlan_rets", 6), 0x8100u16.to_be() as i64);
     run(&k, "tc_vlan_pop", "ipv4_udp");
     assert_eq!(
         (i64_slot(&k, "vlan_rets", 3), i64_slot(&k, "vlan_rets", 1)),

@@ -50,6 +50,15 @@ const fn field(off: u32, len: u32, host_off: usize, host_len: u32, store: FieldS
         host_len,
         bytes: false,
         store,
+        net_order: false,
+    }
+}
+
+/// A read-only `__be16` field the host keeps in its own byte order.
+const fn be16_field(off: u32, host_off: usize) -> CtxField {
+    CtxField {
+        net_order: true,
+        ..field(off, 4, host_off, 2, RO)
     }
 }
 
@@ -202,9 +211,10 @@ pub mod sk_buff {
 /// directly, each as the kernel rewrites it into one access of the sk_buff
 /// (bpf_convert_ctx_access): the writable mark, priority, tc_index, cb[],
 /// tc_classid and queue_mapping (tc_cls_act_is_valid_access) and the fields
-/// that are plain integers. len, protocol, vlan_proto and the packet pointers
-/// are computed (the context shadow serves them); tstamp stores keep the
-/// runtime's path (the kernel's tstamp_type rule on writes).
+/// that are plain integers, protocol and vlan_proto among them (kept in host
+/// order, swapped on load). len and the packet pointers are computed (the
+/// context shadow serves them); tstamp stores keep the runtime's path (the
+/// kernel's tstamp_type rule on writes).
 pub static SK_BUFF_LAYOUT: CtxLayout = {
     use sk_buff::*;
     CtxLayout {
@@ -221,6 +231,8 @@ pub static SK_BUFF_LAYOUT: CtxLayout = {
             ),
             field(VLAN_PRESENT, 4, offset_of!(SkBuff, vlan_present), 1, RO),
             field(VLAN_TCI, 4, offset_of!(SkBuff, vlan_tci), 2, RO),
+            be16_field(PROTOCOL, offset_of!(SkBuff, protocol)),
+            be16_field(VLAN_PROTO, offset_of!(SkBuff, vlan_proto)),
             field(PRIORITY, 4, offset_of!(SkBuff, priority), 4, RW),
             field(
                 INGRESS_IFINDEX,
@@ -238,6 +250,7 @@ pub static SK_BUFF_LAYOUT: CtxLayout = {
                 host_len: 20,
                 bytes: true,
                 store: RW,
+                net_order: false,
             },
             field(HASH, 4, offset_of!(SkBuff, hash), 4, RO),
             field(TC_CLASSID, 4, offset_of!(SkBuff, tc_classid), 2, RW),

@@ -33,6 +33,11 @@ pub struct CtxField {
     /// (loads zero-extend the host width, stores truncate to it).
     pub bytes: bool,
     pub store: FieldStore,
+    /// The host holds a 16-bit value in its own byte order that the field
+    /// gives in network byte order (a `__be16`: `__sk_buff` protocol and
+    /// vlan_proto, which the kernel keeps as such): a direct load swaps the
+    /// bytes on a little-endian host, as `u16::to_be` does.
+    pub net_order: bool,
 }
 
 /// The direct fields of one context type.
@@ -48,6 +53,8 @@ pub struct DirectAccess {
     pub host_off: u32,
     pub host_len: u32,
     pub store: FieldStore,
+    /// Loaded as `CtxField::net_order` says.
+    pub net_order: bool,
 }
 
 impl CtxLayout {
@@ -76,12 +83,14 @@ impl CtxLayout {
                     host_off,
                     host_len: size,
                     store: f.store,
+                    net_order: false,
                 });
         }
         (off == f.off && size == f.len).then_some(DirectAccess {
             host_off: f.host_off,
             host_len: f.host_len,
             store: f.store,
+            net_order: f.net_order,
         })
     }
 
@@ -108,6 +117,7 @@ mod tests {
                 host_len: 2,
                 bytes: false,
                 store: FieldStore::Store,
+                net_order: false,
             },
             CtxField {
                 off: 12,
@@ -116,6 +126,7 @@ mod tests {
                 host_len: 4,
                 bytes: false,
                 store: FieldStore::Runtime,
+                net_order: false,
             },
             CtxField {
                 off: 48,
@@ -124,6 +135,7 @@ mod tests {
                 host_len: 20,
                 bytes: true,
                 store: FieldStore::Store,
+                net_order: false,
             },
         ],
     };
@@ -135,6 +147,7 @@ mod tests {
                 host_off,
                 host_len,
                 store: FieldStore::Store,
+                net_order: false,
             })
         };
         assert_eq!(L.find(8, 4, true), d(100, 2));

@@ -448,6 +448,14 @@ impl FnTranslator<'_> {
         let o = d.host_off as i32;
         let v = if d.host_len == 8 {
             self.b.ins().load(I64, MF, base, o)
+        } else if d.net_order && d.host_len == 2 {
+            let v = self.b.ins().load(I16, MF, base, o);
+            let v = if cfg!(target_endian = "little") {
+                self.b.ins().bswap(v)
+            } else {
+                v
+            };
+            self.b.ins().uextend(I64, v)
         } else {
             let v = self.b.ins().load(mem_type(d.host_len), MF, base, o);
             self.b.ins().uextend(I64, v)

@@ -489,8 +489,9 @@ pub(super) unsafe extern "C" fn rt_helper(
     let st = unsafe { state(js) };
     let tags = st.jit.arg_tags;
     let changed = helper_changes(st, id as u32);
-    let r = st.call_helper(id as u32, [r1, r2, r3, r4, r5], tags);
-    after_helper(st, r, changed, [r1, r2, r3, r4, r5], pc)
+    let args = [r1, r2, r3, r4, r5];
+    let r = st.call_helper(id as u32, args, tags);
+    after_helper(st, r, changed, &args, pc)
 }
 
 /// What follows every helper call: the packet bounds and the context's
@@ -502,7 +503,9 @@ fn after_helper(
     st: &mut RunState,
     r: Result<u64, VmError>,
     (pkt, ctx): (bool, bool),
-    args: [u64; 5],
+    // (By reference: a copy of the array built from registers a moment ago
+    // was read back in 16-byte halves that wait out the 8-byte stores.)
+    args: &[u64; 5],
     pc: u64,
 ) -> u64 {
     if pkt {
@@ -526,7 +529,7 @@ fn after_helper(
         return v;
     }
     if let Some(next) = st.pending_tail_call.take() {
-        return super::tail::tail_call(st, next, args);
+        return super::tail::tail_call(st, next, *args);
     }
     r0
 }
@@ -602,7 +605,7 @@ unsafe fn call_resolved(
     let st = unsafe { state(js) };
     let r = st.with_args(&args, |st| call(st, &args));
     let (pc, changed) = site_of(pc_site);
-    after_helper(st, r, changed, args, pc)
+    after_helper(st, r, changed, &args, pc)
 }
 
 // bpf_map_lookup_elem / update / delete at a call site the verifier checked
