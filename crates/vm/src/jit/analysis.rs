@@ -369,9 +369,17 @@ pub fn register_needs(
             BPF_JMP if insn.code == CALL => Some(2),
             _ => None,
         };
-        if let Some(r) = base {
-            let t = tags_in[i][(r & 0xf).min(10) as usize];
-            packet |= t == crate::mem::PACKET || t == DYN;
+        // Only a checked access through a pointer known to be the packet's
+        // compares with the bounds in registers (one of unknown provenance
+        // reads its region's bounds from the JitState); an access the
+        // verifier proved (not a context field, not an atomic) is not checked.
+        let proven = aux
+            .and_then(|a| a.get(pc))
+            .and_then(|x| x.mem)
+            .is_some_and(|k| k != crate::verifier::MemKind::Ctx)
+            && insn.code & 0xe0 != BPF_ATOMIC;
+        if let Some(r) = base.filter(|_| !proven || class == BPF_JMP) {
+            packet |= tags_in[i][(r & 0xf).min(10) as usize] == crate::mem::PACKET;
         }
         if class == BPF_JMP || class == BPF_JMP32 {
             let (_, target) = successors(pc, insn);
