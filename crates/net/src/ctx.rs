@@ -156,6 +156,7 @@ impl Context for XdpBuff {
             data,
             end: base + self.data_end,
             fields: Some([xdp_md::DATA_META, xdp_md::DATA, xdp_md::DATA_END]),
+            len_field: None,
         })
     }
 
@@ -469,6 +470,8 @@ impl Context for SkBuff {
             data: base + self.data,
             end: base + self.tail,
             fields: Some([sk_buff::DATA_META, sk_buff::DATA, sk_buff::DATA_END]),
+            // skb->len: the SkBuff is linear (`SkBuff::len`).
+            len_field: Some(sk_buff::LEN),
         })
     }
 
@@ -495,6 +498,15 @@ mod tests {
             } else {
                 assert!(load.is_err(), "slot {slot} loads but is not served fast");
             }
+        }
+        // The packet view's fields load as the view says.
+        let v = ctx.packet_view().expect("a packet");
+        let fields = v.fields.expect("packet fields");
+        for (off, addr) in fields.into_iter().zip([v.start, v.data, v.end]) {
+            assert_eq!(ctx.load(off, 4).expect("loads"), addr as u64, "field {off}");
+        }
+        if let Some(off) = v.len_field {
+            assert_eq!(ctx.load(off, 4).expect("loads"), (v.end - v.data) as u64);
         }
     }
 

@@ -97,6 +97,10 @@ pub struct PacketView {
     /// when their aligned 4-byte loads give `start`, `data` and `end` (each
     /// below 256: the shadow's 64 slots).
     pub fields: Option<[u32; 3]>,
+    /// The UAPI offset of a field whose aligned 4-byte load gives `end -
+    /// data` (`__sk_buff.len`: a linear skb's length), below 256: kept with
+    /// the packet fields, current until the packet moves.
+    pub len_field: Option<u32>,
 }
 
 /// A program context as the program sees it through r1: the kernel rewrites loads
@@ -128,6 +132,7 @@ pub trait Context: Any {
             data: start,
             end,
             fields: None,
+            len_field: None,
         })
     }
     fn as_any_mut(&mut self) -> &mut dyn Any;

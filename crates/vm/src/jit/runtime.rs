@@ -158,18 +158,20 @@ impl JitState {
     #[inline]
     pub fn set_packet_fields(&mut self, view: Option<crate::PacketView>) {
         let mut slots = 0u64;
-        if let Some(crate::PacketView {
-            start,
-            data,
-            end,
-            fields: Some(offs),
-        }) = view
-        {
-            for (off, addr) in offs.into_iter().zip([start, data, end]) {
-                debug_assert!(off % 4 == 0 && (off as usize) < SHADOW_SLOTS * 4);
-                let slot = (off / 4) as usize & (SHADOW_SLOTS - 1);
-                self.shadow[slot] = addr as u64;
-                slots |= 1 << slot;
+        let mut put = |shadow: &mut [u64; SHADOW_SLOTS], off: u32, v: u64| {
+            debug_assert!(off % 4 == 0 && (off as usize) < SHADOW_SLOTS * 4);
+            let slot = (off / 4) as usize & (SHADOW_SLOTS - 1);
+            shadow[slot] = v;
+            slots |= 1 << slot;
+        };
+        if let Some(v) = view {
+            if let Some(offs) = v.fields {
+                for (off, addr) in offs.into_iter().zip([v.start, v.data, v.end]) {
+                    put(&mut self.shadow, off, addr as u64);
+                }
+            }
+            if let Some(off) = v.len_field {
+                put(&mut self.shadow, off, v.end.saturating_sub(v.data) as u64);
             }
         }
         self.shadow_valid = (self.shadow_valid & !self.pkt_slots) | slots;
