@@ -70,6 +70,7 @@ impl ArrayMap {
     }
 
     /// kernel/bpf/arraymap.c: array_map_lookup_elem / percpu_array_map_lookup_elem
+    #[inline]
     pub(crate) fn lookup(&self, key: &[u8], cpu: usize) -> Option<*mut u8> {
         let index = key_u32(key)?;
         if index >= self.max || (self.percpu && cpu >= self.ncpu) {
@@ -401,6 +402,7 @@ impl ValArray {
     }
 
     /// kernel/bpf/devmap.c: dev_map_lookup_elem; net/xdp/xskmap.c: xsk_map_lookup_elem
+    #[inline]
     pub(crate) fn lookup(&self, key: &[u8]) -> Option<*mut u8> {
         let index = key_u32(key)?;
         if !self.is_present(index) {

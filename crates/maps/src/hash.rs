@@ -210,6 +210,7 @@ impl HashTable {
 
     /// The element of `key`: lock-free, or under the update lock in the rare case the
     /// lock-free walk gave up (see index.rs).
+    #[inline]
     fn find(&self, key: &[u8]) -> Option<usize> {
         match self.index.find(key) {
             Some(found) => found,
@@ -303,6 +304,7 @@ impl HashTable {
 
     /// kernel/bpf/hashtab.c: htab_map_lookup_elem / htab_lru_map_lookup_elem (marks the
     /// element used) / htab_percpu_map_lookup_elem. Lock-free and allocation-free.
+    #[inline]
     pub(crate) fn lookup(&self, key: &[u8], cpu: usize, prog: bool) -> Option<*mut u8> {
         let cpu = if self.ncpu > 1 { cpu } else { 0 };
         if cpu >= self.ncpu {

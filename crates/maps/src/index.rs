@@ -241,6 +241,7 @@ impl Index {
     /// Lock-free lookup: `Some(found element or None)`, or None when writers moved
     /// elements under this reader MAX_RESTARTS times (call `find_locked` under the
     /// update lock then).
+    #[inline]
     pub(crate) fn find(&self, key: &[u8]) -> Option<Option<usize>> {
         // Keys of at most 8 bytes (an ifindex, an address, a port pair) are
         // read once into a register that the walk compares with one word

@@ -724,6 +724,7 @@ impl Map {
     /// PERF_EVENT_ARRAY, CPUMAP, queue/stack and ringbuf give None: use `lookup_map`,
     /// `lookup_prog`, `perf_event_slot`, `peek` (the verifier forbids the others).
     /// XSKMAP returns a pointer to the slot's socket id (the kernel: the `xdp_sock`).
+    #[inline]
     pub fn lookup(&self, key: &[u8], cpu: usize) -> Option<*mut u8> {
         if key.len() != self.attr.key_size as usize || cpu >= self.possible_cpus {
             return None;
