@@ -66,7 +66,8 @@ impl CtxLayout {
             .fields
             .iter()
             .find(|f| off >= f.off && off - f.off < f.len)?;
-        if write && f.store == FieldStore::Runtime {
+        // (A network-order field is loaded swapped; no direct store swaps.)
+        if write && (f.store == FieldStore::Runtime || f.net_order) {
             return None;
         }
         if f.bytes {
@@ -166,5 +167,26 @@ mod tests {
         assert_eq!(L.find(-4, 4, false), None);
         assert_eq!(L.find(0, 4, false), None);
         assert_eq!(L.load_slots(), 1 << 2 | 1 << 3 | 0b11111 << 12);
+    }
+
+    /// A `__be16` field loads directly (swapped) and is never stored
+    /// directly, whatever its store rule says.
+    #[test]
+    fn a_network_order_field_is_loaded_only() {
+        static B: CtxLayout = CtxLayout {
+            name: "be16",
+            fields: &[CtxField {
+                off: 16,
+                len: 4,
+                host_off: 8,
+                host_len: 2,
+                bytes: false,
+                store: FieldStore::Store,
+                net_order: true,
+            }],
+        };
+        let load = B.find(16, 4, false).expect("direct load");
+        assert!(load.net_order && load.host_len == 2);
+        assert_eq!(B.find(16, 4, true), None);
     }
 }

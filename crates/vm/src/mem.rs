@@ -227,6 +227,11 @@ impl Regions {
         self.static_len = static_len;
     }
 
+    /// The run added regions past the program's static part.
+    pub fn has_dynamic(&self) -> bool {
+        self.by_tag.len() > self.static_len
+    }
+
     pub fn truncate_dynamic(&mut self) {
         self.by_tag.truncate(self.static_len);
         self.owners.truncate(self.static_len);

@@ -203,7 +203,7 @@ impl Vm {
     #[inline(always)]
     fn set_up(&mut self, prog: &Arc<Program>) {
         if self.setup_for == Some(prog.id) {
-            if self.regions.len() > self.regions.static_len {
+            if self.regions.has_dynamic() {
                 self.drop_dynamic();
             }
             // Handles a tail call made valid are not the program's own.
@@ -266,6 +266,7 @@ impl Vm {
         }
         let jit = &mut *self.jit;
         jit.begin_run(self.env.budget, self.env.cpu);
+        jit.note_dynamic(&self.regions);
         set_packet(&mut self.regions, jit, view);
         // The context set up for the program's code through the context's
         // own type (no `dyn Context` calls at every run).
@@ -662,7 +663,7 @@ impl RunState<'_> {
         let t = self.regions.add(r, owner);
         if t != SCALAR {
             self.jit.set_bounds(t, &r);
-            self.jit.regions_dynamic = 1;
+            self.jit.note_dynamic(self.regions);
         }
         t
     }
@@ -700,7 +701,7 @@ impl RunState<'_> {
         self.retabled = true;
         self.regions.set_program(&next.tags);
         self.jit.load_program(&next.tags, old_len);
-        self.jit.regions_dynamic = 0;
+        self.jit.note_dynamic(self.regions);
     }
 
     pub(crate) fn save(&self) -> Saved {
@@ -718,7 +719,7 @@ impl RunState<'_> {
         self.regions.restore(s.regions, s.owners, s.static_len);
         self.jit.clear_bounds(FIRST_MAP as usize, old_len);
         self.jit.sync_bounds(self.regions, FIRST_MAP as usize);
-        self.jit.regions_dynamic = (self.regions.len() > self.regions.static_len) as u64;
+        self.jit.note_dynamic(self.regions);
         self.scratch_tag = SCALAR;
     }
 

@@ -95,7 +95,7 @@ pub(super) fn direct_map_calls(
 /// at `pc` to be, as an index into `Program::maps`; none for a map-in-map (an
 /// inner map's calls carry the outer map's index, MemKind::MapValue: the call
 /// may be on any of its inner maps).
-fn const_map(prog: &Program, aux: &[InsnAux], pc: usize) -> Option<usize> {
+pub(super) fn const_map(prog: &Program, aux: &[InsnAux], pc: usize) -> Option<usize> {
     let m = aux.get(pc)?.const_map?;
     let map = prog.map_indices.iter().position(|&x| x == m)?;
     let ty = prog.maps.get(map)?.attr().map_type;
@@ -215,17 +215,7 @@ impl FnTranslator<'_> {
         for r in 2..=5 {
             args.push(self.reg(r));
         }
-        let pc_site = pc as u64
-            | if site.changes_pkt {
-                runtime::SITE_PKT
-            } else {
-                0
-            }
-            | if site.changes_ctx {
-                runtime::SITE_CTX
-            } else {
-                0
-            };
+        let pc_site = runtime::pc_site(pc, (site.changes_pkt, site.changes_ctx));
         args.push(self.b.ins().iconst(I64, pc_site as i64));
         self.spill_budget();
         let r0 = self.call_rt(self.sig_helper, f, &args);

@@ -5,7 +5,7 @@
 
 use std::mem::offset_of;
 
-use crate::mem::{ctx_packet_fields, ProgTags, Region, Regions, Tag, MAX_TAGS, SCALAR};
+use crate::mem::{ProgTags, Region, Regions, Tag, MAX_TAGS, SCALAR};
 use crate::state::RunState;
 use crate::VmError;
 
@@ -87,8 +87,8 @@ pub struct JitState {
     pub pkt_slots: u64,
     /// Tail calls made this run (the kernel's tail_call_cnt; both engines).
     pub tail_call_cnt: u64,
-    /// Nonzero once the run added regions to the tag table (it holds more
-    /// than a program's static part): native tail calls take the runtime.
+    /// `Regions::has_dynamic` of the run's table, for native code (native
+    /// tail calls take the runtime then): `note_dynamic` after each change.
     pub regions_dynamic: u64,
     /// The tail calls native code makes without the runtime (jit::tail).
     pub tail_cache: [super::tail::TailEntry; super::tail::TAIL_CACHE],
@@ -145,8 +145,6 @@ impl JitState {
         self.depth = 0;
         self.status = RUN;
         self.tail_call_cnt = 0;
-        // (The run's set-up dropped what the last run added.)
-        self.regions_dynamic = 0;
         if self.slots_dirty != 0 {
             self.slot_tags = [SCALAR; STACK_SLOTS];
             self.slots_dirty = 0;
@@ -206,6 +204,11 @@ impl JitState {
             self.wbounds[first + i] = wr;
         }
         self.clear_bounds(first + n, old_len);
+    }
+
+    /// Whether `regions`, the run's table, now holds regions the run added.
+    pub fn note_dynamic(&mut self, regions: &Regions) {
+        self.regions_dynamic = regions.has_dynamic() as u64;
     }
 
     /// Bounds of `regions`' tags from `from` on.
@@ -513,13 +516,10 @@ fn after_helper(
     if pkt {
         st.refresh_packet();
     }
-    // (A tail call fills the shadow for its target.)
+    // (A tail call fills the shadow for its target.) The packet's fields
+    // are not among those refilled: refresh_packet keeps them (`pkt_slots`).
     if ctx && st.pending_tail_call.is_none() {
-        if pkt {
-            refill_shadow(st);
-        } else {
-            refill_unless_layout(st);
-        }
+        refill_shadow(st);
     }
     let r0 = match r {
         Ok(v) => v,
@@ -541,6 +541,12 @@ fn after_helper(
 // do_misc_fixups put in the instruction: no helper table, no id, no program
 // type check. `pc_site` is the call's pc | SITE_PKT | SITE_CTX (what the
 // call may change, decided at compile time).
+
+/// The `pc_site` argument of a call at `pc` that may change the packet
+/// and/or the context.
+pub(super) fn pc_site(pc: usize, (pkt, ctx): (bool, bool)) -> u64 {
+    pc as u64 | if pkt { SITE_PKT } else { 0 } | if ctx { SITE_CTX } else { 0 }
+}
 
 /// `pc_site`'s pc and what the call may change.
 fn site_of(pc_site: u64) -> (u64, (bool, bool)) {
@@ -672,24 +678,6 @@ fn helper_changes(st: &RunState, id: u32) -> (bool, bool) {
     st.helpers
         .get(id)
         .map_or((true, true), |d| d.proto.invalidates())
-}
-
-/// After a helper given the context that does not change packet data: the
-/// fields that follow the packet's layout (data, data_end, data_meta, and
-/// skb->len: only bpf_helper_changes_pkt_data helpers move them) still hold;
-/// the others are read again.
-fn refill_unless_layout(st: &mut RunState) {
-    let again = shadow_wanted(st) & !layout_slots(st.current.prog_type);
-    st.jit.shadow_valid &= !again;
-    load_shadow(st.jit, st.ctx, again);
-}
-
-/// Shadow slots of the context fields that only a change of packet data
-/// changes (mem::ctx_packet_fields, and __sk_buff's len at offset 0).
-fn layout_slots(prog_type: crate::ProgType) -> u64 {
-    ctx_packet_fields(prog_type)
-        .iter()
-        .fold(1u64, |m, &off| m | 1 << (off / 4))
 }
 
 /// BPF_LD_ABS / BPF_LD_IND: `size` | (is_ind << 8); `off` already includes the

@@ -104,7 +104,7 @@ const SITE_SHIFT: u32 = 32;
 /// context as the caller's does.
 fn native_entry(st: &RunState, next: ProgRef) -> Option<JitFn> {
     // (Only native code calls rt_tail_call: the engine is the JIT.)
-    if st.jit.depth != 0 || st.jit.regions_dynamic != 0 {
+    if st.jit.depth != 0 || st.regions.has_dynamic() {
         return None;
     }
     let (code, cur) = (next.jit()?, st.current.jit()?);
@@ -254,10 +254,10 @@ impl FnTranslator<'_> {
             return None;
         }
         self.site(pc)?;
-        let m = self.aux?.get(pc)?.const_map?;
         let prog = self.prog();
-        let i = prog.map_indices.iter().position(|&x| x == m)?;
-        let map = prog.maps.get(i)?;
+        let map = prog
+            .maps
+            .get(super::calls::const_map(prog, self.aux?, pc)?)?;
         (map.attr().map_type == MapType::ProgArray).then_some(&**map)
     }
 

@@ -221,8 +221,9 @@ pub(super) struct FnTranslator<'a> {
     sites: &'a [HelperSite],
     /// Stack slot tags are kept and read (`Proofs::stack_tags`).
     pub(super) stack_tags: bool,
-    /// The function may access the packet (a static PACKET or DYN tag at a
-    /// memory instruction): it keeps the packet bounds in registers.
+    /// The function has a checked access through a pointer known to be the
+    /// packet's (`analysis::register_needs`): it keeps the packet bounds in
+    /// registers.
     uses_packet: bool,
     /// It charges the budget (a back-edge not proven bounded, or it is no
     /// main function): it keeps the budget in a register.
@@ -419,12 +420,8 @@ impl<'a> FnTranslator<'a> {
             .collect();
         let const_maps: Vec<(usize, usize)> = aux
             .map(|a| {
-                a.iter()
-                    .enumerate()
-                    .filter_map(|(pc, x)| {
-                        let m = x.const_map?;
-                        Some((pc, prog.map_indices.iter().position(|&i| i == m)?))
-                    })
+                (0..a.len())
+                    .filter_map(|pc| Some((pc, super::calls::const_map(prog, a, pc)?)))
                     .collect()
             })
             .unwrap_or_default();
