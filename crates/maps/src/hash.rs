@@ -517,6 +517,12 @@ impl HashTable {
         self.dev.store(Arc::new(all));
     }
 
+    /// Whether a 4-byte key is in the map (DEVMAP_HASH's redirect lookup).
+    #[inline]
+    pub(crate) fn contains_u32(&self, key: u32) -> bool {
+        self.find(&key.to_ne_bytes()).is_some()
+    }
+
     /// DEVMAP_HASH: (ifindex, program id) of `key`, lock-free (__dev_map_hash_lookup_elem).
     pub(crate) fn dev_entry(&self, key: u32) -> Option<(u32, u32)> {
         if self.flavor != Flavor::DevmapHash {

@@ -197,6 +197,7 @@ impl Index {
     }
 
     /// One walk of `bucket`'s chain (kernel/bpf/hashtab.c: lookup_nulls_elem_raw).
+    #[inline]
     fn walk<K: Probe>(&self, bucket: usize, key: K) -> Walk {
         let Some(head) = self.head(bucket) else {
             return Walk::Missing;
@@ -208,6 +209,7 @@ impl Index {
     }
 
     /// The rest of a walk of `bucket`'s chain from `link`.
+    #[inline]
     fn walk_from<K: Probe>(&self, bucket: usize, mut link: u32, key: K) -> Walk {
         for _ in 0..=self.capacity {
             if link & END != 0 {
@@ -252,6 +254,7 @@ impl Index {
         self.find_probe(key)
     }
 
+    #[inline]
     fn find_probe<K: Probe>(&self, key: K) -> Option<Option<usize>> {
         let bucket = self.bucket_of(key.hash());
         for _ in 0..MAX_RESTARTS {

@@ -743,6 +743,19 @@ impl Map {
         }
     }
 
+    /// Whether bpf_redirect_map finds a target at `key` (__dev_map_lookup_elem,
+    /// __dev_map_hash_lookup_elem, __cpu_map_lookup_elem, __xsk_map_lookup_elem):
+    /// a present DEVMAP / CPUMAP / XSKMAP slot, a DEVMAP_HASH element. The
+    /// redirect asks nothing else of the entry, so this reads no value.
+    #[inline]
+    pub fn has_redirect_target(&self, key: u32) -> bool {
+        match (&self.kind, self.attr.map_type) {
+            (Kind::Dev(d), MapType::Devmap | MapType::Cpumap | MapType::Xskmap) => d.has(key),
+            (Kind::Hash(h), MapType::DevmapHash) => h.contains_u32(key),
+            _ => false,
+        }
+    }
+
     /// A redirect target without a lock or an allocation (the datapath's
     /// __dev_map_lookup_elem / __dev_map_hash_lookup_elem / __cpu_map_lookup_elem):
     /// DEVMAP / DEVMAP_HASH give (ifindex, entry program id) (`struct bpf_devmap_val`),

@@ -102,3 +102,38 @@ fn cpumap_entries_and_other_types() {
     assert_eq!(h.dev_entry(1), None);
     assert_eq!(all(&h), vec![]);
 }
+
+#[test]
+fn redirect_targets_are_the_present_slots_and_elements() {
+    let d = mk(MapType::Devmap, 8, 130);
+    d.sys_update(&129u32.to_ne_bytes(), &val(9, 0), BPF_ANY)
+        .unwrap();
+    let dh = mk(MapType::DevmapHash, 4, 4);
+    dh.sys_update(&300u32.to_ne_bytes(), &2u32.to_ne_bytes(), BPF_ANY)
+        .unwrap();
+    let c = mk(MapType::Cpumap, 8, 4);
+    c.sys_update(&1u32.to_ne_bytes(), &val(256, 0), BPF_ANY)
+        .unwrap();
+    let x = mk(MapType::Xskmap, 4, 4);
+    x.sys_update(&3u32.to_ne_bytes(), &5u32.to_ne_bytes(), BPF_ANY)
+        .unwrap();
+    let h = mk(MapType::Hash, 4, 4);
+    h.sys_update(&1u32.to_ne_bytes(), &1u32.to_ne_bytes(), BPF_ANY)
+        .unwrap();
+    for (m, hit, misses) in [
+        (&d, 129, [128, 130, u32::MAX]),
+        (&dh, 300, [0, 301, u32::MAX]),
+        (&c, 1, [0, 4, u32::MAX]),
+        (&x, 3, [2, 4, u32::MAX]),
+    ] {
+        let t = m.attr().map_type.name();
+        assert!(m.has_redirect_target(hit), "{t} {hit}");
+        for k in misses {
+            assert!(!m.has_redirect_target(k), "{t} {k}");
+        }
+    }
+    assert!(!h.has_redirect_target(1), "a hash map is no redirect map");
+    dh.sys_delete(&300u32.to_ne_bytes()).unwrap();
+    d.sys_delete(&129u32.to_ne_bytes()).unwrap();
+    assert!(!dh.has_redirect_target(300) && !d.has_redirect_target(129));
+}

@@ -256,7 +256,7 @@ const DEFS: &[HelperDef] = &[
         xdp::redirect_map,
         XDP,
         XDP_REDIRECT_MAP,
-        Some(xdp::map_redirect)
+        Some(skiff_vm::map_op!(xdp::map_redirect))
     ),
     // TC
     def!(

@@ -20,6 +20,49 @@ pub type HelperFn = fn(&mut RunState, &[u64; 5]) -> Result<u64, VmError>;
 /// to be, with no search of the run's maps by handle. `a` is r1-r5 as passed.
 pub type MapOpFn = fn(&mut RunState, &Map, &[u64; 5]) -> Result<u64, VmError>;
 
+/// A map op as a type (`map_op!` writes one): what lets the JIT's call of
+/// it be a function of its own with the op's body inlined, as the kernel's
+/// JIT calls the map op's address, instead of a trampoline that calls the
+/// op through a pointer.
+pub trait MapOpBody {
+    const OP: MapOpFn;
+}
+
+/// A helper's map op (`MapOpFn`) and the native entry the JIT calls for it
+/// (`jit::runtime::rt_map_op`, made for this op).
+#[derive(Clone, Copy)]
+pub struct MapOp {
+    pub op: MapOpFn,
+    pub(crate) native: crate::jit::runtime::NativeMapOp,
+}
+
+impl MapOp {
+    pub const fn of<T: MapOpBody>() -> MapOp {
+        MapOp {
+            op: T::OP,
+            native: crate::jit::runtime::rt_map_op::<T>,
+        }
+    }
+}
+
+impl std::fmt::Debug for MapOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MapOp")
+    }
+}
+
+/// The `MapOp` of the function `$f` (a `MapOpFn`).
+#[macro_export]
+macro_rules! map_op {
+    ($f:expr) => {{
+        struct Op;
+        impl $crate::helpers::MapOpBody for Op {
+            const OP: $crate::MapOpFn = $f;
+        }
+        $crate::helpers::MapOp::of::<Op>()
+    }};
+}
+
 #[derive(Clone, Copy)]
 pub struct HelperDef {
     /// Kernel helper id (`enum bpf_func_id`).
@@ -31,8 +74,8 @@ pub struct HelperDef {
     /// The kernel's prototype (`struct bpf_func_proto`).
     pub proto: crate::HelperProto,
     /// What `func` does once it has found the map r1 names, for call sites
-    /// with a constant map (`MapOpFn`); `func` must be that search and this.
-    pub map_op: Option<MapOpFn>,
+    /// with a constant map (`map_op!`); `func` must be that search and this.
+    pub map_op: Option<MapOp>,
 }
 
 #[derive(Clone, Default)]
@@ -156,7 +199,7 @@ macro_rules! map_helper {
             },
             prog_types: &[],
             proto: $proto,
-            map_op: Some($op),
+            map_op: Some(crate::map_op!($op)),
         }
     };
 }

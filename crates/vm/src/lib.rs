@@ -28,7 +28,7 @@ pub use collection::{
     license_is_gpl_compatible, Collection, LoadError, LoadOptions, LOG_TAIL_LINES,
 };
 pub use ctx_layout::{CtxField, CtxLayout, FieldStore};
-pub use helpers::{with_buffer, HelperDef, HelperFn, HelperTable, MapOpFn};
+pub use helpers::{with_buffer, HelperDef, HelperFn, HelperTable, MapOp, MapOpFn};
 pub use jit::{Engine, JitStats};
 pub use mem::{Region, RegionKind, Regions};
 pub use program::Program;

@@ -261,7 +261,12 @@ fn probe_table() -> HelperTable {
         proto,
         map_op,
     };
-    t.register(def(PROBE, "probe", probe, Some(probe_op as MapOpFn)));
+    t.register(def(
+        PROBE,
+        "probe",
+        probe,
+        Some(skiff_vm::map_op!(probe_op)),
+    ));
     t.register(def(PLAIN, "plain", plain, None));
     t
 }

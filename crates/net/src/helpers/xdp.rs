@@ -161,6 +161,8 @@ pub fn redirect_map(st: &mut RunState, a: &[u64; 5]) -> Result<u64, VmError> {
 /// cpu_map_redirect, xsk_map_redirect -> include/linux/filter.h:
 /// __bpf_xdp_redirect_map), which the JIT calls straight when r1 is a
 /// constant map (do_misc_fixups).
+// (Inlined into the JIT's call of the op: its Result never goes through memory.)
+#[inline(always)]
 pub fn map_redirect(st: &mut RunState, map: &Map, a: &[u64; 5]) -> Result<u64, VmError> {
     let ty = map.attr().map_type;
     let flag_mask = match ty {
@@ -180,14 +182,8 @@ pub fn map_redirect(st: &mut RunState, map: &Map, a: &[u64; 5]) -> Result<u64, V
         return Ok(XDP_ABORTED);
     }
     let key = a[1] as u32;
-    // The map's own redirect lookup (__dev_map_lookup_elem, __cpu_map_lookup_elem,
-    // __xsk_map_lookup_elem): programs may not look up a CPUMAP directly, so its
-    // slot is seen through the control-plane view.
-    let k = key.to_le_bytes();
-    let found = match ty {
-        MapType::Cpumap => map.dev_entry(key).is_some(),
-        _ => map.lookup(&k, st.cpu()).is_some(),
-    };
+    // The map's own redirect lookup (__dev_map_lookup_elem and its kin).
+    let found = map.has_redirect_target(key);
     let x = xdp_ctx(st)?;
     if !found && flags & BPF_F_BROADCAST == 0 {
         x.redirect = None;

@@ -156,10 +156,20 @@ impl FnTranslator<'_> {
         let Some(Some(l)) = self.arrays.get(i).copied() else {
             return false;
         };
-        // The key: 4 bytes at r2, checked like any load (the helper's own check).
-        self.mem_only = true;
-        let (idx, _) = self.load(pc, 2, 0, 4, false);
-        self.mem_only = false;
+        // The key: 4 bytes at r2. At a site the verifier checked, r2 was
+        // proved readable for the key (ARG_PTR_TO_MAP_KEY), which the kernel's
+        // inlined lookup trusts; elsewhere checked like any load (the
+        // helper's own check).
+        let idx = if self.site(pc).is_some() {
+            let key = self.reg(2);
+            let k = self.b.ins().load(I32, super::translate::MF, key, 0);
+            self.b.ins().uextend(I64, k)
+        } else {
+            self.mem_only = true;
+            let (idx, _) = self.load(pc, 2, 0, 4, false);
+            self.mem_only = false;
+            idx
+        };
         let in_range = self
             .b
             .ins()
@@ -198,18 +208,17 @@ impl FnTranslator<'_> {
         let map = self.aux.and_then(|aux| const_map(self.prog(), aux, pc));
         self.store_arg_tags();
         let mut args = vec![self.st];
-        let f = match (site.map_op, map) {
+        let (f, sig) = match (site.map_op, map) {
             (Some(op), Some(m)) => {
                 let addr = std::sync::Arc::as_ptr(&self.prog().maps[m]) as usize;
-                args.push(self.b.ins().iconst(I64, op as usize as i64));
                 args.push(self.b.ins().iconst(I64, addr as i64));
                 self.map_ops += 1;
-                runtime::rt_map_op as *const () as usize
+                (op.native as usize, self.sig_map_op)
             }
             _ => {
                 args.push(self.b.ins().iconst(I64, func as usize as i64));
                 args.push(self.reg(1));
-                runtime::rt_call as *const () as usize
+                (runtime::rt_call as *const () as usize, self.sig_helper)
             }
         };
         for r in 2..=5 {
@@ -218,7 +227,7 @@ impl FnTranslator<'_> {
         let pc_site = runtime::pc_site(pc, (site.changes_pkt, site.changes_ctx));
         args.push(self.b.ins().iconst(I64, pc_site as i64));
         self.spill_budget();
-        let r0 = self.call_rt(self.sig_helper, f, &args);
+        let r0 = self.call_rt(sig, f, &args);
         self.reload_state_after(site.changes_pkt);
         self.set(0, r0);
         // (resolved_ret_tags told the tag analysis the same.)

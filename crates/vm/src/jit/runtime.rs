@@ -572,12 +572,14 @@ pub(super) unsafe extern "C" fn rt_call(
     unsafe { call_resolved(js, [r1, r2, r3, r4, r5], pc_site, f) }
 }
 
-/// A call of the map op `op` of a helper whose r1 is the constant map at
-/// address `map`.
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe extern "C" fn rt_map_op(
+/// `rt_map_op`'s type.
+pub(crate) type NativeMapOp =
+    unsafe extern "C" fn(*mut JitState, u64, u64, u64, u64, u64, u64) -> u64;
+
+/// A call of the map op `T` of a helper whose r1 is the constant map at
+/// address `map`: one function per op (`MapOp::of`), its body inlined here.
+pub(crate) unsafe extern "C" fn rt_map_op<T: crate::helpers::MapOpBody>(
     js: *mut JitState,
-    op: u64,
     map: u64,
     r2: u64,
     r3: u64,
@@ -585,17 +587,15 @@ pub(super) unsafe extern "C" fn rt_map_op(
     r5: u64,
     pc_site: u64,
 ) -> u64 {
-    // SAFETY: the compiler took `op` from a `HelperSite::map_op`, a MapOpFn,
-    // and `map` from `Program::maps` (the program, which holds the map, is
-    // kept alive for the run).
-    let (op, m) = unsafe {
-        (
-            std::mem::transmute::<usize, crate::MapOpFn>(op as usize),
-            &*(map as usize as *const skiff_maps::Map),
-        )
-    };
+    // SAFETY: the compiler took `map` from `Program::maps` (the program,
+    // which holds the map, is kept alive for the run).
+    let m = unsafe { &*(map as usize as *const skiff_maps::Map) };
     // SAFETY: as in rt_load.
-    unsafe { call_resolved(js, [map, r2, r3, r4, r5], pc_site, |st, a| op(st, m, a)) }
+    unsafe {
+        call_resolved(js, [map, r2, r3, r4, r5], pc_site, |st, a| {
+            (T::OP)(st, m, a)
+        })
+    }
 }
 
 /// The helper call `call` with r1-r5 = `args`, at `pc_site`, and what follows

@@ -267,6 +267,7 @@ pub(super) struct FnTranslator<'a> {
     pub(super) sig_store: SigRef,
     pub(super) sig_atomic: SigRef,
     pub(super) sig_helper: SigRef,
+    pub(super) sig_map_op: SigRef,
     sig_ld_abs: SigRef,
     sig_fail: SigRef,
 }
@@ -309,6 +310,7 @@ impl<'a> FnTranslator<'a> {
         let sig_store = sig(module, 5);
         let sig_atomic = sig(module, 6);
         let sig_helper = sig(module, 8);
+        let sig_map_op = sig(module, 7);
         let sig_ld_abs = sig(module, 4);
         let sig_fail = sig(module, 3);
         let mut callees = Vec::new();
@@ -338,6 +340,7 @@ impl<'a> FnTranslator<'a> {
         let sig_store = b.import_signature(sig_store);
         let sig_atomic = b.import_signature(sig_atomic);
         let sig_helper = b.import_signature(sig_helper);
+        let sig_map_op = b.import_signature(sig_map_op);
         let sig_ld_abs = b.import_signature(sig_ld_abs);
         let sig_fail = b.import_signature(sig_fail);
         let regs: [Variable; 11] = std::array::from_fn(|_| b.declare_var(I64));
@@ -525,6 +528,7 @@ impl<'a> FnTranslator<'a> {
             sig_store,
             sig_atomic,
             sig_helper,
+            sig_map_op,
             sig_ld_abs,
             sig_fail,
         };

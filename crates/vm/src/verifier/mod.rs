@@ -206,7 +206,7 @@ pub struct HelperSite {
     /// do_misc_fixups resolves `insn->imm` to the function (the JIT calls it
     /// straight, with no table lookup per call).
     pub func: Option<crate::HelperFn>,
-    pub map_op: Option<crate::MapOpFn>,
+    pub map_op: Option<crate::MapOp>,
 }
 
 impl HelperSite {
