@@ -14,6 +14,34 @@ pub const ETH_HLEN: usize = 14;
 /// NET_SKB_PAD + NET_IP_ALIGN on x86_64: the headroom test_run gives an skb.
 pub const NET_SKB_PAD: usize = 64;
 
+/// SKB_DATA_ALIGN: SMP_CACHE_BYTES on x86_64.
+pub const fn skb_data_align(n: usize) -> usize {
+    n.next_multiple_of(64)
+}
+
+/// include/linux/slab.h: kmalloc_size_roundup under SLUB on x86_64: the
+/// object size of the kmalloc cache a request of `size` bytes is served
+/// from (8 to 8,192 bytes, KMALLOC_MAX_CACHE_SIZE), above that whole pages
+/// of a power-of-two order. An skb head ends where its object ends
+/// (`SKB_WITH_OVERHEAD(ksize)`), so the rounding is the tailroom a grown
+/// packet finds free, as in the kernel.
+pub fn kmalloc_size_roundup(size: usize) -> usize {
+    const CACHES: [usize; 13] = [
+        8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192,
+    ];
+    match CACHES.iter().find(|&&c| c >= size) {
+        Some(&c) => c,
+        None => size.div_ceil(PAGE_SIZE).next_power_of_two() * PAGE_SIZE,
+    }
+}
+
+/// The bytes of a kmalloc'ed skb head with `size` bytes before its end:
+/// kmalloc_reserve's SKB_HEAD_ALIGN and rounding (the small-head cache of
+/// heads under about 640 bytes is not modelled: it differs in tailroom only).
+fn skb_head_size(size: usize) -> usize {
+    kmalloc_size_roundup(skb_data_align(size) + SKB_SHARED_INFO_SIZE)
+}
+
 /// include/net/xdp.h: xdp_metalen_invalid (6.18): metadata is 4-byte aligned and
 /// fits skb_shared_info's u8 meta_len.
 pub fn xdp_metalen_invalid(metalen: usize) -> bool {
@@ -220,9 +248,11 @@ pub const PACKET_OTHERHOST: u8 = 3;
 
 impl SkBuff {
     /// An skb holding `frame` (starting at the Ethernet header) with `headroom`
-    /// bytes before it, data at the Ethernet header (as TC sees it).
+    /// bytes before it, data at the Ethernet header (as TC sees it), in a
+    /// kmalloc'ed head (its tailroom: what the cache's rounding leaves, as
+    /// bpf_test_init's and alloc_skb's heads).
     pub fn new(frame: &[u8], headroom: usize, ifindex: u32, mtu: u32) -> SkBuff {
-        let mut buf = vec![0u8; headroom + frame.len() + SKB_SHARED_INFO_SIZE];
+        let mut buf = vec![0u8; skb_head_size(headroom + frame.len())];
         buf[headroom..headroom + frame.len()].copy_from_slice(frame);
         SkBuff::from_buf(buf, headroom, headroom + frame.len(), ifindex, mtu)
     }
@@ -307,9 +337,12 @@ impl SkBuff {
     }
 
     /// pskb_expand_head(): make room for `nhead` more bytes of headroom and
-    /// `ntail` of tailroom. Offsets move by nhead; addresses change.
+    /// at least `ntail` more of tailroom (the new head is rounded up as
+    /// kmalloc_reserve rounds it, so a packet grown a little at a time is
+    /// copied once in a while, not at every step). Offsets move by nhead;
+    /// addresses change.
     pub fn expand_head(&mut self, nhead: usize, ntail: usize) {
-        let mut nb = vec![0u8; self.buf.len() + nhead + ntail];
+        let mut nb = vec![0u8; skb_head_size(self.end() + nhead + ntail)];
         nb[nhead..nhead + self.end()].copy_from_slice(&self.buf[..self.end()]);
         self.buf = nb;
         self.data += nhead;
@@ -319,5 +352,56 @@ impl SkBuff {
         if let Some(t) = &mut self.transport_header {
             *t += nhead;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kmalloc_rounds_to_its_caches_then_to_page_orders() {
+        let cases = [
+            (1, 8),
+            (9, 16),
+            (65, 96),
+            (97, 128),
+            (129, 192),
+            (193, 256),
+            (257, 512),
+            (4097, 8192),
+            (8192, 8192),
+            (8193, 16384),
+            (16385, 32768),
+        ];
+        for (size, want) in cases {
+            assert_eq!(kmalloc_size_roundup(size), want, "{size}");
+        }
+    }
+
+    #[test]
+    fn skb_heads_end_where_their_kmalloc_object_ends() {
+        // bpf_test_init: 54 + 64 of headroom + the shared info in kmalloc-512,
+        // so the head ends at 512 - 320 = 192, 74 bytes after the frame.
+        let frame: Vec<u8> = (0..54).collect();
+        let skb = SkBuff::new(&frame, NET_SKB_PAD, 1, 1500);
+        assert_eq!((skb.end(), skb.tailroom()), (192, 74));
+        // Growing by 8 bytes at a time copies the head only when the room
+        // left by the rounding is used up (pskb_expand_head's kmalloc_reserve).
+        let mut skb = skb;
+        let mut copies = 0;
+        for _ in 0..40 {
+            if skb.tailroom() < 8 {
+                let before = skb.buf.as_ptr();
+                skb.expand_head(0, 8 - skb.tailroom());
+                copies += usize::from(before != skb.buf.as_ptr());
+                assert!(skb.tailroom() >= 8);
+            }
+            skb.tail += 8;
+        }
+        assert_eq!(skb.len(), 54 + 320);
+        // kmalloc-512 (end 192) -> kmalloc-1024 (end 704): one copy.
+        assert_eq!((copies, skb.end()), (1, 704));
+        assert_eq!(skb.data()[..54], frame[..]);
     }
 }
