@@ -9,6 +9,15 @@
 //! (xdp_lb, tc_nat), or, for programs that grow the packet or its headroom, a
 //! `batch`: a measurement is `min(repeat / batch, 100)` test runs of `batch` runs each.
 //!
+//! Every engine is timed in the steady state. A CPU that sat idle (the bench
+//! waiting for clang, or in a load that sleeps) runs at about half speed for
+//! the next tens of milliseconds here, longer than a measurement, and not
+//! every engine's figure loses alike (xdp_empty: skiff's JIT 33 ns, the
+//! kernel 37, then 20 and 28). So every object is compiled before the first
+//! measurement, the CPU is kept busy a moment before it (`warm_up`), each row
+//! starts with a round that is not kept, and the kernel's XDP test runs are
+//! kept from sleeping (`hold`).
+//!
 //! The `corpus` bench target (crates/cli/benches/corpus.rs) runs the same corpus
 //! through [`run`] with extra engines ([`Extra`]: rbpf's interpreter and JIT).
 
@@ -20,13 +29,15 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::Value;
 use skiff_kernel::{KernelObject, TestRun as KTestRun};
-use skiff_object::Object;
+use skiff_object::{Object, ProgType};
 use skiff_vm::{Collection, LoadOptions, Program, Vm};
 
 /// The corpus: every program, its packet, map contents and context.
 mod corpus;
 /// `skiff bench --datapath`: packets per second through a topology.
 pub mod datapath;
+/// XDP programs kept in the kernel's dispatcher while timed.
+mod hold;
 /// Tables, summaries and JSON of the corpus bench.
 mod report;
 /// `skiff bench --datapath --suite`: the datapath against the kernel's.
@@ -40,7 +51,8 @@ pub struct BenchArgs {
     /// Program runs per measurement (BPF_PROG_TEST_RUN's repeat).
     #[arg(long, default_value_t = 100_000)]
     pub repeat: u32,
-    /// Measurement rounds (each engine once per round); the median is reported.
+    /// Measurement rounds (each engine once per round, after one round that is
+    /// not kept); the median is reported.
     #[arg(long, default_value_t = 5)]
     pub runs: u32,
     /// Directory of the corpus sources (<stem>.c).
@@ -463,6 +475,7 @@ fn bench_entry(
     obj: Result<&Object, &String>,
     a: &BenchArgs,
     kernel_ok: &Result<(), String>,
+    hold: Option<&hold::XdpHold>,
     extra: &mut Option<&mut dyn Extra>,
 ) -> Row {
     let extra_cols = extra.as_ref().map(|x| x.columns()).unwrap_or_default();
@@ -526,6 +539,14 @@ fn bench_entry(
             }
         },
     };
+    // (Dropped with the row: the program leaves the dispatcher.)
+    let _held = match (hold, &ko) {
+        (Some(h), Some(k)) if obj.program(en.prog).map(|p| p.prog_type) == Some(ProgType::Xdp) => h
+            .hold(k, en.prog)
+            .map_err(|e| eprintln!("skiff bench: warning: {e}"))
+            .ok(),
+        _ => None,
+    };
     let mut extra_runs: Vec<Option<Box<dyn ExtraRun>>> = Vec::new();
     if let (Some(x), Some(s)) = (extra.as_mut(), interp.as_ref()) {
         let input = ExtraInput {
@@ -550,14 +571,18 @@ fn bench_entry(
             side.fail("not supported: skiff could not load the program".into());
         }
     }
-    let record = |side: &mut Side, r: Result<(f64, u32), String>| match r {
-        Ok((ns, ret)) => {
-            side.runs.push(ns);
-            side.retval = Some(ret);
-        }
-        Err(msg) => side.fail(msg),
-    };
-    for _ in 0..a.runs.max(1) {
+    // Round 0 is not kept: it brings the CPU up to speed (see the module's
+    // doc) after the row's loading, which sleeps in places.
+    for round in 0..=a.runs.max(1) {
+        let record = |side: &mut Side, r: Result<(f64, u32), String>| match r {
+            Ok((ns, ret)) => {
+                if round > 0 {
+                    side.runs.push(ns);
+                }
+                side.retval = Some(ret);
+            }
+            Err(msg) => side.fail(msg),
+        };
         if let Some(s) = jit.as_mut().filter(|_| row.jit.error.is_none()) {
             record(&mut row.jit, skiff_measure(s, &pkt, ctx, &calls));
         }
@@ -584,6 +609,22 @@ fn bench_entry(
     row
 }
 
+/// How long the CPU is kept busy before the first measurement.
+const WARM_UP: Duration = Duration::from_millis(300);
+
+/// Keeps the CPU busy for `WARM_UP`, so the first row is timed at the speed
+/// the others are (the module's doc).
+fn warm_up() {
+    let start = std::time::Instant::now();
+    let mut x = 0u64;
+    while start.elapsed() < WARM_UP {
+        for i in 0..1000u64 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+        }
+    }
+    std::hint::black_box(x);
+}
+
 /// Runs every entry (the filtered ones), printing as it goes in the format `a`
 /// asks for, and returns the rows.
 pub fn run(a: &BenchArgs, mut extra: Option<&mut dyn Extra>) -> Vec<Row> {
@@ -592,21 +633,35 @@ pub fn run(a: &BenchArgs, mut extra: Option<&mut dyn Extra>) -> Vec<Row> {
         eprintln!("skiff bench: warning: cannot pin to CPU 0: {e}");
     }
     let kernel_ok = skiff_kernel::available();
+    let hold = kernel_ok.as_ref().ok().and_then(|_| {
+        hold::XdpHold::new()
+            .map_err(|e| eprintln!("skiff bench: warning: XDP programs are not kept in the dispatcher ({e}): each kernel test run waits for two RCU grace periods"))
+            .ok()
+    });
     let extra_cols = extra.as_ref().map(|x| x.columns()).unwrap_or_default();
     let head = header(&extra_cols);
+    let chosen: Vec<Entry> = entries()
+        .into_iter()
+        .filter(|en| {
+            let key = format!("{}/{}", en.label(), en.packet);
+            a.filter.as_ref().is_none_or(|f| key.contains(f.as_str()))
+        })
+        .collect();
+    // Every object compiled before any measurement: the CPU waits idle for
+    // clang, and a row measured after would start cold.
     let mut objects: HashMap<&'static str, Result<Object, String>> = HashMap::new();
-    let mut rows = Vec::new();
-    for en in entries() {
-        let key = format!("{}/{}", en.label(), en.packet);
-        if let Some(f) = &a.filter {
-            if !key.contains(f.as_str()) {
-                continue;
-            }
-        }
-        let obj = objects
+    for en in &chosen {
+        objects
             .entry(en.object)
             .or_insert_with(|| compile(&a.bpf_dir, en.object));
-        let row = bench_entry(&en, obj.as_ref(), a, &kernel_ok, &mut extra);
+    }
+    warm_up();
+    let mut rows = Vec::new();
+    for en in chosen {
+        let Some(obj) = objects.get(en.object) else {
+            continue;
+        };
+        let row = bench_entry(&en, obj.as_ref(), a, &kernel_ok, hold.as_ref(), &mut extra);
         if a.markdown {
             if rows.is_empty() {
                 println!("{}", md_line(&head));
