@@ -161,6 +161,7 @@ impl Regions {
 
     /// A raw byte range through a pointer tagged `tag` (a helper's memory
     /// argument): the context is not memory for it.
+    #[inline]
     pub fn raw(&self, tag: Tag, addr: u64, len: u64, write: bool) -> Result<*mut u8, VmError> {
         if len == 0 {
             return Ok(std::ptr::NonNull::<u8>::dangling().as_ptr());

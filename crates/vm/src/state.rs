@@ -572,6 +572,7 @@ impl RunState<'_> {
     /// The tag a helper's memory argument at `addr` carries: the argument passed
     /// as that pointer, else an argument whose region holds it (a pointer the
     /// helper derived from it).
+    #[inline]
     fn arg_region_tag(&self, addr: u64, len: u64) -> Tag {
         let tags = self.jit.arg_tags;
         let args = if self.call_args.is_null() {
@@ -600,6 +601,7 @@ impl RunState<'_> {
 
     /// Checked raw pointer to `len` bytes at `addr`, a helper's memory argument
     /// (ARG_PTR_TO_MEM): checked against the region of the argument it came from.
+    #[inline]
     pub fn raw(&self, addr: u64, len: usize, write: bool) -> Result<*mut u8, VmError> {
         let tag = self.arg_region_tag(addr, len as u64);
         self.regions.raw(tag, addr, len as u64, write)
@@ -611,6 +613,7 @@ impl RunState<'_> {
     }
 
     /// Program memory for a read-only helper argument, without copying it.
+    #[inline]
     pub fn bytes(&self, addr: u64, len: usize) -> Result<&[u8], VmError> {
         if len == 0 {
             return Ok(&[]);
@@ -622,6 +625,7 @@ impl RunState<'_> {
         Ok(unsafe { std::slice::from_raw_parts(p, len) })
     }
 
+    #[inline]
     pub fn read_into(&self, addr: u64, out: &mut [u8]) -> Result<(), VmError> {
         let p = self.raw(addr, out.len(), false)?;
         // SAFETY: as in `bytes`; `out` is a distinct Rust buffer.
@@ -629,6 +633,7 @@ impl RunState<'_> {
         Ok(())
     }
 
+    #[inline]
     pub fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), VmError> {
         let p = self.raw(addr, data.len(), true)?;
         // What a helper writes on the stack is no spilled pointer any more.
