@@ -9,8 +9,8 @@ use skiff_isa::*;
 use skiff_maps::{Map, MapAttr, MapType};
 use skiff_vm::verifier::{HelperSite, InsnAux, MemKind, Verified};
 use skiff_vm::{
-    ArgType, Engine, HelperDef, HelperFn, HelperProto, HelperTable, MapOpFn, NoContext, ProgType,
-    Program, Region, RegionKind, RetType, RunState, Vm, VmError,
+    ArgType, Engine, HelperDef, HelperFn, HelperProto, HelperTable, NoContext, ProgType, Program,
+    Region, RegionKind, RetType, RunState, Vm, VmError,
 };
 
 fn array() -> Arc<Map> {
