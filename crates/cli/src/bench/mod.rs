@@ -345,17 +345,18 @@ fn skiff_measure(
     calls: &[u32],
 ) -> Result<(f64, u32), String> {
     let (mut total, mut runs, mut retval) = (0f64, 0f64, 0);
-    let d0 = run_delay_ns();
     for &n in calls {
+        // The wait for the CPU around this test run only: one around all of
+        // a batched entry's would take waits between its timed loops off them.
+        let d0 = run_delay_ns();
         let out = test_run(s, pkt, ctx, n).map_err(|e| format!("test run refused: {e}"))?;
         if let Some(ex) = &out.exception {
             return Err(format!("{} of {n} runs aborted: {ex}", out.exceptions));
         }
-        total += out.duration_ns as f64 * f64::from(n);
+        total += on_cpu_ns(out.duration_ns as f64 * f64::from(n), d0, run_delay_ns());
         runs += f64::from(n);
         retval = out.retval;
     }
-    let total = on_cpu_ns(total, d0, run_delay_ns());
     Ok((total / runs, retval))
 }
 
