@@ -320,8 +320,20 @@ fn test_run(
 /// the CPU back, so a reading taken while running is complete). None without
 /// CONFIG_SCHED_INFO.
 pub fn run_delay_ns() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    s.split_whitespace().nth(1)?.parse().ok()
+    use std::os::unix::fs::FileExt;
+    thread_local! {
+        // Opened once per thread (the path names the thread that opens it):
+        // a reading is one pread, not a path walk, an open and a close right
+        // before a timed loop (a batched entry reads it around every test run).
+        static SCHEDSTAT: Option<std::fs::File> =
+            std::fs::File::open("/proc/thread-self/schedstat").ok();
+    }
+    SCHEDSTAT.with(|f| {
+        let mut buf = [0u8; 128];
+        let n = f.as_ref()?.read_at(&mut buf, 0).ok()?;
+        let s = std::str::from_utf8(&buf[..n]).ok()?;
+        s.split_whitespace().nth(1)?.parse().ok()
+    })
 }
 
 /// Wall time minus the time the thread waited for its CPU in between: what the
