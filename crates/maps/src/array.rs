@@ -393,12 +393,7 @@ impl ValArray {
 
     /// Whether slot `index` holds an entry.
     #[inline]
-    pub(crate) fn has(&self, index: u32) -> bool {
-        self.is_present(index)
-    }
-
-    #[inline]
-    fn is_present(&self, index: u32) -> bool {
+    pub(crate) fn is_present(&self, index: u32) -> bool {
         self.present_word(index)
             .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (index % 64)) != 0)
     }

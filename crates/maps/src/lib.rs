@@ -750,7 +750,9 @@ impl Map {
     #[inline]
     pub fn has_redirect_target(&self, key: u32) -> bool {
         match (&self.kind, self.attr.map_type) {
-            (Kind::Dev(d), MapType::Devmap | MapType::Cpumap | MapType::Xskmap) => d.has(key),
+            (Kind::Dev(d), MapType::Devmap | MapType::Cpumap | MapType::Xskmap) => {
+                d.is_present(key)
+            }
             (Kind::Hash(h), MapType::DevmapHash) => h.contains_u32(key),
             _ => false,
         }

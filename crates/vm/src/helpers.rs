@@ -28,26 +28,19 @@ pub trait MapOpBody {
     const OP: MapOpFn;
 }
 
-/// A helper's map op (`MapOpFn`) and the native entry the JIT calls for it
-/// (`jit::runtime::rt_map_op`, made for this op).
-#[derive(Clone, Copy)]
+/// The native entry the JIT calls for a helper's map op
+/// (`jit::runtime::rt_map_op`, made for this op). The engines' own path
+/// calls the op through the helper's `func`.
+#[derive(Clone, Copy, Debug)]
 pub struct MapOp {
-    pub op: MapOpFn,
     pub(crate) native: crate::jit::runtime::NativeMapOp,
 }
 
 impl MapOp {
     pub const fn of<T: MapOpBody>() -> MapOp {
         MapOp {
-            op: T::OP,
             native: crate::jit::runtime::rt_map_op::<T>,
         }
-    }
-}
-
-impl std::fmt::Debug for MapOp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MapOp")
     }
 }
 

@@ -174,7 +174,9 @@ impl GroTable {
             let h = &mut self.held[i];
             let skb = &mut h.pkt.skb;
             if skb.tailroom() < payload.len() {
-                skb.expand_head(0, payload.len() - skb.tailroom() + 1024);
+                // (expand_head rounds the head up as the kernel's allocator
+                // does: a flow grown segment by segment is copied seldom.)
+                skb.expand_head(0, payload.len() - skb.tailroom());
             }
             let t = skb.tail;
             skb.buf[t..t + payload.len()].copy_from_slice(payload);

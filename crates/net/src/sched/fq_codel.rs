@@ -39,7 +39,7 @@ const SKB_HEAD_SIZE: usize = 256;
 /// skb->truesize of a linear skb of `len` bytes (SKB_TRUESIZE of its
 /// aligned data): what memory_limit counts.
 fn truesize(len: usize) -> u32 {
-    let data = (len + NET_SKB_PAD).div_ceil(64) * 64;
+    let data = crate::buff::skb_data_align(len + NET_SKB_PAD);
     (data + SKB_HEAD_SIZE + SKB_SHARED_INFO_SIZE) as u32
 }
 

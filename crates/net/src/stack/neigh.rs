@@ -73,13 +73,8 @@ pub(crate) struct Neigh {
 /// area (NET_SKB_PAD + data + skb_shared_info, rounded up to the slab size) plus
 /// struct sk_buff, as SKB_TRUESIZE counts them.
 pub fn truesize(len: usize) -> usize {
-    let data = len + 64 + 320;
-    let slab = if data <= 512 {
-        512
-    } else {
-        data.next_power_of_two()
-    };
-    slab + 256
+    use crate::buff::{kmalloc_size_roundup, NET_SKB_PAD, SKB_SHARED_INFO_SIZE};
+    kmalloc_size_roundup(len + NET_SKB_PAD + SKB_SHARED_INFO_SIZE) + 256
 }
 
 /// The (source, destination) addresses of an IPv4 or IPv6 frame whose fixed
